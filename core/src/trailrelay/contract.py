@@ -1,0 +1,247 @@
+"""The plugin contract: the one module a connector imports from trailrelay.
+
+A connector is a distribution that registers a :class:`SinkPlugin` under the entry-point
+group ``trailrelay.sinks`` (and, optionally, a ``click`` command group under
+``trailrelay.commands`` for its own sub-commands such as ``trailrelay splunk setup``)::
+
+    [project.entry-points."trailrelay.sinks"]
+    splunk = "trailrelay_splunk.plugin:plugin"
+
+The pipeline gives a sink batches of :class:`Record` and expects one :class:`Outcome` per
+record, in order. A sink never retries on its own beyond one request and never dead-letters:
+it *says* what happened (delivered, duplicate, retry, rejected with a reason) and the pipeline
+retries with backoff, dead-letters, and acknowledges the source. It may also raise one of the
+errors in :mod:`trailrelay.errors` for the whole batch.
+
+The pipeline may call :meth:`Sink.send` from several threads at once (``concurrency``), so a
+sink keeps no per-batch state outside the call. ``open`` and ``close`` are called once each.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trailrelay.errors import (
+    ConfigError,
+    FatalSinkError,
+    InputError,
+    PermanentError,
+    PluginNotFound,
+    RetryableError,
+    SinkError,
+    TrailrelayError,
+)
+from trailrelay.record import Identity, Origin, Record, RiskTag, Routing
+
+__all__ = [
+    "DELIVERED",
+    "DUPLICATE",
+    "Batch",
+    "BatchLimits",
+    "CheckResult",
+    "ConfigError",
+    "Encoder",
+    "FatalSinkError",
+    "Identity",
+    "InputError",
+    "Origin",
+    "Outcome",
+    "PermanentError",
+    "PluginNotFound",
+    "Record",
+    "RetryableError",
+    "RiskTag",
+    "Routing",
+    "Sink",
+    "SinkConfig",
+    "SinkContext",
+    "SinkError",
+    "SinkPlugin",
+    "Status",
+    "TrailrelayError",
+    "tls_verify",
+]
+
+
+class Status(enum.Enum):
+    """What happened to one record in one sink."""
+
+    DELIVERED = "delivered"
+    """The SIEM accepted (and, where it can say so, durably stored) the record."""
+    DUPLICATE = "duplicate"
+    """The SIEM already held the record (e.g. an idempotent id conflict): final, not an error."""
+    RETRY = "retry"
+    """Not taken this time; the pipeline sends it again after a backoff."""
+    REJECTED = "rejected"
+    """The SIEM will never take the record as it is; the pipeline dead-letters it with reason."""
+
+    @property
+    def final(self) -> bool:
+        """True when the record needs nothing more from this sink."""
+        return self is not Status.RETRY
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One record's outcome in one sink, with the reason for RETRY and REJECTED."""
+
+    status: Status
+    reason: str | None = None
+    retry_after: float | None = None
+
+    @staticmethod
+    def retry(reason: str, after: float | None = None) -> Outcome:
+        """A transient failure for this record; ``after`` is the server's Retry-After."""
+        return Outcome(Status.RETRY, reason, after)
+
+    @staticmethod
+    def rejected(reason: str) -> Outcome:
+        """A permanent failure for this record; the reason ends up in the dead-letter entry."""
+        return Outcome(Status.REJECTED, reason)
+
+
+DELIVERED = Outcome(Status.DELIVERED)
+DUPLICATE = Outcome(Status.DUPLICATE)
+
+
+@dataclass(slots=True)
+class Batch:
+    """Records handed to one sink in one call; ``attempt`` counts from 1."""
+
+    records: Sequence[Record]
+    attempt: int = 1
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def size(self) -> int:
+        """Sum of the records' raw byte lengths (an estimate of the payload)."""
+        return sum(len(r.raw) for r in self.records)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    """How the pipeline should cut batches for a sink, and how many may be in flight."""
+
+    max_records: int = 500
+    max_bytes: int = 4 * 1024 * 1024
+    max_age: float = 1.0
+    """Seconds a partial batch may wait for more records (high-risk records do not wait)."""
+    concurrency: int = 2
+    """Batches in flight at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """What ``trailrelay check`` reports for a sink that could be reached."""
+
+    ok: bool
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkContext:
+    """What core hands a sink when it builds it."""
+
+    name: str
+    """The sink's name in the config (defaults to its type)."""
+    logger: logging.Logger
+    user_agent: str
+    """``trailrelay/<version> <connector>/<version>`` for request headers."""
+
+
+class SinkConfig(BaseModel):
+    """Base of every sink's typed configuration (one ``[[sinks]]`` table).
+
+    Connectors subclass it and add their own keys; unknown keys are refused so a typo is an
+    error, not a silently ignored setting. Secrets should be ``pydantic.SecretStr``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    type: str = Field(description="Sink type, the entry-point name (file, stdout, splunk, ...).")
+    name: str | None = Field(default=None, description="Name for logs and routing; defaults to type.")
+    concurrency: int = Field(default=2, ge=1, le=64, description="Batches in flight at once.")
+    batch_seconds: float = Field(default=1.0, gt=0, le=300, description="Max wait for a batch to fill.")
+    max_retry_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="How long the pipeline keeps retrying a record before dead-lettering it.",
+    )
+
+    @property
+    def display_name(self) -> str:
+        """The configured name, or the type."""
+        return self.name or self.type
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A destination for records. Implementations need not inherit from anything."""
+
+    @property
+    def limits(self) -> BatchLimits:
+        """How to cut batches for this sink."""
+        ...
+
+    def open(self) -> None:
+        """Prepare connections; may raise :class:`FatalSinkError` for unusable settings."""
+        ...
+
+    def send(self, batch: Batch) -> Sequence[Outcome]:
+        """Deliver a batch; return one outcome per record, in order, or raise a SinkError."""
+        ...
+
+    def check(self) -> CheckResult:
+        """Reach the SIEM without sending data; raise a SinkError when it cannot be reached."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Turns records into the exact request bodies a sink would send, without sending."""
+
+    content_type: str
+    """MIME type of one body, e.g. ``application/json`` or ``application/x-ndjson``."""
+
+    def encode(self, records: Sequence[Record]) -> list[bytes]:
+        """The uncompressed request bodies for these records, cut as the sink cuts them."""
+        ...
+
+
+class SinkPlugin(Protocol):
+    """What a ``trailrelay.sinks`` entry point names: the factory for one sink type."""
+
+    name: ClassVar[str] | str
+    config_model: type[SinkConfig]
+
+    def create(self, config: Any, context: SinkContext) -> Sink:
+        """Build a sink from its validated config (an instance of ``config_model``)."""
+        ...
+
+    def encoder(self, config: Any) -> Encoder:
+        """Build the offline encoder (demo, cost) for a validated config."""
+        ...
+
+
+def tls_verify(verify_tls: bool, ca_bundle: str | None, logger: logging.Logger) -> bool | str:
+    """The ``verify`` value for an HTTP client: a CA bundle path, True, or (loudly) False."""
+    if not verify_tls:
+        logger.warning(
+            "TLS CERTIFICATE VERIFICATION IS OFF (verify_tls = false): anyone on the network "
+            "path can read and alter what this sink sends. Use ca_bundle for a private CA instead."
+        )
+        return False
+    return ca_bundle or True

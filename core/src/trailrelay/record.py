@@ -1,0 +1,314 @@
+"""The record: a CloudTrail event's raw bytes, its routing fields and where it came from.
+
+A record is never materialised on the hot path. The splitter hands over the exact bytes the
+source held; the routing fields (about a dozen) are decoded from those bytes by msgspec into a
+small struct and normalized. A transform or connector that needs the whole event calls
+:meth:`Record.document`, which parses once and caches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import orjson
+
+__all__ = ["Identity", "Origin", "Record", "RiskTag", "Routing", "decode_routing"]
+
+_UTC = dt.UTC
+
+
+class Identity(msgspec.Struct, rename="camel"):
+    """The parts of ``userIdentity`` used for routing and tagging."""
+
+    type: str | None = None
+    arn: str | None = None
+    account_id: str | None = None
+    principal_id: str | None = msgspec.field(default=None, name="principalId")
+    user_name: str | None = None
+    invoked_by: str | None = None
+
+
+class Routing(msgspec.Struct, rename="camel"):
+    """Routing fields decoded from a record; normalized by :func:`decode_routing`.
+
+    ``category`` is derived: ``Management``, ``Data``, ``Insight`` or ``NetworkActivity``,
+    from ``eventCategory`` where present and from ``managementEvent``/``eventType`` on older
+    event versions. ``read_only`` is a bool even when the source wrote ``"true"``.
+    """
+
+    event_time: dt.datetime | None = None
+    event_source: str | None = None
+    event_name: str | None = None
+    event_id: str | None = msgspec.field(default=None, name="eventID")
+    event_type: str | None = None
+    event_version: str | None = None
+    event_category: str | None = None
+    management_event: bool | None = None
+    read_only: bool | str | None = None
+    error_code: str | None = None
+    user_identity: Identity | None = None
+    recipient_account_id: str | None = None
+    aws_region: str | None = None
+    source_ip: str | None = msgspec.field(default=None, name="sourceIPAddress")
+    category: str = ""
+
+    @property
+    def user_type(self) -> str | None:
+        """``userIdentity.type``; ``AWSService`` for service events that omit it."""
+        ident = self.user_identity
+        if ident is None:
+            return None
+        if ident.type is None and ident.invoked_by:
+            return "AWSService"
+        return ident.type
+
+    @property
+    def user_arn(self) -> str | None:
+        """``userIdentity.arn`` when present."""
+        return self.user_identity.arn if self.user_identity else None
+
+
+_ROUTING = msgspec.json.Decoder(Routing)
+_ANY = msgspec.json.Decoder()
+
+# S3 object-level APIs logged as data events; used only for old records lacking both
+# eventCategory and managementEvent (eventVersion < 1.06).
+_S3_DATA_EVENTS = frozenset(
+    {
+        "GetObject", "PutObject", "DeleteObject", "DeleteObjects", "HeadObject", "CopyObject",
+        "ListObjects", "ListObjectsV2", "ListObjectVersions", "GetObjectAcl", "PutObjectAcl",
+        "GetObjectTagging", "PutObjectTagging", "CreateMultipartUpload", "UploadPart",
+        "CompleteMultipartUpload", "AbortMultipartUpload", "RestoreObject", "SelectObjectContent",
+    }
+)
+_CATEGORY_NAMES = {
+    "management": "Management",
+    "data": "Data",
+    "insight": "Insight",
+    "networkactivity": "NetworkActivity",
+}
+
+
+def decode_routing(raw: bytes) -> Routing:
+    """Decode and normalize the routing fields of one record's JSON bytes.
+
+    Raises :class:`ValueError` when ``raw`` is not a JSON object.
+    """
+    try:
+        routing = _ROUTING.decode(raw)
+    except msgspec.ValidationError:
+        routing = _lenient(raw)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"record is not valid JSON: {exc}") from None
+    _normalize(routing)
+    return routing
+
+
+def _lenient(raw: bytes) -> Routing:
+    """Slow path for records whose routing fields have unexpected types."""
+    try:
+        doc = _ANY.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"record is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"record is a JSON {type(doc).__name__}, not an object")
+    ident = doc.get("userIdentity")
+    identity = None
+    if isinstance(ident, dict):
+        identity = Identity(
+            type=_text(ident.get("type")),
+            arn=_text(ident.get("arn")),
+            account_id=_text(ident.get("accountId")),
+            principal_id=_text(ident.get("principalId")),
+            user_name=_text(ident.get("userName")),
+            invoked_by=_text(ident.get("invokedBy")),
+        )
+    mgmt = doc.get("managementEvent")
+    return Routing(
+        event_time=_time(doc.get("eventTime")),
+        event_source=_text(doc.get("eventSource")),
+        event_name=_text(doc.get("eventName")),
+        event_id=_text(doc.get("eventID")),
+        event_type=_text(doc.get("eventType")),
+        event_version=_text(doc.get("eventVersion")),
+        event_category=_text(doc.get("eventCategory")),
+        management_event=mgmt if isinstance(mgmt, bool) else _bool(mgmt),
+        read_only=_bool(doc.get("readOnly")),
+        error_code=_text(doc.get("errorCode")),
+        user_identity=identity,
+        recipient_account_id=_text(doc.get("recipientAccountId")),
+        aws_region=_text(doc.get("awsRegion")),
+        source_ip=_text(doc.get("sourceIPAddress")),
+    )
+
+
+def _text(value: object) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _bool(value: object) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("true", "false"):
+            return low == "true"
+    return None
+
+
+def _time(value: object) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed
+
+
+def _normalize(r: Routing) -> None:
+    """Derive the normalized fields in place (time in UTC, category, booleans)."""
+    t = r.event_time
+    if t is not None:
+        r.event_time = t.replace(tzinfo=_UTC) if t.tzinfo is None else t.astimezone(_UTC)
+    ro = r.read_only
+    if isinstance(ro, str):
+        r.read_only = _bool(ro)
+    cat = r.event_category
+    if cat:
+        r.category = _CATEGORY_NAMES.get(cat.lower(), cat)
+    elif r.event_type == "AwsCloudTrailInsight":
+        r.category = "Insight"
+    elif r.management_event is not None:
+        r.category = "Management" if r.management_event else "Data"
+    elif r.event_source == "s3.amazonaws.com" and r.event_name in _S3_DATA_EVENTS:
+        r.category = "Data"
+    else:
+        r.category = "Management"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a group of records came from: one S3 object, file, message or stream."""
+
+    kind: str
+    """``s3``, ``file``, ``sqs``, ``eventbridge``, ``firehose``, ``cloudwatch`` or ``replay``."""
+    location: str
+    """``s3://bucket/key``, a file path, or a stream name."""
+    bucket: str | None = None
+    key: str | None = None
+    etag: str | None = None
+    size: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-dict form for dead-letter entries and logs."""
+        return {k: v for k in self.__slots__ if (v := getattr(self, k)) is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class RiskTag:
+    """A detection that matched a record: rule id, title, severity and ATT&CK technique."""
+
+    rule_id: str
+    title: str
+    severity: str
+    technique: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        """Plain-dict form, for connectors that attach tags as fields."""
+        out = {"rule_id": self.rule_id, "title": self.title, "severity": self.severity}
+        if self.technique:
+            out["technique"] = self.technique
+        return out
+
+
+class Record:
+    """One CloudTrail event as it travels through the pipeline."""
+
+    __slots__ = ("_doc", "index", "modified", "origin", "raw", "routing", "tags")
+
+    def __init__(
+        self,
+        raw: bytes,
+        routing: Routing,
+        origin: Origin,
+        index: int = 0,
+        tags: tuple[RiskTag, ...] = (),
+    ) -> None:
+        self.raw = raw
+        """The record's JSON bytes: the source's own bytes until a transform replaces them."""
+        self.routing = routing
+        self.origin = origin
+        self.index = index
+        """Position of the record inside its origin (0-based)."""
+        self.tags = tags
+        self.modified = False
+        """True once a transform has replaced the document."""
+        self._doc: dict[str, Any] | None = None
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, origin: Origin, index: int = 0) -> Record:
+        """Build a record from one event's JSON bytes; ValueError if they are not an object."""
+        return cls(raw, decode_routing(raw), origin, index)
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any], origin: Origin, index: int = 0) -> Record:
+        """Build a record from an already-parsed event (EventBridge detail, tests)."""
+        raw = orjson.dumps(doc)
+        rec = cls(raw, decode_routing(raw), origin, index)
+        rec._doc = doc
+        return rec
+
+    def document(self) -> dict[str, Any]:
+        """The whole event as a dict, parsed once and cached. Do not mutate it; use replace."""
+        if self._doc is None:
+            doc = orjson.loads(self.raw)
+            if not isinstance(doc, dict):  # decode_routing already refused non-objects
+                raise ValueError("record is not a JSON object")
+            self._doc = doc
+        return self._doc
+
+    def replace(self, doc: dict[str, Any]) -> None:
+        """Replace the event (a transform's output); raw bytes become compact JSON."""
+        self._doc = doc
+        self.raw = orjson.dumps(doc)
+        self.modified = True
+
+    def line(self) -> bytes:
+        """The event as one line of JSON: the source's own bytes when they already fit on one."""
+        raw = self.raw
+        if b"\n" in raw or b"\r" in raw:
+            return orjson.dumps(self.document())
+        return raw
+
+    @property
+    def event_id(self) -> str | None:
+        """``eventID`` of the event."""
+        return self.routing.event_id
+
+    @property
+    def epoch(self) -> float | None:
+        """``eventTime`` as POSIX seconds (UTC), or None when absent or invalid."""
+        t = self.routing.event_time
+        return t.timestamp() if t is not None else None
+
+    @property
+    def high_risk(self) -> bool:
+        """True when a detection tagged the record (it takes the fast path)."""
+        return bool(self.tags)
+
+    def add_tags(self, tags: Iterable[RiskTag]) -> None:
+        """Attach detection tags, keeping earlier ones."""
+        self.tags = (*self.tags, *tags)
+
+    def __repr__(self) -> str:
+        r = self.routing
+        return f"Record({r.event_source}:{r.event_name} id={r.event_id} at {self.origin.location}#{self.index})"
