@@ -54,6 +54,8 @@ class Routing(msgspec.Struct, rename="camel"):
     recipient_account_id: str | None = None
     aws_region: str | None = None
     source_ip: str | None = msgspec.field(default=None, name="sourceIPAddress")
+    shipped_time: dt.datetime | None = msgspec.field(default=None, name="@timestamp")
+    """Logstash/Beats ``@timestamp``: stands in for eventTime when a hop removed it."""
     category: str = ""
 
     @property
@@ -143,6 +145,7 @@ def _lenient(raw: bytes) -> Routing:
         recipient_account_id=_text(doc.get("recipientAccountId")),
         aws_region=_text(doc.get("awsRegion")),
         source_ip=_text(doc.get("sourceIPAddress")),
+        shipped_time=_time(doc.get("@timestamp")),
     )
 
 
@@ -176,7 +179,7 @@ def _time(value: object) -> dt.datetime | None:
 
 def _normalize(r: Routing) -> None:
     """Derive the normalized fields in place (time in UTC, category, booleans)."""
-    t = r.event_time
+    t = r.event_time or r.shipped_time
     if t is not None:
         r.event_time = t.replace(tzinfo=_UTC) if t.tzinfo is None else t.astimezone(_UTC)
     ro = r.read_only
@@ -233,7 +236,7 @@ class RiskTag:
 class Record:
     """One CloudTrail event as it travels through the pipeline."""
 
-    __slots__ = ("_doc", "index", "modified", "origin", "raw", "routing", "tags")
+    __slots__ = ("_doc", "index", "modified", "origin", "raw", "routing", "tags", "ticket")
 
     def __init__(
         self,
@@ -253,6 +256,8 @@ class Record:
         self.modified = False
         """True once a transform has replaced the document."""
         self._doc: dict[str, Any] | None = None
+        self.ticket: Any = None
+        """Pipeline bookkeeping (which unit of work to acknowledge); sinks ignore it."""
 
     @classmethod
     def from_bytes(cls, raw: bytes, origin: Origin, index: int = 0) -> Record:

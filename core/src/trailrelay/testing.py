@@ -15,8 +15,10 @@ Requires pytest (the suite's methods are ordinary pytest tests).
 from __future__ import annotations
 
 import copy
+import os
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
@@ -37,7 +39,7 @@ from trailrelay.contract import (
     Status,
 )
 
-__all__ = ["SAMPLE_EVENTS", "SinkContract", "SinkHarness", "sample_records"]
+__all__ = ["SAMPLE_EVENTS", "SinkContract", "SinkHarness", "corpus_dir", "load_records", "sample_records"]
 
 _IAM_USER = {
     "type": "IAMUser",
@@ -186,6 +188,39 @@ def sample_records(count: int = len(SAMPLE_EVENTS), *, pretty_every: int = 4) ->
         doc["eventID"] = f"{doc['eventID'][:-12]}{i:012d}"
         option = orjson.OPT_INDENT_2 if pretty_every and i % pretty_every == pretty_every - 1 else 0
         out.append(Record.from_bytes(orjson.dumps(doc, option=option), origin, i))
+    return out
+
+
+def corpus_dir() -> Path | None:
+    """The shared real-CloudTrail corpus (``$TRAILRELAY_CORPUS`` or ``../shared/corpus``), if present."""
+    env = os.environ.get("TRAILRELAY_CORPUS")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve()
+    candidates += [parent / "shared" / "corpus" for parent in here.parents]
+    candidates.append(Path.cwd().parent / "shared" / "corpus")
+    for c in candidates:
+        if (c / "cloudtrail").is_dir():
+            return c
+    return None
+
+
+def load_records(path: Path | str) -> list[Record]:
+    """Every record in a CloudTrail file or folder, read the way the files source reads them.
+
+    Unreadable items are skipped here (tests that care about them use the pipeline).
+    """
+    from trailrelay.sources.decompress import decompress  # noqa: PLC0415 - keep the contract import light
+    from trailrelay.sources.files import list_files  # noqa: PLC0415
+    from trailrelay.sources.parse import NotALogFile, iter_records  # noqa: PLC0415
+
+    out: list[Record] = []
+    files, _ = list_files(Path(path))
+    for f in files:
+        try:
+            items = list(iter_records(decompress(f.read_bytes()), Origin("file", str(f))))
+        except (NotALogFile, ValueError, Exception):  # noqa: BLE001 - skip what is not a log
+            continue
+        out.extend(item for item in items if isinstance(item, Record))
     return out
 
 

@@ -1,0 +1,160 @@
+"""``trailrelay demo``: a synthetic trail through the whole pipeline, with no cloud and no SIEM.
+
+It generates an organization trail (plus a corrupt object and a truncated one, to show what
+happens to bad input), forwards it from the files source through tagging and filtering into
+the built-in file sink and, for every installed connector, into a folder of the exact request
+bodies that connector would send. Then it prints what it saw.
+"""
+
+from __future__ import annotations
+
+import gzip
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from trailrelay.contract import BatchLimits
+from trailrelay.pipeline.deadletter import FolderDeadLetters
+from trailrelay.pipeline.delivery import SinkRunner
+from trailrelay.pipeline.metrics import Metrics
+from trailrelay.pipeline.runner import Pipeline, Transform
+from trailrelay.plugins import installed_sinks, load_sink
+from trailrelay.record import Record
+from trailrelay.sinks.encoded import EncodedFolderSink
+from trailrelay.sinks.file import FileConfig, FileSink
+from trailrelay.sources.files import FileSource
+from trailrelay.transforms.filters import FilterConfig, RecordFilter
+from trailrelay.transforms.risk import RiskTagger
+
+__all__ = ["DEMO_SINK_CONFIGS", "run_demo"]
+
+# Placeholder settings that let each connector build its encoder; nothing is sent anywhere.
+DEMO_SINK_CONFIGS: dict[str, dict[str, Any]] = {
+    "splunk": {"type": "splunk", "url": "https://splunk.example.invalid:8088", "token": "demo-not-a-token"},
+    "elastic": {"type": "elastic", "url": "https://elastic.example.invalid:9200", "api_key": "ZGVtbzpkZW1v"},
+    "sentinel": {
+        "type": "sentinel",
+        "endpoint": "https://demo.ingest.monitor.example.invalid",
+        "rule_id": "dcr-00000000000000000000000000000000",
+        "stream": "Custom-AWSCloudTrail",
+        "tenant_id": "00000000-0000-0000-0000-000000000000",
+        "client_id": "00000000-0000-0000-0000-000000000000",
+        "client_secret": "demo-not-a-secret",
+    },
+}
+
+
+def _add_bad_input(trail: Path) -> None:
+    """Objects a real bucket may hold by mistake: a truncated gzip and a non-CloudTrail JSON."""
+    bad = trail / "AWSLogs" / "bad-input"
+    bad.mkdir(parents=True, exist_ok=True)
+    whole = gzip.compress(b'{"Records": [{"eventVersion": "1.08", "eventID": "x"}]}')
+    (bad / "truncated_CloudTrail.json.gz").write_bytes(whole[: len(whole) // 2])
+    (bad / "not-cloudtrail.json").write_bytes(b'{"hello": "this is not a CloudTrail log"}')
+
+
+def run_demo(out: Path | None, seed: int, console: Console) -> int:
+    """Run the demo; returns the exit status."""
+    from trailrelay.generate import generate_trail  # noqa: PLC0415
+
+    started = time.monotonic()
+    tmp = None
+    if out is None:
+        tmp = tempfile.TemporaryDirectory(prefix="trailrelay-demo-")
+        out = Path(tmp.name)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = generate_trail(out / "trail", seed=seed)
+    _add_bad_input(out / "trail")
+    console.print(
+        f"generated {summary.records:,} CloudTrail records in {summary.objects} objects "
+        f"({len(summary.accounts)} accounts, {len(summary.regions)} regions, org {summary.org_id})",
+        highlight=False,
+    )
+
+    metrics = Metrics()
+    stop = threading.Event()
+    dead = FolderDeadLetters(out / "dead-letters")
+    pipeline = Pipeline(FileSource(out / "trail"), dead_letters=dead, metrics=metrics, stop=stop)
+    tagger = RiskTagger()
+    record_filter = RecordFilter(FilterConfig())
+
+    def keep(record: Record) -> Record | None:
+        return record if record_filter.keep(record) else None
+
+    transforms: list[Transform] = [tagger, keep]
+    pipeline.transforms = transforms
+    file_sink = FileSink(FileConfig(type="file", path=out / "forwarded" / "cloudtrail.ndjson"))
+    sinks: dict[str, Any] = {"file": file_sink}
+    encoders: dict[str, EncodedFolderSink] = {}
+    skipped_connectors: list[str] = []
+    for name in installed_sinks():
+        if name not in DEMO_SINK_CONFIGS:
+            continue
+        try:
+            plugin = load_sink(name)
+            config = plugin.config_model.model_validate(DEMO_SINK_CONFIGS[name])
+            enc = EncodedFolderSink(plugin.encoder(config), out / "payloads" / name,
+                                    BatchLimits(max_records=500, max_bytes=4 << 20, max_age=0.5, concurrency=1))
+        except Exception as exc:  # a broken connector must not break the demo
+            skipped_connectors.append(f"{name} ({exc})")
+            continue
+        encoders[name] = enc
+        sinks[name] = enc
+    for name, sink in sinks.items():
+        sink.open()
+        pipeline.sinks[name] = SinkRunner(name, sink, dead_letters=dead, metrics=metrics, stop=stop,
+                                          on_fatal=pipeline.on_fatal, max_age=0.2)
+    result = pipeline.run()
+    file_sink.close()
+    snap = metrics.snapshot()
+    _report(console, snap, metrics, encoders, out, summary.attack_event_ids)
+    if skipped_connectors:
+        console.print(f"connectors not shown: {', '.join(skipped_connectors)}", highlight=False)
+    missing = sorted(set(DEMO_SINK_CONFIGS) - set(installed_sinks()))
+    if missing:
+        console.print(f"not installed (pip install trailrelay-<name>): {', '.join(missing)}", highlight=False)
+    console.print(f"finished in {time.monotonic() - started:.1f}s; output in {out}"
+                  + (" (temporary, removed now; use --out DIR to keep it)" if tmp else ""), highlight=False)
+    if tmp is not None:
+        tmp.cleanup()
+    return 0 if result.ok else 1
+
+
+def _report(console: Console, snap: dict[str, Any], metrics: Metrics, encoders: dict[str, EncodedFolderSink],
+            out: Path, attack: dict[str, str]) -> None:
+    t = Table(title="what the pipeline did", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_row("objects read", f"{snap['objects_read']:,}")
+    t.add_row("records read", f"{snap['records_in']:,}")
+    for reason, n in sorted(snap["skipped"].items()):
+        t.add_row(f"skipped ({reason})", f"{n:,}")
+    for stage, n in sorted(snap["dead_lettered"].items()):
+        t.add_row(f"dead-lettered ({stage})", f"{n:,}")
+    t.add_row("delivered to the file sink", f"{snap['delivered'].get('file', 0):,}")
+    console.print(t)
+
+    risks = Table("time (UTC)", "account", "event", "rule", title="high-risk events seen", title_justify="left")
+    for item in sorted(metrics.high_risk, key=lambda x: x["eventTime"] or ""):
+        risks.add_row((item["eventTime"] or "")[:19], item["account"] or "", item["eventName"] or "",
+                      ", ".join(item["rules"]))
+    console.print(risks)
+    found = {i["eventID"] for i in metrics.high_risk}
+    missed = [name for name, eid in attack.items() if eid not in found]
+    if missed:
+        console.print(f"[yellow]attack steps not tagged:[/yellow] {', '.join(missed)}", highlight=False)
+
+    sizes = Table("format", "requests", "bytes", "gzip bytes", "bytes/record",
+                  title="bytes per SIEM format", title_justify="left")
+    forwarded = out / "forwarded" / "cloudtrail.ndjson"
+    n = max(1, snap["records_in"])
+    raw = forwarded.stat().st_size if forwarded.exists() else 0
+    sizes.add_row("NDJSON file", "-", f"{raw:,}", "-", f"{raw / n:,.0f}")
+    for name, enc in encoders.items():
+        sizes.add_row(name, f"{enc.bodies:,}", f"{enc.raw_bytes:,}", f"{enc.gzip_bytes:,}", f"{enc.raw_bytes / n:,.0f}")
+    console.print(sizes)

@@ -1,0 +1,219 @@
+"""The ``trailrelay`` command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from trailrelay import __version__
+from trailrelay.cli.logs import setup_logging
+from trailrelay.cli.report import print_summary, progress_reporter
+from trailrelay.config import Config, FilesSourceConfig, S3SourceConfig, SqsSourceConfig, load_config
+from trailrelay.errors import ConfigError, SinkError, TrailrelayError
+from trailrelay.plugins import command_groups, installed_sinks
+
+__all__ = ["cli", "main"]
+
+log = logging.getLogger("trailrelay.cli")
+err = Console(stderr=True)
+
+EXIT_CONFIG = 2
+EXIT_FATAL = 3
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="trailrelay")
+def cli() -> None:
+    """Move AWS CloudTrail into Splunk, Elastic or Microsoft Sentinel."""
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        err.print(f"[red]config error[/red] in {path}: {exc}", markup=True, highlight=False)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+@cli.command()
+@click.option("-c", "--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--once", is_flag=True, help="Stop when the source is drained (an SQS queue: after one empty long poll).")
+@click.option("--log-format", type=click.Choice(["auto", "text", "json"]), default="auto", show_default=True)
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on in a terminal).")
+@click.option("--summary-json", type=click.Path(path_type=Path, dir_okay=False), help="Write the final counters here.")
+def forward(config_path: Path, once: bool, log_format: str, progress: bool | None, summary_json: Path | None) -> None:
+    """Forward CloudTrail from the configured source to every configured sink."""
+    tty = sys.stderr.isatty()
+    setup_logging("json" if log_format == "json" or (log_format == "auto" and not tty) else "text")
+    config = _load(config_path)
+    from trailrelay.pipeline.build import build_pipeline  # noqa: PLC0415 - keep `--help` fast
+
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    show = progress if progress is not None else (tty and not isinstance(config.source, SqsSourceConfig))
+    with progress_reporter(enabled=show) as on_progress:
+        try:
+            built = build_pipeline(config, once=once, stop=stop, progress=on_progress)
+        except SinkError as exc:
+            err.print(f"[red]sink error:[/red] {exc}", highlight=False)
+            raise SystemExit(EXIT_FATAL) from None
+        except TrailrelayError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise SystemExit(EXIT_CONFIG) from None
+        result = built.pipeline.run()
+    for sink in built.sinks.values():
+        sink.close()
+    if built.checkpoints is not None:
+        built.checkpoints.close()
+    snapshot = result.metrics.snapshot()
+    snapshot["filtered_by_rule"] = dict(built.record_filter.dropped)
+    if summary_json:
+        import orjson  # noqa: PLC0415
+
+        summary_json.write_bytes(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2))
+    print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
+    log.info("run finished", extra={"summary": snapshot})
+    if result.fatal:
+        err.print(f"[red]stopped:[/red] {result.fatal}", highlight=False)
+        raise SystemExit(EXIT_FATAL)
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting now; unacknowledged work will be delivered again")
+            os._exit(130)
+        log.warning("%s received: finishing in-flight work, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+
+@cli.command()
+@click.option("-c", "--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
+def check(config_path: Path) -> None:
+    """Validate the config and reach the source and every sink without sending data."""
+    setup_logging("text", "WARNING")
+    config = _load(config_path)
+    from trailrelay.pipeline.build import build_sink  # noqa: PLC0415
+
+    out = Console()
+    ok = True
+    src_ok, src_msg = _check_source(config)
+    out.print(f"{'✓' if src_ok else '✗'} source ({config.source.type}): {src_msg}", highlight=False)
+    ok &= src_ok
+    for sc in config.sinks:
+        name = sc.display_name
+        try:
+            sink = build_sink(sc)
+            sink.open()
+            try:
+                result = sink.check()
+            finally:
+                sink.close()
+            out.print(f"{'✓' if result.ok else '✗'} sink {name} ({sc.type}): {result.summary}", highlight=False)
+            ok &= result.ok
+        except TrailrelayError as exc:
+            out.print(f"✗ sink {name} ({sc.type}): {exc}", highlight=False)
+            ok = False
+    raise SystemExit(0 if ok else 1)
+
+
+def _check_source(config: Config) -> tuple[bool, str]:
+    from trailrelay.sources.aws import aws_client  # noqa: PLC0415
+
+    src = config.source
+    try:
+        if isinstance(src, FilesSourceConfig):
+            path = src.path if src.path.is_absolute() else config.base_dir / src.path
+            return (path.exists(), f"{path} {'exists' if path.exists() else 'does not exist'}")
+        if isinstance(src, S3SourceConfig):
+            s3 = aws_client("s3", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
+            s3.list_objects_v2(Bucket=src.bucket, Prefix=src.prefix, MaxKeys=1)
+            return True, f"can list s3://{src.bucket}/{src.prefix}"
+        assert isinstance(src, SqsSourceConfig)
+        sqs = aws_client("sqs", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
+        attrs = sqs.get_queue_attributes(QueueUrl=src.queue_url, AttributeNames=["All"])["Attributes"]
+        note = "" if "RedrivePolicy" in attrs else " (warning: no redrive policy; poison messages retry forever)"
+        return True, f"queue reachable, ~{attrs.get('ApproximateNumberOfMessages', '?')} messages{note}"
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+@cli.command()
+def sinks() -> None:
+    """List the installed sink types with their distributions and versions."""
+    table = Table("sink type", "distribution", "version")
+    for s in installed_sinks().values():
+        table.add_row(s.name, s.distribution, s.version)
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--seed", default=7, show_default=True, help="Same seed, same bytes.")
+@click.option("--day", type=click.DateTime(["%Y-%m-%d"]), default="2026-03-02", show_default=True)
+@click.option("--accounts", default=3, show_default=True)
+@click.option("--events-per-hour", default=200, show_default=True)
+def generate(out: Path, seed: int, day: dt.datetime, accounts: int, events_per_hour: int) -> None:
+    """Write a synthetic organization trail (a day of noise plus an attack) in the S3 key layout."""
+    from trailrelay.generate import generate_trail  # noqa: PLC0415
+
+    summary = generate_trail(out, seed=seed, day=day.date(), accounts=accounts, events_per_hour=events_per_hour)
+    Console().print(
+        f"wrote {summary.records} records in {summary.objects} objects under {summary.root} "
+        f"(org {summary.org_id}, accounts {', '.join(summary.accounts)})",
+        highlight=False,
+    )
+
+
+@cli.command("replay-dead-letters")
+@click.option("-c", "--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--from", "source", type=click.Path(path_type=Path, exists=True),
+              help="A dead-letter file or folder (default: the config's dead-letter folder).")
+@click.option("--sink", "only_sink", help="Replay only entries of this sink.")
+def replay_dead_letters(config_path: Path, source: Path | None, only_sink: str | None) -> None:
+    """Send dead-lettered records again, each to the sink that rejected it."""
+    setup_logging("text")
+    config = _load(config_path)
+    from trailrelay.cli.replay import replay  # noqa: PLC0415
+
+    code = replay(config, source or config.dead_letter_path(), only_sink, err)
+    raise SystemExit(code)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Keep the demo output here.")
+@click.option("--seed", default=7, show_default=True)
+def demo(out: Path | None, seed: int) -> None:
+    """Generate a synthetic trail and forward it through the whole pipeline, offline."""
+    setup_logging("text", "WARNING")
+    from trailrelay.cli.demo import run_demo  # noqa: PLC0415
+
+    raise SystemExit(run_demo(out, seed, Console()))
+
+
+def _add_plugin_commands() -> None:
+    for group in command_groups():
+        if isinstance(group, click.Command) and group.name and group.name not in cli.commands:
+            cli.add_command(group)
+
+
+_add_plugin_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

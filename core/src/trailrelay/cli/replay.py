@@ -1,0 +1,101 @@
+"""``trailrelay replay-dead-letters``: send dead-lettered records again to the sink that refused them.
+
+Files being replayed are first renamed to ``*.replaying`` (so new failures, written to a new
+file, never mix with them), and to ``*.replayed`` once every entry in them reached a final
+outcome again. Entries from the read/parse stages are counted and left: their input must be
+fixed first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+
+from trailrelay.config import Config
+from trailrelay.pipeline.build import build_dead_letters, build_sink
+from trailrelay.pipeline.delivery import SinkRunner
+from trailrelay.pipeline.metrics import Metrics
+from trailrelay.pipeline.runner import Pipeline
+from trailrelay.record import Origin, Record
+from trailrelay.sources.base import ObjectDone, ObjectRef, Work
+
+__all__ = ["replay"]
+
+
+class _ReplaySource:
+    """One unit per dead-letter file; its ``fetch`` returns the stored records as a JSON array."""
+
+    def __init__(self, files: dict[Path, list[dict[str, Any]]]) -> None:
+        self.files = files
+
+    def work(self, stop: threading.Event) -> Iterator[Work]:
+        for path, entries in self.files.items():
+            if stop.is_set():
+                return
+            body = b"[" + b",".join(e["raw"].encode() for e in entries) + b"]"  # keeps each record's bytes
+            origin = Origin("replay", str(path))
+            yield Work([ObjectRef(origin, lambda b=body: b)], ack=_renamer(path), label=str(path))
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _renamer(path: Path) -> Any:
+    def ack(_: list[ObjectDone]) -> None:
+        path.rename(path.with_name(path.name.removesuffix(".replaying") + ".replayed"))
+
+    return ack
+
+
+def replay(config: Config, source: Path, only_sink: str | None, console: Console) -> int:
+    """Replay entries under ``source``; returns the exit status."""
+    files = [source] if source.is_file() else sorted(p for p in source.glob("*.ndjson") if p.is_file())
+    known = {s.display_name: s for s in config.sinks}
+    per_sink: dict[str, dict[Path, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    kept = 0
+    for f in files:
+        moving = f.with_name(f.name + ".replaying")
+        f.rename(moving)
+        keep: list[bytes] = []
+        for line in moving.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            e = orjson.loads(line)
+            sink = e.get("sink")
+            replayable = e.get("stage") == "sink" and "raw" in e and sink in known
+            if not replayable or (only_sink and sink != only_sink):
+                keep.append(line)
+                continue
+            per_sink[sink][moving].append(e)
+        if keep:  # stays a dead-letter file under a new name, for later fixing or replay
+            kept += len(keep)
+            f.with_name(f.stem + ".kept.ndjson").write_bytes(b"\n".join(keep) + b"\n")
+        if not any(moving in by_file for by_file in per_sink.values()):
+            moving.rename(f.with_name(f.name + ".replayed"))
+    code = 0
+    for name, by_file in per_sink.items():
+        metrics = Metrics()
+        stop = threading.Event()
+        dead = build_dead_letters(config)
+        sink = build_sink(known[name])
+        sink.open()
+        pipe = Pipeline(_ReplaySource(by_file), dead_letters=dead, metrics=metrics, stop=stop)
+        pipe.sinks[name] = SinkRunner(name, sink, dead_letters=dead, metrics=metrics, stop=stop,
+                                      on_fatal=pipe.on_fatal, max_retry_seconds=known[name].max_retry_seconds)
+        result = pipe.run()
+        sink.close()
+        snap = metrics.snapshot()
+        console.print(f"{name}: replayed {snap['records_in']:,}, delivered {snap['delivered'].get(name, 0):,}, "
+                      f"dead-lettered again {sum(snap['dead_lettered'].values()):,}", highlight=False)
+        if not result.ok:
+            code = 3
+    if kept:
+        console.print(f"{kept:,} entries were not replayed (read/parse stage, a sink not in this config, "
+                      "or another sink than --sink); they are kept in *.kept.ndjson files", highlight=False)
+    return code

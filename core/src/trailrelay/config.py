@@ -1,0 +1,215 @@
+"""The TOML configuration, read once at start-up into typed objects.
+
+``${NAME}`` (or ``${NAME:-default}``) in any string value is replaced by the environment
+variable, and ``${file:/path}`` by the file's content (trailing newline removed), so secrets
+stay out of the file. Errors name the key and what is wrong, never a value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from trailrelay.contract import SinkConfig
+from trailrelay.errors import ConfigError
+from trailrelay.plugins import load_sink
+from trailrelay.transforms.filters import FilterConfig
+
+__all__ = [
+    "Config",
+    "DeadLetterConfig",
+    "FilesSourceConfig",
+    "PipelineConfig",
+    "S3SourceConfig",
+    "SqsSourceConfig",
+    "StateConfig",
+    "load_config",
+    "parse_config",
+]
+
+_REF = re.compile(r"\$\{([^}]+)\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class FilesSourceConfig(_Strict):
+    """``[source] type = "files"``: a file or folder, read recursively."""
+
+    type: Literal["files"]
+    path: Path
+
+
+class _AwsSource(_Strict):
+    region: str | None = Field(default=None, description="AWS region of the bucket/queue.")
+    endpoint_url: str | None = Field(default=None, description="S3/SQS-compatible endpoint (tests, MinIO).")
+    role_arn: str | None = Field(default=None, description="Role to assume (cross-account reads).")
+    insights: bool = Field(default=False, description="Also read CloudTrail-Insight objects.")
+
+
+class S3SourceConfig(_AwsSource):
+    """``[source] type = "s3"``: list a bucket prefix, optionally a time window."""
+
+    type: Literal["s3"]
+    bucket: str
+    prefix: str = ""
+    start_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> S3SourceConfig:
+        for name in ("start_time", "end_time"):
+            t = getattr(self, name)
+            if t is not None and t.tzinfo is None:
+                object.__setattr__(self, name, t.replace(tzinfo=dt.UTC))
+        if self.start_time and self.end_time and self.start_time > self.end_time:
+            raise ValueError("start_time is after end_time")
+        return self
+
+
+class SqsSourceConfig(_AwsSource):
+    """``[source] type = "sqs"``: a queue of S3 object notifications."""
+
+    type: Literal["sqs"]
+    queue_url: str
+    wait_seconds: int = Field(default=20, ge=0, le=20)
+    visibility_timeout: int = Field(default=300, ge=10, le=43200)
+    max_messages: int = Field(default=10, ge=1, le=10)
+
+
+SourceConfig = Annotated[FilesSourceConfig | S3SourceConfig | SqsSourceConfig, Field(discriminator="type")]
+
+
+class DeadLetterConfig(_Strict):
+    """``[dead_letter]``: a local folder (default) or an ``s3://bucket/prefix``."""
+
+    path: Path | None = None
+    s3_uri: str | None = Field(default=None, pattern=r"^s3://[^/]+(/.*)?$")
+
+
+class StateConfig(_Strict):
+    """``[state]``: the SQLite checkpoint file."""
+
+    path: Path | None = None
+
+
+class PipelineConfig(_Strict):
+    """``[pipeline]``: reader threads and limits."""
+
+    readers: int = Field(default=2, ge=1, le=64)
+    max_object_bytes: int = Field(default=1 << 30, ge=1 << 10, description="Decompressed size limit.")
+    drain_seconds: float = Field(default=30.0, ge=0, description="Grace period for in-flight batches on stop.")
+
+
+class DetectionConfig(_Strict):
+    """``[detection]``: the built-in high-risk tagging."""
+
+    pack: bool = True
+
+
+class Config(_Strict):
+    """The whole configuration file."""
+
+    source: SourceConfig
+    sinks: list[SinkConfig] = Field(min_length=1)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    dead_letter: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    base_dir: Path = Field(default=Path(), exclude=True)
+
+    def dead_letter_path(self) -> Path:
+        """Local dead-letter folder (relative paths are relative to the config file)."""
+        return self.base_dir / (self.dead_letter.path or Path("dead-letters"))
+
+    def state_path(self) -> Path:
+        """SQLite checkpoint file (relative paths are relative to the config file)."""
+        return self.base_dir / (self.state.path or Path(".trailrelay") / "state.sqlite")
+
+
+def load_config(path: Path | str) -> Config:
+    """Read, interpolate and validate a TOML config file."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p} is not valid TOML: {exc}") from None
+    return parse_config(raw, base_dir=p.resolve().parent)
+
+
+def parse_config(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config:
+    """Validate an already-parsed config table (interpolating ``${...}`` first)."""
+    if "privacy" in raw:
+        raise ConfigError("[privacy]: pseudonymization is not available in this version of trailrelay")
+    doc = _interpolate(raw, "")
+    sink_tables = doc.pop("sinks", None)
+    if not isinstance(sink_tables, list) or not sink_tables:
+        raise ConfigError("[[sinks]]: at least one sink is required")
+    sinks = [_sink(t, i) for i, t in enumerate(sink_tables)]
+    names = [s.display_name for s in sinks]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"[[sinks]]: names must be unique (got {names}); set name = \"...\" on each")
+    try:
+        return Config.model_validate({**doc, "sinks": sinks, "base_dir": base_dir or Path()})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, "")) from None
+
+
+def _sink(table: Any, i: int) -> SinkConfig:
+    where = f"sinks[{i}]"
+    if not isinstance(table, dict) or not isinstance(table.get("type"), str):
+        raise ConfigError(f"{where}.type: required (file, stdout, splunk, elastic or sentinel)")
+    plugin = load_sink(table["type"])
+    try:
+        config: SinkConfig = plugin.config_model.model_validate(table)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, where)) from None
+    return config
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    """Key paths and messages only: values (which may be secrets) are never shown."""
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
+        key = f"{where}.{loc}" if where and loc else (where or loc)
+        lines.append(f"{key}: {err['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _interpolate(value: Any, where: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{where}.{k}" if where else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+        return _REF.sub(lambda m: _resolve(m.group(1), where), value)
+    return value
+
+
+def _resolve(ref: str, where: str) -> str:
+    if ref.startswith("file:"):
+        path = Path(ref[5:]).expanduser()
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read secret file {path}: {exc.strerror}") from None
+    name, sep, default = ref.partition(":-")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ConfigError(f"{where}: ${{{ref}}} is not a valid reference (use ${{NAME}} or ${{file:/path}})")
+    value = os.environ.get(name)
+    if value is None:
+        if sep:
+            return default
+        raise ConfigError(f"{where}: environment variable {name} is not set")
+    return value

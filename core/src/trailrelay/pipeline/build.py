@@ -1,0 +1,140 @@
+"""Assemble a runnable pipeline from a validated configuration."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from trailrelay import __version__
+from trailrelay.config import Config, FilesSourceConfig, S3SourceConfig, SqsSourceConfig
+from trailrelay.contract import Sink, SinkConfig, SinkContext
+from trailrelay.pipeline.deadletter import DeadLetterStore, FolderDeadLetters, S3DeadLetters
+from trailrelay.pipeline.delivery import SinkRunner
+from trailrelay.pipeline.metrics import Metrics
+from trailrelay.pipeline.runner import Pipeline, Transform
+from trailrelay.plugins import installed_sinks, load_sink
+from trailrelay.record import Record
+from trailrelay.sources.aws import aws_client
+from trailrelay.sources.base import Source
+from trailrelay.sources.files import FileSource
+from trailrelay.sources.s3 import S3Source
+from trailrelay.sources.sqs import SqsSource
+from trailrelay.state import Checkpoints
+from trailrelay.transforms.filters import RecordFilter
+from trailrelay.transforms.risk import RiskTagger
+
+__all__ = ["Built", "build_pipeline", "build_sink", "build_source", "build_transforms"]
+
+
+def build_sink(config: SinkConfig) -> Sink:
+    """Instantiate one configured sink through its plugin."""
+    plugin = load_sink(config.type)
+    dist = installed_sinks()[config.type]
+    name = config.display_name
+    context = SinkContext(
+        name=name,
+        logger=logging.getLogger(f"trailrelay.sinks.{name}"),
+        user_agent=f"trailrelay/{__version__} {dist.distribution}/{dist.version}",
+    )
+    return plugin.create(config, context)
+
+
+def build_source(config: Config, *, once: bool, checkpoints: Checkpoints | None) -> Source:
+    """The configured source."""
+    src = config.source
+    limit = config.pipeline.max_object_bytes
+    if isinstance(src, FilesSourceConfig):
+        path = src.path if src.path.is_absolute() else config.base_dir / src.path
+        return FileSource(path, checkpoints)
+    if isinstance(src, S3SourceConfig):
+        s3 = aws_client("s3", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
+        return S3Source(s3, src.bucket, src.prefix, start=src.start_time, end=src.end_time,
+                        insights=src.insights, checkpoints=checkpoints, max_object_bytes=limit)
+    assert isinstance(src, SqsSourceConfig)
+    sqs = aws_client("sqs", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
+    s3 = aws_client("s3", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
+    return SqsSource(sqs, s3, src.queue_url, wait_seconds=src.wait_seconds,
+                     visibility_timeout=src.visibility_timeout, max_messages=src.max_messages,
+                     once=once, insights=src.insights, max_object_bytes=limit)
+
+
+def build_dead_letters(config: Config) -> DeadLetterStore:
+    """The configured dead-letter store."""
+    uri = config.dead_letter.s3_uri
+    if uri:
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        src = config.source
+        endpoint = getattr(src, "endpoint_url", None)
+        return S3DeadLetters(aws_client("s3", region=getattr(src, "region", None), endpoint_url=endpoint),
+                             bucket, prefix)
+    return FolderDeadLetters(config.dead_letter_path())
+
+
+@dataclass
+class Built:
+    """A pipeline and the objects around it that the CLI reports on."""
+
+    pipeline: Pipeline
+    sinks: dict[str, Sink]
+    record_filter: RecordFilter
+    tagger: RiskTagger | None
+    checkpoints: Checkpoints | None
+    extras: dict[str, object] = field(default_factory=dict)
+
+
+def build_transforms(config: Config) -> tuple[list[Transform], RecordFilter, RiskTagger | None]:
+    """Risk tagging first (so sampling never drops a tagged record), then the filter."""
+    record_filter = RecordFilter(config.filter)
+    tagger = RiskTagger() if config.detection.pack else None
+    transforms: list[Transform] = []
+    if tagger is not None:
+        transforms.append(tagger)
+
+    def keep(record: Record) -> Record | None:
+        return record if record_filter.keep(record) else None
+
+    transforms.append(keep)
+    return transforms, record_filter, tagger
+
+
+def build_pipeline(
+    config: Config,
+    *,
+    once: bool = True,
+    stop: threading.Event | None = None,
+    metrics: Metrics | None = None,
+    progress: Callable[[Metrics], None] | None = None,
+    backoff_base: float = 0.5,
+) -> Built:
+    """Everything ``trailrelay forward`` runs: source, transforms, opened sinks, stores."""
+    stop = stop or threading.Event()
+    metrics = metrics or Metrics()
+    checkpoints = None if isinstance(config.source, SqsSourceConfig) else Checkpoints(config.state_path())
+    dead_letters = build_dead_letters(config)
+    sinks: dict[str, Sink] = {}
+    for sc in config.sinks:
+        sink = build_sink(sc)
+        sink.open()
+        sinks[sc.display_name] = sink
+    pipeline = Pipeline(
+        build_source(config, once=once, checkpoints=checkpoints),
+        dead_letters=dead_letters,
+        metrics=metrics,
+        stop=stop,
+        readers=config.pipeline.readers,
+        max_object_bytes=config.pipeline.max_object_bytes,
+        drain_seconds=config.pipeline.drain_seconds,
+        progress=progress,
+    )
+    transforms, record_filter, tagger = build_transforms(config)
+    pipeline.transforms = transforms
+    for sc in config.sinks:
+        name = sc.display_name
+        pipeline.sinks[name] = SinkRunner(
+            name, sinks[name], dead_letters=dead_letters, metrics=metrics, stop=stop,
+            on_fatal=pipeline.on_fatal, max_retry_seconds=sc.max_retry_seconds, backoff_base=backoff_base,
+            max_age=sc.batch_seconds,
+        )
+    return Built(pipeline, sinks, record_filter, tagger, checkpoints)

@@ -1,0 +1,143 @@
+"""The dead-letter store: every record or object that could not be delivered, with the reason.
+
+One NDJSON entry per item::
+
+    {"time": "...", "stage": "read|parse|sink|notification", "reason": "...", "sink": "splunk",
+     "origin": {"kind": "s3", "location": "s3://b/k", ...}, "index": 3,
+     "raw": "<the record's JSON text>"}               # or "raw_base64" when not UTF-8
+
+Entries go to a local folder (one file per UTC day) or to an S3 prefix (one gzip object per
+flush). ``trailrelay replay-dead-letters`` reads them back and sends the records again.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from trailrelay.record import Origin
+
+__all__ = ["DeadLetterStore", "FolderDeadLetters", "S3DeadLetters", "entry", "read_entries"]
+
+MAX_RAW = 1 << 20
+"""Raw bytes kept per entry (a corrupt multi-GB object is referenced by location, not copied)."""
+
+
+def entry(
+    stage: str,
+    reason: str,
+    origin: Origin | None,
+    raw: bytes | None,
+    *,
+    sink: str | None = None,
+    index: int | None = None,
+) -> dict[str, Any]:
+    """Build one dead-letter entry."""
+    out: dict[str, Any] = {
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+        "stage": stage,
+        "reason": reason,
+    }
+    if sink:
+        out["sink"] = sink
+    if origin is not None:
+        out["origin"] = origin.as_dict()
+    if index is not None:
+        out["index"] = index
+    if raw is not None:
+        kept = raw[:MAX_RAW]
+        if len(raw) > MAX_RAW:
+            out["raw_truncated_from"] = len(raw)
+        try:
+            out["raw"] = kept.decode("utf-8")
+        except UnicodeDecodeError:
+            out["raw_base64"] = base64.b64encode(kept).decode("ascii")
+    return out
+
+
+class DeadLetterStore(Protocol):
+    """Where dead-letter entries go."""
+
+    count: int
+
+    def write(self, item: dict[str, Any]) -> None:
+        """Store one entry durably enough to survive the process."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release."""
+        ...
+
+
+class FolderDeadLetters:
+    """NDJSON files ``<folder>/dead-letters-YYYY-MM-DD.ndjson``, appended and flushed per entry."""
+
+    def __init__(self, folder: Path | str) -> None:
+        self.folder = Path(folder)
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def write(self, item: dict[str, Any]) -> None:
+        """Append one entry."""
+        line = orjson.dumps(item) + b"\n"
+        name = f"dead-letters-{dt.datetime.now(dt.UTC):%Y-%m-%d}.ndjson"
+        with self._lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with (self.folder / name).open("ab") as fh:
+                fh.write(line)
+            self.count += 1
+
+    def close(self) -> None:
+        """Nothing buffered."""
+
+
+class S3DeadLetters:
+    """Gzip NDJSON objects under ``s3://bucket/prefix/YYYY/MM/DD/``; flushed every N entries and on close."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str, flush_every: int = 500) -> None:
+        self.client, self.bucket, self.prefix = client, bucket, prefix.rstrip("/")
+        self.flush_every = flush_every
+        self.count = 0
+        self._buf: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def write(self, item: dict[str, Any]) -> None:
+        """Buffer one entry; upload when the buffer is full."""
+        with self._lock:
+            self._buf.append(orjson.dumps(item) + b"\n")
+            self.count += 1
+            if len(self._buf) >= self.flush_every:
+                self._flush()
+
+    def close(self) -> None:
+        """Upload what is buffered."""
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buf:
+            return
+        now = dt.datetime.now(dt.UTC)
+        key = f"{self.prefix}/{now:%Y/%m/%d}/{now:%H%M%S}-{uuid.uuid4().hex[:12]}.ndjson.gz"
+        self.client.put_object(Bucket=self.bucket, Key=key.lstrip("/"), Body=gzip.compress(b"".join(self._buf)))
+        self._buf = []
+
+
+def read_entries(path: Path) -> Iterator[dict[str, Any]]:
+    """Entries from a dead-letter file or folder (``.ndjson`` and ``.ndjson.gz``)."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*.ndjson*") if p.is_file())
+    for f in files:
+        data = f.read_bytes()
+        if f.suffix == ".gz":
+            data = gzip.decompress(data)
+        for line in data.splitlines():
+            if line.strip():
+                yield orjson.loads(line)

@@ -1,0 +1,219 @@
+"""The pipeline: source → read → transforms → every sink, with acknowledgement after delivery.
+
+Reader threads take units of work from the source, fetch and parse each object, run the
+transforms (filter, risk tagging) and hand every record to each sink's runner. A unit is
+acknowledged (SQS message deleted, checkpoint written) only when each of its records has a
+final outcome in every sink; anything that cannot finish is released so the source offers it
+again. Bad input is dead-lettered with its reason and the run goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from trailrelay.errors import FatalSinkError, InputError
+from trailrelay.pipeline.deadletter import DeadLetterStore, entry
+from trailrelay.pipeline.delivery import SinkRunner
+from trailrelay.pipeline.metrics import Metrics
+from trailrelay.pipeline.tickets import Ticket
+from trailrelay.record import Origin, Record
+from trailrelay.sources.base import ObjectRef, Source, Work
+from trailrelay.sources.decompress import DEFAULT_LIMIT, decompress
+from trailrelay.sources.parse import NotALogFile, Problem, iter_records
+
+__all__ = ["Pipeline", "RunResult"]
+
+log = logging.getLogger("trailrelay.pipeline")
+
+Transform = Callable[[Record], "Record | None"]
+
+
+@dataclass
+class RunResult:
+    """How a run ended."""
+
+    metrics: Metrics
+    fatal: str | None = None
+    stopped: bool = False
+    open_units: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when no sink failed fatally."""
+        return self.fatal is None
+
+
+class Pipeline:
+    """Runs a source into sinks until the source is drained or ``stop`` is set."""
+
+    def __init__(
+        self,
+        source: Source,
+        sinks: dict[str, SinkRunner] | None = None,
+        *,
+        transforms: list[Transform] | None = None,
+        dead_letters: DeadLetterStore,
+        metrics: Metrics | None = None,
+        stop: threading.Event | None = None,
+        readers: int = 2,
+        max_object_bytes: int = DEFAULT_LIMIT,
+        drain_seconds: float = 30.0,
+        progress: Callable[[Metrics], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.sinks: dict[str, SinkRunner] = sinks or {}
+        self.transforms = transforms or []
+        self.dead_letters = dead_letters
+        self.metrics = metrics or Metrics()
+        self.stop = stop or threading.Event()
+        self.readers = readers
+        self.max_object_bytes = max_object_bytes
+        self.drain_seconds = drain_seconds
+        self.progress = progress
+        self.fatal: str | None = None
+        self._open: set[Ticket] = set()
+        self._open_lock = threading.Lock()
+        self._source_lock = threading.Lock()
+
+    def on_fatal(self, sink: str, exc: FatalSinkError) -> None:
+        """A sink cannot work: stop the run without acknowledging unfinished work."""
+        if self.fatal is None:
+            self.fatal = f"sink {sink!r}: {exc}"
+            log.error("stopping: sink %s failed fatally: %s", sink, exc)
+        self.stop.set()
+
+    def run(self) -> RunResult:
+        """Process until drained or stopped; returns the result with the run's metrics."""
+        units = self.source.work(self.stop)
+        threads = [
+            threading.Thread(target=self._read_loop, args=(units,), name=f"reader-{i}", daemon=True)
+            for i in range(self.readers)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stopped = self.stop.is_set()
+        for runner in self.sinks.values():
+            runner.close(abandon_after=self.drain_seconds if stopped else None)
+        with self._open_lock:
+            leftovers = list(self._open)
+        for ticket in leftovers:
+            ticket.abandon("stopping" if stopped else "unfinished")
+        self.source.close()
+        self.dead_letters.close()
+        return RunResult(self.metrics, self.fatal, stopped, len(leftovers))
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _next(self, units: Iterator[Work]) -> Work | None:
+        with self._source_lock:
+            if self.stop.is_set():
+                return None
+            return next(units, None)
+
+    def _read_loop(self, units: Iterator[Work]) -> None:
+        while True:
+            try:
+                work = self._next(units)
+            except Exception as exc:  # listing or receiving failed: stop cleanly, ack nothing more
+                log.exception("source failed")
+                self.fatal = self.fatal or f"source failed: {exc}"
+                self.stop.set()
+                return
+            if work is None:
+                return
+            self._process(work)
+            if self.progress is not None:
+                self.progress(self.metrics)
+
+    def _process(self, work: Work) -> None:
+        m = self.metrics
+        for reason, _location in work.skipped:
+            m.bump("skipped", reason)
+        ticket = Ticket(work, self._closed)
+        with self._open_lock:
+            self._open.add(ticket)
+        for reason, raw in work.invalid:
+            self._dead_letter("notification", reason, None, raw)
+        for obj in work.objects:
+            if self.stop.is_set():
+                ticket.fail("stopping")
+                break
+            self._read_object(obj, ticket)
+        ticket.reading_done()
+
+    def _read_object(self, obj: ObjectRef, ticket: Ticket) -> None:
+        m = self.metrics
+        origin = obj.origin
+        try:
+            data = obj.fetch()
+        except InputError as exc:  # will never succeed (too large): trace it and move on
+            self._dead_letter("read", str(exc), origin, None)
+            return
+        except Exception as exc:  # missing, denied, network: leave the unit for redelivery
+            log.warning("could not fetch %s: %s", origin.location, exc)
+            m.bump("skipped", "fetch-failed")
+            ticket.fail(f"fetch failed: {exc}")
+            return
+        m.add("objects_read")
+        m.add("bytes_read", len(data))
+        sha256 = hashlib.sha256(data).hexdigest()
+        count = 0
+        try:
+            for item in iter_records(decompress(data, self.max_object_bytes), origin):
+                if isinstance(item, Problem):
+                    self._dead_letter("parse", item.reason, item.origin, item.raw, index=item.index)
+                    continue
+                count += 1
+                self._route(item, ticket)
+        except NotALogFile as skip:
+            m.bump("skipped", skip.kind)
+        except InputError as exc:
+            self._dead_letter("read", str(exc), origin, data)
+        ticket.object_read(origin, count, sha256)
+
+    def _route(self, record: Record, ticket: Ticket) -> None:
+        m = self.metrics
+        m.add("records_in")
+        rec: Record | None = record
+        for transform in self.transforms:
+            rec = transform(rec)
+            if rec is None:
+                m.add("records_filtered")
+                return
+        if record.tags:
+            m.add("tagged")
+            r = record.routing
+            with m._lock:  # noqa: SLF001 - one list, guarded by the metrics lock
+                if len(m.high_risk) < 1000:
+                    m.high_risk.append({
+                        "eventName": r.event_name,
+                        "eventID": r.event_id,
+                        "eventTime": r.event_time.isoformat() if r.event_time else None,
+                        "account": r.recipient_account_id,
+                        "user": r.user_arn,
+                        "rules": [t.rule_id for t in record.tags],
+                    })
+        if not self.sinks:
+            return
+        record.ticket = ticket
+        ticket.add(len(self.sinks))
+        for runner in self.sinks.values():
+            runner.put(record)
+
+    def _dead_letter(
+        self, stage: str, reason: str, origin: Origin | None, raw: bytes | None, *, index: int | None = None
+    ) -> None:
+        self.dead_letters.write(entry(stage, reason, origin, raw, index=index))
+        self.metrics.bump("dead_lettered", stage)
+
+    def _closed(self, ticket: Ticket, acked: bool) -> None:
+        with self._open_lock:
+            self._open.discard(ticket)
+        self.metrics.add("acked" if acked else "released")

@@ -1,0 +1,65 @@
+"""What every source hands the pipeline: units of work that are acknowledged as a whole."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from trailrelay.record import Origin
+
+__all__ = ["ObjectDone", "ObjectRef", "Source", "Work"]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """One object to read: where it is and how to fetch its bytes."""
+
+    origin: Origin
+    fetch: Callable[[], bytes]
+    """Return the object's (possibly gzip) bytes; raise on failure (missing, denied)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectDone:
+    """An object whose every record reached a final outcome in every sink."""
+
+    origin: Origin
+    records: int
+    sha256: str | None
+
+
+def _nothing(*_: object) -> None:
+    return None
+
+
+@dataclass(slots=True)
+class Work:
+    """A unit the source acknowledges once: an object, a file, or one SQS message.
+
+    The pipeline calls ``ack`` exactly once, after every record of every object reached a
+    final outcome in every sink; or ``release`` when it cannot finish (an object could not be
+    fetched, or the run is stopping), so the source can offer the work again later.
+    """
+
+    objects: list[ObjectRef]
+    ack: Callable[[list[ObjectDone]], None] = _nothing
+    release: Callable[[str], None] = _nothing
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(reason, location) of things this unit named that are not log files (counted)."""
+    invalid: list[tuple[str, bytes]] = field(default_factory=list)
+    """(reason, raw message) of notifications that could not be read: dead-lettered."""
+    label: str = ""
+
+
+class Source(Protocol):
+    """Yields work until drained (``once``) or stopped."""
+
+    def work(self, stop: threading.Event) -> Iterator[Work]:
+        """Units of work, in an order that suits checkpointing; ends when drained or stopped."""
+        ...
+
+    def close(self) -> None:
+        """Release clients and background threads."""
+        ...

@@ -1,0 +1,64 @@
+"""Gunzip with a hard limit on the output, so a gzip bomb is an error, not an outage."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from trailrelay.errors import InputError
+
+try:  # ISA-L is ~1.4x faster than zlib on the same bytes; identical output
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover - isal ships wheels for every supported platform
+    _zlib: Any = zlib  # type: ignore[no-redef]
+
+__all__ = ["DEFAULT_LIMIT", "decompress", "is_gzip"]
+
+DEFAULT_LIMIT = 1 << 30
+"""Largest decompressed object accepted by default (1 GiB); ``max_object_bytes`` overrides."""
+
+_CHUNK = 64 << 20
+
+
+def is_gzip(data: bytes) -> bool:
+    """True when the bytes start with the gzip magic number."""
+    return data[:2] == b"\x1f\x8b"
+
+
+def decompress(data: bytes, limit: int = DEFAULT_LIMIT) -> bytes:
+    """Return ``data`` gunzipped (all members) when it is gzip, else as is; bounded by ``limit``."""
+    if not is_gzip(data):
+        if len(data) > limit:
+            raise InputError(f"object is {len(data)} bytes, over the {limit}-byte limit")
+        return data
+    parts: list[bytes] = []
+    total = 0
+    rest = data
+    while rest:
+        d = _zlib.decompressobj(31)
+        try:
+            chunk = d.decompress(rest, min(_CHUNK, limit - total + 1))
+            while True:
+                total += len(chunk)
+                if total > limit:
+                    raise InputError(f"gzip expands past the {limit}-byte limit (possible gzip bomb)")
+                parts.append(chunk)
+                if not d.unconsumed_tail:
+                    break
+                chunk = d.decompress(d.unconsumed_tail, min(_CHUNK, limit - total + 1))
+            tail = d.flush()
+        except (zlib.error, _zlib.error) as exc:
+            raise InputError(f"corrupt gzip data: {exc}") from None
+        if tail:
+            total += len(tail)
+            if total > limit:
+                raise InputError(f"gzip expands past the {limit}-byte limit (possible gzip bomb)")
+            parts.append(tail)
+        if not d.eof:
+            raise InputError(f"truncated gzip data: stream ends after {total} decompressed bytes")
+        rest = d.unused_data
+        if rest and not is_gzip(rest):
+            if rest.strip(b"\x00"):
+                raise InputError("trailing garbage after the gzip stream")
+            break
+    return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -1,0 +1,175 @@
+"""Split one decompressed object into CloudTrail records, whatever shape it has.
+
+Shapes read: ``{"Records": [...]}`` (CloudTrail's S3 delivery), a top-level array of records,
+NDJSON of single records, one pretty-printed record, EventBridge "... via CloudTrail"
+envelopes (alone, in arrays or as NDJSON lines), and ``lookup-events`` output
+(``{"Events": [...]}`` with ``CloudTrailEvent`` strings). Digest files are recognised and
+skipped. Records are never materialised here: msgspec slices the object into raw byte ranges
+and only the routing fields are decoded.
+
+Whole-object failures (bad JSON, not CloudTrail) raise :class:`InputError`; a single bad
+record inside a good object is yielded as a :class:`Problem` so the rest still flows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import msgspec
+
+from trailrelay.errors import InputError
+from trailrelay.record import Origin, Record, decode_routing
+
+__all__ = ["NotALogFile", "Problem", "iter_records"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A record that could not be read; it is dead-lettered with the reason."""
+
+    reason: str
+    origin: Origin
+    index: int
+    raw: bytes
+
+
+class NotALogFile(Exception):  # noqa: N818 - a signal, not an error
+    """The object is a known non-log file (a digest); it is skipped and counted, not dead-lettered."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+_ABSENT = msgspec.Raw(b"")
+
+
+class _Probe(msgspec.Struct):
+    """Top-level keys that tell the shapes apart; everything else is skipped unparsed."""
+
+    Records: list[msgspec.Raw] | None = None
+    Events: list[msgspec.Raw] | None = None
+    detail_type: msgspec.Raw = msgspec.field(default=_ABSENT, name="detail-type")
+    detail: msgspec.Raw = _ABSENT
+    digestStartTime: msgspec.Raw = _ABSENT  # noqa: N815 - JSON key
+    logFiles: msgspec.Raw = _ABSENT  # noqa: N815 - JSON key
+
+
+class _LookupEvent(msgspec.Struct):
+    CloudTrailEvent: str | None = None
+
+
+_PROBE = msgspec.json.Decoder(_Probe)
+_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
+_LOOKUP = msgspec.json.Decoder(_LookupEvent)
+_WS = b" \t\r\n"
+
+
+def iter_records(data: bytes, origin: Origin) -> Iterator[Record | Problem]:
+    """Yield every record in a decompressed object; raises InputError or NotALogFile."""
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM, written by some Windows tools
+        data = data[3:]
+    start = _first_byte(data)
+    if start == -1:
+        raise InputError("object is empty (no JSON)")
+    head = data[start : start + 1]
+    if head == b"[":
+        try:
+            items = _ARRAY.decode(data)
+        except msgspec.DecodeError as exc:
+            raise InputError(f"malformed JSON array: {exc}") from None
+        return _from_items(items, origin)
+    if head != b"{":
+        raise InputError(f"not JSON: object starts with {data[start : start + 16]!r}")
+    try:
+        probe = _PROBE.decode(data)
+    except msgspec.ValidationError as exc:
+        raise InputError(f"not a CloudTrail log: {exc}") from None
+    except msgspec.DecodeError as exc:
+        if _looks_like_ndjson(data, start):
+            return _from_lines(data, origin)
+        raise InputError(f"malformed JSON: {exc}") from None
+    if probe.Records is not None:
+        return _from_items(probe.Records, origin)
+    if probe.digestStartTime and probe.logFiles:
+        raise NotALogFile("digest")
+    if probe.Events is not None:
+        return _from_lookup(probe.Events, origin)
+    item = _one(data, probe, origin, 0)
+    return iter((item,))
+
+
+def _first_byte(data: bytes) -> int:
+    """Index of the first non-whitespace byte, or -1."""
+    i = 0
+    n = len(data)
+    while i < n and data[i] in _WS:
+        i += 1
+    return i if i < n else -1
+
+
+def _looks_like_ndjson(data: bytes, start: int) -> bool:
+    """True when the first line alone is a complete JSON object."""
+    end = data.find(b"\n", start)
+    if end == -1:
+        return False
+    try:
+        return isinstance(msgspec.json.decode(data[start:end]), dict)
+    except msgspec.DecodeError:
+        return False
+
+
+def _from_items(items: list[msgspec.Raw], origin: Origin) -> Iterator[Record | Problem]:
+    for index, raw in enumerate(items):
+        yield _record(bytes(raw), origin, index)
+
+
+def _from_lines(data: bytes, origin: Origin) -> Iterator[Record | Problem]:
+    index = 0
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            probe = _PROBE.decode(line)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            yield Problem(f"line {index + 1}: malformed JSON: {exc}", origin, index, line)
+        else:
+            yield _one(line, probe, origin, index)
+        index += 1
+
+
+def _from_lookup(events: list[msgspec.Raw], origin: Origin) -> Iterator[Record | Problem]:
+    for index, raw in enumerate(events):
+        try:
+            inner = _LOOKUP.decode(raw).CloudTrailEvent
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            yield Problem(f"lookup event is malformed: {exc}", origin, index, bytes(raw))
+            continue
+        yield _record(inner.encode() if inner else bytes(raw), origin, index)
+
+
+def _one(data: bytes, probe: _Probe, origin: Origin, index: int) -> Record | Problem:
+    """A single top-level object: an EventBridge envelope or one record."""
+    if probe.detail_type:
+        kind = msgspec.json.decode(probe.detail_type)
+        if isinstance(kind, str) and kind.endswith("via CloudTrail") and probe.detail:
+            return _record(bytes(probe.detail), origin, index)
+        return Problem(f"EventBridge event of type {kind!r} is not a CloudTrail record", origin, index, data)
+    return _record(data.strip(_WS), origin, index)
+
+
+def _record(raw: bytes, origin: Origin, index: int) -> Record | Problem:
+    try:
+        routing = decode_routing(raw)
+    except ValueError as exc:
+        return Problem(str(exc), origin, index, raw)
+    if routing.event_name is None and routing.event_id is None:
+        if raw[:1] == b"{" and b'"detail-type"' in raw:
+            try:
+                probe = _PROBE.decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                return Problem(f"malformed EventBridge envelope: {exc}", origin, index, raw)
+            return _one(raw, probe, origin, index)
+        return Problem("not a CloudTrail record: no eventName or eventID", origin, index, raw)
+    return Record(raw, routing, origin, index)

@@ -1,0 +1,155 @@
+"""S3 listing mode: read a trail bucket (or part of it) once, resuming from checkpoints.
+
+With a time window, only the day folders of the window are listed, for every account and
+region found under the prefix (organization trails included), instead of the whole bucket.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from trailrelay.errors import InputError
+from trailrelay.record import Origin
+from trailrelay.sources.base import ObjectDone, ObjectRef, Work
+from trailrelay.sources.layout import classify_key, day_prefixes, key_time
+from trailrelay.state import Checkpoints
+
+__all__ = ["S3Source", "fetch_object"]
+
+DELIVERY_LAG = dt.timedelta(minutes=30)
+"""CloudTrail delivers a file up to ~15 minutes after its events; objects named up to this long
+after ``end_time`` are read too."""
+
+_MAX_WALK_DEPTH = 6
+
+
+def fetch_object(client: Any, bucket: str, key: str, limit: int) -> bytes:
+    """The object's bytes; refuses objects larger than ``limit`` before downloading."""
+    resp = client.get_object(Bucket=bucket, Key=key)
+    length = resp.get("ContentLength")
+    if isinstance(length, int) and length > limit:
+        resp["Body"].close()
+        raise InputError(f"object is {length} bytes, over the {limit}-byte limit (max_object_bytes)")
+    data: bytes = resp["Body"].read()
+    return data
+
+
+class S3Source:
+    """Lists a bucket prefix (optionally a time window) and yields one unit per log object."""
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        prefix: str = "",
+        *,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        insights: bool = False,
+        checkpoints: Checkpoints | None = None,
+        max_object_bytes: int = 1 << 30,
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+        self.start = start
+        self.end = end
+        self.insights = insights
+        self.checkpoints = checkpoints
+        self.max_object_bytes = max_object_bytes
+        self.source_id = f"s3://{bucket}/{prefix}"
+
+    def work(self, stop: threading.Event) -> Iterator[Work]:
+        """One unit per object not yet finished; skipped keys are reported in batches."""
+        skipped: list[tuple[str, str]] = []
+        for obj in self._objects():
+            if stop.is_set():
+                return
+            key, size, etag = obj["Key"], obj.get("Size"), obj.get("ETag", "").strip('"')
+            reason = classify_key(key, size, insights=self.insights) or self._outside_window(key)
+            if reason is None and self.checkpoints and self.checkpoints.is_done(self.source_id, key, etag):
+                reason = "already-done"
+            if reason is not None:
+                skipped.append((reason, f"s3://{self.bucket}/{key}"))
+                if len(skipped) >= 1000:
+                    yield Work([], skipped=skipped, label="skipped objects")
+                    skipped = []
+                continue
+            origin = Origin("s3", f"s3://{self.bucket}/{key}", self.bucket, key, etag, size)
+            ref = ObjectRef(origin, self._fetcher(key))
+            yield Work([ref], ack=self._acker(key, etag), label=origin.location)
+        if skipped:
+            yield Work([], skipped=skipped, label="skipped objects")
+
+    def close(self) -> None:
+        """Nothing to release (the client is shared)."""
+
+    def _fetcher(self, key: str) -> Callable[[], bytes]:
+        return lambda: fetch_object(self.client, self.bucket, key, self.max_object_bytes)
+
+    def _acker(self, key: str, etag: str) -> Callable[[list[ObjectDone]], None]:
+        def ack(done: list[ObjectDone]) -> None:
+            if self.checkpoints is not None:
+                records = sum(d.records for d in done)
+                self.checkpoints.mark_done(self.source_id, key, etag, records, done[0].sha256 if done else None)
+
+        return ack
+
+    def _outside_window(self, key: str) -> str | None:
+        if self.start is None and self.end is None:
+            return None
+        t = key_time(key)
+        if t is None:
+            return None
+        if self.start is not None and t < self.start:
+            return "before-window"
+        if self.end is not None and t > self.end + DELIVERY_LAG:
+            return "after-window"
+        return None
+
+    def _objects(self) -> Iterator[dict[str, Any]]:
+        if self.start is None and self.end is None:
+            yield from self._list(self.prefix)
+            return
+        start = self.start or dt.datetime(2013, 11, 1, tzinfo=dt.UTC)  # CloudTrail's launch
+        end = (self.end or dt.datetime.now(dt.UTC)) + DELIVERY_LAG
+        for region_prefix in sorted(self._region_prefixes(self.prefix, 0)):
+            for day in day_prefixes(region_prefix, start, end):
+                yield from self._list(day)
+
+    def _list(self, prefix: str) -> Iterator[dict[str, Any]]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        for page in pages:
+            yield from page.get("Contents", [])
+
+    def _children(self, prefix: str) -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+        )
+        return [cp["Prefix"] for page in pages for cp in page.get("CommonPrefixes", [])]
+
+    def _region_prefixes(self, prefix: str, depth: int) -> Iterator[str]:
+        """Every ``.../CloudTrail/<region>/`` folder at or below ``prefix``."""
+        marker = "/CloudTrail/"
+        if marker in f"/{prefix}":
+            head, _, tail = f"/{prefix}".partition(marker)
+            region = tail.split("/", 1)[0]
+            base = f"{head}{marker}".lstrip("/")
+            if region:
+                yield f"{base}{region}/"
+            else:
+                yield from self._children(base)
+            return
+        if depth > _MAX_WALK_DEPTH:
+            return
+        for child in self._children(prefix):
+            name = child.rstrip("/").rsplit("/", 1)[-1]
+            if name == "CloudTrail":
+                yield from self._children(child)
+            elif name == "CloudTrail-Insight" and self.insights:
+                yield from self._children(child)
+            elif not name.startswith("CloudTrail-"):
+                yield from self._region_prefixes(child, depth + 1)

@@ -1,0 +1,153 @@
+"""SQS mode: S3 object notifications from a queue, deleted only after delivery.
+
+Each message is one unit of work. While its objects are in flight, a heartbeat thread keeps
+extending the message's visibility timeout so no other worker picks it up. The message is
+deleted only after every record reached a final outcome in every sink. If an object cannot be
+fetched the message is left alone: it becomes visible again and, after the queue's
+``maxReceiveCount``, goes to the queue's dead-letter queue (its redrive policy).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from trailrelay.errors import InputError
+from trailrelay.record import Origin
+from trailrelay.sources.base import ObjectDone, ObjectRef, Work
+from trailrelay.sources.layout import classify_key
+from trailrelay.sources.notifications import parse_notification
+from trailrelay.sources.s3 import fetch_object
+
+__all__ = ["SqsSource"]
+
+log = logging.getLogger("trailrelay.sources.sqs")
+
+
+class SqsSource:
+    """Long-polls a queue of S3 notifications; one unit of work per message."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        s3: Any,
+        queue_url: str,
+        *,
+        wait_seconds: int = 20,
+        visibility_timeout: int = 300,
+        max_messages: int = 10,
+        once: bool = False,
+        insights: bool = False,
+        max_object_bytes: int = 1 << 30,
+    ) -> None:
+        self.sqs = sqs
+        self.s3 = s3
+        self.queue_url = queue_url
+        self.wait_seconds = wait_seconds
+        self.visibility_timeout = visibility_timeout
+        self.max_messages = max_messages
+        self.once = once
+        self.insights = insights
+        self.max_object_bytes = max_object_bytes
+        self.redelivered = 0
+        self._inflight: dict[str, str] = {}  # message id -> receipt handle
+        self._lock = threading.Lock()
+        self._stop_heartbeat = threading.Event()
+        self._heartbeat = threading.Thread(target=self._extend_loop, name="sqs-visibility", daemon=True)
+        self._heartbeat.start()
+
+    def work(self, stop: threading.Event) -> Iterator[Work]:
+        """Units of work until stopped, or (``once``) until a long poll comes back empty."""
+        while not stop.is_set():
+            resp = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=self.max_messages,
+                WaitTimeSeconds=self.wait_seconds,
+                VisibilityTimeout=self.visibility_timeout,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+            messages = resp.get("Messages", [])
+            if not messages:
+                if self.once:
+                    return
+                continue
+            for msg in messages:
+                yield self._unit(msg)
+
+    def close(self) -> None:
+        """Stop the visibility heartbeat."""
+        self._stop_heartbeat.set()
+        self._heartbeat.join(timeout=5)
+
+    def _unit(self, msg: dict[str, Any]) -> Work:
+        mid, receipt, body = msg["MessageId"], msg["ReceiptHandle"], msg.get("Body", "")
+        if int(msg.get("Attributes", {}).get("ApproximateReceiveCount", "1")) > 1:
+            self.redelivered += 1
+        with self._lock:
+            self._inflight[mid] = receipt
+        label = f"sqs message {mid}"
+        try:
+            notices = parse_notification(body)
+        except InputError as exc:
+            return Work([], ack=self._deleter(mid, receipt), release=self._releaser(mid, receipt),
+                        invalid=[(f"{label}: {exc}", body.encode())], label=label)
+        objects: list[ObjectRef] = []
+        skipped: list[tuple[str, str]] = []
+        if not notices:
+            skipped.append(("s3-test-event-or-no-object", label))
+        for n in notices:
+            location = f"s3://{n.bucket}/{n.key}"
+            reason = classify_key(n.key, n.size, insights=self.insights)
+            if reason:
+                skipped.append((reason, location))
+                continue
+            origin = Origin("s3", location, n.bucket, n.key, n.etag, n.size)
+            objects.append(ObjectRef(origin, self._fetcher(n.bucket, n.key)))
+        return Work(objects, ack=self._deleter(mid, receipt), release=self._releaser(mid, receipt),
+                    skipped=skipped, label=label)
+
+    def _fetcher(self, bucket: str, key: str) -> Callable[[], bytes]:
+        return lambda: fetch_object(self.s3, bucket, key, self.max_object_bytes)
+
+    def _deleter(self, mid: str, receipt: str) -> Callable[[list[ObjectDone]], None]:
+        def delete(_: list[ObjectDone]) -> None:
+            with self._lock:
+                self._inflight.pop(mid, None)
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
+
+        return delete
+
+    def _releaser(self, mid: str, receipt: str) -> Callable[[str], None]:
+        def release(reason: str) -> None:
+            with self._lock:
+                self._inflight.pop(mid, None)
+            if reason == "stopping":  # hand it straight to another worker
+                try:
+                    self.sqs.change_message_visibility(
+                        QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
+                    )
+                except Exception as exc:  # it reappears after the timeout anyway
+                    log.warning("could not hand back %s: %s", mid, exc)
+            # otherwise leave it: it reappears after the timeout and counts towards redrive
+
+        return release
+
+    def _extend_loop(self) -> None:
+        interval = max(1.0, self.visibility_timeout / 3)
+        next_run = time.monotonic() + interval
+        while not self._stop_heartbeat.wait(timeout=max(0.0, next_run - time.monotonic())):
+            next_run = time.monotonic() + interval
+            with self._lock:
+                handles = list(self._inflight.items())
+            for i in range(0, len(handles), 10):
+                entries = [
+                    {"Id": str(n), "ReceiptHandle": rh, "VisibilityTimeout": self.visibility_timeout}
+                    for n, (_, rh) in enumerate(handles[i : i + 10])
+                ]
+                try:
+                    self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
+                except Exception as exc:  # the next beat tries again
+                    log.warning("visibility extension failed: %s", exc)

@@ -1,0 +1,125 @@
+"""Declarative keep/drop/sample rules over routing fields (``[filter]`` in the config).
+
+The first rule that matches decides; a record no rule matches gets the default action.
+Sampling is deterministic per eventID (the same event is kept or dropped everywhere) and
+never drops a record with an error code or a high-risk tag. Every drop is counted per rule.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from trailrelay.record import Record
+
+__all__ = ["FilterConfig", "FilterRule", "RecordFilter"]
+
+
+class FilterRule(BaseModel):
+    """One rule: every given condition must hold for the rule to match."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Shown in counters and the cost report.")
+    action: Literal["keep", "drop", "sample"]
+    rate: float = Field(default=1.0, ge=0.0, le=1.0, description="Share kept by a sample rule.")
+    category: list[str] | None = Field(default=None, description="Management, Data, Insight, NetworkActivity.")
+    read_only: bool | None = None
+    event_source: list[str] | None = Field(default=None, description="Globs, e.g. s3.amazonaws.com.")
+    event_name: list[str] | None = Field(default=None, description="Globs, e.g. Describe*.")
+    account: list[str] | None = None
+    region: list[str] | None = None
+    error_code: list[str] | None = Field(default=None, description="Globs; '*' means any error.")
+
+    @field_validator("category")
+    @classmethod
+    def _known_categories(cls, value: list[str] | None) -> list[str] | None:
+        allowed = {"Management", "Data", "Insight", "NetworkActivity"}
+        if value is not None and (bad := set(value) - allowed):
+            raise ValueError(f"unknown category {sorted(bad)}; use {sorted(allowed)}")
+        return value
+
+
+class FilterConfig(BaseModel):
+    """The ``[filter]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default: Literal["keep", "drop"] = "keep"
+    rules: list[FilterRule] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    rule: FilterRule
+    sources: re.Pattern[str] | None
+    names: re.Pattern[str] | None
+    errors: re.Pattern[str] | None
+
+
+def _globs(patterns: list[str] | None) -> re.Pattern[str] | None:
+    if patterns is None:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+
+
+class RecordFilter:
+    """Decides per record; counts what each rule dropped."""
+
+    def __init__(self, config: FilterConfig) -> None:
+        self.config = config
+        self._rules = [
+            _Compiled(r, _globs(r.event_source), _globs(r.event_name), _globs(r.error_code))
+            for r in config.rules
+        ]
+        self.dropped: Counter[str] = Counter()
+
+    def keep(self, record: Record) -> bool:
+        """True to forward the record; a drop is counted under the rule's name."""
+        for c in self._rules:
+            if self._matches(c, record):
+                return self._apply(c.rule, record)
+        if self.config.default == "drop":
+            self.dropped["(default)"] += 1
+            return False
+        return True
+
+    def _apply(self, rule: FilterRule, record: Record) -> bool:
+        if rule.action == "keep":
+            return True
+        if rule.action == "sample":
+            if record.tags or record.routing.error_code or _sampled(record, rule.rate):
+                return True
+        self.dropped[rule.name] += 1
+        return False
+
+    @staticmethod
+    def _matches(c: _Compiled, record: Record) -> bool:
+        r = c.rule
+        rt = record.routing
+        if r.category is not None and rt.category not in r.category:
+            return False
+        if r.read_only is not None and rt.read_only is not r.read_only:
+            return False
+        if c.sources is not None and not c.sources.match(rt.event_source or ""):
+            return False
+        if c.names is not None and not c.names.match(rt.event_name or ""):
+            return False
+        if r.account is not None and rt.recipient_account_id not in r.account:
+            return False
+        if r.region is not None and rt.aws_region not in r.region:
+            return False
+        return not (c.errors is not None and not (rt.error_code and c.errors.match(rt.error_code)))
+
+
+def _sampled(record: Record, rate: float) -> bool:
+    """Deterministic: keep when the hash of the eventID falls under the rate."""
+    key = (record.routing.event_id or record.raw[:256].decode("utf-8", "replace")).encode()
+    bucket = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+    return bucket < rate * (1 << 64)

@@ -1,0 +1,243 @@
+"""The pipeline end to end on local files: delivery, retries, dead letters, checkpoints, stop."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from trailrelay.config import parse_config
+from trailrelay.contract import BatchLimits, Origin, Record
+from trailrelay.pipeline.build import build_pipeline
+from trailrelay.pipeline.deadletter import FolderDeadLetters, read_entries
+from trailrelay.pipeline.delivery import SinkRunner
+from trailrelay.pipeline.metrics import Metrics
+from trailrelay.pipeline.runner import Pipeline
+from trailrelay.sources.files import FileSource
+from trailrelay.state import Checkpoints
+from trailrelay.testing import SAMPLE_EVENTS
+
+
+def _pipeline(src: Path, sinks: dict[str, Any], tmp: Path, *, checkpoints: Checkpoints | None = None,
+              max_retry: float = 30.0) -> Pipeline:
+    metrics = Metrics()
+    stop = threading.Event()
+    dead = FolderDeadLetters(tmp / "dead")
+    pipe = Pipeline(FileSource(src, checkpoints), dead_letters=dead, metrics=metrics, stop=stop)
+    for name, sink in sinks.items():
+        pipe.sinks[name] = SinkRunner(name, sink, dead_letters=dead, metrics=metrics, stop=stop,
+                                      on_fatal=pipe.on_fatal, max_retry_seconds=max_retry, backoff_base=0.001)
+    return pipe
+
+
+def _trail(root: Path, make_object: Callable[..., Path], make_events: Callable[..., list[dict[str, Any]]],
+           objects: int = 5, per: int = 40) -> list[str]:
+    ids: list[str] = []
+    for i in range(objects):
+        evs = make_events(per, prefix=f"o{i}")
+        ids += [e["eventID"] for e in evs]
+        make_object(root / f"AWSLogs/111122223333/CloudTrail/eu-west-1/2026/03/02/obj{i}.json.gz", evs)
+    return ids
+
+
+def test_every_record_delivered_once_to_every_sink(tmp_path: Path, scripted: Any, make_object: Any, make_events: Any) -> None:
+    ids = _trail(tmp_path / "in", make_object, make_events)
+    a, b = scripted(), scripted()
+    result = _pipeline(tmp_path / "in", {"a": a, "b": b}, tmp_path).run()
+    assert result.ok
+    assert Counter(a.stored) == Counter(ids)
+    assert Counter(b.stored) == Counter(ids)
+    snap = result.metrics.snapshot()
+    assert snap["delivered"] == {"a": len(ids), "b": len(ids)}
+    assert snap["units_acknowledged"] == 5
+
+
+def test_bad_input_is_dead_lettered_with_reasons_and_the_run_goes_on(
+    tmp_path: Path, scripted: Any, make_object: Any, make_events: Any
+) -> None:
+    root = tmp_path / "in"
+    ids = _trail(root, make_object, make_events, objects=2, per=10)
+    whole = gzip.compress(orjson.dumps({"Records": make_events(5, prefix="lost")}))
+    (root / "truncated.json.gz").write_bytes(whole[: len(whole) // 2])
+    (root / "hello.json").write_bytes(b'{"hello": "world"}')
+    (root / "bad-record.json").write_bytes(b'{"Records": [42, ' + orjson.dumps(SAMPLE_EVENTS[0]) + b"]}")
+    (root / "empty.json").write_bytes(b"")
+    digest = root / "AWSLogs/111122223333/CloudTrail-Digest/eu-west-1/2026/03/02/d.json.gz"
+    digest.parent.mkdir(parents=True)
+    digest.write_bytes(gzip.compress(b'{"digestStartTime": "x", "logFiles": []}'))
+    sink = scripted()
+    result = _pipeline(root, {"s": sink}, tmp_path).run()
+    assert sorted(sink.stored) == sorted([*ids, SAMPLE_EVENTS[0]["eventID"]])
+    entries = list(read_entries(tmp_path / "dead"))
+    reasons = {Path(e["origin"]["location"]).name: e["reason"] for e in entries}
+    assert "truncated gzip" in reasons["truncated.json.gz"]
+    assert "not a CloudTrail record" in reasons["hello.json"]
+    assert "not an object" in reasons["bad-record.json"]
+    bad = next(e for e in entries if e["origin"]["location"].endswith("bad-record.json"))
+    assert bad["raw"] == "42"
+    assert bad["index"] == 0
+    assert bad["stage"] == "parse"
+    snap = result.metrics.snapshot()
+    assert snap["skipped"] == {"digest": 1, "empty-object": 1}
+    assert sum(snap["dead_lettered"].values()) == 3
+
+
+def test_transient_failures_are_retried_until_delivered(tmp_path: Path, scripted: Any, make_object: Any, make_events: Any) -> None:
+    ids = _trail(tmp_path / "in", make_object, make_events, objects=2, per=10)
+    sink = scripted()
+    sink.retry_calls = 3
+    result = _pipeline(tmp_path / "in", {"s": sink}, tmp_path).run()
+    assert Counter(sink.stored) == Counter(ids)
+    assert result.metrics.snapshot()["retries"]["s"] >= 3
+    assert not (tmp_path / "dead").exists()
+
+
+def test_rejected_records_dead_lettered_with_sink_and_raw(tmp_path: Path, scripted: Any, make_object: Any, make_events: Any) -> None:
+    ids = _trail(tmp_path / "in", make_object, make_events, objects=1, per=10)
+    sink = scripted()
+    sink.reject_ids = {ids[3]}
+    _pipeline(tmp_path / "in", {"siem": sink}, tmp_path).run()
+    assert ids[3] not in sink.stored
+    (entry,) = read_entries(tmp_path / "dead")
+    assert entry["sink"] == "siem"
+    assert entry["stage"] == "sink"
+    assert orjson.loads(entry["raw"])["eventID"] == ids[3]
+    assert "refused" in entry["reason"]
+
+
+def test_retries_give_up_after_max_retry_seconds(tmp_path: Path, scripted: Any, make_object: Any, make_events: Any) -> None:
+    ids = _trail(tmp_path / "in", make_object, make_events, objects=1, per=5)
+    sink = scripted()
+    sink.retry_calls = 10**9
+    result = _pipeline(tmp_path / "in", {"s": sink}, tmp_path, max_retry=0.2).run()
+    entries = list(read_entries(tmp_path / "dead"))
+    assert sorted(orjson.loads(e["raw"])["eventID"] for e in entries) == sorted(ids)
+    assert all("gave up after" in e["reason"] and "busy" in e["reason"] for e in entries)
+    assert result.metrics.snapshot()["units_acknowledged"] == 1  # dead-lettered is final
+
+
+def test_fatal_sink_stops_without_acknowledging(tmp_path: Path, scripted: Any, make_object: Any, make_events: Any) -> None:
+    _trail(tmp_path / "in", make_object, make_events, objects=3, per=10)
+    ck = Checkpoints(tmp_path / "state.sqlite")
+    sink = scripted()
+    sink.fatal_after = 0
+    result = _pipeline(tmp_path / "in", {"s": sink}, tmp_path, checkpoints=ck).run()
+    assert result.fatal and "token revoked" in result.fatal
+    assert ck.count() == 0
+    assert not (tmp_path / "dead").exists()  # nothing dead-lettered: the records stay in the source
+
+
+def test_checkpoint_resume_loses_nothing_and_rereads_nothing_finished(
+    tmp_path: Path, scripted: Any, make_object: Any, make_events: Any
+) -> None:
+    ids = _trail(tmp_path / "in", make_object, make_events, objects=6, per=30)
+    ck = Checkpoints(tmp_path / "state.sqlite")
+    first = scripted(BatchLimits(max_records=30, max_bytes=1 << 20, max_age=0.05, concurrency=1))
+    first.fatal_after = 3  # the run is interrupted after three batches (three objects)
+    r1 = _pipeline(tmp_path / "in", {"s": first}, tmp_path, checkpoints=ck).run()
+    assert r1.fatal
+    done_first = ck.count()
+    assert 1 <= done_first < 6
+    second = scripted()
+    r2 = _pipeline(tmp_path / "in", {"s": second}, tmp_path, checkpoints=ck).run()
+    assert r2.ok
+    assert set(first.stored) | set(second.stored) == set(ids)  # nothing lost
+    assert r2.metrics.snapshot()["objects_read"] == 6 - done_first  # nothing finished is read again
+    assert r2.metrics.snapshot()["skipped"]["already-done"] == done_first
+    assert ck.count() == 6
+    third = scripted()
+    r3 = _pipeline(tmp_path / "in", {"s": third}, tmp_path, checkpoints=ck).run()
+    assert third.stored == []
+    assert r3.metrics.snapshot()["objects_read"] == 0
+
+
+def test_high_risk_record_takes_the_fast_path(tmp_path: Path, scripted: Any) -> None:
+    sink = scripted(BatchLimits(max_records=1000, max_bytes=1 << 20, max_age=60.0, concurrency=1))
+    stop = threading.Event()
+    runner = SinkRunner("s", sink, dead_letters=FolderDeadLetters(tmp_path / "d"), metrics=Metrics(), stop=stop,
+                        on_fatal=lambda *_: None)
+    origin = Origin("file", "x")
+    quiet = Record.from_bytes(orjson.dumps(SAMPLE_EVENTS[1]), origin)
+    runner.put(quiet)
+    time.sleep(0.3)
+    assert sink.stored == []  # a normal record waits for its batch to fill (max_age 60 s)
+    from trailrelay.transforms.risk import RiskTagger
+
+    loud = RiskTagger()(Record.from_bytes(orjson.dumps(SAMPLE_EVENTS[0]), origin))
+    assert loud.tags
+    t0 = time.monotonic()
+    runner.put(loud)
+    while len(sink.stored) < 2 and time.monotonic() - t0 < 2:
+        time.sleep(0.005)
+    assert sink.stored == [SAMPLE_EVENTS[1]["eventID"], SAMPLE_EVENTS[0]["eventID"]]
+    runner.close()
+
+
+def test_back_pressure_bounds_the_queue(tmp_path: Path, scripted: Any, make_object: Any, make_events: Any) -> None:
+    """A slow sink stalls the readers instead of piling records up in memory."""
+    _trail(tmp_path / "in", make_object, make_events, objects=20, per=100)
+    sink = scripted(BatchLimits(max_records=10, max_bytes=1 << 20, max_age=0.01, concurrency=1))
+    peak = [0]
+    pipe = _pipeline(tmp_path / "in", {"s": sink}, tmp_path)
+    runner = pipe.sinks["s"]
+
+    def slow(_: Any) -> None:
+        peak[0] = max(peak[0], runner._queue.qsize())
+        time.sleep(0.001)
+
+    sink.on_send = slow
+    pipe.run()
+    assert len(sink.stored) == 2000
+    assert peak[0] <= runner._queue.maxsize
+
+
+def test_config_built_pipeline_writes_the_file_sink(tmp_path: Path, make_object: Any, make_events: Any) -> None:
+    ids = _trail(tmp_path / "in", make_object, make_events, objects=2, per=10)
+    config = parse_config(
+        {"source": {"type": "files", "path": str(tmp_path / "in")},
+         "sinks": [{"type": "file", "path": str(tmp_path / "out.ndjson")}],
+         "filter": {"rules": [{"name": "drop-data", "action": "drop", "category": ["Data"]}]}},
+        base_dir=tmp_path,
+    )
+    built = build_pipeline(config)
+    result = built.pipeline.run()
+    for s in built.sinks.values():
+        s.close()
+    lines = (tmp_path / "out.ndjson").read_bytes().splitlines()
+    got = [orjson.loads(x)["eventID"] for x in lines]
+    kept = [i for i, e in zip(ids, make_events(10, "o0") + make_events(10, "o1"), strict=True) if e["eventCategory"] != "Data"]
+    assert sorted(got) == sorted(kept)
+    assert built.record_filter.dropped["drop-data"] == len(ids) - len(kept)
+    assert result.metrics.snapshot()["records_filtered"] == len(ids) - len(kept)
+    assert (tmp_path / ".trailrelay" / "state.sqlite").exists()
+
+
+@pytest.mark.parametrize("signal_after", [1, 5])
+def test_graceful_stop_hands_back_unfinished_work(
+    tmp_path: Path, scripted: Any, make_object: Any, make_events: Any, signal_after: int
+) -> None:
+    ids = _trail(tmp_path / "in", make_object, make_events, objects=10, per=20)
+    ck = Checkpoints(tmp_path / "state.sqlite")
+    sink = scripted(BatchLimits(max_records=20, max_bytes=1 << 20, max_age=0.01, concurrency=1))
+    pipe = _pipeline(tmp_path / "in", {"s": sink}, tmp_path, checkpoints=ck)
+
+    def maybe_stop(_: Any) -> None:
+        if sink.calls >= signal_after:
+            pipe.stop.set()
+
+    sink.on_send = maybe_stop
+    result = pipe.run()
+    assert result.stopped
+    done = ck.count()
+    assert done < 10
+    resumed = scripted()
+    _pipeline(tmp_path / "in", {"s": resumed}, tmp_path, checkpoints=ck).run()
+    assert set(sink.stored) | set(resumed.stored) == set(ids)
+    assert ck.count() == 10

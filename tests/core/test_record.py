@@ -1,0 +1,91 @@
+"""Routing fields: decoded cheaply and normalized across event versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+import pytest
+
+from trailrelay.record import Origin, Record, decode_routing
+from trailrelay.testing import SAMPLE_EVENTS, sample_records
+
+ORIGIN = Origin("file", "x")
+
+
+def _routing(**fields: object) -> object:
+    base = {"eventID": "e", "eventName": "N", "eventSource": "s"}
+    return decode_routing(orjson.dumps({**base, **fields}))
+
+
+@pytest.mark.parametrize(
+    ("fields", "category"),
+    [
+        ({"eventCategory": "Management"}, "Management"),
+        ({"eventCategory": "Data"}, "Data"),
+        ({"eventCategory": "NetworkActivity"}, "NetworkActivity"),
+        ({"eventCategory": "insight"}, "Insight"),
+        ({"eventType": "AwsCloudTrailInsight"}, "Insight"),
+        ({"managementEvent": False}, "Data"),
+        ({"managementEvent": True}, "Management"),
+        ({"eventSource": "s3.amazonaws.com", "eventName": "GetObject"}, "Data"),
+        ({"eventSource": "s3.amazonaws.com", "eventName": "CreateBucket"}, "Management"),
+        ({}, "Management"),
+    ],
+)
+def test_category_across_versions(fields: dict[str, object], category: str) -> None:
+    assert _routing(**fields).category == category  # type: ignore[attr-defined]
+
+
+def test_read_only_strings_become_bools() -> None:
+    assert _routing(readOnly="true").read_only is True  # type: ignore[attr-defined]
+    assert _routing(readOnly="FALSE").read_only is False  # type: ignore[attr-defined]
+    assert _routing(readOnly=False).read_only is False  # type: ignore[attr-defined]
+    assert _routing(readOnly="maybe").read_only is None  # type: ignore[attr-defined]
+
+
+def test_event_time_is_utc() -> None:
+    r = _routing(eventTime="2026-03-02T12:00:00+02:00")
+    assert r.event_time == dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)  # type: ignore[attr-defined]
+    assert _routing(eventTime="not a time").event_time is None  # type: ignore[attr-defined]
+
+
+def test_service_event_without_identity_type() -> None:
+    rec = Record.from_bytes(orjson.dumps(SAMPLE_EVENTS[2]), ORIGIN)
+    assert rec.routing.user_type == "AWSService"
+    assert rec.routing.user_identity is not None
+    assert rec.routing.user_identity.invoked_by == "secretsmanager.amazonaws.com"
+
+
+def test_wrong_types_fall_back_leniently() -> None:
+    r = _routing(eventTime=12, awsRegion=["x"], errorCode=5, userIdentity="root", sourceIPAddress={"a": 1})
+    assert r.event_time is None  # type: ignore[attr-defined]
+    assert r.aws_region is None  # type: ignore[attr-defined]
+    assert r.error_code == "5"  # type: ignore[attr-defined]
+    assert r.user_identity is None  # type: ignore[attr-defined]
+    assert r.source_ip is None  # type: ignore[attr-defined]
+
+
+def test_not_json_raises() -> None:
+    with pytest.raises(ValueError, match="not valid JSON"):
+        decode_routing(b"{oops")
+    with pytest.raises(ValueError, match="not an object"):
+        decode_routing(b"[1]")
+
+
+def test_line_and_replace() -> None:
+    compact, _, _, pretty = sample_records(4)[:4]
+    assert compact.line() is compact.raw
+    assert b"\n" in pretty.raw
+    assert b"\n" not in pretty.line()
+    assert orjson.loads(pretty.line()) == orjson.loads(pretty.raw)
+    doc = dict(compact.document())
+    doc["sourceIPAddress"] = "pseudonym"
+    compact.replace(doc)
+    assert compact.modified
+    assert orjson.loads(compact.raw)["sourceIPAddress"] == "pseudonym"
+
+
+def test_epoch_has_milliseconds() -> None:
+    r = Record.from_bytes(orjson.dumps({"eventID": "a", "eventName": "b", "eventTime": "2026-03-02T10:15:02.123Z"}), ORIGIN)
+    assert r.epoch == pytest.approx(1772446502.123)
