@@ -6,7 +6,6 @@ import gzip
 import zlib
 
 import pytest
-
 from trailrelay.errors import InputError
 from trailrelay.sources.decompress import decompress, is_gzip
 
@@ -30,7 +29,7 @@ def test_truncated_gzip() -> None:
 def test_corrupt_gzip() -> None:
     data = bytearray(gzip.compress(b"hello world" * 100))
     data[20:30] = b"\x00" * 10
-    with pytest.raises(InputError, match="corrupt|truncated"):
+    with pytest.raises(InputError, match=r"corrupt|truncated"):
         decompress(bytes(data))
 
 

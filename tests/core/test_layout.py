@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
 from trailrelay.sources.layout import classify_key, day_prefixes, key_time, split_layout
 
 LOG = "p/AWSLogs/o-abc1234567/111122223333/CloudTrail/us-east-1/2026/03/02/111122223333_CloudTrail_us-east-1_20260302T1005Z_aB3cD4eF5gH6iJ7k.json.gz"
@@ -30,8 +29,13 @@ def test_classify(key: str, size: int, insights: bool, reason: str | None) -> No
 
 def test_split_layout_org_and_plain() -> None:
     parts = split_layout(LOG)
-    assert parts == {"base": "p/AWSLogs/o-abc1234567/111122223333/", "account": "111122223333",
-                     "kind": "CloudTrail", "region": "us-east-1", "date": "2026-03-02"}
+    assert parts == {
+        "base": "p/AWSLogs/o-abc1234567/111122223333/",
+        "account": "111122223333",
+        "kind": "CloudTrail",
+        "region": "us-east-1",
+        "date": "2026-03-02",
+    }
     assert split_layout(DIGEST)["kind"] == "CloudTrail-Digest"  # type: ignore[index]
     assert split_layout("random/key.json") is None
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import orjson
 import pytest
-
 from trailrelay.errors import InputError
 from trailrelay.sources.notifications import ObjectNotice, parse_notification
 
@@ -23,12 +22,24 @@ def s3_event(key: str, name: str = "ObjectCreated:Put") -> dict[str, object]:
                 "eventName": name,
                 "userIdentity": {"principalId": "AWS:AROAEXAMPLE:regionalDeliverySession"},
                 "requestParameters": {"sourceIPAddress": "192.0.2.10"},
-                "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"},
+                "responseElements": {
+                    "x-amz-request-id": "C3D13FE58DE4C810",
+                    "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD",
+                },
                 "s3": {
                     "s3SchemaVersion": "1.0",
                     "configurationId": "trail-objects",
-                    "bucket": {"name": "org-trail", "ownerIdentity": {"principalId": "A3NL1KOZZKExample"}, "arn": "arn:aws:s3:::org-trail"},
-                    "object": {"key": key, "size": 1024, "eTag": "d41d8cd98f00b204e9800998ecf8427e", "sequencer": "0055AED6DCD90281E5"},
+                    "bucket": {
+                        "name": "org-trail",
+                        "ownerIdentity": {"principalId": "A3NL1KOZZKExample"},
+                        "arn": "arn:aws:s3:::org-trail",
+                    },
+                    "object": {
+                        "key": key,
+                        "size": 1024,
+                        "eTag": "d41d8cd98f00b204e9800998ecf8427e",
+                        "sequencer": "0055AED6DCD90281E5",
+                    },
                 },
             }
         ]
@@ -37,7 +48,9 @@ def s3_event(key: str, name: str = "ObjectCreated:Put") -> dict[str, object]:
 
 def test_direct_s3_event_decodes_url_encoded_keys() -> None:
     notices = parse_notification(orjson.dumps(s3_event("logs/a+b%3Dc/file%2B1.json.gz")))
-    assert notices == [ObjectNotice("org-trail", "logs/a b=c/file+1.json.gz", 1024, "d41d8cd98f00b204e9800998ecf8427e")]
+    assert notices == [
+        ObjectNotice("org-trail", "logs/a b=c/file+1.json.gz", 1024, "d41d8cd98f00b204e9800998ecf8427e")
+    ]
 
 
 def test_sns_wrapped() -> None:
@@ -61,29 +74,54 @@ def test_cloudtrail_sns_notification() -> None:
 
 def test_eventbridge_object_created_keys_not_decoded() -> None:
     event = {
-        "version": "0", "id": "17793124-05d4-b198-2fde-7ededc63b103", "detail-type": "Object Created",
-        "source": "aws.s3", "account": "111122223333", "time": "2026-03-02T10:05:33Z", "region": "eu-west-1",
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "111122223333",
+        "time": "2026-03-02T10:05:33Z",
+        "region": "eu-west-1",
         "resources": ["arn:aws:s3:::org-trail"],
-        "detail": {"version": "0", "bucket": {"name": "org-trail"},
-                   "object": {"key": "a+b.json.gz", "size": 5, "etag": "b1946ac92492d2347c6235b4d2611184"},
-                   "request-id": "N4N7GDK58NMKJ12R", "requester": "cloudtrail.amazonaws.com", "reason": "PutObject"},
+        "detail": {
+            "version": "0",
+            "bucket": {"name": "org-trail"},
+            "object": {"key": "a+b.json.gz", "size": 5, "etag": "b1946ac92492d2347c6235b4d2611184"},
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": "cloudtrail.amazonaws.com",
+            "reason": "PutObject",
+        },
     }
-    assert parse_notification(event) == [ObjectNotice("org-trail", "a+b.json.gz", 5, "b1946ac92492d2347c6235b4d2611184")]
+    assert parse_notification(event) == [
+        ObjectNotice("org-trail", "a+b.json.gz", 5, "b1946ac92492d2347c6235b4d2611184")
+    ]
     event["detail-type"] = "Object Deleted"
     assert parse_notification(event) == []
 
 
 def test_test_event_and_deletions_name_nothing() -> None:
-    test = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-03-02T10:00:00.000Z",
-            "Bucket": "org-trail", "RequestId": "5582815E1AEA5ADF", "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE"}
+    test = {
+        "Service": "Amazon S3",
+        "Event": "s3:TestEvent",
+        "Time": "2026-03-02T10:00:00.000Z",
+        "Bucket": "org-trail",
+        "RequestId": "5582815E1AEA5ADF",
+        "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE",
+    }
     assert parse_notification(orjson.dumps(test)) == []
     assert parse_notification(s3_event(KEY, "ObjectRemoved:Delete")) == []
 
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"[1,2]", b'{"foo": 1}', b'{"Records": [{"s3": {}}]}', b'{"Records": [{"eventSource": "aws:s3"}]}',
-     b'{"s3Bucket": 1, "s3ObjectKey": "x"}', b'{"source": "aws.s3", "detail-type": "Object Created", "detail": {}}'],
+    [
+        b"not json",
+        b"[1,2]",
+        b'{"foo": 1}',
+        b'{"Records": [{"s3": {}}]}',
+        b'{"Records": [{"eventSource": "aws:s3"}]}',
+        b'{"s3Bucket": 1, "s3ObjectKey": "x"}',
+        b'{"source": "aws.s3", "detail-type": "Object Created", "detail": {}}',
+    ],
 )
 def test_garbage_is_an_input_error(body: bytes) -> None:
     with pytest.raises(InputError):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-
 from trailrelay.errors import InputError
 from trailrelay.record import Origin, Record
 from trailrelay.sources.decompress import decompress
@@ -62,8 +61,10 @@ def test_single_pretty_record_and_bom() -> None:
 
 def test_eventbridge_envelope_unwrapped_byte_for_byte() -> None:
     detail = orjson.dumps(SAMPLE_EVENTS[0])
-    env = (b'{"version":"0","id":"1","detail-type":"AWS API Call via CloudTrail","source":"aws.cloudtrail",'
-           b'"detail":' + detail + b"}")
+    env = (
+        b'{"version":"0","id":"1","detail-type":"AWS API Call via CloudTrail","source":"aws.cloudtrail",'
+        b'"detail":' + detail + b"}"
+    )
     (rec,) = _records(env)
     assert isinstance(rec, Record)
     assert rec.raw == detail
@@ -153,6 +154,10 @@ def test_real_corpus_gzip_roundtrip(corpus: Path) -> None:
     """A real object gzip-compressed (as S3 holds it) yields the same record bytes."""
     f = next((corpus / "cloudtrail" / "invictus-ir-aws_dataset").glob("*.json"))
     plain = [i.raw for i in iter_records(f.read_bytes(), ORIGIN) if isinstance(i, Record)]
-    zipped = [i.raw for i in iter_records(decompress(gzip.compress(f.read_bytes())), ORIGIN) if isinstance(i, Record)]
+    zipped = [
+        i.raw
+        for i in iter_records(decompress(gzip.compress(f.read_bytes())), ORIGIN)
+        if isinstance(i, Record)
+    ]
     assert plain == zipped
     assert plain

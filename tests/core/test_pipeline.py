@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 import pytest
-
 from trailrelay.config import parse_config
 from trailrelay.contract import BatchLimits, Origin, Record
 from trailrelay.pipeline.build import build_pipeline
@@ -25,20 +24,39 @@ from trailrelay.state import Checkpoints
 from trailrelay.testing import SAMPLE_EVENTS
 
 
-def _pipeline(src: Path, sinks: dict[str, Any], tmp: Path, *, checkpoints: Checkpoints | None = None,
-              max_retry: float = 30.0) -> Pipeline:
+def _pipeline(
+    src: Path,
+    sinks: dict[str, Any],
+    tmp: Path,
+    *,
+    checkpoints: Checkpoints | None = None,
+    max_retry: float = 30.0,
+) -> Pipeline:
     metrics = Metrics()
     stop = threading.Event()
     dead = FolderDeadLetters(tmp / "dead")
     pipe = Pipeline(FileSource(src, checkpoints), dead_letters=dead, metrics=metrics, stop=stop)
     for name, sink in sinks.items():
-        pipe.sinks[name] = SinkRunner(name, sink, dead_letters=dead, metrics=metrics, stop=stop,
-                                      on_fatal=pipe.on_fatal, max_retry_seconds=max_retry, backoff_base=0.001)
+        pipe.sinks[name] = SinkRunner(
+            name,
+            sink,
+            dead_letters=dead,
+            metrics=metrics,
+            stop=stop,
+            on_fatal=pipe.on_fatal,
+            max_retry_seconds=max_retry,
+            backoff_base=0.001,
+        )
     return pipe
 
 
-def _trail(root: Path, make_object: Callable[..., Path], make_events: Callable[..., list[dict[str, Any]]],
-           objects: int = 5, per: int = 40) -> list[str]:
+def _trail(
+    root: Path,
+    make_object: Callable[..., Path],
+    make_events: Callable[..., list[dict[str, Any]]],
+    objects: int = 5,
+    per: int = 40,
+) -> list[str]:
     ids: list[str] = []
     for i in range(objects):
         evs = make_events(per, prefix=f"o{i}")
@@ -47,7 +65,9 @@ def _trail(root: Path, make_object: Callable[..., Path], make_events: Callable[.
     return ids
 
 
-def test_every_record_delivered_once_to_every_sink(tmp_path: Path, scripted: Any, make_object: Any, make_events: Any) -> None:
+def test_every_record_delivered_once_to_every_sink(
+    tmp_path: Path, scripted: Any, make_object: Any, make_events: Any
+) -> None:
     ids = _trail(tmp_path / "in", make_object, make_events)
     a, b = scripted(), scripted()
     result = _pipeline(tmp_path / "in", {"a": a, "b": b}, tmp_path).run()
@@ -89,7 +109,9 @@ def test_bad_input_is_dead_lettered_with_reasons_and_the_run_goes_on(
     assert sum(snap["dead_lettered"].values()) == 3
 
 
-def test_transient_failures_are_retried_until_delivered(tmp_path: Path, scripted: Any, make_object: Any, make_events: Any) -> None:
+def test_transient_failures_are_retried_until_delivered(
+    tmp_path: Path, scripted: Any, make_object: Any, make_events: Any
+) -> None:
     ids = _trail(tmp_path / "in", make_object, make_events, objects=2, per=10)
     sink = scripted()
     sink.retry_calls = 3
@@ -99,7 +121,9 @@ def test_transient_failures_are_retried_until_delivered(tmp_path: Path, scripted
     assert not (tmp_path / "dead").exists()
 
 
-def test_rejected_records_dead_lettered_with_sink_and_raw(tmp_path: Path, scripted: Any, make_object: Any, make_events: Any) -> None:
+def test_rejected_records_dead_lettered_with_sink_and_raw(
+    tmp_path: Path, scripted: Any, make_object: Any, make_events: Any
+) -> None:
     ids = _trail(tmp_path / "in", make_object, make_events, objects=1, per=10)
     sink = scripted()
     sink.reject_ids = {ids[3]}
@@ -112,7 +136,9 @@ def test_rejected_records_dead_lettered_with_sink_and_raw(tmp_path: Path, script
     assert "refused" in entry["reason"]
 
 
-def test_retries_give_up_after_max_retry_seconds(tmp_path: Path, scripted: Any, make_object: Any, make_events: Any) -> None:
+def test_retries_give_up_after_max_retry_seconds(
+    tmp_path: Path, scripted: Any, make_object: Any, make_events: Any
+) -> None:
     ids = _trail(tmp_path / "in", make_object, make_events, objects=1, per=5)
     sink = scripted()
     sink.retry_calls = 10**9
@@ -123,7 +149,9 @@ def test_retries_give_up_after_max_retry_seconds(tmp_path: Path, scripted: Any, 
     assert result.metrics.snapshot()["units_acknowledged"] == 1  # dead-lettered is final
 
 
-def test_fatal_sink_stops_without_acknowledging(tmp_path: Path, scripted: Any, make_object: Any, make_events: Any) -> None:
+def test_fatal_sink_stops_without_acknowledging(
+    tmp_path: Path, scripted: Any, make_object: Any, make_events: Any
+) -> None:
     _trail(tmp_path / "in", make_object, make_events, objects=3, per=10)
     ck = Checkpoints(tmp_path / "state.sqlite")
     sink = scripted()
@@ -161,8 +189,14 @@ def test_checkpoint_resume_loses_nothing_and_rereads_nothing_finished(
 def test_high_risk_record_takes_the_fast_path(tmp_path: Path, scripted: Any) -> None:
     sink = scripted(BatchLimits(max_records=1000, max_bytes=1 << 20, max_age=60.0, concurrency=1))
     stop = threading.Event()
-    runner = SinkRunner("s", sink, dead_letters=FolderDeadLetters(tmp_path / "d"), metrics=Metrics(), stop=stop,
-                        on_fatal=lambda *_: None)
+    runner = SinkRunner(
+        "s",
+        sink,
+        dead_letters=FolderDeadLetters(tmp_path / "d"),
+        metrics=Metrics(),
+        stop=stop,
+        on_fatal=lambda *_: None,
+    )
     origin = Origin("file", "x")
     quiet = Record.from_bytes(orjson.dumps(SAMPLE_EVENTS[1]), origin)
     runner.put(quiet)
@@ -180,7 +214,9 @@ def test_high_risk_record_takes_the_fast_path(tmp_path: Path, scripted: Any) -> 
     runner.close()
 
 
-def test_back_pressure_bounds_the_queue(tmp_path: Path, scripted: Any, make_object: Any, make_events: Any) -> None:
+def test_back_pressure_bounds_the_queue(
+    tmp_path: Path, scripted: Any, make_object: Any, make_events: Any
+) -> None:
     """A slow sink stalls the readers instead of piling records up in memory."""
     _trail(tmp_path / "in", make_object, make_events, objects=20, per=100)
     sink = scripted(BatchLimits(max_records=10, max_bytes=1 << 20, max_age=0.01, concurrency=1))
@@ -198,12 +234,16 @@ def test_back_pressure_bounds_the_queue(tmp_path: Path, scripted: Any, make_obje
     assert peak[0] <= runner._queue.maxsize
 
 
-def test_config_built_pipeline_writes_the_file_sink(tmp_path: Path, make_object: Any, make_events: Any) -> None:
+def test_config_built_pipeline_writes_the_file_sink(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
     ids = _trail(tmp_path / "in", make_object, make_events, objects=2, per=10)
     config = parse_config(
-        {"source": {"type": "files", "path": str(tmp_path / "in")},
-         "sinks": [{"type": "file", "path": str(tmp_path / "out.ndjson")}],
-         "filter": {"rules": [{"name": "drop-data", "action": "drop", "category": ["Data"]}]}},
+        {
+            "source": {"type": "files", "path": str(tmp_path / "in")},
+            "sinks": [{"type": "file", "path": str(tmp_path / "out.ndjson")}],
+            "filter": {"rules": [{"name": "drop-data", "action": "drop", "category": ["Data"]}]},
+        },
         base_dir=tmp_path,
     )
     built = build_pipeline(config)
@@ -212,14 +252,18 @@ def test_config_built_pipeline_writes_the_file_sink(tmp_path: Path, make_object:
         s.close()
     lines = (tmp_path / "out.ndjson").read_bytes().splitlines()
     got = [orjson.loads(x)["eventID"] for x in lines]
-    kept = [i for i, e in zip(ids, make_events(10, "o0") + make_events(10, "o1"), strict=True) if e["eventCategory"] != "Data"]
+    kept = [
+        i
+        for i, e in zip(ids, make_events(10, "o0") + make_events(10, "o1"), strict=True)
+        if e["eventCategory"] != "Data"
+    ]
     assert sorted(got) == sorted(kept)
     assert built.record_filter.dropped["drop-data"] == len(ids) - len(kept)
     assert result.metrics.snapshot()["records_filtered"] == len(ids) - len(kept)
     assert (tmp_path / ".trailrelay" / "state.sqlite").exists()
 
 
-@pytest.mark.parametrize("signal_after", [1, 5])
+@pytest.mark.parametrize("signal_after", [1, 4])
 def test_graceful_stop_hands_back_unfinished_work(
     tmp_path: Path, scripted: Any, make_object: Any, make_events: Any, signal_after: int
 ) -> None:
@@ -227,16 +271,19 @@ def test_graceful_stop_hands_back_unfinished_work(
     ck = Checkpoints(tmp_path / "state.sqlite")
     sink = scripted(BatchLimits(max_records=20, max_bytes=1 << 20, max_age=0.01, concurrency=1))
     pipe = _pipeline(tmp_path / "in", {"s": sink}, tmp_path, checkpoints=ck)
+    pipe.drain_seconds = 0.0  # hand back at once whatever is not delivered yet
 
-    def maybe_stop(_: Any) -> None:
+    def slow_then_stop(_: Any) -> None:
+        time.sleep(0.05)
         if sink.calls >= signal_after:
             pipe.stop.set()
 
-    sink.on_send = maybe_stop
+    sink.on_send = slow_then_stop
     result = pipe.run()
     assert result.stopped
     done = ck.count()
     assert done < 10
+    assert result.metrics.snapshot()["units_released"] >= 1
     resumed = scripted()
     _pipeline(tmp_path / "in", {"s": resumed}, tmp_path, checkpoints=ck).run()
     assert set(sink.stored) | set(resumed.stored) == set(ids)

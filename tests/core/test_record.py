@@ -6,7 +6,6 @@ import datetime as dt
 
 import orjson
 import pytest
-
 from trailrelay.record import Origin, Record, decode_routing
 from trailrelay.testing import SAMPLE_EVENTS, sample_records
 
@@ -87,5 +86,7 @@ def test_line_and_replace() -> None:
 
 
 def test_epoch_has_milliseconds() -> None:
-    r = Record.from_bytes(orjson.dumps({"eventID": "a", "eventName": "b", "eventTime": "2026-03-02T10:15:02.123Z"}), ORIGIN)
+    r = Record.from_bytes(
+        orjson.dumps({"eventID": "a", "eventName": "b", "eventTime": "2026-03-02T10:15:02.123Z"}), ORIGIN
+    )
     assert r.epoch == pytest.approx(1772446502.123)

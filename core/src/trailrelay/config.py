@@ -105,7 +105,9 @@ class PipelineConfig(_Strict):
 
     readers: int = Field(default=2, ge=1, le=64)
     max_object_bytes: int = Field(default=1 << 30, ge=1 << 10, description="Decompressed size limit.")
-    drain_seconds: float = Field(default=30.0, ge=0, description="Grace period for in-flight batches on stop.")
+    drain_seconds: float = Field(
+        default=30.0, ge=0, description="Grace period for in-flight batches on stop."
+    )
 
 
 class DetectionConfig(_Strict):
@@ -158,7 +160,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config
     sinks = [_sink(t, i) for i, t in enumerate(sink_tables)]
     names = [s.display_name for s in sinks]
     if len(set(names)) != len(names):
-        raise ConfigError(f"[[sinks]]: names must be unique (got {names}); set name = \"...\" on each")
+        raise ConfigError(f'[[sinks]]: names must be unique (got {names}); set name = "..." on each')
     try:
         return Config.model_validate({**doc, "sinks": sinks, "base_dir": base_dir or Path()})
     except ValidationError as exc:

@@ -23,7 +23,7 @@ import enum
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -224,7 +224,7 @@ class Encoder(Protocol):
 class SinkPlugin(Protocol):
     """What a ``trailrelay.sinks`` entry point names: the factory for one sink type."""
 
-    name: ClassVar[str] | str
+    name: str
     config_model: type[SinkConfig]
 
     def create(self, config: Any, context: SinkContext) -> Sink:

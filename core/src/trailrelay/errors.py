@@ -40,7 +40,7 @@ class ConfigError(TrailrelayError):
     """The configuration is invalid; the message names the key and what is wrong."""
 
 
-class PluginNotFound(ConfigError):
+class PluginNotFound(ConfigError):  # noqa: N818 - reads as the condition it names
     """A sink type was asked for that no installed distribution provides."""
 
 

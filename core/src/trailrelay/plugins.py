@@ -65,6 +65,6 @@ def command_groups() -> list[Any]:
     for ep in entry_points(group=COMMANDS_GROUP):
         try:
             groups.append(ep.load())
-        except Exception:  # noqa: BLE001,S112 - a broken extension must not break the CLI
+        except Exception:  # noqa: S112 - a broken extension must not break the CLI
             continue
     return groups

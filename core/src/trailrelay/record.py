@@ -81,10 +81,25 @@ _ANY = msgspec.json.Decoder()
 # eventCategory and managementEvent (eventVersion < 1.06).
 _S3_DATA_EVENTS = frozenset(
     {
-        "GetObject", "PutObject", "DeleteObject", "DeleteObjects", "HeadObject", "CopyObject",
-        "ListObjects", "ListObjectsV2", "ListObjectVersions", "GetObjectAcl", "PutObjectAcl",
-        "GetObjectTagging", "PutObjectTagging", "CreateMultipartUpload", "UploadPart",
-        "CompleteMultipartUpload", "AbortMultipartUpload", "RestoreObject", "SelectObjectContent",
+        "GetObject",
+        "PutObject",
+        "DeleteObject",
+        "DeleteObjects",
+        "HeadObject",
+        "CopyObject",
+        "ListObjects",
+        "ListObjectsV2",
+        "ListObjectVersions",
+        "GetObjectAcl",
+        "PutObjectAcl",
+        "GetObjectTagging",
+        "PutObjectTagging",
+        "CreateMultipartUpload",
+        "UploadPart",
+        "CompleteMultipartUpload",
+        "AbortMultipartUpload",
+        "RestoreObject",
+        "SelectObjectContent",
     }
 )
 _CATEGORY_NAMES = {
@@ -117,7 +132,7 @@ def _lenient(raw: bytes) -> Routing:
     except msgspec.DecodeError as exc:
         raise ValueError(f"record is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise ValueError(f"record is a JSON {type(doc).__name__}, not an object")
+        raise ValueError(f"record is a JSON {type(doc).__name__}, not an object")  # noqa: TRY004 - bad input
     ident = doc.get("userIdentity")
     identity = None
     if isinstance(ident, dict):
@@ -171,7 +186,7 @@ def _time(value: object) -> dt.datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return None
     return parsed
@@ -316,4 +331,6 @@ class Record:
 
     def __repr__(self) -> str:
         r = self.routing
-        return f"Record({r.event_source}:{r.event_name} id={r.event_id} at {self.origin.location}#{self.index})"
+        return (
+            f"Record({r.event_source}:{r.event_name} id={r.event_id} at {self.origin.location}#{self.index})"
+        )

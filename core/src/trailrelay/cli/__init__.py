@@ -1,0 +1,1 @@
+"""The trailrelay command line."""

@@ -98,8 +98,11 @@ def run_demo(out: Path | None, seed: int, console: Console) -> int:
         try:
             plugin = load_sink(name)
             config = plugin.config_model.model_validate(DEMO_SINK_CONFIGS[name])
-            enc = EncodedFolderSink(plugin.encoder(config), out / "payloads" / name,
-                                    BatchLimits(max_records=500, max_bytes=4 << 20, max_age=0.5, concurrency=1))
+            enc = EncodedFolderSink(
+                plugin.encoder(config),
+                out / "payloads" / name,
+                BatchLimits(max_records=500, max_bytes=4 << 20, max_age=0.5, concurrency=1),
+            )
         except Exception as exc:  # a broken connector must not break the demo
             skipped_connectors.append(f"{name} ({exc})")
             continue
@@ -107,8 +110,9 @@ def run_demo(out: Path | None, seed: int, console: Console) -> int:
         sinks[name] = enc
     for name, sink in sinks.items():
         sink.open()
-        pipeline.sinks[name] = SinkRunner(name, sink, dead_letters=dead, metrics=metrics, stop=stop,
-                                          on_fatal=pipeline.on_fatal, max_age=0.2)
+        pipeline.sinks[name] = SinkRunner(
+            name, sink, dead_letters=dead, metrics=metrics, stop=stop, on_fatal=pipeline.on_fatal, max_age=0.2
+        )
     result = pipeline.run()
     file_sink.close()
     snap = metrics.snapshot()
@@ -118,15 +122,24 @@ def run_demo(out: Path | None, seed: int, console: Console) -> int:
     missing = sorted(set(DEMO_SINK_CONFIGS) - set(installed_sinks()))
     if missing:
         console.print(f"not installed (pip install trailrelay-<name>): {', '.join(missing)}", highlight=False)
-    console.print(f"finished in {time.monotonic() - started:.1f}s; output in {out}"
-                  + (" (temporary, removed now; use --out DIR to keep it)" if tmp else ""), highlight=False)
+    console.print(
+        f"finished in {time.monotonic() - started:.1f}s; output in {out}"
+        + (" (temporary, removed now; use --out DIR to keep it)" if tmp else ""),
+        highlight=False,
+    )
     if tmp is not None:
         tmp.cleanup()
     return 0 if result.ok else 1
 
 
-def _report(console: Console, snap: dict[str, Any], metrics: Metrics, encoders: dict[str, EncodedFolderSink],
-            out: Path, attack: dict[str, str]) -> None:
+def _report(  # noqa: PLR0917 - one call site, all parts of the report
+    console: Console,
+    snap: dict[str, Any],
+    metrics: Metrics,
+    encoders: dict[str, EncodedFolderSink],
+    out: Path,
+    attack: dict[str, str],
+) -> None:
     t = Table(title="what the pipeline did", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column(justify="right")
@@ -139,22 +152,37 @@ def _report(console: Console, snap: dict[str, Any], metrics: Metrics, encoders: 
     t.add_row("delivered to the file sink", f"{snap['delivered'].get('file', 0):,}")
     console.print(t)
 
-    risks = Table("time (UTC)", "account", "event", "rule", title="high-risk events seen", title_justify="left")
+    risks = Table(
+        "time (UTC)", "account", "event", "rule", title="high-risk events seen", title_justify="left"
+    )
     for item in sorted(metrics.high_risk, key=lambda x: x["eventTime"] or ""):
-        risks.add_row((item["eventTime"] or "")[:19], item["account"] or "", item["eventName"] or "",
-                      ", ".join(item["rules"]))
+        risks.add_row(
+            (item["eventTime"] or "")[:19],
+            item["account"] or "",
+            item["eventName"] or "",
+            ", ".join(item["rules"]),
+        )
     console.print(risks)
     found = {i["eventID"] for i in metrics.high_risk}
     missed = [name for name, eid in attack.items() if eid not in found]
     if missed:
         console.print(f"[yellow]attack steps not tagged:[/yellow] {', '.join(missed)}", highlight=False)
 
-    sizes = Table("format", "requests", "bytes", "gzip bytes", "bytes/record",
-                  title="bytes per SIEM format", title_justify="left")
+    sizes = Table(
+        "format",
+        "requests",
+        "bytes",
+        "gzip bytes",
+        "bytes/record",
+        title="bytes per SIEM format",
+        title_justify="left",
+    )
     forwarded = out / "forwarded" / "cloudtrail.ndjson"
     n = max(1, snap["records_in"])
     raw = forwarded.stat().st_size if forwarded.exists() else 0
     sizes.add_row("NDJSON file", "-", f"{raw:,}", "-", f"{raw / n:,.0f}")
     for name, enc in encoders.items():
-        sizes.add_row(name, f"{enc.bodies:,}", f"{enc.raw_bytes:,}", f"{enc.gzip_bytes:,}", f"{enc.raw_bytes / n:,.0f}")
+        sizes.add_row(
+            name, f"{enc.bodies:,}", f"{enc.raw_bytes:,}", f"{enc.gzip_bytes:,}", f"{enc.raw_bytes / n:,.0f}"
+        )
     console.print(sizes)

@@ -47,11 +47,17 @@ def _load(path: Path) -> Config:
 
 @cli.command()
 @click.option("-c", "--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--once", is_flag=True, help="Stop when the source is drained (an SQS queue: after one empty long poll).")
+@click.option(
+    "--once", is_flag=True, help="Stop when the source is drained (an SQS queue: after one empty long poll)."
+)
 @click.option("--log-format", type=click.Choice(["auto", "text", "json"]), default="auto", show_default=True)
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on in a terminal).")
-@click.option("--summary-json", type=click.Path(path_type=Path, dir_okay=False), help="Write the final counters here.")
-def forward(config_path: Path, once: bool, log_format: str, progress: bool | None, summary_json: Path | None) -> None:
+@click.option(
+    "--summary-json", type=click.Path(path_type=Path, dir_okay=False), help="Write the final counters here."
+)
+def forward(
+    config_path: Path, once: bool, log_format: str, progress: bool | None, summary_json: Path | None
+) -> None:
     """Forward CloudTrail from the configured source to every configured sink."""
     tty = sys.stderr.isatty()
     setup_logging("json" if log_format == "json" or (log_format == "auto" and not tty) else "text")
@@ -123,7 +129,9 @@ def check(config_path: Path) -> None:
                 result = sink.check()
             finally:
                 sink.close()
-            out.print(f"{'✓' if result.ok else '✗'} sink {name} ({sc.type}): {result.summary}", highlight=False)
+            out.print(
+                f"{'✓' if result.ok else '✗'} sink {name} ({sc.type}): {result.summary}", highlight=False
+            )
             ok &= result.ok
         except TrailrelayError as exc:
             out.print(f"✗ sink {name} ({sc.type}): {exc}", highlight=False)
@@ -146,7 +154,9 @@ def _check_source(config: Config) -> tuple[bool, str]:
         assert isinstance(src, SqsSourceConfig)
         sqs = aws_client("sqs", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
         attrs = sqs.get_queue_attributes(QueueUrl=src.queue_url, AttributeNames=["All"])["Attributes"]
-        note = "" if "RedrivePolicy" in attrs else " (warning: no redrive policy; poison messages retry forever)"
+        note = (
+            "" if "RedrivePolicy" in attrs else " (warning: no redrive policy; poison messages retry forever)"
+        )
         return True, f"queue reachable, ~{attrs.get('ApproximateNumberOfMessages', '?')} messages{note}"
     except Exception as exc:
         return False, f"{type(exc).__name__}: {exc}"
@@ -171,7 +181,9 @@ def generate(out: Path, seed: int, day: dt.datetime, accounts: int, events_per_h
     """Write a synthetic organization trail (a day of noise plus an attack) in the S3 key layout."""
     from trailrelay.generate import generate_trail  # noqa: PLC0415
 
-    summary = generate_trail(out, seed=seed, day=day.date(), accounts=accounts, events_per_hour=events_per_hour)
+    summary = generate_trail(
+        out, seed=seed, day=day.date(), accounts=accounts, events_per_hour=events_per_hour
+    )
     Console().print(
         f"wrote {summary.records} records in {summary.objects} objects under {summary.root} "
         f"(org {summary.org_id}, accounts {', '.join(summary.accounts)})",
@@ -181,8 +193,12 @@ def generate(out: Path, seed: int, day: dt.datetime, accounts: int, events_per_h
 
 @cli.command("replay-dead-letters")
 @click.option("-c", "--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--from", "source", type=click.Path(path_type=Path, exists=True),
-              help="A dead-letter file or folder (default: the config's dead-letter folder).")
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(path_type=Path, exists=True),
+    help="A dead-letter file or folder (default: the config's dead-letter folder).",
+)
 @click.option("--sink", "only_sink", help="Replay only entries of this sink.")
 def replay_dead_letters(config_path: Path, source: Path | None, only_sink: str | None) -> None:
     """Send dead-lettered records again, each to the sink that rejected it."""

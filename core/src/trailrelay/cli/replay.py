@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from trailrelay.pipeline.build import build_dead_letters, build_sink
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline
-from trailrelay.record import Origin, Record
+from trailrelay.record import Origin
 from trailrelay.sources.base import ObjectDone, ObjectRef, Work
 
 __all__ = ["replay"]
@@ -40,10 +40,14 @@ class _ReplaySource:
                 return
             body = b"[" + b",".join(e["raw"].encode() for e in entries) + b"]"  # keeps each record's bytes
             origin = Origin("replay", str(path))
-            yield Work([ObjectRef(origin, lambda b=body: b)], ack=_renamer(path), label=str(path))
+            yield Work([ObjectRef(origin, _constant(body))], ack=_renamer(path), label=str(path))
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _constant(body: bytes) -> Callable[[], bytes]:
+    return lambda: body
 
 
 def _renamer(path: Path) -> Any:
@@ -86,16 +90,29 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
         sink = build_sink(known[name])
         sink.open()
         pipe = Pipeline(_ReplaySource(by_file), dead_letters=dead, metrics=metrics, stop=stop)
-        pipe.sinks[name] = SinkRunner(name, sink, dead_letters=dead, metrics=metrics, stop=stop,
-                                      on_fatal=pipe.on_fatal, max_retry_seconds=known[name].max_retry_seconds)
+        pipe.sinks[name] = SinkRunner(
+            name,
+            sink,
+            dead_letters=dead,
+            metrics=metrics,
+            stop=stop,
+            on_fatal=pipe.on_fatal,
+            max_retry_seconds=known[name].max_retry_seconds,
+        )
         result = pipe.run()
         sink.close()
         snap = metrics.snapshot()
-        console.print(f"{name}: replayed {snap['records_in']:,}, delivered {snap['delivered'].get(name, 0):,}, "
-                      f"dead-lettered again {sum(snap['dead_lettered'].values()):,}", highlight=False)
+        console.print(
+            f"{name}: replayed {snap['records_in']:,}, delivered {snap['delivered'].get(name, 0):,}, "
+            f"dead-lettered again {sum(snap['dead_lettered'].values()):,}",
+            highlight=False,
+        )
         if not result.ok:
             code = 3
     if kept:
-        console.print(f"{kept:,} entries were not replayed (read/parse stage, a sink not in this config, "
-                      "or another sink than --sink); they are kept in *.kept.ndjson files", highlight=False)
+        console.print(
+            f"{kept:,} entries were not replayed (read/parse stage, a sink not in this config, "
+            "or another sink than --sink); they are kept in *.kept.ndjson files",
+            highlight=False,
+        )
     return code

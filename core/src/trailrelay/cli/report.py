@@ -23,8 +23,13 @@ def progress_reporter(*, enabled: bool) -> Iterator[Callable[[Metrics], None] | 
     if not enabled:
         yield None
         return
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
         task = bar.add_task("starting", total=None)
         lock = threading.Lock()
         last = [0.0]
@@ -36,10 +41,13 @@ def progress_reporter(*, enabled: bool) -> Iterator[Callable[[Metrics], None] | 
                     return
                 last[0] = now
             delivered = sum(m.delivered.values())
-            bar.update(task, description=(
-                f"objects {m.objects_read:,}  records {m.records_in:,}  delivered {delivered:,}  "
-                f"dead-lettered {sum(m.dead_lettered.values()):,}"
-            ))
+            bar.update(
+                task,
+                description=(
+                    f"objects {m.objects_read:,}  records {m.records_in:,}  delivered {delivered:,}  "
+                    f"dead-lettered {sum(m.dead_lettered.values()):,}"
+                ),
+            )
 
         yield update
 

@@ -1,0 +1,1 @@
+"""Moving records from a source to sinks: batching, retries, acknowledgement, dead letters."""

@@ -50,14 +50,30 @@ def build_source(config: Config, *, once: bool, checkpoints: Checkpoints | None)
         return FileSource(path, checkpoints)
     if isinstance(src, S3SourceConfig):
         s3 = aws_client("s3", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
-        return S3Source(s3, src.bucket, src.prefix, start=src.start_time, end=src.end_time,
-                        insights=src.insights, checkpoints=checkpoints, max_object_bytes=limit)
+        return S3Source(
+            s3,
+            src.bucket,
+            src.prefix,
+            start=src.start_time,
+            end=src.end_time,
+            insights=src.insights,
+            checkpoints=checkpoints,
+            max_object_bytes=limit,
+        )
     assert isinstance(src, SqsSourceConfig)
     sqs = aws_client("sqs", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
     s3 = aws_client("s3", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
-    return SqsSource(sqs, s3, src.queue_url, wait_seconds=src.wait_seconds,
-                     visibility_timeout=src.visibility_timeout, max_messages=src.max_messages,
-                     once=once, insights=src.insights, max_object_bytes=limit)
+    return SqsSource(
+        sqs,
+        s3,
+        src.queue_url,
+        wait_seconds=src.wait_seconds,
+        visibility_timeout=src.visibility_timeout,
+        max_messages=src.max_messages,
+        once=once,
+        insights=src.insights,
+        max_object_bytes=limit,
+    )
 
 
 def build_dead_letters(config: Config) -> DeadLetterStore:
@@ -67,8 +83,9 @@ def build_dead_letters(config: Config) -> DeadLetterStore:
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         src = config.source
         endpoint = getattr(src, "endpoint_url", None)
-        return S3DeadLetters(aws_client("s3", region=getattr(src, "region", None), endpoint_url=endpoint),
-                             bucket, prefix)
+        return S3DeadLetters(
+            aws_client("s3", region=getattr(src, "region", None), endpoint_url=endpoint), bucket, prefix
+        )
     return FolderDeadLetters(config.dead_letter_path())
 
 
@@ -133,8 +150,14 @@ def build_pipeline(
     for sc in config.sinks:
         name = sc.display_name
         pipeline.sinks[name] = SinkRunner(
-            name, sinks[name], dead_letters=dead_letters, metrics=metrics, stop=stop,
-            on_fatal=pipeline.on_fatal, max_retry_seconds=sc.max_retry_seconds, backoff_base=backoff_base,
+            name,
+            sinks[name],
+            dead_letters=dead_letters,
+            metrics=metrics,
+            stop=stop,
+            on_fatal=pipeline.on_fatal,
+            max_retry_seconds=sc.max_retry_seconds,
+            backoff_base=backoff_base,
             max_age=sc.batch_seconds,
         )
     return Built(pipeline, sinks, record_filter, tagger, checkpoints)

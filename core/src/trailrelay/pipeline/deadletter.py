@@ -127,7 +127,9 @@ class S3DeadLetters:
             return
         now = dt.datetime.now(dt.UTC)
         key = f"{self.prefix}/{now:%Y/%m/%d}/{now:%H%M%S}-{uuid.uuid4().hex[:12]}.ndjson.gz"
-        self.client.put_object(Bucket=self.bucket, Key=key.lstrip("/"), Body=gzip.compress(b"".join(self._buf)))
+        self.client.put_object(
+            Bucket=self.bucket, Key=key.lstrip("/"), Body=gzip.compress(b"".join(self._buf))
+        )
         self._buf = []
 
 

@@ -73,24 +73,30 @@ class SinkRunner:
         self._pool = ThreadPoolExecutor(self.limits.concurrency, thread_name_prefix=f"send-{name}")
         self._batcher = threading.Thread(target=self._batch_loop, name=f"batch-{name}", daemon=True)
         self._abandon = threading.Event()
+        self._timer: threading.Timer | None = None
+        self._timer_lock = threading.Lock()
         self._batcher.start()
 
     def put(self, record: Record) -> None:
         """Queue a record; blocks while the sink is behind (back-pressure)."""
         self._queue.put(record)
 
-    def close(self, *, abandon_after: float | None = None) -> None:
-        """Flush, wait for in-flight batches; after ``abandon_after`` seconds give up retrying."""
-        timer = None
-        if abandon_after is not None:
-            timer = threading.Timer(abandon_after, self._abandon.set)
-            timer.daemon = True
-            timer.start()
+    def abandon_after(self, seconds: float) -> None:
+        """Stop retrying (hand records back unfinished) once ``seconds`` have passed."""
+        with self._timer_lock:
+            if self._timer is None:
+                self._timer = threading.Timer(seconds, self._abandon.set)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def close(self) -> None:
+        """Flush what is queued and wait for in-flight batches to settle."""
         self._queue.put(_STOP)
         self._batcher.join()
         self._pool.shutdown(wait=True)
-        if timer is not None:
-            timer.cancel()
+        with self._timer_lock:
+            if self._timer is not None:
+                self._timer.cancel()
 
     # -- batching -------------------------------------------------------------------------
 
@@ -167,8 +173,10 @@ class SinkRunner:
                 reason = f"gave up after {attempt} attempts over {waited:.0f}s: {last.reason}"
                 self._settle([(r, Outcome.rejected(reason)) for r in retry])
                 return
-            delay = min(backoff(attempt, last.retry_after, base=self.backoff_base),
-                        max(0.0, self.max_retry_seconds - waited))
+            delay = min(
+                backoff(attempt, last.retry_after, base=self.backoff_base),
+                max(0.0, self.max_retry_seconds - waited),
+            )
             if self._abandon.wait(delay):
                 self._abandon_records(retry, "stopping: delivery not finished")
                 return
@@ -207,7 +215,9 @@ class SinkRunner:
             else:
                 rejected += 1
                 self.dead_letters.write(
-                    entry("sink", out.reason or "rejected", rec.origin, rec.raw, sink=self.name, index=rec.index)
+                    entry(
+                        "sink", out.reason or "rejected", rec.origin, rec.raw, sink=self.name, index=rec.index
+                    )
                 )
             if (t := rec.epoch) is not None:
                 self.metrics.latency(now - t)

@@ -37,7 +37,7 @@ class Metrics:
     _latency: list[float] = field(default_factory=list)
     _latency_seen: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _rng: random.Random = field(default_factory=lambda: random.Random(0))
+    _rng: random.Random = field(default_factory=lambda: random.Random(0))  # noqa: S311 - sampling, not crypto
 
     def add(self, name: str, n: int = 1) -> None:
         """Increase a plain counter."""

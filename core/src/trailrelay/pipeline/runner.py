@@ -98,9 +98,14 @@ class Pipeline:
             t.start()
         for t in threads:
             t.join()
-        stopped = self.stop.is_set()
+        closing = threading.Event()
+        watcher = threading.Thread(target=self._watch_stop, args=(closing,), name="drain-watch", daemon=True)
+        watcher.start()
         for runner in self.sinks.values():
-            runner.close(abandon_after=self.drain_seconds if stopped else None)
+            runner.close()
+        closing.set()
+        watcher.join()
+        stopped = self.stop.is_set()
         with self._open_lock:
             leftovers = list(self._open)
         for ticket in leftovers:
@@ -108,6 +113,14 @@ class Pipeline:
         self.source.close()
         self.dead_letters.close()
         return RunResult(self.metrics, self.fatal, stopped, len(leftovers))
+
+    def _watch_stop(self, closing: threading.Event) -> None:
+        """While sinks drain, a stop (signal, fatal error) limits the drain to ``drain_seconds``."""
+        while not closing.is_set():
+            if self.stop.wait(0.05):
+                for runner in self.sinks.values():
+                    runner.abandon_after(self.drain_seconds)
+                return
 
     # -- reading --------------------------------------------------------------------------
 
@@ -181,25 +194,25 @@ class Pipeline:
     def _route(self, record: Record, ticket: Ticket) -> None:
         m = self.metrics
         m.add("records_in")
-        rec: Record | None = record
         for transform in self.transforms:
-            rec = transform(rec)
-            if rec is None:
+            if transform(record) is None:
                 m.add("records_filtered")
                 return
         if record.tags:
             m.add("tagged")
             r = record.routing
-            with m._lock:  # noqa: SLF001 - one list, guarded by the metrics lock
+            with m._lock:
                 if len(m.high_risk) < 1000:
-                    m.high_risk.append({
-                        "eventName": r.event_name,
-                        "eventID": r.event_id,
-                        "eventTime": r.event_time.isoformat() if r.event_time else None,
-                        "account": r.recipient_account_id,
-                        "user": r.user_arn,
-                        "rules": [t.rule_id for t in record.tags],
-                    })
+                    m.high_risk.append(
+                        {
+                            "eventName": r.event_name,
+                            "eventID": r.event_id,
+                            "eventTime": r.event_time.isoformat() if r.event_time else None,
+                            "account": r.recipient_account_id,
+                            "user": r.user_arn,
+                            "rules": [t.rule_id for t in record.tags],
+                        }
+                    )
         if not self.sinks:
             return
         record.ticket = ticket

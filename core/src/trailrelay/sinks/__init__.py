@@ -1,0 +1,1 @@
+"""Built-in sinks: an NDJSON file, standard output, and an encoded-payload folder."""

@@ -69,8 +69,9 @@ class FileSink:
         self._stream = stream
         self._fh: IO[bytes] | None = None
         self._lock = threading.Lock()
-        self.limits = BatchLimits(max_records=config.batch_events, max_bytes=8 << 20,
-                                  max_age=config.batch_seconds, concurrency=1)
+        self.limits = BatchLimits(
+            max_records=config.batch_events, max_bytes=8 << 20, max_age=config.batch_seconds, concurrency=1
+        )
 
     def open(self) -> None:
         """Open the file for appending (or take the stream)."""

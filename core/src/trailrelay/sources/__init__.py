@@ -1,0 +1,1 @@
+"""Where records come from: local files, S3 listings, SQS notifications."""

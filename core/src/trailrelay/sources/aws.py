@@ -39,13 +39,13 @@ def aws_client(
             }
 
         core = get_session()
-        core._credentials = RefreshableCredentials.create_from_metadata(  # noqa: SLF001 - documented botocore pattern
-            refresh(), refresh, "sts-assume-role"
-        )
+        creds = RefreshableCredentials.create_from_metadata(refresh(), refresh, "sts-assume-role")
+        core._credentials = creds  # type: ignore[attr-defined]
         session = boto3.session.Session(botocore_session=core, region_name=region)
     config = BotoConfig(
         max_pool_connections=max_pool,
         retries={"mode": "adaptive", "max_attempts": 8},
         user_agent_extra="trailrelay",
     )
-    return session.client(service, endpoint_url=endpoint_url, config=config)
+    factory: Any = session.client  # service names are data here, not literals for the stubs
+    return factory(service, endpoint_url=endpoint_url, config=config)

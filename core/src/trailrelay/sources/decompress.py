@@ -14,6 +14,8 @@ except ImportError:  # pragma: no cover - isal ships wheels for every supported 
 
 __all__ = ["DEFAULT_LIMIT", "decompress", "is_gzip"]
 
+_ZLIB_ERROR: Any = _zlib.error
+
 DEFAULT_LIMIT = 1 << 30
 """Largest decompressed object accepted by default (1 GiB); ``max_object_bytes`` overrides."""
 
@@ -47,7 +49,7 @@ def decompress(data: bytes, limit: int = DEFAULT_LIMIT) -> bytes:
                     break
                 chunk = d.decompress(d.unconsumed_tail, min(_CHUNK, limit - total + 1))
             tail = d.flush()
-        except (zlib.error, _zlib.error) as exc:
+        except (zlib.error, _ZLIB_ERROR) as exc:
             raise InputError(f"corrupt gzip data: {exc}") from None
         if tail:
             total += len(tail)

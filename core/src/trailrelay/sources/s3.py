@@ -94,7 +94,9 @@ class S3Source:
         def ack(done: list[ObjectDone]) -> None:
             if self.checkpoints is not None:
                 records = sum(d.records for d in done)
-                self.checkpoints.mark_done(self.source_id, key, etag, records, done[0].sha256 if done else None)
+                self.checkpoints.mark_done(
+                    self.source_id, key, etag, records, done[0].sha256 if done else None
+                )
 
         return ack
 
@@ -147,9 +149,7 @@ class S3Source:
             return
         for child in self._children(prefix):
             name = child.rstrip("/").rsplit("/", 1)[-1]
-            if name == "CloudTrail":
-                yield from self._children(child)
-            elif name == "CloudTrail-Insight" and self.insights:
+            if name == "CloudTrail" or (name == "CloudTrail-Insight" and self.insights):
                 yield from self._children(child)
             elif not name.startswith("CloudTrail-"):
                 yield from self._region_prefixes(child, depth + 1)

@@ -42,6 +42,7 @@ class SqsSource:
         once: bool = False,
         insights: bool = False,
         max_object_bytes: int = 1 << 30,
+        heartbeat_seconds: float | None = None,
     ) -> None:
         self.sqs = sqs
         self.s3 = s3
@@ -55,6 +56,7 @@ class SqsSource:
         self.redelivered = 0
         self._inflight: dict[str, str] = {}  # message id -> receipt handle
         self._lock = threading.Lock()
+        self._heartbeat_interval = heartbeat_seconds or max(1.0, visibility_timeout / 3)
         self._stop_heartbeat = threading.Event()
         self._heartbeat = threading.Thread(target=self._extend_loop, name="sqs-visibility", daemon=True)
         self._heartbeat.start()
@@ -92,8 +94,13 @@ class SqsSource:
         try:
             notices = parse_notification(body)
         except InputError as exc:
-            return Work([], ack=self._deleter(mid, receipt), release=self._releaser(mid, receipt),
-                        invalid=[(f"{label}: {exc}", body.encode())], label=label)
+            return Work(
+                [],
+                ack=self._deleter(mid, receipt),
+                release=self._releaser(mid, receipt),
+                invalid=[(f"{label}: {exc}", body.encode())],
+                label=label,
+            )
         objects: list[ObjectRef] = []
         skipped: list[tuple[str, str]] = []
         if not notices:
@@ -106,8 +113,13 @@ class SqsSource:
                 continue
             origin = Origin("s3", location, n.bucket, n.key, n.etag, n.size)
             objects.append(ObjectRef(origin, self._fetcher(n.bucket, n.key)))
-        return Work(objects, ack=self._deleter(mid, receipt), release=self._releaser(mid, receipt),
-                    skipped=skipped, label=label)
+        return Work(
+            objects,
+            ack=self._deleter(mid, receipt),
+            release=self._releaser(mid, receipt),
+            skipped=skipped,
+            label=label,
+        )
 
     def _fetcher(self, bucket: str, key: str) -> Callable[[], bytes]:
         return lambda: fetch_object(self.s3, bucket, key, self.max_object_bytes)
@@ -136,10 +148,9 @@ class SqsSource:
         return release
 
     def _extend_loop(self) -> None:
-        interval = max(1.0, self.visibility_timeout / 3)
-        next_run = time.monotonic() + interval
+        next_run = time.monotonic() + self._heartbeat_interval
         while not self._stop_heartbeat.wait(timeout=max(0.0, next_run - time.monotonic())):
-            next_run = time.monotonic() + interval
+            next_run = time.monotonic() + self._heartbeat_interval
             with self._lock:
                 handles = list(self._inflight.items())
             for i in range(0, len(handles), 10):

@@ -1,0 +1,1 @@
+"""What happens to records on the way: filtering and high-risk tagging."""

@@ -29,7 +29,9 @@ class FilterRule(BaseModel):
     name: str = Field(description="Shown in counters and the cost report.")
     action: Literal["keep", "drop", "sample"]
     rate: float = Field(default=1.0, ge=0.0, le=1.0, description="Share kept by a sample rule.")
-    category: list[str] | None = Field(default=None, description="Management, Data, Insight, NetworkActivity.")
+    category: list[str] | None = Field(
+        default=None, description="Management, Data, Insight, NetworkActivity."
+    )
     read_only: bool | None = None
     event_source: list[str] | None = Field(default=None, description="Globs, e.g. s3.amazonaws.com.")
     event_name: list[str] | None = Field(default=None, description="Globs, e.g. Describe*.")
@@ -93,9 +95,10 @@ class RecordFilter:
     def _apply(self, rule: FilterRule, record: Record) -> bool:
         if rule.action == "keep":
             return True
-        if rule.action == "sample":
-            if record.tags or record.routing.error_code or _sampled(record, rule.rate):
-                return True
+        if rule.action == "sample" and (
+            record.tags or record.routing.error_code or _sampled(record, rule.rate)
+        ):
+            return True
         self.dropped[rule.name] += 1
         return False
 

@@ -1,0 +1,339 @@
+"""S3 listing and SQS notification sources against moto in server mode (real HTTP)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+from trailrelay.config import parse_config
+from trailrelay.pipeline.build import build_pipeline
+from trailrelay.pipeline.deadletter import FolderDeadLetters, read_entries
+from trailrelay.pipeline.delivery import SinkRunner
+from trailrelay.pipeline.metrics import Metrics
+from trailrelay.pipeline.runner import Pipeline
+from trailrelay.sources.aws import aws_client
+from trailrelay.sources.s3 import S3Source
+from trailrelay.sources.sqs import SqsSource
+from trailrelay.state import Checkpoints
+
+ORG = "o-abc1234567"
+ACCOUNTS = ("111122223333", "444455556666")
+REGIONS = ("us-east-1", "eu-west-1")
+
+
+def _key(account: str, region: str, day: dt.date, hhmm: str, suffix: str) -> str:
+    return (
+        f"trail/AWSLogs/{ORG}/{account}/CloudTrail/{region}/{day:%Y/%m/%d}/"
+        f"{account}_CloudTrail_{region}_{day:%Y%m%d}T{hhmm}Z_{suffix}.json.gz"
+    )
+
+
+@pytest.fixture
+def bucket(aws_env: str) -> tuple[Any, str]:
+    s3 = boto3.client("s3")
+    name = f"trail-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=name)
+    return s3, name
+
+
+def _put(s3: Any, bucket: str, key: str, events: list[dict[str, Any]]) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(orjson.dumps({"Records": events})))
+
+
+def _org_trail(s3: Any, bucket: str, make_events: Any) -> dict[str, list[str]]:
+    """Three days × two accounts × two regions, plus digests, insights, markers and empty objects."""
+    by_day: dict[str, list[str]] = {}
+    for d in (1, 2, 3):
+        day = dt.date(2026, 3, d)
+        for a in ACCOUNTS:
+            for r in REGIONS:
+                evs = make_events(4, prefix=f"{d}-{a}-{r}")
+                _put(s3, bucket, _key(a, r, day, "1005", "aaaa"), evs)
+                by_day.setdefault(str(day), []).extend(e["eventID"] for e in evs)
+        digest = f"trail/AWSLogs/{ORG}/{ACCOUNTS[0]}/CloudTrail-Digest/us-east-1/2026/03/0{d}/x_CloudTrail-Digest_us-east-1_t_us-east-1_2026030{d}T101500Z.json.gz"
+        s3.put_object(Bucket=bucket, Key=digest, Body=gzip.compress(b'{"digestStartTime":"x","logFiles":[]}'))
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"trail/AWSLogs/{ORG}/{ACCOUNTS[0]}/CloudTrail-Insight/us-east-1/2026/03/02/i.json.gz",
+        Body=gzip.compress(b'{"Records":[]}'),
+    )
+    s3.put_object(
+        Bucket=bucket, Key=f"trail/AWSLogs/{ORG}/{ACCOUNTS[0]}/CloudTrail/us-east-1/2026/03/02/", Body=b""
+    )
+    s3.put_object(
+        Bucket=bucket, Key=_key(ACCOUNTS[1], "us-east-1", dt.date(2026, 3, 2), "1010", "empty"), Body=b""
+    )
+    return by_day
+
+
+def _run(source: Any, tmp: Path, scripted: Any, **sink_kw: Any) -> tuple[Any, Any]:
+    metrics, stop = Metrics(), threading.Event()
+    dead = FolderDeadLetters(tmp / "dead")
+    sink = scripted(**sink_kw)
+    pipe = Pipeline(source, dead_letters=dead, metrics=metrics, stop=stop)
+    pipe.sinks["s"] = SinkRunner(
+        "s", sink, dead_letters=dead, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal, backoff_base=0.001
+    )
+    return pipe.run(), sink
+
+
+def test_s3_listing_whole_prefix_skips_non_logs(
+    bucket: tuple[Any, str], tmp_path: Path, scripted: Any, make_events: Any
+) -> None:
+    s3, name = bucket
+    by_day = _org_trail(s3, name, make_events)
+    src = S3Source(aws_client("s3"), name, "trail/")
+    result, sink = _run(src, tmp_path, scripted)
+    assert Counter(sink.stored) == Counter(i for ids in by_day.values() for i in ids)
+    skipped = result.metrics.snapshot()["skipped"]
+    assert skipped == {"digest": 3, "insight": 1, "folder-marker": 1, "empty-object": 1}
+
+
+def test_s3_time_window_lists_only_needed_days_across_accounts_and_regions(
+    bucket: tuple[Any, str], tmp_path: Path, scripted: Any, make_events: Any
+) -> None:
+    s3, name = bucket
+    by_day = _org_trail(s3, name, make_events)
+    client = aws_client("s3")
+    listed: list[str] = []
+    client.meta.events.register(
+        "before-parameter-build.s3.ListObjectsV2", lambda params, **_: listed.append(params.get("Prefix", ""))
+    )
+    src = S3Source(
+        client,
+        name,
+        "trail/",
+        start=dt.datetime(2026, 3, 2, tzinfo=dt.UTC),
+        end=dt.datetime(2026, 3, 2, 23, 0, tzinfo=dt.UTC),
+    )
+    _, sink = _run(src, tmp_path, scripted)
+    assert sorted(sink.stored) == sorted(by_day["2026-03-02"])
+    day_listings = [p for p in listed if p.endswith("/2026/03/02/")]
+    assert len(day_listings) == 4  # 2 accounts x 2 regions, one day each
+    assert not any(p.endswith(("/2026/03/01/", "/2026/03/03/")) for p in listed)
+
+
+def test_s3_checkpoints_resume(
+    bucket: tuple[Any, str], tmp_path: Path, scripted: Any, make_events: Any
+) -> None:
+    s3, name = bucket
+    by_day = _org_trail(s3, name, make_events)
+    ck = Checkpoints(tmp_path / "s.sqlite")
+    _, first = _run(S3Source(aws_client("s3"), name, "trail/", checkpoints=ck), tmp_path, scripted)
+    assert len(first.stored) == sum(len(v) for v in by_day.values())
+    new = make_events(3, prefix="late")
+    _put(s3, name, _key(ACCOUNTS[0], "eu-west-1", dt.date(2026, 3, 3), "2355", "late"), new)
+    result, second = _run(S3Source(aws_client("s3"), name, "trail/", checkpoints=ck), tmp_path, scripted)
+    assert sorted(second.stored) == sorted(e["eventID"] for e in new)
+    assert result.metrics.snapshot()["objects_read"] == 1
+
+
+def test_s3_missing_or_oversized_object(
+    bucket: tuple[Any, str], tmp_path: Path, scripted: Any, make_events: Any
+) -> None:
+    s3, name = bucket
+    key = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), "1005", "big")
+    _put(s3, name, key, make_events(50))
+    src = S3Source(aws_client("s3"), name, "trail/", max_object_bytes=100)
+    result, sink = _run(src, tmp_path, scripted)
+    assert sink.stored == []
+    (entry,) = read_entries(tmp_path / "dead")
+    assert "over the 100-byte limit" in entry["reason"]
+    assert entry["origin"]["location"] == f"s3://{name}/{key}"
+
+
+def _queue(aws_env: str) -> tuple[Any, str]:
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:8]}", Attributes={"VisibilityTimeout": "30"})[
+        "QueueUrl"
+    ]
+    return sqs, url
+
+
+def _s3_note(bucket: str, key: str) -> str:
+    return orjson.dumps(
+        {
+            "Records": [
+                {
+                    "eventVersion": "2.1",
+                    "eventSource": "aws:s3",
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {"bucket": {"name": bucket}, "object": {"key": key.replace(" ", "+")}},
+                }
+            ]
+        }
+    ).decode()
+
+
+def test_sqs_every_notification_shape(
+    bucket: tuple[Any, str], aws_env: str, tmp_path: Path, scripted: Any, make_events: Any
+) -> None:
+    s3, name = bucket
+    sqs, url = _queue(aws_env)
+    keys = [_key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), f"10{i}0", f"k{i} x") for i in range(4)]
+    expected: list[str] = []
+    for i, k in enumerate(keys):
+        evs = make_events(5, prefix=f"sqs{i}")
+        expected += [e["eventID"] for e in evs]
+        _put(s3, name, k, evs)
+    sqs.send_message(QueueUrl=url, MessageBody=_s3_note(name, keys[0]))
+    sqs.send_message(
+        QueueUrl=url,
+        MessageBody=orjson.dumps({"Type": "Notification", "Message": _s3_note(name, keys[1])}).decode(),
+    )
+    sqs.send_message(
+        QueueUrl=url, MessageBody=orjson.dumps({"s3Bucket": name, "s3ObjectKey": [keys[2]]}).decode()
+    )
+    sqs.send_message(
+        QueueUrl=url,
+        MessageBody=orjson.dumps(
+            {
+                "version": "0",
+                "detail-type": "Object Created",
+                "source": "aws.s3",
+                "detail": {"bucket": {"name": name}, "object": {"key": keys[3]}},
+            }
+        ).decode(),
+    )
+    sqs.send_message(QueueUrl=url, MessageBody='{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"x"}')
+    sqs.send_message(QueueUrl=url, MessageBody="garbage that is not a notification")
+    digest_key = f"AWSLogs/{ACCOUNTS[0]}/CloudTrail-Digest/us-east-1/2026/03/02/d.json.gz"
+    sqs.send_message(QueueUrl=url, MessageBody=_s3_note(name, digest_key))
+    src = SqsSource(
+        aws_client("sqs"), aws_client("s3"), url, wait_seconds=1, visibility_timeout=30, once=True
+    )
+    result, sink = _run(src, tmp_path, scripted)
+    assert Counter(sink.stored) == Counter(expected)
+    snap = result.metrics.snapshot()
+    assert snap["skipped"]["digest"] == 1
+    assert snap["skipped"]["s3-test-event-or-no-object"] == 1
+    (bad,) = read_entries(tmp_path / "dead")
+    assert bad["stage"] == "notification"
+    assert bad["raw"] == "garbage that is not a notification"
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "0"
+    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"  # all deleted, none left in flight
+
+
+def test_sqs_message_deleted_only_after_delivery(
+    bucket: tuple[Any, str], aws_env: str, tmp_path: Path, scripted: Any, make_events: Any
+) -> None:
+    s3, name = bucket
+    sqs, url = _queue(aws_env)
+    key = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), "1000", "del")
+    _put(s3, name, key, make_events(5, prefix="d"))
+    sqs.send_message(QueueUrl=url, MessageBody=_s3_note(name, key))
+    seen_while_sending: list[str] = []
+
+    def look(_: Any) -> None:
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )
+        seen_while_sending.append(attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
+
+    src = SqsSource(aws_client("sqs"), aws_client("s3"), url, wait_seconds=1, once=True)
+    metrics, stop = Metrics(), threading.Event()
+    dead = FolderDeadLetters(tmp_path / "dead")
+    sink = scripted()
+    sink.on_send = look
+    pipe = Pipeline(src, dead_letters=dead, metrics=metrics, stop=stop)
+    pipe.sinks["s"] = SinkRunner(
+        "s", sink, dead_letters=dead, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal
+    )
+    pipe.run()
+    assert seen_while_sending == ["1"]  # in flight during delivery, not yet deleted
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+    assert attrs["ApproximateNumberOfMessages"] == "0"
+
+
+def test_sqs_fatal_sink_leaves_message_and_missing_object_is_left_for_redrive(
+    bucket: tuple[Any, str], aws_env: str, tmp_path: Path, scripted: Any, make_events: Any
+) -> None:
+    s3, name = bucket
+    sqs, url = _queue(aws_env)
+    sqs.send_message(
+        QueueUrl=url,
+        MessageBody=_s3_note(name, "AWSLogs/111122223333/CloudTrail/us-east-1/2026/03/02/gone.json.gz"),
+    )
+    src = SqsSource(
+        aws_client("sqs"), aws_client("s3"), url, wait_seconds=1, visibility_timeout=10, once=True
+    )
+    result, sink = _run(src, tmp_path, scripted)
+    assert result.metrics.snapshot()["skipped"]["fetch-failed"] == 1
+    assert result.metrics.snapshot()["units_released"] == 1
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (
+        int(attrs["ApproximateNumberOfMessagesNotVisible"]) + int(attrs["ApproximateNumberOfMessages"]) == 1
+    )
+
+
+def test_sqs_visibility_is_extended_while_in_flight(
+    bucket: tuple[Any, str], aws_env: str, tmp_path: Path, scripted: Any, make_events: Any
+) -> None:
+    s3, name = bucket
+    sqs, url = _queue(aws_env)
+    key = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), "1000", "slow")
+    _put(s3, name, key, make_events(3, prefix="slow"))
+    sqs.send_message(QueueUrl=url, MessageBody=_s3_note(name, key))
+    calls: list[int] = []
+    src2 = SqsSource(
+        aws_client("sqs"),
+        aws_client("s3"),
+        url,
+        wait_seconds=1,
+        visibility_timeout=10,
+        once=True,
+        heartbeat_seconds=0.2,
+    )
+    src2.sqs.meta.events.register("before-call.sqs.ChangeMessageVisibilityBatch", lambda **_: calls.append(2))
+    metrics, stop = Metrics(), threading.Event()
+    dead = FolderDeadLetters(tmp_path / "dead")
+    slow = scripted()
+    slow.on_send = lambda _: time.sleep(1.0)
+    pipe = Pipeline(src2, dead_letters=dead, metrics=metrics, stop=stop)
+    pipe.sinks["s"] = SinkRunner(
+        "s", slow, dead_letters=dead, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal
+    )
+    pipe.run()
+    assert 2 in calls
+    assert sorted(slow.stored) == sorted(f"slow-{i:06d}" for i in range(3))
+
+
+def test_forward_from_config_with_endpoint_url(
+    bucket: tuple[Any, str], aws_env: str, tmp_path: Path, make_events: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3, name = bucket
+    evs = make_events(7, prefix="cfg")
+    _put(s3, name, _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), "1000", "cfg"), evs)
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    config = parse_config(
+        {
+            "source": {
+                "type": "s3",
+                "bucket": name,
+                "prefix": "trail/",
+                "endpoint_url": aws_env,
+                "region": "us-east-1",
+                "start_time": "2026-03-02T00:00:00Z",
+                "end_time": "2026-03-02T23:59:59Z",
+            },
+            "sinks": [{"type": "file", "path": str(tmp_path / "out.ndjson")}],
+        },
+        base_dir=tmp_path,
+    )
+    built = build_pipeline(config)
+    assert built.pipeline.run().ok
+    for s in built.sinks.values():
+        s.close()
+    got = [orjson.loads(x)["eventID"] for x in (tmp_path / "out.ndjson").read_bytes().splitlines()]
+    assert sorted(got) == sorted(e["eventID"] for e in evs)

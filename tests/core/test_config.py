@@ -1,0 +1,115 @@
+"""Configuration: interpolation, typed validation, errors that name keys and never values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from trailrelay.config import load_config, parse_config
+from trailrelay.errors import ConfigError, PluginNotFound
+
+SECRET = "s3cr3t-Value-That-Must-Not-Leak"
+
+
+def _cfg(**over: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "source": {"type": "files", "path": "/tmp/in"},
+        "sinks": [{"type": "file", "path": "/tmp/o"}],
+    }
+    base.update(over)
+    return base
+
+
+def test_env_and_file_interpolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAIL_DIR", str(tmp_path))
+    (tmp_path / "name.txt").write_text("from-file\n")
+    cfg = parse_config(
+        _cfg(
+            source={"type": "files", "path": "${TRAIL_DIR}/in"},
+            sinks=[
+                {
+                    "type": "file",
+                    "path": "${TRAIL_DIR}/out.ndjson",
+                    "name": "${file:" + str(tmp_path / "name.txt") + "}",
+                }
+            ],
+            dead_letter={"path": "${DL_DIR:-dl}"},
+        )
+    )
+    assert str(cfg.source.path) == f"{tmp_path}/in"  # type: ignore[union-attr]
+    assert cfg.sinks[0].display_name == "from-file"
+    assert cfg.dead_letter.path == Path("dl")
+
+
+def test_missing_env_var_names_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    with pytest.raises(ConfigError, match=r"sinks\[0\]\.path: environment variable NOPE_NOT_SET is not set"):
+        parse_config(_cfg(sinks=[{"type": "file", "path": "${NOPE_NOT_SET}"}]))
+
+
+def test_errors_name_keys_and_hide_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("A_SECRET", SECRET)
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            _cfg(
+                sinks=[{"type": "file", "path": "/x", "batch_events": "${A_SECRET}", "tokne": "${A_SECRET}"}]
+            )
+        )
+    text = str(info.value)
+    assert "sinks[0].batch_events" in text
+    assert "sinks[0].tokne" in text and "Extra inputs are not permitted" in text
+    assert SECRET not in text
+
+
+@pytest.mark.parametrize(
+    ("over", "needle"),
+    [
+        ({"source": {"type": "kafka"}}, "source"),
+        ({"source": {"type": "s3"}}, "source.s3.bucket: Field required"),
+        ({"source": {"type": "sqs", "queue_url": "u", "wait_seconds": 30}}, "wait_seconds"),
+        (
+            {
+                "source": {
+                    "type": "s3",
+                    "bucket": "b",
+                    "start_time": "2026-03-02T00:00:00Z",
+                    "end_time": "2026-03-01T00:00:00Z",
+                }
+            },
+            "start_time is after end_time",
+        ),
+        ({"sinks": []}, "at least one sink"),
+        ({"sinks": [{"path": "x"}]}, "sinks[0].type: required"),
+        ({"sinks": [{"type": "file", "path": "a"}, {"type": "file", "path": "b"}]}, "names must be unique"),
+        ({"filter": {"rules": [{"name": "r", "action": "drop", "category": ["Mgmt"]}]}}, "unknown category"),
+        ({"privacy": {"fields": ["sourceIPAddress"]}}, "[privacy]"),
+    ],
+)
+def test_invalid_configs(over: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(_cfg(**over))
+    assert needle in str(info.value)
+
+
+def test_unknown_sink_type_lists_installed_and_hints() -> None:
+    with pytest.raises(PluginNotFound) as info:
+        parse_config(_cfg(sinks=[{"type": "splunkk"}]))
+    assert "installed:" in str(info.value) and "file" in str(info.value)
+
+
+def test_load_config_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "none.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[source\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
+    f = tmp_path / "conf" / "t.toml"
+    f.parent.mkdir()
+    f.write_text('[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "stdout"\n')
+    cfg = load_config(f)
+    assert cfg.dead_letter_path() == f.parent / "dead-letters"
+    assert cfg.state_path() == f.parent / ".trailrelay" / "state.sqlite"
