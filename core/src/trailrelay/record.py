@@ -110,6 +110,9 @@ _CATEGORY_NAMES = {
 }
 
 
+_CATEGORY_EXACT = {v: v for v in _CATEGORY_NAMES.values()}
+
+
 def decode_routing(raw: bytes) -> Routing:
     """Decode and normalize the routing fields of one record's JSON bytes.
 
@@ -195,14 +198,16 @@ def _time(value: object) -> dt.datetime | None:
 def _normalize(r: Routing) -> None:
     """Derive the normalized fields in place (time in UTC, category, booleans)."""
     t = r.event_time or r.shipped_time
-    if t is not None:
+    if t is not None and t.tzinfo is not _UTC:  # CloudTrail writes Z; others are converted
         r.event_time = t.replace(tzinfo=_UTC) if t.tzinfo is None else t.astimezone(_UTC)
+    elif t is not r.event_time:
+        r.event_time = t
     ro = r.read_only
-    if isinstance(ro, str):
+    if ro.__class__ is str:
         r.read_only = _bool(ro)
     cat = r.event_category
     if cat:
-        r.category = _CATEGORY_NAMES.get(cat.lower(), cat)
+        r.category = _CATEGORY_EXACT.get(cat) or _CATEGORY_NAMES.get(cat.lower(), cat)
     elif r.event_type == "AwsCloudTrailInsight":
         r.category = "Insight"
     elif r.management_event is not None:

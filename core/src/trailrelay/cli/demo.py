@@ -153,14 +153,15 @@ def _report(  # noqa: PLR0917 - one call site, all parts of the report
     console.print(t)
 
     risks = Table(
-        "time (UTC)", "account", "event", "rule", title="high-risk events seen", title_justify="left"
+        "time (UTC)", "account", "who", "event", "why", title="high-risk events seen", title_justify="left"
     )
     for item in sorted(metrics.high_risk, key=lambda x: x["eventTime"] or ""):
         risks.add_row(
-            (item["eventTime"] or "")[:19],
+            (item["eventTime"] or "")[11:19],
             item["account"] or "",
+            (item["user"] or "").rsplit(":", 1)[-1],
             item["eventName"] or "",
-            ", ".join(item["rules"]),
+            "; ".join(item["titles"]),
         )
     console.print(risks)
     found = {i["eventID"] for i in metrics.high_risk}

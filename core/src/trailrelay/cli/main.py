@@ -218,7 +218,8 @@ def demo(out: Path | None, seed: int) -> None:
     setup_logging("text", "WARNING")
     from trailrelay.cli.demo import run_demo  # noqa: PLC0415
 
-    raise SystemExit(run_demo(out, seed, Console()))
+    console = Console() if sys.stdout.isatty() else Console(width=140)
+    raise SystemExit(run_demo(out, seed, console))
 
 
 def _add_plugin_commands() -> None:

@@ -211,6 +211,7 @@ class Pipeline:
                             "account": r.recipient_account_id,
                             "user": r.user_arn,
                             "rules": [t.rule_id for t in record.tags],
+                            "titles": [t.title for t in record.tags],
                         }
                     )
         if not self.sinks:

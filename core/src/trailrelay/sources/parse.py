@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import msgspec
 
 from trailrelay.errors import InputError
-from trailrelay.record import Origin, Record, decode_routing
+from trailrelay.record import _ROUTING, Origin, Record, _normalize, decode_routing
 
 __all__ = ["NotALogFile", "Problem", "iter_records"]
 
@@ -121,8 +121,20 @@ def _looks_like_ndjson(data: bytes, start: int) -> bool:
 
 
 def _from_items(items: list[msgspec.Raw], origin: Origin) -> Iterator[Record | Problem]:
-    for index, raw in enumerate(items):
-        yield _record(bytes(raw), origin, index)
+    decode = _ROUTING.decode
+    normalize = _normalize
+    for index, raw_slice in enumerate(items):
+        raw = bytes(raw_slice)
+        try:  # the common case inline; anything unusual takes the careful path
+            routing = decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            yield _record(raw, origin, index)
+            continue
+        if routing.event_name is None and routing.event_id is None:
+            yield _record(raw, origin, index)
+            continue
+        normalize(routing)
+        yield Record(raw, routing, origin, index)
 
 
 def _from_lines(data: bytes, origin: Origin) -> Iterator[Record | Problem]:

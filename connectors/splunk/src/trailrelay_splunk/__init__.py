@@ -1,0 +1,1 @@
+"""trailrelay sink for Splunk HTTP Event Collector."""

@@ -1,0 +1,87 @@
+"""The ``[[sinks]]`` table of a Splunk sink, validated into a typed object at start-up."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from trailrelay.contract import SinkConfig
+
+__all__ = ["HEC_MAX_CONTENT_LENGTH", "IndexedField", "SplunkConfig"]
+
+HEC_MAX_CONTENT_LENGTH = 1_000_000
+"""Splunk's default ``[http_input] max_content_length`` (limits.conf), in bytes."""
+
+IndexedField = Literal["account", "region", "risk"]
+"""Groups of indexed ``fields`` a sink can attach to each event."""
+
+_COLLECTOR_SUFFIXES = ("/services/collector/event/1.0", "/services/collector/event", "/services/collector")
+
+
+class SplunkConfig(SinkConfig):
+    """Settings for sending CloudTrail records to a Splunk HTTP Event Collector."""
+
+    type: Literal["splunk"] = Field(default="splunk", description="Sink type.")
+    url: str = Field(description="HEC base URL, e.g. https://splunk.example.com:8088.")
+    token: SecretStr = Field(description="HEC token (use ${ENV_VAR} or ${file:/path}).")
+    index: str | None = Field(default=None, description="Target index; the token's default when unset.")
+    sourcetype: str = Field(default="aws:cloudtrail", min_length=1, description="Sourcetype of every event.")
+    source: str | None = Field(
+        default=None, description="Fixed source; by default each record's S3 URI or stream name."
+    )
+    host: str | None = Field(default=None, description="Host field; HEC's default when unset.")
+    ack: bool = Field(default=False, description="Wait for indexer acknowledgement before DELIVERED.")
+    ca_bundle: str | None = Field(default=None, description="PEM bundle of a private CA for HEC's TLS.")
+    verify_tls: bool = Field(default=True, description="Verify HEC's TLS certificate (keep it on).")
+    batch_bytes: int = Field(
+        default=800_000,
+        ge=16 * 1024,
+        le=838_860_800,
+        description="Largest uncompressed request body; keep it under HEC's max_content_length.",
+    )
+    batch_events: int = Field(default=1000, ge=1, le=100_000, description="Most events in one request.")
+    timeout: float = Field(default=30.0, gt=0, le=600, description="Seconds to wait for one HTTP response.")
+    ack_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        le=3600,
+        description="Seconds to wait for an acknowledgement before re-sending (which may duplicate).",
+    )
+    ack_poll_interval: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds between polls of /services/collector/ack."
+    )
+    fields: list[IndexedField] = Field(
+        default_factory=list,
+        description="Indexed fields to add: account, region, risk (trailrelay's detection tags).",
+    )
+    compress_level: int = Field(
+        default=1, ge=0, le=3, description="gzip level of request bodies (ISA-L: 0 fastest .. 3 smallest)."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        url = value.strip().rstrip("/")
+        if not url.startswith(("https://", "http://")):
+            raise ValueError("url must start with https:// (or http:// for a local test instance)")
+        for suffix in _COLLECTOR_SUFFIXES:
+            if url.endswith(suffix):
+                url = url[: -len(suffix)]
+                break
+        return url
+
+    @field_validator("index", "source", "host")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("fields")
+    @classmethod
+    def _unique(cls, value: list[IndexedField]) -> list[IndexedField]:
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _limits(self) -> SplunkConfig:
+        if self.ack_poll_interval > self.ack_timeout:
+            raise ValueError("ack_poll_interval must not exceed ack_timeout")
+        return self

@@ -1,0 +1,175 @@
+"""What an HEC response means: the documented status codes and our decision for each.
+
+HEC answers every request with an HTTP status and a JSON body ``{"text": ..., "code": N}``,
+plus ``ackId`` on success when the token uses indexer acknowledgement and
+``invalid-event-number`` (0-based, within the request) when one event of a batch is refused.
+Codes 0-20 are Splunk's documented table ("Troubleshoot HTTP Event Collector"); 21-27 appear in
+newer releases. Decisions:
+
+=========  ======  ===========================================  ==========================
+code       status  text                                         decision
+=========  ======  ===========================================  ==========================
+0          200     Success                                      delivered (after ack)
+1, 22      403/400 Token disabled                               fatal: fix ``token``
+2          401     Token is required                            fatal
+3          401     Invalid authorization                        fatal
+4, 21      403/400 Invalid token                                fatal
+5          400     No data                                      reject the request's events
+6          400     Invalid data format (+invalid-event-number)  reject that event, resend rest
+7          400     Incorrect index                              fatal: fix ``index``
+8          500     Internal server error                        retry
+9          503     Server is busy                               retry (honour Retry-After)
+10         400     Data channel is missing                      fatal: token needs ``ack``
+11         400     Invalid data channel                         fatal
+12, 13     400     Event field is required / cannot be blank    reject that event
+14         400     ACK is disabled                              fatal: token has useACK off
+15         400     Error in handling indexed fields             reject that event
+16         400     Query string authorization is not enabled    fatal
+17         200     HEC is healthy                               (health check)
+18-20, 23  503     HEC is unhealthy / shutting down             retry
+24, 25     200     queue / ack approaching capacity             delivered, warn
+26, 27     429     queue / ack channel at capacity              retry
+(413)      413     request larger than max_content_length       split the request
+=========  ======  ===========================================  ==========================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+__all__ = ["FATAL_HINTS", "HecReply", "Verdict", "classify", "parse_reply", "retry_after_seconds"]
+
+
+class Verdict(enum.Enum):
+    """What the sink does with the events of one request after HEC's answer."""
+
+    OK = "ok"
+    RETRY = "retry"
+    FATAL = "fatal"
+    SPLIT = "split"
+    BAD_EVENT = "bad_event"
+    REJECT = "reject"
+
+
+FATAL_HINTS: dict[int, str] = {
+    1: "the HEC token is disabled: enable it in Splunk or configure another `token`",
+    2: "HEC received no token: set `token`",
+    3: "HEC could not read the Authorization header: check `token` (it must be the bare token value)",
+    4: "HEC does not know this token: check `token`",
+    7: "the token may not write to the configured index: check `index` and the token's allowed indexes",
+    10: "the token uses indexer acknowledgement and needs a request channel: set ack = true",
+    11: "HEC refused the request channel: check that ack = true matches the token's useACK setting",
+    14: "ack = true but the token has indexer acknowledgement (useACK) off: enable it or set ack = false",
+    16: "HEC refused query-string authorization",
+    21: "HEC does not know this token: check `token`",
+    22: "the HEC token is disabled: enable it in Splunk or configure another `token`",
+}
+_BAD_EVENT_CODES = frozenset({6, 12, 13, 15})
+_RETRY_CODES = frozenset({8, 9, 18, 19, 20, 23, 26, 27})
+_WARN_CODES = frozenset({24, 25})
+
+
+@dataclass(frozen=True, slots=True)
+class HecReply:
+    """One HEC response, decoded; ``code`` is None when the body was not HEC's JSON."""
+
+    status: int
+    code: int | None
+    text: str
+    ack_id: int | None = None
+    invalid_event: int | None = None
+    retry_after: float | None = None
+
+    @property
+    def warning(self) -> bool:
+        """True for a success that says HEC's queues are filling up."""
+        return self.code in _WARN_CODES
+
+    def describe(self) -> str:
+        """``HTTP 503, code 9: Server is busy`` — for reasons and messages (never holds secrets)."""
+        code = f", code {self.code}" if self.code is not None else ""
+        return f"HTTP {self.status}{code}: {self.text}"
+
+
+def retry_after_seconds(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def parse_reply(status: int, body: bytes, retry_after: str | None = None) -> HecReply:
+    """Decode an HEC response body; tolerant of proxies that answer with HTML or nothing."""
+    doc: Any = None
+    if body:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            doc = None
+    after = retry_after_seconds(retry_after)
+    if not isinstance(doc, dict):
+        snippet = body[:120].decode("utf-8", "replace").strip() if body else ""
+        return HecReply(
+            status, None, snippet or _REASONS.get(status, "unexpected response"), retry_after=after
+        )
+    code = doc.get("code")
+    ack = doc.get("ackId")
+    bad = doc.get("invalid-event-number")
+    return HecReply(
+        status,
+        code if isinstance(code, int) else None,
+        str(doc.get("text") or _REASONS.get(status, "")),
+        ack if isinstance(ack, int) and not isinstance(ack, bool) else None,
+        bad if isinstance(bad, int) and not isinstance(bad, bool) else None,
+        after,
+    )
+
+
+def classify(reply: HecReply) -> Verdict:
+    """The decision for a reply to an event request (see the module table)."""
+    status, code = reply.status, reply.code
+    if code in FATAL_HINTS:
+        return Verdict.FATAL
+    if 200 <= status < 300:
+        return Verdict.OK if code in (None, 0, *_WARN_CODES) else Verdict.REJECT
+    if status == 413:
+        return Verdict.SPLIT
+    if code in _RETRY_CODES or status in (408, 429) or status >= 500:
+        return Verdict.RETRY
+    if status in (401, 403, 404, 405):
+        return Verdict.FATAL
+    if code in _BAD_EVENT_CODES:
+        return Verdict.BAD_EVENT
+    return Verdict.REJECT
+
+
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Request Entity Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}

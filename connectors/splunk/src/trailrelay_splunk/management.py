@@ -1,0 +1,328 @@
+"""Splunk's management API (port 8089) through splunk-sdk: idempotent set-up and verification.
+
+``plan_setup`` only reads; ``apply_setup`` creates what the plan says is missing. A create that
+answers 409 (someone created the object between plan and apply) counts as "exists". HEC tokens
+live at ``/servicesNS/nobody/splunk_httpinput/data/inputs/http`` (Splunk Enterprise; Splunk Cloud
+manages tokens through its Admin Config Service instead).
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+from splunklib import binding, client, results
+
+from trailrelay_splunk.alerts import ALERTS, AlertRule, alert_name, saved_search_params, spl_quote
+
+__all__ = [
+    "HEC_APP_PATH",
+    "ManagementError",
+    "ManagementTarget",
+    "SetupSpec",
+    "Step",
+    "VerifyReport",
+    "apply_setup",
+    "connect",
+    "plan_setup",
+    "verify_events",
+]
+
+HEC_APP_PATH = "/servicesNS/nobody/splunk_httpinput/data/inputs/http/"
+
+
+class ManagementError(Exception):
+    """The management API refused or could not be reached; the message names no secret."""
+
+
+@dataclass(frozen=True)
+class ManagementTarget:
+    """Where and how to reach splunkd's management port."""
+
+    url: str
+    username: str | None = None
+    password: SecretStr | None = None
+    auth_token: SecretStr | None = None
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class SetupSpec:
+    """What ``trailrelay splunk setup`` makes sure exists."""
+
+    index: str
+    token_name: str = "trailrelay"  # noqa: S105 - the token's name, not a secret
+    sourcetype: str = "aws:cloudtrail"
+    app: str = "search"
+    ack: bool = True
+    cron: str = "*/5 * * * *"
+    window_minutes: int = 5
+    alert_prefix: str = "trailrelay - "
+    alerts: tuple[AlertRule, ...] = ALERTS
+
+
+@dataclass
+class Step:
+    """One object of the set-up: its kind, name, what to do (create/exists/enable) and a detail."""
+
+    kind: str
+    name: str
+    action: str
+    detail: str = ""
+    params: dict[str, str] = field(default_factory=dict, repr=False)
+    token: SecretStr | None = field(default=None, repr=False)
+
+
+@dataclass
+class VerifyReport:
+    """What a verification search found."""
+
+    query: str
+    found: int
+    delays: dict[str, float]
+    last_indexed: float | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def connect(target: ManagementTarget, app: str = "search") -> client.Service:
+    """A logged-in splunk-sdk Service for the management API (TLS verified unless told not to)."""
+    parts = urlsplit(target.url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ManagementError(f"management URL {target.url!r} must look like https://splunk.example.com:8089")
+    context: ssl.SSLContext | None = None
+    if parts.scheme == "https" and target.verify_tls:
+        context = ssl.create_default_context(cafile=target.ca_bundle)
+    handler = binding.handler(timeout=target.timeout, verify=target.verify_tls, context=context)
+    kwargs: dict[str, Any] = {
+        "scheme": parts.scheme,
+        "host": parts.hostname,
+        "port": parts.port or 8089,
+        "owner": "nobody",
+        "app": app,
+        "autologin": True,
+    }
+    if target.auth_token is not None:
+        kwargs["splunkToken"] = target.auth_token.get_secret_value()
+    elif target.username and target.password is not None:
+        kwargs["username"] = target.username
+        kwargs["password"] = target.password.get_secret_value()
+    else:
+        raise ManagementError(
+            "give --auth-token, or --username with --password (or their SPLUNK_* variables)"
+        )
+    service = client.Service(handler=handler, **kwargs)
+    try:
+        service.login()
+    except binding.AuthenticationError:
+        raise ManagementError(
+            f"Splunk at {target.url} refused the login (check the username and password)"
+        ) from None
+    except (OSError, binding.HTTPError) as exc:
+        raise ManagementError(f"cannot log in to Splunk at {target.url}: {_brief(exc)}") from None
+    return service
+
+
+def _brief(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}" if str(exc) else type(exc).__name__
+
+
+def _exists(collection: client.Collection, name: str) -> client.Entity | None:
+    try:
+        return collection[name]
+    except KeyError:
+        return None
+
+
+def _hec_tokens(service: client.Service) -> client.Collection:
+    return client.Collection(service, HEC_APP_PATH)
+
+
+def _hec_params(spec: SetupSpec) -> dict[str, str]:
+    return {
+        "index": spec.index,
+        "indexes": spec.index,
+        "sourcetype": spec.sourcetype,
+        "useACK": "1" if spec.ack else "0",
+        "description": "trailrelay: AWS CloudTrail",
+        "disabled": "0",
+    }
+
+
+def plan_setup(service: client.Service, spec: SetupSpec) -> list[Step]:
+    """What set-up would do, read from Splunk without changing anything."""
+    try:
+        return _plan(service, spec)
+    except binding.HTTPError as exc:
+        raise ManagementError(f"reading Splunk's configuration failed: {_brief(exc)}") from None
+
+
+def _plan(service: client.Service, spec: SetupSpec) -> list[Step]:
+    steps: list[Step] = []
+    index = _exists(service.indexes, spec.index)
+    steps.append(Step("index", spec.index, "exists" if index is not None else "create"))
+
+    hec = _hec_tokens(service)
+    settings = _exists(hec, "http")
+    if settings is not None and str(settings.content.get("disabled", "0")) in ("1", "true"):
+        steps.append(Step("hec", "global settings", "enable", "HTTP Event Collector is disabled"))
+    else:
+        steps.append(Step("hec", "global settings", "exists", "HTTP Event Collector is enabled"))
+
+    params = _hec_params(spec)
+    token = _exists(hec, spec.token_name)
+    if token is None:
+        steps.append(Step("hec-token", spec.token_name, "create", _token_detail(params), params))
+    else:
+        content = token.content
+        drift = [
+            f"{key}={content.get(key)!s} (want {want})"
+            for key, want in (
+                ("index", spec.index),
+                ("sourcetype", spec.sourcetype),
+                ("useACK", params["useACK"]),
+            )
+            if str(content.get(key, "")) != want
+        ]
+        detail = "differs: " + ", ".join(drift) + " (left as is)" if drift else _token_detail(params)
+        value = content.get("token")
+        steps.append(
+            Step("hec-token", spec.token_name, "exists", detail, token=SecretStr(value) if value else None)
+        )
+
+    for rule in spec.alerts:
+        name = alert_name(spec.alert_prefix, rule)
+        params = saved_search_params(
+            rule,
+            index=spec.index,
+            sourcetype=spec.sourcetype,
+            cron=spec.cron,
+            window_minutes=spec.window_minutes,
+        )
+        action = "exists" if _exists(service.saved_searches, name) is not None else "create"
+        steps.append(Step("alert", name, action, f"every {spec.cron!r}, severity {rule.severity}", params))
+    return steps
+
+
+def _token_detail(params: dict[str, str]) -> str:
+    return f"index={params['index']}, sourcetype={params['sourcetype']}, useACK={params['useACK']}"
+
+
+def apply_setup(service: client.Service, steps: list[Step]) -> list[Step]:
+    """Carry out a plan; returns the steps with ``action`` now created/enabled/exists."""
+    done: list[Step] = []
+    for step in steps:
+        if step.action == "exists":
+            done.append(step)
+            continue
+        try:
+            done.append(_apply(service, step))
+        except binding.HTTPError as exc:
+            if exc.status == 409:
+                done.append(_already(service, step))
+                continue
+            raise ManagementError(f"creating {step.kind} {step.name!r} failed: {_brief(exc)}") from None
+    return done
+
+
+def _apply(service: client.Service, step: Step) -> Step:
+    if step.kind == "index":
+        service.indexes.create(step.name)
+        return Step(step.kind, step.name, "created")
+    if step.kind == "hec":
+        service.post(HEC_APP_PATH + "http/enable")
+        return Step(step.kind, step.name, "enabled", "HTTP Event Collector enabled")
+    if step.kind == "hec-token":
+        entity = _hec_tokens(service).create(step.name, **step.params)
+        value = entity.content.get("token")
+        return Step(step.kind, step.name, "created", step.detail, token=SecretStr(value) if value else None)
+    if step.kind == "alert":
+        params = dict(step.params)
+        search = params.pop("search")
+        service.saved_searches.create(step.name, search, **params)
+        return Step(step.kind, step.name, "created", step.detail)
+    raise ManagementError(f"unknown set-up step {step.kind!r}")
+
+
+def _already(service: client.Service, step: Step) -> Step:
+    """A create answered 409: the object appeared meanwhile; report it (and its token)."""
+    token: SecretStr | None = None
+    if step.kind == "hec-token":
+        entity = _exists(_hec_tokens(service), step.name)
+        value = entity.content.get("token") if entity is not None else None
+        token = SecretStr(value) if value else None
+    return Step(step.kind, step.name, "exists", "created meanwhile (HTTP 409)", token=token)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _oneshot(service: client.Service, query: str, **params: str) -> list[dict[str, Any]]:
+    try:
+        stream = service.jobs.oneshot(query, output_mode="json", count=0, **params)
+        rows = [r for r in results.JSONResultsReader(stream) if isinstance(r, dict)]
+    except binding.HTTPError as exc:
+        raise ManagementError(f"the verification search failed: {_brief(exc)}") from None
+    return rows
+
+
+def verify_events(
+    service: client.Service,
+    *,
+    index: str,
+    sourcetype: str,
+    minutes: int = 15,
+    event_id: str | None = None,
+    lookback: str = "-24h",
+    wait: float = 0.0,
+    poll_interval: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> VerifyReport:
+    """Search for events indexed in the last ``minutes`` (or one canary eventID) and their delay.
+
+    The delay of an event is ``_indextime - _time``: from its eventTime (trailrelay sends HEC
+    ``time`` = eventTime) to the moment Splunk indexed it, so it covers CloudTrail's own delivery
+    delay plus trailrelay's. With ``wait``, the search repeats until something is found.
+    """
+    base = f"search index={spl_quote(index)} sourcetype={spl_quote(sourcetype)}"
+    if event_id:
+        query = (
+            f"{base} eventID={spl_quote(event_id)} | eval delay=_indextime-_time "
+            "| table _time, _indextime, eventID, eventName, delay"
+        )
+    else:
+        query = (
+            f"{base} _index_earliest=-{minutes}m | eval delay=_indextime-_time "
+            "| stats count AS events, min(delay) AS min, median(delay) AS p50, perc95(delay) AS p95, "
+            "perc99(delay) AS p99, max(delay) AS max, max(_indextime) AS last_indexed"
+        )
+    deadline = clock() + wait
+    while True:
+        rows = _oneshot(service, query, earliest_time=lookback, latest_time="now")
+        report = _report(query, rows, event_id)
+        if report.found or clock() >= deadline:
+            return report
+        sleep(min(poll_interval, max(0.0, deadline - clock())))
+
+
+def _report(query: str, rows: list[dict[str, Any]], event_id: str | None) -> VerifyReport:
+    if event_id:
+        delays = [d for d in (_float(r.get("delay")) for r in rows) if d is not None]
+        stats = {"delay": min(delays)} if delays else {}
+        last = max((_float(r.get("_indextime")) or 0.0 for r in rows), default=None)
+        return VerifyReport(query, len(rows), stats, last or None, rows)
+    row = rows[0] if rows else {}
+    count = int(_float(row.get("events")) or 0)
+    stats = {k: v for k in ("min", "p50", "p95", "p99", "max") if (v := _float(row.get(k))) is not None}
+    return VerifyReport(query, count, stats, _float(row.get("last_indexed")), rows)

@@ -1,0 +1,37 @@
+"""The ``splunk`` entry point of the ``trailrelay.sinks`` group."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from trailrelay.contract import Encoder, Sink, SinkContext
+
+from trailrelay_splunk.config import SplunkConfig
+from trailrelay_splunk.encode import EnvelopeEncoder
+from trailrelay_splunk.sink import SplunkSink
+
+__all__ = ["SplunkPlugin", "plugin"]
+
+
+class SplunkPlugin:
+    """Builds Splunk HEC sinks and their offline encoders."""
+
+    name: ClassVar[str] = "splunk"
+    config_model = SplunkConfig
+
+    def create(self, config: Any, context: SinkContext) -> Sink:
+        """A SplunkSink for a validated SplunkConfig."""
+        return SplunkSink(_typed(config), context)
+
+    def encoder(self, config: Any) -> Encoder:
+        """The envelope encoder the sink uses, for demo and cost estimates."""
+        return EnvelopeEncoder(_typed(config))
+
+
+def _typed(config: Any) -> SplunkConfig:
+    if isinstance(config, SplunkConfig):
+        return config
+    return SplunkConfig.model_validate(config)
+
+
+plugin = SplunkPlugin()

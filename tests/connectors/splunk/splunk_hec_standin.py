@@ -1,0 +1,356 @@
+"""A local stand-in of Splunk's HTTP Event Collector for tests: real HTTP on 127.0.0.1.
+
+It answers the way HEC documents: auth first (codes 2/3/4), then the channel when the token
+uses acknowledgement (code 10), then the body: gunzip, parse concatenated envelopes one by one,
+store each, and on the first bad one answer code 6/12/13 with ``invalid-event-number`` having
+kept the events before it. Success carries ``ackId`` (counting from 0 per channel) when the
+token uses acknowledgement; ``/services/collector/ack`` answers ``{"acks": {"0": true}}``.
+
+Faults for tests: busy for N requests, auth failure, connection reset mid-body, acks that
+never come, poisoned eventIDs, a max_content_length, and scripted replies (recorded fixtures)
+served verbatim for the next requests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import ssl
+import struct
+import threading
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+HEC_HEADERS = {
+    "Content-Type": "application/json; charset=UTF-8",
+    "Server": "Splunkd",
+    "Vary": "Authorization",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "SAMEORIGIN",
+}
+EVENT_PATHS = ("/services/collector", "/services/collector/event", "/services/collector/event/1.0")
+_DECODER = json.JSONDecoder()
+
+
+@dataclass
+class Scripted:
+    """A recorded reply served verbatim to the next request on ``path``."""
+
+    path: str
+    status: int
+    body: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Logged:
+    """What the stand-in saw of one request."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body_size: int
+    events: int
+    status: int
+    code: int | None
+
+
+class HecStandIn:
+    """A threaded HEC on 127.0.0.1 with fault injection; start() / stop()."""
+
+    def __init__(self, token: str = "11111111-2222-3333-4444-555555555555", *, use_ack: bool = False) -> None:
+        self.token = token
+        self.use_ack = use_ack
+        self.allowed_indexes: set[str] | None = None
+        self.max_content_length: int | None = None
+        self.stored: list[dict[str, Any]] = []
+        self.log: list[Logged] = []
+        self.busy_left = 0
+        self.busy_status = 503
+        self.busy_retry_after: str | None = None
+        self.auth_fail_left = 0
+        self.reset_left = 0
+        self.acks_never = False
+        self.ack_after_polls = 0
+        self.poisoned: set[str] = set()
+        self.scripted: deque[Scripted] = deque()
+        self._channels: dict[str, int] = {}
+        self._acks: dict[tuple[str, int], int] = {}  # (channel, ackId) -> polls still to wait
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._scheme = "http"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self, tls: ssl.SSLContext | None = None) -> HecStandIn:
+        """Listen on an ephemeral port of 127.0.0.1 (HTTPS with a server-side ``tls`` context)."""
+        standin = self
+
+        class Handler(_Handler):
+            hec = standin
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        if tls is not None:
+            server.socket = tls.wrap_socket(server.socket, server_side=True)
+        self._scheme = "https" if tls is not None else "http"
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. http://127.0.0.1:PORT."""
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"{self._scheme}://{host}:{port}"
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def event_ids(self) -> list[str]:
+        """eventID of every stored event, once per stored copy."""
+        with self._lock:
+            return [str(e["event"].get("eventID")) for e in self.stored if isinstance(e.get("event"), dict)]
+
+    def event_requests(self) -> list[Logged]:
+        """Logged requests to the event endpoint."""
+        return [r for r in self.log if r.path in EVENT_PATHS]
+
+    def script(self, *replies: Scripted) -> None:
+        """Serve these recorded replies, in order, to the next matching requests."""
+        self.scripted.extend(replies)
+
+    # -- protocol ---------------------------------------------------------------------------
+
+    def _take_script(self, path: str) -> Scripted | None:
+        with self._lock:
+            if self.scripted and self.scripted[0].path == path:
+                return self.scripted.popleft()
+        return None
+
+    def _auth(self, headers: Any) -> tuple[int, dict[str, Any]] | None:
+        auth = headers.get("Authorization")
+        if not auth:
+            return 401, {"text": "Token is required", "code": 2}
+        parts = auth.split()
+        if len(parts) != 2 or parts[0] != "Splunk":
+            return 401, {"text": "Invalid authorization", "code": 3}
+        with self._lock:
+            if self.auth_fail_left > 0:
+                self.auth_fail_left -= 1
+                return 403, {"text": "Invalid token", "code": 4}
+        if parts[1] != self.token:
+            return 403, {"text": "Invalid token", "code": 4}
+        return None
+
+    def _busy(self) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+        with self._lock:
+            if self.busy_left <= 0:
+                return None
+            self.busy_left -= 1
+        extra = {"Retry-After": self.busy_retry_after} if self.busy_retry_after else {}
+        if self.busy_status == 429:
+            body = {"text": "HEC queue is at capacity and cannot process any more requests", "code": 26}
+            return 429, body, extra
+        return 503, {"text": "Server is busy", "code": 9}, extra
+
+    def handle_events(self, body: bytes, channel: str | None) -> tuple[int, dict[str, Any], int]:
+        """Parse and store a batch; (status, reply, events stored)."""
+        if not body.strip():
+            return 400, {"text": "No data", "code": 5}, 0
+        text = body.decode("utf-8", "replace")
+        pos, n, kept = 0, 0, 0
+        while True:
+            while pos < len(text) and text[pos] in " \t\r\n":
+                pos += 1
+            if pos >= len(text):
+                break
+            try:
+                env, pos = _DECODER.raw_decode(text, pos)
+            except json.JSONDecodeError:
+                return 400, {"text": "Invalid data format", "code": 6, "invalid-event-number": n}, kept
+            bad = self._check(env, n)
+            if bad is not None:
+                return 400, bad, kept
+            with self._lock:
+                self.stored.append(env)
+            kept += 1
+            n += 1
+        if self.use_ack and channel:
+            with self._lock:
+                ack_id = self._channels.get(channel, 0)
+                self._channels[channel] = ack_id + 1
+                self._acks[(channel, ack_id)] = -1 if self.acks_never else self.ack_after_polls
+            return 200, {"text": "Success", "code": 0, "ackId": ack_id}, kept
+        return 200, {"text": "Success", "code": 0}, kept
+
+    def _check(self, env: Any, n: int) -> dict[str, Any] | None:
+        if not isinstance(env, dict) or "event" not in env:
+            return {"text": "Event field is required", "code": 12, "invalid-event-number": n}
+        event = env["event"]
+        if event is None or (isinstance(event, str) and not event.strip()):
+            return {"text": "Event field cannot be blank", "code": 13, "invalid-event-number": n}
+        if isinstance(event, dict) and str(event.get("eventID")) in self.poisoned:
+            return {"text": "Invalid data format", "code": 6, "invalid-event-number": n}
+        index = env.get("index")
+        if self.allowed_indexes is not None and index is not None and index not in self.allowed_indexes:
+            return {"text": "Incorrect index", "code": 7, "invalid-event-number": n}
+        fields = env.get("fields")
+        if fields is not None and (
+            not isinstance(fields, dict)
+            or any(
+                isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict | list) for x in v))
+                for v in fields.values()
+            )
+        ):
+            return {"text": "Error in handling indexed fields", "code": 15, "invalid-event-number": n}
+        return None
+
+    def handle_ack(self, body: bytes, channel: str | None) -> tuple[int, dict[str, Any]]:
+        """Answer an ack poll."""
+        if not self.use_ack:
+            return 400, {"text": "ACK is disabled", "code": 14}
+        if not channel:
+            return 400, {"text": "Data channel is missing", "code": 10}
+        try:
+            ids = json.loads(body)["acks"]
+        except (ValueError, KeyError, TypeError):
+            return 400, {"text": "Invalid data format", "code": 6}
+        out: dict[str, bool] = {}
+        with self._lock:
+            for ack_id in ids:
+                wait = self._acks.get((channel, int(ack_id)))
+                if wait is None or wait < 0:
+                    out[str(ack_id)] = False
+                elif wait == 0:
+                    out[str(ack_id)] = True
+                    del self._acks[(channel, int(ack_id))]  # HEC forgets an ack once reported
+                else:
+                    self._acks[(channel, int(ack_id))] = wait - 1
+                    out[str(ack_id)] = False
+        return 200, {"acks": out}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    hec: HecStandIn
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    def _reply(self, status: int, payload: dict[str, Any] | str, extra: dict[str, str] | None = None) -> None:
+        body = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+        data = body.encode()
+        self.send_response(status)
+        given = {k: v for k, v in (extra or {}).items() if k.lower() not in ("connection", "content-length")}
+        headers = {**HEC_HEADERS, **given}
+        if not body.startswith("{"):
+            headers["Content-Type"] = "text/plain; charset=UTF-8"
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "Keep-Alive")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _log(self, path: str, size: int, events: int, status: int, payload: Any) -> None:
+        code = payload.get("code") if isinstance(payload, dict) else None
+        with self.hec._lock:
+            self.hec.log.append(Logged(self.command, path, dict(self.headers), size, events, status, code))
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path in ("/services/collector/health", "/services/collector/health/1.0"):
+            scripted = self.hec._take_script(path)
+            if scripted:
+                self._log(path, 0, 0, scripted.status, None)
+                self._reply(scripted.status, scripted.body, scripted.headers)
+                return
+            self._log(path, 0, 0, 200, {"code": 17})
+            self._reply(200, {"text": "HEC is healthy", "code": 17})
+            return
+        self._reply(404, {"text": "The requested URL was not found on this server.", "code": 404})
+
+    def do_POST(self) -> None:
+        hec = self.hec
+        split = urlsplit(self.path)
+        path = split.path
+        length = int(self.headers.get("Content-Length") or 0)
+        with hec._lock:
+            reset = hec.reset_left > 0
+            if reset:
+                hec.reset_left -= 1
+        if reset and path in EVENT_PATHS:
+            self.rfile.read(length // 2)  # take half the batch, then reset the connection
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self._log(path, length, 0, 0, None)
+            self.connection.close()
+            return
+        raw = self.rfile.read(length)
+        scripted = hec._take_script(path)
+        if scripted:
+            self._log(
+                path,
+                length,
+                0,
+                scripted.status,
+                json.loads(scripted.body) if scripted.body.startswith("{") else None,
+            )
+            self._reply(scripted.status, scripted.body, scripted.headers)
+            return
+        if path not in (*EVENT_PATHS, "/services/collector/ack"):
+            self._reply(404, {"text": "The requested URL was not found on this server.", "code": 404})
+            return
+        denied = hec._auth(self.headers)
+        if denied:
+            self._log(path, length, 0, *denied)
+            self._reply(*denied)
+            return
+        busy = hec._busy()
+        if busy:
+            self._log(path, length, 0, busy[0], busy[1])
+            self._reply(*busy)
+            return
+        channel = (
+            self.headers.get("X-Splunk-Request-Channel") or parse_qs(split.query).get("channel", [None])[0]
+        )
+        if path == "/services/collector/ack":
+            status, payload = hec.handle_ack(raw, channel)
+            self._log(path, length, 0, status, payload)
+            self._reply(status, payload)
+            return
+        if hec.use_ack and not channel:
+            self._log(path, length, 0, 400, {"code": 10})
+            self._reply(400, {"text": "Data channel is missing", "code": 10})
+            return
+        if hec.max_content_length is not None and length > hec.max_content_length:
+            self._log(path, length, 0, 413, None)
+            # Splunk decides on Content-Length; the exact body is not documented, so plain text.
+            self._reply(413, f"Content-Length of {length} too large (maximum is {hec.max_content_length})")
+            return
+        try:
+            body = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
+        except (OSError, EOFError, zlib.error):
+            self._log(path, length, 0, 400, {"code": 6})
+            self._reply(400, {"text": "Invalid data format", "code": 6})
+            return
+        status, payload, kept = hec.handle_events(body, channel)
+        self._log(path, length, kept, status, payload)
+        self._reply(status, payload)

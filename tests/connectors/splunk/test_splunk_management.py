@@ -1,0 +1,212 @@
+"""`trailrelay splunk setup` / `verify` through splunk-sdk against the management-API stand-in."""
+
+from __future__ import annotations
+
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from splunk_mgmt_standin import HEC, MgmtStandIn, fixture, search_reply
+from trailrelay_splunk.alerts import ALERTS, alert_name, saved_search_params
+from trailrelay_splunk.cli import group
+from trailrelay_splunk.management import (
+    ManagementError,
+    ManagementTarget,
+    SetupSpec,
+    connect,
+    plan_setup,
+    verify_events,
+)
+
+
+@pytest.fixture
+def api() -> Iterator[MgmtStandIn]:
+    server = MgmtStandIn().start()
+    yield server
+    server.stop()
+
+
+def _run(api: MgmtStandIn, *args: str, password: str | None = None) -> Result:
+    env = {
+        "SPLUNK_MANAGEMENT_URL": api.url,
+        "SPLUNK_USERNAME": api.username,
+        "SPLUNK_PASSWORD": password or api.password,
+    }
+    return CliRunner().invoke(group, list(args), env=env, catch_exceptions=False)
+
+
+def test_setup_creates_index_token_and_alerts(api: MgmtStandIn, tmp_path: Path) -> None:
+    token_file = tmp_path / "hec.token"
+    result = _run(api, "setup", "--index", "cloudtrail", "--token-file", str(token_file))
+    assert result.exit_code == 0, result.output
+    assert "cloudtrail" in api.indexes
+    assert not api.hec_disabled
+    token = api.tokens["trailrelay"]
+    assert {k: token[k] for k in ("index", "indexes", "sourcetype", "useACK")} == {
+        "index": "cloudtrail",
+        "indexes": "cloudtrail",
+        "sourcetype": "aws:cloudtrail",
+        "useACK": "1",
+    }
+    assert token_file.read_text().strip() == token["token"]
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert token["token"] not in result.output  # only with --show-token
+    assert len(api.searches) == len(ALERTS)
+    for rule in ALERTS:
+        saved = api.searches[alert_name("trailrelay - ", rule)]
+        assert saved["is_scheduled"] == "1" and saved["cron_schedule"] == "*/5 * * * *"
+        assert saved["alert_type"] == "number of events" and saved["alert_comparator"] == "greater than"
+        assert saved["search"].startswith(
+            'index="cloudtrail" sourcetype="aws:cloudtrail" _index_earliest=-5m@m'
+        )
+    assert len(re.findall(r"^  \S+ +created ", result.output, re.MULTILINE)) == 2 + len(ALERTS)
+    assert "enabled" in result.output
+
+
+def test_setup_is_idempotent(api: MgmtStandIn) -> None:
+    assert _run(api, "setup").exit_code == 0
+    before = len(api.writes())
+    again = _run(api, "setup", "--show-token")
+    assert again.exit_code == 0, again.output
+    assert len(api.writes()) == before  # nothing written the second time
+    assert not re.findall(r"^  \S+ +created ", again.output, re.MULTILINE)
+    assert len(re.findall(r"^  \S+ +exists ", again.output, re.MULTILINE)) == 3 + len(ALERTS)
+    assert f"HEC token: {api.tokens['trailrelay']['token']}" in again.output
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(api: MgmtStandIn) -> None:
+    result = _run(api, "setup", "--dry-run", "--index", "aws_ct")
+    assert result.exit_code == 0, result.output
+    assert api.writes() == []
+    assert "aws_ct" not in api.indexes and not api.tokens and not api.searches
+    assert "would create" in result.output and "would enable" in result.output
+    assert "index=aws_ct, sourcetype=aws:cloudtrail, useACK=1" in result.output
+    for rule in ALERTS:
+        assert rule.title in result.output
+
+
+def test_create_answering_409_counts_as_exists(api: MgmtStandIn) -> None:
+    api.conflict_on_create = {"index", "hec", "search"}
+    result = _run(api, "setup", "--show-token")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("created meanwhile (HTTP 409)") == 2 + len(ALERTS)
+    assert f"HEC token: {api.tokens['trailrelay']['token']}" in result.output
+    assert [s.status for s in api.writes() if s.path != HEC + "/http/enable"] == [409] * (2 + len(ALERTS))
+
+
+def test_token_drift_is_reported_not_changed(api: MgmtStandIn) -> None:
+    api.tokens["trailrelay"] = {
+        "index": "main",
+        "sourcetype": "aws:cloudtrail",
+        "useACK": "0",
+        "token": "t-1",
+    }
+    service = connect(ManagementTarget(api.url, api.username, _secret(api.password)))
+    steps = plan_setup(service, SetupSpec(index="cloudtrail"))
+    (token_step,) = [s for s in steps if s.kind == "hec-token"]
+    assert token_step.action == "exists"
+    assert "index=main (want cloudtrail)" in token_step.detail and "useACK=0 (want 1)" in token_step.detail
+
+
+def test_login_failure_is_clear_and_secret_free(api: MgmtStandIn) -> None:
+    result = CliRunner().invoke(
+        group,
+        ["setup"],
+        env={
+            "SPLUNK_MANAGEMENT_URL": api.url,
+            "SPLUNK_USERNAME": "admin",
+            "SPLUNK_PASSWORD": "wrong-pass-123",
+        },
+    )
+    assert result.exit_code != 0
+    assert "refused the login" in result.output
+    assert "wrong-pass-123" not in result.output
+
+
+def test_bearer_token_authentication(api: MgmtStandIn) -> None:
+    service = connect(ManagementTarget(api.url, auth_token=_secret(api.bearer)))
+    assert plan_setup(service, SetupSpec(index="main"))[0].action == "exists"
+
+
+def test_missing_credentials_are_refused() -> None:
+    with pytest.raises(ManagementError, match="auth-token"):
+        connect(ManagementTarget("https://splunk.example.com:8089"))
+
+
+def test_verify_reports_count_and_delay(api: MgmtStandIn) -> None:
+    api.search_replies.append(search_reply("oneshot_stats.json"))
+    result = _run(api, "verify", "--index", "cloudtrail", "--minutes", "30")
+    assert result.exit_code == 0, result.output
+    assert "found 1342 events indexed in the last 30 min" in result.output
+    assert "p50 312.5s" in result.output and "p99 801.0s" in result.output
+    (search,) = [s for s in api.seen if s.path.rstrip("/").endswith("/jobs")]
+    assert (
+        search.path.rstrip("/") == "/servicesNS/nobody/search/search/v2/jobs"
+    )  # v2 API chosen from server/info
+    assert search.params["exec_mode"] == "oneshot" and search.params["output_mode"] == "json"
+    assert search.params["earliest_time"] == "-24h"
+    assert 'index="cloudtrail" sourcetype="aws:cloudtrail" _index_earliest=-30m' in search.params["search"]
+
+
+def test_verify_waits_for_a_canary(api: MgmtStandIn) -> None:
+    api.search_replies += [
+        fixture("oneshot_empty.json"),
+        search_reply("oneshot_canary.json", event_id="canary-1"),
+    ]
+    service = connect(ManagementTarget(api.url, api.username, _secret(api.password)))
+    slept: list[float] = []
+    report = verify_events(
+        service,
+        index="cloudtrail",
+        sourcetype="aws:cloudtrail",
+        event_id="canary-1",
+        wait=60,
+        poll_interval=2,
+        sleep=slept.append,
+    )
+    assert report.found == 1 and report.delays == {"delay": 7.0}
+    assert slept == [2]
+    assert 'eventID="canary-1"' in report.query
+
+
+def test_verify_with_nothing_found_fails(api: MgmtStandIn) -> None:
+    result = _run(api, "verify", "--event-id", "nope")
+    assert result.exit_code == 1
+    assert "no event nope" in result.output
+
+
+def test_alert_search_is_stable() -> None:
+    """Golden text of one alert, so a change to the SPL is a deliberate one."""
+    rule = next(r for r in ALERTS if r.key == "cloudtrail-stopped")
+    params = saved_search_params(
+        rule, index="ct", sourcetype="aws:cloudtrail", cron="*/5 * * * *", window_minutes=5
+    )
+    assert params["search"] == (
+        'index="ct" sourcetype="aws:cloudtrail" _index_earliest=-5m@m _index_latest=@m '
+        'eventSource="cloudtrail.amazonaws.com" eventName IN ("StopLogging", "DeleteTrail") '
+        "| table _time, eventName, eventSource, awsRegion, recipientAccountId, userIdentity.arn, "
+        "sourceIPAddress, errorCode, eventID"
+    )
+    names = " ".join(r.where for r in ALERTS)
+    for event in (
+        "StopLogging",
+        "DeleteTrail",
+        "DeleteFlowLogs",
+        "DeleteDetector",
+        "UpdateDetector",
+        "DeleteBucketPublicAccessBlock",
+        "CreateAccessKey",
+        "ConsoleLogin",
+        "DisableKey",
+        "ScheduleKeyDeletion",
+    ):
+        assert f'"{event}"' in names
+
+
+def _secret(value: str):
+    from pydantic import SecretStr
+
+    return SecretStr(value)

@@ -1,0 +1,409 @@
+"""SplunkSink over real HTTP to the HEC stand-in: batching, gzip, channels, acks and faults."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+from splunk_hec_standin import HecStandIn
+from splunk_testkit import TOKEN, context, make_config
+from trailrelay.contract import (
+    Batch,
+    FatalSinkError,
+    Origin,
+    Outcome,
+    Record,
+    RetryableError,
+    RiskTag,
+    Status,
+)
+from trailrelay.testing import SAMPLE_EVENTS, sample_records
+from trailrelay_splunk.encode import EnvelopeEncoder
+from trailrelay_splunk.sink import SplunkSink
+
+
+def _sink(hec: HecStandIn, **overrides: Any) -> SplunkSink:
+    sink = SplunkSink(make_config(hec.url, **{"ack": hec.use_ack, **overrides}), context())
+    sink.open()
+    return sink
+
+
+def _until_final(sink: SplunkSink, records: Sequence[Record], rounds: int = 8) -> dict[str, Outcome]:
+    """Re-send RETRY records (and whole batches after RetryableError) like the pipeline does."""
+    final: dict[str, Outcome] = {}
+    pending = list(records)
+    for attempt in range(1, rounds + 1):
+        if not pending:
+            break
+        try:
+            outcomes = sink.send(Batch(pending, attempt))
+        except RetryableError:
+            continue
+        retry = []
+        for rec, outcome in zip(pending, outcomes, strict=True):
+            if outcome.status is Status.RETRY:
+                retry.append(rec)
+            else:
+                final[str(rec.event_id)] = outcome
+        pending = retry
+    assert not pending, f"{len(pending)} records still pending"
+    return final
+
+
+def _record(
+    doc: dict[str, Any], location: str = "s3://trail-bucket/AWSLogs/o/1.json.gz", **kw: Any
+) -> Record:
+    return Record.from_bytes(
+        orjson.dumps(doc), Origin("s3", location, "trail-bucket", "AWSLogs/o/1.json.gz"), **kw
+    )
+
+
+# -- mapping ----------------------------------------------------------------------------------
+
+
+def test_event_is_the_source_bytes_unchanged_with_metadata(hec: HecStandIn) -> None:
+    """event = the record's own bytes; time in epoch seconds with ms; source = S3 URI."""
+    raw = b'{"eventVersion":"1.08", "eventTime":"2026-03-02T10:15:02.123Z","eventID":"e-1","awsRegion":"eu-west-1" ,"recipientAccountId":"111122223333","eventSource":"s3.amazonaws.com","eventName":"GetObject"}'
+    rec = Record.from_bytes(raw, Origin("s3", "s3://trail-bucket/AWSLogs/1.json.gz"))
+    sink = _sink(hec, host="trailrelay-1")
+    assert sink.send(Batch([rec]))[0].status is Status.DELIVERED
+    body = EnvelopeEncoder(sink.config).encode([rec])[0]
+    assert raw in body  # spliced byte for byte, odd spacing included
+    (stored,) = hec.stored
+    assert stored == {
+        "time": 1772446502.123,
+        "source": "s3://trail-bucket/AWSLogs/1.json.gz",
+        "sourcetype": "aws:cloudtrail",
+        "index": "cloudtrail",
+        "host": "trailrelay-1",
+        "event": json.loads(raw),
+    }
+    assert body.startswith(b'{"time":1772446502.123,')
+    sink.close()
+
+
+def test_pretty_printed_source_becomes_one_line_event(hec: HecStandIn) -> None:
+    records = sample_records(4, pretty_every=4)
+    assert b"\n" in records[3].raw
+    body = EnvelopeEncoder(make_config(hec.url)).encode(records)[0]
+    assert body.count(b"\n") == 3  # one separator between four envelopes, none inside
+    assert [json.loads(line)["event"] for line in body.split(b"\n")] == [r.document() for r in records]
+
+
+def test_indexed_fields_account_region_and_risk_tags(hec: HecStandIn) -> None:
+    rec = _record(SAMPLE_EVENTS[0])
+    rec.add_tags(
+        [
+            RiskTag("ct-stop-logging", "CloudTrail logging stopped", "high", "T1562.008"),
+            RiskTag("iam-user-action", "IAM user activity", "low"),
+        ]
+    )
+    plain = _record(SAMPLE_EVENTS[2])
+    sink = _sink(hec, fields=["account", "region", "risk"], source="cloudtrail-org-trail")
+    assert [o.status for o in sink.send(Batch([rec, plain]))] == [Status.DELIVERED] * 2
+    tagged, untagged = hec.stored
+    assert tagged["fields"] == {
+        "trailrelay_account": "111122223333",
+        "trailrelay_region": "eu-west-1",
+        "trailrelay_rule": ["ct-stop-logging", "iam-user-action"],
+        "trailrelay_severity": "high",
+        "trailrelay_technique": ["T1562.008"],
+    }
+    assert untagged["fields"] == {"trailrelay_account": "111122223333", "trailrelay_region": "us-east-1"}
+    assert tagged["source"] == "cloudtrail-org-trail"
+    sink.close()
+
+
+def test_record_without_event_time_omits_time(hec: HecStandIn) -> None:
+    doc = {k: v for k, v in SAMPLE_EVENTS[1].items() if k != "eventTime"}
+    sink = _sink(hec)
+    sink.send(Batch([_record(doc)]))
+    assert "time" not in hec.stored[0]
+    sink.close()
+
+
+# -- batching and the wire --------------------------------------------------------------------
+
+
+def test_batches_are_cut_by_count_and_bytes_and_gzipped(hec: HecStandIn) -> None:
+    records = sample_records(23)
+    sink = _sink(hec, batch_events=5)
+    assert {o.status for o in sink.send(Batch(records))} == {Status.DELIVERED}
+    requests_seen = hec.event_requests()
+    assert [r.events for r in requests_seen] == [5, 5, 5, 5, 3]
+    assert all(r.headers.get("Content-Encoding") == "gzip" for r in requests_seen)
+    assert all(r.headers.get("Authorization") == f"Splunk {TOKEN}" for r in requests_seen)
+    sink.close()
+
+    limit = 16 * 1024
+    hec.log.clear()
+    sink = _sink(hec, batch_bytes=limit)
+    encoder = EnvelopeEncoder(sink.config)
+    bodies = encoder.encode(sample_records(60))
+    assert len(bodies) > 1 and all(len(b) <= limit for b in bodies)
+    assert b"\n".join(bodies) == b"\n".join(encoder.envelopes(sample_records(60)))
+    sink.send(Batch(sample_records(60)))
+    assert len(hec.event_requests()) == len(bodies)
+    assert all(r.body_size < limit for r in hec.event_requests())  # gzip'd Content-Length
+    sink.close()
+
+
+def test_body_on_the_wire_is_gzip_of_the_encoded_body(hec: HecStandIn) -> None:
+    seen: list[bytes] = []
+
+    class Recording(HTTPAdapter):
+        def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+            if isinstance(request.body, bytes):
+                seen.append(request.body)
+            return super().send(request, *args, **kwargs)
+
+    records = sample_records(7)
+    sink = SplunkSink(make_config(hec.url), context(), adapter=Recording())  # the transport seam
+    sink.open()
+    sink.send(Batch(records))
+    assert [gzip.decompress(b) for b in seen] == EnvelopeEncoder(sink.config).encode(records)
+    sink.close()
+
+
+# -- acknowledgement --------------------------------------------------------------------------
+
+
+def test_ack_delivered_only_after_acknowledgement(hec_ack: HecStandIn) -> None:
+    hec_ack.ack_after_polls = 3
+    sink = _sink(hec_ack)
+    outcomes = sink.send(Batch(sample_records(9)))
+    assert {o.status for o in outcomes} == {Status.DELIVERED}
+    polls = [r for r in hec_ack.log if r.path.endswith("/ack")]
+    assert len(polls) == 4  # three "false", then "true"
+    channel = hec_ack.event_requests()[0].headers["X-Splunk-Request-Channel"]
+    assert {p.headers["X-Splunk-Request-Channel"] for p in polls} == {channel}
+    sink.close()
+
+
+def test_ack_timeout_is_retry_that_may_duplicate(hec_ack: HecStandIn) -> None:
+    hec_ack.acks_never = True
+    records = sample_records(5)
+    sink = _sink(hec_ack, ack_timeout=0.2)
+    outcomes = sink.send(Batch(records))
+    assert {o.status for o in outcomes} == {Status.RETRY}
+    assert all("twice" in (o.reason or "") for o in outcomes)
+    hec_ack.acks_never = False
+    assert {o.status for o in sink.send(Batch(records, 2))} == {Status.DELIVERED}
+    # The documented duplicate: HEC had the first copy, it just never acknowledged it.
+    assert Counter(hec_ack.event_ids()) == Counter({str(r.event_id): 2 for r in records})
+    sink.close()
+
+
+def test_each_worker_thread_has_its_own_channel(hec_ack: HecStandIn) -> None:
+    sink = _sink(hec_ack, concurrency=4, batch_events=10)
+    per_thread: dict[int, list[Outcome]] = {}
+    records = sample_records(40)
+
+    def work(n: int) -> None:
+        per_thread[n] = list(sink.send(Batch(records[n * 10 : (n + 1) * 10])))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(o.status is Status.DELIVERED for outs in per_thread.values() for o in outs)
+    channels = {r.headers["X-Splunk-Request-Channel"] for r in hec_ack.event_requests()}
+    assert len(channels) == 4
+    assert Counter(hec_ack.event_ids()) == Counter(str(r.event_id) for r in records)
+    sink.close()
+
+
+def test_token_without_ack_when_ack_is_on_is_fatal(hec: HecStandIn) -> None:
+    sink = _sink(hec, ack=True)  # HEC answers Success without ackId
+    with pytest.raises(FatalSinkError, match="useACK"):
+        sink.send(Batch(sample_records(2)))
+    result = sink.check()
+    assert not result.ok and "ACK is disabled" in result.summary
+    sink.close()
+
+
+def test_token_with_ack_when_ack_is_off_is_fatal(hec_ack: HecStandIn) -> None:
+    sink = _sink(hec_ack, ack=False)
+    with pytest.raises(FatalSinkError, match="set ack = true"):
+        sink.send(Batch(sample_records(2)))
+    assert not sink.check().ok
+    sink.close()
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+
+def test_busy_for_n_requests_then_delivered_once(hec_ack: HecStandIn) -> None:
+    hec_ack.busy_left = 3
+    records = sample_records(12)
+    sink = _sink(hec_ack)
+    final = _until_final(sink, records)
+    assert {o.status for o in final.values()} == {Status.DELIVERED}
+    assert Counter(hec_ack.event_ids()) == Counter(str(r.event_id) for r in records)
+    sink.close()
+
+
+def test_429_retry_after_is_honoured(hec: HecStandIn) -> None:
+    hec.busy_left, hec.busy_status, hec.busy_retry_after = 1, 429, "7"
+    sink = _sink(hec)
+    with pytest.raises(RetryableError) as info:
+        sink.send(Batch(sample_records(2)))
+    assert info.value.retry_after == 7.0
+    assert "code 26" in str(info.value)
+    sink.close()
+
+
+def test_busy_mid_batch_keeps_what_was_delivered(hec: HecStandIn) -> None:
+    """The second request of a two-request batch is refused: first half DELIVERED, second RETRY."""
+    records = sample_records(10)
+    sink = _sink(hec, batch_events=5)
+    calls = Counter[str]()
+    original = hec.handle_events
+
+    def flaky(body: bytes, channel: str | None) -> tuple[int, dict[str, Any], int]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            return 503, {"text": "Server is busy", "code": 9}, 0
+        return original(body, channel)
+
+    hec.handle_events = flaky  # type: ignore[method-assign]
+    outcomes = sink.send(Batch(records))
+    assert [o.status for o in outcomes] == [Status.DELIVERED] * 5 + [Status.RETRY] * 5
+    assert all("Server is busy" in (o.reason or "") for o in outcomes[5:])
+    sink.close()
+
+
+def test_connection_reset_mid_batch_loses_nothing_and_duplicates_nothing(hec_ack: HecStandIn) -> None:
+    records = sample_records(15)
+    sink = _sink(hec_ack, batch_events=5)
+    hec_ack.reset_left = 1
+    with pytest.raises(RetryableError, match="cannot reach"):
+        sink.send(Batch(records))
+    final = _until_final(sink, records)
+    assert {o.status for o in final.values()} == {Status.DELIVERED}
+    assert Counter(hec_ack.event_ids()) == Counter(str(r.event_id) for r in records)
+    sink.close()
+
+
+def test_poisoned_records_rejected_rest_delivered_exactly_once(hec_ack: HecStandIn) -> None:
+    records = sample_records(20)
+    bad = {str(records[3].event_id), str(records[11].event_id)}
+    hec_ack.poisoned |= bad
+    sink = _sink(hec_ack)
+    outcomes = sink.send(Batch(records))
+    by_id = {str(r.event_id): o for r, o in zip(records, outcomes, strict=True)}
+    assert {k for k, o in by_id.items() if o.status is Status.REJECTED} == bad
+    assert all("Invalid data format" in (by_id[k].reason or "") for k in bad)
+    assert {o.status for k, o in by_id.items() if k not in bad} == {Status.DELIVERED}
+    assert Counter(hec_ack.event_ids()) == Counter(k for k in by_id if k not in bad)
+    assert [r.events for r in hec_ack.event_requests()] == [3, 7, 8]  # prefix kept, rest re-sent
+    sink.close()
+
+
+def test_413_splits_and_single_oversized_event_is_rejected(hec: HecStandIn) -> None:
+    records = sample_records(16)
+    hec.max_content_length = 900  # gzip'd bytes: a few events per request
+    sink = _sink(hec)
+    outcomes = sink.send(Batch(records))
+    assert {o.status for o in outcomes} == {Status.DELIVERED}
+    assert Counter(hec.event_ids()) == Counter(str(r.event_id) for r in records)
+    assert any(r.status == 413 for r in hec.log)
+
+    big = dict(SAMPLE_EVENTS[0], requestParameters={"blob": "x" * 50_000}, eventID="big-1")
+    hec.max_content_length = 200
+    (outcome,) = sink.send(Batch([_record(big)]))
+    assert outcome.status is Status.REJECTED
+    assert "too large" in (outcome.reason or "")
+    sink.close()
+
+
+def test_every_record_final_exactly_once_under_mixed_faults(hec_ack: HecStandIn) -> None:
+    records = sample_records(60)
+    bad = str(records[17].event_id)
+    hec_ack.poisoned.add(bad)
+    hec_ack.busy_left = 1
+    hec_ack.reset_left = 1
+    hec_ack.ack_after_polls = 1
+    sink = _sink(hec_ack, batch_events=10)
+    final = _until_final(sink, records)
+    assert len(final) == 60
+    assert final[bad].status is Status.REJECTED
+    assert {o.status for k, o in final.items() if k != bad} == {Status.DELIVERED}
+    assert Counter(hec_ack.event_ids()) == Counter(str(r.event_id) for r in records if str(r.event_id) != bad)
+    sink.close()
+
+
+# -- configuration errors ---------------------------------------------------------------------
+
+
+def test_wrong_token_is_fatal_and_never_shows_the_token(
+    hec: HecStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    hec.token = "another-token"
+    sink = _sink(hec)
+    with pytest.raises(FatalSinkError) as info:
+        sink.send(Batch(sample_records(2)))
+    assert "Invalid token" in str(info.value) and "check `token`" in str(info.value)
+    assert TOKEN not in str(info.value) + repr(info.value) + caplog.text + repr(sink) + repr(sink.config)
+    result = sink.check()
+    assert not result.ok and "Invalid token" in result.summary
+    assert TOKEN not in result.summary + str(result.details)
+    sink.close()
+
+
+def test_incorrect_index_is_fatal(hec: HecStandIn) -> None:
+    hec.allowed_indexes = {"main"}
+    sink = _sink(hec)
+    with pytest.raises(FatalSinkError, match="index"):
+        sink.send(Batch(sample_records(2)))
+    sink.close()
+
+
+def test_wrong_path_is_fatal_with_url_hint(hec: HecStandIn) -> None:
+    sink = _sink(hec)
+    sink.config = make_config(hec.url + "/not-hec")
+    with pytest.raises(FatalSinkError, match="check `url`"):
+        sink.send(Batch(sample_records(1)))
+    sink.close()
+
+
+def test_missing_ca_bundle_is_fatal_at_open(hec: HecStandIn, tmp_path: Any) -> None:
+    sink = SplunkSink(make_config(hec.url, ca_bundle=str(tmp_path / "nope.pem")), context())
+    with pytest.raises(FatalSinkError, match="ca_bundle"):
+        sink.open()
+
+
+def test_tls_verification_off_warns_loudly(hec: HecStandIn, caplog: pytest.LogCaptureFixture) -> None:
+    sink = SplunkSink(make_config(hec.url, verify_tls=False), context())
+    sink.open()
+    assert "TLS CERTIFICATE VERIFICATION IS OFF" in caplog.text
+    sink.close()
+
+
+def test_config_keys_and_defaults() -> None:
+    cfg = make_config("https://splunk.example.com:8088/services/collector/event/")
+    assert cfg.url == "https://splunk.example.com:8088"
+    assert (cfg.sourcetype, cfg.batch_bytes, cfg.batch_events, cfg.verify_tls, cfg.ack) == (
+        "aws:cloudtrail",
+        800_000,
+        1000,
+        True,
+        False,
+    )
+    assert cfg.batch_bytes < 1_000_000  # under HEC's default max_content_length
+    with pytest.raises(ValueError, match="url"):
+        make_config("splunk.example.com:8088")
+    with pytest.raises(ValueError, match="Extra inputs"):
+        make_config("https://x", batchbytes=1)
+    assert TOKEN not in repr(cfg) and TOKEN not in str(cfg.model_dump())
