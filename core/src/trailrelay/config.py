@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from trailrelay.contract import SinkConfig
 from trailrelay.errors import ConfigError
 from trailrelay.plugins import load_sink
+from trailrelay.sinks.file import FileConfig
 from trailrelay.transforms.filters import FilterConfig
 
 __all__ = [
@@ -157,7 +158,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config
     sink_tables = doc.pop("sinks", None)
     if not isinstance(sink_tables, list) or not sink_tables:
         raise ConfigError("[[sinks]]: at least one sink is required")
-    sinks = [_sink(t, i) for i, t in enumerate(sink_tables)]
+    sinks = [_relative_to(_sink(t, i), base_dir) for i, t in enumerate(sink_tables)]
     names = [s.display_name for s in sinks]
     if len(set(names)) != len(names):
         raise ConfigError(f'[[sinks]]: names must be unique (got {names}); set name = "..." on each')
@@ -176,6 +177,13 @@ def _sink(table: Any, i: int) -> SinkConfig:
         config: SinkConfig = plugin.config_model.model_validate(table)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, where)) from None
+    return config
+
+
+def _relative_to(config: SinkConfig, base_dir: Path | None) -> SinkConfig:
+    """A file sink's relative path is relative to the config file, like the source's."""
+    if base_dir is not None and isinstance(config, FileConfig) and not config.path.is_absolute():
+        return config.model_copy(update={"path": base_dir / config.path})
     return config
 
 

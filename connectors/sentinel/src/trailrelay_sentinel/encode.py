@@ -1,0 +1,98 @@
+"""Rows -> Logs Ingestion API request bodies (JSON arrays under the 1 MB request limit).
+
+We cut bodies ourselves instead of handing the SDK a list of dicts: the SDK's chunker
+serialises every log twice with the standard ``json`` module (once to measure, once to send),
+which costs more than our whole mapping (see ``bench/bench_sentinel.py``). Each row is
+serialised once (msgspec, straight from a typed row) and the array is joined from those bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from trailrelay.contract import Record
+
+from trailrelay_sentinel.mapping import encode_record, map_record, trim_row
+
+__all__ = ["MAX_BODY_BYTES", "EncodedRow", "SentinelEncoder", "body_of", "cut_bodies", "encode_rows"]
+
+MAX_BODY_BYTES = 1_000_000
+"""Uncompressed body limit. The service allows 1 MB (1,048,576 bytes) per call, compressed
+and uncompressed; we stay a little under it."""
+
+
+@dataclass(slots=True)
+class EncodedRow:
+    """One record's row as JSON bytes, or why it could not be encoded."""
+
+    data: bytes
+    trimmed: tuple[str, ...] = ()
+    error: str | None = None
+
+
+def encode_rows(records: Sequence[Record], max_body: int = MAX_BODY_BYTES) -> list[EncodedRow]:
+    """Map and serialise each record; trim a row that alone would not fit in a request."""
+    out: list[EncodedRow] = []
+    append = out.append
+    limit = max_body - 2  # the enclosing [ ]
+    for record in records:
+        try:
+            data = encode_record(record)
+        except Exception as exc:  # a record we cannot map is rejected, never dropped silently
+            append(EncodedRow(b"", error=f"cannot map record to AWSCloudTrail columns: {exc}"))
+            continue
+        if len(data) <= limit:
+            append(EncodedRow(data))
+            continue
+        data, trimmed = trim_row(map_record(record), limit)
+        if len(data) <= limit:
+            append(EncodedRow(data, tuple(trimmed)))
+        else:
+            append(
+                EncodedRow(
+                    b"",
+                    error=f"record is {len(data):,} bytes as a row even after trimming its large fields; "
+                    f"the Logs Ingestion API takes at most {max_body:,} bytes per request",
+                )
+            )
+    return out
+
+
+def cut_bodies(sizes: Sequence[int], max_body: int = MAX_BODY_BYTES) -> list[range]:
+    """Index ranges of consecutive rows whose JSON array stays within ``max_body`` bytes."""
+    ranges: list[range] = []
+    start = 0
+    total = 2
+    for i, size in enumerate(sizes):
+        extra = size + (1 if i > start else 0)
+        if i > start and total + extra > max_body:
+            ranges.append(range(start, i))
+            start = i
+            total = 2 + size
+        else:
+            total += extra
+    if start < len(sizes):
+        ranges.append(range(start, len(sizes)))
+    return ranges
+
+
+def body_of(rows: Sequence[bytes]) -> bytes:
+    """The JSON array of already-serialised rows."""
+    return b"[" + b",".join(rows) + b"]"
+
+
+class SentinelEncoder:
+    """The exact uncompressed bodies the sink would POST (it gzips each one)."""
+
+    content_type = "application/json"
+
+    def __init__(self, max_body: int = MAX_BODY_BYTES) -> None:
+        self.max_body = max_body
+
+    def encode(self, records: Sequence[Record]) -> list[bytes]:
+        """Request bodies for these records, cut as the sink cuts them."""
+        rows = [r.data for r in encode_rows(records, self.max_body) if r.error is None]
+        return [
+            body_of(rows[rng.start : rng.stop]) for rng in cut_bodies([len(r) for r in rows], self.max_body)
+        ]

@@ -1,0 +1,179 @@
+"""What a failed upload means: retry, split and resend, reject, or stop the sink.
+
+Azure answers with its error envelope ``{"error": {"code", "message"}}`` and mirrors the code
+in ``x-ms-error-code``. azure-core raises ``HttpResponseError`` (``ClientAuthenticationError``
+for 401, ``ResourceNotFoundError`` for 404); azure-identity raises
+``ClientAuthenticationError`` when Entra refuses the credential, with the transport error as
+its cause when Entra could not be reached at all.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.identity import CredentialUnavailableError
+
+__all__ = ["Failure", "classify", "retry_after_seconds"]
+
+Kind = Literal["retry", "split", "fatal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One failed request: what to do about it and a reason fit for logs and dead letters."""
+
+    kind: Kind
+    reason: str
+    status: int | None = None
+    code: str | None = None
+    retry_after: float | None = None
+
+
+def retry_after_seconds(headers: object, now: float | None = None) -> float | None:
+    """Seconds from ``retry-after-ms``, ``x-ms-retry-after-ms`` or ``Retry-After`` (seconds or date)."""
+    get = getattr(headers, "get", None)
+    if get is None:
+        return None
+    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
+        value = get(name)
+        if value:
+            try:
+                return max(0.0, float(value) / 1000.0)
+            except ValueError:
+                pass
+    value = get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _error_detail(exc: HttpResponseError) -> tuple[str | None, str]:
+    """The Azure error code and message of a response (body first, then x-ms-error-code)."""
+    code: str | None = None
+    message = ""
+    response = exc.response
+    if response is not None:
+        try:
+            body = json.loads(response.text() or "null")
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            code = body["error"].get("code")
+            message = str(body["error"].get("message") or "")
+        elif isinstance(body, dict) and "error_description" in body:  # Entra's token errors
+            code = str(body.get("error"))
+            message = str(body.get("error_description"))
+        code = code or getattr(response, "headers", {}).get("x-ms-error-code")
+    if not message:
+        message = (exc.message or str(exc)).splitlines()[0]
+    return code, message[:600]
+
+
+def _tls_refused(exc: BaseException | None) -> bool:
+    """True when the peer's certificate did not verify (a setting to fix, not a network blip)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def _transport_cause(exc: BaseException) -> BaseException | None:
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 10:
+        if isinstance(cur, (ServiceRequestError, ServiceResponseError)):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return None
+
+
+def classify(exc: BaseException, *, rule_id: str, stream: str, endpoint: str, credential: str) -> Failure:
+    """Map an exception from one upload (or token request) to what the sink should do."""
+    transport = _transport_cause(exc)
+    if transport is not None and _tls_refused(transport):
+        return Failure(
+            "fatal",
+            f"TLS certificate verification failed: {_first_line(transport)} "
+            "(set ca_bundle to the PEM of the CA that signed the server or proxy certificate)",
+        )
+    if isinstance(exc, CredentialUnavailableError):
+        return Failure("fatal", f"the {credential} credential is not available here: {_first_line(exc)}")
+    if isinstance(exc, ClientAuthenticationError) and exc.response is None:
+        if transport is not None:
+            return Failure("retry", f"cannot reach Microsoft Entra ID for a token: {_first_line(transport)}")
+        return Failure(
+            "fatal",
+            f"Microsoft Entra ID refused the {credential} credential: {_first_line(exc)} "
+            "(check tenant_id, client_id, the secret or certificate, and authority_host for sovereign "
+            "clouds)",
+        )
+    if isinstance(exc, HttpResponseError) and exc.status_code is not None:
+        status = int(exc.status_code)
+        code, message = _error_detail(exc)
+        label = f"HTTP {status} {code or ''}".rstrip()
+        headers = getattr(exc.response, "headers", {})
+        if status == 401:
+            return Failure(
+                "fatal",
+                f"{endpoint} refused the token ({label}: {message}); check that audience matches the "
+                "endpoint's cloud and that the identity belongs to the DCR's tenant",
+                status,
+                code,
+            )
+        if status == 403:
+            return Failure(
+                "fatal",
+                f"not allowed to ingest into DCR {rule_id} ({label}: {message}); give the sending identity "
+                "the 'Monitoring Metrics Publisher' role on the DCR (assignments take up to 30 minutes "
+                "to apply)",
+                status,
+                code,
+            )
+        if status == 404:
+            return Failure(
+                "fatal",
+                f"DCR {rule_id} or its stream {stream} was not found at {endpoint} ({label}: {message}); "
+                "check rule_id (the immutable dcr-... id), stream, and that endpoint is the DCR's own "
+                "ingestion endpoint or its data collection endpoint",
+                status,
+                code,
+            )
+        if status in (400, 413):
+            return Failure("split", f"{label}: {message}", status, code)
+        if status in {429, 408} or status >= 500:
+            return Failure("retry", f"{label}: {message}", status, code, retry_after_seconds(headers))
+        return Failure("fatal", f"unexpected answer from {endpoint} ({label}: {message})", status, code)
+    if transport is not None or isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return Failure("retry", f"cannot reach {endpoint}: {_first_line(transport or exc)}")
+    if isinstance(exc, AzureError):
+        return Failure("retry", f"Azure SDK error: {_first_line(exc)}")
+    raise exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc) or type(exc).__name__
+    return text.strip().splitlines()[0][:600]

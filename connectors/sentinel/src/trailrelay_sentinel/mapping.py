@@ -1,0 +1,479 @@
+"""CloudTrail record -> one ``AWSCloudTrail`` row (a dict of stream columns).
+
+The hot path decodes only the fields a column needs with msgspec and keeps the JSON-bearing
+fields (``requestParameters`` ...) as raw byte slices, which become the column's JSON text
+without being parsed when they are already compact. Records whose fields have unexpected
+types take the slow path over the parsed document; both paths give the same row.
+
+Columns with no value are left out of the row (Log Analytics shows them empty, as it does for
+Microsoft's own connector). See the README for every mapping decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+import orjson
+from trailrelay.contract import Record
+
+from trailrelay_sentinel.columns import JSON_TEXT_COLUMNS
+
+__all__ = [
+    "FIELD_LIMIT",
+    "Row",
+    "build_row",
+    "encode_record",
+    "map_document",
+    "map_record",
+    "row_dict",
+    "trim_row",
+]
+
+FIELD_LIMIT = 64 * 1024
+"""Azure Monitor truncates field values longer than 64 KB; trimming starts with those."""
+
+_SG_EVENTS = frozenset(
+    {
+        "AuthorizeSecurityGroupIngress",
+        "AuthorizeSecurityGroupEgress",
+        "RevokeSecurityGroupIngress",
+        "RevokeSecurityGroupEgress",
+        "UpdateSecurityGroupRuleDescriptionsIngress",
+        "UpdateSecurityGroupRuleDescriptionsEgress",
+    }
+)
+_CATEGORY = {
+    "management": "Management",
+    "data": "Data",
+    "insight": "Insight",
+    "networkactivity": "NetworkActivity",
+}
+
+
+class _Attributes(msgspec.Struct):
+    creationDate: str | None = None  # noqa: N815 - CloudTrail's field names
+    mfaAuthenticated: str | bool | None = None  # noqa: N815
+
+
+class _Issuer(msgspec.Struct):
+    type: str | None = None
+    principalId: str | None = None  # noqa: N815
+    arn: str | None = None
+    accountId: str | None = None  # noqa: N815
+    userName: str | None = None  # noqa: N815
+
+
+class _Session(msgspec.Struct):
+    sessionIssuer: _Issuer | None = None  # noqa: N815
+    attributes: _Attributes | None = None
+    ec2RoleDelivery: str | None = None  # noqa: N815
+
+
+class _OnBehalfOf(msgspec.Struct):
+    userId: str | None = None  # noqa: N815
+    identityStoreArn: str | None = None  # noqa: N815
+
+
+class _Identity(msgspec.Struct):
+    type: str | None = None
+    principalId: str | None = None  # noqa: N815
+    arn: str | None = None
+    accountId: str | None = None  # noqa: N815
+    accessKeyId: str | None = None  # noqa: N815
+    userName: str | None = None  # noqa: N815
+    invokedBy: str | None = None  # noqa: N815
+    sessionContext: _Session | None = None  # noqa: N815
+    onBehalfOf: _OnBehalfOf | None = None  # noqa: N815
+
+
+class _Tls(msgspec.Struct):
+    tlsVersion: str | None = None  # noqa: N815
+    cipherSuite: str | None = None  # noqa: N815
+    clientProvidedHostHeader: str | None = None  # noqa: N815
+
+
+class _Event(msgspec.Struct):
+    eventTime: str | None = None  # noqa: N815
+    eventID: str | None = None  # noqa: N815
+    eventVersion: str | None = None  # noqa: N815
+    eventSource: str | None = None  # noqa: N815
+    eventName: str | None = None  # noqa: N815
+    eventType: str | None = None  # noqa: N815
+    eventCategory: str | None = None  # noqa: N815
+    managementEvent: bool | str | None = None  # noqa: N815
+    readOnly: bool | str | None = None  # noqa: N815
+    userIdentity: _Identity | None = None  # noqa: N815
+    awsRegion: str | None = None  # noqa: N815
+    sourceIPAddress: str | None = None  # noqa: N815
+    userAgent: str | None = None  # noqa: N815
+    errorCode: str | None = None  # noqa: N815
+    errorMessage: str | None = None  # noqa: N815
+    requestParameters: msgspec.Raw = msgspec.Raw()  # noqa: N815
+    responseElements: msgspec.Raw = msgspec.Raw()  # noqa: N815
+    additionalEventData: msgspec.Raw = msgspec.Raw()  # noqa: N815
+    insightDetails: msgspec.Raw = msgspec.Raw()  # noqa: N815
+    resources: msgspec.Raw = msgspec.Raw()
+    serviceEventDetails: msgspec.Raw = msgspec.Raw()  # noqa: N815
+    requestID: str | None = None  # noqa: N815
+    apiVersion: str | None = None  # noqa: N815
+    recipientAccountId: str | None = None  # noqa: N815
+    sharedEventID: str | None = None  # noqa: N815
+    vpcEndpointId: str | None = None  # noqa: N815
+    tlsDetails: _Tls | None = None  # noqa: N815
+
+
+_DECODER = msgspec.json.Decoder(_Event)
+# Whitespace outside strings means the source was pretty-printed or spaced: re-serialise it.
+# (A match inside a string value only costs a re-serialisation, never a wrong result.)
+_NOT_COMPACT = re.compile(rb"[\n\r\t]|[:,\[{] | [\]}]")
+
+
+class Row(msgspec.Struct, omit_defaults=True):
+    """One AWSCloudTrail row; fields follow :data:`~trailrelay_sentinel.columns.COLUMNS`."""
+
+    TimeGenerated: str | None = None
+    EventTime: str | None = None
+    AwsEventId: str | None = None
+    EventVersion: str | None = None
+    EventSource: str | None = None
+    EventName: str | None = None
+    EventTypeName: str | None = None
+    Category: str | None = None
+    ManagementEvent: bool | None = None
+    ReadOnly: bool | None = None
+    UserIdentityType: str | None = None
+    UserIdentityPrincipalid: str | None = None
+    UserIdentityArn: str | None = None
+    UserIdentityAccountId: str | None = None
+    UserIdentityAccessKeyId: str | None = None
+    UserIdentityUserName: str | None = None
+    UserIdentityInvokedBy: str | None = None
+    UserIdentityUserId: str | None = None
+    UserIdentityStoreArn: str | None = None
+    SessionMfaAuthenticated: bool | None = None
+    SessionCreationDate: str | None = None
+    SessionIssuerType: str | None = None
+    SessionIssuerPrincipalId: str | None = None
+    SessionIssuerArn: str | None = None
+    SessionIssuerAccountId: str | None = None
+    SessionIssuerUserName: str | None = None
+    EC2RoleDelivery: str | None = None
+    AWSRegion: str | None = None
+    SourceIpAddress: str | None = None
+    UserAgent: str | None = None
+    ErrorCode: str | None = None
+    ErrorMessage: str | None = None
+    RequestParameters: str | None = None
+    ResponseElements: str | None = None
+    AdditionalEventData: str | None = None
+    Resources: str | None = None
+    ServiceEventDetails: str | None = None
+    AwsRequestId_: str | None = None
+    APIVersion: str | None = None
+    RecipientAccountId: str | None = None
+    SharedEventId: str | None = None
+    VpcEndpointId: str | None = None
+    TlsVersion: str | None = None
+    CipherSuite: str | None = None
+    ClientProvidedHostHeader: str | None = None
+    IpProtocol: str | None = None
+    SourcePort: str | None = None
+    DestinationPort: str | None = None
+    CidrIp: str | None = None
+
+
+_ROW_FIELDS = Row.__struct_fields__
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode_record(record: Record) -> bytes:
+    """The record's row as JSON bytes (the hot path: no intermediate dict)."""
+    return _ENCODER.encode(build_row(record))
+
+
+def row_dict(row: Row) -> dict[str, Any]:
+    """A Row as a dict of the columns that have a value."""
+    return {f: v for f in _ROW_FIELDS if (v := getattr(row, f)) is not None}
+
+
+def map_record(record: Record) -> dict[str, Any]:
+    """The row for one record (stream column -> value); absent values are left out."""
+    return row_dict(build_row(record))
+
+
+def build_row(record: Record) -> Row:
+    """The Row for one record: fast path over the raw bytes, slow path over the document."""
+    if not record.modified:
+        try:
+            ev = _DECODER.decode(record.raw)
+        except msgspec.ValidationError:
+            return _row_from_document(record.document(), record)
+        return _from_struct(ev, record)
+    return _row_from_document(record.document(), record)
+
+
+def _json_text(raw: msgspec.Raw) -> str | None:
+    """Compact JSON text of a raw value; None for absent or null ({} and [] are kept)."""
+    if not len(raw):
+        return None
+    data = bytes(raw)
+    if data == b"null":
+        return None
+    if _NOT_COMPACT.search(data):
+        return orjson.dumps(orjson.loads(data)).decode()
+    return data.decode()
+
+
+def _bool(value: object) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("true", "false"):
+            return low == "true"
+    return None
+
+
+def _category(event_category: str | None, record: Record) -> str | None:
+    if event_category:
+        return _CATEGORY.get(event_category.lower(), event_category)
+    return record.routing.category or None
+
+
+def _from_struct(ev: _Event, record: Record) -> Row:
+    row = Row(
+        TimeGenerated=ev.eventTime,
+        EventTime=ev.eventTime,
+        AwsEventId=ev.eventID,
+        EventVersion=ev.eventVersion,
+        EventSource=ev.eventSource,
+        EventName=ev.eventName,
+        EventTypeName=ev.eventType,
+        Category=_category(ev.eventCategory, record),
+        ManagementEvent=_bool(ev.managementEvent),
+        ReadOnly=_bool(ev.readOnly),
+        AWSRegion=ev.awsRegion,
+        SourceIpAddress=ev.sourceIPAddress,
+        UserAgent=ev.userAgent,
+        ErrorCode=ev.errorCode,
+        ErrorMessage=ev.errorMessage,
+        RequestParameters=_json_text(ev.requestParameters),
+        ResponseElements=_json_text(ev.responseElements),
+        AdditionalEventData=_json_text(ev.additionalEventData) or _json_text(ev.insightDetails),
+        Resources=_json_text(ev.resources),
+        ServiceEventDetails=_json_text(ev.serviceEventDetails),
+        AwsRequestId_=ev.requestID,
+        APIVersion=ev.apiVersion,
+        RecipientAccountId=ev.recipientAccountId,
+        SharedEventId=ev.sharedEventID,
+        VpcEndpointId=ev.vpcEndpointId,
+    )
+    ident = ev.userIdentity
+    if ident is not None:
+        utype = ident.type
+        if utype is None and ident.invokedBy:
+            utype = "AWSService"
+        row.UserIdentityType = utype
+        row.UserIdentityPrincipalid = ident.principalId
+        row.UserIdentityArn = ident.arn
+        row.UserIdentityAccountId = ident.accountId
+        row.UserIdentityAccessKeyId = ident.accessKeyId
+        row.UserIdentityUserName = ident.userName
+        row.UserIdentityInvokedBy = ident.invokedBy
+        obo = ident.onBehalfOf
+        if obo is not None:
+            row.UserIdentityUserId = obo.userId
+            row.UserIdentityStoreArn = obo.identityStoreArn
+        sc = ident.sessionContext
+        if sc is not None:
+            attrs = sc.attributes
+            if attrs is not None:
+                row.SessionMfaAuthenticated = _bool(attrs.mfaAuthenticated)
+                row.SessionCreationDate = attrs.creationDate
+            iss = sc.sessionIssuer
+            if iss is not None:
+                row.SessionIssuerType = iss.type
+                row.SessionIssuerPrincipalId = iss.principalId
+                row.SessionIssuerArn = iss.arn
+                row.SessionIssuerAccountId = iss.accountId
+                row.SessionIssuerUserName = iss.userName
+            row.EC2RoleDelivery = sc.ec2RoleDelivery
+    tls = ev.tlsDetails
+    if tls is not None:
+        row.TlsVersion = tls.tlsVersion
+        row.CipherSuite = tls.cipherSuite
+        row.ClientProvidedHostHeader = tls.clientProvidedHostHeader
+    if row.RequestParameters is not None and ev.eventName in _SG_EVENTS:
+        _security_group_rule(row, orjson.loads(row.RequestParameters))
+    return row
+
+
+# --- slow path: a parsed document (modified records, odd field types) -------------------------
+
+
+def _text(value: object) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _dumps(value: object) -> str | None:
+    if value is None:
+        return None
+    return orjson.dumps(value).decode()
+
+
+def _sub(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _put(row: Row, key: str, value: object) -> None:
+    if value is not None:
+        setattr(row, key, value)
+
+
+def map_document(doc: Mapping[str, Any], record: Record) -> dict[str, Any]:
+    """The row for a parsed event (slow path); same output as the fast path for valid input."""
+    return row_dict(_row_from_document(doc, record))
+
+
+def _row_from_document(doc: Mapping[str, Any], record: Record) -> Row:
+    row = Row()
+    put = _put
+    t = _text
+    put(row, "TimeGenerated", t(doc.get("eventTime")))
+    put(row, "EventTime", t(doc.get("eventTime")))
+    put(row, "AwsEventId", t(doc.get("eventID")))
+    put(row, "EventVersion", t(doc.get("eventVersion")))
+    put(row, "EventSource", t(doc.get("eventSource")))
+    put(row, "EventName", t(doc.get("eventName")))
+    put(row, "EventTypeName", t(doc.get("eventType")))
+    put(row, "Category", _category(t(doc.get("eventCategory")), record))
+    put(row, "ManagementEvent", _bool(doc.get("managementEvent")))
+    put(row, "ReadOnly", _bool(doc.get("readOnly")))
+    ident = doc.get("userIdentity")
+    if isinstance(ident, Mapping):
+        utype = t(ident.get("type"))
+        if utype is None and ident.get("invokedBy"):
+            utype = "AWSService"
+        put(row, "UserIdentityType", utype)
+        put(row, "UserIdentityPrincipalid", t(ident.get("principalId")))
+        put(row, "UserIdentityArn", t(ident.get("arn")))
+        put(row, "UserIdentityAccountId", t(ident.get("accountId")))
+        put(row, "UserIdentityAccessKeyId", t(ident.get("accessKeyId")))
+        put(row, "UserIdentityUserName", t(ident.get("userName")))
+        put(row, "UserIdentityInvokedBy", t(ident.get("invokedBy")))
+        if isinstance(ident.get("onBehalfOf"), Mapping):
+            obo = _sub(ident, "onBehalfOf")
+            put(row, "UserIdentityUserId", t(obo.get("userId")))
+            put(row, "UserIdentityStoreArn", t(obo.get("identityStoreArn")))
+        if isinstance(ident.get("sessionContext"), Mapping):
+            sc = _sub(ident, "sessionContext")
+            if isinstance(sc.get("attributes"), Mapping):
+                attrs = _sub(sc, "attributes")
+                put(row, "SessionMfaAuthenticated", _bool(attrs.get("mfaAuthenticated")))
+                put(row, "SessionCreationDate", t(attrs.get("creationDate")))
+            if isinstance(sc.get("sessionIssuer"), Mapping):
+                iss = _sub(sc, "sessionIssuer")
+                put(row, "SessionIssuerType", t(iss.get("type")))
+                put(row, "SessionIssuerPrincipalId", t(iss.get("principalId")))
+                put(row, "SessionIssuerArn", t(iss.get("arn")))
+                put(row, "SessionIssuerAccountId", t(iss.get("accountId")))
+                put(row, "SessionIssuerUserName", t(iss.get("userName")))
+            put(row, "EC2RoleDelivery", t(sc.get("ec2RoleDelivery")))
+    put(row, "AWSRegion", t(doc.get("awsRegion")))
+    put(row, "SourceIpAddress", t(doc.get("sourceIPAddress")))
+    put(row, "UserAgent", t(doc.get("userAgent")))
+    put(row, "ErrorCode", t(doc.get("errorCode")))
+    put(row, "ErrorMessage", t(doc.get("errorMessage")))
+    params = doc.get("requestParameters")
+    put(row, "RequestParameters", _dumps(params))
+    put(row, "ResponseElements", _dumps(doc.get("responseElements")))
+    extra = doc.get("additionalEventData")
+    put(row, "AdditionalEventData", _dumps(extra if extra is not None else doc.get("insightDetails")))
+    put(row, "Resources", _dumps(doc.get("resources")))
+    put(row, "ServiceEventDetails", _dumps(doc.get("serviceEventDetails")))
+    put(row, "AwsRequestId_", t(doc.get("requestID")))
+    put(row, "APIVersion", t(doc.get("apiVersion")))
+    put(row, "RecipientAccountId", t(doc.get("recipientAccountId")))
+    put(row, "SharedEventId", t(doc.get("sharedEventID")))
+    put(row, "VpcEndpointId", t(doc.get("vpcEndpointId")))
+    if isinstance(doc.get("tlsDetails"), Mapping):
+        tls = _sub(doc, "tlsDetails")
+        put(row, "TlsVersion", t(tls.get("tlsVersion")))
+        put(row, "CipherSuite", t(tls.get("cipherSuite")))
+        put(row, "ClientProvidedHostHeader", t(tls.get("clientProvidedHostHeader")))
+    if isinstance(params, Mapping) and doc.get("eventName") in _SG_EVENTS:
+        _security_group_rule(row, params)
+    return row
+
+
+def _security_group_rule(row: Row, params: object) -> None:
+    """Fill IpProtocol/SourcePort/DestinationPort/CidrIp from the first rule of a SG change."""
+    if not isinstance(params, Mapping):
+        return
+    rule: Mapping[str, Any] = params
+    perms = params.get("ipPermissions")
+    items = perms.get("items") if isinstance(perms, Mapping) else None
+    if isinstance(items, list) and items and isinstance(items[0], Mapping):
+        rule = items[0]
+    cidr = rule.get("cidrIp")
+    if cidr is None:
+        for key, inner in (("ipRanges", "cidrIp"), ("ipv6Ranges", "cidrIpv6")):
+            ranges = rule.get(key)
+            found = ranges.get("items") if isinstance(ranges, Mapping) else None
+            if isinstance(found, list) and found and isinstance(found[0], Mapping) and found[0].get(inner):
+                cidr = found[0][inner]
+                break
+    _put(row, "IpProtocol", _text(rule.get("ipProtocol")))
+    _put(row, "SourcePort", _text(rule.get("fromPort")))
+    _put(row, "DestinationPort", _text(rule.get("toPort")))
+    _put(row, "CidrIp", _text(cidr))
+
+
+# --- trimming -----------------------------------------------------------------------------------
+
+_HEAD = 8 * 1024
+
+
+def trim_row(row: dict[str, Any], budget: int) -> tuple[bytes, list[str]]:
+    """Shrink the largest text fields of a row until its JSON fits ``budget`` bytes.
+
+    Each trimmed JSON column becomes a small JSON object that says so (``trailrelay_trimmed``
+    with the original size and SHA-256, plus the first 8 KiB of the original text); a plain
+    text column keeps its first 8 KiB followed by a ``[trimmed by trailrelay ...]`` note.
+    Returns the encoded row and the names of the trimmed columns (empty if it did not fit).
+    """
+    trimmed: list[str] = []
+    encoded = orjson.dumps(row)
+    candidates = sorted(
+        (k for k, v in row.items() if isinstance(v, str) and len(v) > _HEAD + 256),
+        key=lambda k: len(row[k]),
+        reverse=True,
+    )
+    for key in candidates:
+        if len(encoded) <= budget:
+            break
+        original: str = row[key]
+        raw = original.encode()
+        note = {
+            "field": key,
+            "original_bytes": len(raw),
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "reason": "record over the Logs Ingestion API request limit",
+        }
+        head = raw[:_HEAD].decode(errors="ignore")
+        if key in JSON_TEXT_COLUMNS:
+            row[key] = orjson.dumps({"trailrelay_trimmed": note, "head": head}).decode()
+        else:
+            row[key] = f"{head} [trimmed by trailrelay: {len(raw)} bytes, sha256 {note['sha256']}]"
+        trimmed.append(key)
+        encoded = orjson.dumps(row)
+    return encoded, trimmed

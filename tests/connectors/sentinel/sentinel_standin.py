@@ -1,0 +1,362 @@
+"""A local HTTPS stand-in for Microsoft Entra ID (token issuer) and the Logs Ingestion API.
+
+One ``ThreadingHTTPServer`` on 127.0.0.1 (ephemeral port) with a certificate from a CA the
+tests generate with ``trustme``. It serves what the real ``azure-identity`` and
+``azure-monitor-ingestion`` clients ask for:
+
+* ``GET /{tenant}/v2.0/.well-known/openid-configuration`` - OpenID discovery (MSAL reads
+  ``token_endpoint`` from it when instance discovery is disabled);
+* ``POST /{tenant}/oauth2/v2.0/token`` - client-credentials grant (secret or certificate
+  assertion); a wrong secret gets Entra's documented ``invalid_client`` / AADSTS7000215 answer;
+* ``POST /dataCollectionRules/{rule}/streams/{stream}?api-version=2023-01-01`` - the upload,
+  answering 204 or a scripted response replayed from ``fixtures/*.json`` (status, headers
+  including ``x-ms-error-code``, Azure error body).
+
+Everything the client sent is kept (requests, decoded rows) so tests can assert on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import secrets
+import ssl
+import threading
+import time
+import urllib.parse
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MAX_CONTENT_LENGTH = 1024 * 1024  # the service's documented 1 MB request limit
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    """One recorded response: ``{"response": {"status", "headers", "body"}}``."""
+    return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+@dataclass
+class Scripted:
+    """A response the ingestion endpoint gives instead of its normal answer."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any = None
+
+
+@dataclass
+class Upload:
+    """One upload request as the stand-in received it."""
+
+    rule_id: str
+    stream: str
+    api_version: str
+    headers: dict[str, str]
+    raw_size: int
+    rows: list[dict[str, Any]] | None
+    status: int
+
+
+@dataclass
+class StandinState:
+    """What the stand-in knows and has seen; shared by the handler threads."""
+
+    tenant_id: str
+    client_id: str
+    client_secret: str
+    rule_id: str
+    stream: str
+    audience: str = "https://monitor.azure.com"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    tokens: set[str] = field(default_factory=set)
+    token_requests: list[dict[str, str]] = field(default_factory=list)
+    discovery_requests: int = 0
+    uploads: list[Upload] = field(default_factory=list)
+    stored: list[dict[str, Any]] = field(default_factory=list)
+    script: deque[Scripted] = field(default_factory=deque)
+    reject_ids: set[str] = field(default_factory=set)
+    oversize_ids: set[str] = field(default_factory=set)
+    token_failures: int = 0
+    accept_assertions: bool = True
+    row_limit: int | None = None
+    """When set, a body holding a row longer than this many bytes gets the 413 fixture."""
+    identity_header: str = "msi-header-secret"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    # --- plumbing -------------------------------------------------------------------------
+    def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if data and not any(k.lower() == "content-type" for k in (headers or {})):
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if data:
+            self.wfile.write(data)
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    # --- Entra ID -------------------------------------------------------------------------
+    def do_GET(self) -> None:
+        state = self.server.state
+        path = urllib.parse.urlsplit(self.path).path
+        base = f"https://127.0.0.1:{self.server.server_address[1]}/{state.tenant_id}"
+        if path == "/msi/token":
+            self._managed_identity()
+            return
+        if path == f"/{state.tenant_id}/v2.0/.well-known/openid-configuration":
+            with state.lock:
+                state.discovery_requests += 1
+            self._send(
+                200,
+                {
+                    "token_endpoint": f"{base}/oauth2/v2.0/token",
+                    "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                    "issuer": f"{base}/v2.0",
+                    "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
+                    "response_types_supported": ["code", "id_token", "token"],
+                    "tenant_region_scope": "WW",
+                },
+            )
+            return
+        self._send(404, {"error": "not_found"})
+
+    def _managed_identity(self) -> None:
+        """App Service managed identity endpoint (IDENTITY_ENDPOINT / X-IDENTITY-HEADER, 2019-08-01)."""
+        state = self.server.state
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        with state.lock:
+            state.token_requests.append({"managed_identity": "1", **query})
+        if self.headers.get("X-IDENTITY-HEADER") != state.identity_header:
+            self._send(401, {"error": "unauthorized"})
+            return
+        if query.get("resource") != state.audience:
+            self._send(400, {"error": "invalid_resource", "error_description": "bad resource"})
+            return
+        token = "mi-" + secrets.token_hex(16)
+        with state.lock:
+            state.tokens.add(token)
+        self._send(
+            200,
+            {
+                "access_token": token,
+                "expires_on": str(int(time.time()) + 3600),
+                "resource": state.audience,
+                "token_type": "Bearer",
+                "client_id": query.get("client_id", "system-assigned"),
+            },
+        )
+
+    def _token(self) -> None:
+        state = self.server.state
+        form = dict(urllib.parse.parse_qsl(self._read_body().decode()))
+        with state.lock:
+            state.token_requests.append(form)
+            fail = state.token_failures > 0
+            if fail:
+                state.token_failures -= 1
+        ok_client = (
+            form.get("client_id") == state.client_id and form.get("grant_type") == "client_credentials"
+        )
+        ok_secret = form.get("client_secret") == state.client_secret
+        ok_assertion = state.accept_assertions and bool(form.get("client_assertion"))
+        ok_scope = form.get("scope", "").split(" ")[0] == f"{state.audience}/.default"
+        if fail or not (ok_client and (ok_secret or ok_assertion)):
+            # Entra's documented answer to a wrong client secret.
+            self._send(
+                401,
+                {
+                    "error": "invalid_client",
+                    "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret "
+                    "being sent in the request is the client secret value, not the client secret ID.",
+                    "error_codes": [7000215],
+                    "timestamp": "2026-03-02 10:15:02Z",
+                    "trace_id": "00000000-0000-0000-0000-000000000001",
+                    "correlation_id": "00000000-0000-0000-0000-000000000002",
+                },
+            )
+            return
+        if not ok_scope:
+            self._send(
+                400,
+                {
+                    "error": "invalid_scope",
+                    "error_description": f"AADSTS70011: The provided value for scope {form.get('scope')} is not valid.",
+                    "error_codes": [70011],
+                },
+            )
+            return
+        token = "tok-" + secrets.token_hex(16)
+        with state.lock:
+            state.tokens.add(token)
+        self._send(
+            200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
+        )
+
+    # --- Logs Ingestion API ---------------------------------------------------------------
+    def do_POST(self) -> None:
+        state = self.server.state
+        url = urllib.parse.urlsplit(self.path)
+        if url.path == f"/{state.tenant_id}/oauth2/v2.0/token":
+            self._token()
+            return
+        parts = url.path.strip("/").split("/")
+        if len(parts) != 4 or parts[0] != "dataCollectionRules" or parts[2] != "streams":
+            self._send(404, {"error": {"code": "NotFound", "message": "Resource not found."}})
+            return
+        rule_id, stream = urllib.parse.unquote(parts[1]), urllib.parse.unquote(parts[3])
+        query = dict(urllib.parse.parse_qsl(url.query))
+        raw = self._read_body()
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status, body, extra, rows = self._ingest(rule_id, stream, query, headers, raw)
+        with state.lock:
+            state.uploads.append(
+                Upload(rule_id, stream, query.get("api-version", ""), headers, len(raw), rows, status)
+            )
+            if status == 204 and rows:
+                state.stored.extend(rows)
+        self._send(status, body, extra)
+
+    def _ingest(
+        self, rule_id: str, stream: str, query: dict[str, str], headers: dict[str, str], raw: bytes
+    ) -> tuple[int, Any, dict[str, str], list[dict[str, Any]] | None]:
+        state = self.server.state
+        auth = headers.get("authorization", "")
+        with state.lock:
+            scripted = state.script.popleft() if state.script else None
+            known = auth.startswith("Bearer ") and auth[7:] in state.tokens
+        if scripted is not None:
+            return scripted.status, scripted.body, scripted.headers, None
+        if not known:
+            return (
+                401,
+                _err("InvalidToken", "The access token is missing or invalid."),
+                _code("InvalidToken"),
+                None,
+            )
+        if rule_id != state.rule_id or stream != state.stream:
+            fixture = load_fixture("upload_404_unknown_stream")["response"]
+            return fixture["status"], fixture["body"], fixture["headers"], None
+        if query.get("api-version") != "2023-01-01":
+            return (
+                400,
+                _err("InvalidApiVersion", "Unsupported api-version."),
+                _code("InvalidApiVersion"),
+                None,
+            )
+        if len(raw) > MAX_CONTENT_LENGTH:
+            fixture = load_fixture("upload_413_content_length")["response"]
+            return fixture["status"], fixture["body"], fixture["headers"], None
+        try:
+            data = gzip.decompress(raw) if headers.get("content-encoding") == "gzip" else raw
+            rows = json.loads(data)
+        except (OSError, ValueError):
+            return 400, _err("InvalidJson", "The request body is not valid JSON."), _code("InvalidJson"), None
+        if not isinstance(rows, list):
+            return (
+                400,
+                _err("InvalidJson", "The request body must be a JSON array."),
+                _code("InvalidJson"),
+                None,
+            )
+        if len(data) > MAX_CONTENT_LENGTH:
+            fixture = load_fixture("upload_413_content_length")["response"]
+            return fixture["status"], fixture["body"], fixture["headers"], None
+        if state.row_limit is not None and any(
+            len(json.dumps(r, separators=(",", ":"))) > state.row_limit for r in rows
+        ):
+            fixture = load_fixture("upload_413_content_length")["response"]
+            return fixture["status"], fixture["body"], fixture["headers"], None
+        ids = {str(r.get("AwsEventId")) for r in rows if isinstance(r, dict)}
+        with state.lock:
+            rejected = ids & state.reject_ids
+            oversize = ids & state.oversize_ids
+        if oversize:
+            fixture = load_fixture("upload_413_content_length")["response"]
+            return fixture["status"], fixture["body"], fixture["headers"], None
+        if rejected:
+            fixture = load_fixture("upload_400_invalid_payload")["response"]
+            return fixture["status"], fixture["body"], fixture["headers"], None
+        return 204, None, {}, rows
+
+
+def _err(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _code(code: str) -> dict[str, str]:
+    return {"x-ms-error-code": code}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: StandinState
+
+
+class Standin:
+    """Starts the HTTPS stand-in; ``url`` is its base address; ``stop()`` ends it."""
+
+    def __init__(self, state: StandinState, server_cert: Any) -> None:
+        self.state = state
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.state = state
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_cert.configure_cert(ctx)
+        self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
+        self._thread.daemon = True
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """``https://127.0.0.1:<port>``."""
+        return f"https://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    # --- helpers for tests ----------------------------------------------------------------
+    def push(self, *responses: Scripted) -> None:
+        """Answer the next uploads with these responses, in order."""
+        with self.state.lock:
+            self.state.script.extend(responses)
+
+    def push_fixture(self, name: str, count: int = 1) -> None:
+        """Answer the next ``count`` uploads with a recorded fixture."""
+        resp = load_fixture(name)["response"]
+        self.push(*[Scripted(resp["status"], dict(resp["headers"]), resp["body"]) for _ in range(count)])
+
+    def stored_ids(self) -> list[str]:
+        """``AwsEventId`` of every stored row."""
+        with self.state.lock:
+            return [str(r.get("AwsEventId")) for r in self.state.stored]
+
+    def wait_idle(self, seconds: float = 0.0) -> None:
+        """Give in-flight handler threads a moment (used only after concurrent sends)."""
+        time.sleep(seconds)
+
+
+def fake_jwt_claims(token: str) -> dict[str, Any]:
+    """Decode the payload of a JWT without verifying it (for certificate-assertion tests)."""
+    payload = token.split(".")[1]
+    payload += "=" * (-len(payload) % 4)
+    return json.loads(base64.urlsafe_b64decode(payload))
