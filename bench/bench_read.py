@@ -11,6 +11,7 @@ import json
 import sys
 
 from common import best_rate, corpus_objects, pin_one_core, report
+
 from trailrelay.generate import build_object, generate_events
 from trailrelay.record import Origin, Record
 from trailrelay.sources.decompress import decompress

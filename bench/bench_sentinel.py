@@ -25,6 +25,7 @@ from typing import Any
 
 from azure.monitor.ingestion._helpers import _create_gzip_requests
 from isal import isal_zlib
+
 from trailrelay.contract import Record
 from trailrelay.testing import load_records
 from trailrelay_sentinel.encode import SentinelEncoder, body_of, cut_bodies, encode_rows

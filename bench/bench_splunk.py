@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from isal import igzip
+
 from trailrelay.contract import Batch, SinkContext, Status
 from trailrelay.testing import corpus_dir, load_records
 from trailrelay_splunk.config import SplunkConfig

@@ -47,5 +47,7 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def pytest_report_header() -> list[str]:
     found = corpus_dir()
-    return [f"trailrelay corpus: {found or 'absent (corpus tests skip)'}",
-            f"TRAILRELAY_CORPUS={os.environ.get('TRAILRELAY_CORPUS', '')}"]
+    return [
+        f"trailrelay corpus: {found or 'absent (corpus tests skip)'}",
+        f"TRAILRELAY_CORPUS={os.environ.get('TRAILRELAY_CORPUS', '')}",
+    ]

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from trailrelay.contract import DELIVERED, Batch, BatchLimits, CheckResult, FatalSinkError, Outcome, Record
 from trailrelay.testing import SAMPLE_EVENTS
 

@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import orjson
 import pytest
+
 from trailrelay.config import parse_config
 from trailrelay.pipeline.build import build_pipeline
 from trailrelay.pipeline.deadletter import FolderDeadLetters, read_entries
@@ -337,3 +338,27 @@ def test_forward_from_config_with_endpoint_url(
         s.close()
     got = [orjson.loads(x)["eventID"] for x in (tmp_path / "out.ndjson").read_bytes().splitlines()]
     assert sorted(got) == sorted(e["eventID"] for e in evs)
+
+
+def test_dead_letters_to_s3_prefix(bucket: tuple[Any, str], tmp_path: Path, make_events: Any) -> None:
+    s3, name = bucket
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "broken.json.gz").write_bytes(gzip.compress(b'{"Records": [1, 2]}'))
+    config = parse_config(
+        {
+            "source": {"type": "files", "path": str(root)},
+            "sinks": [{"type": "file", "path": str(tmp_path / "out.ndjson")}],
+            "dead_letter": {"s3_uri": f"s3://{name}/dead/"},
+        },
+        base_dir=tmp_path,
+    )
+    built = build_pipeline(config)
+    built.pipeline.run()
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=name, Prefix="dead/")["Contents"]]
+    assert len(keys) == 1
+    assert keys[0].endswith(".ndjson.gz")
+    lines = gzip.decompress(s3.get_object(Bucket=name, Key=keys[0])["Body"].read()).splitlines()
+    entries = [orjson.loads(x) for x in lines]
+    assert [e["raw"] for e in entries] == ["1", "2"]
+    assert all(e["origin"]["location"].endswith("broken.json.gz") for e in entries)

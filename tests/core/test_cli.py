@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from click.testing import CliRunner
+
 from trailrelay import __version__
 from trailrelay.cli.main import cli
 from trailrelay.testing import SAMPLE_EVENTS

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from trailrelay.config import load_config, parse_config
 from trailrelay.errors import ConfigError, PluginNotFound
 

@@ -6,6 +6,7 @@ import gzip
 import zlib
 
 import pytest
+
 from trailrelay.errors import InputError
 from trailrelay.sources.decompress import decompress, is_gzip
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from trailrelay.generate import (
     ATTACK_STEPS,
     DEFAULT_DAY,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+
 from trailrelay.sources.layout import classify_key, day_prefixes, key_time, split_layout
 
 LOG = "p/AWSLogs/o-abc1234567/111122223333/CloudTrail/us-east-1/2026/03/02/111122223333_CloudTrail_us-east-1_20260302T1005Z_aB3cD4eF5gH6iJ7k.json.gz"

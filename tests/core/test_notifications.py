@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+
 from trailrelay.errors import InputError
 from trailrelay.sources.notifications import ObjectNotice, parse_notification
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from trailrelay.errors import InputError
 from trailrelay.record import Origin, Record
 from trailrelay.sources.decompress import decompress

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from trailrelay.config import parse_config
 from trailrelay.contract import BatchLimits, Origin, Record
 from trailrelay.pipeline.build import build_pipeline

@@ -6,6 +6,7 @@ import datetime as dt
 
 import orjson
 import pytest
+
 from trailrelay.record import Origin, Record, decode_routing
 from trailrelay.testing import SAMPLE_EVENTS, sample_records
 

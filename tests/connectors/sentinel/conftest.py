@@ -15,6 +15,7 @@ import trustme
 sys.path.insert(0, str(Path(__file__).parent))
 
 from sentinel_standin import Standin, StandinState
+
 from trailrelay.contract import SinkContext
 from trailrelay_sentinel.config import SentinelConfig
 from trailrelay_sentinel.sink import SentinelSink

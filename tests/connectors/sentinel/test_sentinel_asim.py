@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from test_sentinel_mapping import by_id, corpus, fresh
+
 from trailrelay.contract import Origin, Record
 from trailrelay_sentinel.mapping import map_record
 

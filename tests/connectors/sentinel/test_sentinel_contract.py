@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from conftest import SECRET, config_for, dead_port, sink_for
 from sentinel_standin import Standin
+
 from trailrelay.contract import Encoder, Sink
 from trailrelay.testing import SinkContract
 from trailrelay_sentinel.encode import SentinelEncoder

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from conftest import corpus_path
+
 from trailrelay.contract import Origin, Record
 from trailrelay.testing import load_records
 from trailrelay_sentinel.columns import COLUMN_NAMES, COLUMNS, JSON_TEXT_COLUMNS

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from conftest import CLIENT, RULE, SECRET, TENANT, config_for, dead_port, sink_for
 from sentinel_standin import Standin, fake_jwt_claims, load_fixture
+
 from trailrelay.contract import Batch, FatalSinkError, Origin, Record, RetryableError, Status
 from trailrelay.testing import SAMPLE_EVENTS, sample_records
 from trailrelay_sentinel.sink import ChunkError, SentinelSink

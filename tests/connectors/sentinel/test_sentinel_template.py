@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
+
 from trailrelay_sentinel.cli import group
 from trailrelay_sentinel.columns import COLUMN_NAMES, COLUMNS
 from trailrelay_sentinel.config import SentinelConfig

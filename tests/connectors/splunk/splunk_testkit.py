@@ -7,6 +7,7 @@ import socket
 from typing import Any
 
 from splunk_hec_standin import HecStandIn
+
 from trailrelay.contract import SinkContext
 from trailrelay_splunk.config import SplunkConfig
 from trailrelay_splunk.encode import EnvelopeEncoder

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from splunk_hec_standin import HecStandIn
 from splunk_testkit import SplunkHarness
+
 from trailrelay.testing import SinkContract
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from splunk_hec_standin import HecStandIn, Scripted
 from splunk_testkit import TOKEN, context, make_config
+
 from trailrelay.contract import Batch, FatalSinkError, RetryableError, Status
 from trailrelay.testing import sample_records
 from trailrelay_splunk.sink import SplunkSink

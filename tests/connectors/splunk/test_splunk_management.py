@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from splunk_mgmt_standin import HEC, MgmtStandIn, fixture, search_reply
+
 from trailrelay_splunk.alerts import ALERTS, alert_name, saved_search_params
 from trailrelay_splunk.cli import group
 from trailrelay_splunk.management import (

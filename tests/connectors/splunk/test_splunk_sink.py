@@ -16,6 +16,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from splunk_hec_standin import HecStandIn
 from splunk_testkit import TOKEN, context, make_config
+
 from trailrelay.contract import (
     Batch,
     FatalSinkError,

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from splunk_hec_standin import HecStandIn
 from splunk_mgmt_standin import MgmtStandIn
 from splunk_testkit import TOKEN, context, make_config
+
 from trailrelay.contract import Batch, FatalSinkError, Status
 from trailrelay.testing import sample_records
 from trailrelay_splunk.management import ManagementError, ManagementTarget, SetupSpec, connect, plan_setup

@@ -6,6 +6,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+
 from trailrelay.contract import SinkConfig
 
 __all__ = ["PUBLIC_AUDIENCE", "CredentialKind", "SentinelConfig"]

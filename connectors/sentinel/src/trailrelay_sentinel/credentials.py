@@ -12,8 +12,8 @@ from azure.identity import (
     ManagedIdentityCredential,
     WorkloadIdentityCredential,
 )
-from trailrelay.contract import ConfigError
 
+from trailrelay.contract import ConfigError
 from trailrelay_sentinel.config import SentinelConfig
 
 __all__ = ["build_credential"]

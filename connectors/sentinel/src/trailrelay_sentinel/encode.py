@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from trailrelay.contract import Record
-
 from trailrelay_sentinel.mapping import encode_record, map_record, trim_row
 
 __all__ = ["MAX_BODY_BYTES", "EncodedRow", "SentinelEncoder", "body_of", "cut_bodies", "encode_rows"]

@@ -18,8 +18,8 @@ from typing import Any
 
 import msgspec
 import orjson
-from trailrelay.contract import Record
 
+from trailrelay.contract import Record
 from trailrelay_sentinel.columns import JSON_TEXT_COLUMNS
 
 __all__ = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from trailrelay.contract import SinkContext
-
 from trailrelay_sentinel.config import SentinelConfig
 from trailrelay_sentinel.encode import SentinelEncoder
 from trailrelay_sentinel.sink import SentinelSink

@@ -25,6 +25,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.pipeline.policies import RetryPolicy
 from azure.monitor.ingestion import LogsIngestionClient
 from isal import isal_zlib
+
 from trailrelay.contract import (
     DELIVERED,
     Batch,
@@ -37,7 +38,6 @@ from trailrelay.contract import (
     SinkContext,
     tls_verify,
 )
-
 from trailrelay_sentinel.columns import EVENT_TIME_COLUMN
 from trailrelay_sentinel.config import SentinelConfig
 from trailrelay_sentinel.credentials import build_credential

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+
 from trailrelay.contract import SinkConfig
 
 __all__ = ["HEC_MAX_CONTENT_LENGTH", "IndexedField", "SplunkConfig"]

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from trailrelay.contract import Record
 
+from trailrelay.contract import Record
 from trailrelay_splunk.config import SplunkConfig
 
 __all__ = ["FIELD_NAMES", "EnvelopeEncoder", "cut"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from trailrelay.contract import Encoder, Sink, SinkContext
-
 from trailrelay_splunk.config import SplunkConfig
 from trailrelay_splunk.encode import EnvelopeEncoder
 from trailrelay_splunk.sink import SplunkSink

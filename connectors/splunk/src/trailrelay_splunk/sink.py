@@ -33,6 +33,7 @@ import orjson
 import requests
 from isal import igzip
 from requests.adapters import HTTPAdapter
+
 from trailrelay.contract import (
     DELIVERED,
     Batch,
@@ -44,7 +45,6 @@ from trailrelay.contract import (
     SinkContext,
     tls_verify,
 )
-
 from trailrelay_splunk.config import SplunkConfig
 from trailrelay_splunk.encode import EnvelopeEncoder, cut
 from trailrelay_splunk.hec import FATAL_HINTS, HecReply, Verdict, classify, parse_reply
