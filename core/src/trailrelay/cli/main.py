@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 from rich.console import Console
 from rich.table import Table
 
@@ -50,19 +51,42 @@ def _load(path: Path) -> Config:
 @click.option(
     "--once", is_flag=True, help="Stop when the source is drained (an SQS queue: after one empty long poll)."
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Worker processes on the same SQS queue (SQS sources only).",
+)
+@click.option("--health", metavar="HOST:PORT", help="Serve /healthz and /metrics (Prometheus) here.")
 @click.option("--log-format", type=click.Choice(["auto", "text", "json"]), default="auto", show_default=True)
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on in a terminal).")
 @click.option(
     "--summary-json", type=click.Path(path_type=Path, dir_okay=False), help="Write the final counters here."
 )
-def forward(
-    config_path: Path, once: bool, log_format: str, progress: bool | None, summary_json: Path | None
+def forward(  # noqa: PLR0917 - click passes options positionally by name
+    config_path: Path,
+    once: bool,
+    workers: int,
+    health: str | None,
+    log_format: str,
+    progress: bool | None,
+    summary_json: Path | None,
 ) -> None:
     """Forward CloudTrail from the configured source to every configured sink."""
     tty = sys.stderr.isatty()
-    setup_logging("json" if log_format == "json" or (log_format == "auto" and not tty) else "text")
+    fmt = "json" if log_format == "json" or (log_format == "auto" and not tty) else "text"
+    setup_logging(fmt)
     config = _load(config_path)
-    from trailrelay.pipeline.build import build_pipeline  # noqa: PLC0415 - keep `--help` fast
+    if workers > 1:
+        if not isinstance(config.source, SqsSourceConfig):
+            err.print("--workers needs an SQS source: other sources would read the same objects twice")
+            raise SystemExit(EXIT_CONFIG)
+        from trailrelay.cli.fleet import run_fleet  # noqa: PLC0415
+
+        raise SystemExit(run_fleet(config_path, workers, once=once, health=health, log_format=fmt))
+    from trailrelay.pipeline.build import build_pipeline  # noqa: PLC0415
+    from trailrelay.pipeline.health import HealthServer, pipeline_health, write_snapshots  # noqa: PLC0415
 
     stop = threading.Event()
     _install_signal_handlers(stop)
@@ -76,16 +100,26 @@ def forward(
         except TrailrelayError as exc:
             err.print(f"[red]error:[/red] {exc}", highlight=False)
             raise SystemExit(EXIT_CONFIG) from None
-        result = built.pipeline.run()
+        pipeline = built.pipeline
+        max_idle = 3 * getattr(config.source, "wait_seconds", 100) + 60
+        server = HealthServer(health, pipeline_health(pipeline, max_idle)).start() if health else None
+        metrics_file = os.environ.get("TRAILRELAY_METRICS_FILE")
+        writer_stop = threading.Event()
+        if metrics_file:
+            write_snapshots(pipeline.metrics.snapshot, metrics_file, writer_stop)
+        result = pipeline.run()
+        writer_stop.set()
+        if server is not None:
+            server.stop()
     for sink in built.sinks.values():
         sink.close()
     if built.checkpoints is not None:
         built.checkpoints.close()
     snapshot = result.metrics.snapshot()
     snapshot["filtered_by_rule"] = dict(built.record_filter.dropped)
+    if metrics_file:
+        Path(metrics_file).write_bytes(orjson.dumps(snapshot))
     if summary_json:
-        import orjson  # noqa: PLC0415
-
         summary_json.write_bytes(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2))
     print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
     log.info("run finished", extra={"summary": snapshot})

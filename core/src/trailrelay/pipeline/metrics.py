@@ -19,6 +19,8 @@ class Metrics:
     """Thread-safe counters for one run; ``snapshot`` gives a plain dict for reports and logs."""
 
     started: float = field(default_factory=time.monotonic)
+    last_activity: float = field(default_factory=time.monotonic)
+    """When the source last produced work or an empty poll (liveness)."""
     objects_read: int = 0
     bytes_read: int = 0
     records_in: int = 0

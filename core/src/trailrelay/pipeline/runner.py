@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -147,6 +148,9 @@ class Pipeline:
 
     def _process(self, work: Work) -> None:
         m = self.metrics
+        m.last_activity = time.monotonic()
+        if work.idle:
+            return
         for reason, _location in work.skipped:
             m.bump("skipped", reason)
         ticket = Ticket(work, self._closed)

@@ -51,6 +51,8 @@ class Work:
     invalid: list[tuple[str, bytes]] = field(default_factory=list)
     """(reason, raw message) of notifications that could not be read: dead-lettered."""
     label: str = ""
+    idle: bool = False
+    """An empty poll: nothing to do, but proof the source is alive (health checks)."""
 
 
 class Source(Protocol):

@@ -75,6 +75,7 @@ class SqsSource:
             if not messages:
                 if self.once:
                     return
+                yield Work([], idle=True, label="empty poll")
                 continue
             for msg in messages:
                 yield self._unit(msg)

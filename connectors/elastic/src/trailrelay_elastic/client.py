@@ -1,0 +1,55 @@
+"""Build the official Elasticsearch client from the sink's configuration."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from elasticsearch import Elasticsearch
+
+from trailrelay.contract import ConfigError, tls_verify
+from trailrelay_elastic.config import ElasticConfig
+
+__all__ = ["make_client"]
+
+
+def make_client(
+    config: ElasticConfig, logger: logging.Logger, user_agent: str | None = None
+) -> Elasticsearch:
+    """A client with gzip request bodies, no client-side retries and the configured auth and TLS.
+
+    Retries are the pipeline's job (it backs off and dead-letters), so the client sends each
+    request once. Raises ConfigError for a CA bundle that does not exist.
+    """
+    kwargs: dict[str, Any] = {
+        "http_compress": True,
+        "max_retries": 0,
+        "retry_on_timeout": False,
+        "request_timeout": config.timeout,
+        "connections_per_node": max(2, config.concurrency),
+    }
+    if config.cloud_id:
+        kwargs["cloud_id"] = config.cloud_id
+    else:
+        kwargs["hosts"] = config.urls
+    if config.api_key is not None:
+        kwargs["api_key"] = config.api_key.get_secret_value()
+    elif config.password is not None and config.username is not None:
+        kwargs["basic_auth"] = (config.username, config.password.get_secret_value())
+    elif config.bearer_token is not None:
+        kwargs["bearer_auth"] = config.bearer_token.get_secret_value()
+    if config.ca_bundle and not Path(config.ca_bundle).is_file():
+        raise ConfigError(f"ca_bundle: no such file: {config.ca_bundle}")
+    verify = tls_verify(config.verify_tls, config.ca_bundle, logger)
+    if config.ssl_assert_fingerprint:
+        # Pinning replaces CA verification: the certificate must match the fingerprint exactly.
+        kwargs["ssl_assert_fingerprint"] = config.ssl_assert_fingerprint
+    elif isinstance(verify, str):
+        kwargs["ca_certs"] = verify
+    elif verify is False:
+        kwargs["verify_certs"] = False
+        kwargs["ssl_show_warn"] = False  # tls_verify already warned, once and loudly
+    if user_agent:
+        kwargs["headers"] = {"user-agent": user_agent}
+    return Elasticsearch(**kwargs)

@@ -1,0 +1,135 @@
+"""Typed configuration of one ``[[sinks]]`` table with ``type = "elastic"``."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from trailrelay.contract import SinkConfig
+
+__all__ = ["DEFAULT_BATCH_BYTES", "ElasticConfig", "Target"]
+
+DEFAULT_BATCH_BYTES = 10 * 1024 * 1024
+"""10 MiB: the top of the 5-15 MB bulk size Elastic recommends, far below http.max_content_length."""
+
+# Fleet's rules for a data stream namespace: lowercase, no '-', none of \/*?"<>|,# or space.
+_NAMESPACE = re.compile(r"^[a-z0-9_][a-z0-9_.]{0,99}$")
+_DATA_STREAM_NAME = re.compile(r"^(logs|metrics|traces|synthetics)-([^-]+(?:-[^-]+)*)-([^-]+)$")
+_FINGERPRINT = re.compile(r"^(?:[0-9a-fA-F]{2}:?){32}$")
+
+
+class Target:
+    """Where documents go: a data stream (with its type/dataset/namespace) or a plain index."""
+
+    __slots__ = ("data_stream", "name")
+
+    def __init__(self, name: str, data_stream: tuple[str, str, str] | None) -> None:
+        self.name = name
+        self.data_stream = data_stream
+        """``(type, dataset, namespace)`` when the target follows the data stream naming scheme."""
+
+    def __repr__(self) -> str:
+        return f"Target({self.name!r})"
+
+
+class ElasticConfig(SinkConfig):
+    """Settings of the Elasticsearch sink; secrets are SecretStr and never printed."""
+
+    type: Literal["elastic"] = Field(default="elastic", description="Sink type.")
+    url: str | list[str] | None = Field(
+        default=None, description="Elasticsearch URL (or list of node URLs), e.g. https://es.example:9200."
+    )
+    cloud_id: str | None = Field(default=None, description="Elastic Cloud deployment id (instead of url).")
+    api_key: SecretStr | None = Field(
+        default=None, description="API key in the encoded (base64) form Kibana shows when it creates one."
+    )
+    username: str | None = Field(default=None, description="User for basic authentication.")
+    password: SecretStr | None = Field(default=None, description="Password for basic authentication.")
+    bearer_token: SecretStr | None = Field(default=None, description="OAuth2/JWT bearer token.")
+    mode: Literal["integration", "ecs"] = Field(
+        default="integration",
+        description="integration: raw record in `message` for Elastic's AWS integration pipeline; "
+        "ecs: documents mapped to ECS here.",
+    )
+    namespace: str = Field(
+        default="default", description="Data stream namespace: logs-aws.cloudtrail-<namespace>."
+    )
+    data_stream: str | None = Field(default=None, description="Write to this data stream instead.")
+    index: str | None = Field(default=None, description="Write to this plain index or alias instead.")
+    pipeline: str | None = Field(default=None, description="Ingest pipeline to run on every document.")
+    ca_bundle: str | None = Field(
+        default=None, description="PEM file of the CA(s) that signed the server certificate."
+    )
+    ssl_assert_fingerprint: str | None = Field(
+        default=None,
+        description="Pin the server certificate by its SHA-256 fingerprint (hex, colons allowed).",
+    )
+    verify_tls: bool = Field(default=True, description="Verify the server certificate (keep on).")
+    batch_bytes: int = Field(
+        default=DEFAULT_BATCH_BYTES,
+        ge=64 * 1024,
+        le=100 * 1024 * 1024,
+        description="Max bytes of one _bulk body.",
+    )
+    batch_actions: int = Field(
+        default=2000, ge=1, le=100_000, description="Max documents in one _bulk request."
+    )
+    timeout: float = Field(default=60.0, gt=0, le=600, description="Seconds to wait for one request.")
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_namespace(cls, value: str) -> str:
+        if not _NAMESPACE.match(value):
+            raise ValueError(
+                "namespace must be lowercase letters, digits, '_' or '.', "
+                "without '-' (Fleet's data stream rules)"
+            )
+        return value
+
+    @field_validator("ssl_assert_fingerprint")
+    @classmethod
+    def _check_fingerprint(cls, value: str | None) -> str | None:
+        if value is not None and not _FINGERPRINT.match(value.strip()):
+            raise ValueError(
+                "ssl_assert_fingerprint must be a SHA-256 fingerprint: 64 hex digits, colons allowed"
+            )
+        return value.strip() if value else value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> ElasticConfig:
+        if not self.url and not self.cloud_id:
+            raise ValueError("set url (or cloud_id) for the elastic sink")
+        if self.url and self.cloud_id:
+            raise ValueError("set either url or cloud_id, not both")
+        if self.data_stream and self.index:
+            raise ValueError("set either data_stream or index, not both")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        methods = sum(x is not None for x in (self.api_key, self.password, self.bearer_token))
+        if methods > 1:
+            raise ValueError("choose one authentication: api_key, username + password, or bearer_token")
+        return self
+
+    @property
+    def urls(self) -> list[str]:
+        """The configured node URLs (empty with cloud_id)."""
+        if self.url is None:
+            return []
+        return [self.url] if isinstance(self.url, str) else list(self.url)
+
+    @property
+    def target(self) -> Target:
+        """The data stream or index documents are written to."""
+        if self.index:
+            return Target(self.index, None)
+        name = self.data_stream or f"logs-aws.cloudtrail-{self.namespace}"
+        m = _DATA_STREAM_NAME.match(name)
+        return Target(name, (m.group(1), m.group(2), m.group(3)) if m else None)
+
+    @property
+    def secret_values(self) -> list[str]:
+        """Plain secret values, only to scrub them from server messages before they are shown."""
+        secrets = (self.api_key, self.password, self.bearer_token)
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]

@@ -1,0 +1,36 @@
+"""The ``trailrelay.sinks`` entry point: the factory for ``type = "elastic"`` sinks."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from trailrelay.contract import Encoder, Sink, SinkContext
+from trailrelay_elastic.config import ElasticConfig
+from trailrelay_elastic.encode import BulkEncoder
+from trailrelay_elastic.sink import ElasticSink
+
+__all__ = ["ElasticPlugin", "plugin"]
+
+
+class ElasticPlugin:
+    """Builds Elasticsearch sinks and their offline encoders from validated configs."""
+
+    name: ClassVar[str] = "elastic"
+    config_model = ElasticConfig
+
+    def create(self, config: Any, context: SinkContext) -> Sink:
+        """A sink for one ``[[sinks]]`` table (an ElasticConfig)."""
+        return ElasticSink(self._config(config), context)
+
+    def encoder(self, config: Any) -> Encoder:
+        """The encoder that yields the exact ``_bulk`` bodies the sink sends."""
+        return BulkEncoder(self._config(config))
+
+    @staticmethod
+    def _config(config: Any) -> ElasticConfig:
+        if isinstance(config, ElasticConfig):
+            return config
+        return ElasticConfig.model_validate(config)
+
+
+plugin = ElasticPlugin()

@@ -1,0 +1,198 @@
+"""The Elasticsearch sink: one ``_bulk`` request per cut of a batch, one outcome per record."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, cast
+
+from elastic_transport import ConnectionError as TransportConnectionError
+from elastic_transport import SerializationError, TransportError
+from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
+
+from trailrelay.contract import (
+    Batch,
+    BatchLimits,
+    CheckResult,
+    ConfigError,
+    FatalSinkError,
+    Outcome,
+    SinkContext,
+)
+from trailrelay_elastic.admin import check_cluster
+from trailrelay_elastic.client import make_client
+from trailrelay_elastic.config import ElasticConfig
+from trailrelay_elastic.encode import DocumentBuilder, cut
+from trailrelay_elastic.responses import describe_error, item_outcome, scrub
+
+__all__ = ["ElasticSink"]
+
+_FILTER_PATH = ["errors", "items.*.status", "items.*.error"]
+
+
+def _retry_after(error: ApiError) -> float | None:
+    value = error.meta.headers.get("retry-after") if error.meta is not None else None
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+class ElasticSink:
+    """Sends records to a data stream or index with idempotent ``create`` actions."""
+
+    def __init__(self, config: ElasticConfig, context: SinkContext) -> None:
+        self.config = config
+        self.context = context
+        self.builder = DocumentBuilder(config)
+        self._client: Elasticsearch | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"ElasticSink(name={self.context.name!r}, target={c.target.name!r}, mode={c.mode!r})"
+
+    @property
+    def limits(self) -> BatchLimits:
+        """Batches of ``batch_actions`` records; raw bytes at half ``batch_bytes`` (documents grow)."""
+        return BatchLimits(
+            max_records=self.config.batch_actions,
+            max_bytes=max(64 * 1024, self.config.batch_bytes // 2),
+            max_age=self.config.batch_seconds,
+            concurrency=self.config.concurrency,
+        )
+
+    def open(self) -> None:
+        """Build the client (no request is made); FatalSinkError for unusable TLS settings."""
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = make_client(self.config, self.context.logger, self.context.user_agent)
+                except (ConfigError, ValueError) as exc:
+                    raise FatalSinkError(f"elastic sink {self.context.name}: {exc}") from None
+
+    def close(self) -> None:
+        """Close connections; safe to call twice."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    @property
+    def client(self) -> Elasticsearch:
+        """The open client (opens on first use)."""
+        if self._client is None:
+            self.open()
+        assert self._client is not None
+        return self._client
+
+    def check(self) -> CheckResult:
+        """Reach the cluster, verify product and version, privileges and the target; send nothing."""
+        return check_cluster(self.client, self.config)
+
+    def send(self, batch: Batch) -> Sequence[Outcome]:
+        """Deliver a batch in one or more ``_bulk`` requests; one outcome per record, in order."""
+        records = batch.records
+        outcomes: list[Outcome | None] = [None] * len(records)
+        entries: list[bytes] = []
+        positions: list[int] = []
+        for i, record in enumerate(records):
+            try:
+                entries.append(self.builder.entry(record))
+                positions.append(i)
+            except Exception as exc:
+                outcomes[i] = Outcome.rejected(f"cannot build the {self.config.mode} document: {exc}")
+        groups = cut([len(e) for e in entries], self.config.batch_bytes, self.config.batch_actions)
+        for group in groups:
+            self._send_group([positions[k] for k in group], [entries[k] for k in group], outcomes)
+        return [o if o is not None else Outcome.retry("no outcome (internal error)") for o in outcomes]
+
+    def _send_group(
+        self,
+        positions: list[int],
+        entries: list[bytes],
+        outcomes: list[Outcome | None],
+    ) -> None:
+        """Send one ``_bulk`` body and record each item's outcome (splitting on HTTP 413)."""
+        body = b"".join(entries)
+        try:
+            response = self.client.bulk(
+                operations=cast("Any", body), pipeline=self.config.pipeline, filter_path=_FILTER_PATH
+            )
+        except UnsupportedProductError:
+            raise FatalSinkError(
+                f"{self._where()} did not identify itself as Elasticsearch (no X-Elastic-Product header)"
+            ) from None
+        except ApiError as exc:
+            self._request_failed(exc, positions, entries, outcomes)
+            return
+        except (TransportConnectionError, SerializationError, TransportError) as exc:
+            reason = f"cannot reach Elasticsearch at {self._where()}: {type(exc).__name__}: {exc}"
+            for p in positions:
+                outcomes[p] = Outcome.retry(self._safe(reason))
+            return
+        items = response.body.get("items") if isinstance(response.body, dict) else None
+        if not isinstance(items, list) or len(items) != len(positions):
+            count = len(items) if isinstance(items, list) else 0
+            for p in positions:
+                outcomes[p] = Outcome.retry(f"bulk response had {count} items for {len(positions)} documents")
+            return
+        target = self.config.target.name
+        for p, item in zip(positions, items, strict=True):
+            outcomes[p] = item_outcome(item, target)
+
+    def _request_failed(
+        self,
+        exc: ApiError,
+        positions: list[int],
+        entries: list[bytes],
+        outcomes: list[Outcome | None],
+    ) -> None:
+        """Map a whole-request error to outcomes, or raise when the sink cannot work."""
+        status = exc.meta.status if exc.meta is not None else 0
+        etype, reason = describe_error(exc.body.get("error") if isinstance(exc.body, dict) else exc.body)
+        text = self._safe(f"HTTP {status} {etype}: {reason}".rstrip(": "))
+        if status == 413:
+            if len(positions) > 1:
+                half = len(positions) // 2
+                self._send_group(positions[:half], entries[:half], outcomes)
+                self._send_group(positions[half:], entries[half:], outcomes)
+            else:
+                outcomes[positions[0]] = Outcome.rejected(
+                    f"document of {len(entries[0])} bytes is larger than the cluster accepts "
+                    f"(http.max_content_length): {text}"
+                )
+            return
+        if status == 401:
+            raise FatalSinkError(
+                f"Elasticsearch at {self._where()} refused the credentials ({self._auth()}): {text}"
+            )
+        if status == 403:
+            raise FatalSinkError(
+                f"the credentials ({self._auth()}) may not write to {self.config.target.name}: {text}"
+            )
+        if status == 404:
+            raise FatalSinkError(f"{self._where()} has no _bulk endpoint (check url): {text}")
+        if status == 429 or status >= 500:
+            after = _retry_after(exc)
+            for p in positions:
+                outcomes[p] = Outcome.retry(text, after)
+            return
+        for p in positions:
+            outcomes[p] = Outcome.rejected(f"Elasticsearch refused the bulk request: {text}")
+
+    def _where(self) -> str:
+        return "Elastic Cloud" if self.config.cloud_id else ", ".join(self.config.urls)
+
+    def _auth(self) -> str:
+        c = self.config
+        if c.api_key is not None:
+            return "api_key"
+        if c.username is not None:
+            return f"username {c.username} + password"
+        if c.bearer_token is not None:
+            return "bearer_token"
+        return "no credentials configured"
+
+    def _safe(self, text: str) -> str:
+        return scrub(text, self.config.secret_values)

@@ -1,0 +1,122 @@
+"""``trailrelay forward --workers N``: N worker processes on one queue, supervised.
+
+Each worker is an ordinary ``trailrelay forward`` process on the same SQS queue; SQS itself
+spreads the messages (and any number of hosts can run fleets on the same queue). The
+supervisor forwards SIGINT/SIGTERM so every worker drains, restarts a worker that died
+unexpectedly, and serves one ``/healthz`` and ``/metrics`` for the whole fleet, summing the
+counters the workers write to a private folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from trailrelay.pipeline.health import HealthServer
+
+__all__ = ["run_fleet"]
+
+log = logging.getLogger("trailrelay.fleet")
+
+_RESTART_DELAY = 1.0
+
+
+def _sum(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {"workers": len(snapshots)}
+    for snap in snapshots:
+        for key, value in snap.items():
+            if isinstance(value, bool):
+                continue
+            if isinstance(value, (int, float)) and key not in ("elapsed_seconds", "records_per_second"):
+                total[key] = total.get(key, 0) + value
+            elif isinstance(value, dict) and key != "latency_seconds":
+                acc: Counter[str] = Counter(total.get(key, {}))
+                acc.update(value)
+                total[key] = dict(acc)
+    return total
+
+
+def run_fleet(config_path: Path, workers: int, *, once: bool, health: str | None, log_format: str) -> int:
+    """Run and supervise ``workers`` worker processes; returns the exit status."""
+    folder = Path(tempfile.mkdtemp(prefix="trailrelay-fleet-"))
+    stopping = threading.Event()
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+    codes: dict[int, int] = {}
+
+    def start(i: int) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "trailrelay",
+            "forward",
+            "-c",
+            str(config_path),
+            "--no-progress",
+            "--log-format",
+            log_format,
+        ]
+        if once:
+            cmd.append("--once")
+        env = {
+            **os.environ,
+            "TRAILRELAY_METRICS_FILE": str(folder / f"worker-{i}.json"),
+            "TRAILRELAY_WORKER": str(i),
+        }
+        procs[i] = subprocess.Popen(cmd, env=env)  # noqa: S603 - our own interpreter and CLI
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if stopping.is_set():
+            for p in procs.values():
+                p.kill()
+            return
+        stopping.set()
+        log.warning("%s: asking %d workers to drain", signal.Signals(signum).name, len(procs))
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    def provider() -> tuple[bool, str, dict[str, Any]]:
+        snaps = []
+        for f in folder.glob("worker-*.json"):
+            try:
+                snaps.append(orjson.loads(f.read_bytes()))
+            except (OSError, orjson.JSONDecodeError):
+                continue
+        dead = [i for i, p in procs.items() if p.poll() not in (None, 0)]
+        total = _sum(snaps)
+        return (not dead, f"workers {dead} exited" if dead else "", total)
+
+    server = HealthServer(health, provider).start() if health else None
+    for i in range(workers):
+        start(i)
+    try:
+        while procs:
+            for i, p in list(procs.items()):
+                code = p.poll()
+                if code is None:
+                    continue
+                del procs[i]
+                codes[i] = code
+                if code != 0 and not stopping.is_set() and not once:
+                    log.error("worker %d exited with %d; restarting it", i, code)
+                    time.sleep(_RESTART_DELAY)
+                    start(i)
+            time.sleep(0.2)
+    finally:
+        if server is not None:
+            server.stop()
+    return max(codes.values(), default=0)

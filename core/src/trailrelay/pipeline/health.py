@@ -1,0 +1,148 @@
+"""``/healthz`` and ``/metrics`` (Prometheus text format) for container platforms."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+__all__ = ["HealthServer", "prometheus_text"]
+
+_COUNTERS = {
+    "objects_read": "Objects (files, S3 objects) read",
+    "bytes_read": "Bytes of objects read (as stored, before decompression)",
+    "records_in": "Records read",
+    "records_filtered": "Records dropped by filter rules",
+    "records_tagged_high_risk": "Records tagged high-risk",
+    "units_acknowledged": "Units of work acknowledged (SQS messages deleted, checkpoints written)",
+    "units_released": "Units of work left for redelivery",
+}
+_KEYED = {
+    "delivered": ("sink", "Records delivered"),
+    "duplicates": ("sink", "Records the SIEM already held"),
+    "rejected": ("sink", "Records the SIEM refused (dead-lettered)"),
+    "retries": ("sink", "Record sends retried"),
+    "bytes_out": ("sink", "Raw record bytes delivered"),
+    "dead_lettered": ("stage", "Dead-letter entries"),
+    "skipped": ("reason", "Objects or messages skipped"),
+}
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def prometheus_text(snapshot: dict[str, Any]) -> str:
+    """Render a metrics snapshot as Prometheus exposition text."""
+    out: list[str] = []
+    for key, help_text in _COUNTERS.items():
+        name = f"trailrelay_{key}_total"
+        out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {snapshot.get(key, 0)}"]
+    for key, (label, help_text) in _KEYED.items():
+        name = f"trailrelay_{key}_total"
+        out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+        out += [f'{name}{{{label}="{_label(k)}"}} {v}' for k, v in sorted(snapshot.get(key, {}).items())]
+    lat = snapshot.get("latency_seconds")
+    if lat:
+        name = "trailrelay_event_delay_seconds"
+        out += [f"# HELP {name} Delay from eventTime to a final outcome (sampled)", f"# TYPE {name} gauge"]
+        out += [
+            f'{name}{{quantile="{q}"}} {lat[k]}' for q, k in (("0.5", "p50"), ("0.99", "p99"), ("1", "max"))
+        ]
+    out += [
+        "# HELP trailrelay_workers Worker processes reporting",
+        "# TYPE trailrelay_workers gauge",
+        f"trailrelay_workers {snapshot.get('workers', 1)}",
+    ]
+    return "\n".join(out) + "\n"
+
+
+class HealthServer:
+    """Serves health and metrics from a provider: ``() -> (healthy, reason, snapshot)``."""
+
+    def __init__(self, listen: str, provider: Callable[[], tuple[bool, str, dict[str, Any]]]) -> None:
+        host, _, port = listen.rpartition(":")
+        self.provider = provider
+        handler = self._handler()
+        self._server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound host and port (useful with port 0)."""
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> HealthServer:
+        """Start serving in a background thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        provider = self.provider
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                healthy, reason, snapshot = provider()
+                if self.path == "/healthz":
+                    self._send(200 if healthy else 503, ("ok" if healthy else f"unhealthy: {reason}") + "\n")
+                elif self.path == "/metrics":
+                    self._send(200, prometheus_text(snapshot), "text/plain; version=0.0.4")
+                else:
+                    self._send(404, "not found\n")
+
+            def _send(self, status: int, body: str, ctype: str = "text/plain; charset=utf-8") -> None:
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002,ARG002 - stdlib signature
+                return
+
+        return Handler
+
+
+def pipeline_health(pipeline: Any, max_idle: float) -> Callable[[], tuple[bool, str, dict[str, Any]]]:
+    """Health of a running pipeline: no fatal error and the source active within ``max_idle`` s."""
+    import time  # noqa: PLC0415 - local to keep the module's import surface small
+
+    def provider() -> tuple[bool, str, dict[str, Any]]:
+        snap: dict[str, Any] = pipeline.metrics.snapshot()
+        if pipeline.fatal:
+            return False, str(pipeline.fatal), snap
+        idle = time.monotonic() - pipeline.metrics.last_activity
+        if idle > max_idle:
+            return False, f"no source activity for {idle:.0f}s", snap
+        return True, "", snap
+
+    return provider
+
+
+def write_snapshots(
+    snapshot: Callable[[], dict[str, Any]], path: str, stop: threading.Event, every: float = 2.0
+) -> threading.Thread:
+    """Write the snapshot as JSON to ``path`` every few seconds (atomically), for a supervisor."""
+    import orjson  # noqa: PLC0415
+
+    def loop() -> None:
+        while True:
+            tmp = Path(f"{path}.tmp")
+            tmp.write_bytes(orjson.dumps(snapshot()))
+            tmp.replace(path)
+            if stop.wait(every):
+                return
+
+    thread = threading.Thread(target=loop, name="metrics-file", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,238 @@
+"""Bulk delivery through the real client: recorded responses, idempotency, splitting, gzip."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from typing import Any
+
+import orjson
+import pytest
+from elastic_helpers import API_KEY, make_sink
+from elastic_standin import PRODUCT, StandIn, fixture
+
+from trailrelay.contract import Batch, FatalSinkError, Origin, Record, Status
+from trailrelay.testing import SAMPLE_EVENTS, sample_records
+from trailrelay_elastic.encode import doc_id
+
+
+@pytest.fixture
+def sink(standin: StandIn) -> Any:
+    s = make_sink(standin.url)
+    s.open()
+    yield s
+    s.close()
+
+
+def statuses(outcomes: Any) -> list[Status]:
+    return [o.status for o in outcomes]
+
+
+def test_every_fixture_carries_the_product_header() -> None:
+    from elastic_standin import FIXTURES
+
+    for path in FIXTURES.glob("*.json"):
+        data = json.loads(path.read_text())
+        assert data["headers"]["X-Elastic-Product"] == "Elasticsearch", path.name
+        assert data["description"], path.name
+
+
+def test_all_created(sink: Any, standin: StandIn) -> None:
+    standin.queue("bulk-all-created")
+    outcomes = sink.send(Batch(sample_records(3)))
+    assert statuses(outcomes) == [Status.DELIVERED] * 3
+
+
+def test_mixed_items_map_one_to_one(sink: Any, standin: StandIn) -> None:
+    standin.queue("bulk-mixed")
+    outcomes = sink.send(Batch(sample_records(6)))
+    assert statuses(outcomes) == [
+        Status.DELIVERED,
+        Status.DUPLICATE,
+        Status.RETRY,
+        Status.REJECTED,
+        Status.REJECTED,
+        Status.RETRY,
+    ]
+    assert "es_rejected_execution_exception" in outcomes[2].reason
+    assert "HTTP 400 document_parsing_exception" in outcomes[3].reason
+    assert "Failed to parse value [maybe]" in outcomes[3].reason  # caused_by is kept
+    assert "mapper_parsing_exception" in outcomes[4].reason
+    assert "HTTP 503 unavailable_shards_exception" in outcomes[5].reason
+
+
+@pytest.mark.parametrize("name", ["request-429-rejected", "request-429-circuit-breaker", "request-503"])
+def test_whole_request_busy_is_retry(sink: Any, standin: StandIn, name: str) -> None:
+    standin.queue(name)
+    outcomes = sink.send(Batch(sample_records(4)))
+    assert statuses(outcomes) == [Status.RETRY] * 4
+    expected = fixture(name)["body"]["error"]["type"]
+    assert all(expected in o.reason for o in outcomes)
+    assert standin.stored() == []
+    assert statuses(sink.send(Batch(sample_records(4)))) == [Status.DELIVERED] * 4
+
+
+def test_retry_after_header_is_passed_on(sink: Any, standin: StandIn) -> None:
+    response = copy.deepcopy(fixture("request-429-rejected"))
+    response["headers"]["Retry-After"] = "7"
+    standin.queue(response)
+    outcomes = sink.send(Batch(sample_records(2)))
+    assert [o.retry_after for o in outcomes] == [7.0, 7.0]
+
+
+@pytest.mark.parametrize("name", ["request-401", "request-403"])
+def test_auth_failures_are_fatal_without_the_secret(sink: Any, standin: StandIn, name: str) -> None:
+    standin.queue(name)
+    with pytest.raises(FatalSinkError) as info:
+        sink.send(Batch(sample_records(2)))
+    text = str(info.value)
+    assert API_KEY not in text
+    assert "api_key" in text  # says which setting to look at
+    assert "security_exception" in text
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("bulk-item-403", "create_doc"),
+        ("bulk-item-read-only", "read-only"),
+        ("bulk-item-missing-pipeline", "ingest pipeline does not exist"),
+    ],
+)
+def test_items_no_document_could_pass_are_fatal(sink: Any, standin: StandIn, name: str, words: str) -> None:
+    standin.queue(name)
+    with pytest.raises(FatalSinkError, match=words):
+        sink.send(Batch(sample_records(1)))
+
+
+def test_flood_stage_block_is_retry(sink: Any, standin: StandIn) -> None:
+    standin.queue("bulk-item-flood-stage")
+    [outcome] = sink.send(Batch(sample_records(1)))
+    assert outcome.status is Status.RETRY
+    assert "flood-stage" in outcome.reason
+
+
+def test_response_without_product_header_is_fatal(sink: Any, standin: StandIn) -> None:
+    body = fixture("bulk-all-created")["body"]
+    standin.queue({"status": 200, "headers": {"content-type": "application/json"}, "body": body})
+    with pytest.raises(FatalSinkError, match="X-Elastic-Product"):
+        sink.send(Batch(sample_records(3)))
+
+
+def test_item_count_mismatch_is_retry(sink: Any, standin: StandIn) -> None:
+    standin.queue("bulk-all-created")  # three items for five documents
+    outcomes = sink.send(Batch(sample_records(5)))
+    assert statuses(outcomes) == [Status.RETRY] * 5
+    assert "3 items for 5 documents" in outcomes[0].reason
+
+
+def test_request_is_gzip_ndjson_of_create_actions(sink: Any, standin: StandIn) -> None:
+    records = sample_records(4)
+    sink.send(Batch(records))
+    [request] = standin.bulk_requests()
+    assert request["headers"]["content-encoding"] == "gzip"
+    assert "x-ndjson" in request["headers"]["content-type"]
+    assert request["headers"]["authorization"] == f"ApiKey {API_KEY}"
+    lines = request["body"].decode().splitlines()
+    assert len(lines) == 8
+    for i, record in enumerate(records):
+        action = json.loads(lines[2 * i])
+        assert action == {"create": {"_index": "logs-aws.cloudtrail-default", "_id": doc_id(record)}}
+
+
+def test_pipeline_parameter(standin: StandIn) -> None:
+    sink = make_sink(standin.url, pipeline="cloudtrail-geoip")
+    sink.send(Batch(sample_records(1)))
+    assert standin.bulk_requests()[0]["query"]["pipeline"] == ["cloudtrail-geoip"]
+    sink.close()
+
+
+def test_batches_cut_by_actions_and_bytes(standin: StandIn) -> None:
+    sink = make_sink(standin.url, batch_actions=3)
+    records = sample_records(8)
+    assert statuses(sink.send(Batch(records))) == [Status.DELIVERED] * 8
+    assert [len(r["body"].splitlines()) // 2 for r in standin.bulk_requests()] == [3, 3, 2]
+    standin.requests.clear()
+    sink = make_sink(standin.url, batch_bytes=64 * 1024)
+    big = sample_records(60, pretty_every=0)
+    sink.send(Batch(big))
+    sizes = [len(r["body"]) for r in standin.bulk_requests()]
+    assert len(sizes) > 1
+    assert all(size <= 64 * 1024 for size in sizes)
+
+
+def test_413_splits_until_it_fits(sink: Any, standin: StandIn) -> None:
+    records = sample_records(8, pretty_every=0)
+    one = max(len(sink.builder.entry(r)) for r in records)
+    standin.max_content_length = one * 2 + 10
+    outcomes = sink.send(Batch(records))
+    assert statuses(outcomes) == [Status.DELIVERED] * 8
+    assert len(standin.stored()) == 8
+
+
+def test_413_single_document_is_rejected(sink: Any, standin: StandIn) -> None:
+    standin.queue("request-413")
+    [outcome] = sink.send(Batch(sample_records(1)))
+    assert outcome.status is Status.REJECTED
+    assert "http.max_content_length" in outcome.reason
+
+
+def test_replaying_the_same_input_stores_each_record_once(sink: Any, standin: StandIn) -> None:
+    records = sample_records(10)
+    assert statuses(sink.send(Batch(records))) == [Status.DELIVERED] * 10
+    again = sample_records(10)  # same events, freshly read again
+    assert statuses(sink.send(Batch(again, attempt=1))) == [Status.DUPLICATE] * 10
+    assert len(standin.stored()) == 10
+
+
+def test_same_event_from_two_sources_is_stored_once(sink: Any, standin: StandIn) -> None:
+    raw = orjson.dumps(SAMPLE_EVENTS[0])
+    from_s3 = Record.from_bytes(
+        raw, Origin("s3", "s3://trail/AWSLogs/o.json.gz", "trail", "AWSLogs/o.json.gz")
+    )
+    from_firehose = Record.from_bytes(
+        orjson.dumps(SAMPLE_EVENTS[0], option=orjson.OPT_INDENT_2), Origin("firehose", "stream")
+    )
+    assert doc_id(from_s3) == doc_id(from_firehose)
+    assert statuses(sink.send(Batch([from_s3]))) == [Status.DELIVERED]
+    assert statuses(sink.send(Batch([from_firehose]))) == [Status.DUPLICATE]
+    assert len(standin.stored()) == 1
+
+
+def test_doc_id_depends_on_event_id_and_account() -> None:
+    a = dict(SAMPLE_EVENTS[0])
+    b = dict(a, recipientAccountId="999999999999")
+    c = dict(a, eventID="6f1d1c7e-0001-4b8e-8f3a-00000000ffff")
+    ids = {doc_id(Record.from_bytes(orjson.dumps(e), Origin("file", "x"))) for e in (a, b, c)}
+    assert len(ids) == 3
+    same = doc_id(Record.from_bytes(orjson.dumps(a), Origin("file", "y"), index=7))
+    assert same == doc_id(Record.from_bytes(orjson.dumps(a), Origin("file", "x")))
+    assert len(same) == 20
+
+
+def test_send_is_thread_safe(sink: Any, standin: StandIn) -> None:
+    records = sample_records(80)
+    chunks = [records[i::4] for i in range(4)]
+    results: list[Any] = []
+
+    def run(chunk: list[Record]) -> None:
+        results.extend(sink.send(Batch(chunk)))
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses(results) == [Status.DELIVERED] * 80
+    stored = sorted(json.loads(d["message"])["eventID"] for d in standin.stored())
+    assert stored == sorted(str(r.event_id) for r in records)
+
+
+def test_check_after_fault_free_send_has_product_verified(standin: StandIn) -> None:
+    # The client verifies X-Elastic-Product on the first 2xx: a normal answer passes.
+    standin.index_templates["logs-aws.cloudtrail"] = {"index_patterns": ["logs-aws.cloudtrail-*"]}
+    sink = make_sink(standin.url)
+    assert sink.check().ok
+    assert PRODUCT["X-Elastic-Product"] == "Elasticsearch"
+    sink.close()
