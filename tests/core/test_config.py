@@ -114,3 +114,21 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
     cfg = load_config(f)
     assert cfg.dead_letter_path() == f.parent / "dead-letters"
     assert cfg.state_path() == f.parent / ".trailrelay" / "state.sqlite"
+
+
+def test_load_sink_config_for_connector_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trailrelay.contract import load_sink_config
+
+    monkeypatch.setenv("OUT_DIR", str(tmp_path))
+    f = tmp_path / "t.toml"
+    f.write_text(
+        '[source]\ntype = "files"\npath = "in"\n'
+        '[[sinks]]\ntype = "file"\nname = "a"\npath = "${OUT_DIR}/a.ndjson"\n'
+        '[[sinks]]\ntype = "file"\nname = "b"\npath = "b.ndjson"\n[[sinks]]\ntype = "stdout"\n'
+    )
+    assert load_sink_config(f, "stdout").type == "stdout"
+    assert str(load_sink_config(f, "file", "a").path) == f"{tmp_path}/a.ndjson"
+    with pytest.raises(ConfigError, match="need exactly one file sink"):
+        load_sink_config(f, "file")
+    with pytest.raises(ConfigError, match="need exactly one splunk sink"):
+        load_sink_config(f, "splunk")

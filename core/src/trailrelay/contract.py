@@ -23,6 +23,7 @@ import enum
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -65,6 +66,7 @@ __all__ = [
     "SinkPlugin",
     "Status",
     "TrailrelayError",
+    "load_sink_config",
     "tls_verify",
 ]
 
@@ -234,6 +236,25 @@ class SinkPlugin(Protocol):
     def encoder(self, config: Any) -> Encoder:
         """Build the offline encoder (demo, cost) for a validated config."""
         ...
+
+
+def load_sink_config(path: str | Path, sink_type: str, name: str | None = None) -> Any:
+    """The validated ``[[sinks]]`` table of ``sink_type`` (by ``name`` when there are several).
+
+    For connector commands (``trailrelay splunk setup -c FILE``): the file is read exactly as
+    ``trailrelay forward`` reads it, with ``${ENV}`` and ``${file:...}`` interpolation, so a
+    command and the forwarder can never disagree about a setting.
+    """
+    from trailrelay.config import load_config  # noqa: PLC0415 - the config module imports this one
+
+    candidates = [s for s in load_config(path).sinks if s.type == sink_type]
+    if name is not None:
+        candidates = [s for s in candidates if s.display_name == name]
+    if len(candidates) != 1:
+        have = ", ".join(s.display_name for s in candidates) or "none"
+        what = f"named {name!r} " if name else ""
+        raise ConfigError(f"{path}: need exactly one {sink_type} sink {what}(found: {have}); use --sink NAME")
+    return candidates[0]
 
 
 def tls_verify(verify_tls: bool, ca_bundle: str | None, logger: logging.Logger) -> bool | str:

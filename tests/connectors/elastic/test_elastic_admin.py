@@ -180,6 +180,10 @@ def write_config(tmp_path: Path, url: str, mode: str) -> Path:
     path = tmp_path / "trailrelay.toml"
     path.write_text(
         f"""
+[source]
+type = "files"
+path = "in"
+
 [[sinks]]
 type = "elastic"
 url = "{url}"
@@ -232,6 +236,10 @@ def test_load_config_picks_the_named_sink(tmp_path: Path) -> None:
     secret.write_text(API_KEY + "\n")
     path.write_text(
         f"""
+[source]
+type = "files"
+path = "in"
+
 [[sinks]]
 type = "elastic"
 name = "a"
@@ -246,5 +254,5 @@ api_key = "${{file:{secret}}}"
     )
     config = load_config(path, "b")
     assert config.api_key is not None and config.api_key.get_secret_value() == API_KEY
-    with pytest.raises(Exception, match="several elastic sinks"):
+    with pytest.raises(Exception, match="need exactly one elastic sink"):
         load_config(path, None)
