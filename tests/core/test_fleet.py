@@ -158,7 +158,7 @@ def test_health_and_metrics_endpoints(
             try:
                 health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
                 body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-                if f"trailrelay_records_in_total {len(ids)}" in body:
+                if f'trailrelay_delivered_total{{sink="file"}} {len(ids)}' in body:
                     break
             except OSError:
                 pass

@@ -289,3 +289,44 @@ def test_graceful_stop_hands_back_unfinished_work(
     _pipeline(tmp_path / "in", {"s": resumed}, tmp_path, checkpoints=ck).run()
     assert set(sink.stored) | set(resumed.stored) == set(ids)
     assert ck.count() == 10
+
+
+def test_per_sink_filters_and_siem_default(
+    tmp_path: Path, scripted: Any, make_object: Any, make_events: Any
+) -> None:
+    """A SIEM sink keeps data events out by default; an archive gets everything; drops are counted."""
+    from trailrelay.contract import SIEM_DEFAULT_FILTER, FilterConfig
+    from trailrelay.transforms.filters import RecordFilter
+
+    evs = make_events(20)
+    make_object(tmp_path / "in" / "a.json.gz", evs)
+    siem, archive = scripted(), scripted()
+    pipe = _pipeline(tmp_path / "in", {"siem": siem, "archive": archive}, tmp_path)
+    pipe.sinks["siem"].record_filter = RecordFilter(SIEM_DEFAULT_FILTER)
+    pipe.sinks["archive"].record_filter = RecordFilter(FilterConfig())
+    result = pipe.run()
+    data = [e["eventID"] for e in evs if e["eventCategory"] == "Data"]
+    assert data
+    assert sorted(archive.stored) == sorted(e["eventID"] for e in evs)
+    assert sorted(siem.stored) == sorted(e["eventID"] for e in evs if e["eventID"] not in data)
+    snap = result.metrics.snapshot()
+    assert snap["filtered_by_sink"] == {"siem": len(data)}
+    assert pipe.sinks["siem"].record_filter.dropped == {"default: data events stay out of SIEMs": len(data)}
+    assert snap["units_acknowledged"] == 1  # a record filtered for one sink is final for that sink
+
+
+def test_sampling_never_drops_errors_or_tagged_records(make_events: Any) -> None:
+    from trailrelay.transforms.filters import FilterConfig, FilterRule, RecordFilter
+    from trailrelay.transforms.risk import RiskTagger
+
+    rule = FilterRule(name="sample-all", action="sample", rate=0.0)
+    flt = RecordFilter(FilterConfig(rules=[rule]))
+    tagger = RiskTagger()
+    kept = []
+    for e in make_events(50):
+        rec = tagger(Record.from_bytes(orjson.dumps(e), Origin("file", "x")))
+        if flt.keep(rec):
+            kept.append(rec)
+    assert kept
+    assert all(r.tags or r.routing.error_code for r in kept)
+    assert flt.dropped["sample-all"] == 50 - len(kept)

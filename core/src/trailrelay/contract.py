@@ -39,16 +39,20 @@ from trailrelay.errors import (
     TrailrelayError,
 )
 from trailrelay.record import Identity, Origin, Record, RiskTag, Routing
+from trailrelay.transforms.filters import FilterConfig, FilterRule
 
 __all__ = [
     "DELIVERED",
     "DUPLICATE",
+    "SIEM_DEFAULT_FILTER",
     "Batch",
     "BatchLimits",
     "CheckResult",
     "ConfigError",
     "Encoder",
     "FatalSinkError",
+    "FilterConfig",
+    "FilterRule",
     "Identity",
     "InputError",
     "Origin",
@@ -160,6 +164,13 @@ class SinkContext:
     """``trailrelay/<version> <connector>/<version>`` for request headers."""
 
 
+SIEM_DEFAULT_FILTER = FilterConfig(
+    rules=[FilterRule(name="default: data events stay out of SIEMs", action="drop", category=["Data"])]
+)
+"""What a SIEM sink gets unless its table says ``filter``: management, insight and network
+activity events; S3/Lambda data events (usually the bulk of the bill) only when asked for."""
+
+
 class SinkConfig(BaseModel):
     """Base of every sink's typed configuration (one ``[[sinks]]`` table).
 
@@ -177,6 +188,11 @@ class SinkConfig(BaseModel):
         default=1800.0,
         gt=0,
         description="How long the pipeline keeps retrying a record before dead-lettering it.",
+    )
+    filter: FilterConfig = Field(
+        default=SIEM_DEFAULT_FILTER,
+        description="Rules for this sink only, applied after the global [filter]. "
+        "Default: data events are kept out; `filter = {}` sends everything.",
     )
 
     @property

@@ -159,5 +159,6 @@ def build_pipeline(
             max_retry_seconds=sc.max_retry_seconds,
             backoff_base=backoff_base,
             max_age=sc.batch_seconds,
+            record_filter=RecordFilter(sc.filter) if sc.filter.rules or sc.filter.default == "drop" else None,
         )
     return Built(pipeline, sinks, record_filter, tagger, checkpoints)

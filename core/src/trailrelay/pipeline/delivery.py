@@ -24,6 +24,7 @@ from trailrelay.errors import FatalSinkError, PermanentError, RetryableError
 from trailrelay.pipeline.deadletter import DeadLetterStore, entry
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.record import Record
+from trailrelay.transforms.filters import RecordFilter
 
 __all__ = ["SinkRunner", "backoff"]
 
@@ -56,8 +57,12 @@ class SinkRunner:
         backoff_base: float = 0.5,
         queue_records: int | None = None,
         max_age: float | None = None,
+        record_filter: RecordFilter | None = None,
+        prepare: Callable[[Record], Record] | None = None,
     ) -> None:
         self.name = name
+        self.record_filter = record_filter
+        self.prepare = prepare
         self.sink = sink
         self.limits: BatchLimits = sink.limits
         self.max_age = max_age if max_age is not None else self.limits.max_age
@@ -78,7 +83,14 @@ class SinkRunner:
         self._batcher.start()
 
     def put(self, record: Record) -> None:
-        """Queue a record; blocks while the sink is behind (back-pressure)."""
+        """Queue a record (after this sink's filter and preparation); blocks while the sink is behind."""
+        if self.record_filter is not None and not self.record_filter.keep(record):
+            self.metrics.bump("filtered_by_sink", self.name)
+            if record.ticket is not None:
+                record.ticket.finish(1)
+            return
+        if self.prepare is not None:
+            record = self.prepare(record)
         self._queue.put(record)
 
     def abandon_after(self, seconds: float) -> None:

@@ -34,6 +34,7 @@ class Metrics:
     duplicates: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
+    filtered_by_sink: Counter[str] = field(default_factory=Counter)
     bytes_out: Counter[str] = field(default_factory=Counter)
     high_risk: list[dict[str, Any]] = field(default_factory=list)
     _latency: list[float] = field(default_factory=list)
@@ -82,6 +83,7 @@ class Metrics:
                 "duplicates": dict(self.duplicates),
                 "rejected": dict(self.rejected),
                 "retries": dict(self.retries),
+                "filtered_by_sink": dict(self.filtered_by_sink),
                 "bytes_out": dict(self.bytes_out),
                 "records_per_second": round(self.records_in / elapsed, 1) if elapsed > 0 else 0.0,
             }

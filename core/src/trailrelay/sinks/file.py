@@ -21,6 +21,7 @@ from trailrelay.contract import (
     BatchLimits,
     CheckResult,
     FatalSinkError,
+    FilterConfig,
     Outcome,
     Record,
     RetryableError,
@@ -38,6 +39,9 @@ class FileConfig(SinkConfig):
     path: Path = Field(description="NDJSON file to append to (created with its folders).")
     fsync: bool = Field(default=False, description="fsync after every batch (slower, survives power loss).")
     batch_events: int = Field(default=1000, ge=1)
+    filter: FilterConfig = Field(
+        default_factory=FilterConfig, description="An archive keeps everything by default."
+    )
 
 
 class StdoutConfig(SinkConfig):
@@ -45,6 +49,7 @@ class StdoutConfig(SinkConfig):
 
     type: Literal["stdout"] = "stdout"
     batch_events: int = Field(default=1000, ge=1)
+    filter: FilterConfig = Field(default_factory=FilterConfig, description="Everything by default.")
 
 
 class LinesEncoder:
