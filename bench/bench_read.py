@@ -10,7 +10,7 @@ import gzip
 import json
 import sys
 
-from common import best_rate, corpus_objects, pin_one_core, report
+from common import compare, corpus_objects, pin_one_core, report
 
 from trailrelay.generate import build_object, generate_events
 from trailrelay.record import Origin, Record
@@ -73,8 +73,7 @@ def main() -> int:
         print("real corpus not found: set TRAILRELAY_CORPUS (skipping that set)")
     for name, objects in sets.items():
         assert ours(objects) == baseline(objects), "both sides must read the same records"
-        base = best_rate(lambda o=objects: baseline(o))
-        rate = best_rate(lambda o=objects: ours(o))
+        rate, base = compare(lambda o=objects: baseline(o), lambda o=objects: ours(o))
         ok &= report(f"read+route: {name}", rate, base, target=150_000, ratio_target=4.0)
     return 0 if ok else 1
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from trailrelay.testing import corpus_dir
 
-__all__ = ["best_rate", "corpus_objects", "pin_one_core", "report"]
+__all__ = ["best_rate", "compare", "corpus_objects", "pin_one_core", "report"]
 
 
 def pin_one_core() -> None:
@@ -41,6 +41,15 @@ def best_rate(work: Callable[[], int], *, repeat: int = 5, min_seconds: float = 
                 break
         best = max(best, n / elapsed)
     return best
+
+
+def compare(baseline: Callable[[], int], ours: Callable[[], int], *, rounds: int = 5) -> tuple[float, float]:
+    """Best rates of baseline and ours, measured in alternating rounds so load hits both alike."""
+    base = mine = 0.0
+    for _ in range(rounds):
+        base = max(base, best_rate(baseline, repeat=1))
+        mine = max(mine, best_rate(ours, repeat=1))
+    return mine, base
 
 
 def report(

@@ -21,7 +21,7 @@ __all__ = ["Identity", "Origin", "Record", "RiskTag", "Routing", "decode_routing
 _UTC = dt.UTC
 
 
-class Identity(msgspec.Struct, rename="camel"):
+class Identity(msgspec.Struct, rename="camel", gc=False):
     """The parts of ``userIdentity`` used for routing and tagging."""
 
     type: str | None = None
@@ -32,7 +32,7 @@ class Identity(msgspec.Struct, rename="camel"):
     invoked_by: str | None = None
 
 
-class Routing(msgspec.Struct, rename="camel"):
+class Routing(msgspec.Struct, rename="camel", gc=False):
     """Routing fields decoded from a record; normalized by :func:`decode_routing`.
 
     ``category`` is derived: ``Management``, ``Data``, ``Insight`` or ``NetworkActivity``,
