@@ -155,7 +155,9 @@ def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:
     )
     cmd = [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--summary-json"]
     proc = subprocess.Popen([*cmd, str(tmp_path / "s1.json")], stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
+    deadline = time.monotonic() + 60  # signal once records are flowing (the handler is installed by then)
+    while not (tmp_path / "out.ndjson").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

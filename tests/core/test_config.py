@@ -83,7 +83,7 @@ def test_errors_name_keys_and_hide_values(monkeypatch: pytest.MonkeyPatch) -> No
         ({"sinks": [{"path": "x"}]}, "sinks[0].type: required"),
         ({"sinks": [{"type": "file", "path": "a"}, {"type": "file", "path": "b"}]}, "names must be unique"),
         ({"filter": {"rules": [{"name": "r", "action": "drop", "category": ["Mgmt"]}]}}, "unknown category"),
-        ({"privacy": {"fields": ["sourceIPAddress"]}}, "[privacy]"),
+        ({"privacy": {"fields": ["sourceIPAddress"]}}, "privacy.fields"),
     ],
 )
 def test_invalid_configs(over: dict[str, object], needle: str) -> None:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from trailrelay.contract import SinkConfig
 from trailrelay.errors import ConfigError
 from trailrelay.plugins import load_sink
+from trailrelay.privacy.config import PrivacyConfig
 from trailrelay.sinks.file import FileConfig
 from trailrelay.transforms.filters import FilterConfig
 
@@ -124,6 +125,7 @@ class Config(_Strict):
     sinks: list[SinkConfig] = Field(min_length=1)
     filter: FilterConfig = Field(default_factory=FilterConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    privacy: PrivacyConfig | None = None
     dead_letter: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
@@ -152,8 +154,6 @@ def load_config(path: Path | str) -> Config:
 
 def parse_config(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config:
     """Validate an already-parsed config table (interpolating ``${...}`` first)."""
-    if "privacy" in raw:
-        raise ConfigError("[privacy]: pseudonymization is not available in this version of trailrelay")
     doc = _interpolate(raw, "")
     sink_tables = doc.pop("sinks", None)
     if not isinstance(sink_tables, list) or not sink_tables:
@@ -163,9 +163,12 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config
     if len(set(names)) != len(names):
         raise ConfigError(f'[[sinks]]: names must be unique (got {names}); set name = "..." on each')
     try:
-        return Config.model_validate({**doc, "sinks": sinks, "base_dir": base_dir or Path()})
+        config = Config.model_validate({**doc, "sinks": sinks, "base_dir": base_dir or Path()})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, "")) from None
+    if config.privacy is not None:
+        config.privacy.check_sinks(names)
+    return config
 
 
 def _sink(table: Any, i: int) -> SinkConfig:

@@ -22,6 +22,7 @@ from trailrelay.cli.report import print_summary, progress_reporter
 from trailrelay.config import Config, FilesSourceConfig, S3SourceConfig, SqsSourceConfig, load_config
 from trailrelay.errors import ConfigError, SinkError, TrailrelayError
 from trailrelay.plugins import command_groups, installed_sinks
+from trailrelay.privacy.cli import reveal_command
 
 __all__ = ["cli", "main"]
 
@@ -117,6 +118,9 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
         built.checkpoints.close()
     snapshot = result.metrics.snapshot()
     snapshot["filtered_by_rule"] = dict(built.record_filter.dropped)
+    privacy: Any = built.extras.get("privacy") or {}
+    if privacy:
+        snapshot["privacy"] = {name: pz.stats() for name, pz in privacy.items()}
     if metrics_file:
         Path(metrics_file).write_bytes(orjson.dumps(snapshot))
     if summary_json:
@@ -262,6 +266,7 @@ def _add_plugin_commands() -> None:
             cli.add_command(group)
 
 
+cli.add_command(reveal_command)
 _add_plugin_commands()
 
 

@@ -15,6 +15,7 @@ from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline, Transform
 from trailrelay.plugins import installed_sinks, load_sink
+from trailrelay.privacy import build_pseudonymizers
 from trailrelay.record import Record
 from trailrelay.sources.aws import aws_client
 from trailrelay.sources.base import Source
@@ -130,6 +131,8 @@ def build_pipeline(
     metrics = metrics or Metrics()
     checkpoints = None if isinstance(config.source, SqsSourceConfig) else Checkpoints(config.state_path())
     dead_letters = build_dead_letters(config)
+    names = [sc.display_name for sc in config.sinks]
+    privacy = build_pseudonymizers(config.privacy, names, config.base_dir) if config.privacy else {}
     sinks: dict[str, Sink] = {}
     for sc in config.sinks:
         sink = build_sink(sc)
@@ -160,5 +163,6 @@ def build_pipeline(
             backoff_base=backoff_base,
             max_age=sc.batch_seconds,
             record_filter=RecordFilter(sc.filter) if sc.filter.rules or sc.filter.default == "drop" else None,
+            prepare=privacy[name].apply if name in privacy else None,
         )
-    return Built(pipeline, sinks, record_filter, tagger, checkpoints)
+    return Built(pipeline, sinks, record_filter, tagger, checkpoints, extras={"privacy": privacy})

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from trailrelay.contract import Batch, BatchLimits, Outcome, Sink, Status
-from trailrelay.errors import FatalSinkError, PermanentError, RetryableError
+from trailrelay.errors import FatalSinkError, InputError, PermanentError, RetryableError
 from trailrelay.pipeline.deadletter import DeadLetterStore, entry
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.record import Record
@@ -90,7 +90,16 @@ class SinkRunner:
                 record.ticket.finish(1)
             return
         if self.prepare is not None:
-            record = self.prepare(record)
+            try:
+                record = self.prepare(record)
+            except InputError as exc:  # e.g. cannot be pseudonymized: never sent unmasked
+                self.dead_letters.write(
+                    entry("prepare", str(exc), record.origin, record.raw, sink=self.name, index=record.index)
+                )
+                self.metrics.bump("dead_lettered", "prepare")
+                if record.ticket is not None:
+                    record.ticket.finish(1)
+                return
         self._queue.put(record)
 
     def abandon_after(self, seconds: float) -> None:

@@ -1,0 +1,71 @@
+"""Pseudonymization wired into forwarding: per sink, never touching the other sinks' records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from trailrelay.config import parse_config
+from trailrelay.pipeline.build import build_pipeline
+
+KEY = "k" * 8 + "0123456789abcdef0123456789abcdef"
+
+
+def test_only_the_named_sink_gets_pseudonyms(
+    tmp_path: Path, make_object: Any, make_events: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PSEUDO_KEY", KEY)
+    evs = make_events(12)
+    make_object(tmp_path / "in" / "a.json.gz", evs)
+    config = parse_config(
+        {
+            "source": {"type": "files", "path": str(tmp_path / "in")},
+            "sinks": [
+                {"type": "file", "name": "abroad", "path": str(tmp_path / "abroad.ndjson")},
+                {"type": "file", "name": "home", "path": str(tmp_path / "home.ndjson")},
+            ],
+            "privacy": {
+                "key_env": "PSEUDO_KEY",
+                "sinks": {"abroad": "standard"},
+            },
+        },
+        base_dir=tmp_path,
+    )
+    built = build_pipeline(config)
+    assert built.pipeline.run().ok
+    for s in built.sinks.values():
+        s.close()
+    home = [orjson.loads(x) for x in (tmp_path / "home.ndjson").read_bytes().splitlines()]
+    abroad = [orjson.loads(x) for x in (tmp_path / "abroad.ndjson").read_bytes().splitlines()]
+    assert sorted(h["eventID"] for h in home) == sorted(e["eventID"] for e in evs)
+    assert sorted(h["eventID"] for h in home) == sorted(a["eventID"] for a in abroad)
+    by_id = {a["eventID"]: a for a in abroad}
+    for original in home:
+        masked = by_id[original["eventID"]]
+        assert original in evs  # the unmasked sink got the events exactly
+        if original["userIdentity"].get("userName"):
+            assert masked["userIdentity"]["userName"].startswith("tr1_")
+            assert masked["userIdentity"]["userName"] != original["userIdentity"]["userName"]
+        ip = original["sourceIPAddress"]
+        if ip[0].isdigit():
+            assert masked["sourceIPAddress"] == ".".join([*ip.split(".")[:3], "0"])
+    names = {a["userIdentity"].get("userName") for a in abroad if a["userIdentity"].get("userName")}
+    assert len(names) == 1  # the same person maps to the same token in every event
+    assert KEY not in (tmp_path / "abroad.ndjson").read_text()
+
+
+def test_unknown_sink_in_privacy_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trailrelay.errors import ConfigError
+
+    monkeypatch.setenv("PSEUDO_KEY", KEY)
+    with pytest.raises(ConfigError, match="nosuch"):
+        parse_config(
+            {
+                "source": {"type": "files", "path": "x"},
+                "sinks": [{"type": "stdout"}],
+                "privacy": {"key_env": "PSEUDO_KEY", "sinks": {"nosuch": "standard"}},
+            }
+        )
