@@ -203,9 +203,9 @@ def test_high_risk_record_takes_the_fast_path(tmp_path: Path, scripted: Any) -> 
     runner.put(quiet)
     time.sleep(0.3)
     assert sink.stored == []  # a normal record waits for its batch to fill (max_age 60 s)
-    from trailrelay.transforms.risk import RiskTagger
+    from trailrelay.detection.evaluate import SigmaTagger
 
-    loud = RiskTagger()(Record.from_bytes(orjson.dumps(SAMPLE_EVENTS[0]), origin))
+    loud = SigmaTagger()(Record.from_bytes(orjson.dumps(SAMPLE_EVENTS[0]), origin))
     assert loud.tags
     t0 = time.monotonic()
     runner.put(loud)
@@ -316,12 +316,12 @@ def test_per_sink_filters_and_siem_default(
 
 
 def test_sampling_never_drops_errors_or_tagged_records(make_events: Any) -> None:
+    from trailrelay.detection.evaluate import SigmaTagger
     from trailrelay.transforms.filters import FilterConfig, FilterRule, RecordFilter
-    from trailrelay.transforms.risk import RiskTagger
 
     rule = FilterRule(name="sample-all", action="sample", rate=0.0)
     flt = RecordFilter(FilterConfig(rules=[rule]))
-    tagger = RiskTagger()
+    tagger = SigmaTagger()
     kept = []
     for e in make_events(50):
         rec = tagger(Record.from_bytes(orjson.dumps(e), Origin("file", "x")))

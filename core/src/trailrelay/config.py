@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trailrelay.contract import SinkConfig
+from trailrelay.detection.config import DetectionConfig
 from trailrelay.errors import ConfigError
 from trailrelay.plugins import load_sink
 from trailrelay.privacy.config import PrivacyConfig
@@ -110,12 +111,6 @@ class PipelineConfig(_Strict):
     drain_seconds: float = Field(
         default=30.0, ge=0, description="Grace period for in-flight batches on stop."
     )
-
-
-class DetectionConfig(_Strict):
-    """``[detection]``: the built-in high-risk tagging."""
-
-    pack: bool = True
 
 
 class Config(_Strict):

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trailrelay.contract import BatchLimits
+from trailrelay.detection.evaluate import SigmaTagger
 from trailrelay.pipeline.deadletter import FolderDeadLetters
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
@@ -29,7 +30,6 @@ from trailrelay.sinks.encoded import EncodedFolderSink
 from trailrelay.sinks.file import FileConfig, FileSink
 from trailrelay.sources.files import FileSource
 from trailrelay.transforms.filters import FilterConfig, RecordFilter
-from trailrelay.transforms.risk import RiskTagger
 
 __all__ = ["DEMO_SINK_CONFIGS", "run_demo"]
 
@@ -80,7 +80,7 @@ def run_demo(out: Path | None, seed: int, console: Console) -> int:
     stop = threading.Event()
     dead = FolderDeadLetters(out / "dead-letters")
     pipeline = Pipeline(FileSource(out / "trail"), dead_letters=dead, metrics=metrics, stop=stop)
-    tagger = RiskTagger()
+    tagger = SigmaTagger()
     record_filter = RecordFilter(FilterConfig())
 
     def keep(record: Record) -> Record | None:

@@ -20,6 +20,7 @@ from trailrelay import __version__
 from trailrelay.cli.logs import setup_logging
 from trailrelay.cli.report import print_summary, progress_reporter
 from trailrelay.config import Config, FilesSourceConfig, S3SourceConfig, SqsSourceConfig, load_config
+from trailrelay.detection.cli import rules
 from trailrelay.errors import ConfigError, SinkError, TrailrelayError
 from trailrelay.plugins import command_groups, installed_sinks
 from trailrelay.privacy.cli import reveal_command
@@ -267,6 +268,7 @@ def _add_plugin_commands() -> None:
 
 
 cli.add_command(reveal_command)
+cli.add_command(rules)
 _add_plugin_commands()
 
 

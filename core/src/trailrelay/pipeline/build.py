@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from trailrelay import __version__
 from trailrelay.config import Config, FilesSourceConfig, S3SourceConfig, SqsSourceConfig
 from trailrelay.contract import Sink, SinkConfig, SinkContext
+from trailrelay.detection.evaluate import SigmaTagger
 from trailrelay.pipeline.deadletter import DeadLetterStore, FolderDeadLetters, S3DeadLetters
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
@@ -24,7 +25,6 @@ from trailrelay.sources.s3 import S3Source
 from trailrelay.sources.sqs import SqsSource
 from trailrelay.state import Checkpoints
 from trailrelay.transforms.filters import RecordFilter
-from trailrelay.transforms.risk import RiskTagger
 
 __all__ = ["Built", "build_pipeline", "build_sink", "build_source", "build_transforms"]
 
@@ -97,15 +97,16 @@ class Built:
     pipeline: Pipeline
     sinks: dict[str, Sink]
     record_filter: RecordFilter
-    tagger: RiskTagger | None
+    tagger: SigmaTagger | None
     checkpoints: Checkpoints | None
     extras: dict[str, object] = field(default_factory=dict)
 
 
-def build_transforms(config: Config) -> tuple[list[Transform], RecordFilter, RiskTagger | None]:
+def build_transforms(config: Config) -> tuple[list[Transform], RecordFilter, SigmaTagger | None]:
     """Risk tagging first (so sampling never drops a tagged record), then the filter."""
     record_filter = RecordFilter(config.filter)
-    tagger = RiskTagger() if config.detection.pack else None
+    detection = config.detection
+    tagger = SigmaTagger(detection, base_dir=config.base_dir) if (detection.pack or detection.rules) else None
     transforms: list[Transform] = []
     if tagger is not None:
         transforms.append(tagger)

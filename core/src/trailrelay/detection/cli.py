@@ -1,0 +1,227 @@
+"""``trailrelay rules``: list the loaded Sigma rules, try them on CloudTrail files, export them.
+
+The rules are the shipped pack plus the ``[detection]`` table of a config file (``-c``), or
+``--rules`` paths given here; ``--no-pack`` leaves the pack out. Exit status 2 means a rule or
+path problem (the message names the file), 1 that an input file could not be read.
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+__all__ = ["rules"]
+
+EXIT_RULES = 2
+EXIT_INPUT = 1
+
+
+def _options(func: Any) -> Any:
+    func = click.option(
+        "--no-pack", "no_pack", is_flag=True, help="Leave out the rule pack shipped with trailrelay."
+    )(func)
+    func = click.option(
+        "--rules",
+        "rule_paths",
+        multiple=True,
+        type=click.Path(path_type=Path),
+        help="A Sigma rule file or folder (repeatable); added to those of the config.",
+    )(func)
+    return click.option(
+        "-c",
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Take the [detection] table (rules, pack) from this trailrelay config file.",
+    )(func)
+
+
+def _fail(message: str, code: int = EXIT_RULES) -> None:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def _config(config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: bool) -> tuple[Any, Path | None]:
+    """The effective DetectionConfig and the folder relative rule paths are resolved against."""
+    from pydantic import ValidationError  # noqa: PLC0415 - keep `--help` fast
+
+    from trailrelay.detection.config import DetectionConfig  # noqa: PLC0415
+
+    table: dict[str, Any] = {}
+    base_dir: Path | None = None
+    if config_path is not None:
+        try:
+            doc = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            _fail(f"cannot read {config_path}: {exc}")
+        table = dict(doc.get("detection") or {})
+        base_dir = config_path.resolve().parent
+    try:
+        config = DetectionConfig.model_validate(table)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        )
+        _fail(f"[detection] in {config_path}: {problems}")
+    extra = [p.resolve() for p in rule_paths]  # command-line paths are relative to the working directory
+    update: dict[str, Any] = {"rules": [*config.rules, *extra]}
+    if no_pack:
+        update["pack"] = False
+    return config.model_copy(update=update), base_dir
+
+
+def _tagger(config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: bool) -> Any:
+    from trailrelay.detection.evaluate import SigmaTagger  # noqa: PLC0415
+    from trailrelay.detection.loader import RuleError  # noqa: PLC0415
+
+    config, base_dir = _config(config_path, rule_paths, no_pack)
+    try:
+        return SigmaTagger(config, base_dir=base_dir)
+    except RuleError as exc:
+        _fail(str(exc))
+
+
+@click.group(name="rules")
+def rules() -> None:
+    """Sigma detection rules: list them, test them on CloudTrail files, export them to a SIEM."""
+
+
+@rules.command(name="list")
+@_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per rule instead of a table.")
+def list_rules(config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: bool, as_json: bool) -> None:
+    """Show every loaded rule (and the files skipped because they are not for CloudTrail)."""
+    tagger = _tagger(config_path, rule_paths, no_pack)
+    infos = sorted(tagger.rules, key=lambda r: (r.kind != "rule", r.title))
+    if as_json:
+        for info in infos:
+            click.echo(orjson.dumps(info.as_dict()).decode())
+    else:
+        for info in infos:
+            click.echo(
+                f"{info.severity:<9} {info.technique or '-':<10} {info.kind:<11} {info.rule_id}  {info.title}"
+                f"  [{info.origin}]"
+            )
+        click.echo(f"{len(infos)} rules", err=True)
+    for where, reason in tagger.rule_set.skipped:
+        click.echo(f"skipped: {where}: {reason}", err=True)
+
+
+@rules.command(name="test")
+@_options
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+def test_rules(
+    config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: bool, paths: tuple[Path, ...]
+) -> None:
+    """Run the rules over CloudTrail files or folders: one JSON line per match, then a summary line."""
+    from trailrelay.record import Origin, Record  # noqa: PLC0415
+    from trailrelay.sources.decompress import decompress  # noqa: PLC0415
+    from trailrelay.sources.files import list_files  # noqa: PLC0415
+    from trailrelay.sources.parse import NotALogFile, iter_records  # noqa: PLC0415
+
+    tagger = _tagger(config_path, rule_paths, no_pack)
+    out = sys.stdout
+    records = matches = files = bad_records = 0
+    unreadable: list[dict[str, str]] = []
+    skipped_files: list[dict[str, str]] = []
+    by_rule: Counter[str] = Counter()
+    for root in paths:
+        found, skipped = list_files(root)
+        skipped_files.extend({"file": p, "reason": why} for why, p in skipped)
+        for f in found:
+            origin = Origin("file", str(f))
+            try:
+                items = list(iter_records(decompress(f.read_bytes()), origin))
+            except NotALogFile as skip:
+                skipped_files.append({"file": str(f), "reason": skip.kind})
+                continue
+            except Exception as exc:  # a corrupt or unreadable file: report it, go on with the others
+                unreadable.append({"file": str(f), "reason": f"{type(exc).__name__}: {exc}"})
+                continue
+            files += 1
+            for item in items:
+                if not isinstance(item, Record):
+                    bad_records += 1
+                    continue
+                records += 1
+                tagger(item)
+                for tag in item.tags:
+                    matches += 1
+                    by_rule[tag.title] += 1
+                    line = {
+                        "rule_id": tag.rule_id,
+                        "title": tag.title,
+                        "severity": tag.severity,
+                        "technique": tag.technique,
+                        "eventID": item.routing.event_id,
+                        "eventName": item.routing.event_name,
+                        "eventTime": item.routing.event_time.isoformat() if item.routing.event_time else None,
+                        "file": str(f),
+                    }
+                    out.write(orjson.dumps(line).decode() + "\n")
+    summary = {
+        "summary": {
+            "files": files,
+            "records": records,
+            "matches": matches,
+            "tagged_records": tagger.tagged,
+            "by_rule": dict(sorted(by_rule.items())),
+            "unreadable_records": bad_records,
+            "unreadable_files": unreadable,
+            "skipped_files": skipped_files,
+            "evaluation_errors": tagger.errors,
+        }
+    }
+    out.write(orjson.dumps(summary).decode() + "\n")
+    out.flush()
+    click.echo(
+        f"{records} records in {files} files: {matches} matches of {len(by_rule)} rules"
+        + (f"; {len(unreadable)} unreadable files" if unreadable else ""),
+        err=True,
+    )
+    if unreadable:
+        raise SystemExit(EXIT_INPUT)
+
+
+@rules.command(name="export")
+@_options
+@click.option(
+    "--siem", required=True, type=click.Choice(["splunk", "elastic", "sentinel"]), help="Target SIEM."
+)
+@click.option(
+    "--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), help="Write here instead of stdout."
+)
+@click.option(
+    "--index",
+    help="Splunk: index to search (default: the role's default indexes); Elastic: index pattern "
+    "(default logs-aws.cloudtrail-*).",
+)
+def export(  # noqa: PLR0917 - click passes options as positional parameters
+    config_path: Path | None,
+    rule_paths: tuple[Path, ...],
+    no_pack: bool,
+    siem: str,
+    out_path: Path | None,
+    index: str | None,
+) -> None:
+    """Convert the rules into native alerts: savedsearches.conf, Kibana NDJSON, or a Sentinel ARM template."""
+    from trailrelay.detection.export import export_rules  # noqa: PLC0415
+    from trailrelay.detection.loader import RuleError  # noqa: PLC0415
+
+    tagger = _tagger(config_path, rule_paths, no_pack)
+    try:
+        text = export_rules(tagger.rule_set, siem, index=index)
+    except RuleError as exc:
+        _fail(str(exc))
+    if out_path is None:
+        sys.stdout.write(text)
+    else:
+        out_path.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {len(tagger.rule_set.rules)} rules for {siem} to {out_path}", err=True)

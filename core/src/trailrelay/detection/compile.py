@@ -1,0 +1,456 @@
+"""Compile a Sigma rule's condition, once, into a Python predicate over a record.
+
+pySigma parses the rule and resolves its condition (``1 of selection_*``, ``all of them``,
+``not``, lists, modifiers) into a tree of AND/OR/NOT over ``field = value`` leaves. Each leaf
+becomes a closure specialised for its value type; AND/OR evaluate the cheapest arguments first
+(routing fields before parsed-document fields), which never changes the result.
+
+Matching follows the Sigma specification as the SIEM backends implement it:
+
+* strings compare case-insensitively (``|cased`` makes them exact); ``*`` and ``?`` are
+  wildcards; ``contains``/``startswith``/``endswith`` add them;
+* numbers and booleans match the JSON value or its text (``false`` matches ``false`` and
+  ``"false"``), the way SIEMs index JSON;
+* ``null`` matches a field that is absent or null; ``|exists`` tests presence;
+* ``|re`` searches (unanchored, flags ``i``/``m``/``s``), ``|cidr`` tests IPv4/IPv6 membership
+  (an invalid address never matches), ``|gt``/``|gte``/``|lt``/``|lte``/``|neq`` compare numbers,
+  ``|fieldref`` compares with another field;
+* a field holding a list matches when any element does (see :mod:`.fields`);
+* a keyword (a value without a field) is searched in the raw event text, case-insensitively.
+
+Anything else (placeholders from ``|expand``, timestamp modifiers) raises
+:class:`Unsupported` so the loader can name the rule instead of silently never matching.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionItem,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.types import (
+    CompareOperators,
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaRegularExpressionFlag,
+    SigmaString,
+    SigmaTimestampPart,
+    SigmaType,
+    SpecialChars,
+)
+
+from trailrelay.detection.fields import FieldGetter, field_getter, scalar_text
+from trailrelay.record import Record
+
+__all__ = ["Compiled", "Constraint", "Predicate", "Unsupported", "compile_condition", "constraint"]
+
+Predicate = Callable[[Record], bool]
+Matcher = Callable[[Any], bool]
+Node = ConditionItem | ConditionFieldEqualsValueExpression | ConditionValueExpression | None
+
+_ROUTED_COST = 1
+_DOCUMENT_COST = 5
+_RAW_COST = 8
+
+
+class Unsupported(Exception):  # noqa: N818 - reads as "Unsupported: <feature>"
+    """A rule uses a Sigma feature the in-stream evaluator does not implement."""
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A predicate and its relative cost (routing-only leaves are cheapest)."""
+
+    predicate: Predicate
+    cost: int
+
+
+def compile_condition(nodes: Sequence[Node]) -> Compiled:
+    """One predicate for a rule's condition(s); several conditions are OR-ed, as Sigma defines."""
+    parts = [_compile(n) for n in nodes]
+    return parts[0] if len(parts) == 1 else _or(parts)
+
+
+def _compile(node: Node) -> Compiled:
+    if isinstance(node, ConditionAND):
+        return _and([_compile(a) for a in node.args])
+    if isinstance(node, ConditionOR):
+        return _or([_compile(a) for a in node.args])
+    if isinstance(node, ConditionNOT):
+        inner = _compile(node.args[0])
+        p = inner.predicate
+        return Compiled(lambda rec: not p(rec), inner.cost)
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return _field_leaf(node.field, node.value)
+    if isinstance(node, ConditionValueExpression):
+        return _keyword_leaf(node.value)
+    raise Unsupported(f"condition element {type(node).__name__} (an empty detection?)")
+
+
+def _and(parts: list[Compiled]) -> Compiled:
+    parts = sorted(parts, key=lambda c: c.cost)
+    preds = tuple(c.predicate for c in parts)
+    cost = sum(c.cost for c in parts)
+    if len(preds) == 1:
+        return parts[0]
+    if len(preds) == 2:
+        a, b = preds
+        return Compiled(lambda rec: a(rec) and b(rec), cost)
+
+    def all_of(rec: Record) -> bool:
+        return all(p(rec) for p in preds)
+
+    return Compiled(all_of, cost)
+
+
+def _or(parts: list[Compiled]) -> Compiled:
+    parts = sorted(parts, key=lambda c: c.cost)
+    preds = tuple(c.predicate for c in parts)
+    cost = sum(c.cost for c in parts)
+    if len(preds) == 1:
+        return parts[0]
+    if len(preds) == 2:
+        a, b = preds
+        return Compiled(lambda rec: a(rec) or b(rec), cost)
+
+    def any_of(rec: Record) -> bool:
+        return any(p(rec) for p in preds)
+
+    return Compiled(any_of, cost)
+
+
+# --- field = value leaves -------------------------------------------------------------------
+
+
+def _field_leaf(field: str, value: SigmaType) -> Compiled:
+    getter = field_getter(field)
+    cost = _ROUTED_COST if getter.routed else _DOCUMENT_COST
+    if isinstance(value, SigmaNull):
+        return Compiled(_absent(getter), cost)
+    if isinstance(value, SigmaExists):
+        present = _absent(getter)
+        if value.exists:
+            return Compiled(lambda rec: not present(rec), cost)
+        return Compiled(present, cost)
+    if isinstance(value, SigmaFieldReference):
+        return Compiled(_field_reference(getter, value), cost + _DOCUMENT_COST)
+    match = _matcher(value)
+    one, many = getter.one, getter.many
+    if one is not None:
+
+        def routed(rec: Record) -> bool:
+            v = one(rec)
+            return v is not None and match(v)
+
+        return Compiled(routed, cost)
+    assert many is not None
+
+    def parsed(rec: Record) -> bool:
+        return any(match(v) for v in many(rec))
+
+    return Compiled(parsed, cost)
+
+
+def _absent(getter: FieldGetter) -> Predicate:
+    one, many = getter.one, getter.many
+    if one is not None:
+        return lambda rec: one(rec) is None
+    assert many is not None
+    return lambda rec: not many(rec)
+
+
+def _field_reference(getter: FieldGetter, ref: SigmaFieldReference) -> Predicate:
+    other = field_getter(ref.field)
+
+    def texts(g: FieldGetter, rec: Record) -> list[str]:
+        if g.one is not None:
+            v = g.one(rec)
+            values = [] if v is None else [v]
+        else:
+            assert g.many is not None
+            values = g.many(rec)
+        return [t.lower() for v in values if (t := scalar_text(v)) is not None]
+
+    def compare(a: str, b: str) -> bool:
+        if ref.starts_with:
+            return a.startswith(b)
+        if ref.ends_with:
+            return a.endswith(b)
+        return a == b
+
+    def pred(rec: Record) -> bool:
+        mine = texts(getter, rec)
+        theirs = texts(other, rec)
+        return any(compare(a, b) for a in mine for b in theirs)
+
+    return pred
+
+
+def _matcher(value: SigmaType) -> Matcher:
+    """A test of one JSON scalar against a Sigma value."""
+    if isinstance(value, SigmaExpansion):
+        inner = [_matcher(v) for v in value.values]
+        return lambda v: any(m(v) for m in inner)
+    if isinstance(value, SigmaCasedString):
+        return _string_matcher(value, cased=True)
+    if isinstance(value, SigmaString):
+        return _string_matcher(value, cased=False)
+    if isinstance(value, SigmaTimestampPart):
+        raise Unsupported("timestamp modifiers (|minute, |hour, ...)")
+    if isinstance(value, SigmaBool):
+        return _bool_matcher(value.boolean)
+    if isinstance(value, SigmaNumber):
+        return _number_matcher(value.number)
+    if isinstance(value, SigmaRegularExpression):
+        return _regex_matcher(value)
+    if isinstance(value, SigmaCIDRExpression):
+        return _cidr_matcher(value)
+    if isinstance(value, SigmaCompareExpression):
+        return _compare_matcher(value)
+    raise Unsupported(f"value type {type(value).__name__}")
+
+
+def _string_matcher(value: SigmaString, *, cased: bool) -> Matcher:
+    if value.contains_placeholder():
+        raise Unsupported("placeholders (|expand) need a processing pipeline")
+    parts = value.s
+    plain = [p for p in parts if isinstance(p, str)]
+    specials = [p for p in parts if not isinstance(p, str)]
+    multi = SpecialChars.WILDCARD_MULTI
+    fold: Callable[[str], str] = (lambda t: t) if cased else str.lower
+    if not specials:
+        exact = "".join(plain)
+        pat = fold(exact)
+        return lambda v: (t := scalar_text(v)) is not None and (t == exact or fold(t) == pat)
+    if len(plain) == 1 and all(p is multi for p in specials):
+        text = fold(plain[0])
+        if len(parts) == 3 and parts[0] is multi and parts[2] is multi:
+            return lambda v: (t := scalar_text(v)) is not None and text in fold(t)
+        if len(parts) == 2 and parts[1] is multi:
+            return lambda v: (t := scalar_text(v)) is not None and fold(t).startswith(text)
+        if len(parts) == 2 and parts[0] is multi:
+            return lambda v: (t := scalar_text(v)) is not None and fold(t).endswith(text)
+    rx = _wildcard_regex(parts, cased=cased)
+    return lambda v: (t := scalar_text(v)) is not None and rx.fullmatch(t) is not None
+
+
+def _wildcard_regex(parts: Sequence[Any], *, cased: bool) -> re.Pattern[str]:
+    pieces = []
+    for p in parts:
+        if isinstance(p, str):
+            pieces.append(re.escape(p))
+        elif p is SpecialChars.WILDCARD_MULTI:
+            pieces.append(".*")
+        else:
+            pieces.append(".")
+    flags = re.DOTALL if cased else re.DOTALL | re.IGNORECASE
+    return re.compile("".join(pieces), flags)
+
+
+def _bool_matcher(b: bool) -> Matcher:
+    text = "true" if b else "false"
+
+    def match(v: Any) -> bool:
+        if type(v) is bool:
+            return v is b
+        return type(v) is str and v.lower() == text
+
+    return match
+
+
+def _number_matcher(n: float) -> Matcher:
+    def match(v: Any) -> bool:
+        kind = type(v)
+        if kind is int or kind is float:
+            return bool(v == n)
+        if kind is str:
+            return _as_number(v) == n
+        return False
+
+    return match
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _regex_matcher(value: SigmaRegularExpression) -> Matcher:
+    if value.contains_placeholder():
+        raise Unsupported("placeholders (|expand) need a processing pipeline")
+    flags = 0
+    for flag in value.flags:
+        flags |= {
+            SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
+            SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
+            SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
+        }[flag]
+    rx = re.compile(str(value.regexp), flags)
+    return lambda v: (t := scalar_text(v)) is not None and rx.search(t) is not None
+
+
+@lru_cache(maxsize=4096)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _cidr_matcher(value: SigmaCIDRExpression) -> Matcher:
+    network = value.network
+
+    def match(v: Any) -> bool:
+        if type(v) is not str:
+            return False
+        addr = _address(v)
+        return addr is not None and addr.version == network.version and addr in network
+
+    return match
+
+
+_COMPARE: dict[CompareOperators, Callable[[float, float], bool]] = {
+    CompareOperators.LT: lambda a, b: a < b,
+    CompareOperators.LTE: lambda a, b: a <= b,
+    CompareOperators.GT: lambda a, b: a > b,
+    CompareOperators.GTE: lambda a, b: a >= b,
+    CompareOperators.NEQ: lambda a, b: a != b,
+}
+
+
+def _compare_matcher(value: SigmaCompareExpression) -> Matcher:
+    op = _COMPARE[value.op]
+    bound = float(value.number.number)
+
+    def match(v: Any) -> bool:
+        kind = type(v)
+        if kind is int or kind is float:
+            return op(float(v), bound)
+        if kind is str:
+            n = _as_number(v)
+            return n is not None and op(n, bound)
+        return False
+
+    return match
+
+
+# --- keywords -------------------------------------------------------------------------------
+
+
+def _keyword_leaf(value: SigmaType) -> Compiled:
+    if isinstance(value, SigmaNumber) and not isinstance(value, SigmaTimestampPart):
+        value = SigmaString(str(value.number))
+    if not isinstance(value, SigmaString):
+        raise Unsupported(f"keyword of type {type(value).__name__}")
+    if value.contains_placeholder():
+        raise Unsupported("placeholders (|expand) need a processing pipeline")
+    cased = isinstance(value, SigmaCasedString)
+    if value.contains_special():
+        rx = _wildcard_regex(value.s, cased=cased)
+        return Compiled(lambda rec: rx.search(_raw_text(rec)) is not None, _RAW_COST)
+    text = _plain(value)
+    needle = text if cased else text.lower()
+    if cased:
+        return Compiled(lambda rec: needle in _raw_text(rec), _RAW_COST)
+    return Compiled(lambda rec: needle in _raw_text(rec).lower(), _RAW_COST)
+
+
+def _plain(value: SigmaString) -> str:
+    """The literal text of a string without wildcards (``to_plain`` would re-escape ``*``)."""
+    return "".join(p for p in value.s if isinstance(p, str))
+
+
+def _raw_text(record: Record) -> str:
+    return record.raw.decode("utf-8", "replace")
+
+
+# --- what a rule pins down, for the candidate index ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """Values a matching record must have: lower-cased names/sources (None: any), an error code."""
+
+    names: frozenset[str] | None = None
+    sources: frozenset[str] | None = None
+    needs_error: bool = False
+
+
+_ANY = Constraint()
+
+
+def constraint(nodes: Sequence[Node]) -> Constraint:
+    """What every record matching the condition(s) must have; used to skip rules without evaluating."""
+    parts = [_constraint(n) for n in nodes]
+    return parts[0] if len(parts) == 1 else _union(parts)
+
+
+def _constraint(node: Node) -> Constraint:
+    if isinstance(node, ConditionAND):
+        return _intersection([_constraint(a) for a in node.args])
+    if isinstance(node, ConditionOR):
+        return _union([_constraint(a) for a in node.args])
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return _leaf_constraint(node.field, node.value)
+    return _ANY  # NOT, keywords: no promise about the fields
+
+
+def _leaf_constraint(field: str, value: SigmaType) -> Constraint:
+    if field == "errorCode":
+        positive = not isinstance(value, (SigmaNull, SigmaExists)) or (
+            isinstance(value, SigmaExists) and value.exists
+        )
+        return Constraint(needs_error=positive)
+    if field not in ("eventName", "eventSource"):
+        return _ANY
+    if isinstance(value, SigmaExpansion):
+        exact = [v for v in value.values if isinstance(v, SigmaString) and not v.contains_special()]
+        if len(exact) != len(value.values):
+            return _ANY
+        texts = frozenset(_plain(v).lower() for v in exact)
+    elif isinstance(value, SigmaString) and not value.contains_special() and not value.contains_placeholder():
+        texts = frozenset({_plain(value).lower()})
+    else:
+        return _ANY
+    return Constraint(names=texts) if field == "eventName" else Constraint(sources=texts)
+
+
+def _intersection(parts: list[Constraint]) -> Constraint:
+    names: frozenset[str] | None = None
+    sources: frozenset[str] | None = None
+    for p in parts:
+        if p.names is not None:
+            names = p.names if names is None else names & p.names
+        if p.sources is not None:
+            sources = p.sources if sources is None else sources & p.sources
+    return Constraint(names, sources, any(p.needs_error for p in parts))
+
+
+def _union(parts: list[Constraint]) -> Constraint:
+    names: frozenset[str] | None = frozenset()
+    sources: frozenset[str] | None = frozenset()
+    for p in parts:
+        names = None if names is None or p.names is None else names | p.names
+        sources = None if sources is None or p.sources is None else sources | p.sources
+    return Constraint(names, sources, all(p.needs_error for p in parts))

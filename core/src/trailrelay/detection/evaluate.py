@@ -1,0 +1,317 @@
+"""The in-stream Sigma evaluator: tag each record with the rules it matches.
+
+:class:`SigmaTagger` loads the rules (the shipped pack and the user's files), compiles each once
+(:mod:`.compile`), and indexes them by the ``eventSource``/``eventName``/error code they pin
+down. For a record, the candidate rules are looked up from its decoded routing fields with one
+dict access (cached per distinct source/name/error combination), so the great majority of
+records is passed over without being parsed; only candidates are evaluated, and only rules
+that look at other fields parse the event (once, cached on the record).
+
+A match adds a :class:`~trailrelay.record.RiskTag` (rule id, title, Sigma level as severity,
+first ATT&CK technique tag). Rules referenced by a correlation with ``generate: false`` (Sigma's
+default) do not tag on their own: they feed the correlation's window (:mod:`.correlate`), and
+the correlation tags.
+
+An error while evaluating one rule against one record (an event that cannot be parsed in full,
+say) never stops the stream: the record goes on without that rule's verdict, the failure is
+counted in ``errors`` and logged (rate-limited).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sigma.correlations import (
+    SigmaCorrelationConditionOperator,
+    SigmaCorrelationRule,
+    SigmaCorrelationType,
+)
+from sigma.exceptions import SigmaError
+from sigma.rule import SigmaRule
+
+from trailrelay.detection.compile import Constraint, Predicate, Unsupported, compile_condition, constraint
+from trailrelay.detection.config import DetectionConfig
+from trailrelay.detection.correlate import Window
+from trailrelay.detection.fields import field_getter, scalar_text
+from trailrelay.detection.loader import RuleError, RuleSet, load_rules, rule_key
+from trailrelay.record import Record, RiskTag
+
+__all__ = ["RuleInfo", "SigmaTagger", "rule_severity", "rule_technique"]
+
+log = logging.getLogger("trailrelay.detection")
+
+_TECHNIQUE = re.compile(r"^t\d{4}(?:\.\d{3})?$", re.IGNORECASE)
+_CACHE_LIMIT = 65_536
+_LOGGED_ERRORS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInfo:
+    """A loaded rule as ``trailrelay rules list`` shows it."""
+
+    rule_id: str
+    title: str
+    severity: str
+    technique: str | None
+    kind: str
+    """``rule``, ``correlation``, or ``base`` (feeds a correlation, does not tag on its own)."""
+    origin: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        """Plain-dict form for JSON output."""
+        return {
+            "rule_id": self.rule_id,
+            "title": self.title,
+            "severity": self.severity,
+            "technique": self.technique,
+            "kind": self.kind,
+            "origin": self.origin,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    info: RuleInfo
+    tag: RiskTag
+    predicate: Predicate
+    constraint: Constraint
+    output: bool
+    feeds: tuple[Window, ...]
+
+
+def rule_severity(rule: SigmaRule | SigmaCorrelationRule) -> str:
+    """The rule's Sigma level in lower case (``medium`` when the rule has none)."""
+    return str(rule.level.name).lower() if rule.level is not None else "medium"
+
+
+def rule_technique(rule: SigmaRule | SigmaCorrelationRule) -> str | None:
+    """The first ATT&CK technique tag (``attack.t1562.008`` -> ``T1562.008``)."""
+    for tag in rule.tags:
+        if tag.namespace == "attack" and _TECHNIQUE.match(tag.name):
+            return tag.name.upper()
+    return None
+
+
+class SigmaTagger:
+    """Callable transform ``(Record) -> Record`` adding a RiskTag per matching Sigma rule."""
+
+    def __init__(
+        self,
+        config: DetectionConfig | None = None,
+        *,
+        base_dir: Path | None = None,
+        rule_set: RuleSet | None = None,
+        lateness: float | None = None,
+        max_groups: int = 100_000,
+    ) -> None:
+        """Load and compile the rules; raise :class:`RuleError` (a ConfigError) naming any bad rule."""
+        self.rule_set = (
+            rule_set if rule_set is not None else load_rules(config or DetectionConfig(), base_dir)
+        )
+        self.windows: list[Window] = []
+        self._window_info: dict[str, RuleInfo] = {}
+        self._rules = self._compile(self.rule_set, lateness, max_groups)
+        self._cache: dict[tuple[str | None, str | None, bool], tuple[_Rule, ...]] = {}
+        self._lock = threading.Lock()
+        self.matches: Counter[str] = Counter()
+        """Tags added, per rule id."""
+        self.tagged = 0
+        """Records that received at least one tag."""
+        self.errors = 0
+        """(rule, record) evaluations that failed; the record went on without that verdict."""
+
+    @property
+    def rules(self) -> list[RuleInfo]:
+        """Every loaded rule, including correlations and the base rules they count."""
+        seen = {r.info.rule_id: r.info for r in self._rules}
+        for w in self.windows:
+            seen.setdefault(w.tag.rule_id, self._window_info[w.tag.rule_id])
+        return list(seen.values())
+
+    def candidates(self, record: Record) -> list[RuleInfo]:
+        """The rules the index selects for a record (the only ones evaluated on it)."""
+        r = record.routing
+        key = (r.event_source, r.event_name, r.error_code is not None)
+        found = self._cache.get(key)
+        return [rule.info for rule in (found if found is not None else self._candidates(key))]
+
+    def reset(self) -> None:
+        """Forget correlation state and counters (tests, benchmarks)."""
+        for w in self.windows:
+            w.reset()
+        with self._lock:
+            self.matches.clear()
+            self.tagged = 0
+            self.errors = 0
+
+    def __call__(self, record: Record) -> Record:
+        """Attach a tag for every matching rule; returns the record."""
+        r = record.routing
+        key = (r.event_source, r.event_name, r.error_code is not None)
+        candidates = self._cache.get(key)
+        if candidates is None:
+            candidates = self._candidates(key)
+        if not candidates:
+            return record
+        tags: list[RiskTag] = []
+        windows: list[Window] = []
+        for rule in candidates:
+            try:
+                hit = rule.predicate(record)
+            except Exception as exc:
+                self._failed(rule, record, exc)
+                continue
+            if hit:
+                if rule.output:
+                    tags.append(rule.tag)
+                windows.extend(w for w in rule.feeds if w not in windows)
+        for w in windows:
+            try:
+                if w.observe(record):
+                    tags.append(w.tag)
+            except Exception as exc:
+                self._failed(self._window_info[w.tag.rule_id], record, exc)
+        if tags:
+            record.add_tags(tags)
+            with self._lock:
+                self.tagged += 1
+                self.matches.update(t.rule_id for t in tags)
+        return record
+
+    def _candidates(self, key: tuple[str | None, str | None, bool]) -> tuple[_Rule, ...]:
+        source = (key[0] or "").lower()
+        name = (key[1] or "").lower()
+        found = tuple(
+            rule
+            for rule in self._rules
+            if (rule.constraint.names is None or name in rule.constraint.names)
+            and (rule.constraint.sources is None or source in rule.constraint.sources)
+            and (key[2] or not rule.constraint.needs_error)
+        )
+        if len(self._cache) >= _CACHE_LIMIT:  # hostile or broken input with endless distinct names
+            self._cache.clear()
+        self._cache[key] = found
+        return found
+
+    def _failed(self, rule: _Rule | RuleInfo, record: Record, exc: Exception) -> None:
+        with self._lock:
+            self.errors += 1
+            count = self.errors
+        if count <= _LOGGED_ERRORS:
+            log.warning(
+                "detection: rule %r could not be evaluated on %r (%s); the record goes on without it%s",
+                rule.title if isinstance(rule, RuleInfo) else rule.info.title,
+                record,
+                type(exc).__name__,
+                "" if count < _LOGGED_ERRORS else " (further failures are only counted)",
+            )
+
+    # --- compilation ----------------------------------------------------------------------
+
+    def _compile(self, rule_set: RuleSet, lateness: float | None, max_groups: int) -> list[_Rule]:
+        rules = rule_set.rules
+        correlations = [r for r in rules if isinstance(r, SigmaCorrelationRule)]
+        feeds: dict[str, list[Window]] = {}
+        silent: set[str] = set()
+        for corr in correlations:
+            window, bases = self._window(corr, rule_set, lateness, max_groups)
+            self.windows.append(window)
+            self._window_info[window.tag.rule_id] = self._info(corr, rule_set, "correlation")
+            for base in bases:
+                feeds.setdefault(rule_key(base), []).append(window)
+                if not corr.generate:
+                    silent.add(rule_key(base))
+        out = []
+        for rule in rules:
+            if isinstance(rule, SigmaRule):
+                key = rule_key(rule)
+                kind = "base" if key in silent else "rule"
+                out.append(self._rule(rule, rule_set, kind, tuple(feeds.get(key, ()))))
+        return out
+
+    def _info(self, rule: SigmaRule | SigmaCorrelationRule, rule_set: RuleSet, kind: str) -> RuleInfo:
+        return RuleInfo(
+            rule_key(rule), rule.title, rule_severity(rule), rule_technique(rule), kind, rule_set.origin(rule)
+        )
+
+    def _tag(self, info: RuleInfo) -> RiskTag:
+        return RiskTag(info.rule_id, info.title, info.severity, info.technique)
+
+    def _rule(self, rule: SigmaRule, rule_set: RuleSet, kind: str, feeds: tuple[Window, ...]) -> _Rule:
+        info = self._info(rule, rule_set, kind)
+        try:
+            nodes = [c.parsed for c in rule.detection.parsed_condition]
+            compiled = compile_condition(nodes)
+            pinned = constraint(nodes)
+        except Unsupported as exc:
+            raise RuleError(
+                f"{info.origin}: rule {info.title!r} uses {exc}, "
+                "which the in-stream evaluator does not support"
+            ) from None
+        except SigmaError as exc:
+            raise RuleError(f"{info.origin}: rule {info.title!r}: {exc}") from None
+        return _Rule(info, self._tag(info), compiled.predicate, pinned, kind == "rule", feeds)
+
+    def _window(
+        self, corr: SigmaCorrelationRule, rule_set: RuleSet, lateness: float | None, max_groups: int
+    ) -> tuple[Window, list[SigmaRule]]:
+        where = f"{rule_set.origin(corr)}: correlation {corr.title!r}"
+        if corr.type not in (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT):
+            raise RuleError(
+                f"{where}: type {corr.type.name.lower()} is not supported in the stream "
+                "(event_count and value_count are)"
+            )
+        cond = corr.condition
+        ops = (SigmaCorrelationConditionOperator.GT, SigmaCorrelationConditionOperator.GTE)
+        if not corr.rules or getattr(cond, "op", None) not in ops:
+            raise RuleError(f"{where}: only 'gt' and 'gte' conditions over listed rules work in a stream")
+        if len(corr.aliases):
+            raise RuleError(f"{where}: field aliases are not supported; use the same field name in each rule")
+        bases: list[SigmaRule] = []
+        for ref in corr.rules:
+            if not isinstance(ref.rule, SigmaRule):
+                raise RuleError(f"{where}: correlations of correlations are not supported")
+            bases.append(ref.rule)
+        value_of = None
+        if corr.type is SigmaCorrelationType.VALUE_COUNT:
+            fieldref = getattr(cond, "fieldref", None)
+            if not isinstance(fieldref, str):
+                raise RuleError(f"{where}: value_count needs one 'field' in its condition")
+            value_of = _first_value(fieldref)
+        info = self._info(corr, rule_set, "correlation")
+        window = Window(
+            self._tag(info),
+            group_by=[_first_value(f) for f in corr.group_by or []],
+            timespan=corr.timespan.seconds,
+            threshold=cond.count,  # type: ignore[union-attr]
+            strict=cond.op is SigmaCorrelationConditionOperator.GT,  # type: ignore[union-attr]
+            value_of=value_of,
+            lateness=lateness,
+            max_groups=max_groups,
+        )
+        return window, bases
+
+
+def _first_value(field: str) -> Callable[[Record], Any]:
+    """A hashable text value of a field (its first one when it holds several), or None."""
+    getter = field_getter(field)
+    one, many = getter.one, getter.many
+    if one is not None:
+        return lambda rec: None if (v := one(rec)) is None else scalar_text(v)
+    assert many is not None
+
+    def first(rec: Record) -> str | None:
+        for v in many(rec):
+            text = scalar_text(v)
+            if text is not None:
+                return text
+        return None
+
+    return first

@@ -1,0 +1,117 @@
+"""``trailrelay rules list|test|export`` through click's test runner."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import orjson
+from click.testing import CliRunner
+
+from trailrelay.detection.cli import EXIT_INPUT, EXIT_RULES, rules
+from trailrelay.testing import SAMPLE_EVENTS
+
+STOP_RULE = "a1dec8df-d230-4b22-83d6-e1097af6c067"
+CONSOLE_RULE = "ab5887d0-c718-4141-a516-61f5501a5e57"
+OWN_RULE = """\
+title: Instances described
+id: 88888888-8888-4888-8888-888888888888
+level: low
+tags: [attack.discovery, attack.t1580]
+logsource: {product: aws, service: cloudtrail}
+detection:
+    sel:
+        eventName: DescribeInstances
+    condition: sel
+falsepositives: [everything]
+"""
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(rules, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def trail(tmp_path: Path) -> Path:
+    folder = tmp_path / "AWSLogs"
+    folder.mkdir()
+    (folder / "one.json.gz").write_bytes(gzip.compress(orjson.dumps({"Records": SAMPLE_EVENTS})))
+    (folder / "README.txt").write_text("not a log", encoding="utf-8")
+    return folder
+
+
+def test_list_shows_the_pack(tmp_path: Path) -> None:
+    code, out, err = run("list")
+    assert code == 0 and "20 rules" in err
+    assert STOP_RULE in out and "AWS CloudTrail Logging Stopped" in out
+    code, out, _ = run("list", "--json")
+    infos = [json.loads(line) for line in out.splitlines()]
+    assert {i["kind"] for i in infos} == {"rule", "base", "correlation"}
+    assert all(i["origin"].startswith("pack:") for i in infos)
+
+
+def test_test_prints_one_json_line_per_match_then_a_summary(tmp_path: Path) -> None:
+    code, out, err = run("test", str(trail(tmp_path)))
+    lines = [json.loads(line) for line in out.splitlines()]
+    matches, summary = lines[:-1], lines[-1]["summary"]
+    assert code == 0, err
+    assert [(m["rule_id"], m["eventName"], m["severity"]) for m in matches] == [
+        (STOP_RULE, "StopLogging", "critical"),
+        (CONSOLE_RULE, "ConsoleLogin", "high"),
+    ]
+    assert matches[0]["eventID"] == SAMPLE_EVENTS[0]["eventID"] and matches[0]["title"]
+    assert summary["records"] == len(SAMPLE_EVENTS) and summary["matches"] == 2 and summary["files"] == 1
+    assert summary["by_rule"] == {"AWS CloudTrail Logging Stopped": 1, "AWS Console Login Without MFA": 1}
+    assert summary["skipped_files"][0]["reason"] == "not-a-log-file" and summary["unreadable_files"] == []
+
+
+def test_test_with_own_rules_and_without_the_pack(tmp_path: Path) -> None:
+    rule = tmp_path / "own.yml"
+    rule.write_text(OWN_RULE, encoding="utf-8")
+    code, out, _ = run("test", "--no-pack", "--rules", str(rule), str(trail(tmp_path)))
+    titles = [json.loads(line).get("title") for line in out.splitlines()[:-1]]
+    assert code == 0 and titles == ["Instances described"]
+
+
+def test_config_file_detection_table(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "own.yml").write_text(OWN_RULE, encoding="utf-8")
+    config = tmp_path / "trailrelay.toml"
+    config.write_text('[detection]\nrules = ["rules"]\npack = false\n', encoding="utf-8")
+    code, out, _ = run("list", "-c", str(config), "--json")
+    assert code == 0 and [json.loads(line)["title"] for line in out.splitlines()] == ["Instances described"]
+    config.write_text("[detection]\nrulez = []\n", encoding="utf-8")
+    code, _, err = run("list", "-c", str(config))
+    assert code == EXIT_RULES and "rulez" in err
+
+
+def test_corrupt_input_is_reported_and_the_rest_is_read(tmp_path: Path) -> None:
+    folder = trail(tmp_path)
+    (folder / "broken.json.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    code, out, _ = run("test", str(folder))
+    summary = json.loads(out.splitlines()[-1])["summary"]
+    assert code == EXIT_INPUT
+    assert summary["matches"] == 2 and summary["unreadable_files"][0]["file"].endswith("broken.json.gz")
+
+
+def test_bad_rule_paths_exit_with_the_path_named(tmp_path: Path) -> None:
+    code, _, err = run("list", "--rules", str(tmp_path / "nope"))
+    assert code == EXIT_RULES and "nope does not exist" in err
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "title: x\nlogsource: {product: aws, service: cloudtrail}\ndetection: {}\n", encoding="utf-8"
+    )
+    code, _, err = run("test", "--rules", str(bad), str(trail(tmp_path)))
+    assert code == EXIT_RULES and "bad.yml" in err
+
+
+def test_export_to_stdout_and_file(tmp_path: Path) -> None:
+    code, out, _ = run("export", "--siem", "elastic")
+    assert code == 0 and len(out.splitlines()) == 19
+    target = tmp_path / "rules.conf"
+    code, out, err = run("export", "--siem", "splunk", "--index", "aws", "--out", str(target))
+    assert code == 0 and out == "" and "wrote" in err
+    assert 'search = index="aws" sourcetype="aws:cloudtrail"' in target.read_text(encoding="utf-8")
+    code, out, _ = run("export", "--siem", "sentinel")
+    assert code == 0 and json.loads(out)["resources"]
