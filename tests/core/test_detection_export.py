@@ -149,3 +149,19 @@ def test_fields_without_a_counterpart_are_errors_naming_the_field(tmp_path: Path
 def test_unknown_siem_is_refused(pack: RuleSet) -> None:
     with pytest.raises(ValueError, match="unknown SIEM"):
         export_rules(pack, "qradar")
+
+
+def test_contract_alert_definitions_for_splunk_setup() -> None:
+    """Connectors get the exported searches through the contract (the Splunk setup installs them)."""
+    from trailrelay.contract import AlertDefinition, ConfigError, alert_definitions
+
+    alerts = alert_definitions("splunk", index="aws")
+    assert len(alerts) == len({a.name for a in alerts}) >= 15
+    assert all(isinstance(a, AlertDefinition) for a in alerts)
+    stop = next(a for a in alerts if "Logging Stopped" in a.name)
+    assert 'index="aws"' in stop.query
+    assert "StopLogging" in stop.query
+    assert stop.settings["search"] == stop.query
+    assert stop.settings["is_scheduled"] == "1"
+    with pytest.raises(ConfigError):
+        alert_definitions("elastic")

@@ -19,6 +19,7 @@ sink keeps no per-batch state outside the call. ``open`` and ``close`` are calle
 
 from __future__ import annotations
 
+import datetime
 import enum
 import logging
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ from trailrelay.transforms.filters import FilterConfig, FilterRule
 __all__ = [
     "DELIVERED",
     "DUPLICATE",
+    "AlertDefinition",
     "SIEM_DEFAULT_FILTER",
     "Batch",
     "BatchLimits",
@@ -67,9 +69,11 @@ __all__ = [
     "SinkConfig",
     "SinkContext",
     "SinkError",
+    "Searcher",
     "SinkPlugin",
     "Status",
     "TrailrelayError",
+    "alert_definitions",
     "load_sink_config",
     "tls_verify",
 ]
@@ -252,6 +256,41 @@ class SinkPlugin(Protocol):
     def encoder(self, config: Any) -> Encoder:
         """Build the offline encoder (demo, cost) for a validated config."""
         ...
+
+
+# A plugin may also offer ``searcher(config) -> Searcher`` (used by ``trailrelay canary`` to
+# wait until an event is searchable); it is looked up with getattr, so it is optional.
+
+
+@runtime_checkable
+class Searcher(Protocol):
+    """Looks an event up in the SIEM (``trailrelay canary``); optional, via ``SinkPlugin.searcher``."""
+
+    def find(self, event_id: str, since: datetime.datetime) -> datetime.datetime | None:
+        """When the event with this eventID became searchable (or was indexed), None if not yet."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDefinition:
+    """One native alert generated from trailrelay's detection rules."""
+
+    name: str
+    query: str
+    settings: dict[str, str]
+    """SIEM-specific settings (for Splunk: the ``saved/searches`` REST parameters)."""
+
+
+def alert_definitions(siem: str, *, index: str | None = None) -> list[AlertDefinition]:
+    """Native alerts for the shipped rule pack (``splunk`` only for now), as ``rules export`` makes them."""
+    from trailrelay.detection.config import DetectionConfig  # noqa: PLC0415 - heavy, loaded on demand
+    from trailrelay.detection.export import splunk_searches  # noqa: PLC0415
+    from trailrelay.detection.loader import load_rules  # noqa: PLC0415
+
+    if siem != "splunk":
+        raise ConfigError(f"alert definitions for {siem!r} are exported with `trailrelay rules export`")
+    searches = splunk_searches(load_rules(DetectionConfig()), index=index)
+    return [AlertDefinition(s.name, s.settings["search"], s.rest_params()) for s in searches]
 
 
 def load_sink_config(path: str | Path, sink_type: str, name: str | None = None) -> Any:
