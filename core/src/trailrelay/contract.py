@@ -19,7 +19,7 @@ sink keeps no per-batch state outside the call. ``open`` and ``close`` are calle
 
 from __future__ import annotations
 
-import datetime
+import datetime as dt
 import enum
 import logging
 from collections.abc import Sequence
@@ -45,8 +45,8 @@ from trailrelay.transforms.filters import FilterConfig, FilterRule
 __all__ = [
     "DELIVERED",
     "DUPLICATE",
-    "AlertDefinition",
     "SIEM_DEFAULT_FILTER",
+    "AlertDefinition",
     "Batch",
     "BatchLimits",
     "CheckResult",
@@ -65,11 +65,11 @@ __all__ = [
     "RetryableError",
     "RiskTag",
     "Routing",
+    "Searcher",
     "Sink",
     "SinkConfig",
     "SinkContext",
     "SinkError",
-    "Searcher",
     "SinkPlugin",
     "Status",
     "TrailrelayError",
@@ -266,7 +266,7 @@ class SinkPlugin(Protocol):
 class Searcher(Protocol):
     """Looks an event up in the SIEM (``trailrelay canary``); optional, via ``SinkPlugin.searcher``."""
 
-    def find(self, event_id: str, since: datetime.datetime) -> datetime.datetime | None:
+    def find(self, event_id: str, since: dt.datetime) -> dt.datetime | None:
         """When the event with this eventID became searchable (or was indexed), None if not yet."""
         ...
 
