@@ -330,3 +330,29 @@ def test_sampling_never_drops_errors_or_tagged_records(make_events: Any) -> None
     assert kept
     assert all(r.tags or r.routing.error_code for r in kept)
     assert flt.dropped["sample-all"] == 50 - len(kept)
+
+
+def test_object_hashes_kept_for_integrity_checks(tmp_path: Path, make_object: Any, make_events: Any) -> None:
+    """With hash_objects, the checkpoint holds the SHA-256 CloudTrail's digest would list (uncompressed)."""
+    import hashlib
+    import sqlite3
+
+    path = make_object(tmp_path / "in" / "a.json.gz", make_events(5))
+    config = parse_config(
+        {
+            "source": {"type": "files", "path": str(tmp_path / "in")},
+            "sinks": [{"type": "file", "path": str(tmp_path / "o.ndjson")}],
+            "state": {"hash_objects": True},
+        },
+        base_dir=tmp_path,
+    )
+    built = build_pipeline(config)
+    built.pipeline.run()
+    assert built.checkpoints is not None
+    built.checkpoints.close()
+    rows = (
+        sqlite3.connect(tmp_path / ".trailrelay" / "state.sqlite")
+        .execute("SELECT sha256, records FROM objects")
+        .fetchall()
+    )
+    assert rows == [(hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest(), 5)]

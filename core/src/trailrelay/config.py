@@ -101,6 +101,11 @@ class StateConfig(_Strict):
     """``[state]``: the SQLite checkpoint file."""
 
     path: Path | None = None
+    hash_objects: bool = Field(
+        default=False,
+        description="Keep the SHA-256 of each forwarded object (uncompressed, as CloudTrail's digests "
+        "sign it) so integrity checks can compare without re-reading the bucket.",
+    )
 
 
 class PipelineConfig(_Strict):

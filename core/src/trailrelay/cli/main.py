@@ -22,6 +22,7 @@ from trailrelay.cli.report import print_summary, progress_reporter
 from trailrelay.config import Config, FilesSourceConfig, S3SourceConfig, SqsSourceConfig, load_config
 from trailrelay.detection.cli import rules
 from trailrelay.errors import ConfigError, SinkError, TrailrelayError
+from trailrelay.integrity.cli import mirror_command, verify_command
 from trailrelay.plugins import command_groups, installed_sinks
 from trailrelay.privacy.cli import reveal_command
 
@@ -269,6 +270,8 @@ def _add_plugin_commands() -> None:
 
 cli.add_command(reveal_command)
 cli.add_command(rules)
+cli.add_command(verify_command)
+cli.add_command(mirror_command)
 _add_plugin_commands()
 
 

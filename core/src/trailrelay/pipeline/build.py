@@ -148,6 +148,7 @@ def build_pipeline(
         max_object_bytes=config.pipeline.max_object_bytes,
         drain_seconds=config.pipeline.drain_seconds,
         progress=progress,
+        hash_objects=config.state.hash_objects,
     )
     transforms, record_filter, tagger = build_transforms(config)
     pipeline.transforms = transforms

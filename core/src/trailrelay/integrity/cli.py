@@ -1,0 +1,246 @@
+"""The ``trailrelay verify`` and ``trailrelay mirror`` commands (click; the main group adds them)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+# The verification modules (cryptography, boto3) load inside the commands: `--help` stays fast.
+
+__all__ = ["EXIT_ERROR", "iso_time", "mirror_command", "verify_command"]
+
+EXIT_ERROR = 3
+"""The run could not be done (bucket not reachable, access denied)."""
+
+
+def iso_time(_ctx: click.Context, param: click.Parameter, value: str | None) -> dt.datetime | None:
+    """An ISO 8601 option (``2026-03-01T00:00:00Z``, ``2026-03-01``) as an aware UTC time; no zone is UTC."""
+    if value is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time such as 2026-03-01T00:00:00Z", param=param
+        ) from None
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+
+
+def _clients(role_arn: str | None) -> tuple[Callable[[], Any], Callable[[str], Any]]:
+    from trailrelay.sources.aws import aws_client  # noqa: PLC0415 - boto3 loads slowly; keep --help fast
+
+    cache: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def s3() -> Any:
+        return aws_client("s3", role_arn=role_arn)
+
+    def cloudtrail(region: str) -> Any:
+        with lock:
+            if region not in cache:
+                cache[region] = aws_client("cloudtrail", region=region, role_arn=role_arn)
+            return cache[region]
+
+    return s3, cloudtrail
+
+
+@contextmanager
+def _progress(enabled: bool, what: str) -> Iterator[Callable[[dict[str, int]], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
+    with Progress(
+        TextColumn(f"{what} folders"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}  {task.description}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=None)
+        lock = threading.Lock()
+        last = [0.0]
+
+        def update(stats: dict[str, int]) -> None:
+            now = time.monotonic()
+            with lock:
+                if now - last[0] < 0.1 and stats.get("folders_done", 0) < stats.get("folders", 0):
+                    return
+                last[0] = now
+            desc = "  ".join(
+                f"{k} {v:,}" for k, v in stats.items() if k not in ("folders", "folders_done", "bytes")
+            )
+            if "bytes" in stats:
+                desc += f"  {stats['bytes'] / 1e6:,.1f} MB"
+            bar.update(task, completed=stats.get("folders_done", 0), total=stats.get("folders") or None)
+            bar.update(task, description=desc)
+
+        yield update
+
+
+@click.command("verify")
+@click.argument("target", metavar="s3://BUCKET[/PREFIX] | LOCAL_DIR")
+@click.option(
+    "--start", metavar="ISO8601", callback=iso_time, help="Verify from this time (UTC when no zone is given)."
+)
+@click.option("--end", metavar="ISO8601", callback=iso_time, help="Verify up to this time (default: now).")
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    metavar="FINGERPRINT=FILE",
+    help="A public key file (DER PKCS#1 as ListPublicKeys returns it, or PEM); repeat for more. "
+    "With it (or --offline) CloudTrail's ListPublicKeys is not called.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON on stdout.")
+@click.option("--workers", type=click.IntRange(1, 128), default=8, show_default=True, help="Parallel reads.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on in a terminal).")
+@click.option(
+    "--offline", is_flag=True, help="Never call ListPublicKeys (keys from --public-key or the mirror)."
+)
+@click.option("--allow-gaps", is_flag=True, help="Exit 0, not 4, when the only finding is a chain restart.")
+@click.option("--role-arn", help="Assume this role to read the bucket and the public keys.")
+def verify_command(
+    *,
+    target: str,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    public_keys: tuple[str, ...],
+    as_json: bool,
+    workers: int,
+    progress: bool | None,
+    offline: bool,
+    allow_gaps: bool,
+    role_arn: str | None,
+) -> None:
+    """Prove CloudTrail log files are what AWS delivered, from the signed digest chains.
+
+    Checks every digest's signature, walks each account/region/trail chain, hashes every log file
+    the digests list, and reports modified, deleted and uncovered log files, deleted or forged
+    digests, and chain restarts (logging stopped). Exit status: 0 everything verified; 1 something
+    did not; 4 everything verified but a chain restarted; 3 the check could not run; 2 bad usage.
+    """
+    import orjson  # noqa: PLC0415
+
+    from trailrelay.integrity.keys import (  # noqa: PLC0415
+        KeyFileError,
+        KeyRing,
+        cloudtrail_fetcher,
+        load_key_dir,
+        parse_key_option,
+    )
+    from trailrelay.integrity.mirror import KEYS_DIR  # noqa: PLC0415
+    from trailrelay.integrity.report import EXIT_GAPS, EXIT_OK  # noqa: PLC0415
+    from trailrelay.integrity.store import MirrorStore, open_store  # noqa: PLC0415
+    from trailrelay.integrity.verifier import Verifier  # noqa: PLC0415
+
+    err = Console(stderr=True)
+    if start and end and start > end:
+        raise click.BadParameter("--start is after --end", param_hint="--start")
+    try:
+        static = dict(parse_key_option(spec) for spec in public_keys)
+    except KeyFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--public-key") from None
+    s3, cloudtrail = _clients(role_arn)
+    try:
+        store = open_store(target, s3_client=s3() if target.startswith("s3://") else None)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="TARGET") from None
+    if isinstance(store, MirrorStore):
+        static = {**load_key_dir(store.root / KEYS_DIR), **static}
+    fetcher = None if (offline or public_keys) else cloudtrail_fetcher(cloudtrail)
+    keys = KeyRing(static, fetcher, start=start, end=end)
+    show = progress if progress is not None else sys.stderr.isatty()
+    with _progress(show, "verify") as on_progress:
+        try:
+            report = Verifier(
+                store, keys, start=start, end=end, workers=workers, on_progress=on_progress
+            ).run()
+        except Exception as exc:  # listing failed: bucket missing, access denied, no network
+            err.print(
+                f"[red]error:[/red] cannot verify {target}: {type(exc).__name__}: {exc}", highlight=False
+            )
+            raise SystemExit(EXIT_ERROR) from None
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.flush()
+    else:
+        report.print(Console())
+    status = report.exit_status
+    raise SystemExit(EXIT_OK if status == EXIT_GAPS and allow_gaps else status)
+
+
+@click.command("mirror")
+@click.argument("source", metavar="s3://BUCKET[/PREFIX]")
+@click.argument("dest", metavar="LOCAL_DIR", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--start", metavar="ISO8601", callback=iso_time, help="Copy from this time (UTC when no zone is given)."
+)
+@click.option("--end", metavar="ISO8601", callback=iso_time, help="Copy up to this time (default: now).")
+@click.option(
+    "--workers", type=click.IntRange(1, 128), default=8, show_default=True, help="Parallel downloads."
+)
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on in a terminal).")
+@click.option(
+    "--public-keys/--no-public-keys",
+    "save_keys",
+    default=True,
+    show_default=True,
+    help="Save the public keys the digests name (ListPublicKeys), so the copy verifies offline.",
+)
+@click.option("--role-arn", help="Assume this role to read the bucket and the public keys.")
+def mirror_command(
+    *,
+    source: str,
+    dest: Path,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    workers: int,
+    progress: bool | None,
+    save_keys: bool,
+    role_arn: str | None,
+) -> None:
+    """Copy a trail's log files and digests (with their signatures) to LOCAL_DIR for offline checks."""
+    from trailrelay.integrity.keys import KeyRing, cloudtrail_fetcher  # noqa: PLC0415
+    from trailrelay.integrity.mirror import mirror_trail  # noqa: PLC0415
+    from trailrelay.integrity.store import S3Store, open_store  # noqa: PLC0415
+
+    err = Console(stderr=True)
+    if not source.startswith("s3://"):
+        raise click.BadParameter("the source is s3://BUCKET[/PREFIX]", param_hint="SOURCE")
+    s3, cloudtrail = _clients(role_arn)
+    store = open_store(source, s3_client=s3())
+    assert isinstance(store, S3Store)
+    keys = KeyRing({}, cloudtrail_fetcher(cloudtrail), start=start, end=end) if save_keys else None
+    show = progress if progress is not None else sys.stderr.isatty()
+    with _progress(show, "mirror") as on_progress:
+        try:
+            counts, errors = mirror_trail(
+                store, dest, start=start, end=end, workers=workers, keys=keys, on_progress=on_progress
+            )
+        except Exception as exc:
+            err.print(f"[red]error:[/red] cannot copy {source}: {type(exc).__name__}: {exc}", highlight=False)
+            raise SystemExit(EXIT_ERROR) from None
+    Console().print(
+        f"copied {counts['digests']:,} digests and {counts['logs']:,} log files "
+        f"({counts['bytes'] / 1e6:,.1f} MB) from {source} into {dest}; already there: "
+        f"{counts['digests-present'] + counts['logs-present']:,}; listed by a digest but not in the "
+        f"bucket: {counts['logs-missing']:,}; public keys saved: {counts['public-keys']:,}",
+        highlight=False,
+    )
+    for line in errors[:50]:
+        err.print(f"[yellow]warning:[/yellow] {line}", highlight=False)
+    if len(errors) > 50:
+        err.print(f"… and {len(errors) - 50:,} more warnings")
+    raise SystemExit(1 if counts["errors"] else 0)

@@ -1,0 +1,75 @@
+"""Log files that no valid digest lists, found with a few days of keys in memory per folder.
+
+Days are visited in order; a day's log files are listed before that day's digests are read, and
+a log file is judged once the walk is ``SLACK_DAYS`` past its day (digests list log files up to
+about an hour after delivery; backfill digests later, so the margin is generous).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+__all__ = ["SLACK_DAYS", "Coverage", "Uncovered"]
+
+SLACK_DAYS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Uncovered:
+    """A listed log file no valid digest referenced."""
+
+    key: str
+    time: dt.datetime | None
+    invalid_digest: str | None
+    """An invalid digest that did list it, if any."""
+
+
+class Coverage:
+    """Listed log files of one folder not yet referenced by a valid digest."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, dt.datetime | None] = {}
+        self._invalid: dict[str, str] = {}
+        self._early: dict[str, dt.datetime | None] = {}
+        self.day: dt.date | None = None
+
+    def listed(self, day: dt.date, logs: list[tuple[str, dt.datetime | None]]) -> None:
+        """The log files of ``day`` (already filtered to the window)."""
+        self.day = day
+        for key, when in logs:
+            if self._early.pop(key, 0) == 0:
+                self._open[key] = when
+
+    def referenced(self, key: str, when: dt.datetime | None, *, valid: bool, digest: str) -> None:
+        """A digest lists ``key``; only a valid digest covers it."""
+        if key in self._open:
+            if valid:
+                del self._open[key]
+                self._invalid.pop(key, None)
+            else:
+                self._invalid.setdefault(key, digest)
+        elif valid and when is not None and self.day is not None and when.date() > self.day:
+            self._early[key] = when  # listed by a digest before its day folder was reached
+
+    def release(self, before: dt.date) -> list[Uncovered]:
+        """Judge the log files of days before ``before``: those still unreferenced."""
+        out = [
+            Uncovered(k, t, self._invalid.pop(k, None))
+            for k, t in list(self._open.items())
+            if t is not None and t.date() < before
+        ]
+        for u in out:
+            del self._open[u.key]
+        for k, t in list(self._early.items()):
+            if t is None or t.date() < before:
+                del self._early[k]
+        return out
+
+    def finish(self) -> list[Uncovered]:
+        """Every log file still unreferenced (the folder's walk is over)."""
+        out = [Uncovered(k, t, self._invalid.get(k)) for k, t in self._open.items()]
+        self._open.clear()
+        self._invalid.clear()
+        self._early.clear()
+        return out

@@ -1,0 +1,133 @@
+"""`trailrelay verify` and `trailrelay mirror` as a user runs them (click, moto S3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from click.testing import CliRunner
+
+from trailrelay.integrity.cli import mirror_command, verify_command
+from trailrelay.integrity.keys import KeyRing
+from trailrelay.integrity.mirror import KEYS_DIR, mirror_trail
+from trailrelay.integrity.store import S3Store
+from trailrelay.integrity.testtrail import TrailBuilder
+
+ACCOUNT = "111122223333"
+START = dt.datetime(2026, 3, 1, 21, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def trail(aws_env: str, tmp_path: Path) -> tuple[TrailBuilder, Any, str]:
+    b = TrailBuilder(f"cli-{uuid.uuid4().hex[:10]}", prefix="ct")
+    b.chain(ACCOUNT, "us-east-1", start=START, hours=4)
+    s3 = boto3.client("s3")
+    key_file = tmp_path / "key.der"
+    key_file.write_bytes(b.public_der)
+    return b, s3, f"{b.fingerprint}={key_file}"
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(verify_command, [*args, "--no-progress"], catch_exceptions=False)
+
+
+def test_verify_valid_trail_exits_zero_with_a_summary(trail: tuple[TrailBuilder, Any, str]) -> None:
+    b, s3, key = trail
+    b.upload(s3)
+    result = run(f"s3://{b.bucket}/ct", "--public-key", key)
+    assert result.exit_code == 0, result.output
+    assert "VERIFIED" in result.output and "log files valid" in result.output
+
+
+def test_verify_json_names_the_problem_and_exits_one(trail: tuple[TrailBuilder, Any, str]) -> None:
+    b, s3, key = trail
+    log = sorted(k for k in b.objects if "/CloudTrail/" in k)[1]
+    b.change_log_byte(log)
+    b.upload(s3)
+    result = run(f"s3://{b.bucket}/ct", "--public-key", key, "--json", "--workers", "3", "--progress")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert [(p["kind"], p["location"]) for p in doc["problems"]] == [
+        ("log-modified", f"s3://{b.bucket}/{log}")
+    ]
+    assert doc["counts"]["logs-valid"] == 7
+
+
+def test_verify_window_and_restart_exit_codes(aws_env: str, tmp_path: Path) -> None:
+    b = TrailBuilder(f"cli-{uuid.uuid4().hex[:10]}")
+    b.chain(ACCOUNT, "us-east-1", start=START, hours=5, stopped_hours=[2])
+    b.upload(boto3.client("s3"))
+    (tmp_path / "k").write_bytes(b.public_der)
+    key = f"{b.fingerprint}={tmp_path / 'k'}"
+    assert run(f"s3://{b.bucket}", "--public-key", key).exit_code == 4
+    assert run(f"s3://{b.bucket}", "--public-key", key, "--allow-gaps").exit_code == 0
+    assert run(f"s3://{b.bucket}", "--public-key", key, "--end", "2026-03-01T22:30:00Z").exit_code == 0
+    bad = run(f"s3://{b.bucket}", "--start", "2026-03-02", "--end", "2026-03-01", "--public-key", key)
+    assert bad.exit_code == 2 and "--start is after --end" in bad.output
+    assert run(f"s3://{b.bucket}", "--start", "yesterday").exit_code == 2
+
+
+def test_verify_a_wrong_key_file_fails_every_signature(
+    trail: tuple[TrailBuilder, Any, str], tmp_path: Path
+) -> None:
+    b, s3, _ = trail
+    b.upload(s3)
+    other = TrailBuilder()
+    (tmp_path / "other.der").write_bytes(other.public_der)
+    result = run(f"s3://{b.bucket}/ct", "--public-key", f"{b.fingerprint}={tmp_path / 'other.der'}", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["counts"]["digest-signature-invalid"] == 4
+
+
+def test_verify_usage_and_access_errors(trail: tuple[TrailBuilder, Any, str], tmp_path: Path) -> None:
+    _, _, key = trail
+    assert run("s3://no-such-bucket-here", "--public-key", key).exit_code == 3
+    assert run(str(tmp_path / "absent")).exit_code == 2
+    result = run(str(tmp_path), "--public-key", "nofile")
+    assert result.exit_code == 2 and "FINGERPRINT=FILE" in result.output
+
+
+def test_mirror_then_verify_offline(trail: tuple[TrailBuilder, Any, str], tmp_path: Path) -> None:
+    b, s3, key = trail
+    b.delete(min(k for k in b.objects if "/CloudTrail/" in k))
+    b.upload(s3)
+    dest = tmp_path / "mirror"
+    args = [f"s3://{b.bucket}/ct", str(dest), "--no-public-keys", "--no-progress"]
+    result = CliRunner().invoke(mirror_command, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "copied 4 digests and 7 log files" in result.output
+    assert "listed by a digest but not in the bucket: 1" in result.output
+    sidecars = list(dest.rglob("*.s3-metadata"))
+    assert len(sidecars) == 4 and json.loads(sidecars[0].read_bytes())["metadata"]["signature-algorithm"]
+    again = CliRunner().invoke(mirror_command, args, catch_exceptions=False)
+    assert "copied 0 digests and 0 log files" in again.output
+    offline = run(str(dest), "--public-key", key, "--json")
+    assert offline.exit_code == 1
+    assert [p["kind"] for p in json.loads(offline.stdout)["problems"]] == ["log-missing"]
+
+
+def test_mirror_saves_the_public_keys_for_offline_verification(
+    trail: tuple[TrailBuilder, Any, str], tmp_path: Path
+) -> None:
+    b, s3, _ = trail
+    b.upload(s3)
+    asked: list[str] = []
+
+    def fetch(region: str, _start: dt.datetime, _end: dt.datetime) -> list[Any]:
+        from trailrelay.integrity.keys import PublicKeyInfo
+
+        asked.append(region)
+        return [PublicKeyInfo(b.fingerprint, b.public_der, region)]
+
+    counts, errors = mirror_trail(
+        S3Store(s3, b.bucket, "ct"), tmp_path, keys=KeyRing(fetcher=fetch), workers=2
+    )
+    assert not errors and counts["public-keys"] == 1 and asked == ["us-east-1"]
+    assert (tmp_path / KEYS_DIR / "us-east-1" / f"{b.fingerprint}.der").read_bytes() == b.public_der
+    result = run(str(tmp_path / "ct"), "--offline")
+    assert result.exit_code == 0, result.output

@@ -1,0 +1,96 @@
+"""Integrity events from the forwarding checkpoints: one event per digest, alertable."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from trailrelay.integrity.events import EVENT_TYPE, CheckpointHashes, run_integrity_check
+from trailrelay.integrity.keys import KeyRing, load_public_key
+from trailrelay.integrity.store import MirrorStore
+from trailrelay.integrity.testtrail import TrailBuilder
+from trailrelay.state import Checkpoints
+
+ACCOUNT = "111122223333"
+START = dt.datetime(2026, 3, 1, 21, tzinfo=dt.UTC)
+SOURCE = "s3://trail-bucket/"
+
+
+def forwarded(b: TrailBuilder, db: Path, skip: int = 0, wrong: int = -1) -> Checkpoints:
+    """What the pipeline records: each finished object with the SHA-256 of its uncompressed bytes."""
+    cp = Checkpoints(db)
+    logs = sorted(k for k in b.objects if "/CloudTrail/" in k)
+    for i, key in enumerate(logs[skip:], skip):
+        content = gzip.decompress(b.objects[key].body)
+        sha = hashlib.sha256(content + (b"!" if i == wrong else b"")).hexdigest()
+        cp.mark_done(SOURCE, key, "etag", 3, sha)
+    return cp
+
+
+def run(b: TrailBuilder, tmp: Path, cp: Checkpoints) -> tuple[list[dict[str, Any]], Any]:
+    b.write(tmp / "m")
+    events: list[dict[str, Any]] = []
+    hashes = CheckpointHashes(cp.path, SOURCE)
+    report = run_integrity_check(
+        MirrorStore(tmp / "m"),
+        KeyRing({b.fingerprint: load_public_key(b.public_der)}),
+        events.append,
+        forwarded=hashes,
+        workers=2,
+    )
+    hashes.close()
+    return events, report
+
+
+def test_one_valid_event_per_digest_when_what_was_forwarded_is_what_aws_wrote(tmp_path: Path) -> None:
+    b = TrailBuilder()
+    b.chain(ACCOUNT, "us-east-1", start=START, hours=3)
+    events, report = run(b, tmp_path, forwarded(b, tmp_path / "state.sqlite"))
+    assert len(events) == 3 and report.verified
+    for e in events:
+        assert e["type"] == EVENT_TYPE and e["verdict"] == "valid" and e["signature"] == "valid"
+        assert e["counts"] == {
+            "log_files": 2,
+            "valid": 2,
+            "modified": 0,
+            "missing": 0,
+            "unreadable": 0,
+            "not_forwarded": 0,
+        }
+        assert (e["account"], e["region"], e["trail"], e["organization"]) == (
+            ACCOUNT,
+            "us-east-1",
+            "org-trail",
+            "o-abcdef1234",
+        )
+        assert (
+            e["digest"].startswith("s3://trail-bucket/AWSLogs/") and e["digest_start"] and e["problems"] == []
+        )
+    assert [e["chain"] for e in events] == ["start", "linked", "linked"]
+
+
+def test_a_forwarded_object_that_differs_is_an_invalid_event(tmp_path: Path) -> None:
+    b = TrailBuilder()
+    b.chain(ACCOUNT, "us-east-1", start=START, hours=2)
+    events, _ = run(b, tmp_path, forwarded(b, tmp_path / "state.sqlite", skip=1, wrong=3))
+    first, second = events
+    assert first["verdict"] == "valid" and first["counts"]["not_forwarded"] == 1
+    assert second["verdict"] == "invalid" and second["counts"]["modified"] == 1
+    assert second["problems"][0]["kind"] == "log-modified"
+
+
+def test_missing_digest_and_restart_events(tmp_path: Path) -> None:
+    b = TrailBuilder()
+    digests = b.chain(ACCOUNT, "us-east-1", start=START, hours=5, stopped_hours=[3])
+    b.delete(digests[1])
+    events, _ = run(b, tmp_path, forwarded(b, tmp_path / "state.sqlite"))
+    by_digest = {e["digest"].rsplit("/", 1)[-1]: e for e in events if e["digest"]}
+    missing = by_digest[digests[1].rsplit("/", 1)[-1]]
+    assert missing["verdict"] == "missing" and missing["chain"] == "missing"
+    restart = by_digest[digests[3].rsplit("/", 1)[-1]]
+    assert restart["chain"] == "restart" and restart["problems"][0]["kind"] == "chain-restart"
+    uncovered = [e for e in events if e["verdict"] == "log-not-covered"]
+    assert len(uncovered) == 2  # the deleted digest's log files
