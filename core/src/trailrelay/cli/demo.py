@@ -28,25 +28,11 @@ from trailrelay.plugins import installed_sinks, load_sink
 from trailrelay.record import Record
 from trailrelay.sinks.encoded import EncodedFolderSink
 from trailrelay.sinks.file import FileConfig, FileSink
+from trailrelay.sinks.placeholders import DEMO_SINK_CONFIGS
 from trailrelay.sources.files import FileSource
 from trailrelay.transforms.filters import FilterConfig, RecordFilter
 
-__all__ = ["DEMO_SINK_CONFIGS", "run_demo"]
-
-# Placeholder settings that let each connector build its encoder; nothing is sent anywhere.
-DEMO_SINK_CONFIGS: dict[str, dict[str, Any]] = {
-    "splunk": {"type": "splunk", "url": "https://splunk.example.invalid:8088", "token": "demo-not-a-token"},
-    "elastic": {"type": "elastic", "url": "https://elastic.example.invalid:9200", "api_key": "ZGVtbzpkZW1v"},
-    "sentinel": {
-        "type": "sentinel",
-        "endpoint": "https://demo.ingest.monitor.example.invalid",
-        "rule_id": "dcr-00000000000000000000000000000000",
-        "stream": "Custom-AWSCloudTrail",
-        "tenant_id": "00000000-0000-0000-0000-000000000000",
-        "client_id": "00000000-0000-0000-0000-000000000000",
-        "client_secret": "demo-not-a-secret",
-    },
-}
+__all__ = ["run_demo"]
 
 
 def _add_bad_input(trail: Path) -> None:

@@ -20,6 +20,7 @@ from trailrelay import __version__
 from trailrelay.cli.logs import setup_logging
 from trailrelay.cli.report import print_summary, progress_reporter
 from trailrelay.config import Config, FilesSourceConfig, S3SourceConfig, SqsSourceConfig, load_config
+from trailrelay.cost.cli import cost as cost_command
 from trailrelay.detection.cli import rules
 from trailrelay.errors import ConfigError, SinkError, TrailrelayError
 from trailrelay.integrity.cli import mirror_command, verify_command
@@ -270,6 +271,7 @@ def _add_plugin_commands() -> None:
 
 cli.add_command(reveal_command)
 cli.add_command(rules)
+cli.add_command(cost_command)
 cli.add_command(verify_command)
 cli.add_command(mirror_command)
 _add_plugin_commands()

@@ -1,0 +1,195 @@
+"""What each SIEM bills for a record, read from the request bodies its connector would send.
+
+Rules (checked against each vendor's documentation; see docs in ``trailrelay cost --help``):
+
+* **Splunk** licenses the raw event data the indexer ingests (``_raw``), not the HEC envelope:
+  for a JSON object ``event`` that is its JSON text, for a string ``event`` the string.
+  Indexed ``fields``, ``time``, ``source``, ``sourcetype`` and ``host`` are metadata.
+* **Microsoft Sentinel** (Azure Monitor Logs) bills, per record, the size of the string
+  representation of the columns stored for it, in decimal GB, excluding the standard columns
+  ``_ResourceId``, ``_SubscriptionId``, ``_ItemId``, ``_IsBillable``, ``_BilledSize`` and
+  ``Type``. ``TenantId`` and ``TimeGenerated`` are stored and billed. We count each value's
+  UTF-8 length as sent (datetimes as their ISO text), booleans as ``true``/``false``, plus the
+  36-character ``TenantId`` the workspace adds.
+* **Elastic** (serverless) meters the ingested document volume: we count each document
+  source line of the ``_bulk`` body (not the action line); the enriched volume and the on-disk
+  size are estimates from the price table's assumptions.
+
+A connector may offer ``billable_bytes(record) -> int`` on its encoder; it is used when present
+(an optional addition to the ``Encoder`` protocol, read with ``getattr`` so it works today).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from trailrelay.contract import Encoder, Record
+
+__all__ = [
+    "SENTINEL_TENANT_ID_BYTES",
+    "SENTINEL_UNBILLED_COLUMNS",
+    "BillingRule",
+    "Meter",
+    "billing_rule",
+    "elastic_source_sizes",
+    "line_sizes",
+    "sentinel_row_size",
+    "sentinel_row_sizes",
+    "splunk_event_sizes",
+]
+
+SENTINEL_UNBILLED_COLUMNS = frozenset(
+    {"_ResourceId", "_SubscriptionId", "_ItemId", "_IsBillable", "_BilledSize", "Type"}
+)
+"""Standard columns Azure Monitor leaves out of a record's billed size (cost-logs, "Excluded columns")."""
+
+SENTINEL_TENANT_ID_BYTES = 36
+"""``TenantId`` (the workspace GUID) is stored with every record and is not an excluded column."""
+
+
+class _Envelope(msgspec.Struct):
+    event: msgspec.Raw = msgspec.Raw(b"")
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_ROWS = msgspec.json.Decoder(list[dict[str, Any]])
+_STRING = msgspec.json.Decoder(str)
+
+
+def _pieces(body: bytes) -> Iterable[bytes]:
+    """Concatenated JSON objects of an HEC body (newline-separated, as every HEC client sends)."""
+    for piece in body.split(b"\n"):
+        if piece.strip():
+            yield piece
+
+
+def splunk_event_sizes(body: bytes) -> list[int]:
+    """Licensed bytes of each event in an HEC ``/services/collector/event`` body."""
+    out: list[int] = []
+    for piece in _pieces(body):
+        raw = bytes(_ENVELOPE.decode(piece).event)
+        if raw[:1] == b'"':
+            out.append(len(_STRING.decode(raw).encode("utf-8")))
+        else:
+            out.append(len(raw))
+    return out
+
+
+def _value_size(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        return 4 if value else 5
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, (int, float)):
+        return len(repr(value))
+    return len(msgspec.json.encode(value))  # dynamic column: its JSON text
+
+
+def sentinel_row_size(row: Mapping[str, Any]) -> int:
+    """Billed bytes of one stored row: its columns' string sizes, without the unbilled columns."""
+    size = SENTINEL_TENANT_ID_BYTES
+    for column, value in row.items():
+        if column not in SENTINEL_UNBILLED_COLUMNS:
+            size += _value_size(value)
+    return size
+
+
+def sentinel_row_sizes(body: bytes) -> list[int]:
+    """Billed bytes of each row of a Logs Ingestion API body (a JSON array of rows)."""
+    return [sentinel_row_size(row) for row in _ROWS.decode(body)]
+
+
+def elastic_source_sizes(body: bytes) -> list[int]:
+    """Bytes of each document source in a ``_bulk`` body (every second non-empty line)."""
+    lines = [line for line in body.split(b"\n") if line.strip()]
+    return [len(line) for line in lines[1::2]]
+
+
+def line_sizes(body: bytes) -> list[int]:
+    """Bytes of each NDJSON line (archives, stdout and unknown NDJSON sinks)."""
+    return [len(line) for line in body.split(b"\n") if line.strip()]
+
+
+@dataclass(frozen=True, slots=True)
+class BillingRule:
+    """How one SIEM bills: the unit's name, the documented rule and the body parser."""
+
+    unit: str
+    rule: str
+    sizes: Callable[[bytes], list[int]]
+
+
+_RULES: dict[str, BillingRule] = {
+    "splunk": BillingRule(
+        "indexed raw event bytes",
+        "Splunk licenses _raw: the event JSON as indexed, not the HEC envelope or indexed fields",
+        splunk_event_sizes,
+    ),
+    "sentinel": BillingRule(
+        "billed column bytes",
+        "Azure Monitor bills each stored column's string size (TimeGenerated and TenantId "
+        "included; _ResourceId, _SubscriptionId, _ItemId, _IsBillable, _BilledSize, Type excluded)",
+        sentinel_row_sizes,
+    ),
+    "elastic": BillingRule(
+        "ingested document bytes",
+        "Elastic meters ingested document volume: the _bulk document source, not the action line",
+        elastic_source_sizes,
+    ),
+}
+
+
+def billing_rule(siem: str, content_type: str) -> BillingRule:
+    """The billing rule of a sink type; unknown NDJSON sinks count lines, others whole bodies."""
+    known = _RULES.get(siem)
+    if known is not None:
+        return known
+    if content_type.startswith("application/x-ndjson"):
+        return BillingRule("line bytes", "no billing rule known: NDJSON line sizes", line_sizes)
+    return BillingRule("request bytes", "no billing rule known: request body sizes", lambda b: [len(b)])
+
+
+class Meter:
+    """Per-record billable and sent bytes for one sink type, from its real encoder."""
+
+    def __init__(self, siem: str, encoder: Encoder) -> None:
+        self.siem = siem
+        self.encoder = encoder
+        self.rule = billing_rule(siem, encoder.content_type)
+        hook = getattr(encoder, "billable_bytes", None)
+        self._hook: Callable[[Record], int] | None = hook if callable(hook) else None
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def measure(self, record: Record) -> tuple[int, int]:
+        """(billable bytes, request-body bytes) for one record; (0, 0) when it cannot be encoded."""
+        try:
+            bodies = self.encoder.encode([record])
+        except Exception as exc:  # a record the connector would reject is billed nothing
+            self._fail(exc)
+            return 0, 0
+        sent = sum(len(b) for b in bodies)
+        if not bodies:
+            self._fail(ValueError("the encoder produced no request for the record"))
+            return 0, 0
+        if self._hook is not None:
+            return int(self._hook(record)), sent
+        try:
+            return sum(s for body in bodies for s in self.rule.sizes(body)), sent
+        except (msgspec.DecodeError, ValueError) as exc:
+            self._fail(exc)
+            return 0, sent
+
+    def measure_many(self, records: Sequence[Record]) -> list[tuple[int, int]]:
+        """:meth:`measure` for each record."""
+        return [self.measure(r) for r in records]
+
+    def _fail(self, exc: Exception) -> None:
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,177 @@
+"""Monthly cost of a daily volume at the price table, per SIEM plan and on the AWS side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trailrelay.cost.prices import Price, PriceTable
+
+__all__ = ["GB", "PlanCost", "aws_costs", "siem_costs"]
+
+GB = 1e9
+"""Decimal gigabyte: the unit Azure Monitor and Elastic meter in; used for every SIEM here."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCost:
+    """One priced line: plan name, monthly amount, how it was computed, and the prices used."""
+
+    plan: str
+    monthly: float
+    detail: str
+    price_ids: tuple[str, ...]
+    best: bool = False
+
+
+def _fmt(value: float, currency: str) -> str:
+    return f"{value:,.4g} {currency}"
+
+
+def siem_costs(siem: str, billable_per_day: float, prices: PriceTable, currency: str) -> list[PlanCost]:
+    """Monthly cost of ``billable_per_day`` bytes in each of the SIEM's priced plans."""
+    gb_day = billable_per_day / GB
+    days = prices.assumption("days_per_month", 30.4167)
+    out: list[PlanCost] = []
+    table = prices.for_siem(siem)
+    if siem == "elastic":
+        ingest, retention = table.get("elastic_ingest"), table.get("elastic_retention")
+        if ingest is not None:
+            factor = prices.assumption("elastic_enrichment_factor", 1.0)
+            keep_days = prices.assumption("elastic_retention_days", 90)
+            metered = gb_day * factor
+            amount = metered * days * prices.convert(ingest.value, ingest.currency, currency)
+            ids: tuple[str, ...] = ("elastic_ingest",)
+            unit_price = prices.convert(ingest.value, ingest.currency, currency)
+            detail = f"{metered:.4g} GB/day metered x {days:g} days x {_fmt(unit_price, currency)}/GB"
+            if retention is not None:
+                amount += metered * keep_days * prices.convert(retention.value, retention.currency, currency)
+                ids += ("elastic_retention",)
+                detail += f" + {metered * keep_days:.4g} GB kept ({keep_days:g} days) x retention price"
+            out.append(PlanCost("serverless security (ingest + retention)", amount, detail, ids))
+        return _mark_best(out)
+    tiers: list[tuple[str, Price]] = []
+    for pid, p in sorted(table.items()):
+        price = prices.convert(p.value, p.currency, currency)
+        if p.unit == "per_gb":
+            out.append(
+                PlanCost(
+                    p.plan,
+                    gb_day * days * price,
+                    f"{gb_day:.4g} GB/day x {days:g} days x {_fmt(price, currency)}/GB",
+                    (pid,),
+                )
+            )
+        elif p.unit == "per_gb_day_year":
+            out.append(
+                PlanCost(
+                    p.plan,
+                    gb_day * price / 12,
+                    f"{gb_day:.4g} GB/day x {_fmt(price, currency)} per GB/day-year / 12",
+                    (pid,),
+                )
+            )
+        elif p.unit == "per_day":
+            tiers.append((pid, p))
+    tiers.sort(key=lambda t: t[1].capacity_gb_per_day or 0.0)
+    for pid, p in tiers:
+        cap = p.capacity_gb_per_day or 1.0
+        per_day = prices.convert(p.value, p.currency, currency)
+        over = max(0.0, gb_day - cap) * per_day / cap
+        out.append(
+            PlanCost(
+                p.plan,
+                (per_day + over) * days,
+                f"{_fmt(per_day, currency)}/day for {cap:g} GB/day"
+                + (
+                    f" + {gb_day - cap:.4g} GB/day over at the tier rate"
+                    if over
+                    else f" (using {gb_day:.4g})"
+                ),
+                (pid,),
+            )
+        )
+    return _mark_best(out)
+
+
+def _mark_best(plans: list[PlanCost]) -> list[PlanCost]:
+    """Flag the cheapest analytics-grade plan (pay-as-you-go or a commitment tier)."""
+    candidates = [p for p in plans if "basic" not in p.plan and "auxiliary" not in p.plan]
+    if not candidates:
+        return plans
+    best = min(candidates, key=lambda p: p.monthly)
+    return [PlanCost(p.plan, p.monthly, p.detail, p.price_ids, p is best) for p in plans]
+
+
+def aws_costs(
+    *,
+    objects_per_day: float,
+    stored_bytes_per_day: float,
+    raw_bytes_per_day: float,
+    throughput: float,
+    prices: PriceTable,
+    currency: str,
+) -> list[PlanCost]:
+    """Monthly AWS cost of reading the trail: requests, Lambda, and the network path to S3."""
+    days = prices.assumption("days_per_month", 30.4167)
+
+    def p(pid: str) -> float:
+        return prices.price(pid, currency) or 0.0
+
+    objects_month = objects_per_day * days
+    out = [
+        PlanCost(
+            "S3 GET (one per log object)",
+            objects_month / 1000 * p("s3_get"),
+            f"{objects_month:,.0f} GETs/month",
+            ("s3_get",),
+        ),
+        PlanCost(
+            "S3 LIST (listing mode: a page per 1,000 keys)",
+            max(1.0, objects_month / 1000) * p("s3_list") / 1000,
+            f"{max(1.0, objects_month / 1000):,.0f} LISTs/month",
+            ("s3_list",),
+        ),
+    ]
+    idle = prices.assumption("sqs_idle_receives_per_day", 4320)
+    sqs_requests = (objects_per_day * 3 + idle) * days
+    out.append(
+        PlanCost(
+            "SQS (notification mode: send, receive, delete per object + idle polls)",
+            sqs_requests / 1e6 * p("sqs_requests"),
+            f"{sqs_requests:,.0f} requests/month",
+            ("sqs_requests",),
+        )
+    )
+    memory_gb = prices.assumption("lambda_memory_mb", 1769) / 1024
+    cpu_seconds = raw_bytes_per_day / throughput if throughput else 0.0
+    wall = cpu_seconds + objects_per_day * prices.assumption("lambda_seconds_per_object", 0.05)
+    gb_seconds = wall * memory_gb * days
+    invocations = objects_month
+    out.append(
+        PlanCost(
+            "Lambda (one invocation per object, at the throughput measured here)",
+            gb_seconds * p("lambda_gb_second") + invocations / 1e6 * p("lambda_requests"),
+            f"{gb_seconds:,.0f} GB-s + {invocations:,.0f} invocations/month "
+            f"({throughput / 1e6:,.1f} MB/s measured, {memory_gb * 1024:,.0f} MB)",
+            ("lambda_gb_second", "lambda_requests"),
+        )
+    )
+    s3_gb_month = stored_bytes_per_day / GB * days
+    nat_hours = prices.assumption("nat_gateways", 1) * 24 * days
+    out.append(
+        PlanCost(
+            "reading S3 through a NAT gateway",
+            s3_gb_month * p("nat_gateway_gb") + nat_hours * p("nat_gateway_hour"),
+            f"{s3_gb_month:,.3g} GB/month processed + {nat_hours:,.0f} gateway-hours",
+            ("nat_gateway_gb", "nat_gateway_hour"),
+        )
+    )
+    out.append(
+        PlanCost(
+            "reading S3 through a gateway VPC endpoint",
+            s3_gb_month * p("s3_gateway_endpoint_gb"),
+            f"{s3_gb_month:,.3g} GB/month, no processing charge",
+            ("s3_gateway_endpoint_gb",),
+        )
+    )
+    return out

@@ -1,0 +1,41 @@
+"""trailrelay cost on Sentinel: billed sizes from the real encoder equal those of the rows received.
+
+Azure Monitor bills each stored record's columns by their string size (the standard columns
+_ResourceId, _SubscriptionId, _ItemId, _IsBillable, _BilledSize and Type excluded). The
+stand-in keeps the rows the real sink uploaded; their billed sizes must equal, record for
+record, what the cost meter computed from the encoder's request bodies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from conftest import config_for
+from sentinel_standin import Standin
+
+from trailrelay.contract import Batch, Status
+from trailrelay.cost.billing import SENTINEL_UNBILLED_COLUMNS, Meter, sentinel_row_size
+from trailrelay.testing import load_records
+from trailrelay_sentinel.plugin import plugin
+
+
+def test_billed_sizes_match_the_rows_received(
+    corpus: Path, make_sink: Any, standin: Standin, ca_file: str
+) -> None:
+    records = load_records(corpus / "cloudtrail")
+    assert len(records) > 1000
+    meter = Meter("sentinel", plugin.encoder(config_for(standin, ca_file)))
+    measured = [meter.measure(r)[0] for r in records]
+    assert meter.failures == 0
+    sink = make_sink()
+    for i in range(0, len(records), 400):
+        outcomes = sink.send(Batch(records[i : i + 400]))
+        assert {o.status for o in outcomes} == {Status.DELIVERED}
+    rows = standin.state.stored
+    assert len(rows) == len(records)
+    assert sorted(sentinel_row_size(r) for r in rows) == sorted(measured)
+    assert not SENTINEL_UNBILLED_COLUMNS & {k for r in rows for k in r}
+    # Billed size is well under the JSON sent: column names and JSON syntax are not billed.
+    sent = sum(meter.measure(r)[1] for r in records)
+    assert sum(measured) < sent

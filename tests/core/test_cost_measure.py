@@ -1,0 +1,296 @@
+"""trailrelay cost without connectors: billing rules, profiles, sampling, extrapolation, CLI.
+
+The connector-specific checks (billable bytes against what each stand-in received) live in
+tests/connectors/<name>/test_cost_<name>.py; here the file sink's own encoder stands in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import math
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from trailrelay.contract import FilterConfig, FilterRule, Record
+from trailrelay.cost.billing import (
+    SENTINEL_TENANT_ID_BYTES,
+    Meter,
+    elastic_source_sizes,
+    sentinel_row_size,
+    sentinel_row_sizes,
+    splunk_event_sizes,
+)
+from trailrelay.cost.cli import cost
+from trailrelay.cost.estimate import _total, extrapolate, t_quantile
+from trailrelay.cost.measure import RAW, Limits, Meters, list_local, list_s3, measure
+from trailrelay.cost.prices import load_prices
+from trailrelay.cost.profiles import Decider
+from trailrelay.cost.report import build_report
+from trailrelay.detection.evaluate import SigmaTagger
+from trailrelay.generate import generate_trail
+from trailrelay.sinks.file import LinesEncoder
+from trailrelay.testing import SAMPLE_EVENTS, load_records
+from trailrelay.transforms.filters import RecordFilter
+
+GLOBAL = FilterConfig(
+    rules=[
+        FilterRule(name="keep errors", action="keep", error_code=["*"]),
+        FilterRule(name="no describes", action="drop", event_name=["Describe*"]),
+        FilterRule(name="sample s3 reads", action="sample", rate=0.2, category=["Data"]),
+    ]
+)
+SINK = FilterConfig(rules=[FilterRule(name="no list calls", action="drop", event_name=["List*"])])
+
+
+def lines_meters() -> Meters:
+    return Meters({"lines": Meter("lines", LinesEncoder())}, [], {}, {"lines": ("archive", SINK)})
+
+
+@pytest.fixture(scope="module")
+def trail(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("trail")
+    generate_trail(out, seed=3, events_per_hour=60, accounts=2)
+    return out
+
+
+# -- billing rules ------------------------------------------------------------------------------
+
+
+def test_splunk_bills_the_event_not_the_envelope() -> None:
+    body = b"\n".join(
+        [
+            b'{"time":1.0,"sourcetype":"aws:cloudtrail","fields":{"a":"b"},"event":{"eventID":"x","n":1}}',
+            b'{"time":2.0,"index":"i","event":"caf\\u00e9 \xc3\xa9"}',
+        ]
+    )
+    assert splunk_event_sizes(body) == [len(b'{"eventID":"x","n":1}'), len("café é".encode())]
+
+
+def test_sentinel_bills_column_values_without_the_unbilled_columns() -> None:
+    row = {
+        "TimeGenerated": "2026-03-02T10:15:02Z",
+        "EventName": "StopLogging",
+        "ReadOnly": False,
+        "Type": "AWSCloudTrail",
+    }
+    expected = len("2026-03-02T10:15:02Z") + len("StopLogging") + len("false") + SENTINEL_TENANT_ID_BYTES
+    assert sentinel_row_size(row) == expected
+    assert sentinel_row_sizes(orjson.dumps([row, {"_ItemId": "abc"}])) == [expected, SENTINEL_TENANT_ID_BYTES]
+
+
+def test_elastic_bills_document_sources_not_actions() -> None:
+    body = b'{"create":{"_index":"i","_id":"1"}}\n{"message":"abc"}\n{"create":{"_id":"2"}}\n{"m":1}\n'
+    assert elastic_source_sizes(body) == [len(b'{"message":"abc"}'), len(b'{"m":1}')]
+
+
+def test_meter_uses_a_connector_hook_when_it_has_one() -> None:
+    class Hooked(LinesEncoder):
+        def billable_bytes(self, record: Record) -> int:
+            return 7
+
+    rec = load_records_from(SAMPLE_EVENTS[:1])[0]
+    assert Meter("x", Hooked()).measure(rec) == (7, len(rec.line()) + 1)
+
+
+def test_meter_counts_records_the_encoder_refuses_as_billed_nothing() -> None:
+    class Refuses(LinesEncoder):
+        def encode(self, records: Any) -> list[bytes]:
+            raise ValueError("cannot map")
+
+    meter = Meter("x", Refuses())
+    assert meter.measure(load_records_from(SAMPLE_EVENTS[:1])[0]) == (0, 0)
+    assert meter.failures == 1 and "cannot map" in str(meter.last_error)
+
+
+def load_records_from(events: list[dict[str, Any]]) -> list[Record]:
+    from trailrelay.contract import Origin
+
+    return [Record.from_document(dict(e), Origin("file", "x"), i) for i, e in enumerate(events)]
+
+
+# -- profiles -----------------------------------------------------------------------------------
+
+
+def test_deciders_agree_with_the_pipelines_filters(trail: Path) -> None:
+    records = load_records(trail)
+    tagger = SigmaTagger()
+    decider = Decider([("global", GLOBAL), ("archive", SINK)])
+    kept = 0
+    for r in records:
+        tagger(r)
+        pipeline_keeps = RecordFilter(GLOBAL).keep(r) and RecordFilter(SINK).keep(r)
+        assert (decider.decide(r) is None) == pipeline_keeps, r
+        kept += pipeline_keeps
+    assert 0 < kept < len(records)
+
+
+def test_profile_savings_add_up_and_billable_equals_the_bytes_encoded(trail: Path) -> None:
+    objects, skipped = list_local(trail)
+    m = measure(
+        objects, source=str(trail), sinks=[], global_filter=GLOBAL, meters=lines_meters(), skipped=skipped
+    )
+    assert m.census and m.records > 1000 and skipped["digest"] > 0
+    # Every 10th record is also pseudonymized (standard profile) and compressed: measured, not assumed.
+    records_seen, before, after = m.privacy["lines"]
+    assert records_seen == m.records // 10 and before > 0 and after > 0 and after != before
+    assert 0 < m.compression["lines"][1] < m.compression["lines"][0]
+    report = build_report(m, load_prices(), "USD")
+    check = report["savings_check"]["lines"]
+    assert check["sample_all_bytes"] - check["sample_kept_bytes"] == check["sample_saved_by_rules"] > 0
+    vol = {(v["profile"], v["siem"]): v for v in report["volumes"]}
+    # The lines encoder sends each record's own line: billable equals the raw records, profile by profile.
+    for p in ("all", "management", "config"):
+        assert vol[(p, "lines")]["sample_billable_bytes"] <= vol[("all", RAW)]["sample_billable_bytes"]
+    assert vol[("all", "lines")]["sample_billable_bytes"] == vol[("all", RAW)]["sample_billable_bytes"]
+    records = load_records(trail)
+    assert vol[("all", RAW)]["sample_billable_bytes"] == sum(len(r.line()) for r in records)
+    assert vol[("all", RAW)]["sample_events"] == len(records)
+    # Management profiles are nested: everything >= management >= management minus read-only.
+    sizes = [vol[(p, "lines")]["sample_billable_bytes"] for p in ("all", "management", "management-writes")]
+    assert sizes == sorted(sizes, reverse=True) and sizes[2] > 0
+    rules = {r["rule"]: r for r in report["rules"]}
+    assert {"no describes", "sample s3 reads", "no list calls"} <= set(rules)
+    assert rules["no describes"]["alone_bytes_per_day"] >= rules["no describes"]["billable_bytes_per_day"] > 0
+    assert report["rules"] == sorted(report["rules"], key=lambda r: -r["billable_bytes_per_day"])
+    names = report["noisy"]["event_names"]
+    assert names and names[0]["bytes_per_day"] >= names[-1]["bytes_per_day"]
+
+
+# -- extrapolation ------------------------------------------------------------------------------
+
+
+def test_total_and_margin_follow_the_documented_formula() -> None:
+    assert _total([1, 2, 3], 3, census=True) == (6.0, 0.0)
+    total, margin = _total([1, 2, 3, 4], 8, census=False)
+    assert total == 20.0
+    expected = t_quantile(3) * 8 * statistics.stdev([1, 2, 3, 4]) / 2 * math.sqrt(0.5)
+    assert margin == pytest.approx(expected)
+    assert t_quantile(3) == pytest.approx(3.182) and t_quantile(100) == 1.96
+    assert _total([5], 10, census=False)[1] == math.inf
+
+
+def _put_trail(client: Any, bucket: str, days: int, counts: Callable[[int], int]) -> int:
+    """CloudTrail-layout objects, one per hour; returns the number of records written."""
+    client.create_bucket(Bucket=bucket)
+    total = 0
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    for h in range(24 * days):
+        t = start + dt.timedelta(hours=h)
+        n = counts(h)
+        events = []
+        for i in range(n):
+            e = dict(SAMPLE_EVENTS[i % len(SAMPLE_EVENTS)])
+            e["eventID"] = f"ev-{h:04d}-{i:04d}"
+            e["eventTime"] = (t + dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            events.append(e)
+        total += n
+        key = (
+            f"AWSLogs/111122223333/CloudTrail/us-east-1/{t:%Y/%m/%d}/"
+            f"111122223333_CloudTrail_us-east-1_{t:%Y%m%dT%H%M}Z_abc{h:04d}.json.gz"
+        )
+        client.put_object(Bucket=bucket, Key=key, Body=gzip.compress(orjson.dumps({"Records": events})))
+    return total
+
+
+def test_s3_sample_extrapolates_within_its_stated_margin(aws_env: str) -> None:
+    client = boto3.client("s3", region_name="us-east-1", endpoint_url=aws_env)
+    total = _put_trail(client, "trail-sample", 3, lambda h: 5 + (h * 7) % 11)
+    start, end = dt.datetime(2026, 3, 1, tzinfo=dt.UTC), dt.datetime(2026, 3, 4, tzinfo=dt.UTC)
+    objects, _ = list_s3(client, "trail-sample", "", start, end)
+    assert len(objects) == 72
+    sampled = measure(objects, source="s3", limits=Limits(max_hours=12), meters=lines_meters(), threads=4)
+    est = extrapolate(sampled)[("all", RAW)]
+    assert not sampled.census and len(sampled.units) == 12 and sampled.population_units == 72
+    truth_per_day = total / 3
+    assert 0 < est.events_margin < est.events
+    assert abs(est.events - truth_per_day) <= est.events_margin
+    full = measure(objects, source="s3", limits=Limits(max_hours=100), meters=lines_meters(), threads=4)
+    exact = extrapolate(full)[("all", RAW)]
+    assert full.census and exact.events == pytest.approx(truth_per_day) and exact.events_margin == 0.0
+    report = build_report(sampled, load_prices(), "EUR")
+    assert report["sample"]["units_read"] == 12 and "Student-t" in report["sample"]["method"]
+    small = measure(objects, source="s3", limits=Limits(max_hours=3), meters=lines_meters())
+    warnings = build_report(small, load_prices(), "USD")["sample"]["warnings"]
+    assert any("sample too small" in w for w in warnings)
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def test_cli_local_json_and_html(trail: Path, tmp_path: Path) -> None:
+    html = tmp_path / "cost.html"
+    result = CliRunner().invoke(cost, [str(trail), "--json", "--currency", "inr", "--html", str(html)])
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.stdout)
+    assert report["currency"] == "INR" and report["sample"]["records"] > 1000
+    assert {"volumes", "costs", "rules", "noisy", "aws", "prices", "fx", "privacy"} <= set(report)
+    assert html.read_text(encoding="utf-8").startswith("<!doctype html>")
+
+
+def test_cli_table_with_config_and_user_prices(trail: Path, tmp_path: Path) -> None:
+    config = tmp_path / "trailrelay.toml"
+    config.write_text(
+        f"""
+[source]
+type = "files"
+path = "{trail}"
+[[sinks]]
+type = "file"
+path = "out.ndjson"
+[filter]
+[[filter.rules]]
+name = "no describes"
+action = "drop"
+event_name = ["Describe*"]
+""",
+        encoding="utf-8",
+    )
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[prices.splunk_ingest]\nvalue = 1.0\n", encoding="utf-8")
+    result = CliRunner().invoke(cost, [str(trail), "-c", str(config), "--prices", str(mine)])
+    assert result.exit_code == 0, result.output
+    assert "your config's filters" in result.output and "noisiest APIs" in result.output
+
+
+def test_cli_refuses_an_unknown_currency_and_a_missing_source(tmp_path: Path) -> None:
+    bad = CliRunner().invoke(cost, [str(tmp_path), "--currency", "XYZ"])
+    assert bad.exit_code == 2 and "no exchange rate for XYZ" in " ".join(bad.output.split())
+    missing = CliRunner().invoke(cost, [str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "does not exist" in " ".join(missing.output.split())
+
+
+def test_cli_s3_source_reads_the_configs_window(aws_env: str, tmp_path: Path) -> None:
+    client = boto3.client("s3", region_name="us-east-1", endpoint_url=aws_env)
+    total = _put_trail(client, "trail-cli", 2, lambda h: 3 + h % 4)
+    config = tmp_path / "trailrelay.toml"
+    config.write_text(
+        """
+[source]
+type = "s3"
+bucket = "trail-cli"
+start_time = "2026-03-01T00:00:00Z"
+end_time = "2026-03-01T23:59:59Z"
+[[sinks]]
+type = "file"
+path = "out.ndjson"
+""",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(cost, ["s3://trail-cli/AWSLogs/", "-c", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.stdout)
+    first_day = sum(3 + h % 4 for h in range(24))
+    assert first_day < total
+    # The window is the first day (plus the delivery lag): 24 or 25 hourly objects, not 48.
+    assert report["sample"]["population_objects"] in (24, 25)
+    raw = next(v for v in report["volumes"] if v["profile"] == "all" and v["siem"] == "raw")
+    assert raw["sample_events"] >= first_day
+    assert report["aws"][0]["plan"].startswith("S3 GET")
