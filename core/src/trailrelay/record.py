@@ -16,7 +16,17 @@ from typing import Any
 import msgspec
 import orjson
 
-__all__ = ["Identity", "Origin", "Record", "RiskTag", "Routing", "decode_routing"]
+__all__ = [
+    "BAD_JSON",
+    "Identity",
+    "Origin",
+    "Record",
+    "RiskTag",
+    "Routing",
+    "check_utf8",
+    "decode_routing",
+    "why_bad",
+]
 
 _UTC = dt.UTC
 
@@ -75,6 +85,9 @@ class Routing(msgspec.Struct, rename="camel", gc=False):
 
 
 _ROUTING = msgspec.json.Decoder(Routing)
+BAD_JSON = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
+"""What decoding hostile bytes can raise: malformed JSON, nesting deeper than the decoder
+allows, invalid UTF-8 inside strings."""
 _ANY = msgspec.json.Decoder()
 
 # S3 object-level APIs logged as data events; used only for old records lacking both
@@ -116,14 +129,15 @@ _CATEGORY_EXACT = {v: v for v in _CATEGORY_NAMES.values()}
 def decode_routing(raw: bytes) -> Routing:
     """Decode and normalize the routing fields of one record's JSON bytes.
 
-    Raises :class:`ValueError` when ``raw`` is not a JSON object.
+    Raises :class:`ValueError` when ``raw`` is not a JSON object (or not valid UTF-8).
     """
+    check_utf8(raw)
     try:
         routing = _ROUTING.decode(raw)
     except msgspec.ValidationError:
         routing = _lenient(raw)
-    except msgspec.DecodeError as exc:
-        raise ValueError(f"record is not valid JSON: {exc}") from None
+    except BAD_JSON as exc:
+        raise ValueError(f"record is not valid JSON: {why_bad(exc)}") from None
     _normalize(routing)
     return routing
 
@@ -132,8 +146,8 @@ def _lenient(raw: bytes) -> Routing:
     """Slow path for records whose routing fields have unexpected types."""
     try:
         doc = _ANY.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise ValueError(f"record is not valid JSON: {exc}") from None
+    except BAD_JSON as exc:
+        raise ValueError(f"record is not valid JSON: {why_bad(exc)}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"record is a JSON {type(doc).__name__}, not an object")  # noqa: TRY004 - bad input
     ident = doc.get("userIdentity")
@@ -165,6 +179,24 @@ def _lenient(raw: bytes) -> Routing:
         source_ip=_text(doc.get("sourceIPAddress")),
         shipped_time=_time(doc.get("@timestamp")),
     )
+
+
+def check_utf8(raw: bytes) -> None:
+    """ValueError unless ``raw`` is valid UTF-8 (msgspec does not check strings it skips)."""
+    if not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"record is not valid JSON: invalid UTF-8 at byte {exc.start}") from None
+
+
+def why_bad(exc: BaseException) -> str:
+    """A short reason for a decoding failure."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8 at byte {exc.start}"
+    return str(exc)
 
 
 def _text(value: object) -> str | None:

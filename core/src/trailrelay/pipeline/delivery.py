@@ -214,12 +214,31 @@ class SinkRunner:
             self.on_fatal(self.name, exc)
             self._abandon_records(records, f"sink stopped: {exc}")
             return None
-        except Exception as exc:
-            return [Outcome.retry(f"unexpected {type(exc).__name__} from sink: {exc}")] * len(records)
+        except Exception as exc:  # a sink bug or a record it cannot encode: find the culprit
+            return self._isolate(records, attempt, exc)
         if len(outcomes) != len(records):
             reason = f"sink returned {len(outcomes)} outcomes for {len(records)} records"
             return [Outcome.retry(reason)] * len(records)
         return outcomes
+
+    def _isolate(self, records: Sequence[Record], attempt: int, exc: Exception) -> Sequence[Outcome] | None:
+        """After an unexpected exception: halve the batch until the record that causes it is alone.
+
+        That record is REJECTED (dead-lettered with the exception); the others go on. A sink
+        that fails on every record therefore dead-letters them all (replayable) instead of
+        retrying one poisoned batch forever.
+        """
+        if len(records) == 1:
+            log.warning("sink %s failed on one record (%s): %s", self.name, type(exc).__name__, exc)
+            return [Outcome.rejected(f"sink failed on this record: {type(exc).__name__}: {exc}")]
+        mid = len(records) // 2
+        out: list[Outcome] = []
+        for half in (records[:mid], records[mid:]):
+            part = self._send_once(half, attempt)
+            if part is None:
+                return None
+            out.extend(part)
+        return out
 
     def _settle(self, settled: list[tuple[Record, Outcome]]) -> None:
         if not settled:

@@ -199,6 +199,9 @@ class Pipeline:
             m.bump("skipped", skip.kind)
         except InputError as exc:
             self._dead_letter("read", str(exc), origin, data)
+        except Exception as exc:  # a reader bug must not stop the run: trace the object, go on
+            log.exception("unexpected error reading %s", origin.location)
+            self._dead_letter("read", f"unexpected {type(exc).__name__} while reading: {exc}", origin, data)
         ticket.object_read(origin, count, sha256)
 
     def _route(self, record: Record, ticket: Ticket) -> None:

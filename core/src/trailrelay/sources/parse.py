@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import msgspec
 
 from trailrelay.errors import InputError
-from trailrelay.record import _ROUTING, Origin, Record, _normalize, decode_routing
+from trailrelay.record import _ROUTING, BAD_JSON, Origin, Record, _normalize, decode_routing, why_bad
 
 __all__ = ["NotALogFile", "Problem", "iter_records"]
 
@@ -77,8 +77,8 @@ def iter_records(data: bytes, origin: Origin) -> Iterator[Record | Problem]:
     if head == b"[":
         try:
             items = _ARRAY.decode(data)
-        except msgspec.DecodeError as exc:
-            raise InputError(f"malformed JSON array: {exc}") from None
+        except (*BAD_JSON, msgspec.ValidationError) as exc:
+            raise InputError(f"malformed JSON array: {why_bad(exc)}") from None
         return _from_items(items, origin)
     if head != b"{":
         raise InputError(f"not JSON: object starts with {data[start : start + 16]!r}")
@@ -86,10 +86,10 @@ def iter_records(data: bytes, origin: Origin) -> Iterator[Record | Problem]:
         probe = _PROBE.decode(data)
     except msgspec.ValidationError as exc:
         raise InputError(f"not a CloudTrail log: {exc}") from None
-    except msgspec.DecodeError as exc:
+    except BAD_JSON as exc:
         if _looks_like_ndjson(data, start):
             return _from_lines(data, origin)
-        raise InputError(f"malformed JSON: {exc}") from None
+        raise InputError(f"malformed JSON: {why_bad(exc)}") from None
     if probe.Records is not None:
         return _from_items(probe.Records, origin)
     if probe.digestStartTime and probe.logFiles:
@@ -116,7 +116,7 @@ def _looks_like_ndjson(data: bytes, start: int) -> bool:
         return False
     try:
         return isinstance(msgspec.json.decode(data[start:end]), dict)
-    except msgspec.DecodeError:
+    except BAD_JSON:
         return False
 
 
@@ -125,9 +125,12 @@ def _from_items(items: list[msgspec.Raw], origin: Origin) -> Iterator[Record | P
     normalize = _normalize
     for index, raw_slice in enumerate(items):
         raw = bytes(raw_slice)
+        if not raw.isascii():  # rare: validate UTF-8 on the careful path
+            yield _record(raw, origin, index)
+            continue
         try:  # the common case inline; anything unusual takes the careful path
             routing = decode(raw)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, *BAD_JSON):
             yield _record(raw, origin, index)
             continue
         if routing.event_name is None and routing.event_id is None:
@@ -144,8 +147,8 @@ def _from_lines(data: bytes, origin: Origin) -> Iterator[Record | Problem]:
             continue
         try:
             probe = _PROBE.decode(line)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            yield Problem(f"line {index + 1}: malformed JSON: {exc}", origin, index, line)
+        except (*BAD_JSON, msgspec.ValidationError) as exc:
+            yield Problem(f"line {index + 1}: malformed JSON: {why_bad(exc)}", origin, index, line)
         else:
             yield _one(line, probe, origin, index)
         index += 1
@@ -155,7 +158,7 @@ def _from_lookup(events: list[msgspec.Raw], origin: Origin) -> Iterator[Record |
     for index, raw in enumerate(events):
         try:
             inner = _LOOKUP.decode(raw).CloudTrailEvent
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (*BAD_JSON, msgspec.ValidationError) as exc:
             yield Problem(f"lookup event is malformed: {exc}", origin, index, bytes(raw))
             continue
         yield _record(inner.encode() if inner else bytes(raw), origin, index)
@@ -164,7 +167,10 @@ def _from_lookup(events: list[msgspec.Raw], origin: Origin) -> Iterator[Record |
 def _one(data: bytes, probe: _Probe, origin: Origin, index: int) -> Record | Problem:
     """A single top-level object: an EventBridge envelope or one record."""
     if probe.detail_type:
-        kind = msgspec.json.decode(probe.detail_type)
+        try:
+            kind = msgspec.json.decode(probe.detail_type)
+        except BAD_JSON as exc:
+            return Problem(f"malformed EventBridge envelope: {why_bad(exc)}", origin, index, data)
         if isinstance(kind, str) and kind.endswith("via CloudTrail") and probe.detail:
             return _record(bytes(probe.detail), origin, index)
         return Problem(f"EventBridge event of type {kind!r} is not a CloudTrail record", origin, index, data)
@@ -180,7 +186,7 @@ def _record(raw: bytes, origin: Origin, index: int) -> Record | Problem:
         if raw[:1] == b"{" and b'"detail-type"' in raw:
             try:
                 probe = _PROBE.decode(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except (*BAD_JSON, msgspec.ValidationError) as exc:
                 return Problem(f"malformed EventBridge envelope: {exc}", origin, index, raw)
             return _one(raw, probe, origin, index)
         return Problem("not a CloudTrail record: no eventName or eventID", origin, index, raw)
