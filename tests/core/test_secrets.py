@@ -46,9 +46,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_object: Any, mak
 def test_no_command_leaks_a_secret(setup: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     runner = CliRunner()
-    texts: list[str] = []
-    for path in _all_commands(cli):
-        texts.append(runner.invoke(cli, [*path, "--help"]).output)
+    texts = [runner.invoke(cli, [*path, "--help"]).output for path in _all_commands(cli)]
     runs = [
         ["check", "-c", str(setup)],
         ["forward", "-c", str(setup), "--summary-json", str(tmp_path / "summary.json")],
