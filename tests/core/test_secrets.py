@@ -62,6 +62,7 @@ def test_no_command_leaks_a_secret(setup: Path, tmp_path: Path, caplog: pytest.L
         ],
         ["reveal", "tr1_aaaaaaaaaaaaaaaaaaaa", "--key-env", "NOT_SET_ANYWHERE", "--value", "x"],
         ["sinks"],
+        ["canary", "-c", str(setup)],
         ["rules", "list"],
     ]
     for args in runs:

@@ -3,15 +3,21 @@
 It speaks the parts of the REST API the connector uses: ``GET /``, ``POST /_bulk`` (NDJSON,
 gzip request bodies, ``create`` stores by ``_id`` and answers 409 for an existing one),
 ``_security/user/_has_privileges``, data stream and template look-ups and writes, cluster
-settings. Every response carries ``X-Elastic-Product: Elasticsearch`` as the official client
+settings, and ``_search`` over the stored documents (``bool``/``term``/``match_phrase``/
+``range`` queries, ``size``, ``_source_includes``, ``ignore_unavailable``; a document becomes
+visible ``refresh_interval`` seconds after it was stored, like Elasticsearch's near-real-time
+refresh). Every response carries ``X-Elastic-Product: Elasticsearch`` as the official client
 requires. Faults are injected per request (recorded fixtures replayed verbatim) or per document.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import fnmatch
 import gzip
 import json
 import threading
+import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,6 +39,8 @@ class StandIn:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.docs: dict[str, dict[str, dict[str, Any]]] = {}
+        self.stored_at: dict[tuple[str, str], float] = {}
+        self.refresh_interval = 0.0
         self.requests: list[dict[str, Any]] = []
         self.queued: deque[dict[str, Any]] = deque()
         self.rejected_event_ids: set[str] = set()
@@ -113,6 +121,8 @@ class StandIn:
             info = fixture("info")["body"]
             info["version"]["number"] = self.version
             return 200, dict(PRODUCT), info
+        if len(parts) == 2 and parts[1] == "_search" and method in ("GET", "POST"):
+            return self._search(parts[0], query, body)
         if parts and parts[-1] == "_bulk" and method in ("POST", "PUT"):
             default_index = parts[0] if len(parts) == 2 else None
             return 200, dict(PRODUCT), self._bulk(body, default_index)
@@ -190,6 +200,7 @@ class StandIn:
                     errors = True
                 else:
                     stored[doc_id] = source
+                    self.stored_at[(index, doc_id)] = time.time()
                     seq = len(stored)
                     items.append(
                         {
@@ -206,6 +217,60 @@ class StandIn:
                         }
                     )
         return {"took": 3, "errors": errors, "items": items}
+
+    def _search(
+        self, expression: str, query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, dict[str, str], Any]:
+        """``_search`` over stored documents that a refresh has made visible."""
+        flag = {
+            k: v[-1] == "true" for k, v in query.items() if k in ("ignore_unavailable", "allow_no_indices")
+        }
+        request = json.loads(body) if body else {}
+        with self.lock:
+            names = [
+                n for pattern in expression.split(",") for n in self.docs if fnmatch.fnmatchcase(n, pattern)
+            ]
+            if not names and not flag.get("ignore_unavailable"):
+                return (
+                    404,
+                    dict(PRODUCT),
+                    _error(404, "index_not_found_exception", f"no such index [{expression}]"),
+                )
+            visible = time.time() - self.refresh_interval
+            candidates = [
+                (name, doc_id, doc)
+                for name in names
+                for doc_id, doc in self.docs[name].items()
+                if self.stored_at.get((name, doc_id), 0.0) <= visible
+            ]
+        try:
+            hits = [c for c in candidates if _matches(request.get("query", {"match_all": {}}), c[2])]
+        except _UnknownQueryError as exc:
+            return 400, dict(PRODUCT), _error(400, "parsing_exception", f"unknown query [{exc}]")
+        includes = [f for v in query.get("_source_includes", []) for f in v.split(",") if f]
+        size = int(request.get("size", query.get("size", ["10"])[-1]))
+        return (
+            200,
+            dict(PRODUCT),
+            {
+                "took": 1,
+                "timed_out": False,
+                "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+                "hits": {
+                    "total": {"value": len(hits), "relation": "eq"},
+                    "max_score": 1.0 if hits else None,
+                    "hits": [
+                        {
+                            "_index": _backing(name) if name.startswith("logs-") else name,
+                            "_id": doc_id,
+                            "_score": 1.0,
+                            "_source": _select(doc, includes) if includes else doc,
+                        }
+                        for name, doc_id, doc in hits[:size]
+                    ],
+                },
+            },
+        )
 
     def _has_privileges(self, body: bytes) -> tuple[int, dict[str, str], Any]:
         if not self.security_enabled:
@@ -276,9 +341,95 @@ class StandIn:
         )
 
     def _index_settings(self, name: str) -> tuple[int, dict[str, str], Any]:
-        backing = f".ds-{name}-2026.03.02-000001"
+        backing = _backing(name)
         settings = {f"index.blocks.{k}": v for k, v in self.index_blocks.get(name, {}).items()}
         return 200, dict(PRODUCT), {backing: {"settings": settings}}
+
+
+def _backing(name: str) -> str:
+    return f".ds-{name}-2026.03.02-000001"
+
+
+class _UnknownQueryError(Exception):
+    """A query type the stand-in does not implement (Elasticsearch answers parsing_exception)."""
+
+
+def _values(doc: Any, path: str) -> list[Any]:
+    """Values at a dotted path (through lists), as Elasticsearch indexes them."""
+    current = [doc]
+    for key in path.split("."):
+        nxt: list[Any] = []
+        for item in current:
+            if isinstance(item, dict) and key in item:
+                value = item[key]
+                nxt.extend(value if isinstance(value, list) else [value])
+        current = nxt
+    return current
+
+
+def _date(value: Any) -> dt.datetime | None:
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _matches(query: dict[str, Any], doc: dict[str, Any]) -> bool:
+    ((kind, spec),) = query.items()
+    if kind == "match_all":
+        return True
+    if kind == "bool":
+        must = [_matches(q, doc) for q in [*spec.get("must", []), *spec.get("filter", [])]]
+        should = [_matches(q, doc) for q in spec.get("should", [])]
+        must_not = [_matches(q, doc) for q in spec.get("must_not", [])]
+        need = spec.get("minimum_should_match", 0 if must else 1 if should else 0)
+        return all(must) and not any(must_not) and sum(should) >= int(need)
+    ((field, arg),) = spec.items()
+    values = _values(doc, field)
+    if kind == "term":
+        want = arg["value"] if isinstance(arg, dict) else arg
+        return any(v == want for v in values)
+    if kind == "match_phrase":
+        phrase = str(arg["query"] if isinstance(arg, dict) else arg).lower()
+        return any(phrase in str(v).lower() for v in values)
+    if kind == "range":
+        for v in values:
+            when = _date(v)
+            ok = when is not None
+            for op, bound in arg.items():
+                limit = _date(bound)
+                if when is None or limit is None:
+                    ok = False
+                elif op == "gte":
+                    ok = ok and when >= limit
+                elif op == "gt":
+                    ok = ok and when > limit
+                elif op == "lte":
+                    ok = ok and when <= limit
+                elif op == "lt":
+                    ok = ok and when < limit
+            if ok:
+                return True
+        return False
+    raise _UnknownQueryError(kind)
+
+
+def _select(doc: dict[str, Any], includes: list[str]) -> dict[str, Any]:
+    """``_source`` filtered to dotted paths (``_source_includes``)."""
+    out: dict[str, Any] = {}
+    for path in includes:
+        keys = path.split(".")
+        src: Any = doc
+        for key in keys:
+            src = src.get(key) if isinstance(src, dict) else None
+        if src is None:
+            continue
+        target = out
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = src
+    return out
 
 
 def _error(status: int, etype: str, reason: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from trailrelay.testing import SAMPLE_EVENTS, sample_records
 from trailrelay_elastic.config import ElasticConfig
 from trailrelay_elastic.encode import BulkEncoder, DocumentBuilder
 from trailrelay_elastic.plugin import plugin
+from trailrelay_elastic.templates import component_template
 
 S3 = Origin(
     "s3",
@@ -98,9 +99,48 @@ def test_detections_travel_with_the_document() -> None:
             "technique": "T1562.008",
         }
     ]
-    assert doc["threat"] == {"technique": {"id": ["T1562.008"]}}
+    assert doc["threat"] == {"framework": "MITRE ATT&CK", "technique": {"id": ["T1562.008"]}}
+    assert doc["rule"] == {"id": "CT-001", "name": "CloudTrail logging stopped", "ruleset": "trailrelay"}
     ecs = DocumentBuilder(make_config("http://x", mode="ecs")).ecs_document(rec)
     assert ecs["trailrelay"]["detections"][0]["rule_id"] == "CT-001"
+    assert ecs["rule"] == doc["rule"] and ecs["threat"] == doc["threat"]
+
+
+def test_several_detections_become_ecs_rule_arrays() -> None:
+    rec = record(0)
+    rec.add_tags(
+        [
+            RiskTag("CT-001", "CloudTrail logging stopped", "critical", "T1562.008"),
+            RiskTag("IAM-002", "IAM user activity", "low"),
+            RiskTag("CT-003", "Trail coverage reduced", "high", "T1562.008"),
+        ]
+    )
+    for doc in (integration_doc(rec), DocumentBuilder(make_config("http://x", mode="ecs")).ecs_document(rec)):
+        assert doc["rule"] == {
+            "id": ["CT-001", "IAM-002", "CT-003"],
+            "name": ["CloudTrail logging stopped", "IAM user activity", "Trail coverage reduced"],
+            "ruleset": "trailrelay",
+        }
+        assert doc["threat"]["technique"]["id"] == ["T1562.008"]
+        assert [d["rule_id"] for d in doc["trailrelay"]["detections"]] == ["CT-001", "IAM-002", "CT-003"]
+        assert "technique" not in doc["trailrelay"]["detections"][1]
+
+
+def test_untagged_documents_carry_no_detection_fields() -> None:
+    doc = integration_doc(record(0))
+    ecs = DocumentBuilder(make_config("http://x", mode="ecs")).ecs_document(record(0))
+    for d in (doc, ecs):
+        assert not {"rule", "threat", "trailrelay"} & set(d)
+
+
+def test_ecs_template_maps_the_detection_fields() -> None:
+    props = component_template()["template"]["mappings"]["properties"]
+    keyword = {"type": "keyword", "ignore_above": 1024}
+    assert props["rule"]["properties"] == {"id": keyword, "name": keyword, "ruleset": keyword}
+    assert props["threat"]["properties"]["framework"] == keyword
+    assert props["threat"]["properties"]["technique"]["properties"]["id"] == keyword
+    detections = props["trailrelay"]["properties"]["detections"]["properties"]
+    assert set(detections) == {"rule_id", "title", "severity", "technique"}
 
 
 def test_ecs_document_adds_stream_and_provenance() -> None:

@@ -10,7 +10,14 @@ tests generate with ``trustme``. It serves what the real ``azure-identity`` and
   assertion); a wrong secret gets Entra's documented ``invalid_client`` / AADSTS7000215 answer;
 * ``POST /dataCollectionRules/{rule}/streams/{stream}?api-version=2023-01-01`` - the upload,
   answering 204 or a scripted response replayed from ``fixtures/*.json`` (status, headers
-  including ``x-ms-error-code``, Azure error body).
+  including ``x-ms-error-code``, Azure error body);
+* ``POST /v1/workspaces/{workspace}/query`` - the Log Analytics query API over the rows stored
+  so far, for the one query shape the connector sends
+  (``<table> | where AwsEventId == "<id>" | project ... | take N``), answering the documented
+  ``{"tables": [{"name", "columns", "rows"}]}`` shape, or its documented errors (401
+  AuthorizationRequiredError, 403 InsufficientAccessError, 404 PathNotFoundError, 400
+  BadArgumentError). Its token audience is the stand-in's own URL (the client's default:
+  its endpoint). A row becomes queryable ``query_latency`` seconds after it was ingested.
 
 Everything the client sent is kept (requests, decoded rows) so tests can assert on it.
 """
@@ -18,8 +25,10 @@ Everything the client sent is kept (requests, decoded rows) so tests can assert 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import gzip
 import json
+import re
 import secrets
 import ssl
 import threading
@@ -86,6 +95,20 @@ class StandinState:
     row_limit: int | None = None
     """When set, a body holding a row longer than this many bytes gets the 413 fixture."""
     identity_header: str = "msi-header-secret"
+    workspace_id: str = "0b7d2f6a-9c1e-4c43-8d6a-3f1e2d4c5b6a"
+    tables: tuple[str, ...] = ("AWSCloudTrail",)
+    extra_audiences: set[str] = field(default_factory=set)
+    token_audience: dict[str, str] = field(default_factory=dict)
+    stored_at: list[float] = field(default_factory=list)
+    """When each stored row was ingested (epoch seconds): its ingestion_time()."""
+    query_latency: float = 0.0
+    query_access: bool = True
+    query_requests: list[dict[str, Any]] = field(default_factory=list)
+    query_script: deque[Scripted] = field(default_factory=deque)
+
+    def audiences(self) -> set[str]:
+        """Token audiences the issuer accepts."""
+        return {self.audience, *self.extra_audiences}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -146,12 +169,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("X-IDENTITY-HEADER") != state.identity_header:
             self._send(401, {"error": "unauthorized"})
             return
-        if query.get("resource") != state.audience:
+        if query.get("resource") not in state.audiences():
             self._send(400, {"error": "invalid_resource", "error_description": "bad resource"})
             return
         token = "mi-" + secrets.token_hex(16)
         with state.lock:
             state.tokens.add(token)
+            state.token_audience[token] = str(query.get("resource"))
         self._send(
             200,
             {
@@ -176,7 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
         ok_secret = form.get("client_secret") == state.client_secret
         ok_assertion = state.accept_assertions and bool(form.get("client_assertion"))
-        ok_scope = form.get("scope", "").split(" ")[0] == f"{state.audience}/.default"
+        scope = form.get("scope", "").split(" ")[0]
+        ok_scope = scope in {f"{a}/.default" for a in state.audiences()}
         if fail or not (ok_client and (ok_secret or ok_assertion)):
             # Entra's documented answer to a wrong client secret.
             self._send(
@@ -205,6 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
         token = "tok-" + secrets.token_hex(16)
         with state.lock:
             state.tokens.add(token)
+            state.token_audience[token] = scope.removesuffix("/.default")
         self._send(
             200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
         )
@@ -215,6 +241,9 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         if url.path == f"/{state.tenant_id}/oauth2/v2.0/token":
             self._token()
+            return
+        if url.path.startswith("/v1/workspaces/"):
+            self._query(url.path)
             return
         parts = url.path.strip("/").split("/")
         if len(parts) != 4 or parts[0] != "dataCollectionRules" or parts[2] != "streams":
@@ -231,6 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             if status == 204 and rows:
                 state.stored.extend(rows)
+                state.stored_at.extend([time.time()] * len(rows))
         self._send(status, body, extra)
 
     def _ingest(
@@ -295,6 +325,122 @@ class _Handler(BaseHTTPRequestHandler):
             return fixture["status"], fixture["body"], fixture["headers"], None
         return 204, None, {}, rows
 
+    # --- Log Analytics query API -------------------------------------------------------------
+    def _query(self, path: str) -> None:
+        state = self.server.state
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        raw = self._read_body()
+        with state.lock:
+            state.query_requests.append({"path": path, "headers": headers, "body": raw})
+            scripted = state.query_script.popleft() if state.query_script else None
+        if scripted is not None:
+            self._send(scripted.status, scripted.body, scripted.headers)
+            return
+        auth = headers.get("authorization", "")
+        own = f"https://127.0.0.1:{self.server.server_address[1]}"
+        with state.lock:
+            audience = state.token_audience.get(auth[7:]) if auth.startswith("Bearer ") else None
+        if audience != own:
+            self._send(
+                401, _query_error("AuthorizationRequiredError", "Valid authentication was not provided")
+            )
+            return
+        parts = path.strip("/").split("/")
+        if len(parts) != 4 or parts[3] != "query" or parts[2] != state.workspace_id:
+            self._send(404, _query_error("PathNotFoundError", "The requested path does not exist"))
+            return
+        if not state.query_access:
+            self._send(
+                403,
+                _query_error(
+                    "InsufficientAccessError",
+                    "The provided credentials have insufficient access to perform the requested operation",
+                ),
+            )
+            return
+        try:
+            request = json.loads(raw)
+            status, body = self._run_query(str(request["query"]), request.get("timespan"))
+        except (ValueError, KeyError, TypeError):
+            status, body = 400, _query_error("BadArgumentError", "The request had some invalid properties")
+        self._send(status, body)
+
+    def _run_query(self, kql: str, timespan: str | None) -> tuple[int, dict[str, Any]]:
+        state = self.server.state
+        m = _KQL.fullmatch(kql.strip())
+        if m is None:
+            return 400, _query_error(
+                "BadArgumentError",
+                "The request had some invalid properties",
+                {"code": "SyntaxError", "message": "A recognition error occurred in the query."},
+            )
+        table, event_id, projection, take = m.group(1), m.group(2), m.group(3), int(m.group(4))
+        if table not in state.tables:
+            return 400, _query_error(
+                "BadArgumentError",
+                "The request had some invalid properties",
+                {
+                    "code": "SemanticError",
+                    "message": "A semantic error occurred.",
+                    "innererror": {
+                        "code": "SEM0100",
+                        "message": f"'where' operator: Failed to resolve table or column expression named '{table}'",
+                    },
+                },
+            )
+        event_id = event_id.replace('\\"', '"').replace("\\\\", "\\")
+        start, end = _timespan(timespan)
+        visible = time.time() - state.query_latency
+        columns: list[tuple[str, str]] = []
+        for item in projection.split(","):
+            name, _, expr = (x.strip() for x in item.partition("="))
+            columns.append((name, expr or name))
+        rows: list[list[Any]] = []
+        with state.lock:
+            stored = list(zip(state.stored, state.stored_at, strict=True))
+        for row, ingested in stored:
+            if row.get("AwsEventId") != event_id or ingested > visible:
+                continue
+            generated = dt.datetime.fromisoformat(str(row["TimeGenerated"]))
+            if (start and generated < start) or (end and generated > end):
+                continue
+            rows.append([_cell(row, expr, ingested) for _, expr in columns])
+        types = {"TimeGenerated": "datetime", "ingestion_time()": "datetime"}
+        return 200, {
+            "tables": [
+                {
+                    "name": "PrimaryResult",
+                    "columns": [{"name": n, "type": types.get(expr, "string")} for n, expr in columns],
+                    "rows": rows[:take],
+                }
+            ]
+        }
+
+
+_KQL = re.compile(r'(\w+) \| where AwsEventId == "((?:[^"\\]|\\.)*)" \| project ([\w ,=()]+?) \| take (\d+)')
+
+
+def _timespan(value: str | None) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The start/end of an ISO 8601 interval ``start/end`` (the form the client sends)."""
+    if not value or "/" not in value:
+        return None, None
+    start, _, end = value.partition("/")
+    return dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
+
+
+def _cell(row: dict[str, Any], expr: str, ingested: float) -> Any:
+    if expr == "ingestion_time()":
+        moment = dt.datetime.fromtimestamp(ingested, dt.UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"  # 7 digits, as Kusto
+    return row.get(expr)
+
+
+def _query_error(code: str, message: str, inner: dict[str, Any] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"message": message, "code": code, "correlationId": secrets.token_hex(8)}
+    if inner is not None:
+        error["innererror"] = inner
+    return {"error": error}
+
 
 def _err(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
@@ -316,6 +462,7 @@ class Standin:
         self.state = state
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.state = state
+        state.extra_audiences.add(self.url)  # the query API's audience: its endpoint
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_cert.configure_cert(ctx)
         self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from conftest import corpus_path
 
-from trailrelay.contract import Origin, Record
+from trailrelay.contract import Origin, Record, RiskTag
 from trailrelay.testing import load_records
 from trailrelay_sentinel.columns import COLUMN_NAMES, COLUMNS, JSON_TEXT_COLUMNS
 from trailrelay_sentinel.encode import SentinelEncoder, cut_bodies, encode_rows
@@ -201,10 +201,36 @@ def test_only_declared_columns_are_emitted_and_most_are_used() -> None:
         seen |= set(map_record(fresh(rec)))
     assert seen <= set(COLUMN_NAMES)
     never = set(COLUMN_NAMES) - seen
-    assert never <= {"UserIdentityUserId", "UserIdentityStoreArn"}, never  # Identity Center: not in corpus
+    # Identity Center users are not in the corpus; detections come from tags, not from the event.
+    assert never <= {"UserIdentityUserId", "UserIdentityStoreArn", "TrailrelayDetections"}, never
     assert [
         c.type for c in COLUMNS if c.name in ("ReadOnly", "ManagementEvent", "SessionMfaAuthenticated")
     ] == ["boolean"] * 3
+
+
+def test_detection_tags_become_the_dynamic_detections_column() -> None:
+    rec = fresh(by_id()["865d9377-9c6b-4fd7-8aad-725e95f6a140"])
+    assert "TrailrelayDetections" not in map_record(rec)
+    rec.add_tags(
+        [
+            RiskTag("rule-1", "Console login without MFA", "high", "T1078.004"),
+            RiskTag("rule-2", "Something low", "low"),
+        ]
+    )
+    expected = [
+        {
+            "rule_id": "rule-1",
+            "title": "Console login without MFA",
+            "severity": "high",
+            "technique": "T1078.004",
+        },
+        {"rule_id": "rule-2", "title": "Something low", "severity": "low"},
+    ]
+    assert map_record(rec)["TrailrelayDetections"] == expected  # fast path
+    assert map_document(rec.document(), rec)["TrailrelayDetections"] == expected  # slow path
+    (row,) = orjson.loads(SentinelEncoder().encode([rec])[0])
+    assert row["TrailrelayDetections"] == expected  # a JSON array in the body, for the dynamic column
+    assert {c.name: c.type for c in COLUMNS}["TrailrelayDetections"] == "dynamic"
 
 
 def test_trim_row_marks_what_it_trimmed() -> None:

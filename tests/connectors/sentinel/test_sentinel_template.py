@@ -41,6 +41,7 @@ AWSCLOUDTRAIL_COLUMNS = {  # Azure Monitor table reference (AWSCloudTrail), type
     "DestinationPort": "string", "CidrIp": "string",
 }  # fmt: skip
 _STREAM_TO_TABLE_TYPE = {"string": "string", "boolean": "bool", "datetime": "datetime"}
+CUSTOM_COLUMNS = {"EventTime_CF": "EventTime", "TrailrelayDetections_CF": "TrailrelayDetections"}
 
 
 def kql_projection(kql: str) -> dict[str, str]:
@@ -74,33 +75,53 @@ def test_arm_builtin_table_shape() -> None:
     assert MONITORING_METRICS_PUBLISHER in role["properties"]["roleDefinitionId"]
     assert role["scope"].startswith("[format('Microsoft.Insights/dataCollectionRules/")
     (table,) = resources(t, "Microsoft.OperationalInsights/workspaces/tables")
-    assert (
-        "EventTime_CF" in table["properties"]["schema"]["columns"]
-        and "existingCustomColumns" in t["parameters"]
-    )
+    columns = table["properties"]["schema"]["columns"]
+    assert columns.startswith("[concat(parameters('existingCustomColumns'), createArray(")
+    assert "createObject('name', 'EventTime_CF', 'type', 'dateTime'" in columns
+    assert "createObject('name', 'TrailrelayDetections_CF', 'type', 'dynamic'" in columns
+    assert "existingCustomColumns" in t["parameters"]
     assert set(t["outputs"]) == {"rule_id", "endpoint", "stream"}
 
 
 def test_builtin_transform_writes_awscloudtrail_columns_with_matching_types() -> None:
     proj = kql_projection(transform_kql(TemplateOptions()))
     assert set(proj.values()) == set(COLUMN_NAMES)  # every stream column is used
-    table_cols = {k for k in proj if k != "EventTime_CF"}
+    table_cols = {k for k in proj if k not in CUSTOM_COLUMNS}
     assert table_cols == set(AWSCLOUDTRAIL_COLUMNS)  # every output is a real AWSCloudTrail column
-    assert proj["EventTime_CF"] == "EventTime" and proj["AwsRequestId"] == "AwsRequestId_"
+    assert {k: proj[k] for k in CUSTOM_COLUMNS} == CUSTOM_COLUMNS  # the rest go to our _CF columns
+    assert proj["AwsRequestId"] == "AwsRequestId_"
     types = {c.name: c.type for c in COLUMNS}
     for out, src in proj.items():
-        if out != "EventTime_CF":
+        if out not in CUSTOM_COLUMNS:
             assert _STREAM_TO_TABLE_TYPE[types[src]] == AWSCLOUDTRAIL_COLUMNS[out], out
     assert not {"TenantId", "Type", "SourceSystem"} & set(proj)  # reserved / system columns
 
 
 def test_without_event_time_column() -> None:
     opts = TemplateOptions(event_time_column=False)
+    assert "EventTime_CF" not in transform_kql(opts) and "TrailrelayDetections_CF" in transform_kql(opts)
+    (table,) = resources(arm_template(opts), "Microsoft.OperationalInsights/workspaces/tables")
+    assert "EventTime_CF" not in table["properties"]["schema"]["columns"]
+    opts = TemplateOptions(event_time_column=False, detections_column=False)
     t = arm_template(opts)
     assert not resources(t, "Microsoft.OperationalInsights/workspaces/tables")
-    assert "EventTime_CF" not in transform_kql(opts)
+    assert "_CF" not in transform_kql(opts)
     (dcr,) = resources(t, "Microsoft.Insights/dataCollectionRules")
     assert dcr["dependsOn"] == []
+    # The stream still declares every column the mapper emits; the transform just leaves them out.
+    declared = dcr["properties"]["streamDeclarations"]["Custom-AWSCloudTrail"]["columns"]
+    assert [c["name"] for c in declared] == list(COLUMN_NAMES)
+
+
+def test_without_detections_column() -> None:
+    opts = TemplateOptions(detections_column=False)
+    assert "TrailrelayDetections" not in transform_kql(opts) and "EventTime_CF = EventTime" in transform_kql(
+        opts
+    )
+    (table,) = resources(arm_template(opts), "Microsoft.OperationalInsights/workspaces/tables")
+    assert "TrailrelayDetections_CF" not in table["properties"]["schema"]["columns"]
+    text = bicep_template(opts)
+    assert "TrailrelayDetections_CF" not in text and "EventTime_CF" in text
 
 
 def test_custom_table() -> None:
@@ -109,7 +130,8 @@ def test_custom_table() -> None:
     (table,) = resources(t, "Microsoft.OperationalInsights/workspaces/tables")
     cols = table["properties"]["schema"]["columns"]
     assert [c["name"] for c in cols] == list(COLUMN_NAMES)
-    assert {c["type"] for c in cols} == {"string", "boolean", "dateTime"}
+    assert {c["type"] for c in cols} == {"string", "boolean", "dateTime", "dynamic"}
+    assert {c["name"]: c["type"] for c in cols}["TrailrelayDetections"] == "dynamic"
     (dcr,) = resources(t, "Microsoft.Insights/dataCollectionRules")
     (flow,) = dcr["properties"]["dataFlows"]
     assert flow["outputStream"] == "Custom-TrailrelayCloudTrail_CL" and flow["streams"] == ["Custom-Trail"]
@@ -143,6 +165,8 @@ def test_cli_template(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "resource dcr" in out.read_text()
     res = runner.invoke(group, ["template", "--custom-table", "bad"])
     assert res.exit_code != 0 and "_CL" in res.output
+    res = runner.invoke(group, ["template", "--no-detections-column"])
+    assert res.exit_code == 0 and "TrailrelayDetections_CF" not in res.output
 
 
 def test_entry_points_are_registered() -> None:

@@ -19,6 +19,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class HecStandIn:
         self.allowed_indexes: set[str] | None = None
         self.max_content_length: int | None = None
         self.stored: list[dict[str, Any]] = []
+        self.indexed_at: list[float] = []  # when each stored envelope was indexed (epoch seconds)
         self.log: list[Logged] = []
         self.busy_left = 0
         self.busy_status = 503
@@ -127,6 +129,11 @@ class HecStandIn:
         """eventID of every stored event, once per stored copy."""
         with self._lock:
             return [str(e["event"].get("eventID")) for e in self.stored if isinstance(e.get("event"), dict)]
+
+    def indexed(self) -> list[tuple[dict[str, Any], float]]:
+        """Every stored envelope with the time it was indexed (what a search can find)."""
+        with self._lock:
+            return list(zip(self.stored, self.indexed_at, strict=True))
 
     def event_requests(self) -> list[Logged]:
         """Logged requests to the event endpoint."""
@@ -190,6 +197,7 @@ class HecStandIn:
                 return 400, bad, kept
             with self._lock:
                 self.stored.append(env)
+                self.indexed_at.append(time.time())
             kept += 1
             n += 1
         if self.use_ack and channel:

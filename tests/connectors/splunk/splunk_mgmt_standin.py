@@ -3,15 +3,24 @@
 It keeps just enough state (indexes, HEC tokens, saved searches, HEC's global switch) to answer
 GET (200 or 404), POST create (201, or 409 when the object exists) and login, and it logs every
 request so tests can check what splunk-sdk sent.
+
+Oneshot searches (``POST .../search/jobs`` with ``exec_mode=oneshot``) answer, in order: a
+scripted reply (``search_replies``), a scripted failure (``search_failures``: HTTP statuses), or
+the events of a linked HEC stand-in (``events``) that match the search's ``index=``,
+``sourcetype=`` and ``eventID=`` terms and ``earliest_time``, as ``output_mode=json`` results
+(the shape of ``fixtures/mgmt/oneshot_canary.json``) or the XML results format.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import fnmatch
 import json
 import re
 import ssl
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -55,6 +64,9 @@ class MgmtStandIn:
         self.hec_disabled = True
         self.conflict_on_create: set[str] = set()  # kinds whose create answers 409 despite GET 404
         self.search_replies: list[str] = []
+        self.search_failures: list[int] = []
+        self.events: Callable[[], list[tuple[dict[str, Any], float]]] | None = None
+        """Indexed HEC envelopes with their index time (e.g. ``HecStandIn.indexed``)."""
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -107,8 +119,14 @@ class MgmtStandIn:
         if path == "/services/server/info":
             return 200, "text/xml", fixture("server_info.xml")
         if re.fullmatch(r"/(services|servicesNS/[^/]+/[^/]+)/search(/v2)?/jobs", path) and method == "POST":
-            body = self.search_replies.pop(0) if self.search_replies else fixture("oneshot_empty.json")
-            return 200, "application/json", body
+            if self.search_replies:
+                return 200, "application/json", self.search_replies.pop(0)
+            if self.search_failures:
+                status = self.search_failures.pop(0)
+                return status, "text/xml", fixture("error.xml", message=f"Search failed (HTTP {status})")
+            if self.events is not None:
+                return self._search(params)
+            return 200, "application/json", fixture("oneshot_empty.json")
         for base, kind in (
             ("/servicesNS/nobody/search/data/indexes", "index"),
             (HEC, "hec"),
@@ -121,6 +139,49 @@ class MgmtStandIn:
                     kind, method, unquote_plus(path[len(base) + 1 :])
                 )  # splunk-sdk writes ' ' as '+'
         return 404, "text/xml", fixture("error.xml", message=f"Not Found: {path}")
+
+    def _search(self, params: dict[str, str]) -> tuple[int, str, str]:
+        """A oneshot search over the linked HEC's events: index, sourcetype, eventID, earliest_time."""
+        assert self.events is not None
+        query = params.get("search", "")
+        terms = dict(re.findall(r'\b(index|sourcetype|eventID)="((?:[^"\\]|\\.)*)"', query))
+        if "eventID" not in terms:
+            return 200, "application/json", fixture("oneshot_empty.json")
+        bounds = [params.get("earliest_time", ""), params.get("latest_time", "")]
+        since, until = (float(b) if re.fullmatch(r"\d+(\.\d+)?", b) else None for b in bounds)
+        rows: list[dict[str, str]] = []
+        for env, indexed in self.events():
+            event = env.get("event")
+            if not isinstance(event, dict) or str(event.get("eventID")) != terms["eventID"]:
+                continue
+            if not fnmatch.fnmatchcase(str(env.get("index", "main")), terms.get("index", "*")):
+                continue
+            if not fnmatch.fnmatchcase(str(env.get("sourcetype", "")), terms.get("sourcetype", "*")):
+                continue
+            when = float(env.get("time", indexed))
+            if (since is not None and when < since) or (until is not None and when >= until):
+                continue
+            rows.append(
+                {
+                    "_time": dt.datetime.fromtimestamp(when, dt.UTC).isoformat(timespec="milliseconds"),
+                    "_indextime": str(int(indexed)),
+                    "eventID": str(event["eventID"]),
+                    "eventName": str(event.get("eventName", "")),
+                    "delay": str(int(indexed) - int(when)),
+                }
+            )
+        names = ["_time", "_indextime", "eventID", "eventName", "delay"]
+        if params.get("output_mode") == "json":
+            body = {
+                "preview": False,
+                "init_offset": 0,
+                "messages": [],
+                "fields": [{"name": n} for n in names],
+                "results": rows,
+                "highlighted": {},
+            }
+            return 200, "application/json", json.dumps(body)
+        return 200, "text/xml", _results_xml(names, rows)
 
     def _create(self, kind: str, params: dict[str, str]) -> tuple[int, str, str]:
         name = params["name"]
@@ -219,6 +280,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._serve("POST")
+
+
+def _results_xml(names: list[str], rows: list[dict[str, str]]) -> str:
+    """splunkd's XML search results (what ``output_mode=xml``, the default, returns)."""
+    order = "".join(f"<field>{escape(n)}</field>" for n in names)
+    results = "".join(
+        f"<result offset='{i}'>"
+        + "".join(
+            f"<field k='{escape(k)}'><value><text>{escape(v)}</text></value></field>" for k, v in row.items()
+        )
+        + "</result>"
+        for i, row in enumerate(rows)
+    )
+    return (
+        "<?xml version='1.0' encoding='UTF-8'?>\n<results preview='0'>\n"
+        f"<meta><fieldOrder>{order}</fieldOrder></meta>\n{results}\n</results>\n"
+    )
 
 
 def search_reply(file: str, /, **values: str) -> str:

@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 from splunk_mgmt_standin import HEC, MgmtStandIn, fixture, search_reply
 
-from trailrelay_splunk.alerts import ALERTS, alert_name, saved_search_params
+from trailrelay.contract import alert_definitions
+from trailrelay_splunk.alerts import pack_alerts
 from trailrelay_splunk.cli import group
 from trailrelay_splunk.management import (
     ManagementError,
@@ -21,6 +22,8 @@ from trailrelay_splunk.management import (
     plan_setup,
     verify_events,
 )
+
+PACK = alert_definitions("splunk", index="cloudtrail")
 
 
 @pytest.fixture
@@ -55,15 +58,18 @@ def test_setup_creates_index_token_and_alerts(api: MgmtStandIn, tmp_path: Path) 
     assert token_file.read_text().strip() == token["token"]
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert token["token"] not in result.output  # only with --show-token
-    assert len(api.searches) == len(ALERTS)
-    for rule in ALERTS:
-        saved = api.searches[alert_name("trailrelay - ", rule)]
+    # Exactly what `trailrelay rules export --siem splunk --index cloudtrail` makes, over REST.
+    assert len(PACK) >= 15 and len(api.searches) == len(PACK)
+    for alert in PACK:
+        saved = api.searches[alert.name]
+        assert {k: v for k, v in saved.items() if k != "name"} == alert.settings
+        assert saved["search"] == alert.query
         assert saved["is_scheduled"] == "1" and saved["cron_schedule"] == "*/5 * * * *"
         assert saved["alert_type"] == "number of events" and saved["alert_comparator"] == "greater than"
         assert saved["search"].startswith(
-            'index="cloudtrail" sourcetype="aws:cloudtrail" _index_earliest=-5m@m'
+            'index="cloudtrail" sourcetype="aws:cloudtrail" _index_earliest="-5m@m" _index_latest="@m" '
         )
-    assert len(re.findall(r"^  \S+ +created ", result.output, re.MULTILINE)) == 2 + len(ALERTS)
+    assert len(re.findall(r"^  \S+ +created ", result.output, re.MULTILINE)) == 2 + len(PACK)
     assert "enabled" in result.output
 
 
@@ -74,7 +80,7 @@ def test_setup_is_idempotent(api: MgmtStandIn) -> None:
     assert again.exit_code == 0, again.output
     assert len(api.writes()) == before  # nothing written the second time
     assert not re.findall(r"^  \S+ +created ", again.output, re.MULTILINE)
-    assert len(re.findall(r"^  \S+ +exists ", again.output, re.MULTILINE)) == 3 + len(ALERTS)
+    assert len(re.findall(r"^  \S+ +exists ", again.output, re.MULTILINE)) == 3 + len(PACK)
     assert f"HEC token: {api.tokens['trailrelay']['token']}" in again.output
 
 
@@ -85,17 +91,17 @@ def test_dry_run_prints_the_plan_and_changes_nothing(api: MgmtStandIn) -> None:
     assert "aws_ct" not in api.indexes and not api.tokens and not api.searches
     assert "would create" in result.output and "would enable" in result.output
     assert "index=aws_ct, sourcetype=aws:cloudtrail, useACK=1" in result.output
-    for rule in ALERTS:
-        assert rule.title in result.output
+    for alert in PACK:
+        assert f"would create  {alert.name}  (every '*/5 * * * *', severity " in result.output
 
 
 def test_create_answering_409_counts_as_exists(api: MgmtStandIn) -> None:
     api.conflict_on_create = {"index", "hec", "search"}
     result = _run(api, "setup", "--show-token")
     assert result.exit_code == 0, result.output
-    assert result.output.count("created meanwhile (HTTP 409)") == 2 + len(ALERTS)
+    assert result.output.count("created meanwhile (HTTP 409)") == 2 + len(PACK)
     assert f"HEC token: {api.tokens['trailrelay']['token']}" in result.output
-    assert [s.status for s in api.writes() if s.path != HEC + "/http/enable"] == [409] * (2 + len(ALERTS))
+    assert [s.status for s in api.writes() if s.path != HEC + "/http/enable"] == [409] * (2 + len(PACK))
 
 
 def test_token_drift_is_reported_not_changed(api: MgmtStandIn) -> None:
@@ -179,19 +185,35 @@ def test_verify_with_nothing_found_fails(api: MgmtStandIn) -> None:
     assert "no event nope" in result.output
 
 
-def test_alert_search_is_stable() -> None:
-    """Golden text of one alert, so a change to the SPL is a deliberate one."""
-    rule = next(r for r in ALERTS if r.key == "cloudtrail-stopped")
-    params = saved_search_params(
-        rule, index="ct", sourcetype="aws:cloudtrail", cron="*/5 * * * *", window_minutes=5
+def test_an_alert_that_differs_from_the_pack_is_reported_not_changed(api: MgmtStandIn) -> None:
+    stopped = next(a for a in PACK if "Logging Stopped" in a.name)
+    api.searches[stopped.name] = {"search": 'index="cloudtrail" eventName=StopLogging', "is_scheduled": "1"}
+    result = _run(api, "setup", "--index", "cloudtrail")
+    assert result.exit_code == 0, result.output
+    assert f"exists        {stopped.name}  (search differs from the rule pack's (left as is" in result.output
+    assert api.searches[stopped.name]["search"] == 'index="cloudtrail" eventName=StopLogging'
+    assert len(api.searches) == len(PACK)
+
+
+def test_alerts_follow_the_token_sourcetype(api: MgmtStandIn) -> None:
+    result = _run(api, "setup", "--index", "cloudtrail", "--sourcetype", "aws:cloudtrail:org")
+    assert result.exit_code == 0, result.output
+    assert api.tokens["trailrelay"]["sourcetype"] == "aws:cloudtrail:org"
+    for alert in pack_alerts("cloudtrail", "aws:cloudtrail:org"):
+        saved = api.searches[alert.name]
+        assert saved["search"].startswith('index="cloudtrail" sourcetype="aws:cloudtrail:org" ')
+        assert 'sourcetype="aws:cloudtrail"' not in saved["search"]
+
+
+def test_alert_search_is_the_exported_one() -> None:
+    """The installed StopLogging alert is the pack's Sigma rule as pySigma's Splunk backend writes it."""
+    (stopped,) = [a for a in PACK if a.name == "trailrelay - AWS CloudTrail Logging Stopped"]
+    assert stopped.query == (
+        'index="cloudtrail" sourcetype="aws:cloudtrail" _index_earliest="-5m@m" _index_latest="@m" '
+        'eventSource="cloudtrail.amazonaws.com" eventName="StopLogging" NOT errorCode=*'
     )
-    assert params["search"] == (
-        'index="ct" sourcetype="aws:cloudtrail" _index_earliest=-5m@m _index_latest=@m '
-        'eventSource="cloudtrail.amazonaws.com" eventName IN ("StopLogging", "DeleteTrail") '
-        "| table _time, eventName, eventSource, awsRegion, recipientAccountId, userIdentity.arn, "
-        "sourceIPAddress, errorCode, eventID"
-    )
-    names = " ".join(r.where for r in ALERTS)
+    assert stopped.settings["alert.severity"] == "6"  # critical
+    queries = " ".join(a.query for a in PACK)
     for event in (
         "StopLogging",
         "DeleteTrail",
@@ -204,7 +226,49 @@ def test_alert_search_is_stable() -> None:
         "DisableKey",
         "ScheduleKeyDeletion",
     ):
-        assert f'"{event}"' in names
+        assert event in queries
+
+
+def test_verify_takes_management_settings_from_the_sink_config(api: MgmtStandIn, tmp_path: Path) -> None:
+    cfg = tmp_path / "trailrelay.toml"
+    cfg.write_text(
+        '[source]\ntype = "files"\npath = "in"\n'
+        '[[sinks]]\ntype = "splunk"\nurl = "https://hec.example:8088"\ntoken = "t"\nindex = "ct_idx"\n'
+        f'management_url = "{api.url}"\nusername = "{api.username}"\npassword = "${{SPLUNK_TEST_PW}}"\n'
+    )
+    api.search_replies.append(search_reply("oneshot_canary.json", event_id="trailrelay-canary-1"))
+    result = CliRunner().invoke(
+        group,
+        ["verify", "-c", str(cfg), "--event-id", "trailrelay-canary-1"],
+        env={"SPLUNK_TEST_PW": api.password, "SPLUNK_MANAGEMENT_URL": None, "SPLUNK_PASSWORD": None},
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "found 1 event trailrelay-canary-1 in index 'ct_idx'" in result.output
+    (search,) = [s for s in api.seen if s.path.rstrip("/").endswith("/jobs")]
+    assert (
+        'index="ct_idx" sourcetype="aws:cloudtrail" eventID="trailrelay-canary-1"' in search.params["search"]
+    )
+
+
+def test_verify_of_a_sink_without_index_searches_every_index(api: MgmtStandIn, tmp_path: Path) -> None:
+    cfg = tmp_path / "trailrelay.toml"
+    cfg.write_text(
+        '[source]\ntype = "files"\npath = "in"\n'
+        '[[sinks]]\ntype = "splunk"\nurl = "https://hec.example:8088"\ntoken = "t"\n'
+        f'management_url = "{api.url}"\nmanagement_token = "{api.bearer}"\n'
+    )
+    api.search_replies.append(search_reply("oneshot_canary.json", event_id="trailrelay-canary-2"))
+    args = ["verify", "-c", str(cfg), "--event-id", "trailrelay-canary-2"]
+    result = CliRunner().invoke(group, args, env={"SPLUNK_MANAGEMENT_URL": None}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (search,) = [s for s in api.seen if s.path.rstrip("/").endswith("/jobs")]
+    assert search.params["search"].startswith('search index="*" sourcetype="aws:cloudtrail" eventID=')
+
+
+def test_verify_without_a_management_url_is_a_usage_error() -> None:
+    result = CliRunner().invoke(group, ["verify"], env={"SPLUNK_MANAGEMENT_URL": None})
+    assert result.exit_code == 2 and "--management-url" in result.output
 
 
 def _secret(value: str):

@@ -77,6 +77,11 @@ class ElasticConfig(SinkConfig):
         default=2000, ge=1, le=100_000, description="Max documents in one _bulk request."
     )
     timeout: float = Field(default=60.0, gt=0, le=600, description="Seconds to wait for one request.")
+    search_api_key: SecretStr | None = Field(
+        default=None,
+        description="API key (encoded) that may read the target, for `trailrelay canary`; the sink's own "
+        "credentials are used when unset (they then need the `read` index privilege).",
+    )
 
     @field_validator("namespace")
     @classmethod
@@ -131,5 +136,5 @@ class ElasticConfig(SinkConfig):
     @property
     def secret_values(self) -> list[str]:
         """Plain secret values, only to scrub them from server messages before they are shown."""
-        secrets = (self.api_key, self.password, self.bearer_token)
+        secrets = (self.api_key, self.password, self.bearer_token, self.search_api_key)
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]

@@ -21,7 +21,7 @@ from trailrelay_elastic.config import ElasticConfig, Target
 from trailrelay_elastic.ecs import date as _date
 from trailrelay_elastic.ecs import iso_utc, to_ecs
 
-__all__ = ["BulkEncoder", "DocumentBuilder", "cut", "doc_id", "partition_of"]
+__all__ = ["RULESET", "BulkEncoder", "DocumentBuilder", "cut", "doc_id", "partition_of"]
 
 DATASET = "aws.cloudtrail"
 TAGS = ["forwarded", "aws-cloudtrail"]
@@ -68,13 +68,33 @@ def _fallback_timestamp(record: Record) -> str:
     return iso_utc(dt.datetime.now(dt.UTC))
 
 
+RULESET = "trailrelay"
+"""ECS ``rule.ruleset`` of every detection trailrelay adds."""
+
+
+def _one_or_many(values: list[str]) -> str | list[str]:
+    return values[0] if len(values) == 1 else values
+
+
 def _detections(record: Record) -> dict[str, Any]:
-    """Detection tags as ``trailrelay.detections`` and ECS ``threat.technique.id``."""
-    tags = [t.as_dict() for t in record.tags]
-    out: dict[str, Any] = {"trailrelay": {"detections": tags}}
-    techniques = sorted({t.technique for t in record.tags if t.technique})
+    """Detection tags as ECS ``rule.*`` and ``threat.*``, and in full as ``trailrelay.detections``.
+
+    ``rule.id``/``rule.name`` hold one value per matching rule (a plain value for one rule, an
+    array for several; Elasticsearch maps both the same), so Kibana and detection rules can
+    filter on ``rule.ruleset: trailrelay`` and ``rule.id``.
+    """
+    tags = record.tags
+    out: dict[str, Any] = {
+        "rule": {
+            "id": _one_or_many([t.rule_id for t in tags]),
+            "name": _one_or_many([t.title for t in tags]),
+            "ruleset": RULESET,
+        },
+        "trailrelay": {"detections": [t.as_dict() for t in tags]},
+    }
+    techniques = sorted({t.technique for t in tags if t.technique})
     if techniques:
-        out["threat"] = {"technique": {"id": techniques}}
+        out["threat"] = {"framework": "MITRE ATT&CK", "technique": {"id": techniques}}
     return out
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 from trailrelay.contract import Encoder, Sink, SinkContext
 from trailrelay_elastic.config import ElasticConfig
 from trailrelay_elastic.encode import BulkEncoder
+from trailrelay_elastic.search import ElasticSearcher
 from trailrelay_elastic.sink import ElasticSink
 
 __all__ = ["ElasticPlugin", "plugin"]
@@ -26,11 +29,24 @@ class ElasticPlugin:
         """The encoder that yields the exact ``_bulk`` bodies the sink sends."""
         return BulkEncoder(self._config(config))
 
+    def searcher(self, config: Any) -> ElasticSearcher:
+        """Finds one event by eventID in the sink's target (``trailrelay canary``)."""
+        typed = self._config(config)
+        logger = logging.getLogger(f"trailrelay.sinks.{typed.display_name}")
+        return ElasticSearcher(typed, logger, _user_agent())
+
     @staticmethod
     def _config(config: Any) -> ElasticConfig:
         if isinstance(config, ElasticConfig):
             return config
         return ElasticConfig.model_validate(config)
+
+
+def _user_agent() -> str:
+    try:
+        return f"trailrelay-elastic/{version('trailrelay-elastic')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "trailrelay-elastic"
 
 
 plugin = ElasticPlugin()

@@ -161,7 +161,8 @@ def _mappings() -> dict[str, Any]:
             "related": _obj(user=_KW, hosts=_KW, hash=_KW, ip=_IP),
             "file": _obj(path=_KW),
             "log": _obj(file=_obj(path=_KW)),
-            "threat": _obj(technique=_obj(id=_KW)),
+            "rule": _obj(**_kws("id", "name", "ruleset")),
+            "threat": _obj(framework=_KW, technique=_obj(id=_KW)),
             "trailrelay": _obj(detections=_obj(**_kws("rule_id", "title", "severity", "technique"))),
             "aws": _obj(
                 s3=_obj(bucket=_obj(**_kws("name", "arn")), object=_obj(key=_KW)),

@@ -44,14 +44,25 @@ def group() -> None:
     help="Add EventTime_CF to AWSCloudTrail to keep eventTime for events older than 2 days.",
 )
 @click.option(
+    "--detections-column/--no-detections-column",
+    default=True,
+    show_default=True,
+    help="Add TrailrelayDetections_CF (dynamic) to AWSCloudTrail for trailrelay's detection tags.",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Write to this file instead of standard output.",
 )
-def template(
-    fmt: str, stream: str, custom_table: str | None, event_time_column: bool, output: Path | None
+def template(  # noqa: PLR0917 - click passes options positionally by name
+    fmt: str,
+    stream: str,
+    custom_table: str | None,
+    event_time_column: bool,
+    detections_column: bool,
+    output: Path | None,
 ) -> None:
     """Print an ARM (or Bicep) template for the DCR, its table column and the sender's role.
 
@@ -61,7 +72,10 @@ def template(
     """
     try:
         options = TemplateOptions(
-            stream=stream, custom_table=custom_table, event_time_column=event_time_column
+            stream=stream,
+            custom_table=custom_table,
+            event_time_column=event_time_column,
+            detections_column=detections_column,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

@@ -3,12 +3,14 @@
 Names and types follow the ``AWSCloudTrail`` table reference (Azure Monitor) and were checked
 against the workspace schema that Microsoft's own S3 connector fills (the ``getschema`` column
 list and the ingested-log samples in Microsoft's Azure-Sentinel repository). Types are the
-DCR stream types (``string``, ``boolean``, ``datetime``); the table stores JSON-bearing fields
+DCR stream types (``string``, ``boolean``, ``datetime``, ``dynamic``); the table stores JSON-bearing fields
 (``RequestParameters`` ...) as ``string``, so we send them as compact JSON text.
 
 ``EventTime`` has no ``AWSCloudTrail`` column: the DCR transform writes it to the custom column
 ``EventTime_CF`` so the original ``eventTime`` stays queryable when Azure replaces a too-old
-``TimeGenerated`` with the ingestion time (backfill).
+``TimeGenerated`` with the ingestion time (backfill). ``TrailrelayDetections`` (trailrelay's
+detection tags, a ``dynamic`` JSON array) lands in the custom column ``TrailrelayDetections_CF``
+the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = [
     "BUILTIN_TABLE",
     "COLUMNS",
     "COLUMN_NAMES",
+    "DETECTIONS_COLUMN",
     "EVENT_TIME_COLUMN",
     "JSON_TEXT_COLUMNS",
     "Column",
@@ -28,6 +31,8 @@ __all__ = [
 BUILTIN_TABLE = "AWSCloudTrail"
 EVENT_TIME_COLUMN = "EventTime_CF"
 """Custom column added to ``AWSCloudTrail`` (custom columns on Azure tables must end in ``_CF``)."""
+DETECTIONS_COLUMN = "TrailrelayDetections_CF"
+"""Custom ``dynamic`` column of ``AWSCloudTrail`` with the detection tags of a record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,12 @@ COLUMNS: tuple[Column, ...] = (
     Column("SourcePort", "string", "requestParameters: first security-group rule's fromPort"),
     Column("DestinationPort", "string", "requestParameters: first security-group rule's toPort"),
     Column("CidrIp", "string", "requestParameters: first security-group rule's cidrIp"),
+    Column(
+        "TrailrelayDetections",
+        "dynamic",
+        "trailrelay detection tags: [{rule_id, title, severity, technique}] (TrailrelayDetections_CF in "
+        "AWSCloudTrail)",
+    ),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
@@ -100,8 +111,11 @@ JSON_TEXT_COLUMNS: frozenset[str] = frozenset(
 )
 
 
+_BUILTIN_CUSTOM = {"EventTime": EVENT_TIME_COLUMN, "TrailrelayDetections": DETECTIONS_COLUMN}
+
+
 def table_column_name(name: str, *, builtin: bool) -> str:
     """The destination-table column a stream column lands in."""
-    if builtin and name == "EventTime":
-        return EVENT_TIME_COLUMN
+    if builtin:
+        return _BUILTIN_CUSTOM.get(name, name)
     return name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -9,9 +11,11 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from trailrelay.contract import SinkConfig
 
-__all__ = ["PUBLIC_AUDIENCE", "CredentialKind", "SentinelConfig"]
+__all__ = ["PUBLIC_AUDIENCE", "PUBLIC_QUERY_ENDPOINT", "CredentialKind", "SentinelConfig"]
 
 PUBLIC_AUDIENCE = "https://monitor.azure.com"
+PUBLIC_QUERY_ENDPOINT = "https://api.loganalytics.io"
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 
 CredentialKind = Literal["client_secret", "certificate", "managed_identity", "workload_identity", "default"]
 
@@ -88,11 +92,51 @@ class SentinelConfig(SinkConfig):
     max_records: int = Field(
         default=2000, ge=1, le=50_000, description="Records per batch handed to the sink."
     )
+    workspace_id: str | None = Field(
+        default=None,
+        description="Log Analytics workspace id (a GUID, 'Workspace ID' on the workspace's Overview page); "
+        "lets `trailrelay canary` query for its event.",
+    )
+    query_endpoint: str = Field(
+        default=PUBLIC_QUERY_ENDPOINT,
+        description="Log Analytics query API: https://api.loganalytics.io, https://api.loganalytics.us "
+        "(US Gov), https://api.loganalytics.azure.cn (China).",
+    )
+    table: str = Field(
+        default="AWSCloudTrail",
+        description="Table the DCR writes to (AWSCloudTrail, or the custom _CL table): where "
+        "`trailrelay canary` looks for its event.",
+    )
 
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str) -> str:
         return _https(value, "endpoint")
+
+    @field_validator("query_endpoint")
+    @classmethod
+    def _query_endpoint(cls, value: str) -> str:
+        return _https(value, "query_endpoint")
+
+    @field_validator("workspace_id")
+    @classmethod
+    def _workspace_id(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return str(uuid.UUID(value.strip()))
+        except ValueError:
+            raise ValueError(
+                "workspace_id must be the workspace's GUID ('Workspace ID' on its Overview page), "
+                "not its name or resource id"
+            ) from None
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        if not _TABLE_NAME.match(value):
+            raise ValueError("table must be a Log Analytics table name, e.g. AWSCloudTrail or CloudTrail_CL")
+        return value
 
     @field_validator("authority_host")
     @classmethod

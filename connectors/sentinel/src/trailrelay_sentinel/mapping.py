@@ -184,6 +184,7 @@ class Row(msgspec.Struct, omit_defaults=True):
     SourcePort: str | None = None
     DestinationPort: str | None = None
     CidrIp: str | None = None
+    TrailrelayDetections: list[dict[str, str]] | None = None
 
 
 _ROW_FIELDS = Row.__struct_fields__
@@ -214,6 +215,12 @@ def build_row(record: Record) -> Row:
             return _row_from_document(record.document(), record)
         return _from_struct(ev, record)
     return _row_from_document(record.document(), record)
+
+
+def _detections(row: Row, record: Record) -> None:
+    """Set the dynamic ``TrailrelayDetections`` column from the record's detection tags."""
+    if record.tags:
+        row.TrailrelayDetections = [t.as_dict() for t in record.tags]
 
 
 def _json_text(raw: msgspec.Raw) -> str | None:
@@ -309,6 +316,7 @@ def _from_struct(ev: _Event, record: Record) -> Row:
         row.ClientProvidedHostHeader = tls.clientProvidedHostHeader
     if row.RequestParameters is not None and ev.eventName in _SG_EVENTS:
         _security_group_rule(row, orjson.loads(row.RequestParameters))
+    _detections(row, record)
     return row
 
 
@@ -412,6 +420,7 @@ def _row_from_document(doc: Mapping[str, Any], record: Record) -> Row:
         put(row, "ClientProvidedHostHeader", t(tls.get("clientProvidedHostHeader")))
     if isinstance(params, Mapping) and doc.get("eventName") in _SG_EVENTS:
         _security_group_rule(row, params)
+    _detections(row, record)
     return row
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 from trailrelay.contract import SinkContext
 from trailrelay_sentinel.config import SentinelConfig
 from trailrelay_sentinel.encode import SentinelEncoder
+from trailrelay_sentinel.search import SentinelSearcher
 from trailrelay_sentinel.sink import SentinelSink
 
 __all__ = ["SentinelPlugin", "plugin"]
@@ -27,6 +30,21 @@ class SentinelPlugin:
     def encoder(self, config: Any) -> SentinelEncoder:  # noqa: ARG002 - bodies do not depend on config
         """The request bodies the sink would send, without sending (demo, cost)."""
         return SentinelEncoder()
+
+    def searcher(self, config: Any) -> SentinelSearcher:
+        """A Log Analytics query for one event (``trailrelay canary``); ConfigError without workspace_id."""
+        if not isinstance(config, SentinelConfig):
+            config = SentinelConfig.model_validate(config)
+        name = config.display_name
+        context = SinkContext(name, logging.getLogger(f"trailrelay.sinks.{name}"), _user_agent())
+        return SentinelSearcher(config, context)
+
+
+def _user_agent() -> str:
+    try:
+        return f"trailrelay-sentinel/{version('trailrelay-sentinel')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "trailrelay-sentinel"
 
 
 plugin = SentinelPlugin()

@@ -6,7 +6,8 @@ declares exactly the columns the mapper emits. Two targets:
 * the built-in ``AWSCloudTrail`` table (output stream ``Microsoft-AWSCloudTrail``); the
   transform projects every column, copies ``AwsRequestId_`` into the deprecated
   ``AwsRequestId`` that Microsoft's ASIM audit parser still reads, and keeps ``eventTime`` in
-  the custom column ``EventTime_CF`` (added to the table by the template);
+  the custom column ``EventTime_CF`` and trailrelay's detection tags in the custom ``dynamic``
+  column ``TrailrelayDetections_CF`` (both added to the table by the template);
 * a custom ``<Name>_CL`` table with the same columns (output stream ``Custom-<Name>_CL``).
 
 The DCR is ``kind: Direct`` (it has its own logs-ingestion endpoint); pass a data collection
@@ -21,7 +22,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from trailrelay_sentinel.columns import BUILTIN_TABLE, COLUMNS, EVENT_TIME_COLUMN, table_column_name
+from trailrelay_sentinel.columns import (
+    BUILTIN_TABLE,
+    COLUMNS,
+    DETECTIONS_COLUMN,
+    EVENT_TIME_COLUMN,
+    table_column_name,
+)
 
 __all__ = [
     "DCR_API_VERSION",
@@ -38,17 +45,18 @@ MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 DCR_API_VERSION = "2023-03-11"
 TABLES_API_VERSION = "2022-10-01"
 ROLE_API_VERSION = "2022-04-01"
-_TABLE_TYPES = {"string": "string", "boolean": "boolean", "datetime": "dateTime"}
+_TABLE_TYPES = {"string": "string", "boolean": "boolean", "datetime": "dateTime", "dynamic": "dynamic"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}_CL$")
 
 
 @dataclass(frozen=True, slots=True)
 class TemplateOptions:
-    """What to generate: stream name, target table, and whether to keep eventTime in EventTime_CF."""
+    """What to generate: stream name, target table, and which custom columns AWSCloudTrail gets."""
 
     stream: str = "Custom-AWSCloudTrail"
     custom_table: str | None = None
     event_time_column: bool = True
+    detections_column: bool = True
 
     def __post_init__(self) -> None:
         if not self.stream.startswith("Custom-"):
@@ -82,10 +90,11 @@ def stream_columns() -> list[dict[str, str]]:
 def transform_kql(options: TemplateOptions) -> str:
     """The DCR transformation, one line: project every column into the destination table."""
     parts: list[str] = []
+    custom = {"EventTime": options.event_time_column, "TrailrelayDetections": options.detections_column}
     for c in COLUMNS:
-        if options.builtin and c.name == "EventTime":
-            if options.event_time_column:
-                parts.append(f"{EVENT_TIME_COLUMN} = EventTime")
+        if options.builtin and c.name in custom:
+            if custom[c.name]:
+                parts.append(f"{table_column_name(c.name, builtin=True)} = {c.name}")
             continue
         parts.append(c.name)
         if options.builtin and c.name == "AwsRequestId_":
@@ -94,18 +103,28 @@ def transform_kql(options: TemplateOptions) -> str:
 
 
 def _table_columns(options: TemplateOptions) -> list[dict[str, str]]:
-    """Columns the template creates: the custom table's schema, or AWSCloudTrail's EventTime_CF."""
+    """Columns the template creates: the custom table's schema, or AWSCloudTrail's _CF columns."""
     if options.builtin:
-        if not options.event_time_column:
-            return []
-        return [
-            {
-                "name": EVENT_TIME_COLUMN,
-                "type": "dateTime",
-                "description": "CloudTrail eventTime as sent by trailrelay; TimeGenerated is replaced by the "
-                "ingestion time for events older than 2 days.",
-            }
-        ]
+        out: list[dict[str, str]] = []
+        if options.event_time_column:
+            out.append(
+                {
+                    "name": EVENT_TIME_COLUMN,
+                    "type": "dateTime",
+                    "description": "CloudTrail eventTime as sent by trailrelay; TimeGenerated is replaced by "
+                    "the ingestion time for events older than 2 days.",
+                }
+            )
+        if options.detections_column:
+            out.append(
+                {
+                    "name": DETECTIONS_COLUMN,
+                    "type": "dynamic",
+                    "description": "trailrelay detections that matched the event: a JSON array of "
+                    "objects with rule_id, title, severity and technique.",
+                }
+            )
+        return out
     return [
         {
             "name": table_column_name(c.name, builtin=False),

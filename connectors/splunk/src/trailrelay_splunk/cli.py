@@ -12,6 +12,9 @@ from typing import Any
 import click
 from pydantic import SecretStr
 
+from trailrelay.contract import ConfigError, load_sink_config
+from trailrelay_splunk.alerts import DEFAULT_SOURCETYPE
+from trailrelay_splunk.config import SplunkConfig
 from trailrelay_splunk.management import (
     ManagementError,
     ManagementTarget,
@@ -32,9 +35,17 @@ def _management_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by the commands that talk to splunkd's management port."""
     options = [
         click.option(
+            "-c",
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Take the management settings, index and sourcetype from this trailrelay config's "
+            "splunk sink (options given here win).",
+        ),
+        click.option("--sink", "sink_name", help="Name of the splunk sink when the config has several."),
+        click.option(
             "--management-url",
             envvar="SPLUNK_MANAGEMENT_URL",
-            required=True,
             help="splunkd management URL, e.g. https://splunk.example.com:8089 [env SPLUNK_MANAGEMENT_URL]",
         ),
         click.option("--username", envvar="SPLUNK_USERNAME", help="Splunk user [env SPLUNK_USERNAME]"),
@@ -52,10 +63,10 @@ def _management_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per request."),
         click.option(
-            "--index", default="aws_cloudtrail", show_default=True, help="Index for CloudTrail events."
+            "--index", help="Index for CloudTrail events [default: the sink's, else aws_cloudtrail]."
         ),
         click.option(
-            "--sourcetype", default="aws:cloudtrail", show_default=True, help="Sourcetype of the events."
+            "--sourcetype", help=f"Sourcetype of the events [default: the sink's, else {DEFAULT_SOURCETYPE}]."
         ),
     ]
     for option in reversed(options):
@@ -63,7 +74,40 @@ def _management_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _target(kw: dict[str, Any]) -> ManagementTarget:
+def _resolve(kw: dict[str, Any], *, searching: bool) -> None:
+    """Fill unset options from the sink's config (``-c``), then the defaults; in place.
+
+    A sink without ``index`` writes to its token's default index, which only Splunk knows:
+    searches then look in every index (``*``), as ``trailrelay canary`` does.
+    """
+    sink: SplunkConfig | None = None
+    if kw["config_path"] is not None:
+        try:
+            sink = load_sink_config(kw["config_path"], "splunk", kw["sink_name"])
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    if sink is not None:
+        kw["management_url"] = kw["management_url"] or sink.management_url
+        if not (kw["auth_token"] or kw["password"]):
+            if sink.management_token is not None:
+                kw["auth_token"] = sink.management_token.get_secret_value()
+            elif sink.password is not None:
+                kw["username"] = kw["username"] or sink.username
+                kw["password"] = sink.password.get_secret_value()
+        kw["ca_bundle"] = kw["ca_bundle"] or sink.management_ca_bundle or sink.ca_bundle
+        kw["insecure"] = kw["insecure"] or not sink.verify_tls
+        kw["index"] = kw["index"] or sink.index or ("*" if searching else None)
+        kw["sourcetype"] = kw["sourcetype"] or sink.sourcetype
+    kw["index"] = kw["index"] or "aws_cloudtrail"
+    kw["sourcetype"] = kw["sourcetype"] or DEFAULT_SOURCETYPE
+    if not kw["management_url"]:
+        raise click.UsageError(
+            "give --management-url (or SPLUNK_MANAGEMENT_URL, or management_url in the sink's config with -c)"
+        )
+
+
+def _target(kw: dict[str, Any], *, searching: bool = False) -> ManagementTarget:
+    _resolve(kw, searching=searching)
     if kw["insecure"]:
         _log.warning(
             "TLS CERTIFICATE VERIFICATION IS OFF for splunkd at %s (--insecure)", kw["management_url"]
@@ -88,10 +132,6 @@ def group() -> None:
 @_management_options
 @click.option("--token-name", default="trailrelay", show_default=True, help="Name of the HEC token.")
 @click.option("--app", default="search", show_default=True, help="App that owns the alert searches.")
-@click.option("--schedule", default="*/5 * * * *", show_default=True, help="Cron schedule of the alerts.")
-@click.option(
-    "--window-minutes", default=5, show_default=True, help="Index-time window each alert run covers."
-)
 @click.option("--no-ack", is_flag=True, help="Create the token without indexer acknowledgement.")
 @click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
 @click.option(
@@ -99,18 +139,17 @@ def group() -> None:
 )
 @click.option("--show-token", is_flag=True, help="Print the HEC token value on stdout.")
 def setup(**kw: Any) -> None:
-    """Create, if missing, the index, an HEC token bound to it, and the high-risk alerts."""
+    """Create, if missing, the index, an HEC token bound to it, and the rule pack's alerts."""
+    target = _target(kw)
     spec = SetupSpec(
         index=kw["index"],
         token_name=kw["token_name"],
         sourcetype=kw["sourcetype"],
         app=kw["app"],
         ack=not kw["no_ack"],
-        cron=kw["schedule"],
-        window_minutes=kw["window_minutes"],
     )
     try:
-        service = connect(_target(kw), app=spec.app)
+        service = connect(target, app=spec.app)
         steps = plan_setup(service, spec)
         if kw["dry_run"]:
             click.echo(f"Plan for {kw['management_url']} (dry run, nothing changed):")
@@ -159,8 +198,9 @@ def _write_secret(path: Path, value: str) -> None:
 @click.option("--poll-interval", default=5.0, show_default=True, hidden=True)
 def verify(**kw: Any) -> None:
     """Search Splunk for recent CloudTrail events (or a canary) and report the end-to-end delay."""
+    target = _target(kw, searching=True)
     try:
-        service = connect(_target(kw))
+        service = connect(target)
         report = verify_events(
             service,
             index=kw["index"],

@@ -16,6 +16,11 @@ HEC_MAX_CONTENT_LENGTH = 1_000_000
 IndexedField = Literal["account", "region", "risk"]
 """Groups of indexed ``fields`` a sink can attach to each event."""
 
+
+def _default_fields() -> list[IndexedField]:
+    return ["risk"]
+
+
 _COLLECTOR_SUFFIXES = ("/services/collector/event/1.0", "/services/collector/event", "/services/collector")
 
 
@@ -52,11 +57,25 @@ class SplunkConfig(SinkConfig):
         default=1.0, gt=0, le=60, description="Seconds between polls of /services/collector/ack."
     )
     fields: list[IndexedField] = Field(
-        default_factory=list,
-        description="Indexed fields to add: account, region, risk (trailrelay's detection tags).",
+        default_factory=_default_fields,
+        description="Indexed fields to add: account, region, risk (trailrelay's detection tags, on "
+        "tagged records only). Default: risk.",
     )
     compress_level: int = Field(
         default=1, ge=0, le=3, description="gzip level of request bodies (ISA-L: 0 fastest .. 3 smallest)."
+    )
+    management_url: str | None = Field(
+        default=None,
+        description="splunkd management URL (https://splunk.example.com:8089), for `trailrelay canary` "
+        "searches and `trailrelay splunk verify -c`.",
+    )
+    management_token: SecretStr | None = Field(
+        default=None, description="Splunk authentication token for the management API (may search)."
+    )
+    username: str | None = Field(default=None, description="Splunk user for the management API.")
+    password: SecretStr | None = Field(default=None, description="Password of username.")
+    management_ca_bundle: str | None = Field(
+        default=None, description="PEM bundle of the CA of splunkd's certificate; ca_bundle when unset."
     )
 
     @field_validator("url")
@@ -69,6 +88,16 @@ class SplunkConfig(SinkConfig):
             if url.endswith(suffix):
                 url = url[: -len(suffix)]
                 break
+        return url
+
+    @field_validator("management_url")
+    @classmethod
+    def _management_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        url = value.strip().rstrip("/")
+        if not url.startswith(("https://", "http://")):
+            raise ValueError("management_url must start with https:// (or http:// for a local test instance)")
         return url
 
     @field_validator("index", "source", "host")
@@ -85,4 +114,8 @@ class SplunkConfig(SinkConfig):
     def _limits(self) -> SplunkConfig:
         if self.ack_poll_interval > self.ack_timeout:
             raise ValueError("ack_poll_interval must not exceed ack_timeout")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if self.management_token is not None and self.username is not None:
+            raise ValueError("choose management_token or username + password, not both")
         return self

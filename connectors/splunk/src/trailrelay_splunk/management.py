@@ -18,10 +18,12 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 from splunklib import binding, client, results
 
-from trailrelay_splunk.alerts import ALERTS, AlertRule, alert_name, saved_search_params, spl_quote
+from trailrelay.contract import ConfigError
+from trailrelay_splunk.alerts import DEFAULT_SOURCETYPE, AlertDefinition, pack_alerts, spl_quote
 
 __all__ = [
     "HEC_APP_PATH",
+    "LoginRefusedError",
     "ManagementError",
     "ManagementTarget",
     "SetupSpec",
@@ -38,6 +40,15 @@ HEC_APP_PATH = "/servicesNS/nobody/splunk_httpinput/data/inputs/http/"
 
 class ManagementError(Exception):
     """The management API refused or could not be reached; the message names no secret."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status splunkd answered, None when it could not be reached."""
+
+
+class LoginRefusedError(ManagementError):
+    """splunkd refused the credentials (a setting to fix, not a transient failure)."""
 
 
 @dataclass(frozen=True)
@@ -59,13 +70,11 @@ class SetupSpec:
 
     index: str
     token_name: str = "trailrelay"  # noqa: S105 - the token's name, not a secret
-    sourcetype: str = "aws:cloudtrail"
+    sourcetype: str = DEFAULT_SOURCETYPE
     app: str = "search"
     ack: bool = True
-    cron: str = "*/5 * * * *"
-    window_minutes: int = 5
-    alert_prefix: str = "trailrelay - "
-    alerts: tuple[AlertRule, ...] = ALERTS
+    alerts: tuple[AlertDefinition, ...] | None = None
+    """The saved searches to install; None: the rule pack (:func:`pack_alerts`) for the index."""
 
 
 @dataclass
@@ -121,10 +130,17 @@ def connect(target: ManagementTarget, app: str = "search") -> client.Service:
     try:
         service.login()
     except binding.AuthenticationError:
-        raise ManagementError(
-            f"Splunk at {target.url} refused the login (check the username and password)"
+        raise LoginRefusedError(
+            f"Splunk at {target.url} refused the login (check the username and password, or the token)",
+            401,
         ) from None
-    except (OSError, binding.HTTPError) as exc:
+    except binding.HTTPError as exc:
+        if exc.status in (401, 403):
+            raise LoginRefusedError(
+                f"Splunk at {target.url} refused the login: {_brief(exc)}", exc.status
+            ) from None
+        raise ManagementError(f"cannot log in to Splunk at {target.url}: {_brief(exc)}", exc.status) from None
+    except OSError as exc:
         raise ManagementError(f"cannot log in to Splunk at {target.url}: {_brief(exc)}") from None
     return service
 
@@ -160,7 +176,9 @@ def plan_setup(service: client.Service, spec: SetupSpec) -> list[Step]:
     try:
         return _plan(service, spec)
     except binding.HTTPError as exc:
-        raise ManagementError(f"reading Splunk's configuration failed: {_brief(exc)}") from None
+        raise ManagementError(f"reading Splunk's configuration failed: {_brief(exc)}", exc.status) from None
+    except ConfigError as exc:  # the rule pack could not be converted to SPL
+        raise ManagementError(f"the alert searches could not be made: {exc}") from None
 
 
 def _plan(service: client.Service, spec: SetupSpec) -> list[Step]:
@@ -196,17 +214,17 @@ def _plan(service: client.Service, spec: SetupSpec) -> list[Step]:
             Step("hec-token", spec.token_name, "exists", detail, token=SecretStr(value) if value else None)
         )
 
-    for rule in spec.alerts:
-        name = alert_name(spec.alert_prefix, rule)
-        params = saved_search_params(
-            rule,
-            index=spec.index,
-            sourcetype=spec.sourcetype,
-            cron=spec.cron,
-            window_minutes=spec.window_minutes,
-        )
-        action = "exists" if _exists(service.saved_searches, name) is not None else "create"
-        steps.append(Step("alert", name, action, f"every {spec.cron!r}, severity {rule.severity}", params))
+    alerts = spec.alerts if spec.alerts is not None else pack_alerts(spec.index, spec.sourcetype)
+    for alert in alerts:
+        params = {**alert.settings, "search": alert.query}
+        detail = f"every {params.get('cron_schedule', '?')!r}, severity {params.get('alert.severity', '?')}"
+        existing = _exists(service.saved_searches, alert.name)
+        if existing is None:
+            steps.append(Step("alert", alert.name, "create", detail, params))
+            continue
+        if str(existing.content.get("search", "")).strip() != alert.query.strip():
+            detail = "search differs from the rule pack's (left as is; delete it and run setup to replace it)"
+        steps.append(Step("alert", alert.name, "exists", detail))
     return steps
 
 
@@ -272,6 +290,8 @@ def _oneshot(service: client.Service, query: str, **params: str) -> list[dict[st
         stream = service.jobs.oneshot(query, output_mode="json", count=0, **params)
         rows = [r for r in results.JSONResultsReader(stream) if isinstance(r, dict)]
     except binding.HTTPError as exc:
+        raise ManagementError(f"the verification search failed: {_brief(exc)}", exc.status) from None
+    except OSError as exc:
         raise ManagementError(f"the verification search failed: {_brief(exc)}") from None
     return rows
 
@@ -284,6 +304,7 @@ def verify_events(
     minutes: int = 15,
     event_id: str | None = None,
     lookback: str = "-24h",
+    latest: str = "now",
     wait: float = 0.0,
     poll_interval: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
@@ -309,7 +330,7 @@ def verify_events(
         )
     deadline = clock() + wait
     while True:
-        rows = _oneshot(service, query, earliest_time=lookback, latest_time="now")
+        rows = _oneshot(service, query, earliest_time=lookback, latest_time=latest)
         report = _report(query, rows, event_id)
         if report.found or clock() >= deadline:
             return report

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 from trailrelay.contract import Encoder, Sink, SinkContext
 from trailrelay_splunk.config import SplunkConfig
 from trailrelay_splunk.encode import EnvelopeEncoder
+from trailrelay_splunk.search import SplunkSearcher
 from trailrelay_splunk.sink import SplunkSink
 
 __all__ = ["SplunkPlugin", "plugin"]
@@ -25,6 +27,11 @@ class SplunkPlugin:
     def encoder(self, config: Any) -> Encoder:
         """The envelope encoder the sink uses, for demo and cost estimates."""
         return EnvelopeEncoder(_typed(config))
+
+    def searcher(self, config: Any) -> SplunkSearcher:
+        """A oneshot search for one eventID (``trailrelay canary``); ConfigError without management keys."""
+        typed = _typed(config)
+        return SplunkSearcher(typed, logging.getLogger(f"trailrelay.sinks.{typed.display_name}"))
 
 
 def _typed(config: Any) -> SplunkConfig:

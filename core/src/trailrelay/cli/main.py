@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trailrelay import __version__
+from trailrelay.cli.canary import canary
 from trailrelay.cli.logs import setup_logging
 from trailrelay.cli.report import print_summary, progress_reporter
 from trailrelay.config import Config, FilesSourceConfig, S3SourceConfig, SqsSourceConfig, load_config
@@ -271,6 +272,7 @@ def _add_plugin_commands() -> None:
 
 cli.add_command(reveal_command)
 cli.add_command(rules)
+cli.add_command(canary)
 cli.add_command(cost_command)
 cli.add_command(verify_command)
 cli.add_command(mirror_command)

@@ -6,6 +6,7 @@ touched them (so the file holds exactly what AWS wrote), compact JSON otherwise.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -122,9 +123,14 @@ class FileSink:
     def close(self) -> None:
         """Close the file (never the borrowed stream)."""
         with self._lock:
-            if self._fh is not None and self._stream is None:
-                self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            if fh is not None and self._stream is None:
+                try:
+                    fh.close()
+                except OSError as exc:  # every batch was flushed already; nothing is lost here
+                    logging.getLogger("trailrelay.sinks.file").warning(
+                        "closing %s: %s", self.config.display_name, exc
+                    )
 
     def __repr__(self) -> str:
         return f"FileSink({self.config.display_name})"
