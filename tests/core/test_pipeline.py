@@ -356,3 +356,33 @@ def test_object_hashes_kept_for_integrity_checks(tmp_path: Path, make_object: An
         .fetchall()
     )
     assert rows == [(hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest(), 5)]
+
+
+def test_urgent_unit_flushes_partial_batches(tmp_path: Path, scripted: Any, make_events: Any) -> None:
+    """A unit someone waits on (a Firehose request) does not wait out the batch age."""
+    from trailrelay.sources.base import ObjectRef, Work
+
+    body = orjson.dumps({"Records": [e for e in make_events(3) if e["eventName"] != "StopLogging"]})
+    acked = threading.Event()
+
+    class OneRequest:
+        def work(self, stop: threading.Event) -> Any:
+            yield Work(
+                [ObjectRef(Origin("firehose", "req-1"), lambda: body)], ack=lambda _: acked.set(), urgent=True
+            )
+            acked.wait(5)  # keep the source open, as a server would
+
+        def close(self) -> None:
+            pass
+
+    sink = scripted(BatchLimits(max_records=1000, max_bytes=1 << 20, max_age=30.0, concurrency=1))
+    metrics, stop = Metrics(), threading.Event()
+    dead = FolderDeadLetters(tmp_path / "d")
+    pipe = Pipeline(OneRequest(), dead_letters=dead, metrics=metrics, stop=stop, readers=1)
+    pipe.sinks["s"] = SinkRunner(
+        "s", sink, dead_letters=dead, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal
+    )
+    t0 = time.monotonic()
+    pipe.run()
+    assert acked.is_set()
+    assert time.monotonic() - t0 < 5  # acknowledged long before the 30 s batch age

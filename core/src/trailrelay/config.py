@@ -16,18 +16,22 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from trailrelay.aws_lambda.models import LambdaSourceConfig
 from trailrelay.contract import SinkConfig
 from trailrelay.detection.config import DetectionConfig
 from trailrelay.errors import ConfigError
 from trailrelay.plugins import load_sink
 from trailrelay.privacy.config import PrivacyConfig
 from trailrelay.sinks.file import FileConfig
+from trailrelay.sources.firehose import FirehoseSourceConfig
 from trailrelay.transforms.filters import FilterConfig
 
 __all__ = [
     "Config",
     "DeadLetterConfig",
     "FilesSourceConfig",
+    "FirehoseSourceConfig",
+    "LambdaSourceConfig",
     "PipelineConfig",
     "S3SourceConfig",
     "SqsSourceConfig",
@@ -87,7 +91,10 @@ class SqsSourceConfig(_AwsSource):
     max_messages: int = Field(default=10, ge=1, le=10)
 
 
-SourceConfig = Annotated[FilesSourceConfig | S3SourceConfig | SqsSourceConfig, Field(discriminator="type")]
+SourceConfig = Annotated[
+    FilesSourceConfig | S3SourceConfig | SqsSourceConfig | FirehoseSourceConfig | LambdaSourceConfig,
+    Field(discriminator="type"),
+]
 
 
 class DeadLetterConfig(_Strict):

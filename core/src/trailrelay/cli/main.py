@@ -19,8 +19,17 @@ from rich.table import Table
 from trailrelay import __version__
 from trailrelay.cli.canary import canary
 from trailrelay.cli.logs import setup_logging
+from trailrelay.cli.package_cmd import package as package_command
 from trailrelay.cli.report import print_summary, progress_reporter
-from trailrelay.config import Config, FilesSourceConfig, S3SourceConfig, SqsSourceConfig, load_config
+from trailrelay.config import (
+    Config,
+    FilesSourceConfig,
+    FirehoseSourceConfig,
+    LambdaSourceConfig,
+    S3SourceConfig,
+    SqsSourceConfig,
+    load_config,
+)
 from trailrelay.cost.cli import cost as cost_command
 from trailrelay.detection.cli import rules
 from trailrelay.errors import ConfigError, SinkError, TrailrelayError
@@ -95,7 +104,8 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
 
     stop = threading.Event()
     _install_signal_handlers(stop)
-    show = progress if progress is not None else (tty and not isinstance(config.source, SqsSourceConfig))
+    live = (SqsSourceConfig, FirehoseSourceConfig)
+    show = progress if progress is not None else (tty and not isinstance(config.source, live))
     with progress_reporter(enabled=show) as on_progress:
         try:
             built = build_pipeline(config, once=once, stop=stop, progress=on_progress)
@@ -106,7 +116,12 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
             err.print(f"[red]error:[/red] {exc}", highlight=False)
             raise SystemExit(EXIT_CONFIG) from None
         pipeline = built.pipeline
-        max_idle = 3 * getattr(config.source, "wait_seconds", 100) + 60
+        # a push source (Firehose) may be idle for hours and still healthy
+        max_idle = (
+            float("inf")
+            if config.source.type == "firehose"
+            else 3 * getattr(config.source, "wait_seconds", 100) + 60
+        )
         server = HealthServer(health, pipeline_health(pipeline, max_idle)).start() if health else None
         metrics_file = os.environ.get("TRAILRELAY_METRICS_FILE")
         writer_stop = threading.Event()
@@ -193,6 +208,11 @@ def _check_source(config: Config) -> tuple[bool, str]:
             s3 = aws_client("s3", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
             s3.list_objects_v2(Bucket=src.bucket, Prefix=src.prefix, MaxKeys=1)
             return True, f"can list s3://{src.bucket}/{src.prefix}"
+        if isinstance(src, FirehoseSourceConfig):
+            tls = "TLS" if src.tls_cert else "plain HTTP (terminate TLS in front)"
+            return True, f"will listen on {src.listen}, {len(src.secret_keys())} access key(s), {tls}"
+        if isinstance(src, LambdaSourceConfig):
+            return True, "lambda: each invocation's event is the source"
         assert isinstance(src, SqsSourceConfig)
         sqs = aws_client("sqs", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
         attrs = sqs.get_queue_attributes(QueueUrl=src.queue_url, AttributeNames=["All"])["Attributes"]
@@ -274,6 +294,7 @@ cli.add_command(reveal_command)
 cli.add_command(rules)
 cli.add_command(canary)
 cli.add_command(cost_command)
+cli.add_command(package_command)
 cli.add_command(verify_command)
 cli.add_command(mirror_command)
 _add_plugin_commands()

@@ -8,25 +8,42 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from trailrelay import __version__
-from trailrelay.config import Config, FilesSourceConfig, S3SourceConfig, SqsSourceConfig
+from trailrelay.config import (
+    Config,
+    FilesSourceConfig,
+    FirehoseSourceConfig,
+    LambdaSourceConfig,
+    S3SourceConfig,
+    SqsSourceConfig,
+)
 from trailrelay.contract import Sink, SinkConfig, SinkContext
 from trailrelay.detection.evaluate import SigmaTagger
+from trailrelay.errors import ConfigError
 from trailrelay.pipeline.deadletter import DeadLetterStore, FolderDeadLetters, S3DeadLetters
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline, Transform
 from trailrelay.plugins import installed_sinks, load_sink
-from trailrelay.privacy import build_pseudonymizers
+from trailrelay.privacy import Pseudonymizer, build_pseudonymizers
 from trailrelay.record import Record
 from trailrelay.sources.aws import aws_client
 from trailrelay.sources.base import Source
 from trailrelay.sources.files import FileSource
+from trailrelay.sources.firehose import build_firehose_source
 from trailrelay.sources.s3 import S3Source
 from trailrelay.sources.sqs import SqsSource
 from trailrelay.state import Checkpoints
 from trailrelay.transforms.filters import RecordFilter
 
-__all__ = ["Built", "build_pipeline", "build_sink", "build_source", "build_transforms"]
+__all__ = [
+    "Built",
+    "attach_sinks",
+    "build_pipeline",
+    "build_privacy",
+    "build_sink",
+    "build_source",
+    "build_transforms",
+]
 
 
 def build_sink(config: SinkConfig) -> Sink:
@@ -60,6 +77,12 @@ def build_source(config: Config, *, once: bool, checkpoints: Checkpoints | None)
             insights=src.insights,
             checkpoints=checkpoints,
             max_object_bytes=limit,
+        )
+    if isinstance(src, FirehoseSourceConfig):
+        return build_firehose_source(src, max_object_bytes=limit, base_dir=config.base_dir)
+    if isinstance(src, LambdaSourceConfig):
+        raise ConfigError(
+            'source.type: "lambda" runs only inside AWS Lambda (handler trailrelay.aws_lambda.handler)'
         )
     assert isinstance(src, SqsSourceConfig)
     sqs = aws_client("sqs", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
@@ -130,10 +153,10 @@ def build_pipeline(
     """Everything ``trailrelay forward`` runs: source, transforms, opened sinks, stores."""
     stop = stop or threading.Event()
     metrics = metrics or Metrics()
-    checkpoints = None if isinstance(config.source, SqsSourceConfig) else Checkpoints(config.state_path())
+    stateless = (SqsSourceConfig, FirehoseSourceConfig, LambdaSourceConfig)
+    checkpoints = None if isinstance(config.source, stateless) else Checkpoints(config.state_path())
     dead_letters = build_dead_letters(config)
-    names = [sc.display_name for sc in config.sinks]
-    privacy = build_pseudonymizers(config.privacy, names, config.base_dir) if config.privacy else {}
+    privacy = build_privacy(config)
     sinks: dict[str, Sink] = {}
     for sc in config.sinks:
         sink = build_sink(sc)
@@ -152,14 +175,34 @@ def build_pipeline(
     )
     transforms, record_filter, tagger = build_transforms(config)
     pipeline.transforms = transforms
+    attach_sinks(pipeline, config, sinks, privacy=privacy, backoff_base=backoff_base)
+    return Built(pipeline, sinks, record_filter, tagger, checkpoints, extras={"privacy": privacy})
+
+
+def build_privacy(config: Config) -> dict[str, Pseudonymizer]:
+    """The pseudonymizer of each sink that has one, by sink name (built once per process)."""
+    names = [sc.display_name for sc in config.sinks]
+    return build_pseudonymizers(config.privacy, names, config.base_dir) if config.privacy else {}
+
+
+def attach_sinks(
+    pipeline: Pipeline,
+    config: Config,
+    sinks: dict[str, Sink],
+    *,
+    privacy: dict[str, Pseudonymizer] | None = None,
+    backoff_base: float = 0.5,
+) -> None:
+    """One runner per configured sink on ``pipeline``, sharing its stop, metrics and dead letters."""
+    privacy = privacy or {}
     for sc in config.sinks:
         name = sc.display_name
         pipeline.sinks[name] = SinkRunner(
             name,
             sinks[name],
-            dead_letters=dead_letters,
-            metrics=metrics,
-            stop=stop,
+            dead_letters=pipeline.dead_letters,
+            metrics=pipeline.metrics,
+            stop=pipeline.stop,
             on_fatal=pipeline.on_fatal,
             max_retry_seconds=sc.max_retry_seconds,
             backoff_base=backoff_base,
@@ -167,4 +210,3 @@ def build_pipeline(
             record_filter=RecordFilter(sc.filter) if sc.filter.rules or sc.filter.default == "drop" else None,
             prepare=privacy[name].apply if name in privacy else None,
         )
-    return Built(pipeline, sinks, record_filter, tagger, checkpoints, extras={"privacy": privacy})

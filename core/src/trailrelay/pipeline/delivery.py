@@ -31,6 +31,7 @@ __all__ = ["SinkRunner", "backoff"]
 log = logging.getLogger("trailrelay.pipeline")
 
 _STOP = object()
+_FLUSH = object()
 
 
 def backoff(attempt: int, retry_after: float | None, *, base: float = 0.5, cap: float = 60.0) -> float:
@@ -102,6 +103,10 @@ class SinkRunner:
                 return
         self._queue.put(record)
 
+    def flush(self) -> None:
+        """Send the partial batch now (someone is waiting for its acknowledgement)."""
+        self._queue.put(_FLUSH)
+
     def abandon_after(self, seconds: float) -> None:
         """Stop retrying (hand records back unfinished) once ``seconds`` have passed."""
         with self._timer_lock:
@@ -137,6 +142,10 @@ class SinkRunner:
             if item is _STOP:
                 self._dispatch(batch)
                 return
+            if item is _FLUSH:
+                self._dispatch(batch)
+                batch, size = [], 0
+                continue
             assert isinstance(item, Record)
             if not batch:
                 deadline = time.monotonic() + self.max_age

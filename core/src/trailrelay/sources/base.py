@@ -53,6 +53,9 @@ class Work:
     label: str = ""
     idle: bool = False
     """An empty poll: nothing to do, but proof the source is alive (health checks)."""
+    urgent: bool = False
+    """Someone waits for this unit's acknowledgement (a Firehose request): flush partial batches
+    once it is read instead of waiting for them to fill."""
 
 
 class Source(Protocol):

@@ -1,1 +1,1 @@
-"""What happens to records on the way: filtering and high-risk tagging."""
+"""What happens to records on the way: filtering (detection lives in trailrelay.detection)."""

@@ -1,0 +1,294 @@
+"""One Lambda invocation: the event's units of work through the pipeline, answered in its protocol.
+
+What a container keeps (:class:`App`, built on the first invocation): the configuration, the
+opened sinks, the transforms, the dead-letter store and AWS clients. What each invocation
+builds: a pipeline over the event's units with fresh sink runners (threads), so nothing of one
+invocation's bookkeeping leaks into the next.
+
+The deadline: a watcher sets the pipeline's stop once the invocation has less than
+``stop_before_timeout`` seconds left; the pipeline then takes no new unit, gives in-flight ones
+until ``finish_before_timeout`` seconds before the end and hands back what is still unfinished.
+A unit is thus either acknowledged (every record final in every sink) or not at all:
+
+- SQS: unfinished messages are returned in ``batchItemFailures`` and come back later (FIFO
+  queues: every message after the first unfinished one too, to keep the order);
+- asynchronous events (S3, SNS, EventBridge, CloudWatch Logs): the invocation fails, so Lambda
+  retries the event (then sends it to the function's on-failure destination or DLQ);
+- Firehose data transformation: the invocation fails and Firehose retries the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from trailrelay.aws_lambda.events import (
+    EventKind,
+    IncompleteInvocationError,
+    Ledger,
+    ObjectReader,
+    event_kind,
+    units_for,
+)
+from trailrelay.aws_lambda.models import LambdaSourceConfig
+from trailrelay.aws_lambda.settings import load_lambda_config
+from trailrelay.aws_lambda.transform import transform
+from trailrelay.config import Config
+from trailrelay.contract import Sink
+from trailrelay.errors import SinkError
+from trailrelay.pipeline.build import (
+    attach_sinks,
+    build_dead_letters,
+    build_privacy,
+    build_sink,
+    build_transforms,
+)
+from trailrelay.pipeline.deadletter import DeadLetterStore
+from trailrelay.pipeline.delivery import SinkRunner
+from trailrelay.pipeline.metrics import Metrics
+from trailrelay.pipeline.runner import Pipeline, RunResult, Transform
+from trailrelay.privacy import Pseudonymizer
+from trailrelay.sources.aws import aws_client
+from trailrelay.sources.base import Work
+
+__all__ = ["App", "IncompleteInvocationError", "app", "handle", "reset"]
+
+log = logging.getLogger("trailrelay.aws_lambda")
+
+
+@dataclass
+class App:
+    """What one container keeps between invocations."""
+
+    config: Config
+    transforms: list[Transform]
+    dead_letters: DeadLetterStore
+    reader: ObjectReader
+    privacy: dict[str, Pseudonymizer] = field(default_factory=dict)
+    sinks: dict[str, Sink] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_config(cls, config: Config) -> App:
+        """Everything but the sinks, which are opened when an event first needs them."""
+        source = config.source
+        src = source if isinstance(source, LambdaSourceConfig) else LambdaSourceConfig()
+        transforms, _, _ = build_transforms(config)
+        dead_letters = build_dead_letters(config)
+        if config.dead_letter.s3_uri is None:
+            log.warning(
+                "dead letters go to %s, which Lambda discards with the container: set [dead_letter] "
+                "s3_uri; until then every entry is also written to this function's log",
+                config.dead_letter_path(),
+            )
+            dead_letters = LoggedDeadLetters(dead_letters)
+
+        def s3() -> Any:
+            return aws_client("s3", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
+
+        reader = ObjectReader(s3, config.pipeline.max_object_bytes, src.insights)
+        return cls(config, transforms, dead_letters, reader, build_privacy(config))
+
+    @property
+    def source(self) -> LambdaSourceConfig:
+        """The ``[source]`` table (defaults when the config left it out)."""
+        src = self.config.source
+        return src if isinstance(src, LambdaSourceConfig) else LambdaSourceConfig()
+
+    def open_sinks(self) -> dict[str, Sink]:
+        """The configured sinks, built and opened on first use."""
+        with self._lock:
+            if not self.sinks:
+                opened: dict[str, Sink] = {}
+                for sc in self.config.sinks:
+                    sink = build_sink(sc)
+                    sink.open()
+                    opened[sc.display_name] = sink
+                self.sinks = opened
+            return self.sinks
+
+    def run(
+        self,
+        units: list[Work],
+        context: Any,
+        *,
+        sinks: dict[str, Sink] | None = None,
+        dead_letters: DeadLetterStore | None = None,
+        backoff_base: float = 0.5,
+    ) -> RunResult:
+        """Run the units through a fresh pipeline until done or the deadline nears.
+
+        ``sinks`` replaces the configured sinks (the Firehose transformation collects its output).
+        """
+        stop = threading.Event()
+        reserve, finish = _margins(self.source, context)
+        pipeline = Pipeline(
+            _Units(units),
+            dead_letters=dead_letters or self.dead_letters,
+            metrics=Metrics(),
+            stop=stop,
+            readers=self.config.pipeline.readers,
+            max_object_bytes=self.config.pipeline.max_object_bytes,
+            drain_seconds=max(0.0, reserve - finish),
+        )
+        pipeline.transforms = self.transforms
+        if sinks is None:
+            sinks = self.open_sinks()
+            attach_sinks(pipeline, self.config, sinks, privacy=self.privacy, backoff_base=backoff_base)
+        else:
+            for name, sink in sinks.items():
+                pipeline.sinks[name] = SinkRunner(
+                    name,
+                    sink,
+                    dead_letters=pipeline.dead_letters,
+                    metrics=pipeline.metrics,
+                    stop=stop,
+                    on_fatal=pipeline.on_fatal,
+                    backoff_base=backoff_base,
+                )
+        finished = threading.Event()
+        watcher = threading.Thread(
+            target=_watch_deadline, args=(context, reserve, stop, finished), daemon=True
+        )
+        watcher.start()
+        try:
+            return pipeline.run()
+        finally:
+            finished.set()
+            watcher.join()
+
+    def close(self) -> None:
+        """Close the sinks (the container is being replaced)."""
+        for sink in self.sinks.values():
+            try:
+                sink.close()
+            except Exception:
+                log.exception("closing a sink failed")
+        self.sinks = {}
+
+
+class LoggedDeadLetters:
+    """A dead-letter store that also writes each entry to the log (Lambda's /tmp does not last)."""
+
+    def __init__(self, inner: DeadLetterStore) -> None:
+        self.inner = inner
+        self.count = inner.count
+
+    def write(self, item: dict[str, Any]) -> None:
+        """Store one entry and log it whole."""
+        self.inner.write(item)
+        self.count = self.inner.count
+        log.error("dead letter: %s", orjson.dumps(item).decode())  # in the message: Lambda drops extras
+
+    def close(self) -> None:
+        """Flush the inner store."""
+        self.inner.close()
+
+
+class _Units:
+    """The source of one invocation: the units its event holds."""
+
+    def __init__(self, units: list[Work]) -> None:
+        self.units = units
+
+    def work(self, stop: threading.Event) -> Iterator[Work]:
+        for unit in self.units:
+            if stop.is_set():
+                return
+            yield unit
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _margins(src: LambdaSourceConfig, context: Any) -> tuple[float, float]:
+    """(stop taking work, hand back in-flight work): seconds before the end of the invocation.
+
+    A function whose whole timeout is short keeps at most a third of it in reserve, so the
+    configured margins never leave it no time to work.
+    """
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    reserve = src.stop_before_timeout
+    if remaining is not None:
+        reserve = min(reserve, remaining() / 3000.0)
+    return reserve, min(src.finish_before_timeout, reserve / 2)
+
+
+def _watch_deadline(context: Any, reserve: float, stop: threading.Event, finished: threading.Event) -> None:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:  # invoked outside Lambda (tests, local runs): no deadline
+        return
+    while not finished.wait(0.02):
+        if remaining() / 1000.0 <= reserve:
+            if not stop.is_set():
+                log.warning("invocation time running out: taking no new work, handing back the rest")
+            stop.set()
+            return
+
+
+_APP: App | None = None
+_APP_LOCK = threading.Lock()
+
+
+def app() -> App:
+    """The container's App, built on first use from ``TRAILRELAY_CONFIG``."""
+    global _APP  # noqa: PLW0603 - one App per container is the point
+    with _APP_LOCK:
+        if _APP is None:
+            logging.getLogger("trailrelay").setLevel(os.environ.get("TRAILRELAY_LOG_LEVEL", "INFO").upper())
+            _APP = App.from_config(load_lambda_config())
+        return _APP
+
+
+def reset() -> None:
+    """Forget the container's App (the next invocation reads the config and secrets again)."""
+    global _APP
+    with _APP_LOCK:
+        old, _APP = _APP, None
+    if old is not None:
+        old.close()
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    """Process one invocation's event; the answer its invoker expects."""
+    current = app()
+    kind = event_kind(event)
+    if kind is EventKind.FIREHOSE:
+        return transform(current, event, context)
+    ledger = Ledger()
+    units = units_for(kind, event, current.reader, ledger)
+    try:
+        result = current.run(units, context)
+    except SinkError:  # a sink could not even open (e.g. a revoked token): nothing was acknowledged
+        reset()
+        raise
+    summary = result.metrics.snapshot()
+    if result.fatal:
+        reset()  # e.g. a rotated token: read the config and its secrets again next time
+    unfinished = ledger.unfinished()
+    outline = {"event": kind.value, "units": len(units), "unfinished": len(unfinished), "summary": summary}
+    log.info("invocation finished: %s", orjson.dumps(outline).decode())
+    if kind is EventKind.SQS:
+        return {
+            "batchItemFailures": [{"itemIdentifier": u} for u in _sqs_failures(event, ledger, unfinished)]
+        }
+    if unfinished:
+        reasons = "; ".join(f"{u}: {ledger.reason(u)}" for u in unfinished[:5])
+        raise IncompleteInvocationError(f"{len(unfinished)} of {len(units)} units not finished ({reasons})")
+    return {"event": kind.value, "units": len(units), "records": summary["records_in"]}
+
+
+def _sqs_failures(event: dict[str, Any], ledger: Ledger, unfinished: list[str]) -> list[str]:
+    if not unfinished:
+        return []
+    first = event["Records"][0]
+    if not str(first.get("eventSourceARN", "")).endswith(".fifo"):
+        return unfinished
+    cut = ledger.order.index(unfinished[0])  # FIFO: nothing after a failed message may be deleted
+    return ledger.order[cut:]

@@ -1,0 +1,203 @@
+"""Unwrap what AWS puts CloudTrail records in: Firehose record data and CloudWatch Logs payloads.
+
+Firehose (the HTTP endpoint and the data-transformation Lambda event) carries each record as
+base64; a record is a CloudTrail record, an EventBridge envelope, NDJSON of those, or a
+CloudWatch Logs subscription payload (gzip'd JSON whose ``logEvents[].message`` are CloudTrail
+records, which is how a trail that writes to CloudWatch Logs reaches Firehose or Lambda).
+``CONTROL_MESSAGE`` payloads (CloudWatch checking that the destination is reachable) carry no
+records and are skipped.
+
+Nothing here parses records: :class:`PayloadCollector` only unwraps and groups the documents
+into objects for :func:`trailrelay.sources.parse.iter_records`, which the pipeline runs on each.
+Documents that are one JSON object each are joined into one JSON array (one parse for many
+small records); anything else travels alone so one bad document never spoils the others.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from trailrelay.errors import InputError
+from trailrelay.record import Origin
+from trailrelay.sources.base import ObjectRef
+from trailrelay.sources.decompress import DEFAULT_LIMIT, decompress
+
+__all__ = [
+    "LogsBatch",
+    "PayloadCollector",
+    "decode_awslogs",
+    "decode_base64",
+    "group_documents",
+    "logs_batch",
+    "unwrap",
+]
+
+_WS = b" \t\r\n"
+
+
+class _LogEvent(msgspec.Struct):
+    message: str
+    id: str | None = None
+
+
+class _LogsPayload(msgspec.Struct, rename="camel"):
+    message_type: str | None = None
+    owner: str | None = None
+    log_group: str | None = None
+    log_stream: str | None = None
+    log_events: list[_LogEvent] | None = None
+
+
+class _AnyObject(msgspec.Struct):
+    """Decoding into a field-less struct checks "one JSON object" while skipping its content."""
+
+
+_LOGS = msgspec.json.Decoder(_LogsPayload)
+_OBJECT = msgspec.json.Decoder(_AnyObject)
+
+
+@dataclass(frozen=True, slots=True)
+class LogsBatch:
+    """One CloudWatch Logs subscription payload: its log events' messages and where they are from."""
+
+    message_type: str
+    owner: str
+    log_group: str
+    log_stream: str
+    messages: list[bytes]
+
+    @property
+    def control(self) -> bool:
+        """True for CloudWatch's reachability check, which carries no records."""
+        return self.message_type == "CONTROL_MESSAGE"
+
+    @property
+    def location(self) -> str:
+        """``cloudwatch://<account>/<log group>/<log stream>``."""
+        return f"cloudwatch://{self.owner}/{self.log_group.lstrip('/')}/{self.log_stream}"
+
+
+def decode_base64(data: str | bytes) -> bytes:
+    """Strict base64 (standard alphabet, padding required); InputError otherwise."""
+    try:
+        return binascii.a2b_base64(data, strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError(f"data is not valid base64: {exc}") from None
+
+
+def logs_batch(payload: bytes) -> LogsBatch | None:
+    """The CloudWatch Logs subscription payload in these (decompressed) bytes, or None if not one."""
+    if b'"logEvents"' not in payload or b'"messageType"' not in payload:
+        return None  # a substring test first: CloudTrail records never pay for the decode below
+    try:
+        doc = _LOGS.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if doc.message_type is None or doc.log_events is None:
+        return None
+    return LogsBatch(
+        doc.message_type,
+        doc.owner or "",
+        doc.log_group or "",
+        doc.log_stream or "",
+        [e.message.encode() for e in doc.log_events],
+    )
+
+
+def decode_awslogs(data: str, limit: int = DEFAULT_LIMIT) -> LogsBatch:
+    """The payload of a Lambda CloudWatch Logs event (``awslogs.data``: base64 of gzip'd JSON)."""
+    batch = logs_batch(decompress(decode_base64(data), limit))
+    if batch is None:
+        raise InputError("awslogs.data is not a CloudWatch Logs subscription payload")
+    return batch
+
+
+def unwrap(raw: bytes, limit: int = DEFAULT_LIMIT) -> bytes | LogsBatch:
+    """One record's payload gunzipped (when gzip) and, if it is one, read as a CloudWatch Logs batch."""
+    data = decompress(raw, limit)
+    batch = logs_batch(data)
+    return data if batch is None else batch
+
+
+def group_documents(docs: Sequence[bytes]) -> list[bytes]:
+    """Objects for the record parser: documents that are one JSON object each joined into one array.
+
+    Anything else (NDJSON, an array, not JSON) becomes an object of its own, so the parser reads
+    it in its own way or reports it, without spoiling the others.
+    """
+    joined: list[bytes] = []
+    alone: list[bytes] = []
+    decode = _OBJECT.decode
+    for doc in docs:
+        body = doc if doc[:1] == b"{" and doc[-1:] == b"}" else doc.strip(_WS)
+        try:
+            decode(body)  # one JSON object, nothing after it: safe to put in an array
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            alone.append(doc)
+        else:
+            joined.append(body)
+    out = [b"[" + b",".join(joined) + b"]"] if joined else []
+    return out + alone
+
+
+def _const(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
+
+
+@dataclass
+class PayloadCollector:
+    """Collects the payloads of one unit of work and turns them into objects for the pipeline.
+
+    ``add_base64`` and ``add_bytes`` take one wrapped record each; documents that are plain
+    records are grouped under ``origin`` by :meth:`refs`, CloudWatch Logs batches become objects
+    of their own (their origin names the log group and stream), control messages are skipped
+    and undecodable data is listed in ``invalid`` (dead-lettered with the reason).
+    """
+
+    origin: Origin
+    limit: int = DEFAULT_LIMIT
+    documents: list[bytes] = field(default_factory=list)
+    objects: list[ObjectRef] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    invalid: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def add_base64(self, data: str, where: str) -> None:
+        """A base64 record (Firehose ``data``)."""
+        try:
+            raw = decode_base64(data)
+        except InputError as exc:
+            self.invalid.append((f"{where}: {exc}", data.encode()))
+            return
+        self.add_bytes(raw, where)
+
+    def add_bytes(self, raw: bytes, where: str) -> None:
+        """A record's bytes: gzip or not, a CloudWatch Logs payload or documents."""
+        if not raw or raw.isspace():
+            self.skipped.append(("empty-record", where))
+            return
+        try:
+            payload = unwrap(raw, self.limit)
+        except InputError:  # corrupt gzip, bomb: the pipeline reads it again and dead-letters it
+            self.objects.append(ObjectRef(Origin(self.origin.kind, where), _const(raw)))
+            return
+        if isinstance(payload, LogsBatch):
+            self.add_logs(payload, where)
+        else:
+            self.documents.append(payload)
+
+    def add_logs(self, batch: LogsBatch, where: str) -> None:
+        """A CloudWatch Logs subscription payload (its messages are the records)."""
+        if batch.control:
+            self.skipped.append(("cloudwatch-control-message", where))
+            return
+        origin = Origin("cloudwatch", batch.location)
+        self.objects.extend(ObjectRef(origin, _const(obj)) for obj in group_documents(batch.messages))
+
+    def refs(self) -> list[ObjectRef]:
+        """Every object collected, the grouped plain documents first."""
+        grouped = [ObjectRef(self.origin, _const(obj)) for obj in group_documents(self.documents)]
+        return grouped + self.objects

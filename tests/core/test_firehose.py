@@ -1,0 +1,599 @@
+"""The Firehose HTTP endpoint: the delivery protocol end to end, over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import http.client
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from trailrelay.config import parse_config
+from trailrelay.contract import BatchLimits
+from trailrelay.detection.evaluate import SigmaTagger
+from trailrelay.errors import ConfigError
+from trailrelay.pipeline.build import build_pipeline
+from trailrelay.pipeline.deadletter import FolderDeadLetters, read_entries
+from trailrelay.pipeline.delivery import SinkRunner
+from trailrelay.pipeline.metrics import Metrics
+from trailrelay.pipeline.runner import Pipeline
+from trailrelay.sources.firehose import FirehoseSource, FirehoseSourceConfig, build_firehose_source
+from trailrelay.testing import SAMPLE_EVENTS
+
+KEY = "fh-key-7c1d2e3f-0001"
+OLD_KEY = "fh-key-retiring-0000"
+ARN = "arn:aws:firehose:eu-west-1:111122223333:deliverystream/cloudtrail-to-trailrelay"
+
+
+QUIET = [
+    e for e in SAMPLE_EVENTS if e["eventName"] in ("DescribeInstances", "RotationSucceeded", "GetObject")
+]
+
+
+def _event(i: int, prefix: str = "fh", *, risky: bool = False) -> dict[str, Any]:
+    base = SAMPLE_EVENTS[0] if risky else QUIET[i % len(QUIET)]
+    return {**base, "eventID": f"{prefix}-{i:05d}"}
+
+
+def _logs_payload(events: list[dict[str, Any]], kind: str = "DATA_MESSAGE") -> bytes:
+    """A CloudWatch Logs subscription payload as CloudWatch sends it: gzip'd JSON."""
+    doc = {
+        "messageType": kind,
+        "owner": "111122223333" if kind == "DATA_MESSAGE" else "CloudwatchLogs",
+        "logGroup": "aws-cloudtrail-logs-111122223333" if kind == "DATA_MESSAGE" else "",
+        "logStream": "111122223333_CloudTrail_eu-west-1" if kind == "DATA_MESSAGE" else "",
+        "subscriptionFilters": ["to-firehose"] if kind == "DATA_MESSAGE" else [],
+        "logEvents": [
+            {"id": f"3{i:055d}", "timestamp": 1772446502000 + i, "message": orjson.dumps(e).decode()}
+            for i, e in enumerate(events)
+        ]
+        if kind == "DATA_MESSAGE"
+        else [
+            {
+                "id": "",
+                "timestamp": 1772446502000,
+                "message": "CWL CONTROL MESSAGE: Checking health of destination Firehose.",
+            }
+        ],
+    }
+    return gzip.compress(orjson.dumps(doc))
+
+
+def _envelope(event: dict[str, Any]) -> bytes:
+    """An EventBridge "AWS API Call via CloudTrail" event, newline-terminated as Firehose appends."""
+    env = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws." + event["eventSource"].split(".")[0],
+        "account": "111122223333",
+        "time": event["eventTime"],
+        "region": event["awsRegion"],
+        "resources": [],
+        "detail": event,
+    }
+    return orjson.dumps(env) + b"\n"
+
+
+class FirehoseClient:
+    """Sends like Firehose does: gzip bodies, the same request id on every attempt, retry until 200."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        key: str = KEY,
+        *,
+        compress: bool = True,
+        attempts: int = 10,
+        backoff: float = 0.05,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.address, self.key, self.compress = address, key, compress
+        self.attempts, self.backoff, self.tls = attempts, backoff, tls
+        self.statuses: list[int] = []
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            host, port = self.address
+            if self.tls is not None:
+                self._conn = http.client.HTTPSConnection(host, port, timeout=30, context=self.tls)
+            else:
+                self._conn = http.client.HTTPConnection(host, port, timeout=30)
+        return self._conn
+
+    def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        conn = self._connection()
+        try:
+            conn.request("POST", "/", body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except OSError:
+            conn.close()
+            self._conn = None
+            raise
+        if resp.getheader("Connection", "").lower() == "close":
+            conn.close()
+            self._conn = None
+        assert resp.getheader("Content-Type") == "application/json"
+        return resp.status, orjson.loads(data)
+
+    def request(self, payloads: list[bytes], request_id: str | None = None) -> tuple[bytes, dict[str, str]]:
+        rid = request_id or str(uuid.uuid4())
+        doc = {
+            "requestId": rid,
+            "timestamp": int(time.time() * 1000),
+            "records": [{"data": base64.b64encode(p).decode()} for p in payloads],
+        }
+        body = orjson.dumps(doc)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Amz-Firehose-Protocol-Version": "1.0",
+            "X-Amz-Firehose-Request-Id": rid,
+            "X-Amz-Firehose-Source-Arn": ARN,
+            "X-Amz-Firehose-Access-Key": self.key,
+        }
+        if self.compress:
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        return body, headers
+
+    def deliver(self, payloads: list[bytes]) -> dict[str, Any]:
+        """Deliver one batch, retrying on anything but 200 (413 is final), as Firehose does."""
+        body, headers = self.request(payloads)
+        rid = headers["X-Amz-Firehose-Request-Id"]
+        for attempt in range(self.attempts):
+            try:
+                status, answer = self.post(body, headers)
+            except OSError:
+                status, answer = 0, {}
+            self.statuses.append(status)
+            if status == 200:
+                assert answer["requestId"] == rid
+                assert isinstance(answer["timestamp"], int)
+                return answer
+            if status == 413:
+                break
+            time.sleep(self.backoff * (2**attempt))
+        raise AssertionError(f"not delivered after {self.attempts} attempts: {self.statuses}")
+
+
+def _config(tmp: Path, **source: Any) -> dict[str, Any]:
+    return {
+        "source": {"type": "firehose", "listen": "127.0.0.1:0", "access_key": KEY, **source},
+        "sinks": [{"type": "file", "path": str(tmp / "out.ndjson"), "batch_seconds": 0.05}],
+        "dead_letter": {"path": str(tmp / "dead")},
+    }
+
+
+class Running:
+    """A pipeline running in a thread, with its Firehose source."""
+
+    def __init__(self, pipeline: Pipeline, source: FirehoseSource) -> None:
+        self.pipeline, self.source = pipeline, source
+        self.result: Any = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.result = self.pipeline.run()
+
+    def stop(self) -> Any:
+        self.pipeline.stop.set()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
+        return self.result
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Running, Path]]:
+    """The endpoint built exactly as ``trailrelay forward`` builds it, writing the file sink."""
+    built = build_pipeline(parse_config(_config(tmp_path), base_dir=tmp_path), once=False)
+    source = built.pipeline.source
+    assert isinstance(source, FirehoseSource)
+    running = Running(built.pipeline, source)
+    yield running, tmp_path / "out.ndjson"
+    running.stop()
+    for sink in built.sinks.values():
+        sink.close()
+
+
+def _scripted_endpoint(tmp: Path, sink: Any, **kw: Any) -> Running:
+    source = FirehoseSource(("127.0.0.1", 0), [KEY.encode()], **kw)
+    stop = threading.Event()
+    metrics = Metrics()
+    dead = FolderDeadLetters(tmp / "dead")
+    pipe = Pipeline(source, dead_letters=dead, metrics=metrics, stop=stop, drain_seconds=0.5)
+    pipe.transforms = [SigmaTagger()]
+    pipe.sinks["s"] = SinkRunner(
+        "s", sink, dead_letters=dead, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal, backoff_base=0.01
+    )
+    return Running(pipe, source)
+
+
+def _ids(path: Path) -> Counter[str]:
+    return Counter(orjson.loads(line)["eventID"] for line in path.read_bytes().splitlines())
+
+
+def test_a_protocol_client_delivers_every_shape_exactly_once(served: tuple[Running, Path]) -> None:
+    running, out = served
+    expected: list[str] = []
+    batches: list[list[bytes]] = []
+    for b in range(6):
+        evs = [_event(i, f"b{b}") for i in range(30)]
+        expected += [e["eventID"] for e in evs]
+        batches.append(
+            [orjson.dumps(e) for e in evs[:10]]  # plain records
+            + [_envelope(e) for e in evs[10:20]]  # EventBridge envelopes
+            + [_logs_payload(evs[20:29])]  # CloudTrail through CloudWatch Logs
+            + [orjson.dumps(evs[29]) + b"\n" + b"\n"]  # NDJSON with blank lines
+            + [_logs_payload([], "CONTROL_MESSAGE")]  # CloudWatch's reachability check
+        )
+    clients = [FirehoseClient(running.source.address, compress=i % 2 == 0) for i in range(3)]
+    answers: list[dict[str, Any]] = []
+
+    def send(client: FirehoseClient, mine: list[list[bytes]]) -> None:
+        answers.extend(client.deliver(batch) for batch in mine)
+
+    threads = [threading.Thread(target=send, args=(c, batches[i::3])) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == 6
+    assert all(c.statuses == [200, 200] for c in clients)
+    assert _ids(out) == Counter(expected)  # everything, once
+    result = running.stop()
+    snap = result.metrics.snapshot()
+    assert snap["units_acknowledged"] == 6
+    assert snap["skipped"] == {"cloudwatch-control-message": 6}
+    assert snap["dead_lettered"] == {}
+
+
+def test_non_200_answers_are_retried_and_nothing_is_forwarded_twice(tmp_path: Path, scripted: Any) -> None:
+    """A slow sink makes the first attempt time out (503); the retry gets the same request's 200."""
+    sink = scripted(BatchLimits(max_records=100, max_bytes=1 << 20, max_age=0.01, concurrency=1))
+    first = threading.Event()
+
+    def slow_first(_: Any) -> None:
+        if not first.is_set():
+            first.set()
+            time.sleep(0.8)
+
+    sink.on_send = slow_first
+    running = _scripted_endpoint(tmp_path, sink, response_timeout=0.3)
+    client = FirehoseClient(running.source.address, backoff=0.1)
+    events = [_event(i) for i in range(20)]
+    client.deliver([orjson.dumps(e) for e in events])
+    client.deliver([orjson.dumps(_event(i, "second")) for i in range(5)])
+    running.stop()
+    assert client.statuses[0] == 503
+    assert client.statuses[-2:] == [200, 200]
+    assert Counter(sink.stored) == Counter(
+        [e["eventID"] for e in events] + [f"second-{i:05d}" for i in range(5)]
+    )
+    assert running.source.stats["duplicate-request"] + client.statuses.count(200) >= 2
+
+
+def test_a_released_request_is_answered_with_an_error_so_firehose_retries(
+    tmp_path: Path, scripted: Any
+) -> None:
+    sink = scripted(BatchLimits(max_records=100, max_bytes=1 << 20, max_age=0.01, concurrency=1))
+    sink.fatal_after = 0  # the SIEM refuses the token: stop, acknowledge nothing
+    running = _scripted_endpoint(tmp_path, sink)
+    client = FirehoseClient(running.source.address)
+    body, headers = client.request([orjson.dumps(_event(1))])
+    status, answer = client.post(body, headers)
+    result = running.stop()
+    assert status in (500, 503)
+    assert "not delivered" in answer["errorMessage"]
+    assert answer["requestId"] == headers["X-Amz-Firehose-Request-Id"]
+    assert result.fatal and result.metrics.snapshot()["units_acknowledged"] == 0
+    assert sink.stored == []
+
+
+def test_wrong_or_missing_access_key_is_401_and_nothing_is_forwarded(served: tuple[Running, Path]) -> None:
+    running, out = served
+    payload = [orjson.dumps(_event(i)) for i in range(5)]
+    for key in ("wrong-key", "", KEY[:-1], KEY + "x"):
+        client = FirehoseClient(running.source.address, key)
+        body, headers = client.request(payload)
+        if not key:
+            del headers["X-Amz-Firehose-Access-Key"]
+        status, answer = client.post(body, headers)
+        assert status == 401
+        assert answer["requestId"] == headers["X-Amz-Firehose-Request-Id"]
+        assert "Access-Key" in answer["errorMessage"]
+        assert KEY not in answer["errorMessage"]
+    time.sleep(0.2)
+    assert not out.exists() or out.read_bytes() == b""
+    FirehoseClient(running.source.address).deliver(payload)  # the right key still works
+    assert len(_ids(out)) == 5
+
+
+def test_key_rotation_accepts_every_configured_key(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    del cfg["source"]["access_key"]
+    cfg["source"]["access_keys"] = [KEY, OLD_KEY]
+    built = build_pipeline(parse_config(cfg, base_dir=tmp_path), once=False)
+    source = built.pipeline.source
+    assert isinstance(source, FirehoseSource)
+    running = Running(built.pipeline, source)
+    try:
+        for key in (KEY, OLD_KEY):
+            FirehoseClient(source.address, key).deliver([orjson.dumps(_event(1, key))])
+    finally:
+        running.stop()
+    assert set(_ids(tmp_path / "out.ndjson")) == {f"{KEY}-00001", f"{OLD_KEY}-00001"}
+
+
+def test_oversized_bodies_are_413_with_a_clear_message(tmp_path: Path, scripted: Any) -> None:
+    sink = scripted()
+    running = _scripted_endpoint(tmp_path, sink, max_body_bytes=64 * 1024)
+    try:
+        big = [orjson.dumps(_event(i)) for i in range(100)]  # ~130 KB of JSON
+        plain = FirehoseClient(running.source.address, compress=False)
+        body, headers = plain.request(big)
+        assert len(body) > 64 * 1024
+        status, answer = plain.post(body, headers)
+        assert status == 413
+        assert "exceeds 65536" in answer["errorMessage"]
+        # small on the wire, too large once decompressed (a gzip bomb is the extreme case)
+        zipped = FirehoseClient(running.source.address)
+        body, headers = zipped.request(big)
+        assert len(body) < 64 * 1024
+        status, answer = zipped.post(body, headers)
+        assert status == 413
+        assert "limit" in answer["errorMessage"]
+    finally:
+        running.stop()
+    assert sink.stored == []
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "status", "says"),
+    [
+        (b"this is not json", None, 400, "not a Firehose delivery request"),
+        (b'{"requestId": "r1", "timestamp": 1}', None, 400, "records"),
+        (b'{"requestId": "r1", "records": {"data": "eA=="}}', None, 400, "records"),
+        (b'{"records": [{"data": "eA=="}]}', None, 400, "requestId"),
+        (b'{"requestId": "r1", "records": [{"data": 7}]}', None, 400, "data"),
+        (b"\x1f\x8b\x08\x00garbage", "gzip", 400, "gzip"),
+        (b'{"requestId": "r1", "records": []}', "gzip", 400, "not gzip"),
+        (b'{"requestId": "r1", "records": []}', "br", 415, "Content-Encoding"),
+    ],
+)
+def test_malformed_bodies_get_a_clear_error(
+    tmp_path: Path, scripted: Any, body: bytes, encoding: str | None, status: int, says: str
+) -> None:
+    sink = scripted()
+    running = _scripted_endpoint(tmp_path, sink)
+    try:
+        client = FirehoseClient(running.source.address, compress=False)
+        _, headers = client.request([])
+        if encoding:
+            headers["Content-Encoding"] = encoding
+        got, answer = client.post(body, headers)
+    finally:
+        running.stop()
+    assert got == status
+    assert says in answer["errorMessage"]
+    assert isinstance(answer["timestamp"], int)
+    assert sink.stored == []
+
+
+def test_bad_records_are_dead_lettered_with_reasons_and_the_rest_delivered(
+    tmp_path: Path, scripted: Any
+) -> None:
+    sink = scripted()
+    running = _scripted_endpoint(tmp_path, sink)
+    client = FirehoseClient(running.source.address)
+    good = [_event(i) for i in range(3)]
+    body, headers = client.request([orjson.dumps(e) for e in good])
+    doc = orjson.loads(gzip.decompress(body))
+    doc["records"] += [
+        {"data": "%%% not base64 %%%"},
+        {"data": base64.b64encode(b'{"Hello": "World"}').decode()},
+        {"data": base64.b64encode(b"\x1f\x8b\x08\x00\x00\x00broken").decode()},
+        {"data": ""},
+    ]
+    status, _ = client.post(gzip.compress(orjson.dumps(doc)), headers)
+    running.stop()
+    assert status == 200
+    assert sorted(sink.stored) == sorted(e["eventID"] for e in good)
+    reasons = [e["reason"] for e in read_entries(tmp_path / "dead")]
+    assert len(reasons) == 3
+    assert any("not valid base64" in r for r in reasons)
+    assert any("not a CloudTrail record" in r for r in reasons)
+    assert any("gzip" in r for r in reasons)
+
+
+def test_requests_do_not_wait_out_the_batch_age(tmp_path: Path, scripted: Any) -> None:
+    """Firehose waits for our answer, so a request's records are flushed at once (max_age is 30 s)."""
+    sink = scripted(BatchLimits(max_records=1000, max_bytes=1 << 20, max_age=30.0, concurrency=1))
+    sent: dict[str, float] = {}
+    sink.on_send = lambda batch: sent.update({str(r.event_id): time.monotonic() for r in batch.records})
+    running = _scripted_endpoint(tmp_path, sink)
+    t0 = time.monotonic()
+    FirehoseClient(running.source.address).deliver([orjson.dumps(_event(i)) for i in range(5)])
+    answered = time.monotonic() - t0
+    FirehoseClient(running.source.address).deliver([orjson.dumps(_event(99, "risky", risky=True))])
+    running.stop()
+    assert answered < 5.0  # far below the 30 s batch age (the benchmark measures p99)
+    assert max(sent[f"fh-{i:05d}"] for i in range(5)) - t0 < 5.0
+    assert len(sent) == 6
+
+
+def test_tls_when_configured(tmp_path: Path, scripted: Any) -> None:
+    pytest.importorskip("cryptography")
+    cert, key = _self_signed(tmp_path)
+    source_config = FirehoseSourceConfig.model_validate(
+        {"type": "firehose", "listen": "127.0.0.1:0", "access_key": KEY, "tls_cert": cert, "tls_key": key}
+    )
+    source = build_firehose_source(source_config)
+    sink = scripted()
+    stop = threading.Event()
+    dead = FolderDeadLetters(tmp_path / "dead")
+    metrics = Metrics()
+    pipe = Pipeline(source, dead_letters=dead, metrics=metrics, stop=stop)
+    pipe.sinks["s"] = SinkRunner(
+        "s", sink, dead_letters=dead, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal
+    )
+    running = Running(pipe, source)
+    trust = ssl.create_default_context(cafile=str(cert))
+    try:
+        FirehoseClient(source.address, tls=trust).deliver([orjson.dumps(_event(1, "tls"))])
+        with socket.create_connection(source.address, timeout=5) as raw:  # plain HTTP is refused
+            raw.sendall(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            assert not raw.recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        running.stop()
+    assert sink.stored == ["tls-00001"]
+
+
+def test_config_is_validated_and_never_shows_the_key() -> None:
+    base = {"type": "firehose", "listen": "0.0.0.0:8443"}
+    ok = FirehoseSourceConfig.model_validate({**base, "access_key": KEY})
+    assert KEY not in repr(ok)
+    assert ok.secret_keys() == [KEY.encode()]
+    for bad, says in [
+        ({**base}, "access_key"),
+        ({**base, "access_key": KEY, "listen": "8443"}, "HOST:PORT"),
+        ({**base, "access_key": KEY, "tls_cert": "/c.pem"}, "tls_cert and tls_key"),
+        ({**base, "access_key": "x" * 5000}, "4096"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            parse_config({"source": bad, "sinks": [{"type": "stdout"}]})
+        assert says in str(err.value)
+        assert KEY not in str(err.value)
+        assert "xxxx" not in str(err.value)
+
+
+def test_a_port_in_use_is_a_config_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = FirehoseSourceConfig.model_validate(
+            {"type": "firehose", "listen": f"127.0.0.1:{port}", "access_key": KEY}
+        )
+        with pytest.raises(ConfigError, match="cannot listen"):
+            build_firehose_source(config)
+
+
+def test_trailrelay_forward_serves_firehose_until_sigterm(tmp_path: Path) -> None:
+    """The CLI path users run: ``trailrelay forward -c FILE`` with a firehose source."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "trailrelay.toml"
+    cfg.write_text(
+        "[source]\n"
+        'type = "firehose"\n'
+        f'listen = "127.0.0.1:{port}"\n'
+        'access_key = "${FIREHOSE_KEY}"\n'
+        "[[sinks]]\n"
+        'type = "file"\n'
+        'path = "out.ndjson"\n'
+        "batch_seconds = 0.05\n"
+    )
+    env = {**os.environ, "FIREHOSE_KEY": KEY}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--log-format", "json"],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the endpoint did not come up"
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.1)
+        FirehoseClient(("127.0.0.1", port)).deliver([orjson.dumps(_event(i, "cli")) for i in range(7)])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert KEY.encode() not in err
+    assert len(_ids(tmp_path / "out.ndjson")) == 7
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    import ipaddress
+
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def test_a_stopping_endpoint_turns_requests_away_at_once(tmp_path: Path, scripted: Any) -> None:
+    """SIGTERM (the pipeline's stop): new requests get 503 at once, so Firehose retries elsewhere."""
+    sink = scripted(BatchLimits(max_records=100, max_bytes=1 << 20, max_age=0.01, concurrency=1))
+    sink.on_send = lambda _: time.sleep(1.0)
+    running = _scripted_endpoint(tmp_path, sink)
+    first: dict[str, Any] = {}
+
+    def in_flight() -> None:
+        client = FirehoseClient(running.source.address)
+        first["status"], first["answer"] = client.post(*client.request([orjson.dumps(_event(1, "first"))]))
+
+    t = threading.Thread(target=in_flight)
+    t.start()
+    time.sleep(0.3)
+    running.pipeline.stop.set()
+    t0 = time.monotonic()
+    late = FirehoseClient(running.source.address)
+    status, answer = late.post(*late.request([orjson.dumps(_event(2, "late"))]))
+    assert status == 503 and "shutting down" in answer["errorMessage"]
+    assert time.monotonic() - t0 < 1.0
+    t.join(timeout=10)
+    result = running.stop()
+    assert first["status"] in (200, 503)  # delivered within the drain, or handed back
+    assert "late-00002" not in sink.stored
+    assert result.stopped
