@@ -1,0 +1,69 @@
+"""Meta-tests that keep the public surface honest: exports, docs and commands stay in step."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+
+import pytest
+
+from trailrelay.cli.main import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "module", ["trailrelay.contract", "trailrelay.errors", "trailrelay.record", "trailrelay.testing"]
+)
+def test_all_lists_exactly_the_public_names(module: str) -> None:
+    mod = importlib.import_module(module)
+    public = {
+        name
+        for name, value in vars(mod).items()
+        if not name.startswith("_")
+        and not inspect.ismodule(value)
+        and (getattr(value, "__module__", module) == module or name in mod.__all__)
+        and name != "annotations"
+    }
+    declared = set(mod.__all__)
+    assert declared <= set(vars(mod)), f"{module}.__all__ names things that do not exist"
+    missing = {n for n in public - declared if getattr(vars(mod)[n], "__module__", None) == module}
+    assert not missing, f"{module} defines public names missing from __all__: {sorted(missing)}"
+
+
+def test_every_cli_command_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in cli.commands:
+        assert f"trailrelay {name}" in readme, f"`trailrelay {name}` is not documented in README.md"
+
+
+def test_contract_is_documented_in_architecture() -> None:
+    from trailrelay import contract
+
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    for name in ("Record", "Batch", "Outcome", "Sink", "Encoder", "SinkPlugin", "SinkConfig", "SinkContract"):
+        assert name in doc
+    assert set(contract.__all__) >= {
+        "Record",
+        "Batch",
+        "Outcome",
+        "Status",
+        "Sink",
+        "SinkPlugin",
+        "SinkConfig",
+    }
+
+
+def test_connectors_import_only_the_contract() -> None:
+    """A connector depends on core's public contract, never on its internals."""
+    allowed = ("trailrelay.contract", "trailrelay.testing")
+    offenders = []
+    for path in sorted((ROOT / "connectors").glob("*/src/**/*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            text = line.strip()
+            if text.startswith(("from trailrelay.", "import trailrelay.")) and not text.startswith(
+                tuple(f"from {a}" for a in allowed)
+            ):
+                offenders.append(f"{path.relative_to(ROOT)}:{n}: {text}")
+    assert not offenders, "\n".join(offenders)
