@@ -20,6 +20,7 @@ from trailrelay.aws_lambda.models import LambdaSourceConfig
 from trailrelay.contract import SinkConfig
 from trailrelay.detection.config import DetectionConfig
 from trailrelay.errors import ConfigError
+from trailrelay.integrity.forwarding import IntegrityConfig
 from trailrelay.plugins import load_sink
 from trailrelay.privacy.config import PrivacyConfig
 from trailrelay.sinks.file import FileConfig
@@ -136,6 +137,7 @@ class Config(_Strict):
     dead_letter: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
     base_dir: Path = Field(default=Path(), exclude=True)
 
     def dead_letter_path(self) -> Path:
@@ -175,6 +177,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config
         raise ConfigError(_describe(exc, "")) from None
     if config.privacy is not None:
         config.privacy.check_sinks(names)
+    config.integrity.check_source(config.source)
     return config
 
 

@@ -45,6 +45,7 @@ from trailrelay.transforms.filters import FilterConfig, FilterRule
 __all__ = [
     "DELIVERED",
     "DUPLICATE",
+    "INTEGRITY_KIND",
     "SIEM_DEFAULT_FILTER",
     "AlertDefinition",
     "Batch",
@@ -118,6 +119,11 @@ class Outcome:
 
 DELIVERED = Outcome(Status.DELIVERED)
 DUPLICATE = Outcome(Status.DUPLICATE)
+
+INTEGRITY_KIND = "integrity"
+"""``Record.origin.kind`` of an integrity event (``[integrity]``): one JSON object per CloudTrail
+digest with its verdict, not a CloudTrail record. Connectors send these natively (their own
+sourcetype / data stream / table); ``origin.location`` is the digest's ``s3://`` URI."""
 
 
 @dataclass(slots=True)

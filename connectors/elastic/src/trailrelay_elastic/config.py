@@ -17,6 +17,8 @@ DEFAULT_BATCH_BYTES = 10 * 1024 * 1024
 # Fleet's rules for a data stream namespace: lowercase, no '-', none of \/*?"<>|,# or space.
 _NAMESPACE = re.compile(r"^[a-z0-9_][a-z0-9_.]{0,99}$")
 _DATA_STREAM_NAME = re.compile(r"^(logs|metrics|traces|synthetics)-([^-]+(?:-[^-]+)*)-([^-]+)$")
+# Elasticsearch index names: lowercase, not starting with - _ +, none of \/*?"<>|,# or space.
+_INDEX_NAME = re.compile(r'^[a-z0-9][^A-Z\\/*?"<>|,# :]{0,254}$')
 _FINGERPRINT = re.compile(r"^(?:[0-9a-fA-F]{2}:?){32}$")
 
 
@@ -59,6 +61,11 @@ class ElasticConfig(SinkConfig):
     data_stream: str | None = Field(default=None, description="Write to this data stream instead.")
     index: str | None = Field(default=None, description="Write to this plain index or alias instead.")
     pipeline: str | None = Field(default=None, description="Ingest pipeline to run on every document.")
+    integrity_data_stream: str | None = Field(
+        default=None,
+        description="Where integrity events ([integrity]: one per CloudTrail digest checked) go; "
+        "default logs-trailrelay.integrity-<namespace>.",
+    )
     ca_bundle: str | None = Field(
         default=None, description="PEM file of the CA(s) that signed the server certificate."
     )
@@ -90,6 +97,16 @@ class ElasticConfig(SinkConfig):
             raise ValueError(
                 "namespace must be lowercase letters, digits, '_' or '.', "
                 "without '-' (Fleet's data stream rules)"
+            )
+        return value
+
+    @field_validator("integrity_data_stream")
+    @classmethod
+    def _check_integrity_target(cls, value: str | None) -> str | None:
+        if value is not None and not _INDEX_NAME.match(value):
+            raise ValueError(
+                "integrity_data_stream must be a lowercase index or data stream name "
+                "(e.g. logs-trailrelay.integrity-default)"
             )
         return value
 
@@ -130,6 +147,13 @@ class ElasticConfig(SinkConfig):
         if self.index:
             return Target(self.index, None)
         name = self.data_stream or f"logs-aws.cloudtrail-{self.namespace}"
+        m = _DATA_STREAM_NAME.match(name)
+        return Target(name, (m.group(1), m.group(2), m.group(3)) if m else None)
+
+    @property
+    def integrity_target(self) -> Target:
+        """The data stream (or index) integrity events are written to."""
+        name = self.integrity_data_stream or f"logs-trailrelay.integrity-{self.namespace}"
         m = _DATA_STREAM_NAME.match(name)
         return Target(name, (m.group(1), m.group(2), m.group(3)) if m else None)
 

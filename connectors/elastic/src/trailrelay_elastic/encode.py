@@ -20,6 +20,7 @@ from trailrelay.contract import Origin, Record
 from trailrelay_elastic.config import ElasticConfig, Target
 from trailrelay_elastic.ecs import date as _date
 from trailrelay_elastic.ecs import iso_utc, to_ecs
+from trailrelay_elastic.integrity import integrity_document, is_integrity
 
 __all__ = ["RULESET", "BulkEncoder", "DocumentBuilder", "cut", "doc_id", "partition_of"]
 
@@ -104,8 +105,11 @@ class DocumentBuilder:
     def __init__(self, config: ElasticConfig) -> None:
         self.mode = config.mode
         self.target: Target = config.target
+        self.integrity_target: Target = config.integrity_target
         index = orjson.dumps(self.target.name)
         self._action_head = b'{"create":{"_index":' + index + b',"_id":"'
+        integrity_index = orjson.dumps(self.integrity_target.name)
+        self._integrity_head = b'{"create":{"_index":' + integrity_index + b',"_id":"'
         common: dict[str, Any] = {"event": {"dataset": DATASET}, "tags": TAGS}
         if self.target.data_stream is not None:
             kind, dataset, namespace = self.target.data_stream
@@ -120,10 +124,23 @@ class DocumentBuilder:
 
     def entry(self, record: Record) -> bytes:
         """The two NDJSON lines (action and document) for one record."""
+        if is_integrity(record):
+            return self._integrity_entry(record)
         head = (self._action_head, doc_id(record).encode("ascii"), b'"}}\n')
         if self.mode == "ecs":
             return b"".join((*head, orjson.dumps(self.ecs_document(record)), b"\n"))
         return b"".join((*head, *self._integration_parts(record), b"\n"))
+
+    def target_of(self, record: Record) -> Target:
+        """The data stream or index this record is written to."""
+        return self.integrity_target if is_integrity(record) else self.target
+
+    def _integrity_entry(self, record: Record) -> bytes:
+        """An integrity event: its own data stream, the same document in both modes."""
+        doc_id_, doc = integrity_document(
+            record, self.integrity_target, _detections(record) if record.tags else None
+        )
+        return b"".join((self._integrity_head, doc_id_.encode("ascii"), b'"}}\n', orjson.dumps(doc), b"\n"))
 
     def integration_document(self, record: Record) -> bytes:
         """The document Elastic's AWS integration expects: the raw event as ``message``."""

@@ -23,6 +23,7 @@ from trailrelay_elastic.admin import check_cluster
 from trailrelay_elastic.client import make_client
 from trailrelay_elastic.config import ElasticConfig
 from trailrelay_elastic.encode import DocumentBuilder, cut
+from trailrelay_elastic.integrity import is_integrity
 from trailrelay_elastic.responses import describe_error, item_outcome, scrub
 
 __all__ = ["ElasticSink"]
@@ -96,15 +97,17 @@ class ElasticSink:
         outcomes: list[Outcome | None] = [None] * len(records)
         entries: list[bytes] = []
         positions: list[int] = []
+        targets = [self.builder.target_of(r).name for r in records]
         for i, record in enumerate(records):
             try:
                 entries.append(self.builder.entry(record))
                 positions.append(i)
             except Exception as exc:
-                outcomes[i] = Outcome.rejected(f"cannot build the {self.config.mode} document: {exc}")
+                what = "integrity" if is_integrity(record) else self.config.mode
+                outcomes[i] = Outcome.rejected(f"cannot build the {what} document: {exc}")
         groups = cut([len(e) for e in entries], self.config.batch_bytes, self.config.batch_actions)
         for group in groups:
-            self._send_group([positions[k] for k in group], [entries[k] for k in group], outcomes)
+            self._send_group([positions[k] for k in group], [entries[k] for k in group], outcomes, targets)
         return [o if o is not None else Outcome.retry("no outcome (internal error)") for o in outcomes]
 
     def _send_group(
@@ -112,6 +115,7 @@ class ElasticSink:
         positions: list[int],
         entries: list[bytes],
         outcomes: list[Outcome | None],
+        targets: list[str],
     ) -> None:
         """Send one ``_bulk`` body and record each item's outcome (splitting on HTTP 413)."""
         body = b"".join(entries)
@@ -124,7 +128,7 @@ class ElasticSink:
                 f"{self._where()} did not identify itself as Elasticsearch (no X-Elastic-Product header)"
             ) from None
         except ApiError as exc:
-            self._request_failed(exc, positions, entries, outcomes)
+            self._request_failed(exc, positions, entries, outcomes, targets)
             return
         except (TransportConnectionError, SerializationError, TransportError) as exc:
             reason = f"cannot reach Elasticsearch at {self._where()}: {type(exc).__name__}: {exc}"
@@ -137,9 +141,8 @@ class ElasticSink:
             for p in positions:
                 outcomes[p] = Outcome.retry(f"bulk response had {count} items for {len(positions)} documents")
             return
-        target = self.config.target.name
         for p, item in zip(positions, items, strict=True):
-            outcomes[p] = item_outcome(item, target)
+            outcomes[p] = item_outcome(item, targets[p])
 
     def _request_failed(
         self,
@@ -147,6 +150,7 @@ class ElasticSink:
         positions: list[int],
         entries: list[bytes],
         outcomes: list[Outcome | None],
+        targets: list[str],
     ) -> None:
         """Map a whole-request error to outcomes, or raise when the sink cannot work."""
         status = exc.meta.status if exc.meta is not None else 0
@@ -155,8 +159,8 @@ class ElasticSink:
         if status == 413:
             if len(positions) > 1:
                 half = len(positions) // 2
-                self._send_group(positions[:half], entries[:half], outcomes)
-                self._send_group(positions[half:], entries[half:], outcomes)
+                self._send_group(positions[:half], entries[:half], outcomes, targets)
+                self._send_group(positions[half:], entries[half:], outcomes, targets)
             else:
                 outcomes[positions[0]] = Outcome.rejected(
                     f"document of {len(entries[0])} bytes is larger than the cluster accepts "
@@ -168,9 +172,8 @@ class ElasticSink:
                 f"Elasticsearch at {self._where()} refused the credentials ({self._auth()}): {text}"
             )
         if status == 403:
-            raise FatalSinkError(
-                f"the credentials ({self._auth()}) may not write to {self.config.target.name}: {text}"
-            )
+            names = ", ".join(sorted({targets[p] for p in positions}))
+            raise FatalSinkError(f"the credentials ({self._auth()}) may not write to {names}: {text}")
         if status == 404:
             raise FatalSinkError(f"{self._where()} has no _bulk endpoint (check url): {text}")
         if status == 429 or status >= 500:

@@ -50,6 +50,13 @@ def group() -> None:
     help="Add TrailrelayDetections_CF (dynamic) to AWSCloudTrail for trailrelay's detection tags.",
 )
 @click.option(
+    "--integrity/--no-integrity",
+    default=False,
+    show_default=True,
+    help="Also create the TrailrelayIntegrity_CL table and the Custom-TrailrelayIntegrity stream, for the "
+    "integrity events of [integrity] (one per CloudTrail digest checked).",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -62,6 +69,7 @@ def template(  # noqa: PLR0917 - click passes options positionally by name
     custom_table: str | None,
     event_time_column: bool,
     detections_column: bool,
+    integrity: bool,
     output: Path | None,
 ) -> None:
     """Print an ARM (or Bicep) template for the DCR, its table column and the sender's role.
@@ -76,6 +84,7 @@ def template(  # noqa: PLR0917 - click passes options positionally by name
             custom_table=custom_table,
             event_time_column=event_time_column,
             detections_column=detections_column,
+            integrity=integrity,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

@@ -41,6 +41,11 @@ class SentinelConfig(SinkConfig):
     stream: str = Field(
         default="Custom-AWSCloudTrail", description="Input stream declared in the DCR (starts with Custom-)."
     )
+    integrity_stream: str = Field(
+        default="Custom-TrailrelayIntegrity",
+        description="Input stream of integrity events ([integrity]), declared in the DCR by "
+        "`trailrelay sentinel template --integrity`; it writes to TrailrelayIntegrity_CL.",
+    )
     tenant_id: str | None = Field(default=None, description="Microsoft Entra tenant (directory) id.")
     client_id: str | None = Field(
         default=None,
@@ -157,7 +162,7 @@ class SentinelConfig(SinkConfig):
             raise ValueError("rule_id must be the DCR's immutable id (dcr-...), not its resource id")
         return value
 
-    @field_validator("stream")
+    @field_validator("stream", "integrity_stream")
     @classmethod
     def _stream(cls, value: str) -> str:
         if not value.startswith("Custom-"):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from trailrelay.contract import Record
+from trailrelay_sentinel.integrity import INTEGRITY_TABLE, encode_integrity_row, is_integrity
 from trailrelay_sentinel.mapping import encode_record, map_record, trim_row
 
 __all__ = ["MAX_BODY_BYTES", "EncodedRow", "SentinelEncoder", "body_of", "cut_bodies", "encode_rows"]
@@ -36,6 +37,9 @@ def encode_rows(records: Sequence[Record], max_body: int = MAX_BODY_BYTES) -> li
     append = out.append
     limit = max_body - 2  # the enclosing [ ]
     for record in records:
+        if is_integrity(record):
+            append(_integrity_row(record, limit, max_body))
+            continue
         try:
             data = encode_record(record)
         except Exception as exc:  # a record we cannot map is rejected, never dropped silently
@@ -56,6 +60,21 @@ def encode_rows(records: Sequence[Record], max_body: int = MAX_BODY_BYTES) -> li
                 )
             )
     return out
+
+
+def _integrity_row(record: Record, limit: int, max_body: int) -> EncodedRow:
+    """An integrity event's row for the integrity stream (its own table, see :mod:`.integrity`)."""
+    try:
+        data = encode_integrity_row(record)
+    except Exception as exc:  # never dropped silently: rejected with the reason
+        return EncodedRow(b"", error=f"cannot map the integrity event to {INTEGRITY_TABLE} columns: {exc}")
+    if len(data) > limit:
+        return EncodedRow(
+            b"",
+            error=f"integrity event is {len(data):,} bytes as a row; the Logs Ingestion API takes at "
+            f"most {max_body:,} bytes per request",
+        )
+    return EncodedRow(data)
 
 
 def cut_bodies(sizes: Sequence[int], max_body: int = MAX_BODY_BYTES) -> list[range]:
@@ -90,8 +109,15 @@ class SentinelEncoder:
         self.max_body = max_body
 
     def encode(self, records: Sequence[Record]) -> list[bytes]:
-        """Request bodies for these records, cut as the sink cuts them."""
-        rows = [r.data for r in encode_rows(records, self.max_body) if r.error is None]
-        return [
-            body_of(rows[rng.start : rng.stop]) for rng in cut_bodies([len(r) for r in rows], self.max_body)
-        ]
+        """Request bodies for these records, cut as the sink cuts them (integrity rows after)."""
+        encoded = encode_rows(records, self.max_body)
+        bodies: list[bytes] = []
+        for integrity in (False, True):  # two streams: never in one request
+            rows = [
+                row.data
+                for row, record in zip(encoded, records, strict=True)
+                if row.error is None and is_integrity(record) is integrity
+            ]
+            ranges = cut_bodies([len(r) for r in rows], self.max_body)
+            bodies += [body_of(rows[rng.start : rng.stop]) for rng in ranges]
+        return bodies

@@ -9,6 +9,10 @@ the records it carried and then, by what Azure said:
 * 429, 408, 5xx, connection errors -> RETRY (with Retry-After when given), and the chunks
   not yet sent in this batch are RETRY too, so a throttled DCR is not hammered;
 * 401, 403, 404, a refused credential -> FatalSinkError with what to fix.
+
+Integrity events (``origin.kind == "integrity"``) become ``TrailrelayIntegrity_CL`` rows and go
+in requests of their own to ``integrity_stream``; a batch holding both kinds makes one series of
+requests per stream, and a failure that stops one stops the rest of the batch.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from trailrelay_sentinel.config import SentinelConfig
 from trailrelay_sentinel.credentials import build_credential
 from trailrelay_sentinel.encode import MAX_BODY_BYTES, EncodedRow, body_of, cut_bodies, encode_rows
 from trailrelay_sentinel.failures import Failure, classify
+from trailrelay_sentinel.integrity import is_integrity
 from trailrelay_sentinel.mapping import trim_row
 
 __all__ = ["BACKFILL_AGE", "ChunkError", "SentinelSink", "UploadRetryPolicy"]
@@ -197,30 +202,34 @@ class SentinelSink:
             )
         self._note_backfill(records)
         stop: Failure | None = None
-        for rng in cut_bodies([len(rows[i].data) for i in sendable], self._max_body):
-            idxs = sendable[rng.start : rng.stop]
-            if stop is not None:
-                for i in idxs:
-                    outcomes[i] = Outcome.retry(
-                        f"not sent: an earlier request failed ({stop.reason})", stop.retry_after
-                    )
-                continue
-            stop = self._deliver(client, idxs, rows, records, outcomes)
+        c = self.config
+        for stream, integrity in ((c.stream, False), (c.integrity_stream, True)):
+            group = [i for i in sendable if is_integrity(records[i]) is integrity]
+            for rng in cut_bodies([len(rows[i].data) for i in group], self._max_body):
+                idxs = group[rng.start : rng.stop]
+                if stop is not None:
+                    for i in idxs:
+                        outcomes[i] = Outcome.retry(
+                            f"not sent: an earlier request failed ({stop.reason})", stop.retry_after
+                        )
+                    continue
+                stop = self._deliver(client, idxs, rows, records, outcomes, stream)
         return [o if o is not None else Outcome.retry("internal: no outcome") for o in outcomes]
 
-    def _deliver(
+    def _deliver(  # noqa: PLR0917 - private helper, recursive
         self,
         client: LogsIngestionClient,
         idxs: list[int],
         rows: list[EncodedRow],
         records: Sequence[Record],
         outcomes: list[Outcome | None],
+        stream: str,
     ) -> Failure | None:
         """Upload one body; split or settle on failure. Returns a Failure that should stop the batch."""
         try:
-            self._upload(client, body_of([rows[i].data for i in idxs]))
+            self._upload(client, body_of([rows[i].data for i in idxs]), stream)
         except Exception as exc:
-            failure = self._classify(exc)
+            failure = self._classify(exc, stream)
             self._on_error(ChunkError(exc, failure, [records[i] for i in idxs]))
             if failure.kind == "fatal":
                 raise FatalSinkError(f"sentinel: {failure.reason}") from None
@@ -230,15 +239,15 @@ class SentinelSink:
                 return failure
             if len(idxs) > 1:
                 mid = len(idxs) // 2
-                stop = self._deliver(client, idxs[:mid], rows, records, outcomes)
+                stop = self._deliver(client, idxs[:mid], rows, records, outcomes, stream)
                 if stop is None:
-                    return self._deliver(client, idxs[mid:], rows, records, outcomes)
+                    return self._deliver(client, idxs[mid:], rows, records, outcomes, stream)
                 for i in idxs[mid:]:
                     outcomes[i] = Outcome.retry(
                         f"not sent: an earlier request failed ({stop.reason})", stop.retry_after
                     )
                 return stop
-            return self._single_refused(client, idxs[0], rows, records, outcomes, failure)
+            return self._single_refused(client, idxs[0], rows, records, outcomes, failure, stream)
         for i in idxs:
             outcomes[i] = DELIVERED
         return None
@@ -251,30 +260,35 @@ class SentinelSink:
         records: Sequence[Record],
         outcomes: list[Outcome | None],
         failure: Failure,
+        stream: str,
     ) -> Failure | None:
         """One record refused with 400/413: trim once on 413, else reject with Azure's reason."""
         row = rows[i]
-        if failure.status == 413 and not row.trimmed:
+        if failure.status == 413 and not row.trimmed and not is_integrity(records[i]):
             from trailrelay_sentinel.mapping import map_record  # noqa: PLC0415 - rare path
 
             data, trimmed = trim_row(map_record(records[i]), max(1024, len(row.data) // 2))
             if trimmed:
                 rows[i] = EncodedRow(data, tuple(trimmed))
-                return self._deliver(client, [i], rows, records, outcomes)
+                return self._deliver(client, [i], rows, records, outcomes, stream)
         note = f" (after trimming {', '.join(row.trimmed)})" if row.trimmed else ""
         outcomes[i] = Outcome.rejected(f"Azure Monitor refused the record{note}: {failure.reason}")
         return None
 
-    def _upload(self, client: LogsIngestionClient, body: bytes) -> None:
+    def _upload(self, client: LogsIngestionClient, body: bytes, stream: str | None = None) -> None:
         compressor = isal_zlib.compressobj(2, isal_zlib.DEFLATED, 16 + isal_zlib.MAX_WBITS)
         gz = compressor.compress(body) + compressor.flush()
         # A gzip stream: the client sends it as-is with Content-Encoding: gzip.
-        client.upload(self.config.rule_id, self.config.stream, io.BytesIO(gz))
+        client.upload(self.config.rule_id, stream or self.config.stream, io.BytesIO(gz))
 
-    def _classify(self, exc: BaseException) -> Failure:
+    def _classify(self, exc: BaseException, stream: str | None = None) -> Failure:
         c = self.config
         failure = classify(
-            exc, rule_id=c.rule_id, stream=c.stream, endpoint=c.endpoint, credential=c.credential_kind
+            exc,
+            rule_id=c.rule_id,
+            stream=stream or c.stream,
+            endpoint=c.endpoint,
+            credential=c.credential_kind,
         )
         return Failure(
             failure.kind, self._scrub(failure.reason), failure.status, failure.code, failure.retry_after

@@ -10,6 +10,10 @@ declares exactly the columns the mapper emits. Two targets:
   column ``TrailrelayDetections_CF`` (both added to the table by the template);
 * a custom ``<Name>_CL`` table with the same columns (output stream ``Custom-<Name>_CL``).
 
+With ``integrity`` (``--integrity``) the same DCR also declares the stream of integrity events
+(``Custom-TrailrelayIntegrity``) and sends it into the custom table ``TrailrelayIntegrity_CL``,
+which the template creates with the columns of :data:`~trailrelay_sentinel.integrity.INTEGRITY_COLUMNS`.
+
 The DCR is ``kind: Direct`` (it has its own logs-ingestion endpoint); pass a data collection
 endpoint id to use a DCE instead (private link). The sending identity gets *Monitoring Metrics
 Publisher* on the DCR, the role the Logs Ingestion API checks.
@@ -29,6 +33,7 @@ from trailrelay_sentinel.columns import (
     EVENT_TIME_COLUMN,
     table_column_name,
 )
+from trailrelay_sentinel.integrity import INTEGRITY_COLUMNS, INTEGRITY_STREAM, INTEGRITY_TABLE
 
 __all__ = [
     "DCR_API_VERSION",
@@ -37,6 +42,8 @@ __all__ = [
     "arm_json",
     "arm_template",
     "bicep_template",
+    "integrity_stream_columns",
+    "integrity_table_columns",
     "transform_kql",
 ]
 
@@ -45,7 +52,13 @@ MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 DCR_API_VERSION = "2023-03-11"
 TABLES_API_VERSION = "2022-10-01"
 ROLE_API_VERSION = "2022-04-01"
-_TABLE_TYPES = {"string": "string", "boolean": "boolean", "datetime": "dateTime", "dynamic": "dynamic"}
+_TABLE_TYPES = {
+    "string": "string",
+    "boolean": "boolean",
+    "datetime": "dateTime",
+    "dynamic": "dynamic",
+    "int": "int",
+}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}_CL$")
 
 
@@ -57,10 +70,15 @@ class TemplateOptions:
     custom_table: str | None = None
     event_time_column: bool = True
     detections_column: bool = True
+    integrity: bool = False
+    """Also declare the integrity stream and create its table (``[integrity]`` events)."""
+    integrity_stream: str = INTEGRITY_STREAM
 
     def __post_init__(self) -> None:
-        if not self.stream.startswith("Custom-"):
+        if not self.stream.startswith("Custom-") or not self.integrity_stream.startswith("Custom-"):
             raise ValueError("the stream name must start with Custom-")
+        if self.integrity and self.integrity_stream == self.stream:
+            raise ValueError("the integrity stream must differ from the CloudTrail stream")
         if self.custom_table is not None and not _NAME.match(self.custom_table):
             raise ValueError(
                 "a custom table name must start with a letter and end in _CL (e.g. CloudTrail_CL)"
@@ -85,6 +103,47 @@ class TemplateOptions:
 def stream_columns() -> list[dict[str, str]]:
     """The DCR input stream declaration: the mapper's columns and types."""
     return [{"name": c.name, "type": c.type} for c in COLUMNS]
+
+
+def integrity_stream_columns() -> list[dict[str, str]]:
+    """The integrity stream's declaration: the integrity row's columns and types."""
+    return [{"name": c.name, "type": c.type} for c in INTEGRITY_COLUMNS]
+
+
+def integrity_table_columns() -> list[dict[str, str]]:
+    """The schema of ``TrailrelayIntegrity_CL``."""
+    return [
+        {"name": c.name, "type": _TABLE_TYPES[c.type], "description": c.description}
+        for c in INTEGRITY_COLUMNS
+    ]
+
+
+def _declarations(options: TemplateOptions) -> dict[str, Any]:
+    out: dict[str, Any] = {options.stream: {"columns": stream_columns()}}
+    if options.integrity:
+        out[options.integrity_stream] = {"columns": integrity_stream_columns()}
+    return out
+
+
+def _flows(options: TemplateOptions) -> list[dict[str, Any]]:
+    flows: list[dict[str, Any]] = [
+        {
+            "streams": [options.stream],
+            "destinations": ["workspace"],
+            "transformKql": transform_kql(options),
+            "outputStream": options.output_stream,
+        }
+    ]
+    if options.integrity:
+        flows.append(
+            {
+                "streams": [options.integrity_stream],
+                "destinations": ["workspace"],
+                "transformKql": "source",
+                "outputStream": f"Custom-{INTEGRITY_TABLE}",
+            }
+        )
+    return flows
 
 
 def transform_kql(options: TemplateOptions) -> str:
@@ -205,6 +264,22 @@ def arm_template(options: TemplateOptions) -> dict[str, Any]:
             table["properties"]["plan"] = "Analytics"
         resources.append(table)
         depends.append(table_id)
+    if options.integrity:
+        resources.append(
+            {
+                "type": "Microsoft.OperationalInsights/workspaces/tables",
+                "apiVersion": TABLES_API_VERSION,
+                "name": f"[format('{{0}}/{INTEGRITY_TABLE}', parameters('workspaceName'))]",
+                "properties": {
+                    "schema": {"name": INTEGRITY_TABLE, "columns": integrity_table_columns()},
+                    "plan": "Analytics",
+                },
+            }
+        )
+        depends.append(
+            "[resourceId('Microsoft.OperationalInsights/workspaces/tables', parameters('workspaceName'), "
+            f"'{INTEGRITY_TABLE}')]"
+        )
     resources.append(
         {
             "type": "Microsoft.Insights/dataCollectionRules",
@@ -217,7 +292,7 @@ def arm_template(options: TemplateOptions) -> dict[str, Any]:
                 "description": "trailrelay: AWS CloudTrail into " + options.table,
                 "dataCollectionEndpointId": "[if(empty(parameters('dataCollectionEndpointId')), null(), "
                 "parameters('dataCollectionEndpointId'))]",
-                "streamDeclarations": {options.stream: {"columns": stream_columns()}},
+                "streamDeclarations": _declarations(options),
                 "destinations": {
                     "logAnalytics": [
                         {
@@ -227,14 +302,7 @@ def arm_template(options: TemplateOptions) -> dict[str, Any]:
                         }
                     ]
                 },
-                "dataFlows": [
-                    {
-                        "streams": [options.stream],
-                        "destinations": ["workspace"],
-                        "transformKql": transform_kql(options),
-                        "outputStream": options.output_stream,
-                    }
-                ],
+                "dataFlows": _flows(options),
             },
         }
     )
@@ -271,6 +339,11 @@ def arm_template(options: TemplateOptions) -> dict[str, Any]:
             "rule_id": {"type": "string", "value": f"[{reference}.immutableId]"},
             "endpoint": {"type": "string", "value": f"[{reference}.endpoints.logsIngestion]"},
             "stream": {"type": "string", "value": options.stream},
+            **(
+                {"integrity_stream": {"type": "string", "value": options.integrity_stream}}
+                if options.integrity
+                else {}
+            ),
         },
     }
 
@@ -363,18 +436,26 @@ def bicep_template(options: TemplateOptions) -> str:
             "}",
             "",
         ]
-    decl = _bicep_value({options.stream: {"columns": stream_columns()}}, 2)
-    flows = _bicep_value(
-        [
-            {
-                "streams": [options.stream],
-                "destinations": ["workspace"],
-                "transformKql": transform_kql(options),
-                "outputStream": options.output_stream,
-            }
-        ],
-        2,
-    )
+    if options.integrity:
+        lines += [
+            (
+                "resource integrityTable "
+                f"'Microsoft.OperationalInsights/workspaces/tables@{TABLES_API_VERSION}' = {{"
+            ),
+            "  parent: workspace",
+            f"  name: {_bicep_str(INTEGRITY_TABLE)}",
+            "  properties: {",
+            "    schema: {",
+            f"      name: {_bicep_str(INTEGRITY_TABLE)}",
+            f"      columns: {_bicep_value(integrity_table_columns(), 3)}",
+            "    }",
+            "    plan: 'Analytics'",
+            "  }",
+            "}",
+            "",
+        ]
+    decl = _bicep_value(_declarations(options), 2)
+    flows = _bicep_value(_flows(options), 2)
     lines += [
         f"resource dcr 'Microsoft.Insights/dataCollectionRules@{DCR_API_VERSION}' = {{",
         "  name: dataCollectionRuleName",
@@ -395,8 +476,11 @@ def bicep_template(options: TemplateOptions) -> str:
         f"    dataFlows: {flows}",
         "  }",
     ]
-    if columns:
-        lines.append("  dependsOn: [table]")
+    depends = (["table"] if columns else []) + (["integrityTable"] if options.integrity else [])
+    if len(depends) == 1:
+        lines.append(f"  dependsOn: [{depends[0]}]")
+    elif depends:  # one item per line: older Bicep versions have no commas in arrays
+        lines += ["  dependsOn: [", *(f"    {d}" for d in depends), "  ]"]
     lines += [
         "}",
         "",
@@ -418,6 +502,11 @@ def bicep_template(options: TemplateOptions) -> str:
         "output rule_id string = dcr.properties.immutableId",
         "output endpoint string = dcr.properties.endpoints.logsIngestion",
         f"output stream string = {_bicep_str(options.stream)}",
+        *(
+            [f"output integrity_stream string = {_bicep_str(options.integrity_stream)}"]
+            if options.integrity
+            else []
+        ),
         "",
     ]
     return "\n".join(lines)

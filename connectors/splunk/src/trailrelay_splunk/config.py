@@ -32,6 +32,14 @@ class SplunkConfig(SinkConfig):
     token: SecretStr = Field(description="HEC token (use ${ENV_VAR} or ${file:/path}).")
     index: str | None = Field(default=None, description="Target index; the token's default when unset.")
     sourcetype: str = Field(default="aws:cloudtrail", min_length=1, description="Sourcetype of every event.")
+    integrity_sourcetype: str = Field(
+        default="trailrelay:integrity",
+        min_length=1,
+        description="Sourcetype of integrity events ([integrity]: one per CloudTrail digest checked).",
+    )
+    integrity_index: str | None = Field(
+        default=None, description="Index of integrity events; `index` when unset."
+    )
     source: str | None = Field(
         default=None, description="Fixed source; by default each record's S3 URI or stream name."
     )
@@ -100,7 +108,7 @@ class SplunkConfig(SinkConfig):
             raise ValueError("management_url must start with https:// (or http:// for a local test instance)")
         return url
 
-    @field_validator("index", "source", "host")
+    @field_validator("index", "source", "host", "integrity_index")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None

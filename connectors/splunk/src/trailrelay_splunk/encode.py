@@ -9,10 +9,15 @@ One record becomes one envelope::
 replaced the record or the source held it on several lines), so nothing is re-serialised on the
 hot path. A body is envelopes concatenated with a newline between them, which HEC accepts as a
 batch; the newline keeps bodies readable and costs one byte per event.
+
+Integrity events (``record.origin.kind == "integrity"``: one per CloudTrail digest checked,
+not CloudTrail records) get their own sourcetype (``integrity_sourcetype``) and index
+(``integrity_index``), ``time`` = the event's ``verified_at``, and ``source`` = the digest's S3 URI.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -21,7 +26,10 @@ import orjson
 from trailrelay.contract import Record
 from trailrelay_splunk.config import SplunkConfig
 
-__all__ = ["FIELD_NAMES", "EnvelopeEncoder", "cut"]
+__all__ = ["FIELD_NAMES", "INTEGRITY_KIND", "EnvelopeEncoder", "cut", "verified_epoch"]
+
+INTEGRITY_KIND = "integrity"
+"""``origin.kind`` of integrity records (``trailrelay.contract.INTEGRITY_KIND`` in newer cores)."""
 
 FIELD_NAMES = {
     "account": ("trailrelay_account",),
@@ -32,6 +40,20 @@ FIELD_NAMES = {
 
 _SEVERITY_ORDER = {"informational": 0, "info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 _SOURCE_CACHE_LIMIT = 4096
+
+
+def verified_epoch(record: Record) -> float | None:
+    """When an integrity event was verified (``verified_at``), as POSIX seconds."""
+    if record.epoch is not None:  # core stamps the record with verified_at
+        return record.epoch
+    value = record.document().get("verified_at")
+    if not isinstance(value, str):
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def cut(sizes: Sequence[int], max_bytes: int, max_events: int) -> list[range]:
@@ -67,17 +89,33 @@ class EnvelopeEncoder:
         if config.host:
             tail += b',"host":' + orjson.dumps(config.host)
         self._tail = tail
+        integrity = b'"sourcetype":' + orjson.dumps(config.integrity_sourcetype)
+        if config.integrity_index or config.index:
+            integrity += b',"index":' + orjson.dumps(config.integrity_index or config.index)
+        if config.host:
+            integrity += b',"host":' + orjson.dumps(config.host)
+        self._integrity_tail = integrity
         self._fixed_source = b'"source":' + orjson.dumps(config.source) + b"," if config.source else None
         self._sources: dict[str, bytes] = {}
         self._groups = tuple(config.fields)
 
     def envelope(self, record: Record) -> bytes:
         """The HEC envelope of one record; ValueError if the record cannot be encoded."""
+        if record.origin.kind == INTEGRITY_KIND:
+            return self._integrity_envelope(record)
         epoch = record.epoch
         head = b'{"time":%.3f,' % epoch if epoch is not None else b"{"
         source = self._fixed_source or self._source(record.origin.location)
         fields = self._fields(record) if self._groups else b""
         return b"".join((head, source, self._tail, fields, b',"event":', record.line(), b"}"))
+
+    def _integrity_envelope(self, record: Record) -> bytes:
+        """An integrity event: its own sourcetype and index, stamped with when it was verified."""
+        epoch = verified_epoch(record)
+        head = b'{"time":%.3f,' % epoch if epoch is not None else b"{"
+        source = self._source(record.origin.location)  # the digest: the thing that was checked
+        fields = self._fields(record) if self._groups else b""
+        return b"".join((head, source, self._integrity_tail, fields, b',"event":', record.line(), b"}"))
 
     def envelopes(self, records: Iterable[Record]) -> list[bytes]:
         """Envelopes for many records (ValueError on the first that cannot be encoded)."""

@@ -140,6 +140,9 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
     privacy: Any = built.extras.get("privacy") or {}
     if privacy:
         snapshot["privacy"] = {name: pz.stats() for name, pz in privacy.items()}
+    integrity: Any = built.extras.get("integrity")
+    if integrity is not None:  # checks run, events sent, verdicts (integrity events are not records_in)
+        snapshot["integrity"] = integrity.stats
     if metrics_file:
         Path(metrics_file).write_bytes(orjson.dumps(snapshot))
     if summary_json:

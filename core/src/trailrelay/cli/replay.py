@@ -18,11 +18,13 @@ import orjson
 from rich.console import Console
 
 from trailrelay.config import Config
+from trailrelay.contract import INTEGRITY_KIND
+from trailrelay.integrity.forwarding import integrity_record
 from trailrelay.pipeline.build import build_dead_letters, build_sink
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline
-from trailrelay.record import Origin
+from trailrelay.record import Origin, Record
 from trailrelay.sources.base import ObjectDone, ObjectRef, Work
 
 __all__ = ["replay"]
@@ -38,12 +40,31 @@ class _ReplaySource:
         for path, entries in self.files.items():
             if stop.is_set():
                 return
-            body = b"[" + b",".join(e["raw"].encode() for e in entries) + b"]"  # keeps each record's bytes
+            plain, ready = _split(entries)
+            body = b"[" + b",".join(e["raw"].encode() for e in plain) + b"]"  # keeps each record's bytes
             origin = Origin("replay", str(path))
-            yield Work([ObjectRef(origin, _constant(body))], ack=_renamer(path), label=str(path))
+            objects = [ObjectRef(origin, _constant(body))] if plain else []
+            yield Work(objects, records=ready, ack=_renamer(path), label=str(path))
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _split(entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Record]]:
+    """CloudTrail entries (read again) and integrity events (rebuilt as such, not parsed as CloudTrail)."""
+    plain: list[dict[str, Any]] = []
+    ready: list[Record] = []
+    for e in entries:
+        if (e.get("origin") or {}).get("kind") == INTEGRITY_KIND:
+            try:
+                event = orjson.loads(e["raw"])
+                if isinstance(event, dict):
+                    ready.append(integrity_record(event))
+                    continue
+            except (orjson.JSONDecodeError, TypeError, ValueError):
+                pass  # not an event any more: read like the rest, and dead-lettered again with why
+        plain.append(e)
+    return plain, ready
 
 
 def _constant(body: bytes) -> Callable[[], bytes]:

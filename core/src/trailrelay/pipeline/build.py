@@ -19,6 +19,7 @@ from trailrelay.config import (
 from trailrelay.contract import Sink, SinkConfig, SinkContext
 from trailrelay.detection.evaluate import SigmaTagger
 from trailrelay.errors import ConfigError
+from trailrelay.integrity.forwarding import install_integrity_checks
 from trailrelay.pipeline.deadletter import DeadLetterStore, FolderDeadLetters, S3DeadLetters
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
@@ -176,7 +177,10 @@ def build_pipeline(
     transforms, record_filter, tagger = build_transforms(config)
     pipeline.transforms = transforms
     attach_sinks(pipeline, config, sinks, privacy=privacy, backoff_base=backoff_base)
-    return Built(pipeline, sinks, record_filter, tagger, checkpoints, extras={"privacy": privacy})
+    extras: dict[str, object] = {"privacy": privacy}
+    if config.integrity.enabled:
+        extras["integrity"] = install_integrity_checks(pipeline, config, once=once)
+    return Built(pipeline, sinks, record_filter, tagger, checkpoints, extras=extras)
 
 
 def build_privacy(config: Config) -> dict[str, Pseudonymizer]:

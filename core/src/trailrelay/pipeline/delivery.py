@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from trailrelay.contract import Batch, BatchLimits, Outcome, Sink, Status
+from trailrelay.contract import INTEGRITY_KIND, Batch, BatchLimits, Outcome, Sink, Status
 from trailrelay.errors import FatalSinkError, InputError, PermanentError, RetryableError
 from trailrelay.pipeline.deadletter import DeadLetterStore, entry
 from trailrelay.pipeline.metrics import Metrics
@@ -85,7 +85,8 @@ class SinkRunner:
 
     def put(self, record: Record) -> None:
         """Queue a record (after this sink's filter and preparation); blocks while the sink is behind."""
-        if self.record_filter is not None and not self.record_filter.keep(record):
+        rf = self.record_filter  # integrity events are not CloudTrail records: never filtered
+        if rf is not None and record.origin.kind != INTEGRITY_KIND and not rf.keep(record):
             self.metrics.bump("filtered_by_sink", self.name)
             if record.ticket is not None:
                 record.ticket.finish(1)

@@ -166,6 +166,8 @@ class Pipeline:
                 ticket.fail("stopping")
                 break
             self._read_object(obj, ticket)
+        for record in work.records:  # ready-made (integrity events): no reading, no transforms
+            self._deliver(record, ticket)
         ticket.reading_done()
         if work.urgent:
             for runner in self.sinks.values():
@@ -214,6 +216,10 @@ class Pipeline:
             if transform(record) is None:
                 m.add("records_filtered")
                 return
+        self._deliver(record, ticket)
+
+    def _deliver(self, record: Record, ticket: Ticket) -> None:
+        m = self.metrics
         if record.tags:
             m.add("tagged")
             r = record.routing

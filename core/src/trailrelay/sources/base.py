@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from trailrelay.record import Origin
+from trailrelay.record import Origin, Record
 
 __all__ = ["ObjectDone", "ObjectRef", "Source", "Work"]
 
@@ -53,6 +53,9 @@ class Work:
     label: str = ""
     idle: bool = False
     """An empty poll: nothing to do, but proof the source is alive (health checks)."""
+    records: list[Record] = field(default_factory=list)
+    """Ready-made records (integrity events) handed to every sink as they are: not read, not
+    transformed or filtered; acknowledged with the unit like any other record."""
     urgent: bool = False
     """Someone waits for this unit's acknowledgement (a Firehose request): flush partial batches
     once it is read instead of waiting for them to fill."""
