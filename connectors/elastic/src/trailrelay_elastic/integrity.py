@@ -28,13 +28,11 @@ from typing import Any
 
 import orjson
 
-from trailrelay.contract import Record
+from trailrelay.contract import INTEGRITY_KIND, Record
 from trailrelay_elastic.config import Target
 
 __all__ = ["DATASET", "INTEGRITY_KIND", "integrity_doc_id", "integrity_document", "is_integrity"]
 
-INTEGRITY_KIND = "integrity"
-"""``origin.kind`` of integrity records (``trailrelay.contract.INTEGRITY_KIND`` in newer cores)."""
 DATASET = "trailrelay.integrity"
 TAGS = ["forwarded", "trailrelay-integrity"]
 _URLSAFE = bytes.maketrans(b"+/", b"-_")

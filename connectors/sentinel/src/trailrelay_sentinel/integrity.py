@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from trailrelay.contract import Record
+from trailrelay.contract import INTEGRITY_KIND, Record
 
 __all__ = [
     "INTEGRITY_COLUMNS",
@@ -27,8 +27,6 @@ __all__ = [
     "is_integrity",
 ]
 
-INTEGRITY_KIND = "integrity"
-"""``origin.kind`` of integrity records (``trailrelay.contract.INTEGRITY_KIND`` in newer cores)."""
 INTEGRITY_STREAM = "Custom-TrailrelayIntegrity"
 INTEGRITY_TABLE = "TrailrelayIntegrity_CL"
 

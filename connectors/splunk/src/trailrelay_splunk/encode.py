@@ -23,13 +23,11 @@ from typing import Any
 
 import orjson
 
-from trailrelay.contract import Record
+from trailrelay.contract import INTEGRITY_KIND, Record
 from trailrelay_splunk.config import SplunkConfig
 
 __all__ = ["FIELD_NAMES", "INTEGRITY_KIND", "EnvelopeEncoder", "cut", "verified_epoch"]
 
-INTEGRITY_KIND = "integrity"
-"""``origin.kind`` of integrity records (``trailrelay.contract.INTEGRITY_KIND`` in newer cores)."""
 
 FIELD_NAMES = {
     "account": ("trailrelay_account",),

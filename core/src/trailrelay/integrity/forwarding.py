@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from trailrelay.contract import INTEGRITY_KIND
 from trailrelay.errors import ConfigError
 from trailrelay.record import Origin, Record, RiskTag, Routing
 from trailrelay.sources.base import ObjectDone, Source, Work
@@ -68,8 +69,6 @@ __all__ = [
 
 log = logging.getLogger("trailrelay.integrity")
 
-INTEGRITY_KIND = "integrity"
-"""``origin.kind`` of integrity records (``trailrelay.contract.INTEGRITY_KIND``)."""
 DIGEST_LAG_SECONDS = 7200.0
 """CloudTrail digests a log file within about two hours (``trailrelay.integrity.verifier.DIGEST_LAG``)."""
 FAILED_TAG = "trailrelay-integrity-failed"
