@@ -8,6 +8,14 @@ settings, and ``_search`` over the stored documents (``bool``/``term``/``match_p
 visible ``refresh_interval`` seconds after it was stored, like Elasticsearch's near-real-time
 refresh). Every response carries ``X-Elastic-Product: Elasticsearch`` as the official client
 requires. Faults are injected per request (recorded fixtures replayed verbatim) or per document.
+
+Fault hook for the reliability harness (``reliability/``): ``fault`` is called once per request
+with ``"bulk"`` (a ``_bulk`` request) or ``"other"`` and answers ``None`` or a kind: ``outage``
+(connection reset before anything is read), ``reset`` (half the body read, then reset), ``5xx``
+(the recorded 503), ``429`` (the recorded es_rejected_execution_exception), ``partial`` (HTTP 200
+with every fourth item refused with 429 es_rejected_execution_exception, the rest stored) or
+``slow`` (stored, then answered after ``slow_seconds``, beyond the client's timeout). ``compact``
+keeps only each document's eventID, for runs of millions of documents.
 """
 
 from __future__ import annotations
@@ -16,9 +24,12 @@ import datetime as dt
 import fnmatch
 import gzip
 import json
+import socket
+import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -56,6 +67,10 @@ class StandIn:
         self.index_blocks: dict[str, dict[str, str]] = {}
         self.version = "8.15.1"
         self.server: ThreadingHTTPServer | None = None
+        self.fault: Callable[[str], str | None] | None = None
+        self.slow_seconds = 0.0
+        self.compact = False
+        self.slow_stored = 0  # documents stored by requests answered too late
 
     # -- control -------------------------------------------------------------------------
     def queue(self, name_or_response: str | dict[str, Any], count: int = 1) -> None:
@@ -101,9 +116,16 @@ class StandIn:
 
     # -- behaviour -----------------------------------------------------------------------
     def handle(
-        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        partial: bool = False,
     ) -> tuple[int, dict[str, str], Any]:
-        """One request to (status, headers, JSON body or None)."""
+        """One request to (status, headers, JSON body or None); ``partial`` refuses some bulk items."""
         with self.lock:
             self.requests.append(
                 {"method": method, "path": path, "query": query, "headers": headers, "body": body}
@@ -125,7 +147,7 @@ class StandIn:
             return self._search(parts[0], query, body)
         if parts and parts[-1] == "_bulk" and method in ("POST", "PUT"):
             default_index = parts[0] if len(parts) == 2 else None
-            return 200, dict(PRODUCT), self._bulk(body, default_index)
+            return 200, dict(PRODUCT), self._bulk(body, default_index, partial=partial)
         if parts[:3] == ["_security", "user", "_has_privileges"]:
             return self._has_privileges(body)
         if parts[:1] == ["_data_stream"] and len(parts) == 2:
@@ -154,11 +176,11 @@ class StandIn:
             _error(404, "resource_not_found_exception", f"no handler for {method} {path}"),
         )
 
-    def _bulk(self, body: bytes, default_index: str | None) -> dict[str, Any]:
+    def _bulk(self, body: bytes, default_index: str | None, *, partial: bool = False) -> dict[str, Any]:
         lines = [line for line in body.split(b"\n") if line.strip()]
         items = []
         errors = False
-        for action_line, source_line in zip(lines[::2], lines[1::2], strict=True):
+        for n, (action_line, source_line) in enumerate(zip(lines[::2], lines[1::2], strict=True)):
             action = json.loads(action_line)
             ((op, meta),) = action.items()
             index = meta.get("_index", default_index)
@@ -170,6 +192,13 @@ class StandIn:
                 errors = True
                 continue
             event_id = _event_id(source)
+            if partial and n % 4 == 0:  # indexing pressure: this item is refused, the rest go on
+                reason = "rejected execution of primary operation [coordinating_and_primary_bytes=0]"
+                items.append({op: _item_error(index, doc_id, 429, "es_rejected_execution_exception", reason)})
+                errors = True
+                continue
+            if self.compact:
+                source = {"event": {"id": event_id}}
             with self.lock:
                 stored = self.docs.setdefault(index, {})
                 if event_id in self.rejected_event_ids:
@@ -466,16 +495,52 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Keep test output quiet."""
 
+    def _reset(self, read: int) -> None:
+        """Read ``read`` bytes of the body, then reset the connection (no reply)."""
+        if read:
+            self.rfile.read(read)
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+
     def _serve(self, method: str) -> None:
+        state = self.state
         length = int(self.headers.get("content-length") or 0)
+        split = urlsplit(self.path)
+        bulk = split.path.rstrip("/").endswith("/_bulk") and method in ("POST", "PUT")
+        fault = state.fault("bulk" if bulk else "other") if state.fault is not None else None
+        if fault == "outage" or (fault == "reset" and bulk):
+            self._reset(length // 2 if fault == "reset" else 0)
+            return
         body = self.rfile.read(length) if length else b""
+        if fault in ("5xx", "429") and bulk:
+            recorded = fixture("request-503" if fault == "5xx" else "request-429-rejected")
+            self._send(recorded["status"], dict(recorded["headers"]), recorded["body"], method)
+            return
         if self.headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)
-        split = urlsplit(self.path)
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, out_headers, payload = self.state.handle(
-            method, split.path, parse_qs(split.query), headers, body
+        status, out_headers, payload = state.handle(
+            method, split.path, parse_qs(split.query), headers, body, partial=fault == "partial" and bulk
         )
+        if fault == "slow" and bulk:
+            stored = sum(
+                1
+                for item in (payload or {}).get("items", [])
+                for result in item.values()
+                if result.get("status") == 201
+            )
+            with state.lock:
+                state.slow_stored += stored
+            time.sleep(state.slow_seconds)
+            try:
+                self._send(status, out_headers, payload, method)
+            except OSError:  # the client gave up waiting, as intended
+                self.close_connection = True
+            return
+        self._send(status, out_headers, payload, method)
+
+    def _send(self, status: int, out_headers: dict[str, str], payload: Any, method: str) -> None:
         data = b"" if payload is None or method == "HEAD" else json.dumps(payload).encode()
         self.send_response(status)
         out_headers = {k.lower(): v for k, v in out_headers.items()}

@@ -20,6 +20,14 @@ tests generate with ``trustme``. It serves what the real ``azure-identity`` and
   its endpoint). A row becomes queryable ``query_latency`` seconds after it was ingested.
 
 Everything the client sent is kept (requests, decoded rows) so tests can assert on it.
+
+Fault hook for the reliability harness (``reliability/``): ``StandinState.fault`` is called once
+per POST with ``"upload"`` or ``"token"`` and answers ``None`` or a kind: ``outage`` (connection
+reset before anything is read), ``reset`` (half the body read, then reset), ``5xx`` (the recorded
+503), ``429`` (the recorded 429 without Retry-After), ``partial`` (the recorded 400
+InvalidPayload: Azure refuses a whole body for one bad row, so the client splits it and sends the
+halves) or ``slow`` (stored, then answered after ``slow_seconds``, beyond the client's timeout).
+``compact`` keeps only each row's AwsEventId, for runs of millions of rows.
 """
 
 from __future__ import annotations
@@ -30,11 +38,14 @@ import gzip
 import json
 import re
 import secrets
+import socket
 import ssl
+import struct
 import threading
 import time
 import urllib.parse
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -105,6 +116,11 @@ class StandinState:
     query_access: bool = True
     query_requests: list[dict[str, Any]] = field(default_factory=list)
     query_script: deque[Scripted] = field(default_factory=deque)
+    fault: Callable[[str], str | None] | None = None
+    slow_seconds: float = 0.0
+    compact: bool = False
+    slow_stored: int = 0
+    """Rows stored by uploads answered too late (the client sends them again)."""
 
     def audiences(self) -> set[str]:
         """Token audiences the issuer accepts."""
@@ -236,11 +252,40 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     # --- Logs Ingestion API ---------------------------------------------------------------
+    def _reset(self, read: int) -> None:
+        """Read ``read`` bytes of the body, then reset the connection (no reply)."""
+        if read:
+            self.rfile.read(read)
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+
+    def _fault(self, label: str) -> str | None:
+        """Ask the fault hook; answer outages, resets and refusals here. Returns what is left to do."""
+        state = self.server.state
+        fault = state.fault(label) if state.fault is not None else None
+        length = int(self.headers.get("Content-Length") or 0)
+        if fault == "outage" or (fault == "reset" and label == "upload"):
+            self._reset(length // 2 if fault == "reset" else 0)
+            return "done"
+        if label == "upload" and fault in ("5xx", "429", "partial"):
+            self._read_body()
+            name = {
+                "5xx": "upload_503_unavailable",
+                "429": "upload_429_no_retry_after",
+                "partial": "upload_400_invalid_payload",
+            }[fault]
+            resp = load_fixture(name)["response"]
+            self._send(resp["status"], resp["body"], dict(resp["headers"]))
+            return "done"
+        return fault
+
     def do_POST(self) -> None:
         state = self.server.state
         url = urllib.parse.urlsplit(self.path)
         if url.path == f"/{state.tenant_id}/oauth2/v2.0/token":
-            self._token()
+            if self._fault("token") != "done":
+                self._token()
             return
         if url.path.startswith("/v1/workspaces/"):
             self._query(url.path)
@@ -249,11 +294,16 @@ class _Handler(BaseHTTPRequestHandler):
         if len(parts) != 4 or parts[0] != "dataCollectionRules" or parts[2] != "streams":
             self._send(404, {"error": {"code": "NotFound", "message": "Resource not found."}})
             return
+        fault = self._fault("upload")
+        if fault == "done":
+            return
         rule_id, stream = urllib.parse.unquote(parts[1]), urllib.parse.unquote(parts[3])
         query = dict(urllib.parse.parse_qsl(url.query))
         raw = self._read_body()
         headers = {k.lower(): v for k, v in self.headers.items()}
         status, body, extra, rows = self._ingest(rule_id, stream, query, headers, raw)
+        if state.compact and rows:
+            rows = [{"AwsEventId": r.get("AwsEventId")} if isinstance(r, dict) else r for r in rows]
         with state.lock:
             state.uploads.append(
                 Upload(rule_id, stream, query.get("api-version", ""), headers, len(raw), rows, status)
@@ -261,6 +311,15 @@ class _Handler(BaseHTTPRequestHandler):
             if status == 204 and rows:
                 state.stored.extend(rows)
                 state.stored_at.extend([time.time()] * len(rows))
+                if fault == "slow":
+                    state.slow_stored += len(rows)
+        if fault == "slow":
+            time.sleep(state.slow_seconds)
+            try:
+                self._send(status, body, extra)
+            except OSError:  # the client gave up waiting, as intended
+                self.close_connection = True
+            return
         self._send(status, body, extra)
 
     def _ingest(

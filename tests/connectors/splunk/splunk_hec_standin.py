@@ -9,6 +9,14 @@ token uses acknowledgement; ``/services/collector/ack`` answers ``{"acks": {"0":
 Faults for tests: busy for N requests, auth failure, connection reset mid-body, acks that
 never come, poisoned eventIDs, a max_content_length, and scripted replies (recorded fixtures)
 served verbatim for the next requests.
+
+Fault hook for the reliability harness (``reliability/``): ``fault`` is called once per request
+with ``"event"`` or ``"ack"`` and answers ``None`` or a kind: ``outage`` (connection reset before
+anything is read), ``reset`` (half the body read, then reset), ``5xx`` (503 code 9), ``429``
+(code 26), ``partial`` (code 6 with ``invalid-event-number`` in the middle: the events before it
+are kept, the way HEC refuses one event of a batch) or ``slow`` (stored, then answered after
+``slow_seconds``, beyond the client's timeout). ``compact`` keeps only each event's eventID, for
+runs of millions of events.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import threading
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -81,8 +90,13 @@ class HecStandIn:
         self.ack_after_polls = 0
         self.poisoned: set[str] = set()
         self.scripted: deque[Scripted] = deque()
+        self.fault: Callable[[str], str | None] | None = None
+        self.slow_seconds = 0.0
+        self.compact = False
+        self.slow_stored = 0  # events stored by requests answered too late (no ack: sent again)
         self._channels: dict[str, int] = {}
         self._acks: dict[tuple[str, int], int] = {}  # (channel, ackId) -> polls still to wait
+        self._ack_events: dict[tuple[str, int], int] = {}  # (channel, ackId) -> events, until acked
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -139,6 +153,11 @@ class HecStandIn:
         """Logged requests to the event endpoint."""
         return [r for r in self.log if r.path in EVENT_PATHS]
 
+    def unconfirmed(self) -> int:
+        """Events stored whose success the client never learned (late replies, acks never polled)."""
+        with self._lock:
+            return self.slow_stored + sum(self._ack_events.values())
+
     def script(self, *replies: Scripted) -> None:
         """Serve these recorded replies, in order, to the next matching requests."""
         self.scripted.extend(replies)
@@ -177,8 +196,10 @@ class HecStandIn:
             return 429, body, extra
         return 503, {"text": "Server is busy", "code": 9}, extra
 
-    def handle_events(self, body: bytes, channel: str | None) -> tuple[int, dict[str, Any], int]:
-        """Parse and store a batch; (status, reply, events stored)."""
+    def handle_events(
+        self, body: bytes, channel: str | None, refuse_at: int | None = None
+    ) -> tuple[int, dict[str, Any], int]:
+        """Parse and store a batch; (status, reply, events stored); ``refuse_at``: refuse that event."""
         if not body.strip():
             return 400, {"text": "No data", "code": 5}, 0
         text = body.decode("utf-8", "replace")
@@ -193,8 +214,13 @@ class HecStandIn:
             except json.JSONDecodeError:
                 return 400, {"text": "Invalid data format", "code": 6, "invalid-event-number": n}, kept
             bad = self._check(env, n)
+            if bad is None and n == refuse_at:
+                bad = {"text": "Invalid data format", "code": 6, "invalid-event-number": n}
             if bad is not None:
                 return 400, bad, kept
+            if self.compact:
+                event = env.get("event")
+                env = {"event": {"eventID": event.get("eventID") if isinstance(event, dict) else None}}
             with self._lock:
                 self.stored.append(env)
                 self.indexed_at.append(time.time())
@@ -205,6 +231,7 @@ class HecStandIn:
                 ack_id = self._channels.get(channel, 0)
                 self._channels[channel] = ack_id + 1
                 self._acks[(channel, ack_id)] = -1 if self.acks_never else self.ack_after_polls
+                self._ack_events[(channel, ack_id)] = kept
             return 200, {"text": "Success", "code": 0, "ackId": ack_id}, kept
         return 200, {"text": "Success", "code": 0}, kept
 
@@ -249,6 +276,7 @@ class HecStandIn:
                 elif wait == 0:
                     out[str(ack_id)] = True
                     del self._acks[(channel, int(ack_id))]  # HEC forgets an ack once reported
+                    self._ack_events.pop((channel, int(ack_id)), None)
                 else:
                     self._acks[(channel, int(ack_id))] = wait - 1
                     out[str(ack_id)] = False
@@ -295,21 +323,43 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._reply(404, {"text": "The requested URL was not found on this server.", "code": 404})
 
+    def _reset(self, path: str, length: int, read: int) -> None:
+        """Read ``read`` bytes of the body, then reset the connection (no reply)."""
+        if read:
+            self.rfile.read(read)
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self._log(path, length, 0, 0, None)
+        self.connection.close()
+
     def do_POST(self) -> None:
         hec = self.hec
         split = urlsplit(self.path)
         path = split.path
         length = int(self.headers.get("Content-Length") or 0)
+        fault = None
+        if hec.fault is not None and path in (*EVENT_PATHS, "/services/collector/ack"):
+            fault = hec.fault("event" if path in EVENT_PATHS else "ack")
+        if fault == "outage":
+            self._reset(path, length, 0)
+            return
         with hec._lock:
             reset = hec.reset_left > 0
             if reset:
                 hec.reset_left -= 1
-        if reset and path in EVENT_PATHS:
-            self.rfile.read(length // 2)  # take half the batch, then reset the connection
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
-            self._log(path, length, 0, 0, None)
-            self.connection.close()
+        if (reset or fault == "reset") and path in EVENT_PATHS:
+            self._reset(path, length, length // 2)  # take half the batch, then reset the connection
+            return
+        if fault in ("5xx", "429"):
+            self.rfile.read(length)
+            payload = (
+                {"text": "Server is busy", "code": 9}
+                if fault == "5xx"
+                else {"text": "HEC queue is at capacity and cannot process any more requests", "code": 26}
+            )
+            status = 503 if fault == "5xx" else 429
+            self._log(path, length, 0, status, payload)
+            self._reply(status, payload)
             return
         raw = self.rfile.read(length)
         scripted = hec._take_script(path)
@@ -359,6 +409,35 @@ class _Handler(BaseHTTPRequestHandler):
             self._log(path, length, 0, 400, {"code": 6})
             self._reply(400, {"text": "Invalid data format", "code": 6})
             return
-        status, payload, kept = hec.handle_events(body, channel)
+        if fault == "partial":
+            status, payload, kept = hec.handle_events(body, channel, refuse_at=_count_envelopes(body) // 2)
+        else:
+            status, payload, kept = hec.handle_events(body, channel)
         self._log(path, length, kept, status, payload)
+        if fault == "slow":
+            if not hec.use_ack:  # with ack, the ackId the client never learned counts instead
+                with hec._lock:
+                    hec.slow_stored += kept
+            time.sleep(hec.slow_seconds)
+            try:
+                self._reply(status, payload)
+            except OSError:  # the client gave up waiting, as intended
+                self.close_connection = True
+            return
         self._reply(status, payload)
+
+
+def _count_envelopes(body: bytes) -> int:
+    """How many JSON values a request body holds (to refuse the middle one)."""
+    text = body.decode("utf-8", "replace")
+    pos, n = 0, 0
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= len(text):
+            return n
+        try:
+            _, pos = _DECODER.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            return n
+        n += 1
