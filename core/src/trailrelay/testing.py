@@ -39,7 +39,16 @@ from trailrelay.contract import (
     Status,
 )
 
-__all__ = ["SAMPLE_EVENTS", "SinkContract", "SinkHarness", "corpus_dir", "load_records", "sample_records"]
+__all__ = [
+    "SAMPLE_DIGEST",
+    "SAMPLE_EVENTS",
+    "SAMPLE_INTEGRITY_EVENT",
+    "SinkContract",
+    "SinkHarness",
+    "corpus_dir",
+    "load_records",
+    "sample_records",
+]
 
 _IAM_USER = {
     "type": "IAMUser",
@@ -181,6 +190,35 @@ SAMPLE_EVENTS: list[dict[str, Any]] = [
         "eventCategory": "Data",
     },
 ]
+
+
+SAMPLE_DIGEST = (
+    "s3://trail-bucket/AWSLogs/o-abcdef1234/111122223333/CloudTrail-Digest/us-east-1/2026/03/01/d.json.gz"
+)
+SAMPLE_INTEGRITY_EVENT: dict[str, Any] = {
+    "type": "trailrelay:integrity",
+    "verdict": "invalid",
+    "chain": "linked",
+    "digest": SAMPLE_DIGEST,
+    "account": "111122223333",
+    "region": "us-east-1",
+    "trail": "org-trail",
+    "home_region": "us-east-1",
+    "organization": "o-abcdef1234",
+    "backfill": False,
+    "digest_start": "2026-03-01T21:01:31Z",
+    "digest_end": "2026-03-01T22:01:31Z",
+    "signature": "valid",
+    "counts": {"log_files": 2, "valid": 1, "modified": 1, "missing": 0, "unreadable": 0, "not_forwarded": 0},
+    "problems": [
+        {"kind": "log-modified", "severity": "failure", "location": "s3://trail-bucket/l", "detail": "x"}
+    ],
+    "source": "s3://trail-bucket/",
+    "verified_at": "2026-03-02T10:00:05Z",
+    "window_start": "2026-03-02T07:00:00Z",
+    "window_end": "2026-03-02T08:00:00Z",
+}
+"""An integrity event as the forwarder emits it for a digest whose log file was modified."""
 
 
 def sample_records(count: int = len(SAMPLE_EVENTS), *, pretty_every: int = 4) -> list[Record]:

@@ -22,31 +22,12 @@ from trailrelay.contract import Batch, FatalSinkError, Origin, Record, Status
 from trailrelay.integrity.forwarding import integrity_record
 from trailrelay.integrity.testtrail import TrailBuilder
 from trailrelay.pipeline.build import build_pipeline
-from trailrelay.testing import sample_records
+from trailrelay.testing import SAMPLE_DIGEST, SAMPLE_INTEGRITY_EVENT, sample_records
 from trailrelay_elastic.encode import BulkEncoder, DocumentBuilder
 from trailrelay_elastic.integrity import INTEGRITY_KIND, integrity_doc_id
 
-DIGEST = (
-    "s3://trail-bucket/AWSLogs/o-abcdef1234/111122223333/CloudTrail-Digest/us-east-1/2026/03/01/d.json.gz"
-)
-EVENT: dict[str, Any] = {
-    "type": "trailrelay:integrity",
-    "verdict": "invalid",
-    "chain": "linked",
-    "digest": DIGEST,
-    "account": "111122223333",
-    "region": "us-east-1",
-    "trail": "org-trail",
-    "organization": "o-abcdef1234",
-    "counts": {"log_files": 2, "valid": 1, "modified": 1, "missing": 0, "unreadable": 0, "not_forwarded": 0},
-    "problems": [
-        {"kind": "log-modified", "severity": "failure", "location": "s3://trail-bucket/l", "detail": "x"}
-    ],
-    "source": "s3://trail-bucket/",
-    "verified_at": "2026-03-02T10:00:05Z",
-    "window_start": "2026-03-02T07:00:00Z",
-    "window_end": "2026-03-02T08:00:00Z",
-}
+DIGEST = SAMPLE_DIGEST
+EVENT: dict[str, Any] = SAMPLE_INTEGRITY_EVENT
 
 
 def lines(entry: bytes) -> tuple[dict[str, Any], dict[str, Any]]:

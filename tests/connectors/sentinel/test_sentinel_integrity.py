@@ -25,7 +25,7 @@ from trailrelay.contract import Batch, FatalSinkError, Origin, Record, Status
 from trailrelay.integrity.forwarding import integrity_record
 from trailrelay.integrity.testtrail import TrailBuilder
 from trailrelay.pipeline.build import build_pipeline
-from trailrelay.testing import sample_records
+from trailrelay.testing import SAMPLE_DIGEST, SAMPLE_INTEGRITY_EVENT, sample_records
 from trailrelay_sentinel.cli import group
 from trailrelay_sentinel.encode import SentinelEncoder
 from trailrelay_sentinel.integrity import (
@@ -37,32 +37,8 @@ from trailrelay_sentinel.integrity import (
 )
 from trailrelay_sentinel.template import TemplateOptions, arm_template, bicep_template
 
-DIGEST = (
-    "s3://trail-bucket/AWSLogs/o-abcdef1234/111122223333/CloudTrail-Digest/us-east-1/2026/03/01/d.json.gz"
-)
-EVENT: dict[str, Any] = {
-    "type": "trailrelay:integrity",
-    "verdict": "invalid",
-    "chain": "linked",
-    "digest": DIGEST,
-    "account": "111122223333",
-    "region": "us-east-1",
-    "trail": "org-trail",
-    "home_region": "us-east-1",
-    "organization": "o-abcdef1234",
-    "backfill": False,
-    "digest_start": "2026-03-01T21:01:31Z",
-    "digest_end": "2026-03-01T22:01:31Z",
-    "signature": "valid",
-    "counts": {"log_files": 2, "valid": 1, "modified": 1, "missing": 0, "unreadable": 0, "not_forwarded": 0},
-    "problems": [
-        {"kind": "log-modified", "severity": "failure", "location": "s3://trail-bucket/l", "detail": "x"}
-    ],
-    "source": "s3://trail-bucket/",
-    "verified_at": "2026-03-02T10:00:05Z",
-    "window_start": "2026-03-02T07:00:00Z",
-    "window_end": "2026-03-02T08:00:00Z",
-}
+DIGEST = SAMPLE_DIGEST
+EVENT: dict[str, Any] = SAMPLE_INTEGRITY_EVENT
 DECLARED = {c.name for c in INTEGRITY_COLUMNS}
 
 

@@ -16,7 +16,7 @@ from azure.identity import (
 from trailrelay.contract import ConfigError
 from trailrelay_sentinel.config import SentinelConfig
 
-__all__ = ["build_credential"]
+__all__ = ["build_credential", "close_quietly"]
 
 
 def build_credential(config: SentinelConfig, verify: bool | str, **transport: Any) -> TokenCredential:
@@ -77,3 +77,12 @@ def build_credential(config: SentinelConfig, verify: bool | str, **transport: An
     except (ValueError, OSError) as exc:
         # azure-identity says which argument or file is wrong; it never echoes a secret value.
         raise ConfigError(f"sentinel: cannot build the {kind} credential: {exc}") from None
+
+
+def close_quietly(client: Any, credential: Any) -> None:
+    """Close an SDK client and (when given) the credential we built for it."""
+    if client is not None:
+        client.close()
+    close = getattr(credential, "close", None)
+    if callable(close):
+        close()

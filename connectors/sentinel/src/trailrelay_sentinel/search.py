@@ -20,7 +20,7 @@ from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult
 
 from trailrelay.contract import ConfigError, FatalSinkError, RetryableError, SinkContext, tls_verify
 from trailrelay_sentinel.config import SentinelConfig
-from trailrelay_sentinel.credentials import build_credential
+from trailrelay_sentinel.credentials import build_credential, close_quietly
 from trailrelay_sentinel.failures import _error_detail, classify, retry_after_seconds
 
 __all__ = ["SentinelSearcher", "canary_query", "kql_string"]
@@ -126,11 +126,7 @@ class SentinelSearcher:
             credential = self._credential if self._own_credential else None
             if self._own_credential:
                 self._credential = None
-        if client is not None:
-            client.close()
-        close = getattr(credential, "close", None)
-        if callable(close):
-            close()
+        close_quietly(client, credential)
 
     def _failure(self, exc: BaseException) -> FatalSinkError | RetryableError:
         """What a failed query means, in a message that names the setting to fix (never a secret)."""

@@ -44,7 +44,7 @@ from trailrelay.contract import (
 )
 from trailrelay_sentinel.columns import EVENT_TIME_COLUMN
 from trailrelay_sentinel.config import SentinelConfig
-from trailrelay_sentinel.credentials import build_credential
+from trailrelay_sentinel.credentials import build_credential, close_quietly
 from trailrelay_sentinel.encode import MAX_BODY_BYTES, EncodedRow, body_of, cut_bodies, encode_rows
 from trailrelay_sentinel.failures import Failure, classify
 from trailrelay_sentinel.integrity import is_integrity
@@ -165,11 +165,7 @@ class SentinelSink:
             credential = self._credential if self._own_credential else None
             if self._own_credential:
                 self._credential = None
-        if client is not None:
-            client.close()
-        close = getattr(credential, "close", None)
-        if callable(close):
-            close()
+        close_quietly(client, credential)
 
     def _ready(self) -> LogsIngestionClient:
         if self._client is None:
