@@ -178,3 +178,64 @@ def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:
         len(set(ids)) == len(ids) == total
     )  # nothing lost, nothing twice (file sink: all delivered on drain)
     assert first["objects_read"] < first["objects_read"] + second["objects_read"]
+
+
+# -- exit statuses of forward (documented in the README) ----------------------------------------
+
+
+def test_forward_exit_status_says_dead_letters(tmp_path: Path, make_object: Any, make_events: Any) -> None:
+    make_object(tmp_path / "in" / "good.json.gz", make_events(5))
+    (tmp_path / "in" / "corrupt.json.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    cfg = _config(
+        tmp_path, '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "out/ct.ndjson"\n'
+    )
+    result = CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--once"])
+    assert result.exit_code == 4, result.output  # finished, with dead letters
+    assert len((tmp_path / "out" / "ct.ndjson").read_bytes().splitlines()) == 5
+
+
+def test_forward_exit_status_says_fatal(tmp_path: Path, make_object: Any, make_events: Any) -> None:
+    make_object(tmp_path / "in" / "a.json.gz", make_events(3))
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    cfg = _config(
+        tmp_path,
+        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "blocker/x.ndjson"\n',
+    )
+    assert CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--once"]).exit_code == 3
+
+
+def test_forward_exit_status_says_work_was_left_unfinished(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
+    """SIGTERM while the sink is stuck: what was not delivered is handed back, exit 5."""
+    for i in range(40):
+        make_object(tmp_path / "in" / f"o{i:02d}.json.gz", make_events(200, prefix=f"o{i}"))
+    cfg = _config(
+        tmp_path,
+        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "stdout"\n[pipeline]\ndrain_seconds = 0.5\n',
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--once", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None
+    proc.stdout.read(1024)  # the sink wrote; now it blocks on the full pipe
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(1.0)  # the drain time passes while the pipe stays full
+    rest = proc.stdout.read()  # unblock the writer so the process can end
+    code = proc.wait(30)
+    assert code == 5
+    assert rest.count(b"\n") < 40 * 200  # it really stopped early
+
+
+def test_exit_status_of_a_worker_stopped_by_a_signal_is_clean() -> None:
+    from trailrelay.cli.main import EXIT_OK, EXIT_UNFINISHED, exit_status
+    from trailrelay.pipeline.metrics import Metrics
+    from trailrelay.pipeline.runner import RunResult
+
+    stopped = RunResult(Metrics(), stopped=True, open_units=2)
+    assert exit_status(stopped, {"units_released": 2}, once=False) == EXIT_OK
+    assert exit_status(stopped, {"units_released": 2}, once=True) == EXIT_UNFINISHED

@@ -225,14 +225,17 @@ def test_back_pressure_bounds_the_queue(
     pipe = _pipeline(tmp_path / "in", {"s": sink}, tmp_path)
     runner = pipe.sinks["s"]
 
+    runner.capacity = 200  # records held by the sink at once, wherever they are
+
     def slow(_: Any) -> None:
-        peak[0] = max(peak[0], runner._queue.qsize())
         time.sleep(0.001)
 
     sink.on_send = slow
     pipe.run()
     assert len(sink.stored) == 2000
-    assert peak[0] <= runner._queue.maxsize
+    # a reader may add one object's chunk on top of the cap, never more
+    assert runner.peak_active <= runner.capacity + 100
+    del peak
 
 
 def test_config_built_pipeline_writes_the_file_sink(
@@ -284,7 +287,7 @@ def test_graceful_stop_hands_back_unfinished_work(
     assert result.stopped
     done = ck.count()
     assert done < 10
-    assert result.metrics.snapshot()["units_released"] >= 1
+    assert result.metrics.snapshot()["units_released"] >= 1, (done, result.metrics.snapshot())
     resumed = scripted()
     _pipeline(tmp_path / "in", {"s": resumed}, tmp_path, checkpoints=ck).run()
     assert set(sink.stored) | set(resumed.stored) == set(ids)

@@ -15,6 +15,11 @@ errors in :mod:`trailrelay.errors` for the whole batch.
 
 The pipeline may call :meth:`Sink.send` from several threads at once (``concurrency``), so a
 sink keeps no per-batch state outside the call. ``open`` and ``close`` are called once each.
+
+A sink that learns a record's fate only later (Splunk's indexer acknowledgement) answers
+:meth:`Outcome.pending` with a :class:`Receipt` and resolves the receipt, from any thread, once
+it knows: the pipeline keeps sending meanwhile, holds the records compactly, and treats the
+resolved outcome exactly like one returned by ``send`` (retry, dead-letter, acknowledge).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -62,6 +68,7 @@ __all__ = [
     "Outcome",
     "PermanentError",
     "PluginNotFound",
+    "Receipt",
     "Record",
     "RetryableError",
     "RiskTag",
@@ -91,11 +98,67 @@ class Status(enum.Enum):
     """Not taken this time; the pipeline sends it again after a backoff."""
     REJECTED = "rejected"
     """The SIEM will never take the record as it is; the pipeline dead-letters it with reason."""
+    PENDING = "pending"
+    """Sent, outcome not known yet: the outcome's :class:`Receipt` will say (e.g. an indexer ack)."""
 
     @property
     def final(self) -> bool:
         """True when the record needs nothing more from this sink."""
-        return self is not Status.RETRY
+        return self is not Status.RETRY and self is not Status.PENDING
+
+
+class Receipt:
+    """The promise of one outcome for the records a sink sent but cannot confirm yet.
+
+    The sink creates one per request it awaits (e.g. per Splunk ackId), returns
+    ``Outcome.pending(receipt)`` for each record of that request, and calls :meth:`resolve`
+    exactly once, from any thread, with DELIVERED, DUPLICATE, RETRY or REJECTED. Later calls
+    are ignored, so a time-out and a late confirmation cannot both count.
+    """
+
+    __slots__ = ("_callbacks", "_done", "_lock", "_outcome")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._outcome: Outcome | None = None
+        self._callbacks: list[Callable[[Outcome], None]] = []
+
+    def resolve(self, outcome: Outcome) -> bool:
+        """Settle the receipt; False when it was settled already (this call changed nothing)."""
+        if outcome.status is Status.PENDING:
+            raise ValueError("a receipt resolves to a final outcome or RETRY, not PENDING")
+        with self._lock:
+            if self._outcome is not None:
+                return False
+            self._outcome = outcome
+            callbacks, self._callbacks = self._callbacks, []
+        self._done.set()
+        for callback in callbacks:
+            callback(outcome)
+        return True
+
+    def on_resolve(self, callback: Callable[[Outcome], None]) -> None:
+        """Call ``callback(outcome)`` once resolved (at once, here, when it already is)."""
+        with self._lock:
+            outcome = self._outcome
+            if outcome is None:
+                self._callbacks.append(callback)
+                return
+        callback(outcome)
+
+    def wait(self, timeout: float | None = None) -> Outcome | None:
+        """Block until resolved; the outcome, or None after ``timeout`` seconds."""
+        self._done.wait(timeout)
+        return self._outcome
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """The outcome once resolved, else None."""
+        return self._outcome
+
+    def __repr__(self) -> str:
+        return f"Receipt({self._outcome!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +168,8 @@ class Outcome:
     status: Status
     reason: str | None = None
     retry_after: float | None = None
+    receipt: Receipt | None = None
+    """For PENDING: the receipt that will carry the final outcome."""
 
     @staticmethod
     def retry(reason: str, after: float | None = None) -> Outcome:
@@ -115,6 +180,11 @@ class Outcome:
     def rejected(reason: str) -> Outcome:
         """A permanent failure for this record; the reason ends up in the dead-letter entry."""
         return Outcome(Status.REJECTED, reason)
+
+    @staticmethod
+    def pending(receipt: Receipt) -> Outcome:
+        """Sent, but confirmed only when ``receipt`` resolves (the pipeline waits without blocking)."""
+        return Outcome(Status.PENDING, receipt=receipt)
 
 
 DELIVERED = Outcome(Status.DELIVERED)
@@ -152,6 +222,9 @@ class BatchLimits:
     """Seconds a partial batch may wait for more records (high-risk records do not wait)."""
     concurrency: int = 2
     """Batches in flight at once."""
+    max_pending_bytes: int = 64 * 1024 * 1024
+    """Bytes of records held while their outcome is PENDING (kept compressed); reading slows
+    down when they reach it."""
 
 
 @dataclass(frozen=True, slots=True)

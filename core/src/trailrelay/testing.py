@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,6 +49,7 @@ __all__ = [
     "corpus_dir",
     "load_records",
     "sample_records",
+    "settled",
 ]
 
 _IAM_USER = {
@@ -301,6 +303,23 @@ class SinkHarness(Protocol):
         ...
 
 
+def settled(outcomes: Sequence[Outcome], timeout: float = 30.0) -> list[Outcome]:
+    """Outcomes with every PENDING one replaced by what its receipt resolved to (waiting for it).
+
+    Fails the test when a receipt is missing or does not resolve within ``timeout`` seconds.
+    """
+    out: list[Outcome] = []
+    deadline = time.monotonic() + timeout
+    for outcome in outcomes:
+        if outcome.status is Status.PENDING:
+            assert outcome.receipt is not None, "PENDING outcome without a receipt"
+            resolved = outcome.receipt.wait(max(0.0, deadline - time.monotonic()))
+            assert resolved is not None, f"receipt not resolved within {timeout}s"
+            outcome = resolved  # noqa: PLW2901 - the receipt's outcome stands for the pending one
+        out.append(outcome)
+    return out
+
+
 def _send_until_final(sink: Sink, records: Sequence[Record], rounds: int = 6) -> dict[str, Outcome]:
     """Send, re-sending RETRY records like the pipeline does (without sleeping)."""
     final: dict[str, Outcome] = {}
@@ -308,7 +327,7 @@ def _send_until_final(sink: Sink, records: Sequence[Record], rounds: int = 6) ->
     for attempt in range(1, rounds + 1):
         if not pending:
             break
-        outcomes = sink.send(Batch(pending, attempt))
+        outcomes = settled(sink.send(Batch(pending, attempt)))
         assert len(outcomes) == len(pending), "one outcome per record, in order"
         retry = []
         for rec, outcome in zip(pending, outcomes, strict=True):
@@ -346,7 +365,7 @@ class SinkContract:
     def test_delivers_every_record_exactly_once(self, sink: Sink, harness: SinkHarness) -> None:
         """A healthy SIEM gets each record once and every outcome is DELIVERED."""
         records = sample_records(23)
-        outcomes = sink.send(Batch(records))
+        outcomes = settled(sink.send(Batch(records)))
         assert [o.status for o in outcomes] == [Status.DELIVERED] * len(records)
         stored = Counter(harness.stored_event_ids())
         assert stored == Counter(str(r.event_id) for r in records)
@@ -359,8 +378,8 @@ class SinkContract:
     def test_resend_is_final_and_never_rejected(self, sink: Sink) -> None:
         """Sending the same records again ends DELIVERED or DUPLICATE, never REJECTED."""
         records = sample_records(6)
-        sink.send(Batch(records))
-        again = sink.send(Batch(records, attempt=2))
+        settled(sink.send(Batch(records)))
+        again = settled(sink.send(Batch(records, attempt=2)))
         assert {o.status for o in again} <= {Status.DELIVERED, Status.DUPLICATE}
 
     def test_transient_failure_is_retry_not_loss(self, sink: Sink, harness: SinkHarness) -> None:
@@ -368,7 +387,7 @@ class SinkContract:
         records = sample_records(8)
         harness.fail_next(1, "transient")
         try:
-            outcomes = sink.send(Batch(records))
+            outcomes = settled(sink.send(Batch(records)))
         except RetryableError:
             pass
         else:

@@ -7,8 +7,12 @@ kept the events before it. Success carries ``ackId`` (counting from 0 per channe
 token uses acknowledgement; ``/services/collector/ack`` answers ``{"acks": {"0": true}}``.
 
 Faults for tests: busy for N requests, auth failure, connection reset mid-body, acks that
-never come, poisoned eventIDs, a max_content_length, and scripted replies (recorded fixtures)
-served verbatim for the next requests.
+never come, poisoned eventIDs, a max_content_length, and scripted replies (documented responses)
+served verbatim for the next requests. Indexer behaviour: ``ack_delay`` (or ``ack_delay_for``,
+per ackId, for out-of-order acks) seconds before an ack turns true, ``lost_acks`` that never do,
+``max_pending_acks`` per channel past which event requests get "Server is busy" (code 9, as HEC
+answers when a channel has too many unacknowledged requests), ``cookie`` set on event replies
+(a load balancer's sticky session) and ``forget_channels`` (HEC restarted: ack polls get code 11).
 
 Fault hook for the reliability harness (``reliability/``): ``fault`` is called once per request
 with ``"event"`` or ``"ack"`` and answers ``None`` or a kind: ``outage`` (connection reset before
@@ -49,7 +53,7 @@ _DECODER = json.JSONDecoder()
 
 @dataclass
 class Scripted:
-    """A recorded reply served verbatim to the next request on ``path``."""
+    """A documented reply served verbatim to the next request on ``path``."""
 
     path: str
     status: int
@@ -88,6 +92,12 @@ class HecStandIn:
         self.reset_left = 0
         self.acks_never = False
         self.ack_after_polls = 0
+        self.ack_delay = 0.0
+        self.ack_delay_for: Callable[[int], float] | None = None
+        self.lost_acks: set[int] = set()
+        self.max_pending_acks: int | None = None
+        self.cookie: str | None = None
+        self.forget_channels = False
         self.poisoned: set[str] = set()
         self.scripted: deque[Scripted] = deque()
         self.fault: Callable[[str], str | None] | None = None
@@ -96,6 +106,7 @@ class HecStandIn:
         self.slow_stored = 0  # events stored by requests answered too late (no ack: sent again)
         self._channels: dict[str, int] = {}
         self._acks: dict[tuple[str, int], int] = {}  # (channel, ackId) -> polls still to wait
+        self._ack_ready: dict[tuple[str, int], float] = {}  # (channel, ackId) -> when it turns true
         self._ack_events: dict[tuple[str, int], int] = {}  # (channel, ackId) -> events, until acked
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -159,7 +170,7 @@ class HecStandIn:
             return self.slow_stored + sum(self._ack_events.values())
 
     def script(self, *replies: Scripted) -> None:
-        """Serve these recorded replies, in order, to the next matching requests."""
+        """Serve these documented replies, in order, to the next matching requests."""
         self.scripted.extend(replies)
 
     # -- protocol ---------------------------------------------------------------------------
@@ -230,7 +241,10 @@ class HecStandIn:
             with self._lock:
                 ack_id = self._channels.get(channel, 0)
                 self._channels[channel] = ack_id + 1
-                self._acks[(channel, ack_id)] = -1 if self.acks_never else self.ack_after_polls
+                never = self.acks_never or ack_id in self.lost_acks
+                self._acks[(channel, ack_id)] = -1 if never else self.ack_after_polls
+                delay = self.ack_delay_for(ack_id) if self.ack_delay_for else self.ack_delay
+                self._ack_ready[(channel, ack_id)] = time.monotonic() + delay
                 self._ack_events[(channel, ack_id)] = kept
             return 200, {"text": "Success", "code": 0, "ackId": ack_id}, kept
         return 200, {"text": "Success", "code": 0}, kept
@@ -257,6 +271,11 @@ class HecStandIn:
             return {"text": "Error in handling indexed fields", "code": 15, "invalid-event-number": n}
         return None
 
+    def pending_acks(self, channel: str) -> int:
+        """Requests of a channel accepted and not yet reported acknowledged."""
+        with self._lock:
+            return sum(1 for (ch, _), wait in self._acks.items() if ch == channel)
+
     def handle_ack(self, body: bytes, channel: str | None) -> tuple[int, dict[str, Any]]:
         """Answer an ack poll."""
         if not self.use_ack:
@@ -267,15 +286,19 @@ class HecStandIn:
             ids = json.loads(body)["acks"]
         except (ValueError, KeyError, TypeError):
             return 400, {"text": "Invalid data format", "code": 6}
+        if self.forget_channels:
+            return 400, {"text": "Invalid data channel", "code": 11}
         out: dict[str, bool] = {}
+        now = time.monotonic()
         with self._lock:
             for ack_id in ids:
                 wait = self._acks.get((channel, int(ack_id)))
-                if wait is None or wait < 0:
+                if wait is None or wait < 0 or self._ack_ready.get((channel, int(ack_id)), 0.0) > now:
                     out[str(ack_id)] = False
                 elif wait == 0:
                     out[str(ack_id)] = True
                     del self._acks[(channel, int(ack_id))]  # HEC forgets an ack once reported
+                    self._ack_ready.pop((channel, int(ack_id)), None)
                     self._ack_events.pop((channel, int(ack_id)), None)
                 else:
                     self._acks[(channel, int(ack_id))] = wait - 1
@@ -398,6 +421,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._log(path, length, 0, 400, {"code": 10})
             self._reply(400, {"text": "Data channel is missing", "code": 10})
             return
+        if hec.max_pending_acks is not None and channel and hec.pending_acks(channel) >= hec.max_pending_acks:
+            self._log(path, length, 0, 503, {"code": 9})
+            self._reply(503, {"text": "Server is busy", "code": 9})
+            return
         if hec.max_content_length is not None and length > hec.max_content_length:
             self._log(path, length, 0, 413, None)
             # Splunk decides on Content-Length; the exact body is not documented, so plain text.
@@ -414,6 +441,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             status, payload, kept = hec.handle_events(body, channel)
         self._log(path, length, kept, status, payload)
+        cookie = {"Set-Cookie": f"{hec.cookie}; Path=/"} if hec.cookie else None
         if fault == "slow":
             if not hec.use_ack:  # with ack, the ackId the client never learned counts instead
                 with hec._lock:
@@ -424,7 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:  # the client gave up waiting, as intended
                 self.close_connection = True
             return
-        self._reply(status, payload)
+        self._reply(status, payload, cookie)
 
 
 def _count_envelopes(body: bytes) -> int:

@@ -18,7 +18,7 @@ from splunk_testkit import TOKEN, context, make_config
 
 from trailrelay.contract import Batch, Status
 from trailrelay.cost.billing import Meter, splunk_event_sizes
-from trailrelay.testing import load_records
+from trailrelay.testing import load_records, settled
 from trailrelay_splunk.plugin import plugin
 from trailrelay_splunk.sink import SplunkSink
 
@@ -54,7 +54,7 @@ def test_billable_bytes_match_what_hec_received(corpus: Path, capturing: Capturi
     sink.open()
     try:
         for i in range(0, len(records), 300):
-            outcomes = sink.send(Batch(records[i : i + 300]))
+            outcomes = settled(sink.send(Batch(records[i : i + 300])))
             assert {o.status for o in outcomes} == {Status.DELIVERED}
     finally:
         sink.close()

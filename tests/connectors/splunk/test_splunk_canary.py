@@ -18,6 +18,7 @@ from splunklib import results
 
 from trailrelay.cli.canary import canary, canary_event, canary_record
 from trailrelay.contract import Batch, ConfigError, FatalSinkError, RetryableError, Searcher, Status
+from trailrelay.testing import settled
 from trailrelay_splunk.management import ManagementTarget, connect
 from trailrelay_splunk.plugin import plugin
 from trailrelay_splunk.sink import SplunkSink
@@ -45,7 +46,7 @@ def _config(hec: HecStandIn, api: MgmtStandIn, **overrides: Any) -> Any:
 def _send_canary(hec: HecStandIn, api: MgmtStandIn, **overrides: Any) -> str:
     record = canary_record(canary_event())
     sink = SplunkSink(_config(hec, api, **overrides), context())
-    assert [o.status for o in sink.send(Batch([record]))] == [Status.DELIVERED]
+    assert [o.status for o in settled(sink.send(Batch([record])))] == [Status.DELIVERED]
     sink.close()
     return str(record.event_id)
 

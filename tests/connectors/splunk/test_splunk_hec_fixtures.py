@@ -1,4 +1,4 @@
-"""Recorded HEC replies (fixtures/hec/*.json), served verbatim by the stand-in, and the sink's decision.
+"""Documented HEC replies (fixtures/hec/*.json), served verbatim by the stand-in, and the sink's decision.
 
 Each fixture holds one documented HEC response (status, headers, JSON body) and what the sink
 must make of it: delivered, retry, fatal, rejected, one bad event, split, or a health verdict.
@@ -15,7 +15,7 @@ from splunk_hec_standin import HecStandIn, Scripted
 from splunk_testkit import TOKEN, context, make_config
 
 from trailrelay.contract import Batch, FatalSinkError, RetryableError, Status
-from trailrelay.testing import sample_records
+from trailrelay.testing import sample_records, settled
 from trailrelay_splunk.sink import SplunkSink
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "hec").glob("*.json"))
@@ -72,8 +72,12 @@ def test_sink_decision_for_fixture(fixture: dict[str, Any], server: HecStandIn) 
             ack = _load(Path(__file__).parent / "fixtures" / "hec" / "ack_poll_true.json")
             server.script(_scripted(ack))
         if expect == "fatal":
+            if fixture["request"]["path"].endswith("/ack"):
+                # Acks are polled apart from sending: what waited is sent again, the next send stops.
+                waited = settled(sink.send(Batch(records)))
+                assert {o.status for o in waited} == {Status.RETRY}
             with pytest.raises(FatalSinkError) as info:
-                sink.send(Batch(records))
+                settled(sink.send(Batch(records)))
             text = str(info.value)
             assert TOKEN not in text and TOKEN not in repr(info.value)
             reply = fixture["response"]["body"]
@@ -82,13 +86,13 @@ def test_sink_decision_for_fixture(fixture: dict[str, Any], server: HecStandIn) 
             return
         if expect == "retry":
             with pytest.raises(RetryableError) as retry:
-                sink.send(Batch(records))
+                settled(sink.send(Batch(records)))
             header = fixture["response"]["headers"].get("Retry-After")
             assert retry.value.retry_after == (float(header) if header else None)
             assert json.loads(fixture["response"]["body"])["text"] in str(retry.value)
             assert server.event_ids() == []
             return
-        outcomes = sink.send(Batch(records))
+        outcomes = settled(sink.send(Batch(records)))
         statuses = [o.status for o in outcomes]
         if expect in ("delivered", "pending"):
             assert statuses == [Status.DELIVERED] * 3

@@ -27,7 +27,7 @@ from trailrelay.contract import (
     RiskTag,
     Status,
 )
-from trailrelay.testing import SAMPLE_EVENTS, sample_records
+from trailrelay.testing import SAMPLE_EVENTS, sample_records, settled
 from trailrelay_splunk.encode import EnvelopeEncoder
 from trailrelay_splunk.sink import SplunkSink
 
@@ -46,7 +46,7 @@ def _until_final(sink: SplunkSink, records: Sequence[Record], rounds: int = 8) -
         if not pending:
             break
         try:
-            outcomes = sink.send(Batch(pending, attempt))
+            outcomes = settled(sink.send(Batch(pending, attempt)))
         except RetryableError:
             continue
         retry = []
@@ -76,7 +76,7 @@ def test_event_is_the_source_bytes_unchanged_with_metadata(hec: HecStandIn) -> N
     raw = b'{"eventVersion":"1.08", "eventTime":"2026-03-02T10:15:02.123Z","eventID":"e-1","awsRegion":"eu-west-1" ,"recipientAccountId":"111122223333","eventSource":"s3.amazonaws.com","eventName":"GetObject"}'
     rec = Record.from_bytes(raw, Origin("s3", "s3://trail-bucket/AWSLogs/1.json.gz"))
     sink = _sink(hec, host="trailrelay-1")
-    assert sink.send(Batch([rec]))[0].status is Status.DELIVERED
+    assert settled(sink.send(Batch([rec])))[0].status is Status.DELIVERED
     body = EnvelopeEncoder(sink.config).encode([rec])[0]
     assert raw in body  # spliced byte for byte, odd spacing included
     (stored,) = hec.stored
@@ -110,7 +110,7 @@ def test_indexed_fields_account_region_and_risk_tags(hec: HecStandIn) -> None:
     )
     plain = _record(SAMPLE_EVENTS[2])
     sink = _sink(hec, fields=["account", "region", "risk"], source="cloudtrail-org-trail")
-    assert [o.status for o in sink.send(Batch([rec, plain]))] == [Status.DELIVERED] * 2
+    assert [o.status for o in settled(sink.send(Batch([rec, plain])))] == [Status.DELIVERED] * 2
     tagged, untagged = hec.stored
     assert tagged["fields"] == {
         "trailrelay_account": "111122223333",
@@ -127,7 +127,7 @@ def test_indexed_fields_account_region_and_risk_tags(hec: HecStandIn) -> None:
 def test_record_without_event_time_omits_time(hec: HecStandIn) -> None:
     doc = {k: v for k, v in SAMPLE_EVENTS[1].items() if k != "eventTime"}
     sink = _sink(hec)
-    sink.send(Batch([_record(doc)]))
+    settled(sink.send(Batch([_record(doc)])))
     assert "time" not in hec.stored[0]
     sink.close()
 
@@ -138,7 +138,7 @@ def test_record_without_event_time_omits_time(hec: HecStandIn) -> None:
 def test_batches_are_cut_by_count_and_bytes_and_gzipped(hec: HecStandIn) -> None:
     records = sample_records(23)
     sink = _sink(hec, batch_events=5)
-    assert {o.status for o in sink.send(Batch(records))} == {Status.DELIVERED}
+    assert {o.status for o in settled(sink.send(Batch(records)))} == {Status.DELIVERED}
     requests_seen = hec.event_requests()
     assert [r.events for r in requests_seen] == [5, 5, 5, 5, 3]
     assert all(r.headers.get("Content-Encoding") == "gzip" for r in requests_seen)
@@ -152,7 +152,7 @@ def test_batches_are_cut_by_count_and_bytes_and_gzipped(hec: HecStandIn) -> None
     bodies = encoder.encode(sample_records(60))
     assert len(bodies) > 1 and all(len(b) <= limit for b in bodies)
     assert b"\n".join(bodies) == b"\n".join(encoder.envelopes(sample_records(60)))
-    sink.send(Batch(sample_records(60)))
+    settled(sink.send(Batch(sample_records(60))))
     assert len(hec.event_requests()) == len(bodies)
     assert all(r.body_size < limit for r in hec.event_requests())  # gzip'd Content-Length
     sink.close()
@@ -170,7 +170,7 @@ def test_body_on_the_wire_is_gzip_of_the_encoded_body(hec: HecStandIn) -> None:
     records = sample_records(7)
     sink = SplunkSink(make_config(hec.url), context(), adapter=Recording())  # the transport seam
     sink.open()
-    sink.send(Batch(records))
+    settled(sink.send(Batch(records)))
     assert [gzip.decompress(b) for b in seen] == EnvelopeEncoder(sink.config).encode(records)
     sink.close()
 
@@ -181,7 +181,7 @@ def test_body_on_the_wire_is_gzip_of_the_encoded_body(hec: HecStandIn) -> None:
 def test_ack_delivered_only_after_acknowledgement(hec_ack: HecStandIn) -> None:
     hec_ack.ack_after_polls = 3
     sink = _sink(hec_ack)
-    outcomes = sink.send(Batch(sample_records(9)))
+    outcomes = settled(sink.send(Batch(sample_records(9))))
     assert {o.status for o in outcomes} == {Status.DELIVERED}
     polls = [r for r in hec_ack.log if r.path.endswith("/ack")]
     assert len(polls) == 4  # three "false", then "true"
@@ -194,11 +194,11 @@ def test_ack_timeout_is_retry_that_may_duplicate(hec_ack: HecStandIn) -> None:
     hec_ack.acks_never = True
     records = sample_records(5)
     sink = _sink(hec_ack, ack_timeout=0.2)
-    outcomes = sink.send(Batch(records))
+    outcomes = settled(sink.send(Batch(records)))
     assert {o.status for o in outcomes} == {Status.RETRY}
     assert all("twice" in (o.reason or "") for o in outcomes)
     hec_ack.acks_never = False
-    assert {o.status for o in sink.send(Batch(records, 2))} == {Status.DELIVERED}
+    assert {o.status for o in settled(sink.send(Batch(records, 2)))} == {Status.DELIVERED}
     # The documented duplicate: HEC had the first copy, it just never acknowledged it.
     assert Counter(hec_ack.event_ids()) == Counter({str(r.event_id): 2 for r in records})
     sink.close()
@@ -210,7 +210,7 @@ def test_each_worker_thread_has_its_own_channel(hec_ack: HecStandIn) -> None:
     records = sample_records(40)
 
     def work(n: int) -> None:
-        per_thread[n] = list(sink.send(Batch(records[n * 10 : (n + 1) * 10])))
+        per_thread[n] = list(settled(sink.send(Batch(records[n * 10 : (n + 1) * 10]))))
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
     for t in threads:
@@ -227,7 +227,7 @@ def test_each_worker_thread_has_its_own_channel(hec_ack: HecStandIn) -> None:
 def test_token_without_ack_when_ack_is_on_is_fatal(hec: HecStandIn) -> None:
     sink = _sink(hec, ack=True)  # HEC answers Success without ackId
     with pytest.raises(FatalSinkError, match="useACK"):
-        sink.send(Batch(sample_records(2)))
+        settled(sink.send(Batch(sample_records(2))))
     result = sink.check()
     assert not result.ok and "ACK is disabled" in result.summary
     sink.close()
@@ -236,7 +236,7 @@ def test_token_without_ack_when_ack_is_on_is_fatal(hec: HecStandIn) -> None:
 def test_token_with_ack_when_ack_is_off_is_fatal(hec_ack: HecStandIn) -> None:
     sink = _sink(hec_ack, ack=False)
     with pytest.raises(FatalSinkError, match="set ack = true"):
-        sink.send(Batch(sample_records(2)))
+        settled(sink.send(Batch(sample_records(2))))
     assert not sink.check().ok
     sink.close()
 
@@ -258,7 +258,7 @@ def test_429_retry_after_is_honoured(hec: HecStandIn) -> None:
     hec.busy_left, hec.busy_status, hec.busy_retry_after = 1, 429, "7"
     sink = _sink(hec)
     with pytest.raises(RetryableError) as info:
-        sink.send(Batch(sample_records(2)))
+        settled(sink.send(Batch(sample_records(2))))
     assert info.value.retry_after == 7.0
     assert "code 26" in str(info.value)
     sink.close()
@@ -278,7 +278,7 @@ def test_busy_mid_batch_keeps_what_was_delivered(hec: HecStandIn) -> None:
         return original(body, channel)
 
     hec.handle_events = flaky  # type: ignore[method-assign]
-    outcomes = sink.send(Batch(records))
+    outcomes = settled(sink.send(Batch(records)))
     assert [o.status for o in outcomes] == [Status.DELIVERED] * 5 + [Status.RETRY] * 5
     assert all("Server is busy" in (o.reason or "") for o in outcomes[5:])
     sink.close()
@@ -289,25 +289,46 @@ def test_connection_reset_mid_batch_loses_nothing_and_duplicates_nothing(hec_ack
     sink = _sink(hec_ack, batch_events=5)
     hec_ack.reset_left = 1
     with pytest.raises(RetryableError, match="cannot reach"):
-        sink.send(Batch(records))
+        settled(sink.send(Batch(records)))
     final = _until_final(sink, records)
     assert {o.status for o in final.values()} == {Status.DELIVERED}
     assert Counter(hec_ack.event_ids()) == Counter(str(r.event_id) for r in records)
     sink.close()
 
 
-def test_poisoned_records_rejected_rest_delivered_exactly_once(hec_ack: HecStandIn) -> None:
+def test_poisoned_records_rejected_rest_delivered_exactly_once(hec: HecStandIn) -> None:
+    """Without acks HEC's 200-free answer is all there is: the kept prefix counts as delivered."""
     records = sample_records(20)
     bad = {str(records[3].event_id), str(records[11].event_id)}
-    hec_ack.poisoned |= bad
-    sink = _sink(hec_ack)
-    outcomes = sink.send(Batch(records))
+    hec.poisoned |= bad
+    sink = _sink(hec, ack=False)
+    outcomes = settled(sink.send(Batch(records)))
     by_id = {str(r.event_id): o for r, o in zip(records, outcomes, strict=True)}
     assert {k for k, o in by_id.items() if o.status is Status.REJECTED} == bad
     assert all("Invalid data format" in (by_id[k].reason or "") for k in bad)
     assert {o.status for k, o in by_id.items() if k not in bad} == {Status.DELIVERED}
-    assert Counter(hec_ack.event_ids()) == Counter(k for k in by_id if k not in bad)
-    assert [r.events for r in hec_ack.event_requests()] == [3, 7, 8]  # prefix kept, rest re-sent
+    assert Counter(hec.event_ids()) == Counter(k for k in by_id if k not in bad)
+    assert [r.events for r in hec.event_requests()] == [3, 7, 8]  # prefix kept, rest re-sent
+    sink.close()
+
+
+def test_under_ack_events_before_a_refused_one_are_retried_not_assumed(hec_ack: HecStandIn) -> None:
+    """With acks, no ackId vouches for the prefix HEC kept: it is sent again (may duplicate)."""
+    records = sample_records(20)
+    bad = str(records[3].event_id)
+    hec_ack.poisoned.add(bad)
+    sink = _sink(hec_ack)
+    outcomes = settled(sink.send(Batch(records)))
+    by_id = {str(r.event_id): o for r, o in zip(records, outcomes, strict=True)}
+    assert by_id[bad].status is Status.REJECTED
+    prefix = [str(r.event_id) for r in records[:3]]
+    assert all(by_id[k].status is Status.RETRY and "twice" in (by_id[k].reason or "") for k in prefix)
+    rest = [str(r.event_id) for r in records[4:]]
+    assert {by_id[k].status for k in rest} == {Status.DELIVERED}  # confirmed by their ackId
+    final = _until_final(sink, records[:3])
+    assert {o.status for o in final.values()} == {Status.DELIVERED}
+    # the documented duplicate: HEC had kept the prefix the first time
+    assert Counter(hec_ack.event_ids()) == Counter({**dict.fromkeys(rest, 1), **dict.fromkeys(prefix, 2)})
     sink.close()
 
 
@@ -315,14 +336,14 @@ def test_413_splits_and_single_oversized_event_is_rejected(hec: HecStandIn) -> N
     records = sample_records(16)
     hec.max_content_length = 900  # gzip'd bytes: a few events per request
     sink = _sink(hec)
-    outcomes = sink.send(Batch(records))
+    outcomes = settled(sink.send(Batch(records)))
     assert {o.status for o in outcomes} == {Status.DELIVERED}
     assert Counter(hec.event_ids()) == Counter(str(r.event_id) for r in records)
     assert any(r.status == 413 for r in hec.log)
 
     big = dict(SAMPLE_EVENTS[0], requestParameters={"blob": "x" * 50_000}, eventID="big-1")
     hec.max_content_length = 200
-    (outcome,) = sink.send(Batch([_record(big)]))
+    (outcome,) = settled(sink.send(Batch([_record(big)])))
     assert outcome.status is Status.REJECTED
     assert "too large" in (outcome.reason or "")
     sink.close()
@@ -340,7 +361,12 @@ def test_every_record_final_exactly_once_under_mixed_faults(hec_ack: HecStandIn)
     assert len(final) == 60
     assert final[bad].status is Status.REJECTED
     assert {o.status for k, o in final.items() if k != bad} == {Status.DELIVERED}
-    assert Counter(hec_ack.event_ids()) == Counter(str(r.event_id) for r in records if str(r.event_id) != bad)
+    stored = Counter(hec_ack.event_ids())
+    assert set(stored) == {str(r.event_id) for r in records if str(r.event_id) != bad}
+    # only the events HEC kept ahead of the refused one (same request, no ackId) come twice
+    twice = {k for k, n in stored.items() if n > 1}
+    assert twice <= {str(r.event_id) for r in records[10:17]}
+    assert max(stored.values()) <= 2
     sink.close()
 
 
@@ -354,7 +380,7 @@ def test_wrong_token_is_fatal_and_never_shows_the_token(
     hec.token = "another-token"
     sink = _sink(hec)
     with pytest.raises(FatalSinkError) as info:
-        sink.send(Batch(sample_records(2)))
+        settled(sink.send(Batch(sample_records(2))))
     assert "Invalid token" in str(info.value) and "check `token`" in str(info.value)
     assert TOKEN not in str(info.value) + repr(info.value) + caplog.text + repr(sink) + repr(sink.config)
     result = sink.check()
@@ -367,7 +393,7 @@ def test_incorrect_index_is_fatal(hec: HecStandIn) -> None:
     hec.allowed_indexes = {"main"}
     sink = _sink(hec)
     with pytest.raises(FatalSinkError, match="index"):
-        sink.send(Batch(sample_records(2)))
+        settled(sink.send(Batch(sample_records(2))))
     sink.close()
 
 
@@ -375,7 +401,7 @@ def test_wrong_path_is_fatal_with_url_hint(hec: HecStandIn) -> None:
     sink = _sink(hec)
     sink.config = make_config(hec.url + "/not-hec")
     with pytest.raises(FatalSinkError, match="check `url`"):
-        sink.send(Batch(sample_records(1)))
+        settled(sink.send(Batch(sample_records(1))))
     sink.close()
 
 
@@ -400,7 +426,7 @@ def test_config_keys_and_defaults() -> None:
         800_000,
         1000,
         True,
-        False,
+        None,  # indexer acknowledgement whenever the token has it
     )
     assert cfg.batch_bytes < 1_000_000  # under HEC's default max_content_length
     with pytest.raises(ValueError, match="url"):

@@ -19,7 +19,7 @@ from splunk_mgmt_standin import MgmtStandIn
 from splunk_testkit import TOKEN, context, make_config
 
 from trailrelay.contract import Batch, FatalSinkError, Status
-from trailrelay.testing import sample_records
+from trailrelay.testing import sample_records, settled
 from trailrelay_splunk.management import ManagementError, ManagementTarget, SetupSpec, connect, plan_setup
 from trailrelay_splunk.sink import SplunkSink
 
@@ -86,7 +86,7 @@ def test_private_ca_through_ca_bundle(
     assert hec_tls.url.startswith("https://")
     sink = SplunkSink(make_config(hec_tls.url, ack=True, ca_bundle=str(pki[0])), context())
     sink.open()
-    assert {o.status for o in sink.send(Batch(sample_records(5)))} == {Status.DELIVERED}
+    assert {o.status for o in settled(sink.send(Batch(sample_records(5))))} == {Status.DELIVERED}
     assert sink.check().ok
     sink.close()
 
@@ -95,7 +95,7 @@ def test_unknown_ca_is_fatal_by_default(hec_tls: HecStandIn) -> None:
     sink = SplunkSink(make_config(hec_tls.url, ack=True), context())
     sink.open()
     with pytest.raises(FatalSinkError, match="ca_bundle") as info:
-        sink.send(Batch(sample_records(2)))
+        settled(sink.send(Batch(sample_records(2))))
     assert TOKEN not in str(info.value)
     assert hec_tls.stored == []
     sink.close()

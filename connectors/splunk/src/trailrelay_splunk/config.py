@@ -44,7 +44,11 @@ class SplunkConfig(SinkConfig):
         default=None, description="Fixed source; by default each record's S3 URI or stream name."
     )
     host: str | None = Field(default=None, description="Host field; HEC's default when unset.")
-    ack: bool = Field(default=False, description="Wait for indexer acknowledgement before DELIVERED.")
+    ack: bool | None = Field(
+        default=None,
+        description="Indexer acknowledgement: unset uses it whenever the token has it (detected from "
+        "HEC's answers; one warning when it does not); true requires it; false never asks.",
+    )
     ca_bundle: str | None = Field(default=None, description="PEM bundle of a private CA for HEC's TLS.")
     verify_tls: bool = Field(default=True, description="Verify HEC's TLS certificate (keep it on).")
     batch_bytes: int = Field(
@@ -62,7 +66,17 @@ class SplunkConfig(SinkConfig):
         description="Seconds to wait for an acknowledgement before re-sending (which may duplicate).",
     )
     ack_poll_interval: float = Field(
-        default=1.0, gt=0, le=60, description="Seconds between polls of /services/collector/ack."
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Longest pause between polls of /services/collector/ack "
+        "(shorter while acks come quickly).",
+    )
+    max_pending_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Memory for events sent and awaiting acknowledgement (held compressed); reading "
+        "slows down when it is full.",
     )
     fields: list[IndexedField] = Field(
         default_factory=_default_fields,

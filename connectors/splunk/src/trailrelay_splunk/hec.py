@@ -85,6 +85,10 @@ class HecReply:
     ack_id: int | None = None
     invalid_event: int | None = None
     retry_after: float | None = None
+    hec: bool = False
+    """The body was HEC's JSON object (not a proxy's page or an empty answer)."""
+    acks: dict[str, Any] | None = None
+    """An ack poll's ``acks`` object."""
 
     @property
     def warning(self) -> bool:
@@ -131,13 +135,16 @@ def parse_reply(status: int, body: bytes, retry_after: str | None = None) -> Hec
     code = doc.get("code")
     ack = doc.get("ackId")
     bad = doc.get("invalid-event-number")
+    acks = doc.get("acks")
     return HecReply(
         status,
-        code if isinstance(code, int) else None,
+        code if isinstance(code, int) and not isinstance(code, bool) else None,
         str(doc.get("text") or _REASONS.get(status, "")),
         ack if isinstance(ack, int) and not isinstance(ack, bool) else None,
         bad if isinstance(bad, int) and not isinstance(bad, bool) else None,
         after,
+        hec="text" in doc or "code" in doc or "ackId" in doc or isinstance(acks, dict),
+        acks=acks if isinstance(acks, dict) else None,
     )
 
 

@@ -4,19 +4,28 @@ One ``send`` turns a batch into envelopes (``encode``), cuts them into bodies wi
 ``batch_bytes``/``batch_events``, and posts each body to ``/services/collector/event``. HEC's
 answer decides each event's outcome (see :mod:`trailrelay_splunk.hec`):
 
-* success: DELIVERED, or with ``ack = true`` the ``ackId`` is kept and ``/services/collector/ack``
-  is polled on the same channel until HEC says the events are indexed (then DELIVERED) or
-  ``ack_timeout`` passes (then RETRY, which can index the events twice; the reason says so);
-* ``invalid-event-number`` k: HEC indexed the k events before the bad one and dropped the rest,
-  so those k are DELIVERED, event k is REJECTED with HEC's text, the rest are sent again;
+* success without ``ackId``: DELIVERED ("HEC accepted it"; with ``ack`` unset this is how a token
+  without indexer acknowledgement is detected, and said once in a warning);
+* success with ``ackId``: PENDING. The ackId joins its channel's ledger and ``send`` returns at
+  once; one poller asks HEC about every pending ackId of a channel in one request per interval
+  (short while acks come quickly, longer while they do not) and resolves each request's
+  :class:`~trailrelay.contract.Receipt`: DELIVERED once indexed, RETRY after ``ack_timeout``
+  (which can index the events twice; the reason says so);
+* a 2xx answer that is not HEC's JSON (a proxy or load-balancer page): RETRY, naming what answered;
+* ``invalid-event-number`` k: HEC kept the k events before the bad one and dropped the rest.
+  Without acknowledgement those k are DELIVERED; with it no ackId vouches for them, so they are
+  RETRY (the reason says they may be indexed twice). Event k is REJECTED with HEC's text, the
+  rest are sent again;
 * 413: the body is split in two and each half sent; a single event that is still too large is
   REJECTED;
-* busy, 429, 5xx, timeouts, refused or reset connections: the unsent events are RETRY (or a
-  RetryableError when nothing in the batch got anywhere), with the server's Retry-After;
+* busy (also "too many pending acks"), 429, 5xx, timeouts, refused or reset connections: the
+  unsent events are RETRY (or a RetryableError when nothing in the batch got anywhere), with the
+  server's Retry-After;
 * a refused token, a wrong index, a token/ack mismatch: FatalSinkError naming the setting.
 
-Each worker thread has its own session (sharing one connection pool) and its own request
-channel, so acknowledgements are polled where they were earned.
+Each sending thread has its own request channel and session (sharing one connection pool); the
+poller uses the channel's cookies too, so a load balancer's sticky session sends ack queries to
+the indexer that holds the channel, as Splunk requires.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -41,6 +50,7 @@ from trailrelay.contract import (
     CheckResult,
     FatalSinkError,
     Outcome,
+    Receipt,
     RetryableError,
     SinkContext,
     tls_verify,
@@ -54,6 +64,8 @@ __all__ = ["SplunkSink"]
 EVENT_PATH = "/services/collector/event"
 ACK_PATH = "/services/collector/ack"
 HEALTH_PATH = "/services/collector/health"
+MIN_POLL_INTERVAL = 0.05
+"""Shortest pause between ack polls, while acknowledgements keep coming."""
 
 
 class _HecAuth(requests.auth.AuthBase):
@@ -71,11 +83,22 @@ class _HecAuth(requests.auth.AuthBase):
 
 
 @dataclass(slots=True)
-class _Worker:
-    """Per-thread state: a session on the shared pool and the thread's request channel."""
+class _Waiting:
+    """One accepted request awaiting its indexer acknowledgement."""
+
+    receipt: Receipt
+    deadline: float
+
+
+@dataclass(slots=True)
+class _Channel:
+    """A sending thread's request channel: its sessions (sharing cookies) and its ack ledger."""
 
     session: requests.Session
-    channel: str
+    poll_session: requests.Session
+    id: str
+    waiting: dict[int, _Waiting] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class _Transient(Exception):  # noqa: N818 - internal control flow, never leaves this module
@@ -85,6 +108,10 @@ class _Transient(Exception):  # noqa: N818 - internal control flow, never leaves
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+class _ChannelLost(Exception):  # noqa: N818 - internal control flow
+    """HEC no longer knows a channel (restart, idle expiry): its pending acks will never come."""
 
 
 class SplunkSink:
@@ -97,7 +124,6 @@ class SplunkSink:
         *,
         adapter: HTTPAdapter | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
         self._context = context
@@ -106,18 +132,24 @@ class SplunkSink:
         self._given_adapter = adapter
         self._adapter: HTTPAdapter | None = None
         self._clock = clock
-        self._sleep = sleep
         self._verify: bool | str = True
         self._local = threading.local()
-        self._workers: list[_Worker] = []
+        self._channels: list[_Channel] = []
         self._lock = threading.Lock()
-        self._warned_capacity = False
+        self._warned: set[str] = set()
         self._auth = _HecAuth("Splunk " + config.token.get_secret_value())
         self._timeout = (min(10.0, config.timeout), config.timeout)
+        self._poller: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._fatal: str | None = None
+        self.poll_interval = MIN_POLL_INTERVAL
+        """The ack poller's current pause (adapts between MIN_POLL_INTERVAL and ack_poll_interval)."""
 
     def __repr__(self) -> str:
         c = self.config
-        return f"SplunkSink(name={c.display_name!r}, url={c.url!r}, index={c.index!r}, ack={c.ack})"
+        ack = "auto" if c.ack is None else c.ack
+        return f"SplunkSink(name={c.display_name!r}, url={c.url!r}, index={c.index!r}, ack={ack})"
 
     @property
     def limits(self) -> BatchLimits:
@@ -128,7 +160,15 @@ class SplunkSink:
             max_bytes=c.batch_bytes,
             max_age=c.batch_seconds,
             concurrency=c.concurrency,
+            max_pending_bytes=c.max_pending_bytes,
         )
+
+    @property
+    def pending_acks(self) -> int:
+        """Requests accepted by HEC and not yet acknowledged (or timed out)."""
+        with self._lock:
+            channels = list(self._channels)
+        return sum(len(ch.waiting) for ch in channels)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -140,26 +180,49 @@ class SplunkSink:
         self._verify = tls_verify(c.verify_tls, c.ca_bundle, self._log)
         if self._adapter is None:
             self._adapter = self._given_adapter or HTTPAdapter(
-                pool_connections=1, pool_maxsize=c.concurrency + 2, max_retries=0
+                pool_connections=1, pool_maxsize=2 * c.concurrency + 2, max_retries=0
             )
 
     def close(self) -> None:
-        """Close every worker's session and the pool; safe to call twice."""
+        """Stop the ack poller, close every session and the pool; safe to call twice.
+
+        Requests still awaiting acknowledgement are resolved RETRY (their units are not
+        acknowledged), so nothing waits on a sink that is gone.
+        """
+        self._closed.set()
+        self._wake.set()
+        if self._poller is not None and self._poller is not threading.current_thread():
+            self._poller.join(timeout=self.config.timeout + 5)
         with self._lock:
-            workers, self._workers = self._workers, []
+            channels, self._channels = self._channels, []
             adapter, self._adapter = self._adapter, None
-        for w in workers:
-            w.session.close()
+        for ch in channels:
+            with ch.lock:
+                waiting, ch.waiting = ch.waiting, {}
+            for w in waiting.values():
+                w.receipt.resolve(Outcome.retry("the sink closed before Splunk acknowledged these events"))
+            ch.session.close()
+            ch.poll_session.close()
         if adapter is not None:
             adapter.close()
         self._local = threading.local()
 
-    def _worker(self) -> _Worker:
-        worker: _Worker | None = getattr(self._local, "worker", None)
-        if worker is not None:
-            return worker
+    def _channel(self) -> _Channel:
+        channel: _Channel | None = getattr(self._local, "channel", None)
+        if channel is not None:
+            return channel
         if self._adapter is None:
             self.open()
+        session = self._session()
+        poll_session = self._session()
+        poll_session.cookies = session.cookies  # one jar: a sticky load balancer sees one client
+        channel = _Channel(session, poll_session, str(uuid.uuid4()))
+        self._local.channel = channel
+        with self._lock:
+            self._channels.append(channel)
+        return channel
+
+    def _session(self) -> requests.Session:
         session = requests.Session()
         session.auth = self._auth
         session.verify = self._verify
@@ -167,25 +230,24 @@ class SplunkSink:
         assert self._adapter is not None
         session.mount("https://", self._adapter)
         session.mount("http://", self._adapter)
-        worker = _Worker(session, str(uuid.uuid4()))
-        self._local.worker = worker
-        with self._lock:
-            self._workers.append(worker)
-        return worker
+        return session
 
     # -- sending ---------------------------------------------------------------------------
 
     def send(self, batch: Batch) -> Sequence[Outcome]:
-        """Deliver a batch to HEC; one outcome per record, in order."""
+        """Deliver a batch to HEC; one outcome per record, in order (PENDING while acks are due)."""
+        if self._fatal is not None:
+            raise FatalSinkError(self._fatal)
         records = batch.records
         if not records:
             return []
         outcomes: list[Outcome | None] = [None] * len(records)
         envelopes: list[bytes] = [b""] * len(records)
         good: list[int] = []
+        envelope = self._encoder.envelope
         for i, record in enumerate(records):
             try:
-                envelopes[i] = self._encoder.envelope(record)
+                envelopes[i] = envelope(record)
                 good.append(i)
             except (ValueError, TypeError) as exc:
                 outcomes[i] = Outcome.rejected(f"cannot encode the record as an HEC event: {exc}")
@@ -193,24 +255,21 @@ class SplunkSink:
         queue: deque[list[int]] = deque(
             [good[j] for j in run] for run in cut(sizes, self.config.batch_bytes, self.config.batch_events)
         )
-        worker = self._worker()
-        pending: dict[int, list[int]] = {}
+        channel = self._channel()
+        accepted = False
         transient: _Transient | None = None
         while queue:
             idxs = queue.popleft()
             try:
-                reply = self._post_events(worker, b"\n".join(envelopes[i] for i in idxs))
-                self._apply(reply, idxs, outcomes, queue, pending)
+                reply = self._post_events(channel, b"\n".join(envelopes[i] for i in idxs))
+                accepted = self._apply(reply, idxs, outcomes, queue, channel) or accepted
             except _Transient as exc:
                 transient = exc
                 queue.appendleft(idxs)
                 break
-        # Nothing accepted and nothing decided: the whole batch failed the same transient way.
-        untouched = not pending and all(o is None for o in outcomes)
-        if pending:
-            self._await_acks(worker, pending, outcomes)
         if transient is not None:
-            if untouched:
+            # Nothing accepted and nothing decided: the whole batch failed the same transient way.
+            if not accepted and all(o is None for o in outcomes):
                 raise RetryableError(transient.reason, retry_after=transient.retry_after)
             for idxs in queue:
                 for i in idxs:
@@ -224,25 +283,39 @@ class SplunkSink:
         idxs: list[int],
         outcomes: list[Outcome | None],
         queue: deque[list[int]],
-        pending: dict[int, list[int]],
-    ) -> None:
-        """Record what HEC's reply means for the events of one request."""
+        channel: _Channel,
+    ) -> bool:
+        """Record what HEC's reply means for the events of one request; True when it took some."""
         verdict = classify(reply)
         if verdict is Verdict.OK:
             if reply.warning:
-                self._warn_capacity(reply)
-            if not self.config.ack:
+                self._warn_once(
+                    "capacity", "Splunk HEC is near capacity (%s); expect busy responses", reply.describe()
+                )
+            if reply.ack_id is not None and self.config.ack is not False:
+                pending = Outcome.pending(self._await(channel, reply.ack_id))
                 for i in idxs:
-                    outcomes[i] = DELIVERED
-            elif reply.ack_id is None:
+                    outcomes[i] = pending
+                return True
+            if self.config.ack:
                 raise FatalSinkError(self._fatal_text(reply, FATAL_HINTS[14]))
-            else:
-                pending[reply.ack_id] = idxs
-        elif verdict is Verdict.FATAL:
+            if self.config.ack is None:
+                self._warn_once(
+                    "no-ack",
+                    "sink %s: HEC at %s answers without ackId: the token has indexer acknowledgement "
+                    "(useACK) off, or the receiver is not Splunk. DELIVERED means HEC accepted the "
+                    "events, not that they were indexed; enable useACK for the stronger guarantee.",
+                    self.config.display_name,
+                    self.config.url,
+                )
+            for i in idxs:
+                outcomes[i] = DELIVERED
+            return True
+        if verdict is Verdict.FATAL:
             raise FatalSinkError(self._fatal_text(reply, FATAL_HINTS.get(reply.code or -1)))
-        elif verdict is Verdict.RETRY:
+        if verdict is Verdict.RETRY:
             raise _Transient(f"Splunk HEC answered {reply.describe()}", reply.retry_after)
-        elif verdict is Verdict.SPLIT:
+        if verdict is Verdict.SPLIT:
             if len(idxs) == 1:
                 outcomes[idxs[0]] = Outcome.rejected(
                     f"Splunk HEC refused the event as too large ({reply.describe()}); "
@@ -251,42 +324,60 @@ class SplunkSink:
             else:
                 mid = len(idxs) // 2
                 queue.extendleft([idxs[mid:], idxs[:mid]])
-        elif (
+            return False
+        if (
             verdict is Verdict.BAD_EVENT
             and reply.invalid_event is not None
             and reply.invalid_event < len(idxs)
         ):
             k = reply.invalid_event
+            kept = self._kept_before_bad_event(reply)
             for i in idxs[:k]:  # HEC indexed the events before the refused one
-                outcomes[i] = DELIVERED
+                outcomes[i] = kept
             outcomes[idxs[k]] = Outcome.rejected(f"Splunk HEC refused the event: {reply.describe()}")
             if idxs[k + 1 :]:
                 queue.appendleft(idxs[k + 1 :])
-        elif verdict is Verdict.BAD_EVENT and len(idxs) > 1:
+            return k > 0
+        if verdict is Verdict.BAD_EVENT and len(idxs) > 1:
             mid = len(idxs) // 2  # no usable event number: isolate the bad event by halving
             queue.extendleft([idxs[mid:], idxs[:mid]])
-        else:
-            for i in idxs:
-                outcomes[i] = Outcome.rejected(f"Splunk HEC refused the request: {reply.describe()}")
+            return False
+        for i in idxs:
+            outcomes[i] = Outcome.rejected(f"Splunk HEC refused the request: {reply.describe()}")
+        return False
 
-    def _post_events(self, worker: _Worker, body: bytes) -> HecReply:
+    def _kept_before_bad_event(self, reply: HecReply) -> Outcome:
+        """The events before a refused one: delivered, unless acks are asked for and none vouches."""
+        if self.config.ack is False:
+            return DELIVERED
+        return Outcome.retry(
+            f"Splunk HEC refused a later event of the request ({reply.describe()}) and gave no ackId, "
+            "so nothing confirms these earlier events were indexed; re-sending, which may index them twice"
+        )
+
+    def _post_events(self, channel: _Channel, body: bytes) -> HecReply:
         """POST one gzip'd body; raise _Transient for what a later attempt may fix."""
         headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
-        if self.config.ack:
-            headers["X-Splunk-Request-Channel"] = worker.channel
+        if self.config.ack is not False:
+            headers["X-Splunk-Request-Channel"] = channel.id
         data = igzip.compress(body, compresslevel=self.config.compress_level)
-        reply = self._request(worker, "POST", EVENT_PATH, data, headers)
+        reply = self._request(channel.session, "POST", EVENT_PATH, data, headers)
         if classify(reply) is Verdict.RETRY:
             raise _Transient(f"Splunk HEC answered {reply.describe()}", reply.retry_after)
+        if 200 <= reply.status < 300 and not reply.hec:
+            raise _Transient(
+                f"HTTP {reply.status} from {self.config.url} without HEC's JSON answer "
+                f"(a proxy or load balancer answered?): {reply.text!r}"
+            )
         return reply
 
     def _request(
-        self, worker: _Worker, method: str, path: str, data: bytes | None, headers: dict[str, str]
+        self, session: requests.Session, method: str, path: str, data: bytes | None, headers: dict[str, str]
     ) -> HecReply:
         url = self.config.url + path
         try:
             # verify per request: a session-level value loses to $REQUESTS_CA_BUNDLE in requests
-            response = worker.session.request(
+            response = session.request(
                 method, url, data=data, headers=headers, timeout=self._timeout, verify=self._verify
             )
             body = response.content
@@ -305,82 +396,125 @@ class SplunkSink:
 
     # -- acknowledgement -------------------------------------------------------------------
 
-    def _await_acks(
-        self, worker: _Worker, pending: dict[int, list[int]], outcomes: list[Outcome | None]
-    ) -> None:
-        """Poll the channel's ackIds until all are indexed or ``ack_timeout`` passes."""
-        c = self.config
-        deadline = self._clock() + c.ack_timeout
-        while pending:
-            try:
-                acked = self._poll_acks(worker, sorted(pending))
-            except _Transient as exc:
-                self._log.debug("ack poll on channel %s failed: %s", worker.channel, exc.reason)
-                acked = set()
-            for ack_id in acked:
-                for i in pending.pop(ack_id, []):
-                    outcomes[i] = DELIVERED
-            remaining = deadline - self._clock()
-            if not pending or remaining <= 0:
-                break
-            self._sleep(min(c.ack_poll_interval, remaining))
-        for ack_id, idxs in pending.items():
-            reason = (
-                f"no indexer acknowledgement from Splunk within {c.ack_timeout:g}s "
-                f"(ackId {ack_id}, channel {worker.channel}); re-sending, which may index these events twice"
-            )
-            for i in idxs:
-                outcomes[i] = Outcome.retry(reason)
+    def _await(self, channel: _Channel, ack_id: int) -> Receipt:
+        """Put an accepted request's ackId on its channel's ledger; the poller resolves it."""
+        receipt = Receipt()
+        with channel.lock:
+            channel.waiting[ack_id] = _Waiting(receipt, self._clock() + self.config.ack_timeout)
+        if self._poller is None:
+            with self._lock:
+                if self._poller is None and not self._closed.is_set():
+                    self._poller = threading.Thread(
+                        target=self._poll_loop, name=f"ack-{self.config.display_name}", daemon=True
+                    )
+                    self._poller.start()
+        return receipt
 
-    def _poll_acks(self, worker: _Worker, ack_ids: list[int]) -> set[int]:
-        """Ask HEC which of these ackIds are indexed; FatalSinkError when ack is off for the token."""
-        headers = {"Content-Type": "application/json", "X-Splunk-Request-Channel": worker.channel}
-        body = orjson.dumps({"acks": ack_ids})
-        path = f"{ACK_PATH}?channel={worker.channel}"
-        url = self.config.url + path
-        try:
-            response = worker.session.post(
-                url, data=body, headers=headers, timeout=self._timeout, verify=self._verify
+    def _poll_loop(self) -> None:
+        """Ask HEC about every pending ackId, one request per channel per interval, until closed."""
+        longest = self.config.ack_poll_interval
+        while not self._closed.is_set():
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+            with self._lock:
+                channels = [ch for ch in self._channels if ch.waiting]
+            if not channels:
+                self.poll_interval = longest  # idle: the next ackId starts a fresh cycle below
+                continue
+            settled = sum(self._poll_channel(ch) for ch in channels)
+            # Acks coming: ask again soon. None: back off, so a busy indexer is not flooded.
+            self.poll_interval = (
+                max(MIN_POLL_INTERVAL, self.poll_interval / 2)
+                if settled
+                else min(longest, self.poll_interval * 1.5)
             )
-            raw = response.content
-        except requests.RequestException as exc:
-            raise _Transient(f"ack poll failed: {_brief(exc)}") from None
-        if response.status_code != 200:
-            reply = parse_reply(response.status_code, raw, response.headers.get("Retry-After"))
-            if classify(reply) is Verdict.FATAL:
-                raise FatalSinkError(self._fatal_text(reply, FATAL_HINTS.get(reply.code or -1)))
-            raise _Transient(f"ack poll answered {reply.describe()}")
+
+    def _poll_channel(self, channel: _Channel) -> int:
+        """Poll one channel; resolve what is indexed or overdue. Returns how many were resolved."""
+        with channel.lock:
+            ids = sorted(channel.waiting)
+        if not ids:
+            return 0
         try:
-            acks = orjson.loads(raw).get("acks", {})
-        except (orjson.JSONDecodeError, AttributeError):
-            raise _Transient("ack poll answered with something other than {'acks': {...}}") from None
-        done: set[int] = set()
-        if isinstance(acks, dict):
-            for key, value in acks.items():
-                if value is True and str(key).isdigit():
-                    done.add(int(key))
-        return done
+            acked = self._poll_acks(channel, ids)
+        except _Transient as exc:
+            self._log.debug("ack poll on channel %s failed: %s", channel.id, exc.reason)
+            acked = set()
+        except _ChannelLost as exc:
+            return self._drop_channel(channel, str(exc))
+        except FatalSinkError as exc:
+            self._fatal = str(exc)  # the next send raises it; what waits here is sent again later
+            return self._drop_channel(channel, str(exc))
+        now = self._clock()
+        done: list[_Waiting] = []
+        overdue: list[tuple[int, _Waiting]] = []
+        with channel.lock:
+            for ack_id in acked:
+                w = channel.waiting.pop(ack_id, None)
+                if w is not None:
+                    done.append(w)
+            for ack_id, w in list(channel.waiting.items()):
+                if now >= w.deadline:
+                    del channel.waiting[ack_id]
+                    overdue.append((ack_id, w))
+        for w in done:
+            w.receipt.resolve(DELIVERED)
+        for ack_id, w in overdue:
+            w.receipt.resolve(
+                Outcome.retry(
+                    f"no indexer acknowledgement from Splunk within {self.config.ack_timeout:g}s "
+                    f"(ackId {ack_id}, channel {channel.id}); re-sending, which may index these events twice"
+                )
+            )
+        return len(done) + len(overdue)
+
+    def _drop_channel(self, channel: _Channel, reason: str) -> int:
+        """Resolve every ackId of a channel RETRY and send on a new channel from now on."""
+        with channel.lock:
+            waiting, channel.waiting = channel.waiting, {}
+            channel.id = str(uuid.uuid4())
+        for w in waiting.values():
+            w.receipt.resolve(Outcome.retry(f"{reason}; re-sending, which may index these events twice"))
+        return len(waiting)
+
+    def _poll_acks(self, channel: _Channel, ack_ids: list[int]) -> set[int]:
+        """Ask HEC which of these ackIds are indexed; FatalSinkError when ack is off for the token."""
+        headers = {"Content-Type": "application/json", "X-Splunk-Request-Channel": channel.id}
+        body = orjson.dumps({"acks": ack_ids})
+        reply_raw = self._request(
+            channel.poll_session, "POST", f"{ACK_PATH}?channel={channel.id}", body, headers
+        )
+        if reply_raw.status != 200:
+            if reply_raw.code == 11:
+                raise _ChannelLost(f"HEC no longer knows channel {channel.id} ({reply_raw.describe()})")
+            if classify(reply_raw) is Verdict.FATAL:
+                raise FatalSinkError(self._fatal_text(reply_raw, FATAL_HINTS.get(reply_raw.code or -1)))
+            raise _Transient(f"ack poll answered {reply_raw.describe()}")
+        acks = reply_raw.acks
+        if acks is None:
+            raise _Transient("ack poll answered with something other than {'acks': {...}}")
+        return {int(k) for k, v in acks.items() if v is True and str(k).isdigit()}
 
     # -- health ----------------------------------------------------------------------------
 
     def check(self) -> CheckResult:
         """Ask HEC's health endpoint, then probe the token with an empty request (HEC: code 5)."""
-        worker = self._worker()
+        channel = self._channel()
         c = self.config
         try:
-            health = self._request(worker, "GET", HEALTH_PATH, None, {})
+            health = self._request(channel.session, "GET", HEALTH_PATH, None, {})
         except _Transient as exc:
             raise RetryableError(exc.reason) from None
-        details: dict[str, object] = {"url": c.url, "health": health.describe(), "ack": c.ack}
+        details: dict[str, object] = {"url": c.url, "health": health.describe(), "ack": _ack_word(c.ack)}
         if health.status != 200:
             if health.status == 404:
                 return CheckResult(False, f"no HEC health endpoint at {c.url} ({health.describe()})", details)
             return CheckResult(False, f"HEC is not healthy: {health.describe()}", details)
         headers = {"Content-Type": "application/json"}
-        if c.ack:
-            headers["X-Splunk-Request-Channel"] = worker.channel
+        if c.ack is not False:
+            headers["X-Splunk-Request-Channel"] = channel.id
         try:
-            probe = self._request(worker, "POST", EVENT_PATH, b"", headers)
+            probe = self._request(channel.session, "POST", EVENT_PATH, b"", headers)
         except _Transient as exc:
             raise RetryableError(exc.reason) from None
         details["token"] = probe.describe()
@@ -393,22 +527,30 @@ class SplunkSink:
                 )
             if verdict is Verdict.RETRY:
                 return CheckResult(False, f"HEC is busy: {probe.describe()}", details)
-        if c.ack:
+        if c.ack is not False:
             # A fresh channel may be unknown to HEC (code 11): only code 14 means "ack is off".
             try:
                 probe_ack = self._request(
-                    worker,
+                    channel.session,
                     "POST",
-                    f"{ACK_PATH}?channel={worker.channel}",
+                    f"{ACK_PATH}?channel={channel.id}",
                     b'{"acks":[0]}',
-                    {"Content-Type": "application/json", "X-Splunk-Request-Channel": worker.channel},
+                    {"Content-Type": "application/json", "X-Splunk-Request-Channel": channel.id},
                 )
             except _Transient as exc:
                 raise RetryableError(exc.reason) from None
+            ack_off = probe_ack.code == 14 or probe_ack.status == 404
             details["ack"] = probe_ack.describe() if probe_ack.status != 200 else "ack endpoint answers"
-            if probe_ack.code == 14 or probe_ack.status in (401, 403):
+            if probe_ack.status in (401, 403) or (ack_off and c.ack):
                 ack_hint = FATAL_HINTS.get(probe_ack.code or -1)
                 return CheckResult(False, self._fatal_text(probe_ack, ack_hint), details)
+            if ack_off:
+                return CheckResult(
+                    True,
+                    f"HEC at {c.url} accepts the token; indexer acknowledgement is off for it, so "
+                    "DELIVERED will mean 'accepted by HEC' (enable useACK on the token for 'indexed')",
+                    details,
+                )
         return CheckResult(True, f"HEC at {c.url} is healthy and accepts the token", details)
 
     # -- messages --------------------------------------------------------------------------
@@ -423,12 +565,16 @@ class SplunkSink:
         where = f"sink {self.config.display_name!r}: Splunk HEC at {self.config.url}"
         return f"{where} answered {reply.describe()}: {hint}"
 
-    def _warn_capacity(self, reply: HecReply) -> None:
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
         with self._lock:
-            if self._warned_capacity:
+            if key in self._warned:
                 return
-            self._warned_capacity = True
-        self._log.warning("Splunk HEC is near capacity (%s); expect busy responses", reply.describe())
+            self._warned.add(key)
+        self._log.warning(message, *args)
+
+
+def _ack_word(ack: bool | None) -> str:
+    return "auto (used when the token has it)" if ack is None else ("on" if ack else "off")
 
 
 def _brief(exc: BaseException) -> str:

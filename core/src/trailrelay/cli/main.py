@@ -17,9 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trailrelay import __version__
-from trailrelay.cli.canary import canary
 from trailrelay.cli.logs import setup_logging
-from trailrelay.cli.package_cmd import package as package_command
 from trailrelay.cli.report import print_summary, progress_reporter
 from trailrelay.config import (
     Config,
@@ -30,23 +28,111 @@ from trailrelay.config import (
     SqsSourceConfig,
     load_config,
 )
-from trailrelay.cost.cli import cost as cost_command
-from trailrelay.detection.cli import rules
 from trailrelay.errors import ConfigError, SinkError, TrailrelayError
-from trailrelay.integrity.cli import mirror_command, verify_command
-from trailrelay.plugins import command_groups, installed_sinks
-from trailrelay.privacy.cli import reveal_command
+from trailrelay.plugins import COMMANDS_GROUP, installed_sinks
 
-__all__ = ["cli", "main"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_DEAD_LETTERS",
+    "EXIT_FATAL",
+    "EXIT_OK",
+    "EXIT_UNFINISHED",
+    "cli",
+    "exit_status",
+    "main",
+]
 
 log = logging.getLogger("trailrelay.cli")
 err = Console(stderr=True)
 
+EXIT_OK = 0
+"""Everything read was delivered (or filtered out, or was a duplicate)."""
 EXIT_CONFIG = 2
+"""The configuration (or a command's arguments) cannot work; nothing was sent."""
 EXIT_FATAL = 3
+"""A sink failed fatally (bad token, missing index) or the source failed; the run stopped."""
+EXIT_DEAD_LETTERS = 4
+"""The run finished, but some records are dead letters (see the summary and the folder)."""
+EXIT_UNFINISHED = 5
+"""The run stopped with work left unfinished (a signal, an unreadable object, a drain timeout):
+those units were not acknowledged and will be read again by the next run."""
+
+# Commands whose modules are imported only when called: ``forward`` starts without them.
+_LAZY = {
+    "canary": ("trailrelay.cli.canary", "canary", "Send a marked StopLogging and time it until searchable."),
+    "cost": ("trailrelay.cost.cli", "cost", "Measure what forwarding this trail would cost in each SIEM."),
+    "mirror": (
+        "trailrelay.integrity.cli",
+        "mirror_command",
+        "Copy a trail (logs, digests, keys) for offline checks.",
+    ),
+    "package": ("trailrelay.cli.package_cmd", "package", "Build deployment packages (Lambda zip)."),
+    "reveal": (
+        "trailrelay.privacy.cli",
+        "reveal_command",
+        "Tell which candidate a pseudonym token stands for.",
+    ),
+    "rules": ("trailrelay.detection.cli", "rules", "List, test and export the Sigma detection rules."),
+    "verify": (
+        "trailrelay.integrity.cli",
+        "verify_command",
+        "Prove the logs were not tampered with (digests).",
+    ),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Loads a sub-command's module (or a connector's command group) only when it is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from importlib.metadata import entry_points  # noqa: PLC0415
+
+        names = set(super().list_commands(ctx)) | set(_LAZY)
+        names |= {ep.name for ep in entry_points(group=COMMANDS_GROUP)}
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        if cmd_name in _LAZY:
+            import importlib  # noqa: PLC0415
+
+            module, attr, _ = _LAZY[cmd_name]
+            loaded: click.Command = getattr(importlib.import_module(module), attr)
+            return loaded
+        return _connector_command(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Help lists lazy commands by their short text, without importing them."""
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in _LAZY:
+                rows.append((name, _LAZY[name][2]))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _connector_command(name: str) -> click.Command | None:
+    """A connector's command group (entry point ``trailrelay.commands``), loaded on use."""
+    from importlib.metadata import entry_points  # noqa: PLC0415
+
+    for ep in entry_points(group=COMMANDS_GROUP, name=name):
+        try:
+            group = ep.load()
+        except Exception as exc:  # a broken extension must not break the rest of the CLI
+            log.warning("the %r commands of %s failed to load: %s", name, ep.value, exc)
+            return None
+        return group if isinstance(group, click.Command) else None
+    return None
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trailrelay")
 def cli() -> None:
     """Move AWS CloudTrail into Splunk, Elastic or Microsoft Sentinel."""
@@ -151,7 +237,23 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
     log.info("run finished", extra={"summary": snapshot})
     if result.fatal:
         err.print(f"[red]stopped:[/red] {result.fatal}", highlight=False)
-        raise SystemExit(EXIT_FATAL)
+    raise SystemExit(exit_status(result, snapshot, once=once))
+
+
+def exit_status(result: Any, snapshot: dict[str, Any], *, once: bool) -> int:
+    """The documented exit status of a forward run (see the EXIT_* constants).
+
+    A worker (no ``--once``) stopped by a signal hands its in-flight units back by design;
+    that is a clean end, not unfinished work.
+    """
+    if result.fatal:
+        return EXIT_FATAL
+    unfinished = snapshot.get("units_released", 0) > 0 or result.open_units > 0
+    if unfinished and (once or not result.stopped):
+        return EXIT_UNFINISHED
+    if sum(snapshot.get("dead_lettered", {}).values()) > 0:
+        return EXIT_DEAD_LETTERS
+    return EXIT_OK
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:
@@ -285,22 +387,6 @@ def demo(out: Path | None, seed: int) -> None:
 
     console = Console() if sys.stdout.isatty() else Console(width=140)
     raise SystemExit(run_demo(out, seed, console))
-
-
-def _add_plugin_commands() -> None:
-    for group in command_groups():
-        if isinstance(group, click.Command) and group.name and group.name not in cli.commands:
-            cli.add_command(group)
-
-
-cli.add_command(reveal_command)
-cli.add_command(rules)
-cli.add_command(canary)
-cli.add_command(cost_command)
-cli.add_command(package_command)
-cli.add_command(verify_command)
-cli.add_command(mirror_command)
-_add_plugin_commands()
 
 
 def main() -> None:

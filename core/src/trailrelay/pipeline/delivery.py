@@ -1,37 +1,62 @@
 """One sink's side of the pipeline: cut batches, send them, retry, dead-letter, settle tickets.
 
-Records arrive on a bounded queue (a full queue blocks the readers: back-pressure instead of
-unbounded memory). A batcher thread cuts batches by count, bytes and age; a high-risk record
-flushes at once (the fast path). Up to ``concurrency`` batches are in flight; each is sent,
-and records whose outcome is RETRY are sent again after an exponential backoff with full
-jitter that honours Retry-After, until ``max_retry_seconds`` pass, when they are
-dead-lettered with the last reason. A FatalSinkError stops the whole run.
+Readers hand over records in chunks (``put_many``): the sink's filter and privacy profile
+run in the reader's thread, then the chunk is appended to the open batch under one lock, and
+every batch that fills (count or bytes) is dispatched at once. There is no thread hop per
+record. A clock thread sends a partial batch when it is ``max_age`` old, or ``urgent_delay``
+after a high-risk record joined it (so alerts leave within tens of milliseconds while any
+number of tagged records still share requests), and starts retries when their backoff ends.
+
+Up to ``concurrency`` batches are in flight. Each outcome is handled alike whether ``send``
+returned it or a :class:`~trailrelay.contract.Receipt` delivered it later: final outcomes are
+settled (counted, dead-lettered, tickets finished), RETRY waits for a backoff with full jitter
+that honours Retry-After and is sent again until ``max_retry_seconds`` pass, PENDING records are
+*parked*: compressed, off the send path, until their receipt resolves.
+
+Memory is bounded: records handed to this sink and not yet final (or parked) are capped, and
+so are the parked bytes; a reader blocks in ``put_many`` while either cap is reached. A
+FatalSinkError stops the whole run.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import heapq
+import itertools
 import logging
-import queue
 import random
 import threading
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-from trailrelay.contract import INTEGRITY_KIND, Batch, BatchLimits, Outcome, Sink, Status
+from isal import isal_zlib
+
+from trailrelay.contract import (
+    DELIVERED,
+    INTEGRITY_KIND,
+    Batch,
+    BatchLimits,
+    Outcome,
+    Receipt,
+    Sink,
+    Status,
+)
 from trailrelay.errors import FatalSinkError, InputError, PermanentError, RetryableError
 from trailrelay.pipeline.deadletter import DeadLetterStore, entry
 from trailrelay.pipeline.metrics import Metrics
-from trailrelay.record import Record
+from trailrelay.record import Record, decode_routing
 from trailrelay.transforms.filters import RecordFilter
 
-__all__ = ["SinkRunner", "backoff"]
+__all__ = ["URGENT_DELAY", "SinkRunner", "backoff"]
 
 log = logging.getLogger("trailrelay.pipeline")
 
-_STOP = object()
-_FLUSH = object()
+URGENT_DELAY = 0.05
+"""Seconds a partial batch holding a high-risk record waits for company before it is sent."""
 
 
 def backoff(attempt: int, retry_after: float | None, *, base: float = 0.5, cap: float = 60.0) -> float:
@@ -42,8 +67,51 @@ def backoff(attempt: int, retry_after: float | None, *, base: float = 0.5, cap: 
     return delay
 
 
+@dataclass(slots=True)
+class _Attempt:
+    """Records sent together: which attempt this is, and when the first one was made."""
+
+    records: list[Record]
+    attempt: int
+    first: float
+
+
+class _Parked:
+    """Records awaiting a receipt, held as one compressed blob plus what settling needs."""
+
+    __slots__ = ("attempt", "blob", "first", "lengths", "nbytes", "origins", "positions", "tags", "tickets")
+
+    def __init__(self, records: list[Record], attempt: int, first: float) -> None:
+        self.attempt = attempt
+        self.first = first
+        self.lengths = array("I", [len(r.raw) for r in records])
+        self.blob = isal_zlib.compress(b"".join(r.raw for r in records), 0)
+        self.origins = [r.origin for r in records]
+        self.positions = array("q", [r.index for r in records])
+        self.tags = [r.tags for r in records]
+        self.tickets = [r.ticket for r in records]
+        self.nbytes = len(self.blob) + 40 * len(records)
+        """Memory this holds (blob and per-record references), counted against the cap."""
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def records(self) -> list[Record]:
+        """The records again, as they were (for a re-send or a dead-letter entry)."""
+        data = isal_zlib.decompress(self.blob)
+        out: list[Record] = []
+        at = 0
+        for i, n in enumerate(self.lengths):
+            raw = data[at : at + n]
+            at += n
+            rec = Record(raw, decode_routing(raw), self.origins[i], self.positions[i], self.tags[i])
+            rec.ticket = self.tickets[i]
+            out.append(rec)
+        return out
+
+
 class SinkRunner:
-    """Feeds one sink; thread-safe ``put``; ``close`` drains what is queued."""
+    """Feeds one sink; thread-safe ``put_many``; ``close`` settles everything handed over."""
 
     def __init__(
         self,
@@ -60,6 +128,7 @@ class SinkRunner:
         max_age: float | None = None,
         record_filter: RecordFilter | None = None,
         prepare: Callable[[Record], Record] | None = None,
+        urgent_delay: float = URGENT_DELAY,
     ) -> None:
         self.name = name
         self.record_filter = record_filter
@@ -67,151 +136,202 @@ class SinkRunner:
         self.sink = sink
         self.limits: BatchLimits = sink.limits
         self.max_age = max_age if max_age is not None else self.limits.max_age
+        self.urgent_delay = min(urgent_delay, self.max_age)
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.stop = stop
         self.on_fatal = on_fatal
         self.max_retry_seconds = max_retry_seconds
         self.backoff_base = backoff_base
-        size = queue_records or max(1000, 2 * self.limits.max_records)
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=size)
+        self.capacity = queue_records or max(
+            4000, 2 * self.limits.max_records * (self.limits.concurrency + 1)
+        )
+        """Records handed to this sink and not yet final or parked; readers wait above it."""
+        self.max_pending_bytes = self.limits.max_pending_bytes
+        self._cond = threading.Condition()
+        self._batch: list[Record] = []
+        self._batch_bytes = 0
+        self._due = 0.0
+        self._active = 0
+        self._parked: set[_Parked] = set()
+        self._parked_bytes = 0
+        self._retries: list[tuple[float, int, _Attempt]] = []
+        self._seq = itertools.count()
+        self._closing = False
+        self.peak_active = 0
+        """Most records this sink held at once outside parking (for tests and reports)."""
         self._slots = threading.Semaphore(self.limits.concurrency)
         self._pool = ThreadPoolExecutor(self.limits.concurrency, thread_name_prefix=f"send-{name}")
-        self._batcher = threading.Thread(target=self._batch_loop, name=f"batch-{name}", daemon=True)
         self._abandon = threading.Event()
         self._timer: threading.Timer | None = None
-        self._timer_lock = threading.Lock()
-        self._batcher.start()
+        self._clock = threading.Thread(target=self._clock_loop, name=f"batch-{name}", daemon=True)
+        self._clock.start()
+
+    # -- handing records over --------------------------------------------------------------
 
     def put(self, record: Record) -> None:
-        """Queue a record (after this sink's filter and preparation); blocks while the sink is behind."""
-        rf = self.record_filter  # integrity events are not CloudTrail records: never filtered
-        if rf is not None and record.origin.kind != INTEGRITY_KIND and not rf.keep(record):
-            self.metrics.bump("filtered_by_sink", self.name)
-            if record.ticket is not None:
-                record.ticket.finish(1)
+        """Hand over one record (see :meth:`put_many`)."""
+        self.put_many([record])
+
+    def put_many(self, records: Sequence[Record]) -> None:
+        """Hand over records; blocks while this sink holds as many as it may (back-pressure)."""
+        keep = self._admit(records)
+        if not keep:
             return
-        if self.prepare is not None:
-            try:
-                record = self.prepare(record)
-            except InputError as exc:  # e.g. cannot be pseudonymized: never sent unmasked
-                self.dead_letters.write(
-                    entry("prepare", str(exc), record.origin, record.raw, sink=self.name, index=record.index)
-                )
-                self.metrics.bump("dead_lettered", "prepare")
-                if record.ticket is not None:
-                    record.ticket.finish(1)
-                return
-        self._queue.put(record)
+        limits = self.limits
+        ready: list[list[Record]] = []
+        with self._cond:
+            while (
+                self._active >= self.capacity or self._parked_bytes >= self.max_pending_bytes
+            ) and not self._abandon.is_set():
+                self._cond.wait(0.5)
+            self._active += len(keep)
+            self.peak_active = max(self.peak_active, self._active)
+            now = time.monotonic()
+            batch, size = self._batch, self._batch_bytes
+            if not batch:
+                self._due = now + self.max_age
+            urgent = False
+            for record in keep:
+                batch.append(record)
+                size += len(record.raw)
+                if record.tags:
+                    urgent = True
+                if len(batch) >= limits.max_records or size >= limits.max_bytes:
+                    ready.append(batch)
+                    batch, size = [], 0
+                    self._due = now + self.max_age
+                    urgent = False
+            self._batch, self._batch_bytes = batch, size
+            if batch and urgent:
+                self._due = min(self._due, now + self.urgent_delay)
+            self._cond.notify_all()
+        for full in ready:
+            self._dispatch(_Attempt(full, 1, now))
+
+    def _admit(self, records: Sequence[Record]) -> list[Record]:
+        """This sink's filter and privacy profile; what they drop is final here and now."""
+        rf, prepare = self.record_filter, self.prepare
+        if rf is None and prepare is None:
+            return list(records)
+        keep: list[Record] = []
+        done: Counter[object] = Counter()
+        filtered = 0
+        for record in records:
+            if rf is not None and record.origin.kind != INTEGRITY_KIND and not rf.keep(record):
+                filtered += 1
+                done[record.ticket] += 1
+                continue
+            if prepare is not None:
+                try:
+                    record = prepare(record)  # noqa: PLW2901 - the prepared copy replaces it
+                except InputError as exc:  # e.g. cannot be pseudonymized: never sent unmasked
+                    self.dead_letters.write(
+                        entry(
+                            "prepare", str(exc), record.origin, record.raw, sink=self.name, index=record.index
+                        )
+                    )
+                    self.metrics.bump("dead_lettered", "prepare")
+                    done[record.ticket] += 1
+                    continue
+            keep.append(record)
+        if filtered:
+            self.metrics.bump("filtered_by_sink", self.name, filtered)
+        _finish_tickets(done)
+        return keep
 
     def flush(self) -> None:
         """Send the partial batch now (someone is waiting for its acknowledgement)."""
-        self._queue.put(_FLUSH)
+        with self._cond:
+            self._due = 0.0
+            self._cond.notify_all()
 
     def abandon_after(self, seconds: float) -> None:
-        """Stop retrying (hand records back unfinished) once ``seconds`` have passed."""
-        with self._timer_lock:
+        """Stop retrying and waiting (hand records back unfinished) once ``seconds`` have passed."""
+        with self._cond:
             if self._timer is None:
-                self._timer = threading.Timer(seconds, self._abandon.set)
+                self._timer = threading.Timer(seconds, self._give_up)
                 self._timer.daemon = True
                 self._timer.start()
 
+    def _give_up(self) -> None:
+        self._abandon.set()
+        with self._cond:
+            self._cond.notify_all()
+
     def close(self) -> None:
-        """Flush what is queued and wait for in-flight batches to settle."""
-        self._queue.put(_STOP)
-        self._batcher.join()
+        """Send what is left and wait until every record handed over is final (or abandoned)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._clock.join()
         self._pool.shutdown(wait=True)
-        with self._timer_lock:
+        with self._cond:
             if self._timer is not None:
                 self._timer.cancel()
 
-    # -- batching -------------------------------------------------------------------------
+    # -- the clock: partial batches, retries, abandonment ------------------------------------
 
-    def _batch_loop(self) -> None:
-        batch: list[Record] = []
-        size = 0
-        deadline = 0.0
-        limits = self.limits
+    def _clock_loop(self) -> None:
         while True:
-            timeout = max(0.0, deadline - time.monotonic()) if batch else None
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                self._dispatch(batch)
-                batch, size = [], 0
-                continue
-            if item is _STOP:
-                self._dispatch(batch)
-                return
-            if item is _FLUSH:
-                self._dispatch(batch)
-                batch, size = [], 0
-                continue
-            assert isinstance(item, Record)
-            if not batch:
-                deadline = time.monotonic() + self.max_age
-            batch.append(item)
-            size += len(item.raw)
-            if item.tags or len(batch) >= limits.max_records or size >= limits.max_bytes:
-                self._dispatch(batch)
-                batch, size = [], 0
+            due_batch: list[Record] = []
+            due_retries: list[_Attempt] = []
+            abandoned: list[_Parked] = []
+            with self._cond:
+                now = time.monotonic()
+                if self._batch and (self._closing or self._due <= now or self._abandon.is_set()):
+                    due_batch, self._batch, self._batch_bytes = self._batch, [], 0
+                heap = self._retries
+                while heap and (heap[0][0] <= now or self._abandon.is_set()):
+                    due_retries.append(heapq.heappop(heap)[2])
+                if self._abandon.is_set() and self._parked:
+                    abandoned = list(self._parked)
+                    self._parked.clear()
+                    self._parked_bytes = 0
+                idle = not (due_batch or due_retries or abandoned)
+                if idle and self._closing and not self._batch and self._active == 0 and not self._parked:
+                    return
+                if idle:
+                    waits = [1.0]
+                    if self._batch:
+                        waits.append(self._due - now)
+                    if heap:
+                        waits.append(heap[0][0] - now)
+                    self._cond.wait(max(0.0, min(waits)))
+                    continue
+            if due_batch:
+                self._dispatch(_Attempt(due_batch, 1, now))
+            for attempt in due_retries:
+                if self._abandon.is_set():
+                    self._abandon_records(attempt.records, "stopping: delivery not finished")
+                else:
+                    self._dispatch(attempt)
+            for parked in abandoned:
+                self._abandon_parked(parked)
 
-    def _dispatch(self, batch: list[Record]) -> None:
-        if not batch:
-            return
+    # -- sending ---------------------------------------------------------------------------
+
+    def _dispatch(self, attempt: _Attempt) -> None:
         self._slots.acquire()
-        self._pool.submit(self._deliver, batch)
-
-    # -- delivery -------------------------------------------------------------------------
-
-    def _deliver(self, records: list[Record]) -> None:
         try:
-            self._deliver_with_retries(records)
+            self._pool.submit(self._send, attempt)
+        except RuntimeError:  # the pool is shut down: only after close, never with work left
+            self._slots.release()
+            self._abandon_records(attempt.records, "internal error: sender stopped")
+
+    def _send(self, attempt: _Attempt) -> None:
+        try:
+            if self._abandon.is_set():
+                self._abandon_records(attempt.records, "stopping: delivery not finished")
+                return
+            outcomes = self._send_once(attempt.records, attempt.attempt)
+            if outcomes is not None:  # None: fatal, the run is stopping, nothing is acknowledged
+                self._handle(attempt, outcomes)
         except Exception:  # a bug here must not leave the run hanging
             log.exception("delivery to %s failed unexpectedly", self.name)
-            self._abandon_records(records, "internal error during delivery")
+            self._abandon_records(attempt.records, "internal error during delivery")
         finally:
             self._slots.release()
-
-    def _deliver_with_retries(self, records: list[Record]) -> None:
-        pending: Sequence[Record] = records
-        first = time.monotonic()
-        attempt = 0
-        while pending:
-            if self._abandon.is_set():
-                self._abandon_records(pending, "stopping: delivery not finished")
-                return
-            attempt += 1
-            outcomes = self._send_once(pending, attempt)
-            if outcomes is None:  # fatal: the run is stopping, nothing is acknowledged
-                return
-            retry: list[Record] = []
-            settled: list[tuple[Record, Outcome]] = []
-            last: Outcome | None = None
-            for rec, out in zip(pending, outcomes, strict=True):
-                if out.status is Status.RETRY:
-                    retry.append(rec)
-                    last = out
-                else:
-                    settled.append((rec, out))
-            self._settle(settled)
-            if not retry:
-                return
-            self.metrics.bump("retries", self.name, len(retry))
-            assert last is not None
-            waited = time.monotonic() - first
-            if waited >= self.max_retry_seconds:
-                reason = f"gave up after {attempt} attempts over {waited:.0f}s: {last.reason}"
-                self._settle([(r, Outcome.rejected(reason)) for r in retry])
-                return
-            delay = min(
-                backoff(attempt, last.retry_after, base=self.backoff_base),
-                max(0.0, self.max_retry_seconds - waited),
-            )
-            if self._abandon.wait(delay):
-                self._abandon_records(retry, "stopping: delivery not finished")
-                return
-            pending = retry
 
     def _send_once(self, records: Sequence[Record], attempt: int) -> Sequence[Outcome] | None:
         try:
@@ -250,10 +370,96 @@ class SinkRunner:
             out.extend(part)
         return out
 
+    # -- outcomes --------------------------------------------------------------------------
+
+    def _handle(self, attempt: _Attempt, outcomes: Sequence[Outcome]) -> None:
+        """Settle final outcomes, park PENDING ones, schedule RETRY ones."""
+        records = attempt.records
+        if outcomes.count(DELIVERED) == len(outcomes):  # the common case: one pass, no sorting
+            self._settle_delivered(records)
+            return
+        settled: list[tuple[Record, Outcome]] = []
+        retry: list[Record] = []
+        last: Outcome | None = None
+        waiting: dict[int, tuple[Receipt, list[Record]]] = {}
+        for rec, out in zip(records, outcomes, strict=True):
+            status = out.status
+            if status is Status.RETRY:
+                retry.append(rec)
+                last = out
+            elif status is Status.PENDING and out.receipt is not None:
+                waiting.setdefault(id(out.receipt), (out.receipt, []))[1].append(rec)
+            elif status is Status.PENDING:
+                settled.append((rec, Outcome.rejected("sink answered PENDING without a receipt (sink bug)")))
+            else:
+                settled.append((rec, out))
+        self._settle(settled)
+        for receipt, group in waiting.values():
+            self._park(receipt, group, attempt)
+        if retry:
+            assert last is not None
+            self._retry(_Attempt(retry, attempt.attempt, attempt.first), last)
+
+    def _retry(self, attempt: _Attempt, last: Outcome) -> None:
+        """Schedule another attempt after a backoff, or give up after ``max_retry_seconds``."""
+        records = attempt.records
+        self.metrics.bump("retries", self.name, len(records))
+        waited = time.monotonic() - attempt.first
+        if waited >= self.max_retry_seconds:
+            reason = f"gave up after {attempt.attempt} attempts over {waited:.0f}s: {last.reason}"
+            self._settle([(r, Outcome.rejected(reason)) for r in records])
+            return
+        delay = min(
+            backoff(attempt.attempt, last.retry_after, base=self.backoff_base),
+            max(0.0, self.max_retry_seconds - waited),
+        )
+        nxt = _Attempt(records, attempt.attempt + 1, attempt.first)
+        with self._cond:
+            heapq.heappush(self._retries, (time.monotonic() + delay, next(self._seq), nxt))
+            self._cond.notify_all()
+
+    def _park(self, receipt: Receipt, records: list[Record], attempt: _Attempt) -> None:
+        parked = _Parked(records, attempt.attempt, attempt.first)
+        with self._cond:
+            self._active -= len(records)
+            self._parked.add(parked)
+            self._parked_bytes += parked.nbytes
+            self._cond.notify_all()
+        receipt.on_resolve(lambda outcome: self._unpark(parked, outcome))
+
+    def _unpark(self, parked: _Parked, outcome: Outcome) -> None:
+        """A receipt resolved (on the sink's thread): settle or retry its records; never block."""
+        with self._cond:
+            if parked not in self._parked:  # abandoned at shutdown: its units were released
+                return
+            self._parked.discard(parked)
+            self._parked_bytes -= parked.nbytes
+            self._active += len(parked)
+            self._cond.notify_all()
+        try:
+            status = outcome.status
+            if status is Status.DELIVERED:
+                self._settle_parked(parked)
+            elif status is Status.RETRY:
+                self._retry(_Attempt(parked.records(), parked.attempt, parked.first), outcome)
+            else:
+                self._settle([(r, outcome) for r in parked.records()])
+        except Exception:  # never let a bookkeeping bug escape into the sink's poller
+            log.exception("settling records of %s after their receipt failed", self.name)
+            self._abandon_records(parked.records(), "internal error while settling")
+
+    def _settle_delivered(self, records: Sequence[Record]) -> None:
+        self._count_final(len(records), sum(len(r.raw) for r in records), 0, 0)
+        self._latencies([r.routing.event_time for r in records])
+        _finish_tickets(Counter(r.ticket for r in records))
+
+    def _settle_parked(self, parked: _Parked) -> None:
+        self._count_final(len(parked), sum(parked.lengths), 0, 0)
+        _finish_tickets(Counter(parked.tickets))
+
     def _settle(self, settled: list[tuple[Record, Outcome]]) -> None:
         if not settled:
             return
-        now = time.time()
         per_ticket: Counter[object] = Counter()
         delivered = dup = rejected = nbytes = 0
         for rec, out in settled:
@@ -269,10 +475,12 @@ class SinkRunner:
                         "sink", out.reason or "rejected", rec.origin, rec.raw, sink=self.name, index=rec.index
                     )
                 )
-            if (t := rec.epoch) is not None:
-                self.metrics.latency(now - t)
-            if rec.ticket is not None:
-                per_ticket[rec.ticket] += 1
+            per_ticket[rec.ticket] += 1
+        self._count_final(delivered, nbytes, dup, rejected, extra=len(settled) - delivered - dup - rejected)
+        self._latencies([rec.routing.event_time for rec, _ in settled])
+        _finish_tickets(per_ticket)
+
+    def _count_final(self, delivered: int, nbytes: int, dup: int, rejected: int, *, extra: int = 0) -> None:
         m = self.metrics
         if delivered:
             m.bump("delivered", self.name, delivered)
@@ -282,11 +490,31 @@ class SinkRunner:
         if rejected:
             m.bump("rejected", self.name, rejected)
             m.bump("dead_lettered", "sink", rejected)
-        for ticket, n in per_ticket.items():
-            ticket.finish(n)  # type: ignore[attr-defined]
+        self._release(delivered + dup + rejected + extra)
+
+    def _latencies(self, times: list[dt.datetime | None]) -> None:
+        now = time.time()
+        self.metrics.latencies([now - t.timestamp() for t in times if t is not None])
+
+    def _release(self, n: int) -> None:
+        with self._cond:
+            self._active -= n
+            self._cond.notify_all()
 
     def _abandon_records(self, records: Sequence[Record], reason: str) -> None:
         """Leave records unfinished: their units are released, not acknowledged."""
-        for rec in records:
-            if rec.ticket is not None:
-                rec.ticket.fail(reason)
+        for ticket in {id(r.ticket): r.ticket for r in records}.values():
+            if ticket is not None:
+                ticket.fail(reason)
+        self._release(len(records))
+
+    def _abandon_parked(self, parked: _Parked) -> None:
+        for ticket in {id(t): t for t in parked.tickets}.values():
+            if ticket is not None:
+                ticket.fail("stopping: outcome not confirmed by the sink yet")
+
+
+def _finish_tickets(done: Counter[object]) -> None:
+    for ticket, n in done.items():
+        if ticket is not None:
+            ticket.finish(n)  # type: ignore[attr-defined]

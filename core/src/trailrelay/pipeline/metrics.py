@@ -54,14 +54,22 @@ class Metrics:
 
     def latency(self, seconds: float) -> None:
         """Record one end-to-end delay (eventTime to final outcome), reservoir-sampled."""
+        self.latencies([seconds])
+
+    def latencies(self, delays: list[float]) -> None:
+        """Record end-to-end delays of a settled batch, reservoir-sampled, under one lock."""
+        if not delays:
+            return
         with self._lock:
-            self._latency_seen += 1
-            if len(self._latency) < _RESERVOIR:
-                self._latency.append(seconds)
-            else:
-                j = self._rng.randrange(self._latency_seen)
-                if j < _RESERVOIR:
-                    self._latency[j] = seconds
+            sample = self._latency
+            for seconds in delays:
+                self._latency_seen += 1
+                if len(sample) < _RESERVOIR:
+                    sample.append(seconds)
+                else:
+                    j = self._rng.randrange(self._latency_seen)
+                    if j < _RESERVOIR:
+                        sample[j] = seconds
 
     def snapshot(self) -> dict[str, Any]:
         """All counters as plain data."""
