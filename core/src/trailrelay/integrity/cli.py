@@ -128,8 +128,10 @@ def verify_command(
 
     Checks every digest's signature, walks each account/region/trail chain, hashes every log file
     the digests list, and reports modified, deleted and uncovered log files, deleted or forged
-    digests, and chain restarts (logging stopped). Exit status: 0 everything verified; 1 something
-    did not; 4 everything verified but a chain restarted; 3 the check could not run; 2 bad usage.
+    digests, and chain restarts (logging stopped). Exit status: 0 everything verified and the
+    digests cover the whole window; 1 something did not verify; 2 bad usage; 3 the check could not
+    run; 4 everything verified but a chain restarted; 5 no digest found, nothing verified; 6 what
+    was found verified, but the digests cover only part of the window (the report says how much).
     """
     import orjson  # noqa: PLC0415
 
