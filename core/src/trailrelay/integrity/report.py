@@ -114,6 +114,8 @@ class VerifyReport:
     """Conditions of the run itself (e.g. ListPublicKeys failed in a region)."""
     spans: dict[str, SpanResult] = field(default_factory=dict)
     """Per chain: how much of the window its digests cover (backfill chains are not judged)."""
+    keys: list[dict[str, Any]] = field(default_factory=list)
+    """Each public key used: fingerprint, region, source (file, cloudtrail, mirror), where, digests."""
 
     def add(self, problem: Problem) -> None:
         """Record a problem and count it by kind."""
@@ -135,6 +137,11 @@ class VerifyReport:
     def partial_chains(self) -> list[str]:
         """Chains whose digests do not reach the window's start or end."""
         return sorted(name for name, span in self.spans.items() if span.partial)
+
+    @property
+    def mirror_keys_only(self) -> list[str]:
+        """Fingerprints of keys taken from the verified copy itself, not confirmed by CloudTrail."""
+        return [k["fingerprint"] for k in self.keys if k["source"] == "mirror"]
 
     @property
     def covered_fraction(self) -> float | None:
@@ -180,9 +187,13 @@ class VerifyReport:
             return "NOT VERIFIED"
         if status == EXIT_PARTIAL:
             return f"VERIFIED ONLY IN PART: digests cover {_percent(self.covered_fraction)} of the window"
-        if status == EXIT_GAPS:
-            return "VERIFIED, WITH CHAIN GAPS"
-        return "VERIFIED"
+        text = "VERIFIED, WITH CHAIN GAPS" if status == EXIT_GAPS else "VERIFIED"
+        if self.mirror_keys_only:
+            text += (
+                " WITH KEYS FROM THE MIRROR ONLY: not confirmed by CloudTrail's ListPublicKeys, so whoever "
+                "can write the mirror could have planted them"
+            )
+        return text
 
     def as_dict(self) -> dict[str, Any]:
         """The report as a JSON-ready dict."""
@@ -194,6 +205,8 @@ class VerifyReport:
             "verdict": self.verdict,
             "window_covered": None if (f := self.covered_fraction) is None else round(f, 4),
             "partial_chains": self.partial_chains,
+            "keys": [dict(k) for k in self.keys],
+            "keys_confirmed": not self.mirror_keys_only,
             "counts": {k: self.counts[k] for k in sorted(self.counts)},
             "chains": [{"chain": k, **v} for k, v in sorted(self.chains.items())],
             "problems": [p.as_dict() for p in self.problems],
@@ -226,6 +239,19 @@ class VerifyReport:
         for name, value in rows:
             t.add_row(name, value)
         console.print(t)
+        for k in self.keys:
+            origin = {
+                "cloudtrail": f"CloudTrail ({k['where']})",
+                "file": f"given file {k['where']}" if k["where"] else "given",
+                "mirror": f"the mirror itself ({k['where']}), not confirmed by CloudTrail",
+            }.get(k["source"], k["source"])
+            if k.get("mirror_copy"):
+                origin += "; the mirror's copy matches"
+            console.print(
+                f"key {k['fingerprint']} ({k['region']}, {k['digests']:,} digests): from {origin}",
+                highlight=False,
+                soft_wrap=True,
+            )
         for note in self.notes:
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
         for name in self.partial_chains[:per_kind]:

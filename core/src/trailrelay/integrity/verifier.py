@@ -172,6 +172,7 @@ class Verifier:
                 self._finish_folder(walk)
             self._drain(everything=True)
         self.report.notes.extend(self.keys.errors())
+        self.report.keys = self.keys.used()
         if not folders:
             self.report.notes.append(
                 f"no AWSLogs/…/CloudTrail[-Digest]/REGION/ folders found in {self.store.location}"
