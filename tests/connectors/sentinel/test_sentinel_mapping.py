@@ -10,10 +10,9 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import corpus_path
 
 from trailrelay.contract import Origin, Record, RiskTag
-from trailrelay.testing import load_records
+from trailrelay.testing import load_records, require_corpus
 from trailrelay_sentinel.columns import COLUMN_NAMES, COLUMNS, JSON_TEXT_COLUMNS
 from trailrelay_sentinel.encode import SentinelEncoder, cut_bodies, encode_rows
 from trailrelay_sentinel.mapping import map_document, map_record, trim_row
@@ -45,10 +44,7 @@ CASES = {
 
 @cache
 def corpus() -> tuple[Record, ...]:
-    path = corpus_path()
-    if not path.is_dir():
-        pytest.skip(f"CloudTrail corpus not found at {path}")
-    return tuple(load_records(path))
+    return tuple(load_records(require_corpus("cloudtrail")))
 
 
 @cache
