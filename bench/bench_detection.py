@@ -56,7 +56,9 @@ def main() -> int:
     if corpus:
         sets["real corpus (all files, gzip'd)"] = corpus
     else:
-        print("real corpus not found: set TRAILRELAY_CORPUS (skipping that set)")
+        # The target is stated for the real corpus: without it, it was not met, just not measured.
+        print("real corpus not found: set TRAILRELAY_CORPUS; the target is NOT measured")
+        ok = False
     for name, objects in sets.items():
         assert read_only(objects) == read_and_detect(objects, tagger), "both sides must read the same records"
         base = best_rate(lambda o=objects: read_only(o))

@@ -109,7 +109,8 @@ def _serve(conn) -> None:  # runs in the child process
     hec.stop()
 
 
-def end_to_end(n: int, concurrency: int, batch_events: int) -> None:
+def end_to_end(n: int, concurrency: int, batch_events: int) -> bool:
+    """Send ``n`` records through the sink with ack on; True when HEC acknowledged every one."""
     records, _ = corpus_records(n)
     parent, child = mp.Pipe()
     proc = mp.Process(target=_serve, args=(child,), daemon=True)
@@ -163,18 +164,23 @@ def end_to_end(n: int, concurrency: int, batch_events: int) -> None:
         f"({stored} stored, {failed} not delivered)"
     )
     print(f"delay read -> acknowledged: p50 {q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms")
+    complete = failed == 0 and stored >= n
+    if not complete:
+        print(f"MISS: every record delivered and acknowledged ({n - failed:,} of {n:,} delivered)")
+    return complete
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Run both parts; non-zero when a record was not delivered and acknowledged end to end."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--e2e-records", type=int, default=60_000)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--batch-events", type=int, default=500)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     encoding(args.records)
-    end_to_end(args.e2e_records, args.concurrency, args.batch_events)
+    return 0 if end_to_end(args.e2e_records, args.concurrency, args.batch_events) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

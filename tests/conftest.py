@@ -8,18 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from trailrelay.testing import corpus_dir
+from trailrelay.testing import CORPUS_ENV, REQUIRE_CORPUS_ENV, corpus_dir, require_corpus
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    """The shared real-CloudTrail corpus; tests using it skip when it is absent."""
-    found = corpus_dir()
-    if found is None:
-        pytest.skip("real CloudTrail corpus not found: set TRAILRELAY_CORPUS or place it at ../shared/corpus")
-    return found
+    """The shared real-CloudTrail corpus; tests using it skip when it is absent (fail when required)."""
+    return require_corpus()
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +44,9 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def pytest_report_header() -> list[str]:
     found = corpus_dir()
+    required = os.environ.get(REQUIRE_CORPUS_ENV) == "1"
+    absent = "absent (corpus tests FAIL: required)" if required else "absent (corpus tests skip)"
     return [
-        f"trailrelay corpus: {found or 'absent (corpus tests skip)'}",
-        f"TRAILRELAY_CORPUS={os.environ.get('TRAILRELAY_CORPUS', '')}",
+        f"trailrelay corpus: {found or absent}",
+        f"{CORPUS_ENV}={os.environ.get(CORPUS_ENV, '')} {REQUIRE_CORPUS_ENV}={os.environ.get(REQUIRE_CORPUS_ENV, '')}",
     ]

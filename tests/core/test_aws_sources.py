@@ -277,6 +277,36 @@ def test_sqs_fatal_sink_leaves_message_and_missing_object_is_left_for_redrive(
         int(attrs["ApproximateNumberOfMessagesNotVisible"]) + int(attrs["ApproximateNumberOfMessages"]) == 1
     )
 
+    # A sink that cannot work at all (FatalSinkError: a revoked token) stops the run, and the
+    # message of the object it was given stays on the queue for the next run, not deleted.
+    sqs2, url2 = _queue(aws_env)
+    key = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), "1000", "fatal")
+    _put(s3, name, key, make_events(3, prefix="fatal"))
+    sqs2.send_message(QueueUrl=url2, MessageBody=_s3_note(name, key))
+    fatal_src = SqsSource(
+        aws_client("sqs"), aws_client("s3"), url2, wait_seconds=1, visibility_timeout=10, once=True
+    )
+    metrics, stop = Metrics(), threading.Event()
+    dead = FolderDeadLetters(tmp_path / "dead-fatal")
+    revoked = scripted()
+    revoked.fatal_after = 0
+    pipe = Pipeline(fatal_src, dead_letters=dead, metrics=metrics, stop=stop)
+    pipe.sinks["s"] = SinkRunner(
+        "s",
+        revoked,
+        dead_letters=dead,
+        metrics=metrics,
+        stop=stop,
+        on_fatal=pipe.on_fatal,
+        backoff_base=0.001,
+    )
+    fatal = pipe.run()
+    assert fatal.fatal and "token revoked" in fatal.fatal
+    assert revoked.stored == [] and not list((tmp_path / "dead-fatal").rglob("*.ndjson*"))
+    assert fatal.metrics.snapshot()["units_acknowledged"] == 0
+    left = sqs2.get_queue_attributes(QueueUrl=url2, AttributeNames=["All"])["Attributes"]
+    assert int(left["ApproximateNumberOfMessagesNotVisible"]) + int(left["ApproximateNumberOfMessages"]) == 1
+
 
 def test_sqs_visibility_is_extended_while_in_flight(
     bucket: tuple[Any, str], aws_env: str, tmp_path: Path, scripted: Any, make_events: Any

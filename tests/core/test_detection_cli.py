@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 from click.testing import CliRunner
 
-from trailrelay.detection.cli import EXIT_INPUT, EXIT_RULES, rules
+from trailrelay.detection.cli import EXIT_INPUT, EXIT_RULES, EXIT_SOME_NOT_EXPORTED, rules
 from trailrelay.testing import SAMPLE_EVENTS
 
 STOP_RULE = "a1dec8df-d230-4b22-83d6-e1097af6c067"
@@ -115,3 +115,50 @@ def test_export_to_stdout_and_file(tmp_path: Path) -> None:
     assert 'search = index="aws" sourcetype="aws:cloudtrail"' in target.read_text(encoding="utf-8")
     code, out, _ = run("export", "--siem", "sentinel")
     assert code == 0 and json.loads(out)["resources"]
+
+
+FIELDREF_RULE = """\
+title: Password changed for another user
+id: 7d1f3c2a-5b8e-4f60-9a11-2c3d4e5f6a7b
+status: experimental
+description: A console password changed by someone other than its owner (field reference, as SigmaHQ's aws_update_login_profile.yml).
+logsource:
+    product: aws
+    service: cloudtrail
+detection:
+    selection:
+        eventSource: iam.amazonaws.com
+        eventName: UpdateLoginProfile
+    filter_self:
+        userIdentity.arn|fieldref: requestParameters.userName
+    condition: selection and not filter_self
+level: high
+"""
+
+
+def test_export_of_a_rule_a_backend_cannot_convert_is_a_clean_message(tmp_path: Path) -> None:
+    """Kusto has no field references: no traceback, the rule named with the reason, nothing written."""
+    rule = tmp_path / "fieldref.yml"
+    rule.write_text(FIELDREF_RULE)
+    for siem in ("sentinel", "elastic"):
+        result = CliRunner().invoke(rules, ["export", "--siem", siem, "--no-pack", "--rules", str(rule)])
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        assert result.exit_code == EXIT_RULES, (siem, result.output)
+        assert f"{rule}: rule 'Password changed for another user' cannot be exported" in result.stderr
+        assert "Traceback" not in result.output and result.stdout == ""
+
+
+def test_export_of_a_folder_exports_what_converts_and_names_the_rest(tmp_path: Path) -> None:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "fieldref.yml").write_text(FIELDREF_RULE)
+    (folder / "own.yml").write_text(OWN_RULE)
+    out = tmp_path / "template.json"
+    result = CliRunner().invoke(
+        rules, ["export", "--siem", "sentinel", "--no-pack", "--rules", str(folder), "--out", str(out)]
+    )
+    assert result.exit_code == EXIT_SOME_NOT_EXPORTED, result.output
+    names = [r["properties"]["displayName"] for r in json.loads(out.read_text())["resources"]]
+    assert len(names) == 1 and "Password changed" not in names[0]
+    assert "fieldref.yml: rule 'Password changed for another user' cannot be exported" in result.stderr
+    assert "1 rules could not be exported" in result.stderr

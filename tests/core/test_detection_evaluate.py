@@ -584,3 +584,58 @@ def test_sigma_filters_in_other_files_tune_rules(tmp_path: Path) -> None:
     tagger = SigmaTagger(DetectionConfig(rules=[folder]))
     assert matches(tagger, event()) == ["AWS CloudTrail Logging Stopped"]
     assert matches(tagger, event(userIdentity__userName="terraform")) == []
+
+
+# --- one rule, one verdict: in-stream as in the SIEM ----------------------------------------
+
+
+def test_string_modifiers_on_an_object_field_search_its_json_text(tmp_path: Path) -> None:
+    """Sentinel's RequestParameters and Elastic's request_parameters hold the object's JSON text."""
+    check(
+        tmp_path,
+        """
+        sel:
+            requestParameters|contains: 'g-trail'
+            responseElements|startswith: '{"trailARN"'
+        condition: sel
+        """,
+        [
+            (event(responseElements={"trailARN": "arn:aws:cloudtrail:x"}), True),
+            (event(requestParameters={"name": "other"}, responseElements={"trailARN": "a"}), False),
+            (event(responseElements=None), False),
+        ],
+    )
+    check(
+        tmp_path / "2",
+        """
+        sel:
+            requestParameters|endswith: '"enable":false}'
+            requestParameters|re: '"name":\\s?"org-'
+        condition: sel
+        """,
+        [(event(), True), (event(requestParameters={"name": "x", "enable": False}), False)],
+    )
+
+
+def test_a_field_no_cloudtrail_record_has_is_warned_about_at_load_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = rule_yaml(
+        """
+        sel:
+            eventName: ConsoleLogin
+            status: success
+        condition: sel
+        """,
+        title="Never fires",
+    )
+    with caplog.at_level("WARNING", logger="trailrelay.detection"):
+        tagger = make_tagger(tmp_path, text)
+    [warning] = tagger.warnings
+    assert "rule 'Never fires'" in warning and "'status'" in warning and "never" in warning
+    assert warning in caplog.text
+    ok = make_tagger(
+        tmp_path / "ok",
+        rule_yaml("sel:\n    userIdentity.sessionContext.sessionIssuer.type: Role\ncondition: sel"),
+    )
+    assert ok.warnings == []

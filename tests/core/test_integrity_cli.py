@@ -20,6 +20,8 @@ from trailrelay.integrity.testtrail import TrailBuilder
 
 ACCOUNT = "111122223333"
 START = dt.datetime(2026, 3, 1, 21, tzinfo=dt.UTC)
+END = "2026-03-02T01:00:00Z"
+"""The end of the test trails' last digest hour: a window their digests cover whole."""
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def run(*args: str) -> Any:
 def test_verify_valid_trail_exits_zero_with_a_summary(trail: tuple[TrailBuilder, Any, str]) -> None:
     b, s3, key = trail
     b.upload(s3)
-    result = run(f"s3://{b.bucket}/ct", "--public-key", key)
+    result = run(f"s3://{b.bucket}/ct", "--public-key", key, "--end", END)
     assert result.exit_code == 0, result.output
     assert "VERIFIED" in result.output and "log files valid" in result.output
 
@@ -64,15 +66,15 @@ def test_verify_window_and_restart_exit_codes(aws_env: str, tmp_path: Path) -> N
     b.upload(boto3.client("s3"))
     (tmp_path / "k").write_bytes(b.public_der)
     key = f"{b.fingerprint}={tmp_path / 'k'}"
-    assert run(f"s3://{b.bucket}", "--public-key", key).exit_code == 4
-    assert run(f"s3://{b.bucket}", "--public-key", key, "--allow-gaps").exit_code == 0
+    assert run(f"s3://{b.bucket}", "--public-key", key, "--end", END).exit_code == 4
+    assert run(f"s3://{b.bucket}", "--public-key", key, "--end", END, "--allow-gaps").exit_code == 0
     assert run(f"s3://{b.bucket}", "--public-key", key, "--end", "2026-03-01T22:30:00Z").exit_code == 0
     bad = run(f"s3://{b.bucket}", "--start", "2026-03-02", "--end", "2026-03-01", "--public-key", key)
     assert bad.exit_code == 2 and "--start is after --end" in bad.output
     assert run(f"s3://{b.bucket}", "--start", "yesterday").exit_code == 2
 
 
-def test_verify_a_wrong_key_file_fails_every_signature(
+def test_verify_a_wrong_key_file_is_refused_by_its_fingerprint(
     trail: tuple[TrailBuilder, Any, str], tmp_path: Path
 ) -> None:
     b, s3, _ = trail
@@ -80,8 +82,9 @@ def test_verify_a_wrong_key_file_fails_every_signature(
     other = TrailBuilder()
     (tmp_path / "other.der").write_bytes(other.public_der)
     result = run(f"s3://{b.bucket}/ct", "--public-key", f"{b.fingerprint}={tmp_path / 'other.der'}", "--json")
-    assert result.exit_code == 1
-    assert json.loads(result.stdout)["counts"]["digest-signature-invalid"] == 4
+    assert result.exit_code == 2
+    assert f"holds the key with fingerprint {other.fingerprint}" in result.output
+    assert f"not {b.fingerprint}" in result.output
 
 
 def test_verify_usage_and_access_errors(trail: tuple[TrailBuilder, Any, str], tmp_path: Path) -> None:
@@ -129,5 +132,38 @@ def test_mirror_saves_the_public_keys_for_offline_verification(
     )
     assert not errors and counts["public-keys"] == 1 and asked == ["us-east-1"]
     assert (tmp_path / KEYS_DIR / "us-east-1" / f"{b.fingerprint}.der").read_bytes() == b.public_der
-    result = run(str(tmp_path / "ct"), "--offline")
+    result = run(str(tmp_path / "ct"), "--offline", "--end", END)
     assert result.exit_code == 0, result.output
+
+
+def test_verify_a_location_without_digests_says_nothing_was_verified(
+    trail: tuple[TrailBuilder, Any, str], tmp_path: Path
+) -> None:
+    """A typo in the prefix or an empty window checked nothing: not VERIFIED, its own status (5)."""
+    b, s3, key = trail
+    b.upload(s3)
+    result = run(f"s3://{b.bucket}/typo", "--public-key", key)
+    assert result.exit_code == 5, result.output
+    assert "NOTHING VERIFIED" in result.output and "no CloudTrail digest files" in result.output
+    doc = json.loads(run(f"s3://{b.bucket}/ct", "--public-key", key, "--json", "--end", "2026-01-02").stdout)
+    assert doc["verified"] is False and doc["exit_status"] == 5
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run(str(empty), "--public-key", key).exit_code == 5
+
+
+def test_verify_a_window_covered_in_part_says_how_much(trail: tuple[TrailBuilder, Any, str]) -> None:
+    """Digests from 21:01:31 to 01:01:31 cover 66.2% of 19:00 to 01:00: exit 6, the stretch named."""
+    b, s3, key = trail
+    b.upload(s3)
+    result = run(f"s3://{b.bucket}/ct", "--public-key", key, "--start", "2026-03-01T19:00:00Z", "--end", END)
+    assert result.exit_code == 6, result.output
+    assert "VERIFIED ONLY IN PART: digests cover 66.2% of the window" in result.output
+    assert "2026-03-01T19:00:00Z to 2026-03-01T21:01:31Z" in result.output
+    late = run(f"s3://{b.bucket}/ct", "--public-key", key, "--json", "--end", "2026-03-02T05:00:00Z")
+    assert late.exit_code == 6
+    doc = json.loads(late.stdout)
+    assert doc["partial_chains"] == [f"{ACCOUNT}/us-east-1/org-trail"]
+    coverage = doc["chains"][0]["coverage"]
+    assert coverage["uncovered"] == [["2026-03-02T01:01:31Z", "2026-03-02T05:00:00Z"]]
+    assert 0.5 < doc["window_covered"] < 0.51

@@ -31,6 +31,7 @@ from trailrelay.integrity.keys import (
     KeyFileError,
     KeyRing,
     cloudtrail_fetcher,
+    fingerprint_of,
     load_public_key,
     parse_key_option,
 )
@@ -139,8 +140,11 @@ def test_public_keys_load_from_der_pkcs1_spki_base64_and_pem(tmp_path: Path) -> 
         load_public_key(b"hello")
     path = tmp_path / "k.der"
     path.write_bytes(pkcs1)
-    fp, key = parse_key_option(f"ABCDEF={path}")
-    assert fp == "abcdef" and key.public_numbers() == numbers
+    fingerprint = fingerprint_of(public)
+    fp, key = parse_key_option(f"{fingerprint.upper()}={path}")
+    assert fp == fingerprint and key.public_numbers() == numbers
+    with pytest.raises(KeyFileError, match=f"holds the key with fingerprint {fingerprint} .*, not abcdef"):
+        parse_key_option(f"ABCDEF={path}")
     with pytest.raises(KeyFileError, match="FINGERPRINT=FILE"):
         parse_key_option(str(path))
     with pytest.raises(KeyFileError, match="cannot read"):

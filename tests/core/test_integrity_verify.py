@@ -19,13 +19,15 @@ import pytest
 
 from trailrelay.integrity.keys import KeyRing, load_public_key
 from trailrelay.integrity.mirror import mirror_trail
-from trailrelay.integrity.report import EXIT_FAILED, EXIT_GAPS, EXIT_OK, VerifyReport
+from trailrelay.integrity.report import EXIT_FAILED, EXIT_GAPS, EXIT_OK, EXIT_PARTIAL, VerifyReport
 from trailrelay.integrity.store import MirrorStore, S3Store
 from trailrelay.integrity.testtrail import TrailBuilder, TrailObject
 from trailrelay.integrity.verifier import Verifier
 
 A1, A2 = "111122223333", "444455556666"
 START = dt.datetime(2026, 3, 1, 21, tzinfo=dt.UTC)  # chains cross midnight: two day folders
+NOW = START + dt.timedelta(hours=6)
+"""A clock soon after the trail: its newest digests are the newest there can be (no window tail)."""
 
 
 def make_trail(**chain_kw: Any) -> TrailBuilder:
@@ -62,6 +64,7 @@ def s3(aws_env: str) -> Any:
 
 def verify_s3(b: TrailBuilder, s3: Any, **kw: Any) -> VerifyReport:
     b.upload(s3)
+    kw.setdefault("now", NOW)
     return Verifier(S3Store(s3, b.bucket, b.prefix), ring(b), workers=2, **kw).run()
 
 
@@ -69,6 +72,7 @@ def verify_mirror(b: TrailBuilder, s3: Any, tmp: Path, **kw: Any) -> VerifyRepor
     b.upload(s3)
     counts, errors = mirror_trail(S3Store(s3, b.bucket, b.prefix), tmp, workers=2)
     assert not errors and counts["errors"] == 0
+    kw.setdefault("now", NOW)
     return Verifier(MirrorStore(tmp), ring(b), workers=2, **kw).run()
 
 
@@ -262,7 +266,7 @@ def test_log_files_that_are_not_intact_gzip_are_modified(s3: Any) -> None:
 
 def test_a_recent_log_file_without_digest_is_pending(s3: Any) -> None:
     b = make_trail()
-    now = START + dt.timedelta(hours=7)
+    now = NOW
     recent = b.log(A2, "eu-west-1", now - dt.timedelta(minutes=20))
     report = verify_s3(b, s3, now=now)
     assert findings(report) == {("log-pending", loc(b, recent))}
@@ -336,8 +340,26 @@ def test_expired_oldest_digests_are_a_notice_without_window_and_missing_with_one
         b.delete(f["s3Object"])
     b.delete(gone)  # as a lifecycle rule expires the oldest objects
     b.write(tmp_path)
-    everything = Verifier(MirrorStore(tmp_path), ring(b), workers=1).run()
+    everything = Verifier(MirrorStore(tmp_path), ring(b), workers=1, now=NOW).run()
     assert findings(everything) == {("chain-truncated", loc(b, digests[1]))}
     assert everything.exit_status == EXIT_OK
-    windowed = Verifier(MirrorStore(tmp_path), ring(b), workers=1, start=START).run()
+    windowed = Verifier(MirrorStore(tmp_path), ring(b), workers=1, start=START, now=NOW).run()
     assert findings(windowed) == {("digest-missing", loc(b, gone))}
+
+
+def test_deleting_the_newest_digests_and_their_logs_is_not_a_clean_pass(tmp_path: Path) -> None:
+    """StopLogging never followed by StartLogging, or the newest hours deleted: the chain just ends early."""
+    b = TrailBuilder(f"trail-{uuid.uuid4().hex[:10]}")
+    digests = b.chain(A1, "us-east-1", start=START, hours=6)
+    for gone in digests[-2:]:
+        for f in b.digest_doc(gone)["logFiles"]:
+            b.delete(f["s3Object"])
+        b.delete(gone)
+    b.write(tmp_path)
+    report = Verifier(MirrorStore(tmp_path), ring(b), workers=1, now=START + dt.timedelta(hours=8)).run()
+    assert not report.problems and report.exit_status == EXIT_PARTIAL
+    span = report.spans[f"{A1}/us-east-1/org-trail"]
+    assert span.tail == dt.timedelta(hours=6) - dt.timedelta(hours=4, seconds=91)
+    assert report.as_dict()["partial_chains"] == [f"{A1}/us-east-1/org-trail"]
+    whole = Verifier(MirrorStore(tmp_path), ring(b), workers=1, now=START + dt.timedelta(hours=6)).run()
+    assert whole.exit_status == EXIT_OK and whole.covered_fraction == 1.0

@@ -15,14 +15,13 @@ from reliability.aws import Inputs
 from reliability.crash import run_crash
 from reliability.lab import Lab
 from reliability.standins import SINKS, SinkSettings
-from trailrelay.testing import corpus_dir
+from trailrelay.testing import require_corpus
 
 KILLS = 3
 
 
 def test_crash_input_holds_the_real_corpus(crash_inputs: Inputs) -> None:
-    if corpus_dir() is None:
-        pytest.skip("real CloudTrail corpus not found: set TRAILRELAY_CORPUS or place it at ../shared/corpus")
+    require_corpus()
     assert crash_inputs.corpus_records > 3000
     assert crash_inputs.generated_records > 0
 

@@ -248,10 +248,18 @@ class SinkContext:
 
 
 SIEM_DEFAULT_FILTER = FilterConfig(
-    rules=[FilterRule(name="default: data events stay out of SIEMs", action="drop", category=["Data"])]
+    rules=[
+        FilterRule(
+            name="default: data events stay out of SIEMs",
+            action="drop",
+            category=["Data"],
+            spare_flagged=True,
+        )
+    ]
 )
 """What a SIEM sink gets unless its table says ``filter``: management, insight and network
-activity events; S3/Lambda data events (usually the bulk of the bill) only when asked for."""
+activity events; S3/Lambda data events (usually the bulk of the bill) only when asked for, or
+when a detection rule tagged one or it failed (error code): a default never hides those."""
 
 
 class SinkConfig(BaseModel):

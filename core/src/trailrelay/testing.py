@@ -41,6 +41,8 @@ from trailrelay.contract import (
 )
 
 __all__ = [
+    "CORPUS_ENV",
+    "REQUIRE_CORPUS_ENV",
     "SAMPLE_DIGEST",
     "SAMPLE_EVENTS",
     "SAMPLE_INTEGRITY_EVENT",
@@ -48,6 +50,7 @@ __all__ = [
     "SinkHarness",
     "corpus_dir",
     "load_records",
+    "require_corpus",
     "sample_records",
     "settled",
 ]
@@ -239,17 +242,51 @@ def sample_records(count: int = len(SAMPLE_EVENTS), *, pretty_every: int = 4) ->
     return out
 
 
+CORPUS_ENV = "TRAILRELAY_CORPUS"
+"""Where the shared real-CloudTrail corpus is (its root, holding ``cloudtrail/``)."""
+REQUIRE_CORPUS_ENV = "TRAILRELAY_REQUIRE_CORPUS"
+"""Set to ``1`` (CI does) and a test that needs the corpus fails instead of skipping without it."""
+
+
 def corpus_dir() -> Path | None:
-    """The shared real-CloudTrail corpus (``$TRAILRELAY_CORPUS`` or ``../shared/corpus``), if present."""
-    env = os.environ.get("TRAILRELAY_CORPUS")
-    candidates = [Path(env)] if env else []
+    """The shared real-CloudTrail corpus root, if present: the one finder every test uses.
+
+    ``$TRAILRELAY_CORPUS`` when set (its root, or its ``cloudtrail`` folder), and then nothing
+    else: a wrong path is not papered over by another copy. Otherwise ``shared/corpus`` beside
+    the repository (or the working directory's parent).
+    """
+    env = os.environ.get(CORPUS_ENV)
+    if env:
+        given = Path(env).expanduser()
+        for c in (given, given.parent):
+            if (c / "cloudtrail").is_dir():
+                return c.resolve()
+        return None
     here = Path(__file__).resolve()
-    candidates += [parent / "shared" / "corpus" for parent in here.parents]
+    candidates = [parent / "shared" / "corpus" for parent in here.parents]
     candidates.append(Path.cwd().parent / "shared" / "corpus")
     for c in candidates:
         if (c / "cloudtrail").is_dir():
             return c
     return None
+
+
+def require_corpus(part: str = "") -> Path:
+    """The corpus (or its ``part`` folder) for a test: skip without it, or fail when it is required.
+
+    With ``TRAILRELAY_REQUIRE_CORPUS=1`` a missing corpus is a failure, so a CI run that lost
+    the corpus cannot pass by skipping every test that reads real CloudTrail.
+    """
+    found = corpus_dir()
+    path = found / part if found is not None and part else found
+    if path is not None and path.is_dir():
+        return path
+    where = os.environ.get(CORPUS_ENV) or "../shared/corpus"
+    what = f"{part} in the shared corpus" if part else "the shared real-CloudTrail corpus"
+    message = f"{what} not found (${CORPUS_ENV}={where}); set {CORPUS_ENV} to the corpus root"
+    if os.environ.get(REQUIRE_CORPUS_ENV) == "1":
+        pytest.fail(f"{message} ({REQUIRE_CORPUS_ENV}=1: corpus tests must not skip)", pytrace=False)
+    pytest.skip(message)
 
 
 def load_records(path: Path | str) -> list[Record]:

@@ -7,12 +7,12 @@ settings, and ``_search`` over the stored documents (``bool``/``term``/``match_p
 ``range`` queries, ``size``, ``_source_includes``, ``ignore_unavailable``; a document becomes
 visible ``refresh_interval`` seconds after it was stored, like Elasticsearch's near-real-time
 refresh). Every response carries ``X-Elastic-Product: Elasticsearch`` as the official client
-requires. Faults are injected per request (recorded fixtures replayed verbatim) or per document.
+requires. Faults are injected per request (documented responses replayed verbatim) or per document.
 
 Fault hook for the reliability harness (``reliability/``): ``fault`` is called once per request
 with ``"bulk"`` (a ``_bulk`` request) or ``"other"`` and answers ``None`` or a kind: ``outage``
 (connection reset before anything is read), ``reset`` (half the body read, then reset), ``5xx``
-(the recorded 503), ``429`` (the recorded es_rejected_execution_exception), ``partial`` (HTTP 200
+(the documented 503), ``429`` (the documented es_rejected_execution_exception), ``partial`` (HTTP 200
 with every fourth item refused with 429 es_rejected_execution_exception, the rest stored) or
 ``slow`` (stored, then answered after ``slow_seconds``, beyond the client's timeout). ``compact``
 keeps only each document's eventID, for runs of millions of documents.
@@ -40,7 +40,7 @@ PRODUCT = {"X-Elastic-Product": "Elasticsearch"}
 
 
 def fixture(name: str) -> dict[str, Any]:
-    """A recorded response: status, headers and body."""
+    """A documented response (written from Elastic's documentation): status, headers and body."""
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
@@ -74,7 +74,7 @@ class StandIn:
 
     # -- control -------------------------------------------------------------------------
     def queue(self, name_or_response: str | dict[str, Any], count: int = 1) -> None:
-        """Answer the next ``count`` requests (of any kind) with a recorded fixture."""
+        """Answer the next ``count`` requests (of any kind) with a documented response."""
         response = fixture(name_or_response) if isinstance(name_or_response, str) else name_or_response
         for _ in range(count):
             self.queued.append(response)
@@ -514,8 +514,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         if fault in ("5xx", "429") and bulk:
-            recorded = fixture("request-503" if fault == "5xx" else "request-429-rejected")
-            self._send(recorded["status"], dict(recorded["headers"]), recorded["body"], method)
+            documented = fixture("request-503" if fault == "5xx" else "request-429-rejected")
+            self._send(documented["status"], dict(documented["headers"]), documented["body"], method)
             return
         if self.headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)

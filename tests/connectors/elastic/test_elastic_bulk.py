@@ -1,4 +1,4 @@
-"""Bulk delivery through the real client: recorded responses, idempotency, splitting, gzip."""
+"""Bulk delivery through the real client: documented responses, idempotency, splitting, gzip."""
 
 from __future__ import annotations
 

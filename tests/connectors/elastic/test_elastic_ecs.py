@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from trailrelay.contract import Origin, Record
-from trailrelay.testing import corpus_dir, load_records
+from trailrelay.testing import load_records, require_corpus
 from trailrelay_elastic.ecs import to_ecs
-
-CORPUS = corpus_dir()
 
 
 @pytest.fixture(scope="module")
 def corpus() -> dict[str, Record]:
-    if CORPUS is None:
-        pytest.skip("shared CloudTrail corpus not found ($TRAILRELAY_CORPUS or ../shared/corpus)")
-    return {str(r.event_id): r for r in load_records(Path(CORPUS) / "cloudtrail")}
+    return {str(r.event_id): r for r in load_records(require_corpus("cloudtrail"))}
 
 
 def ecs_of(corpus: dict[str, Record], event_id: str) -> dict[str, Any]:

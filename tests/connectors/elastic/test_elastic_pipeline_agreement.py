@@ -24,11 +24,8 @@ from typing import Any
 import orjson
 import pytest
 
-from trailrelay.testing import corpus_dir
+from trailrelay.testing import require_corpus
 from trailrelay_elastic.ecs import prune, to_ecs
-
-CORPUS = corpus_dir()
-PAIRS = Path(CORPUS) / "elastic-pipeline-tests" if CORPUS else None
 
 NOT_CLAIMED = (
     "source.geo.",  # GeoIP needs MaxMind databases: not produced (README: use a pipeline with geoip)
@@ -253,12 +250,11 @@ KNOWN_DIFFERENCES: list[Known] = [
 ]
 
 
-def load_cases() -> list[Case]:
-    assert PAIRS is not None
+def load_cases(pairs: Path) -> list[Case]:
     cases = []
-    for expected_file in sorted(PAIRS.glob("test-*.log-expected.json")):
+    for expected_file in sorted(pairs.glob("test-*.log-expected.json")):
         name = expected_file.name.removesuffix("-expected.json")
-        config = PAIRS / f"{name}-config.yml"
+        config = pairs / f"{name}-config.yml"
         retain_minimal = config.is_file() and re.search(r"retain:\s*minimal", config.read_text()) is not None
         for expected in json.loads(expected_file.read_text())["expected"]:
             original = expected.get("event", {}).get("original")
@@ -274,11 +270,8 @@ def claimed(path: str) -> bool:
 
 
 def test_agreement_with_elastic_pipeline_tests(capsys: pytest.CaptureFixture[str]) -> None:
-    if PAIRS is None or not PAIRS.is_dir():
-        pytest.skip(
-            "elastic-pipeline-tests not found in the shared corpus ($TRAILRELAY_CORPUS or ../shared/corpus)"
-        )
-    cases = load_cases()
+    pairs = require_corpus("elastic-pipeline-tests")
+    cases = load_cases(pairs)
     assert cases, "no pairs found"
     agree: Counter[str] = Counter()
     known: dict[str, Counter[str]] = defaultdict(Counter)
@@ -301,7 +294,7 @@ def test_agreement_with_elastic_pipeline_tests(capsys: pytest.CaptureFixture[str
     total_agree = sum(agree.values())
     total_known = sum(sum(c.values()) for c in known.values())
     with capsys.disabled():
-        print(f"\nECS agreement with {len(cases)} Elastic pipeline-test documents ({PAIRS}):")
+        print(f"\nECS agreement with {len(cases)} Elastic pipeline-test documents ({pairs}):")
         print(f"  {'field':<70} {'agree':>5}  known differences")
         for path in fields:
             notes = ", ".join(f"{k}={n}" for k, n in sorted(known[path].items()))

@@ -25,21 +25,9 @@ CLIENT = "66666666-7777-8888-9999-000000000000"
 SECRET = "s3cr3t-Value~With.Chars_0123456789"
 RULE = "dcr-0123456789abcdef0123456789abcdef"
 STREAM = "Custom-AWSCloudTrail"
-CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "corpus" / "cloudtrail"
 
 # Fast SDK retry settings for tests that turn SDK retries on.
 FAST_RETRY = {"retry_backoff_factor": 0.01, "retry_backoff_max": 0.05}
-
-
-def corpus_path() -> Path:
-    """The shared CloudTrail corpus ($TRAILRELAY_CORPUS or ../shared/corpus/cloudtrail)."""
-    import os
-
-    env = os.environ.get("TRAILRELAY_CORPUS")
-    if env:
-        p = Path(env)
-        return p / "cloudtrail" if (p / "cloudtrail").is_dir() else p
-    return CORPUS
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,8 @@ Everything the client sent is kept (requests, decoded rows) so tests can assert 
 
 Fault hook for the reliability harness (``reliability/``): ``StandinState.fault`` is called once
 per POST with ``"upload"`` or ``"token"`` and answers ``None`` or a kind: ``outage`` (connection
-reset before anything is read), ``reset`` (half the body read, then reset), ``5xx`` (the recorded
-503), ``429`` (the recorded 429 without Retry-After), ``partial`` (the recorded 400
+reset before anything is read), ``reset`` (half the body read, then reset), ``5xx`` (the documented
+503), ``429`` (the documented 429 without Retry-After), ``partial`` (the documented 400
 InvalidPayload: Azure refuses a whole body for one bad row, so the client splits it and sends the
 halves) or ``slow`` (stored, then answered after ``slow_seconds``, beyond the client's timeout).
 ``compact`` keeps only each row's AwsEventId, for runs of millions of rows.
@@ -56,7 +56,7 @@ MAX_CONTENT_LENGTH = 1024 * 1024  # the service's documented 1 MB request limit
 
 
 def load_fixture(name: str) -> dict[str, Any]:
-    """One recorded response: ``{"response": {"status", "headers", "body"}}``."""
+    """One documented response (written from Microsoft's documentation): ``{"response": {"status", "headers", "body"}}``."""
     return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
 
 
@@ -547,7 +547,7 @@ class Standin:
             self.state.script.extend(responses)
 
     def push_fixture(self, name: str, count: int = 1) -> None:
-        """Answer the next ``count`` uploads with a recorded fixture."""
+        """Answer the next ``count`` uploads with a documented response."""
         resp = load_fixture(name)["response"]
         self.push(*[Scripted(resp["status"], dict(resp["headers"]), resp["body"]) for _ in range(count)])
 

@@ -10,10 +10,9 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import corpus_path
 
 from trailrelay.contract import Origin, Record, RiskTag
-from trailrelay.testing import load_records
+from trailrelay.testing import load_records, require_corpus
 from trailrelay_sentinel.columns import COLUMN_NAMES, COLUMNS, JSON_TEXT_COLUMNS
 from trailrelay_sentinel.encode import SentinelEncoder, cut_bodies, encode_rows
 from trailrelay_sentinel.mapping import map_document, map_record, trim_row
@@ -45,10 +44,7 @@ CASES = {
 
 @cache
 def corpus() -> tuple[Record, ...]:
-    path = corpus_path()
-    if not path.is_dir():
-        pytest.skip(f"CloudTrail corpus not found at {path}")
-    return tuple(load_records(path))
+    return tuple(load_records(require_corpus("cloudtrail")))
 
 
 @cache
@@ -266,3 +262,29 @@ def test_cut_bodies_boundaries() -> None:
     assert cut_bodies([200], 100) == [range(1)]  # an oversize row still gets its own body
     rows = encode_rows([fresh(r) for r in corpus()[:10]])
     assert all(r.error is None and r.data.startswith(b"{") for r in rows)
+
+
+@pytest.mark.parametrize("modified", [False, True])
+def test_a_record_without_event_time_takes_time_generated_from_logstash_timestamp(modified: bool) -> None:
+    """Logstash-processed trails carry @timestamp, not eventTime: TimeGenerated is the core's event time."""
+    doc = {
+        "@timestamp": "2026-03-01T21:04:05.250+01:00",
+        "eventSource": "cloudtrail.amazonaws.com",
+        "eventName": "StopLogging",
+        "eventID": "e-logstash-1",
+        "awsRegion": "eu-west-1",
+    }
+    record = Record.from_bytes(orjson.dumps(doc), Origin("file", "logstash.ndjson"))
+    if modified:  # a transform replaced the event: the slow path
+        record.replace(dict(doc))
+    assert record.routing.event_time is not None
+    row = map_record(record)
+    assert row["TimeGenerated"] == "2026-03-01T20:04:05.250000Z"
+    assert row["EventTime"] == row["TimeGenerated"]
+    assert orjson.loads(SentinelEncoder().encode([record])[0])[0]["TimeGenerated"] == row["TimeGenerated"]
+
+
+def test_event_time_wins_over_logstash_timestamp() -> None:
+    doc = {"eventTime": "2026-03-01T20:00:00Z", "@timestamp": "2026-03-02T10:00:00Z", "eventID": "e-2"}
+    row = map_record(Record.from_bytes(orjson.dumps(doc), Origin("file", "x")))
+    assert row["TimeGenerated"] == "2026-03-01T20:00:00Z"

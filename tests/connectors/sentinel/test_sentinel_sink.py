@@ -441,7 +441,7 @@ def test_repr_and_config_hide_secrets(standin: Standin, ca_file: str) -> None:
         ("upload_404_unknown_stream", "fatal"),
     ],
 )
-def test_recorded_responses_replayed(make_sink: Any, standin: Standin, name: str, expect: str) -> None:
+def test_documented_responses_replayed(make_sink: Any, standin: Standin, name: str, expect: str) -> None:
     fixture = load_fixture(name)["response"]
     sink = make_sink()
     standin.push_fixture(name)

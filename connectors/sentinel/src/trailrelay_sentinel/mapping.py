@@ -11,6 +11,7 @@ Microsoft's own connector). See the README for every mapping decision.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Mapping
@@ -212,9 +213,29 @@ def build_row(record: Record) -> Row:
         try:
             ev = _DECODER.decode(record.raw)
         except msgspec.ValidationError:
-            return _row_from_document(record.document(), record)
-        return _from_struct(ev, record)
-    return _row_from_document(record.document(), record)
+            row = _row_from_document(record.document(), record)
+        else:
+            row = _from_struct(ev, record)
+    else:
+        row = _row_from_document(record.document(), record)
+    if row.TimeGenerated is None:
+        _event_time_from_routing(row, record)
+    return row
+
+
+def _event_time_from_routing(row: Row, record: Record) -> None:
+    """No ``eventTime`` (a Logstash-processed trail has ``@timestamp``): the core's derived event time.
+
+    Left empty, ``TimeGenerated`` would be stamped with the ingestion time by Azure, and every
+    query over a time range would put the event where it was received, not where it happened.
+    """
+    t = record.routing.event_time
+    if t is None:
+        return
+    t = t.astimezone(dt.UTC)
+    text = t.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if t.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+    row.TimeGenerated = text
+    row.EventTime = row.EventTime or text
 
 
 def _detections(row: Row, record: Record) -> None:
@@ -349,7 +370,10 @@ def _put(row: Row, key: str, value: object) -> None:
 
 def map_document(doc: Mapping[str, Any], record: Record) -> dict[str, Any]:
     """The row for a parsed event (slow path); same output as the fast path for valid input."""
-    return row_dict(_row_from_document(doc, record))
+    row = _row_from_document(doc, record)
+    if row.TimeGenerated is None:
+        _event_time_from_routing(row, record)
+    return row_dict(row)
 
 
 def _row_from_document(doc: Mapping[str, Any], record: Record) -> Row:

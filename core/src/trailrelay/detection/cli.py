@@ -2,7 +2,9 @@
 
 The rules are the shipped pack plus the ``[detection]`` table of a config file (``-c``), or
 ``--rules`` paths given here; ``--no-pack`` leaves the pack out. Exit status 2 means a rule or
-path problem (the message names the file), 1 that an input file could not be read.
+path problem (the message names the file), 1 that an input file could not be read, 3 (export)
+that the rules that convert were written and the others, each named with its reason, were not.
+Rules that read a field no CloudTrail record has load with a warning (they may never fire).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ __all__ = ["rules"]
 
 EXIT_RULES = 2
 EXIT_INPUT = 1
+EXIT_SOME_NOT_EXPORTED = 3
 
 
 def _options(func: Any) -> Any:
@@ -83,9 +86,12 @@ def _tagger(config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: boo
 
     config, base_dir = _config(config_path, rule_paths, no_pack)
     try:
-        return SigmaTagger(config, base_dir=base_dir)
+        tagger = SigmaTagger(config, base_dir=base_dir)
     except RuleError as exc:
         _fail(str(exc))
+    for warning in tagger.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return tagger
 
 
 @click.group(name="rules")
@@ -212,16 +218,23 @@ def export(  # noqa: PLR0917 - click passes options as positional parameters
     index: str | None,
 ) -> None:
     """Convert the rules into native alerts: savedsearches.conf, Kibana NDJSON, or a Sentinel ARM template."""
-    from trailrelay.detection.export import export_rules  # noqa: PLC0415
-    from trailrelay.detection.loader import RuleError  # noqa: PLC0415
+    from trailrelay.detection.export import export as export_to  # noqa: PLC0415
 
     tagger = _tagger(config_path, rule_paths, no_pack)
-    try:
-        text = export_rules(tagger.rule_set, siem, index=index)
-    except RuleError as exc:
-        _fail(str(exc))
+    result = export_to(tagger.rule_set, siem, index=index)
+    for failure in result.failures:
+        click.echo(f"error: {failure}", err=True)
+    if result.failures and result.count == 0:
+        _fail(f"no rule could be exported for {siem}; nothing written")
     if out_path is None:
-        sys.stdout.write(text)
+        sys.stdout.write(result.text)
     else:
-        out_path.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {len(tagger.rule_set.rules)} rules for {siem} to {out_path}", err=True)
+        out_path.write_text(result.text, encoding="utf-8")
+        click.echo(f"wrote {result.count} alerts for {siem} to {out_path}", err=True)
+    if result.failures:
+        click.echo(
+            f"exported {result.count} alerts for {siem}; {len(result.failures)} rules could not be "
+            "exported (named above)",
+            err=True,
+        )
+        raise SystemExit(EXIT_SOME_NOT_EXPORTED)

@@ -16,6 +16,9 @@ Matching follows the Sigma specification as the SIEM backends implement it:
   (an invalid address never matches), ``|gt``/``|gte``/``|lt``/``|lte``/``|neq`` compare numbers,
   ``|fieldref`` compares with another field;
 * a field holding a list matches when any element does (see :mod:`.fields`);
+* wildcards (so ``contains``/``startswith``/``endswith``) and ``|re`` applied to a field holding
+  an object (``requestParameters``, ``responseElements``) search its compact JSON text, as the
+  exported queries do in Sentinel and Elastic: one rule, one verdict;
 * a keyword (a value without a field) is searched in the raw event text, case-insensitively.
 
 Anything else (placeholders from ``|expand``, timestamp modifiers) raises
@@ -58,7 +61,7 @@ from sigma.types import (
     SpecialChars,
 )
 
-from trailrelay.detection.fields import FieldGetter, field_getter, scalar_text
+from trailrelay.detection.fields import FieldGetter, field_getter, scalar_text, searchable_text
 from trailrelay.record import Record
 
 __all__ = ["Compiled", "Constraint", "Predicate", "Unsupported", "compile_condition", "constraint"]
@@ -82,6 +85,21 @@ class Compiled:
 
     predicate: Predicate
     cost: int
+
+
+def condition_fields(nodes: Sequence[Node]) -> set[str]:
+    """Every field a condition reads (``|fieldref`` targets included)."""
+    out: set[str] = set()
+    todo = list(nodes)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ConditionAND, ConditionOR, ConditionNOT)):
+            todo.extend(node.args)
+        elif isinstance(node, ConditionFieldEqualsValueExpression):
+            out.add(node.field)
+            if isinstance(node.value, SigmaFieldReference):
+                out.add(node.value.field)
+    return out
 
 
 def compile_condition(nodes: Sequence[Node]) -> Compiled:
@@ -241,16 +259,18 @@ def _string_matcher(value: SigmaString, *, cased: bool) -> Matcher:
         exact = "".join(plain)
         pat = fold(exact)
         return lambda v: (t := scalar_text(v)) is not None and (t == exact or fold(t) == pat)
+    # Wildcards (|contains, |startswith, |endswith) search an object's JSON text, as SIEMs do.
+    text_of = searchable_text
     if len(plain) == 1 and all(p is multi for p in specials):
         text = fold(plain[0])
         if len(parts) == 3 and parts[0] is multi and parts[2] is multi:
-            return lambda v: (t := scalar_text(v)) is not None and text in fold(t)
+            return lambda v: (t := text_of(v)) is not None and text in fold(t)
         if len(parts) == 2 and parts[1] is multi:
-            return lambda v: (t := scalar_text(v)) is not None and fold(t).startswith(text)
+            return lambda v: (t := text_of(v)) is not None and fold(t).startswith(text)
         if len(parts) == 2 and parts[0] is multi:
-            return lambda v: (t := scalar_text(v)) is not None and fold(t).endswith(text)
+            return lambda v: (t := text_of(v)) is not None and fold(t).endswith(text)
     rx = _wildcard_regex(parts, cased=cased)
-    return lambda v: (t := scalar_text(v)) is not None and rx.fullmatch(t) is not None
+    return lambda v: (t := text_of(v)) is not None and rx.fullmatch(t) is not None
 
 
 def _wildcard_regex(parts: Sequence[Any], *, cased: bool) -> re.Pattern[str]:
@@ -307,7 +327,7 @@ def _regex_matcher(value: SigmaRegularExpression) -> Matcher:
             SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
         }[flag]
     rx = re.compile(str(value.regexp), flags)
-    return lambda v: (t := scalar_text(v)) is not None and rx.search(t) is not None
+    return lambda v: (t := searchable_text(v)) is not None and rx.search(t) is not None
 
 
 @lru_cache(maxsize=4096)

@@ -36,10 +36,17 @@ from sigma.correlations import (
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
-from trailrelay.detection.compile import Constraint, Predicate, Unsupported, compile_condition, constraint
+from trailrelay.detection.compile import (
+    Constraint,
+    Predicate,
+    Unsupported,
+    compile_condition,
+    condition_fields,
+    constraint,
+)
 from trailrelay.detection.config import DetectionConfig
 from trailrelay.detection.correlate import Window
-from trailrelay.detection.fields import field_getter, scalar_text
+from trailrelay.detection.fields import CLOUDTRAIL_FIELDS, field_getter, scalar_text
 from trailrelay.detection.loader import RuleError, RuleSet, load_rules, rule_key
 from trailrelay.record import Record, RiskTag
 
@@ -117,7 +124,11 @@ class SigmaTagger:
         )
         self.windows: list[Window] = []
         self._window_info: dict[str, RuleInfo] = {}
+        self.warnings: list[str] = []
+        """Rules that can never match what they say (a field no CloudTrail record has); logged too."""
         self._rules = self._compile(self.rule_set, lateness, max_groups)
+        for warning in self.warnings:
+            log.warning("detection: %s", warning)
         self._cache: dict[tuple[str | None, str | None, bool], tuple[_Rule, ...]] = {}
         self._lock = threading.Lock()
         self.matches: Counter[str] = Counter()
@@ -250,6 +261,7 @@ class SigmaTagger:
             nodes = [c.parsed for c in rule.detection.parsed_condition]
             compiled = compile_condition(nodes)
             pinned = constraint(nodes)
+            self._check_fields(info, condition_fields(nodes))
         except Unsupported as exc:
             raise RuleError(
                 f"{info.origin}: rule {info.title!r} uses {exc}, "
@@ -258,6 +270,17 @@ class SigmaTagger:
         except SigmaError as exc:
             raise RuleError(f"{info.origin}: rule {info.title!r}: {exc}") from None
         return _Rule(info, self._tag(info), compiled.predicate, pinned, kind == "rule", feeds)
+
+    def _check_fields(self, info: RuleInfo, fields: set[str]) -> None:
+        """Warn about fields no CloudTrail record has: a rule on them is silent, not broken."""
+        unknown = sorted(f for f in fields if f.split(".", 1)[0] not in CLOUDTRAIL_FIELDS)
+        if unknown:
+            names = ", ".join(repr(f) for f in unknown)
+            self.warnings.append(
+                f"{info.origin}: rule {info.title!r} reads {names}, which no CloudTrail record has "
+                "(not a top-level field of CloudTrail's record contents): a condition on it never "
+                "matches, so the rule may never fire"
+            )
 
     def _window(
         self, corr: SigmaCorrelationRule, rule_set: RuleSet, lateness: float | None, max_groups: int

@@ -44,8 +44,10 @@ from trailrelay.detection.pipelines import (
 __all__ = [
     "DEFAULT_ELASTIC_INDEX",
     "SIEMS",
+    "Exported",
     "SavedSearch",
     "elastic_rules",
+    "export",
     "export_rules",
     "render_savedsearches",
     "sentinel_template",
@@ -102,17 +104,42 @@ _SENTINEL_SEVERITY = {
 }
 
 
-def export_rules(rule_set: RuleSet, siem: str, *, index: str | None = None) -> str:
-    """The file content for one SIEM: savedsearches.conf, NDJSON, or an ARM template (JSON)."""
+@dataclass(frozen=True, slots=True)
+class Exported:
+    """What an export produced: the file content, how many alerts it holds, and the rules left out."""
+
+    text: str
+    count: int
+    failures: list[str]
+    """One message per rule that could not be converted: the file, the rule, and why."""
+
+
+def export(rule_set: RuleSet, siem: str, *, index: str | None = None) -> Exported:
+    """Every rule that converts, as the SIEM's file content; the others named in ``failures``."""
+    failures: list[str] = []
     if siem == "splunk":
-        return render_savedsearches(splunk_searches(rule_set, index=index))
+        searches = splunk_searches(rule_set, index=index, failures=failures)
+        return Exported(render_savedsearches(searches), len(searches), failures)
     if siem == "elastic":
-        rules = elastic_rules(rule_set, index=index or DEFAULT_ELASTIC_INDEX)
-        return "".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS).decode() + "\n" for r in rules)
+        rules = elastic_rules(rule_set, index=index or DEFAULT_ELASTIC_INDEX, failures=failures)
+        text = "".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS).decode() + "\n" for r in rules)
+        return Exported(text, len(rules), failures)
     if siem == "sentinel":
-        template = sentinel_template(rule_set)
-        return orjson.dumps(template, option=orjson.OPT_INDENT_2).decode() + "\n"
+        template = sentinel_template(rule_set, failures=failures)
+        text = orjson.dumps(template, option=orjson.OPT_INDENT_2).decode() + "\n"
+        return Exported(text, len(template["resources"]), failures)
     raise ValueError(f"unknown SIEM {siem!r}; choose one of {', '.join(SIEMS)}")
+
+
+def export_rules(rule_set: RuleSet, siem: str, *, index: str | None = None) -> str:
+    """The file content for one SIEM: savedsearches.conf, NDJSON, or an ARM template (JSON).
+
+    All or nothing: a :class:`RuleError` naming every rule that cannot be converted.
+    """
+    result = export(rule_set, siem, index=index)
+    if result.failures:
+        raise RuleError("\n".join(result.failures))
+    return result.text
 
 
 # --- common ---------------------------------------------------------------------------------
@@ -163,27 +190,59 @@ def _outputs(collection: SigmaCollection) -> list[SigmaRule | SigmaCorrelationRu
     return [r for r in collection.rules if rule_key(r) not in hidden]
 
 
-def _convert_all(backend: Any, collection: SigmaCollection, rule_set: RuleSet) -> dict[str, str]:
-    """Rule key -> query, converting in collection order (a correlation needs its rules converted first)."""
+def _convert_all(
+    backend: Any, collection: SigmaCollection, rule_set: RuleSet, failures: list[str]
+) -> dict[str, str]:
+    """Rule key -> query, converting in collection order (a correlation needs its rules converted first).
+
+    A rule the backend cannot convert, for whatever reason (a ``SigmaError``, or a backend's
+    ``NotImplementedError`` for a feature it lacks), is left out and named in ``failures``.
+    """
     out: dict[str, str] = {}
     backend.init_processing_pipeline(None)
     for rule in collection.rules:
+        where = f"{rule_set.origin(rule)}: rule {rule.title!r}"
         try:
             if isinstance(rule, SigmaCorrelationRule):
                 queries = backend.convert_correlation_rule(rule)
             else:
                 queries = backend.convert_rule(rule)
         except SigmaError as exc:
-            where = rule_set.origin(rule)
-            raise RuleError(f"{where}: rule {rule.title!r} cannot be exported: {exc}") from None
+            failures.append(f"{where} cannot be exported: {exc}")
+            continue
+        except NotImplementedError as exc:  # a feature the backend lacks (Kusto: field references)
+            failures.append(
+                f"{where} cannot be exported: this SIEM's backend does not support it: {_plain(exc)}"
+            )
+            continue
+        except Exception as exc:  # any other backend failure is this rule's, not the export's
+            failures.append(f"{where} cannot be exported: {type(exc).__name__}: {_plain(exc)}")
+            continue
         if not queries and rule._backreferences:
             continue  # counted by a correlation only: converted inside the correlation's query
         if len(queries) != 1:
-            raise RuleError(
-                f"{rule_set.origin(rule)}: rule {rule.title!r} converts to {len(queries)} queries, expected 1"
-            )
+            failures.append(f"{where} converts to {len(queries)} queries, expected 1")
+            continue
         out[rule_key(rule)] = str(queries[0])
     return out
+
+
+def _plain(exc: Exception) -> str:
+    """The exception's message without pySigma's " (while converting rule None)" suffix."""
+    return _WHILE_CONVERTING.sub("", str(exc)).strip() or type(exc).__name__
+
+
+_WHILE_CONVERTING = re.compile(r"\s*\(while converting rule [^)]*\)\s*$")
+
+
+def _checked(failures: list[str] | None) -> tuple[list[str], bool]:
+    """The list to collect failures in, and whether to raise on them (no list given: all or nothing)."""
+    return ([], True) if failures is None else (failures, False)
+
+
+def _raise_first(failures: list[str], strict: bool) -> None:
+    if strict and failures:
+        raise RuleError(failures[0])
 
 
 def _count_correlation(corr: SigmaCorrelationRule, rule_set: RuleSet) -> tuple[SigmaRule, int, str | None]:
@@ -226,18 +285,30 @@ class SavedSearch:
 
 
 def splunk_searches(
-    rule_set: RuleSet, *, index: str | None = None, window_minutes: int = SCHEDULE_MINUTES
+    rule_set: RuleSet,
+    *,
+    index: str | None = None,
+    window_minutes: int = SCHEDULE_MINUTES,
+    failures: list[str] | None = None,
 ) -> list[SavedSearch]:
-    """Scheduled alerts for every output rule, searching ``sourcetype="aws:cloudtrail"``."""
+    """Scheduled alerts for every output rule, searching ``sourcetype="aws:cloudtrail"``.
+
+    With ``failures``, rules that cannot be converted are named there and left out; without,
+    the first one raises :class:`RuleError`.
+    """
+    failures, strict = _checked(failures)
     backend = SplunkBackend(
         processing_pipeline=splunk_pipeline(index=index, index_window_minutes=window_minutes)
     )
     collection = rule_set.fresh()
-    queries = _convert_all(backend, collection, rule_set)
+    queries = _convert_all(backend, collection, rule_set, failures)
+    _raise_first(failures, strict)
     out = []
     for rule in _outputs(collection):
         meta = _meta(rule)
-        query = queries[meta.rule_id]
+        query = queries.get(meta.rule_id)
+        if query is None:
+            continue  # named in failures
         settings = {
             "description": f"{meta.description} (Sigma rule {meta.rule_id}; created by trailrelay)",
             "search": query,
@@ -308,57 +379,76 @@ def _attack_url(tid: str) -> str:
     return "https://attack.mitre.org/techniques/" + tid.replace(".", "/") + "/"
 
 
-def elastic_rules(rule_set: RuleSet, *, index: str = DEFAULT_ELASTIC_INDEX) -> list[dict[str, Any]]:
-    """Kibana detection rules (one dict per rule) over the ``aws.cloudtrail`` data stream."""
+def elastic_rules(
+    rule_set: RuleSet, *, index: str = DEFAULT_ELASTIC_INDEX, failures: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Kibana detection rules (one dict per rule) over the ``aws.cloudtrail`` data stream.
+
+    With ``failures``, rules that cannot be converted are named there and left out; without,
+    the first one raises :class:`RuleError`.
+    """
+    failures, strict = _checked(failures)
     backend = LuceneBackend(processing_pipeline=elastic_pipeline())
     collection = rule_set.fresh()
-    queries = _convert_all(backend, rule_set.fresh(correlations=False), rule_set)
+    queries = _convert_all(backend, rule_set.fresh(correlations=False), rule_set, failures)
     out = []
     for rule in _outputs(collection):
-        meta = _meta(rule)
-        body: dict[str, Any] = {
-            "rule_id": meta.rule_id,
-            "name": NAME_PREFIX + meta.title,
-            "description": meta.description,
-            "severity": meta.severity if meta.severity != "informational" else "low",
-            "risk_score": _ELASTIC_RISK.get(meta.severity, 47),
-            "index": [index],
-            "language": "lucene",
-            "interval": f"{SCHEDULE_MINUTES}m",
-            "from": f"now-{2 * SCHEDULE_MINUTES}m",
-            "timestamp_override": "event.ingested",
-            "enabled": True,
-            "max_signals": 100,
-            "version": 1,
-            "author": [meta.author or "trailrelay"],
-            "license": meta.license or "Apache-2.0",
-            "tags": [
-                "trailrelay",
-                "Data Source: AWS CloudTrail",
-                *(f"attack.{t.lower()}" for t in meta.techniques),
-            ],
-            "threat": _threat(meta),
-            "false_positives": list(meta.falsepositives),
-            "references": list(meta.references),
-        }
-        if isinstance(rule, SigmaCorrelationRule):
-            base, minimum, value_field = _count_correlation(rule, rule_set)
-            body["type"] = "threshold"
-            body["query"] = queries[rule_key(base)]
-            threshold: dict[str, Any] = {
-                "field": [elastic_field(f) for f in rule.group_by or []],
-                "value": minimum,
-            }
-            if value_field is not None:
-                threshold = {**threshold, "value": 1, "cardinality": [{"field": elastic_field(value_field),
-                                                                         "value": minimum}]}  # fmt: skip
-            body["threshold"] = threshold
-            body["from"] = f"now-{int(rule.timespan.seconds)}s"
-        else:
-            body["type"] = "query"
-            body["query"] = queries[meta.rule_id]
-        out.append(body)
+        try:
+            out.append(_elastic_rule(rule, rule_set, queries, index))
+        except _Skipped:
+            continue
+        except RuleError as exc:
+            failures.append(str(exc))
+    _raise_first(failures, strict)
     return out
+
+
+def _elastic_rule(
+    rule: SigmaRule | SigmaCorrelationRule, rule_set: RuleSet, queries: dict[str, str], index: str
+) -> dict[str, Any]:
+    meta = _meta(rule)
+    body: dict[str, Any] = {
+        "rule_id": meta.rule_id,
+        "name": NAME_PREFIX + meta.title,
+        "description": meta.description,
+        "severity": meta.severity if meta.severity != "informational" else "low",
+        "risk_score": _ELASTIC_RISK.get(meta.severity, 47),
+        "index": [index],
+        "language": "lucene",
+        "interval": f"{SCHEDULE_MINUTES}m",
+        "from": f"now-{2 * SCHEDULE_MINUTES}m",
+        "timestamp_override": "event.ingested",
+        "enabled": True,
+        "max_signals": 100,
+        "version": 1,
+        "author": [meta.author or "trailrelay"],
+        "license": meta.license or "Apache-2.0",
+        "tags": [
+            "trailrelay",
+            "Data Source: AWS CloudTrail",
+            *(f"attack.{t.lower()}" for t in meta.techniques),
+        ],
+        "threat": _threat(meta),
+        "false_positives": list(meta.falsepositives),
+        "references": list(meta.references),
+    }
+    if isinstance(rule, SigmaCorrelationRule):
+        base, minimum, value_field = _count_correlation(rule, rule_set)
+        body["type"] = "threshold"
+        body["query"] = _query_of(queries, base, rule, rule_set)
+        threshold: dict[str, Any] = {
+            "field": [elastic_field(f) for f in rule.group_by or []],
+            "value": minimum,
+        }
+        if value_field is not None:
+            threshold = {**threshold, "value": 1, "cardinality": [{"field": elastic_field(value_field),
+                                                                     "value": minimum}]}  # fmt: skip
+        body["threshold"] = threshold
+        body["from"] = f"now-{int(rule.timespan.seconds)}s"
+    else:
+        body["type"] = "query"
+        body["query"] = _query_of(queries, rule, rule, rule_set)
+    return body
 
 
 # --- Sentinel -------------------------------------------------------------------------------
@@ -367,13 +457,35 @@ _ARM_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deployment
 _ALERT_RULE_API = "2023-02-01"
 
 
+class _Skipped(Exception):  # noqa: N818 - control flow: a rule already named in the failures
+    """The rule's query is missing because its conversion failed (already reported)."""
+
+
+def _query_of(
+    queries: dict[str, str],
+    rule: SigmaRule | SigmaCorrelationRule,
+    output: SigmaRule | SigmaCorrelationRule,
+    rule_set: RuleSet,
+) -> str:
+    """The converted query of ``rule`` (for ``output``); a failed base makes its correlation fail."""
+    query = queries.get(rule_key(rule))
+    if query is not None:
+        return query
+    if rule is output:
+        raise _Skipped
+    raise RuleError(
+        f"{rule_set.origin(output)}: correlation {output.title!r} cannot be exported: its rule "
+        f"{rule.title!r} could not be converted"
+    )
+
+
 def _sentinel_query(
     queries: dict[str, str], rule: SigmaRule | SigmaCorrelationRule, rule_set: RuleSet
 ) -> str:
     if not isinstance(rule, SigmaCorrelationRule):
-        return queries[rule_key(rule)]
+        return _query_of(queries, rule, rule, rule_set)
     base, minimum, value_field = _count_correlation(rule, rule_set)
-    query = queries[rule_key(base)]
+    query = _query_of(queries, base, rule, rule_set)
     groups = []
     for name in rule.group_by or []:
         try:
@@ -396,21 +508,33 @@ def _sentinel_query(
     return f"{query}\n| summarize {agg} by {by}\n| where {count} >= {minimum}"
 
 
-def sentinel_template(rule_set: RuleSet) -> dict[str, Any]:
-    """An ARM template with one Scheduled analytics rule per output rule (parameter: ``workspace``)."""
+def sentinel_template(rule_set: RuleSet, *, failures: list[str] | None = None) -> dict[str, Any]:
+    """An ARM template with one Scheduled analytics rule per output rule (parameter: ``workspace``).
+
+    With ``failures``, rules that cannot be converted are named there and left out; without,
+    the first one raises :class:`RuleError`.
+    """
+    failures, strict = _checked(failures)
     backend = KustoBackend(processing_pipeline=sentinel_pipeline())  # type: ignore[arg-type]  # mis-annotated
     collection = rule_set.fresh()
-    queries = _convert_all(backend, rule_set.fresh(correlations=False), rule_set)
+    queries = _convert_all(backend, rule_set.fresh(correlations=False), rule_set, failures)
     resources = []
     for rule in _outputs(collection):
         meta = _meta(rule)
         guid = meta.rule_id
+        try:
+            query = _sentinel_query(queries, rule, rule_set)
+        except _Skipped:
+            continue
+        except (RuleError, SigmaError) as exc:
+            failures.append(str(exc))
+            continue
         properties = {
             "displayName": NAME_PREFIX + meta.title,
             "description": meta.description,
             "severity": _SENTINEL_SEVERITY.get(meta.severity, "Medium"),
             "enabled": True,
-            "query": _sentinel_query(queries, rule, rule_set),
+            "query": query,
             "queryFrequency": f"PT{SCHEDULE_MINUTES}M",
             "queryPeriod": f"PT{SCHEDULE_MINUTES}M",
             "triggerOperator": "GreaterThan",
@@ -432,6 +556,7 @@ def sentinel_template(rule_set: RuleSet) -> dict[str, Any]:
                 "properties": properties,
             }
         )
+    _raise_first(failures, strict)
     return {
         "$schema": _ARM_SCHEMA,
         "contentVersion": "1.0.0.0",

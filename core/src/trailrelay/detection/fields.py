@@ -15,9 +15,51 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from trailrelay.record import Identity, Record, Routing
 
-__all__ = ["FieldGetter", "field_getter", "scalar_text"]
+__all__ = ["CLOUDTRAIL_FIELDS", "FieldGetter", "field_getter", "scalar_text", "searchable_text"]
+
+CLOUDTRAIL_FIELDS = frozenset(
+    {
+        "eventTime",
+        "eventVersion",
+        "userIdentity",
+        "eventSource",
+        "eventName",
+        "awsRegion",
+        "sourceIPAddress",
+        "userAgent",
+        "errorCode",
+        "errorMessage",
+        "requestParameters",
+        "responseElements",
+        "additionalEventData",
+        "requestID",
+        "eventID",
+        "eventType",
+        "apiVersion",
+        "managementEvent",
+        "readOnly",
+        "resources",
+        "recipientAccountId",
+        "serviceEventDetails",
+        "sharedEventID",
+        "vpcEndpointId",
+        "vpcEndpointAccountId",
+        "eventCategory",
+        "addendum",
+        "sessionCredentialFromConsole",
+        "edgeDeviceDetails",
+        "tlsDetails",
+        "eventContext",
+        "insightDetails",
+    }
+)
+"""The top-level fields of a CloudTrail record (the user guide's *CloudTrail record contents*,
+management, data, network activity and Insights events). A rule field outside them is in no
+CloudTrail record, so a condition on it never matches."""
 
 
 def _ident(attr: str) -> Callable[[Routing], Any]:
@@ -117,6 +159,18 @@ def _leaves(node: Any, out: list[Any]) -> None:
             _leaves(item, out)
     else:
         out.append(node)
+
+
+def searchable_text(value: Any) -> str | None:
+    """What a SIEM's string search sees: a scalar's text, an object's or list's compact JSON.
+
+    Sentinel keeps ``RequestParameters`` as JSON text and Elastic indexes the object's JSON
+    string, so ``requestParameters|contains: x`` matches there; it must match here too.
+    """
+    text = scalar_text(value)
+    if text is None and isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return text
 
 
 def scalar_text(value: Any) -> str | None:

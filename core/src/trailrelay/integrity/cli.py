@@ -100,14 +100,18 @@ def _progress(enabled: bool, what: str) -> Iterator[Callable[[dict[str, int]], N
     "public_keys",
     multiple=True,
     metavar="FINGERPRINT=FILE",
-    help="A public key file (DER PKCS#1 as ListPublicKeys returns it, or PEM); repeat for more. "
-    "With it (or --offline) CloudTrail's ListPublicKeys is not called.",
+    help="A public key file (DER PKCS#1 as ListPublicKeys returns it, or PEM) whose fingerprint (MD5 of "
+    "its DER PKCS#1 form) must be FINGERPRINT; repeat for more. With it (or --offline) CloudTrail's "
+    "ListPublicKeys is not called.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON on stdout.")
 @click.option("--workers", type=click.IntRange(1, 128), default=8, show_default=True, help="Parallel reads.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on in a terminal).")
 @click.option(
-    "--offline", is_flag=True, help="Never call ListPublicKeys (keys from --public-key or the mirror)."
+    "--offline",
+    is_flag=True,
+    help="Never call ListPublicKeys: keys from --public-key or the mirror itself (the verdict says so). "
+    "Otherwise a mirror's keys are used only when ListPublicKeys confirms them.",
 )
 @click.option("--allow-gaps", is_flag=True, help="Exit 0, not 4, when the only finding is a chain restart.")
 @click.option("--role-arn", help="Assume this role to read the bucket and the public keys.")
@@ -128,14 +132,19 @@ def verify_command(
 
     Checks every digest's signature, walks each account/region/trail chain, hashes every log file
     the digests list, and reports modified, deleted and uncovered log files, deleted or forged
-    digests, and chain restarts (logging stopped). Exit status: 0 everything verified; 1 something
-    did not; 4 everything verified but a chain restarted; 3 the check could not run; 2 bad usage.
+    digests, and chain restarts (logging stopped). Exit status: 0 everything verified and the
+    digests cover the whole window; 1 something did not verify; 2 bad usage; 3 the check could not
+    run; 4 everything verified but a chain restarted; 5 no digest found, nothing verified; 6 what
+    was found verified, but the digests cover only part of the window (the report says how much).
     """
     import orjson  # noqa: PLC0415
 
     from trailrelay.integrity.keys import (  # noqa: PLC0415
+        FILE,
         KeyFileError,
         KeyRing,
+        LoadedKey,
+        MirrorKeys,
         cloudtrail_fetcher,
         load_key_dir,
         parse_key_option,
@@ -148,19 +157,21 @@ def verify_command(
     err = Console(stderr=True)
     if start and end and start > end:
         raise click.BadParameter("--start is after --end", param_hint="--start")
-    try:
-        static = dict(parse_key_option(spec) for spec in public_keys)
-    except KeyFileError as exc:
-        raise click.BadParameter(str(exc), param_hint="--public-key") from None
+    given: dict[str, LoadedKey] = {}
+    for spec in public_keys:
+        try:
+            fingerprint, key = parse_key_option(spec)
+        except KeyFileError as exc:
+            raise click.BadParameter(str(exc), param_hint="--public-key") from None
+        given[fingerprint] = LoadedKey(key, FILE, spec.partition("=")[2])
     s3, cloudtrail = _clients(role_arn)
     try:
         store = open_store(target, s3_client=s3() if target.startswith("s3://") else None)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="TARGET") from None
-    if isinstance(store, MirrorStore):
-        static = {**load_key_dir(store.root / KEYS_DIR), **static}
+    mirrored = load_key_dir(store.root / KEYS_DIR) if isinstance(store, MirrorStore) else MirrorKeys()
     fetcher = None if (offline or public_keys) else cloudtrail_fetcher(cloudtrail)
-    keys = KeyRing(static, fetcher, start=start, end=end)
+    keys = KeyRing(given, fetcher, mirror=mirrored, start=start, end=end)
     show = progress if progress is not None else sys.stderr.isatty()
     with _progress(show, "verify") as on_progress:
         try:

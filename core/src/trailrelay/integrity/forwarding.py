@@ -42,11 +42,9 @@ from trailrelay.record import Origin, Record, RiskTag, Routing
 from trailrelay.sources.base import ObjectDone, Source, Work
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     from trailrelay.config import Config
     from trailrelay.integrity.digests import LogFileEntry
-    from trailrelay.integrity.keys import KeyFetcher, KeyRing
+    from trailrelay.integrity.keys import KeyFetcher, KeyRing, LoadedKey, MirrorKeys
     from trailrelay.integrity.logcheck import ForwardedHashes, LogResult
     from trailrelay.integrity.report import VerifyReport
     from trailrelay.integrity.store import TrailStore
@@ -706,23 +704,40 @@ def _s3(config: Config) -> Any:
     )
 
 
-def _static_keys(config: Config, store: TrailStore) -> dict[str, rsa.RSAPublicKey]:
-    from trailrelay.integrity.keys import KeyFileError, load_key_dir, load_public_key  # noqa: PLC0415
+def _static_keys(config: Config, store: TrailStore) -> tuple[dict[str, LoadedKey], MirrorKeys]:
+    """The configured key files (each must have its fingerprint) and, on a mirror, its key files."""
+    from trailrelay.integrity.keys import (  # noqa: PLC0415
+        FILE,
+        KeyFileError,
+        LoadedKey,
+        MirrorKeys,
+        fingerprint_of,
+        load_key_dir,
+        load_public_key,
+    )
     from trailrelay.integrity.mirror import KEYS_DIR  # noqa: PLC0415
     from trailrelay.integrity.store import MirrorStore  # noqa: PLC0415
 
-    keys = load_key_dir(store.root / KEYS_DIR) if isinstance(store, MirrorStore) else {}
+    mirrored = load_key_dir(store.root / KEYS_DIR) if isinstance(store, MirrorStore) else MirrorKeys()
+    given: dict[str, LoadedKey] = {}
     for fingerprint, path in config.integrity.public_keys.items():
+        fp = fingerprint.strip().lower()
         file = path if path.is_absolute() else config.base_dir / path
         try:
-            keys[fingerprint.strip().lower()] = load_public_key(file.read_bytes())
+            key = load_public_key(file.read_bytes())
         except OSError as exc:
             raise KeyFileError(
                 f"integrity.public_keys.{fingerprint}: cannot read {file}: {exc.strerror}"
             ) from None
         except ValueError as exc:
             raise KeyFileError(f"integrity.public_keys.{fingerprint}: {file}: {exc}") from None
-    return keys
+        if fingerprint_of(key) != fp:
+            raise KeyFileError(
+                f"integrity.public_keys.{fingerprint}: {file} holds the key with fingerprint "
+                f"{fingerprint_of(key)}, not {fp}"
+            )
+        given[fp] = LoadedKey(key, FILE, str(file))
+    return given, mirrored
 
 
 def _fetcher(config: Config) -> KeyFetcher | None:
@@ -753,17 +768,17 @@ def _checker(
 ) -> CheckFn:
     """The check: keys (given, then ListPublicKeys, remembered between checks) and kept hashes."""
     from trailrelay.integrity.events import CheckpointHashes  # noqa: PLC0415
-    from trailrelay.integrity.keys import KeyRing, load_public_key  # noqa: PLC0415
+    from trailrelay.integrity.keys import CLOUDTRAIL, KeyRing, LoadedKey, load_public_key  # noqa: PLC0415
 
-    static = _static_keys(config, store)
+    given, mirrored = _static_keys(config, store)
     fetcher = _fetcher(config)
-    learned: dict[str, rsa.RSAPublicKey] = {}
+    learned: dict[str, LoadedKey] = {}
     workers = config.integrity.workers
 
     def check(
         start: dt.datetime | None, end: dt.datetime | None, emit: Callable[[dict[str, Any]], None]
     ) -> VerifyReport:
-        ring = KeyRing({**learned, **static}, fetcher, start=start, end=end)
+        ring = KeyRing({**learned, **given}, fetcher, mirror=mirrored, start=start, end=end)
         hashes: ForwardedHashes | None = None
         opened: CheckpointHashes | None = None
         if state.exists():
@@ -776,9 +791,11 @@ def _checker(
         finally:
             if opened is not None:
                 opened.close()
-        for info in ring.fetched:
+        for info in ring.fetched:  # checked against their fingerprints when fetched
             try:
-                learned[info.fingerprint] = load_public_key(info.der)
+                learned[info.fingerprint] = LoadedKey(
+                    load_public_key(info.der), CLOUDTRAIL, f"ListPublicKeys in {info.region}"
+                )
             except ValueError:
                 continue
         for note in report.notes:

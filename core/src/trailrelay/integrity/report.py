@@ -9,21 +9,40 @@ a *notice* (a log file whose digest is not due yet) changes nothing.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["EXIT_FAILED", "EXIT_GAPS", "EXIT_OK", "KINDS", "Problem", "Severity", "VerifyReport"]
+from trailrelay.integrity.span import SpanResult
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_GAPS",
+    "EXIT_NOTHING",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "KINDS",
+    "Problem",
+    "Severity",
+    "VerifyReport",
+]
 
 EXIT_OK = 0
+"""Every digest and log file in the window verified, and the digests cover the whole window."""
 EXIT_FAILED = 1
 """At least one file or digest could not be verified."""
 EXIT_GAPS = 4
 """Everything verified, but a chain was restarted (logging was stopped or validation turned off)."""
+EXIT_NOTHING = 5
+"""No digest was found in the window, so nothing was verified (wrong bucket or prefix, no logs)."""
+EXIT_PARTIAL = 6
+"""What was found verified, but the digests cover only part of the window (its start or end)."""
 
 
 class Severity(StrEnum):
@@ -93,11 +112,44 @@ class VerifyReport:
     """Per chain (``account/region/trail[/backfill]``): digests seen, first and last end time, restarts."""
     notes: list[str] = field(default_factory=list)
     """Conditions of the run itself (e.g. ListPublicKeys failed in a region)."""
+    spans: dict[str, SpanResult] = field(default_factory=dict)
+    """Per chain: how much of the window its digests cover (backfill chains are not judged)."""
+    keys: list[dict[str, Any]] = field(default_factory=list)
+    """Each public key used: fingerprint, region, source (file, cloudtrail, mirror), where, digests."""
 
     def add(self, problem: Problem) -> None:
         """Record a problem and count it by kind."""
         self.problems.append(problem)
         self.counts[problem.kind] += 1
+
+    def add_span(self, chain: str, span: SpanResult) -> None:
+        """Record how much of the window one chain's digests cover."""
+        self.spans[chain] = span
+        if chain in self.chains:
+            self.chains[chain]["coverage"] = span.as_dict()
+
+    @property
+    def digests_checked(self) -> int:
+        """Digests found in the window and checked, whatever their verdict."""
+        return self.counts["digests-valid"] + self.counts["digests-invalid"]
+
+    @property
+    def partial_chains(self) -> list[str]:
+        """Chains whose digests do not reach the window's start or end."""
+        return sorted(name for name, span in self.spans.items() if span.partial)
+
+    @property
+    def mirror_keys_only(self) -> list[str]:
+        """Fingerprints of keys taken from the verified copy itself, not confirmed by CloudTrail."""
+        return [k["fingerprint"] for k in self.keys if k["source"] == "mirror"]
+
+    @property
+    def covered_fraction(self) -> float | None:
+        """The share of the chains' windows their digests cover (None when nothing was judged)."""
+        total = sum(s.length.total_seconds() for s in self.spans.values())
+        if total <= 0:
+            return None
+        return sum(s.covered.total_seconds() for s in self.spans.values()) / total
 
     @property
     def failures(self) -> int:
@@ -106,17 +158,42 @@ class VerifyReport:
 
     @property
     def verified(self) -> bool:
-        """True when every digest and log file in the window verified."""
-        return self.failures == 0
+        """True when digests were found and every digest and log file in the window verified."""
+        return self.failures == 0 and self.digests_checked > 0
 
     @property
     def exit_status(self) -> int:
-        """0 all verified; 1 failures; 4 all verified but a chain restarted."""
-        if not self.verified:
+        """5 nothing to check; 1 failures; 6 window covered in part; 4 a chain restarted; else 0."""
+        if self.digests_checked == 0:
+            return EXIT_NOTHING
+        if self.failures:
             return EXIT_FAILED
+        if self.partial_chains:
+            return EXIT_PARTIAL
         if self.counts["chain-restart"]:
             return EXIT_GAPS
         return EXIT_OK
+
+    @property
+    def verdict(self) -> str:
+        """The one-line verdict, without markup."""
+        status = self.exit_status
+        if status == EXIT_NOTHING:
+            return (
+                "NOTHING VERIFIED: no CloudTrail digest files in the window (a wrong bucket or prefix, "
+                "a window without logs, or log file validation turned off)"
+            )
+        if status == EXIT_FAILED:
+            return "NOT VERIFIED"
+        if status == EXIT_PARTIAL:
+            return f"VERIFIED ONLY IN PART: digests cover {_percent(self.covered_fraction)} of the window"
+        text = "VERIFIED, WITH CHAIN GAPS" if status == EXIT_GAPS else "VERIFIED"
+        if self.mirror_keys_only:
+            text += (
+                " WITH KEYS FROM THE MIRROR ONLY: not confirmed by CloudTrail's ListPublicKeys, so whoever "
+                "can write the mirror could have planted them"
+            )
+        return text
 
     def as_dict(self) -> dict[str, Any]:
         """The report as a JSON-ready dict."""
@@ -125,6 +202,11 @@ class VerifyReport:
             "window": {"start": _iso(self.start), "end": _iso(self.end)},
             "verified": self.verified,
             "exit_status": self.exit_status,
+            "verdict": self.verdict,
+            "window_covered": None if (f := self.covered_fraction) is None else round(f, 4),
+            "partial_chains": self.partial_chains,
+            "keys": [dict(k) for k in self.keys],
+            "keys_confirmed": not self.mirror_keys_only,
             "counts": {k: self.counts[k] for k in sorted(self.counts)},
             "chains": [{"chain": k, **v} for k, v in sorted(self.chains.items())],
             "problems": [p.as_dict() for p in self.problems],
@@ -134,15 +216,11 @@ class VerifyReport:
     def print(self, console: Console, *, per_kind: int = 25) -> None:
         """A human summary: the counts, then the problems grouped by kind."""
         c = self.counts
-        verdict = (
-            "[green]VERIFIED[/green]"
-            if self.exit_status == EXIT_OK
-            else "[yellow]VERIFIED, WITH CHAIN GAPS[/yellow]"
-            if self.exit_status == EXIT_GAPS
-            else "[red]NOT VERIFIED[/red]"
-        )
+        colour = {EXIT_OK: "green", EXIT_GAPS: "yellow", EXIT_PARTIAL: "yellow"}.get(self.exit_status, "red")
         window = f"{_iso(self.start) or 'beginning'} to {_iso(self.end) or 'now'}"
-        console.print(f"{verdict}  {self.source}  ({window})", highlight=False)
+        console.print(
+            f"[{colour}]{escape(self.verdict)}[/{colour}]  {self.source}  ({window})", highlight=False
+        )
         t = Table(show_header=False, box=None, pad_edge=False)
         t.add_column(style="bold")
         t.add_column(justify="right")
@@ -155,13 +233,38 @@ class VerifyReport:
             ("log files missing", f"{c['log-missing']:,}"),
             ("log files not covered by a digest", f"{c['log-not-covered']:,}"),
             ("chain restarts", f"{c['chain-restart']:,}"),
+            ("window covered by digests", _percent(self.covered_fraction)),
             ("log data hashed", f"{c['log-bytes'] / 1e6:,.1f} MB"),
         ]
         for name, value in rows:
             t.add_row(name, value)
         console.print(t)
+        for k in self.keys:
+            origin = {
+                "cloudtrail": f"CloudTrail ({k['where']})",
+                "file": f"given file {k['where']}" if k["where"] else "given",
+                "mirror": f"the mirror itself ({k['where']}), not confirmed by CloudTrail",
+            }.get(k["source"], k["source"])
+            if k.get("mirror_copy"):
+                origin += "; the mirror's copy matches"
+            console.print(
+                f"key {k['fingerprint']} ({k['region']}, {k['digests']:,} digests): from {origin}",
+                highlight=False,
+                soft_wrap=True,
+            )
         for note in self.notes:
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        for name in self.partial_chains[:per_kind]:
+            span = self.spans[name]
+            stretches = ", ".join(f"{_iso(a)} to {_iso(b)}" for a, b in span.uncovered[:5])
+            more = f" and {len(span.uncovered) - 5} more" if len(span.uncovered) > 5 else ""
+            console.print(
+                f"[yellow]not covered:[/yellow] {name}: digests cover "
+                f"{_percent(span.covered / span.length)} of {_iso(span.window_start)} to "
+                f"{_iso(span.window_end)}; none for {stretches}{more}",
+                highlight=False,
+                soft_wrap=True,
+            )
         by_kind: dict[str, list[Problem]] = {}
         for p in self.problems:
             by_kind.setdefault(p.kind, []).append(p)
@@ -173,6 +276,14 @@ class VerifyReport:
                 console.print(f"  {p.location}\n    {p.detail}", highlight=False, soft_wrap=True)
             if len(items) > per_kind:
                 console.print(f"  … and {len(items) - per_kind:,} more (all of them are in --json)")
+
+
+def _percent(fraction: float | None) -> str:
+    if fraction is None:
+        return "n/a"
+    if fraction >= 1:
+        return "100%"
+    return f"{math.floor(fraction * 1000) / 10:.1f}%"  # never rounds a gap up to 100%
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -40,6 +40,7 @@ from trailrelay.integrity.keys import KeyRing
 from trailrelay.integrity.logcheck import NOT_FORWARDED, VALID, HashingLogChecker, LogChecker, LogResult
 from trailrelay.integrity.report import Problem, VerifyReport
 from trailrelay.integrity.signing import SIGNATURE_ALGORITHM, signature_valid, signing_string
+from trailrelay.integrity.span import ChainSpan
 from trailrelay.integrity.store import MAX_DIGEST_BYTES, ObjectMissing, TrailStore, day_folders, find_folders
 
 __all__ = ["DIGEST_LAG", "PENDING_GRACE", "DigestOutcome", "Verifier", "Window"]
@@ -114,6 +115,7 @@ class _FolderWalk:
     folder: Folder
     coverage: Coverage = field(default_factory=Coverage)
     walkers: dict[ChainId, ChainWalker] = field(default_factory=dict)
+    spans: dict[ChainId, ChainSpan] = field(default_factory=dict)
 
 
 class Verifier:
@@ -170,6 +172,7 @@ class Verifier:
                 self._finish_folder(walk)
             self._drain(everything=True)
         self.report.notes.extend(self.keys.errors())
+        self.report.keys = self.keys.used()
         if not folders:
             self.report.notes.append(
                 f"no AWSLogs/…/CloudTrail[-Digest]/REGION/ folders found in {self.store.location}"
@@ -307,6 +310,10 @@ class Verifier:
             walker = walk.walkers.get(d.name.chain)
             if walker is None:
                 walker = walk.walkers[d.name.chain] = ChainWalker(d.name.chain, self.window.start)
+            if not d.name.chain.backfill:  # backfill digests re-cover old hours; they prove no window
+                begin = parse_time(d.doc.digest_start_time) if d.doc is not None else None
+                span = walk.spans.setdefault(d.name.chain, ChainSpan())
+                span.add(begin or d.name.end - dt.timedelta(hours=1), d.name.end)
             for verdict in walker.feed(d):
                 self._verdict(walk, verdict)
             self._gaps(walker)
@@ -396,10 +403,19 @@ class Verifier:
                 "last_digest_end": _iso(walker.last_end),
                 "restarts": walker.restarts,
             }
+            span = walk.spans.get(chain)
+            judged = span.judge(self.window.start, self._judged_end()) if span is not None else None
+            if judged is not None:
+                self.report.add_span(name, judged)
         for u in walk.coverage.finish():
             self._uncovered(walk.folder, u)
         with self._lock:
             self._folders_done += 1
+
+    def _judged_end(self) -> dt.datetime:
+        """The window's end for coverage: ``end`` or now, but no later than digests can have arrived."""
+        due = self.window.now - PENDING_GRACE
+        return min(self.window.end, due) if self.window.end is not None else due
 
     # -- log checks (submitted here, run on workers, results taken here) -----------------------
 

@@ -2,7 +2,10 @@
 
 The first rule that matches decides; a record no rule matches gets the default action.
 Sampling is deterministic per eventID (the same event is kept or dropped everywhere) and
-never drops a record with an error code or a high-risk tag. Every drop is counted per rule.
+never drops a record with an error code or a high-risk tag. A drop rule with
+``spare_flagged`` (the built-in SIEM default has it; a rule the user writes does not unless it
+says so) never drops those either: a default must not hide what a detection rule flagged or a
+failed call. Every drop is counted per rule.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ class FilterRule(BaseModel):
     account: list[str] | None = None
     region: list[str] | None = None
     error_code: list[str] | None = Field(default=None, description="Globs; '*' means any error.")
+    spare_flagged: bool = Field(
+        default=False,
+        description="Never drop a record a detection rule tagged or that has an error code "
+        "(set by the built-in SIEM default; sampling always spares them).",
+    )
 
     @field_validator("category")
     @classmethod
@@ -95,9 +103,10 @@ class RecordFilter:
     def _apply(self, rule: FilterRule, record: Record) -> bool:
         if rule.action == "keep":
             return True
-        if rule.action == "sample" and (
-            record.tags or record.routing.error_code or _sampled(record, rule.rate)
-        ):
+        flagged = bool(record.tags or record.routing.error_code)
+        if rule.action == "sample" and (flagged or _sampled(record, rule.rate)):
+            return True
+        if rule.spare_flagged and flagged:
             return True
         self.dropped[rule.name] += 1
         return False
