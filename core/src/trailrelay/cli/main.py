@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trailrelay import __version__
+from trailrelay.athena.cli import athena as athena_command
 from trailrelay.cli.canary import canary
 from trailrelay.cli.logs import setup_logging
 from trailrelay.cli.package_cmd import package as package_command
@@ -300,6 +301,7 @@ cli.add_command(cost_command)
 cli.add_command(package_command)
 cli.add_command(verify_command)
 cli.add_command(mirror_command)
+cli.add_command(athena_command)
 _add_plugin_commands()
 
 
