@@ -33,6 +33,7 @@ from trailrelay.config import (
 )
 from trailrelay.cost.cli import cost as cost_command
 from trailrelay.detection.cli import rules
+from trailrelay.doctor.cli import doctor_command
 from trailrelay.errors import ConfigError, SinkError, TrailrelayError
 from trailrelay.integrity.cli import mirror_command, verify_command
 from trailrelay.plugins import command_groups, installed_sinks
@@ -302,6 +303,7 @@ cli.add_command(package_command)
 cli.add_command(verify_command)
 cli.add_command(mirror_command)
 cli.add_command(athena_command)
+cli.add_command(doctor_command)
 _add_plugin_commands()
 
 
