@@ -241,16 +241,20 @@ def management_coverage(resp: dict[str, Any]) -> Coverage:
     advanced = resp.get("AdvancedEventSelectors") or []
     if not basic and not advanced:
         return Coverage("unknown", "GetEventSelectors returned no selectors")
-    kinds: set[str] = set()  # "read", "write"
+    kinds: set[str] = set()  # "read", "write": recorded by some selector, maybe minus some sources
+    full: set[str] = set()  # recorded by a selector that leaves out no event source
     excluded: set[str] = set()
     narrowed: list[str] = []
     for sel in basic:
         if not sel.get("IncludeManagementEvents", True):
             continue
         rw = sel.get("ReadWriteType", "All")
-        kinds |= {"read", "write"} if rw == "All" else ({"read"} if rw == "ReadOnly" else {"write"})
+        these = {"read", "write"} if rw == "All" else ({"read"} if rw == "ReadOnly" else {"write"})
+        kinds |= these
         if sel.get("ExcludeManagementEventSources"):
             excluded |= set(sel["ExcludeManagementEventSources"])
+        else:
+            full |= these
     for sel in advanced:
         fields = {f.get("Field"): f for f in sel.get("FieldSelectors") or []}
         category = fields.pop("eventCategory", None)
@@ -262,21 +266,25 @@ def management_coverage(resp: dict[str, Any]) -> Coverage:
             values = {str(v).lower() for v in ro.get("Equals") or []}
             these = {"read" if v == "true" else "write" for v in values} or these
         src = fields.get("eventSource")
+        left_out: set[str] = set()
         if src is not None and set(src) <= {"Field", "NotEquals"}:
-            excluded |= set(src.get("NotEquals") or [])
+            left_out = set(src.get("NotEquals") or [])
             fields.pop("eventSource")
         if fields:
             by = ", ".join(sorted(map(str, fields)))
             narrowed.append(f"{sel.get('Name') or 'selector'} narrows by {by}")
             continue
         kinds |= these
+        excluded |= left_out
+        if not left_out:
+            full |= these
     if not kinds and narrowed:
         return Coverage("partial", "; ".join(narrowed))
     if not kinds:
         return Coverage("none", "no selector records management events")
     if kinds != {"read", "write"}:
         return Coverage("partial", f"{'/'.join(sorted(kinds))} events only")
-    if excluded:
+    if full != {"read", "write"}:
         return Coverage("excluded", f"left out: {', '.join(sorted(excluded))}")
     return Coverage("all", "; ".join(narrowed))
 
