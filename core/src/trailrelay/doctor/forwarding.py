@@ -75,6 +75,11 @@ def check_queue(ctx: Context, bucket: str | None, prefix: str) -> str | None:
         return None
     if bucket is not None:
         _visibility(ctx, url, read_back["visibility"], bucket, prefix)
+    else:
+        ctx.report.notes.append(
+            "the visibility timeout was not held against object sizes: no log bucket known "
+            "(set [doctor] bucket)"
+        )
     return str(read_back["arn"])
 
 
