@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from trailrelay.aws_lambda.models import LambdaSourceConfig
 from trailrelay.contract import SinkConfig
 from trailrelay.detection.config import DetectionConfig
+from trailrelay.doctor.config import DoctorConfig
 from trailrelay.errors import ConfigError
 from trailrelay.integrity.forwarding import IntegrityConfig
 from trailrelay.plugins import load_sink
@@ -138,6 +139,7 @@ class Config(_Strict):
     state: StateConfig = Field(default_factory=StateConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
+    doctor: DoctorConfig = Field(default_factory=DoctorConfig)
     base_dir: Path = Field(default=Path(), exclude=True)
 
     def dead_letter_path(self) -> Path:

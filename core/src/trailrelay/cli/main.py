@@ -59,8 +59,10 @@ those units were not acknowledged and will be read again by the next run."""
 
 # Commands whose modules are imported only when called: ``forward`` starts without them.
 _LAZY = {
+    "athena": ("trailrelay.athena.cli", "athena", "Athena DDL and hunting queries for the trail in S3."),
     "canary": ("trailrelay.cli.canary", "canary", "Send a marked StopLogging and time it until searchable."),
     "cost": ("trailrelay.cost.cli", "cost", "Measure what forwarding this trail would cost in each SIEM."),
+    "doctor": ("trailrelay.doctor.cli", "doctor_command", "Check that the trail itself can be trusted."),
     "mirror": (
         "trailrelay.integrity.cli",
         "mirror_command",

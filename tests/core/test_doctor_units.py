@@ -1,0 +1,255 @@
+"""Doctor's pure parts: selector coverage, bucket-policy writers, severities, events and sending."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trailrelay.config import parse_config
+from trailrelay.contract import (
+    DELIVERED,
+    INTEGRITY_KIND,
+    Batch,
+    BatchLimits,
+    CheckResult,
+    FatalSinkError,
+    Outcome,
+)
+from trailrelay.doctor.bucket import policy_writers
+from trailrelay.doctor.events import EVENT_TYPE, finding_event, finding_record, send_findings
+from trailrelay.doctor.findings import Finding, Report, Severity
+from trailrelay.doctor.forwarding import needed_visibility
+from trailrelay.doctor.trail import management_coverage
+
+MGMT = {"Field": "eventCategory", "Equals": ["Management"]}
+
+
+@pytest.mark.parametrize(
+    ("selectors", "level"),
+    [
+        ({"EventSelectors": [{"ReadWriteType": "All", "IncludeManagementEvents": True}]}, "all"),
+        ({"AdvancedEventSelectors": [{"FieldSelectors": [MGMT]}]}, "all"),
+        (
+            {
+                "EventSelectors": [
+                    {"ReadWriteType": "ReadOnly", "IncludeManagementEvents": True},
+                    {"ReadWriteType": "WriteOnly", "IncludeManagementEvents": True},
+                ]
+            },
+            "all",
+        ),
+        ({"EventSelectors": [{"ReadWriteType": "WriteOnly", "IncludeManagementEvents": True}]}, "partial"),
+        ({"EventSelectors": [{"ReadWriteType": "All", "IncludeManagementEvents": False}]}, "none"),
+        (
+            {
+                "AdvancedEventSelectors": [
+                    {"FieldSelectors": [MGMT, {"Field": "readOnly", "Equals": ["true"]}]}
+                ]
+            },
+            "partial",
+        ),
+        (
+            {
+                "AdvancedEventSelectors": [
+                    {"FieldSelectors": [MGMT, {"Field": "eventSource", "NotEquals": ["kms.amazonaws.com"]}]}
+                ]
+            },
+            "excluded",
+        ),
+        (
+            {
+                "AdvancedEventSelectors": [
+                    {"FieldSelectors": [MGMT, {"Field": "eventSource", "NotEquals": ["kms.amazonaws.com"]}]},
+                    {"FieldSelectors": [MGMT]},
+                ]
+            },
+            "all",
+        ),
+        (
+            {
+                "AdvancedEventSelectors": [
+                    {"FieldSelectors": [MGMT, {"Field": "eventName", "Equals": ["StopLogging"]}]}
+                ]
+            },
+            "partial",
+        ),
+        (
+            {
+                "AdvancedEventSelectors": [
+                    {"FieldSelectors": [{"Field": "eventCategory", "Equals": ["Data"]}]}
+                ]
+            },
+            "none",
+        ),
+        ({"EventSelectors": [], "AdvancedEventSelectors": []}, "unknown"),
+    ],
+)
+def test_management_coverage(selectors: dict[str, Any], level: str) -> None:
+    assert management_coverage(selectors).level == level
+
+
+def _statement(
+    principal: Any, action: Any, condition: dict[str, Any] | None = None, **kw: Any
+) -> dict[str, Any]:
+    st = {"Effect": "Allow", "Principal": principal, "Action": action, "Resource": "*", **kw}
+    if condition:
+        st["Condition"] = condition
+    return st
+
+
+@pytest.mark.parametrize(
+    ("statement", "kinds"),
+    [
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringEquals": {"aws:SourceArn": "x"}}), []),
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringEquals": {"AWS:SourceOrgID": "o"}}), []),
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringEquals": {"s3:x-amz-acl": "b"}}), ["cloudtrail-unscoped"]),
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:GetBucketAcl"), []),
+        (_statement({"AWS": "arn:aws:iam::444455556666:root"}, "s3:GetObject"), []),
+        (_statement({"AWS": "arn:aws:iam::444455556666:root"}, "s3:Delete*"), ["other"]),
+        (_statement({"AWS": ["arn:aws:iam::1:root", "*"]}, "s3:PutObject"), ["other", "public"]),
+        (_statement("*", "*"), ["public"]),
+        (_statement({"Service": "delivery.logs.amazonaws.com"}, "s3:PutObject"), ["other"]),
+        ({"Effect": "Allow", "NotPrincipal": {"AWS": "arn:aws:iam::1:root"}, "Action": "s3:PutBucketPolicy"}, ["public"]),
+        ({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:role/x"}, "NotAction": "s3:GetObject"}, ["other"]),
+        ({"Effect": "Deny", "Principal": "*", "Action": "s3:*"}, []),
+    ],
+)  # fmt: skip
+def test_policy_writers(statement: dict[str, Any], kinds: list[str]) -> None:
+    assert sorted(w.kind for w in policy_writers({"Statement": [statement]})) == kinds
+
+
+def test_needed_visibility_grows_with_object_size() -> None:
+    assert needed_visibility(0) == 60
+    assert needed_visibility(50 << 20) == 560
+
+
+def test_severity_order_parse_and_exit_status() -> None:
+    assert Severity.CRITICAL > Severity.HIGH > Severity.MEDIUM > Severity.LOW > Severity.INFO
+    assert Severity.parse(" High ") is Severity.HIGH
+    with pytest.raises(ValueError):
+        Severity.parse("severe")
+    report = Report()
+    assert report.exit_status(Severity.INFO) == 0
+    report.add(Finding("x", Severity.MEDIUM, "t", "r", "w", "f"))
+    assert report.exit_status(Severity.HIGH) == 0
+    assert report.exit_status(Severity.MEDIUM) == 1
+    assert report.exit_status(None) == 0
+    assert report.counts() == {"critical": 0, "high": 0, "medium": 1, "low": 0, "info": 0}
+
+
+FINDING = Finding(
+    "trail-not-logging",
+    Severity.CRITICAL,
+    "the trail is not logging",
+    "arn:aws:cloudtrail:eu-west-1:111122223333:trail/org-trail",
+    "why",
+    "aws cloudtrail start-logging --name org-trail",
+)
+NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+
+
+def test_a_finding_event_travels_as_an_integrity_kind_record_with_a_detection() -> None:
+    event = finding_event(FINDING, checked_at=NOW, account="111122223333", organization="o-abc1234567")
+    assert event["type"] == EVENT_TYPE
+    assert event["verdict"] == "doctor:trail-not-logging"
+    assert event["region"] == "eu-west-1"
+    assert event["trail"] == FINDING.resource
+    assert event["verified_at"] == "2026-03-02T12:00:00Z"
+    assert event["problems"] == [
+        {
+            "kind": "trail-not-logging",
+            "severity": "critical",
+            "location": FINDING.resource,
+            "detail": "the trail is not logging. Fix: aws cloudtrail start-logging --name org-trail",
+        }
+    ]
+    record = finding_record(event)
+    assert record.origin.kind == INTEGRITY_KIND
+    assert record.routing.event_time == NOW
+    assert record.routing.recipient_account_id == "111122223333"
+    [tag] = record.tags
+    assert (tag.rule_id, tag.severity, tag.technique) == (
+        "trailrelay-doctor-trail-not-logging",
+        "critical",
+        "T1562.008",
+    )
+    medium = finding_record(
+        finding_event(Finding("queue-no-dlq", Severity.MEDIUM, "t", "q", "w", "f"), checked_at=NOW)
+    )
+    assert medium.tags == ()
+    assert medium.routing.event_id != record.routing.event_id
+
+
+class _Sink:
+    """A stand-in SIEM whose answers the test scripts."""
+
+    def __init__(self, answers: list[str]) -> None:
+        self.limits = BatchLimits(max_records=1)
+        self.answers = answers
+        self.stored: list[str] = []
+        self.closed = False
+
+    def open(self) -> None:
+        pass
+
+    def send(self, batch: Batch) -> Sequence[Outcome]:
+        answer = self.answers.pop(0) if self.answers else "ok"
+        if answer == "fatal":
+            raise FatalSinkError("token revoked")
+        if answer == "retry":
+            return [Outcome.retry("busy")] * len(batch)
+        if answer == "reject":
+            return [Outcome.rejected("too big")] * len(batch)
+        self.stored.extend(r.document()["check"] for r in batch.records)
+        return [DELIVERED] * len(batch)
+
+    def check(self) -> CheckResult:
+        return CheckResult(True, "ok")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _config(tmp_path: Path) -> Any:
+    return parse_config(
+        {
+            "source": {"type": "files", "path": "."},
+            "sinks": [
+                {"type": "file", "path": "a.ndjson", "name": "a"},
+                {"type": "file", "path": "b.ndjson", "name": "b"},
+            ],
+        },
+        base_dir=tmp_path,
+    )
+
+
+def test_send_retries_then_reports_each_sink(tmp_path: Path) -> None:
+    events = [
+        finding_event(FINDING, checked_at=NOW),
+        finding_event(Finding("queue-no-dlq", Severity.MEDIUM, "t", "q", "w", "f"), checked_at=NOW),
+    ]
+    sinks = {"a": _Sink(["retry", "ok", "ok"]), "b": _Sink(["ok", "reject"])}
+    slept: list[float] = []
+    result = send_findings(
+        events, _config(tmp_path), build=lambda sc: sinks[sc.display_name], sleep=slept.append
+    )
+    assert sorted(sinks["a"].stored) == ["queue-no-dlq", "trail-not-logging"]
+    assert result.delivered == {"a": 2, "b": 1}
+    assert result.failures == {"b": "rejected: too big"}
+    assert not result.ok
+    assert slept  # the retried finding waited before its second attempt
+    assert all(s.closed for s in sinks.values())
+
+
+def test_send_survives_a_fatal_sink(tmp_path: Path) -> None:
+    sinks = {"a": _Sink(["fatal"]), "b": _Sink([])}
+    events = [finding_event(FINDING, checked_at=NOW)]
+    result = send_findings(
+        events, _config(tmp_path), build=lambda sc: sinks[sc.display_name], sleep=lambda _: None
+    )
+    assert result.delivered == {"a": 0, "b": 1}
+    assert "token revoked" in result.failures["a"]
