@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import json
+import threading
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -56,10 +57,10 @@ def _key(item: Record | Problem) -> tuple[Any, ...]:
     return ("problem", item.reason, item.index, item.raw, item.terminal)
 
 
-def _old(data: bytes) -> list[tuple[Any, ...]]:
+def _old(data: bytes, origin: Origin = ORIGIN) -> list[tuple[Any, ...]]:
     """What the whole-object path gives: items, or the InputError as one terminal entry."""
     try:
-        return [_key(i) for i in iter_records(decompress(data), ORIGIN)]
+        return [_key(i) for i in iter_records(decompress(data), origin)]
     except InputError as exc:
         return [("error", str(exc))]
     except NotALogFile as skip:
@@ -67,7 +68,11 @@ def _old(data: bytes) -> list[tuple[Any, ...]]:
 
 
 def _new(data: bytes, read: int = 1 << 18, chunk: int = 1 << 20, **kw: Any) -> list[tuple[Any, ...]]:
-    stream = ObjectStream(Trickle(data, read), ORIGIN, read_bytes=read, chunk_bytes=chunk, **kw)
+    return _collect(ObjectStream(Trickle(data, read), ORIGIN, read_bytes=read, chunk_bytes=chunk, **kw))
+
+
+def _collect(stream: ObjectStream) -> list[tuple[Any, ...]]:
+    """The stream's items in ``_old``'s terms (a terminal problem stands for the InputError)."""
     out: list[tuple[Any, ...]] = []
     try:
         for item in stream:
@@ -606,3 +611,62 @@ def test_zlib_and_isal_agree_on_members_and_padding() -> None:
     data = _envelope(GOOD[:20])
     raw = zlib.compress(data)  # zlib, not gzip: handed on as bytes, refused by the parser
     assert _new(raw) == _old(raw)
+
+
+# -- every source's objects read the same through the stream ----------------------------------
+
+
+def _same_through_both(ref: ObjectRef) -> list[tuple[Any, ...]]:
+    """The ref read through its stream gives what its bytes give the whole-object path."""
+    expected = _old(ref.fetch(), ref.origin)
+    assert _collect(read_stream(ref.reader(), ref.origin)) == expected
+    return expected
+
+
+def test_payload_objects_stream_the_joined_array_piece_by_piece() -> None:
+    import base64
+
+    from trailrelay.sources.payloads import PayloadCollector
+
+    logs = {
+        "messageType": "DATA_MESSAGE",
+        "owner": "111122223333",
+        "logGroup": "/trail",
+        "logStream": "s",
+        "logEvents": [{"id": str(i), "message": _dumps(r).decode()} for i, r in enumerate(RECS)],
+    }
+    c = PayloadCollector(ORIGIN)
+    for i, r in enumerate(RECS):
+        c.add_base64(base64.b64encode(_dumps(r)).decode(), f"r#{i}")
+    c.add_bytes(b"\n".join(_dumps(r) for r in RECS[:2]), "r#ndjson")
+    c.add_bytes(gzip.compress(_dumps(logs)), "r#logs")
+    c.add_bytes(b"\x1f\x8b\x08\x00corrupt", "r#bad")
+    refs = c.refs()
+    assert len(refs) == 4
+    assert all(ref.open is not None for ref in refs)
+    counts = [sum(1 for e in _same_through_both(ref) if e[0] == "record") for ref in refs]
+    assert counts == [len(RECS), 2, len(RECS), 0]
+
+
+def test_files_and_s3_objects_open_as_streams(tmp_path: Path, aws_env: str) -> None:
+    import boto3
+
+    from trailrelay.sources.files import FileSource
+    from trailrelay.sources.s3 import S3Source
+
+    body = gzip.compress(_envelope(GOOD))
+    (tmp_path / "a.json.gz").write_bytes(body)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="stream-test")
+    s3.put_object(Bucket="stream-test", Key="AWSLogs/1/CloudTrail/us-east-1/2026/03/02/a.json.gz", Body=body)
+    stop = threading.Event()
+    refs = [ref for unit in FileSource(tmp_path).work(stop) for ref in unit.objects]
+    refs += [ref for unit in S3Source(s3, "stream-test").work(stop) for ref in unit.objects]
+    assert len(refs) == 2
+    for ref in refs:
+        assert ref.open is not None
+        raw = ref.open()
+        assert not isinstance(raw, io.BytesIO)  # a real stream: a file, botocore's body
+        stream = read_stream(raw, ref.origin, hash_sha256=True)
+        assert [i.raw for i in stream if isinstance(i, Record)] == GOOD
+        assert stream.sha256 == hashlib.sha256(_envelope(GOOD)).hexdigest()
