@@ -53,7 +53,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any, BinaryIO
 
 import msgspec
@@ -106,7 +106,9 @@ _TRAILING = re.compile(r"trailing characters \(byte (\d+)\)")
 _EOL = re.compile(rb"[\r\n]")
 _ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 _RAW = msgspec.json.Decoder(msgspec.Raw)
-_COMMA, _CLOSE, _OPEN_OBJECT, _QUOTE = 0x2C, 0x5D, 0x7B, 0x22
+_Batches = Iterator[Iterable[Record | Problem]]
+"""What the splitter yields: the items of one chunk at a time (fewer generator hops per record)."""
+_COMMA, _CLOSE, _OPEN_OBJECT, _CLOSE_OBJECT, _QUOTE = 0x2C, 0x5D, 0x7B, 0x7D, 0x22
 
 
 def read_stream(
@@ -164,7 +166,8 @@ class ObjectStream:
         splitter = _Splitter(self.origin, self.max_record_bytes)
         try:
             try:
-                yield from splitter.items(chunks)
+                for batch in splitter.items(chunks):  # one batch per chunk: one hop per record
+                    yield from batch
             except InputError as exc:
                 yield splitter.stopped(str(exc))
                 if self._hasher is not None and not self._inflate_failed:
@@ -300,6 +303,7 @@ class _Splitter:
         """The bytes between two records, from the closing ``}`` to the next record's first key."""
         self.sep_comma = 0
         self.next_exact = 0
+        self.envelope = False
 
     def stopped(self, reason: str) -> Problem:
         """The terminal problem: reading stopped at the next record."""
@@ -313,7 +317,7 @@ class _Splitter:
 
     # -- shape -------------------------------------------------------------------------------
 
-    def items(self, chunks: Iterator[bytes]) -> Iterator[Record | Problem]:
+    def items(self, chunks: Iterator[bytes]) -> _Batches:
         """Records and problems of the whole object; raises InputError or NotALogFile."""
         head = b""
         eof = False
@@ -349,17 +353,17 @@ class _Splitter:
         else:
             yield from self._whole(head, chunks)
 
-    def _whole(self, held: bytes, chunks: Iterator[bytes]) -> Iterator[Record | Problem]:
+    def _whole(self, held: bytes, chunks: Iterator[bytes]) -> _Batches:
         """Read the rest and split it as ``iter_records`` does (shapes that are not streamed)."""
         parts = [held]
         parts.extend(chunks)
         data = b"".join(parts)
         self.buf = data
-        yield from iter_records(data, self.origin)
+        yield iter_records(data, self.origin)
 
     def _object(
         self, head: bytes, data: bytes, start: int, chunks: Iterator[bytes], *, eof: bool
-    ) -> Iterator[Record | Problem]:
+    ) -> _Batches:
         """An object not starting with ``Records``: NDJSON is streamed, anything else read whole."""
         bom = head[: len(head) - len(data)]
         buf = data
@@ -396,7 +400,7 @@ class _Splitter:
 
     # -- NDJSON ------------------------------------------------------------------------------
 
-    def _lines(self, chunks: Iterator[bytes]) -> Iterator[Record | Problem]:
+    def _lines(self, chunks: Iterator[bytes]) -> _Batches:
         """Lines as ``bytes.splitlines`` cuts them (LF, CRLF or CR); blank ones skipped."""
         origin, limit = self.origin, self.max_record
         buf = self.buf
@@ -407,15 +411,18 @@ class _Splitter:
                 lines = buf[:cut].splitlines()
                 self.buf = buf = buf[cut:]
                 index = self.index
+                out: list[Record | Problem] = []
                 for line in lines:
                     if not line.strip():
                         continue
-                    if len(line) > limit:
-                        yield self._oversize(index, line, line=True)
-                    else:
-                        yield _line(line, origin, index)
+                    out.append(
+                        self._oversize(index, line, line=True)
+                        if len(line) > limit
+                        else _line(line, origin, index)
+                    )
                     index += 1
                 self.index = index
+                yield out
             if len(buf) > limit:
                 yield from self._skip_line(chunks)
                 buf = self.buf
@@ -425,15 +432,17 @@ class _Splitter:
                 break
             self.buf = buf = buf + chunk if buf else chunk
         index = self.index
+        out = []
         for line in buf.splitlines():
             if not line.strip():
                 continue
-            yield _line(line, origin, index)  # shorter than the limit: checked above
+            out.append(_line(line, origin, index))  # shorter than the limit: checked above
             index += 1
         self.index = index
+        yield out
         self.buf = b""
 
-    def _skip_line(self, chunks: Iterator[bytes]) -> Iterator[Problem]:
+    def _skip_line(self, chunks: Iterator[bytes]) -> _Batches:
         """A line longer than the limit: skip to its end without holding it."""
         buf = self.buf
         excerpt = buf[:EXCERPT_BYTES]
@@ -450,7 +459,7 @@ class _Splitter:
                 break
             blank = blank and _NONWS.search(chunk) is None
         if not blank:
-            yield self._oversize(self.index, excerpt, line=True)
+            yield (self._oversize(self.index, excerpt, line=True),)
             self.index += 1
         self.buf = rest
 
@@ -465,8 +474,9 @@ class _Splitter:
 
     # -- arrays ------------------------------------------------------------------------------
 
-    def _array(self, chunks: Iterator[bytes], *, envelope: bool) -> Iterator[Record | Problem]:
+    def _array(self, chunks: Iterator[bytes], *, envelope: bool) -> _Batches:
         """The elements of a top-level array, or of the Records array; ``buf`` starts after ``[``."""
+        self.envelope = envelope
         while True:
             yield from self._cut()
             if self.closed:
@@ -507,7 +517,7 @@ class _Splitter:
         first = _NONWS.search(self.buf)
         return len(self.buf) - first.start() if first else 0
 
-    def _cut(self) -> Iterator[Record | Problem]:
+    def _cut(self) -> _Batches:
         """Records complete in ``buf``: the fast cut at the last separator, else an exact scan."""
         buf = self.buf
         if self.need_comma:
@@ -519,6 +529,21 @@ class _Splitter:
                 return
             self.buf = buf = buf[first.start() + 1 :]
             self.need_comma, self.after_comma = False, True
+        close = self._closing(buf)
+        if close:  # the array seems to end in what is held (a small object, the last chunk)
+            try:
+                items = _ARRAY.decode(b"[" + buf[:close])
+            except (msgspec.DecodeError, RecursionError):
+                items = None  # it ends later, or a record is bad: the ways below find out
+            if items is not None:
+                if close > self.max_record:
+                    yield self._each(items)
+                else:
+                    yield _from_items(items, self.origin, self.index)
+                self.index += len(items)
+                self.buf = buf[close:]
+                self.closed = True
+                return
         sep = self.sep
         if sep is not None:
             at = buf.rfind(sep)
@@ -530,9 +555,9 @@ class _Splitter:
                     items = None  # not a boundary after all, or a bad record before it
                 if items is not None:
                     if end > self.max_record:
-                        yield from self._each(items)
+                        yield self._each(items)
                     else:
-                        yield from _from_items(items, self.origin, self.index)
+                        yield _from_items(items, self.origin, self.index)
                     self.index += len(items)
                     self.buf = buf[at + self.sep_comma + 1 :]
                     self.after_comma = True
@@ -541,8 +566,23 @@ class _Splitter:
                 yield from self._scan(final=False)
                 return
         if len(buf) >= self.next_exact:
-            yield from self._scan(final=False)
+            learning = sep is None
+            yield from self._scan(final=False, learning=learning)
+            if learning and self.sep is not None and not self.closed:
+                yield from self._cut()  # the rest the fast way
+                return
             self.next_exact = max(_EXACT_MIN, 2 * len(self.buf))
+
+    def _closing(self, buf: bytes) -> int:
+        """Where ``buf`` would end if it closed the array (``]``, then ``}`` for an envelope), or 0."""
+        i = len(buf)
+        while i and buf[i - 1] in _WS:
+            i -= 1
+        if self.envelope and i and buf[i - 1] == _CLOSE_OBJECT:
+            i -= 1
+            while i and buf[i - 1] in _WS:
+                i -= 1
+        return i if i and buf[i - 1] == _CLOSE else 0
 
     def _each(self, items: list[msgspec.Raw]) -> Iterator[Record | Problem]:
         """Records one by one, refusing those over the limit (only when a cut is that large)."""
@@ -552,8 +592,12 @@ class _Splitter:
             else:
                 yield from _from_items([raw], self.origin, i)
 
-    def _scan(self, *, final: bool) -> Iterator[Record | Problem]:
-        """Exact: one value at a time, each end found by msgspec or, for bad values, the scanner."""
+    def _scan(self, *, final: bool, learning: bool = False) -> _Batches:
+        """Exact: one value at a time, each end found by msgspec or, for bad values, the scanner.
+
+        ``learning``: stop as soon as the separator between two records is known, so the rest
+        can take the fast way.
+        """
         buf = self.buf
         view = memoryview(buf)
         pos = 0
@@ -600,30 +644,34 @@ class _Splitter:
                 )
             raw = buf[pos:end]
             if len(raw) > self.max_record:
-                yield self._oversize(self.index, raw)
+                yield (self._oversize(self.index, raw),)
             else:
-                yield from _from_items([raw], self.origin, self.index)
-            if prev_end > 0 and buf[prev_end - 1] == 0x7D and ch == _OPEN_OBJECT:  # }…{: learn
-                self._learn(buf, prev_end - 1, pos)
+                yield _from_items([raw], self.origin, self.index)
+            learned = False
+            if prev_end > 0 and buf[prev_end - 1] == _CLOSE_OBJECT and ch == _OPEN_OBJECT:
+                learned = self._learn(buf, prev_end - 1, pos)
             prev_end = end
             self.index += 1
             self.need_comma, self.after_comma = True, False
             pos = end
+            if learned and learning:
+                break
         view.release()
         self.buf = buf[pos:]
 
-    def _learn(self, buf: bytes, close: int, start: int) -> None:
+    def _learn(self, buf: bytes, close: int, start: int) -> bool:
         """Remember the separator between two records: ``}``, the gap, ``{`` and the first key."""
         key = buf.find(b'"', start, start + 64)
         if key < 0 or buf[start + 1 : key].strip(_WS):
-            return
+            return False
         key_end = buf.find(b'"', key + 1, key + 130)
         if key_end < 0 or buf.find(b"\\", key, key_end) >= 0:
-            return
+            return False
         sep = buf[close : key_end + 1]
         self.sep, self.sep_comma = sep, sep.index(b",")
+        return True
 
-    def _skip_record(self, chunks: Iterator[bytes]) -> Iterator[Problem]:
+    def _skip_record(self, chunks: Iterator[bytes]) -> _Batches:
         """A record longer than the limit: scan past it without holding it."""
         buf = self.buf
         start = _NONWS.search(buf)
@@ -642,7 +690,7 @@ class _Splitter:
                 )
             buf = chunk
             end = scanner.end(buf, 0)
-        yield self._oversize(self.index, excerpt)
+        yield (self._oversize(self.index, excerpt),)
         self.index += 1
         self.need_comma, self.after_comma = True, False
         self.buf = buf[end:]
