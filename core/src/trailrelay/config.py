@@ -122,6 +122,12 @@ class PipelineConfig(_Strict):
 
     readers: int = Field(default=2, ge=1, le=64)
     max_object_bytes: int = Field(default=1 << 30, ge=1 << 10, description="Decompressed size limit.")
+    max_record_bytes: int = Field(
+        default=16 << 20,
+        ge=1 << 10,
+        description="Largest single record read from a stream; a longer one is dead-lettered with "
+        "its reason, never held in memory whole.",
+    )
     drain_seconds: float = Field(
         default=30.0, ge=0, description="Grace period for in-flight batches on stop."
     )

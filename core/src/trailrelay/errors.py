@@ -8,6 +8,8 @@ The pipeline decides what to do with a failure from its type alone::
     │   └── PluginNotFound        no installed sink of that type
     ├── InputError                malformed input (corrupt gzip, bad JSON, not CloudTrail):
     │                             the item is dead-lettered with the reason, the run goes on
+    ├── FetchError                an object's bytes stopped arriving part-way (network, S3):
+    │                             nothing is dead-lettered, the unit is released for redelivery
     └── SinkError                 a sink could not take a batch
         ├── RetryableError        transient (5xx, 429, reset connection): send again later,
         │                         honouring ``retry_after`` when the server gave one
@@ -23,6 +25,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "FatalSinkError",
+    "FetchError",
     "InputError",
     "PermanentError",
     "PluginNotFound",
@@ -46,6 +49,10 @@ class PluginNotFound(ConfigError):  # noqa: N818 - reads as the condition it nam
 
 class InputError(TrailrelayError):
     """Input that cannot be read as CloudTrail; the item is dead-lettered with this reason."""
+
+
+class FetchError(TrailrelayError):
+    """Reading an object's bytes failed part-way through a stream; the cause is chained."""
 
 
 class SinkError(TrailrelayError):

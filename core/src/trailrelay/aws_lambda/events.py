@@ -14,7 +14,7 @@ import enum
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -24,7 +24,7 @@ from trailrelay.sources.base import ObjectDone, ObjectRef, Work
 from trailrelay.sources.layout import classify_key
 from trailrelay.sources.notifications import ObjectNotice, parse_notification
 from trailrelay.sources.payloads import PayloadCollector, decode_awslogs
-from trailrelay.sources.s3 import fetch_object
+from trailrelay.sources.s3 import fetch_object, open_object
 
 __all__ = ["EventKind", "IncompleteInvocationError", "Ledger", "ObjectReader", "event_kind", "units_for"]
 
@@ -140,11 +140,14 @@ class ObjectReader:
                 skipped.append((reason, location))
                 continue
             origin = Origin("s3", location, n.bucket, n.key, n.etag, n.size)
-            objects.append(ObjectRef(origin, self._fetcher(n.bucket, n.key)))
+            objects.append(ObjectRef(origin, self._fetcher(n.bucket, n.key), self._opener(n.bucket, n.key)))
         return objects, skipped
 
     def _fetcher(self, bucket: str, key: str) -> Callable[[], bytes]:
         return lambda: fetch_object(self._client(), bucket, key, self.max_object_bytes)
+
+    def _opener(self, bucket: str, key: str) -> Callable[[], BinaryIO]:
+        return lambda: open_object(self._client(), bucket, key, self.max_object_bytes)
 
     def _client(self) -> Any:
         if self._cached is None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from trailrelay.record import Origin, Record
 
@@ -14,11 +15,20 @@ __all__ = ["ObjectDone", "ObjectRef", "Source", "Work"]
 
 @dataclass(frozen=True, slots=True)
 class ObjectRef:
-    """One object to read: where it is and how to fetch its bytes."""
+    """One object to read: where it is and how to fetch its bytes, whole or as a stream."""
 
     origin: Origin
     fetch: Callable[[], bytes]
     """Return the object's (possibly gzip) bytes; raise on failure (missing, denied)."""
+    open: Callable[[], BinaryIO] | None = None
+    """Open the object's (possibly gzip) bytes for reading in chunks (an S3 body, a file); raise
+    on failure like ``fetch``. The caller closes it. None when the source only offers ``fetch``."""
+
+    def reader(self) -> BinaryIO:
+        """The object's bytes as a stream: ``open`` when the source streams, else ``fetch`` in memory."""
+        if self.open is not None:
+            return self.open()
+        return io.BytesIO(self.fetch())
 
 
 @dataclass(frozen=True, slots=True)

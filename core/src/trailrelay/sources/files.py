@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from trailrelay.record import Origin
 from trailrelay.sources.base import ObjectDone, ObjectRef, Work
@@ -63,13 +64,18 @@ class FileSource:
                 yield Work([], skipped=[("already-done", str(p))], label=str(p))
                 continue
             origin = Origin("file", str(p), size=st.st_size)
-            yield Work([ObjectRef(origin, p.read_bytes)], label=str(p), ack=self._acker(key, version))
+            ref = ObjectRef(origin, p.read_bytes, _opener(p))
+            yield Work([ref], label=str(p), ack=self._acker(key, version))
 
     def _acker(self, key: str, version: str) -> _Ack:
         return _Ack(self.checkpoints, self.source_id, key, version)
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _opener(path: Path) -> Callable[[], BinaryIO]:
+    return lambda: path.open("rb")
 
 
 class _Ack:

@@ -13,7 +13,7 @@ record inside a good object is yielded as a :class:`Problem` so the rest still f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -32,6 +32,10 @@ class Problem:
     origin: Origin
     index: int
     raw: bytes
+    terminal: bool = False
+    """Only from the streaming reader: reading stopped here and nothing follows. The rest of the
+    object from ``index`` on was not read (``raw`` holds at most an excerpt of it); every item
+    yielded before stays valid. It takes the place of the InputError ``iter_records`` raises."""
 
 
 class NotALogFile(Exception):  # noqa: N818 - a signal, not an error
@@ -120,10 +124,13 @@ def _looks_like_ndjson(data: bytes, start: int) -> bool:
         return False
 
 
-def _from_items(items: list[msgspec.Raw], origin: Origin) -> Iterator[Record | Problem]:
+def _from_items(
+    items: Sequence[msgspec.Raw | bytes], origin: Origin, start: int = 0
+) -> Iterator[Record | Problem]:
+    """Records (or problems) from raw element slices; ``start`` is the first one's index."""
     decode = _ROUTING.decode
     normalize = _normalize
-    for index, raw_slice in enumerate(items):
+    for index, raw_slice in enumerate(items, start):
         raw = bytes(raw_slice)
         if not raw.isascii():  # rare: validate UTF-8 on the careful path
             yield _record(raw, origin, index)
@@ -145,13 +152,17 @@ def _from_lines(data: bytes, origin: Origin) -> Iterator[Record | Problem]:
     for line in data.splitlines():
         if not line.strip():
             continue
-        try:
-            probe = _PROBE.decode(line)
-        except (*BAD_JSON, msgspec.ValidationError) as exc:
-            yield Problem(f"line {index + 1}: malformed JSON: {why_bad(exc)}", origin, index, line)
-        else:
-            yield _one(line, probe, origin, index)
+        yield _line(line, origin, index)
         index += 1
+
+
+def _line(line: bytes, origin: Origin, index: int) -> Record | Problem:
+    """One non-blank NDJSON line: a record, an EventBridge envelope, or a problem."""
+    try:
+        probe = _PROBE.decode(line)
+    except (*BAD_JSON, msgspec.ValidationError) as exc:
+        return Problem(f"line {index + 1}: malformed JSON: {why_bad(exc)}", origin, index, line)
+    return _one(line, probe, origin, index)
 
 
 def _from_lookup(events: list[msgspec.Raw], origin: Origin) -> Iterator[Record | Problem]:

@@ -11,13 +11,18 @@ Nothing here parses records: :class:`PayloadCollector` only unwraps and groups t
 into objects for :func:`trailrelay.sources.parse.iter_records`, which the pipeline runs on each.
 Documents that are one JSON object each are joined into one JSON array (one parse for many
 small records); anything else travels alone so one bad document never spoils the others.
+Each object can also be read as a stream (``ObjectRef.open``, for
+:func:`trailrelay.sources.stream.read_stream`): the joined array is then handed over piece by
+piece and never built in memory.
 """
 
 from __future__ import annotations
 
 import binascii
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -25,6 +30,9 @@ from trailrelay.errors import InputError
 from trailrelay.record import Origin
 from trailrelay.sources.base import ObjectRef
 from trailrelay.sources.decompress import DEFAULT_LIMIT, decompress
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 __all__ = [
     "LogsBatch",
@@ -129,6 +137,13 @@ def group_documents(docs: Sequence[bytes]) -> list[bytes]:
     Anything else (NDJSON, an array, not JSON) becomes an object of its own, so the parser reads
     it in its own way or reports it, without spoiling the others.
     """
+    joined, alone = _group(docs)
+    out = [b"[" + b",".join(joined) + b"]"] if joined else []
+    return out + alone
+
+
+def _group(docs: Sequence[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """(documents that are one JSON object each, stripped; every other document)."""
     joined: list[bytes] = []
     alone: list[bytes] = []
     decode = _OBJECT.decode
@@ -140,12 +155,56 @@ def group_documents(docs: Sequence[bytes]) -> list[bytes]:
             alone.append(doc)
         else:
             joined.append(body)
-    out = [b"[" + b",".join(joined) + b"]"] if joined else []
-    return out + alone
+    return joined, alone
 
 
 def _const(data: bytes) -> Callable[[], bytes]:
     return lambda: data
+
+
+def _ref(origin: Origin, data: bytes) -> ObjectRef:
+    return ObjectRef(origin, _const(data), lambda: io.BytesIO(data))
+
+
+def _array_ref(origin: Origin, docs: list[bytes]) -> ObjectRef:
+    """The documents as one JSON array: joined when fetched, streamed piece by piece when opened."""
+    return ObjectRef(
+        origin,
+        lambda: b"[" + b",".join(docs) + b"]",
+        lambda: io.BufferedReader(_Pieces(docs), 1 << 20),
+    )
+
+
+class _Pieces(io.RawIOBase):
+    """``[``, the documents separated by ``,``, and ``]``, read without joining them."""
+
+    def __init__(self, docs: list[bytes]) -> None:
+        super().__init__()
+        self._docs = docs
+        self._next = 0
+        self._current = memoryview(b"[")
+        self._done = False
+
+    def readable(self) -> bool:
+        """Always: this is a reader."""
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        """Fill ``buffer`` from the current piece, moving to the next when it is used up."""
+        while not self._current:
+            if self._done:
+                return 0
+            if self._next < len(self._docs):
+                piece = (b"," if self._next else b"") + self._docs[self._next]
+                self._next += 1
+            else:
+                piece, self._done = b"]", True
+            self._current = memoryview(piece)
+        out = memoryview(buffer).cast("B")
+        n = min(len(out), len(self._current))
+        out[:n] = self._current[:n]
+        self._current = self._current[n:]
+        return n
 
 
 @dataclass
@@ -182,7 +241,7 @@ class PayloadCollector:
         try:
             payload = unwrap(raw, self.limit)
         except InputError:  # corrupt gzip, bomb: the pipeline reads it again and dead-letters it
-            self.objects.append(ObjectRef(Origin(self.origin.kind, where), _const(raw)))
+            self.objects.append(_ref(Origin(self.origin.kind, where), raw))
             return
         if isinstance(payload, LogsBatch):
             self.add_logs(payload, where)
@@ -195,9 +254,14 @@ class PayloadCollector:
             self.skipped.append(("cloudwatch-control-message", where))
             return
         origin = Origin("cloudwatch", batch.location)
-        self.objects.extend(ObjectRef(origin, _const(obj)) for obj in group_documents(batch.messages))
+        self.objects.extend(self._grouped(origin, batch.messages))
 
     def refs(self) -> list[ObjectRef]:
         """Every object collected, the grouped plain documents first."""
-        grouped = [ObjectRef(self.origin, _const(obj)) for obj in group_documents(self.documents)]
-        return grouped + self.objects
+        return self._grouped(self.origin, self.documents) + self.objects
+
+    @staticmethod
+    def _grouped(origin: Origin, docs: Sequence[bytes]) -> list[ObjectRef]:
+        joined, alone = _group(docs)
+        refs = [_array_ref(origin, joined)] if joined else []
+        return refs + [_ref(origin, doc) for doc in alone]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from trailrelay.errors import InputError
 from trailrelay.record import Origin
@@ -17,7 +17,7 @@ from trailrelay.sources.base import ObjectDone, ObjectRef, Work
 from trailrelay.sources.layout import classify_key, day_prefixes, key_time
 from trailrelay.state import Checkpoints
 
-__all__ = ["S3Source", "fetch_object"]
+__all__ = ["S3Source", "fetch_object", "open_object"]
 
 DELIVERY_LAG = dt.timedelta(minutes=30)
 """CloudTrail delivers a file up to ~15 minutes after its events; objects named up to this long
@@ -28,13 +28,22 @@ _MAX_WALK_DEPTH = 6
 
 def fetch_object(client: Any, bucket: str, key: str, limit: int) -> bytes:
     """The object's bytes; refuses objects larger than ``limit`` before downloading."""
+    body = open_object(client, bucket, key, limit)
+    try:
+        data: bytes = body.read()
+    finally:
+        body.close()
+    return data
+
+
+def open_object(client: Any, bucket: str, key: str, limit: int) -> BinaryIO:
+    """The object's body, to read in chunks (the caller closes it); refuses objects over ``limit``."""
     resp = client.get_object(Bucket=bucket, Key=key)
     length = resp.get("ContentLength")
     if isinstance(length, int) and length > limit:
         resp["Body"].close()
         raise InputError(f"object is {length} bytes, over the {limit}-byte limit (max_object_bytes)")
-    data: bytes = resp["Body"].read()
-    return data
+    return cast("BinaryIO", resp["Body"])  # botocore's StreamingBody: read(amt), close()
 
 
 class S3Source:
@@ -79,7 +88,7 @@ class S3Source:
                     skipped = []
                 continue
             origin = Origin("s3", f"s3://{self.bucket}/{key}", self.bucket, key, etag, size)
-            ref = ObjectRef(origin, self._fetcher(key))
+            ref = ObjectRef(origin, self._fetcher(key), self._opener(key))
             yield Work([ref], ack=self._acker(key, etag), label=origin.location)
         if skipped:
             yield Work([], skipped=skipped, label="skipped objects")
@@ -89,6 +98,9 @@ class S3Source:
 
     def _fetcher(self, key: str) -> Callable[[], bytes]:
         return lambda: fetch_object(self.client, self.bucket, key, self.max_object_bytes)
+
+    def _opener(self, key: str) -> Callable[[], BinaryIO]:
+        return lambda: open_object(self.client, self.bucket, key, self.max_object_bytes)
 
     def _acker(self, key: str, etag: str) -> Callable[[list[ObjectDone]], None]:
         def ack(done: list[ObjectDone]) -> None:

@@ -13,14 +13,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 from trailrelay.errors import InputError
 from trailrelay.record import Origin
 from trailrelay.sources.base import ObjectDone, ObjectRef, Work
 from trailrelay.sources.layout import classify_key
 from trailrelay.sources.notifications import parse_notification
-from trailrelay.sources.s3 import fetch_object
+from trailrelay.sources.s3 import fetch_object, open_object
 
 __all__ = ["SqsSource"]
 
@@ -113,7 +113,7 @@ class SqsSource:
                 skipped.append((reason, location))
                 continue
             origin = Origin("s3", location, n.bucket, n.key, n.etag, n.size)
-            objects.append(ObjectRef(origin, self._fetcher(n.bucket, n.key)))
+            objects.append(ObjectRef(origin, self._fetcher(n.bucket, n.key), self._opener(n.bucket, n.key)))
         return Work(
             objects,
             ack=self._deleter(mid, receipt),
@@ -124,6 +124,9 @@ class SqsSource:
 
     def _fetcher(self, bucket: str, key: str) -> Callable[[], bytes]:
         return lambda: fetch_object(self.s3, bucket, key, self.max_object_bytes)
+
+    def _opener(self, bucket: str, key: str) -> Callable[[], BinaryIO]:
+        return lambda: open_object(self.s3, bucket, key, self.max_object_bytes)
 
     def _deleter(self, mid: str, receipt: str) -> Callable[[list[ObjectDone]], None]:
         def delete(_: list[ObjectDone]) -> None:
