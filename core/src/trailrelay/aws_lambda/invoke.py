@@ -135,6 +135,7 @@ class App:
             stop=stop,
             readers=self.config.pipeline.readers,
             max_object_bytes=self.config.pipeline.max_object_bytes,
+            max_record_bytes=self.config.pipeline.max_record_bytes,
             drain_seconds=max(0.0, reserve - finish),
         )
         pipeline.transforms = self.transforms

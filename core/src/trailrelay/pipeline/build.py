@@ -170,6 +170,7 @@ def build_pipeline(
         stop=stop,
         readers=config.pipeline.readers,
         max_object_bytes=config.pipeline.max_object_bytes,
+        max_record_bytes=config.pipeline.max_record_bytes,
         drain_seconds=config.pipeline.drain_seconds,
         progress=progress,
         hash_objects=config.state.hash_objects,

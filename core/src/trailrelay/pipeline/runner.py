@@ -9,22 +9,22 @@ again. Bad input is dead-lettered with its reason and the run goes on.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from trailrelay.errors import FatalSinkError, InputError
+from trailrelay.errors import FatalSinkError, FetchError, InputError
 from trailrelay.pipeline.deadletter import DeadLetterStore, entry
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.tickets import Ticket
 from trailrelay.record import Origin, Record
 from trailrelay.sources.base import ObjectRef, Source, Work
-from trailrelay.sources.decompress import DEFAULT_LIMIT, decompress
-from trailrelay.sources.parse import NotALogFile, Problem, iter_records
+from trailrelay.sources.decompress import DEFAULT_LIMIT
+from trailrelay.sources.parse import NotALogFile, Problem
+from trailrelay.sources.stream import DEFAULT_MAX_RECORD_BYTES, read_stream
 
 __all__ = ["Pipeline", "RunResult"]
 
@@ -66,6 +66,7 @@ class Pipeline:
         stop: threading.Event | None = None,
         readers: int = 2,
         max_object_bytes: int = DEFAULT_LIMIT,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         drain_seconds: float = 30.0,
         progress: Callable[[Metrics], None] | None = None,
         hash_objects: bool = False,
@@ -78,6 +79,7 @@ class Pipeline:
         self.stop = stop or threading.Event()
         self.readers = readers
         self.max_object_bytes = max_object_bytes
+        self.max_record_bytes = max_record_bytes
         self.drain_seconds = drain_seconds
         self.hash_objects = hash_objects
         """Keep each object's SHA-256 in the checkpoints, for ``trailrelay verify``."""
@@ -177,35 +179,46 @@ class Pipeline:
                 runner.flush()
 
     def _read_object(self, obj: ObjectRef, ticket: Ticket) -> None:
+        """Stream one object's records to the sinks; what cannot be read is dead-lettered.
+
+        The object is never held whole: records flow while it is still being read, so a slow
+        sink slows the read (back-pressure) and memory follows the batches, not the object.
+        """
         m = self.metrics
         origin = obj.origin
         try:
-            data = obj.fetch()
+            raw = obj.reader()
         except InputError as exc:  # will never succeed (too large): trace it and move on
             self._dead_letter("read", str(exc), origin, None)
             return
         except Exception as exc:  # missing, denied, network: leave the unit for redelivery
-            log.warning("could not fetch %s: %s", origin.location, exc)
-            m.bump("skipped", "fetch-failed")
-            ticket.fail(f"fetch failed: {exc}")
+            self._fetch_failed(origin, exc, ticket)
             return
-        m.add("objects_read")
-        m.add("bytes_read", len(data))
-        sha256 = None
+        stream = read_stream(
+            raw,
+            origin,
+            limit=self.max_object_bytes,
+            hash_sha256=self.hash_objects,  # what CloudTrail's digests sign: the uncompressed bytes
+            max_record_bytes=self.max_record_bytes,
+        )
         count = 0
         try:
-            plain = decompress(data, self.max_object_bytes)
-            if self.hash_objects:  # what CloudTrail's digests sign: the uncompressed content
-                sha256 = hashlib.sha256(plain).hexdigest()
-            count = self._route_all(iter_records(plain, origin), ticket)
+            count = self._route_all(stream, ticket)
         except NotALogFile as skip:
             m.bump("skipped", skip.kind)
-        except InputError as exc:
-            self._dead_letter("read", str(exc), origin, data)
+        except FetchError as exc:  # the source failed part-way: what was read stays in flight
+            self._fetch_failed(origin, exc, ticket)
         except Exception as exc:  # a reader bug must not stop the run: trace the object, go on
             log.exception("unexpected error reading %s", origin.location)
-            self._dead_letter("read", f"unexpected {type(exc).__name__} while reading: {exc}", origin, data)
-        ticket.object_read(origin, count, sha256)
+            self._dead_letter("read", f"unexpected {type(exc).__name__} while reading: {exc}", origin, None)
+        m.add("objects_read")
+        m.add("bytes_read", stream.bytes_in)
+        ticket.object_read(origin, count, stream.sha256)
+
+    def _fetch_failed(self, origin: Origin, exc: Exception, ticket: Ticket) -> None:
+        log.warning("could not fetch %s: %s", origin.location, exc)
+        self.metrics.bump("skipped", "fetch-failed")
+        ticket.fail(f"fetch failed: {exc}")
 
     def _route_all(self, items: Iterator[Record | Problem], ticket: Ticket) -> int:
         """Transform records and hand them to the sinks in chunks; returns how many were read.
@@ -220,7 +233,9 @@ class Pipeline:
             for item in items:
                 if item.__class__ is Problem:
                     assert isinstance(item, Problem)
-                    self._dead_letter("parse", item.reason, item.origin, item.raw, index=item.index)
+                    # terminal: the rest of the object is unreadable (corrupt gzip, broken JSON)
+                    stage = "read" if item.terminal else "parse"
+                    self._dead_letter(stage, item.reason, item.origin, item.raw, index=item.index)
                     continue
                 assert isinstance(item, Record)
                 count += 1
