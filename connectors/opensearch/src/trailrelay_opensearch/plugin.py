@@ -1,0 +1,54 @@
+"""The ``trailrelay.sinks`` entry point: the factory for ``type = "opensearch"`` sinks."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, ClassVar
+
+from trailrelay.contract import Encoder, Sink, SinkContext
+from trailrelay_opensearch.config import OpenSearchConfig
+from trailrelay_opensearch.encode import BulkEncoder
+from trailrelay_opensearch.search import OpenSearchSearcher
+from trailrelay_opensearch.sink import OpenSearchSink
+
+__all__ = ["OpenSearchPlugin", "plugin"]
+
+
+class OpenSearchPlugin:
+    """Builds OpenSearch sinks, their offline encoders and searchers from validated configs."""
+
+    name: ClassVar[str] = "opensearch"
+    config_model = OpenSearchConfig
+
+    def create(self, config: Any, context: SinkContext) -> Sink:
+        """A sink for one ``[[sinks]]`` table (an OpenSearchConfig)."""
+        return OpenSearchSink(self._config(config), context)
+
+    def encoder(self, config: Any) -> Encoder:
+        """The encoder that yields the exact ``_bulk`` bodies the sink sends."""
+        return BulkEncoder(self._config(config))
+
+    def searcher(self, config: Any) -> OpenSearchSearcher:
+        """Finds one event by eventID in the sink's target (``trailrelay canary``)."""
+        typed = self._config(config)
+        return OpenSearchSearcher(
+            typed, logging.getLogger(f"trailrelay.sinks.{typed.display_name}"), user_agent()
+        )
+
+    @staticmethod
+    def _config(config: Any) -> OpenSearchConfig:
+        if isinstance(config, OpenSearchConfig):
+            return config
+        return OpenSearchConfig.model_validate(config)
+
+
+def user_agent() -> str:
+    """``trailrelay-opensearch/<version>`` for the commands' own requests."""
+    try:
+        return f"trailrelay-opensearch/{version('trailrelay-opensearch')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "trailrelay-opensearch"
+
+
+plugin = OpenSearchPlugin()
