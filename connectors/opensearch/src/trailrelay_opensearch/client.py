@@ -14,17 +14,15 @@ from opensearchpy import OpenSearch, TransportError, Urllib3AWSV4SignerAuth, Url
 from trailrelay.contract import ConfigError, tls_verify
 from trailrelay_opensearch.config import OpenSearchConfig
 
-__all__ = ["HttpError", "aws_credentials", "make_client"]
+__all__ = ["aws_credentials", "make_client", "response_headers"]
 
 _EVERY_STATUS = tuple(range(100, 600))
 
 
-class HttpError(TransportError):
-    """An HTTP error answer, with the response headers opensearch-py's own errors leave out."""
-
-    def __init__(self, status: int, error: str, info: Any, headers: Mapping[str, str]) -> None:
-        super().__init__(status, error, info)
-        self.headers = {k.lower(): v for k, v in headers.items()}
+def response_headers(exc: TransportError) -> dict[str, str]:
+    """The (lower-cased) response headers of an HTTP error answer; empty for other errors."""
+    headers = getattr(exc, "response_headers", None)
+    return headers if isinstance(headers, dict) else {}
 
 
 class _Connection(Urllib3HttpConnection):
@@ -40,7 +38,7 @@ class _Connection(Urllib3HttpConnection):
         ignore: Collection[int] = (),
         headers: Mapping[str, str] | None = None,
     ) -> Any:
-        """Send one request; raise HttpError (with headers) for a status the caller does not ignore."""
+        """Send one request; an HTTP error raises opensearch-py's error with ``response_headers`` added."""
         status, response_headers, data = super().perform_request(
             method, url, params, body, timeout, _EVERY_STATUS, headers
         )
@@ -48,7 +46,9 @@ class _Connection(Urllib3HttpConnection):
             try:
                 self._raise_error(status, data, response_headers.get("content-type"))
             except TransportError as exc:
-                raise HttpError(status, str(exc.error), exc.info, dict(response_headers)) from None
+                # opensearch-py's errors leave the headers out; Retry-After is among them.
+                exc.response_headers = {k.lower(): v for k, v in response_headers.items()}  # type: ignore[attr-defined]
+                raise
         return status, response_headers, data
 
 

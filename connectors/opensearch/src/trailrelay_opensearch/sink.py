@@ -19,7 +19,7 @@ from trailrelay.contract import (
     SinkContext,
 )
 from trailrelay_opensearch.admin import check_cluster
-from trailrelay_opensearch.client import HttpError, make_client
+from trailrelay_opensearch.client import make_client, response_headers
 from trailrelay_opensearch.config import OpenSearchConfig
 from trailrelay_opensearch.encode import DocumentBuilder, cut
 from trailrelay_opensearch.integrity import is_integrity
@@ -188,7 +188,7 @@ class OpenSearchSink:
         if status == 404:
             raise FatalSinkError(f"{self._where()} has no _bulk endpoint (check url): {text}")
         if status == 429 or status >= 500 or status == 0:
-            after = retry_after(exc.headers.get("retry-after")) if isinstance(exc, HttpError) else None
+            after = retry_after(response_headers(exc).get("retry-after"))
             for p in positions:
                 outcomes[p] = Outcome.retry(text, after)
             return

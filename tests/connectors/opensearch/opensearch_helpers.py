@@ -1,0 +1,62 @@
+"""Helpers shared by the OpenSearch connector tests (a unique module name, not conftest)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from trailrelay.contract import SinkContext
+from trailrelay_opensearch.config import OpenSearchConfig
+from trailrelay_opensearch.plugin import plugin
+from trailrelay_opensearch.sink import OpenSearchSink
+
+USER = "trailrelay"
+PASSWORD = "s3cret-Pa55word-for-tests"  # noqa: S105 - a made-up test password
+ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
+SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # noqa: S105 - AWS's documented example key
+REGION = "eu-west-1"
+
+
+def context(name: str = "opensearch") -> SinkContext:
+    return SinkContext(
+        name=name,
+        logger=logging.getLogger("test.opensearch"),
+        user_agent="trailrelay/test trailrelay-opensearch/test",
+    )
+
+
+def make_config(url: str, **overrides: Any) -> OpenSearchConfig:
+    table: dict[str, Any] = {
+        "type": "opensearch",
+        "url": url,
+        "username": USER,
+        "password": PASSWORD,
+        "timeout": 5,
+    }
+    table.update(overrides)
+    return OpenSearchConfig.model_validate(table)
+
+
+def sigv4_config(url: str, **overrides: Any) -> OpenSearchConfig:
+    table: dict[str, Any] = {
+        "type": "opensearch",
+        "url": url,
+        "aws_sigv4": True,
+        "region": REGION,
+        "timeout": 5,
+    }
+    table.update(overrides)
+    return OpenSearchConfig.model_validate(table)
+
+
+def make_sink(config: OpenSearchConfig) -> OpenSearchSink:
+    sink = plugin.create(config, context())
+    assert isinstance(sink, OpenSearchSink)
+    return sink
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
