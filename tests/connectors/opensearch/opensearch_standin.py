@@ -104,6 +104,7 @@ class StandIn:
         self.sigv4: SigV4Check | None = None
         self.rejected_event_ids: set[str] = set()
         self.item_429_rate = 0.0
+        self.items_refused_429 = 0
         self.max_content_length: int | None = None
         self.no_custom_ids = False
         self.auto_create_index = True
@@ -171,6 +172,7 @@ class StandIn:
             self.requests.append(
                 {
                     "method": method,
+                    "target": target,
                     "path": split.path,
                     "query": query,
                     "headers": headers,
@@ -268,6 +270,7 @@ class StandIn:
             )
         n = next(self._item_counter)
         if self.item_429_rate and int((n + 1) * self.item_429_rate) != int(n * self.item_429_rate):
+            self.items_refused_429 += 1
             return refused(
                 429,
                 "rejected_execution_exception",
