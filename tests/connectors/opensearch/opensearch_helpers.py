@@ -12,9 +12,9 @@ from trailrelay_opensearch.plugin import plugin
 from trailrelay_opensearch.sink import OpenSearchSink
 
 USER = "trailrelay"
-PASSWORD = "s3cret-Pa55word-for-tests"  # noqa: S105 - a made-up test password
+PASSWORD = "s3cret-Pa55word-for-tests"
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
-SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # noqa: S105 - AWS's documented example key
+SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 REGION = "eu-west-1"
 
 
