@@ -22,10 +22,12 @@ VERSIONS = (
     "trailrelay-splunk",
     "trailrelay-elastic",
     "trailrelay-sentinel",
+    "trailrelay-opensearch",
     "boto3",
     "moto",
     "requests",
     "elasticsearch",
+    "opensearch-py",
     "azure-monitor-ingestion",
     "azure-identity",
 )
