@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from trailrelay.contract import Record
+from trailrelay.contract import Origin, Record
 from trailrelay_opensearch.config import OpenSearchConfig, Target
 from trailrelay_opensearch.integrity import integrity_document, is_integrity, iso_utc
 
@@ -81,6 +81,7 @@ class DocumentBuilder:
         # Small caches of serialized fragments; dict get/set is atomic, so threads may share them.
         self._clouds: dict[tuple[str | None, str | None], bytes] = {}
         self._timestamps: dict[dt.datetime, bytes] = {}
+        self._origins: dict[int, tuple[Origin, bytes]] = {}
 
     def target_of(self, record: Record) -> Target:
         """The data stream or index this record is written to."""
@@ -132,12 +133,25 @@ class DocumentBuilder:
         cloud = self._clouds.get((r.aws_region, account))
         if cloud is None:
             cloud = self._cloud(r.aws_region, account)
-        ours: dict[str, Any] = {}
-        if record.origin.location:
-            ours["origin"] = record.origin.location
+        return b"".join((b'"@timestamp":', ts, b',"cloud":', cloud, b',"trailrelay":', self._ours(record)))
+
+    def _ours(self, record: Record) -> bytes:
+        """The ``trailrelay`` object: where the record was read, and its detection tags."""
+        origin = record.origin
+        if not record.tags:  # the common case: one fragment per origin, shared by its records
+            cached = self._origins.get(id(origin))
+            if cached is not None and cached[0] is origin:
+                return cached[1]
+        ours: dict[str, Any] = {"origin": origin.location} if origin.location else {}
         if record.tags:
             ours.update(detections(record))
-        return b"".join((b'"@timestamp":', ts, b',"cloud":', cloud, b',"trailrelay":', orjson.dumps(ours)))
+            return orjson.dumps(ours)
+        fragment = orjson.dumps(ours)
+        if len(self._origins) > 4096:  # many objects pass by; keep memory flat
+            self._origins.clear()
+        # Keyed by identity; the entry keeps the origin alive so its id cannot be reused meanwhile.
+        self._origins[id(origin)] = (origin, fragment)
+        return fragment
 
     def _cloud(self, region: str | None, account: str | None) -> bytes:
         cloud: dict[str, Any] = {"provider": "aws"}
