@@ -264,8 +264,16 @@ class SinkPlugin(Protocol):
         ...
 
 
-# A plugin may also offer ``searcher(config) -> Searcher`` (used by ``trailrelay canary`` to
-# wait until an event is searchable); it is looked up with getattr, so it is optional.
+# Optional plugin hooks, looked up with getattr (a plugin without them still works):
+#
+# - ``searcher(config) -> Searcher``: used by ``trailrelay canary`` to wait until an event is
+#   searchable.
+# - ``demo_config() -> dict[str, Any]``: placeholder settings, a whole ``[[sinks]]`` table with
+#   its ``type``, that validate against ``config_model`` and let ``trailrelay demo`` and
+#   ``trailrelay cost`` build the offline encoder when no config names a real SIEM. Nothing is
+#   ever sent to them: use ``.invalid`` hosts and obviously fake secrets. Without it the
+#   connector is left out of the demo and measured by cost only if its config validates from
+#   ``{"type": name}``.
 
 
 @runtime_checkable
