@@ -36,6 +36,11 @@ class ElasticPlugin:
         return ElasticSearcher(typed, logger, _user_agent())
 
     @staticmethod
+    def demo_config() -> dict[str, Any]:
+        """Placeholder settings for ``trailrelay demo`` and ``cost`` (nothing is sent to them)."""
+        return {"type": "elastic", "url": "https://elastic.example.invalid:9200", "api_key": "ZGVtbzpkZW1v"}
+
+    @staticmethod
     def _config(config: Any) -> ElasticConfig:
         if isinstance(config, ElasticConfig):
             return config

@@ -37,6 +37,16 @@ class OpenSearchPlugin:
         )
 
     @staticmethod
+    def demo_config() -> dict[str, Any]:
+        """Placeholder settings for ``trailrelay demo`` and ``cost`` (nothing is sent to them)."""
+        return {
+            "type": "opensearch",
+            "url": "https://opensearch.example.invalid:9200",
+            "username": "demo",
+            "password": "demo-not-a-password",
+        }
+
+    @staticmethod
     def _config(config: Any) -> OpenSearchConfig:
         if isinstance(config, OpenSearchConfig):
             return config

@@ -31,6 +31,19 @@ class SentinelPlugin:
         """The request bodies the sink would send, without sending (demo, cost)."""
         return SentinelEncoder()
 
+    @staticmethod
+    def demo_config() -> dict[str, Any]:
+        """Placeholder settings for ``trailrelay demo`` and ``cost`` (nothing is sent to them)."""
+        return {
+            "type": "sentinel",
+            "endpoint": "https://demo.ingest.monitor.example.invalid",
+            "rule_id": "dcr-00000000000000000000000000000000",
+            "stream": "Custom-AWSCloudTrail",
+            "tenant_id": "00000000-0000-0000-0000-000000000000",
+            "client_id": "00000000-0000-0000-0000-000000000000",
+            "client_secret": "demo-not-a-secret",
+        }
+
     def searcher(self, config: Any) -> SentinelSearcher:
         """A Log Analytics query for one event (``trailrelay canary``); ConfigError without workspace_id."""
         if not isinstance(config, SentinelConfig):

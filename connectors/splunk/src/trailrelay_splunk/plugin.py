@@ -28,6 +28,11 @@ class SplunkPlugin:
         """The envelope encoder the sink uses, for demo and cost estimates."""
         return EnvelopeEncoder(_typed(config))
 
+    @staticmethod
+    def demo_config() -> dict[str, Any]:
+        """Placeholder settings for ``trailrelay demo`` and ``cost`` (nothing is sent to them)."""
+        return {"type": "splunk", "url": "https://splunk.example.invalid:8088", "token": "demo-not-a-token"}
+
     def searcher(self, config: Any) -> SplunkSearcher:
         """A oneshot search for one eventID (``trailrelay canary``); ConfigError without management keys."""
         typed = _typed(config)
