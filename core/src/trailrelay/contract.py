@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -50,6 +50,7 @@ __all__ = [
     "AlertDefinition",
     "Batch",
     "BatchLimits",
+    "BillingRule",
     "CheckResult",
     "ConfigError",
     "Encoder",
@@ -274,6 +275,25 @@ class SinkPlugin(Protocol):
 #   ever sent to them: use ``.invalid`` hosts and obviously fake secrets. Without it the
 #   connector is left out of the demo and measured by cost only if its config validates from
 #   ``{"type": name}``.
+# - ``billing_rule() -> BillingRule``: how the SIEM bills a record, for ``trailrelay cost``.
+#   Without it core falls back to counting NDJSON lines (or whole bodies). An encoder may also
+#   offer ``billable_bytes(record) -> int``, which then replaces ``BillingRule.sizes``.
+
+
+@dataclass(frozen=True, slots=True)
+class BillingRule:
+    """How a SIEM bills what a connector sends (optional hook ``SinkPlugin.billing_rule()``)."""
+
+    unit: str
+    """The billing unit's name in the cost report, e.g. ``ingested document bytes``."""
+    rule: str
+    """The vendor's rule in one sentence, as documented (the report prints it)."""
+    sizes: Callable[[bytes], list[int]] | None = None
+    """Billable bytes of each record in one request body the encoder made; None when the
+    encoder's ``billable_bytes(record)`` gives them (or to count NDJSON lines / whole bodies)."""
+    disk_ratio: str | None = None
+    """Name of a price-table assumption (``[assumptions]``): on-disk bytes per billable byte.
+    When set, the cost report adds an on-disk estimate for this SIEM."""
 
 
 @runtime_checkable

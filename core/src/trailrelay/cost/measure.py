@@ -147,6 +147,8 @@ class Measurement:
     """siem -> [body bytes, gzip bytes] on the subsample."""
     meter_failures: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    disk_of: dict[str, str] = field(default_factory=dict)
+    """siem -> the price-table assumption giving its on-disk bytes per billable byte."""
 
     @property
     def throughput(self) -> float:
@@ -266,7 +268,7 @@ def build_meters(sinks: Sequence[SinkConfig] | None) -> Meters:
             if config is None:
                 placeholder = placeholder_config(name, plugin) or {"type": name}
                 config = plugin.config_model.model_validate(placeholder)
-            meters[name] = Meter(name, plugin.encoder(config))
+            meters[name] = Meter.for_plugin(name, plugin, config)
         except Exception as exc:  # a broken connector is reported, never fatal
             failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             continue
@@ -394,6 +396,7 @@ def measure(
         siems=siems,
         units_of={s: meter.rule.unit for s, meter in built.meters.items()},
         rules_of={s: meter.rule.rule for s, meter in built.meters.items()},
+        disk_of={s: meter.rule.disk_ratio for s, meter in built.meters.items() if meter.rule.disk_ratio},
         profiles=profiles,
         missing=built.missing,
         failed=built.failed,
