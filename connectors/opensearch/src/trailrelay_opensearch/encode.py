@@ -26,7 +26,7 @@ from trailrelay.contract import Origin, Record
 from trailrelay_opensearch.config import OpenSearchConfig, Target
 from trailrelay_opensearch.integrity import integrity_document, is_integrity, iso_utc
 
-__all__ = ["BulkEncoder", "DocumentBuilder", "cut", "detections", "doc_id"]
+__all__ = ["BulkEncoder", "DocumentBuilder", "cut", "detections", "doc_id", "source_sizes"]
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _ADDED_KEYS = (b'"@timestamp"', b'"cloud"', b'"trailrelay"')
@@ -181,6 +181,12 @@ def cut(sizes: Sequence[int], max_bytes: int, max_actions: int) -> list[range]:
     if start < len(sizes):
         groups.append(range(start, len(sizes)))
     return groups
+
+
+def source_sizes(body: bytes) -> list[int]:
+    """Bytes of each document source in a ``_bulk`` body (every second non-empty line)."""
+    lines = [line for line in body.split(b"\n") if line.strip()]
+    return [len(line) for line in lines[1::2]]
 
 
 class BulkEncoder:

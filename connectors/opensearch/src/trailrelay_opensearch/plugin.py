@@ -6,9 +6,9 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
-from trailrelay.contract import Encoder, Sink, SinkContext
+from trailrelay.contract import BillingRule, Encoder, Sink, SinkContext
 from trailrelay_opensearch.config import OpenSearchConfig
-from trailrelay_opensearch.encode import BulkEncoder
+from trailrelay_opensearch.encode import BulkEncoder, source_sizes
 from trailrelay_opensearch.search import OpenSearchSearcher
 from trailrelay_opensearch.sink import OpenSearchSink
 
@@ -34,6 +34,18 @@ class OpenSearchPlugin:
         typed = self._config(config)
         return OpenSearchSearcher(
             typed, logging.getLogger(f"trailrelay.sinks.{typed.display_name}"), user_agent()
+        )
+
+    @staticmethod
+    def billing_rule() -> BillingRule:
+        """Ingested document bytes and an on-disk estimate (``trailrelay cost``)."""
+        return BillingRule(
+            "ingested document bytes",
+            "OpenSearch Serverless meters ingested data (the _bulk document source, not the action "
+            "line) and bills OCU-hours and storage; domains and self-managed clusters pay for the "
+            "disk the documents take (estimated with opensearch_disk_ratio)",
+            source_sizes,
+            disk_ratio="opensearch_disk_ratio",
         )
 
     @staticmethod
