@@ -1,6 +1,6 @@
 """``trailrelay rules export``: the same Sigma rules as native alerts for each SIEM.
 
-The queries come from pySigma's backends (Splunk SPL, Elasticsearch Lucene, Kusto) through our
+The queries come from pySigma's backends (Splunk SPL, Elasticsearch and OpenSearch Lucene, Kusto) through our
 pipelines (:mod:`.pipelines`); this module wraps each query in the SIEM's own alert definition:
 
 * **Splunk**: ``savedsearches.conf`` stanzas, scheduled every 5 minutes over the events *indexed*
@@ -8,6 +8,11 @@ pipelines (:mod:`.pipelines`); this module wraps each query in the SIEM's own al
   missed nor alerted twice. :func:`splunk_searches` gives the same as data for a REST install.
 * **Elastic**: detection rules as NDJSON for Kibana's rule import (``type: query``, Lucene);
   a count correlation becomes a ``threshold`` rule around its base rule's query.
+* **OpenSearch**: Alerting plugin monitors as NDJSON, one body per line for
+  ``POST _plugins/_alerting/monitors`` (Lucene from pySigma's OpenSearch backend): a
+  ``query_level_monitor`` every 5 minutes over ``@timestamp`` in the previous 10 minutes; a
+  count correlation becomes a ``bucket_level_monitor`` (a composite aggregation by its group
+  fields, a bucket trigger on the count or the distinct count).
 * **Sentinel**: an ARM template of Scheduled analytics rules around the KQL; a count correlation
   becomes ``summarize count() by bin(TimeGenerated, span), <group>`` (the Kusto backend has no
   correlation support).
@@ -25,6 +30,7 @@ from typing import Any, Literal
 import orjson
 from sigma.backends.elasticsearch.elasticsearch_lucene import LuceneBackend
 from sigma.backends.kusto.kusto import KustoBackend
+from sigma.backends.opensearch.opensearch import OpensearchLuceneBackend
 from sigma.backends.splunk.splunk import SplunkBackend
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationConditionOperator, SigmaCorrelationRule, SigmaCorrelationType
@@ -36,6 +42,8 @@ from trailrelay.detection.loader import RuleError, RuleSet, rule_key
 from trailrelay.detection.pipelines import (
     elastic_field,
     elastic_pipeline,
+    opensearch_field,
+    opensearch_pipeline,
     sentinel_pipeline,
     sentinel_target,
     splunk_pipeline,
@@ -43,18 +51,21 @@ from trailrelay.detection.pipelines import (
 
 __all__ = [
     "DEFAULT_ELASTIC_INDEX",
+    "DEFAULT_OPENSEARCH_INDEX",
     "SIEMS",
     "SavedSearch",
     "elastic_rules",
     "export_rules",
+    "opensearch_monitors",
     "render_savedsearches",
     "sentinel_template",
     "splunk_searches",
 ]
 
-Siem = Literal["splunk", "elastic", "sentinel"]
-SIEMS: tuple[Siem, ...] = ("splunk", "elastic", "sentinel")
+Siem = Literal["splunk", "elastic", "sentinel", "opensearch"]
+SIEMS: tuple[Siem, ...] = ("splunk", "elastic", "sentinel", "opensearch")
 DEFAULT_ELASTIC_INDEX = "logs-aws.cloudtrail-*"
+DEFAULT_OPENSEARCH_INDEX = "logs-aws.cloudtrail-*"
 SCHEDULE_MINUTES = 5
 NAME_PREFIX = "trailrelay - "
 
@@ -109,6 +120,9 @@ def export_rules(rule_set: RuleSet, siem: str, *, index: str | None = None) -> s
     if siem == "elastic":
         rules = elastic_rules(rule_set, index=index or DEFAULT_ELASTIC_INDEX)
         return "".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS).decode() + "\n" for r in rules)
+    if siem == "opensearch":
+        monitors = opensearch_monitors(rule_set, index=index or DEFAULT_OPENSEARCH_INDEX)
+        return "".join(orjson.dumps(m, option=orjson.OPT_SORT_KEYS).decode() + "\n" for m in monitors)
     if siem == "sentinel":
         template = sentinel_template(rule_set)
         return orjson.dumps(template, option=orjson.OPT_INDENT_2).decode() + "\n"
@@ -176,6 +190,12 @@ def _convert_all(backend: Any, collection: SigmaCollection, rule_set: RuleSet) -
         except SigmaError as exc:
             where = rule_set.origin(rule)
             raise RuleError(f"{where}: rule {rule.title!r} cannot be exported: {exc}") from None
+        except Exception as exc:  # a backend's own bug: still one line naming the rule, no traceback
+            where = rule_set.origin(rule)
+            raise RuleError(
+                f"{where}: rule {rule.title!r} cannot be exported ({type(exc).__name__} in "
+                f"{type(backend).__name__}): {exc}"
+            ) from None
         if not queries and rule._backreferences:
             continue  # counted by a correlation only: converted inside the correlation's query
         if len(queries) != 1:
@@ -358,6 +378,84 @@ def elastic_rules(rule_set: RuleSet, *, index: str = DEFAULT_ELASTIC_INDEX) -> l
             body["type"] = "query"
             body["query"] = queries[meta.rule_id]
         out.append(body)
+    return out
+
+
+# --- OpenSearch -----------------------------------------------------------------------------
+
+_OPENSEARCH_SEVERITY = {"informational": "5", "low": "4", "medium": "3", "high": "2", "critical": "1"}
+"""Sigma level -> Alerting trigger severity ("1" is the highest)."""
+
+
+def _opensearch_search(
+    index: str, query: str, lookback: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    bounds = {"gte": f"{{{{period_end}}}}||-{lookback}", "lte": "{{period_end}}", "format": "epoch_millis"}
+    window = {"range": {"@timestamp": bounds}}
+    body: dict[str, Any] = {
+        "size": 0,
+        "query": {"bool": {"filter": [window, {"query_string": {"query": query, "analyze_wildcard": True}}]}},
+    }
+    return {"search": {"indices": [index], "query": {**body, **(extra or {})}}}
+
+
+def opensearch_monitors(rule_set: RuleSet, *, index: str = DEFAULT_OPENSEARCH_INDEX) -> list[dict[str, Any]]:
+    """Alerting monitors (one dict per rule) over trailrelay's OpenSearch documents."""
+    backend = OpensearchLuceneBackend(processing_pipeline=opensearch_pipeline(), index_names=[index])
+    collection = rule_set.fresh()
+    queries = _convert_all(backend, rule_set.fresh(correlations=False), rule_set)
+    out = []
+    for rule in _outputs(collection):
+        meta = _meta(rule)
+        severity = _OPENSEARCH_SEVERITY.get(meta.severity, "3")
+        monitor: dict[str, Any] = {
+            "type": "monitor",
+            "name": NAME_PREFIX + meta.title,
+            "enabled": True,
+            "schedule": {"period": {"interval": SCHEDULE_MINUTES, "unit": "MINUTES"}},
+        }
+        if isinstance(rule, SigmaCorrelationRule):
+            base, minimum, value_field = _count_correlation(rule, rule_set)
+            seconds = int(rule.timespan.seconds)
+            sources = [{f: {"terms": {"field": opensearch_field(f)}}} for f in rule.group_by or []]
+            group: dict[str, Any] = {"composite": {"sources": sources}}
+            if value_field is not None:
+                group["aggs"] = {"distinct": {"cardinality": {"field": opensearch_field(value_field)}}}
+                path, script = {"distinct": "distinct"}, f"params.distinct >= {minimum}"
+            else:
+                path, script = {"_count": "_count"}, f"params._count >= {minimum}"
+            monitor["monitor_type"] = "bucket_level_monitor"
+            monitor["inputs"] = [
+                _opensearch_search(
+                    index, queries[rule_key(base)], f"{seconds}s", {"aggregations": {"groups": group}}
+                )
+            ]
+            trigger = {
+                "name": meta.title,
+                "severity": severity,
+                "condition": {
+                    "buckets_path": path,
+                    "parent_bucket_path": "groups",
+                    "script": {"source": script, "lang": "painless"},
+                },
+                "actions": [],
+            }
+            monitor["triggers"] = [{"bucket_level_trigger": trigger}]
+        else:
+            monitor["monitor_type"] = "query_level_monitor"
+            monitor["inputs"] = [_opensearch_search(index, queries[meta.rule_id], f"{2 * SCHEDULE_MINUTES}m")]
+            condition = {"script": {"source": "ctx.results[0].hits.total.value > 0", "lang": "painless"}}
+            monitor["triggers"] = [
+                {
+                    "query_level_trigger": {
+                        "name": meta.title,
+                        "severity": severity,
+                        "condition": condition,
+                        "actions": [],
+                    }
+                }
+            ]
+        out.append(monitor)
     return out
 
 
