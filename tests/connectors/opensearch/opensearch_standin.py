@@ -14,6 +14,14 @@ with botocore's signer and the secret of the access key, and a mismatch is a 403
 message. Faults: documented responses queued verbatim, ``item_429_rate`` (a deterministic
 share of items refused with 429), ``max_content_length`` (413), ``no_custom_ids`` (Serverless
 time series: items with an ``_id`` are refused).
+
+Fault hook for the reliability harness (``reliability/``), as the Elasticsearch stand-in has it:
+``fault`` is called once per request with ``"bulk"`` or ``"other"`` and answers ``None`` or a
+kind: ``outage`` (connection reset before anything is read), ``reset`` (half the body read,
+then reset), ``5xx`` / ``429`` (the documented 503 / back-pressure 429), ``partial`` (HTTP 200
+with every fourth item refused with 429 ``rejected_execution_exception``, the rest stored) or
+``slow`` (stored, then answered after ``slow_seconds``, beyond the client's timeout).
+``compact`` keeps only each document's eventID, for runs of millions of documents.
 """
 
 from __future__ import annotations
@@ -26,8 +34,12 @@ import hashlib
 import hmac
 import itertools
 import json
+import socket
+import struct
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -118,6 +130,10 @@ class StandIn:
         self._ids = itertools.count(1)
         self._item_counter = itertools.count()
         self.server: ThreadingHTTPServer | None = None
+        self.fault: Callable[[str], str | None] | None = None
+        self.slow_seconds = 0.0
+        self.compact = False
+        self.slow_stored = 0  # documents stored by requests answered too late
 
     # -- control -------------------------------------------------------------------------
     def queue(self, name_or_response: str | dict[str, Any], count: int = 1) -> None:
@@ -162,24 +178,25 @@ class StandIn:
 
     # -- behaviour -----------------------------------------------------------------------
     def handle(
-        self, method: str, target: str, headers: dict[str, str], sent: bytes
+        self, method: str, target: str, headers: dict[str, str], sent: bytes, *, partial: bool = False
     ) -> tuple[int, dict[str, str], Any]:
         """One request (``sent`` as on the wire) to (status, headers, body)."""
         split = urlsplit(target)
         query = parse_qs(split.query)
         body = gzip.decompress(sent) if headers.get("content-encoding") == "gzip" and sent else sent
         with self.lock:
-            self.requests.append(
-                {
-                    "method": method,
-                    "target": target,
-                    "path": split.path,
-                    "query": query,
-                    "headers": headers,
-                    "body": body,
-                    "sent": sent,
-                }
-            )
+            if not self.compact:  # long runs keep no request bodies
+                self.requests.append(
+                    {
+                        "method": method,
+                        "target": target,
+                        "path": split.path,
+                        "query": query,
+                        "headers": headers,
+                        "body": body,
+                        "sent": sent,
+                    }
+                )
             if self.queued:
                 r = self.queued.popleft()
                 return r["status"], dict(r["headers"]), r["body"]
@@ -192,7 +209,7 @@ class StandIn:
             return r["status"], dict(r["headers"]), r["body"]
         parts = [unquote(p) for p in split.path.strip("/").split("/") if p]
         request = json.loads(body) if body and not split.path.endswith("/_bulk") else {}
-        return self._route(method, parts, query, request, body)
+        return self._route(method, parts, query, request, body, partial=partial)
 
     def _authenticate(self, method: str, target: str, headers: dict[str, str], sent: bytes) -> str | None:
         if self.sigv4 is not None:
@@ -204,12 +221,19 @@ class StandIn:
         return None
 
     def _route(
-        self, method: str, parts: list[str], query: dict[str, list[str]], request: Any, body: bytes
+        self,
+        method: str,
+        parts: list[str],
+        query: dict[str, list[str]],
+        request: Any,
+        body: bytes,
+        *,
+        partial: bool = False,
     ) -> tuple[int, dict[str, str], Any]:
         if not parts and method in ("GET", "HEAD"):
             return self.info["status"], dict(self.info["headers"]), self.info["body"]
         if parts and parts[-1] == "_bulk" and method in ("POST", "PUT"):
-            return 200, dict(JSON), self._bulk(body, parts[0] if len(parts) == 2 else None)
+            return 200, dict(JSON), self._bulk(body, parts[0] if len(parts) == 2 else None, partial=partial)
         if len(parts) == 2 and parts[1] == "_search":
             return self._search(parts[0], query, request)
         if parts[:3] == ["_plugins", "_security", "authinfo"]:
@@ -238,14 +262,23 @@ class StandIn:
             _error(404, "resource_not_found_exception", f"no handler for {method} /{'/'.join(parts)}"),
         )
 
-    def _bulk(self, body: bytes, default_index: str | None) -> dict[str, Any]:
+    def _bulk(self, body: bytes, default_index: str | None, *, partial: bool = False) -> dict[str, Any]:
         lines = [line for line in body.split(b"\n") if line.strip()]
         items: list[dict[str, Any]] = []
-        for action_line, source_line in zip(lines[::2], lines[1::2], strict=True):
+        for n, (action_line, source_line) in enumerate(zip(lines[::2], lines[1::2], strict=True)):
             ((op, meta),) = json.loads(action_line).items()
             index = meta.get("_index", default_index)
             doc_id = meta.get("_id")
+            if partial and n % 4 == 0:  # indexing pressure: this item is refused, the rest go on
+                reason = "rejected execution of primary operation [shard_detail=[logs][0]]"
+                items.append(
+                    {op: {"_index": index, "_id": doc_id, "status": 429,
+                          "error": {"type": "rejected_execution_exception", "reason": reason}}}
+                )  # fmt: skip
+                continue
             source = json.loads(source_line)
+            if self.compact:
+                source = {"eventID": source.get("eventID")}
             items.append({op: self._store(index, doc_id, source)})
         return {
             "took": 3,
@@ -480,11 +513,49 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Keep test output quiet."""
 
+    def _reset(self, read: int) -> None:
+        """Read ``read`` bytes of the body, then reset the connection (no reply)."""
+        if read:
+            self.rfile.read(read)
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+
     def _serve(self, method: str) -> None:
+        state = self.state
         length = int(self.headers.get("content-length") or 0)
+        bulk = urlsplit(self.path).path.rstrip("/").endswith("/_bulk") and method in ("POST", "PUT")
+        fault = state.fault("bulk" if bulk else "other") if state.fault is not None else None
+        if fault == "outage" or (fault == "reset" and bulk):
+            self._reset(length // 2 if fault == "reset" else 0)
+            return
         sent = self.rfile.read(length) if length else b""
+        if fault in ("5xx", "429") and bulk:
+            recorded = fixture("request-503" if fault == "5xx" else "request-429")
+            self._send(recorded["status"], dict(recorded["headers"]), recorded["body"], method)
+            return
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, out_headers, payload = self.state.handle(method, self.path, headers, sent)
+        status, out_headers, payload = state.handle(
+            method, self.path, headers, sent, partial=fault == "partial" and bulk
+        )
+        if fault == "slow" and bulk:
+            stored = sum(
+                1
+                for item in (payload or {}).get("items", [])
+                for result in item.values()
+                if result.get("status") == 201
+            )
+            with state.lock:
+                state.slow_stored += stored
+            time.sleep(state.slow_seconds)
+            try:
+                self._send(status, out_headers, payload, method)
+            except OSError:  # the client gave up waiting, as intended
+                self.close_connection = True
+            return
+        self._send(status, out_headers, payload, method)
+
+    def _send(self, status: int, out_headers: dict[str, str], payload: Any, method: str) -> None:
         if payload is None or method == "HEAD":
             data = b""
         elif isinstance(payload, str):
