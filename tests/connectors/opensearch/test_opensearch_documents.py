@@ -103,3 +103,27 @@ def test_corpus_documents_keep_cloudtrail_names(corpus: Any) -> None:
         if record.routing.event_time is not None:
             want = record.routing.event_time.astimezone(dt.UTC)
             assert doc["@timestamp"].startswith(want.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def test_pretty_printed_records_are_spliced_without_a_parse_and_say_the_same() -> None:
+    event = dict(SAMPLE_EVENTS[0])
+    event["requestParameters"] = {"note": 'a line\nbreak and "quotes"\r\n  kept', "n": [1, {"x": None}]}
+    origin = Origin("file", "s3://trail/x.json.gz")
+    compact = Record.from_bytes(orjson.dumps(event), origin)
+    for option in (orjson.OPT_INDENT_2, orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS):
+        pretty_raw = orjson.dumps(event, option=option).replace(b"\n", b"\r\n")
+        pretty = Record.from_bytes(pretty_raw, origin)
+        builder = DocumentBuilder(make_config(URL))
+        entry = builder.entry(pretty)
+        assert entry.count(b"\n") == 2  # one action line, one document line
+        assert pretty._doc is None  # never parsed on the way
+        assert json.loads(entry.split(b"\n")[1]) == json.loads(builder.entry(compact).split(b"\n")[1])
+
+
+def test_added_key_names_nested_in_the_record_keep_the_spliced_path() -> None:
+    event = dict(SAMPLE_EVENTS[0])
+    event["requestParameters"] = {"cloud": "x", "trailrelay": 1, "@timestamp": "y"}
+    record = Record.from_bytes(orjson.dumps(event), Origin("file", "s3://trail/x.json.gz"))
+    doc = json.loads(DocumentBuilder(make_config(URL)).document(record))
+    assert doc["requestParameters"] == {"cloud": "x", "trailrelay": 1, "@timestamp": "y"}
+    assert doc["cloud"]["provider"] == "aws" and record._doc is None

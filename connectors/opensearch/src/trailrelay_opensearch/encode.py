@@ -6,10 +6,14 @@ A document is the raw record's own fields, as CloudTrail names them, with three 
      "trailrelay": {"origin": "s3://...", "detections": [...], "rule_id": [...], ...},
      "eventVersion": "1.09", "userIdentity": {...}, "eventName": "StopLogging", ...}
 
-Built by splicing: the added fields are serialized, the record's one-line JSON follows without
-its opening brace, so an untouched record is never parsed here. A record that already has one of
-the added keys at any depth (``@timestamp`` from Logstash, ``cloud`` from Beats) is parsed and
-merged instead, so no document carries a key twice.
+Built by splicing bytes: the added fields are serialized (per origin, account and region they
+are cached), the record's own JSON follows without its opening brace, so an untouched record is
+never parsed here. A pretty-printed record is put on one line by deleting each line break and
+the indentation after it: a raw line break can only stand between JSON tokens (inside a string
+it must be escaped), so this never touches a value and costs no parse. A record that already
+has one of the added keys at its top level (``@timestamp`` from Logstash, ``cloud`` from Beats)
+is parsed and merged instead, so no document carries a key twice. Finding out costs one
+msgspec pass that skips every value it is not asked for (cheaper than three substring scans).
 """
 
 from __future__ import annotations
@@ -17,30 +21,70 @@ from __future__ import annotations
 import binascii
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import orjson
 
-from trailrelay.contract import Origin, Record
+from trailrelay.contract import INTEGRITY_KIND, Origin, Record
 from trailrelay_opensearch.config import OpenSearchConfig, Target
 from trailrelay_opensearch.integrity import integrity_document, is_integrity, iso_utc
 
-__all__ = ["BulkEncoder", "DocumentBuilder", "cut", "detections", "doc_id", "source_sizes"]
+__all__ = ["BulkEncoder", "DocumentBuilder", "cut", "detections", "doc_id", "one_line", "source_sizes"]
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
-_ADDED_KEYS = (b'"@timestamp"', b'"cloud"', b'"trailrelay"')
+_BREAKS = re.compile(rb"[\r\n][\t\n\r ]*")
+"""A line break and the indentation after it: whitespace between tokens, never inside a string."""
+
+
+class _AddedKeys(msgspec.Struct):
+    """The record's own top-level keys that the document adds too (absent: empty)."""
+
+    timestamp: msgspec.Raw = msgspec.field(name="@timestamp", default=msgspec.Raw(b""))
+    cloud: msgspec.Raw = msgspec.Raw(b"")
+    trailrelay: msgspec.Raw = msgspec.Raw(b"")
+
+
+_ADDED_KEYS = msgspec.json.Decoder(_AddedKeys)
+
+
+def _has_added_keys(line: bytes) -> bool:
+    """True when the JSON object has ``@timestamp``, ``cloud`` or ``trailrelay`` at its top level."""
+    try:
+        top = _ADDED_KEYS.decode(line)
+    except msgspec.DecodeError:
+        return True  # not an object we can splice: the careful path decides
+    return bool(top.timestamp or top.cloud or top.trailrelay)
+
+
 _SEVERITY_ORDER = {"informational": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
 
 def doc_id(record: Record) -> str:
     """The deterministic ``_id``: a hash of recipientAccountId and eventID (of the content without one)."""
+    return _id_bytes(record).decode("ascii")
+
+
+def _id_bytes(record: Record) -> bytes:
     r = record.routing
-    key = (
-        f"{r.recipient_account_id or ''}\x1f{r.event_id}".encode() if r.event_id else b"c\x1f" + record.line()
-    )
+    if r.event_id:
+        key = f"{r.recipient_account_id or ''}\x1f{r.event_id}".encode()
+    else:
+        key = b"c\x1f" + record.line()  # the compact form, so the id does not depend on layout
     digest = hashlib.blake2b(key, digest_size=15).digest()
-    return binascii.b2a_base64(digest, newline=False).translate(_URLSAFE).decode("ascii")
+    return binascii.b2a_base64(digest, newline=False).translate(_URLSAFE)
+
+
+def one_line(record: Record) -> bytes:
+    """The record's JSON on one line, spliced from its own bytes (no parse for pretty-printed ones)."""
+    raw = record.raw
+    if b"\n" in raw or b"\r" in raw:
+        raw = _BREAKS.sub(b"", raw)
+    if raw[:1] != b"{" or raw[-1:] != b"}":
+        raw = raw.strip(b" \t")
+    return raw
 
 
 def detections(record: Record) -> dict[str, Any]:
@@ -82,6 +126,8 @@ class DocumentBuilder:
         self._clouds: dict[tuple[str | None, str | None], bytes] = {}
         self._timestamps: dict[dt.datetime, bytes] = {}
         self._origins: dict[int, tuple[Origin, bytes]] = {}
+        self._tails: dict[tuple[int, str | None, str | None], tuple[Origin, bytes]] = {}
+        """(origin identity, region, account) -> ``,"cloud":...,"trailrelay":...,`` of untagged records."""
 
     def target_of(self, record: Record) -> Target:
         """The data stream or index this record is written to."""
@@ -89,33 +135,76 @@ class DocumentBuilder:
 
     def entry(self, record: Record, *, with_id: bool = True) -> bytes:
         """The two NDJSON lines (action and document) for one record."""
-        if is_integrity(record):
+        if record.origin.kind == INTEGRITY_KIND:
             the_id, doc = integrity_document(record, detections(record) if record.tags else None)
-            body = orjson.dumps(doc)
             head = self._heads[self.integrity_target.name]
-        else:
-            the_id, body = doc_id(record), self.document(record)
-            head = self._heads[self.target.name]
-        action = (
-            b"".join((head, b',"_id":"', the_id.encode("ascii"), b'"}}\n')) if with_id else head + b"}}\n"
-        )
-        return b"".join((action, body, b"\n"))
+            if not with_id:
+                return b"".join((head, b"}}\n", orjson.dumps(doc), b"\n"))
+            return b"".join((head, b',"_id":"', the_id.encode("ascii"), b'"}}\n', orjson.dumps(doc), b"\n"))
+        head = self._heads[self.target.name]
+        if with_id and not record.tags:  # the common case, spliced in one join
+            raw = record.raw
+            if b"\n" in raw:  # a lone \r is JSON whitespace and no line break for _bulk
+                raw = _BREAKS.sub(b"", raw)
+            r = record.routing
+            t = r.event_time
+            if raw[:2] == b'{"' and raw[-1:] == b"}" and t is not None and not _has_added_keys(raw):
+                ts = self._timestamps.get(t)
+                if ts is None:
+                    ts = self._timestamp(t)
+                ident = r.user_identity
+                account = (ident.account_id if ident is not None else None) or r.recipient_account_id
+                origin = record.origin
+                cached = self._tails.get((id(origin), r.aws_region, account))
+                if cached is None or cached[0] is not origin:
+                    tail = self._tail(record, r.aws_region, account)
+                else:
+                    tail = cached[1]
+                return b"".join(
+                    (head, b',"_id":"', _id_bytes(record), b'"}}\n{"@timestamp":', ts, tail, raw[1:], b"\n")
+                )
+        id_part = (b',"_id":"', _id_bytes(record), b'"}}\n') if with_id else (b"}}\n",)
+        return b"".join((head, *id_part, *self._document_parts(record), b"\n"))
+
+    def _timestamp(self, t: dt.datetime) -> bytes:
+        ts = orjson.dumps(iso_utc(t))
+        if len(self._timestamps) > 65536:
+            self._timestamps.clear()
+        self._timestamps[t] = ts
+        return ts
+
+    def _tail(self, record: Record, region: str | None, account: str | None) -> bytes:
+        """``,"cloud":...,"trailrelay":...,`` of an untagged record, cached per origin, region, account."""
+        cloud = self._clouds.get((region, account))
+        if cloud is None:
+            cloud = self._cloud(region, account)
+        tail = b"".join((b',"cloud":', cloud, b',"trailrelay":', self._ours(record), b","))
+        if len(self._tails) > 4096:  # many objects pass by; keep memory flat
+            self._tails.clear()
+        # Keyed by identity; the entry keeps the origin alive so its id cannot be reused meanwhile.
+        self._tails[(id(record.origin), region, account)] = (record.origin, tail)
+        return tail
 
     def document(self, record: Record) -> bytes:
         """One CloudTrail record's document: its own fields plus ``@timestamp``, ``cloud``, ``trailrelay``."""
-        line = record.line().strip()
-        if not line.startswith(b"{"):
+        return b"".join(self._document_parts(record))
+
+    def _document_parts(self, record: Record) -> tuple[bytes, ...]:
+        line = one_line(record)
+        if line[:1] != b"{":
             raise TypeError("record is not a JSON object")
         added = self._added(record)
-        if any(key in line for key in _ADDED_KEYS):
+        if _has_added_keys(line):
             event = orjson.loads(line)
             merged = {
                 **orjson.loads(b"{" + added + b"}"),
                 **{k: v for k, v in event.items() if k not in _KEYS},
             }
-            return orjson.dumps(merged)
-        rest = line[1:].lstrip()
-        return b"{" + added + (b"}" if rest == b"}" else b"," + rest)
+            return (orjson.dumps(merged),)
+        if line[1:2] != b'"':  # whitespace after the brace, or an empty object
+            rest = line[1:].lstrip()
+            return (b"{", added, b"}") if rest == b"}" else (b"{", added, b",", rest)
+        return (b"{", added, b",", line[1:])
 
     def _added(self, record: Record) -> bytes:
         """``"@timestamp":...,"cloud":{...},"trailrelay":{...}`` for one record (no braces)."""
@@ -123,11 +212,7 @@ class DocumentBuilder:
         t = r.event_time
         ts = self._timestamps.get(t) if t is not None else None
         if ts is None:
-            ts = orjson.dumps(iso_utc(t) if t is not None else _fallback_timestamp(record))
-            if t is not None:
-                if len(self._timestamps) > 65536:
-                    self._timestamps.clear()
-                self._timestamps[t] = ts
+            ts = self._timestamp(t) if t is not None else orjson.dumps(_fallback_timestamp(record))
         ident = r.user_identity
         account = (ident.account_id if ident is not None else None) or r.recipient_account_id
         cloud = self._clouds.get((r.aws_region, account))
