@@ -27,27 +27,19 @@ def context(name: str = "opensearch") -> SinkContext:
 
 
 def make_config(url: str, **overrides: Any) -> OpenSearchConfig:
-    table: dict[str, Any] = {
-        "type": "opensearch",
-        "url": url,
-        "username": USER,
-        "password": PASSWORD,
-        "timeout": 5,
-    }
-    table.update(overrides)
-    return OpenSearchConfig.model_validate(table)
+    """Basic authentication with the stand-in's user."""
+    return _config(url, {"username": USER, "password": PASSWORD}, overrides)
 
 
 def sigv4_config(url: str, **overrides: Any) -> OpenSearchConfig:
-    table: dict[str, Any] = {
-        "type": "opensearch",
-        "url": url,
-        "aws_sigv4": True,
-        "region": REGION,
-        "timeout": 5,
-    }
-    table.update(overrides)
-    return OpenSearchConfig.model_validate(table)
+    """SigV4 in the test region (credentials from the environment)."""
+    return _config(url, {"aws_sigv4": True, "region": REGION}, overrides)
+
+
+def _config(url: str, auth: dict[str, Any], overrides: dict[str, Any]) -> OpenSearchConfig:
+    return OpenSearchConfig.model_validate(
+        {"type": "opensearch", "url": url, **auth, "timeout": 5, **overrides}
+    )
 
 
 def make_sink(config: OpenSearchConfig) -> OpenSearchSink:

@@ -291,16 +291,28 @@ def _put_template(
 ) -> None:
     current = _installed_template(client, name)
     label = f"index template {name}"
-    if current is not None and current.get("_meta", {}).get("content_hash") == body["_meta"]["content_hash"]:
-        report.lines.append(f"unchanged: {label} is up to date")
-        return
-    verb = "install" if current is None else "update"
-    if dry_run:
-        report.lines.append(f"would {verb}: {label}")
-        report.bodies[label] = body
+    same = (
+        current is not None and current.get("_meta", {}).get("content_hash") == body["_meta"]["content_hash"]
+    )
+    verb = _plan(report, label, body, exists=current is not None, same=same, dry_run=dry_run)
+    if verb is None:
         return
     client.indices.put_index_template(name=name, body=body)
-    report.lines.append(f"{'installed' if verb == 'install' else 'updated'}: {label}")
+    report.lines.append(f"{verb}: {label}")
+
+
+def _plan(
+    report: SetupReport, label: str, body: dict[str, Any], *, exists: bool, same: bool, dry_run: bool
+) -> str | None:
+    """``installed``/``updated`` when the caller should write now; None (reported) if current or dry run."""
+    if exists and same:
+        report.lines.append(f"unchanged: {label} is up to date")
+        return None
+    if dry_run:
+        report.lines.append(f"would {'update' if exists else 'install'}: {label}")
+        report.bodies[label] = body
+        return None
+    return "updated" if exists else "installed"
 
 
 def _put_policy(client: OpenSearch, config: OpenSearchConfig, report: SetupReport, *, dry_run: bool) -> None:
@@ -311,19 +323,17 @@ def _put_policy(client: OpenSearch, config: OpenSearchConfig, report: SetupRepor
         current = _request(client, "GET", f"/_plugins/_ism/policies/{pid}")
     except NotFoundError:
         current = None
-    if current is not None and current.get("policy", {}).get("description") == body["policy"]["description"]:
-        report.lines.append(f"unchanged: {label} is up to date")
-        return
-    verb = "install" if current is None else "update"
-    if dry_run:
-        report.lines.append(f"would {verb}: {label}")
-        report.bodies[label] = body
+    same = (
+        current is not None and current.get("policy", {}).get("description") == body["policy"]["description"]
+    )
+    verb = _plan(report, label, body, exists=current is not None, same=same, dry_run=dry_run)
+    if verb is None:
         return
     params = None
     if current is not None:  # ISM updates are optimistic: name the version being replaced
         params = {"if_seq_no": current.get("_seq_no"), "if_primary_term": current.get("_primary_term")}
     _request(client, "PUT", f"/_plugins/_ism/policies/{pid}", body=body, params=params)
-    report.lines.append(f"{'installed' if verb == 'install' else 'updated'}: {label}")
+    report.lines.append(f"{verb}: {label}")
     report.lines.append(
         f"note: the policy applies to indices created from now on (ISM ism_template, {content_hash(body)})"
     )
