@@ -33,7 +33,7 @@ from trailrelay.plugins import installed_sinks, load_sink
 from trailrelay.record import Record
 from trailrelay.sinks.encoded import EncodedFolderSink
 from trailrelay.sinks.file import FileConfig, FileSink
-from trailrelay.sinks.placeholders import DEMO_SINK_CONFIGS
+from trailrelay.sinks.placeholders import placeholder_config
 from trailrelay.sources.files import FileSource
 from trailrelay.transforms.filters import FilterConfig, RecordFilter
 
@@ -67,9 +67,10 @@ def forward(trail: Path, out: Path) -> float:
     sinks: dict[str, object] = {"file": FileSink(FileConfig(type="file", path=out / "fwd.ndjson"))}
     filters = {}
     for name in installed_sinks():
-        if name in DEMO_SINK_CONFIGS:
-            plugin = load_sink(name)
-            config = plugin.config_model.model_validate(DEMO_SINK_CONFIGS[name])
+        plugin = load_sink(name)
+        placeholder = placeholder_config(name, plugin)
+        if placeholder is not None:
+            config = plugin.config_model.model_validate(placeholder)
             sinks[name] = EncodedFolderSink(
                 plugin.encoder(config),
                 out / name,
@@ -116,7 +117,7 @@ def main() -> int:
             best_fwd = min(best_fwd, forward(root / "trail", root / f"out{i}"))
             seconds, records = cost(root / "trail")
             best_cost = min(best_cost, seconds)
-        connectors = [n for n in installed_sinks() if n in DEMO_SINK_CONFIGS]
+        connectors = [n for n in installed_sinks() if placeholder_config(n, load_sink(n)) is not None]
         ratio = best_fwd / best_cost
         ok = ratio >= 1.0
         print(

@@ -71,18 +71,34 @@ class Row:
         return self.med(self.base, "cpu") / self.med(self.ours, "cpu")
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
-    """Run a child to completion; its wall time and rusage."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+def _child_env(extra: dict[str, str] | None) -> dict[str, str]:
+    """The children's environment: as a user's, with bytecode caches (pip installs write them)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, **(extra or {})}
+
+
+def compile_bytecode() -> None:
+    """Write .pyc files for every importable package once, as ``pip install`` does for a user."""
+    paths = [p for p in sys.path if p and Path(p).is_dir()]
+    subprocess.run(
+        [PY, "-m", "compileall", "-q", "-j", "0", *paths],
+        env=_child_env(None),
+        check=False,
+        stdout=subprocess.DEVNULL,
     )
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise RuntimeError(f"{cmd[:3]} exited {code}: {err[-2000:]}")
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
+    """Run a child to completion; its wall time and rusage (stderr kept aside, never blocking)."""
+    with tempfile.TemporaryFile() as errors:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=_child_env(env), cwd=cwd, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            errors.seek(0)
+            raise RuntimeError(f"{cmd[:3]} exited {code}: {errors.read().decode(errors='replace')[-2000:]}")
     return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
@@ -212,6 +228,7 @@ def main(argv: list[str]) -> int:
     wanted = set(args.rows.split(","))
     n = args.records
     tagged, untagged = build_trail(args.data / f"trail-{n}", records=n, objects=100)
+    compile_bytecode()
     tmp = Path(tempfile.mkdtemp(prefix="trailrelay-whole-"))
     rows: list[Row] = []
     targets: list[tuple[str, bool, str]] = []

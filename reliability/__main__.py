@@ -1,7 +1,7 @@
 """``python -m reliability``: run the harness and write ``docs/RELIABILITY.md``.
 
 Profiles: ``full`` (the published figures: 20 kills per mode and sink, a 10-minute outage, one
-million records through three sinks; about 20 minutes on 2 cores) and ``short`` (a few kills,
+million records through four sinks; about 20 minutes on 2 cores) and ``short`` (a few kills,
 a short outage, a few thousand records; what ``tests/reliability`` checks in CI). Options
 override single figures; ``--only`` runs some scenarios. Exit status 0 only when every check
 passed (the report is written either way).

@@ -38,7 +38,13 @@ from packaging.version import InvalidVersion, Version
 
 __all__ = ["Finding", "Vulnerability", "affected", "audit", "closure", "main"]
 
-OURS = ("trailrelay", "trailrelay-splunk", "trailrelay-elastic", "trailrelay-sentinel")
+OURS = (
+    "trailrelay",
+    "trailrelay-splunk",
+    "trailrelay-elastic",
+    "trailrelay-sentinel",
+    "trailrelay-opensearch",
+)
 PYPI = "https://pypi.org/pypi"
 
 Fetch = Callable[[str], "dict[str, Any] | None"]

@@ -27,7 +27,7 @@ from reliability.accounting import Tally, duplicates_after, read_dead_letters, t
 from reliability.aws import Inputs
 from reliability.forwarder import Forwarder, write_config
 from reliability.lab import Check, Lab, log, wait_until
-from reliability.standins import SinkSettings, StandIn, start_standin
+from reliability.standins import IDEMPOTENT, SinkSettings, StandIn, start_standin
 
 __all__ = ["CrashResult", "KillEvent", "run_crash"]
 
@@ -210,7 +210,7 @@ def _judge(  # noqa: PLR0917 - private helper of run_crash
         ),
         Check("nothing foreign", t.unexpected == 0, f"{t.unexpected} stored records not in the input"),
     ]
-    if result.sink == "elastic":
+    if result.sink in IDEMPOTENT:
         checks.append(Check("no duplicates", t.duplicates == 0, f"{t.duplicates} duplicates (must be 0)"))
     else:
         bound = n * result.bound_per_kill

@@ -26,7 +26,7 @@ from reliability.aws import Inputs
 from reliability.faults import FaultPlan, FaultRates
 from reliability.forwarder import Forwarder, RunResult, write_config
 from reliability.lab import Check, Lab, log
-from reliability.standins import SINKS, SinkSettings, StandIn, start_standin
+from reliability.standins import IDEMPOTENT, SINKS, SinkSettings, StandIn, start_standin
 
 __all__ = ["FaultResult", "pending", "run_faults"]
 
@@ -199,7 +199,7 @@ def _judge(  # noqa: PLR0917 - private helper of run_faults
                 f"{t.unexplained_dead_letters} dead-letter entries without a reason",
             )
         )
-        if name == "elastic":
+        if name in IDEMPOTENT:
             checks.append(Check(f"{name}: no duplicates", t.duplicates == 0, f"{t.duplicates} duplicates"))
         else:
             checks.append(

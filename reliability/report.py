@@ -14,6 +14,7 @@ from reliability.crash import CrashResult
 from reliability.fault_run import KINDS, FaultResult
 from reliability.lab import Check
 from reliability.soak import SoakResult
+from reliability.standins import IDEMPOTENT
 
 __all__ = ["Report", "machine_info", "render"]
 
@@ -22,10 +23,12 @@ VERSIONS = (
     "trailrelay-splunk",
     "trailrelay-elastic",
     "trailrelay-sentinel",
+    "trailrelay-opensearch",
     "boto3",
     "moto",
     "requests",
     "elasticsearch",
+    "opensearch-py",
     "azure-monitor-ingestion",
     "azure-identity",
 )
@@ -146,7 +149,7 @@ def _crash_section(report: Report) -> list[str]:
         t = c.tally
         assert t is not None
         timed = sum(1 for k in c.kills if k.trigger == "time")
-        bound = "0 (idempotent ids)" if c.sink == "elastic" else f"{len(c.kills) * c.bound_per_kill:,}"
+        bound = "0 (idempotent ids)" if c.sink in IDEMPOTENT else f"{len(c.kills) * c.bound_per_kill:,}"
         per_kill = max(c.duplicates_per_kill[1:], default=0)
         lines.append(
             f"| {c.mode} | {c.sink} | {c.records:,} | {len(c.kills)} ({timed}/{len(c.kills) - timed}) | "

@@ -16,7 +16,7 @@ from reliability.fault_run import KINDS
 from reliability.faults import FaultPlan, FaultRates
 from reliability.forwarder import Forwarder, write_config
 from reliability.lab import Check, Lab, log
-from reliability.standins import SINKS, SinkSettings, start_standin
+from reliability.standins import IDEMPOTENT, SINKS, SinkSettings, start_standin
 
 __all__ = ["SoakResult", "run_soak"]
 
@@ -100,7 +100,7 @@ def run_soak(
                     f"{t.unexplained_dead_letters} without a reason",
                 )
             )
-            limit = 0 if st.name == "elastic" else result.unconfirmed[st.name]
+            limit = 0 if st.name in IDEMPOTENT else result.unconfirmed[st.name]
             checks.append(
                 Check(
                     f"{st.name}: duplicates", t.duplicates <= limit, f"{t.duplicates} duplicates <= {limit}"

@@ -1,4 +1,4 @@
-"""The three connectors' local stand-ins, started on 127.0.0.1 behind one small interface.
+"""The four connectors' local stand-ins, started on 127.0.0.1 behind one small interface.
 
 The stand-in classes are the ones the connector tests use (``tests/connectors/<name>/``); this
 module only starts them, wires a fault plan in, reads back what they stored, and writes the
@@ -17,10 +17,12 @@ from typing import Any
 
 from reliability.faults import FaultPlan
 
-__all__ = ["SINKS", "SinkSettings", "StandIn", "start_standin"]
+__all__ = ["IDEMPOTENT", "SINKS", "SinkSettings", "StandIn", "start_standin"]
 
 REPO = Path(__file__).resolve().parents[1]
-SINKS = ("splunk", "elastic", "sentinel")
+SINKS = ("splunk", "elastic", "sentinel", "opensearch")
+IDEMPOTENT = frozenset({"elastic", "opensearch"})
+"""Sinks that store a record once however often it is sent (deterministic ``_id`` + ``create``)."""
 
 HEC_TOKEN = "5f0c7f1e-0c5b-4a7e-9d3e-reliability01"  # noqa: S105 - made up, for the stand-in
 ELASTIC_API_KEY = "cmVsaWFiaWxpdHk6aGFybmVzcy1rZXktbm90LWEtc2VjcmV0"
@@ -29,6 +31,8 @@ CLIENT = "0c0ffee0-0000-4000-8000-000000000002"
 CLIENT_SECRET = "reliability-harness-client-secret~0123456789"  # noqa: S105 - made up
 RULE = "dcr-0123456789abcdef0123456789abcdef"
 STREAM = "Custom-AWSCloudTrail"
+OPENSEARCH_USER = "trailrelay"
+OPENSEARCH_PASSWORD = "reliability-harness-password-not-a-secret"  # noqa: S105 - made up
 
 
 def _quiet_disconnects(httpd: Any) -> None:
@@ -258,11 +262,61 @@ class SentinelStandIn(StandIn):
         self.server.stop()
 
 
+class OpenSearchStandIn(StandIn):
+    """OpenSearch ``_bulk`` with ``create`` by deterministic ``_id`` (409 for a second copy), basic auth."""
+
+    name = "opensearch"
+
+    def __init__(self, *, compact: bool) -> None:
+        module = _module("opensearch", "opensearch_standin")
+        self.server = module.StandIn()
+        self.server.basic = (OPENSEARCH_USER, OPENSEARCH_PASSWORD)
+        self.server.compact = compact
+        self.server.start()
+        _quiet_disconnects(self.server.server)
+
+    def event_ids(self) -> list[str]:
+        """Stored eventIDs (one per document)."""
+        return [str(doc.get("eventID")) for doc in self.server.stored()]
+
+    def stored_count(self) -> int:
+        """Stored documents."""
+        with self.server.lock:
+            return sum(len(d) for d in self.server.docs.values())
+
+    def unconfirmed(self) -> int:
+        """Late replies."""
+        return int(self.server.slow_stored)
+
+    def set_faults(self, plan: FaultPlan | None, slow_seconds: float) -> None:
+        """Install the hook."""
+        self.server.fault = plan
+        self.server.slow_seconds = slow_seconds
+
+    def sink_table(self, settings: SinkSettings) -> str:
+        """OpenSearch sink keys."""
+        return (
+            '[[sinks]]\ntype = "opensearch"\n'
+            + settings.common(self.name)
+            + f'url = "{self.server.url}"\nusername = "{OPENSEARCH_USER}"\n'
+            'password = "${RELIABILITY_OPENSEARCH_PASSWORD}"\n'
+            f"batch_actions = {settings.batch}\ntimeout = {settings.timeout}\n"
+        )
+
+    def env(self) -> dict[str, str]:
+        """The password."""
+        return {"RELIABILITY_OPENSEARCH_PASSWORD": OPENSEARCH_PASSWORD}
+
+    def stop(self) -> None:
+        """Stop."""
+        self.server.stop()
+
+
 _START_LOCK = threading.Lock()
 
 
 def start_standin(sink: str, workdir: Path, *, compact: bool = False) -> StandIn:
-    """Start the stand-in of ``sink`` (splunk, elastic, sentinel) on an ephemeral port."""
+    """Start the stand-in of ``sink`` (splunk, elastic, sentinel, opensearch) on an ephemeral port."""
     with _START_LOCK:  # imports and sys.path edits are not thread-safe
         if sink == "splunk":
             return SplunkStandIn(compact=compact)
@@ -270,6 +324,8 @@ def start_standin(sink: str, workdir: Path, *, compact: bool = False) -> StandIn
             return ElasticStandIn(compact=compact)
         if sink == "sentinel":
             return SentinelStandIn(compact=compact, workdir=workdir)
+        if sink == "opensearch":
+            return OpenSearchStandIn(compact=compact)
     raise ValueError(f"unknown sink {sink!r}; choose from {', '.join(SINKS)}")
 
 

@@ -53,7 +53,8 @@ def build_trail(
     rng = random.Random(seed)
     per_object = records // objects
     tagged_dir, untagged_dir = out / "tagged", out / "untagged"
-    if (tagged_dir / ".complete").exists() and (untagged_dir / ".complete").exists():
+    done = out / ".complete"  # beside the trails, not in them (it is no log file)
+    if done.exists():
         return tagged_dir, untagged_dir
     n = 0
     for k in range(objects):
@@ -74,8 +75,7 @@ def build_trail(
             path = folder / key
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(gzip.compress(b'{"Records":[' + b",".join(rows) + b"]}", 6))
-    (tagged_dir / ".complete").touch()
-    (untagged_dir / ".complete").touch()
+    done.touch()
     return tagged_dir, untagged_dir
 
 

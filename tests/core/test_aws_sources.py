@@ -123,6 +123,52 @@ def test_s3_time_window_lists_only_needed_days_across_accounts_and_regions(
     assert not any(p.endswith(("/2026/03/01/", "/2026/03/03/")) for p in listed)
 
 
+def test_s3_window_lists_folders_concurrently_in_order(
+    bucket: tuple[Any, str], tmp_path: Path, scripted: Any, make_events: Any
+) -> None:
+    """The account and day folders of an org trail are LISTed several at a time, objects in order."""
+    s3, name = bucket
+    by_day = _org_trail(s3, name, make_events)
+    client = aws_client("s3")
+    lock = threading.Lock()
+    inflight = [0, 0]  # now, peak
+
+    def before(**_: Any) -> None:
+        with lock:
+            inflight[0] += 1
+            inflight[1] = max(inflight[1], inflight[0])
+        time.sleep(0.05)  # a slow LIST, so overlapping ones show
+
+    def after(**_: Any) -> None:
+        with lock:
+            inflight[0] -= 1
+
+    client.meta.events.register("before-send.s3.ListObjectsV2", before)
+    client.meta.events.register("after-call.s3.ListObjectsV2", after)
+    src = S3Source(
+        client,
+        name,
+        "trail/",
+        start=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+        end=dt.datetime(2026, 3, 3, 23, 0, tzinfo=dt.UTC),
+    )
+    keys = [o["Key"] for o in src._objects()]
+    assert keys == sorted(keys, key=lambda k: (k.split("/2026/")[0], k))  # folder by folder, in order
+    assert inflight[1] > 1, "LISTs ran one after another"
+    _, sink = _run(
+        S3Source(
+            aws_client("s3"),
+            name,
+            "trail/",
+            start=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+            end=dt.datetime(2026, 3, 3, 23, 0, tzinfo=dt.UTC),
+        ),
+        tmp_path,
+        scripted,
+    )
+    assert sorted(sink.stored) == sorted(i for ids in by_day.values() for i in ids)
+
+
 def test_s3_checkpoints_resume(
     bucket: tuple[Any, str], tmp_path: Path, scripted: Any, make_events: Any
 ) -> None:

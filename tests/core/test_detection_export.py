@@ -19,10 +19,15 @@ from trailrelay.detection.config import DetectionConfig
 from trailrelay.detection.evaluate import SigmaTagger
 from trailrelay.detection.export import SIEMS, export_rules, splunk_searches
 from trailrelay.detection.loader import RuleError, RuleSet, load_rules
-from trailrelay.detection.pipelines import elastic_field, sentinel_target, splunk_field
+from trailrelay.detection.pipelines import elastic_field, opensearch_field, sentinel_target, splunk_field
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "detection"
-FILES = {"splunk": "savedsearches.conf", "elastic": "elastic_rules.ndjson", "sentinel": "sentinel_rules.json"}
+FILES = {
+    "splunk": "savedsearches.conf",
+    "elastic": "elastic_rules.ndjson",
+    "sentinel": "sentinel_rules.json",
+    "opensearch": "opensearch_monitors.ndjson",
+}
 OUTPUT_RULES = 19  # 20 rules in the pack; the AccessDenied base rule is counted by its correlation only
 
 
@@ -87,6 +92,71 @@ def test_elastic_rules_are_importable_ndjson(pack: RuleSet) -> None:
     assert "NOT _exists_:aws.cloudtrail.error_code" in guardduty
 
 
+def test_opensearch_monitors_are_alerting_api_bodies(pack: RuleSet) -> None:
+    lines = (GOLDEN / FILES["opensearch"]).read_text(encoding="utf-8").splitlines()
+    monitors = [json.loads(line) for line in lines]
+    assert len(monitors) == OUTPUT_RULES
+    for m in monitors:
+        assert m["type"] == "monitor" and m["enabled"] is True
+        assert m["schedule"] == {"period": {"interval": 5, "unit": "MINUTES"}}
+        search = m["inputs"][0]["search"]
+        assert search["indices"] == ["logs-aws.cloudtrail-*"]
+        window, query = search["query"]["query"]["bool"]["filter"]
+        assert window["range"]["@timestamp"]["lte"] == "{{period_end}}"
+        assert query["query_string"]["query"]
+        ((kind, trigger),) = m["triggers"][0].items()
+        assert (
+            kind
+            == {"query_level_monitor": "query_level_trigger", "bucket_level_monitor": "bucket_level_trigger"}[
+                m["monitor_type"]
+            ]
+        )
+        assert trigger["severity"] in {"1", "2", "3", "4", "5"} and trigger["actions"] == []
+    by_name = {m["name"]: m for m in monitors}
+    stop = by_name["trailrelay - AWS CloudTrail Logging Stopped"]
+    stop_query = stop["inputs"][0]["search"]["query"]["query"]["bool"]["filter"][1]["query_string"]["query"]
+    assert stop_query == (
+        "(eventSource:cloudtrail.amazonaws.com AND eventName:StopLogging) AND (NOT _exists_:errorCode)"
+    )
+    assert stop["triggers"][0]["query_level_trigger"]["severity"] == "1"  # critical
+    burst = by_name["trailrelay - AWS Principal Scanning With Many Denied Calls"]
+    assert burst["monitor_type"] == "bucket_level_monitor"
+    search = burst["inputs"][0]["search"]["query"]
+    assert search["aggregations"]["groups"]["composite"]["sources"] == [
+        {"userIdentity.arn": {"terms": {"field": "userIdentity.arn"}}}
+    ]
+    assert search["query"]["bool"]["filter"][0]["range"]["@timestamp"]["gte"] == "{{period_end}}||-300s"
+    condition = burst["triggers"][0]["bucket_level_trigger"]["condition"]
+    assert (
+        condition["script"]["source"] == "params._count >= 10" and condition["parent_bucket_path"] == "groups"
+    )
+    selectors = by_name["trailrelay - AWS CloudTrail Event Selectors Reduce Coverage"]
+    assert "requestParameters.eventSelectors.includeManagementEvents:false" in json.dumps(selectors)
+    assert (
+        export_rules(pack, "opensearch", index="wazuh-alerts-*").count('"indices":["wazuh-alerts-*"]')
+        == OUTPUT_RULES
+    )
+
+
+def test_opensearch_export_errors_are_one_clean_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from trailrelay.detection.cli import EXIT_RULES, rules
+
+    rule = tmp_path / "odd.yml"
+    rule.write_text(
+        "title: Odd field\nid: 77777777-7777-4777-8777-777777777778\nlevel: low\n"
+        "tags: [attack.t1078]\nlogsource: {product: aws, service: cloudtrail}\n"
+        "detection:\n    sel:\n        EventName: StopLogging\n    condition: sel\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(rules, ["export", "--siem", "opensearch", "--no-pack", "--rules", str(rule)])
+    assert result.exit_code == EXIT_RULES
+    assert "odd.yml: rule 'Odd field' cannot be exported" in result.output and "EventName" in result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)
+
+
 def test_sentinel_template(pack: RuleSet) -> None:
     template = json.loads((GOLDEN / FILES["sentinel"]).read_text(encoding="utf-8"))
     resources = template["resources"]
@@ -120,6 +190,8 @@ def test_field_names_per_siem() -> None:
         elastic_field("additionalEventData.MFAUsed")
         == "aws.cloudtrail.flattened.additional_eventdata.MFAUsed"
     )
+    assert opensearch_field("requestParameters.bucketName") == "requestParameters.bucketName"
+    assert opensearch_field("@timestamp") == "@timestamp"
     assert sentinel_target("userIdentity.arn").column == "UserIdentityArn"
     assert sentinel_target("readOnly").extend == "tostring(ReadOnly)"
     assert (

@@ -171,3 +171,51 @@ def test_health_and_metrics_endpoints(
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err[-2000:]
+
+
+def test_two_workers_share_a_files_backfill_each_object_read_once(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
+    """--workers 2 on a folder: every object by exactly one worker, one summary, all checkpointed."""
+    ids: list[str] = []
+    for i in range(12):
+        evs = make_events(25, prefix=f"w{i}")
+        ids += [e["eventID"] for e in evs]
+        make_object(
+            tmp_path / "in" / f"AWSLogs/111122223333/CloudTrail/eu-west-1/2026/03/02/o{i}.json.gz", evs
+        )
+    (tmp_path / "in" / "notes.txt").write_text("not a log")
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(
+        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "out/ct.ndjson"\n'
+        '[state]\npath = "state.sqlite"\n'
+    )
+    cmd = [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--workers", "2", "--no-progress"]
+    summary = tmp_path / "summary.json"
+    done = subprocess.run(
+        [*cmd, "--summary-json", str(summary)], capture_output=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    lines = (tmp_path / "out" / "ct.ndjson").read_bytes().splitlines()
+    assert sorted(orjson.loads(x)["eventID"] for x in lines) == sorted(ids)  # once each, none lost
+    totals = orjson.loads(summary.read_bytes())
+    assert totals["workers"] == 2
+    assert totals["records_in"] == 300
+    assert totals["objects_read"] == 12
+    assert totals["skipped"] == {"not-a-log-file": 1}  # counted once, not per worker
+    from trailrelay.state import Checkpoints
+
+    assert Checkpoints(tmp_path / "state.sqlite").count() == 12
+    again = subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+    assert again.returncode == 0
+    assert len((tmp_path / "out" / "ct.ndjson").read_bytes().splitlines()) == 300  # nothing read twice
+
+
+def test_sharding_gives_each_unit_to_exactly_one_worker() -> None:
+    from trailrelay.sources.base import in_shard
+
+    labels = [f"s3://b/AWSLogs/1/CloudTrail/r/2026/03/02/{i}.json.gz" for i in range(1000)]
+    owners = [[w for w in range(3) if in_shard(label, w, 3)] for label in labels]
+    assert all(len(o) == 1 for o in owners)
+    share = [sum(1 for o in owners if o == [w]) for w in range(3)]
+    assert min(share) > 250  # spread, not all on one worker

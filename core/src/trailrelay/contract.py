@@ -56,6 +56,7 @@ __all__ = [
     "AlertDefinition",
     "Batch",
     "BatchLimits",
+    "BillingRule",
     "CheckResult",
     "ConfigError",
     "Encoder",
@@ -345,8 +346,35 @@ class SinkPlugin(Protocol):
         ...
 
 
-# A plugin may also offer ``searcher(config) -> Searcher`` (used by ``trailrelay canary`` to
-# wait until an event is searchable); it is looked up with getattr, so it is optional.
+# Optional plugin hooks, looked up with getattr (a plugin without them still works):
+#
+# - ``searcher(config) -> Searcher``: used by ``trailrelay canary`` to wait until an event is
+#   searchable.
+# - ``demo_config() -> dict[str, Any]``: placeholder settings, a whole ``[[sinks]]`` table with
+#   its ``type``, that validate against ``config_model`` and let ``trailrelay demo`` and
+#   ``trailrelay cost`` build the offline encoder when no config names a real SIEM. Nothing is
+#   ever sent to them: use ``.invalid`` hosts and obviously fake secrets. Without it the
+#   connector is left out of the demo and measured by cost only if its config validates from
+#   ``{"type": name}``.
+# - ``billing_rule() -> BillingRule``: how the SIEM bills a record, for ``trailrelay cost``.
+#   Without it core falls back to counting NDJSON lines (or whole bodies). An encoder may also
+#   offer ``billable_bytes(record) -> int``, which then replaces ``BillingRule.sizes``.
+
+
+@dataclass(frozen=True, slots=True)
+class BillingRule:
+    """How a SIEM bills what a connector sends (optional hook ``SinkPlugin.billing_rule()``)."""
+
+    unit: str
+    """The billing unit's name in the cost report, e.g. ``ingested document bytes``."""
+    rule: str
+    """The vendor's rule in one sentence, as documented (the report prints it)."""
+    sizes: Callable[[bytes], list[int]] | None = None
+    """Billable bytes of each record in one request body the encoder made; None when the
+    encoder's ``billable_bytes(record)`` gives them (or to count NDJSON lines / whole bodies)."""
+    disk_ratio: str | None = None
+    """Name of a price-table assumption (``[assumptions]``): on-disk bytes per billable byte.
+    When set, the cost report adds an on-disk estimate for this SIEM."""
 
 
 @runtime_checkable

@@ -9,16 +9,27 @@ from typing import Any
 from trailrelay.contract import SinkPlugin
 from trailrelay.errors import PluginNotFound
 
-__all__ = ["COMMANDS_GROUP", "SINKS_GROUP", "InstalledSink", "command_groups", "installed_sinks", "load_sink"]
+__all__ = [
+    "COMMANDS_GROUP",
+    "SHIPPED_CONNECTORS",
+    "SINKS_GROUP",
+    "InstalledSink",
+    "command_groups",
+    "installed_sinks",
+    "load_sink",
+]
 
 SINKS_GROUP = "trailrelay.sinks"
 COMMANDS_GROUP = "trailrelay.commands"
 
-_HINTS = {
+SHIPPED_CONNECTORS = {
     "splunk": "trailrelay-splunk",
     "elastic": "trailrelay-elastic",
     "sentinel": "trailrelay-sentinel",
+    "opensearch": "trailrelay-opensearch",
 }
+"""Sink types of the connectors this project ships, with their distributions: install hints and
+the "not installed" lines of ``demo`` and ``cost``. Other connectors need no entry here."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +61,9 @@ def load_sink(name: str) -> SinkPlugin:
     sinks = installed_sinks()
     if name not in sinks:
         have = ", ".join(sinks) or "none"
-        hint = f"; install it with: pip install {_HINTS[name]}" if name in _HINTS else ""
+        hint = (
+            f"; install it with: pip install {SHIPPED_CONNECTORS[name]}" if name in SHIPPED_CONNECTORS else ""
+        )
         raise PluginNotFound(f"no sink of type {name!r} is installed (installed: {have}){hint}")
     try:
         plugin: SinkPlugin = sinks[name].entry_point.load()

@@ -17,6 +17,7 @@ from sentinel_standin import Standin
 from trailrelay.contract import Batch, Status
 from trailrelay.cost.billing import SENTINEL_UNBILLED_COLUMNS, Meter, sentinel_row_size
 from trailrelay.testing import load_records
+from trailrelay_sentinel.billing import BILLING_RULE, row_size
 from trailrelay_sentinel.plugin import plugin
 
 
@@ -25,7 +26,8 @@ def test_billed_sizes_match_the_rows_received(
 ) -> None:
     records = load_records(corpus / "cloudtrail")
     assert len(records) > 1000
-    meter = Meter("sentinel", plugin.encoder(config_for(standin, ca_file)))
+    meter = Meter.for_plugin("sentinel", plugin, config_for(standin, ca_file))
+    assert meter.rule is BILLING_RULE
     measured = [meter.measure(r)[0] for r in records]
     assert meter.failures == 0
     sink = make_sink()
@@ -35,6 +37,7 @@ def test_billed_sizes_match_the_rows_received(
     rows = standin.state.stored
     assert len(rows) == len(records)
     assert sorted(sentinel_row_size(r) for r in rows) == sorted(measured)
+    assert [row_size(r) for r in rows] == [sentinel_row_size(r) for r in rows]  # core's reference rule
     assert not SENTINEL_UNBILLED_COLUMNS & {k for r in rows for k in r}
     # Billed size is well under the JSON sent: column names and JSON syntax are not billed.
     sent = sum(meter.measure(r)[1] for r in records)

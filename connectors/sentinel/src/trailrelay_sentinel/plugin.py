@@ -6,7 +6,8 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
-from trailrelay.contract import SinkContext
+from trailrelay.contract import BillingRule, SinkContext
+from trailrelay_sentinel.billing import BILLING_RULE
 from trailrelay_sentinel.config import SentinelConfig
 from trailrelay_sentinel.encode import SentinelEncoder
 from trailrelay_sentinel.search import SentinelSearcher
@@ -30,6 +31,24 @@ class SentinelPlugin:
     def encoder(self, config: Any) -> SentinelEncoder:  # noqa: ARG002 - bodies do not depend on config
         """The request bodies the sink would send, without sending (demo, cost)."""
         return SentinelEncoder()
+
+    @staticmethod
+    def demo_config() -> dict[str, Any]:
+        """Placeholder settings for ``trailrelay demo`` and ``cost`` (nothing is sent to them)."""
+        return {
+            "type": "sentinel",
+            "endpoint": "https://demo.ingest.monitor.example.invalid",
+            "rule_id": "dcr-00000000000000000000000000000000",
+            "stream": "Custom-AWSCloudTrail",
+            "tenant_id": "00000000-0000-0000-0000-000000000000",
+            "client_id": "00000000-0000-0000-0000-000000000000",
+            "client_secret": "demo-not-a-secret",
+        }
+
+    @staticmethod
+    def billing_rule() -> BillingRule:
+        """Azure Monitor's billed size of each row (``trailrelay cost``)."""
+        return BILLING_RULE
 
     def searcher(self, config: Any) -> SentinelSearcher:
         """A Log Analytics query for one event (``trailrelay canary``); ConfigError without workspace_id."""

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from trailrelay.contract import Encoder, Sink, SinkContext
+import msgspec
+
+from trailrelay.contract import BillingRule, Encoder, Sink, SinkContext
 from trailrelay_splunk.config import SplunkConfig
 from trailrelay_splunk.encode import EnvelopeEncoder
 from trailrelay_splunk.search import SplunkSearcher
 from trailrelay_splunk.sink import SplunkSink
 
-__all__ = ["SplunkPlugin", "plugin"]
+__all__ = ["SplunkPlugin", "event_sizes", "plugin"]
 
 
 class SplunkPlugin:
@@ -28,10 +30,43 @@ class SplunkPlugin:
         """The envelope encoder the sink uses, for demo and cost estimates."""
         return EnvelopeEncoder(_typed(config))
 
+    @staticmethod
+    def demo_config() -> dict[str, Any]:
+        """Placeholder settings for ``trailrelay demo`` and ``cost`` (nothing is sent to them)."""
+        return {"type": "splunk", "url": "https://splunk.example.invalid:8088", "token": "demo-not-a-token"}
+
+    @staticmethod
+    def billing_rule() -> BillingRule:
+        """Splunk licenses ``_raw`` (``trailrelay cost``)."""
+        return BillingRule(
+            "indexed raw event bytes",
+            "Splunk licenses _raw: the event JSON as indexed, not the HEC envelope or indexed fields",
+            event_sizes,
+        )
+
     def searcher(self, config: Any) -> SplunkSearcher:
         """A oneshot search for one eventID (``trailrelay canary``); ConfigError without management keys."""
         typed = _typed(config)
         return SplunkSearcher(typed, logging.getLogger(f"trailrelay.sinks.{typed.display_name}"))
+
+
+class _Envelope(msgspec.Struct):
+    event: msgspec.Raw = msgspec.Raw(b"")
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_STRING = msgspec.json.Decoder(str)
+
+
+def event_sizes(body: bytes) -> list[int]:
+    """Licensed bytes of each event in an HEC event body: a JSON ``event`` as sent, a string's text."""
+    out: list[int] = []
+    for piece in body.split(b"\n"):
+        if not piece.strip():
+            continue
+        raw = bytes(_ENVELOPE.decode(piece).event)
+        out.append(len(_STRING.decode(raw).encode("utf-8")) if raw[:1] == b'"' else len(raw))
+    return out
 
 
 def _typed(config: Any) -> SplunkConfig:

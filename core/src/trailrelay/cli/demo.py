@@ -24,11 +24,11 @@ from trailrelay.pipeline.deadletter import FolderDeadLetters
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline, Transform
-from trailrelay.plugins import installed_sinks, load_sink
+from trailrelay.plugins import SHIPPED_CONNECTORS, installed_sinks, load_sink
 from trailrelay.record import Record
 from trailrelay.sinks.encoded import EncodedFolderSink
 from trailrelay.sinks.file import FileConfig, FileSink
-from trailrelay.sinks.placeholders import DEMO_SINK_CONFIGS
+from trailrelay.sinks.placeholders import placeholder_config
 from trailrelay.sources.files import FileSource
 from trailrelay.transforms.filters import FilterConfig, RecordFilter
 
@@ -80,11 +80,12 @@ def run_demo(out: Path | None, seed: int, console: Console) -> int:
     filters: dict[str, FilterConfig] = {}
     skipped_connectors: list[str] = []
     for name in installed_sinks():
-        if name not in DEMO_SINK_CONFIGS:
-            continue
         try:
             plugin = load_sink(name)
-            config = plugin.config_model.model_validate(DEMO_SINK_CONFIGS[name])
+            placeholder = placeholder_config(name, plugin)
+            if placeholder is None:  # the built-in sinks and connectors without demo_config()
+                continue
+            config = plugin.config_model.model_validate(placeholder)
             enc = EncodedFolderSink(
                 plugin.encoder(config),
                 out / "payloads" / name,
@@ -115,7 +116,7 @@ def run_demo(out: Path | None, seed: int, console: Console) -> int:
     _report(console, snap, metrics, encoders, out, summary.attack_event_ids)
     if skipped_connectors:
         console.print(f"connectors not shown: {', '.join(skipped_connectors)}", highlight=False)
-    missing = sorted(set(DEMO_SINK_CONFIGS) - set(installed_sinks()))
+    missing = sorted(set(SHIPPED_CONNECTORS) - set(installed_sinks()))
     if missing:
         console.print(f"not installed (pip install trailrelay-<name>): {', '.join(missing)}", highlight=False)
     console.print(

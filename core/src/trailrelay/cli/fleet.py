@@ -1,10 +1,12 @@
-"""``trailrelay forward --workers N``: N worker processes on one queue, supervised.
+"""``trailrelay forward --workers N``: N worker processes, supervised.
 
-Each worker is an ordinary ``trailrelay forward`` process on the same SQS queue; SQS itself
-spreads the messages (and any number of hosts can run fleets on the same queue). The
-supervisor forwards SIGINT/SIGTERM so every worker drains, restarts a worker that died
-unexpectedly, and serves one ``/healthz`` and ``/metrics`` for the whole fleet, summing the
-counters the workers write to a private folder.
+Each worker is an ordinary ``trailrelay forward`` process. On an SQS queue, SQS itself spreads
+the messages (and any number of hosts can run fleets on the same queue). On a files or S3
+backfill (``shards``), worker *i* reads only the objects whose name hashes to *i*
+(:class:`~trailrelay.sources.base.Sharded`), so every object is read by exactly one worker and
+the checkpoints stay per object; the run ends when every worker has. The supervisor forwards
+SIGINT/SIGTERM so every worker drains, restarts a queue worker that died unexpectedly, serves
+one ``/healthz`` and ``/metrics`` for the whole fleet, and sums the workers' counters.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import orjson
 
 from trailrelay.pipeline.health import HealthServer
 
-__all__ = ["run_fleet"]
+__all__ = ["fleet_status", "run_fleet"]
 
 log = logging.getLogger("trailrelay.fleet")
 
@@ -47,8 +49,22 @@ def _sum(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     return total
 
 
-def run_fleet(config_path: Path, workers: int, *, once: bool, health: str | None, log_format: str) -> int:
-    """Run and supervise ``workers`` worker processes; returns the exit status."""
+_SEVERITY = (3, 5, 4)
+"""Exit statuses of workers, most telling first: fatal, unfinished, dead letters."""
+
+
+def fleet_status(codes: list[int]) -> int:
+    """One exit status for the fleet: the most telling of its workers' statuses."""
+    for code in _SEVERITY:
+        if code in codes:
+            return code
+    return max(codes, default=0)
+
+
+def run_fleet(
+    config_path: Path, workers: int, *, once: bool, health: str | None, log_format: str, shards: bool = False
+) -> tuple[int, dict[str, Any] | None]:
+    """Run and supervise ``workers`` worker processes; the exit status and (shards) summed counters."""
     folder = Path(tempfile.mkdtemp(prefix="trailrelay-fleet-"))
     stopping = threading.Event()
     procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -68,6 +84,8 @@ def run_fleet(config_path: Path, workers: int, *, once: bool, health: str | None
         ]
         if once:
             cmd.append("--once")
+        if shards:
+            cmd += ["--shard", f"{i}/{workers}", "--summary-json", str(folder / f"summary-{i}.json")]
         env = {
             **os.environ,
             "TRAILRELAY_METRICS_FILE": str(folder / f"worker-{i}.json"),
@@ -101,6 +119,7 @@ def run_fleet(config_path: Path, workers: int, *, once: bool, health: str | None
         return (not dead, f"workers {dead} exited" if dead else "", total)
 
     server = HealthServer(health, provider).start() if health else None
+    started = time.monotonic()
     for i in range(workers):
         start(i)
     try:
@@ -119,4 +138,17 @@ def run_fleet(config_path: Path, workers: int, *, once: bool, health: str | None
     finally:
         if server is not None:
             server.stop()
-    return max(codes.values(), default=0)
+    code = fleet_status(list(codes.values()))
+    if not shards:
+        return code, None
+    summaries = []
+    for f in sorted(folder.glob("summary-*.json")):
+        try:
+            summaries.append(orjson.loads(f.read_bytes()))
+        except (OSError, orjson.JSONDecodeError):
+            continue
+    total = _sum(summaries)
+    elapsed = time.monotonic() - started
+    total["elapsed_seconds"] = round(elapsed, 3)
+    total["records_per_second"] = round(total.get("records_in", 0) / elapsed, 1) if elapsed > 0 else 0.0
+    return code, total

@@ -158,7 +158,10 @@ def _load(path: Path) -> Config:
     default=1,
     show_default=True,
     type=click.IntRange(1, 256),
-    help="Worker processes on the same SQS queue (SQS sources only).",
+    help="Worker processes: on one SQS queue, or sharing a files/S3 backfill (each object read once).",
+)
+@click.option(
+    "--shard", hidden=True, metavar="I/N", help="Read only worker I's share of N (set by --workers)."
 )
 @click.option("--health", metavar="HOST:PORT", help="Serve /healthz and /metrics (Prometheus) here.")
 @click.option("--log-format", type=click.Choice(["auto", "text", "json"]), default="auto", show_default=True)
@@ -174,6 +177,7 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
     log_format: str,
     progress: bool | None,
     summary_json: Path | None,
+    shard: str | None = None,
 ) -> None:
     """Forward CloudTrail from the configured source to every configured sink."""
     tty = sys.stderr.isatty()
@@ -181,12 +185,20 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
     setup_logging(fmt)
     config = _load(config_path)
     if workers > 1:
-        if not isinstance(config.source, SqsSourceConfig):
-            err.print("--workers needs an SQS source: other sources would read the same objects twice")
+        listing = isinstance(config.source, (FilesSourceConfig, S3SourceConfig))
+        if not (listing or isinstance(config.source, SqsSourceConfig)):
+            err.print(f"--workers works with files, s3 and sqs sources, not {config.source.type}")
             raise SystemExit(EXIT_CONFIG)
         from trailrelay.cli.fleet import run_fleet  # noqa: PLC0415
 
-        raise SystemExit(run_fleet(config_path, workers, once=once, health=health, log_format=fmt))
+        code, snapshot = run_fleet(
+            config_path, workers, once=once or listing, health=health, log_format=fmt, shards=listing
+        )
+        if snapshot is not None:
+            if summary_json:
+                summary_json.write_bytes(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2))
+            print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
+        raise SystemExit(code)
     from trailrelay.pipeline.build import build_pipeline  # noqa: PLC0415
     from trailrelay.pipeline.health import HealthServer, pipeline_health, write_snapshots  # noqa: PLC0415
 
@@ -196,7 +208,7 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
     show = progress if progress is not None else (tty and not isinstance(config.source, live))
     with progress_reporter(enabled=show) as on_progress:
         try:
-            built = build_pipeline(config, once=once, stop=stop, progress=on_progress)
+            built = build_pipeline(config, once=once, stop=stop, progress=on_progress, shard=_shard(shard))
         except SinkError as exc:
             err.print(f"[red]sink error:[/red] {exc}", highlight=False)
             raise SystemExit(EXIT_FATAL) from None
@@ -256,6 +268,13 @@ def exit_status(result: Any, snapshot: dict[str, Any], *, once: bool) -> int:
     if sum(snapshot.get("dead_lettered", {}).values()) > 0:
         return EXIT_DEAD_LETTERS
     return EXIT_OK
+
+
+def _shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    index, _, count = value.partition("/")
+    return int(index), int(count)
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

@@ -15,19 +15,22 @@ Rules (checked against each vendor's documentation; see docs in ``trailrelay cos
   source line of the ``_bulk`` body (not the action line); the enriched volume and the on-disk
   size are estimates from the price table's assumptions.
 
-A connector may offer ``billable_bytes(record) -> int`` on its encoder; it is used when present
-(an optional addition to the ``Encoder`` protocol, read with ``getattr`` so it works today).
+A connector declares its rule with the optional plugin hook ``billing_rule() -> BillingRule``
+(:mod:`trailrelay.contract`): the unit, the documented rule, how to read each record's billable
+bytes from a request body, and which price-table assumption turns them into an on-disk estimate.
+It may also offer ``billable_bytes(record) -> int`` on its encoder, which is used when present.
+The rules above are kept here only as the fallback for connector releases without the hook
+(and as the reference the connectors' own tests compare with).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from trailrelay.contract import Encoder, Record
+from trailrelay.contract import BillingRule, Encoder, Record
 
 __all__ = [
     "SENTINEL_TENANT_ID_BYTES",
@@ -37,6 +40,7 @@ __all__ = [
     "billing_rule",
     "elastic_source_sizes",
     "line_sizes",
+    "plugin_billing_rule",
     "sentinel_row_size",
     "sentinel_row_sizes",
     "splunk_event_sizes",
@@ -116,16 +120,7 @@ def line_sizes(body: bytes) -> list[int]:
     return [len(line) for line in body.split(b"\n") if line.strip()]
 
 
-@dataclass(frozen=True, slots=True)
-class BillingRule:
-    """How one SIEM bills: the unit's name, the documented rule and the body parser."""
-
-    unit: str
-    rule: str
-    sizes: Callable[[bytes], list[int]]
-
-
-_RULES: dict[str, BillingRule] = {
+_LEGACY_RULES: dict[str, BillingRule] = {
     "splunk": BillingRule(
         "indexed raw event bytes",
         "Splunk licenses _raw: the event JSON as indexed, not the HEC envelope or indexed fields",
@@ -141,31 +136,64 @@ _RULES: dict[str, BillingRule] = {
         "ingested document bytes",
         "Elastic meters ingested document volume: the _bulk document source, not the action line",
         elastic_source_sizes,
+        disk_ratio="elastic_disk_ratio",
     ),
 }
+"""Rules of the first three connectors for releases without ``billing_rule()``."""
 
 
-def billing_rule(siem: str, content_type: str) -> BillingRule:
-    """The billing rule of a sink type; unknown NDJSON sinks count lines, others whole bodies."""
-    known = _RULES.get(siem)
-    if known is not None:
-        return known
+def _body_sizes(content_type: str) -> Callable[[bytes], list[int]]:
+    return line_sizes if content_type.startswith("application/x-ndjson") else lambda b: [len(b)]
+
+
+def _generic(content_type: str) -> BillingRule:
     if content_type.startswith("application/x-ndjson"):
         return BillingRule("line bytes", "no billing rule known: NDJSON line sizes", line_sizes)
     return BillingRule("request bytes", "no billing rule known: request body sizes", lambda b: [len(b)])
 
 
-class Meter:
-    """Per-record billable and sent bytes for one sink type, from its real encoder."""
+def billing_rule(siem: str, content_type: str) -> BillingRule:
+    """The fallback rule of a sink type whose plugin declares none.
 
-    def __init__(self, siem: str, encoder: Encoder) -> None:
+    The first three connectors' own (their releases before the hook), else NDJSON lines for
+    NDJSON sinks and whole bodies for others.
+    """
+    known = _LEGACY_RULES.get(siem)
+    return known if known is not None else _generic(content_type)
+
+
+def plugin_billing_rule(plugin: Any) -> BillingRule | None:
+    """The rule a plugin declares with its optional ``billing_rule()`` hook, or None."""
+    hook = getattr(plugin, "billing_rule", None)
+    if not callable(hook):
+        return None
+    rule = hook()
+    if not isinstance(rule, BillingRule):
+        raise TypeError(f"billing_rule() returned {type(rule).__name__}, not a BillingRule")
+    return rule
+
+
+class Meter:
+    """Per-record billable and sent bytes for one sink type, from its real encoder.
+
+    ``rule`` is the plugin's declared :class:`BillingRule` (:func:`plugin_billing_rule`); without
+    one, :func:`billing_rule` supplies the fallback.
+    """
+
+    def __init__(self, siem: str, encoder: Encoder, rule: BillingRule | None = None) -> None:
         self.siem = siem
         self.encoder = encoder
-        self.rule = billing_rule(siem, encoder.content_type)
+        self.rule = rule or billing_rule(siem, encoder.content_type)
         hook = getattr(encoder, "billable_bytes", None)
         self._hook: Callable[[Record], int] | None = hook if callable(hook) else None
+        self._sizes: Callable[[bytes], list[int]] = self.rule.sizes or _body_sizes(encoder.content_type)
         self.failures = 0
         self.last_error: str | None = None
+
+    @classmethod
+    def for_plugin(cls, siem: str, plugin: Any, config: Any) -> Meter:
+        """A meter from a plugin and a validated config, with the plugin's declared rule."""
+        return cls(siem, plugin.encoder(config), plugin_billing_rule(plugin))
 
     def measure(self, record: Record) -> tuple[int, int]:
         """(billable bytes, request-body bytes) for one record; (0, 0) when it cannot be encoded."""
@@ -181,7 +209,7 @@ class Meter:
         if self._hook is not None:
             return int(self._hook(record)), sent
         try:
-            return sum(s for body in bodies for s in self.rule.sizes(body)), sent
+            return sum(s for body in bodies for s in self._sizes(body)), sent
         except (msgspec.DecodeError, ValueError) as exc:
             self._fail(exc)
             return 0, sent

@@ -50,28 +50,27 @@ def siem_costs(siem: str, billable_per_day: float, prices: PriceTable, currency:
             out.append(PlanCost("serverless security (ingest + retention)", amount, detail, ids))
         return _mark_best(out)
     tiers: list[tuple[str, Price]] = []
+    groups: dict[str, list[tuple[str, float, str]]] = {}
     for pid, p in sorted(table.items()):
-        price = prices.convert(p.value, p.currency, currency)
-        if p.unit == "per_gb":
-            out.append(
-                PlanCost(
-                    p.plan,
-                    gb_day * days * price,
-                    f"{gb_day:.4g} GB/day x {days:g} days x {_fmt(price, currency)}/GB",
-                    (pid,),
-                )
-            )
-        elif p.unit == "per_gb_day_year":
-            out.append(
-                PlanCost(
-                    p.plan,
-                    gb_day * price / 12,
-                    f"{gb_day:.4g} GB/day x {_fmt(price, currency)} per GB/day-year / 12",
-                    (pid,),
-                )
-            )
-        elif p.unit == "per_day":
+        if p.unit == "per_day":
             tiers.append((pid, p))
+            continue
+        line = _line(siem, p, gb_day, prices, currency)
+        if line is None:
+            continue
+        if p.group:
+            groups.setdefault(p.group, []).append((pid, *line))
+        else:
+            out.append(PlanCost(p.plan, line[0], line[1], (pid,)))
+    for group, lines in groups.items():
+        out.append(
+            PlanCost(
+                group,
+                sum(amount for _, amount, _ in lines),
+                " + ".join(detail for _, _, detail in lines),
+                tuple(pid for pid, _, _ in lines),
+            )
+        )
     tiers.sort(key=lambda t: t[1].capacity_gb_per_day or 0.0)
     for pid, p in tiers:
         cap = p.capacity_gb_per_day or 1.0
@@ -91,6 +90,32 @@ def siem_costs(siem: str, billable_per_day: float, prices: PriceTable, currency:
             )
         )
     return _mark_best(out)
+
+
+def _line(siem: str, p: Price, gb_day: float, prices: PriceTable, currency: str) -> tuple[float, str] | None:
+    """(monthly amount, how) of one price row at ``gb_day``; None for units a SIEM plan lacks.
+
+    ``per_gb_month`` prices the volume kept: ``<siem>_retention_days`` days of it (default 90),
+    times ``<siem>_disk_ratio`` when the price is ``on_disk``, times ``units`` (copies).
+    ``per_hour`` prices ``units`` always-on instances or capacity units.
+    """
+    days = prices.assumption("days_per_month", 30.4167)
+    price = prices.convert(p.value, p.currency, currency)
+    copies = f" x {p.units:g}" if p.units != 1 else ""
+    if p.unit == "per_gb":
+        return gb_day * days * price, f"{gb_day:.4g} GB/day x {days:g} days x {_fmt(price, currency)}/GB"
+    if p.unit == "per_gb_day_year":
+        return gb_day * price / 12, f"{gb_day:.4g} GB/day x {_fmt(price, currency)} per GB/day-year / 12"
+    if p.unit == "per_gb_month":
+        keep = prices.assumption(f"{siem}_retention_days", 90)
+        ratio = prices.assumption(f"{siem}_disk_ratio", 1.0) if p.on_disk else 1.0
+        kept = gb_day * keep * ratio * p.units
+        how = "on disk" if p.on_disk else "kept"
+        return kept * price, f"{kept:.4g} GB {how} ({keep:g} days{copies}) x {_fmt(price, currency)}/GB-month"
+    if p.unit == "per_hour":
+        hours = 24 * days
+        return p.units * hours * price, f"{p.units:g} x {hours:,.0f} h x {_fmt(price, currency)}/h"
+    return None
 
 
 def _mark_best(plans: list[PlanCost]) -> list[PlanCost]:

@@ -26,7 +26,7 @@ from trailrelay.cost.billing import Meter
 from trailrelay.cost.profiles import DEFAULT, Decider, Profile, RuleRef, builtin_profiles, config_profile
 from trailrelay.detection.evaluate import SigmaTagger
 from trailrelay.errors import InputError, TrailrelayError
-from trailrelay.plugins import installed_sinks, load_sink
+from trailrelay.plugins import SHIPPED_CONNECTORS, installed_sinks, load_sink
 from trailrelay.sources.decompress import DEFAULT_LIMIT, decompress
 from trailrelay.sources.files import list_files
 from trailrelay.sources.layout import key_time
@@ -48,7 +48,7 @@ __all__ = [
     "span_of",
 ]
 
-KNOWN_SIEMS = ("splunk", "elastic", "sentinel")
+KNOWN_SIEMS = tuple(SHIPPED_CONNECTORS)
 """Connectors trailrelay ships; the report names those not installed."""
 
 RAW = "raw"
@@ -147,6 +147,8 @@ class Measurement:
     """siem -> [body bytes, gzip bytes] on the subsample."""
     meter_failures: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    disk_of: dict[str, str] = field(default_factory=dict)
+    """siem -> the price-table assumption giving its on-disk bytes per billable byte."""
 
     @property
     def throughput(self) -> float:
@@ -248,7 +250,7 @@ class Meters:
 
 def build_meters(sinks: Sequence[SinkConfig] | None) -> Meters:
     """A meter per installed connector: from the config's sink table, else placeholders."""
-    from trailrelay.sinks.placeholders import DEMO_SINK_CONFIGS  # noqa: PLC0415 - shared placeholders
+    from trailrelay.sinks.placeholders import placeholder_config  # noqa: PLC0415 - shared placeholders
 
     configured: dict[str, SinkConfig] = {}
     for sc in sinks or []:
@@ -264,8 +266,9 @@ def build_meters(sinks: Sequence[SinkConfig] | None) -> Meters:
             plugin = load_sink(name)
             config: Any = configured.get(name)
             if config is None:
-                config = plugin.config_model.model_validate(DEMO_SINK_CONFIGS.get(name, {"type": name}))
-            meters[name] = Meter(name, plugin.encoder(config))
+                placeholder = placeholder_config(name, plugin) or {"type": name}
+                config = plugin.config_model.model_validate(placeholder)
+            meters[name] = Meter.for_plugin(name, plugin, config)
         except Exception as exc:  # a broken connector is reported, never fatal
             failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             continue
@@ -393,6 +396,7 @@ def measure(
         siems=siems,
         units_of={s: meter.rule.unit for s, meter in built.meters.items()},
         rules_of={s: meter.rule.rule for s, meter in built.meters.items()},
+        disk_of={s: meter.rule.disk_ratio for s, meter in built.meters.items() if meter.rule.disk_ratio},
         profiles=profiles,
         missing=built.missing,
         failed=built.failed,

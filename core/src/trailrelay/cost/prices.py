@@ -68,6 +68,12 @@ class Price(Sourced):
     value: float = Field(ge=0)
     currency: str = Field(pattern=_CODE)
     capacity_gb_per_day: float | None = Field(default=None, gt=0)
+    group: str = ""
+    """Prices with the same group are one plan, named by the group (their costs add up)."""
+    units: float = Field(default=1.0, gt=0)
+    """How many are billed: instances or OCUs for ``per_hour``, copies kept for ``per_gb_month``."""
+    on_disk: bool = False
+    """``per_gb_month`` on the on-disk estimate (``<siem>_disk_ratio``) rather than the billable volume."""
 
     @model_validator(mode="after")
     def _capacity(self) -> Price:

@@ -193,7 +193,14 @@ def build_report(m: Measurement, prices: PriceTable, currency: str) -> dict[str,
         prices=prices,
         currency=currency,
     )
-    disk_ratio = prices.assumption("elastic_disk_ratio", 0.5)
+    on_disk = {
+        s: {
+            row["profile"]: row["billable_bytes_per_day"] * prices.assumption(assumption, 1.0)
+            for row in volumes
+            if row["siem"] == s
+        }
+        for s, assumption in sorted(m.disk_of.items())
+    }
     privacy = {
         s: {
             "records": v[0],
@@ -241,11 +248,9 @@ def build_report(m: Measurement, prices: PriceTable, currency: str) -> dict[str,
         "noisy": _noisy(m, est),
         "privacy": {"profile": m.privacy_note, "by_siem": privacy},
         "compression": {s: {"body_bytes": c[0], "gzip_bytes": c[1]} for s, c in m.compression.items()},
-        "elastic_on_disk_bytes_per_day": {
-            row["profile"]: row["billable_bytes_per_day"] * disk_ratio
-            for row in volumes
-            if row["siem"] == "elastic"
-        },
+        "on_disk_bytes_per_day": on_disk,
+        "on_disk_assumptions": dict(sorted(m.disk_of.items())),
+        "elastic_on_disk_bytes_per_day": on_disk.get("elastic", {}),
         "aws": _plans(aws),
         "prices": [{"id": pid, **p.model_dump(mode="json")} for pid, p in sorted(prices.prices.items())],
         "price_table": {"version": prices.version, "origin": prices.origin},

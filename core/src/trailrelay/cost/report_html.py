@@ -173,13 +173,14 @@ def render_html(report: dict[str, Any]) -> str:
         f"<h3>Plans for profile '{_e(head)}'</h3>"
         + _table(["SIEM", "plan", "monthly", "how"], plan_rows, {2})
     )
-    disk = report.get("elastic_on_disk_bytes_per_day", {})
-    if head in disk:
-        notes = report["assumptions"].get("notes", {})
-        out.append(
-            f"<p>Elastic on disk (estimate): {_e(human_bytes(disk[head]))}/day for profile '{_e(head)}'; "
-            f"{_e(notes.get('elastic_disk_ratio', ''))}</p>"
-        )
+    notes = report["assumptions"].get("notes", {})
+    for siem, disk in report.get("on_disk_bytes_per_day", {}).items():
+        if head in disk:
+            name = report.get("on_disk_assumptions", {}).get(siem, "")
+            out.append(
+                f"<p>{_e(siem)} on disk (estimate): {_e(human_bytes(disk[head]))}/day for profile "
+                f"'{_e(head)}'; {_e(notes.get(name, ''))}</p>"
+            )
     out.append("<h2>Volume by eventSource</h2>")
     out.append(
         _hbar(

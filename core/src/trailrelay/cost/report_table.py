@@ -85,13 +85,15 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                 pl["detail"],
             )
     console.print(plans)
-    disk = report.get("elastic_on_disk_bytes_per_day", {})
-    if head in disk:
-        ratio = report["assumptions"].get("elastic_disk_ratio", "?")
-        why = report["assumptions"].get("notes", {}).get("elastic_disk_ratio", "")
+    for siem, disk in report.get("on_disk_bytes_per_day", {}).items():
+        if head not in disk:
+            continue
+        name = report.get("on_disk_assumptions", {}).get(siem, "")
+        ratio = report["assumptions"].get(name, "?")
+        why = report["assumptions"].get("notes", {}).get(name, "")
         console.print(
-            f"elastic on disk (estimate): {human_bytes(disk[head])}/day for profile '{head}', assuming "
-            f"{ratio} x the document source ({why})",
+            f"{siem} on disk (estimate): {human_bytes(disk[head])}/day for profile '{head}', assuming "
+            f"{ratio} x the billable bytes ({why})",
             highlight=False,
         )
 

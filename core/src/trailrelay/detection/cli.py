@@ -199,15 +199,18 @@ def test_rules(
 @rules.command(name="export")
 @_options
 @click.option(
-    "--siem", required=True, type=click.Choice(["splunk", "elastic", "sentinel"]), help="Target SIEM."
+    "--siem",
+    required=True,
+    type=click.Choice(["splunk", "elastic", "sentinel", "opensearch"]),
+    help="Target SIEM.",
 )
 @click.option(
     "--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), help="Write here instead of stdout."
 )
 @click.option(
     "--index",
-    help="Splunk: index to search (default: the role's default indexes); Elastic: index pattern "
-    "(default logs-aws.cloudtrail-*).",
+    help="Splunk: index to search (default: the role's default indexes); Elastic and OpenSearch: "
+    "index pattern (default logs-aws.cloudtrail-*).",
 )
 def export(  # noqa: PLR0917 - click passes options as positional parameters
     config_path: Path | None,
@@ -217,7 +220,7 @@ def export(  # noqa: PLR0917 - click passes options as positional parameters
     out_path: Path | None,
     index: str | None,
 ) -> None:
-    """Convert the rules into native alerts: savedsearches.conf, Kibana NDJSON, or a Sentinel ARM template."""
+    """Convert the rules into native alerts (savedsearches.conf, Kibana NDJSON, ARM, OpenSearch monitors)."""
     from trailrelay.detection.export import export as export_to  # noqa: PLC0415
 
     tagger = _tagger(config_path, rule_paths, no_pack)

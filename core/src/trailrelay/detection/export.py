@@ -1,6 +1,6 @@
 """``trailrelay rules export``: the same Sigma rules as native alerts for each SIEM.
 
-The queries come from pySigma's backends (Splunk SPL, Elasticsearch Lucene, Kusto) through our
+The queries come from pySigma's backends (Splunk SPL, Elasticsearch and OpenSearch Lucene, Kusto) through our
 pipelines (:mod:`.pipelines`); this module wraps each query in the SIEM's own alert definition:
 
 * **Splunk**: ``savedsearches.conf`` stanzas, scheduled every 5 minutes over the events *indexed*
@@ -8,6 +8,11 @@ pipelines (:mod:`.pipelines`); this module wraps each query in the SIEM's own al
   missed nor alerted twice. :func:`splunk_searches` gives the same as data for a REST install.
 * **Elastic**: detection rules as NDJSON for Kibana's rule import (``type: query``, Lucene);
   a count correlation becomes a ``threshold`` rule around its base rule's query.
+* **OpenSearch**: Alerting plugin monitors as NDJSON, one body per line for
+  ``POST _plugins/_alerting/monitors`` (Lucene from pySigma's OpenSearch backend): a
+  ``query_level_monitor`` every 5 minutes over ``@timestamp`` in the previous 10 minutes; a
+  count correlation becomes a ``bucket_level_monitor`` (a composite aggregation by its group
+  fields, a bucket trigger on the count or the distinct count).
 * **Sentinel**: an ARM template of Scheduled analytics rules around the KQL; a count correlation
   becomes ``summarize count() by bin(TimeGenerated, span), <group>`` (the Kusto backend has no
   correlation support).
@@ -25,6 +30,7 @@ from typing import Any, Literal
 import orjson
 from sigma.backends.elasticsearch.elasticsearch_lucene import LuceneBackend
 from sigma.backends.kusto.kusto import KustoBackend
+from sigma.backends.opensearch.opensearch import OpensearchLuceneBackend
 from sigma.backends.splunk.splunk import SplunkBackend
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationConditionOperator, SigmaCorrelationRule, SigmaCorrelationType
@@ -36,6 +42,8 @@ from trailrelay.detection.loader import RuleError, RuleSet, rule_key
 from trailrelay.detection.pipelines import (
     elastic_field,
     elastic_pipeline,
+    opensearch_field,
+    opensearch_pipeline,
     sentinel_pipeline,
     sentinel_target,
     splunk_pipeline,
@@ -43,20 +51,23 @@ from trailrelay.detection.pipelines import (
 
 __all__ = [
     "DEFAULT_ELASTIC_INDEX",
+    "DEFAULT_OPENSEARCH_INDEX",
     "SIEMS",
     "Exported",
     "SavedSearch",
     "elastic_rules",
     "export",
     "export_rules",
+    "opensearch_monitors",
     "render_savedsearches",
     "sentinel_template",
     "splunk_searches",
 ]
 
-Siem = Literal["splunk", "elastic", "sentinel"]
-SIEMS: tuple[Siem, ...] = ("splunk", "elastic", "sentinel")
+Siem = Literal["splunk", "elastic", "sentinel", "opensearch"]
+SIEMS: tuple[Siem, ...] = ("splunk", "elastic", "sentinel", "opensearch")
 DEFAULT_ELASTIC_INDEX = "logs-aws.cloudtrail-*"
+DEFAULT_OPENSEARCH_INDEX = "logs-aws.cloudtrail-*"
 SCHEDULE_MINUTES = 5
 NAME_PREFIX = "trailrelay - "
 
@@ -124,6 +135,10 @@ def export(rule_set: RuleSet, siem: str, *, index: str | None = None) -> Exporte
         rules = elastic_rules(rule_set, index=index or DEFAULT_ELASTIC_INDEX, failures=failures)
         text = "".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS).decode() + "\n" for r in rules)
         return Exported(text, len(rules), failures)
+    if siem == "opensearch":
+        monitors = opensearch_monitors(rule_set, index=index or DEFAULT_OPENSEARCH_INDEX, failures=failures)
+        text = "".join(orjson.dumps(m, option=orjson.OPT_SORT_KEYS).decode() + "\n" for m in monitors)
+        return Exported(text, len(monitors), failures)
     if siem == "sentinel":
         template = sentinel_template(rule_set, failures=failures)
         text = orjson.dumps(template, option=orjson.OPT_INDENT_2).decode() + "\n"
@@ -449,6 +464,107 @@ def _elastic_rule(
         body["type"] = "query"
         body["query"] = _query_of(queries, rule, rule, rule_set)
     return body
+
+
+# --- OpenSearch -----------------------------------------------------------------------------
+
+_OPENSEARCH_SEVERITY = {"informational": "5", "low": "4", "medium": "3", "high": "2", "critical": "1"}
+"""Sigma level -> Alerting trigger severity ("1" is the highest)."""
+
+
+def _opensearch_search(
+    index: str, query: str, lookback: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    bounds = {"gte": f"{{{{period_end}}}}||-{lookback}", "lte": "{{period_end}}", "format": "epoch_millis"}
+    window = {"range": {"@timestamp": bounds}}
+    body: dict[str, Any] = {
+        "size": 0,
+        "query": {"bool": {"filter": [window, {"query_string": {"query": query, "analyze_wildcard": True}}]}},
+    }
+    return {"search": {"indices": [index], "query": {**body, **(extra or {})}}}
+
+
+def opensearch_monitors(
+    rule_set: RuleSet, *, index: str = DEFAULT_OPENSEARCH_INDEX, failures: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Alerting monitors (one dict per rule) over trailrelay's OpenSearch documents.
+
+    With ``failures``, rules that cannot be converted are named there and left out; without,
+    the first one raises :class:`RuleError`.
+    """
+    failures, strict = _checked(failures)
+    backend = OpensearchLuceneBackend(processing_pipeline=opensearch_pipeline(), index_names=[index])
+    collection = rule_set.fresh()
+    queries = _convert_all(backend, rule_set.fresh(correlations=False), rule_set, failures)
+    out = []
+    for rule in _outputs(collection):
+        try:
+            out.append(_opensearch_monitor(rule, rule_set, queries, index))
+        except _Skipped:
+            continue
+        except RuleError as exc:
+            failures.append(str(exc))
+    _raise_first(failures, strict)
+    return out
+
+
+def _opensearch_monitor(
+    rule: SigmaRule | SigmaCorrelationRule, rule_set: RuleSet, queries: dict[str, str], index: str
+) -> dict[str, Any]:
+    meta = _meta(rule)
+    severity = _OPENSEARCH_SEVERITY.get(meta.severity, "3")
+    monitor: dict[str, Any] = {
+        "type": "monitor",
+        "name": NAME_PREFIX + meta.title,
+        "enabled": True,
+        "schedule": {"period": {"interval": SCHEDULE_MINUTES, "unit": "MINUTES"}},
+    }
+    if isinstance(rule, SigmaCorrelationRule):
+        base, minimum, value_field = _count_correlation(rule, rule_set)
+        seconds = int(rule.timespan.seconds)
+        sources = [{f: {"terms": {"field": opensearch_field(f)}}} for f in rule.group_by or []]
+        group: dict[str, Any] = {"composite": {"sources": sources}}
+        if value_field is not None:
+            group["aggs"] = {"distinct": {"cardinality": {"field": opensearch_field(value_field)}}}
+            path, script = {"distinct": "distinct"}, f"params.distinct >= {minimum}"
+        else:
+            path, script = {"_count": "_count"}, f"params._count >= {minimum}"
+        monitor["monitor_type"] = "bucket_level_monitor"
+        monitor["inputs"] = [
+            _opensearch_search(
+                index,
+                _query_of(queries, base, rule, rule_set),
+                f"{seconds}s",
+                {"aggregations": {"groups": group}},
+            )
+        ]
+        trigger = {
+            "name": meta.title,
+            "severity": severity,
+            "condition": {
+                "buckets_path": path,
+                "parent_bucket_path": "groups",
+                "script": {"source": script, "lang": "painless"},
+            },
+            "actions": [],
+        }
+        monitor["triggers"] = [{"bucket_level_trigger": trigger}]
+    else:
+        monitor["monitor_type"] = "query_level_monitor"
+        query = _query_of(queries, rule, rule, rule_set)
+        monitor["inputs"] = [_opensearch_search(index, query, f"{2 * SCHEDULE_MINUTES}m")]
+        condition = {"script": {"source": "ctx.results[0].hits.total.value > 0", "lang": "painless"}}
+        monitor["triggers"] = [
+            {
+                "query_level_trigger": {
+                    "name": meta.title,
+                    "severity": severity,
+                    "condition": condition,
+                    "actions": [],
+                }
+            }
+        ]
+    return monitor
 
 
 # --- Sentinel -------------------------------------------------------------------------------

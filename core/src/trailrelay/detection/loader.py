@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
@@ -102,6 +103,11 @@ def rule_key(rule: SigmaRule | SigmaCorrelationRule) -> str:
     return rule.name or rule.title
 
 
+_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader where PyYAML has it (~10x faster, same documents): what pySigma's
+``from_yaml`` would do with ``yaml.safe_load_all``."""
+
+
 def pack_sources() -> list[RuleSource]:
     """The rule files shipped inside the package, sorted by name."""
     folder = resources.files("trailrelay.detection").joinpath("rules")
@@ -145,7 +151,8 @@ def parse_sources(sources: Sequence[RuleSource]) -> RuleSet:
     origins: dict[str, str] = {}
     for src in sources:
         try:
-            parsed = SigmaCollection.from_yaml(src.text, collect_filters=True, resolve_references=False)
+            docs = list(yaml.load_all(src.text, Loader=_YAML_LOADER))
+            parsed = SigmaCollection.from_dicts(docs, collect_filters=True, resolve_references=False)
         except SigmaError as exc:
             raise RuleError(f"{src.origin}: not a valid Sigma rule: {exc}") from None
         except Exception as exc:  # YAML errors and pySigma's own bugs: name the file either way

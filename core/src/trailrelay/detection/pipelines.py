@@ -16,6 +16,11 @@ rules use to the names the SIEM holds *as trailrelay's connector delivers the ev
   (``tostring(parse_json(RequestParameters)["enable"])``); a field inside an array is matched as
   ``"name":value`` text in the compact JSON the connector writes. String columns are never null
   in Log Analytics, so Sigma ``null`` becomes ``isempty()``.
+* **OpenSearch** (``logs-aws.cloudtrail-*``): the connector keeps CloudTrail's own names, so a
+  field keeps its name; ``requestParameters``, ``responseElements`` and the other free-form
+  subtrees are ``flat_object`` fields, searched by dotted path. Only a field whose first part
+  is a CloudTrail record field (:data:`CLOUDTRAIL_FIELDS`) or one of the fields the connector
+  adds (``@timestamp``, ``cloud.*``, ``trailrelay.*``) is accepted.
 
 A field a pipeline cannot place is an error naming the field, never a query that silently
 searches a field that does not exist.
@@ -50,6 +55,7 @@ from sigma.types import (
 
 __all__ = [
     "ARRAY_FIELDS",
+    "CLOUDTRAIL_FIELDS",
     "ELASTIC_FIELDS",
     "SENTINEL_COLUMNS",
     "SENTINEL_TABLE",
@@ -57,6 +63,8 @@ __all__ = [
     "SentinelTarget",
     "elastic_field",
     "elastic_pipeline",
+    "opensearch_field",
+    "opensearch_pipeline",
     "sentinel_pipeline",
     "sentinel_target",
     "splunk_field",
@@ -429,5 +437,75 @@ def sentinel_pipeline() -> ProcessingPipeline:
             QueryPostprocessingItem(
                 identifier="trailrelay_sentinel_table", transformation=SentinelQueryTransformation()
             )
+        ],
+    )
+
+
+# --- OpenSearch -----------------------------------------------------------------------------
+
+CLOUDTRAIL_FIELDS: frozenset[str] = frozenset(
+    {
+        "eventVersion",
+        "userIdentity",
+        "eventTime",
+        "eventSource",
+        "eventName",
+        "awsRegion",
+        "sourceIPAddress",
+        "userAgent",
+        "errorCode",
+        "errorMessage",
+        "requestParameters",
+        "responseElements",
+        "additionalEventData",
+        "requestID",
+        "eventID",
+        "readOnly",
+        "resources",
+        "eventType",
+        "apiVersion",
+        "managementEvent",
+        "recipientAccountId",
+        "serviceEventDetails",
+        "sharedEventID",
+        "vpcEndpointId",
+        "vpcEndpointAccountId",
+        "eventCategory",
+        "addendum",
+        "sessionCredentialFromConsole",
+        "edgeDeviceDetails",
+        "tlsDetails",
+        "insightDetails",
+    }
+)
+"""Top-level fields of a CloudTrail record (the CloudTrail record contents reference)."""
+
+_OPENSEARCH_ADDED = frozenset({"@timestamp", "cloud", "trailrelay"})
+
+
+def opensearch_field(name: str | None) -> str:
+    """The field of trailrelay's OpenSearch documents for a CloudTrail field: the same name."""
+    if name is None:
+        return name  # type: ignore[return-value]  # keywords stay keywords
+    head = name.split(".", 1)[0]
+    if head in CLOUDTRAIL_FIELDS or head in _OPENSEARCH_ADDED:
+        return name
+    raise SigmaTransformationError(
+        f"field {name!r} is not a CloudTrail record field, so trailrelay's OpenSearch documents "
+        "do not hold it (see trailrelay.detection.pipelines.CLOUDTRAIL_FIELDS)"
+    )
+
+
+def opensearch_pipeline() -> ProcessingPipeline:
+    """Field names of trailrelay's OpenSearch documents (CloudTrail's own, in ``logs-aws.cloudtrail-*``)."""
+    return ProcessingPipeline(
+        name="trailrelay AWS CloudTrail to OpenSearch (CloudTrail field names)",
+        priority=20,
+        items=[
+            _cloudtrail_only(),
+            ProcessingItem(
+                identifier="trailrelay_opensearch_fields",
+                transformation=FieldFunctionTransformation(transform_func=opensearch_field, mapping={}),
+            ),
         ],
     )

@@ -19,7 +19,6 @@ from trailrelay.config import (
 from trailrelay.contract import Sink, SinkConfig, SinkContext
 from trailrelay.detection.evaluate import SigmaTagger
 from trailrelay.errors import ConfigError
-from trailrelay.integrity.forwarding import install_integrity_checks
 from trailrelay.pipeline.deadletter import DeadLetterStore, FolderDeadLetters, S3DeadLetters
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
@@ -27,12 +26,8 @@ from trailrelay.pipeline.runner import Pipeline, Transform
 from trailrelay.plugins import installed_sinks, load_sink
 from trailrelay.privacy import Pseudonymizer, build_pseudonymizers
 from trailrelay.record import Record
-from trailrelay.sources.aws import aws_client
-from trailrelay.sources.base import Source
+from trailrelay.sources.base import Sharded, Source
 from trailrelay.sources.files import FileSource
-from trailrelay.sources.firehose import build_firehose_source
-from trailrelay.sources.s3 import S3Source
-from trailrelay.sources.sqs import SqsSource
 from trailrelay.state import Checkpoints
 from trailrelay.transforms.filters import RecordFilter
 
@@ -68,6 +63,9 @@ def build_source(config: Config, *, once: bool, checkpoints: Checkpoints | None)
         path = src.path if src.path.is_absolute() else config.base_dir / src.path
         return FileSource(path, checkpoints)
     if isinstance(src, S3SourceConfig):
+        from trailrelay.sources.aws import aws_client  # noqa: PLC0415 - boto3 only when AWS is read
+        from trailrelay.sources.s3 import S3Source  # noqa: PLC0415
+
         s3 = aws_client("s3", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
         return S3Source(
             s3,
@@ -80,12 +78,17 @@ def build_source(config: Config, *, once: bool, checkpoints: Checkpoints | None)
             max_object_bytes=limit,
         )
     if isinstance(src, FirehoseSourceConfig):
+        from trailrelay.sources.firehose import build_firehose_source  # noqa: PLC0415
+
         return build_firehose_source(src, max_object_bytes=limit, base_dir=config.base_dir)
     if isinstance(src, LambdaSourceConfig):
         raise ConfigError(
             'source.type: "lambda" runs only inside AWS Lambda (handler trailrelay.aws_lambda.handler)'
         )
     assert isinstance(src, SqsSourceConfig)
+    from trailrelay.sources.aws import aws_client  # noqa: PLC0415
+    from trailrelay.sources.sqs import SqsSource  # noqa: PLC0415
+
     sqs = aws_client("sqs", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
     s3 = aws_client("s3", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
     return SqsSource(
@@ -105,6 +108,8 @@ def build_dead_letters(config: Config) -> DeadLetterStore:
     """The configured dead-letter store."""
     uri = config.dead_letter.s3_uri
     if uri:
+        from trailrelay.sources.aws import aws_client  # noqa: PLC0415
+
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         src = config.source
         endpoint = getattr(src, "endpoint_url", None)
@@ -150,8 +155,12 @@ def build_pipeline(
     metrics: Metrics | None = None,
     progress: Callable[[Metrics], None] | None = None,
     backoff_base: float = 0.5,
+    shard: tuple[int, int] | None = None,
 ) -> Built:
-    """Everything ``trailrelay forward`` runs: source, transforms, opened sinks, stores."""
+    """Everything ``trailrelay forward`` runs: source, transforms, opened sinks, stores.
+
+    ``shard`` = (index, count): read only this worker's share of a files or S3 listing source.
+    """
     stop = stop or threading.Event()
     metrics = metrics or Metrics()
     stateless = (SqsSourceConfig, FirehoseSourceConfig, LambdaSourceConfig)
@@ -163,8 +172,11 @@ def build_pipeline(
         sink = build_sink(sc)
         sink.open()
         sinks[sc.display_name] = sink
+    source = build_source(config, once=once, checkpoints=checkpoints)
+    if shard is not None:
+        source = Sharded(source, *shard)
     pipeline = Pipeline(
-        build_source(config, once=once, checkpoints=checkpoints),
+        source,
         dead_letters=dead_letters,
         metrics=metrics,
         stop=stop,
@@ -180,6 +192,8 @@ def build_pipeline(
     attach_sinks(pipeline, config, sinks, privacy=privacy, backoff_base=backoff_base)
     extras: dict[str, object] = {"privacy": privacy}
     if config.integrity.enabled:
+        from trailrelay.integrity.forwarding import install_integrity_checks  # noqa: PLC0415
+
         extras["integrity"] = install_integrity_checks(pipeline, config, once=once)
     return Built(pipeline, sinks, record_filter, tagger, checkpoints, extras=extras)
 

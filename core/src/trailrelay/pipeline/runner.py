@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from trailrelay.errors import FatalSinkError, FetchError, InputError
@@ -220,7 +220,7 @@ class Pipeline:
         self.metrics.bump("skipped", "fetch-failed")
         ticket.fail(f"fetch failed: {exc}")
 
-    def _route_all(self, items: Iterator[Record | Problem], ticket: Ticket) -> int:
+    def _route_all(self, items: Iterable[Record | Problem], ticket: Ticket) -> int:
         """Transform records and hand them to the sinks in chunks; returns how many were read.
 
         Records cross to the sinks ``CHUNK`` at a time (no per-record hand-off, lock or counter

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 from trailrelay.record import Origin, Record
 
-__all__ = ["ObjectDone", "ObjectRef", "Source", "Work"]
+__all__ = ["ObjectDone", "ObjectRef", "Sharded", "Source", "Work", "in_shard"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +83,43 @@ class Source(Protocol):
     def close(self) -> None:
         """Release clients and background threads."""
         ...
+
+
+def in_shard(label: str, index: int, count: int) -> bool:
+    """True when the unit named ``label`` belongs to worker ``index`` of ``count`` (stable hash)."""
+    return zlib.crc32(label.encode("utf-8", "surrogateescape")) % count == index
+
+
+class Sharded:
+    """One worker's share of a listing source: each unit is read by exactly one of ``count`` workers.
+
+    Every worker lists the same objects (listing is cheap); a unit is kept by the worker its
+    label hashes to, so checkpoints stay per object and any worker can be restarted alone.
+    What a unit without objects reports as skipped is counted by the worker each location
+    belongs to, and idle polls by worker 0, so every count is made once.
+    """
+
+    def __init__(self, inner: Source, index: int, count: int) -> None:
+        if not 0 <= index < count:
+            raise ValueError(f"shard {index}/{count} does not exist")
+        self.inner = inner
+        self.index = index
+        self.count = count
+
+    def work(self, stop: threading.Event) -> Iterator[Work]:
+        """The inner source's units that belong to this worker."""
+        index, count = self.index, self.count
+        for unit in self.inner.work(stop):
+            if unit.objects or unit.records:
+                if in_shard(unit.label, index, count):
+                    yield unit
+            elif unit.skipped:
+                mine = [(why, where) for why, where in unit.skipped if in_shard(where, index, count)]
+                if mine:
+                    yield dataclasses.replace(unit, skipped=mine)
+            elif index == 0:
+                yield unit
+
+    def close(self) -> None:
+        """Close the inner source."""
+        self.inner.close()

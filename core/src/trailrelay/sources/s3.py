@@ -7,8 +7,11 @@ region found under the prefix (organization trails included), instead of the who
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO, cast
 
 from trailrelay.errors import InputError
@@ -24,6 +27,8 @@ DELIVERY_LAG = dt.timedelta(minutes=30)
 after ``end_time`` are read too."""
 
 _MAX_WALK_DEPTH = 6
+LIST_CONCURRENCY = 8
+"""LIST requests in flight at once while walking and listing a window."""
 
 
 def fetch_object(client: Any, bucket: str, key: str, limit: int) -> bytes:
@@ -130,14 +135,27 @@ class S3Source:
             return
         start = self.start or dt.datetime(2013, 11, 1, tzinfo=dt.UTC)  # CloudTrail's launch
         end = (self.end or dt.datetime.now(dt.UTC)) + DELIVERY_LAG
-        for region_prefix in sorted(self._region_prefixes(self.prefix, 0)):
-            for day in day_prefixes(region_prefix, start, end):
-                yield from self._list(day)
+        days = [day for region in self._region_prefixes() for day in day_prefixes(region, start, end)]
+        # LIST several day folders at once (an org trail has accounts x regions x days of them),
+        # in order, with a bounded look-ahead so memory holds a few folders' listings, not all.
+        with ThreadPoolExecutor(LIST_CONCURRENCY, thread_name_prefix="s3-list") as pool:
+            ahead: deque[Future[list[dict[str, Any]]]] = deque()
+            todo = iter(days)
+            for prefix in itertools.islice(todo, 2 * LIST_CONCURRENCY):
+                ahead.append(pool.submit(self._list_all, prefix))
+            while ahead:
+                objects = ahead.popleft().result()
+                for prefix in itertools.islice(todo, 1):
+                    ahead.append(pool.submit(self._list_all, prefix))
+                yield from objects
 
     def _list(self, prefix: str) -> Iterator[dict[str, Any]]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         for page in pages:
             yield from page.get("Contents", [])
+
+    def _list_all(self, prefix: str) -> list[dict[str, Any]]:
+        return list(self._list(prefix))
 
     def _children(self, prefix: str) -> list[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
@@ -145,23 +163,43 @@ class S3Source:
         )
         return [cp["Prefix"] for page in pages for cp in page.get("CommonPrefixes", [])]
 
-    def _region_prefixes(self, prefix: str, depth: int) -> Iterator[str]:
-        """Every ``.../CloudTrail/<region>/`` folder at or below ``prefix``."""
+    def _region_prefixes(self) -> list[str]:
+        """Every ``.../CloudTrail/<region>/`` folder at or below the prefix, sorted.
+
+        Walked level by level, listing all folders of a level at once (an organization trail
+        has one folder per account), instead of one LIST after another.
+        """
         marker = "/CloudTrail/"
-        if marker in f"/{prefix}":
-            head, _, tail = f"/{prefix}".partition(marker)
-            region = tail.split("/", 1)[0]
-            base = f"{head}{marker}".lstrip("/")
-            if region:
-                yield f"{base}{region}/"
-            else:
-                yield from self._children(base)
-            return
-        if depth > _MAX_WALK_DEPTH:
-            return
-        for child in self._children(prefix):
-            name = child.rstrip("/").rsplit("/", 1)[-1]
-            if name == "CloudTrail" or (name == "CloudTrail-Insight" and self.insights):
-                yield from self._children(child)
-            elif not name.startswith("CloudTrail-"):
-                yield from self._region_prefixes(child, depth + 1)
+        found: list[str] = []
+        frontier = [self.prefix]
+        with ThreadPoolExecutor(LIST_CONCURRENCY, thread_name_prefix="s3-walk") as pool:
+            for _depth in range(_MAX_WALK_DEPTH + 2):
+                if not frontier:
+                    break
+                walk: list[str] = []
+                for prefix in frontier:
+                    if marker in f"/{prefix}":
+                        head, _, tail = f"/{prefix}".partition(marker)
+                        region = tail.split("/", 1)[0]
+                        base = f"{head}{marker}".lstrip("/")
+                        if region:
+                            found.append(f"{base}{region}/")
+                        else:
+                            walk.append(base)  # its children are the regions
+                    else:
+                        walk.append(prefix)
+                nxt: list[str] = []
+                for prefix, children in zip(walk, pool.map(self._children, walk), strict=True):
+                    regions_here = prefix.endswith(("CloudTrail/", "CloudTrail-Insight/"))
+                    for child in children:
+                        name = child.rstrip("/").rsplit("/", 1)[-1]
+                        if regions_here:
+                            found.append(child)
+                        elif (
+                            name == "CloudTrail"
+                            or (name == "CloudTrail-Insight" and self.insights)
+                            or not name.startswith("CloudTrail-")
+                        ):
+                            nxt.append(child)
+                frontier = nxt
+        return sorted(set(found))

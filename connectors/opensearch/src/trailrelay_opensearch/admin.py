@@ -1,0 +1,383 @@
+"""Read-only checks (``trailrelay check``) and set-up (``trailrelay opensearch setup``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from opensearchpy import ConnectionError as OpenSearchConnectionError
+from opensearchpy import NotFoundError, OpenSearch, TransportError
+
+from trailrelay.contract import CheckResult, FatalSinkError, RetryableError
+from trailrelay_opensearch.config import OpenSearchConfig, Target
+from trailrelay_opensearch.detector import detector_body, detector_name, field_mappings, rules_query
+from trailrelay_opensearch.responses import describe_error, scrub
+from trailrelay_opensearch.templates import (
+    cloudtrail_template,
+    content_hash,
+    integrity_template,
+    ism_policy,
+    policy_id,
+    template_name,
+)
+
+__all__ = ["SetupReport", "check_cluster", "run_setup"]
+
+_MIN_VERSION = (2, 7)
+"""flat_object, used by the template for the request/response subtrees, arrived in 2.7."""
+_SA = "/_plugins/_security_analytics"
+
+
+def _where(config: OpenSearchConfig) -> str:
+    return ", ".join(config.urls)
+
+
+def _status(exc: TransportError) -> int:
+    return exc.status_code if isinstance(exc.status_code, int) else 0
+
+
+def _text(exc: TransportError, config: OpenSearchConfig) -> str:
+    etype, reason = describe_error(exc.info if isinstance(exc.info, dict) else exc.error)
+    return scrub(f"HTTP {_status(exc)} {etype}: {reason}".rstrip(": "), config.secret_values)
+
+
+def _request(client: OpenSearch, method: str, path: str, body: Any = None, params: Any = None) -> Any:
+    return client.transport.perform_request(method, path, body=body, params=params)
+
+
+def _info(client: OpenSearch, config: OpenSearchConfig) -> dict[str, Any] | None:
+    """``GET /``; None where it may not be read (403, or Serverless, which has no such API)."""
+    if config.aws_service == "aoss":
+        return None
+    try:
+        return dict(client.info())
+    except OpenSearchConnectionError as exc:
+        raise RetryableError(
+            scrub(
+                f"cannot reach OpenSearch at {_where(config)}: {type(exc).__name__}: {exc}",
+                config.secret_values,
+            )
+        ) from None
+    except TransportError as exc:
+        if _status(exc) == 401:
+            raise FatalSinkError(
+                f"OpenSearch refused the credentials ({config.auth_setting}): {_text(exc, config)}"
+            ) from None
+        if _status(exc) == 403:
+            if config.aws_sigv4 and "signature" in _text(exc, config).lower():
+                raise FatalSinkError(
+                    f"the SigV4 signature was refused ({config.auth_setting}; check region and aws_service): "
+                    f"{_text(exc, config)}"
+                ) from None
+            return None
+        raise RetryableError(f"OpenSearch at {_where(config)} answered {_text(exc, config)}") from None
+
+
+def _version_problem(info: dict[str, Any], details: dict[str, Any]) -> str | None:
+    ver = info.get("version") if isinstance(info.get("version"), dict) else {}
+    assert isinstance(ver, dict)
+    details["distribution"] = ver.get("distribution")
+    details["version"] = number = str(ver.get("number", "?"))
+    if ver.get("distribution") != "opensearch":
+        return (
+            f"{details['version']} at this URL is not OpenSearch (cluster info says distribution "
+            f"{ver.get('distribution')!r}); use the elastic sink for Elasticsearch"
+        )
+    parts = tuple(int(p) for p in number.split(".")[:2] if p.isdigit())
+    if len(parts) == 2 and parts < _MIN_VERSION:
+        return f"OpenSearch {number} is too old: trailrelay's template needs 2.7 or later (flat_object)"
+    return None
+
+
+def _exists(client: OpenSearch, target: Target) -> bool:
+    try:
+        if target.data_stream:
+            _request(client, "GET", f"/_data_stream/{target.name}")
+            return True
+        return bool(client.indices.exists(index=target.name))
+    except NotFoundError:
+        return False
+
+
+def _installed_template(client: OpenSearch, name: str) -> dict[str, Any] | None:
+    try:
+        found = _request(client, "GET", f"/_index_template/{name}").get("index_templates", [])
+    except NotFoundError:
+        return None
+    return found[0]["index_template"] if found else None
+
+
+def check_cluster(client: OpenSearch, config: OpenSearchConfig) -> CheckResult:
+    """Connect, verify it is OpenSearch (2.7+), the credentials, the target and write blocks."""
+    target = config.target
+    problems: list[str] = []
+    notes: list[str] = []
+    details: dict[str, Any] = {"target": target.name, "data_stream": target.data_stream}
+    info = _info(client, config)
+    if info is None:
+        notes.append("cluster info not read (Serverless, or the credentials lack cluster:monitor/main)")
+    else:
+        problem = _version_problem(info, details)
+        if problem:
+            problems.append(problem)
+    _whoami(client, config, details, notes)
+    try:
+        exists = _exists(client, target)
+    except TransportError as exc:
+        if _status(exc) == 401:
+            raise FatalSinkError(f"OpenSearch refused the credentials ({config.auth_setting})") from None
+        notes.append(f"could not look up {target.name}: {_text(exc, config)}")
+        exists = None
+    details["target_exists"] = exists
+    if exists is False:
+        problems.extend(_missing_target(client, config, notes))
+    if not problems:
+        problems.extend(_write_blocks(client, config, notes, exists=bool(exists)))
+    details["problems"] = problems
+    details["notes"] = notes
+    if problems:
+        return CheckResult(False, "; ".join(problems), details)
+    version = f" {details['version']}" if "version" in details else ""
+    return CheckResult(
+        True, f"OpenSearch{version} at {_where(config)}: ready to write to {target.name}", details
+    )
+
+
+def _whoami(client: OpenSearch, config: OpenSearchConfig, details: dict[str, Any], notes: list[str]) -> None:
+    """The user and roles the security plugin sees (there is no privileges API to ask more)."""
+    if config.aws_sigv4:
+        notes.append(
+            "SigV4: write permission is decided by IAM / the data access policy, checked on first send"
+        )
+        return
+    try:
+        who = _request(client, "GET", "/_plugins/_security/authinfo")
+    except TransportError as exc:
+        if _status(exc) == 401:
+            raise FatalSinkError(
+                f"OpenSearch refused the credentials ({config.auth_setting}): {_text(exc, config)}"
+            ) from None
+        notes.append(f"user not checked (security plugin absent or hidden): {_text(exc, config)}")
+        return
+    if isinstance(who, dict):
+        details["user"] = who.get("user_name")
+        details["roles"] = who.get("roles")
+        notes.append(
+            f"user {who.get('user_name')} (roles {', '.join(who.get('roles') or []) or 'none'}) needs "
+            "indices:data/write/bulk* and indices:admin/create on the targets; checked on first send"
+        )
+
+
+def _missing_target(client: OpenSearch, config: OpenSearchConfig, notes: list[str]) -> list[str]:
+    """Problems when the target does not exist yet (no template, or auto-creation is off)."""
+    target = config.target
+    if _auto_create_off(client):
+        fix = "run `trailrelay opensearch setup`"
+        return [f"{target.name} does not exist and action.auto_create_index is off: {fix}"]
+    if _installed_template(client, template_name(target)) is not None:
+        notes.append(
+            f"{target.name} does not exist yet; template {template_name(target)} creates it on first write"
+        )
+        return []
+    if target.data_stream:
+        return [
+            (
+                f"data stream {target.name} is missing and no trailrelay template matches it (a first "
+                "write would make a plain index with dynamic mappings): run `trailrelay opensearch setup`"
+            )
+        ]
+    notes.append(
+        f"index {target.name} does not exist yet; OpenSearch creates it with dynamic mappings on first write"
+    )
+    return []
+
+
+def _auto_create_off(client: OpenSearch) -> bool:
+    try:
+        settings = client.cluster.get_settings(params={"flat_settings": "true"})
+    except TransportError:
+        return False
+    values = [settings.get(s, {}).get("action.auto_create_index") for s in ("transient", "persistent")]
+    return any(str(v).lower() == "false" for v in values)
+
+
+def _write_blocks(
+    client: OpenSearch, config: OpenSearchConfig, notes: list[str], *, exists: bool
+) -> list[str]:
+    """Problems from cluster-wide read-only settings and write blocks on the target."""
+    if config.aws_service == "aoss":
+        return []
+    problems: list[str] = []
+    try:
+        settings = client.cluster.get_settings(params={"flat_settings": "true"})
+        problems.extend(
+            f"the cluster is read-only ({key} = true in {scope} settings)"
+            for scope in ("persistent", "transient")
+            for key in ("cluster.blocks.read_only", "cluster.blocks.read_only_allow_delete")
+            if str(settings.get(scope, {}).get(key)).lower() == "true"
+        )
+    except TransportError as exc:
+        notes.append(f"cluster settings not checked: {_text(exc, config)}")
+    if exists:
+        try:
+            indices = _request(
+                client,
+                "GET",
+                f"/{config.target.name}/_settings/index.blocks.*",
+                params={"flat_settings": "true"},
+            )
+            for index, body in indices.items():
+                problems.extend(
+                    f"{index} is read-only ({key} = true)"
+                    for key, value in body.get("settings", {}).items()
+                    if key
+                    in ("index.blocks.write", "index.blocks.read_only", "index.blocks.read_only_allow_delete")
+                    and str(value).lower() == "true"
+                )
+        except TransportError as exc:
+            notes.append(f"index blocks not checked: {_text(exc, config)}")
+    return problems
+
+
+@dataclass
+class SetupReport:
+    """What ``setup`` found and did: one line per step, and whether the sink is ready."""
+
+    ok: bool = True
+    lines: list[str] = field(default_factory=list)
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def fail(self, line: str) -> SetupReport:
+        """Record a failed step."""
+        self.ok = False
+        self.lines.append(line)
+        return self
+
+
+def run_setup(
+    client: OpenSearch, config: OpenSearchConfig, *, dry_run: bool = False, detector: bool = False
+) -> SetupReport:
+    """Install the templates, the ISM policy and (``detector``) a Security Analytics detector; idempotent."""
+    report = SetupReport()
+    for target, body in (
+        (config.target, cloudtrail_template(config)),
+        (config.integrity_target, integrity_template(config)),
+    ):
+        name = template_name(target)
+        try:
+            _put_template(client, name, body, report, dry_run=dry_run)
+        except TransportError as exc:
+            return report.fail(f"failed to install index template {name}: {_text(exc, config)}")
+    if config.aws_service == "aoss":
+        report.lines.append(
+            "skipped: ISM (OpenSearch Serverless keeps data by its data lifecycle policy; "
+            "set retention there)"
+        )
+    else:
+        try:
+            _put_policy(client, config, report, dry_run=dry_run)
+        except TransportError as exc:
+            return report.fail(f"failed to install ISM policy {policy_id(config)}: {_text(exc, config)}")
+    if detector:
+        try:
+            _put_detector(client, config, report, dry_run=dry_run)
+        except TransportError as exc:
+            return report.fail(f"failed to create the Security Analytics detector: {_text(exc, config)}")
+    return report
+
+
+def _put_template(
+    client: OpenSearch, name: str, body: dict[str, Any], report: SetupReport, *, dry_run: bool
+) -> None:
+    current = _installed_template(client, name)
+    label = f"index template {name}"
+    same = (
+        current is not None and current.get("_meta", {}).get("content_hash") == body["_meta"]["content_hash"]
+    )
+    verb = _plan(report, label, body, exists=current is not None, same=same, dry_run=dry_run)
+    if verb is None:
+        return
+    client.indices.put_index_template(name=name, body=body)
+    report.lines.append(f"{verb}: {label}")
+
+
+def _plan(
+    report: SetupReport, label: str, body: dict[str, Any], *, exists: bool, same: bool, dry_run: bool
+) -> str | None:
+    """``installed``/``updated`` when the caller should write now; None (reported) if current or dry run."""
+    if exists and same:
+        report.lines.append(f"unchanged: {label} is up to date")
+        return None
+    if dry_run:
+        report.lines.append(f"would {'update' if exists else 'install'}: {label}")
+        report.bodies[label] = body
+        return None
+    return "updated" if exists else "installed"
+
+
+def _put_policy(client: OpenSearch, config: OpenSearchConfig, report: SetupReport, *, dry_run: bool) -> None:
+    pid = policy_id(config)
+    body = ism_policy(config)
+    label = f"ISM policy {pid} (delete after {config.retention_days} days)"
+    try:
+        current = _request(client, "GET", f"/_plugins/_ism/policies/{pid}")
+    except NotFoundError:
+        current = None
+    same = (
+        current is not None and current.get("policy", {}).get("description") == body["policy"]["description"]
+    )
+    verb = _plan(report, label, body, exists=current is not None, same=same, dry_run=dry_run)
+    if verb is None:
+        return
+    params = None
+    if current is not None:  # ISM updates are optimistic: name the version being replaced
+        params = {"if_seq_no": current.get("_seq_no"), "if_primary_term": current.get("_primary_term")}
+    _request(client, "PUT", f"/_plugins/_ism/policies/{pid}", body=body, params=params)
+    report.lines.append(f"{verb}: {label}")
+    report.lines.append(
+        f"note: the policy applies to indices created from now on (ISM ism_template, {content_hash(body)})"
+    )
+
+
+def _put_detector(
+    client: OpenSearch, config: OpenSearchConfig, report: SetupReport, *, dry_run: bool
+) -> None:
+    name = detector_name(config)
+    found = _request(
+        client,
+        "POST",
+        f"{_SA}/detectors/_search",
+        body={"query": {"nested": {"path": "detector", "query": {"match": {"detector.name": name}}}}},
+    )
+    hits = [h for h in found.get("hits", {}).get("hits", []) if h.get("_source", {}).get("name") == name]
+    if hits:
+        report.lines.append(
+            f"unchanged: Security Analytics detector '{name}' exists (id {hits[0].get('_id')})"
+        )
+        return
+    rules = _request(
+        client, "POST", f"{_SA}/rules/_search", body=rules_query(), params={"pre_packaged": "true"}
+    )
+    rule_ids = [h["_id"] for h in rules.get("hits", {}).get("hits", []) if h.get("_id")]
+    if not rule_ids:
+        report.fail("no pre-packaged cloudtrail rules found: is the Security Analytics plugin installed?")
+        return
+    mappings, body = field_mappings(config), detector_body(config, rule_ids)
+    if dry_run:
+        report.lines.append(f"would create: field mappings for log type cloudtrail on {config.target.name}")
+        report.lines.append(f"would create: Security Analytics detector '{name}' with {len(rule_ids)} rules")
+        report.bodies["field mappings"] = mappings
+        report.bodies["detector"] = body
+        return
+    if not _exists(client, config.target):  # aliases need the index (or data stream) to exist
+        if config.target.data_stream:
+            _request(client, "PUT", f"/_data_stream/{config.target.name}")
+        else:
+            client.indices.create(index=config.target.name)
+        report.lines.append(f"created: {config.target.name} (the detector's field mappings need it)")
+    _request(client, "POST", f"{_SA}/mappings", body=mappings)
+    report.lines.append(f"created: field mappings (aliases) for log type cloudtrail on {config.target.name}")
+    created = _request(client, "POST", f"{_SA}/detectors", body=body)
+    report.lines.append(
+        f"created: Security Analytics detector '{name}' (id {created.get('_id')}) with {len(rule_ids)} rules"
+    )

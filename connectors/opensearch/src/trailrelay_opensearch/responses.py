@@ -1,0 +1,122 @@
+"""What OpenSearch's answers mean for each record.
+
+A ``_bulk`` request normally answers HTTP 200 and reports failures per item (``errors: true``).
+Per item:
+
+* 2xx: delivered; 409 ``version_conflict_engine_exception``: our deterministic ``_id`` is already
+  stored, so a duplicate;
+* 400 ``illegal_argument_exception`` "Document ID is not supported in create/index operation
+  request": an OpenSearch Serverless time series (or vector) collection, which assigns ids
+  itself; the sink falls back to sending without ids (see :mod:`.sink`);
+* 429 (``rejected_execution_exception``, a flood-stage disk block) and 5xx: retry;
+* 401/403 ``security_exception``, a write block, a missing index that may not be created: the
+  sink cannot work as configured, so the run stops (every other record would fail the same way);
+* anything else (400 ``mapper_parsing_exception`` / ``document_parsing_exception`` /
+  ``illegal_argument_exception`` ...): the document itself is refused, so it is dead-lettered
+  with OpenSearch's reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+from collections.abc import Iterable
+from typing import Any
+
+from trailrelay.contract import DELIVERED, DUPLICATE, FatalSinkError, Outcome
+
+__all__ = [
+    "NO_CUSTOM_IDS",
+    "describe_error",
+    "item_outcome",
+    "refuses_custom_ids",
+    "retry_after",
+    "scrub",
+]
+
+NO_CUSTOM_IDS = "Document ID is not supported in create/index operation request"
+"""OpenSearch Serverless's item error for an ``_id`` in a time series or vector search collection."""
+
+_MAX_REASON = 600
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with any secret value replaced by ``***`` (server messages are echoed to operators)."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def describe_error(error: Any) -> tuple[str, str]:
+    """``(type, reason)`` of an OpenSearch error object, with the first ``caused_by`` appended."""
+    if isinstance(error, dict) and "error" in error and "type" not in error:
+        error = error["error"]  # a whole response body: {"error": {...}, "status": N}
+    if isinstance(error, dict) and "message" in error and "type" not in error:
+        return ("error", str(error["message"])[:_MAX_REASON])  # AWS's gateway: {"message": "..."}
+    if not isinstance(error, dict):
+        return ("error", str(error or "")[:_MAX_REASON])
+    etype = str(error.get("type") or "error")
+    reason = str(error.get("reason") or "")
+    cause = error.get("caused_by")
+    if isinstance(cause, dict) and cause.get("reason"):
+        reason = f"{reason} (caused by {cause.get('type', 'error')}: {cause['reason']})"
+    return etype, reason[:_MAX_REASON]
+
+
+def retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP date; None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+
+
+def refuses_custom_ids(item: Any) -> bool:
+    """True for the item error of a Serverless collection that does not accept our ``_id``."""
+    body: Any = next(iter(item.values()), None) if isinstance(item, dict) and item else None
+    error = body.get("error") if isinstance(body, dict) else None
+    return isinstance(error, dict) and NO_CUSTOM_IDS.lower() in str(error.get("reason", "")).lower()
+
+
+def item_outcome(item: Any, target: str) -> Outcome:
+    """The outcome of one ``_bulk`` item; raises FatalSinkError when no document could succeed."""
+    body: Any = next(iter(item.values()), None) if isinstance(item, dict) and item else None
+    if not isinstance(body, dict):
+        return Outcome.retry(f"unreadable bulk item in the response: {str(item)[:200]}")
+    status = body.get("status")
+    if not isinstance(status, int):
+        return Outcome.retry("bulk item without a status in the response")
+    if 200 <= status < 300:
+        return DELIVERED
+    etype, reason = describe_error(body.get("error"))
+    text = f"HTTP {status} {etype}: {reason}"
+    if status == 409 and etype == "version_conflict_engine_exception":
+        return DUPLICATE
+    if etype == "cluster_block_exception":
+        if status == 429:  # flood-stage disk watermark: clears when disk space is freed
+            return Outcome.retry(text)
+        raise FatalSinkError(f"OpenSearch refuses writes to {target} (read-only block): {text}")
+    if status in (401, 403) or etype == "security_exception":
+        raise FatalSinkError(
+            f"the configured credentials may not write to {target} (grant indices:data/write/bulk* "
+            f"and indices:admin/create on it, e.g. the role `logstash` or a custom one): {text}"
+        )
+    if etype == "index_not_found_exception" or status == 404:
+        raise FatalSinkError(
+            f"index {target} does not exist and may not be created here (action.auto_create_index): "
+            f"run `trailrelay opensearch setup` or create it, or set `index`: {text}"
+        )
+    if status == 429 or status >= 500:
+        return Outcome.retry(text)
+    return Outcome.rejected(text)

@@ -1,0 +1,144 @@
+"""``check``, ``trailrelay opensearch setup`` (templates, ISM, detector) and the canary searcher."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from opensearch_helpers import PASSWORD, USER, make_config, make_sink
+from opensearch_standin import StandIn, fixture
+
+from trailrelay.contract import Batch, FatalSinkError
+from trailrelay.plugins import command_groups
+from trailrelay.testing import sample_records
+from trailrelay_opensearch.admin import run_setup
+from trailrelay_opensearch.cli import group
+from trailrelay_opensearch.client import make_client
+from trailrelay_opensearch.plugin import plugin
+from trailrelay_opensearch.templates import FLAT_OBJECT_FIELDS
+
+
+@pytest.fixture
+def client(standin: StandIn) -> Any:
+    c = make_client(make_config(standin.url), logging.getLogger("test"))
+    yield c
+    c.close()
+
+
+def test_check_without_template_says_run_setup(standin: StandIn) -> None:
+    sink = make_sink(make_config(standin.url))
+    result = sink.check()
+    sink.close()
+    assert not result.ok
+    assert "trailrelay opensearch setup" in result.summary
+    assert result.details["distribution"] == "opensearch"
+    assert result.details["user"] == "trailrelay"
+
+
+def test_check_refuses_elasticsearch(standin: StandIn, client: Any) -> None:
+    run_setup(client, make_config(standin.url))
+    standin.info = fixture("info-elasticsearch")
+    sink = make_sink(make_config(standin.url))
+    result = sink.check()
+    sink.close()
+    assert not result.ok
+    assert "not OpenSearch" in result.summary
+
+
+def test_check_bad_password_is_fatal(standin: StandIn) -> None:
+    sink = make_sink(make_config(standin.url, password="wrong-password"))
+    with pytest.raises(FatalSinkError) as info:
+        sink.check()
+    sink.close()
+    assert "wrong-password" not in str(info.value)
+
+
+def test_check_auto_create_off(standin: StandIn) -> None:
+    standin.auto_create_index = False
+    sink = make_sink(make_config(standin.url, index="cloudtrail"))
+    result = sink.check()
+    sink.close()
+    assert not result.ok
+    assert "auto_create_index" in result.summary
+
+
+def test_setup_installs_once_and_is_idempotent(standin: StandIn, client: Any) -> None:
+    config = make_config(standin.url, retention_days=30)
+    dry = run_setup(client, config, dry_run=True)
+    assert dry.ok
+    assert standin.index_templates == {}
+    assert standin.policies == {}
+    first = run_setup(client, config)
+    assert first.ok, first.lines
+    assert sum(line.startswith("installed") for line in first.lines) == 3
+    template = standin.index_templates["trailrelay-logs-aws.cloudtrail-default"]
+    assert template["data_stream"] == {}
+    props = template["template"]["mappings"]["properties"]
+    assert all(props[name] == {"type": "flat_object"} for name in FLAT_OBJECT_FIELDS)
+    assert "trailrelay-logs-trailrelay.integrity-default" in standin.index_templates
+    policy = standin.policies["trailrelay-default-retention"]["policy"]
+    assert policy["states"][0]["transitions"][0]["conditions"] == {"min_index_age": "30d"}
+    assert "logs-aws.cloudtrail-default" in policy["ism_template"][0]["index_patterns"]
+    second = run_setup(client, config)
+    assert all(line.startswith("unchanged") for line in second.lines), second.lines
+    third = run_setup(client, make_config(standin.url, retention_days=60))
+    assert any(line.startswith("updated: ISM policy") for line in third.lines), third.lines
+    check = make_sink(config)
+    assert check.check().ok
+    check.close()
+
+
+def test_setup_detector(standin: StandIn, client: Any) -> None:
+    config = make_config(standin.url)
+    report = run_setup(client, config, detector=True)
+    assert report.ok, report.lines
+    [detector] = standin.detectors.values()
+    assert detector["detector_type"] == "cloudtrail"
+    assert detector["inputs"][0]["detector_input"]["indices"] == ["logs-aws.cloudtrail-default"]
+    assert {r["id"] for r in detector["inputs"][0]["detector_input"]["pre_packaged_rules"]} == {
+        "rule-ct-1",
+        "rule-ct-2",
+    }
+    [mappings] = standin.sa_mappings
+    assert mappings["alias_mappings"]["properties"]["aws.cloudtrail.event_name"] == {
+        "type": "alias",
+        "path": "eventName",
+    }
+    again = run_setup(client, config, detector=True)
+    assert any("detector" in line and line.startswith("unchanged") for line in again.lines)
+    assert len(standin.detectors) == 1
+
+
+def test_setup_command(standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OS_PASSWORD", PASSWORD)
+    cfg = tmp_path / "trailrelay.toml"
+    cfg.write_text(
+        f'[source]\ntype = "files"\npath = "."\n\n[[sinks]]\ntype = "opensearch"\nurl = "{standin.url}"\n'
+        f'username = "{USER}"\npassword = "${{OS_PASSWORD}}"\n'
+    )
+    assert group in command_groups()  # registered under trailrelay.commands
+    result = CliRunner().invoke(group, ["setup", "-c", str(cfg), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "would install: index template trailrelay-logs-aws.cloudtrail-default" in result.output
+    assert PASSWORD not in result.output
+    result = CliRunner().invoke(group, ["setup", "-c", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "installed: ISM policy" in result.output
+
+
+def test_searcher_finds_a_delivered_event(standin: StandIn) -> None:
+    config = make_config(standin.url)
+    sink = make_sink(config)
+    records = sample_records(3)
+    sink.send(Batch(records))
+    sink.close()
+    searcher = plugin.searcher(config)
+    since = dt.datetime(2026, 3, 2, 10, 10, tzinfo=dt.UTC)
+    assert searcher.find(str(records[1].event_id), since) is not None
+    assert searcher.find("no-such-event", since) is None
+    searcher.close()
+    searcher.close()
