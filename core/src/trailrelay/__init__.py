@@ -1,10 +1,6 @@
-"""trailrelay: move AWS CloudTrail into Splunk, Elastic or Microsoft Sentinel."""
+"""trailrelay: move AWS CloudTrail into Splunk, Elastic, Microsoft Sentinel or OpenSearch."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("trailrelay")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0+unknown"
+__version__ = "0.1.0"
+"""The distribution's version (pyproject reads it from here, so the two cannot differ)."""
 
 __all__ = ["__version__"]

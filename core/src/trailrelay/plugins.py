@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trailrelay.contract import SinkPlugin
 from trailrelay.errors import PluginNotFound
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "COMMANDS_GROUP",
@@ -44,6 +46,8 @@ class InstalledSink:
 
 def installed_sinks() -> dict[str, InstalledSink]:
     """Every sink type found in the ``trailrelay.sinks`` group, by name."""
+    from importlib.metadata import entry_points  # noqa: PLC0415 - scanning distributions is slow
+
     found: dict[str, InstalledSink] = {}
     for ep in entry_points(group=SINKS_GROUP):
         dist = ep.dist
@@ -56,8 +60,17 @@ def installed_sinks() -> dict[str, InstalledSink]:
     return dict(sorted(found.items()))
 
 
+BUILTIN_SINKS = {"file": "file_plugin", "stdout": "stdout_plugin"}
+"""Sink types core ships itself (in ``trailrelay.sinks.file``); loaded without scanning entry points."""
+
+
 def load_sink(name: str) -> SinkPlugin:
     """The plugin for a sink type, or PluginNotFound naming what is installed."""
+    if name in BUILTIN_SINKS:
+        from trailrelay.sinks import file  # noqa: PLC0415 - the built-ins need no entry-point scan
+
+        builtin: SinkPlugin = getattr(file, BUILTIN_SINKS[name])
+        return builtin
     sinks = installed_sinks()
     if name not in sinks:
         have = ", ".join(sinks) or "none"
@@ -74,6 +87,8 @@ def load_sink(name: str) -> SinkPlugin:
 
 def command_groups() -> list[Any]:
     """Click command groups that connectors add to the CLI (``trailrelay.commands``)."""
+    from importlib.metadata import entry_points  # noqa: PLC0415
+
     groups = []
     for ep in entry_points(group=COMMANDS_GROUP):
         try:

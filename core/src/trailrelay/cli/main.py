@@ -13,8 +13,6 @@ from typing import Any
 
 import click
 import orjson
-from rich.console import Console
-from rich.table import Table
 
 from trailrelay import __version__
 from trailrelay.cli.logs import setup_logging
@@ -43,7 +41,22 @@ __all__ = [
 ]
 
 log = logging.getLogger("trailrelay.cli")
-err = Console(stderr=True)
+
+
+class _LazyConsole:
+    """The stderr console, built on first use (rich is not loaded before anything is printed)."""
+
+    _console: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console  # noqa: PLC0415
+
+            self._console = Console(stderr=True)
+        return getattr(self._console, name)
+
+
+err: Any = _LazyConsole()
 
 EXIT_OK = 0
 """Everything read was delivered (or filtered out, or was a duplicate)."""
@@ -197,7 +210,9 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
         if snapshot is not None:
             if summary_json:
                 summary_json.write_bytes(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2))
-            print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
+            if fmt == "text":
+                print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
+            log.info("run finished", extra={"summary": snapshot})
         raise SystemExit(code)
     from trailrelay.pipeline.build import build_pipeline  # noqa: PLC0415
     from trailrelay.pipeline.health import HealthServer, pipeline_health, write_snapshots  # noqa: PLC0415
@@ -247,7 +262,8 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
         Path(metrics_file).write_bytes(orjson.dumps(snapshot))
     if summary_json:
         summary_json.write_bytes(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2))
-    print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
+    if fmt == "text":  # JSON logs (the default off a terminal) carry the summary in the line below
+        print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
     log.info("run finished", extra={"summary": snapshot})
     if result.fatal:
         err.print(f"[red]stopped:[/red] {result.fatal}", highlight=False)
@@ -297,6 +313,8 @@ def check(config_path: Path) -> None:
     setup_logging("text", "WARNING")
     config = _load(config_path)
     from trailrelay.pipeline.build import build_sink  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
 
     out = Console()
     ok = True
@@ -353,6 +371,9 @@ def _check_source(config: Config) -> tuple[bool, str]:
 @cli.command()
 def sinks() -> None:
     """List the installed sink types with their distributions and versions."""
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table("sink type", "distribution", "version")
     for s in installed_sinks().values():
         table.add_row(s.name, s.distribution, s.version)
@@ -372,6 +393,8 @@ def generate(out: Path, seed: int, day: dt.datetime, accounts: int, events_per_h
     summary = generate_trail(
         out, seed=seed, day=day.date(), accounts=accounts, events_per_hour=events_per_hour
     )
+    from rich.console import Console  # noqa: PLC0415
+
     Console().print(
         f"wrote {summary.records} records in {summary.objects} objects under {summary.root} "
         f"(org {summary.org_id}, accounts {', '.join(summary.accounts)})",
@@ -404,6 +427,8 @@ def replay_dead_letters(config_path: Path, source: Path | None, only_sink: str |
 def demo(out: Path | None, seed: int) -> None:
     """Generate a synthetic trail and forward it through the whole pipeline, offline."""
     setup_logging("text", "WARNING")
+    from rich.console import Console  # noqa: PLC0415
+
     from trailrelay.cli.demo import run_demo  # noqa: PLC0415
 
     console = Console() if sys.stdout.isatty() else Console(width=140)

@@ -6,13 +6,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
-
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from trailrelay.pipeline.metrics import Metrics
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["print_summary", "progress_reporter"]
 
@@ -23,6 +22,9 @@ def progress_reporter(*, enabled: bool) -> Iterator[Callable[[Metrics], None] | 
     if not enabled:
         yield None
         return
+    from rich.console import Console  # noqa: PLC0415 - only a terminal shows a progress bar
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -54,6 +56,8 @@ def progress_reporter(*, enabled: bool) -> Iterator[Callable[[Metrics], None] | 
 
 def print_summary(console: Console, snap: dict[str, Any], *, dead_letters: str | None = None) -> None:
     """The end-of-run table."""
+    from rich.table import Table  # noqa: PLC0415 - loaded when the run is over, not before
+
     t = Table(title="trailrelay run", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column(justify="right")

@@ -53,7 +53,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     cost = {(c["profile"], c["siem"]): c for c in report["costs"]}
 
     t = Table(title="per day and per month, by profile (± is the 95 % margin)", title_justify="left")
-    t.add_column("profile")
+    t.add_column("profile", no_wrap=True)
     t.add_column("events/day", justify="right")
     for siem in siems:
         t.add_column(f"{siem}\n{conn['units'].get(siem, '')}/day", justify="right")

@@ -23,7 +23,7 @@ from trailrelay.pipeline.deadletter import DeadLetterStore, FolderDeadLetters, S
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline, Transform
-from trailrelay.plugins import installed_sinks, load_sink
+from trailrelay.plugins import BUILTIN_SINKS, installed_sinks, load_sink
 from trailrelay.privacy import Pseudonymizer, build_pseudonymizers
 from trailrelay.record import Record
 from trailrelay.sources.base import Sharded, Source
@@ -45,13 +45,13 @@ __all__ = [
 def build_sink(config: SinkConfig) -> Sink:
     """Instantiate one configured sink through its plugin."""
     plugin = load_sink(config.type)
-    dist = installed_sinks()[config.type]
+    if config.type in BUILTIN_SINKS:
+        made_by = f"trailrelay/{__version__}"
+    else:
+        dist = installed_sinks()[config.type]
+        made_by = f"trailrelay/{__version__} {dist.distribution}/{dist.version}"
     name = config.display_name
-    context = SinkContext(
-        name=name,
-        logger=logging.getLogger(f"trailrelay.sinks.{name}"),
-        user_agent=f"trailrelay/{__version__} {dist.distribution}/{dist.version}",
-    )
+    context = SinkContext(name=name, logger=logging.getLogger(f"trailrelay.sinks.{name}"), user_agent=made_by)
     return plugin.create(config, context)
 
 
@@ -140,10 +140,12 @@ def build_transforms(config: Config) -> tuple[list[Transform], RecordFilter, Sig
     if tagger is not None:
         transforms.append(tagger)
 
-    def keep(record: Record) -> Record | None:
-        return record if record_filter.keep(record) else None
+    if config.filter.rules or config.filter.default == "drop":  # no rules: nothing to ask per record
 
-    transforms.append(keep)
+        def keep(record: Record) -> Record | None:
+            return record if record_filter.keep(record) else None
+
+        transforms.append(keep)
     return transforms, record_filter, tagger
 
 

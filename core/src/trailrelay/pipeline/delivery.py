@@ -20,7 +20,6 @@ FatalSinkError stops the whole run.
 
 from __future__ import annotations
 
-import datetime as dt
 import heapq
 import itertools
 import logging
@@ -57,6 +56,8 @@ log = logging.getLogger("trailrelay.pipeline")
 
 URGENT_DELAY = 0.05
 """Seconds a partial batch holding a high-risk record waits for company before it is sent."""
+LATENCY_STRIDE = 32
+"""One record in this many (and every high-risk one) is timed for the latency figures."""
 
 
 def backoff(attempt: int, retry_after: float | None, *, base: float = 0.5, cap: float = 60.0) -> float:
@@ -449,13 +450,20 @@ class SinkRunner:
             self._abandon_records(parked.records(), "internal error while settling")
 
     def _settle_delivered(self, records: Sequence[Record]) -> None:
-        self._count_final(len(records), sum(len(r.raw) for r in records), 0, 0)
-        self._latencies([r.routing.event_time for r in records])
-        _finish_tickets(Counter(r.ticket for r in records))
+        nbytes = 0
+        done: Counter[object] = Counter()
+        for r in records:
+            nbytes += len(r.raw)
+            done[r.ticket] += 1
+        self._count_final(len(records), nbytes, 0, 0)
+        self._latencies(records)
+        _finish_tickets(done)
+        self._release(len(records))  # last: close() may return once nothing is held
 
     def _settle_parked(self, parked: _Parked) -> None:
         self._count_final(len(parked), sum(parked.lengths), 0, 0)
         _finish_tickets(Counter(parked.tickets))
+        self._release(len(parked))
 
     def _settle(self, settled: list[tuple[Record, Outcome]]) -> None:
         if not settled:
@@ -476,11 +484,12 @@ class SinkRunner:
                     )
                 )
             per_ticket[rec.ticket] += 1
-        self._count_final(delivered, nbytes, dup, rejected, extra=len(settled) - delivered - dup - rejected)
-        self._latencies([rec.routing.event_time for rec, _ in settled])
+        self._count_final(delivered, nbytes, dup, rejected)
+        self._latencies([rec for rec, _ in settled])
         _finish_tickets(per_ticket)
+        self._release(len(settled))
 
-    def _count_final(self, delivered: int, nbytes: int, dup: int, rejected: int, *, extra: int = 0) -> None:
+    def _count_final(self, delivered: int, nbytes: int, dup: int, rejected: int) -> None:
         m = self.metrics
         if delivered:
             m.bump("delivered", self.name, delivered)
@@ -490,11 +499,15 @@ class SinkRunner:
         if rejected:
             m.bump("rejected", self.name, rejected)
             m.bump("dead_lettered", "sink", rejected)
-        self._release(delivered + dup + rejected + extra)
 
-    def _latencies(self, times: list[dt.datetime | None]) -> None:
+    def _latencies(self, records: Sequence[Record]) -> None:
+        """Event-to-final delays: every high-risk record's, and a 1-in-LATENCY_STRIDE sample of the rest."""
         now = time.time()
-        self.metrics.latencies([now - t.timestamp() for t in times if t is not None])
+        delays = []
+        for i, r in enumerate(records):
+            if (r.tags or i % LATENCY_STRIDE == 0) and (t := r.routing.event_time) is not None:
+                delays.append(now - t.timestamp())
+        self.metrics.latencies(delays)
 
     def _release(self, n: int) -> None:
         with self._cond:

@@ -117,11 +117,10 @@ class Pipeline:
         stopped = self.stop.is_set()
         with self._open_lock:
             leftovers = list(self._open)
-        for ticket in leftovers:
-            ticket.abandon("stopping" if stopped else "unfinished")
+        released = sum(ticket.abandon("stopping" if stopped else "unfinished") for ticket in leftovers)
         self.source.close()
         self.dead_letters.close()
-        return RunResult(self.metrics, self.fatal, stopped, len(leftovers))
+        return RunResult(self.metrics, self.fatal, stopped, released)
 
     def _watch_stop(self, closing: threading.Event) -> None:
         """From the moment a stop (signal, fatal error) comes, sinks get ``drain_seconds`` to finish."""

@@ -70,14 +70,15 @@ class Ticket:
         if ready:
             self._close()
 
-    def abandon(self, reason: str) -> None:
-        """Shutdown: release the unit if it is still open."""
+    def abandon(self, reason: str) -> bool:
+        """Shutdown: release the unit if it is still open; True when this call released it."""
         with self._lock:
             if self.closed:
-                return
+                return False
             self.closed = True
             self.failure = self.failure or reason
         self._close()
+        return True
 
     def _close(self) -> None:
         acked = self.failure is None

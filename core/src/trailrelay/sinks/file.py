@@ -95,7 +95,7 @@ class FileSink:
         """Write every record as one line; a write error is retryable (disk full, NFS hiccup)."""
         if not batch.records:
             return []
-        body = b"".join(r.line() + b"\n" for r in batch.records)
+        body = b"\n".join([r.line() for r in batch.records]) + b"\n"
         with self._lock:
             if self._fh is None:
                 self.open()
