@@ -15,6 +15,7 @@ from trailrelay.config import (
     LambdaSourceConfig,
     S3SourceConfig,
     SqsSourceConfig,
+    StdinSourceConfig,
 )
 from trailrelay.contract import Sink, SinkConfig, SinkContext
 from trailrelay.detection.evaluate import SigmaTagger
@@ -33,6 +34,7 @@ from trailrelay.sources.files import FileSource
 from trailrelay.sources.firehose import build_firehose_source
 from trailrelay.sources.s3 import S3Source
 from trailrelay.sources.sqs import SqsSource
+from trailrelay.sources.stdin import StdinSource
 from trailrelay.state import Checkpoints
 from trailrelay.transforms.filters import RecordFilter
 
@@ -64,6 +66,15 @@ def build_source(config: Config, *, once: bool, checkpoints: Checkpoints | None)
     """The configured source."""
     src = config.source
     limit = config.pipeline.max_object_bytes
+    if isinstance(src, StdinSourceConfig) or (isinstance(src, FilesSourceConfig) and str(src.path) == "-"):
+        unit = src if isinstance(src, StdinSourceConfig) else StdinSourceConfig(type="stdin")
+        return StdinSource(
+            unit_records=unit.unit_records,
+            unit_seconds=unit.unit_seconds,
+            max_object_bytes=limit,
+            max_record_bytes=config.pipeline.max_record_bytes,
+            dead_letters=build_dead_letters(config),
+        )
     if isinstance(src, FilesSourceConfig):
         path = src.path if src.path.is_absolute() else config.base_dir / src.path
         return FileSource(path, checkpoints)
@@ -154,7 +165,7 @@ def build_pipeline(
     """Everything ``trailrelay forward`` runs: source, transforms, opened sinks, stores."""
     stop = stop or threading.Event()
     metrics = metrics or Metrics()
-    stateless = (SqsSourceConfig, FirehoseSourceConfig, LambdaSourceConfig)
+    stateless = (SqsSourceConfig, FirehoseSourceConfig, LambdaSourceConfig, StdinSourceConfig)
     checkpoints = None if isinstance(config.source, stateless) else Checkpoints(config.state_path())
     dead_letters = build_dead_letters(config)
     privacy = build_privacy(config)
