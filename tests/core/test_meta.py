@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
-    "module", ["trailrelay.contract", "trailrelay.errors", "trailrelay.record", "trailrelay.testing"]
+    "module",
+    ["trailrelay.api", "trailrelay.contract", "trailrelay.errors", "trailrelay.record", "trailrelay.testing"],
 )
 def test_all_lists_exactly_the_public_names(module: str) -> None:
     mod = importlib.import_module(module)

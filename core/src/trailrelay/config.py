@@ -38,6 +38,7 @@ __all__ = [
     "S3SourceConfig",
     "SqsSourceConfig",
     "StateConfig",
+    "StdinSourceConfig",
     "load_config",
     "parse_config",
 ]
@@ -54,6 +55,21 @@ class FilesSourceConfig(_Strict):
 
     type: Literal["files"]
     path: Path
+
+
+class StdinSourceConfig(_Strict):
+    """``[source] type = "stdin"``: standard input, to its end (``files`` with ``path = "-"`` too).
+
+    Every shape the files source reads (gzip detected by its magic bytes). The stream is cut into
+    units acknowledged when their records are final in every sink: every ``unit_records`` records
+    or ``unit_seconds`` after a unit's first record, whichever comes first.
+    """
+
+    type: Literal["stdin"]
+    unit_records: int = Field(default=1000, ge=1, le=100_000, description="Records per unit of work.")
+    unit_seconds: float = Field(
+        default=1.0, gt=0, le=3600, description="Longest a record waits for its unit to fill."
+    )
 
 
 class _AwsSource(_Strict):
@@ -94,7 +110,12 @@ class SqsSourceConfig(_AwsSource):
 
 
 SourceConfig = Annotated[
-    FilesSourceConfig | S3SourceConfig | SqsSourceConfig | FirehoseSourceConfig | LambdaSourceConfig,
+    FilesSourceConfig
+    | StdinSourceConfig
+    | S3SourceConfig
+    | SqsSourceConfig
+    | FirehoseSourceConfig
+    | LambdaSourceConfig,
     Field(discriminator="type"),
 ]
 

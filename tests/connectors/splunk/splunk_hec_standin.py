@@ -14,6 +14,32 @@ per ackId, for out-of-order acks) seconds before an ack turns true, ``lost_acks`
 answers when a channel has too many unacknowledged requests), ``cookie`` set on event replies
 (a load balancer's sticky session) and ``forget_channels`` (HEC restarted: ack polls get code 11).
 
+``profile`` reproduces a HEC-compatible receiver that is not Splunk, as its source documents it
+(the README's recipes are tested against these):
+
+- ``vector``: Vector's ``splunk_hec`` source (``src/sources/splunk_hec/mod.rs``). Events on
+  ``/services/collector``, ``/event`` and ``/event/1.0``; a wrong token is 401 code 3; without
+  ``acknowledgements.enabled`` (``use_ack`` here) the ack endpoint answers 400 code 14 and
+  successes carry no ackId; with it, a channel is required (code 10) and ackIds and
+  ``/services/collector/ack`` work like Splunk's.
+- ``fluentbit``: Fluent Bit's ``splunk`` input (``plugins/in_splunk/splunk_prot.c``). Events only
+  on ``/services/collector`` and ``/services/collector/event``; anything else (``/event/1.0``,
+  ``/ack``) is 400 with the plain text ``error: invalid HTTP endpoint``; a wrong token is 401
+  plain text; channels are ignored; a body that is not JSON is refused whole (400 code 6 without
+  an event number); health answers ``{"text":"Success","code":200}``.
+- ``otel``: the OpenTelemetry Collector's ``splunk_hec`` receiver
+  (``receiver/splunkhecreceiver/receiver.go``), without the ack extension. Any path but the
+  health and raw paths takes events (so a POST to ``/services/collector/ack`` is read as events
+  and refused "Event field is required"); success is 200 with the JSON string ``"OK"``; error
+  bodies are HEC's JSON wrapped in a JSON string; tokens are not checked.
+- ``cribl``: Cribl Stream's Splunk HEC source (docs.cribl.io "Splunk HEC Source"): one endpoint,
+  ``/services/collector`` with ``/event``, ``/raw``, ``/health``; gzip. Its documentation does
+  not describe the ack endpoint or the reply bodies we could check: the stand-in answers like
+  Splunk, and ``/services/collector/ack`` with 404 (the case of a receiver without acks).
+
+``ack_endpoint_missing`` (any profile with ``use_ack``): ackIds are handed out but the ack
+endpoint answers 404, as a receiver that imitates the replies but not the protocol would.
+
 Fault hook for the reliability harness (``reliability/``): ``fault`` is called once per request
 with ``"event"`` or ``"ack"`` and answers ``None`` or a kind: ``outage`` (connection reset before
 anything is read), ``reset`` (half the body read, then reset), ``5xx`` (503 code 9), ``429``
@@ -48,6 +74,8 @@ HEC_HEADERS = {
     "X-Frame-Options": "SAMEORIGIN",
 }
 EVENT_PATHS = ("/services/collector", "/services/collector/event", "/services/collector/event/1.0")
+PROFILES = ("splunk", "vector", "fluentbit", "otel", "cribl")
+ACK_PATH = "/services/collector/ack"
 _DECODER = json.JSONDecoder()
 
 
@@ -77,9 +105,20 @@ class Logged:
 class HecStandIn:
     """A threaded HEC on 127.0.0.1 with fault injection; start() / stop()."""
 
-    def __init__(self, token: str = "11111111-2222-3333-4444-555555555555", *, use_ack: bool = False) -> None:
+    def __init__(
+        self,
+        token: str = "11111111-2222-3333-4444-555555555555",
+        *,
+        use_ack: bool = False,
+        profile: str = "splunk",
+        ack_endpoint_missing: bool = False,
+    ) -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}")
         self.token = token
         self.use_ack = use_ack
+        self.profile = profile
+        self.ack_endpoint_missing = ack_endpoint_missing or profile == "cribl"
         self.allowed_indexes: set[str] | None = None
         self.max_content_length: int | None = None
         self.stored: list[dict[str, Any]] = []
@@ -335,6 +374,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
+        profile = self.hec.profile
+        if profile == "fluentbit":
+            if path == "/services/collector/health":
+                self._reply(200, {"text": "Success", "code": 200})
+            else:
+                self._reply(400, "error: invalid HTTP endpoint\n")
+            return
+        if profile == "otel" and path in ("/services/collector/health", "/services/collector/health/1.0"):
+            self._reply(200, '{"text": "HEC is healthy", "code": 17}')
+            return
         if path in ("/services/collector/health", "/services/collector/health/1.0"):
             scripted = self.hec._take_script(path)
             if scripted:
@@ -360,6 +409,24 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         path = split.path
         length = int(self.headers.get("Content-Length") or 0)
+        if hec.profile == "fluentbit":
+            self._fluentbit(path, length)
+            return
+        if hec.profile == "otel":
+            self._otel(path, length)
+            return
+        if hec.ack_endpoint_missing and path == ACK_PATH:
+            self.rfile.read(length)
+            self._log(path, length, 0, 404, None)
+            self._reply(404, "Not Found")
+            return
+        if hec.profile == "vector" and path in (*EVENT_PATHS, ACK_PATH):
+            auth = self.headers.get("Authorization")
+            if auth is not None and auth != f"Splunk {hec.token}":
+                self.rfile.read(length)
+                self._log(path, length, 0, 401, {"code": 3})
+                self._reply(401, {"text": "Invalid authorization", "code": 3})
+                return
         fault = None
         if hec.fault is not None and path in (*EVENT_PATHS, "/services/collector/ack"):
             fault = hec.fault("event" if path in EVENT_PATHS else "ack")
@@ -453,6 +520,81 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
             return
         self._reply(status, payload, cookie)
+
+    def _body(self, length: int) -> bytes | None:
+        raw = self.rfile.read(length)
+        if self.headers.get("Content-Encoding") == "gzip":
+            try:
+                return gzip.decompress(raw)
+            except (OSError, EOFError, zlib.error):
+                return None
+        return raw
+
+    def _fluentbit(self, path: str, length: int) -> None:
+        """Fluent Bit's splunk input (see the module docstring)."""
+        hec = self.hec
+        body = self._body(length)
+        if self.headers.get("Authorization") != f"Splunk {hec.token}":
+            self._log(path, length, 0, 401, None)
+            self._reply(401, "error: unauthorized\n")
+            return
+        if path not in ("/services/collector", "/services/collector/event"):
+            self._log(path, length, 0, 400, None)
+            self._reply(400, "error: invalid HTTP endpoint\n")
+            return
+        if not body:
+            self._reply(400, "error: no payload found\n")
+            return
+        try:  # the whole body is packed at once: one bad value refuses all of it
+            envelopes = _all_values(body.decode("utf-8"))
+        except ValueError:
+            self._log(path, length, 0, 400, {"code": 6})
+            self._reply(400, {"text": "Invalid data format", "code": 6})
+            return
+        with hec._lock:
+            hec.stored.extend(envelopes)
+            hec.indexed_at.extend([time.time()] * len(envelopes))
+        self._log(path, length, len(envelopes), 200, {"code": 0})
+        self._reply(200, {"text": "Success", "code": 0})
+
+    def _otel(self, path: str, length: int) -> None:
+        """The OpenTelemetry Collector's splunk_hec receiver without the ack extension."""
+        hec = self.hec
+        body = self._body(length)
+        if body is None:
+            self._reply(400, json.dumps("Error on gzip body"))
+            return
+        if not body:
+            self._reply(400, json.dumps('{"text":"No data","code":5}'))
+            return
+        try:
+            envelopes = _all_values(body.decode("utf-8"))
+        except ValueError:
+            self._log(path, length, 0, 400, {"code": 6})
+            self._reply(400, json.dumps('{"text":"Invalid data format","code":6}'))
+            return
+        if any(not isinstance(e, dict) or "event" not in e for e in envelopes):
+            self._log(path, length, 0, 400, {"code": 12})
+            self._reply(400, json.dumps('{"text":"Event field is required","code":12}'))
+            return
+        with hec._lock:
+            hec.stored.extend(envelopes)
+            hec.indexed_at.extend([time.time()] * len(envelopes))
+        self._log(path, length, len(envelopes), 200, None)
+        self._reply(200, json.dumps("OK"))
+
+
+def _all_values(text: str) -> list[Any]:
+    """Every JSON value of a body of concatenated values; ValueError if any is malformed."""
+    out: list[Any] = []
+    pos = 0
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= len(text):
+            return out
+        value, pos = _DECODER.raw_decode(text, pos)
+        out.append(value)
 
 
 def _count_envelopes(body: bytes) -> int:

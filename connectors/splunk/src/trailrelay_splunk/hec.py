@@ -35,6 +35,7 @@ code       status  text                                         decision
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.utils
 import enum
@@ -127,6 +128,14 @@ def parse_reply(status: int, body: bytes, retry_after: str | None = None) -> Hec
         except orjson.JSONDecodeError:
             doc = None
     after = retry_after_seconds(retry_after)
+    if isinstance(doc, str) and doc.lstrip().startswith("{"):
+        # the OpenTelemetry Collector wraps HEC's JSON in a JSON string: "{\"code\":6,...}"
+        with contextlib.suppress(orjson.JSONDecodeError):
+            doc = orjson.loads(doc)
+    if isinstance(doc, str) and 200 <= status < 300:
+        # A HEC-compatible receiver's own success text (the OpenTelemetry Collector answers "OK"):
+        # a JSON answer, so not a proxy's page; no code, no ackId.
+        return HecReply(status, None, doc, retry_after=after, hec=True)
     if not isinstance(doc, dict):
         snippet = body[:120].decode("utf-8", "replace").strip() if body else ""
         return HecReply(

@@ -6,6 +6,14 @@ answer decides each event's outcome (see :mod:`trailrelay_splunk.hec`):
 
 * success without ``ackId``: DELIVERED ("HEC accepted it"; with ``ack`` unset this is how a token
   without indexer acknowledgement is detected, and said once in a warning);
+* a receiver that is not Splunk (Vector, Fluent Bit, the OpenTelemetry Collector, Cribl): the same
+  rule, detected from its answers. A 2xx whose body is a JSON string (the Collector's ``"OK"``)
+  is a success without ``ackId``. A receiver that hands out ackIds but has no
+  ``/services/collector/ack`` (404/405, or a 400 that is not HEC's JSON) cannot confirm them: the
+  sink says so once, stops polling, resolves what waited DELIVERED and from then on treats every
+  accepted request as DELIVERED ("accepted by the receiver"), the guarantee a re-send could not
+  improve (it would get the same unverifiable answer and index the events twice). With
+  ``ack = true`` that is a FatalSinkError instead;
 * success with ``ackId``: PENDING. The ackId joins its channel's ledger and ``send`` returns at
   once; one poller asks HEC about every pending ackId of a channel in one request per interval
   (short while acks come quickly, longer while they do not) and resolves each request's
@@ -114,6 +122,10 @@ class _ChannelLost(Exception):  # noqa: N818 - internal control flow
     """HEC no longer knows a channel (restart, idle expiry): its pending acks will never come."""
 
 
+class _NoAckEndpoint(Exception):  # noqa: N818 - internal control flow
+    """The receiver hands out ackIds but has no ack endpoint: nothing can ever confirm them."""
+
+
 class SplunkSink:
     """Delivers records to Splunk HEC; thread-safe ``send``."""
 
@@ -143,6 +155,8 @@ class SplunkSink:
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._fatal: str | None = None
+        self.ack_endpoint_missing = False
+        """The receiver answered ack polls with 404 (not Splunk): ackIds are ignored from then on."""
         self.poll_interval = MIN_POLL_INTERVAL
         """The ack poller's current pause (adapts between MIN_POLL_INTERVAL and ack_poll_interval)."""
 
@@ -292,7 +306,7 @@ class SplunkSink:
                 self._warn_once(
                     "capacity", "Splunk HEC is near capacity (%s); expect busy responses", reply.describe()
                 )
-            if reply.ack_id is not None and self.config.ack is not False:
+            if reply.ack_id is not None and self.config.ack is not False and not self.ack_endpoint_missing:
                 pending = Outcome.pending(self._await(channel, reply.ack_id))
                 for i in idxs:
                     outcomes[i] = pending
@@ -442,6 +456,8 @@ class SplunkSink:
             acked = set()
         except _ChannelLost as exc:
             return self._drop_channel(channel, str(exc))
+        except _NoAckEndpoint as exc:
+            return self._no_ack_endpoint(str(exc))
         except FatalSinkError as exc:
             self._fatal = str(exc)  # the next send raises it; what waits here is sent again later
             return self._drop_channel(channel, str(exc))
@@ -468,6 +484,39 @@ class SplunkSink:
             )
         return len(done) + len(overdue)
 
+    def _no_ack_endpoint(self, answer: str) -> int:
+        """Ack polls get 404: stop polling; what waited was accepted, so it is DELIVERED (see module)."""
+        c = self.config
+        if c.ack:
+            self._fatal = (
+                f"sink {c.display_name!r}: ack = true, but the receiver at {c.url} has no "
+                f"/services/collector/ack ({answer}): it is not Splunk; set ack = false or leave it unset"
+            )
+            with self._lock:
+                channels = list(self._channels)
+            for ch in channels:
+                self._drop_channel(ch, self._fatal)
+            return 0
+        self.ack_endpoint_missing = True
+        self._warn_once(
+            "no-ack-endpoint",
+            "sink %s: the receiver at %s hands out ackIds but answers %s to ack polls: it is not "
+            "Splunk. Acknowledgement polling stops; DELIVERED means the receiver accepted the events.",
+            c.display_name,
+            c.url,
+            answer,
+        )
+        with self._lock:
+            channels = list(self._channels)
+        settled = 0
+        for ch in channels:
+            with ch.lock:
+                waiting, ch.waiting = ch.waiting, {}
+            for w in waiting.values():
+                w.receipt.resolve(DELIVERED)
+            settled += len(waiting)
+        return settled
+
     def _drop_channel(self, channel: _Channel, reason: str) -> int:
         """Resolve every ackId of a channel RETRY and send on a new channel from now on."""
         with channel.lock:
@@ -485,6 +534,8 @@ class SplunkSink:
             channel.poll_session, "POST", f"{ACK_PATH}?channel={channel.id}", body, headers
         )
         if reply_raw.status != 200:
+            if reply_raw.status in (404, 405) or (reply_raw.status == 400 and not reply_raw.hec):
+                raise _NoAckEndpoint(reply_raw.describe())
             if reply_raw.code == 11:
                 raise _ChannelLost(f"HEC no longer knows channel {channel.id} ({reply_raw.describe()})")
             if classify(reply_raw) is Verdict.FATAL:

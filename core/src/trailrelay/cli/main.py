@@ -312,9 +312,9 @@ def check(config_path: Path) -> None:
     """Validate the config and reach the source and every sink without sending data."""
     setup_logging("text", "WARNING")
     config = _load(config_path)
-    from trailrelay.pipeline.build import build_sink  # noqa: PLC0415
-
     from rich.console import Console  # noqa: PLC0415
+
+    from trailrelay.pipeline.build import build_sink  # noqa: PLC0415
 
     out = Console()
     ok = True

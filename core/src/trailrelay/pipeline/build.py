@@ -15,6 +15,7 @@ from trailrelay.config import (
     LambdaSourceConfig,
     S3SourceConfig,
     SqsSourceConfig,
+    StdinSourceConfig,
 )
 from trailrelay.contract import Sink, SinkConfig, SinkContext
 from trailrelay.detection.evaluate import SigmaTagger
@@ -59,6 +60,17 @@ def build_source(config: Config, *, once: bool, checkpoints: Checkpoints | None)
     """The configured source."""
     src = config.source
     limit = config.pipeline.max_object_bytes
+    if isinstance(src, StdinSourceConfig) or (isinstance(src, FilesSourceConfig) and str(src.path) == "-"):
+        from trailrelay.sources.stdin import StdinSource  # noqa: PLC0415
+
+        unit = src if isinstance(src, StdinSourceConfig) else StdinSourceConfig(type="stdin")
+        return StdinSource(
+            unit_records=unit.unit_records,
+            unit_seconds=unit.unit_seconds,
+            max_object_bytes=limit,
+            max_record_bytes=config.pipeline.max_record_bytes,
+            dead_letters=build_dead_letters(config),
+        )
     if isinstance(src, FilesSourceConfig):
         path = src.path if src.path.is_absolute() else config.base_dir / src.path
         return FileSource(path, checkpoints)
@@ -165,7 +177,7 @@ def build_pipeline(
     """
     stop = stop or threading.Event()
     metrics = metrics or Metrics()
-    stateless = (SqsSourceConfig, FirehoseSourceConfig, LambdaSourceConfig)
+    stateless = (SqsSourceConfig, FirehoseSourceConfig, LambdaSourceConfig, StdinSourceConfig)
     checkpoints = None if isinstance(config.source, stateless) else Checkpoints(config.state_path())
     dead_letters = build_dead_letters(config)
     privacy = build_privacy(config)

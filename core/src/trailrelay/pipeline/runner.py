@@ -21,7 +21,7 @@ from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.tickets import Ticket
 from trailrelay.record import Origin, Record
-from trailrelay.sources.base import ObjectRef, Source, Work
+from trailrelay.sources.base import ItemStream, ObjectRef, Source, Work
 from trailrelay.sources.decompress import DEFAULT_LIMIT
 from trailrelay.sources.parse import NotALogFile, Problem
 from trailrelay.sources.stream import DEFAULT_MAX_RECORD_BYTES, read_stream
@@ -185,6 +185,9 @@ class Pipeline:
         """
         m = self.metrics
         origin = obj.origin
+        if obj.items is not None:  # the source cut the records itself (standard input)
+            self._read_items(obj, obj.items, ticket)
+            return
         try:
             raw = obj.reader()
         except InputError as exc:  # will never succeed (too large): trace it and move on
@@ -213,6 +216,19 @@ class Pipeline:
         m.add("objects_read")
         m.add("bytes_read", stream.bytes_in)
         ticket.object_read(origin, count, stream.sha256)
+
+    def _read_items(self, obj: ObjectRef, items: Callable[[], ItemStream], ticket: Ticket) -> None:
+        """Deliver records a source has already cut (no bytes to parse); same routing as a read."""
+        stream = items()
+        count = 0
+        try:
+            count = self._route_all(iter(stream), ticket)
+        except Exception as exc:  # a bug must not stop the run: trace the unit, go on
+            log.exception("unexpected error delivering %s", obj.origin.location)
+            self._dead_letter("read", f"unexpected {type(exc).__name__}: {exc}", obj.origin, None)
+        self.metrics.add("objects_read")
+        self.metrics.add("bytes_read", stream.bytes_in)
+        ticket.object_read(obj.origin, count, stream.sha256)
 
     def _fetch_failed(self, origin: Origin, exc: Exception, ticket: Ticket) -> None:
         log.warning("could not fetch %s: %s", origin.location, exc)

@@ -8,11 +8,25 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from trailrelay.record import Origin, Record
 
-__all__ = ["ObjectDone", "ObjectRef", "Sharded", "Source", "Work", "in_shard"]
+if TYPE_CHECKING:
+    from trailrelay.sources.parse import Problem
+
+__all__ = ["ItemStream", "ObjectDone", "ObjectRef", "Sharded", "Source", "Work", "in_shard"]
+
+
+class ItemStream(Protocol):
+    """What ``ObjectRef.items`` returns: records and problems, and the bytes they came from."""
+
+    bytes_in: int
+    sha256: str | None
+
+    def __iter__(self) -> Iterator[Record | Problem]:
+        """The items, in order."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +39,9 @@ class ObjectRef:
     open: Callable[[], BinaryIO] | None = None
     """Open the object's (possibly gzip) bytes for reading in chunks (an S3 body, a file); raise
     on failure like ``fetch``. The caller closes it. None when the source only offers ``fetch``."""
+    items: Callable[[], ItemStream] | None = None
+    """Records the source cut itself (standard input): the pipeline reads these instead of parsing
+    bytes. They are tagged, filtered and delivered like parsed ones; None for every other source."""
 
     def reader(self) -> BinaryIO:
         """The object's bytes as a stream: ``open`` when the source streams, else ``fetch`` in memory."""

@@ -1,0 +1,224 @@
+"""Standard input as a source: any shape the files source reads, streamed, cut into units of work.
+
+``[source] type = "stdin"`` (or ``type = "files"`` with ``path = "-"``) reads one stream:
+``aws s3 cp s3://bucket/key.json.gz - | trailrelay forward -c FILE``, or a process writing
+NDJSON forever. :func:`~trailrelay.sources.stream.read_stream` parses it as it arrives (gzip by
+its magic bytes, ``{"Records": [...]}``, arrays, NDJSON, EventBridge envelopes), holding one
+chunk and the record being assembled, never the stream.
+
+The stream is cut into *units*: every ``unit_records`` records, or ``unit_seconds`` after a
+unit's first record, whichever comes first, and at the end of the input. A unit is one
+:class:`~trailrelay.sources.base.Work` whose object hands the pipeline the records already cut
+(``ObjectRef.items``), so they are tagged, filtered and delivered like any file's, and the unit
+is acknowledged once every one of its records is final in every sink. Memory stays bounded: a
+slow sink blocks the pipeline's readers, they stop taking units, the queue between the parser
+thread and the units fills, the parser stops reading, and the writer on the other end of the
+pipe blocks.
+
+Standard input cannot be read twice. A unit that cannot be finished (the run is stopped, a sink
+fails fatally) is released; its records are then written to the dead-letter store with the
+reason, so nothing is lost silently, and the run exits with the "unfinished" status.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
+
+from trailrelay.errors import FetchError
+from trailrelay.pipeline.deadletter import DeadLetterStore, entry
+from trailrelay.record import Origin, Record
+from trailrelay.sources.base import ObjectDone, ObjectRef, Work
+from trailrelay.sources.decompress import DEFAULT_LIMIT
+from trailrelay.sources.parse import NotALogFile, Problem
+from trailrelay.sources.stream import DEFAULT_MAX_RECORD_BYTES, read_stream
+
+__all__ = ["STDIN_ORIGIN", "StdinSource"]
+
+log = logging.getLogger("trailrelay.sources.stdin")
+
+STDIN_ORIGIN = Origin("stdin", "stdin")
+"""The origin of every record read from standard input (``source`` in Splunk, dead letters)."""
+
+_EOF = object()
+_QUEUE_ITEMS = 4096
+"""Items parsed ahead of the units (the parser blocks beyond it)."""
+
+
+class _Available:
+    """A pipe read as it arrives: ``read(n)`` returns what is there (at most n), not n bytes.
+
+    ``BufferedReader.read(n)`` waits until n bytes came or the pipe closed; a writer producing a
+    line a second would hold records back for minutes. ``read1`` returns after one raw read.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._read1 = getattr(raw, "read1", None)
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes, as soon as any are available; b"" at the end of the input."""
+        if self._read1 is not None:
+            data: bytes = self._read1(n)
+            return data
+        return self._raw.read(n)
+
+    def close(self) -> None:
+        """Standard input stays open (the process may still print to its terminal)."""
+
+
+class _Slice:
+    """The records (and problems) of one unit, handed to the pipeline as its object's items."""
+
+    def __init__(self, items: list[Record | Problem], nbytes: int) -> None:
+        self.items = items
+        self.bytes_in = nbytes
+        self.sha256: str | None = None
+
+    def __iter__(self) -> Iterator[Record | Problem]:
+        return iter(self.items)
+
+
+class StdinSource:
+    """Reads standard input (or any binary stream) once, to its end; units as described above."""
+
+    def __init__(
+        self,
+        stream: BinaryIO | None = None,
+        *,
+        unit_records: int = 1000,
+        unit_seconds: float = 1.0,
+        max_object_bytes: int = DEFAULT_LIMIT,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        dead_letters: DeadLetterStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream
+        self.unit_records = unit_records
+        self.unit_seconds = unit_seconds
+        self.max_object_bytes = max_object_bytes
+        self.max_record_bytes = max_record_bytes
+        self.dead_letters = dead_letters
+        self.units = 0
+        self.lost = 0
+        """Records of released units (dead-lettered: standard input cannot be read again)."""
+        self._clock = clock
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_ITEMS)
+        self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    # -- the parser thread -----------------------------------------------------------------
+
+    def _parse(self) -> None:
+        raw = self.stream if self.stream is not None else sys.stdin.buffer
+        stream = read_stream(
+            _Available(raw),  # type: ignore[arg-type]  # read/close is all read_stream uses
+            STDIN_ORIGIN,
+            limit=self.max_object_bytes,
+            max_record_bytes=self.max_record_bytes,
+        )
+        try:
+            for item in stream:
+                if not self._put(item):
+                    return
+        except NotALogFile as skip:  # a digest piped in: nothing to forward
+            log.warning("standard input is not a CloudTrail log file (%s): nothing to forward", skip.kind)
+        except Exception as exc:  # a failing pipe: the source failed, the run stops
+            self._put(exc if isinstance(exc, FetchError) else FetchError(f"reading standard input: {exc}"))
+        finally:
+            self._put((_EOF,))
+
+    def _put(self, item: object) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    # -- units -----------------------------------------------------------------------------
+
+    def work(self, stop: threading.Event) -> Iterator[Work]:
+        """Units of records until the input ends (or ``stop``); an idle unit while the input is quiet."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._parse, name="stdin-parser", daemon=True)
+            self._thread.start()
+        items: list[Record | Problem] = []
+        records = 0
+        started = 0.0
+        first_index = 0
+        nbytes = 0
+        while not stop.is_set():
+            wait = 0.2 if not items else max(0.0, started + self.unit_seconds - self._clock())
+            try:
+                item = self._queue.get(timeout=min(wait, 0.2))
+            except queue.Empty:
+                if items and self._clock() >= started + self.unit_seconds:
+                    yield self._unit(items, records, first_index, nbytes)
+                    first_index += records
+                    items, records, nbytes = [], 0, 0
+                elif not items:
+                    yield Work([], idle=True, label="stdin: waiting for input")
+                continue
+            if isinstance(item, tuple) and item and item[0] is _EOF:
+                if items:
+                    yield self._unit(items, records, first_index, nbytes)
+                return
+            if isinstance(item, Exception):
+                raise item
+            assert isinstance(item, Record | Problem)
+            if not items:
+                started = self._clock()
+            items.append(item)
+            if isinstance(item, Record):
+                records += 1
+                nbytes += len(item.raw)
+            if records >= self.unit_records:
+                yield self._unit(items, records, first_index, nbytes)
+                first_index += records
+                items, records, nbytes = [], 0, 0
+
+    def _unit(self, items: list[Record | Problem], records: int, first: int, nbytes: int) -> Work:
+        self.units += 1
+        n = self.units
+        label = f"stdin unit {n} (records {first + 1}-{first + records})"
+        origin = Origin("stdin", f"stdin#unit-{n}")
+        part = _Slice(items, nbytes)
+        ref = ObjectRef(origin, fetch=_no_bytes, items=lambda: part)
+        return Work([ref], ack=_nothing_to_ack, release=self._releaser(items, label), label=label)
+
+    def _releaser(self, items: list[Record | Problem], label: str) -> Callable[[str], None]:
+        def release(reason: str) -> None:
+            kept = [i for i in items if isinstance(i, Record)]
+            self.lost += len(kept)
+            log.warning(
+                "%s not finished (%s): %d records dead-lettered (standard input cannot be read again)",
+                label,
+                reason,
+                len(kept),
+            )
+            if self.dead_letters is None:
+                return
+            why = f"not delivered before the run ended ({reason}); standard input cannot be read again"
+            for record in kept:
+                self.dead_letters.write(entry("read", why, record.origin, record.raw, index=record.index))
+
+        return release
+
+    def close(self) -> None:
+        """Stop the parser thread (it may be blocked reading the pipe: it is a daemon)."""
+        self._closed.set()
+
+
+def _no_bytes() -> bytes:
+    raise FetchError("standard input is read once, by the source: its units carry their records")
+
+
+def _nothing_to_ack(_done: list[ObjectDone]) -> None:
+    """Standard input keeps no checkpoint: a finished unit needs no acknowledgement."""

@@ -1,0 +1,217 @@
+"""trailrelay as a stage of a shell pipeline: standard input in (every shape), standard output out.
+
+These run the real command (``python -m trailrelay forward``) with input piped into it, as
+``aws s3 cp s3://bucket/key.json.gz - | trailrelay forward -c FILE`` does.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trailrelay.cli.main import EXIT_FATAL, EXIT_OK
+from trailrelay.config import StdinSourceConfig, parse_config
+from trailrelay.errors import ConfigError
+
+PY = sys.executable
+
+
+def _record(i: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "eventVersion": "1.08",
+        "userIdentity": {"type": "IAMUser", "accountId": "111122223333", "userName": f"u{i}"},
+        "eventTime": "2026-03-02T10:00:00Z",
+        "eventSource": "s3.amazonaws.com",
+        "eventName": "ListBuckets",
+        "awsRegion": "eu-west-1",
+        "eventID": f"00000000-0000-0000-0000-{i:012d}",
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": "111122223333",
+        **extra,
+    }
+
+
+RECORDS = [_record(i) for i in range(25)]
+IDS = [r["eventID"] for r in RECORDS]
+
+
+def _ndjson() -> bytes:
+    return ("\n".join(json.dumps(r) for r in RECORDS) + "\n").encode()
+
+
+def _envelope() -> bytes:
+    return json.dumps({"Records": RECORDS}).encode()
+
+
+def _eventbridge() -> bytes:
+    lines = [
+        json.dumps(
+            {"version": "0", "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3", "detail": r}
+        )
+        for r in RECORDS
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+SHAPES: dict[str, Callable[[], bytes]] = {
+    "records-envelope": _envelope,
+    "records-envelope-gzip": lambda: gzip.compress(_envelope()),
+    "records-envelope-pretty": lambda: json.dumps({"Records": RECORDS}, indent=2).encode(),
+    "array": lambda: json.dumps(RECORDS).encode(),
+    "ndjson": _ndjson,
+    "ndjson-gzip": lambda: gzip.compress(("\n".join(json.dumps(r) for r in RECORDS)).encode()),
+    "eventbridge-ndjson": _eventbridge,
+}
+
+
+def _config(tmp_path: Path, source: str, sink: str) -> Path:
+    path = tmp_path / "trailrelay.toml"
+    path.write_text(f'{source}\n{sink}\n[dead_letter]\npath = "dl"\n')
+    return path
+
+
+FILE_SINK = '[[sinks]]\ntype = "file"\npath = "out.ndjson"\n'
+
+
+def _forward(config: Path, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+    cmd = [PY, "-m", "trailrelay", "forward", "-c", str(config), "--log-format", "text"]
+    cmd += ["--summary-json", str(config.parent / "summary.json")]
+    return subprocess.run(cmd, capture_output=True, timeout=120, check=False, **kwargs)
+
+
+def _out_ids(tmp_path: Path) -> list[str]:
+    out = tmp_path / "out.ndjson"
+    return [json.loads(line)["eventID"] for line in out.read_text().splitlines()] if out.exists() else []
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_every_shape_streams_from_stdin(tmp_path: Path, shape: str) -> None:
+    config = _config(tmp_path, '[source]\ntype = "stdin"\nunit_records = 10', FILE_SINK)
+    done = _forward(config, input=SHAPES[shape]())
+    assert done.returncode == EXIT_OK, done.stderr.decode()[-2000:]
+    assert sorted(_out_ids(tmp_path)) == sorted(IDS)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["units_acknowledged"] == 3  # 25 records in units of 10
+    assert summary["dead_lettered"] == {}
+
+
+def test_files_source_with_dash_reads_stdin_and_bad_lines_are_dead_letters(tmp_path: Path) -> None:
+    config = _config(tmp_path, '[source]\ntype = "files"\npath = "-"', FILE_SINK)
+    lines = [json.dumps(r) for r in RECORDS[:3]]
+    lines.insert(1, "this is not json")
+    done = _forward(config, input=("\n".join(lines) + "\n").encode())
+    assert done.returncode == 4, done.stderr.decode()[-2000:]  # EXIT_DEAD_LETTERS: the bad line
+    assert sorted(_out_ids(tmp_path)) == sorted(IDS[:3])
+    entries = [json.loads(x) for f in (tmp_path / "dl").iterdir() for x in f.read_text().splitlines()]
+    assert [e["raw"] for e in entries] == ["this is not json"]
+
+
+_WRITER = r"""
+import json, os, sys
+i = 0
+while True:
+    rec = {"eventVersion": "1.08", "eventTime": "2026-03-02T10:00:00Z", "eventSource": "s3.amazonaws.com",
+           "eventName": "ListBuckets", "awsRegion": "eu-west-1", "eventID": "e-%d" % i,
+           "recipientAccountId": "111122223333", "userIdentity": {"type": "IAMUser"}, "pad": "x" * 400}
+    os.write(1, (json.dumps(rec) + "\n").encode())  # one write per line: a kill never cuts one
+    i += 1
+"""
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as fh:
+        return sum(1 for _ in fh)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads memory use from /proc")
+def test_endless_ndjson_is_delivered_as_it_comes_in_bounded_memory(tmp_path: Path) -> None:
+    config = _config(tmp_path, '[source]\ntype = "stdin"\nunit_records = 200\nunit_seconds = 0.2', FILE_SINK)
+    out = tmp_path / "out.ndjson"
+    writer = subprocess.Popen([PY, "-c", _WRITER], stdout=subprocess.PIPE)
+    assert writer.stdout is not None
+    cmd = [PY, "-m", "trailrelay", "forward", "-c", str(config), "--log-format", "text"]
+    cmd += ["--summary-json", str(tmp_path / "summary.json")]
+    relay = subprocess.Popen(cmd, stdin=writer.stdout, stderr=subprocess.PIPE)
+    writer.stdout.close()  # the relay holds the only reading end: the writer sees EPIPE if it dies
+    try:
+        deadline = time.monotonic() + 90
+        while _lines(out) < 20_000 and time.monotonic() < deadline:  # delivered while the writer writes
+            assert relay.poll() is None, relay.stderr.read().decode()[-2000:] if relay.stderr else ""
+            time.sleep(0.2)
+        assert _lines(out) >= 20_000, "records are not delivered while the input is still open"
+        early = _rss_kib(relay.pid)
+        start = _lines(out)
+        while _lines(out) < start + 100_000 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        late = _rss_kib(relay.pid)
+        assert _lines(out) >= start + 100_000
+        # 100k more records (~45 MB) went through; memory must not follow them
+        assert late - early < 40 * 1024, f"RSS grew from {early} KiB to {late} KiB"
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    _, err = relay.communicate(timeout=60)  # the writer is gone: end of input, the relay finishes
+    assert relay.returncode == EXIT_OK, err.decode()[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["delivered"]["file"] == summary["records_in"] == _lines(out)
+    ids = sorted(int(json.loads(x)["eventID"][2:]) for x in out.read_text().splitlines())
+    assert ids == list(range(len(ids)))  # none lost, none twice (units may finish out of order)
+
+
+def test_a_closed_pipe_downstream_stops_cleanly_with_status_3(tmp_path: Path) -> None:
+    """``trailrelay forward ... | head -1``: EPIPE is "downstream closed", exit 3, no traceback."""
+    config = _config(tmp_path, '[source]\ntype = "stdin"', '[[sinks]]\ntype = "stdout"\nbatch_events = 100')
+    data = ("\n".join(json.dumps(_record(i, pad="y" * 2000)) for i in range(20_000)) + "\n").encode()
+    r, w = os.pipe()
+    cmd = [PY, "-m", "trailrelay", "forward", "-c", str(config), "--log-format", "text"]
+    relay = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=w, stderr=subprocess.PIPE)
+    os.close(w)
+    with os.fdopen(r, "rb") as head:  # `head -1`: read one line, then close the pipe
+        first = head.readline()
+    assert json.loads(first)["eventID"] == IDS[0]
+    _, err = relay.communicate(data, timeout=120)
+    text = err.decode()
+    assert relay.returncode == EXIT_FATAL, text[-2000:]
+    assert "downstream closed" in text
+    assert "Traceback" not in text
+    assert "Exception ignored" not in text
+    assert "BrokenPipeError" not in text
+
+
+def test_stdin_config_model() -> None:
+    config = parse_config({"source": {"type": "stdin", "unit_records": 5}, "sinks": [{"type": "stdout"}]})
+    assert isinstance(config.source, StdinSourceConfig)
+    assert config.source.unit_records == 5
+    with pytest.raises(ConfigError, match="unit_seconds"):
+        parse_config({"source": {"type": "stdin", "unit_seconds": 0}, "sinks": [{"type": "stdout"}]})
+    with pytest.raises(ConfigError, match="format_options"):
+        parse_config(
+            {"source": {"type": "stdin"}, "sinks": [{"type": "stdout", "format_options": {"index": "x"}}]}
+        )
+    with pytest.raises(ConfigError, match=r"format_options\.url does not change splunk"):
+        parse_config(
+            {
+                "source": {"type": "stdin"},
+                "sinks": [{"type": "stdout", "format": "splunk", "format_options": {"url": "https://x"}}],
+            }
+        )
