@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import os
 import signal
@@ -242,6 +243,7 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
         writer_stop = threading.Event()
         if metrics_file:
             write_snapshots(pipeline.metrics.snapshot, metrics_file, writer_stop)
+        _tune_gc()
         result = pipeline.run()
         writer_stop.set()
         if server is not None:
@@ -284,6 +286,16 @@ def exit_status(result: Any, snapshot: dict[str, Any], *, once: bool) -> int:
     if sum(snapshot.get("dead_lettered", {}).values()) > 0:
         return EXIT_DEAD_LETTERS
     return EXIT_OK
+
+
+def _tune_gc() -> None:
+    """Collect young garbage less often, and never re-scan what start-up left alive.
+
+    A run allocates millions of short-lived, acyclic objects (records, slices); at the default
+    threshold (700) the collector spends ~6% of the CPU scanning them.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _shard(value: str | None) -> tuple[int, int] | None:
