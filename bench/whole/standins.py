@@ -4,6 +4,7 @@ Run as its own process so its CPU is not charged to the forwarder::
 
     python -m whole.standins hec [--ack-delay 5]   # Splunk HEC (+ indexer acknowledgement)
     python -m whole.standins elastic               # Elasticsearch _bulk
+    python -m whole.standins opensearch            # OpenSearch _bulk
     python -m whole.standins sentinel --cert C --key K   # Entra token + Logs Ingestion API (TLS)
 
 It prints ``PORT <n>`` once listening. ``GET /_count`` answers ``{"events": N, "requests": M}``.
@@ -139,6 +140,28 @@ class Elastic(_Base):
         self._reply(200, b'{"took":1,"errors":false,"items":[' + b",".join([_ITEM] * n) + b"]}", _ES)
 
 
+class OpenSearch(_Base):
+    """OpenSearch's ``GET /`` and ``POST /_bulk`` (no X-Elastic-Product): every item created."""
+
+    def _get(self) -> None:
+        info = {
+            "name": "bench",
+            "cluster_name": "bench",
+            "version": {"distribution": "opensearch", "number": "2.15.0"},
+            "tagline": "The OpenSearch Project: https://opensearch.org/",
+        }
+        self._reply(200, json.dumps(info).encode())
+
+    def do_POST(self) -> None:
+        body = self._body()
+        if "_bulk" not in self.path:
+            self._reply(200, b"{}")
+            return
+        n = body.count(b"\n", 0, len(body)) // 2
+        _count(n)
+        self._reply(200, b'{"took":1,"errors":false,"items":[' + b",".join([_ITEM] * n) + b"]}")
+
+
 class Sentinel(_Base):
     """Entra ID token issuer (discovery + client credentials) and the Logs Ingestion API."""
 
@@ -176,13 +199,13 @@ class Sentinel(_Base):
 def main(argv: list[str]) -> None:
     global ACK_DELAY  # noqa: PLW0603 - a process-wide setting of this small server
     p = argparse.ArgumentParser()
-    p.add_argument("kind", choices=["hec", "elastic", "sentinel"])
+    p.add_argument("kind", choices=["hec", "elastic", "opensearch", "sentinel"])
     p.add_argument("--ack-delay", type=float, default=0.0)
     p.add_argument("--cert")
     p.add_argument("--key")
     args = p.parse_args(argv)
     ACK_DELAY = args.ack_delay
-    handler = {"hec": Hec, "elastic": Elastic, "sentinel": Sentinel}[args.kind]
+    handler = {"hec": Hec, "elastic": Elastic, "opensearch": OpenSearch, "sentinel": Sentinel}[args.kind]
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     if args.cert:

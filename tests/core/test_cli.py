@@ -239,3 +239,25 @@ def test_exit_status_of_a_worker_stopped_by_a_signal_is_clean() -> None:
     stopped = RunResult(Metrics(), stopped=True, open_units=2)
     assert exit_status(stopped, {"units_released": 2}, once=False) == EXIT_OK
     assert exit_status(stopped, {"units_released": 2}, once=True) == EXIT_UNFINISHED
+
+
+def test_forward_to_a_file_loads_no_connector_or_network_library(tmp_path: Path) -> None:
+    """Start-up stays lean: a file-sink run imports none of the SIEM clients, boto3 or rich."""
+    (tmp_path / "in").mkdir()
+    cfg = _config(
+        tmp_path, '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "out/ct.ndjson"\n'
+    )
+    probe = (
+        "import sys\n"
+        "from trailrelay.cli.main import cli\n"
+        f"try:\n    cli(['forward', '-c', {str(cfg)!r}, '--once', '--no-progress'])\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "heavy = ['elasticsearch', 'opensearchpy', 'splunklib', 'azure', 'requests', 'boto3', 'rich',\n"
+        "         'trailrelay_splunk', 'trailrelay_elastic', 'trailrelay_sentinel', 'trailrelay_opensearch']\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -389,3 +389,43 @@ def test_urgent_unit_flushes_partial_batches(tmp_path: Path, scripted: Any, make
     pipe.run()
     assert acked.is_set()
     assert time.monotonic() - t0 < 5  # acknowledged long before the 30 s batch age
+
+
+def test_many_tagged_records_share_requests_and_still_leave_fast(tmp_path: Path, scripted: Any) -> None:
+    """The urgent lane coalesces: 10% tagged records do not become one request each."""
+    from trailrelay.pipeline.tickets import Ticket
+    from trailrelay.record import RiskTag
+    from trailrelay.sources.base import Work
+
+    sink = scripted(BatchLimits(max_records=500, max_bytes=8 << 20, max_age=60.0, concurrency=1))
+    sent_at: list[float] = []
+    sink.on_send = lambda batch: sent_at.append(time.monotonic())
+    runner = SinkRunner(
+        "s",
+        sink,
+        dead_letters=FolderDeadLetters(tmp_path / "d"),
+        metrics=Metrics(),
+        stop=threading.Event(),
+        on_fatal=lambda *_: None,
+    )
+    origin = Origin("file", "x")
+    alert = RiskTag("rule-1", "CloudTrail logging stopped", "high", "T1562.008")
+    records = []
+    for i in range(2000):
+        rec = Record.from_bytes(orjson.dumps(dict(SAMPLE_EVENTS[1], eventID=f"id-{i}")), origin)
+        if i % 10 == 0:
+            rec.add_tags([alert])
+        records.append(rec)
+    assert sum(1 for r in records if r.tags) == 200
+    ticket = Ticket(Work([]), lambda *_: None)
+    for r in records:
+        r.ticket = ticket
+    ticket.add(len(records))
+    t0 = time.monotonic()
+    for i in range(0, 2000, 100):  # a reader handing over chunks of 100, every 10 ms
+        runner.put_many(records[i : i + 100])
+        time.sleep(0.01)
+    runner.close()
+    assert sorted(sink.stored) == sorted(f"id-{i}" for i in range(2000))
+    assert len(sent_at) <= 12, len(sent_at)  # not 200: tagged records share requests
+    assert sent_at[0] - t0 < 0.2  # the first tagged record left within tens of milliseconds

@@ -110,3 +110,26 @@ def test_management_api_over_https(pki: tuple[Path, ssl.SSLContext]) -> None:
             connect(ManagementTarget(api.url, api.username, SecretStr(api.password)))
     finally:
         api.stop()
+
+
+def test_proxy_and_ca_bundle_from_the_environment_are_read_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """requests' own environment handling, resolved at open instead of on every request."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    bundle = tmp_path / "corp-ca.pem"
+    bundle.write_text("not read here")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    sink = SplunkSink(make_config("https://splunk.example.com:8088"), context())
+    sink.open()
+    session = sink._channel().session
+    assert session.trust_env is False
+    assert session.proxies == {"https": "http://proxy.internal:3128"}
+    assert sink._verify == str(bundle)
+    monkeypatch.setenv("NO_PROXY", "splunk.example.com")
+    other = SplunkSink(make_config("https://splunk.example.com:8088"), context())
+    other.open()
+    assert other._channel().session.proxies == {}
+    sink.close()
+    other.close()

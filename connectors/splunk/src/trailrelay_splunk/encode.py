@@ -96,15 +96,17 @@ class EnvelopeEncoder:
         self._fixed_source = b'"source":' + orjson.dumps(config.source) + b"," if config.source else None
         self._sources: dict[str, bytes] = {}
         self._groups = tuple(config.fields)
+        self._every_record = any(g in ("account", "region") for g in self._groups)
+        """Indexed fields on every record (account, region); risk fields only on tagged ones."""
 
     def envelope(self, record: Record) -> bytes:
         """The HEC envelope of one record; ValueError if the record cannot be encoded."""
         if record.origin.kind == INTEGRITY_KIND:
             return self._integrity_envelope(record)
-        epoch = record.epoch
-        head = b'{"time":%.3f,' % epoch if epoch is not None else b"{"
+        t = record.routing.event_time
+        head = b'{"time":%.3f,' % t.timestamp() if t is not None else b"{"
         source = self._fixed_source or self._source(record.origin.location)
-        fields = self._fields(record) if self._groups else b""
+        fields = self._fields(record) if (self._every_record or record.tags) else b""
         return b"".join((head, source, self._tail, fields, b',"event":', record.line(), b"}"))
 
     def _integrity_envelope(self, record: Record) -> bytes:
