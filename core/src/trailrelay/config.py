@@ -39,6 +39,7 @@ __all__ = [
     "SqsSourceConfig",
     "StateConfig",
     "load_config",
+    "load_sink_config",
     "parse_config",
 ]
 
@@ -167,6 +168,22 @@ def load_config(path: Path | str) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p} is not valid TOML: {exc}") from None
     return parse_config(raw, base_dir=p.resolve().parent)
+
+
+def load_sink_config(path: str | Path, sink_type: str, name: str | None = None) -> SinkConfig:
+    """The validated ``[[sinks]]`` table of ``sink_type`` (by ``name`` when there are several).
+
+    What :func:`trailrelay.contract.load_sink_config` answers connector commands with: the file
+    is read exactly as ``trailrelay forward`` reads it.
+    """
+    candidates = [s for s in load_config(path).sinks if s.type == sink_type]
+    if name is not None:
+        candidates = [s for s in candidates if s.display_name == name]
+    if len(candidates) != 1:
+        have = ", ".join(s.display_name for s in candidates) or "none"
+        what = f"named {name!r} " if name else ""
+        raise ConfigError(f"{path}: need exactly one {sink_type} sink {what}(found: {have}); use --sink NAME")
+    return candidates[0]
 
 
 def parse_config(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config:

@@ -39,6 +39,7 @@ from trailrelay.contract import (
     SinkError,
     Status,
 )
+from trailrelay.services import provide_core_services
 
 __all__ = [
     "CORPUS_ENV",
@@ -50,6 +51,7 @@ __all__ = [
     "SinkHarness",
     "corpus_dir",
     "load_records",
+    "provide_core_services",
     "require_corpus",
     "sample_records",
     "settled",
