@@ -21,7 +21,7 @@ from trailrelay.contract import SinkConfig
 from trailrelay.detection.config import DetectionConfig
 from trailrelay.doctor.config import DoctorConfig
 from trailrelay.errors import ConfigError
-from trailrelay.integrity.forwarding import IntegrityConfig
+from trailrelay.integrity.config import IntegrityConfig
 from trailrelay.plugins import load_sink
 from trailrelay.privacy.config import PrivacyConfig
 from trailrelay.sinks.file import FileConfig
