@@ -24,8 +24,8 @@ from trailrelay.errors import ConfigError
 from trailrelay.integrity.config import IntegrityConfig
 from trailrelay.plugins import load_sink
 from trailrelay.privacy.config import PrivacyConfig
-from trailrelay.sinks.file import FileConfig
-from trailrelay.sources.firehose import FirehoseSourceConfig
+from trailrelay.sinks.file_config import FileConfig
+from trailrelay.sources.firehose_config import FirehoseSourceConfig
 from trailrelay.transforms.filters import FilterConfig
 
 __all__ = [

@@ -11,10 +11,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
-from typing import IO, Any, Literal
-
-from pydantic import Field
+from typing import IO, Any
 
 from trailrelay.contract import (
     DELIVERED,
@@ -22,35 +19,14 @@ from trailrelay.contract import (
     BatchLimits,
     CheckResult,
     FatalSinkError,
-    FilterConfig,
     Outcome,
     Record,
     RetryableError,
-    SinkConfig,
     SinkContext,
 )
+from trailrelay.sinks.file_config import FileConfig, StdoutConfig
 
 __all__ = ["FileConfig", "FileSink", "LinesEncoder", "StdoutConfig", "file_plugin", "stdout_plugin"]
-
-
-class FileConfig(SinkConfig):
-    """``[[sinks]] type = "file"``."""
-
-    type: Literal["file"] = "file"
-    path: Path = Field(description="NDJSON file to append to (created with its folders).")
-    fsync: bool = Field(default=False, description="fsync after every batch (slower, survives power loss).")
-    batch_events: int = Field(default=1000, ge=1)
-    filter: FilterConfig = Field(
-        default_factory=FilterConfig, description="An archive keeps everything by default."
-    )
-
-
-class StdoutConfig(SinkConfig):
-    """``[[sinks]] type = "stdout"``."""
-
-    type: Literal["stdout"] = "stdout"
-    batch_events: int = Field(default=1000, ge=1)
-    filter: FilterConfig = Field(default_factory=FilterConfig, description="Everything by default.")
 
 
 class LinesEncoder:
