@@ -28,12 +28,18 @@ from trailrelay.config import parse_config
 from trailrelay.contract import DELIVERED, Batch, Outcome, Record
 from trailrelay.errors import ConfigError
 from trailrelay.integrity.config import DIGEST_LAG_SECONDS, IntegrityConfig
-from trailrelay.integrity.records import CHAIN_TAG, FAILED_TAG, INTEGRITY_KIND, integrity_record, integrity_tags
+from trailrelay.integrity.records import (
+    CHAIN_TAG,
+    FAILED_TAG,
+    INTEGRITY_KIND,
+    integrity_record,
+    integrity_tags,
+)
 from trailrelay.integrity.sqs_hashes import SQS_HASHES_SOURCE
-from trailrelay.integrity.testtrail import TrailBuilder
 from trailrelay.integrity.verifier import DIGEST_LAG
 from trailrelay.pipeline.build import Built, build_pipeline
 from trailrelay.pipeline.delivery import SinkRunner
+from trailrelay.testing.trail import TrailBuilder
 
 A1, A2 = "111122223333", "444455556666"
 START = dt.datetime(2026, 3, 1, 21, tzinfo=dt.UTC)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,13 @@ def test_connectors_import_only_the_contract() -> None:
             ):
                 offenders.append(f"{path.relative_to(ROOT)}:{n}: {text}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_the_test_kit_is_an_extra_that_names_itself_without_pytest() -> None:
+    """A plain install has no pytest: importing the kit says which extra brings it."""
+    extras = tomllib.loads((ROOT / "core" / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(dep.startswith("pytest") for dep in extras["testing"])
+    code = "import sys; sys.modules['pytest'] = None; import trailrelay.testing"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert 'pip install "trailrelay[testing]"' in result.stderr
