@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
 
 from trailrelay.contract import SinkPlugin
 from trailrelay.errors import PluginNotFound
 
-__all__ = ["COMMANDS_GROUP", "SINKS_GROUP", "InstalledSink", "command_groups", "installed_sinks", "load_sink"]
+__all__ = ["COMMANDS_GROUP", "SINKS_GROUP", "InstalledSink", "installed_sinks", "load_sink"]
 
 SINKS_GROUP = "trailrelay.sinks"
 COMMANDS_GROUP = "trailrelay.commands"
@@ -57,14 +56,3 @@ def load_sink(name: str) -> SinkPlugin:
     except Exception as exc:  # a broken plugin must not look like a missing one
         raise PluginNotFound(f"sink {name!r} from {sinks[name].distribution} failed to load: {exc}") from exc
     return plugin
-
-
-def command_groups() -> list[Any]:
-    """Click command groups that connectors add to the CLI (``trailrelay.commands``)."""
-    groups = []
-    for ep in entry_points(group=COMMANDS_GROUP):
-        try:
-            groups.append(ep.load())
-        except Exception:  # noqa: S112 - a broken extension must not break the CLI
-            continue
-    return groups

@@ -21,7 +21,7 @@ A connector may offer ``billable_bytes(record) -> int`` on its encoder; it is us
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,10 +185,6 @@ class Meter:
         except (msgspec.DecodeError, ValueError) as exc:
             self._fail(exc)
             return 0, sent
-
-    def measure_many(self, records: Sequence[Record]) -> list[tuple[int, int]]:
-        """:meth:`measure` for each record."""
-        return [self.measure(r) for r in records]
 
     def _fail(self, exc: Exception) -> None:
         self.failures += 1
