@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from import_graph import CONFIG_MODELS, FORBIDDEN, LEAVES, core_graph, cycles, offenders
 
 from trailrelay.cli.main import cli
 
@@ -80,3 +81,24 @@ def test_the_test_kit_is_an_extra_that_names_itself_without_pytest() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode != 0
     assert 'pip install "trailrelay[testing]"' in result.stderr
+
+
+def test_core_has_no_import_cycle() -> None:
+    """Counting lazy and type-checking imports too: deferring an import only hides a cycle."""
+    found = cycles(core_graph())
+    assert not found, "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_import_rules_hold() -> None:
+    """The contract is a leaf, models import no runtime, layers keep their direction (ARCHITECTURE.md)."""
+    found = offenders()
+    assert not found, "\n".join(found)
+
+
+def test_import_rules_are_documented() -> None:
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    for name in sorted((LEAVES | CONFIG_MODELS) - {"trailrelay", "trailrelay.transforms"}):
+        assert f"`{name.removeprefix('trailrelay.')}`" in doc, f"{name} is not named in ARCHITECTURE.md"
+    for importer, imported, _ in FORBIDDEN:
+        rule = f"`{importer.removeprefix('trailrelay.')}` → not `{imported.removeprefix('trailrelay.')}`"
+        assert rule in doc, f"the rule {rule} is not in ARCHITECTURE.md"
