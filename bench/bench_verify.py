@@ -31,8 +31,8 @@ from trailrelay.generate import generate_events
 from trailrelay.integrity.hashing import OUT_CHUNK, hash_log
 from trailrelay.integrity.keys import KeyRing, load_public_key
 from trailrelay.integrity.store import MirrorStore
-from trailrelay.integrity.testtrail import TrailBuilder
 from trailrelay.integrity.verifier import Verifier
+from trailrelay.testing.trail import TrailBuilder
 
 try:
     from isal import isal_zlib as inflater

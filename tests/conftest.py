@@ -8,9 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from trailrelay.testing import CORPUS_ENV, REQUIRE_CORPUS_ENV, corpus_dir, require_corpus
+from trailrelay.testing import (
+    CORPUS_ENV,
+    REQUIRE_CORPUS_ENV,
+    corpus_dir,
+    provide_core_services,
+    require_corpus,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# Connector commands and helpers run here without the `trailrelay` CLI in front of them, which
+# is what lends them core's services (reading a sink's config, the rule pack's alerts).
+provide_core_services()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,51 @@ def test_load_sink_config_for_connector_commands(tmp_path: Path, monkeypatch: py
         load_sink_config(f, "file")
     with pytest.raises(ConfigError, match="need exactly one splunk sink"):
         load_sink_config(f, "splunk")
+
+
+def test_loading_the_config_loads_no_machinery() -> None:
+    """`import trailrelay.config` loads the models only: no pipeline, sources, sinks, boto3 or Sigma."""
+    code = "import sys, trailrelay.config; print('\\n'.join(sorted(sys.modules)))"
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    models = {
+        "trailrelay",
+        "trailrelay.config",
+        "trailrelay.contract",
+        "trailrelay.errors",
+        "trailrelay.record",
+        "trailrelay.plugins",
+        "trailrelay.transforms",
+        "trailrelay.transforms.filters",
+        "trailrelay.aws_lambda",
+        "trailrelay.aws_lambda.models",
+        "trailrelay.detection",
+        "trailrelay.detection.config",
+        "trailrelay.doctor",
+        "trailrelay.doctor.config",
+        "trailrelay.integrity",
+        "trailrelay.integrity.config",
+        "trailrelay.privacy",
+        "trailrelay.privacy.config",
+        "trailrelay.sinks",
+        "trailrelay.sinks.file_config",
+        "trailrelay.sources",
+        "trailrelay.sources.firehose_config",
+    }
+    assert {m for m in loaded if m.split(".")[0] == "trailrelay"} <= models
+    heavy = {
+        "boto3",
+        "botocore",
+        "requests",
+        "urllib3",
+        "sigma",
+        "cryptography",
+        "isal",
+        "rich",
+        "click",
+        "pytest",
+    }
+    assert not {m.split(".")[0] for m in loaded} & heavy

@@ -19,8 +19,8 @@ import pytest
 
 from trailrelay.integrity.keys import KeyRing, load_public_key
 from trailrelay.integrity.store import S3Store
-from trailrelay.integrity.testtrail import TrailBuilder
 from trailrelay.integrity.verifier import Verifier
+from trailrelay.testing.trail import TrailBuilder
 
 validation = pytest.importorskip("awscli.customizations.cloudtrail.validation")
 

@@ -16,7 +16,7 @@ from trailrelay.integrity.cli import mirror_command, verify_command
 from trailrelay.integrity.keys import KeyRing
 from trailrelay.integrity.mirror import KEYS_DIR, mirror_trail
 from trailrelay.integrity.store import S3Store
-from trailrelay.integrity.testtrail import TrailBuilder
+from trailrelay.testing.trail import TrailBuilder
 
 ACCOUNT = "111122223333"
 START = dt.datetime(2026, 3, 1, 21, tzinfo=dt.UTC)

@@ -11,8 +11,8 @@ from typing import Any
 from trailrelay.integrity.events import EVENT_TYPE, CheckpointHashes, run_integrity_check
 from trailrelay.integrity.keys import KeyRing, load_public_key
 from trailrelay.integrity.store import MirrorStore
-from trailrelay.integrity.testtrail import TrailBuilder
 from trailrelay.state import Checkpoints
+from trailrelay.testing.trail import TrailBuilder
 
 ACCOUNT = "111122223333"
 START = dt.datetime(2026, 3, 1, 21, tzinfo=dt.UTC)

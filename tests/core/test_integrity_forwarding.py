@@ -27,20 +27,19 @@ from trailrelay import contract
 from trailrelay.config import parse_config
 from trailrelay.contract import DELIVERED, Batch, Outcome, Record
 from trailrelay.errors import ConfigError
-from trailrelay.integrity.forwarding import (
+from trailrelay.integrity.config import DIGEST_LAG_SECONDS, IntegrityConfig
+from trailrelay.integrity.records import (
     CHAIN_TAG,
-    DIGEST_LAG_SECONDS,
     FAILED_TAG,
     INTEGRITY_KIND,
-    SQS_HASHES_SOURCE,
-    IntegrityConfig,
     integrity_record,
     integrity_tags,
 )
-from trailrelay.integrity.testtrail import TrailBuilder
+from trailrelay.integrity.sqs_hashes import SQS_HASHES_SOURCE
 from trailrelay.integrity.verifier import DIGEST_LAG
 from trailrelay.pipeline.build import Built, build_pipeline
 from trailrelay.pipeline.delivery import SinkRunner
+from trailrelay.testing.trail import TrailBuilder
 
 A1, A2 = "111122223333", "444455556666"
 START = dt.datetime(2026, 3, 1, 21, tzinfo=dt.UTC)
@@ -574,7 +573,7 @@ class ListSource:
 
 
 def test_final_check_waits_for_every_forwarded_unit_and_sends_events_in_chunks(tmp_path: Path) -> None:
-    from trailrelay.integrity.forwarding import IntegrityChecks
+    from trailrelay.integrity.checks import IntegrityChecks
     from trailrelay.pipeline.deadletter import FolderDeadLetters
     from trailrelay.pipeline.metrics import Metrics
     from trailrelay.pipeline.runner import Pipeline
@@ -623,7 +622,7 @@ def test_final_check_waits_for_every_forwarded_unit_and_sends_events_in_chunks(t
 
 
 def test_a_stop_during_a_check_releases_nothing_and_leaves_no_unit_open(tmp_path: Path) -> None:
-    from trailrelay.integrity.forwarding import IntegrityChecks
+    from trailrelay.integrity.checks import IntegrityChecks
     from trailrelay.pipeline.deadletter import FolderDeadLetters
     from trailrelay.pipeline.metrics import Metrics
     from trailrelay.pipeline.runner import Pipeline

@@ -30,8 +30,8 @@ from trailrelay.integrity.keys import (
 from trailrelay.integrity.mirror import KEYS_DIR
 from trailrelay.integrity.report import EXIT_FAILED, EXIT_OK
 from trailrelay.integrity.store import MirrorStore
-from trailrelay.integrity.testtrail import TrailBuilder
 from trailrelay.integrity.verifier import Verifier
+from trailrelay.testing.trail import TrailBuilder
 
 ACCOUNT = "111122223333"
 REGION = "us-east-1"

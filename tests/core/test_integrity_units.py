@@ -37,7 +37,7 @@ from trailrelay.integrity.keys import (
 )
 from trailrelay.integrity.signing import sign, signature_valid, signing_string
 from trailrelay.integrity.store import MirrorStore, day_folders, find_folders, safe_relative
-from trailrelay.integrity.testtrail import TrailBuilder
+from trailrelay.testing.trail import TrailBuilder
 
 KEY = (
     "logs/AWSLogs/o-abcdef1234/111122223333/CloudTrail-Digest/us-east-2/2015/08/17/"

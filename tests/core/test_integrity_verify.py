@@ -21,8 +21,8 @@ from trailrelay.integrity.keys import KeyRing, load_public_key
 from trailrelay.integrity.mirror import mirror_trail
 from trailrelay.integrity.report import EXIT_FAILED, EXIT_GAPS, EXIT_OK, EXIT_PARTIAL, VerifyReport
 from trailrelay.integrity.store import MirrorStore, S3Store
-from trailrelay.integrity.testtrail import TrailBuilder, TrailObject
 from trailrelay.integrity.verifier import Verifier
+from trailrelay.testing.trail import TrailBuilder, TrailObject
 
 A1, A2 = "111122223333", "444455556666"
 START = dt.datetime(2026, 3, 1, 21, tzinfo=dt.UTC)  # chains cross midnight: two day folders

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from import_graph import CONFIG_MODELS, FORBIDDEN, LEAVES, core_graph, cycles, offenders
 
 from trailrelay.cli.main import cli
 
@@ -68,3 +72,44 @@ def test_connectors_import_only_the_contract() -> None:
             ):
                 offenders.append(f"{path.relative_to(ROOT)}:{n}: {text}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_the_test_kit_is_an_extra_that_names_itself_without_pytest() -> None:
+    """A plain install has no pytest: importing the kit says which extra brings it."""
+    extras = tomllib.loads((ROOT / "core" / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(dep.startswith("pytest") for dep in extras["testing"])
+    code = "import sys; sys.modules['pytest'] = None; import trailrelay.testing"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert 'pip install "trailrelay[testing]"' in result.stderr
+
+
+def test_core_has_no_import_cycle() -> None:
+    """Counting lazy and type-checking imports too: deferring an import only hides a cycle."""
+    found = cycles(core_graph())
+    assert not found, "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_import_rules_hold() -> None:
+    """The contract is a leaf, models import no runtime, layers keep their direction (ARCHITECTURE.md)."""
+    found = offenders()
+    assert not found, "\n".join(found)
+
+
+def test_import_rules_are_documented() -> None:
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    for name in sorted((LEAVES | CONFIG_MODELS) - {"trailrelay", "trailrelay.transforms"}):
+        assert f"`{name.removeprefix('trailrelay.')}`" in doc, f"{name} is not named in ARCHITECTURE.md"
+    for importer, imported, _ in FORBIDDEN:
+        rule = f"`{importer.removeprefix('trailrelay.')}` → not `{imported.removeprefix('trailrelay.')}`"
+        assert rule in doc, f"the rule {rule} is not in ARCHITECTURE.md"
+
+
+def test_builtin_sinks_shortcut_matches_the_declared_entry_points() -> None:
+    """The entry points core loads without a metadata scan are exactly the ones it declares."""
+    import tomllib
+
+    from trailrelay.plugins import BUILTIN_SINKS
+
+    declared = tomllib.loads((ROOT / "core" / "pyproject.toml").read_text())["project"]["entry-points"]
+    assert declared["trailrelay.sinks"] == BUILTIN_SINKS

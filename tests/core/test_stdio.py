@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -186,11 +187,22 @@ def test_a_closed_pipe_downstream_stops_cleanly_with_status_3(tmp_path: Path) ->
     cmd = [PY, "-m", "trailrelay", "forward", "-c", str(config), "--log-format", "text"]
     relay = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=w, stderr=subprocess.PIPE)
     os.close(w)
+    assert relay.stdin is not None and relay.stderr is not None
+
+    def feed() -> None:  # the upstream writer, as a shell pipeline runs it: at the same time
+        try:
+            relay.stdin.write(data)  # type: ignore[union-attr]
+            relay.stdin.close()  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass  # trailrelay stopped reading: expected once downstream went away
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
     with os.fdopen(r, "rb") as head:  # `head -1`: read one line, then close the pipe
         first = head.readline()
     assert json.loads(first)["eventID"] == IDS[0]
-    _, err = relay.communicate(data, timeout=120)
-    text = err.decode()
+    text = relay.stderr.read().decode()
+    relay.wait(120)
     assert relay.returncode == EXIT_FATAL, text[-2000:]
     assert "downstream closed" in text
     assert "Traceback" not in text

@@ -21,11 +21,11 @@ from trailrelay.contract import SinkConfig
 from trailrelay.detection.config import DetectionConfig
 from trailrelay.doctor.config import DoctorConfig
 from trailrelay.errors import ConfigError
-from trailrelay.integrity.forwarding import IntegrityConfig
+from trailrelay.integrity.config import IntegrityConfig
 from trailrelay.plugins import load_sink
 from trailrelay.privacy.config import PrivacyConfig
-from trailrelay.sinks.file import FileConfig
-from trailrelay.sources.firehose import FirehoseSourceConfig
+from trailrelay.sinks.file_config import FileConfig
+from trailrelay.sources.firehose_config import FirehoseSourceConfig
 from trailrelay.transforms.filters import FilterConfig
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "StateConfig",
     "StdinSourceConfig",
     "load_config",
+    "load_sink_config",
     "parse_config",
 ]
 
@@ -188,6 +189,22 @@ def load_config(path: Path | str) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p} is not valid TOML: {exc}") from None
     return parse_config(raw, base_dir=p.resolve().parent)
+
+
+def load_sink_config(path: str | Path, sink_type: str, name: str | None = None) -> SinkConfig:
+    """The validated ``[[sinks]]`` table of ``sink_type`` (by ``name`` when there are several).
+
+    What :func:`trailrelay.contract.load_sink_config` answers connector commands with: the file
+    is read exactly as ``trailrelay forward`` reads it.
+    """
+    candidates = [s for s in load_config(path).sinks if s.type == sink_type]
+    if name is not None:
+        candidates = [s for s in candidates if s.display_name == name]
+    if len(candidates) != 1:
+        have = ", ".join(s.display_name for s in candidates) or "none"
+        what = f"named {name!r} " if name else ""
+        raise ConfigError(f"{path}: need exactly one {sink_type} sink {what}(found: {have}); use --sink NAME")
+    return candidates[0]
 
 
 def parse_config(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config:

@@ -59,6 +59,7 @@ __all__ = [
     "BillingRule",
     "CheckResult",
     "ConfigError",
+    "CoreServices",
     "Encoder",
     "FatalSinkError",
     "FilterConfig",
@@ -84,6 +85,7 @@ __all__ = [
     "TrailrelayError",
     "alert_definitions",
     "load_sink_config",
+    "provide_core",
     "tls_verify",
 ]
 
@@ -396,16 +398,43 @@ class AlertDefinition:
     """SIEM-specific settings (for Splunk: the ``saved/searches`` REST parameters)."""
 
 
+@dataclass(frozen=True, slots=True)
+class CoreServices:
+    """What core lends a connector's own commands (``trailrelay splunk setup``), set at start.
+
+    The contract imports nothing of core's machinery; core hands these over through
+    :func:`provide_core` before a connector's command runs (the ``trailrelay`` CLI does when it
+    loads a ``trailrelay.commands`` group; a connector's tests call
+    ``trailrelay.testing.provide_core_services()``).
+    """
+
+    load_sink_config: Callable[[str | Path, str, str | None], Any]
+    """``(path, sink_type, name)``: the validated ``[[sinks]]`` table, as :func:`load_sink_config`."""
+    alert_definitions: Callable[[str, str | None], list[AlertDefinition]]
+    """``(siem, index)``: native alerts for the rule pack, as :func:`alert_definitions`."""
+
+
+_core: CoreServices | None = None
+
+
+def provide_core(services: CoreServices) -> None:
+    """Lend core's services to connectors (called by core, once, before connector commands run)."""
+    global _core  # noqa: PLW0603 - one process-wide lender, set once by core at start
+    _core = services
+
+
+def _services() -> CoreServices:
+    if _core is None:
+        raise RuntimeError(
+            "trailrelay core has not provided its services: run connector commands through the "
+            "`trailrelay` command, or call trailrelay.testing.provide_core_services() first (tests)"
+        )
+    return _core
+
+
 def alert_definitions(siem: str, *, index: str | None = None) -> list[AlertDefinition]:
     """Native alerts for the shipped rule pack (``splunk`` only for now), as ``rules export`` makes them."""
-    from trailrelay.detection.config import DetectionConfig  # noqa: PLC0415 - heavy, loaded on demand
-    from trailrelay.detection.export import splunk_searches  # noqa: PLC0415
-    from trailrelay.detection.loader import load_rules  # noqa: PLC0415
-
-    if siem != "splunk":
-        raise ConfigError(f"alert definitions for {siem!r} are exported with `trailrelay rules export`")
-    searches = splunk_searches(load_rules(DetectionConfig()), index=index)
-    return [AlertDefinition(s.name, s.settings["search"], s.rest_params()) for s in searches]
+    return _services().alert_definitions(siem, index)
 
 
 def load_sink_config(path: str | Path, sink_type: str, name: str | None = None) -> Any:
@@ -415,16 +444,7 @@ def load_sink_config(path: str | Path, sink_type: str, name: str | None = None) 
     ``trailrelay forward`` reads it, with ``${ENV}`` and ``${file:...}`` interpolation, so a
     command and the forwarder can never disagree about a setting.
     """
-    from trailrelay.config import load_config  # noqa: PLC0415 - the config module imports this one
-
-    candidates = [s for s in load_config(path).sinks if s.type == sink_type]
-    if name is not None:
-        candidates = [s for s in candidates if s.display_name == name]
-    if len(candidates) != 1:
-        have = ", ".join(s.display_name for s in candidates) or "none"
-        what = f"named {name!r} " if name else ""
-        raise ConfigError(f"{path}: need exactly one {sink_type} sink {what}(found: {have}); use --sink NAME")
-    return candidates[0]
+    return _services().load_sink_config(path, sink_type, name)
 
 
 def tls_verify(verify_tls: bool, ca_bundle: str | None, logger: logging.Logger) -> bool | str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from trailrelay.contract import SinkPlugin
 from trailrelay.errors import PluginNotFound
@@ -12,11 +13,11 @@ if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
 __all__ = [
+    "BUILTIN_SINKS",
     "COMMANDS_GROUP",
     "SHIPPED_CONNECTORS",
     "SINKS_GROUP",
     "InstalledSink",
-    "command_groups",
     "installed_sinks",
     "load_sink",
 ]
@@ -60,16 +61,16 @@ def installed_sinks() -> dict[str, InstalledSink]:
     return dict(sorted(found.items()))
 
 
-BUILTIN_SINKS = {"file": "file_plugin", "stdout": "stdout_plugin"}
-"""Sink types core ships itself (in ``trailrelay.sinks.file``); loaded without scanning entry points."""
+BUILTIN_SINKS = {"file": "trailrelay.sinks.file:file_plugin", "stdout": "trailrelay.sinks.file:stdout_plugin"}
+"""Core's own entry points (as in its pyproject), loaded by name without scanning every installed
+distribution's metadata, which is most of a file-sink run's plugin lookup."""
 
 
 def load_sink(name: str) -> SinkPlugin:
     """The plugin for a sink type, or PluginNotFound naming what is installed."""
     if name in BUILTIN_SINKS:
-        from trailrelay.sinks import file  # noqa: PLC0415 - the built-ins need no entry-point scan
-
-        builtin: SinkPlugin = getattr(file, BUILTIN_SINKS[name])
+        module, _, attr = BUILTIN_SINKS[name].partition(":")
+        builtin: SinkPlugin = getattr(importlib.import_module(module), attr)
         return builtin
     sinks = installed_sinks()
     if name not in sinks:
@@ -83,16 +84,3 @@ def load_sink(name: str) -> SinkPlugin:
     except Exception as exc:  # a broken plugin must not look like a missing one
         raise PluginNotFound(f"sink {name!r} from {sinks[name].distribution} failed to load: {exc}") from exc
     return plugin
-
-
-def command_groups() -> list[Any]:
-    """Click command groups that connectors add to the CLI (``trailrelay.commands``)."""
-    from importlib.metadata import entry_points  # noqa: PLC0415
-
-    groups = []
-    for ep in entry_points(group=COMMANDS_GROUP):
-        try:
-            groups.append(ep.load())
-        except Exception:  # noqa: S112 - a broken extension must not break the CLI
-            continue
-    return groups

@@ -49,12 +49,6 @@ class Checkpoints:
             ).fetchone()
         return row is not None and row[0] == version
 
-    def done_keys(self, source: str) -> dict[str, str]:
-        """Every finished key of a source with its version (for bulk skipping in listings)."""
-        with self._lock:
-            rows = self._db.execute("SELECT key, version FROM objects WHERE source = ?", (source,))
-            return dict(rows.fetchall())
-
     def mark_done(self, source: str, key: str, version: str, records: int, sha256: str | None) -> None:
         """Record an object as finished (durable when this returns)."""
         with self._lock:

@@ -19,10 +19,10 @@ from elastic_standin import PRODUCT, StandIn
 
 from trailrelay.config import parse_config
 from trailrelay.contract import Batch, FatalSinkError, Origin, Record, Status
-from trailrelay.integrity.forwarding import integrity_record
-from trailrelay.integrity.testtrail import TrailBuilder
+from trailrelay.integrity.records import integrity_record
 from trailrelay.pipeline.build import build_pipeline
 from trailrelay.testing import SAMPLE_DIGEST, SAMPLE_INTEGRITY_EVENT, sample_records
+from trailrelay.testing.trail import TrailBuilder
 from trailrelay_elastic.encode import BulkEncoder, DocumentBuilder
 from trailrelay_elastic.integrity import INTEGRITY_KIND, integrity_doc_id
 

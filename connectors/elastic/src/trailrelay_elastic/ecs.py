@@ -182,10 +182,6 @@ _DIGEST_KEYS = frozenset(
 )
 
 
-def _keep(value: object) -> bool:
-    return not (value is None or (isinstance(value, str) and value in _DROP_STRINGS))
-
-
 def prune(value: Any) -> Any:
     """A copy without null, empty, ``"-"`` and ``"none"`` values, recursively (the pipeline's first step)."""
     kind = type(value)

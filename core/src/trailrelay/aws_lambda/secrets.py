@@ -24,15 +24,10 @@ import orjson
 from trailrelay.errors import ConfigError
 from trailrelay.sources.aws import aws_client
 
-__all__ = ["AwsSecrets", "is_aws_reference", "resolve_aws_references"]
+__all__ = ["AwsSecrets", "resolve_aws_references"]
 
 _REF = re.compile(r"\$\{((?:aws-secret|ssm):[^}]+)\}")
 _ARN_REGION = re.compile(r"^arn:aws[\w-]*:(?:secretsmanager|ssm):([a-z0-9-]+):")
-
-
-def is_aws_reference(ref: str) -> bool:
-    """True for the inside of ``${aws-secret:...}`` or ``${ssm:...}``."""
-    return ref.startswith(("aws-secret:", "ssm:"))
 
 
 class AwsSecrets:

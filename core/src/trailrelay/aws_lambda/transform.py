@@ -20,20 +20,18 @@ import base64
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from trailrelay.aws_lambda.events import IncompleteInvocationError, Ledger
-from trailrelay.contract import DELIVERED, Batch, BatchLimits, CheckResult, Outcome
+from trailrelay.config import Config
+from trailrelay.contract import DELIVERED, Batch, BatchLimits, CheckResult, Outcome, Sink
 from trailrelay.errors import InputError
 from trailrelay.pipeline.deadletter import DeadLetterStore
 from trailrelay.record import Origin
 from trailrelay.sources.base import ObjectRef, Work
 from trailrelay.sources.payloads import PayloadCollector, decode_base64
 
-if TYPE_CHECKING:
-    from trailrelay.aws_lambda.invoke import App
-
-__all__ = ["OUTPUT_LIMIT", "transform"]
+__all__ = ["OUTPUT_LIMIT", "InvocationApp", "transform"]
 
 OUTPUT_LIMIT = 6_000_000
 """Lambda's synchronous response limit is 6 MB; the answer must fit with its JSON around it."""
@@ -99,7 +97,32 @@ class _Held:
         self.inner.close()
 
 
-def transform(app: App, event: dict[str, Any], context: Any) -> dict[str, Any]:
+class InvocationApp(Protocol):
+    """What the transformation needs of the invocation's app (:class:`~trailrelay.aws_lambda.invoke.App`)."""
+
+    @property
+    def config(self) -> Config:
+        """The configuration the app was built from."""
+        ...
+
+    @property
+    def dead_letters(self) -> DeadLetterStore:
+        """Where dead letters go."""
+        ...
+
+    def run(
+        self,
+        units: list[Work],
+        context: Any,
+        *,
+        sinks: dict[str, Sink] | None = None,
+        dead_letters: DeadLetterStore | None = None,
+    ) -> Any:
+        """Run the units through the pipeline, into ``sinks`` instead of the configured ones."""
+        ...
+
+
+def transform(app: InvocationApp, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Answer a Firehose data-transformation event with one result per record."""
     stream = str(event.get("deliveryStreamArn", "")).rpartition("/")[2] or "firehose"
     ledger = Ledger()

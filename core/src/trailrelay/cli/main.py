@@ -138,6 +138,9 @@ def _connector_command(name: str) -> click.Command | None:
     """A connector's command group (entry point ``trailrelay.commands``), loaded on use."""
     from importlib.metadata import entry_points  # noqa: PLC0415
 
+    from trailrelay.services import provide_core_services  # noqa: PLC0415 - only connector commands use it
+
+    provide_core_services()
     for ep in entry_points(group=COMMANDS_GROUP, name=name):
         try:
             group = ep.load()

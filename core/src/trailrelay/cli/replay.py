@@ -19,7 +19,7 @@ from rich.console import Console
 
 from trailrelay.config import Config
 from trailrelay.contract import INTEGRITY_KIND
-from trailrelay.integrity.forwarding import integrity_record
+from trailrelay.integrity.records import integrity_record
 from trailrelay.pipeline.build import build_dead_letters, build_sink
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics

@@ -25,7 +25,7 @@ The rules above are kept here only as the fallback for connector releases withou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -213,10 +213,6 @@ class Meter:
         except (msgspec.DecodeError, ValueError) as exc:
             self._fail(exc)
             return 0, sent
-
-    def measure_many(self, records: Sequence[Record]) -> list[tuple[int, int]]:
-        """:meth:`measure` for each record."""
-        return [self.measure(r) for r in records]
 
     def _fail(self, exc: Exception) -> None:
         self.failures += 1

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from trailrelay.config import Config, S3SourceConfig, SqsSourceConfig
 from trailrelay.doctor.aws import Clients
 from trailrelay.doctor.bucket import check_bucket
 from trailrelay.doctor.context import Context, Settings
 from trailrelay.doctor.findings import Report
 from trailrelay.doctor.forwarding import check_fast_path, check_notifications, check_queue
 from trailrelay.doctor.trail import check_trails, organization_id
-
-if TYPE_CHECKING:
-    from trailrelay.config import Config
 
 __all__ = ["PERMISSIONS", "run_doctor", "settings_from"]
 
@@ -42,8 +40,6 @@ PERMISSIONS = (
 
 def settings_from(config: Config | None, **overrides: Any) -> tuple[Settings, dict[str, str | None]]:
     """The run's settings (``[doctor]``, the source, then non-None ``overrides``) and client options."""
-    from trailrelay.config import S3SourceConfig, SqsSourceConfig  # noqa: PLC0415 - config imports us
-
     values: dict[str, Any] = {}
     client: dict[str, str | None] = {"endpoint_url": None, "role_arn": None}
     if config is not None:

@@ -9,7 +9,6 @@ import string
 __all__ = [
     "ALNUM",
     "B32",
-    "HEX",
     "UPPER_DIGITS",
     "expiration",
     "hex_token",
@@ -21,7 +20,6 @@ __all__ = [
 
 ALNUM = string.ascii_letters + string.digits
 B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-HEX = "0123456789abcdef"
 UPPER_DIGITS = string.ascii_uppercase + string.digits
 _VARIANT = "89ab"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

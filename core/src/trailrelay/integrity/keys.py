@@ -26,7 +26,7 @@ import binascii
 import datetime as dt
 import hashlib
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -321,14 +321,6 @@ class KeyRing:
         """Each key that was used: fingerprint, region, source, where, confirmed, digests it checked."""
         with self._lock:
             return [dict(v) for _, v in sorted(self._used.items())]
-
-    def prefetch(self, regions: Iterable[str], when: dt.datetime) -> None:
-        """Fetch the window's keys of ``regions`` now (``mirror`` saves them for offline use)."""
-        if self._fetcher is None:
-            return
-        with self._lock:
-            for region in regions:
-                self._fetch_window(region, when)
 
     def errors(self) -> list[str]:
         """Why ListPublicKeys failed, per region, and key files that were refused (empty when none)."""

@@ -20,7 +20,7 @@ from trailrelay.config import (
 from trailrelay.contract import Sink, SinkConfig, SinkContext
 from trailrelay.detection.evaluate import SigmaTagger
 from trailrelay.errors import ConfigError
-from trailrelay.pipeline.deadletter import DeadLetterStore, FolderDeadLetters, S3DeadLetters
+from trailrelay.pipeline.deadletter import DeadLetterStore, FolderDeadLetters, S3DeadLetters, entry
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline, Transform
@@ -56,8 +56,14 @@ def build_sink(config: SinkConfig) -> Sink:
     return plugin.create(config, context)
 
 
-def build_source(config: Config, *, once: bool, checkpoints: Checkpoints | None) -> Source:
-    """The configured source."""
+def build_source(
+    config: Config,
+    *,
+    once: bool,
+    checkpoints: Checkpoints | None,
+    dead_letters: DeadLetterStore | None = None,
+) -> Source:
+    """The configured source (``dead_letters``: where standard input's undeliverable records go)."""
     src = config.source
     limit = config.pipeline.max_object_bytes
     if isinstance(src, StdinSourceConfig) or (isinstance(src, FilesSourceConfig) and str(src.path) == "-"):
@@ -69,7 +75,7 @@ def build_source(config: Config, *, once: bool, checkpoints: Checkpoints | None)
             unit_seconds=unit.unit_seconds,
             max_object_bytes=limit,
             max_record_bytes=config.pipeline.max_record_bytes,
-            dead_letters=build_dead_letters(config),
+            lost=None if dead_letters is None else _dead_letter_writer(dead_letters),
         )
     if isinstance(src, FilesSourceConfig):
         path = src.path if src.path.is_absolute() else config.base_dir / src.path
@@ -114,6 +120,13 @@ def build_source(config: Config, *, once: bool, checkpoints: Checkpoints | None)
         insights=src.insights,
         max_object_bytes=limit,
     )
+
+
+def _dead_letter_writer(store: DeadLetterStore) -> Callable[[str, Record], None]:
+    def lost(why: str, record: Record) -> None:
+        store.write(entry("read", why, record.origin, record.raw, index=record.index))
+
+    return lost
 
 
 def build_dead_letters(config: Config) -> DeadLetterStore:
@@ -186,7 +199,7 @@ def build_pipeline(
         sink = build_sink(sc)
         sink.open()
         sinks[sc.display_name] = sink
-    source = build_source(config, once=once, checkpoints=checkpoints)
+    source = build_source(config, once=once, checkpoints=checkpoints, dead_letters=dead_letters)
     if shard is not None:
         source = Sharded(source, *shard)
     pipeline = Pipeline(

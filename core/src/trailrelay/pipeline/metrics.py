@@ -52,10 +52,6 @@ class Metrics:
         with self._lock:
             getattr(self, counter)[key] += n
 
-    def latency(self, seconds: float) -> None:
-        """Record one end-to-end delay (eventTime to final outcome), reservoir-sampled."""
-        self.latencies([seconds])
-
     def latencies(self, delays: list[float]) -> None:
         """Record end-to-end delays of a settled batch, reservoir-sampled, under one lock."""
         if not delays:

@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from trailrelay.errors import FetchError
-from trailrelay.pipeline.deadletter import DeadLetterStore, entry
 from trailrelay.record import Origin, Record
 from trailrelay.sources.base import ObjectDone, ObjectRef, Work
 from trailrelay.sources.decompress import DEFAULT_LIMIT
@@ -95,7 +94,7 @@ class StdinSource:
         unit_seconds: float = 1.0,
         max_object_bytes: int = DEFAULT_LIMIT,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-        dead_letters: DeadLetterStore | None = None,
+        lost: Callable[[str, Record], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stream = stream
@@ -103,7 +102,8 @@ class StdinSource:
         self.unit_seconds = unit_seconds
         self.max_object_bytes = max_object_bytes
         self.max_record_bytes = max_record_bytes
-        self.dead_letters = dead_letters
+        self.on_lost = lost
+        """Told of each record that cannot be delivered (the pipeline dead-letters it with the reason)."""
         self.units = 0
         self.lost = 0
         """Records of released units (dead-lettered: standard input cannot be read again)."""
@@ -203,11 +203,11 @@ class StdinSource:
                 reason,
                 len(kept),
             )
-            if self.dead_letters is None:
+            if self.on_lost is None:
                 return
             why = f"not delivered before the run ended ({reason}); standard input cannot be read again"
             for record in kept:
-                self.dead_letters.write(entry("read", why, record.origin, record.raw, index=record.index))
+                self.on_lost(why, record)
 
         return release
 

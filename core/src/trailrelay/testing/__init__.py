@@ -9,7 +9,14 @@ what it stored and make it fail. The suite then checks the behaviour the pipelin
         def harness(self, hec_standin):
             return SplunkHarness(hec_standin)
 
-Requires pytest (the suite's methods are ordinary pytest tests).
+A connector's tests run its own commands without the ``trailrelay`` CLI in front of them
+after :func:`provide_core_services` (call it once, in ``conftest.py``).
+:mod:`trailrelay.testing.trail` builds signed CloudTrail trails (log files and digest chains)
+for integrity tests and benchmarks.
+
+Test helpers are not runtime code: nothing outside this package imports it. It needs pytest
+(the suite's methods are ordinary pytest tests), which the ``testing`` extra brings:
+``pip install "trailrelay[testing]"``.
 """
 
 from __future__ import annotations
@@ -23,7 +30,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-import pytest
+
+try:
+    import pytest
+except ModuleNotFoundError as exc:  # a plain install has no pytest: say which extra brings it
+    raise ModuleNotFoundError(
+        "trailrelay.testing is the test kit for connectors and needs pytest: "
+        'pip install "trailrelay[testing]"',
+        name=exc.name,
+    ) from exc
 
 from trailrelay.contract import (
     Batch,
@@ -39,6 +54,7 @@ from trailrelay.contract import (
     SinkError,
     Status,
 )
+from trailrelay.services import provide_core_services
 
 __all__ = [
     "CORPUS_ENV",
@@ -50,6 +66,7 @@ __all__ = [
     "SinkHarness",
     "corpus_dir",
     "load_records",
+    "provide_core_services",
     "require_corpus",
     "sample_records",
     "settled",
