@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any, cast
 
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import SerializationError, TransportError
 from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
+from isal import isal_zlib
 
 from trailrelay.contract import (
+    DELIVERED,
     Batch,
     BatchLimits,
     CheckResult,
@@ -28,7 +29,20 @@ from trailrelay_elastic.responses import describe_error, item_outcome, scrub
 
 __all__ = ["ElasticSink"]
 
-_FILTER_PATH = ["errors", "items.*.status", "items.*.error"]
+_FILTER_PATH = "errors,items.*.status,items.*.error"
+_BULK_HEADERS = {
+    "accept": "application/json",
+    "content-type": "application/x-ndjson",
+    "content-encoding": "gzip",
+}
+_GZIP_LEVEL = 1
+"""isa-l level 1: about as small as zlib's level 6 at a fraction of the CPU (10 MB bodies)."""
+
+
+def gzip_body(body: bytes) -> bytes:
+    """A gzip stream of ``body`` (what the sink sends with ``Content-Encoding: gzip``)."""
+    compressor = isal_zlib.compressobj(_GZIP_LEVEL, isal_zlib.DEFLATED, 16 + isal_zlib.MAX_WBITS)
+    return compressor.compress(body) + compressor.flush()
 
 
 def _retry_after(error: ApiError) -> float | None:
@@ -118,10 +132,15 @@ class ElasticSink:
         targets: list[str],
     ) -> None:
         """Send one ``_bulk`` body and record each item's outcome (splitting on HTTP 413)."""
-        body = b"".join(entries)
+        body = gzip_body(b"".join(entries))
+        params = {"filter_path": _FILTER_PATH}
+        if self.config.pipeline is not None:
+            params["pipeline"] = self.config.pipeline
         try:
-            response = self.client.bulk(
-                operations=cast("Any", body), pipeline=self.config.pipeline, filter_path=_FILTER_PATH
+            # POST (the client's bulk() uses PUT; both are the documented _bulk API) with the
+            # body compressed here: the client would gzip 10 MB at level 9.
+            response = self.client.perform_request(
+                "POST", "/_bulk", params=params, headers=_BULK_HEADERS, body=body, endpoint_id="bulk"
             )
         except UnsupportedProductError:
             raise FatalSinkError(
@@ -135,11 +154,16 @@ class ElasticSink:
             for p in positions:
                 outcomes[p] = Outcome.retry(self._safe(reason))
             return
-        items = response.body.get("items") if isinstance(response.body, dict) else None
+        answer = response.body
+        items = answer.get("items") if isinstance(answer, dict) else None
         if not isinstance(items, list) or len(items) != len(positions):
             count = len(items) if isinstance(items, list) else 0
             for p in positions:
                 outcomes[p] = Outcome.retry(f"bulk response had {count} items for {len(positions)} documents")
+            return
+        if answer.get("errors") is False:  # every item succeeded: no need to read them one by one
+            for p in positions:
+                outcomes[p] = DELIVERED
             return
         for p, item in zip(positions, items, strict=True):
             outcomes[p] = item_outcome(item, targets[p])
