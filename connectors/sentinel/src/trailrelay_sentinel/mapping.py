@@ -314,7 +314,12 @@ def _from_struct(ev: _Event, record: Record) -> Row:
     category = _CATEGORY.get(category.lower(), category) if category else (record.routing.category or None)
     mgmt = ev.managementEvent
     read_only = ev.readOnly
-    params = _json_text(ev.requestParameters)
+    # Absent payloads (most of them, on most events) skip the call: an empty Raw is false.
+    text = _json_text
+    params = text(raw) if (raw := ev.requestParameters) else None
+    extra = text(raw) if (raw := ev.additionalEventData) else None
+    if extra is None and (raw := ev.insightDetails):
+        extra = text(raw)
     row = Row(
         ev.eventTime,
         ev.eventTime,
@@ -349,10 +354,10 @@ def _from_struct(ev: _Event, record: Record) -> Row:
         ev.errorCode,
         ev.errorMessage,
         params,
-        _json_text(ev.responseElements),
-        _json_text(ev.additionalEventData) or _json_text(ev.insightDetails),
-        _json_text(ev.resources),
-        _json_text(ev.serviceEventDetails),
+        text(raw) if (raw := ev.responseElements) else None,
+        extra,
+        text(raw) if (raw := ev.resources) else None,
+        text(raw) if (raw := ev.serviceEventDetails) else None,
         ev.requestID,
         ev.apiVersion,
         ev.recipientAccountId,
