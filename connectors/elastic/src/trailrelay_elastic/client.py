@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from elasticsearch import Elasticsearch
+from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 from trailrelay.contract import ConfigError, tls_verify
 from trailrelay_elastic.config import ElasticConfig
@@ -14,16 +15,36 @@ from trailrelay_elastic.config import ElasticConfig
 __all__ = ["make_client"]
 
 
+class _BytesNdjsonSerializer(NdjsonSerializer):
+    """NDJSON that passes a ready body (bytes) through untouched.
+
+    The sink hands over ``_bulk`` bodies it already gzip-compressed itself; the stock
+    serializer would copy them and append a newline to the compressed stream.
+    """
+
+    def dumps(self, data: Any) -> bytes:
+        if isinstance(data, bytes):
+            return data
+        return super().dumps(data)
+
+
 def make_client(
     config: ElasticConfig, logger: logging.Logger, user_agent: str | None = None
 ) -> Elasticsearch:
-    """A client with gzip request bodies, no client-side retries and the configured auth and TLS.
+    """A client with no client-side retries and the configured auth and TLS.
 
     Retries are the pipeline's job (it backs off and dead-letters), so the client sends each
-    request once. Raises ConfigError for a CA bundle that does not exist.
+    request once. ``_bulk`` bodies are gzip-compressed by the sink (the client would compress
+    them at level 9: most of a run's CPU); other requests are small and go uncompressed, while
+    answers may come gzip'd. Responses are parsed with orjson. Raises ConfigError for a CA
+    bundle that does not exist.
     """
     kwargs: dict[str, Any] = {
-        "http_compress": True,
+        "http_compress": False,
+        "serializers": {
+            "application/json": OrjsonSerializer(),
+            "application/x-ndjson": _BytesNdjsonSerializer(),
+        },
         "max_retries": 0,
         "retry_on_timeout": False,
         "request_timeout": config.timeout,
@@ -50,6 +71,8 @@ def make_client(
     elif verify is False:
         kwargs["verify_certs"] = False
         kwargs["ssl_show_warn"] = False  # tls_verify already warned, once and loudly
+    headers = {"accept-encoding": "gzip"}
     if user_agent:
-        kwargs["headers"] = {"user-agent": user_agent}
+        headers["user-agent"] = user_agent
+    kwargs["headers"] = headers
     return Elasticsearch(**kwargs)

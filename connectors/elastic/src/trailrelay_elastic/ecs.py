@@ -212,10 +212,26 @@ def prune(value: Any) -> Any:
     return value
 
 
+_DATES: dict[str, str | None] = {}
+"""Recent answers of :func:`date` (events of one second share their eventTime text)."""
+_MISSING = object()
+
+
 def date(value: Any) -> str | None:
     """An ISO-8601 (or basic ISO) timestamp as Elasticsearch's date processor writes it, in UTC."""
     if not isinstance(value, str) or not value:
         return None
+    cached = _DATES.get(value, _MISSING)
+    if cached is not _MISSING:
+        return cached  # type: ignore[return-value]
+    out = _parse_date(value)
+    if len(_DATES) >= 65536:  # keep memory flat over a long run
+        _DATES.clear()
+    _DATES[value] = out  # dict get/set are atomic: threads may share the cache
+    return out
+
+
+def _parse_date(value: str) -> str | None:
     text = value.strip()
     parsed: dt.datetime | None = None
     try:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any, cast
 
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import SerializationError, TransportError
 from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
+from isal import isal_zlib
 
 from trailrelay.contract import (
+    DELIVERED,
     Batch,
     BatchLimits,
     CheckResult,
     ConfigError,
     FatalSinkError,
     Outcome,
+    Record,
     SinkContext,
 )
 from trailrelay_elastic.admin import check_cluster
@@ -28,7 +30,20 @@ from trailrelay_elastic.responses import describe_error, item_outcome, scrub
 
 __all__ = ["ElasticSink"]
 
-_FILTER_PATH = ["errors", "items.*.status", "items.*.error"]
+_FILTER_PATH = "errors,items.*.status,items.*.error"
+_BULK_HEADERS = {
+    "accept": "application/json",
+    "content-type": "application/x-ndjson",
+    "content-encoding": "gzip",
+}
+_GZIP_LEVEL = 1
+"""isa-l level 1: about as small as zlib's level 6 at a fraction of the CPU (10 MB bodies)."""
+
+
+def gzip_body(body: bytes) -> bytes:
+    """A gzip stream of ``body`` (what the sink sends with ``Content-Encoding: gzip``)."""
+    compressor = isal_zlib.compressobj(_GZIP_LEVEL, isal_zlib.DEFLATED, 16 + isal_zlib.MAX_WBITS)
+    return compressor.compress(body) + compressor.flush()
 
 
 def _retry_after(error: ApiError) -> float | None:
@@ -97,52 +112,76 @@ class ElasticSink:
         outcomes: list[Outcome | None] = [None] * len(records)
         entries: list[bytes] = []
         positions: list[int] = []
-        targets = [self.builder.target_of(r).name for r in records]
+        entry = self.builder.entry
         for i, record in enumerate(records):
             try:
-                entries.append(self.builder.entry(record))
-                positions.append(i)
+                entries.append(entry(record))
             except Exception as exc:
                 what = "integrity" if is_integrity(record) else self.config.mode
                 outcomes[i] = Outcome.rejected(f"cannot build the {what} document: {exc}")
+            else:
+                positions.append(i)
         groups = cut([len(e) for e in entries], self.config.batch_bytes, self.config.batch_actions)
-        for group in groups:
-            self._send_group([positions[k] for k in group], [entries[k] for k in group], outcomes, targets)
+        if len(groups) == 1 and len(positions) == len(records):  # the common case: one request
+            self._send_group(positions, entries, outcomes, records)
+        else:
+            for group in groups:
+                self._send_group(
+                    [positions[k] for k in group], [entries[k] for k in group], outcomes, records
+                )
+        if None not in outcomes:
+            return outcomes  # type: ignore[return-value]  # no None left: every record has its outcome
         return [o if o is not None else Outcome.retry("no outcome (internal error)") for o in outcomes]
+
+    def _target(self, record: Record) -> str:
+        return self.builder.target_of(record).name
 
     def _send_group(
         self,
         positions: list[int],
         entries: list[bytes],
         outcomes: list[Outcome | None],
-        targets: list[str],
+        records: Sequence[Record],
     ) -> None:
         """Send one ``_bulk`` body and record each item's outcome (splitting on HTTP 413)."""
-        body = b"".join(entries)
+        body = gzip_body(b"".join(entries))
+        params = {"filter_path": _FILTER_PATH}
+        if self.config.pipeline is not None:
+            params["pipeline"] = self.config.pipeline
         try:
-            response = self.client.bulk(
-                operations=cast("Any", body), pipeline=self.config.pipeline, filter_path=_FILTER_PATH
+            # POST (the client's bulk() uses PUT; both are the documented _bulk API) with the
+            # body compressed here: the client would gzip 10 MB at level 9.
+            response = self.client.perform_request(
+                "POST", "/_bulk", params=params, headers=_BULK_HEADERS, body=body, endpoint_id="bulk"
             )
         except UnsupportedProductError:
             raise FatalSinkError(
                 f"{self._where()} did not identify itself as Elasticsearch (no X-Elastic-Product header)"
             ) from None
         except ApiError as exc:
-            self._request_failed(exc, positions, entries, outcomes, targets)
+            self._request_failed(exc, positions, entries, outcomes, records)
             return
         except (TransportConnectionError, SerializationError, TransportError) as exc:
             reason = f"cannot reach Elasticsearch at {self._where()}: {type(exc).__name__}: {exc}"
             for p in positions:
                 outcomes[p] = Outcome.retry(self._safe(reason))
             return
-        items = response.body.get("items") if isinstance(response.body, dict) else None
+        answer = response.body
+        items = answer.get("items") if isinstance(answer, dict) else None
         if not isinstance(items, list) or len(items) != len(positions):
             count = len(items) if isinstance(items, list) else 0
             for p in positions:
                 outcomes[p] = Outcome.retry(f"bulk response had {count} items for {len(positions)} documents")
             return
+        if answer.get("errors") is False:  # every item succeeded: no need to read them one by one
+            if len(positions) == len(outcomes):
+                outcomes[:] = [DELIVERED] * len(outcomes)
+            else:
+                for p in positions:
+                    outcomes[p] = DELIVERED
+            return
         for p, item in zip(positions, items, strict=True):
-            outcomes[p] = item_outcome(item, targets[p])
+            outcomes[p] = item_outcome(item, self._target(records[p]))
 
     def _request_failed(
         self,
@@ -150,7 +189,7 @@ class ElasticSink:
         positions: list[int],
         entries: list[bytes],
         outcomes: list[Outcome | None],
-        targets: list[str],
+        records: Sequence[Record],
     ) -> None:
         """Map a whole-request error to outcomes, or raise when the sink cannot work."""
         status = exc.meta.status if exc.meta is not None else 0
@@ -159,8 +198,8 @@ class ElasticSink:
         if status == 413:
             if len(positions) > 1:
                 half = len(positions) // 2
-                self._send_group(positions[:half], entries[:half], outcomes, targets)
-                self._send_group(positions[half:], entries[half:], outcomes, targets)
+                self._send_group(positions[:half], entries[:half], outcomes, records)
+                self._send_group(positions[half:], entries[half:], outcomes, records)
             else:
                 outcomes[positions[0]] = Outcome.rejected(
                     f"document of {len(entries[0])} bytes is larger than the cluster accepts "
@@ -172,7 +211,7 @@ class ElasticSink:
                 f"Elasticsearch at {self._where()} refused the credentials ({self._auth()}): {text}"
             )
         if status == 403:
-            names = ", ".join(sorted({targets[p] for p in positions}))
+            names = ", ".join(sorted({self._target(records[p]) for p in positions}))
             raise FatalSinkError(f"the credentials ({self._auth()}) may not write to {names}: {text}")
         if status == 404:
             raise FatalSinkError(f"{self._where()} has no _bulk endpoint (check url): {text}")

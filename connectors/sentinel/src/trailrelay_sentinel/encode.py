@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from trailrelay.contract import Record
+from trailrelay.contract import INTEGRITY_KIND, Record
 from trailrelay_sentinel.integrity import INTEGRITY_TABLE, encode_integrity_row, is_integrity
 from trailrelay_sentinel.mapping import encode_record, map_record, trim_row
 
@@ -36,12 +36,13 @@ def encode_rows(records: Sequence[Record], max_body: int = MAX_BODY_BYTES) -> li
     out: list[EncodedRow] = []
     append = out.append
     limit = max_body - 2  # the enclosing [ ]
+    encode = encode_record
     for record in records:
-        if is_integrity(record):
+        if record.origin.kind == INTEGRITY_KIND:
             append(_integrity_row(record, limit, max_body))
             continue
         try:
-            data = encode_record(record)
+            data = encode(record)
         except Exception as exc:  # a record we cannot map is rejected, never dropped silently
             append(EncodedRow(b"", error=f"cannot map record to AWSCloudTrail columns: {exc}"))
             continue

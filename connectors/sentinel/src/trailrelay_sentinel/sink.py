@@ -17,6 +17,7 @@ requests per stream, and a failure that stops one stops the rest of the batch.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import threading
 import time
@@ -32,6 +33,7 @@ from isal import isal_zlib
 
 from trailrelay.contract import (
     DELIVERED,
+    INTEGRITY_KIND,
     Batch,
     BatchLimits,
     CheckResult,
@@ -183,14 +185,15 @@ class SentinelSink:
         client = self._ready()
         rows = encode_rows(records, self._max_body)
         outcomes: list[Outcome | None] = [None] * len(records)
-        sendable: list[int] = []
+        by_stream: tuple[list[int], list[int]] = ([], [])  # CloudTrail rows, integrity rows
         trimmed = 0
         for i, row in enumerate(rows):
             if row.error is not None:
                 outcomes[i] = Outcome.rejected(row.error)
             else:
-                sendable.append(i)
-                trimmed += bool(row.trimmed)
+                by_stream[records[i].origin.kind == INTEGRITY_KIND].append(i)
+                if row.trimmed:
+                    trimmed += 1
         if trimmed:
             self._log.warning(
                 f"sentinel: {trimmed} record(s) were over the request limit; their largest fields were "
@@ -199,8 +202,7 @@ class SentinelSink:
         self._note_backfill(records)
         stop: Failure | None = None
         c = self.config
-        for stream, integrity in ((c.stream, False), (c.integrity_stream, True)):
-            group = [i for i in sendable if is_integrity(records[i]) is integrity]
+        for stream, group in ((c.stream, by_stream[0]), (c.integrity_stream, by_stream[1])):
             for rng in cut_bodies([len(rows[i].data) for i in group], self._max_body):
                 idxs = group[rng.start : rng.stop]
                 if stop is not None:
@@ -210,6 +212,8 @@ class SentinelSink:
                         )
                     continue
                 stop = self._deliver(client, idxs, rows, records, outcomes, stream)
+        if None not in outcomes:
+            return outcomes  # type: ignore[return-value]  # every record has its outcome
         return [o if o is not None else Outcome.retry("internal: no outcome") for o in outcomes]
 
     def _deliver(  # noqa: PLR0917 - private helper, recursive
@@ -305,12 +309,20 @@ class SentinelSink:
         """Count records whose eventTime Azure will not keep as TimeGenerated, and say so."""
         now = self._clock()
         old = 0
+        # Compared as datetimes (no float conversion per record): older than `oldest` or newer
+        # than `newest` is `age > BACKFILL_AGE - _MARGIN or age < _FUTURE_AGE`.
+        oldest = dt.datetime.fromtimestamp(now - (BACKFILL_AGE - _MARGIN), dt.UTC)
+        newest = dt.datetime.fromtimestamp(now - _FUTURE_AGE, dt.UTC)
         for r in records:
-            epoch = r.epoch
-            if epoch is not None:
-                age = now - epoch
+            t = r.routing.event_time
+            if t is None:
+                continue
+            if t.tzinfo is None:  # the core normalizes to UTC; a naive time counts as local, as epoch does
+                age = now - t.timestamp()
                 if age > BACKFILL_AGE - _MARGIN or age < _FUTURE_AGE:
                     old += 1
+            elif t < oldest or t > newest:
+                old += 1
         if not old:
             return
         with self._lock:
