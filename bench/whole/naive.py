@@ -74,6 +74,7 @@ def main(kind: str, trail: str, target: str, *extra: str) -> None:
 
         post_in_bodies(post, docs(), 10_000_000, b"")
     elif kind == "sentinel":
+        s.trust_env = False  # $REQUESTS_CA_BUNDLE would override verify below
         s.verify = extra[0]
         token = s.post(target + "/tenant/oauth2/v2.0/token", data={"grant_type": "client_credentials"}).json()
         s.headers.update(

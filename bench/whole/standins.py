@@ -119,7 +119,7 @@ _ITEM = b'{"create":{"_index":"logs-aws.cloudtrail-default","_id":"x","_version"
 
 
 class Elastic(_Base):
-    """``GET /`` (product check) and ``POST /_bulk``: every item created."""
+    """``GET /`` (product check) and ``POST``/``PUT /_bulk``: every item created."""
 
     def _get(self) -> None:
         info = {
@@ -138,6 +138,8 @@ class Elastic(_Base):
         n = body.count(b"\n", 0, len(body)) // 2
         _count(n)
         self._reply(200, b'{"took":1,"errors":false,"items":[' + b",".join([_ITEM] * n) + b"]}", _ES)
+
+    do_PUT = do_POST  # noqa: N815 - http.server names; elasticsearch-py 8 sends bulk() as PUT
 
 
 class OpenSearch(_Base):
@@ -160,6 +162,8 @@ class OpenSearch(_Base):
         n = body.count(b"\n", 0, len(body)) // 2
         _count(n)
         self._reply(200, b'{"took":1,"errors":false,"items":[' + b",".join([_ITEM] * n) + b"]}")
+
+    do_PUT = do_POST  # noqa: N815 - http.server names
 
 
 class Sentinel(_Base):
