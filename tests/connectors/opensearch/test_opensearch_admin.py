@@ -13,7 +13,6 @@ from opensearch_helpers import PASSWORD, USER, make_config, make_sink
 from opensearch_standin import StandIn, fixture
 
 from trailrelay.contract import Batch, FatalSinkError
-from trailrelay.plugins import command_groups
 from trailrelay.testing import sample_records
 from trailrelay_opensearch.admin import run_setup
 from trailrelay_opensearch.cli import group
@@ -120,7 +119,11 @@ def test_setup_command(standin: StandIn, tmp_path: Path, monkeypatch: pytest.Mon
         f'[source]\ntype = "files"\npath = "."\n\n[[sinks]]\ntype = "opensearch"\nurl = "{standin.url}"\n'
         f'username = "{USER}"\npassword = "${{OS_PASSWORD}}"\n'
     )
-    assert group in command_groups()  # registered under trailrelay.commands
+    from click import Context
+
+    from trailrelay.cli.main import cli
+
+    assert cli.get_command(Context(cli), "opensearch") is group  # registered under trailrelay.commands
     result = CliRunner().invoke(group, ["setup", "-c", str(cfg), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "would install: index template trailrelay-logs-aws.cloudtrail-default" in result.output
