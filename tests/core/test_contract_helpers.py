@@ -161,7 +161,10 @@ def test_document_ids_are_pinned() -> None:
     assert document_id(_record(EVENT), b"c") == b"aD44XJop8lDmHLpSh-kl"  # eventID: the tag is unused
     assert document_id(_record(DIGEST)) == b"_DnupYM_hyjsjQ8I2BbW"  # Elasticsearch's content tag
     assert document_id(_record(DIGEST), b"c") == b"MicFIpOjUs2xGHuQkfEO"  # OpenSearch's
-    assert hash_id(b"") == hash_id(b"") and len(hash_id(b"anything")) == 20
+    assert len(hash_id(b"anything")) == 20
+    # the integrity event id both connectors store: location, verdict and window, \x1f-joined
+    key = "s3://b/k\x1finvalid\x1f2026-01-01T00:00:00Z\x1f2026-01-01T01:00:00Z"
+    assert hash_id(key.encode()) == b"laNP3zBCVEphGxCKw4p1"
 
 
 def test_document_id_ignores_where_the_event_came_from() -> None:
