@@ -128,6 +128,7 @@ LEAVES = frozenset(
     {
         "trailrelay",
         "trailrelay.errors",
+        "trailrelay.helpers",
         "trailrelay.record",
         "trailrelay.transforms",
         "trailrelay.transforms.filters",

@@ -19,7 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize(
     "module",
-    ["trailrelay.api", "trailrelay.contract", "trailrelay.errors", "trailrelay.record", "trailrelay.testing"],
+    [
+        "trailrelay.api",
+        "trailrelay.contract",
+        "trailrelay.errors",
+        "trailrelay.helpers",
+        "trailrelay.record",
+        "trailrelay.testing",
+    ],
 )
 def test_all_lists_exactly_the_public_names(module: str) -> None:
     mod = importlib.import_module(module)
@@ -71,6 +78,26 @@ def test_connectors_import_only_the_contract() -> None:
                 tuple(f"from {a}" for a in allowed)
             ):
                 offenders.append(f"{path.relative_to(ROOT)}:{n}: {text}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_connectors_keep_no_copy_of_the_contracts_helpers() -> None:
+    """Retry-After dates, secret scrubbing and BLAKE2b ids are the contract's, once (issue 15)."""
+    from trailrelay import helpers
+
+    copies = {
+        "email.utils.parsedate": "contract.retry_after_seconds",
+        "blake2b": "contract.hash_id / contract.document_id",
+        '"***"': "contract.scrub",
+    }
+    offenders = []
+    for path in sorted((ROOT / "connectors").glob("*/src/**/*.py")):
+        text = path.read_text()
+        for needle, instead in copies.items():
+            if needle in text:
+                offenders.append(f"{path.relative_to(ROOT)}: {needle} (use {instead})")
+        defined = {n for n in helpers.__all__ if f"\ndef {n}(" in text or f"\ndef _{n}(" in text}
+        offenders.extend(f"{path.relative_to(ROOT)}: defines {n} (use contract.{n})" for n in sorted(defined))
     assert not offenders, "\n".join(offenders)
 
 

@@ -45,6 +45,7 @@ from trailrelay.errors import (
     SinkError,
     TrailrelayError,
 )
+from trailrelay.helpers import bool_value, cut_runs, hash_id, retry_after_seconds, scrub, text_value
 from trailrelay.record import Identity, Origin, Record, RiskTag, Routing
 from trailrelay.transforms.filters import FilterConfig, FilterRule
 
@@ -84,8 +85,15 @@ __all__ = [
     "Status",
     "TrailrelayError",
     "alert_definitions",
+    "bool_value",
+    "cut_runs",
+    "document_id",
+    "hash_id",
     "load_sink_config",
     "provide_core",
+    "retry_after_seconds",
+    "scrub",
+    "text_value",
     "tls_verify",
 ]
 
@@ -456,3 +464,21 @@ def tls_verify(verify_tls: bool, ca_bundle: str | None, logger: logging.Logger) 
         )
         return False
     return ca_bundle or True
+
+
+def document_id(record: Record, content_tag: bytes = b"content") -> bytes:
+    """A record's deterministic document id (20 URL-safe ASCII characters, as bytes).
+
+    The hash (:func:`hash_id`) of recipientAccountId and eventID: the same event reaching a SIEM
+    twice (a replay, or from S3 and Firehose both) gets the same id, so an idempotent ``create``
+    refuses the second copy. A record without an eventID (a digest file) hashes
+    ``content_tag`` and its compact JSON instead. The Elasticsearch and OpenSearch connectors
+    store documents under these ids (OpenSearch with ``content_tag=b"c"``): never change the
+    bytes hashed, or replays of already-stored events would be stored twice.
+    """
+    r = record.routing
+    if r.event_id:
+        key = ((r.recipient_account_id or "") + "\x1f" + r.event_id).encode()
+    else:
+        key = content_tag + b"\x1f" + record.line()
+    return hash_id(key)

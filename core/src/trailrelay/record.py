@@ -16,6 +16,8 @@ from typing import Any
 import msgspec
 import orjson
 
+from trailrelay.helpers import bool_value, text_value
+
 __all__ = [
     "BAD_JSON",
     "Identity",
@@ -154,29 +156,29 @@ def _lenient(raw: bytes) -> Routing:
     identity = None
     if isinstance(ident, dict):
         identity = Identity(
-            type=_text(ident.get("type")),
-            arn=_text(ident.get("arn")),
-            account_id=_text(ident.get("accountId")),
-            principal_id=_text(ident.get("principalId")),
-            user_name=_text(ident.get("userName")),
-            invoked_by=_text(ident.get("invokedBy")),
+            type=text_value(ident.get("type")),
+            arn=text_value(ident.get("arn")),
+            account_id=text_value(ident.get("accountId")),
+            principal_id=text_value(ident.get("principalId")),
+            user_name=text_value(ident.get("userName")),
+            invoked_by=text_value(ident.get("invokedBy")),
         )
     mgmt = doc.get("managementEvent")
     return Routing(
         event_time=_time(doc.get("eventTime")),
-        event_source=_text(doc.get("eventSource")),
-        event_name=_text(doc.get("eventName")),
-        event_id=_text(doc.get("eventID")),
-        event_type=_text(doc.get("eventType")),
-        event_version=_text(doc.get("eventVersion")),
-        event_category=_text(doc.get("eventCategory")),
-        management_event=mgmt if isinstance(mgmt, bool) else _bool(mgmt),
-        read_only=_bool(doc.get("readOnly")),
-        error_code=_text(doc.get("errorCode")),
+        event_source=text_value(doc.get("eventSource")),
+        event_name=text_value(doc.get("eventName")),
+        event_id=text_value(doc.get("eventID")),
+        event_type=text_value(doc.get("eventType")),
+        event_version=text_value(doc.get("eventVersion")),
+        event_category=text_value(doc.get("eventCategory")),
+        management_event=mgmt if isinstance(mgmt, bool) else bool_value(mgmt),
+        read_only=bool_value(doc.get("readOnly")),
+        error_code=text_value(doc.get("errorCode")),
         user_identity=identity,
-        recipient_account_id=_text(doc.get("recipientAccountId")),
-        aws_region=_text(doc.get("awsRegion")),
-        source_ip=_text(doc.get("sourceIPAddress")),
+        recipient_account_id=text_value(doc.get("recipientAccountId")),
+        aws_region=text_value(doc.get("awsRegion")),
+        source_ip=text_value(doc.get("sourceIPAddress")),
         shipped_time=_time(doc.get("@timestamp")),
     )
 
@@ -199,24 +201,6 @@ def why_bad(exc: BaseException) -> str:
     return str(exc)
 
 
-def _text(value: object) -> str | None:
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _bool(value: object) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in ("true", "false"):
-            return low == "true"
-    return None
-
-
 def _time(value: object) -> dt.datetime | None:
     if not isinstance(value, str):
         return None
@@ -236,7 +220,7 @@ def _normalize(r: Routing) -> None:
         r.event_time = t
     ro = r.read_only
     if ro.__class__ is str:
-        r.read_only = _bool(ro)
+        r.read_only = bool_value(ro)
     cat = r.event_category
     if cat:
         r.category = _CATEGORY_EXACT.get(cat) or _CATEGORY_NAMES.get(cat.lower(), cat)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import email.utils
 import json
 import threading
+import time
 from typing import Any
 
 import orjson
@@ -79,6 +81,15 @@ def test_retry_after_header_is_passed_on(sink: Any, standin: StandIn) -> None:
     standin.queue(response)
     outcomes = sink.send(Batch(sample_records(2)))
     assert [o.retry_after for o in outcomes] == [7.0, 7.0]
+
+
+def test_retry_after_http_date_is_passed_on(sink: Any, standin: StandIn) -> None:
+    """RFC 9110 allows an HTTP date in Retry-After: the outcome waits until then, not a default."""
+    response = copy.deepcopy(fixture("request-429-rejected"))
+    response["headers"]["Retry-After"] = email.utils.formatdate(time.time() + 120, usegmt=True)
+    standin.queue(response)
+    after = [o.retry_after for o in sink.send(Batch(sample_records(2)))]
+    assert all(a is not None and 100 < a <= 120 for a in after), after
 
 
 @pytest.mark.parametrize("name", ["request-401", "request-403"])

@@ -9,9 +9,9 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, UnsupportedProductError
 
-from trailrelay.contract import CheckResult, FatalSinkError, RetryableError
+from trailrelay.contract import CheckResult, FatalSinkError, RetryableError, scrub
 from trailrelay_elastic.config import ElasticConfig
-from trailrelay_elastic.responses import describe_error, scrub
+from trailrelay_elastic.responses import describe_error
 from trailrelay_elastic.templates import (
     COMPONENT_TEMPLATE,
     INTEGRATION_TEMPLATE,

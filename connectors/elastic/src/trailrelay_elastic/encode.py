@@ -9,45 +9,31 @@ serialized whole.
 from __future__ import annotations
 
 import datetime as dt
-from binascii import b2a_base64 as _b64
 from collections.abc import Sequence
-from hashlib import blake2b as _blake2b
 from typing import Any
 
 import orjson
 
-from trailrelay.contract import INTEGRITY_KIND, Origin, Record
+from trailrelay.contract import INTEGRITY_KIND, Origin, Record, cut_runs, document_id
 from trailrelay_elastic.config import ElasticConfig, Target
 from trailrelay_elastic.ecs import date as _date
 from trailrelay_elastic.ecs import iso_utc, to_ecs
 from trailrelay_elastic.integrity import integrity_document, is_integrity
 
-__all__ = ["RULESET", "BulkEncoder", "DocumentBuilder", "cut", "doc_id", "partition_of"]
+__all__ = ["RULESET", "BulkEncoder", "DocumentBuilder", "doc_id", "partition_of"]
 
 DATASET = "aws.cloudtrail"
 TAGS = ["forwarded", "aws-cloudtrail"]
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def doc_id(record: Record) -> str:
-    """The deterministic ``_id``: a hash of recipientAccountId and eventID.
+    """The deterministic ``_id`` (:func:`trailrelay.contract.document_id`): recipientAccountId and eventID.
 
     The same event reaching us twice (a replay, or from S3 and Firehose both) gets the same id,
     so ``create`` answers 409 the second time. Records without an eventID (digest files) hash
     their content instead.
     """
-    return _doc_id_bytes(record).decode("ascii")
-
-
-def _doc_id_bytes(record: Record) -> bytes:
-    """:func:`doc_id` as ASCII bytes (the hot path splices them into the action line)."""
-    r = record.routing
-    event_id = r.event_id
-    if event_id:
-        key = ((r.recipient_account_id or "") + "\x1f" + event_id).encode()
-    else:
-        key = b"content\x1f" + record.line()
-    return _b64(_blake2b(key, digest_size=15).digest(), newline=False).translate(_URLSAFE)
+    return document_id(record).decode("ascii")
 
 
 def partition_of(region: str | None) -> str:
@@ -132,7 +118,7 @@ class DocumentBuilder:
             return b"".join(
                 (
                     self._action_head,
-                    _doc_id_bytes(record),
+                    document_id(record),
                     b'"}}\n',
                     orjson.dumps(self.ecs_document(record)),
                     b"\n",
@@ -169,7 +155,7 @@ class DocumentBuilder:
         return b"".join(
             (
                 self._action_head,
-                _doc_id_bytes(record),
+                document_id(record),
                 b'"}}\n{"@timestamp":"',
                 ts,
                 b'","message":',
@@ -271,21 +257,6 @@ def _origin_fields(origin: Origin, partition: str) -> dict[str, Any]:
     return out
 
 
-def cut(sizes: Sequence[int], max_bytes: int, max_actions: int) -> list[range]:
-    """Consecutive index ranges whose sizes sum to at most ``max_bytes`` and ``max_actions`` items."""
-    groups: list[range] = []
-    start = 0
-    total = 0
-    for i, size in enumerate(sizes):
-        if i > start and (total + size > max_bytes or i - start >= max_actions):
-            groups.append(range(start, i))
-            start, total = i, 0
-        total += size
-    if start < len(sizes):
-        groups.append(range(start, len(sizes)))
-    return groups
-
-
 class BulkEncoder:
     """The offline encoder: the exact uncompressed ``_bulk`` bodies the sink would send."""
 
@@ -303,5 +274,7 @@ class BulkEncoder:
                 entries.append(self.builder.entry(record))
             except Exception:  # noqa: S112 - the sink reports these as REJECTED; a preview skips them
                 continue
-        groups = cut([len(e) for e in entries], self.config.batch_bytes, self.config.batch_actions)
+        groups = cut_runs(
+            [len(e) for e in entries], self.config.batch_bytes, self.config.batch_actions, separator_bytes=0
+        )
         return [b"".join(entries[g.start : g.stop]) for g in groups]

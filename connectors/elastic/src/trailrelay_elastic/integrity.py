@@ -21,21 +21,18 @@ so a re-sent event is a 409 (DUPLICATE) while every periodic check is kept.
 
 from __future__ import annotations
 
-import binascii
 import datetime as dt
-import hashlib
 from typing import Any
 
 import orjson
 
-from trailrelay.contract import INTEGRITY_KIND, Record
+from trailrelay.contract import INTEGRITY_KIND, Record, hash_id
 from trailrelay_elastic.config import Target
 
 __all__ = ["DATASET", "INTEGRITY_KIND", "integrity_doc_id", "integrity_document", "is_integrity"]
 
 DATASET = "trailrelay.integrity"
 TAGS = ["forwarded", "trailrelay-integrity"]
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def is_integrity(record: Record) -> bool:
@@ -67,8 +64,7 @@ def integrity_doc_id(record: Record, event: dict[str, Any] | None = None) -> str
     if not any(window):  # an event from a check without a window: its verification time
         window = (event.get("verified_at"), None)
     key = "\x1f".join(str(x or "") for x in (_location(record, event), event.get("verdict"), *window))
-    digest = hashlib.blake2b(key.encode(), digest_size=15).digest()
-    return binascii.b2a_base64(digest, newline=False).translate(_URLSAFE).decode("ascii")
+    return hash_id(key.encode()).decode("ascii")
 
 
 def _timestamp(record: Record, event: dict[str, Any]) -> str:

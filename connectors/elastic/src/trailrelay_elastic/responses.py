@@ -14,22 +14,13 @@ Per item:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from trailrelay.contract import DELIVERED, DUPLICATE, FatalSinkError, Outcome
 
-__all__ = ["describe_error", "item_outcome", "scrub"]
+__all__ = ["describe_error", "item_outcome"]
 
 _MAX_REASON = 600
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with any secret value replaced by ``***`` (server messages are echoed to operators)."""
-    for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, "***")
-    return text
 
 
 def describe_error(error: Any) -> tuple[str, str]:

@@ -24,11 +24,11 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
 
-from trailrelay.contract import ConfigError, FatalSinkError, RetryableError
+from trailrelay.contract import ConfigError, FatalSinkError, RetryableError, scrub
 from trailrelay_elastic.client import make_client
 from trailrelay_elastic.config import ElasticConfig
 from trailrelay_elastic.ecs import iso_utc
-from trailrelay_elastic.responses import describe_error, scrub
+from trailrelay_elastic.responses import describe_error
 
 __all__ = ["ElasticSearcher", "event_query"]
 

@@ -20,13 +20,16 @@ from trailrelay.contract import (
     Outcome,
     Record,
     SinkContext,
+    cut_runs,
+    retry_after_seconds,
+    scrub,
 )
 from trailrelay_elastic.admin import check_cluster
 from trailrelay_elastic.client import make_client
 from trailrelay_elastic.config import ElasticConfig
-from trailrelay_elastic.encode import DocumentBuilder, cut
+from trailrelay_elastic.encode import DocumentBuilder
 from trailrelay_elastic.integrity import is_integrity
-from trailrelay_elastic.responses import describe_error, item_outcome, scrub
+from trailrelay_elastic.responses import describe_error, item_outcome
 
 __all__ = ["ElasticSink"]
 
@@ -47,11 +50,8 @@ def gzip_body(body: bytes) -> bytes:
 
 
 def _retry_after(error: ApiError) -> float | None:
-    value = error.meta.headers.get("retry-after") if error.meta is not None else None
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
+    """The response's Retry-After (delay-seconds or an HTTP date) in seconds, or None."""
+    return retry_after_seconds(error.meta.headers.get("retry-after") if error.meta is not None else None)
 
 
 class ElasticSink:
@@ -121,7 +121,9 @@ class ElasticSink:
                 outcomes[i] = Outcome.rejected(f"cannot build the {what} document: {exc}")
             else:
                 positions.append(i)
-        groups = cut([len(e) for e in entries], self.config.batch_bytes, self.config.batch_actions)
+        groups = cut_runs(
+            [len(e) for e in entries], self.config.batch_bytes, self.config.batch_actions, separator_bytes=0
+        )
         if len(groups) == 1 and len(positions) == len(records):  # the common case: one request
             self._send_group(positions, entries, outcomes, records)
         else:

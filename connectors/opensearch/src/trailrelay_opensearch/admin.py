@@ -8,10 +8,10 @@ from typing import Any
 from opensearchpy import ConnectionError as OpenSearchConnectionError
 from opensearchpy import NotFoundError, OpenSearch, TransportError
 
-from trailrelay.contract import CheckResult, FatalSinkError, RetryableError
+from trailrelay.contract import CheckResult, FatalSinkError, RetryableError, scrub
 from trailrelay_opensearch.config import OpenSearchConfig, Target
 from trailrelay_opensearch.detector import detector_body, detector_name, field_mappings, rules_query
-from trailrelay_opensearch.responses import describe_error, scrub
+from trailrelay_opensearch.responses import describe_error
 from trailrelay_opensearch.templates import (
     cloudtrail_template,
     content_hash,

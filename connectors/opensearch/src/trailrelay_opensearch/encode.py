@@ -18,9 +18,7 @@ msgspec pass that skips every value it is not asked for (cheaper than three subs
 
 from __future__ import annotations
 
-import binascii
 import datetime as dt
-import hashlib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -28,13 +26,12 @@ from typing import Any
 import msgspec
 import orjson
 
-from trailrelay.contract import INTEGRITY_KIND, Origin, Record
+from trailrelay.contract import INTEGRITY_KIND, Origin, Record, cut_runs, document_id
 from trailrelay_opensearch.config import OpenSearchConfig, Target
 from trailrelay_opensearch.integrity import integrity_document, is_integrity, iso_utc
 
-__all__ = ["BulkEncoder", "DocumentBuilder", "cut", "detections", "doc_id", "one_line", "source_sizes"]
+__all__ = ["BulkEncoder", "DocumentBuilder", "detections", "doc_id", "one_line", "source_sizes"]
 
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _BREAKS = re.compile(rb"[\r\n][\t\n\r ]*")
 """A line break and the indentation after it: whitespace between tokens, never inside a string."""
 
@@ -64,17 +61,11 @@ _SEVERITY_ORDER = {"informational": 0, "low": 1, "medium": 2, "high": 3, "critic
 
 def doc_id(record: Record) -> str:
     """The deterministic ``_id``: a hash of recipientAccountId and eventID (of the content without one)."""
-    return _id_bytes(record).decode("ascii")
+    return document_id(record, _CONTENT_TAG).decode("ascii")
 
 
-def _id_bytes(record: Record) -> bytes:
-    r = record.routing
-    if r.event_id:
-        key = f"{r.recipient_account_id or ''}\x1f{r.event_id}".encode()
-    else:
-        key = b"c\x1f" + record.line()  # the compact form, so the id does not depend on layout
-    digest = hashlib.blake2b(key, digest_size=15).digest()
-    return binascii.b2a_base64(digest, newline=False).translate(_URLSAFE)
+_CONTENT_TAG = b"c"
+"""What OpenSearch's ids of records without an eventID hash before their compact JSON (never change)."""
 
 
 def one_line(record: Record) -> bytes:
@@ -161,9 +152,18 @@ class DocumentBuilder:
                 else:
                     tail = cached[1]
                 return b"".join(
-                    (head, b',"_id":"', _id_bytes(record), b'"}}\n{"@timestamp":', ts, tail, raw[1:], b"\n")
+                    (
+                        head,
+                        b',"_id":"',
+                        document_id(record, _CONTENT_TAG),
+                        b'"}}\n{"@timestamp":',
+                        ts,
+                        tail,
+                        raw[1:],
+                        b"\n",
+                    )
                 )
-        id_part = (b',"_id":"', _id_bytes(record), b'"}}\n') if with_id else (b"}}\n",)
+        id_part = (b',"_id":"', document_id(record, _CONTENT_TAG), b'"}}\n') if with_id else (b"}}\n",)
         return b"".join((head, *id_part, *self._document_parts(record), b"\n"))
 
     def _timestamp(self, t: dt.datetime) -> bytes:
@@ -254,20 +254,6 @@ class DocumentBuilder:
 _KEYS = frozenset({"@timestamp", "cloud", "trailrelay"})
 
 
-def cut(sizes: Sequence[int], max_bytes: int, max_actions: int) -> list[range]:
-    """Consecutive index ranges whose sizes sum to at most ``max_bytes`` and ``max_actions`` items."""
-    groups: list[range] = []
-    start = total = 0
-    for i, size in enumerate(sizes):
-        if i > start and (total + size > max_bytes or i - start >= max_actions):
-            groups.append(range(start, i))
-            start, total = i, 0
-        total += size
-    if start < len(sizes):
-        groups.append(range(start, len(sizes)))
-    return groups
-
-
 def source_sizes(body: bytes) -> list[int]:
     """Bytes of each document source in a ``_bulk`` body (every second non-empty line)."""
     lines = [line for line in body.split(b"\n") if line.strip()]
@@ -291,7 +277,9 @@ class BulkEncoder:
                 entries.append(self.builder.entry(record))
             except Exception:  # noqa: S112 - the sink reports these as REJECTED; a preview skips them
                 continue
-        groups = cut([len(e) for e in entries], self.config.batch_bytes, self.config.batch_actions)
+        groups = cut_runs(
+            [len(e) for e in entries], self.config.batch_bytes, self.config.batch_actions, separator_bytes=0
+        )
         return [b"".join(entries[g.start : g.stop]) for g in groups]
 
     def billable_bytes(self, record: Record) -> int:

@@ -17,18 +17,14 @@ every periodic check is kept.
 
 from __future__ import annotations
 
-import binascii
 import datetime as dt
-import hashlib
 from typing import Any
 
 import orjson
 
-from trailrelay.contract import INTEGRITY_KIND, Record
+from trailrelay.contract import INTEGRITY_KIND, Record, hash_id
 
 __all__ = ["integrity_document", "is_integrity", "iso_utc"]
-
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def iso_utc(t: dt.datetime) -> str:
@@ -56,8 +52,7 @@ def _id(location: str, event: dict[str, Any]) -> str:
     if not any(window):  # a check without a window: its verification time
         window = (event.get("verified_at"), None)
     key = "\x1f".join(str(x or "") for x in (location, event.get("verdict"), *window))
-    digest = hashlib.blake2b(key.encode(), digest_size=15).digest()
-    return binascii.b2a_base64(digest, newline=False).translate(_URLSAFE).decode("ascii")
+    return hash_id(key.encode()).decode("ascii")
 
 
 def _timestamp(record: Record, event: dict[str, Any]) -> str:

@@ -18,9 +18,6 @@ Per item:
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
-from collections.abc import Iterable
 from typing import Any
 
 from trailrelay.contract import DELIVERED, DUPLICATE, FatalSinkError, Outcome
@@ -30,22 +27,12 @@ __all__ = [
     "describe_error",
     "item_outcome",
     "refuses_custom_ids",
-    "retry_after",
-    "scrub",
 ]
 
 NO_CUSTOM_IDS = "Document ID is not supported in create/index operation request"
 """OpenSearch Serverless's item error for an ``_id`` in a time series or vector search collection."""
 
 _MAX_REASON = 600
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with any secret value replaced by ``***`` (server messages are echoed to operators)."""
-    for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, "***")
-    return text
 
 
 def describe_error(error: Any) -> tuple[str, str]:
@@ -62,24 +49,6 @@ def describe_error(error: Any) -> tuple[str, str]:
     if isinstance(cause, dict) and cause.get("reason"):
         reason = f"{reason} (caused by {cause.get('type', 'error')}: {cause['reason']})"
     return etype, reason[:_MAX_REASON]
-
-
-def retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP date; None if unusable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
 
 
 def refuses_custom_ids(item: Any) -> bool:

@@ -15,11 +15,11 @@ from typing import Any
 from opensearchpy import ConnectionError as OpenSearchConnectionError
 from opensearchpy import OpenSearch, TransportError
 
-from trailrelay.contract import ConfigError, FatalSinkError, RetryableError
+from trailrelay.contract import ConfigError, FatalSinkError, RetryableError, scrub
 from trailrelay_opensearch.client import make_client
 from trailrelay_opensearch.config import OpenSearchConfig
 from trailrelay_opensearch.integrity import iso_utc
-from trailrelay_opensearch.responses import describe_error, scrub
+from trailrelay_opensearch.responses import describe_error
 
 __all__ = ["OpenSearchSearcher", "event_query"]
 

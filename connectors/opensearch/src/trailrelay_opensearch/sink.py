@@ -17,18 +17,19 @@ from trailrelay.contract import (
     FatalSinkError,
     Outcome,
     SinkContext,
+    cut_runs,
+    retry_after_seconds,
+    scrub,
 )
 from trailrelay_opensearch.admin import check_cluster
 from trailrelay_opensearch.client import make_client, response_headers
 from trailrelay_opensearch.config import OpenSearchConfig
-from trailrelay_opensearch.encode import DocumentBuilder, cut
+from trailrelay_opensearch.encode import DocumentBuilder
 from trailrelay_opensearch.integrity import is_integrity
 from trailrelay_opensearch.responses import (
     describe_error,
     item_outcome,
     refuses_custom_ids,
-    retry_after,
-    scrub,
 )
 
 __all__ = ["OpenSearchSink"]
@@ -104,7 +105,8 @@ class OpenSearchSink:
                 what = "integrity" if is_integrity(record) else "CloudTrail"
                 outcomes[i] = Outcome.rejected(f"cannot build the {what} document: {exc}")
         targets = [self.builder.target_of(r).name for r in records]
-        for group in cut([len(e) for e in entries], self.config.batch_bytes, self.config.batch_actions):
+        sizes = [len(e) for e in entries]
+        for group in cut_runs(sizes, self.config.batch_bytes, self.config.batch_actions, separator_bytes=0):
             self._send_group([positions[k] for k in group], [entries[k] for k in group], outcomes, targets)
         return [o if o is not None else Outcome.retry("no outcome (internal error)") for o in outcomes]
 
@@ -188,7 +190,7 @@ class OpenSearchSink:
         if status == 404:
             raise FatalSinkError(f"{self._where()} has no _bulk endpoint (check url): {text}")
         if status == 429 or status >= 500 or status == 0:
-            after = retry_after(response_headers(exc).get("retry-after"))
+            after = retry_after_seconds(response_headers(exc).get("retry-after"))
             for p in positions:
                 outcomes[p] = Outcome.retry(text, after)
             return

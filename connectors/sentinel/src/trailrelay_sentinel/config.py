@@ -200,6 +200,12 @@ class SentinelConfig(SinkConfig):
         )
 
     @property
+    def secret_values(self) -> list[str]:
+        """Plain secret values, only to scrub them from messages before they are shown."""
+        secrets = (self.client_secret, self.certificate_password)
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+
+    @property
     def scope(self) -> str:
         """OAuth scope for the ingestion API in this cloud."""
         return f"{self.audience}/.default"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from trailrelay.contract import INTEGRITY_KIND, Record
+from trailrelay.contract import INTEGRITY_KIND, Record, cut_runs
 from trailrelay_sentinel.integrity import INTEGRITY_TABLE, encode_integrity_row, is_integrity
 from trailrelay_sentinel.mapping import encode_record, map_record, trim_row
 
@@ -79,21 +79,8 @@ def _integrity_row(record: Record, limit: int, max_body: int) -> EncodedRow:
 
 
 def cut_bodies(sizes: Sequence[int], max_body: int = MAX_BODY_BYTES) -> list[range]:
-    """Index ranges of consecutive rows whose JSON array stays within ``max_body`` bytes."""
-    ranges: list[range] = []
-    start = 0
-    total = 2
-    for i, size in enumerate(sizes):
-        extra = size + (1 if i > start else 0)
-        if i > start and total + extra > max_body:
-            ranges.append(range(start, i))
-            start = i
-            total = 2 + size
-        else:
-            total += extra
-    if start < len(sizes):
-        ranges.append(range(start, len(sizes)))
-    return ranges
+    """Index ranges of consecutive rows whose JSON array (brackets, rows, commas) fits ``max_body``."""
+    return cut_runs(sizes, max_body, None, separator_bytes=1, overhead_bytes=2)
 
 
 def body_of(rows: Sequence[bytes]) -> bytes:

@@ -9,10 +9,9 @@ its cause when Entra could not be reached at all.
 
 from __future__ import annotations
 
-import email.utils
+import datetime as dt
 import json
 import ssl
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,7 +24,9 @@ from azure.core.exceptions import (
 )
 from azure.identity import CredentialUnavailableError
 
-__all__ = ["Failure", "classify", "retry_after_seconds"]
+from trailrelay.contract import retry_after_seconds
+
+__all__ = ["Failure", "classify", "headers_retry_after"]
 
 Kind = Literal["retry", "split", "fatal"]
 
@@ -41,7 +42,7 @@ class Failure:
     retry_after: float | None = None
 
 
-def retry_after_seconds(headers: object, now: float | None = None) -> float | None:
+def headers_retry_after(headers: object, now: dt.datetime | None = None) -> float | None:
     """Seconds from ``retry-after-ms``, ``x-ms-retry-after-ms`` or ``Retry-After`` (seconds or date)."""
     get = getattr(headers, "get", None)
     if get is None:
@@ -53,18 +54,7 @@ def retry_after_seconds(headers: object, now: float | None = None) -> float | No
                 return max(0.0, float(value) / 1000.0)
             except ValueError:
                 pass
-    value = get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return retry_after_seconds(get("Retry-After"), now)
 
 
 def _error_detail(exc: HttpResponseError) -> tuple[str | None, str]:
@@ -165,7 +155,7 @@ def classify(exc: BaseException, *, rule_id: str, stream: str, endpoint: str, cr
         if status in (400, 413):
             return Failure("split", f"{label}: {message}", status, code)
         if status in {429, 408} or status >= 500:
-            return Failure("retry", f"{label}: {message}", status, code, retry_after_seconds(headers))
+            return Failure("retry", f"{label}: {message}", status, code, headers_retry_after(headers))
         return Failure("fatal", f"unexpected answer from {endpoint} ({label}: {message})", status, code)
     if transport is not None or isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         return Failure("retry", f"cannot reach {endpoint}: {_first_line(transport or exc)}")

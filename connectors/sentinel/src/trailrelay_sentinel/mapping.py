@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from trailrelay.contract import Record
+from trailrelay.contract import Record, bool_value, text_value
 from trailrelay_sentinel.columns import JSON_TEXT_COLUMNS
 
 __all__ = [
@@ -262,16 +262,6 @@ def _json_text(raw: msgspec.Raw) -> str | None:
 _NULL = msgspec.Raw(b"null")
 
 
-def _bool(value: object) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in ("true", "false"):
-            return low == "true"
-    return None
-
-
 def _category(event_category: str | None, record: Record) -> str | None:
     if event_category:
         return _CATEGORY.get(event_category.lower(), event_category)
@@ -298,7 +288,7 @@ def _from_struct(ev: _Event, record: Record) -> Row:
     if sc is not None:
         attrs = sc.attributes
         if attrs is not None:
-            mfa = _bool(attrs.mfaAuthenticated)
+            mfa = bool_value(attrs.mfaAuthenticated)
             created = attrs.creationDate
         iss = sc.sessionIssuer
         if iss is not None:
@@ -329,8 +319,8 @@ def _from_struct(ev: _Event, record: Record) -> Row:
         ev.eventName,
         ev.eventType,
         category,
-        mgmt if mgmt is None or mgmt.__class__ is bool else _bool(mgmt),
-        read_only if read_only is None or read_only.__class__ is bool else _bool(read_only),
+        mgmt if mgmt is None or mgmt.__class__ is bool else bool_value(mgmt),
+        read_only if read_only is None or read_only.__class__ is bool else bool_value(read_only),
         utype,
         principal,
         arn,
@@ -380,14 +370,6 @@ def _from_struct(ev: _Event, record: Record) -> Row:
 # --- slow path: a parsed document (modified records, odd field types) -------------------------
 
 
-def _text(value: object) -> str | None:
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def _dumps(value: object) -> str | None:
     if value is None:
         return None
@@ -415,7 +397,7 @@ def map_document(doc: Mapping[str, Any], record: Record) -> dict[str, Any]:
 def _row_from_document(doc: Mapping[str, Any], record: Record) -> Row:
     row = Row()
     put = _put
-    t = _text
+    t = text_value
     put(row, "TimeGenerated", t(doc.get("eventTime")))
     put(row, "EventTime", t(doc.get("eventTime")))
     put(row, "AwsEventId", t(doc.get("eventID")))
@@ -424,8 +406,8 @@ def _row_from_document(doc: Mapping[str, Any], record: Record) -> Row:
     put(row, "EventName", t(doc.get("eventName")))
     put(row, "EventTypeName", t(doc.get("eventType")))
     put(row, "Category", _category(t(doc.get("eventCategory")), record))
-    put(row, "ManagementEvent", _bool(doc.get("managementEvent")))
-    put(row, "ReadOnly", _bool(doc.get("readOnly")))
+    put(row, "ManagementEvent", bool_value(doc.get("managementEvent")))
+    put(row, "ReadOnly", bool_value(doc.get("readOnly")))
     ident = doc.get("userIdentity")
     if isinstance(ident, Mapping):
         utype = t(ident.get("type"))
@@ -446,7 +428,7 @@ def _row_from_document(doc: Mapping[str, Any], record: Record) -> Row:
             sc = _sub(ident, "sessionContext")
             if isinstance(sc.get("attributes"), Mapping):
                 attrs = _sub(sc, "attributes")
-                put(row, "SessionMfaAuthenticated", _bool(attrs.get("mfaAuthenticated")))
+                put(row, "SessionMfaAuthenticated", bool_value(attrs.get("mfaAuthenticated")))
                 put(row, "SessionCreationDate", t(attrs.get("creationDate")))
             if isinstance(sc.get("sessionIssuer"), Mapping):
                 iss = _sub(sc, "sessionIssuer")
@@ -501,10 +483,10 @@ def _security_group_rule(row: Row, params: object) -> None:
             if isinstance(found, list) and found and isinstance(found[0], Mapping) and found[0].get(inner):
                 cidr = found[0][inner]
                 break
-    _put(row, "IpProtocol", _text(rule.get("ipProtocol")))
-    _put(row, "SourcePort", _text(rule.get("fromPort")))
-    _put(row, "DestinationPort", _text(rule.get("toPort")))
-    _put(row, "CidrIp", _text(cidr))
+    _put(row, "IpProtocol", text_value(rule.get("ipProtocol")))
+    _put(row, "SourcePort", text_value(rule.get("fromPort")))
+    _put(row, "DestinationPort", text_value(rule.get("toPort")))
+    _put(row, "CidrIp", text_value(cidr))
 
 
 # --- trimming -----------------------------------------------------------------------------------

@@ -18,10 +18,10 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError
 from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult
 
-from trailrelay.contract import ConfigError, FatalSinkError, RetryableError, SinkContext, tls_verify
+from trailrelay.contract import ConfigError, FatalSinkError, RetryableError, SinkContext, scrub, tls_verify
 from trailrelay_sentinel.config import SentinelConfig
 from trailrelay_sentinel.credentials import build_credential, close_quietly
-from trailrelay_sentinel.failures import _error_detail, classify, retry_after_seconds
+from trailrelay_sentinel.failures import _error_detail, classify, headers_retry_after
 
 __all__ = ["SentinelSearcher", "canary_query", "kql_string"]
 
@@ -158,7 +158,7 @@ class SentinelSearcher:
             elif status in {408, 429} or status >= 500:
                 return RetryableError(
                     f"sentinel: querying {where} failed ({label}: {message})",
-                    retry_after=retry_after_seconds(getattr(exc.response, "headers", {})),
+                    retry_after=headers_retry_after(getattr(exc.response, "headers", {})),
                 )
             else:
                 hint = "unexpected answer"
@@ -173,10 +173,8 @@ class SentinelSearcher:
         return FatalSinkError(self._scrub(f"sentinel: querying {where}: {failure.reason}"))
 
     def _scrub(self, text: str) -> str:
-        for secret in (self.config.client_secret, self.config.certificate_password):
-            if secret is not None and secret.get_secret_value():
-                text = text.replace(secret.get_secret_value(), "***")
-        return text
+        """Remove configured secret values from text bound for logs and errors."""
+        return scrub(text, self.config.secret_values)
 
 
 def _moment(value: object) -> dt.datetime | None:

@@ -42,6 +42,7 @@ from trailrelay.contract import (
     Record,
     RetryableError,
     SinkContext,
+    scrub,
     tls_verify,
 )
 from trailrelay_sentinel.columns import EVENT_TIME_COLUMN
@@ -296,10 +297,7 @@ class SentinelSink:
 
     def _scrub(self, text: str) -> str:
         """Remove configured secret values from text bound for logs and errors."""
-        for secret in (self.config.client_secret, self.config.certificate_password):
-            if secret is not None and secret.get_secret_value():
-                text = text.replace(secret.get_secret_value(), "***")
-        return text
+        return scrub(text, self.config.secret_values)
 
     def _log_chunk_error(self, err: ChunkError) -> None:
         f = err.failure

@@ -23,10 +23,10 @@ from typing import Any
 
 import orjson
 
-from trailrelay.contract import INTEGRITY_KIND, Record
+from trailrelay.contract import INTEGRITY_KIND, Record, cut_runs
 from trailrelay_splunk.config import SplunkConfig
 
-__all__ = ["FIELD_NAMES", "INTEGRITY_KIND", "EnvelopeEncoder", "cut", "verified_epoch"]
+__all__ = ["FIELD_NAMES", "INTEGRITY_KIND", "EnvelopeEncoder", "verified_epoch"]
 
 
 FIELD_NAMES = {
@@ -52,25 +52,6 @@ def verified_epoch(record: Record) -> float | None:
     except ValueError:
         return None
     return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
-
-
-def cut(sizes: Sequence[int], max_bytes: int, max_events: int) -> list[range]:
-    """Split envelopes (by their byte sizes) into consecutive runs within both limits.
-
-    A single envelope larger than ``max_bytes`` gets a run of its own: HEC decides about it.
-    """
-    runs: list[range] = []
-    start = 0
-    used = 0
-    for i, size in enumerate(sizes):
-        count = i - start
-        if count and (count >= max_events or used + 1 + size > max_bytes):
-            runs.append(range(start, i))
-            start, used = i, 0
-        used += size + (1 if i > start else 0)
-    if start < len(sizes):
-        runs.append(range(start, len(sizes)))
-    return runs
 
 
 class EnvelopeEncoder:
@@ -123,7 +104,7 @@ class EnvelopeEncoder:
 
     def bodies(self, envelopes: Sequence[bytes]) -> list[bytes]:
         """Uncompressed request bodies, cut within ``batch_bytes`` and ``batch_events``."""
-        runs = cut([len(e) for e in envelopes], self._max_bytes, self._max_events)
+        runs = cut_runs([len(e) for e in envelopes], self._max_bytes, self._max_events)
         return [b"\n".join(envelopes[run.start : run.stop]) for run in runs]
 
     def encode(self, records: Sequence[Record]) -> list[bytes]:

@@ -36,15 +36,15 @@ code       status  text                                         decision
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import email.utils
 import enum
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-__all__ = ["FATAL_HINTS", "HecReply", "Verdict", "classify", "parse_reply", "retry_after_seconds"]
+from trailrelay.contract import retry_after_seconds
+
+__all__ = ["FATAL_HINTS", "HecReply", "Verdict", "classify", "parse_reply"]
 
 
 class Verdict(enum.Enum):
@@ -100,23 +100,6 @@ class HecReply:
         """``HTTP 503, code 9: Server is busy`` — for reasons and messages (never holds secrets)."""
         code = f", code {self.code}" if self.code is not None else ""
         return f"HTTP {self.status}{code}: {self.text}"
-
-
-def retry_after_seconds(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    now = now or dt.datetime.now(dt.UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 def parse_reply(status: int, body: bytes, retry_after: str | None = None) -> HecReply:

@@ -62,10 +62,11 @@ from trailrelay.contract import (
     Receipt,
     RetryableError,
     SinkContext,
+    cut_runs,
     tls_verify,
 )
 from trailrelay_splunk.config import SplunkConfig
-from trailrelay_splunk.encode import EnvelopeEncoder, cut
+from trailrelay_splunk.encode import EnvelopeEncoder
 from trailrelay_splunk.hec import FATAL_HINTS, HecReply, Verdict, classify, parse_reply
 
 __all__ = ["SplunkSink"]
@@ -275,9 +276,8 @@ class SplunkSink:
             except (ValueError, TypeError) as exc:
                 outcomes[i] = Outcome.rejected(f"cannot encode the record as an HEC event: {exc}")
         sizes = [len(envelopes[i]) for i in good]
-        queue: deque[list[int]] = deque(
-            [good[j] for j in run] for run in cut(sizes, self.config.batch_bytes, self.config.batch_events)
-        )
+        runs = cut_runs(sizes, self.config.batch_bytes, self.config.batch_events)
+        queue: deque[list[int]] = deque([good[j] for j in run] for run in runs)
         channel = self._channel()
         accepted = False
         transient: _Transient | None = None

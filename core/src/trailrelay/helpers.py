@@ -1,0 +1,113 @@
+"""Small helpers every connector needs, kept once here and lent to them through the contract.
+
+A leaf: it imports nothing of trailrelay and only the standard library, so ``record`` (which
+uses :func:`text_value` and :func:`bool_value`) and ``contract`` (which re-exports all of it)
+may both import it. Connectors use these names from :mod:`trailrelay.contract`, never from here.
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+import email.utils
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+
+__all__ = ["bool_value", "cut_runs", "hash_id", "retry_after_seconds", "scrub", "text_value"]
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def cut_runs(
+    sizes: Sequence[int],
+    max_bytes: int,
+    max_items: int | None = None,
+    separator_bytes: int = 1,
+    overhead_bytes: int = 0,
+) -> list[range]:
+    """Split items (by their byte sizes) into consecutive runs within both limits.
+
+    A run's bytes are ``overhead_bytes`` (e.g. 2 for the brackets of a JSON array) plus its
+    items' sizes plus ``separator_bytes`` between each two (a newline, a comma; 0 when each item
+    already ends with its own newline). A run holds at most ``max_items`` items (no limit when
+    None). A single item too large for ``max_bytes`` still gets a run of its own: the server
+    decides about it, and says why.
+    """
+    runs: list[range] = []
+    start = 0
+    used = overhead_bytes
+    for i, size in enumerate(sizes):
+        count = i - start
+        if count and (
+            (max_items is not None and count >= max_items) or used + separator_bytes + size > max_bytes
+        ):
+            runs.append(range(start, i))
+            start, used, count = i, overhead_bytes, 0
+        used += size + (separator_bytes if count else 0)
+    if start < len(sizes):
+        runs.append(range(start, len(sizes)))
+    return runs
+
+
+def retry_after_seconds(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP date; None if unusable.
+
+    A number (``"7"``, ``"1.5"``) is taken as seconds, a negative one as 0; a date is counted from
+    ``now`` (default: the current time; a date in the past is 0). Anything else, NaN and infinity
+    included, is None.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+
+
+def hash_id(key: bytes) -> bytes:
+    """A 20-character id for ``key``: its 15-byte BLAKE2b in URL-safe base64, as ASCII bytes.
+
+    Deterministic across runs and hosts, so an event sent twice gets the same document id.
+    Never change it: the ids of documents already stored would no longer match.
+    """
+    digest = hashlib.blake2b(key, digest_size=15).digest()
+    return binascii.b2a_base64(digest, newline=False).translate(_URLSAFE)
+
+
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every secret value replaced by ``***`` (server messages are echoed to operators)."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def text_value(value: object) -> str | None:
+    """A JSON scalar as text (``true``/``false`` for booleans); None for null, objects and arrays."""
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def bool_value(value: object) -> bool | None:
+    """A JSON boolean, or the string ``"true"``/``"false"`` (any case, spaces around); else None."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("true", "false"):
+            return low == "true"
+    return None

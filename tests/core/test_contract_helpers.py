@@ -1,0 +1,180 @@
+"""The connector helpers the contract lends (one copy each, in ``trailrelay.helpers``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import random
+
+import orjson
+import pytest
+
+from trailrelay import contract, helpers
+from trailrelay.contract import (
+    Origin,
+    Record,
+    bool_value,
+    cut_runs,
+    document_id,
+    hash_id,
+    retry_after_seconds,
+    scrub,
+    text_value,
+)
+
+# -- cut_runs ------------------------------------------------------------------------------------
+
+
+def _greedy(sizes: list[int], max_bytes: int, max_items: int | None, sep: int, overhead: int) -> list[range]:
+    """The definition: extend the run while it stays within both limits; a lone item always fits."""
+    runs: list[range] = []
+    start = 0
+    for i in range(1, len(sizes) + 1):
+        if i == len(sizes):
+            runs.append(range(start, i))
+            break
+        n = i + 1 - start
+        size = overhead + sum(sizes[start : i + 1]) + sep * (n - 1)
+        if (max_items is not None and n > max_items) or size > max_bytes:
+            runs.append(range(start, i))
+            start = i
+    return runs if sizes else []
+
+
+def test_cut_runs_matches_the_definition() -> None:
+    rng = random.Random(15)
+    for _ in range(2000):
+        sizes = [rng.randint(0, 60) for _ in range(rng.randint(0, 30))]
+        max_bytes = rng.randint(1, 200)
+        max_items = rng.choice([None, 1, 2, 5, 100])
+        sep, overhead = rng.choice([(0, 0), (1, 0), (1, 2)])
+        got = cut_runs(sizes, max_bytes, max_items, separator_bytes=sep, overhead_bytes=overhead)
+        assert got == _greedy(sizes, max_bytes, max_items, sep, overhead), (sizes, max_bytes, max_items, sep)
+        assert [i for r in got for i in r] == list(range(len(sizes)))
+
+
+def test_cut_runs_boundaries() -> None:
+    assert cut_runs([], 100, 10) == []
+    # newline-separated envelopes (Splunk HEC): 10 + 1 + 10 = 21
+    assert cut_runs([10, 10, 10], 21, 10) == [range(2), range(2, 3)]
+    assert cut_runs([10, 10, 10], 20, 10) == [range(1), range(1, 2), range(2, 3)]
+    assert cut_runs([10, 10, 10], 1000, 2) == [range(2), range(2, 3)]
+    # NDJSON entries that end with their own newline (Elasticsearch, OpenSearch _bulk)
+    assert cut_runs([10, 10, 10], 20, 10, separator_bytes=0) == [range(2), range(2, 3)]
+    # a JSON array of rows (Sentinel): [ + rows + commas + ]
+    assert cut_runs([10, 10, 10], 34, None, overhead_bytes=2) == [range(3)]
+    assert cut_runs([10, 10, 10], 33, None, overhead_bytes=2) == [range(2), range(2, 3)]
+    # an item too large on its own still gets its own run: the server says why it refuses it
+    assert cut_runs([5, 200, 5], 100, 10) == [range(1), range(1, 2), range(2, 3)]
+
+
+# -- retry_after_seconds ---------------------------------------------------------------------------
+
+NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("7", 7.0),
+        (" 30 ", 30.0),
+        ("1.5", 1.5),
+        ("-3", 0.0),
+        ("nan", None),
+        ("inf", None),
+        ("soon", None),
+        ("Sun, 01 Mar 2026 12:02:00 GMT", 120.0),
+        ("Sun, 01 Mar 2026 11:00:00 GMT", 0.0),  # already past
+        ("Sunday, 01-Mar-26 12:00:30 GMT", 30.0),  # RFC 850, still allowed by RFC 9110
+        ("Sun Mar  1 12:00:10 2026", 10.0),  # asctime, no zone: UTC
+    ],
+)
+def test_retry_after_seconds(header: str | None, expected: float | None) -> None:
+    assert retry_after_seconds(header, now=NOW) == expected
+
+
+def test_retry_after_http_date_counts_from_the_current_time() -> None:
+    header = email.utils.formatdate(dt.datetime.now(dt.UTC).timestamp() + 120, usegmt=True)
+    after = retry_after_seconds(header)
+    assert after is not None and 100 < after <= 120
+
+
+# -- scrub, text_value, bool_value --------------------------------------------------------------------
+
+
+def test_scrub_replaces_every_secret_and_ignores_empty_ones() -> None:
+    text = "auth failed for key s3cr3t (s3cr3t) with password hunter2"
+    assert scrub(text, ["s3cr3t", "hunter2"]) == "auth failed for key *** (***) with password ***"
+    assert scrub(text, ["", None]) == text
+    assert scrub(text, iter(["absent"])) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ({}, None),
+        ([1], None),
+        (True, "true"),
+        (False, "false"),
+        (3, "3"),
+        ("x", "x"),
+        (1.5, "1.5"),
+    ],
+)
+def test_text_value(value: object, expected: str | None) -> None:
+    assert text_value(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        ("true", True),
+        (" FALSE ", False),
+        ("yes", None),
+        (1, None),
+        (None, None),
+    ],
+)
+def test_bool_value(value: object, expected: bool | None) -> None:
+    assert bool_value(value) == expected
+
+
+# -- document_id ------------------------------------------------------------------------------------
+
+
+def _record(doc: dict[str, object], location: str = "x") -> Record:
+    return Record.from_bytes(orjson.dumps(doc), Origin("file", location))
+
+
+EVENT = {"eventID": "3f2b7c1e-0000-4000-8000-000000000001", "recipientAccountId": "123456789012"}
+DIGEST = {"digestEndTime": "2026-01-01T00:00:00Z", "awsAccountId": "123456789012"}
+
+
+def test_document_ids_are_pinned() -> None:
+    """These ids are stored in users' clusters: a change would store every replayed event twice."""
+    assert document_id(_record(EVENT)) == b"aD44XJop8lDmHLpSh-kl"
+    assert document_id(_record(EVENT), b"c") == b"aD44XJop8lDmHLpSh-kl"  # eventID: the tag is unused
+    assert document_id(_record(DIGEST)) == b"_DnupYM_hyjsjQ8I2BbW"  # Elasticsearch's content tag
+    assert document_id(_record(DIGEST), b"c") == b"MicFIpOjUs2xGHuQkfEO"  # OpenSearch's
+    assert len(hash_id(b"anything")) == 20
+    # the integrity event id both connectors store: location, verdict and window, \x1f-joined
+    key = "s3://b/k\x1finvalid\x1f2026-01-01T00:00:00Z\x1f2026-01-01T01:00:00Z"
+    assert hash_id(key.encode()) == b"laNP3zBCVEphGxCKw4p1"
+
+
+def test_document_id_ignores_where_the_event_came_from() -> None:
+    assert document_id(_record(EVENT, "s3://a/b")) == document_id(_record(EVENT, "firehose"))
+    other = {**EVENT, "recipientAccountId": "210987654321"}
+    assert document_id(_record(other)) != document_id(_record(EVENT))
+
+
+def test_the_contract_lends_each_helper_once() -> None:
+    for name in helpers.__all__:
+        assert name in contract.__all__
+        assert getattr(contract, name) is getattr(helpers, name)
+    assert "document_id" in contract.__all__
