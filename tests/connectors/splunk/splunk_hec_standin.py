@@ -262,11 +262,13 @@ class HecStandIn:
             try:
                 env, pos = _DECODER.raw_decode(text, pos)
             except json.JSONDecodeError:
+                self._kept_unconfirmed(kept, channel)
                 return 400, {"text": "Invalid data format", "code": 6, "invalid-event-number": n}, kept
             bad = self._check(env, n)
             if bad is None and n == refuse_at:
                 bad = {"text": "Invalid data format", "code": 6, "invalid-event-number": n}
             if bad is not None:
+                self._kept_unconfirmed(kept, channel)
                 return 400, bad, kept
             if self.compact:
                 event = env.get("event")
@@ -287,6 +289,12 @@ class HecStandIn:
                 self._ack_events[(channel, ack_id)] = kept
             return 200, {"text": "Success", "code": 0, "ackId": ack_id}, kept
         return 200, {"text": "Success", "code": 0}, kept
+
+    def _kept_unconfirmed(self, kept: int, channel: str | None) -> None:
+        """Events kept ahead of a refused one get no ackId: a client using acks cannot count them."""
+        if kept and self.use_ack and channel:
+            with self._lock:
+                self.slow_stored += kept
 
     def _check(self, env: Any, n: int) -> dict[str, Any] | None:
         if not isinstance(env, dict) or "event" not in env:

@@ -144,8 +144,9 @@ class SinkRunner:
         self.on_fatal = on_fatal
         self.max_retry_seconds = max_retry_seconds
         self.backoff_base = backoff_base
-        self.capacity = queue_records or max(
-            4000, 2 * self.limits.max_records * (self.limits.concurrency + 1)
+        lim = self.limits
+        self.capacity = (
+            queue_records or max(1000, 2 * lim.max_records) + (lim.concurrency + 1) * lim.max_records
         )
         """Records handed to this sink and not yet final or parked; readers wait above it."""
         self.max_pending_bytes = self.limits.max_pending_bytes
