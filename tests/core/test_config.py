@@ -149,6 +149,7 @@ def test_loading_the_config_loads_no_machinery() -> None:
         "trailrelay.config",
         "trailrelay.contract",
         "trailrelay.errors",
+        "trailrelay.helpers",
         "trailrelay.record",
         "trailrelay.plugins",
         "trailrelay.transforms",
