@@ -223,7 +223,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--records", type=int, default=200_000)
     p.add_argument(
-        "--rows", default="file,splunk,elastic,elastic-ecs,sentinel,tagging,ack,workers,big,startup"
+        "--rows",
+        default="file,splunk,elastic,elastic-ecs,opensearch,sentinel,tagging,ack,ack30,workers,big,startup",
     )
     p.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "trailrelay-bench")
     args = p.parse_args(argv)

@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 from botocore.credentials import Credentials, RefreshableCredentials
+from isal import isal_zlib
 from opensearchpy import OpenSearch, TransportError, Urllib3AWSV4SignerAuth, Urllib3HttpConnection
 
 from trailrelay.contract import ConfigError, tls_verify
@@ -27,6 +28,12 @@ def response_headers(exc: TransportError) -> dict[str, str]:
 
 class _Connection(Urllib3HttpConnection):
     """urllib3 connection that keeps the response headers (Retry-After) on HTTP errors."""
+
+    def _gzip_compress(self, body: Any) -> bytes:
+        """Request bodies gzip'd with ISA-L level 1: the client's own is zlib level 9 on 10 MB."""
+        data = body if isinstance(body, bytes) else str(body).encode("utf-8")
+        compressor = isal_zlib.compressobj(1, isal_zlib.DEFLATED, 16 + isal_zlib.MAX_WBITS)
+        return compressor.compress(data) + compressor.flush()
 
     def perform_request(  # noqa: PLR0917 - the base class's signature
         self,
