@@ -23,7 +23,7 @@ Deterministic: the same rules give byte-identical output (the golden-file tests 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -402,14 +402,23 @@ def elastic_rules(
     With ``failures``, rules that cannot be converted are named there and left out; without,
     the first one raises :class:`RuleError`.
     """
-    failures, strict = _checked(failures)
     backend = LuceneBackend(processing_pipeline=elastic_pipeline())
-    collection = rule_set.fresh()
+    return _alerts(rule_set, backend, _elastic_rule, index, failures)
+
+
+_Build = Callable[[SigmaRule | SigmaCorrelationRule, RuleSet, dict[str, str], str], dict[str, Any]]
+
+
+def _alerts(
+    rule_set: RuleSet, backend: Any, build: _Build, index: str, failures: list[str] | None
+) -> list[dict[str, Any]]:
+    """One alert per output rule, built from the backend's queries; failures named or raised."""
+    failures, strict = _checked(failures)
     queries = _convert_all(backend, rule_set.fresh(correlations=False), rule_set, failures)
     out = []
-    for rule in _outputs(collection):
+    for rule in _outputs(rule_set.fresh()):
         try:
-            out.append(_elastic_rule(rule, rule_set, queries, index))
+            out.append(build(rule, rule_set, queries, index))
         except _Skipped:
             continue
         except RuleError as exc:
@@ -492,20 +501,8 @@ def opensearch_monitors(
     With ``failures``, rules that cannot be converted are named there and left out; without,
     the first one raises :class:`RuleError`.
     """
-    failures, strict = _checked(failures)
     backend = OpensearchLuceneBackend(processing_pipeline=opensearch_pipeline(), index_names=[index])
-    collection = rule_set.fresh()
-    queries = _convert_all(backend, rule_set.fresh(correlations=False), rule_set, failures)
-    out = []
-    for rule in _outputs(collection):
-        try:
-            out.append(_opensearch_monitor(rule, rule_set, queries, index))
-        except _Skipped:
-            continue
-        except RuleError as exc:
-            failures.append(str(exc))
-    _raise_first(failures, strict)
-    return out
+    return _alerts(rule_set, backend, _opensearch_monitor, index, failures)
 
 
 def _opensearch_monitor(

@@ -53,6 +53,8 @@ from sigma.types import (
     SpecialChars,
 )
 
+from trailrelay.detection.fields import CLOUDTRAIL_FIELDS
+
 __all__ = [
     "ARRAY_FIELDS",
     "CLOUDTRAIL_FIELDS",
@@ -443,42 +445,6 @@ def sentinel_pipeline() -> ProcessingPipeline:
 
 # --- OpenSearch -----------------------------------------------------------------------------
 
-CLOUDTRAIL_FIELDS: frozenset[str] = frozenset(
-    {
-        "eventVersion",
-        "userIdentity",
-        "eventTime",
-        "eventSource",
-        "eventName",
-        "awsRegion",
-        "sourceIPAddress",
-        "userAgent",
-        "errorCode",
-        "errorMessage",
-        "requestParameters",
-        "responseElements",
-        "additionalEventData",
-        "requestID",
-        "eventID",
-        "readOnly",
-        "resources",
-        "eventType",
-        "apiVersion",
-        "managementEvent",
-        "recipientAccountId",
-        "serviceEventDetails",
-        "sharedEventID",
-        "vpcEndpointId",
-        "vpcEndpointAccountId",
-        "eventCategory",
-        "addendum",
-        "sessionCredentialFromConsole",
-        "edgeDeviceDetails",
-        "tlsDetails",
-        "insightDetails",
-    }
-)
-"""Top-level fields of a CloudTrail record (the CloudTrail record contents reference)."""
 
 _OPENSEARCH_ADDED = frozenset({"@timestamp", "cloud", "trailrelay"})
 
