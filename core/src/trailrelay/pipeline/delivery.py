@@ -70,11 +70,26 @@ def backoff(attempt: int, retry_after: float | None, *, base: float = 0.5, cap: 
 
 @dataclass(slots=True)
 class _Attempt:
-    """Records sent together: which attempt this is, and when the first one was made."""
+    """Records sent together: which attempt this is, and when the first one was made.
+
+    A retry of parked records (their acknowledgement timed out) keeps them compressed in
+    ``parked`` until the clock thread sends them, so many timed-out requests never turn back
+    into full records all at once.
+    """
 
     records: list[Record]
     attempt: int
     first: float
+    parked: _Parked | None = None
+
+    def __len__(self) -> int:
+        return len(self.parked) if self.parked is not None else len(self.records)
+
+    def materialize(self) -> list[Record]:
+        """The records, rebuilt from their parked form when they were parked."""
+        if self.parked is not None:
+            self.records, self.parked = self.parked.records(), None
+        return self.records
 
 
 class _Parked:
@@ -305,8 +320,9 @@ class SinkRunner:
                 self._dispatch(_Attempt(due_batch, 1, now))
             for attempt in due_retries:
                 if self._abandon.is_set():
-                    self._abandon_records(attempt.records, "stopping: delivery not finished")
+                    self._abandon_records(attempt.materialize(), "stopping: delivery not finished")
                 else:
+                    attempt.materialize()  # one at a time, at the senders' pace
                     self._dispatch(attempt)
             for parked in abandoned:
                 self._abandon_parked(parked)
@@ -404,18 +420,17 @@ class SinkRunner:
 
     def _retry(self, attempt: _Attempt, last: Outcome) -> None:
         """Schedule another attempt after a backoff, or give up after ``max_retry_seconds``."""
-        records = attempt.records
-        self.metrics.bump("retries", self.name, len(records))
+        self.metrics.bump("retries", self.name, len(attempt))
         waited = time.monotonic() - attempt.first
         if waited >= self.max_retry_seconds:
             reason = f"gave up after {attempt.attempt} attempts over {waited:.0f}s: {last.reason}"
-            self._settle([(r, Outcome.rejected(reason)) for r in records])
+            self._settle([(r, Outcome.rejected(reason)) for r in attempt.materialize()])
             return
         delay = min(
             backoff(attempt.attempt, last.retry_after, base=self.backoff_base),
             max(0.0, self.max_retry_seconds - waited),
         )
-        nxt = _Attempt(records, attempt.attempt + 1, attempt.first)
+        nxt = _Attempt(attempt.records, attempt.attempt + 1, attempt.first, attempt.parked)
         with self._cond:
             heapq.heappush(self._retries, (time.monotonic() + delay, next(self._seq), nxt))
             self._cond.notify_all()
@@ -442,8 +457,8 @@ class SinkRunner:
             status = outcome.status
             if status is Status.DELIVERED:
                 self._settle_parked(parked)
-            elif status is Status.RETRY:
-                self._retry(_Attempt(parked.records(), parked.attempt, parked.first), outcome)
+            elif status is Status.RETRY:  # stays compressed until it is sent again
+                self._retry(_Attempt([], parked.attempt, parked.first, parked), outcome)
             else:
                 self._settle([(r, outcome) for r in parked.records()])
         except Exception:  # never let a bookkeeping bug escape into the sink's poller
