@@ -12,6 +12,15 @@ stay within what a kill can leave unacknowledged::
              + (concurrency + 1) x max_object  (objects straddling the batches around them, whose
                                                 delivered records are sent again with the rest)
 
+A sink that settles later (Splunk with indexer acknowledgement) also leaves what was stored and
+is still awaiting its ack, and keeps more objects open while it waits::
+
+             + max_pending_bytes / 40 + concurrency x batch
+                                               (parked records: each counts at least 40 bytes
+                                                against the cap, and the requests being sent when
+                                                the cap is reached still park)
+             + readers x max_object            (one more open object per reader)
+
 Elastic must show no duplicate at all (its ``_id`` is derived from the event).
 """
 
@@ -27,9 +36,14 @@ from reliability.accounting import Tally, duplicates_after, read_dead_letters, t
 from reliability.aws import Inputs
 from reliability.forwarder import Forwarder, write_config
 from reliability.lab import Check, Lab, log, wait_until
-from reliability.standins import IDEMPOTENT, SinkSettings, StandIn, start_standin
+from reliability.standins import ACKED, IDEMPOTENT, SinkSettings, StandIn, start_standin
 
-__all__ = ["CrashResult", "KillEvent", "run_crash"]
+__all__ = ["CrashResult", "KillEvent", "bound_per_kill", "run_crash"]
+
+PARKED_RECORD_FLOOR = 40
+"""Bytes a parked record counts against ``max_pending_bytes`` at least (``_Parked.nbytes``)."""
+READERS = 2
+"""``[pipeline] readers`` of the harness's configuration (``reliability.forwarder.write_config``)."""
 
 TIMED_SHARE = 0.3
 """Share of kills at a random time after start; the others come after random progress."""
@@ -180,6 +194,16 @@ def _drain(config: Path, env: dict[str, str], lab: Lab, queue_url: str | None) -
     return False, runs, peak
 
 
+def bound_per_kill(sink: str, settings: SinkSettings, max_object: int) -> int:
+    """Most records one kill may leave stored but unconfirmed (sent again after the restart)."""
+    in_flight = settings.concurrency * settings.batch
+    bound = in_flight + (settings.concurrency + 1) * max_object
+    if sink in ACKED:
+        parked = settings.max_pending_bytes // PARKED_RECORD_FLOOR + in_flight
+        bound += parked + READERS * max_object
+    return bound
+
+
 def _judge(  # noqa: PLR0917 - private helper of run_crash
     result: CrashResult,
     inputs: Inputs,
@@ -195,9 +219,7 @@ def _judge(  # noqa: PLR0917 - private helper of run_crash
     result.tally = t
     marks = [e.stored_after for e in result.kills]
     result.duplicates_per_kill = duplicates_after(inputs.expected, ids, marks)
-    result.bound_per_kill = (
-        settings.concurrency * settings.batch + (settings.concurrency + 1) * inputs.max_object_records
-    )
+    result.bound_per_kill = bound_per_kill(result.sink, settings, inputs.max_object_records)
     n = len(result.kills)
     checks = [
         Check("kills", n >= kills, f"{n} kills (wanted {kills})"),

@@ -128,11 +128,14 @@ def _crash_section(report: Report) -> list[str]:
         ),
         "",
         (
-            "Checked: every input eventID is stored or dead-lettered with a reason; Elastic stores no "
-            "duplicate; for Splunk and Sentinel duplicates <= kills x (concurrency x batch + "
-            "(concurrency + 1) x largest object) = kills x "
-            f"({first.bound_per_kill}) with concurrency {first.settings.concurrency} and batches of "
-            f"{first.settings.batch} records. 'Most between two kills' counts the duplicates stored "
+            "Checked: every input eventID is stored or dead-lettered with a reason; Elastic and "
+            "OpenSearch store no duplicate; for Sentinel duplicates <= kills x (concurrency x batch + "
+            "(concurrency + 1) x largest object); for Splunk, whose records wait for their indexer "
+            "acknowledgement parked within `max_pending_bytes` "
+            f"({first.settings.max_pending_bytes // 1024} KiB here), the bound adds what may be parked "
+            "(max_pending_bytes / 40 B + concurrency x batch) and one open object per reader "
+            f"(concurrency {first.settings.concurrency}, batches of {first.settings.batch} records; "
+            "the bound column shows each scenario's total). 'Most between two kills' counts the duplicates stored "
             "between one kill and the next (or the end). In S3 listing mode that is the kill's own "
             "count: the restart reads the unfinished objects at once. In SQS mode a killed worker's "
             "messages come back only when their visibility timeout (10 s) runs out, often after the "

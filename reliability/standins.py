@@ -22,6 +22,8 @@ __all__ = ["IDEMPOTENT", "SINKS", "SinkSettings", "StandIn", "start_standin"]
 REPO = Path(__file__).resolve().parents[1]
 SINKS = ("splunk", "elastic", "sentinel", "opensearch")
 IDEMPOTENT = frozenset({"elastic", "opensearch"})
+ACKED = frozenset({"splunk"})
+"""Sinks whose deliveries settle later (indexer acknowledgement), parking what awaits its ack."""
 """Sinks that store a record once however often it is sent (deterministic ``_id`` + ``create``)."""
 
 HEC_TOKEN = "5f0c7f1e-0c5b-4a7e-9d3e-reliability01"  # noqa: S105 - made up, for the stand-in
@@ -63,6 +65,8 @@ class SinkSettings:
     timeout: float = 2.0
     batch_seconds: float = 0.2
     max_retry_seconds: float = 1800.0
+    max_pending_bytes: int = 256 * 1024
+    """Splunk: the cap on records awaiting indexer acknowledgement (small, so the bound means something)."""
 
     def common(self, name: str) -> str:
         """Keys every sink table shares."""
@@ -143,7 +147,7 @@ class SplunkStandIn(StandIn):
             + settings.common(self.name)
             + f'url = "{self.server.url}"\ntoken = "${{RELIABILITY_HEC_TOKEN}}"\nindex = "aws"\nack = true\n'
             f"batch_events = {settings.batch}\ntimeout = {settings.timeout}\nack_timeout = 10\n"
-            "ack_poll_interval = 0.05\n"
+            f"ack_poll_interval = 0.05\nmax_pending_bytes = {settings.max_pending_bytes}\n"
         )
 
     def env(self) -> dict[str, str]:

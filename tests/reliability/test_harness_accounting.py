@@ -147,3 +147,15 @@ def test_closure_covers_the_four_distributions() -> None:
     )
     assert "pytest" not in packages  # test extras only on request
     assert "pytest" in closure(extras=("test",))
+
+
+def test_the_duplicate_bound_counts_what_awaits_an_indexer_ack() -> None:
+    """Splunk with acks may leave its parked records unconfirmed too; a synchronous sink may not."""
+    from reliability.crash import bound_per_kill
+    from reliability.standins import SinkSettings
+
+    settings = SinkSettings(batch=200, concurrency=2, max_pending_bytes=40_000)
+    assert bound_per_kill("sentinel", settings, 100) == 2 * 200 + 3 * 100
+    # in flight, straddling objects, then parked (1,000 at 40 B each, plus the requests being
+    # sent when the cap was reached) and one more open object per reader
+    assert bound_per_kill("splunk", settings, 100) == 2 * 200 + 3 * 100 + 1_000 + 400 + 2 * 100

@@ -385,3 +385,41 @@ def test_limits_pass_the_pending_cap(hec_ack: HecStandIn) -> None:
     assert isinstance(sink.limits, BatchLimits)
     assert sink.limits.max_pending_bytes == 8 * 1024 * 1024
     sink.close()
+
+
+def test_acks_timing_out_together_wait_for_their_resend_compressed(hec_ack: HecStandIn, tmp_path: Path) -> None:
+    """Many requests whose acks time out at once are re-sent one by one, never all inflated at once.
+
+    The soak run found that re-inflating every timed-out group when its receipt resolved grew
+    memory by hundreds of MB; the groups now wait in the retry heap in their parked form.
+    """
+    hec_ack.lost_acks = set(range(4))  # the first four requests of each channel are never acked
+    sink = _sink(hec_ack, batch_events=10, ack_timeout=0.3, concurrency=2, batch_seconds=0.02)
+    metrics = Metrics()
+    runner = _runner(sink, tmp_path, metrics)
+    runner.backoff_base = 0.4  # long enough for the timed-out requests to meet in the retry heap
+    peaks = {"compressed": 0, "inflated": 0}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            with runner._cond:
+                waiting = [a for _, _, a in runner._retries]
+            peaks["compressed"] = max(peaks["compressed"], sum(a.parked is not None for a in waiting))
+            peaks["inflated"] = max(peaks["inflated"], sum(a.parked is None for a in waiting))
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    tickets = _Acks()
+    records = _hand_over(runner, tickets, units=8, per=10)
+    runner.close()
+    stop.set()
+    watcher.join()
+    assert sorted(tickets.acked) == sorted(f"unit-{u}" for u in range(8))
+    stored = Counter(hec_ack.event_ids())
+    assert set(stored) == {str(r.event_id) for r in records}
+    assert metrics.snapshot()["retries"]["splunk"] >= 40
+    assert peaks["compressed"] >= 3, peaks  # several timed-out requests waited together ...
+    assert peaks["inflated"] == 0, peaks  # ... and none of them as full records
+    sink.close()

@@ -74,7 +74,7 @@ class SplunkConfig(SinkConfig):
     )
     max_pending_bytes: int = Field(
         default=64 * 1024 * 1024,
-        ge=1024 * 1024,
+        ge=64 * 1024,
         description="Memory for events sent and awaiting acknowledgement (held compressed); reading "
         "slows down when it is full.",
     )
