@@ -135,11 +135,12 @@ def _crash_section(report: Report) -> list[str]:
             f"({first.settings.max_pending_bytes // 1024} KiB here), the bound adds what may be parked "
             "(max_pending_bytes / 40 B + concurrency x batch) and one open object per reader "
             f"(concurrency {first.settings.concurrency}, batches of {first.settings.batch} records; "
-            "the bound column shows each scenario's total). 'Most between two kills' counts the duplicates stored "
-            "between one kill and the next (or the end). In S3 listing mode that is the kill's own "
-            "count: the restart reads the unfinished objects at once. In SQS mode a killed worker's "
-            "messages come back only when their visibility timeout (10 s) runs out, often after the "
-            "next kill, so one interval can hold two kills' duplicates; the bound checked is the total."
+            "the bound column shows each scenario's total). 'Most between two kills' counts the "
+            "duplicates stored between one kill and the next (or the end). In S3 listing mode that "
+            "is the kill's own count: the restart reads the unfinished objects at once. In SQS mode "
+            "a killed worker's messages come back only when their visibility timeout (10 s) runs "
+            "out, often after the next kill, so one interval can hold two kills' duplicates; the "
+            "bound checked is the total."
         ),
         "",
         (

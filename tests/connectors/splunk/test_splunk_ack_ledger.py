@@ -387,7 +387,9 @@ def test_limits_pass_the_pending_cap(hec_ack: HecStandIn) -> None:
     sink.close()
 
 
-def test_acks_timing_out_together_wait_for_their_resend_compressed(hec_ack: HecStandIn, tmp_path: Path) -> None:
+def test_acks_timing_out_together_wait_for_their_resend_compressed(
+    hec_ack: HecStandIn, tmp_path: Path
+) -> None:
     """Many requests whose acks time out at once are re-sent one by one, never all inflated at once.
 
     The soak run found that re-inflating every timed-out group when its receipt resolved grew
