@@ -133,3 +133,53 @@ def test_example_lambda_forwarder_against_s3(
     assert lam.handler(event, None, s3_client=s3) == {"objects": 1, "delivered": 7, "dead_lettered": 0}
     assert sorted(_out(tmp_path)) == sorted(f"id-{i}" for i in range(7))
     lam.forwarder().close()
+
+
+def test_the_cli_and_the_lambda_handler_send_through_this_forwarder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``trailrelay forward`` and the Lambda handler run ``api.Forwarder``: change it, change them."""
+    from click.testing import CliRunner
+
+    from trailrelay.aws_lambda import handler
+    from trailrelay.aws_lambda import invoke as lambda_invoke
+    from trailrelay.cli.main import cli
+
+    used: list[tuple[Forwarder, str]] = []
+    real = Forwarder.pipeline
+
+    def watched(self: Forwarder, source: Any, **kw: Any) -> Any:
+        used.append((self, type(source).__name__))
+        return real(self, source, **kw)
+
+    monkeypatch.setattr(Forwarder, "pipeline", watched)
+    (tmp_path / "in.json").write_text(json.dumps({"Records": _records(3)}))
+    cfg = tmp_path / "trailrelay.toml"
+    cfg.write_text(
+        f'[source]\ntype = "files"\npath = "{tmp_path / "in.json"}"\n'
+        f'[[sinks]]\ntype = "file"\npath = "{tmp_path / "out.ndjson"}"\n'
+        f'[dead_letter]\npath = "{tmp_path / "dl"}"\n'
+    )
+    result = CliRunner().invoke(cli, ["forward", "-c", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert _out(tmp_path) == ["id-0", "id-1", "id-2"]
+    assert [kind for _, kind in used] == ["FileSource"]
+
+    monkeypatch.setenv(
+        "TRAILRELAY_CONFIG",
+        f'[source]\ntype = "lambda"\n[[sinks]]\ntype = "file"\npath = "{tmp_path / "out.ndjson"}"\n'
+        f'batch_seconds = 0.05\n[dead_letter]\npath = "{tmp_path / "dl"}"\n',
+    )
+    lambda_invoke.reset()
+    try:
+        record = _records(1, first=3)[0]
+        event = {"version": "0", "id": "e1", "detail-type": "AWS API Call via CloudTrail"}
+        event |= {"source": "aws.iam", "account": "111122223333", "time": record["eventTime"]}
+        event |= {"region": "us-east-1", "resources": [], "detail": record}
+        assert handler(event, None)["records"] == 1
+        app = lambda_invoke.app()
+        assert isinstance(app.forwarder, Forwarder)
+        assert used[-1] == (app.forwarder, "_Units")
+    finally:
+        lambda_invoke.reset()
+    assert _out(tmp_path) == ["id-0", "id-1", "id-2", "id-3"]

@@ -16,9 +16,9 @@ import orjson
 import pytest
 
 from trailrelay.config import parse_config
-from trailrelay.pipeline.build import build_pipeline
 from trailrelay.pipeline.deadletter import FolderDeadLetters, read_entries
 from trailrelay.pipeline.delivery import SinkRunner
+from trailrelay.pipeline.forwarder import build_pipeline
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline
 from trailrelay.sources.aws import aws_client

@@ -80,6 +80,15 @@ def test_check_reports_each_part(tmp_path: Path) -> None:
     assert "✗ source" in result.output
 
 
+@pytest.mark.parametrize("source", ['type = "stdin"', 'type = "files"\npath = "-"'])
+def test_check_accepts_standard_input(tmp_path: Path, source: str) -> None:
+    cfg = _config(tmp_path, f'[source]\n{source}\n[[sinks]]\ntype = "stdout"\n')
+    result = CliRunner().invoke(cli, ["check", "-c", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "standard input" in result.output
+    assert "does not exist" not in result.output
+
+
 def test_replay_dead_letters(tmp_path: Path) -> None:
     dl = tmp_path / "dead-letters"
     dl.mkdir()

@@ -27,9 +27,9 @@ from trailrelay.config import parse_config
 from trailrelay.contract import BatchLimits
 from trailrelay.detection.evaluate import SigmaTagger
 from trailrelay.errors import ConfigError
-from trailrelay.pipeline.build import build_pipeline
 from trailrelay.pipeline.deadletter import FolderDeadLetters, read_entries
 from trailrelay.pipeline.delivery import SinkRunner
+from trailrelay.pipeline.forwarder import build_pipeline
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline
 from trailrelay.sources.firehose import FirehoseSource, FirehoseSourceConfig, build_firehose_source

@@ -37,8 +37,8 @@ from trailrelay.integrity.records import (
 )
 from trailrelay.integrity.sqs_hashes import SQS_HASHES_SOURCE
 from trailrelay.integrity.verifier import DIGEST_LAG
-from trailrelay.pipeline.build import Built, build_pipeline
 from trailrelay.pipeline.delivery import SinkRunner
+from trailrelay.pipeline.forwarder import Built, build_pipeline
 from trailrelay.testing.trail import TrailBuilder
 
 A1, A2 = "111122223333", "444455556666"

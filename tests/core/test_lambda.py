@@ -438,7 +438,7 @@ def _slow_app(tmp: Path, monkeypatch: pytest.MonkeyPatch, scripted: Any, pause: 
     current = App.from_config(load_lambda_config())
     sink = scripted(BatchLimits(max_records=10, max_bytes=1 << 20, max_age=0.01, concurrency=1))
     sink.on_send = lambda _: time.sleep(pause)
-    current.sinks = {"siem": sink}  # a stand-in SIEM that takes its time
+    current.forwarder.sinks = {"siem": sink}  # a stand-in SIEM that takes its time
     lambda_invoke._APP = current
     return sink
 
@@ -523,7 +523,7 @@ def test_sinks_are_opened_once_per_container(bucket: tuple[Any, str], configured
     for i in range(3):
         handler({"Records": [_put(s3, name, _key(i), _events(2, f"c{i}"))]}, Context())
     first = lambda_invoke._APP
-    assert first is not None and list(first.sinks) == ["siem"]
+    assert first is not None and list(first.forwarder.sinks) == ["siem"]
     handler({"Records": [_put(s3, name, _key(5), _events(2, "c5"))]}, Context())
     assert lambda_invoke._APP is first
     assert sum(_out(configured).values()) == 8

@@ -16,7 +16,7 @@ from trailrelay.aws_lambda.models import LambdaSourceConfig
 from trailrelay.aws_lambda.secrets import AwsSecrets, resolve_aws_references
 from trailrelay.aws_lambda.settings import load_lambda_config
 from trailrelay.errors import ConfigError
-from trailrelay.pipeline.build import build_pipeline
+from trailrelay.pipeline.forwarder import build_pipeline
 from trailrelay.testing import SAMPLE_EVENTS
 
 SECRET = "hec-token-5b8e-4c3f-9a51-SECRET"

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from trailrelay.config import parse_config
-from trailrelay.pipeline.build import build_pipeline
+from trailrelay.pipeline.forwarder import build_pipeline
 
 KEY = "k" * 8 + "0123456789abcdef0123456789abcdef"
 

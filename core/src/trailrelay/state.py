@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["Checkpoints"]
@@ -28,6 +29,23 @@ CREATE TABLE IF NOT EXISTS objects (
 """
 
 
+def _while_locked(step: Callable[[], object], seconds: float = 30.0) -> None:
+    """Run ``step``, again while another process holds the database (``--workers`` start together).
+
+    Switching a new database to WAL can answer "database is locked" at once, without waiting
+    on the connection's busy timeout, when another worker opens it at the same moment.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Checkpoints:
     """Which objects of which source are finished; safe to use from several threads."""
 
@@ -36,10 +54,10 @@ class Checkpoints:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        _while_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        _while_locked(lambda: self._db.executescript(_SCHEMA))
 
     def is_done(self, source: str, key: str, version: str) -> bool:
         """True when this object, at this version (etag or size+mtime), was finished before."""

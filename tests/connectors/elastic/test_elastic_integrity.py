@@ -20,7 +20,7 @@ from elastic_standin import PRODUCT, StandIn
 from trailrelay.config import parse_config
 from trailrelay.contract import Batch, FatalSinkError, Origin, Record, Status
 from trailrelay.integrity.records import integrity_record
-from trailrelay.pipeline.build import build_pipeline
+from trailrelay.pipeline.forwarder import build_pipeline
 from trailrelay.testing import SAMPLE_DIGEST, SAMPLE_INTEGRITY_EVENT, sample_records
 from trailrelay.testing.trail import TrailBuilder
 from trailrelay_elastic.encode import BulkEncoder, DocumentBuilder

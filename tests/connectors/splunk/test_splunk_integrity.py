@@ -18,7 +18,7 @@ from splunk_testkit import TOKEN, make_config
 from trailrelay.config import parse_config
 from trailrelay.contract import Origin, Record
 from trailrelay.integrity.records import integrity_record
-from trailrelay.pipeline.build import build_pipeline
+from trailrelay.pipeline.forwarder import build_pipeline
 from trailrelay.testing import SAMPLE_DIGEST, SAMPLE_EVENTS, SAMPLE_INTEGRITY_EVENT
 from trailrelay.testing.trail import TrailBuilder
 from trailrelay_splunk.encode import INTEGRITY_KIND, EnvelopeEncoder

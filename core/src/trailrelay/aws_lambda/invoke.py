@@ -1,9 +1,10 @@
 """One Lambda invocation: the event's units of work through the pipeline, answered in its protocol.
 
-What a container keeps (:class:`App`, built on the first invocation): the configuration, the
-opened sinks, the transforms, the dead-letter store and AWS clients. What each invocation
-builds: a pipeline over the event's units with fresh sink runners (threads), so nothing of one
-invocation's bookkeeping leaks into the next.
+What a container keeps (:class:`App`, built on the first invocation): a
+:class:`~trailrelay.pipeline.forwarder.Forwarder` (the object ``trailrelay forward`` and
+``trailrelay.api`` run: configuration, transforms, opened sinks, dead-letter store) and AWS
+clients. What each invocation builds: the forwarder's pipeline over the event's units with
+fresh sink runners (threads), so nothing of one invocation's bookkeeping leaks into the next.
 
 The deadline: a watcher sets the pipeline's stop once the invocation has less than
 ``stop_before_timeout`` seconds left; the pipeline then takes no new unit, gives in-flight ones
@@ -23,7 +24,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -42,18 +43,10 @@ from trailrelay.aws_lambda.transform import transform
 from trailrelay.config import Config
 from trailrelay.contract import Sink
 from trailrelay.errors import SinkError
-from trailrelay.pipeline.build import (
-    attach_sinks,
-    build_dead_letters,
-    build_privacy,
-    build_sink,
-    build_transforms,
-)
+from trailrelay.pipeline.build import build_dead_letters
 from trailrelay.pipeline.deadletter import DeadLetterStore
-from trailrelay.pipeline.delivery import SinkRunner
-from trailrelay.pipeline.metrics import Metrics
-from trailrelay.pipeline.runner import Pipeline, RunResult, Transform
-from trailrelay.privacy import Pseudonymizer
+from trailrelay.pipeline.forwarder import Forwarder
+from trailrelay.pipeline.runner import RunResult
 from trailrelay.sources.aws import aws_client
 from trailrelay.sources.base import Work
 
@@ -64,22 +57,16 @@ log = logging.getLogger("trailrelay.aws_lambda")
 
 @dataclass
 class App:
-    """What one container keeps between invocations."""
+    """What one container keeps between invocations: a :class:`Forwarder` and an object reader."""
 
-    config: Config
-    transforms: list[Transform]
-    dead_letters: DeadLetterStore
+    forwarder: Forwarder
     reader: ObjectReader
-    privacy: dict[str, Pseudonymizer] = field(default_factory=dict)
-    sinks: dict[str, Sink] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_config(cls, config: Config) -> App:
-        """Everything but the sinks, which are opened when an event first needs them."""
+        """The forwarder (its sinks open when an event first needs them) and the S3 reader."""
         source = config.source
         src = source if isinstance(source, LambdaSourceConfig) else LambdaSourceConfig()
-        transforms, _, _ = build_transforms(config)
         dead_letters = build_dead_letters(config)
         if config.dead_letter.s3_uri is None:
             log.warning(
@@ -93,25 +80,23 @@ class App:
             return aws_client("s3", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
 
         reader = ObjectReader(s3, config.pipeline.max_object_bytes, src.insights)
-        return cls(config, transforms, dead_letters, reader, build_privacy(config))
+        return cls(Forwarder(config, open_sinks=False, dead_letters=dead_letters), reader)
+
+    @property
+    def config(self) -> Config:
+        """The configuration the forwarder was built from."""
+        return self.forwarder.config
+
+    @property
+    def dead_letters(self) -> DeadLetterStore:
+        """Where dead letters go."""
+        return self.forwarder.dead_letters
 
     @property
     def source(self) -> LambdaSourceConfig:
         """The ``[source]`` table (defaults when the config left it out)."""
         src = self.config.source
         return src if isinstance(src, LambdaSourceConfig) else LambdaSourceConfig()
-
-    def open_sinks(self) -> dict[str, Sink]:
-        """The configured sinks, built and opened on first use."""
-        with self._lock:
-            if not self.sinks:
-                opened: dict[str, Sink] = {}
-                for sc in self.config.sinks:
-                    sink = build_sink(sc)
-                    sink.open()
-                    opened[sc.display_name] = sink
-                self.sinks = opened
-            return self.sinks
 
     def run(
         self,
@@ -122,37 +107,20 @@ class App:
         dead_letters: DeadLetterStore | None = None,
         backoff_base: float = 0.5,
     ) -> RunResult:
-        """Run the units through a fresh pipeline until done or the deadline nears.
+        """Run the units through the forwarder's pipeline until done or the deadline nears.
 
         ``sinks`` replaces the configured sinks (the Firehose transformation collects its output).
         """
         stop = threading.Event()
         reserve, finish = _margins(self.source, context)
-        pipeline = Pipeline(
+        pipeline = self.forwarder.pipeline(
             _Units(units),
-            dead_letters=dead_letters or self.dead_letters,
-            metrics=Metrics(),
             stop=stop,
-            readers=self.config.pipeline.readers,
-            max_object_bytes=self.config.pipeline.max_object_bytes,
-            max_record_bytes=self.config.pipeline.max_record_bytes,
+            dead_letters=dead_letters,
+            sinks=sinks,
             drain_seconds=max(0.0, reserve - finish),
+            backoff_base=backoff_base,
         )
-        pipeline.transforms = self.transforms
-        if sinks is None:
-            sinks = self.open_sinks()
-            attach_sinks(pipeline, self.config, sinks, privacy=self.privacy, backoff_base=backoff_base)
-        else:
-            for name, sink in sinks.items():
-                pipeline.sinks[name] = SinkRunner(
-                    name,
-                    sink,
-                    dead_letters=pipeline.dead_letters,
-                    metrics=pipeline.metrics,
-                    stop=stop,
-                    on_fatal=pipeline.on_fatal,
-                    backoff_base=backoff_base,
-                )
         finished = threading.Event()
         watcher = threading.Thread(
             target=_watch_deadline, args=(context, reserve, stop, finished), daemon=True
@@ -165,13 +133,8 @@ class App:
             watcher.join()
 
     def close(self) -> None:
-        """Close the sinks (the container is being replaced)."""
-        for sink in self.sinks.values():
-            try:
-                sink.close()
-            except Exception:
-                log.exception("closing a sink failed")
-        self.sinks = {}
+        """Close the sinks (the container is being replaced); the dead-letter store stays usable."""
+        self.forwarder.close_sinks()
 
 
 class LoggedDeadLetters:

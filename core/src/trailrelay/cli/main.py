@@ -25,6 +25,7 @@ from trailrelay.config import (
     LambdaSourceConfig,
     S3SourceConfig,
     SqsSourceConfig,
+    StdinSourceConfig,
     load_config,
 )
 from trailrelay.errors import ConfigError, SinkError, TrailrelayError
@@ -218,7 +219,7 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
                 print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
             log.info("run finished", extra={"summary": snapshot})
         raise SystemExit(code)
-    from trailrelay.pipeline.build import build_pipeline  # noqa: PLC0415
+    from trailrelay.pipeline.forwarder import build_pipeline  # noqa: PLC0415
     from trailrelay.pipeline.health import HealthServer, pipeline_health, write_snapshots  # noqa: PLC0415
 
     stop = threading.Event()
@@ -360,6 +361,10 @@ def _check_source(config: Config) -> tuple[bool, str]:
 
     src = config.source
     try:
+        if isinstance(src, StdinSourceConfig) or (
+            isinstance(src, FilesSourceConfig) and str(src.path) == "-"
+        ):
+            return True, "standard input: records are read from whatever is piped in"
         if isinstance(src, FilesSourceConfig):
             path = src.path if src.path.is_absolute() else config.base_dir / src.path
             return (path.exists(), f"{path} {'exists' if path.exists() else 'does not exist'}")

@@ -1,11 +1,13 @@
-"""Assemble a runnable pipeline from a validated configuration."""
+"""The parts of a pipeline, built from a validated configuration.
+
+Sources, transforms, pseudonymizers, sinks and their runners, dead letters; the
+:class:`~trailrelay.pipeline.forwarder.Forwarder` puts them together.
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from trailrelay import __version__
 from trailrelay.config import (
@@ -22,20 +24,18 @@ from trailrelay.detection.evaluate import SigmaTagger
 from trailrelay.errors import ConfigError
 from trailrelay.pipeline.deadletter import DeadLetterStore, FolderDeadLetters, S3DeadLetters, entry
 from trailrelay.pipeline.delivery import SinkRunner
-from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline, Transform
 from trailrelay.plugins import BUILTIN_SINKS, installed_sinks, load_sink
 from trailrelay.privacy import Pseudonymizer, build_pseudonymizers
 from trailrelay.record import Record
-from trailrelay.sources.base import Sharded, Source
+from trailrelay.sources.base import Source
 from trailrelay.sources.files import FileSource
 from trailrelay.state import Checkpoints
 from trailrelay.transforms.filters import RecordFilter
 
 __all__ = [
-    "Built",
     "attach_sinks",
-    "build_pipeline",
+    "build_dead_letters",
     "build_privacy",
     "build_sink",
     "build_source",
@@ -144,18 +144,6 @@ def build_dead_letters(config: Config) -> DeadLetterStore:
     return FolderDeadLetters(config.dead_letter_path())
 
 
-@dataclass
-class Built:
-    """A pipeline and the objects around it that the CLI reports on."""
-
-    pipeline: Pipeline
-    sinks: dict[str, Sink]
-    record_filter: RecordFilter
-    tagger: SigmaTagger | None
-    checkpoints: Checkpoints | None
-    extras: dict[str, object] = field(default_factory=dict)
-
-
 def build_transforms(config: Config) -> tuple[list[Transform], RecordFilter, SigmaTagger | None]:
     """Risk tagging first (so sampling never drops a tagged record), then the filter."""
     record_filter = RecordFilter(config.filter)
@@ -172,57 +160,6 @@ def build_transforms(config: Config) -> tuple[list[Transform], RecordFilter, Sig
 
         transforms.append(keep)
     return transforms, record_filter, tagger
-
-
-def build_pipeline(
-    config: Config,
-    *,
-    once: bool = True,
-    stop: threading.Event | None = None,
-    metrics: Metrics | None = None,
-    progress: Callable[[Metrics], None] | None = None,
-    backoff_base: float = 0.5,
-    shard: tuple[int, int] | None = None,
-) -> Built:
-    """Everything ``trailrelay forward`` runs: source, transforms, opened sinks, stores.
-
-    ``shard`` = (index, count): read only this worker's share of a files or S3 listing source.
-    """
-    stop = stop or threading.Event()
-    metrics = metrics or Metrics()
-    stateless = (SqsSourceConfig, FirehoseSourceConfig, LambdaSourceConfig, StdinSourceConfig)
-    checkpoints = None if isinstance(config.source, stateless) else Checkpoints(config.state_path())
-    dead_letters = build_dead_letters(config)
-    privacy = build_privacy(config)
-    sinks: dict[str, Sink] = {}
-    for sc in config.sinks:
-        sink = build_sink(sc)
-        sink.open()
-        sinks[sc.display_name] = sink
-    source = build_source(config, once=once, checkpoints=checkpoints, dead_letters=dead_letters)
-    if shard is not None:
-        source = Sharded(source, *shard)
-    pipeline = Pipeline(
-        source,
-        dead_letters=dead_letters,
-        metrics=metrics,
-        stop=stop,
-        readers=config.pipeline.readers,
-        max_object_bytes=config.pipeline.max_object_bytes,
-        max_record_bytes=config.pipeline.max_record_bytes,
-        drain_seconds=config.pipeline.drain_seconds,
-        progress=progress,
-        hash_objects=config.state.hash_objects,
-    )
-    transforms, record_filter, tagger = build_transforms(config)
-    pipeline.transforms = transforms
-    attach_sinks(pipeline, config, sinks, privacy=privacy, backoff_base=backoff_base)
-    extras: dict[str, object] = {"privacy": privacy}
-    if config.integrity.enabled:
-        from trailrelay.integrity.forwarding import install_integrity_checks  # noqa: PLC0415
-
-        extras["integrity"] = install_integrity_checks(pipeline, config, once=once)
-    return Built(pipeline, sinks, record_filter, tagger, checkpoints, extras=extras)
 
 
 def build_privacy(config: Config) -> dict[str, Pseudonymizer]:

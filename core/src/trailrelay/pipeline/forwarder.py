@@ -1,0 +1,328 @@
+"""The forwarder: one configuration's detection, filters, privacy and sinks, run over any source.
+
+:class:`Forwarder` is what ``trailrelay forward``, the Lambda handler and the Python API
+(``trailrelay.api``, which re-exports it) all run: it builds the transforms, pseudonymizers,
+dead-letter store and sinks once (``pipeline/build.py``), and :meth:`Forwarder.pipeline` puts a
+fresh :class:`~trailrelay.pipeline.runner.Pipeline` around any source with one
+:class:`~trailrelay.pipeline.delivery.SinkRunner` per sink. :meth:`Forwarder.forward` is that
+pipeline over records the caller hands in, with a :class:`Report` of per-record outcomes.
+:func:`build_pipeline` is the CLI's whole assembly: the configured source and checkpoints
+through a forwarder's pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+from trailrelay.config import (
+    Config,
+    FirehoseSourceConfig,
+    LambdaSourceConfig,
+    SqsSourceConfig,
+    StdinSourceConfig,
+    load_config,
+    parse_config,
+)
+from trailrelay.contract import Record, Sink
+from trailrelay.detection.evaluate import SigmaTagger
+from trailrelay.pipeline.build import (
+    attach_sinks,
+    build_dead_letters,
+    build_privacy,
+    build_sink,
+    build_source,
+    build_transforms,
+)
+from trailrelay.pipeline.deadletter import DeadLetterStore
+from trailrelay.pipeline.delivery import SinkRunner
+from trailrelay.pipeline.metrics import Metrics
+from trailrelay.pipeline.runner import Pipeline, RunResult
+from trailrelay.record import Origin
+from trailrelay.sources.base import ObjectRef, Sharded, Source, Work
+from trailrelay.sources.parse import Problem
+from trailrelay.state import Checkpoints
+from trailrelay.transforms.filters import RecordFilter
+
+__all__ = ["Built", "Forwarder", "RecordOutcome", "Report", "build_pipeline"]
+
+log = logging.getLogger("trailrelay.pipeline")
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What became of one record: ``delivered``, ``filtered`` or ``dead-lettered`` (with reason)."""
+
+    event_id: str | None
+    status: str
+    sink: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class Report:
+    """Counts of one :meth:`Forwarder.forward` call, and the outcome of each record that failed."""
+
+    records: int
+    delivered: dict[str, int]
+    duplicates: dict[str, int]
+    dead_lettered: int
+    filtered: int
+    fatal: str | None = None
+    unfinished: bool = False
+    outcomes: list[RecordOutcome] = field(default_factory=list)
+    """One entry per dead-lettered or filtered record (a delivered record is counted, not listed)."""
+
+    @property
+    def ok(self) -> bool:
+        """Every record reached a final outcome and none was dead-lettered."""
+        return self.fatal is None and not self.unfinished and self.dead_lettered == 0
+
+
+class Forwarder:
+    """Forwards records through a configuration's detection, filters, privacy and sinks.
+
+    ``open_sinks=False`` defers building the sinks to the first :meth:`pipeline` (the Lambda
+    handler opens them when an event first needs them); ``dead_letters`` replaces the
+    configured store.
+    """
+
+    def __init__(
+        self, config: Config, *, open_sinks: bool = True, dead_letters: DeadLetterStore | None = None
+    ) -> None:
+        self.config = config
+        self.transforms, self.record_filter, self.tagger = build_transforms(config)
+        self.privacy = build_privacy(config)
+        self.dead_letters: DeadLetterStore = dead_letters or build_dead_letters(config)
+        self.sinks: dict[str, Sink] = {}
+        self._lock = threading.Lock()
+        if open_sinks:
+            self.open_sinks()
+
+    @classmethod
+    def from_config(cls, config: str | Path | Mapping[str, Any]) -> Forwarder:
+        """A forwarder from a TOML file's path or an already-parsed table (``${ENV}`` resolved)."""
+        if isinstance(config, Mapping):
+            return cls(parse_config(dict(config)))
+        return cls(load_config(config))
+
+    def open_sinks(self) -> dict[str, Sink]:
+        """The configured sinks, built and opened once (a sink that cannot open raises SinkError)."""
+        with self._lock:
+            if not self.sinks:
+                opened: dict[str, Sink] = {}
+                try:
+                    for sc in self.config.sinks:
+                        sink = build_sink(sc)
+                        sink.open()
+                        opened[sc.display_name] = sink
+                except BaseException:
+                    for sink in opened.values():
+                        sink.close()
+                    raise
+                self.sinks = opened
+            return self.sinks
+
+    def pipeline(
+        self,
+        source: Source,
+        *,
+        stop: threading.Event | None = None,
+        metrics: Metrics | None = None,
+        progress: Callable[[Metrics], None] | None = None,
+        dead_letters: DeadLetterStore | None = None,
+        sinks: dict[str, Sink] | None = None,
+        readers: int | None = None,
+        drain_seconds: float | None = None,
+        backoff_base: float = 0.5,
+    ) -> Pipeline:
+        """A fresh pipeline from ``source`` through this configuration to every sink.
+
+        ``sinks`` replaces the configured sinks with plain runners (no per-sink filter or
+        privacy; the Firehose transformation collects its output this way).
+        """
+        pc = self.config.pipeline
+        pipeline = Pipeline(
+            source,
+            dead_letters=dead_letters or self.dead_letters,
+            metrics=metrics or Metrics(),
+            stop=stop,
+            readers=pc.readers if readers is None else readers,
+            max_object_bytes=pc.max_object_bytes,
+            max_record_bytes=pc.max_record_bytes,
+            drain_seconds=pc.drain_seconds if drain_seconds is None else drain_seconds,
+            progress=progress,
+            hash_objects=self.config.state.hash_objects,
+        )
+        pipeline.transforms = self.transforms
+        if sinks is None:
+            attach_sinks(
+                pipeline, self.config, self.open_sinks(), privacy=self.privacy, backoff_base=backoff_base
+            )
+        else:
+            for name, sink in sinks.items():
+                pipeline.sinks[name] = SinkRunner(
+                    name,
+                    sink,
+                    dead_letters=pipeline.dead_letters,
+                    metrics=pipeline.metrics,
+                    stop=pipeline.stop,
+                    on_fatal=pipeline.on_fatal,
+                    backoff_base=backoff_base,
+                )
+        return pipeline
+
+    def forward(self, records: Iterable[Record | Problem]) -> Report:
+        """Send records to every sink and wait until each is final; per-record outcomes in the report."""
+        store = _Collecting(self.dead_letters)
+        pipeline = self.pipeline(_Records(list(records)), dead_letters=store, readers=1)
+        dropped_before = sum(self.record_filter.dropped.values())
+        result: RunResult = pipeline.run()
+        snap = result.metrics.snapshot()
+        outcomes = [
+            RecordOutcome(_event_id(e.get("raw")), "dead-lettered", e.get("sink"), e.get("reason"))
+            for e in store.entries
+        ]
+        filtered = sum(self.record_filter.dropped.values()) - dropped_before
+        return Report(
+            records=snap["records_in"],
+            delivered=snap["delivered"],
+            duplicates=snap["duplicates"],
+            dead_lettered=len(store.entries),
+            filtered=filtered + sum(snap["filtered_by_sink"].values()),
+            fatal=result.fatal,
+            unfinished=result.open_units > 0 or snap["units_released"] > 0,
+            outcomes=outcomes,
+        )
+
+    def close_sinks(self) -> None:
+        """Close every opened sink (a later :meth:`pipeline` opens them again)."""
+        with self._lock:
+            sinks, self.sinks = self.sinks, {}
+        for name, sink in sinks.items():
+            try:
+                sink.close()
+            except Exception:
+                log.exception("closing sink %s failed", name)
+
+    def close(self) -> None:
+        """Close every sink and the dead-letter store."""
+        self.close_sinks()
+        self.dead_letters.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+@dataclass
+class Built:
+    """A pipeline and the objects around it that the CLI reports on."""
+
+    pipeline: Pipeline
+    forwarder: Forwarder
+    checkpoints: Checkpoints | None
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def sinks(self) -> dict[str, Sink]:
+        """The opened sinks, by name."""
+        return self.forwarder.sinks
+
+    @property
+    def record_filter(self) -> RecordFilter:
+        """The global ``[filter]`` (its per-rule counts go into the summary)."""
+        return self.forwarder.record_filter
+
+    @property
+    def tagger(self) -> SigmaTagger | None:
+        """The detection tagger, when detection is on."""
+        return self.forwarder.tagger
+
+
+def build_pipeline(
+    config: Config,
+    *,
+    once: bool = True,
+    stop: threading.Event | None = None,
+    metrics: Metrics | None = None,
+    progress: Callable[[Metrics], None] | None = None,
+    backoff_base: float = 0.5,
+    shard: tuple[int, int] | None = None,
+) -> Built:
+    """Everything ``trailrelay forward`` runs: the configured source through a :class:`Forwarder`.
+
+    ``shard`` = (index, count): read only this worker's share of a files or S3 listing source.
+    """
+    stateless = (SqsSourceConfig, FirehoseSourceConfig, LambdaSourceConfig, StdinSourceConfig)
+    checkpoints = None if isinstance(config.source, stateless) else Checkpoints(config.state_path())
+    forwarder = Forwarder(config)
+    source = build_source(config, once=once, checkpoints=checkpoints, dead_letters=forwarder.dead_letters)
+    if shard is not None:
+        source = Sharded(source, *shard)
+    pipeline = forwarder.pipeline(
+        source, stop=stop, metrics=metrics, progress=progress, backoff_base=backoff_base
+    )
+    extras: dict[str, object] = {"privacy": forwarder.privacy}
+    if config.integrity.enabled:
+        from trailrelay.integrity.forwarding import install_integrity_checks  # noqa: PLC0415
+
+        extras["integrity"] = install_integrity_checks(pipeline, config, once=once)
+    return Built(pipeline, forwarder, checkpoints, extras=extras)
+
+
+class _Collecting:
+    """A dead-letter store that keeps entries for the report and passes them on."""
+
+    def __init__(self, inner: DeadLetterStore) -> None:
+        self.inner = inner
+        self.entries: list[dict[str, Any]] = []
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def write(self, item: dict[str, Any]) -> None:
+        """Keep the entry for the report, then store it."""
+        with self._lock:
+            self.entries.append(item)
+            self.count += 1
+        self.inner.write(item)
+
+    def close(self) -> None:
+        """Kept open: the forwarder's store outlives one call."""
+
+
+class _Records:
+    """A source of one unit: the given records, handed over as already cut."""
+
+    def __init__(self, records: list[Record | Problem]) -> None:
+        self.items = records
+        self.bytes_in = sum(len(r.raw) for r in records if isinstance(r, Record))
+        self.sha256: str | None = None
+
+    def __iter__(self) -> Iterator[Record | Problem]:
+        return iter(self.items)
+
+    def work(self, stop: threading.Event) -> Iterator[Work]:  # noqa: ARG002 - Source protocol
+        yield Work([ObjectRef(Origin("api", "api"), fetch=bytes, items=lambda: self)], label="api")
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _event_id(raw: object) -> str | None:
+    if not isinstance(raw, str):
+        return None
+    import orjson  # noqa: PLC0415
+
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    value = doc.get("eventID") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) else None
