@@ -219,3 +219,34 @@ def test_sharding_gives_each_unit_to_exactly_one_worker() -> None:
     assert all(len(o) == 1 for o in owners)
     share = [sum(1 for o in owners if o == [w]) for w in range(3)]
     assert min(share) > 250  # spread, not all on one worker
+
+
+_STARTED_IN_PARENT: list[int] = []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="backfill workers are forked on Linux only")
+def test_backfill_workers_are_forked_after_start_up_and_report_their_status(tmp_path: Path) -> None:
+    """Forked workers inherit what the supervisor loaded (no second start-up); statuses are summed."""
+    from trailrelay.cli.fleet import run_fleet
+
+    _STARTED_IN_PARENT.append(os.getpid())  # only a forked child can see this
+
+    def body(index: int, summary: Path) -> None:
+        seen = {
+            "parent": _STARTED_IN_PARENT[-1],
+            "pid": os.getpid(),
+            "worker": os.environ["TRAILRELAY_WORKER"],
+        }
+        (tmp_path / f"seen-{index}.json").write_bytes(orjson.dumps(seen))
+        summary.write_bytes(orjson.dumps({"records_in": 10 * (index + 1), "delivered": {"file": 10}}))
+        raise SystemExit(4 if index == 1 else 0)  # worker 1 dead-lettered something
+
+    code, total = run_fleet(
+        tmp_path / "unused.toml", 2, once=True, health=None, log_format="json", shards=True, body=body
+    )
+    seen = [orjson.loads((tmp_path / f"seen-{i}.json").read_bytes()) for i in range(2)]
+    assert [s["parent"] for s in seen] == [os.getpid()] * 2
+    assert {s["worker"] for s in seen} == {"0", "1"}
+    assert all(s["pid"] != os.getpid() for s in seen)
+    assert code == 4  # the most telling status of the fleet
+    assert total is not None and total["records_in"] == 30 and total["delivered"] == {"file": 20}

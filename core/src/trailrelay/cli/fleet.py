@@ -4,13 +4,17 @@ Each worker is an ordinary ``trailrelay forward`` process. On an SQS queue, SQS 
 the messages (and any number of hosts can run fleets on the same queue). On a files or S3
 backfill (``shards``), worker *i* reads only the objects whose name hashes to *i*
 (:class:`~trailrelay.sources.base.Sharded`), so every object is read by exactly one worker and
-the checkpoints stay per object; the run ends when every worker has. The supervisor forwards
+the checkpoints stay per object; the run ends when every worker has. On Linux a backfill's
+workers are forked from the supervisor once it has loaded the config and imported what a run
+needs (``body``), so no worker pays start-up again; elsewhere, and for queue workers (which are
+restarted when they die), each is a fresh process. The supervisor forwards
 SIGINT/SIGTERM so every worker drains, restarts a queue worker that died unexpectedly, serves
 one ``/healthz`` and ``/metrics`` for the whole fleet, and sums the workers' counters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -19,19 +23,82 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from trailrelay.pipeline.health import HealthServer
 
-__all__ = ["fleet_status", "run_fleet"]
+__all__ = ["can_fork", "fleet_status", "run_fleet"]
 
 log = logging.getLogger("trailrelay.fleet")
 
 _RESTART_DELAY = 1.0
+
+
+class _Worker(Protocol):
+    """What the supervisor needs of a worker process (a ``subprocess.Popen`` or a forked child)."""
+
+    def poll(self) -> int | None: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+def can_fork() -> bool:
+    """Workers may be forked (Linux, with nothing but the main thread running)."""
+    return sys.platform == "linux" and threading.active_count() == 1
+
+
+class _Forked:
+    """A forked worker, watched like a ``subprocess.Popen``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _fork(body: Callable[[int, Path], None], index: int, summary: Path, env: dict[str, str]) -> _Forked:
+    """Run ``body(index, summary)`` in a forked child; its SystemExit status is the child's."""
+    pid = os.fork()
+    if pid:
+        return _Forked(pid)
+    code = 1
+    try:  # the child: never returns into the supervisor's code
+        os.environ.update(env)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        body(index, summary)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
 
 
 def _sum(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
@@ -62,15 +129,33 @@ def fleet_status(codes: list[int]) -> int:
 
 
 def run_fleet(
-    config_path: Path, workers: int, *, once: bool, health: str | None, log_format: str, shards: bool = False
+    config_path: Path,
+    workers: int,
+    *,
+    once: bool,
+    health: str | None,
+    log_format: str,
+    shards: bool = False,
+    body: Callable[[int, Path], None] | None = None,
 ) -> tuple[int, dict[str, Any] | None]:
-    """Run and supervise ``workers`` worker processes; the exit status and (shards) summed counters."""
+    """Run and supervise ``workers`` worker processes; the exit status and (shards) summed counters.
+
+    ``body(index, summary_path)``: fork each worker to run it (a backfill's shards) instead of
+    starting a new ``trailrelay forward`` process.
+    """
     folder = Path(tempfile.mkdtemp(prefix="trailrelay-fleet-"))
     stopping = threading.Event()
-    procs: dict[int, subprocess.Popen[bytes]] = {}
+    procs: dict[int, _Worker] = {}
     codes: dict[int, int] = {}
 
     def start(i: int) -> None:
+        env = {
+            "TRAILRELAY_METRICS_FILE": str(folder / f"worker-{i}.json"),
+            "TRAILRELAY_WORKER": str(i),
+        }
+        if body is not None:
+            procs[i] = _fork(body, i, folder / f"summary-{i}.json", env)
+            return
         cmd = [
             sys.executable,
             "-m",
@@ -86,12 +171,7 @@ def run_fleet(
             cmd.append("--once")
         if shards:
             cmd += ["--shard", f"{i}/{workers}", "--summary-json", str(folder / f"summary-{i}.json")]
-        env = {
-            **os.environ,
-            "TRAILRELAY_METRICS_FILE": str(folder / f"worker-{i}.json"),
-            "TRAILRELAY_WORKER": str(i),
-        }
-        procs[i] = subprocess.Popen(cmd, env=env)  # noqa: S603 - our own interpreter and CLI
+        procs[i] = subprocess.Popen(cmd, env={**os.environ, **env})  # noqa: S603 - our own interpreter and CLI
 
     def on_signal(signum: int, _frame: Any) -> None:
         if stopping.is_set():
@@ -118,10 +198,10 @@ def run_fleet(
         total = _sum(snaps)
         return (not dead, f"workers {dead} exited" if dead else "", total)
 
-    server = HealthServer(health, provider).start() if health else None
     started = time.monotonic()
     for i in range(workers):
         start(i)
+    server = HealthServer(health, provider).start() if health else None  # threads only after forking
     try:
         while procs:
             for i, p in list(procs.items()):

@@ -207,10 +207,33 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
         if not (listing or isinstance(config.source, SqsSourceConfig)):
             err.print(f"--workers works with files, s3 and sqs sources, not {config.source.type}")
             raise SystemExit(EXIT_CONFIG)
-        from trailrelay.cli.fleet import run_fleet  # noqa: PLC0415
+        from trailrelay.cli.fleet import can_fork, run_fleet  # noqa: PLC0415
 
+        body = None
+        if listing and can_fork():  # workers forked once start-up is done: none pays it again
+            _preload(config)
+
+            def body(index: int, summary: Path) -> None:
+                _forward_one(
+                    config,
+                    once=True,
+                    shard=(index, workers),
+                    health=None,
+                    progress=False,
+                    fmt=fmt,
+                    tty=False,
+                    summary_json=summary,
+                )
+
+            _tune_gc()
         code, snapshot = run_fleet(
-            config_path, workers, once=once or listing, health=health, log_format=fmt, shards=listing
+            config_path,
+            workers,
+            once=once or listing,
+            health=health,
+            log_format=fmt,
+            shards=listing,
+            body=body,
         )
         if snapshot is not None:
             if summary_json:
@@ -219,6 +242,39 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
                 print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
             log.info("run finished", extra={"summary": snapshot})
         raise SystemExit(code)
+    _forward_one(
+        config,
+        once=once,
+        shard=_shard(shard),
+        health=health,
+        progress=progress,
+        fmt=fmt,
+        tty=tty,
+        summary_json=summary_json,
+    )
+
+
+def _preload(config: Config) -> None:
+    """Import what a run of ``config`` needs (pipeline, detection, its sinks' connectors)."""
+    import trailrelay.pipeline.forwarder  # noqa: F401, PLC0415
+    from trailrelay.plugins import load_sink  # noqa: PLC0415
+
+    for sc in config.sinks:
+        load_sink(sc.type)
+
+
+def _forward_one(
+    config: Config,
+    *,
+    once: bool,
+    shard: tuple[int, int] | None,
+    health: str | None,
+    progress: bool | None,
+    fmt: str,
+    tty: bool,
+    summary_json: Path | None,
+) -> None:
+    """One forwarding process (or one forked worker of a fleet): raises SystemExit with its status."""
     from trailrelay.pipeline.forwarder import build_pipeline  # noqa: PLC0415
     from trailrelay.pipeline.health import HealthServer, pipeline_health, write_snapshots  # noqa: PLC0415
 
@@ -228,7 +284,7 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
     show = progress if progress is not None else (tty and not isinstance(config.source, live))
     with progress_reporter(enabled=show) as on_progress:
         try:
-            built = build_pipeline(config, once=once, stop=stop, progress=on_progress, shard=_shard(shard))
+            built = build_pipeline(config, once=once, stop=stop, progress=on_progress, shard=shard)
         except SinkError as exc:
             err.print(f"[red]sink error:[/red] {exc}", highlight=False)
             raise SystemExit(EXIT_FATAL) from None
