@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+import orjson
+
 from trailrelay.config import (
     Config,
     FirehoseSourceConfig,
@@ -318,8 +320,6 @@ class _Records:
 def _event_id(raw: object) -> str | None:
     if not isinstance(raw, str):
         return None
-    import orjson  # noqa: PLC0415
-
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
