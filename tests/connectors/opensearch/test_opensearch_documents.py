@@ -127,3 +127,27 @@ def test_added_key_names_nested_in_the_record_keep_the_spliced_path() -> None:
     doc = json.loads(DocumentBuilder(make_config(URL)).document(record))
     assert doc["requestParameters"] == {"cloud": "x", "trailrelay": 1, "@timestamp": "y"}
     assert doc["cloud"]["provider"] == "aws" and record._doc is None
+
+
+def test_the_encoders_caches_hold_small_fragments_not_orjson_buffers() -> None:
+    """Each output of orjson keeps a ~4 KB buffer; cached per timestamp, that grew the soak to 534 MB."""
+    import tracemalloc
+
+    base = orjson.loads(sample_records(1)[0].raw)
+    start = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
+    records = []
+    for i in range(2000):  # a distinct eventTime, region and account each: every cache misses
+        event = dict(base, eventID=f"ev-{i}", awsRegion=f"eu-west-{i}")
+        event["eventTime"] = (start + dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event["recipientAccountId"] = f"{i:012d}"
+        records.append(Record.from_bytes(orjson.dumps(event), Origin("file", f"/trail/{i}.json.gz"), 0))
+    builder = DocumentBuilder(make_config(URL))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        lines = [builder.entry(r) for r in records]
+        held = tracemalloc.get_traced_memory()[0] - before - sum(len(x) + 40 for x in lines)
+    finally:
+        tracemalloc.stop()
+    assert len(builder._timestamps) == 2000
+    assert held < 2000 * 1024, f"{held / 2000:.0f} bytes held per record by the caches"
