@@ -91,3 +91,23 @@ def test_epoch_has_milliseconds() -> None:
         orjson.dumps({"eventID": "a", "eventName": "b", "eventTime": "2026-03-02T10:15:02.123Z"}), ORIGIN
     )
     assert r.epoch == pytest.approx(1772446502.123)
+
+
+def test_rebuilt_events_are_held_at_their_own_size() -> None:
+    """orjson's output keeps its ~8 KB working buffer; a record's raw bytes must not."""
+    import tracemalloc
+
+    records = sample_records(200, pretty_every=0)
+    kept = [r.raw for r in records]  # so freeing the old bytes cannot hide what the new ones hold
+    docs = [dict(r.document(), eventName="Changed") for r in records]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for record, doc in zip(records, docs, strict=True):
+            record.replace(doc)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    size = sum(len(r.raw) for r in records)
+    assert len(kept) == 200 and all(r.modified for r in records)
+    assert grown < 2 * size, f"{grown / 200:.0f} bytes held per {size / 200:.0f}-byte event"
