@@ -159,3 +159,20 @@ def test_the_duplicate_bound_counts_what_awaits_an_indexer_ack() -> None:
     # in flight, straddling objects, then parked (1,000 at 40 B each, plus the requests being
     # sent when the cap was reached) and one more open object per reader
     assert bound_per_kill("splunk", settings, 100) == 2 * 200 + 3 * 100 + 1_000 + 400 + 2 * 100
+
+
+def test_each_kill_is_held_to_the_duplicate_bound_not_only_the_total() -> None:
+    from reliability.crash import duplicate_checks
+
+    def verdicts(mode: str, per_kill: list[int]) -> dict[str, bool]:
+        return {c.name: c.ok for c in duplicate_checks("splunk", mode, sum(per_kill), per_kill, 1_000)}
+
+    assert verdicts("s3", [0, 900, 10, 0]) == {
+        "duplicates bounded": True,
+        "duplicates bounded per kill": True,
+    }
+    # one kill over its bound fails even though the total is far below kills x bound
+    assert verdicts("s3", [0, 1_500, 0, 0])["duplicates bounded per kill"] is False
+    assert verdicts("sqs", [0, 1_500, 0, 0])["duplicates bounded per kill"] is True  # two kills' worth
+    assert verdicts("s3", [3, 0, 0])["duplicates bounded per kill"] is False  # copies before any kill
+    assert [c.name for c in duplicate_checks("elastic", "s3", 0, [0, 0], 1_000)] == ["no duplicates"]
