@@ -260,7 +260,10 @@ def _preload(config: Config) -> None:
     from trailrelay.plugins import load_sink  # noqa: PLC0415
 
     for sc in config.sinks:
-        load_sink(sc.type)
+        try:
+            load_sink(sc.type)
+        except TrailrelayError:  # not installed: each worker reports it as it would alone
+            continue
 
 
 def _forward_one(
