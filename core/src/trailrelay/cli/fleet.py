@@ -79,6 +79,9 @@ class _Forked:
 
 def _fork(body: Callable[[int, Path], None], index: int, summary: Path, env: dict[str, str]) -> _Forked:
     """Run ``body(index, summary)`` in a forked child; its SystemExit status is the child's."""
+    for stream in (sys.stdout, sys.stderr):  # nothing buffered may be written twice by the children
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
     pid = os.fork()
     if pid:
         return _Forked(pid)
