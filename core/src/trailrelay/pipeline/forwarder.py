@@ -99,7 +99,9 @@ class Forwarder:
         self.config = config
         self.transforms, self.record_filter, self.tagger = build_transforms(config)
         self.privacy = build_privacy(config)
-        self.dead_letters: DeadLetterStore = dead_letters or build_dead_letters(config)
+        self.dead_letters: DeadLetterStore = (
+            dead_letters if dead_letters is not None else build_dead_letters(config)
+        )
         self.sinks: dict[str, Sink] = {}
         self._lock = threading.Lock()
         if open_sinks:
@@ -150,8 +152,8 @@ class Forwarder:
         pc = self.config.pipeline
         pipeline = Pipeline(
             source,
-            dead_letters=dead_letters or self.dead_letters,
-            metrics=metrics or Metrics(),
+            dead_letters=dead_letters if dead_letters is not None else self.dead_letters,
+            metrics=metrics,
             stop=stop,
             readers=pc.readers if readers is None else readers,
             max_object_bytes=pc.max_object_bytes,
