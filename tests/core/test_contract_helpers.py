@@ -178,3 +178,35 @@ def test_the_contract_lends_each_helper_once() -> None:
         assert name in contract.__all__
         assert getattr(contract, name) is getattr(helpers, name)
     assert "document_id" in contract.__all__
+
+
+def test_exact_bytes_holds_only_its_length() -> None:
+    import tracemalloc
+
+    made = [orjson.dumps(f"2026-03-02T10:{i % 60:02d}:00.000Z") for i in range(500)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        copies = [contract.exact_bytes(m) for m in made]
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert copies == made
+    assert grown < 500 * 128  # ~60 B each; orjson's own output holds ~4 KB each
+
+
+def test_search_error_reads_every_shape_elasticsearch_and_opensearch_send() -> None:
+    caused = {
+        "type": "mapper_parsing_exception",
+        "reason": "failed to parse",
+        "caused_by": {"type": "illegal_argument_exception", "reason": "bad date"},
+    }
+    expected = (
+        "mapper_parsing_exception",
+        "failed to parse (caused by illegal_argument_exception: bad date)",
+    )
+    assert contract.search_error(caused) == expected
+    assert contract.search_error({"error": caused, "status": 400}) == expected  # a whole body
+    assert contract.search_error({"message": "Forbidden"}) == ("error", "Forbidden")  # AWS's gateway
+    assert contract.search_error(None) == ("error", "")
+    assert contract.search_error({"type": "x", "reason": "r" * 1000})[1] == "r" * 600

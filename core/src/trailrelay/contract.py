@@ -45,7 +45,16 @@ from trailrelay.errors import (
     SinkError,
     TrailrelayError,
 )
-from trailrelay.helpers import bool_value, cut_runs, hash_id, retry_after_seconds, scrub, text_value
+from trailrelay.helpers import (
+    bool_value,
+    cut_runs,
+    exact_bytes,
+    hash_id,
+    retry_after_seconds,
+    scrub,
+    search_error,
+    text_value,
+)
 from trailrelay.record import Identity, Origin, Record, RiskTag, Routing
 from trailrelay.transforms.filters import FilterConfig, FilterRule
 
@@ -88,11 +97,13 @@ __all__ = [
     "bool_value",
     "cut_runs",
     "document_id",
+    "exact_bytes",
     "hash_id",
     "load_sink_config",
     "provide_core",
     "retry_after_seconds",
     "scrub",
+    "search_error",
     "text_value",
     "tls_verify",
 ]

@@ -13,8 +13,18 @@ import email.utils
 import hashlib
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-__all__ = ["bool_value", "cut_runs", "hash_id", "retry_after_seconds", "scrub", "text_value"]
+__all__ = [
+    "bool_value",
+    "cut_runs",
+    "exact_bytes",
+    "hash_id",
+    "retry_after_seconds",
+    "scrub",
+    "search_error",
+    "text_value",
+]
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
@@ -111,3 +121,35 @@ def bool_value(value: object) -> bool | None:
         if low in ("true", "false"):
             return low == "true"
     return None
+
+
+def exact_bytes(data: bytes) -> bytes:
+    """An exact-size copy of ``data``, for bytes that are kept a while (a cache, a waiting record).
+
+    orjson's output keeps its whole working buffer: ~4 KB behind a 30-byte string, ~8 KB behind
+    a 1 KB event.
+    """
+    return bytes(memoryview(data))
+
+
+_MAX_REASON = 600
+
+
+def search_error(error: Any) -> tuple[str, str]:
+    """``(type, reason)`` of an Elasticsearch/OpenSearch error, with the first ``caused_by`` appended.
+
+    Takes the error object, a whole error body (``{"error": {...}, "status": N}``) or an AWS
+    gateway's ``{"message": "..."}``; the reason is cut to 600 characters.
+    """
+    if isinstance(error, dict) and "error" in error and "type" not in error:
+        error = error["error"]
+    if isinstance(error, dict) and "message" in error and "type" not in error:
+        return ("error", str(error["message"])[:_MAX_REASON])
+    if not isinstance(error, dict):
+        return ("error", str(error or "")[:_MAX_REASON])
+    etype = str(error.get("type") or "error")
+    reason = str(error.get("reason") or "")
+    cause = error.get("caused_by")
+    if isinstance(cause, dict) and cause.get("reason"):
+        reason = f"{reason} (caused by {cause.get('type', 'error')}: {cause['reason']})"
+    return etype, reason[:_MAX_REASON]

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from trailrelay.helpers import bool_value, text_value
+from trailrelay.helpers import bool_value, exact_bytes, text_value
 
 __all__ = [
     "BAD_JSON",
@@ -303,7 +303,7 @@ class Record:
     @classmethod
     def from_document(cls, doc: dict[str, Any], origin: Origin, index: int = 0) -> Record:
         """Build a record from an already-parsed event (EventBridge detail, tests)."""
-        raw = _held(orjson.dumps(doc))
+        raw = exact_bytes(orjson.dumps(doc))
         rec = cls(raw, decode_routing(raw), origin, index)
         rec._doc = doc
         return rec
@@ -320,7 +320,7 @@ class Record:
     def replace(self, doc: dict[str, Any]) -> None:
         """Replace the event (a transform's output); raw bytes become compact JSON."""
         self._doc = doc
-        self.raw = _held(orjson.dumps(doc))
+        self.raw = exact_bytes(orjson.dumps(doc))
         self.modified = True
 
     def line(self) -> bytes:
@@ -355,12 +355,3 @@ class Record:
         return (
             f"Record({r.event_source}:{r.event_name} id={r.event_id} at {self.origin.location}#{self.index})"
         )
-
-
-def _held(data: bytes) -> bytes:
-    """An exact-size copy of orjson's output for a record that is kept a while.
-
-    orjson's result keeps its whole working buffer (~8 KB for a 1 KB event); a record waiting in
-    a batch would hold eight times its size.
-    """
-    return bytes(memoryview(data))

@@ -16,23 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from trailrelay.contract import DELIVERED, DUPLICATE, FatalSinkError, Outcome
+from trailrelay.contract import DELIVERED, DUPLICATE, FatalSinkError, Outcome, search_error
 
 __all__ = ["describe_error", "item_outcome"]
 
-_MAX_REASON = 600
-
-
-def describe_error(error: Any) -> tuple[str, str]:
-    """``(type, reason)`` of an Elasticsearch error object, with the first ``caused_by`` appended."""
-    if not isinstance(error, dict):
-        return ("error", str(error)[:_MAX_REASON])
-    etype = str(error.get("type") or "error")
-    reason = str(error.get("reason") or "")
-    cause = error.get("caused_by")
-    if isinstance(cause, dict) and cause.get("reason"):
-        reason = f"{reason} (caused by {cause.get('type', 'error')}: {cause['reason']})"
-    return etype, reason[:_MAX_REASON]
+describe_error = search_error
+"""``(type, reason)`` of an Elasticsearch error (``trailrelay.contract.search_error``)."""
 
 
 def item_outcome(item: Any, target: str) -> Outcome:

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from trailrelay.contract import INTEGRITY_KIND, Origin, Record, cut_runs, document_id
+from trailrelay.contract import INTEGRITY_KIND, Origin, Record, cut_runs, document_id, exact_bytes
 from trailrelay_opensearch.config import OpenSearchConfig, Target
 from trailrelay_opensearch.integrity import integrity_document, is_integrity, iso_utc
 
@@ -232,7 +232,7 @@ class DocumentBuilder:
         if record.tags:
             ours.update(detections(record))
             return orjson.dumps(ours)
-        fragment = _exact(orjson.dumps(ours))
+        fragment = exact_bytes(orjson.dumps(ours))
         if len(self._origins) > 4096:  # many objects pass by; keep memory flat
             self._origins.clear()
         # Keyed by identity; the entry keeps the origin alive so its id cannot be reused meanwhile.
@@ -245,7 +245,7 @@ class DocumentBuilder:
             cloud["account"] = {"id": account}
         if region:
             cloud["region"] = region
-        out = _exact(orjson.dumps(cloud))
+        out = exact_bytes(orjson.dumps(cloud))
         if len(self._clouds) > 4096:
             self._clouds.clear()
         self._clouds[(region, account)] = out
@@ -287,8 +287,3 @@ class BulkEncoder:
         """Ingested bytes as Amazon OpenSearch Serverless meters them: the document source, not the action."""
         entry = self.builder.entry(record)
         return len(entry) - entry.index(b"\n") - 2
-
-
-def _exact(data: bytes) -> bytes:
-    """An exact-size copy of orjson's output, for a cache (the output holds a ~4 KB buffer)."""
-    return bytes(memoryview(data))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trailrelay.contract import DELIVERED, DUPLICATE, FatalSinkError, Outcome
+from trailrelay.contract import DELIVERED, DUPLICATE, FatalSinkError, Outcome, search_error
 
 __all__ = [
     "NO_CUSTOM_IDS",
@@ -32,23 +32,8 @@ __all__ = [
 NO_CUSTOM_IDS = "Document ID is not supported in create/index operation request"
 """OpenSearch Serverless's item error for an ``_id`` in a time series or vector search collection."""
 
-_MAX_REASON = 600
-
-
-def describe_error(error: Any) -> tuple[str, str]:
-    """``(type, reason)`` of an OpenSearch error object, with the first ``caused_by`` appended."""
-    if isinstance(error, dict) and "error" in error and "type" not in error:
-        error = error["error"]  # a whole response body: {"error": {...}, "status": N}
-    if isinstance(error, dict) and "message" in error and "type" not in error:
-        return ("error", str(error["message"])[:_MAX_REASON])  # AWS's gateway: {"message": "..."}
-    if not isinstance(error, dict):
-        return ("error", str(error or "")[:_MAX_REASON])
-    etype = str(error.get("type") or "error")
-    reason = str(error.get("reason") or "")
-    cause = error.get("caused_by")
-    if isinstance(cause, dict) and cause.get("reason"):
-        reason = f"{reason} (caused by {cause.get('type', 'error')}: {cause['reason']})"
-    return etype, reason[:_MAX_REASON]
+describe_error = search_error
+"""``(type, reason)`` of an OpenSearch error (``trailrelay.contract.search_error``)."""
 
 
 def refuses_custom_ids(item: Any) -> bool:
