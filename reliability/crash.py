@@ -34,7 +34,7 @@ from pathlib import Path
 
 from reliability.accounting import Tally, duplicates_after, read_dead_letters, tally
 from reliability.aws import Inputs
-from reliability.forwarder import Forwarder, write_config
+from reliability.forwarder import READERS, Forwarder, write_config
 from reliability.lab import Check, Lab, log, wait_until
 from reliability.standins import ACKED, IDEMPOTENT, SinkSettings, StandIn, start_standin
 
@@ -42,8 +42,6 @@ __all__ = ["CrashResult", "KillEvent", "bound_per_kill", "duplicate_checks", "ru
 
 PARKED_RECORD_FLOOR = 40
 """Bytes a parked record counts against ``max_pending_bytes`` at least (``_Parked.nbytes``)."""
-READERS = 2
-"""``[pipeline] readers`` of the harness's configuration (``reliability.forwarder.write_config``)."""
 
 TIMED_SHARE = 0.3
 """Share of kills at a random time after start; the others come after random progress."""

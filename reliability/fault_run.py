@@ -25,14 +25,13 @@ from typing import Any
 from reliability.accounting import Tally, read_dead_letters, tally
 from reliability.aws import Inputs
 from reliability.faults import FaultPlan, FaultRates
-from reliability.forwarder import Forwarder, RunResult, write_config
+from reliability.forwarder import READERS, Forwarder, RunResult, write_config
 from reliability.lab import Check, Lab, log
 from reliability.standins import IDEMPOTENT, SINKS, SinkSettings, StandIn, start_standin
 
 __all__ = ["FaultResult", "pending", "run_faults"]
 
 KINDS = ("5xx", "429", "reset", "slow", "partial")
-READERS = 2
 CHUNK = 512
 """Records a reader hands over at a time (``trailrelay.pipeline.runner.CHUNK``)."""
 

@@ -14,10 +14,13 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Forwarder", "RunResult", "write_config"]
+__all__ = ["READERS", "Forwarder", "RunResult", "write_config"]
+
+READERS = 2
+"""``[pipeline] readers`` of the harness's configurations (the bounds it checks depend on it)."""
 
 
-def write_config(folder: Path, source: str, sinks: list[str], *, readers: int = 2) -> Path:
+def write_config(folder: Path, source: str, sinks: list[str], *, readers: int = READERS) -> Path:
     """A ``trailrelay.toml`` in ``folder`` with the source, the sinks, state and dead letters there."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "trailrelay.toml"
