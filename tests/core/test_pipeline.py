@@ -215,6 +215,36 @@ def test_high_risk_record_takes_the_fast_path(tmp_path: Path, scripted: Any) -> 
     runner.close()
 
 
+def test_batches_stay_within_max_bytes_counting_the_sink_overhead(tmp_path: Path, scripted: Any) -> None:
+    """A batch is cut before the record that would take it past ``max_bytes`` (its own bytes
+    plus the sink's ``record_overhead``), so the sink can send each batch as one request."""
+    overhead = 100
+    sink = scripted(
+        BatchLimits(max_records=1000, max_bytes=10_000, max_age=60.0, concurrency=1, record_overhead=overhead)
+    )
+    sizes: list[int] = []
+    sink.on_send = lambda batch: sizes.append(sum(len(r.raw) + overhead for r in batch.records))
+    runner = SinkRunner(
+        "s",
+        sink,
+        dead_letters=FolderDeadLetters(tmp_path / "d"),
+        metrics=Metrics(),
+        stop=threading.Event(),
+        on_fatal=lambda *_: None,
+    )
+    origin = Origin("file", "x")
+    records = [
+        Record.from_bytes(orjson.dumps({**SAMPLE_EVENTS[1], "eventID": f"e{i}"}), origin) for i in range(200)
+    ]
+    for at in range(0, 200, 30):
+        runner.put_many(records[at : at + 30])
+    runner.close()
+    assert len(sink.stored) == 200
+    assert max(sizes) <= 10_000, sizes
+    each = len(records[0].raw) + overhead
+    assert all(s > 10_000 - each for s in sizes[:-1]), sizes  # full: the next record did not fit
+
+
 def test_back_pressure_bounds_the_queue(
     tmp_path: Path, scripted: Any, make_object: Any, make_events: Any
 ) -> None:

@@ -247,6 +247,9 @@ class BatchLimits:
     max_pending_bytes: int = 64 * 1024 * 1024
     """Bytes of records held while their outcome is PENDING (kept compressed); reading slows
     down when they reach it."""
+    record_overhead: int = 0
+    """Bytes the sink's encoding adds to each record (an envelope, an action line): counted with
+    the record's own bytes against ``max_bytes``, so a full batch fits one request body."""
 
 
 @dataclass(frozen=True, slots=True)

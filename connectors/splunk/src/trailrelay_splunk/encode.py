@@ -38,6 +38,13 @@ FIELD_NAMES = {
 
 _SEVERITY_ORDER = {"informational": 0, "info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 _SOURCE_CACHE_LIMIT = 4096
+_SOURCE_ESTIMATE = 200
+"""Characters of ``source`` allowed for when cutting batches: an S3 URI of a CloudTrail object
+is 130-190 (a 63-character bucket name, an organization ID). Erring long costs a batch a few
+percent of its size; erring short costs a second, tiny request per batch."""
+_TAGGED_ESTIMATE = 16
+"""Bytes per record allowed for the risk fields of tagged ones (~150 bytes on a few percent)."""
+_TIME_BYTES = len(b'{"time":1700000000.000,')
 
 
 def verified_epoch(record: Record) -> float | None:
@@ -79,6 +86,24 @@ class EnvelopeEncoder:
         self._groups = tuple(config.fields)
         self._every_record = any(g in ("account", "region") for g in self._groups)
         """Indexed fields on every record (account, region); risk fields only on tagged ones."""
+
+    @property
+    def overhead(self) -> int:
+        """Bytes an envelope adds to a record's own, as sent (estimated where the source varies).
+
+        The pipeline counts it per record when it cuts batches, so a batch of ``batch_bytes``
+        becomes one request instead of a full one and a small remainder.
+        """
+        source = len(self._fixed_source) if self._fixed_source else len(b'"source":"",') + _SOURCE_ESTIMATE
+        fields = 0
+        if "account" in self._groups:
+            fields += len(b'"trailrelay_account":"123456789012",')
+        if "region" in self._groups:
+            fields += len(b'"trailrelay_region":"ap-southeast-2",')
+        if fields:
+            fields += len(b',"fields":{}')
+        fields += _TAGGED_ESTIMATE
+        return _TIME_BYTES + source + len(self._tail) + fields + len(b',"event":}') + 1  # + the newline
 
     def envelope(self, record: Record) -> bytes:
         """The HEC envelope of one record; ValueError if the record cannot be encoded."""

@@ -178,6 +178,7 @@ class SplunkSink:
             max_age=c.batch_seconds,
             concurrency=c.concurrency,
             max_pending_bytes=c.max_pending_bytes,
+            record_overhead=self._encoder.overhead,
         )
 
     @property

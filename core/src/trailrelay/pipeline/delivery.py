@@ -209,12 +209,19 @@ class SinkRunner:
             if not batch:
                 self._due = now + self.max_age
             urgent = False
+            overhead, max_bytes, max_records = limits.record_overhead, limits.max_bytes, limits.max_records
             for record in keep:
+                n = len(record.raw) + overhead
+                if batch and size + n > max_bytes:  # cut before it: a batch stays within max_bytes
+                    ready.append(batch)
+                    batch, size = [], 0
+                    self._due = now + self.max_age
+                    urgent = False
                 batch.append(record)
-                size += len(record.raw)
+                size += n
                 if record.tags:
                     urgent = True
-                if len(batch) >= limits.max_records or size >= limits.max_bytes:
+                if len(batch) >= max_records or size >= max_bytes:
                     ready.append(batch)
                     batch, size = [], 0
                     self._due = now + self.max_age
