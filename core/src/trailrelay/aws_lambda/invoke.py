@@ -46,6 +46,7 @@ from trailrelay.errors import SinkError
 from trailrelay.pipeline.build import build_dead_letters
 from trailrelay.pipeline.deadletter import DeadLetterStore
 from trailrelay.pipeline.forwarder import Forwarder
+from trailrelay.pipeline.process import tune_allocator
 from trailrelay.pipeline.runner import RunResult
 from trailrelay.sources.aws import aws_client
 from trailrelay.sources.base import Work
@@ -207,6 +208,7 @@ def app() -> App:
         if _APP is None:
             logging.getLogger("trailrelay").setLevel(os.environ.get("TRAILRELAY_LOG_LEVEL", "INFO").upper())
             _APP = App.from_config(load_lambda_config())
+            tune_allocator()  # each invocation reads objects: keep their buffers' pages
         return _APP
 
 

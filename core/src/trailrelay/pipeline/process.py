@@ -1,0 +1,68 @@
+"""Process-wide settings for a forwarding run: the C allocator and the garbage collector.
+
+Reading an object makes a few large short-lived buffers per megabyte of CloudTrail (the
+decompressed chunk, the bytes being cut into records, request bodies). glibc hands every
+allocation over its mmap threshold to a fresh ``mmap`` and gives the pages back on ``free``, so
+each buffer is page-faulted in (and zeroed by the kernel) again: measured on the 200k-record
+benchmark, 210,000 minor faults and ~0.4 CPU-seconds of system time, about 12% of the run.
+:func:`tune_allocator` keeps buffers of up to ``MMAP_THRESHOLD`` in the heap and lets up to
+``TRIM_THRESHOLD`` of free memory stay there to be reused: 16,000 faults, the same peak RSS.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import logging
+import os
+import sys
+
+__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "freeze_startup", "tune_allocator"]
+
+log = logging.getLogger("trailrelay.pipeline")
+
+MMAP_THRESHOLD = 4 << 20
+"""Allocations up to this size come from the heap (glibc's default adapts from 128 KiB)."""
+TRIM_THRESHOLD = 16 << 20
+"""Free memory kept at the top of a heap for reuse before it is returned to the system."""
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+_tuned: bool | None = None
+
+
+def tune_allocator() -> bool:
+    """Set glibc's mmap and trim thresholds once per process; True when they are set.
+
+    Nothing is changed off Linux, under a C library without ``mallopt`` (musl ignores it), or
+    when the operator set the allocator up themselves (``MALLOC_*_`` or ``GLIBC_TUNABLES``).
+    """
+    global _tuned  # noqa: PLW0603 - once per process
+    if _tuned is not None:
+        return _tuned
+    _tuned = False
+    if not sys.platform.startswith("linux") or any(name in os.environ for name in _USER_SETTINGS):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    _tuned = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
+    if not _tuned:
+        log.debug("mallopt refused the thresholds; the allocator keeps its defaults")
+    return _tuned
+
+
+def freeze_startup() -> None:
+    """Keep what start-up left alive (modules, rules, config) out of every later collection.
+
+    The collection thresholds stay at Python's defaults: raising them saved ~6% CPU, but failed
+    requests leave reference cycles (exception, traceback, frames holding request bodies) that
+    then lived long enough to grow memory by tens of MB during a SIEM outage.
+    """
+    gc.freeze()
