@@ -73,6 +73,16 @@ def test_logstash_timestamp_and_beats_cloud_are_not_duplicated() -> None:
     assert doc["cloud"]["provider"] == "aws"
 
 
+def test_an_added_key_spelled_with_escapes_is_not_duplicated() -> None:
+    """``"\\u0063loud"`` is the key ``cloud``: a quick byte search for the name misses it."""
+    body = orjson.dumps(SAMPLE_EVENTS[0])[:-1] + b',"\\u0063loud":{"instance":{"id":"i-1"}}}'
+    record = Record.from_bytes(body, Origin("firehose", "stream"))
+    raw = DocumentBuilder(make_config(URL)).document(record)
+    top = [key for key, _ in json.loads(raw, object_pairs_hook=list)]  # every key, duplicates too
+    assert top.count("cloud") == 1
+    assert json.loads(raw)["cloud"]["provider"] == "aws"
+
+
 def test_plain_index_target_and_integrity_index() -> None:
     integrity = Record.from_bytes(
         orjson.dumps(SAMPLE_INTEGRITY_EVENT), Origin(INTEGRITY_KIND, SAMPLE_INTEGRITY_EVENT["digest"])
