@@ -187,17 +187,21 @@ def test_checkpoint_resume_loses_nothing_and_rereads_nothing_finished(
     assert r3.metrics.snapshot()["objects_read"] == 0
 
 
-def test_high_risk_record_takes_the_fast_path(tmp_path: Path, scripted: Any) -> None:
-    sink = scripted(BatchLimits(max_records=1000, max_bytes=1 << 20, max_age=60.0, concurrency=1))
-    stop = threading.Event()
-    runner = SinkRunner(
+def _runner(sink: Any, tmp_path: Path) -> SinkRunner:
+    """A SinkRunner on its own (no pipeline): records are handed to it directly."""
+    return SinkRunner(
         "s",
         sink,
         dead_letters=FolderDeadLetters(tmp_path / "d"),
         metrics=Metrics(),
-        stop=stop,
+        stop=threading.Event(),
         on_fatal=lambda *_: None,
     )
+
+
+def test_high_risk_record_takes_the_fast_path(tmp_path: Path, scripted: Any) -> None:
+    sink = scripted(BatchLimits(max_records=1000, max_bytes=1 << 20, max_age=60.0, concurrency=1))
+    runner = _runner(sink, tmp_path)
     origin = Origin("file", "x")
     quiet = Record.from_bytes(orjson.dumps(SAMPLE_EVENTS[1]), origin)
     runner.put(quiet)
@@ -224,14 +228,7 @@ def test_batches_stay_within_max_bytes_counting_the_sink_overhead(tmp_path: Path
     )
     sizes: list[int] = []
     sink.on_send = lambda batch: sizes.append(sum(len(r.raw) + overhead for r in batch.records))
-    runner = SinkRunner(
-        "s",
-        sink,
-        dead_letters=FolderDeadLetters(tmp_path / "d"),
-        metrics=Metrics(),
-        stop=threading.Event(),
-        on_fatal=lambda *_: None,
-    )
+    runner = _runner(sink, tmp_path)
     origin = Origin("file", "x")
     records = [
         Record.from_bytes(orjson.dumps({**SAMPLE_EVENTS[1], "eventID": f"e{i}"}), origin) for i in range(200)
@@ -430,14 +427,7 @@ def test_many_tagged_records_share_requests_and_still_leave_fast(tmp_path: Path,
     sink = scripted(BatchLimits(max_records=500, max_bytes=8 << 20, max_age=60.0, concurrency=1))
     sent_at: list[float] = []
     sink.on_send = lambda batch: sent_at.append(time.monotonic())
-    runner = SinkRunner(
-        "s",
-        sink,
-        dead_letters=FolderDeadLetters(tmp_path / "d"),
-        metrics=Metrics(),
-        stop=threading.Event(),
-        on_fatal=lambda *_: None,
-    )
+    runner = _runner(sink, tmp_path)
     origin = Origin("file", "x")
     alert = RiskTag("rule-1", "CloudTrail logging stopped", "high", "T1562.008")
     records = []
