@@ -250,6 +250,19 @@ def test_exit_status_of_a_worker_stopped_by_a_signal_is_clean() -> None:
     assert exit_status(stopped, {"units_released": 2}, once=True) == EXIT_UNFINISHED
 
 
+def test_exit_status_of_a_backfill_stopped_between_objects_is_unfinished() -> None:
+    """Nothing in flight at the signal, but objects were never read: not a clean end."""
+    from trailrelay.cli.main import EXIT_OK, EXIT_UNFINISHED, exit_status
+    from trailrelay.pipeline.metrics import Metrics
+    from trailrelay.pipeline.runner import RunResult
+
+    between = RunResult(Metrics(), stopped=True, drained=False)
+    assert exit_status(between, {"units_released": 0}, once=True) == EXIT_UNFINISHED
+    assert exit_status(between, {"units_released": 0}, once=False) == EXIT_OK  # a worker's normal end
+    after_the_last = RunResult(Metrics(), stopped=True, drained=True)
+    assert exit_status(after_the_last, {"units_released": 0}, once=True) == EXIT_OK
+
+
 def test_forward_to_a_file_loads_no_connector_or_network_library(tmp_path: Path) -> None:
     """Start-up stays lean: a file-sink run imports none of the SIEM clients, boto3 or rich."""
     (tmp_path / "in").mkdir()

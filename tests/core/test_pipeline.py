@@ -187,6 +187,21 @@ def test_checkpoint_resume_loses_nothing_and_rereads_nothing_finished(
     assert r3.metrics.snapshot()["objects_read"] == 0
 
 
+def test_run_result_says_whether_the_source_ran_out(
+    tmp_path: Path, scripted: Any, make_object: Any, make_events: Any
+) -> None:
+    """``drained``: every unit was taken up. A stop between objects leaves it False (exit 5)."""
+    _trail(tmp_path / "in", make_object, make_events, objects=6, per=30)
+    whole = _pipeline(tmp_path / "in", {"s": scripted()}, tmp_path).run()
+    assert whole.drained and not whole.stopped
+    sink = scripted(BatchLimits(max_records=30, max_bytes=1 << 20, max_age=0.05, concurrency=1))
+    pipe = _pipeline(tmp_path / "in", {"s": sink}, tmp_path)
+    sink.on_send = lambda _batch: pipe.stop.set()  # stop once the first object is being sent
+    cut = pipe.run()
+    assert cut.stopped and not cut.drained
+    assert 30 <= len(sink.stored) < 6 * 30
+
+
 def _runner(sink: Any, tmp_path: Path) -> SinkRunner:
     """A SinkRunner on its own (no pipeline): records are handed to it directly."""
     return SinkRunner(

@@ -338,12 +338,15 @@ def exit_status(result: Any, snapshot: dict[str, Any], *, once: bool) -> int:
     """The documented exit status of a forward run (see the EXIT_* constants).
 
     A worker (no ``--once``) stopped by a signal hands its in-flight units back by design;
-    that is a clean end, not unfinished work.
+    that is a clean end, not unfinished work. A ``--once`` run stopped before its source ran
+    out left work unread even when nothing was in flight at the signal.
     """
     if result.fatal:
         return EXIT_FATAL
     unfinished = snapshot.get("units_released", 0) > 0 or result.open_units > 0
     if unfinished and (once or not result.stopped):
+        return EXIT_UNFINISHED
+    if once and result.stopped and not result.drained:
         return EXIT_UNFINISHED
     if sum(snapshot.get("dead_lettered", {}).values()) > 0:
         return EXIT_DEAD_LETTERS

@@ -44,6 +44,8 @@ class RunResult:
     fatal: str | None = None
     stopped: bool = False
     open_units: int = 0
+    drained: bool = False
+    """The source ran out of work before any stop: every unit there was, was taken up."""
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -88,6 +90,7 @@ class Pipeline:
         self._open: set[Ticket] = set()
         self._open_lock = threading.Lock()
         self._source_lock = threading.Lock()
+        self._drained = False
 
     def on_fatal(self, sink: str, exc: FatalSinkError) -> None:
         """A sink cannot work: stop the run without acknowledging unfinished work."""
@@ -98,6 +101,7 @@ class Pipeline:
 
     def run(self) -> RunResult:
         """Process until drained or stopped; returns the result with the run's metrics."""
+        self._drained = False
         units = self.source.work(self.stop)
         closing = threading.Event()
         watcher = threading.Thread(target=self._watch_stop, args=(closing,), name="drain-watch", daemon=True)
@@ -120,7 +124,7 @@ class Pipeline:
         released = sum(ticket.abandon("stopping" if stopped else "unfinished") for ticket in leftovers)
         self.source.close()
         self.dead_letters.close()
-        return RunResult(self.metrics, self.fatal, stopped, released)
+        return RunResult(self.metrics, self.fatal, stopped, released, drained=self._drained)
 
     def _watch_stop(self, closing: threading.Event) -> None:
         """From the moment a stop (signal, fatal error) comes, sinks get ``drain_seconds`` to finish."""
@@ -136,7 +140,10 @@ class Pipeline:
         with self._source_lock:
             if self.stop.is_set():
                 return None
-            return next(units, None)
+            work = next(units, None)
+            if work is None and not self.stop.is_set():  # ended by itself, not cut short by a stop
+                self._drained = True
+            return work
 
     def _read_loop(self, units: Iterator[Work]) -> None:
         while True:
