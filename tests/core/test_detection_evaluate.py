@@ -104,6 +104,36 @@ def test_plain_strings_match_case_insensitively_and_lists_are_or(tmp_path: Path)
     )
 
 
+def test_value_lists_of_routing_fields_are_or_for_every_modifier(tmp_path: Path) -> None:
+    """Lists on routing fields are tested in one step; each value still counts on its own."""
+    check(
+        tmp_path,
+        """
+        sel:
+            errorCode|contains: [accessdenied, Unauthorized]
+            awsRegion|endswith: ['-3', WEST-1]
+            userIdentity.arn|startswith: ['arn:aws:sts::', 'ARN:AWS:IAM::']
+            sourceIPAddress|cased: [10.0.0.1, 203.0.113.7]
+            eventName: [deletetrail, StopLogging]
+        condition: sel
+        """,
+        [
+            (event(errorCode="Client.UnauthorizedOperation"), True),
+            (event(errorCode="AccessDeniedException"), True),
+            (event(errorCode="ThrottlingException"), False),
+            (event(), False),  # no errorCode at all
+            (event(errorCode="AccessDenied", awsRegion="ap-southeast-3"), True),
+            (event(errorCode="AccessDenied", awsRegion="eu-west-2"), False),
+            (event(errorCode="AccessDenied", userIdentity__arn="arn:aws:sts::1:assumed-role/r/s"), True),
+            (event(errorCode="AccessDenied", userIdentity__arn="arn:aws:s3:::bucket"), False),
+            (event(errorCode="AccessDenied", sourceIPAddress="10.0.0.1"), True),
+            (event(errorCode="AccessDenied", sourceIPAddress="10.0.0.10"), False),
+            (event(errorCode="AccessDenied", eventName="DELETETRAIL"), True),
+            (event(errorCode="AccessDenied", eventName="StartLogging"), False),
+        ],
+    )
+
+
 def test_wildcards_and_string_modifiers(tmp_path: Path) -> None:
     check(
         tmp_path,

@@ -462,3 +462,27 @@ def test_tagger_as_a_pipeline_transform(tmp_path: Path, scripted: Any) -> None:
     flagged = {entry["eventID"]: entry["titles"] for entry in metrics.high_risk}
     assert set(summary.attack_event_ids.values()) <= set(flagged)
     assert len(sink.stored) == summary.records
+
+
+def test_merged_value_lists_give_the_same_verdicts_on_the_corpus(
+    corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped pack with value lists merged into one test (the default) and leaf by leaf:
+    the same tags on every real record (case-mangled copies too), so the merge is only speed."""
+    from trailrelay.detection import compile as compiled
+
+    records = [r for rs in _datasets(corpus).values() for r in rs]
+    mangled = [
+        Record.from_bytes(r.raw.replace(b"Access", b"ACCESS").replace(b"amazonaws", b"AmazonAWS"), r.origin)
+        for r in records
+    ]
+    verdicts: dict[bool, list[list[str]]] = {}
+    for merge in (True, False):
+        monkeypatch.setattr(compiled, "MERGE_LISTS", merge)
+        tagger = SigmaTagger()
+        verdicts[merge] = [
+            sorted(t.rule_id for t in tagger(Record(r.raw, r.routing, r.origin, r.index)).tags)
+            for r in [*records, *mangled]
+        ]
+    assert sum(map(bool, verdicts[True])) > 100  # the comparison covers real matches
+    assert verdicts[True] == verdicts[False]

@@ -85,6 +85,20 @@ class Compiled:
 
     predicate: Predicate
     cost: int
+    simple: Simple | None = None
+    """Set on a routed ``field = plain string`` leaf, so OR can test a list of them at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Simple:
+    """A routed leaf testing one field against one plain string (no ``?`` or inner ``*``)."""
+
+    field: str
+    one: Callable[[Record], Any]
+    kind: str
+    """``exact``, ``contains``, ``startswith`` or ``endswith``."""
+    cased: bool
+    text: str
 
 
 def condition_fields(nodes: Sequence[Node]) -> set[str]:
@@ -141,7 +155,7 @@ def _and(parts: list[Compiled]) -> Compiled:
 
 
 def _or(parts: list[Compiled]) -> Compiled:
-    parts = sorted(parts, key=lambda c: c.cost)
+    parts = sorted(_merge_lists(parts), key=lambda c: c.cost)
     preds = tuple(c.predicate for c in parts)
     cost = sum(c.cost for c in parts)
     if len(preds) == 1:
@@ -154,6 +168,65 @@ def _or(parts: list[Compiled]) -> Compiled:
         return any(p(rec) for p in preds)
 
     return Compiled(any_of, cost)
+
+
+MERGE_LISTS = True
+"""OR of plain-string leaves on one field becomes one test (switched off only to compare)."""
+
+
+def _merge_lists(parts: list[Compiled]) -> list[Compiled]:
+    """One test for a list of plain strings on one field (``field|contains: [a, b, c]``).
+
+    The field is read and its text folded once for the whole list instead of once per value;
+    the verdicts are the same. Exact, ``contains``, ``startswith`` and ``endswith`` lists merge.
+    """
+    if not MERGE_LISTS:
+        return parts
+    out: list[Compiled] = []
+    groups: dict[tuple[str, str, bool], list[Simple]] = {}
+    for part in parts:
+        s = part.simple
+        if s is None:
+            out.append(part)
+        else:
+            groups.setdefault((s.field, s.kind, s.cased), []).append(s)
+    for (_, kind, cased), leaves in groups.items():
+        texts = [s.text for s in leaves]
+        out.append(Compiled(_any_text(leaves[0].one, kind, cased, texts), _ROUTED_COST))
+    return out
+
+
+def _any_text(one: Callable[[Record], Any], kind: str, cased: bool, texts: list[str]) -> Predicate:
+    """A field's text against several plain strings: equal to, containing, starting or ending."""
+    if kind == "exact":
+        exact = frozenset(texts)
+        folded = exact if cased else frozenset(t.lower() for t in texts)
+
+        def equals_any(rec: Record) -> bool:
+            v = one(rec)
+            if v is None or (t := scalar_text(v)) is None:
+                return False
+            return t in exact or (not cased and t.lower() in folded)
+
+        return equals_any
+    needles = tuple(texts) if cased else tuple(t.lower() for t in texts)
+
+    def text(rec: Record) -> str | None:
+        v = one(rec)
+        if v is None or (t := searchable_text(v)) is None:
+            return None
+        return t if cased else t.lower()
+
+    if kind == "contains":
+
+        def contains_any(rec: Record) -> bool:
+            t = text(rec)
+            return t is not None and any(n in t for n in needles)
+
+        return contains_any
+    if kind == "startswith":
+        return lambda rec: (t := text(rec)) is not None and t.startswith(needles)
+    return lambda rec: (t := text(rec)) is not None and t.endswith(needles)
 
 
 # --- field = value leaves -------------------------------------------------------------------
@@ -179,13 +252,35 @@ def _field_leaf(field: str, value: SigmaType) -> Compiled:
             v = one(rec)
             return v is not None and match(v)
 
-        return Compiled(routed, cost)
+        return Compiled(routed, cost, _simple(getter.field, one, value))
     assert many is not None
 
     def parsed(rec: Record) -> bool:
         return any(match(v) for v in many(rec))
 
     return Compiled(parsed, cost)
+
+
+def _simple(field: str, one: Callable[[Record], Any], value: SigmaType) -> Simple | None:
+    """The plain-string test of a leaf, when it is one (see :func:`_merge_lists`)."""
+    if not isinstance(value, SigmaString) or value.contains_placeholder():
+        return None
+    cased = isinstance(value, SigmaCasedString)
+    parts = value.s
+    plain = [p for p in parts if isinstance(p, str)]
+    specials = [p for p in parts if not isinstance(p, str)]
+    if not specials:
+        return Simple(field, one, "exact", cased, "".join(plain))
+    multi = SpecialChars.WILDCARD_MULTI
+    if len(plain) != 1 or any(p is not multi for p in specials):
+        return None
+    if len(parts) == 3 and parts[0] is multi and parts[2] is multi:
+        return Simple(field, one, "contains", cased, plain[0])
+    if len(parts) == 2 and parts[1] is multi:
+        return Simple(field, one, "startswith", cased, plain[0])
+    if len(parts) == 2 and parts[0] is multi:
+        return Simple(field, one, "endswith", cased, plain[0])
+    return None
 
 
 def _absent(getter: FieldGetter) -> Predicate:
