@@ -278,7 +278,6 @@ def _forward_one(
 ) -> None:
     """One forwarding process (or one forked worker of a fleet): raises SystemExit with its status."""
     from trailrelay.pipeline.forwarder import build_pipeline  # noqa: PLC0415
-    from trailrelay.pipeline.health import HealthServer, pipeline_health, write_snapshots  # noqa: PLC0415
 
     stop = threading.Event()
     _install_signal_handlers(stop)
@@ -300,10 +299,16 @@ def _forward_one(
             if config.source.type == "firehose"
             else 3 * getattr(config.source, "wait_seconds", 100) + 60
         )
-        server = HealthServer(health, pipeline_health(pipeline, max_idle)).start() if health else None
+        server = None
+        if health:  # http.server only when asked for: start-up stays lean
+            from trailrelay.pipeline.health import HealthServer, pipeline_health  # noqa: PLC0415
+
+            server = HealthServer(health, pipeline_health(pipeline, max_idle)).start()
         metrics_file = os.environ.get("TRAILRELAY_METRICS_FILE")
         writer_stop = threading.Event()
         if metrics_file:
+            from trailrelay.pipeline.health import write_snapshots  # noqa: PLC0415
+
             write_snapshots(pipeline.metrics.snapshot, metrics_file, writer_stop)
         _tune_gc()
         result = pipeline.run()
