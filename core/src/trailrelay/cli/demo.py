@@ -8,7 +8,9 @@ bodies that connector would send. Then it prints what it saw.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import logging
 import tempfile
 import threading
 import time
@@ -18,7 +20,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from trailrelay.contract import BatchLimits
+from trailrelay import __version__
+from trailrelay.contract import SinkContext
 from trailrelay.detection.evaluate import SigmaTagger
 from trailrelay.pipeline.deadletter import FolderDeadLetters
 from trailrelay.pipeline.delivery import SinkRunner
@@ -33,6 +36,8 @@ from trailrelay.sources.files import FileSource
 from trailrelay.transforms.filters import FilterConfig, RecordFilter
 
 __all__ = ["run_demo"]
+
+log = logging.getLogger("trailrelay.demo")
 
 
 def _add_bad_input(trail: Path) -> None:
@@ -86,10 +91,13 @@ def run_demo(out: Path | None, seed: int, console: Console) -> int:
             if placeholder is None:  # the built-in sinks and connectors without demo_config()
                 continue
             config = plugin.config_model.model_validate(placeholder)
+            # the connector's own batching (never opened: no connection is made), so the
+            # requests counted are the ones a forward run would send
+            limits = plugin.create(config, SinkContext(name, log, f"trailrelay/{__version__}")).limits
             enc = EncodedFolderSink(
                 plugin.encoder(config),
                 out / "payloads" / name,
-                BatchLimits(max_records=500, max_bytes=4 << 20, max_age=0.5, concurrency=1),
+                dataclasses.replace(limits, max_age=0.5, concurrency=1),
             )
         except Exception as exc:  # a broken connector must not break the demo
             skipped_connectors.append(f"{name} ({exc})")
