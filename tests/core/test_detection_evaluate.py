@@ -134,6 +134,25 @@ def test_value_lists_of_routing_fields_are_or_for_every_modifier(tmp_path: Path)
     )
 
 
+def test_an_or_across_routing_fields_tests_each_field(tmp_path: Path) -> None:
+    """Merging value lists stays per field: a list of maps ORs leaves of two fields; both are read."""
+    check(
+        tmp_path,
+        """
+        sel:
+            - eventName: DeleteTrail
+            - errorCode: TrailNotFoundException
+            - eventName: UpdateTrail
+        condition: sel
+        """,
+        [
+            (event(eventName="DeleteTrail"), True),
+            (event(errorCode="TrailNotFoundException"), True),
+            (event(eventName="StartLogging"), False),
+        ],
+    )
+
+
 def test_wildcards_and_string_modifiers(tmp_path: Path) -> None:
     check(
         tmp_path,

@@ -185,48 +185,20 @@ def _merge_lists(parts: list[Compiled]) -> list[Compiled]:
     out: list[Compiled] = []
     groups: dict[tuple[str, str, bool], list[Simple]] = {}
     for part in parts:
-        s = part.simple
-        if s is None:
+        if part.simple is None:
             out.append(part)
         else:
+            s = part.simple
             groups.setdefault((s.field, s.kind, s.cased), []).append(s)
     for (_, kind, cased), leaves in groups.items():
-        texts = [s.text for s in leaves]
-        out.append(Compiled(_any_text(leaves[0].one, kind, cased, texts), _ROUTED_COST))
-    return out
+        one, test = leaves[0].one, _text_test(kind, cased, [s.text for s in leaves])
 
-
-def _any_text(one: Callable[[Record], Any], kind: str, cased: bool, texts: list[str]) -> Predicate:
-    """A field's text against several plain strings: equal to, containing, starting or ending."""
-    if kind == "exact":
-        exact = frozenset(texts)
-        folded = exact if cased else frozenset(t.lower() for t in texts)
-
-        def equals_any(rec: Record) -> bool:
+        def any_value(rec: Record, one: Callable[[Record], Any] = one, test: Matcher = test) -> bool:
             v = one(rec)
-            if v is None or (t := scalar_text(v)) is None:
-                return False
-            return t in exact or (not cased and t.lower() in folded)
+            return v is not None and test(v)
 
-        return equals_any
-    needles = tuple(texts) if cased else tuple(t.lower() for t in texts)
-
-    def text(rec: Record) -> str | None:
-        v = one(rec)
-        if v is None or (t := searchable_text(v)) is None:
-            return None
-        return t if cased else t.lower()
-
-    if kind == "contains":
-
-        def contains_any(rec: Record) -> bool:
-            t = text(rec)
-            return t is not None and any(n in t for n in needles)
-
-        return contains_any
-    if kind == "startswith":
-        return lambda rec: (t := text(rec)) is not None and t.startswith(needles)
-    return lambda rec: (t := text(rec)) is not None and t.endswith(needles)
+        out.append(Compiled(any_value, _ROUTED_COST))
+    return out
 
 
 # --- field = value leaves -------------------------------------------------------------------
@@ -265,22 +237,11 @@ def _simple(field: str, one: Callable[[Record], Any], value: SigmaType) -> Simpl
     """The plain-string test of a leaf, when it is one (see :func:`_merge_lists`)."""
     if not isinstance(value, SigmaString) or value.contains_placeholder():
         return None
-    cased = isinstance(value, SigmaCasedString)
-    parts = value.s
-    plain = [p for p in parts if isinstance(p, str)]
-    specials = [p for p in parts if not isinstance(p, str)]
-    if not specials:
-        return Simple(field, one, "exact", cased, "".join(plain))
-    multi = SpecialChars.WILDCARD_MULTI
-    if len(plain) != 1 or any(p is not multi for p in specials):
+    pattern = _plain_pattern(value.s)
+    if pattern is None:
         return None
-    if len(parts) == 3 and parts[0] is multi and parts[2] is multi:
-        return Simple(field, one, "contains", cased, plain[0])
-    if len(parts) == 2 and parts[1] is multi:
-        return Simple(field, one, "startswith", cased, plain[0])
-    if len(parts) == 2 and parts[0] is multi:
-        return Simple(field, one, "endswith", cased, plain[0])
-    return None
+    kind, text = pattern
+    return Simple(field, one, kind, isinstance(value, SigmaCasedString), text)
 
 
 def _absent(getter: FieldGetter) -> Predicate:
@@ -345,27 +306,65 @@ def _matcher(value: SigmaType) -> Matcher:
 def _string_matcher(value: SigmaString, *, cased: bool) -> Matcher:
     if value.contains_placeholder():
         raise Unsupported("placeholders (|expand) need a processing pipeline")
-    parts = value.s
+    pattern = _plain_pattern(value.s)
+    if pattern is not None:
+        return _text_test(pattern[0], cased, [pattern[1]])
+    # Other wildcards (``?``, an inner ``*``): a regex over the text, an object's JSON text too.
+    rx = _wildcard_regex(value.s, cased=cased)
+    return lambda v: (t := searchable_text(v)) is not None and rx.fullmatch(t) is not None
+
+
+def _plain_pattern(parts: Sequence[Any]) -> tuple[str, str] | None:
+    """``(kind, text)`` of plain text with at most a leading and a trailing ``*``, else None.
+
+    The kinds: ``exact``, ``contains`` (``*x*``), ``startswith`` (``x*``) and ``endswith``
+    (``*x``), what Sigma's string modifiers make.
+    """
     plain = [p for p in parts if isinstance(p, str)]
     specials = [p for p in parts if not isinstance(p, str)]
-    multi = SpecialChars.WILDCARD_MULTI
-    fold: Callable[[str], str] = (lambda t: t) if cased else str.lower
     if not specials:
-        exact = "".join(plain)
-        pat = fold(exact)
-        return lambda v: (t := scalar_text(v)) is not None and (t == exact or fold(t) == pat)
-    # Wildcards (|contains, |startswith, |endswith) search an object's JSON text, as SIEMs do.
+        return "exact", "".join(plain)
+    multi = SpecialChars.WILDCARD_MULTI
+    if len(plain) != 1 or any(p is not multi for p in specials):
+        return None
+    if len(parts) == 3 and parts[0] is multi and parts[2] is multi:
+        return "contains", plain[0]
+    if len(parts) == 2 and parts[1] is multi:
+        return "startswith", plain[0]
+    if len(parts) == 2 and parts[0] is multi:
+        return "endswith", plain[0]
+    return None
+
+
+def _text_test(kind: str, cased: bool, texts: list[str]) -> Matcher:
+    """A value's text against plain strings, any of them: equal, containing, starting, ending.
+
+    Case-insensitive unless ``cased``. Wildcard kinds (contains, startswith, endswith) search an
+    object's compact JSON text, as SIEMs do.
+    """
+    fold: Callable[[str], str] = (lambda t: t) if cased else str.lower
+    if kind == "exact":
+        exact = frozenset(texts)
+        folded = frozenset(fold(t) for t in texts)
+        return lambda v: (t := scalar_text(v)) is not None and (t in exact or fold(t) in folded)
+    needles = tuple(fold(t) for t in texts)
     text_of = searchable_text
-    if len(plain) == 1 and all(p is multi for p in specials):
-        text = fold(plain[0])
-        if len(parts) == 3 and parts[0] is multi and parts[2] is multi:
-            return lambda v: (t := text_of(v)) is not None and text in fold(t)
-        if len(parts) == 2 and parts[1] is multi:
-            return lambda v: (t := text_of(v)) is not None and fold(t).startswith(text)
-        if len(parts) == 2 and parts[0] is multi:
-            return lambda v: (t := text_of(v)) is not None and fold(t).endswith(text)
-    rx = _wildcard_regex(parts, cased=cased)
-    return lambda v: (t := text_of(v)) is not None and rx.fullmatch(t) is not None
+    if kind == "startswith":
+        return lambda v: (t := text_of(v)) is not None and fold(t).startswith(needles)
+    if kind == "endswith":
+        return lambda v: (t := text_of(v)) is not None and fold(t).endswith(needles)
+    if len(needles) == 1:
+        (needle,) = needles
+        return lambda v: (t := text_of(v)) is not None and needle in fold(t)
+
+    def contains_any(v: Any) -> bool:
+        t = text_of(v)
+        if t is None:
+            return False
+        t = fold(t)
+        return any(n in t for n in needles)
+
+    return contains_any
 
 
 def _wildcard_regex(parts: Sequence[Any], *, cased: bool) -> re.Pattern[str]:
