@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import logging
 import tempfile
 import threading
 import time
@@ -20,9 +19,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from trailrelay import __version__
-from trailrelay.contract import SinkContext
 from trailrelay.detection.evaluate import SigmaTagger
+from trailrelay.pipeline.build import build_sink
 from trailrelay.pipeline.deadletter import FolderDeadLetters
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
@@ -36,8 +34,6 @@ from trailrelay.sources.files import FileSource
 from trailrelay.transforms.filters import FilterConfig, RecordFilter
 
 __all__ = ["run_demo"]
-
-log = logging.getLogger("trailrelay.demo")
 
 
 def _add_bad_input(trail: Path) -> None:
@@ -91,9 +87,9 @@ def run_demo(out: Path | None, seed: int, console: Console) -> int:
             if placeholder is None:  # the built-in sinks and connectors without demo_config()
                 continue
             config = plugin.config_model.model_validate(placeholder)
-            # the connector's own batching (never opened: no connection is made), so the
-            # requests counted are the ones a forward run would send
-            limits = plugin.create(config, SinkContext(name, log, f"trailrelay/{__version__}")).limits
+            # the connector's own batching (the sink is never opened: no connection is made),
+            # so the requests counted are the ones a forward run would send
+            limits = build_sink(config).limits
             enc = EncodedFolderSink(
                 plugin.encoder(config),
                 out / "payloads" / name,
