@@ -214,18 +214,16 @@ class SinkRunner:
                 n = len(record.raw) + overhead
                 if batch and size + n > max_bytes:  # cut before it: a batch stays within max_bytes
                     ready.append(batch)
-                    batch, size = [], 0
-                    self._due = now + self.max_age
-                    urgent = False
+                    batch, size, urgent = [], 0, False
                 batch.append(record)
                 size += n
                 if record.tags:
                     urgent = True
                 if len(batch) >= max_records or size >= max_bytes:
                     ready.append(batch)
-                    batch, size = [], 0
-                    self._due = now + self.max_age
-                    urgent = False
+                    batch, size, urgent = [], 0, False
+            if ready:  # the open batch is a new one
+                self._due = now + self.max_age
             self._batch, self._batch_bytes = batch, size
             if batch and urgent:
                 self._due = min(self._due, now + self.urgent_delay)
