@@ -173,23 +173,31 @@ def test_health_and_metrics_endpoints(
     assert proc.returncode == 0, err[-2000:]
 
 
-def test_two_workers_share_a_files_backfill_each_object_read_once(
-    tmp_path: Path, make_object: Any, make_events: Any
-) -> None:
-    """--workers 2 on a folder: every object by exactly one worker, one summary, all checkpointed."""
+def _backfill(
+    tmp_path: Path, make_object: Any, make_events: Any, *, objects: int, per: int
+) -> tuple[list[str], Path]:
+    """A trail folder ``in/`` of ``objects`` objects and a file-sink config with checkpoints."""
     ids: list[str] = []
-    for i in range(12):
-        evs = make_events(25, prefix=f"w{i}")
+    for i in range(objects):
+        evs = make_events(per, prefix=f"o{i}")
         ids += [e["eventID"] for e in evs]
         make_object(
-            tmp_path / "in" / f"AWSLogs/111122223333/CloudTrail/eu-west-1/2026/03/02/o{i}.json.gz", evs
+            tmp_path / "in" / f"AWSLogs/111122223333/CloudTrail/eu-west-1/2026/03/02/o{i:02d}.json.gz", evs
         )
-    (tmp_path / "in" / "notes.txt").write_text("not a log")
     cfg = tmp_path / "t.toml"
     cfg.write_text(
         '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "out/ct.ndjson"\n'
         '[state]\npath = "state.sqlite"\n'
     )
+    return ids, cfg
+
+
+def test_two_workers_share_a_files_backfill_each_object_read_once(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
+    """--workers 2 on a folder: every object by exactly one worker, one summary, all checkpointed."""
+    ids, cfg = _backfill(tmp_path, make_object, make_events, objects=12, per=25)
+    (tmp_path / "in" / "notes.txt").write_text("not a log")
     cmd = [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--workers", "2", "--no-progress"]
     summary = tmp_path / "summary.json"
     done = subprocess.run(
@@ -256,18 +264,7 @@ def test_sigterm_drains_forked_backfill_workers_and_a_rerun_finishes(
     tmp_path: Path, make_object: Any, make_events: Any
 ) -> None:
     """SIGTERM to the supervisor reaches its forked workers: they stop, and nothing is lost."""
-    ids: list[str] = []
-    for i in range(40):
-        evs = make_events(2000, prefix=f"s{i}")
-        ids += [e["eventID"] for e in evs]
-        make_object(
-            tmp_path / "in" / f"AWSLogs/111122223333/CloudTrail/eu-west-1/2026/03/02/o{i:02d}.json.gz", evs
-        )
-    cfg = tmp_path / "t.toml"
-    cfg.write_text(
-        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "out/ct.ndjson"\n'
-        '[state]\npath = "state.sqlite"\n'
-    )
+    ids, cfg = _backfill(tmp_path, make_object, make_events, objects=40, per=2000)
     out = tmp_path / "out" / "ct.ndjson"
     cmd = [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--workers", "2", "--no-progress"]
     proc = subprocess.Popen([*cmd, "--log-format", "json"], stderr=subprocess.PIPE)
