@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
+from pathlib import Path
 from typing import Any
 
 from splunk_hec_standin import HecStandIn
 
 from trailrelay.contract import SinkContext
+from trailrelay.pipeline.deadletter import FolderDeadLetters
+from trailrelay.pipeline.delivery import SinkRunner
+from trailrelay.pipeline.metrics import Metrics
 from trailrelay_splunk.config import SplunkConfig
 from trailrelay_splunk.encode import EnvelopeEncoder
 from trailrelay_splunk.sink import SplunkSink
@@ -76,3 +81,17 @@ class SplunkHarness:
 
     def reject_event(self, event_id: str) -> None:
         self.hec.poisoned.add(event_id)
+
+
+def sink_runner(sink: SplunkSink, tmp_path: Path, metrics: Metrics | None = None, **kw: Any) -> SinkRunner:
+    """Core's runner around a SplunkSink (no pipeline: records are handed to it directly)."""
+    return SinkRunner(
+        "splunk",
+        sink,
+        dead_letters=FolderDeadLetters(tmp_path / "dead"),
+        metrics=metrics if metrics is not None else Metrics(),
+        stop=threading.Event(),
+        on_fatal=lambda *_: None,
+        backoff_base=0.01,
+        **kw,
+    )

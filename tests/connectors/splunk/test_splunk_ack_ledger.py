@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from splunk_hec_standin import HecStandIn
-from splunk_testkit import context, make_config
+from splunk_testkit import context, make_config, sink_runner
 
 from trailrelay.contract import (
     Batch,
@@ -28,7 +28,6 @@ from trailrelay.contract import (
     RetryableError,
     Status,
 )
-from trailrelay.pipeline.deadletter import FolderDeadLetters
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.tickets import Ticket
@@ -239,19 +238,6 @@ class _Acks:
         return t
 
 
-def _runner(sink: SplunkSink, tmp_path: Path, metrics: Metrics, **kw: Any) -> SinkRunner:
-    return SinkRunner(
-        "splunk",
-        sink,
-        dead_letters=FolderDeadLetters(tmp_path / "dead"),
-        metrics=metrics,
-        stop=threading.Event(),
-        on_fatal=lambda *_: None,
-        backoff_base=0.01,
-        **kw,
-    )
-
-
 def _hand_over(runner: SinkRunner, tickets: _Acks, units: int, per: int) -> list[Record]:
     records = sample_records(units * per)
     for u in range(units):
@@ -270,7 +256,7 @@ def test_runner_keeps_sending_while_acks_are_pending(hec_ack: HecStandIn, tmp_pa
     hec_ack.ack_delay = 1.0
     sink = _sink(hec_ack, batch_events=20, concurrency=2, batch_seconds=0.05)
     metrics = Metrics()
-    runner = _runner(sink, tmp_path, metrics)
+    runner = sink_runner(sink, tmp_path, metrics)
     tickets = _Acks()
     t0 = time.monotonic()
     _hand_over(runner, tickets, units=10, per=20)
@@ -290,7 +276,7 @@ def test_runner_resends_what_the_ack_timeout_gave_back(hec_ack: HecStandIn, tmp_
     hec_ack.lost_acks = {0}
     sink = _sink(hec_ack, batch_events=10, ack_timeout=0.3, concurrency=1, batch_seconds=0.05)
     metrics = Metrics()
-    runner = _runner(sink, tmp_path, metrics)
+    runner = sink_runner(sink, tmp_path, metrics)
     tickets = _Acks()
     records = _hand_over(runner, tickets, units=2, per=10)
     runner.close()
@@ -306,7 +292,7 @@ def test_pending_records_are_held_compressed_within_the_cap(hec_ack: HecStandIn,
     """A cap on pending bytes slows hand-over (back-pressure) instead of growing memory."""
     hec_ack.ack_delay = 0.3
     sink = _sink(hec_ack, batch_events=50, concurrency=2, batch_seconds=0.02)
-    runner = _runner(sink, tmp_path, Metrics())
+    runner = sink_runner(sink, tmp_path, Metrics())
     runner.max_pending_bytes = 2_000  # less than one parked request
     peak = 0
     stop = threading.Event()
@@ -339,7 +325,7 @@ def test_busy_for_too_many_pending_acks_backs_off_and_delivers(hec_ack: HecStand
     hec_ack.ack_delay = 0.2
     sink = _sink(hec_ack, batch_events=5, concurrency=1, batch_seconds=0.01)
     metrics = Metrics()
-    runner = _runner(sink, tmp_path, metrics)
+    runner = sink_runner(sink, tmp_path, metrics)
     tickets = _Acks()
     records = _hand_over(runner, tickets, units=6, per=5)
     runner.close()
@@ -354,7 +340,7 @@ def test_runner_abandons_pending_records_when_stopping(hec_ack: HecStandIn, tmp_
     """A stop while acks are outstanding releases the units: they are read again, never lost."""
     hec_ack.acks_never = True
     sink = _sink(hec_ack, batch_events=10, ack_timeout=60, batch_seconds=0.02)
-    runner = _runner(sink, tmp_path, Metrics())
+    runner = sink_runner(sink, tmp_path, Metrics())
     tickets = _Acks()
     _hand_over(runner, tickets, units=3, per=10)
     time.sleep(0.3)
@@ -398,7 +384,7 @@ def test_acks_timing_out_together_wait_for_their_resend_compressed(
     hec_ack.lost_acks = set(range(4))  # the first four requests of each channel are never acked
     sink = _sink(hec_ack, batch_events=10, ack_timeout=0.3, concurrency=2, batch_seconds=0.02)
     metrics = Metrics()
-    runner = _runner(sink, tmp_path, metrics)
+    runner = sink_runner(sink, tmp_path, metrics)
     runner.backoff_base = 0.4  # long enough for the timed-out requests to meet in the retry heap
     peaks = {"compressed": 0, "inflated": 0}
     stop = threading.Event()

@@ -16,7 +16,7 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 from splunk_hec_standin import HecStandIn
-from splunk_testkit import TOKEN, context, make_config
+from splunk_testkit import TOKEN, context, make_config, sink_runner
 
 from trailrelay.contract import (
     Batch,
@@ -28,9 +28,6 @@ from trailrelay.contract import (
     RiskTag,
     Status,
 )
-from trailrelay.pipeline.deadletter import FolderDeadLetters
-from trailrelay.pipeline.delivery import SinkRunner
-from trailrelay.pipeline.metrics import Metrics
 from trailrelay.testing import SAMPLE_EVENTS, sample_records, settled
 from trailrelay_splunk.encode import EnvelopeEncoder
 from trailrelay_splunk.sink import SplunkSink
@@ -452,14 +449,7 @@ def test_pipeline_batches_each_fit_one_request(hec: HecStandIn, tmp_path: Path) 
     records = [Record(r.raw, r.routing, origin, r.index) for r in sample_records(400)]
     limit = 16 * 1024
     sink = _sink(hec, batch_bytes=limit, ack=False)
-    runner = SinkRunner(
-        "splunk",
-        sink,
-        dead_letters=FolderDeadLetters(tmp_path / "dead"),
-        metrics=Metrics(),
-        stop=threading.Event(),
-        on_fatal=lambda *_: None,
-    )
+    runner = sink_runner(sink, tmp_path)
     for at in range(0, len(records), 50):  # as readers hand them over: in chunks
         runner.put_many(records[at : at + 50])
     runner.close()
