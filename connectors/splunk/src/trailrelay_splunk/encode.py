@@ -102,7 +102,8 @@ class EnvelopeEncoder:
             fields += len(b'"trailrelay_region":"ap-southeast-2",')
         if fields:
             fields += len(b',"fields":{}')
-        fields += _TAGGED_ESTIMATE
+        if "risk" in self._groups:
+            fields += _TAGGED_ESTIMATE
         return _TIME_BYTES + source + len(self._tail) + fields + len(b',"event":}') + 1  # + the newline
 
     def envelope(self, record: Record) -> bytes:
