@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -233,7 +234,9 @@ _STARTED_IN_PARENT: list[int] = []
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="backfill workers are forked on Linux only")
-def test_backfill_workers_are_forked_after_start_up_and_report_their_status(tmp_path: Path) -> None:
+def test_backfill_workers_are_forked_after_start_up_and_report_their_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Forked workers inherit what the supervisor loaded (no second start-up); statuses are summed."""
     from trailrelay.cli.fleet import run_fleet
 
@@ -249,9 +252,13 @@ def test_backfill_workers_are_forked_after_start_up_and_report_their_status(tmp_
         summary.write_bytes(orjson.dumps({"records_in": 10 * (index + 1), "delivered": {"file": 10}}))
         raise SystemExit(4 if index == 1 else 0)  # worker 1 dead-lettered something
 
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     code, total = run_fleet(
         tmp_path / "unused.toml", 2, once=True, health=None, log_format="json", shards=True, body=body
     )
+    assert list(scratch.iterdir()) == []  # the workers' scratch folder is removed
     seen = [orjson.loads((tmp_path / f"seen-{i}.json").read_bytes()) for i in range(2)]
     assert [s["parent"] for s in seen] == [os.getpid()] * 2
     assert {s["worker"] for s in seen} == {"0", "1"}

@@ -146,7 +146,21 @@ def run_fleet(
     ``body(index, summary_path)``: fork each worker to run it (a backfill's shards) instead of
     starting a new ``trailrelay forward`` process.
     """
-    folder = Path(tempfile.mkdtemp(prefix="trailrelay-fleet-"))
+    with tempfile.TemporaryDirectory(prefix="trailrelay-fleet-") as tmp:
+        return _supervise(Path(tmp), config_path, workers, once, health, log_format, shards, body)
+
+
+def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folder
+    folder: Path,
+    config_path: Path,
+    workers: int,
+    once: bool,
+    health: str | None,
+    log_format: str,
+    shards: bool,
+    body: Callable[[int, Path], None] | None,
+) -> tuple[int, dict[str, Any] | None]:
+    """run_fleet's work, with the workers' metrics and summary files kept in ``folder``."""
     stopping = threading.Event()
     procs: dict[int, _Worker] = {}
     codes: dict[int, int] = {}
