@@ -597,3 +597,24 @@ def test_a_stopping_endpoint_turns_requests_away_at_once(tmp_path: Path, scripte
     assert first["status"] in (200, 503)  # delivered within the drain, or handed back
     assert "late-00002" not in sink.stored
     assert result.stopped
+
+
+def test_answers_on_a_kept_alive_connection_are_not_held_back_by_nagle(
+    served: tuple[Running, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint writes headers and body separately: without TCP_NODELAY the body waits for
+    the client's delayed ACK (~40 ms per request on a reused connection, Firehose's normal case)."""
+    running, _ = served
+    options: list[int] = []
+    handle = running.source.handle
+
+    def noting(h: Any) -> None:
+        options.append(h.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        handle(h)
+
+    monkeypatch.setattr(running.source, "handle", noting)
+    client = FirehoseClient(running.source.address)
+    for b in range(3):
+        client.deliver([orjson.dumps(_event(i, f"k{b}")) for i in range(3)])
+    assert client.statuses == [200, 200, 200]
+    assert len(options) == 3 and all(options), options

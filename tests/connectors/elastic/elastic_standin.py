@@ -491,6 +491,7 @@ def _event_id(source: dict[str, Any]) -> str | None:
 class _Handler(BaseHTTPRequestHandler):
     state: StandIn
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # real servers set TCP_NODELAY; without it each answer waits ~40 ms
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Keep test output quiet."""

@@ -428,6 +428,7 @@ def _linger(h: _Handler, seconds: float = 2.0) -> None:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: Firehose reuses connections
+    disable_nagle_algorithm = True  # headers and body go out in two writes; don't hold the body back
     server_version = "trailrelay"
     sys_version = ""
     server: _Server
