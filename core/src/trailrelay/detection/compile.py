@@ -1,7 +1,8 @@
 """Compile a Sigma rule's condition, once, into a Python predicate over a record.
 
 pySigma parses the rule and resolves its condition (``1 of selection_*``, ``all of them``,
-``not``, lists, modifiers) into a tree of AND/OR/NOT over ``field = value`` leaves. Each leaf
+``not``, lists, modifiers) into a tree of AND/OR/NOT over ``field = value`` leaves, which
+:mod:`.lower` stores as plain lists (:mod:`.plan`); this module needs no pySigma. Each leaf
 becomes a closure specialised for its value type; AND/OR evaluate the cheapest arguments first
 (routing fields before parsed-document fields), which never changes the result.
 
@@ -34,41 +35,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sigma.conditions import (
-    ConditionAND,
-    ConditionFieldEqualsValueExpression,
-    ConditionItem,
-    ConditionNOT,
-    ConditionOR,
-    ConditionValueExpression,
-)
-from sigma.types import (
-    CompareOperators,
-    SigmaBool,
-    SigmaCasedString,
-    SigmaCIDRExpression,
-    SigmaCompareExpression,
-    SigmaExists,
-    SigmaExpansion,
-    SigmaFieldReference,
-    SigmaNull,
-    SigmaNumber,
-    SigmaRegularExpression,
-    SigmaRegularExpressionFlag,
-    SigmaString,
-    SigmaTimestampPart,
-    SigmaType,
-    SpecialChars,
-)
-
 from trailrelay.detection.fields import FieldGetter, field_getter, scalar_text, searchable_text
+from trailrelay.detection.plan import WILDCARD_MULTI
 from trailrelay.record import Record
 
 __all__ = ["Compiled", "Constraint", "Predicate", "Unsupported", "compile_condition", "constraint"]
 
 Predicate = Callable[[Record], bool]
 Matcher = Callable[[Any], bool]
-Node = ConditionItem | ConditionFieldEqualsValueExpression | ConditionValueExpression | None
+Node = list[Any]
+"""A condition node of a plan (see :mod:`.plan`)."""
+Value = list[Any]
 
 _ROUTED_COST = 1
 _DOCUMENT_COST = 5
@@ -107,12 +84,15 @@ def condition_fields(nodes: Sequence[Node]) -> set[str]:
     todo = list(nodes)
     while todo:
         node = todo.pop()
-        if isinstance(node, (ConditionAND, ConditionOR, ConditionNOT)):
-            todo.extend(node.args)
-        elif isinstance(node, ConditionFieldEqualsValueExpression):
-            out.add(node.field)
-            if isinstance(node.value, SigmaFieldReference):
-                out.add(node.value.field)
+        kind = node[0]
+        if kind in ("and", "or"):
+            todo.extend(node[1])
+        elif kind == "not":
+            todo.append(node[1])
+        elif kind == "field":
+            out.add(node[1])
+            if node[2][0] == "ref":
+                out.add(node[2][1])
     return out
 
 
@@ -123,19 +103,20 @@ def compile_condition(nodes: Sequence[Node]) -> Compiled:
 
 
 def _compile(node: Node) -> Compiled:
-    if isinstance(node, ConditionAND):
-        return _and([_compile(a) for a in node.args])
-    if isinstance(node, ConditionOR):
-        return _or([_compile(a) for a in node.args])
-    if isinstance(node, ConditionNOT):
-        inner = _compile(node.args[0])
+    kind = node[0]
+    if kind == "and":
+        return _and([_compile(a) for a in node[1]])
+    if kind == "or":
+        return _or([_compile(a) for a in node[1]])
+    if kind == "not":
+        inner = _compile(node[1])
         p = inner.predicate
         return Compiled(lambda rec: not p(rec), inner.cost)
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        return _field_leaf(node.field, node.value)
-    if isinstance(node, ConditionValueExpression):
-        return _keyword_leaf(node.value)
-    raise Unsupported(f"condition element {type(node).__name__} (an empty detection?)")
+    if kind == "field":
+        return _field_leaf(node[1], node[2])
+    if kind == "keyword":
+        return _keyword_leaf(node[1])
+    raise Unsupported(f"condition node {kind!r}")
 
 
 def _and(parts: list[Compiled]) -> Compiled:
@@ -204,18 +185,19 @@ def _merge_lists(parts: list[Compiled]) -> list[Compiled]:
 # --- field = value leaves -------------------------------------------------------------------
 
 
-def _field_leaf(field: str, value: SigmaType) -> Compiled:
+def _field_leaf(field: str, value: Value) -> Compiled:
     getter = field_getter(field)
     cost = _ROUTED_COST if getter.routed else _DOCUMENT_COST
-    if isinstance(value, SigmaNull):
+    kind = value[0]
+    if kind == "null":
         return Compiled(_absent(getter), cost)
-    if isinstance(value, SigmaExists):
+    if kind == "exists":
         present = _absent(getter)
-        if value.exists:
+        if value[1]:
             return Compiled(lambda rec: not present(rec), cost)
         return Compiled(present, cost)
-    if isinstance(value, SigmaFieldReference):
-        return Compiled(_field_reference(getter, value), cost + _DOCUMENT_COST)
+    if kind == "ref":
+        return Compiled(_field_reference(getter, value[1], value[2]), cost + _DOCUMENT_COST)
     match = _matcher(value)
     one, many = getter.one, getter.many
     if one is not None:
@@ -233,15 +215,15 @@ def _field_leaf(field: str, value: SigmaType) -> Compiled:
     return Compiled(parsed, cost)
 
 
-def _simple(field: str, one: Callable[[Record], Any], value: SigmaType) -> Simple | None:
+def _simple(field: str, one: Callable[[Record], Any], value: Value) -> Simple | None:
     """The plain-string test of a leaf, when it is one (see :func:`_merge_lists`)."""
-    if not isinstance(value, SigmaString) or value.contains_placeholder():
+    if value[0] != "str":
         return None
-    pattern = _plain_pattern(value.s)
+    pattern = _plain_pattern(value[2])
     if pattern is None:
         return None
     kind, text = pattern
-    return Simple(field, one, kind, isinstance(value, SigmaCasedString), text)
+    return Simple(field, one, kind, bool(value[1]), text)
 
 
 def _absent(getter: FieldGetter) -> Predicate:
@@ -252,8 +234,8 @@ def _absent(getter: FieldGetter) -> Predicate:
     return lambda rec: not many(rec)
 
 
-def _field_reference(getter: FieldGetter, ref: SigmaFieldReference) -> Predicate:
-    other = field_getter(ref.field)
+def _field_reference(getter: FieldGetter, field: str, mode: str) -> Predicate:
+    other = field_getter(field)
 
     def texts(g: FieldGetter, rec: Record) -> list[str]:
         if g.one is not None:
@@ -265,9 +247,9 @@ def _field_reference(getter: FieldGetter, ref: SigmaFieldReference) -> Predicate
         return [t.lower() for v in values if (t := scalar_text(v)) is not None]
 
     def compare(a: str, b: str) -> bool:
-        if ref.starts_with:
+        if mode == "startswith":
             return a.startswith(b)
-        if ref.ends_with:
+        if mode == "endswith":
             return a.endswith(b)
         return a == b
 
@@ -279,38 +261,33 @@ def _field_reference(getter: FieldGetter, ref: SigmaFieldReference) -> Predicate
     return pred
 
 
-def _matcher(value: SigmaType) -> Matcher:
+def _matcher(value: Value) -> Matcher:
     """A test of one JSON scalar against a Sigma value."""
-    if isinstance(value, SigmaExpansion):
-        inner = [_matcher(v) for v in value.values]
+    kind = value[0]
+    if kind == "any":
+        inner = [_matcher(v) for v in value[1]]
         return lambda v: any(m(v) for m in inner)
-    if isinstance(value, SigmaCasedString):
-        return _string_matcher(value, cased=True)
-    if isinstance(value, SigmaString):
-        return _string_matcher(value, cased=False)
-    if isinstance(value, SigmaTimestampPart):
-        raise Unsupported("timestamp modifiers (|minute, |hour, ...)")
-    if isinstance(value, SigmaBool):
-        return _bool_matcher(value.boolean)
-    if isinstance(value, SigmaNumber):
-        return _number_matcher(value.number)
-    if isinstance(value, SigmaRegularExpression):
-        return _regex_matcher(value)
-    if isinstance(value, SigmaCIDRExpression):
-        return _cidr_matcher(value)
-    if isinstance(value, SigmaCompareExpression):
-        return _compare_matcher(value)
-    raise Unsupported(f"value type {type(value).__name__}")
+    if kind == "str":
+        return _string_matcher(value[2], cased=bool(value[1]))
+    if kind == "bool":
+        return _bool_matcher(bool(value[1]))
+    if kind == "num":
+        return _number_matcher(value[1])
+    if kind == "re":
+        return _regex_matcher(value[1], value[2])
+    if kind == "cidr":
+        return _cidr_matcher(value[1])
+    if kind == "cmp":
+        return _compare_matcher(value[1], value[2])
+    raise Unsupported(f"value {kind!r} here")
 
 
-def _string_matcher(value: SigmaString, *, cased: bool) -> Matcher:
-    if value.contains_placeholder():
-        raise Unsupported("placeholders (|expand) need a processing pipeline")
-    pattern = _plain_pattern(value.s)
+def _string_matcher(parts: Sequence[Any], *, cased: bool) -> Matcher:
+    pattern = _plain_pattern(parts)
     if pattern is not None:
         return _text_test(pattern[0], cased, [pattern[1]])
     # Other wildcards (``?``, an inner ``*``): a regex over the text, an object's JSON text too.
-    rx = _wildcard_regex(value.s, cased=cased)
+    rx = _wildcard_regex(parts, cased=cased)
     return lambda v: (t := searchable_text(v)) is not None and rx.fullmatch(t) is not None
 
 
@@ -324,14 +301,14 @@ def _plain_pattern(parts: Sequence[Any]) -> tuple[str, str] | None:
     specials = [p for p in parts if not isinstance(p, str)]
     if not specials:
         return "exact", "".join(plain)
-    multi = SpecialChars.WILDCARD_MULTI
-    if len(plain) != 1 or any(p is not multi for p in specials):
+    multi = WILDCARD_MULTI
+    if len(plain) != 1 or any(p != multi for p in specials):
         return None
-    if len(parts) == 3 and parts[0] is multi and parts[2] is multi:
+    if len(parts) == 3 and parts[0] == multi and parts[2] == multi:
         return "contains", plain[0]
-    if len(parts) == 2 and parts[1] is multi:
+    if len(parts) == 2 and parts[1] == multi:
         return "startswith", plain[0]
-    if len(parts) == 2 and parts[0] is multi:
+    if len(parts) == 2 and parts[0] == multi:
         return "endswith", plain[0]
     return None
 
@@ -372,7 +349,7 @@ def _wildcard_regex(parts: Sequence[Any], *, cased: bool) -> re.Pattern[str]:
     for p in parts:
         if isinstance(p, str):
             pieces.append(re.escape(p))
-        elif p is SpecialChars.WILDCARD_MULTI:
+        elif p == WILDCARD_MULTI:
             pieces.append(".*")
         else:
             pieces.append(".")
@@ -410,17 +387,14 @@ def _as_number(text: str) -> float | None:
         return None
 
 
-def _regex_matcher(value: SigmaRegularExpression) -> Matcher:
-    if value.contains_placeholder():
-        raise Unsupported("placeholders (|expand) need a processing pipeline")
+_RE_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
+
+
+def _regex_matcher(pattern: str, flag_letters: str) -> Matcher:
     flags = 0
-    for flag in value.flags:
-        flags |= {
-            SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
-            SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
-            SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
-        }[flag]
-    rx = re.compile(str(value.regexp), flags)
+    for letter in flag_letters:
+        flags |= _RE_FLAGS[letter]
+    rx = re.compile(pattern, flags)
     return lambda v: (t := searchable_text(v)) is not None and rx.search(t) is not None
 
 
@@ -432,8 +406,8 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _cidr_matcher(value: SigmaCIDRExpression) -> Matcher:
-    network = value.network
+def _cidr_matcher(cidr: str) -> Matcher:
+    network = ipaddress.ip_network(cidr)
 
     def match(v: Any) -> bool:
         if type(v) is not str:
@@ -444,18 +418,17 @@ def _cidr_matcher(value: SigmaCIDRExpression) -> Matcher:
     return match
 
 
-_COMPARE: dict[CompareOperators, Callable[[float, float], bool]] = {
-    CompareOperators.LT: lambda a, b: a < b,
-    CompareOperators.LTE: lambda a, b: a <= b,
-    CompareOperators.GT: lambda a, b: a > b,
-    CompareOperators.GTE: lambda a, b: a >= b,
-    CompareOperators.NEQ: lambda a, b: a != b,
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "neq": lambda a, b: a != b,
 }
 
 
-def _compare_matcher(value: SigmaCompareExpression) -> Matcher:
-    op = _COMPARE[value.op]
-    bound = float(value.number.number)
+def _compare_matcher(op_name: str, bound: float) -> Matcher:
+    op = _COMPARE[op_name]
 
     def match(v: Any) -> bool:
         kind = type(v)
@@ -472,27 +445,21 @@ def _compare_matcher(value: SigmaCompareExpression) -> Matcher:
 # --- keywords -------------------------------------------------------------------------------
 
 
-def _keyword_leaf(value: SigmaType) -> Compiled:
-    if isinstance(value, SigmaNumber) and not isinstance(value, SigmaTimestampPart):
-        value = SigmaString(str(value.number))
-    if not isinstance(value, SigmaString):
-        raise Unsupported(f"keyword of type {type(value).__name__}")
-    if value.contains_placeholder():
-        raise Unsupported("placeholders (|expand) need a processing pipeline")
-    cased = isinstance(value, SigmaCasedString)
-    if value.contains_special():
-        rx = _wildcard_regex(value.s, cased=cased)
+def _keyword_leaf(value: Value) -> Compiled:
+    cased, parts = bool(value[1]), value[2]
+    if any(not isinstance(p, str) for p in parts):
+        rx = _wildcard_regex(parts, cased=cased)
         return Compiled(lambda rec: rx.search(_raw_text(rec)) is not None, _RAW_COST)
-    text = _plain(value)
+    text = _plain(parts)
     needle = text if cased else text.lower()
     if cased:
         return Compiled(lambda rec: needle in _raw_text(rec), _RAW_COST)
     return Compiled(lambda rec: needle in _raw_text(rec).lower(), _RAW_COST)
 
 
-def _plain(value: SigmaString) -> str:
-    """The literal text of a string without wildcards (``to_plain`` would re-escape ``*``)."""
-    return "".join(p for p in value.s if isinstance(p, str))
+def _plain(parts: Sequence[Any]) -> str:
+    """The literal text of a string's parts, wildcards left out."""
+    return "".join(p for p in parts if isinstance(p, str))
 
 
 def _raw_text(record: Record) -> str:
@@ -521,32 +488,26 @@ def constraint(nodes: Sequence[Node]) -> Constraint:
 
 
 def _constraint(node: Node) -> Constraint:
-    if isinstance(node, ConditionAND):
-        return _intersection([_constraint(a) for a in node.args])
-    if isinstance(node, ConditionOR):
-        return _union([_constraint(a) for a in node.args])
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        return _leaf_constraint(node.field, node.value)
+    kind = node[0]
+    if kind == "and":
+        return _intersection([_constraint(a) for a in node[1]])
+    if kind == "or":
+        return _union([_constraint(a) for a in node[1]])
+    if kind == "field":
+        return _leaf_constraint(node[1], node[2])
     return _ANY  # NOT, keywords: no promise about the fields
 
 
-def _leaf_constraint(field: str, value: SigmaType) -> Constraint:
+def _leaf_constraint(field: str, value: Value) -> Constraint:
+    kind = value[0]
     if field == "errorCode":
-        positive = not isinstance(value, (SigmaNull, SigmaExists)) or (
-            isinstance(value, SigmaExists) and value.exists
-        )
-        return Constraint(needs_error=positive)
+        return Constraint(needs_error=kind not in ("null", "exists") or (kind == "exists" and value[1]))
     if field not in ("eventName", "eventSource"):
         return _ANY
-    if isinstance(value, SigmaExpansion):
-        exact = [v for v in value.values if isinstance(v, SigmaString) and not v.contains_special()]
-        if len(exact) != len(value.values):
-            return _ANY
-        texts = frozenset(_plain(v).lower() for v in exact)
-    elif isinstance(value, SigmaString) and not value.contains_special() and not value.contains_placeholder():
-        texts = frozenset({_plain(value).lower()})
-    else:
+    values = value[1] if kind == "any" else [value]
+    if not all(v[0] == "str" and all(isinstance(p, str) for p in v[2]) for v in values):
         return _ANY
+    texts = frozenset(_plain(v[2]).lower() for v in values)
     return Constraint(names=texts) if field == "eventName" else Constraint(sources=texts)
 
 

@@ -20,26 +20,16 @@ counted in ``errors`` and logged (rate-limited).
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from sigma.correlations import (
-    SigmaCorrelationConditionOperator,
-    SigmaCorrelationRule,
-    SigmaCorrelationType,
-)
-from sigma.exceptions import SigmaError
-from sigma.rule import SigmaRule
+from typing import TYPE_CHECKING, Any
 
 from trailrelay.detection.compile import (
     Constraint,
     Predicate,
-    Unsupported,
     compile_condition,
     condition_fields,
     constraint,
@@ -47,14 +37,16 @@ from trailrelay.detection.compile import (
 from trailrelay.detection.config import DetectionConfig
 from trailrelay.detection.correlate import Window
 from trailrelay.detection.fields import CLOUDTRAIL_FIELDS, field_getter, scalar_text
-from trailrelay.detection.loader import RuleError, RuleSet, load_rules, rule_key
+from trailrelay.detection.plan import CorrelationPlan, Plan, RulePlan, shipped_pack_plan
 from trailrelay.record import Record, RiskTag
 
-__all__ = ["RuleInfo", "SigmaTagger", "rule_severity", "rule_technique"]
+if TYPE_CHECKING:
+    from trailrelay.detection.loader import RuleSet
+
+__all__ = ["RuleInfo", "SigmaTagger", "load_plan"]
 
 log = logging.getLogger("trailrelay.detection")
 
-_TECHNIQUE = re.compile(r"^t\d{4}(?:\.\d{3})?$", re.IGNORECASE)
 _CACHE_LIMIT = 65_536
 _LOGGED_ERRORS = 20
 
@@ -93,17 +85,16 @@ class _Rule:
     feeds: tuple[Window, ...]
 
 
-def rule_severity(rule: SigmaRule | SigmaCorrelationRule) -> str:
-    """The rule's Sigma level in lower case (``medium`` when the rule has none)."""
-    return str(rule.level.name).lower() if rule.level is not None else "medium"
+def load_plan(config: DetectionConfig, base_dir: Path | None = None) -> Plan:
+    """The configured rules, lowered: the shipped plan for the pack alone, else parsed with pySigma."""
+    if config.pack and not config.rules:
+        shipped = shipped_pack_plan()
+        if shipped is not None:
+            return shipped
+    from trailrelay.detection.loader import load_rules  # noqa: PLC0415 - pySigma only when needed
+    from trailrelay.detection.lower import lower  # noqa: PLC0415
 
-
-def rule_technique(rule: SigmaRule | SigmaCorrelationRule) -> str | None:
-    """The first ATT&CK technique tag (``attack.t1562.008`` -> ``T1562.008``)."""
-    for tag in rule.tags:
-        if tag.namespace == "attack" and _TECHNIQUE.match(tag.name):
-            return tag.name.upper()
-    return None
+    return lower(load_rules(config, base_dir))
 
 
 class SigmaTagger:
@@ -118,15 +109,25 @@ class SigmaTagger:
         lateness: float | None = None,
         max_groups: int = 100_000,
     ) -> None:
-        """Load and compile the rules; raise :class:`RuleError` (a ConfigError) naming any bad rule."""
-        self.rule_set = (
-            rule_set if rule_set is not None else load_rules(config or DetectionConfig(), base_dir)
-        )
+        """Load and compile the rules; raise :class:`RuleError` (a ConfigError) naming any bad rule.
+
+        ``rule_set``: rules already parsed (lowered here); otherwise ``config``'s rules, from the
+        shipped plan when that is the pack alone (no pySigma at all).
+        """
+        self._config = config or DetectionConfig()
+        self._base_dir = base_dir
+        self._rule_set = rule_set
+        if rule_set is not None:
+            from trailrelay.detection.lower import lower  # noqa: PLC0415 - imports pySigma
+
+            self.plan = lower(rule_set)
+        else:
+            self.plan = load_plan(self._config, base_dir)
         self.windows: list[Window] = []
         self._window_info: dict[str, RuleInfo] = {}
         self.warnings: list[str] = []
         """Rules that can never match what they say (a field no CloudTrail record has); logged too."""
-        self._rules = self._compile(self.rule_set, lateness, max_groups)
+        self._rules = self._compile(self.plan, lateness, max_groups)
         for warning in self.warnings:
             log.warning("detection: %s", warning)
         self._cache: dict[tuple[str | None, str | None, bool], tuple[_Rule, ...]] = {}
@@ -137,6 +138,15 @@ class SigmaTagger:
         """Records that received at least one tag."""
         self.errors = 0
         """(rule, record) evaluations that failed; the record went on without that verdict."""
+
+    @property
+    def rule_set(self) -> RuleSet:
+        """The rules as pySigma parsed them (listings and exports); parsed on first use."""
+        if self._rule_set is None:
+            from trailrelay.detection.loader import load_rules  # noqa: PLC0415 - imports pySigma
+
+            self._rule_set = load_rules(self._config, self._base_dir)
+        return self._rule_set
 
     @property
     def rules(self) -> list[RuleInfo]:
@@ -226,49 +236,35 @@ class SigmaTagger:
 
     # --- compilation ----------------------------------------------------------------------
 
-    def _compile(self, rule_set: RuleSet, lateness: float | None, max_groups: int) -> list[_Rule]:
-        rules = rule_set.rules
-        correlations = [r for r in rules if isinstance(r, SigmaCorrelationRule)]
+    def _compile(self, plan: Plan, lateness: float | None, max_groups: int) -> list[_Rule]:
         feeds: dict[str, list[Window]] = {}
         silent: set[str] = set()
-        for corr in correlations:
-            window, bases = self._window(corr, rule_set, lateness, max_groups)
+        for corr in plan.correlations:
+            info = self._info(corr, "correlation")
+            window = self._window(corr, info, lateness, max_groups)
             self.windows.append(window)
-            self._window_info[window.tag.rule_id] = self._info(corr, rule_set, "correlation")
-            for base in bases:
-                feeds.setdefault(rule_key(base), []).append(window)
+            self._window_info[info.rule_id] = info
+            for base in corr.bases:
+                feeds.setdefault(base, []).append(window)
                 if not corr.generate:
-                    silent.add(rule_key(base))
+                    silent.add(base)
         out = []
-        for rule in rules:
-            if isinstance(rule, SigmaRule):
-                key = rule_key(rule)
-                kind = "base" if key in silent else "rule"
-                out.append(self._rule(rule, rule_set, kind, tuple(feeds.get(key, ()))))
+        for rule in plan.rules:
+            kind = "base" if rule.key in silent else "rule"
+            out.append(self._rule(rule, kind, tuple(feeds.get(rule.key, ()))))
         return out
 
-    def _info(self, rule: SigmaRule | SigmaCorrelationRule, rule_set: RuleSet, kind: str) -> RuleInfo:
-        return RuleInfo(
-            rule_key(rule), rule.title, rule_severity(rule), rule_technique(rule), kind, rule_set.origin(rule)
-        )
+    def _info(self, rule: RulePlan | CorrelationPlan, kind: str) -> RuleInfo:
+        return RuleInfo(rule.key, rule.title, rule.severity, rule.technique, kind, rule.origin)
 
     def _tag(self, info: RuleInfo) -> RiskTag:
         return RiskTag(info.rule_id, info.title, info.severity, info.technique)
 
-    def _rule(self, rule: SigmaRule, rule_set: RuleSet, kind: str, feeds: tuple[Window, ...]) -> _Rule:
-        info = self._info(rule, rule_set, kind)
-        try:
-            nodes = [c.parsed for c in rule.detection.parsed_condition]
-            compiled = compile_condition(nodes)
-            pinned = constraint(nodes)
-            self._check_fields(info, condition_fields(nodes))
-        except Unsupported as exc:
-            raise RuleError(
-                f"{info.origin}: rule {info.title!r} uses {exc}, "
-                "which the in-stream evaluator does not support"
-            ) from None
-        except SigmaError as exc:
-            raise RuleError(f"{info.origin}: rule {info.title!r}: {exc}") from None
+    def _rule(self, rule: RulePlan, kind: str, feeds: tuple[Window, ...]) -> _Rule:
+        info = self._info(rule, kind)
+        compiled = compile_condition(rule.condition)
+        self._check_fields(info, condition_fields(rule.condition))
+        pinned = constraint(rule.condition)
         return _Rule(info, self._tag(info), compiled.predicate, pinned, kind == "rule", feeds)
 
     def _check_fields(self, info: RuleInfo, fields: set[str]) -> None:
@@ -283,43 +279,18 @@ class SigmaTagger:
             )
 
     def _window(
-        self, corr: SigmaCorrelationRule, rule_set: RuleSet, lateness: float | None, max_groups: int
-    ) -> tuple[Window, list[SigmaRule]]:
-        where = f"{rule_set.origin(corr)}: correlation {corr.title!r}"
-        if corr.type not in (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT):
-            raise RuleError(
-                f"{where}: type {corr.type.name.lower()} is not supported in the stream "
-                "(event_count and value_count are)"
-            )
-        cond = corr.condition
-        ops = (SigmaCorrelationConditionOperator.GT, SigmaCorrelationConditionOperator.GTE)
-        if not corr.rules or getattr(cond, "op", None) not in ops:
-            raise RuleError(f"{where}: only 'gt' and 'gte' conditions over listed rules work in a stream")
-        if len(corr.aliases):
-            raise RuleError(f"{where}: field aliases are not supported; use the same field name in each rule")
-        bases: list[SigmaRule] = []
-        for ref in corr.rules:
-            if not isinstance(ref.rule, SigmaRule):
-                raise RuleError(f"{where}: correlations of correlations are not supported")
-            bases.append(ref.rule)
-        value_of = None
-        if corr.type is SigmaCorrelationType.VALUE_COUNT:
-            fieldref = getattr(cond, "fieldref", None)
-            if not isinstance(fieldref, str):
-                raise RuleError(f"{where}: value_count needs one 'field' in its condition")
-            value_of = _first_value(fieldref)
-        info = self._info(corr, rule_set, "correlation")
-        window = Window(
+        self, corr: CorrelationPlan, info: RuleInfo, lateness: float | None, max_groups: int
+    ) -> Window:
+        return Window(
             self._tag(info),
-            group_by=[_first_value(f) for f in corr.group_by or []],
-            timespan=corr.timespan.seconds,
-            threshold=cond.count,  # type: ignore[union-attr]
-            strict=cond.op is SigmaCorrelationConditionOperator.GT,  # type: ignore[union-attr]
-            value_of=value_of,
+            group_by=[_first_value(f) for f in corr.group_by],
+            timespan=corr.timespan,
+            threshold=corr.threshold,
+            strict=corr.strict,
+            value_of=_first_value(corr.field) if corr.field is not None else None,
             lateness=lateness,
             max_groups=max_groups,
         )
-        return window, bases
 
 
 def _first_value(field: str) -> Callable[[Record], Any]:

@@ -37,8 +37,8 @@ from sigma.correlations import SigmaCorrelationConditionOperator, SigmaCorrelati
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
-from trailrelay.detection.evaluate import rule_severity
 from trailrelay.detection.loader import RuleError, RuleSet, rule_key
+from trailrelay.detection.lower import rule_severity
 from trailrelay.detection.pipelines import (
     elastic_field,
     elastic_pipeline,

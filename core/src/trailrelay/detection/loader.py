@@ -8,9 +8,8 @@ a rule that silently does not run is worse than a start-up error.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -21,7 +20,7 @@ from sigma.filters import SigmaFilter
 from sigma.rule import SigmaRule
 
 from trailrelay.detection.config import DetectionConfig
-from trailrelay.errors import ConfigError
+from trailrelay.detection.rulefiles import PACK_LABEL, RuleError, RuleSource, pack_sources, user_sources
 
 __all__ = [
     "PACK_LABEL",
@@ -34,25 +33,6 @@ __all__ = [
     "rule_key",
     "user_sources",
 ]
-
-PACK_LABEL = "pack"
-"""How rules shipped with trailrelay are labelled in listings (instead of a file path)."""
-
-_SUFFIXES = (".yml", ".yaml")
-_MAX_RULE_BYTES = 1 << 20
-
-
-class RuleError(ConfigError):
-    """A Sigma rule cannot be read, parsed or evaluated; the message names the file and rule."""
-
-
-@dataclass(frozen=True, slots=True)
-class RuleSource:
-    """One rule file's text and where it came from."""
-
-    origin: str
-    """A file path, or ``pack:<file name>`` for the shipped rules."""
-    text: str
 
 
 @dataclass(slots=True)
@@ -106,42 +86,6 @@ def rule_key(rule: SigmaRule | SigmaCorrelationRule) -> str:
 _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader where PyYAML has it (~10x faster, same documents): what pySigma's
 ``from_yaml`` would do with ``yaml.safe_load_all``."""
-
-
-def pack_sources() -> list[RuleSource]:
-    """The rule files shipped inside the package, sorted by name."""
-    folder = resources.files("trailrelay.detection").joinpath("rules")
-    out = [
-        RuleSource(f"{PACK_LABEL}:{item.name}", item.read_text(encoding="utf-8"))
-        for item in folder.iterdir()
-        if item.name.endswith(_SUFFIXES)
-    ]
-    return sorted(out, key=lambda s: s.origin)
-
-
-def user_sources(paths: Iterable[Path], base_dir: Path | None = None) -> list[RuleSource]:
-    """Rule files under each path (a file or a folder, read recursively)."""
-    out: list[RuleSource] = []
-    for configured in paths:
-        path = configured.expanduser()
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        if path.is_file():
-            files = [path]
-        elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(_SUFFIXES))
-            if not files:
-                raise RuleError(f"[detection] rules: no *.yml or *.yaml rule files under {path}")
-        else:
-            raise RuleError(f"[detection] rules: {path} does not exist")
-        for f in files:
-            if f.stat().st_size > _MAX_RULE_BYTES:
-                raise RuleError(f"{f}: larger than {_MAX_RULE_BYTES} bytes; not a Sigma rule file")
-            try:
-                out.append(RuleSource(str(f), f.read_text(encoding="utf-8")))
-            except (OSError, UnicodeDecodeError) as exc:
-                raise RuleError(f"{f}: cannot be read: {exc}") from None
-    return out
 
 
 def parse_sources(sources: Sequence[RuleSource]) -> RuleSet:
