@@ -221,7 +221,7 @@ def through_lambda(requests: list[list[bytes]], tmp: str) -> tuple[float, list[f
     invoke.reset()
     app = invoke.app()
     sink = StandInSink(1.0)
-    app.sinks = {"siem": sink}  # the stand-in instead of the file
+    app.forwarder.sinks = {"siem": sink}  # the stand-in instead of the file (opened sinks are reused)
     events = []
     for records in requests:
         doc = {

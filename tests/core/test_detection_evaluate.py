@@ -585,9 +585,10 @@ def test_rules_for_other_log_sources_are_skipped_and_listed(tmp_path: Path) -> N
     )
     tagger = make_tagger(tmp_path, windows, rule_yaml("sel:\n    eventName: StopLogging\ncondition: sel"))
     assert [r.title for r in tagger.rules] == ["Test rule"]
-    assert tagger.rule_set.skipped == [
+    skipped = [
         (f"{tmp_path / 'rules' / 'rule0.yml'}: Windows rule", "logsource is windows/None, not aws/cloudtrail")
     ]
+    assert tagger.rule_set.skipped == tagger.plan.skipped == skipped  # what `rules list` prints
 
 
 def test_paths_are_checked(tmp_path: Path) -> None:

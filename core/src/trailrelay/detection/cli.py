@@ -116,7 +116,7 @@ def list_rules(config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: 
                 f"  [{info.origin}]"
             )
         click.echo(f"{len(infos)} rules", err=True)
-    for where, reason in tagger.rule_set.skipped:
+    for where, reason in tagger.plan.skipped:
         click.echo(f"skipped: {where}: {reason}", err=True)
 
 
