@@ -22,11 +22,13 @@ import statistics
 import sys
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from isal import igzip
 
-from trailrelay.contract import Batch, SinkContext, Status
+from trailrelay.contract import Batch, Outcome, Receipt, SinkContext, Status
 from trailrelay.testing import corpus_dir, load_records
 from trailrelay_splunk.config import SplunkConfig
 from trailrelay_splunk.encode import EnvelopeEncoder
@@ -133,15 +135,35 @@ def end_to_end(n: int, concurrency: int, batch_events: int) -> bool:
     lock = threading.Lock()
     failed = 0
 
+    receipts: list[tuple[Receipt, int]] = []
+
+    def settled(read_at: float, count: int) -> Callable[[Outcome], None]:
+        def note(outcome: Outcome) -> None:  # the indexer acknowledged (or gave up on) the request
+            nonlocal failed
+            with lock:
+                delays.extend([time.perf_counter() - read_at] * count)
+                if outcome.status is not Status.DELIVERED:
+                    failed += count
+
+        return note
+
     def worker() -> None:
         nonlocal failed
         while (item := batches.get()) is not None:
             read_at, recs = item
             outcomes = sink.send(Batch(recs))
-            done = time.perf_counter()
-            with lock:
-                delays.extend([done - read_at] * len(recs))
-                failed += sum(o.status is not Status.DELIVERED for o in outcomes)
+            pending = Counter(id(o.receipt) for o in outcomes if o.status is Status.PENDING)
+            for o in {id(o.receipt): o for o in outcomes if o.receipt is not None}.values():
+                assert o.receipt is not None
+                count = pending[id(o.receipt)]
+                with lock:
+                    receipts.append((o.receipt, count))
+                o.receipt.on_resolve(settled(read_at, count))
+            settled_now = [o for o in outcomes if o.status is not Status.PENDING]
+            if settled_now:
+                with lock:
+                    delays.extend([time.perf_counter() - read_at] * len(settled_now))
+                    failed += sum(o.status is not Status.DELIVERED for o in settled_now)
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     start = time.perf_counter()
@@ -153,7 +175,9 @@ def end_to_end(n: int, concurrency: int, batch_events: int) -> bool:
         batches.put(None)
     for t in threads:
         t.join()
+    unresolved = sum(n for r, n in receipts if r.wait(timeout=120) is None)  # acks still on their way
     elapsed = time.perf_counter() - start
+    failed += unresolved
     sink.close()
     parent.send("stop")
     stored = parent.recv()
