@@ -162,3 +162,33 @@ def test_concurrent_readers_count_exactly(tmp_path: Path) -> None:
 def test_pack_style_threshold_equivalence(tmp_path: Path, condition: str) -> None:
     t = tagger(tmp_path, condition)
     assert burst_tags(t, [denied(i, i) for i in range(10)]).index(True) == 9
+
+
+def test_a_chunk_is_tagged_as_its_records_one_by_one(tmp_path: Path) -> None:
+    """The pipeline tags a chunk at once (``many``): the same tags, on the same records, as one by one."""
+    records = [denied(i, i, who="mallory" if i % 3 else "trent") for i in range(30)]
+    one_by_one = tagger(tmp_path)
+    expected = [[t.rule_id for t in one_by_one(r).tags] for r in records]
+    fresh = [Record(r.raw, r.routing, r.origin, r.index) for r in records]
+    chunked = tagger(tmp_path)
+    chunked.many(fresh)
+    assert [[t.rule_id for t in r.tags] for r in fresh] == expected
+    assert sum(map(bool, expected)) == 11 + 1  # mallory's 10th to 20th denied call, trent's 10th
+    assert chunked.tagged == one_by_one.tagged and chunked.matches == one_by_one.matches
+
+
+def test_a_worker_whose_supervisor_is_gone_forwards_its_records_untagged_by_correlations(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    from trailrelay.detection.shared import _Asker
+
+    t = tagger(tmp_path)
+    mine, theirs = socket.socketpair()
+    mine.close()  # the supervisor ended
+    t.remote = _Asker(theirs)
+    records = t.many([denied(i, i) for i in range(12)])
+    assert not any(r.tags for r in records)
+    assert t.errors == 12  # each observation's verdict failed and was counted, nothing raised
+    theirs.close()

@@ -289,3 +289,48 @@ def test_sigterm_drains_forked_backfill_workers_and_a_rerun_finishes(
     stored = [orjson.loads(x)["eventID"] for x in out.read_bytes().splitlines()]
     assert set(stored) == set(ids)  # at least once: what the stop left is read by the rerun
     assert len(stored) >= len(ids)
+
+
+def test_forked_workers_count_correlations_together(tmp_path: Path, make_object: Any) -> None:
+    """A burst of denied calls spread over objects that two workers share out is counted as one
+    burst (in the supervisor's windows): the same tags as one worker, not two half-bursts."""
+    from trailrelay.testing import SAMPLE_EVENTS
+
+    sample = next(e for e in SAMPLE_EVENTS if e["eventName"] == "DescribeInstances")
+    quiet = {k: v for k, v in sample.items() if k not in ("errorCode", "errorMessage")}  # allowed
+    scanner = "arn:aws:iam::111122223333:user/scanner"
+    for i in range(20):  # one denied call per object, one principal, 20 s apart: a burst of 20
+        denied = {
+            **quiet,
+            "eventID": f"deny-{i:02d}",
+            "eventTime": f"2026-03-02T10:00:{i:02d}Z",
+            "errorCode": "Client.UnauthorizedOperation",
+            "userIdentity": {**quiet["userIdentity"], "arn": scanner},
+        }
+        calm = [{**quiet, "eventID": f"calm-{i:02d}-{j}"} for j in range(3)]
+        make_object(
+            tmp_path / "in" / f"AWSLogs/111122223333/CloudTrail/eu-west-1/2026/03/02/o{i:02d}.json.gz",
+            [*calm, denied],
+        )
+    tagged = {}
+    for workers in (1, 2):
+        (tmp_path / "state.sqlite").unlink(missing_ok=True)
+        cfg = tmp_path / f"t{workers}.toml"
+        cfg.write_text(
+            f'[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "out{workers}.ndjson"\n'
+            '[state]\npath = "state.sqlite"\n'
+        )
+        summary = tmp_path / f"summary{workers}.json"
+        cmd = [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--once", "--no-progress"]
+        done = subprocess.run(
+            [*cmd, "--workers", str(workers), "--summary-json", str(summary)],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        totals = orjson.loads(summary.read_bytes())
+        assert totals["records_in"] == 80
+        tagged[workers] = totals["records_tagged_high_risk"]
+    assert tagged[1] == 11  # the 10th denied call and every one after it, within 5 minutes
+    assert tagged[2] == tagged[1]  # two workers counting apart would tag at most 2 (10 + 10)

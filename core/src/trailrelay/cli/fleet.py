@@ -140,14 +140,16 @@ def run_fleet(
     log_format: str,
     shards: bool = False,
     body: Callable[[int, Path], None] | None = None,
+    after_fork: Callable[[], None] | None = None,
 ) -> tuple[int, dict[str, Any] | None]:
     """Run and supervise ``workers`` worker processes; the exit status and (shards) summed counters.
 
     ``body(index, summary_path)``: fork each worker to run it (a backfill's shards) instead of
-    starting a new ``trailrelay forward`` process.
+    starting a new ``trailrelay forward`` process. ``after_fork``: called once every worker is
+    started (the supervisor's own threads start only then).
     """
     with tempfile.TemporaryDirectory(prefix="trailrelay-fleet-") as tmp:
-        return _supervise(Path(tmp), config_path, workers, once, health, log_format, shards, body)
+        return _supervise(Path(tmp), config_path, workers, once, health, log_format, shards, body, after_fork)
 
 
 def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folder
@@ -159,6 +161,7 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
     log_format: str,
     shards: bool,
     body: Callable[[int, Path], None] | None,
+    after_fork: Callable[[], None] | None,
 ) -> tuple[int, dict[str, Any] | None]:
     """run_fleet's work, with the workers' metrics and summary files kept in ``folder``."""
     stopping = threading.Event()
@@ -218,7 +221,9 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
     started = time.monotonic()
     for i in range(workers):
         start(i)
-    server = HealthServer(health, provider).start() if health else None  # threads only after forking
+    if after_fork is not None:  # threads only after forking
+        after_fork()
+    server = HealthServer(health, provider).start() if health else None
     try:
         while procs:
             for i, p in list(procs.items()):

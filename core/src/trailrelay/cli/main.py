@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -29,6 +29,9 @@ from trailrelay.config import (
 )
 from trailrelay.errors import ConfigError, SinkError, TrailrelayError
 from trailrelay.plugins import COMMANDS_GROUP, installed_sinks
+
+if TYPE_CHECKING:
+    from trailrelay.detection.shared import SharedWindows
 
 __all__ = [
     "EXIT_CONFIG",
@@ -209,8 +212,10 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
         from trailrelay.cli.fleet import can_fork, run_fleet  # noqa: PLC0415
 
         body = None
+        shared = None
         if listing and can_fork():  # workers forked once start-up is done: none pays it again
             _preload(config)
+            shared = _shared_windows(config, workers)
 
             def body(index: int, summary: Path) -> None:
                 _forward_one(
@@ -222,18 +227,24 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
                     fmt=fmt,
                     tty=False,
                     summary_json=summary,
+                    shared=(shared, index) if shared is not None else None,
                 )
 
             _tune_gc()
-        code, snapshot = run_fleet(
-            config_path,
-            workers,
-            once=once or listing,
-            health=health,
-            log_format=fmt,
-            shards=listing,
-            body=body,
-        )
+        try:
+            code, snapshot = run_fleet(
+                config_path,
+                workers,
+                once=once or listing,
+                health=health,
+                log_format=fmt,
+                shards=listing,
+                body=body,
+                after_fork=shared.serve if shared is not None else None,
+            )
+        finally:
+            if shared is not None:
+                shared.close()
         if snapshot is not None:
             if summary_json:
                 summary_json.write_bytes(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2))
@@ -251,6 +262,22 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
         tty=tty,
         summary_json=summary_json,
     )
+
+
+def _shared_windows(config: Config, workers: int) -> SharedWindows | None:
+    """The supervisor's correlation windows for forked workers (None without correlation rules)."""
+    detection = config.detection
+    if not (detection.pack or detection.rules):
+        return None
+    from trailrelay.detection.evaluate import SigmaTagger  # noqa: PLC0415
+    from trailrelay.detection.shared import SharedWindows  # noqa: PLC0415
+
+    try:
+        windows = SigmaTagger(detection, base_dir=config.base_dir).windows
+    except TrailrelayError as exc:  # the workers report a bad rule themselves
+        log.debug("no shared correlation windows: %s", exc)
+        return None
+    return SharedWindows(windows, workers) if windows else None
 
 
 def _preload(config: Config) -> None:
@@ -275,8 +302,12 @@ def _forward_one(
     fmt: str,
     tty: bool,
     summary_json: Path | None,
+    shared: tuple[SharedWindows, int] | None = None,
 ) -> None:
-    """One forwarding process (or one forked worker of a fleet): raises SystemExit with its status."""
+    """One forwarding process (or one forked worker of a fleet): raises SystemExit with its status.
+
+    ``shared``: the supervisor's correlation windows and this worker's index (forked workers).
+    """
     from trailrelay.pipeline.forwarder import build_pipeline  # noqa: PLC0415
 
     stop = threading.Event()
@@ -293,6 +324,8 @@ def _forward_one(
             err.print(f"[red]error:[/red] {exc}", highlight=False)
             raise SystemExit(EXIT_CONFIG) from None
         pipeline = built.pipeline
+        if shared is not None and built.tagger is not None:
+            shared[0].attach(shared[1], built.tagger)
         # a push source (Firehose) may be idle for hours and still healthy
         max_idle = (
             float("inf")

@@ -33,9 +33,12 @@ from typing import Any
 
 from trailrelay.record import Record, RiskTag
 
-__all__ = ["Group", "Window"]
+__all__ = ["Group", "Observation", "Window"]
 
 _SWEEP_EVERY = 4096
+
+Observation = tuple[float, tuple[Any, ...], str | None, Any]
+"""What a window counts of one record: its time, its group, its eventID and the counted value."""
 
 
 @dataclass(slots=True)
@@ -90,15 +93,26 @@ class Window:
 
     def observe(self, record: Record) -> bool:
         """Count a record that matched a correlated rule; True when it lies in a window over the threshold."""
+        seen = self.observation(record)
+        if seen is None:
+            return False
+        return self.count(*seen)
+
+    def observation(self, record: Record) -> Observation | None:
+        """What the window counts of a record: (time, group, eventID, value); None when ungrouped."""
         t = record.epoch
         key = self._key(record)
         if t is None or key is None:
             self.ungrouped += 1
-            return False
+            return None
         value = self.value_of(record) if self.value_of is not None else None
         if self.value_of is not None and value is None:
             self.ungrouped += 1
-            return False
+            return None
+        return t, key, record.event_id, value
+
+    def count(self, t: float, key: tuple[Any, ...], event_id: str | None, value: Any) -> bool:
+        """Count one observation; True when it lies in a window over the threshold."""
         keep = self.timespan + self.lateness
         with self._lock:
             self.watermark = max(self.watermark, t)
@@ -108,7 +122,7 @@ class Window:
             elif group.times and t < group.times[-1] - keep:
                 self.late += 1
                 return False
-            index = self._insert(group, t, record.event_id, value)
+            index = self._insert(group, t, event_id, value)
             self._prune(group, group.times[-1] - keep)
             hit = self._over(group, t, index)
             self._updates += 1

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +35,7 @@ from trailrelay.detection.compile import (
     constraint,
 )
 from trailrelay.detection.config import DetectionConfig
-from trailrelay.detection.correlate import Window
+from trailrelay.detection.correlate import Observation, Window
 from trailrelay.detection.fields import CLOUDTRAIL_FIELDS, field_getter, scalar_text
 from trailrelay.detection.plan import CorrelationPlan, Plan, RulePlan, shipped_pack_plan
 from trailrelay.record import Record, RiskTag
@@ -128,6 +128,9 @@ class SigmaTagger:
         self.warnings: list[str] = []
         """Rules that can never match what they say (a field no CloudTrail record has); logged too."""
         self._rules = self._compile(self.plan, lateness, max_groups)
+        self._window_pos = {id(w): n for n, w in enumerate(self.windows)}
+        self.remote: Callable[[list[tuple[int, Observation]]], list[bool]] | None = None
+        """Where correlation observations are counted instead of here (a forked worker's supervisor)."""
         for warning in self.warnings:
             log.warning("detection: %s", warning)
         self._cache: dict[tuple[str | None, str | None, bool], tuple[_Rule, ...]] = {}
@@ -174,37 +177,81 @@ class SigmaTagger:
 
     def __call__(self, record: Record) -> Record:
         """Attach a tag for every matching rule; returns the record."""
-        r = record.routing
-        key = (r.event_source, r.event_name, r.error_code is not None)
-        candidates = self._cache.get(key)
-        if candidates is None:
-            candidates = self._candidates(key)
-        if not candidates:
-            return record
-        tags: list[RiskTag] = []
-        windows: list[Window] = []
-        for rule in candidates:
-            try:
-                hit = rule.predicate(record)
-            except Exception as exc:
-                self._failed(rule, record, exc)
-                continue
-            if hit:
-                if rule.output:
-                    tags.append(rule.tag)
-                windows.extend(w for w in rule.feeds if w not in windows)
-        for w in windows:
-            try:
-                if w.observe(record):
-                    tags.append(w.tag)
-            except Exception as exc:
-                self._failed(self._window_info[w.tag.rule_id], record, exc)
-        if tags:
-            record.add_tags(tags)
-            with self._lock:
-                self.tagged += 1
-                self.matches.update(t.rule_id for t in tags)
+        self.many((record,))
         return record
+
+    def many(self, records: Sequence[Record]) -> Sequence[Record]:
+        """Tag a chunk of records (the pipeline's way): correlations are counted for the chunk at once.
+
+        Plain rules are evaluated record by record; what the chunk's records feed into correlation
+        windows is then counted in one go (in this process, or with forked workers in the
+        supervisor's windows, one round trip per chunk: see :mod:`.shared`). Returns ``records``.
+        """
+        cache = self._cache
+        found: dict[int, list[RiskTag]] = {}
+        fed: list[tuple[int, Window]] = []
+        for pos, record in enumerate(records):
+            r = record.routing
+            candidates = cache.get((r.event_source, r.event_name, r.error_code is not None))
+            if candidates is None:
+                candidates = self._candidates((r.event_source, r.event_name, r.error_code is not None))
+            if not candidates:
+                continue
+            windows: list[Window] = []
+            for rule in candidates:
+                try:
+                    hit = rule.predicate(record)
+                except Exception as exc:
+                    self._failed(rule, record, exc)
+                    continue
+                if hit:
+                    if rule.output:
+                        found.setdefault(pos, []).append(rule.tag)
+                    windows.extend(w for w in rule.feeds if w not in windows)
+            fed.extend((pos, w) for w in windows)
+        if fed:
+            for pos, tag in self._correlate(records, fed):
+                found.setdefault(pos, []).append(tag)
+        if found:
+            for pos, tags in found.items():
+                records[pos].add_tags(tags)
+            with self._lock:
+                self.tagged += len(found)
+                self.matches.update(t.rule_id for tags in found.values() for t in tags)
+        return records
+
+    def _correlate(
+        self, records: Sequence[Record], fed: list[tuple[int, Window]]
+    ) -> list[tuple[int, RiskTag]]:
+        """Count what the records feed into windows; the (position, tag) of each window over its threshold."""
+        seen: list[tuple[int, Window, Observation]] = []
+        for pos, w in fed:
+            try:
+                observation = w.observation(records[pos])
+            except Exception as exc:
+                self._failed(self._window_info[w.tag.rule_id], records[pos], exc)
+                continue
+            if observation is not None:
+                seen.append((pos, w, observation))
+        if not seen:
+            return []
+        remote = self.remote
+        if remote is not None:
+            try:
+                hits = remote([(self._window_pos[id(w)], o) for _, w, o in seen])
+            except Exception as exc:  # the supervisor is gone: these records go on without the verdict
+                for pos, w, _ in seen:
+                    self._failed(self._window_info[w.tag.rule_id], records[pos], exc)
+                return []
+            return [(pos, w.tag) for (pos, w, _), hit in zip(seen, hits, strict=True) if hit]
+        out = []
+        for pos, w, observation in seen:
+            try:
+                if w.count(*observation):
+                    out.append((pos, w.tag))
+            except Exception as exc:
+                self._failed(self._window_info[w.tag.rule_id], records[pos], exc)
+        return out
 
     def _candidates(self, key: tuple[str | None, str | None, bool]) -> tuple[_Rule, ...]:
         source = (key[0] or "").lower()

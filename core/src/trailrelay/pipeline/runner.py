@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from trailrelay.errors import FatalSinkError, FetchError, InputError
@@ -245,12 +245,12 @@ class Pipeline:
     def _route_all(self, items: Iterable[Record | Problem], ticket: Ticket) -> int:
         """Transform records and hand them to the sinks in chunks; returns how many were read.
 
-        Records cross to the sinks ``CHUNK`` at a time (no per-record hand-off, lock or counter
-        update); a bad item is dead-lettered where it is found and the rest go on.
+        Records are transformed and cross to the sinks ``CHUNK`` at a time (no per-record
+        hand-off, lock or counter update); a bad item is dead-lettered where it is found and the
+        rest go on.
         """
-        transforms = self.transforms
         chunk: list[Record] = []
-        count = filtered = 0
+        count = 0
         try:
             for item in items:
                 if item.__class__ is Problem:
@@ -261,22 +261,26 @@ class Pipeline:
                     continue
                 assert isinstance(item, Record)
                 count += 1
-                for transform in transforms:
-                    if transform(item) is None:
-                        filtered += 1
-                        break
-                else:
-                    chunk.append(item)
-                    if len(chunk) >= CHUNK:
-                        self._deliver_many(chunk, ticket)
-                        chunk = []
+                chunk.append(item)
+                if len(chunk) >= CHUNK:
+                    self._transform_and_deliver(chunk, ticket)
+                    chunk = []
         finally:
             if chunk:
-                self._deliver_many(chunk, ticket)
+                self._transform_and_deliver(chunk, ticket)
             self.metrics.add("records_in", count)
-            if filtered:
-                self.metrics.add("records_filtered", filtered)
         return count
+
+    def _transform_and_deliver(self, records: list[Record], ticket: Ticket) -> None:
+        """Each transform over the chunk (``many`` when it has one: the tagger), then the sinks."""
+        kept: Sequence[Record] = records
+        for transform in self.transforms:
+            many = getattr(transform, "many", None)
+            kept = many(kept) if many is not None else [r for r in kept if transform(r) is not None]
+        if len(kept) < len(records):
+            self.metrics.add("records_filtered", len(records) - len(kept))
+        if kept:
+            self._deliver_many(kept if isinstance(kept, list) else list(kept), ticket)
 
     def _deliver_many(self, records: list[Record], ticket: Ticket) -> None:
         tagged = [r for r in records if r.tags]
