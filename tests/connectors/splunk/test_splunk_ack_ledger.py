@@ -7,6 +7,7 @@ holding the waiting records compactly within ``max_pending_bytes``.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -65,16 +66,31 @@ def test_send_returns_before_the_ack_and_the_receipt_settles_later(hec_ack: HecS
     sink.close()
 
 
-def test_one_poll_asks_about_every_pending_ack_of_a_channel(hec_ack: HecStandIn) -> None:
+def test_one_poll_asks_about_every_pending_ack_of_a_channel(
+    hec_ack: HecStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[list[int]] = []
+    answer = hec_ack.handle_ack
+
+    def noting(body: bytes, channel: str | None) -> tuple[int, dict[str, Any]]:
+        asked.append(sorted(int(i) for i in json.loads(body)["acks"]))
+        return answer(body, channel)
+
+    monkeypatch.setattr(hec_ack, "handle_ack", noting)
     hec_ack.ack_delay = 0.4
     sink = _sink(hec_ack, batch_events=5)
     outcomes = sink.send(Batch(sample_records(40)))  # 8 requests on one channel
     assert len(hec_ack.event_requests()) == 8
     final = settled(outcomes)
     assert {o.status for o in final} == {Status.DELIVERED}
-    polls = _polls(hec_ack)
-    # every poll carried the whole ledger: far fewer polls than requests x poll rounds
-    assert 1 <= len(polls) <= 15, len(polls)
+    assert len(_polls(hec_ack)) == len(asked) >= 1
+    # each poll carried the whole ledger (every ackId pending then, a contiguous run since they
+    # turn true in order), not one ackId per request: one poll per 10 ms round over ~0.5 s,
+    # where polling per request would be about eight times as many
+    everything = list(range(8))
+    assert everything in asked
+    assert all(ids == list(range(ids[0], ids[-1] + 1)) for ids in asked)
+    assert len(asked) <= 100, len(asked)
     assert hec_ack.unconfirmed() == 0
     sink.close()
 
