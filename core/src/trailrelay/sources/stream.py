@@ -532,7 +532,7 @@ class _Splitter:
         close = self._closing(buf)
         if close:  # the array seems to end in what is held (a small object, the last chunk)
             try:
-                items = _ARRAY.decode(b"[" + buf[:close])
+                items = _ARRAY.decode(b"".join((b"[", memoryview(buf)[:close])))
             except (msgspec.DecodeError, RecursionError):
                 items = None  # it ends later, or a record is bad: the ways below find out
             if items is not None:
@@ -550,7 +550,7 @@ class _Splitter:
             if at >= 0:
                 end = at + 1
                 try:
-                    items = _ARRAY.decode(b"[" + buf[:end] + b"]")
+                    items = _ARRAY.decode(b"".join((b"[", memoryview(buf)[:end], b"]")))
                 except (msgspec.DecodeError, RecursionError):
                     items = None  # not a boundary after all, or a bad record before it
                 if items is not None:
