@@ -58,7 +58,7 @@ def test_a_changed_pack_is_lowered_afresh_not_read_from_a_stale_plan(monkeypatch
     assert "Logging Off" in titles and "AWS CloudTrail Logging Stopped" not in titles
 
 
-def test_a_plan_of_another_format_is_refused(tmp_path: Path) -> None:
+def test_a_plan_of_another_format_is_refused() -> None:
     doc = orjson.loads(_shipped_bytes())
     doc["format"] = plans.FORMAT + 1
     with pytest.raises(ValueError, match="format"):

@@ -20,7 +20,10 @@ Semantics, chosen to match what the SIEM searches do and to stay safe in a strea
   in the last few thousand observations and nothing recent by the overall newest event time) are
   swept, and at most ``max_groups`` groups are kept (the least recently updated are dropped).
 
-Thread-safe: the pipeline's reader threads may call :meth:`Window.observe` concurrently.
+A record is counted in two steps: :meth:`Window.observation` (what the record gives: time, group,
+eventID, value) and :meth:`Window.count` (the window's verdict), so forked workers can have the
+supervisor count (:mod:`.shared`). Thread-safe: the pipeline's reader threads may count
+concurrently.
 """
 
 from __future__ import annotations
@@ -90,13 +93,6 @@ class Window:
         with self._lock:
             self.groups.clear()
             self.watermark = float("-inf")
-
-    def observe(self, record: Record) -> bool:
-        """Count a record that matched a correlated rule; True when it lies in a window over the threshold."""
-        seen = self.observation(record)
-        if seen is None:
-            return False
-        return self.count(*seen)
 
     def observation(self, record: Record) -> Observation | None:
         """What the window counts of a record: (time, group, eventID, value); None when ungrouped."""

@@ -177,10 +177,10 @@ class SigmaTagger:
 
     def __call__(self, record: Record) -> Record:
         """Attach a tag for every matching rule; returns the record."""
-        self.many((record,))
+        self.many([record])
         return record
 
-    def many(self, records: Sequence[Record]) -> Sequence[Record]:
+    def many(self, records: list[Record]) -> list[Record]:
         """Tag a chunk of records (the pipeline's way): correlations are counted for the chunk at once.
 
         Plain rules are evaluated record by record; what the chunk's records feed into correlation
@@ -192,9 +192,10 @@ class SigmaTagger:
         fed: list[tuple[int, Window]] = []
         for pos, record in enumerate(records):
             r = record.routing
-            candidates = cache.get((r.event_source, r.event_name, r.error_code is not None))
+            key = (r.event_source, r.event_name, r.error_code is not None)
+            candidates = cache.get(key)
             if candidates is None:
-                candidates = self._candidates((r.event_source, r.event_name, r.error_code is not None))
+                candidates = self._candidates(key)
             if not candidates:
                 continue
             windows: list[Window] = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from trailrelay.errors import FatalSinkError, FetchError, InputError
@@ -273,14 +273,14 @@ class Pipeline:
 
     def _transform_and_deliver(self, records: list[Record], ticket: Ticket) -> None:
         """Each transform over the chunk (``many`` when it has one: the tagger), then the sinks."""
-        kept: Sequence[Record] = records
+        kept = records
         for transform in self.transforms:
             many = getattr(transform, "many", None)
             kept = many(kept) if many is not None else [r for r in kept if transform(r) is not None]
         if len(kept) < len(records):
             self.metrics.add("records_filtered", len(records) - len(kept))
         if kept:
-            self._deliver_many(kept if isinstance(kept, list) else list(kept), ticket)
+            self._deliver_many(kept, ticket)
 
     def _deliver_many(self, records: list[Record], ticket: Ticket) -> None:
         tagged = [r for r in records if r.tags]
