@@ -111,9 +111,7 @@ def main() -> int:
     targets = {"integration": 100_000, "ecs": 25_000}
     failed = False
     for mode, target in targets.items():
-        config = ElasticConfig.model_validate(
-            {"type": "elastic", "url": "http://127.0.0.1:9200", "mode": mode}
-        )
+        config = ElasticConfig.validate({"type": "elastic", "url": "http://127.0.0.1:9200", "mode": mode})
         encoder = BulkEncoder(config)
         stream = {"type": "logs", "dataset": DATASET, "namespace": config.namespace}
         baseline = baseline_integration if mode == "integration" else baseline_ecs

@@ -87,9 +87,7 @@ def main() -> int:
         records.extend(base)
     pretty = sum(1 for r in base if b"\n" in r.raw)
     print(f"corpus: {len(base)} real records ({pretty} pretty-printed), cycled to {len(records)}")
-    encoder = BulkEncoder(
-        OpenSearchConfig.model_validate({"type": "opensearch", "url": "http://127.0.0.1:9200"})
-    )
+    encoder = BulkEncoder(OpenSearchConfig.validate({"type": "opensearch", "url": "http://127.0.0.1:9200"}))
     ours = timed(encoder.encode, records, args.rounds)
     naive = timed(lambda b: baseline(b, encoder.config.target.name), records, args.rounds)
     line = (
@@ -101,9 +99,7 @@ def main() -> int:
     except ImportError:
         print(line + "  [elastic not installed: no ratio]")
         return 0
-    elastic = ElasticEncoder(
-        ElasticConfig.model_validate({"type": "elastic", "url": "http://127.0.0.1:9200"})
-    )
+    elastic = ElasticEncoder(ElasticConfig.validate({"type": "elastic", "url": "http://127.0.0.1:9200"}))
     theirs = timed(elastic.encode, records, args.rounds)
     ratio = ours / theirs
     ok = ratio >= TARGET_RATIO

@@ -73,7 +73,9 @@ def best_of(fn, repeat: int = 5) -> float:
 
 def encoding(n: int) -> None:
     records, distinct = corpus_records(n)
-    cfg = SplunkConfig(type="splunk", url="https://splunk.invalid:8088", token=TOKEN, index="cloudtrail")
+    cfg = SplunkConfig.validate(
+        {"type": "splunk", "url": "https://splunk.invalid:8088", "token": TOKEN, "index": "cloudtrail"}
+    )
     enc = EnvelopeEncoder(cfg)
     # same events either way
     ours = [json.loads(line)["event"] for line in enc.encode(records[:500])[0].split(b"\n")]
@@ -118,15 +120,17 @@ def end_to_end(n: int, concurrency: int, batch_events: int) -> bool:
     proc = mp.Process(target=_serve, args=(child,), daemon=True)
     proc.start()
     url = parent.recv()
-    cfg = SplunkConfig(
-        type="splunk",
-        url=url,
-        token=TOKEN,
-        index="cloudtrail",
-        ack=True,
-        concurrency=concurrency,
-        batch_events=batch_events,
-        ack_poll_interval=0.005,
+    cfg = SplunkConfig.validate(
+        {
+            "type": "splunk",
+            "url": url,
+            "token": TOKEN,
+            "index": "cloudtrail",
+            "ack": True,
+            "concurrency": concurrency,
+            "batch_events": batch_events,
+            "ack_poll_interval": 0.005,
+        }
     )
     sink = SplunkSink(cfg, SinkContext("splunk", logging.getLogger("bench"), "trailrelay-bench"))
     sink.open()

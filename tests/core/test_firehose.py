@@ -442,7 +442,7 @@ def test_requests_do_not_wait_out_the_batch_age(tmp_path: Path, scripted: Any) -
 def test_tls_when_configured(tmp_path: Path, scripted: Any) -> None:
     pytest.importorskip("cryptography")
     cert, key = _self_signed(tmp_path)
-    source_config = FirehoseSourceConfig.model_validate(
+    source_config = FirehoseSourceConfig.validate(
         {"type": "firehose", "listen": "127.0.0.1:0", "access_key": KEY, "tls_cert": cert, "tls_key": key}
     )
     source = build_firehose_source(source_config)
@@ -468,7 +468,7 @@ def test_tls_when_configured(tmp_path: Path, scripted: Any) -> None:
 
 def test_config_is_validated_and_never_shows_the_key() -> None:
     base = {"type": "firehose", "listen": "0.0.0.0:8443"}
-    ok = FirehoseSourceConfig.model_validate({**base, "access_key": KEY})
+    ok = FirehoseSourceConfig.validate({**base, "access_key": KEY})
     assert KEY not in repr(ok)
     assert ok.secret_keys() == [KEY.encode()]
     for bad, says in [
@@ -489,7 +489,7 @@ def test_a_port_in_use_is_a_config_error() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = FirehoseSourceConfig.model_validate(
+        config = FirehoseSourceConfig.validate(
             {"type": "firehose", "listen": f"127.0.0.1:{port}", "access_key": KEY}
         )
         with pytest.raises(ConfigError, match="cannot listen"):

@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 import pytest
-from pydantic import ValidationError
 
 from trailrelay.errors import ConfigError, InputError
 from trailrelay.privacy import (
@@ -350,13 +349,13 @@ def test_stats_count_changes_per_rule() -> None:
 
 def test_unkeyed_hashing_is_refused_with_the_reason() -> None:
     for method in ("hash", "sha256", "MD5"):
-        with pytest.raises(ValidationError, match="IPv4") as info:
+        with pytest.raises(ValueError, match="IPv4") as info:
             FieldRule(path="sourceIPAddress", method=method)
         assert "HMAC" in str(info.value)
 
 
 def test_pseudonymize_without_a_key_is_refused() -> None:
-    with pytest.raises(ValidationError, match="needs a secret key"):
+    with pytest.raises(ValueError, match="needs a secret key"):
         PrivacyConfig(default="standard")
     with pytest.raises(ConfigError, match="no key"):
         Pseudonymizer(profile(("sourceIPAddress", "pseudonymize")), None)
@@ -365,22 +364,22 @@ def test_pseudonymize_without_a_key_is_refused() -> None:
 
 
 def test_unknown_method_path_and_profile_are_refused() -> None:
-    with pytest.raises(ValidationError, match="unknown method"):
+    with pytest.raises(ValueError, match="unknown method"):
         FieldRule(path="sourceIPAddress", method="encrypt")
-    with pytest.raises(ValidationError, match="empty segment"):
+    with pytest.raises(ValueError, match="empty segment"):
         FieldRule(path="userIdentity..userName", method="drop")
-    with pytest.raises(ValidationError, match="no profile named 'strict'"):
+    with pytest.raises(ValueError, match="no profile named 'strict'"):
         PrivacyConfig(key_env="K", sinks={"siem": "strict"})
-    with pytest.raises(ValidationError, match="more than one rule"):
+    with pytest.raises(ValueError, match="more than one rule"):
         profile(("sourceIPAddress", "drop"), ("sourceIPAddress", "truncate"))
-    with pytest.raises(ValidationError, match="no sink gets a profile"):
+    with pytest.raises(ValueError, match="no sink gets a profile"):
         PrivacyConfig(key_env="K", profiles={"p": profile(("sourceIPAddress", "drop"))})
-    with pytest.raises(ValidationError, match="one key source"):
+    with pytest.raises(ValueError, match="one key source"):
         PrivacyConfig(key_env="K", key_file=Path("k"), default="standard")
 
 
 def test_profile_for_each_sink() -> None:
-    cfg = PrivacyConfig.model_validate(
+    cfg = PrivacyConfig.validate(
         {
             "key_env": "K",
             "default": "standard",
@@ -472,6 +471,6 @@ def test_documented_example_config_is_valid() -> None:
 
     text = (module.__doc__ or "").split("pseudonyms::\n\n", 1)[1].split("\n\nThe built-in", 1)[0]
     table = tomllib.loads("\n".join(line[4:] for line in text.splitlines()))["privacy"]
-    cfg = PrivacyConfig.model_validate(table)
+    cfg = PrivacyConfig.validate(table)
     assert cfg.profile_for("siem-us") == "outside-eu"
     assert cfg.profile_for("splunk-eu") is None

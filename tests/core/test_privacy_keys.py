@@ -102,7 +102,11 @@ def test_base64_key_too_short_after_decoding(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_no_key_source_gives_none() -> None:
     assert (
-        load_key(PrivacyConfig(default="ip", profiles={"ip": {"fields": [{"path": "x", "method": "drop"}]}}))
+        load_key(
+            PrivacyConfig.validate(
+                {"default": "ip", "profiles": {"ip": {"fields": [{"path": "x", "method": "drop"}]}}}
+            )
+        )
         is None
     )
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 cfnlint_api = pytest.importorskip("cfnlint.api")
@@ -36,6 +37,11 @@ def _resources(t: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
 
 def _default(t: dict[str, Any], name: str) -> Any:
     return t["Parameters"][name]["Default"]
+
+
+def _field_default(model: type, name: str) -> Any:
+    """A config key's default, as the model declares it."""
+    return next(f.default for f in msgspec.structs.fields(model) if f.name == name)
 
 
 def _statements(t: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -172,13 +178,13 @@ def test_firehose_layout_matches_the_endpoint() -> None:
     assert http["S3BackupMode"] == "FailedDataOnly"  # what Firehose could not deliver is kept
     assert http["SecretsManagerConfiguration"]["SecretARN"] == {"Ref": "AccessKeySecretArn"}
     # Firehose answers 413 as a permanent failure: its requests must stay under max_body_bytes
-    limit = FirehoseSourceConfig.model_fields["max_body_bytes"].default
+    limit = _field_default(FirehoseSourceConfig, "max_body_bytes")
     assert t["Parameters"]["BufferSizeMiB"]["MaxValue"] * (1 << 20) <= limit
     [container] = t["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
     assert {s["Name"] for s in container["Secrets"]} == {"FIREHOSE_ACCESS_KEY", "TRAILRELAY_CONFIG_TOML"}
     assert container["StopTimeout"] <= 120  # Fargate's maximum: the drain on SIGTERM must fit
     # Firehose waits 180 s for an answer; the endpoint answers by response_timeout
-    response_timeout = FirehoseSourceConfig.model_fields["response_timeout"].default
+    response_timeout = _field_default(FirehoseSourceConfig, "response_timeout")
     lb = {
         a["Key"]: a["Value"] for a in t["Resources"]["LoadBalancer"]["Properties"]["LoadBalancerAttributes"]
     }

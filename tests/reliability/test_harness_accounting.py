@@ -141,7 +141,7 @@ def test_sources_in_order(tmp_path: Path) -> None:
 
 def test_closure_covers_the_four_distributions() -> None:
     packages = closure()
-    assert {"boto3", "pydantic", "requests", "elasticsearch", "azure-monitor-ingestion"} <= set(packages)
+    assert {"boto3", "msgspec", "requests", "elasticsearch", "azure-monitor-ingestion"} <= set(packages)
     assert not {"trailrelay", "trailrelay-splunk", "trailrelay-elastic", "trailrelay-sentinel"} & set(
         packages
     )

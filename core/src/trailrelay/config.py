@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import msgspec
 
 from trailrelay.aws_lambda.models import LambdaSourceConfig
 from trailrelay.contract import SinkConfig
@@ -24,6 +24,7 @@ from trailrelay.errors import ConfigError
 from trailrelay.integrity.config import IntegrityConfig
 from trailrelay.plugins import load_sink
 from trailrelay.privacy.config import PrivacyConfig
+from trailrelay.settings import Meta, Settings, field
 from trailrelay.sinks.file_config import FileConfig
 from trailrelay.sources.firehose_config import FirehoseSourceConfig
 from trailrelay.transforms.filters import FilterConfig
@@ -47,18 +48,14 @@ __all__ = [
 _REF = re.compile(r"\$\{([^}]+)\}")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-
-class FilesSourceConfig(_Strict):
+class FilesSourceConfig(Settings):
     """``[source] type = "files"``: a file or folder, read recursively."""
 
     type: Literal["files"]
     path: Path
 
 
-class StdinSourceConfig(_Strict):
+class StdinSourceConfig(Settings):
     """``[source] type = "stdin"``: standard input, to its end (``files`` with ``path = "-"`` too).
 
     Every shape the files source reads (gzip detected by its magic bytes). The stream is cut into
@@ -67,17 +64,17 @@ class StdinSourceConfig(_Strict):
     """
 
     type: Literal["stdin"]
-    unit_records: int = Field(default=1000, ge=1, le=100_000, description="Records per unit of work.")
-    unit_seconds: float = Field(
-        default=1.0, gt=0, le=3600, description="Longest a record waits for its unit to fill."
-    )
+    unit_records: Annotated[int, Meta(ge=1, le=100_000, description="Records per unit of work.")] = 1000
+    unit_seconds: Annotated[
+        float, Meta(gt=0, le=3600, description="Longest a record waits for its unit to fill.")
+    ] = 1.0
 
 
-class _AwsSource(_Strict):
-    region: str | None = Field(default=None, description="AWS region of the bucket/queue.")
-    endpoint_url: str | None = Field(default=None, description="S3/SQS-compatible endpoint (tests, MinIO).")
-    role_arn: str | None = Field(default=None, description="Role to assume (cross-account reads).")
-    insights: bool = Field(default=False, description="Also read CloudTrail-Insight objects.")
+class _AwsSource(Settings):
+    region: Annotated[str | None, Meta(description="AWS region of the bucket/queue.")] = None
+    endpoint_url: Annotated[str | None, Meta(description="S3/SQS-compatible endpoint (tests, MinIO).")] = None
+    role_arn: Annotated[str | None, Meta(description="Role to assume (cross-account reads).")] = None
+    insights: Annotated[bool, Meta(description="Also read CloudTrail-Insight objects.")] = False
 
 
 class S3SourceConfig(_AwsSource):
@@ -89,15 +86,13 @@ class S3SourceConfig(_AwsSource):
     start_time: dt.datetime | None = None
     end_time: dt.datetime | None = None
 
-    @model_validator(mode="after")
-    def _window(self) -> S3SourceConfig:
+    def __post_init__(self) -> None:
         for name in ("start_time", "end_time"):
             t = getattr(self, name)
             if t is not None and t.tzinfo is None:
-                object.__setattr__(self, name, t.replace(tzinfo=dt.UTC))
+                msgspec.structs.force_setattr(self, name, t.replace(tzinfo=dt.UTC))
         if self.start_time and self.end_time and self.start_time > self.end_time:
             raise ValueError("start_time is after end_time")
-        return self
 
 
 class SqsSourceConfig(_AwsSource):
@@ -105,70 +100,83 @@ class SqsSourceConfig(_AwsSource):
 
     type: Literal["sqs"]
     queue_url: str
-    wait_seconds: int = Field(default=20, ge=0, le=20)
-    visibility_timeout: int = Field(default=300, ge=10, le=43200)
-    max_messages: int = Field(default=10, ge=1, le=10)
+    wait_seconds: Annotated[int, Meta(ge=0, le=20)] = 20
+    visibility_timeout: Annotated[int, Meta(ge=10, le=43200)] = 300
+    max_messages: Annotated[int, Meta(ge=1, le=10)] = 10
 
 
-SourceConfig = Annotated[
+SourceConfig = (
     FilesSourceConfig
     | StdinSourceConfig
     | S3SourceConfig
     | SqsSourceConfig
     | FirehoseSourceConfig
-    | LambdaSourceConfig,
-    Field(discriminator="type"),
-]
+    | LambdaSourceConfig
+)
+
+_SOURCES: dict[str, type[SourceConfig]] = {
+    "files": FilesSourceConfig,
+    "stdin": StdinSourceConfig,
+    "s3": S3SourceConfig,
+    "sqs": SqsSourceConfig,
+    "firehose": FirehoseSourceConfig,
+    "lambda": LambdaSourceConfig,
+}
 
 
-class DeadLetterConfig(_Strict):
+class DeadLetterConfig(Settings):
     """``[dead_letter]``: a local folder (default) or an ``s3://bucket/prefix``."""
 
     path: Path | None = None
-    s3_uri: str | None = Field(default=None, pattern=r"^s3://[^/]+(/.*)?$")
+    s3_uri: Annotated[str, Meta(pattern=r"^s3://[^/]+(/.*)?$")] | None = None
 
 
-class StateConfig(_Strict):
+class StateConfig(Settings):
     """``[state]``: the SQLite checkpoint file."""
 
     path: Path | None = None
-    hash_objects: bool = Field(
-        default=False,
-        description="Keep the SHA-256 of each forwarded object (uncompressed, as CloudTrail's digests "
-        "sign it) so integrity checks can compare without re-reading the bucket.",
-    )
+    hash_objects: Annotated[
+        bool,
+        Meta(
+            description="Keep the SHA-256 of each forwarded object (uncompressed, as CloudTrail's digests "
+            "sign it) so integrity checks can compare without re-reading the bucket."
+        ),
+    ] = False
 
 
-class PipelineConfig(_Strict):
+class PipelineConfig(Settings):
     """``[pipeline]``: reader threads and limits."""
 
-    readers: int = Field(default=2, ge=1, le=64)
-    max_object_bytes: int = Field(default=1 << 30, ge=1 << 10, description="Decompressed size limit.")
-    max_record_bytes: int = Field(
-        default=16 << 20,
-        ge=1 << 10,
-        description="Largest single record read from a stream; a longer one is dead-lettered with "
-        "its reason, never held in memory whole.",
-    )
-    drain_seconds: float = Field(
-        default=30.0, ge=0, description="Grace period for in-flight batches on stop."
+    readers: Annotated[int, Meta(ge=1, le=64)] = 2
+    max_object_bytes: Annotated[int, Meta(ge=1 << 10, description="Decompressed size limit.")] = 1 << 30
+    max_record_bytes: Annotated[
+        int,
+        Meta(
+            ge=1 << 10,
+            description="Largest single record read from a stream; a longer one is dead-lettered with "
+            "its reason, never held in memory whole.",
+        ),
+    ] = 16 << 20
+    drain_seconds: Annotated[float, Meta(ge=0, description="Grace period for in-flight batches on stop.")] = (
+        30.0
     )
 
 
-class Config(_Strict):
-    """The whole configuration file."""
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    """The whole configuration file, assembled by :func:`parse_config` from its validated tables."""
 
     source: SourceConfig
-    sinks: list[SinkConfig] = Field(min_length=1)
-    filter: FilterConfig = Field(default_factory=FilterConfig)
-    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    sinks: list[SinkConfig]
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
     privacy: PrivacyConfig | None = None
-    dead_letter: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
-    state: StateConfig = Field(default_factory=StateConfig)
-    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
-    integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
-    doctor: DoctorConfig = Field(default_factory=DoctorConfig)
-    base_dir: Path = Field(default=Path(), exclude=True)
+    dead_letter: DeadLetterConfig = field(default_factory=DeadLetterConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
+    doctor: DoctorConfig = field(default_factory=DoctorConfig)
+    base_dir: Path = Path()
+    """The config file's folder (relative paths are relative to it); not a key of the file."""
 
     def dead_letter_path(self) -> Path:
         """Local dead-letter folder (relative paths are relative to the config file)."""
@@ -217,14 +225,47 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config
     names = [s.display_name for s in sinks]
     if len(set(names)) != len(names):
         raise ConfigError(f'[[sinks]]: names must be unique (got {names}); set name = "..." on each')
-    try:
-        config = Config.model_validate({**doc, "sinks": sinks, "base_dir": base_dir or Path()})
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, "")) from None
+    unknown = sorted(set(doc) - {"source", *_TABLES})
+    if unknown:
+        raise ConfigError(f"invalid configuration:\n  {unknown[0]}: unknown key (not a table of the file)")
+    tables: dict[str, Any] = {
+        key: _TABLES[key].validate(_table(value, key), where=key)
+        for key, value in doc.items()
+        if key != "source"
+    }
+    config = Config(source=_source(doc.get("source")), sinks=sinks, base_dir=base_dir or Path(), **tables)
     if config.privacy is not None:
         config.privacy.check_sinks(names)
     config.integrity.check_source(config.source)
     return config
+
+
+_TABLES: dict[str, type[Settings]] = {
+    "filter": FilterConfig,
+    "detection": DetectionConfig,
+    "privacy": PrivacyConfig,
+    "dead_letter": DeadLetterConfig,
+    "state": StateConfig,
+    "pipeline": PipelineConfig,
+    "integrity": IntegrityConfig,
+    "doctor": DoctorConfig,
+}
+"""The file's tables besides ``[source]`` and ``[[sinks]]``."""
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"invalid configuration:\n  {where}: must be a table")
+    return value
+
+
+def _source(table: Any) -> SourceConfig:
+    if table is None:
+        raise ConfigError("invalid configuration:\n  source: required")
+    kind = _table(table, "source").get("type")
+    if kind not in _SOURCES:
+        raise ConfigError("invalid configuration:\n  source.type: required, one of " + ", ".join(_SOURCES))
+    return _SOURCES[kind].validate(table, where="source")
 
 
 def _sink(table: Any, i: int) -> SinkConfig:
@@ -232,28 +273,14 @@ def _sink(table: Any, i: int) -> SinkConfig:
     if not isinstance(table, dict) or not isinstance(table.get("type"), str):
         raise ConfigError(f"{where}.type: required (file, stdout, splunk, elastic or sentinel)")
     plugin = load_sink(table["type"])
-    try:
-        config: SinkConfig = plugin.config_model.model_validate(table)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, where)) from None
-    return config
+    return plugin.config_model.validate(table, where=where)
 
 
 def _relative_to(config: SinkConfig, base_dir: Path | None) -> SinkConfig:
     """A file sink's relative path is relative to the config file, like the source's."""
     if base_dir is not None and isinstance(config, FileConfig) and not config.path.is_absolute():
-        return config.model_copy(update={"path": base_dir / config.path})
+        return config.replace(path=base_dir / config.path)
     return config
-
-
-def _describe(exc: ValidationError, where: str) -> str:
-    """Key paths and messages only: values (which may be secrets) are never shown."""
-    lines = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
-        key = f"{where}.{loc}" if where and loc else (where or loc)
-        lines.append(f"{key}: {err['msg']}")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
 def _interpolate(value: Any, where: str) -> Any:

@@ -24,16 +24,15 @@ resolved outcome exactly like one returned by ``send`` (retry, dead-letter, ackn
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 from trailrelay.errors import (
     ConfigError,
@@ -56,6 +55,7 @@ from trailrelay.helpers import (
     text_value,
 )
 from trailrelay.record import Identity, Origin, Record, RiskTag, Routing
+from trailrelay.settings import Meta, Secret, Settings, field
 from trailrelay.transforms.filters import FilterConfig, FilterRule
 
 __all__ = [
@@ -76,6 +76,7 @@ __all__ = [
     "FilterRule",
     "Identity",
     "InputError",
+    "Meta",
     "Origin",
     "Outcome",
     "PermanentError",
@@ -86,6 +87,8 @@ __all__ = [
     "RiskTag",
     "Routing",
     "Searcher",
+    "Secret",
+    "Settings",
     "Sink",
     "SinkConfig",
     "SinkContext",
@@ -98,6 +101,7 @@ __all__ = [
     "cut_runs",
     "document_id",
     "exact_bytes",
+    "field",
     "hash_id",
     "load_sink_config",
     "provide_core",
@@ -258,7 +262,7 @@ class CheckResult:
 
     ok: bool
     summary: str
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,29 +291,30 @@ activity events; S3/Lambda data events (usually the bulk of the bill) only when 
 when a detection rule tagged one or it failed (error code): a default never hides those."""
 
 
-class SinkConfig(BaseModel):
+class SinkConfig(Settings):
     """Base of every sink's typed configuration (one ``[[sinks]]`` table).
 
-    Connectors subclass it and add their own keys; unknown keys are refused so a typo is an
-    error, not a silently ignored setting. Secrets should be ``pydantic.SecretStr``.
+    Connectors subclass it and add their own keys (a :class:`Settings` is a frozen msgspec
+    Struct: ``Annotated[int, Meta(ge=1)]`` for limits, ``__post_init__`` raising ``ValueError``
+    for checks across keys); unknown keys are refused so a typo is an error, not a silently
+    ignored setting. Secrets are :class:`Secret`.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-    type: str = Field(description="Sink type, the entry-point name (file, stdout, splunk, ...).")
-    name: str | None = Field(default=None, description="Name for logs and routing; defaults to type.")
-    concurrency: int = Field(default=2, ge=1, le=64, description="Batches in flight at once.")
-    batch_seconds: float = Field(default=1.0, gt=0, le=300, description="Max wait for a batch to fill.")
-    max_retry_seconds: float = Field(
-        default=1800.0,
-        gt=0,
-        description="How long the pipeline keeps retrying a record before dead-lettering it.",
-    )
-    filter: FilterConfig = Field(
-        default=SIEM_DEFAULT_FILTER,
-        description="Rules for this sink only, applied after the global [filter]. "
-        "Default: data events are kept out; `filter = {}` sends everything.",
-    )
+    type: Annotated[str, Meta(description="Sink type, the entry-point name (file, stdout, splunk, ...).")]
+    name: Annotated[str | None, Meta(description="Name for logs and routing; defaults to type.")] = None
+    concurrency: Annotated[int, Meta(ge=1, le=64, description="Batches in flight at once.")] = 2
+    batch_seconds: Annotated[float, Meta(gt=0, le=300, description="Max wait for a batch to fill.")] = 1.0
+    max_retry_seconds: Annotated[
+        float,
+        Meta(gt=0, description="How long the pipeline keeps retrying a record before dead-lettering it."),
+    ] = 1800.0
+    filter: Annotated[
+        FilterConfig,
+        Meta(
+            description="Rules for this sink only, applied after the global [filter]. "
+            "Default: data events are kept out; `filter = {}` sends everything."
+        ),
+    ] = SIEM_DEFAULT_FILTER
 
     @property
     def display_name(self) -> str:

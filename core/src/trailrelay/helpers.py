@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
-import email.utils
 import hashlib
 import math
 from collections.abc import Iterable, Sequence
@@ -76,6 +75,8 @@ def retry_after_seconds(value: str | None, now: dt.datetime | None = None) -> fl
         pass
     else:
         return max(0.0, seconds) if math.isfinite(seconds) else None
+    import email.utils  # noqa: PLC0415 - an HTTP date is rare; email (and socket) cost every start-up
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

@@ -26,7 +26,7 @@ def context(name: str = "elastic") -> SinkContext:
 def make_config(url: str, **overrides: Any) -> ElasticConfig:
     table: dict[str, Any] = {"type": "elastic", "url": url, "api_key": API_KEY, "timeout": 5}
     table.update(overrides)
-    return ElasticConfig.model_validate(table)
+    return ElasticConfig.validate(table)
 
 
 def make_sink(url: str, **overrides: Any) -> ElasticSink:

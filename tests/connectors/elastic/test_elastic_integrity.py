@@ -18,7 +18,7 @@ from elastic_helpers import API_KEY, make_config, make_sink
 from elastic_standin import PRODUCT, StandIn
 
 from trailrelay.config import parse_config
-from trailrelay.contract import Batch, FatalSinkError, Origin, Record, Status
+from trailrelay.contract import Batch, ConfigError, FatalSinkError, Origin, Record, Status
 from trailrelay.integrity.records import integrity_record
 from trailrelay.pipeline.forwarder import build_pipeline
 from trailrelay.testing import SAMPLE_DIGEST, SAMPLE_INTEGRITY_EVENT, sample_records
@@ -114,7 +114,7 @@ def test_custom_target_and_plain_index() -> None:
     builder = DocumentBuilder(make_config("http://127.0.0.1:1", integrity_data_stream="trail-integrity"))
     action, doc = lines(builder.entry(integrity_record(EVENT)))
     assert action["create"]["_index"] == "trail-integrity" and "data_stream" not in doc
-    with pytest.raises(ValueError, match="integrity_data_stream"):
+    with pytest.raises(ConfigError, match="integrity_data_stream"):
         make_config("http://127.0.0.1:1", integrity_data_stream="Bad Name")
 
 

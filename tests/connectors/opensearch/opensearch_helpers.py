@@ -37,9 +37,7 @@ def sigv4_config(url: str, **overrides: Any) -> OpenSearchConfig:
 
 
 def _config(url: str, auth: dict[str, Any], overrides: dict[str, Any]) -> OpenSearchConfig:
-    return OpenSearchConfig.model_validate(
-        {"type": "opensearch", "url": url, **auth, "timeout": 5, **overrides}
-    )
+    return OpenSearchConfig.validate({"type": "opensearch", "url": url, **auth, "timeout": 5, **overrides})
 
 
 def make_sink(config: OpenSearchConfig) -> OpenSearchSink:

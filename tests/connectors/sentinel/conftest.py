@@ -78,7 +78,7 @@ def config_for(standin: Standin, ca_file: str | None, **overrides: Any) -> Senti
         "timeout": 5,
     }
     table.update(overrides)
-    return SentinelConfig.model_validate({k: v for k, v in table.items() if v is not None})
+    return SentinelConfig.validate({k: v for k, v in table.items() if v is not None})
 
 
 def context(name: str = "sentinel") -> SinkContext:

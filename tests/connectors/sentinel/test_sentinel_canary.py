@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import CLIENT, RULE, SECRET, STREAM, TENANT, config_for, sink_for
-from pydantic import ValidationError
 from sentinel_standin import Scripted, Standin
 
 from trailrelay.cli.canary import canary, canary_event, canary_record
@@ -80,9 +79,9 @@ def test_searcher_waits_for_the_ingestion_latency(standin: Standin, ca_file: str
 def test_searcher_needs_a_workspace_guid(standin: Standin, ca_file: str) -> None:
     with pytest.raises(ConfigError, match="workspace_id"):
         plugin.searcher(config_for(standin, ca_file))
-    with pytest.raises(ValidationError, match="GUID"):
+    with pytest.raises(ConfigError, match="GUID"):
         _config(standin, ca_file, workspace_id="my-sentinel-workspace")
-    with pytest.raises(ValidationError, match="table"):
+    with pytest.raises(ConfigError, match="table"):
         _config(standin, ca_file, table="AWSCloudTrail | take 1")
 
 

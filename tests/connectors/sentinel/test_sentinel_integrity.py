@@ -21,7 +21,7 @@ from conftest import CLIENT, RULE, SECRET, STREAM, TENANT
 from sentinel_standin import Standin, StandinState
 
 from trailrelay.config import parse_config
-from trailrelay.contract import Batch, FatalSinkError, Origin, Record, Status
+from trailrelay.contract import Batch, ConfigError, FatalSinkError, Origin, Record, Status
 from trailrelay.integrity.records import integrity_record
 from trailrelay.pipeline.forwarder import build_pipeline
 from trailrelay.testing import SAMPLE_DIGEST, SAMPLE_INTEGRITY_EVENT, sample_records
@@ -247,7 +247,7 @@ def test_a_dcr_without_the_integrity_stream_stops_the_sink_naming_it(
 def test_the_integrity_stream_is_configurable(dcr: IntegrityDcrStandin, ca_file: str) -> None:
     from conftest import config_for
 
-    with pytest.raises(ValueError, match="Custom-"):
+    with pytest.raises(ConfigError, match="Custom-"):
         config_for(dcr, ca_file, integrity_stream="TrailrelayIntegrity")
     assert config_for(dcr, ca_file).integrity_stream == INTEGRITY_STREAM
 

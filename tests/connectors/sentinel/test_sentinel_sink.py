@@ -422,7 +422,7 @@ def test_gzip_body_matches_encoder_output(make_sink: Any, standin: Standin) -> N
 
 def test_repr_and_config_hide_secrets(standin: Standin, ca_file: str) -> None:
     sink: SentinelSink = sink_for(standin, ca_file)
-    for text in (repr(sink), str(sink), repr(sink.config), str(sink.config.model_dump())):
+    for text in (repr(sink), str(sink), repr(sink.config), str(sink.config.to_dict())):
         assert SECRET not in text
     assert TENANT in repr(sink.config)
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from pydantic import ValidationError
 
+from trailrelay.contract import ConfigError
 from trailrelay_sentinel.cli import group
 from trailrelay_sentinel.columns import COLUMN_NAMES, COLUMNS
 from trailrelay_sentinel.config import SentinelConfig
@@ -187,19 +187,17 @@ BASE = {
 
 
 def test_config_keys_and_validation() -> None:
-    cfg = SentinelConfig.model_validate({**BASE, "client_secret": "x"})
+    cfg = SentinelConfig.validate({**BASE, "client_secret": "x"})
     assert cfg.credential_kind == "client_secret" and cfg.stream == "Custom-AWSCloudTrail"
     assert cfg.scope == "https://monitor.azure.com/.default"
-    gov = SentinelConfig.model_validate(
+    gov = SentinelConfig.validate(
         {**BASE, "credential": "workload_identity", "authority_host": "https://login.microsoftonline.us",
          "audience": "https://monitor.azure.us", "disable_instance_discovery": True, "ca_bundle": "/etc/ca.pem"}
     )  # fmt: skip
     assert gov.scope == "https://monitor.azure.us/.default"
-    assert (
-        SentinelConfig.model_validate({**BASE, "certificate_path": "/x.pem"}).credential_kind == "certificate"
-    )
+    assert SentinelConfig.validate({**BASE, "certificate_path": "/x.pem"}).credential_kind == "certificate"
     for kind in ("managed_identity", "default"):
-        assert SentinelConfig.model_validate({**BASE, "credential": kind}).credential_kind == kind
+        assert SentinelConfig.validate({**BASE, "credential": kind}).credential_kind == kind
     bad = [
         {**BASE, "client_secret": "x", "certificate_path": "/x"},
         {**BASE, "credential": "default", "client_secret": "x"},
@@ -211,13 +209,13 @@ def test_config_keys_and_validation() -> None:
         {**{k: v for k, v in BASE.items() if k != "tenant_id"}, "client_secret": "x"},
     ]
     for table in bad:
-        with pytest.raises(ValidationError):
-            SentinelConfig.model_validate(table)
+        with pytest.raises(ConfigError):
+            SentinelConfig.validate(table)
     err = None
     try:
-        SentinelConfig.model_validate({**BASE, "client_secret": "hunter2-secret", "stream": "nope"})
-    except ValidationError as exc:
+        SentinelConfig.validate({**BASE, "client_secret": "hunter2-secret", "stream": "nope"})
+    except ConfigError as exc:
         err = str(exc)
     assert err and "hunter2-secret" not in err
-    with pytest.raises(ValueError, match="no credential"):
-        _ = SentinelConfig.model_validate(BASE).credential_kind
+    with pytest.raises(ConfigError, match="no credential"):
+        _ = SentinelConfig.validate(BASE).credential_kind

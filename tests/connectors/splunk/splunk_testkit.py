@@ -47,7 +47,7 @@ def make_config(url: str, **overrides: Any) -> SplunkConfig:
         "ack_poll_interval": 0.01,
     }
     table.update(overrides)
-    return SplunkConfig.model_validate(table)
+    return SplunkConfig.validate(table)
 
 
 class SplunkHarness:

@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from pydantic import SecretStr
 from splunk_hec_standin import HecStandIn
 from splunk_mgmt_standin import MgmtStandIn
 from splunk_testkit import TOKEN, context, make_config
 from splunklib import results
 
 from trailrelay.cli.canary import canary, canary_event, canary_record
-from trailrelay.contract import Batch, ConfigError, FatalSinkError, RetryableError, Searcher, Status
+from trailrelay.contract import Batch, ConfigError, FatalSinkError, RetryableError, Searcher, Secret, Status
 from trailrelay.testing import settled
 from trailrelay_splunk.management import ManagementTarget, connect
 from trailrelay_splunk.plugin import plugin
@@ -87,7 +86,7 @@ def test_searcher_needs_management_settings(hec: HecStandIn) -> None:
         plugin.searcher(make_config(hec.url))
     with pytest.raises(ConfigError, match="management_token, or username"):
         plugin.searcher(make_config(hec.url, management_url="https://splunk.example:8089"))
-    with pytest.raises(ValueError, match="together"):
+    with pytest.raises(ConfigError, match="together"):
         make_config(hec.url, username="admin")
 
 
@@ -115,7 +114,7 @@ def test_a_failing_search_is_retryable_and_the_next_one_works(hec: HecStandIn, a
 def test_standin_xml_results_are_what_splunk_sdk_reads(hec: HecStandIn, api: MgmtStandIn) -> None:
     """The stand-in's default (XML) results format, read by splunk-sdk's own ResultsReader."""
     event_id = _send_canary(hec, api)
-    service = connect(ManagementTarget(api.url, api.username, SecretStr(api.password)))
+    service = connect(ManagementTarget(api.url, api.username, Secret(api.password)))
     stream = service.jobs.oneshot(f'search index="cloudtrail" eventID="{event_id}"', count=0)
     rows = [r for r in results.ResultsReader(stream) if isinstance(r, dict)]
     assert [r["eventID"] for r in rows] == [event_id]

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 from splunk_mgmt_standin import HEC, MgmtStandIn, fixture, search_reply
 
-from trailrelay.contract import alert_definitions
+from trailrelay.contract import Secret, alert_definitions
 from trailrelay_splunk.alerts import pack_alerts
 from trailrelay_splunk.cli import group
 from trailrelay_splunk.management import (
@@ -271,7 +271,5 @@ def test_verify_without_a_management_url_is_a_usage_error() -> None:
     assert result.exit_code == 2 and "--management-url" in result.output
 
 
-def _secret(value: str):
-    from pydantic import SecretStr
-
-    return SecretStr(value)
+def _secret(value: str) -> Secret:
+    return Secret(value)

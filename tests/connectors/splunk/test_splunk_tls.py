@@ -13,12 +13,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from pydantic import SecretStr
 from splunk_hec_standin import HecStandIn
 from splunk_mgmt_standin import MgmtStandIn
 from splunk_testkit import TOKEN, context, make_config
 
-from trailrelay.contract import Batch, FatalSinkError, Status
+from trailrelay.contract import Batch, FatalSinkError, Secret, Status
 from trailrelay.testing import sample_records, settled
 from trailrelay_splunk.management import ManagementError, ManagementTarget, SetupSpec, connect, plan_setup
 from trailrelay_splunk.sink import SplunkSink
@@ -104,10 +103,10 @@ def test_unknown_ca_is_fatal_by_default(hec_tls: HecStandIn) -> None:
 def test_management_api_over_https(pki: tuple[Path, ssl.SSLContext]) -> None:
     api = MgmtStandIn().start(tls=pki[1])
     try:
-        target = ManagementTarget(api.url, api.username, SecretStr(api.password), ca_bundle=str(pki[0]))
+        target = ManagementTarget(api.url, api.username, Secret(api.password), ca_bundle=str(pki[0]))
         assert plan_setup(connect(target), SetupSpec(index="main"))[0].action == "exists"
         with pytest.raises(ManagementError, match="cannot log in"):
-            connect(ManagementTarget(api.url, api.username, SecretStr(api.password)))
+            connect(ManagementTarget(api.url, api.username, Secret(api.password)))
     finally:
         api.stop()
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+import msgspec
 
-from trailrelay.contract import SinkConfig
+from trailrelay.contract import Meta, Secret, SinkConfig
 
 __all__ = ["DEFAULT_BATCH_BYTES", "ElasticConfig", "Target"]
 
@@ -37,90 +37,85 @@ class Target:
 
 
 class ElasticConfig(SinkConfig):
-    """Settings of the Elasticsearch sink; secrets are SecretStr and never printed."""
+    """Settings of the Elasticsearch sink; secrets are :class:`Secret` and never printed."""
 
-    type: Literal["elastic"] = Field(default="elastic", description="Sink type.")
-    url: str | list[str] | None = Field(
-        default=None, description="Elasticsearch URL (or list of node URLs), e.g. https://es.example:9200."
-    )
-    cloud_id: str | None = Field(default=None, description="Elastic Cloud deployment id (instead of url).")
-    api_key: SecretStr | None = Field(
-        default=None, description="API key in the encoded (base64) form Kibana shows when it creates one."
-    )
-    username: str | None = Field(default=None, description="User for basic authentication.")
-    password: SecretStr | None = Field(default=None, description="Password for basic authentication.")
-    bearer_token: SecretStr | None = Field(default=None, description="OAuth2/JWT bearer token.")
-    mode: Literal["integration", "ecs"] = Field(
-        default="integration",
-        description="integration: raw record in `message` for Elastic's AWS integration pipeline; "
-        "ecs: documents mapped to ECS here.",
-    )
-    namespace: str = Field(
-        default="default", description="Data stream namespace: logs-aws.cloudtrail-<namespace>."
-    )
-    data_stream: str | None = Field(default=None, description="Write to this data stream instead.")
-    index: str | None = Field(default=None, description="Write to this plain index or alias instead.")
-    pipeline: str | None = Field(default=None, description="Ingest pipeline to run on every document.")
-    integrity_data_stream: str | None = Field(
-        default=None,
-        description="Where integrity events ([integrity]: one per CloudTrail digest checked) go; "
-        "default logs-trailrelay.integrity-<namespace>.",
-    )
-    ca_bundle: str | None = Field(
-        default=None, description="PEM file of the CA(s) that signed the server certificate."
-    )
-    ssl_assert_fingerprint: str | None = Field(
-        default=None,
-        description="Pin the server certificate by its SHA-256 fingerprint (hex, colons allowed).",
-    )
-    verify_tls: bool = Field(default=True, description="Verify the server certificate (keep on).")
-    batch_bytes: int = Field(
-        default=DEFAULT_BATCH_BYTES,
-        ge=64 * 1024,
-        le=100 * 1024 * 1024,
-        description="Max bytes of one _bulk body.",
-    )
-    batch_actions: int = Field(
-        default=2000, ge=1, le=100_000, description="Max documents in one _bulk request."
-    )
-    timeout: float = Field(default=60.0, gt=0, le=600, description="Seconds to wait for one request.")
-    search_api_key: SecretStr | None = Field(
-        default=None,
-        description="API key (encoded) that may read the target, for `trailrelay canary`; the sink's own "
-        "credentials are used when unset (they then need the `read` index privilege).",
-    )
+    type: Annotated[Literal["elastic"], Meta(description="Sink type.")] = "elastic"
+    url: Annotated[
+        str | list[str] | None,
+        Meta(description="Elasticsearch URL (or list of node URLs), e.g. https://es.example:9200."),
+    ] = None
+    cloud_id: Annotated[str | None, Meta(description="Elastic Cloud deployment id (instead of url).")] = None
+    api_key: Annotated[
+        Secret | None,
+        Meta(description="API key in the encoded (base64) form Kibana shows when it creates one."),
+    ] = None
+    username: Annotated[str | None, Meta(description="User for basic authentication.")] = None
+    password: Annotated[Secret | None, Meta(description="Password for basic authentication.")] = None
+    bearer_token: Annotated[Secret | None, Meta(description="OAuth2/JWT bearer token.")] = None
+    mode: Annotated[
+        Literal["integration", "ecs"],
+        Meta(
+            description="integration: raw record in `message` for Elastic's AWS integration pipeline; "
+            "ecs: documents mapped to ECS here."
+        ),
+    ] = "integration"
+    namespace: Annotated[
+        str,
+        Meta(description="Data stream namespace: logs-aws.cloudtrail-<namespace>."),
+    ] = "default"
+    data_stream: Annotated[str | None, Meta(description="Write to this data stream instead.")] = None
+    index: Annotated[str | None, Meta(description="Write to this plain index or alias instead.")] = None
+    pipeline: Annotated[str | None, Meta(description="Ingest pipeline to run on every document.")] = None
+    integrity_data_stream: Annotated[
+        str | None,
+        Meta(
+            description="Where integrity events ([integrity]: one per CloudTrail digest checked) go; "
+            "default logs-trailrelay.integrity-<namespace>."
+        ),
+    ] = None
+    ca_bundle: Annotated[
+        str | None, Meta(description="PEM file of the CA(s) that signed the server certificate.")
+    ] = None
+    ssl_assert_fingerprint: Annotated[
+        str | None,
+        Meta(description="Pin the server certificate by its SHA-256 fingerprint (hex, colons allowed)."),
+    ] = None
+    verify_tls: Annotated[bool, Meta(description="Verify the server certificate (keep on).")] = True
+    batch_bytes: Annotated[
+        int, Meta(ge=64 * 1024, le=100 * 1024 * 1024, description="Max bytes of one _bulk body.")
+    ] = DEFAULT_BATCH_BYTES
+    batch_actions: Annotated[
+        int, Meta(ge=1, le=100_000, description="Max documents in one _bulk request.")
+    ] = 2000
+    timeout: Annotated[float, Meta(gt=0, le=600, description="Seconds to wait for one request.")] = 60.0
+    search_api_key: Annotated[
+        Secret | None,
+        Meta(
+            description="API key (encoded) that may read the target, for `trailrelay canary`; the sink's "
+            "own credentials are used when unset (they then need the `read` index privilege)."
+        ),
+    ] = None
 
-    @field_validator("namespace")
-    @classmethod
-    def _check_namespace(cls, value: str) -> str:
-        if not _NAMESPACE.match(value):
+    def __post_init__(self) -> None:
+        """Checks of single keys (as they were written), then of keys that go together."""
+        if not _NAMESPACE.match(self.namespace):
             raise ValueError(
                 "namespace must be lowercase letters, digits, '_' or '.', "
                 "without '-' (Fleet's data stream rules)"
             )
-        return value
-
-    @field_validator("integrity_data_stream")
-    @classmethod
-    def _check_integrity_target(cls, value: str | None) -> str | None:
-        if value is not None and not _INDEX_NAME.match(value):
+        if self.integrity_data_stream is not None and not _INDEX_NAME.match(self.integrity_data_stream):
             raise ValueError(
                 "integrity_data_stream must be a lowercase index or data stream name "
                 "(e.g. logs-trailrelay.integrity-default)"
             )
-        return value
-
-    @field_validator("ssl_assert_fingerprint")
-    @classmethod
-    def _check_fingerprint(cls, value: str | None) -> str | None:
-        if value is not None and not _FINGERPRINT.match(value.strip()):
-            raise ValueError(
-                "ssl_assert_fingerprint must be a SHA-256 fingerprint: 64 hex digits, colons allowed"
-            )
-        return value.strip() if value else value
-
-    @model_validator(mode="after")
-    def _check_combinations(self) -> ElasticConfig:
+        if self.ssl_assert_fingerprint is not None:
+            fingerprint = self.ssl_assert_fingerprint.strip()
+            if not _FINGERPRINT.match(fingerprint):
+                raise ValueError(
+                    "ssl_assert_fingerprint must be a SHA-256 fingerprint: 64 hex digits, colons allowed"
+                )
+            if fingerprint != self.ssl_assert_fingerprint:
+                msgspec.structs.force_setattr(self, "ssl_assert_fingerprint", fingerprint)
         if not self.url and not self.cloud_id:
             raise ValueError("set url (or cloud_id) for the elastic sink")
         if self.url and self.cloud_id:
@@ -132,7 +127,6 @@ class ElasticConfig(SinkConfig):
         methods = sum(x is not None for x in (self.api_key, self.password, self.bearer_token))
         if methods > 1:
             raise ValueError("choose one authentication: api_key, username + password, or bearer_token")
-        return self
 
     @property
     def urls(self) -> list[str]:

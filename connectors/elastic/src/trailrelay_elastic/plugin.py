@@ -54,7 +54,7 @@ class ElasticPlugin:
     def _config(config: Any) -> ElasticConfig:
         if isinstance(config, ElasticConfig):
             return config
-        return ElasticConfig.model_validate(config)
+        return ElasticConfig.validate(config)
 
 
 def source_sizes(body: bytes) -> list[int]:

@@ -54,13 +54,8 @@ class ElasticSearcher:
     def __init__(self, config: ElasticConfig, logger: logging.Logger, user_agent: str | None = None) -> None:
         if config.search_api_key is not None:
             # A read key of its own: the writer's key needs no read privilege then.
-            config = config.model_copy(
-                update={
-                    "api_key": config.search_api_key,
-                    "username": None,
-                    "password": None,
-                    "bearer_token": None,
-                }
+            config = config.replace(
+                api_key=config.search_api_key, username=None, password=None, bearer_token=None
             )
         self.config = config
         self._logger = logger

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-
-from trailrelay.contract import SinkConfig
+from trailrelay.contract import Meta, Secret, SinkConfig
 
 __all__ = ["DEFAULT_BATCH_BYTES", "OpenSearchConfig", "Target"]
 
@@ -38,85 +36,79 @@ class Target:
 
 
 class OpenSearchConfig(SinkConfig):
-    """Settings of the OpenSearch sink; secrets are SecretStr and never printed."""
+    """Settings of the OpenSearch sink; secrets are :class:`Secret` and never printed."""
 
-    type: Literal["opensearch"] = Field(default="opensearch", description="Sink type.")
-    url: str | list[str] = Field(
-        description="OpenSearch URL (or list of node URLs), e.g. https://search-x.eu-west-1.es.amazonaws.com."
-    )
-    index: str | None = Field(
-        default=None,
-        description="Plain index, alias or data stream to write to; default the data stream "
-        "logs-aws.cloudtrail-<namespace>.",
-    )
-    namespace: str = Field(default="default", description="Namespace of the default data stream names.")
-    integrity_index: str | None = Field(
-        default=None,
-        description="Where integrity events go; default data stream logs-trailrelay.integrity-<namespace>.",
-    )
-    username: str | None = Field(default=None, description="User for basic authentication.")
-    password: SecretStr | None = Field(default=None, description="Password for basic authentication.")
-    aws_sigv4: bool = Field(default=False, description="Sign requests with AWS SigV4 (Amazon OpenSearch).")
-    aws_service: Literal["es", "aoss"] = Field(
-        default="es", description="SigV4 service: es (OpenSearch Service domains) or aoss (Serverless)."
-    )
-    region: str | None = Field(
-        default=None, description="AWS region for SigV4; default from the URL, else the boto3 session."
-    )
-    role_arn: str | None = Field(default=None, description="IAM role to assume (STS) for SigV4 signing.")
-    ca_bundle: str | None = Field(
-        default=None, description="PEM file of the CA(s) that signed the server certificate."
-    )
-    verify_tls: bool = Field(default=True, description="Verify the server certificate (keep on).")
-    retention_days: int = Field(
-        default=90,
-        ge=1,
-        le=36500,
-        description="Days `setup`'s ISM policy keeps indices before deleting them.",
-    )
-    batch_bytes: int = Field(
-        default=DEFAULT_BATCH_BYTES,
-        ge=64 * 1024,
-        le=100 * 1024 * 1024,
-        description="Max bytes of one _bulk body (uncompressed).",
-    )
-    batch_actions: int = Field(default=2000, ge=1, le=100_000, description="Max documents in one _bulk body.")
-    timeout: float = Field(default=60.0, gt=0, le=600, description="Seconds to wait for one request.")
+    type: Annotated[Literal["opensearch"], Meta(description="Sink type.")] = "opensearch"
+    url: Annotated[
+        str | list[str],
+        Meta(
+            description="OpenSearch URL (or list of node URLs), e.g. https://search-x.eu-west-1.es.amazonaws.com."
+        ),
+    ]
+    index: Annotated[
+        str | None,
+        Meta(
+            description="Plain index, alias or data stream to write to; default the data stream "
+            "logs-aws.cloudtrail-<namespace>."
+        ),
+    ] = None
+    namespace: Annotated[str, Meta(description="Namespace of the default data stream names.")] = "default"
+    integrity_index: Annotated[
+        str | None,
+        Meta(
+            description="Where integrity events go; "
+            "default data stream logs-trailrelay.integrity-<namespace>."
+        ),
+    ] = None
+    username: Annotated[str | None, Meta(description="User for basic authentication.")] = None
+    password: Annotated[Secret | None, Meta(description="Password for basic authentication.")] = None
+    aws_sigv4: Annotated[bool, Meta(description="Sign requests with AWS SigV4 (Amazon OpenSearch).")] = False
+    aws_service: Annotated[
+        Literal["es", "aoss"],
+        Meta(description="SigV4 service: es (OpenSearch Service domains) or aoss (Serverless)."),
+    ] = "es"
+    region: Annotated[
+        str | None, Meta(description="AWS region for SigV4; default from the URL, else the boto3 session.")
+    ] = None
+    role_arn: Annotated[str | None, Meta(description="IAM role to assume (STS) for SigV4 signing.")] = None
+    ca_bundle: Annotated[
+        str | None, Meta(description="PEM file of the CA(s) that signed the server certificate.")
+    ] = None
+    verify_tls: Annotated[bool, Meta(description="Verify the server certificate (keep on).")] = True
+    retention_days: Annotated[
+        int, Meta(ge=1, le=36500, description="Days `setup`'s ISM policy keeps indices before deleting them.")
+    ] = 90
+    batch_bytes: Annotated[
+        int,
+        Meta(ge=64 * 1024, le=100 * 1024 * 1024, description="Max bytes of one _bulk body (uncompressed)."),
+    ] = DEFAULT_BATCH_BYTES
+    batch_actions: Annotated[
+        int,
+        Meta(ge=1, le=100_000, description="Max documents in one _bulk body."),
+    ] = 2000
+    timeout: Annotated[float, Meta(gt=0, le=600, description="Seconds to wait for one request.")] = 60.0
 
-    @field_validator("namespace")
-    @classmethod
-    def _check_namespace(cls, value: str) -> str:
-        if not _NAMESPACE.match(value):
-            raise ValueError("namespace must be lowercase letters, digits, '_' or '.', without '-'")
-        return value
-
-    @field_validator("index", "integrity_index")
-    @classmethod
-    def _check_index(cls, value: str | None) -> str | None:
-        if value is not None and not _INDEX_NAME.match(value):
-            raise ValueError("must be a lowercase index, alias or data stream name")
-        return value
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str | list[str]) -> str | list[str]:
-        urls = [value] if isinstance(value, str) else value
+    def __post_init__(self) -> None:
+        """Checks of single keys (as they were written), then of keys that go together."""
+        urls = [self.url] if isinstance(self.url, str) else self.url
         if not urls:
             raise ValueError("url needs at least one node URL")
         for u in urls:
             if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname:
                 raise ValueError("url must be http(s)://host[:port]")
-        return value
-
-    @model_validator(mode="after")
-    def _check_combinations(self) -> OpenSearchConfig:
+        if not _NAMESPACE.match(self.namespace):
+            raise ValueError("namespace must be lowercase letters, digits, '_' or '.', without '-'")
+        for key in ("index", "integrity_index"):
+            value = getattr(self, key)
+            if value is not None and not _INDEX_NAME.match(value):
+                # The key is named here: an error from __post_init__ carries no key path of its own.
+                raise ValueError(f"{key} must be a lowercase index, alias or data stream name")
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
         if self.aws_sigv4 and self.password is not None:
             raise ValueError("choose one authentication: username + password, or aws_sigv4")
         if not self.aws_sigv4 and (self.role_arn or self.aws_service != "es"):
             raise ValueError("role_arn and aws_service apply only with aws_sigv4 = true")
-        return self
 
     @property
     def urls(self) -> list[str]:

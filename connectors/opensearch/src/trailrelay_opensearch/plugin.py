@@ -62,7 +62,7 @@ class OpenSearchPlugin:
     def _config(config: Any) -> OpenSearchConfig:
         if isinstance(config, OpenSearchConfig):
             return config
-        return OpenSearchConfig.model_validate(config)
+        return OpenSearchConfig.validate(config)
 
 
 def user_agent() -> str:

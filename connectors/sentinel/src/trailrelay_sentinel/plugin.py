@@ -25,7 +25,7 @@ class SentinelPlugin:
     def create(self, config: Any, context: SinkContext) -> SentinelSink:
         """A sink for a validated :class:`SentinelConfig`."""
         if not isinstance(config, SentinelConfig):
-            config = SentinelConfig.model_validate(config)
+            config = SentinelConfig.validate(config)
         return SentinelSink(config, context)
 
     def encoder(self, config: Any) -> SentinelEncoder:  # noqa: ARG002 - bodies do not depend on config
@@ -53,7 +53,7 @@ class SentinelPlugin:
     def searcher(self, config: Any) -> SentinelSearcher:
         """A Log Analytics query for one event (``trailrelay canary``); ConfigError without workspace_id."""
         if not isinstance(config, SentinelConfig):
-            config = SentinelConfig.model_validate(config)
+            config = SentinelConfig.validate(config)
         name = config.display_name
         context = SinkContext(name, logging.getLogger(f"trailrelay.sinks.{name}"), _user_agent())
         return SentinelSearcher(config, context)

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import SecretStr
 
-from trailrelay.contract import ConfigError, load_sink_config
+from trailrelay.contract import ConfigError, Secret, load_sink_config
 from trailrelay_splunk.alerts import DEFAULT_SOURCETYPE
 from trailrelay_splunk.config import SplunkConfig
 from trailrelay_splunk.management import (
@@ -115,8 +114,8 @@ def _target(kw: dict[str, Any], *, searching: bool = False) -> ManagementTarget:
     return ManagementTarget(
         url=kw["management_url"],
         username=kw["username"],
-        password=SecretStr(kw["password"]) if kw["password"] is not None else None,
-        auth_token=SecretStr(kw["auth_token"]) if kw["auth_token"] else None,
+        password=Secret(kw["password"]) if kw["password"] is not None else None,
+        auth_token=Secret(kw["auth_token"]) if kw["auth_token"] else None,
         verify_tls=not kw["insecure"],
         ca_bundle=kw["ca_bundle"],
         timeout=kw["timeout"],

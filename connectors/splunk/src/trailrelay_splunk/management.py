@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
 from splunklib import binding, client, results
 
-from trailrelay.contract import ConfigError
+from trailrelay.contract import ConfigError, Secret
 from trailrelay_splunk.alerts import DEFAULT_SOURCETYPE, AlertDefinition, pack_alerts, spl_quote
 
 __all__ = [
@@ -57,8 +56,8 @@ class ManagementTarget:
 
     url: str
     username: str | None = None
-    password: SecretStr | None = None
-    auth_token: SecretStr | None = None
+    password: Secret | None = None
+    auth_token: Secret | None = None
     verify_tls: bool = True
     ca_bundle: str | None = None
     timeout: float = 30.0
@@ -86,7 +85,7 @@ class Step:
     action: str
     detail: str = ""
     params: dict[str, str] = field(default_factory=dict, repr=False)
-    token: SecretStr | None = field(default=None, repr=False)
+    token: Secret | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -211,7 +210,7 @@ def _plan(service: client.Service, spec: SetupSpec) -> list[Step]:
         detail = "differs: " + ", ".join(drift) + " (left as is)" if drift else _token_detail(params)
         value = content.get("token")
         steps.append(
-            Step("hec-token", spec.token_name, "exists", detail, token=SecretStr(value) if value else None)
+            Step("hec-token", spec.token_name, "exists", detail, token=Secret(value) if value else None)
         )
 
     alerts = spec.alerts if spec.alerts is not None else pack_alerts(spec.index, spec.sourcetype)
@@ -259,7 +258,7 @@ def _apply(service: client.Service, step: Step) -> Step:
     if step.kind == "hec-token":
         entity = _hec_tokens(service).create(step.name, **step.params)
         value = entity.content.get("token")
-        return Step(step.kind, step.name, "created", step.detail, token=SecretStr(value) if value else None)
+        return Step(step.kind, step.name, "created", step.detail, token=Secret(value) if value else None)
     if step.kind == "alert":
         params = dict(step.params)
         search = params.pop("search")
@@ -270,11 +269,11 @@ def _apply(service: client.Service, step: Step) -> Step:
 
 def _already(service: client.Service, step: Step) -> Step:
     """A create answered 409: the object appeared meanwhile; report it (and its token)."""
-    token: SecretStr | None = None
+    token: Secret | None = None
     if step.kind == "hec-token":
         entity = _exists(_hec_tokens(service), step.name)
         value = entity.content.get("token") if entity is not None else None
-        token = SecretStr(value) if value else None
+        token = Secret(value) if value else None
     return Step(step.kind, step.name, "exists", "created meanwhile (HTTP 409)", token=token)
 
 

@@ -72,7 +72,7 @@ def event_sizes(body: bytes) -> list[int]:
 def _typed(config: Any) -> SplunkConfig:
     if isinstance(config, SplunkConfig):
         return config
-    return SplunkConfig.model_validate(config)
+    return SplunkConfig.validate(config)
 
 
 plugin = SplunkPlugin()

@@ -86,14 +86,14 @@ def run_demo(out: Path | None, seed: int, console: Console) -> int:
             placeholder = placeholder_config(name, plugin)
             if placeholder is None:  # the built-in sinks and connectors without demo_config()
                 continue
-            config = plugin.config_model.model_validate(placeholder)
-            # the connector's own batching (the sink is never opened: no connection is made),
-            # so the requests counted are the ones a forward run would send
+            config = plugin.config_model.validate(placeholder)
+            # the connector's own batching and batch_seconds (the sink is never opened: no
+            # connection is made), so the requests counted are the ones a forward run would send
             limits = build_sink(config).limits
             enc = EncodedFolderSink(
                 plugin.encoder(config),
                 out / "payloads" / name,
-                dataclasses.replace(limits, max_age=0.5, concurrency=1),
+                dataclasses.replace(limits, max_age=config.batch_seconds, concurrency=1),
             )
         except Exception as exc:  # a broken connector must not break the demo
             skipped_connectors.append(f"{name} ({exc})")

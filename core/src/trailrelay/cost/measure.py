@@ -267,7 +267,7 @@ def build_meters(sinks: Sequence[SinkConfig] | None) -> Meters:
             config: Any = configured.get(name)
             if config is None:
                 placeholder = placeholder_config(name, plugin) or {"type": name}
-                config = plugin.config_model.model_validate(placeholder)
+                config = plugin.config_model.validate(placeholder)
             meters[name] = Meter.for_plugin(name, plugin, config)
         except Exception as exc:  # a broken connector is reported, never fatal
             failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

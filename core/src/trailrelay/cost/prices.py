@@ -13,11 +13,10 @@ import datetime as dt
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from typing import Annotated, Any, Literal
 
 from trailrelay.errors import ConfigError
+from trailrelay.settings import Meta, Settings, field
 
 __all__ = ["Fx", "Price", "PriceTable", "load_prices"]
 
@@ -36,92 +35,78 @@ Kind = Literal["list", "third-party", "derived", "assumption", "user"]
 _CODE = r"^[A-Z]{3}$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Sourced(_Strict):
+class Sourced(Settings):
     """Where a figure comes from and when it was seen."""
 
     as_of: dt.date
-    source_url: str = Field(pattern=r"^(https?://\S+|file:\S+)$")
-    source_title: str = Field(min_length=3)
+    source_url: Annotated[str, Meta(pattern=r"^(https?://\S+|file:\S+)$")]
+    source_title: Annotated[str, Meta(min_length=3)]
     kind: Kind
     note: str = ""
 
-    @field_validator("as_of")
-    @classmethod
-    def _not_future(cls, value: dt.date) -> dt.date:
+    def __post_init__(self) -> None:
+        value = self.as_of
         if value > dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1):
             raise ValueError(f"date {value} is in the future")
         if value < dt.date(2010, 1, 1):
             raise ValueError(f"date {value} is too old to be a current price")
-        return value
 
 
 class Price(Sourced):
     """One price: what it buys, its unit and value in a currency."""
 
-    siem: str = Field(min_length=1)
-    plan: str = Field(min_length=1)
+    siem: Annotated[str, Meta(min_length=1)]
+    plan: Annotated[str, Meta(min_length=1)]
     unit: Unit
-    value: float = Field(ge=0)
-    currency: str = Field(pattern=_CODE)
-    capacity_gb_per_day: float | None = Field(default=None, gt=0)
+    value: Annotated[float, Meta(ge=0)]
+    currency: Annotated[str, Meta(pattern=_CODE)]
+    capacity_gb_per_day: Annotated[float, Meta(gt=0)] | None = None
     group: str = ""
     """Prices with the same group are one plan, named by the group (their costs add up)."""
-    units: float = Field(default=1.0, gt=0)
+    units: Annotated[float, Meta(gt=0)] = 1.0
     """How many are billed: instances or OCUs for ``per_hour``, copies kept for ``per_gb_month``."""
     on_disk: bool = False
     """``per_gb_month`` on the on-disk estimate (``<siem>_disk_ratio``) rather than the billable volume."""
 
-    @model_validator(mode="after")
-    def _capacity(self) -> Price:
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if (self.unit == "per_day") != (self.capacity_gb_per_day is not None):
             raise ValueError("capacity_gb_per_day goes with unit = 'per_day' (a commitment tier), only")
-        return self
 
 
 class Fx(Sourced):
     """Exchange rates: units of each currency per 1 ``base``."""
 
-    base: str = Field(pattern=_CODE)
+    base: Annotated[str, Meta(pattern=_CODE)]
     rates: dict[str, float]
 
-    @field_validator("rates")
-    @classmethod
-    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
-        for code, rate in value.items():
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for code, rate in self.rates.items():
             if len(code) != 3 or not code.isalpha() or not code.isupper():
                 raise ValueError(f"{code!r} is not a currency code (three capital letters)")
             if not rate > 0:
                 raise ValueError(f"rate of {code} must be positive")
-        return value
-
-    @model_validator(mode="after")
-    def _has_base(self) -> Fx:
         if self.rates.get(self.base) != 1.0:
             raise ValueError(f"rates must give the base currency {self.base} as 1.0")
-        return self
 
 
-class PriceTable(_Strict):
+class PriceTable(Settings):
     """The validated table: prices by id, exchange rates, and the model's assumptions."""
 
     version: str
     fx: Fx
     prices: dict[str, Price]
-    assumptions: dict[str, Any] = Field(default_factory=dict)
-    origin: list[str] = Field(default_factory=list, exclude=True)
+    assumptions: dict[str, Any] = field(default_factory=dict)
+    origin: list[str] = field(default_factory=list)
+    """Where the table came from (the shipped file, the user's file), for reports."""
 
-    @model_validator(mode="after")
-    def _currencies_known(self) -> PriceTable:
+    def __post_init__(self) -> None:
         for pid, price in self.prices.items():
             if price.currency not in self.fx.rates:
                 raise ValueError(
                     f"prices.{pid}: currency {price.currency} has no exchange rate in [fx.rates]"
                 )
-        return self
 
     def convert(self, amount: float, currency: str, to: str) -> float:
         """``amount`` in ``currency`` expressed in ``to``."""
@@ -213,11 +198,8 @@ def load_prices(user_file: Path | None = None) -> PriceTable:
         raw = _overlay(raw, _read(user_file), user_file)
         origin.append(str(user_file))
     try:
-        return PriceTable.model_validate({**raw, "origin": origin})
-    except ValidationError as exc:
+        return PriceTable.validate({**raw, "origin": origin})
+    except ConfigError as exc:
         where = str(user_file) if user_file else "prices.toml"
-        lines = [
-            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}"
-            for e in exc.errors(include_input=False, include_url=False)
-        ]
-        raise ConfigError(f"{where}: invalid price table:\n  " + "\n  ".join(lines)) from None
+        problems = str(exc).split("\n", 1)[-1]
+        raise ConfigError(f"{where}: invalid price table:\n{problems}") from None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import msgspec
+
 from trailrelay.cost.costs import GB, PlanCost, aws_costs, siem_costs
 from trailrelay.cost.estimate import Estimate, extrapolate, warnings_for
 from trailrelay.cost.estimate import __doc__ as _method
@@ -252,8 +254,8 @@ def build_report(m: Measurement, prices: PriceTable, currency: str) -> dict[str,
         "on_disk_assumptions": dict(sorted(m.disk_of.items())),
         "elastic_on_disk_bytes_per_day": on_disk.get("elastic", {}),
         "aws": _plans(aws),
-        "prices": [{"id": pid, **p.model_dump(mode="json")} for pid, p in sorted(prices.prices.items())],
+        "prices": [{"id": pid, **msgspec.to_builtins(p)} for pid, p in sorted(prices.prices.items())],
         "price_table": {"version": prices.version, "origin": prices.origin},
-        "fx": prices.fx.model_dump(mode="json"),
+        "fx": msgspec.to_builtins(prices.fx),
         "assumptions": prices.assumptions,
     }

@@ -52,9 +52,8 @@ def _fail(message: str, code: int = EXIT_RULES) -> None:
 
 def _config(config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: bool) -> tuple[Any, Path | None]:
     """The effective DetectionConfig and the folder relative rule paths are resolved against."""
-    from pydantic import ValidationError  # noqa: PLC0415 - keep `--help` fast
-
     from trailrelay.detection.config import DetectionConfig  # noqa: PLC0415
+    from trailrelay.errors import ConfigError  # noqa: PLC0415
 
     table: dict[str, Any] = {}
     base_dir: Path | None = None
@@ -66,18 +65,12 @@ def _config(config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: boo
         table = dict(doc.get("detection") or {})
         base_dir = config_path.resolve().parent
     try:
-        config = DetectionConfig.model_validate(table)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}"
-            for e in exc.errors(include_input=False, include_url=False)
-        )
-        _fail(f"[detection] in {config_path}: {problems}")
+        config = DetectionConfig.validate(table, where="detection")
+    except ConfigError as exc:
+        _fail(f"[detection] in {config_path}: {str(exc).splitlines()[-1].strip()}")
     extra = [p.resolve() for p in rule_paths]  # command-line paths are relative to the working directory
-    update: dict[str, Any] = {"rules": [*config.rules, *extra]}
-    if no_pack:
-        update["pack"] = False
-    return config.model_copy(update=update), base_dir
+    rules = [*config.rules, *extra]
+    return config.replace(rules=rules, pack=config.pack and not no_pack), base_dir
 
 
 def _tagger(config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: bool) -> Any:

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from trailrelay.settings import Meta, Settings, field
 
 __all__ = ["DetectionConfig"]
 
 
-class DetectionConfig(BaseModel):
+class DetectionConfig(Settings):
     """``[detection]``: the shipped rule pack and the user's own Sigma rules."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-    rules: list[Path] = Field(
-        default_factory=list,
-        description="Sigma rule files or folders (read recursively, *.yml, *.yaml), "
-        "relative to the config file.",
-    )
-    pack: bool = Field(default=True, description="Use the rule pack shipped with trailrelay.")
+    rules: Annotated[
+        list[Path],
+        Meta(
+            description="Sigma rule files or folders (read recursively, *.yml, *.yaml), "
+            "relative to the config file."
+        ),
+    ] = field(default_factory=list)
+    pack: Annotated[bool, Meta(description="Use the rule pack shipped with trailrelay.")] = True

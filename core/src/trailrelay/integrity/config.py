@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Annotated, Any
 
 from trailrelay.errors import ConfigError
+from trailrelay.settings import Meta, Settings, field
 
 __all__ = ["DIGEST_LAG_SECONDS", "IntegrityConfig"]
 
@@ -15,46 +14,44 @@ DIGEST_LAG_SECONDS = 7200.0
 """CloudTrail digests a log file within about two hours (``trailrelay.integrity.verifier.DIGEST_LAG``)."""
 
 
-class IntegrityConfig(BaseModel):
+class IntegrityConfig(Settings):
     """``[integrity]``: check CloudTrail's digests while forwarding and send one event per digest."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    enabled: Annotated[bool, Meta(description="Check digests and send integrity events.")] = False
+    every: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="Seconds between checks on an SQS source (a listing source is checked once, when "
+            "everything it read is delivered).",
+        ),
+    ] = 3600.0
+    lookback: Annotated[float, Meta(gt=0)] | None = None
+    """Seconds back each periodic check looks: digests that ended in that time, and log
+    files delivered in it until two hours ago (younger ones are not digested yet). At least
+    every + 7200 so no digest or log file falls between checks; default every + 7200."""
+    bucket: Annotated[
+        str | None,
+        Meta(description="Bucket of the trail's digests; default the S3 source's (required for SQS)."),
+    ] = None
+    prefix: Annotated[str | None, Meta(description="Key prefix above AWSLogs/; default the source's.")] = None
+    region: Annotated[str | None, Meta(description="Region of the bucket; default the source's.")] = None
+    role_arn: Annotated[str | None, Meta(description="Role to read digests and public keys as.")] = None
+    public_keys: Annotated[
+        dict[str, Path],
+        Meta(
+            description="FINGERPRINT = key file (DER PKCS#1 as ListPublicKeys returns it, or PEM) for "
+            "offline checks; with any given, CloudTrail's ListPublicKeys is not called."
+        ),
+    ] = field(default_factory=dict)
+    workers: Annotated[int, Meta(ge=1, le=64, description="Parallel reads during a check.")] = 4
 
-    enabled: bool = Field(default=False, description="Check digests and send integrity events.")
-    every: float = Field(
-        default=3600.0,
-        gt=0,
-        description="Seconds between checks on an SQS source (a listing source is checked once, when "
-        "everything it read is delivered).",
-    )
-    lookback: float | None = Field(
-        default=None,
-        gt=0,
-        description="Seconds back each periodic check looks: digests that ended in that time, and log "
-        "files delivered in it until two hours ago (younger ones are not digested yet). At least "
-        "every + 7200 so no digest or log file falls between checks; default every + 7200.",
-    )
-    bucket: str | None = Field(
-        default=None, description="Bucket of the trail's digests; default the S3 source's (required for SQS)."
-    )
-    prefix: str | None = Field(default=None, description="Key prefix above AWSLogs/; default the source's.")
-    region: str | None = Field(default=None, description="Region of the bucket; default the source's.")
-    role_arn: str | None = Field(default=None, description="Role to read digests and public keys as.")
-    public_keys: dict[str, Path] = Field(
-        default_factory=dict,
-        description="FINGERPRINT = key file (DER PKCS#1 as ListPublicKeys returns it, or PEM) for "
-        "offline checks; with any given, CloudTrail's ListPublicKeys is not called.",
-    )
-    workers: int = Field(default=4, ge=1, le=64, description="Parallel reads during a check.")
-
-    @model_validator(mode="after")
-    def _covering(self) -> IntegrityConfig:
+    def __post_init__(self) -> None:
         if self.lookback is not None and self.lookback < self.every + DIGEST_LAG_SECONDS:
             raise ValueError(
                 "lookback must be at least every + 7200 seconds, or digests and log files fall "
                 "between two checks"
             )
-        return self
 
     @property
     def window_seconds(self) -> float:

@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 import orjson
-from pydantic import ValidationError
 
 from trailrelay.errors import ConfigError
 from trailrelay.privacy.config import KeySettings, PrivacyConfig
@@ -35,26 +34,11 @@ def read_privacy_config(path: Path) -> PrivacyConfig:
     table = raw.get("privacy")
     if not isinstance(table, dict):
         raise ConfigError(f"{path} has no [privacy] table")
-    try:
-        return PrivacyConfig.model_validate(_interpolate(table, "privacy"))
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-
-
-def _describe(exc: ValidationError) -> str:
-    """Key paths and messages only, never the values."""
-    lines = [
-        f"privacy.{'.'.join(str(x) for x in e['loc'])}: {e['msg']}".replace("privacy.:", "privacy:")
-        for e in exc.errors(include_input=False, include_url=False)
-    ]
-    return "invalid configuration:\n  " + "\n  ".join(lines)
+    return PrivacyConfig.validate(_interpolate(table, "privacy"), where="privacy")
 
 
 def _key_settings(opts: dict[str, Any]) -> KeySettings:
-    try:
-        return KeySettings.model_validate({k: v for k, v in opts.items() if v is not None})
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+    return KeySettings.validate({k: v for k, v in opts.items() if v is not None}, where="privacy")
 
 
 @click.command("reveal")

@@ -32,11 +32,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import Annotated, Literal
 
 from trailrelay.errors import ConfigError
+from trailrelay.settings import Meta, Settings, field
 
 __all__ = [
     "NONE",
@@ -87,47 +86,40 @@ def parse_path(path: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-
-class FieldRule(_Strict):
+class FieldRule(Settings):
     """One field path and what to do with its value."""
 
-    path: str = Field(description="Dot path, e.g. userIdentity.userName; '*' = any key or list element.")
-    method: str = Field(
-        description=(
-            "pseudonymize (keyed HMAC token), principal (token for the person part of an ARN or "
+    path: Annotated[
+        str, Meta(description="Dot path, e.g. userIdentity.userName; '*' = any key or list element.")
+    ]
+    method: Annotated[
+        str,
+        Meta(
+            description="pseudonymize (keyed HMAC token), principal (token for the person part of an ARN or "
             "principal id), truncate (IP prefix), drop (remove the field)."
-        )
-    )
-    ipv4_prefix: int = Field(default=24, ge=0, le=32, description="Bits of an IPv4 address kept by truncate.")
-    ipv6_prefix: int = Field(
-        default=48, ge=0, le=128, description="Bits of an IPv6 address kept by truncate."
-    )
-    domain: str = Field(
-        default="",
-        max_length=64,
-        description=(
-            "Pseudonym domain. Rules with the same domain (default: the shared one) give the same "
-            "value the same token; a separate domain makes this field unlinkable to the others."
         ),
-    )
+    ]
+    ipv4_prefix: Annotated[
+        int, Meta(ge=0, le=32, description="Bits of an IPv4 address kept by truncate.")
+    ] = 24
+    ipv6_prefix: Annotated[
+        int, Meta(ge=0, le=128, description="Bits of an IPv6 address kept by truncate.")
+    ] = 48
+    domain: Annotated[
+        str,
+        Meta(
+            max_length=64,
+            description="Pseudonym domain. Rules with the same domain (default: the shared one) give "
+            "the same value the same token; a separate domain makes this field unlinkable to the others.",
+        ),
+    ] = ""
 
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, value: str) -> str:
-        if value.lower() in _UNKEYED:
+    def __post_init__(self) -> None:
+        if self.method.lower() in _UNKEYED:
             raise ValueError(UNKEYED_REFUSAL)
-        if value not in METHODS:
-            raise ValueError(f"unknown method {value!r}; use one of {', '.join(METHODS)}")
-        return value
-
-    @field_validator("path")
-    @classmethod
-    def _valid_path(cls, value: str) -> str:
-        parse_path(value)
-        return value
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
+        parse_path(self.path)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -140,27 +132,21 @@ class FieldRule(_Strict):
         return self.method in ("pseudonymize", "principal")
 
 
-class PrivacyProfile(_Strict):
+class PrivacyProfile(Settings):
     """A named set of field rules, plus subtrees scanned for e-mail addresses."""
 
-    fields: list[FieldRule] = Field(default_factory=list)
-    emails: list[str] = Field(
-        default_factory=list,
-        description=(
-            "Paths of subtrees (e.g. requestParameters; '*' = the whole event) in which every "
+    fields: list[FieldRule] = field(default_factory=list)
+    emails: Annotated[
+        list[str],
+        Meta(
+            description="Paths of subtrees (e.g. requestParameters; '*' = the whole event) in which every "
             "e-mail address inside a string value is replaced by its pseudonym."
         ),
-    )
+    ] = field(default_factory=list)
 
-    @field_validator("emails")
-    @classmethod
-    def _valid_paths(cls, value: list[str]) -> list[str]:
-        for p in value:
+    def __post_init__(self) -> None:
+        for p in self.emails:
             parse_path(p)
-        return value
-
-    @model_validator(mode="after")
-    def _distinct(self) -> PrivacyProfile:
         seen: set[str] = set()
         for rule in self.fields:
             if rule.path in seen:
@@ -168,7 +154,6 @@ class PrivacyProfile(_Strict):
             seen.add(rule.path)
         if not self.fields and not self.emails:
             raise ValueError("a profile needs at least one field rule or e-mail subtree")
-        return self
 
     @property
     def keyed(self) -> bool:
@@ -199,26 +184,33 @@ STANDARD_PROFILE = PrivacyProfile(
 """The built-in profile ``standard``: IPs to /24 (/48), people's names and e-mails to tokens."""
 
 
-class KeySettings(_Strict):
+class KeySettings(Settings):
     """Where the pseudonymization key comes from (at most one source)."""
 
-    key_env: str | None = Field(default=None, description="Environment variable holding the key.")
-    key_file: Path | None = Field(default=None, description="File holding the key (relative to the config).")
-    key_secret_arn: str | None = Field(default=None, description="AWS Secrets Manager secret (ARN or name).")
-    key_secret_json_key: str | None = Field(
-        default=None, description="When the secret is a JSON object: the member holding the key."
+    key_env: Annotated[str | None, Meta(description="Environment variable holding the key.")] = None
+    key_file: Annotated[Path | None, Meta(description="File holding the key (relative to the config).")] = (
+        None
     )
-    key_kms_ciphertext: str | None = Field(
-        default=None, description="Base64 KMS ciphertext of the key, decrypted with kms:Decrypt at start-up."
+    key_secret_arn: Annotated[str | None, Meta(description="AWS Secrets Manager secret (ARN or name).")] = (
+        None
     )
-    key_kms_context: dict[str, str] = Field(default_factory=dict, description="KMS encryption context.")
-    key_region: str | None = Field(default=None, description="Region for Secrets Manager / KMS.")
-    key_encoding: Literal["raw", "base64", "hex"] = Field(
-        default="raw", description="How the key material is written: raw bytes/text, base64 or hex."
+    key_secret_json_key: Annotated[
+        str | None, Meta(description="When the secret is a JSON object: the member holding the key.")
+    ] = None
+    key_kms_ciphertext: Annotated[
+        str | None,
+        Meta(description="Base64 KMS ciphertext of the key, decrypted with kms:Decrypt at start-up."),
+    ] = None
+    key_kms_context: Annotated[dict[str, str], Meta(description="KMS encryption context.")] = field(
+        default_factory=dict
     )
+    key_region: Annotated[str | None, Meta(description="Region for Secrets Manager / KMS.")] = None
+    key_encoding: Annotated[
+        Literal["raw", "base64", "hex"],
+        Meta(description="How the key material is written: raw bytes/text, base64 or hex."),
+    ] = "raw"
 
-    @model_validator(mode="after")
-    def _one_source(self) -> KeySettings:
+    def __post_init__(self) -> None:
         sources = [n for n in KEY_SOURCES if getattr(self, n) is not None]
         if len(sources) > 1:
             raise ValueError(f"give one key source, not {', '.join(sources)}")
@@ -226,7 +218,6 @@ class KeySettings(_Strict):
             raise ValueError("key_secret_json_key needs key_secret_arn")
         if self.key_kms_context and not self.key_kms_ciphertext:
             raise ValueError("key_kms_context needs key_kms_ciphertext")
-        return self
 
     @property
     def key_source(self) -> str | None:
@@ -240,12 +231,14 @@ class KeySettings(_Strict):
 class PrivacyConfig(KeySettings):
     """The ``[privacy]`` table: one key, named profiles, and the sink → profile rule."""
 
-    default: str | None = Field(default=None, description="Profile for sinks not listed in sinks.")
-    sinks: dict[str, str] = Field(default_factory=dict, description="Sink name → profile name or 'none'.")
-    profiles: dict[str, PrivacyProfile] = Field(default_factory=dict)
+    default: Annotated[str | None, Meta(description="Profile for sinks not listed in sinks.")] = None
+    sinks: Annotated[dict[str, str], Meta(description="Sink name → profile name or 'none'.")] = field(
+        default_factory=dict
+    )
+    profiles: dict[str, PrivacyProfile] = field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> PrivacyConfig:
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if NONE in self.profiles:
             raise ValueError(f"{NONE!r} is reserved (it means: no privacy profile)")
         known = {"standard", *self.profiles}
@@ -262,7 +255,6 @@ class PrivacyConfig(KeySettings):
                 "pseudonymization needs a secret key of at least 32 random bytes: set key_env, "
                 f"key_file, key_secret_arn or key_kms_ciphertext ({_WHY_NOT_UNKEYED})"
             )
-        return self
 
     def profile(self, name: str) -> PrivacyProfile:
         """The profile of that name (``standard`` is built in unless redefined)."""

@@ -81,7 +81,7 @@ def document_encoder(fmt: str, options: dict[str, Any] | None = None) -> Callabl
         raise ConfigError(f'format = "{fmt}": {exc}') from None
     table = {**DEMO_SINK_CONFIGS[connector], **(options or {}), **_FORCED.get(fmt, {})}
     try:
-        config = plugin.config_model.model_validate(table)
+        config = plugin.config_model.validate(table)
     except Exception as exc:
         raise ConfigError(f'format_options for format = "{fmt}": {exc}') from None
     encoder: Encoder = plugin.encoder(config)

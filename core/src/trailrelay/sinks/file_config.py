@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-
-from trailrelay.contract import FilterConfig, SinkConfig
+from trailrelay.contract import FilterConfig, Meta, SinkConfig, field
 
 __all__ = ["FORMAT_OPTIONS", "FileConfig", "Format", "StdoutConfig"]
 
@@ -29,11 +27,11 @@ class FileConfig(SinkConfig):
     """``[[sinks]] type = "file"``."""
 
     type: Literal["file"] = "file"
-    path: Path = Field(description="NDJSON file to append to (created with its folders).")
-    fsync: bool = Field(default=False, description="fsync after every batch (slower, survives power loss).")
-    batch_events: int = Field(default=1000, ge=1)
-    filter: FilterConfig = Field(
-        default_factory=FilterConfig, description="An archive keeps everything by default."
+    path: Annotated[Path, Meta(description="NDJSON file to append to (created with its folders).")]
+    fsync: Annotated[bool, Meta(description="fsync after every batch (slower, survives power loss).")] = False
+    batch_events: Annotated[int, Meta(ge=1)] = 1000
+    filter: Annotated[FilterConfig, Meta(description="An archive keeps everything by default.")] = field(
+        default_factory=FilterConfig
     )
 
 
@@ -41,27 +39,32 @@ class StdoutConfig(SinkConfig):
     """``[[sinks]] type = "stdout"``."""
 
     type: Literal["stdout"] = "stdout"
-    batch_events: int = Field(default=1000, ge=1)
-    filter: FilterConfig = Field(default_factory=FilterConfig, description="Everything by default.")
-    format: Format = Field(
-        default="raw",
-        description="raw: the CloudTrail record; splunk / elastic-ecs / sentinel: the document that "
-        "connector would send (its encoder, via the installed plugin).",
+    batch_events: Annotated[int, Meta(ge=1)] = 1000
+    filter: Annotated[FilterConfig, Meta(description="Everything by default.")] = field(
+        default_factory=FilterConfig
     )
-    format_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Keys of the connector's table that shape the documents (see FORMAT_OPTIONS), "
-        'e.g. {index = "aws", sourcetype = "aws:cloudtrail"} for splunk.',
-    )
+    format: Annotated[
+        Format,
+        Meta(
+            description="raw: the CloudTrail record; splunk / elastic-ecs / sentinel: the document that "
+            "connector would send (its encoder, via the installed plugin)."
+        ),
+    ] = "raw"
+    format_options: Annotated[
+        dict[str, Any],
+        Meta(
+            description="Keys of the connector's table that shape the documents (see FORMAT_OPTIONS), "
+            'e.g. {index = "aws", sourcetype = "aws:cloudtrail"} for splunk.'
+        ),
+    ] = field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _format(self) -> StdoutConfig:
+    def __post_init__(self) -> None:
         if self.format == "raw":
             if self.format_options:
                 raise ValueError(
                     'format_options applies only with format = "splunk", "elastic-ecs" or "sentinel"'
                 )
-            return self
+            return
         _, allowed = FORMAT_OPTIONS[self.format]
         unknown = sorted(set(self.format_options) - set(allowed))
         if unknown:
@@ -69,4 +72,3 @@ class StdoutConfig(SinkConfig):
             raise ValueError(
                 f"format_options.{unknown[0]} does not change {self.format} documents (keys that do: {keys})"
             )
-        return self

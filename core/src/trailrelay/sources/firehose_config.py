@@ -3,52 +3,48 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from trailrelay.settings import Meta, Secret, Settings, field
 
 __all__ = ["FirehoseSourceConfig", "parse_listen"]
 
 _MAX_KEY_BYTES = 4096  # Firehose's own limit on the access key
 
 
-class FirehoseSourceConfig(BaseModel):
+class FirehoseSourceConfig(Settings):
     """``[source] type = "firehose"``: accept Amazon Data Firehose HTTP endpoint deliveries."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
     type: Literal["firehose"]
-    listen: str = Field(description='HOST:PORT to listen on, e.g. "0.0.0.0:8443" or "[::]:8443".')
-    access_key: SecretStr | None = Field(default=None, description="The stream's configured access key.")
-    access_keys: list[SecretStr] = Field(
-        default_factory=list, description="Several accepted keys, for rotation without downtime."
-    )
-    max_body_bytes: int = Field(
-        default=64 << 20,
-        ge=1024,
-        le=1 << 30,
-        description="Largest request body, compressed or decompressed (Firehose sends at most 64 MiB).",
-    )
-    tls_cert: Path | None = Field(default=None, description="PEM certificate chain (TLS without a proxy).")
-    tls_key: Path | None = Field(default=None, description="PEM private key for tls_cert.")
-    max_concurrent_requests: int = Field(
-        default=8, ge=1, le=256, description="Requests handled at once; more wait, then get 503."
-    )
-    response_timeout: float = Field(
-        default=170.0,
-        gt=0,
-        le=180,
-        description="Seconds to wait for the sinks before answering 503 (Firehose waits 180).",
-    )
+    listen: Annotated[str, Meta(description='HOST:PORT to listen on, e.g. "0.0.0.0:8443" or "[::]:8443".')]
+    access_key: Annotated[Secret | None, Meta(description="The stream's configured access key.")] = None
+    access_keys: Annotated[
+        list[Secret], Meta(description="Several accepted keys, for rotation without downtime.")
+    ] = field(default_factory=list)
+    max_body_bytes: Annotated[
+        int,
+        Meta(
+            ge=1024,
+            le=1 << 30,
+            description="Largest request body, compressed or decompressed (Firehose sends at most 64 MiB).",
+        ),
+    ] = 64 << 20
+    tls_cert: Annotated[Path | None, Meta(description="PEM certificate chain (TLS without a proxy).")] = None
+    tls_key: Annotated[Path | None, Meta(description="PEM private key for tls_cert.")] = None
+    max_concurrent_requests: Annotated[
+        int, Meta(ge=1, le=256, description="Requests handled at once; more wait, then get 503.")
+    ] = 8
+    response_timeout: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=180,
+            description="Seconds to wait for the sinks before answering 503 (Firehose waits 180).",
+        ),
+    ] = 170.0
 
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        parse_listen(value)
-        return value
-
-    @model_validator(mode="after")
-    def _keys_and_tls(self) -> FirehoseSourceConfig:
+    def __post_init__(self) -> None:
+        parse_listen(self.listen)
         keys = self.secret_keys()
         if not keys:
             raise ValueError("set access_key (or access_keys): the endpoint refuses to run unauthenticated")
@@ -56,7 +52,6 @@ class FirehoseSourceConfig(BaseModel):
             raise ValueError(f"access keys must be 1 to {_MAX_KEY_BYTES} bytes")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
-        return self
 
     def secret_keys(self) -> list[bytes]:
         """Every accepted access key, as bytes."""

@@ -15,54 +15,48 @@ import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated, Literal
 
 from trailrelay.record import Record
+from trailrelay.settings import Meta, Settings, field
 
 __all__ = ["FilterConfig", "FilterRule", "RecordFilter"]
 
 
-class FilterRule(BaseModel):
+class FilterRule(Settings):
     """One rule: every given condition must hold for the rule to match."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(description="Shown in counters and the cost report.")
+    name: Annotated[str, Meta(description="Shown in counters and the cost report.")]
     action: Literal["keep", "drop", "sample"]
-    rate: float = Field(default=1.0, ge=0.0, le=1.0, description="Share kept by a sample rule.")
-    category: list[str] | None = Field(
-        default=None, description="Management, Data, Insight, NetworkActivity."
+    rate: Annotated[float, Meta(ge=0.0, le=1.0, description="Share kept by a sample rule.")] = 1.0
+    category: Annotated[list[str] | None, Meta(description="Management, Data, Insight, NetworkActivity.")] = (
+        None
     )
     read_only: bool | None = None
-    event_source: list[str] | None = Field(default=None, description="Globs, e.g. s3.amazonaws.com.")
-    event_name: list[str] | None = Field(default=None, description="Globs, e.g. Describe*.")
+    event_source: Annotated[list[str] | None, Meta(description="Globs, e.g. s3.amazonaws.com.")] = None
+    event_name: Annotated[list[str] | None, Meta(description="Globs, e.g. Describe*.")] = None
     account: list[str] | None = None
     region: list[str] | None = None
-    error_code: list[str] | None = Field(default=None, description="Globs; '*' means any error.")
-    spare_flagged: bool = Field(
-        default=False,
-        description="Never drop a record a detection rule tagged or that has an error code "
-        "(set by the built-in SIEM default; sampling always spares them).",
-    )
+    error_code: Annotated[list[str] | None, Meta(description="Globs; '*' means any error.")] = None
+    spare_flagged: Annotated[
+        bool,
+        Meta(
+            description="Never drop a record a detection rule tagged or that has an error code "
+            "(set by the built-in SIEM default; sampling always spares them)."
+        ),
+    ] = False
 
-    @field_validator("category")
-    @classmethod
-    def _known_categories(cls, value: list[str] | None) -> list[str] | None:
+    def __post_init__(self) -> None:
         allowed = {"Management", "Data", "Insight", "NetworkActivity"}
-        if value is not None and (bad := set(value) - allowed):
+        if self.category is not None and (bad := set(self.category) - allowed):
             raise ValueError(f"unknown category {sorted(bad)}; use {sorted(allowed)}")
-        return value
 
 
-class FilterConfig(BaseModel):
+class FilterConfig(Settings):
     """The ``[filter]`` table."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     default: Literal["keep", "drop"] = "keep"
-    rules: list[FilterRule] = Field(default_factory=list)
+    rules: list[FilterRule] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
