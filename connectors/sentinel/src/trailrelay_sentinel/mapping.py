@@ -86,8 +86,8 @@ class _Identity(msgspec.Struct, gc=False):
     accountId: str | None = None  # noqa: N815
     accessKeyId: str | None = None  # noqa: N815
     userName: str | None = None  # noqa: N815
-    invokedBy: str | None = None  # noqa: N815
     sessionContext: _Session | None = None  # noqa: N815
+    invokedBy: str | None = None  # noqa: N815
     onBehalfOf: _OnBehalfOf | None = None  # noqa: N815
 
 
@@ -98,16 +98,14 @@ class _Tls(msgspec.Struct, gc=False):
 
 
 class _Event(msgspec.Struct, gc=False):
-    eventTime: str | None = None  # noqa: N815
-    eventID: str | None = None  # noqa: N815
+    # Fields in the order CloudTrail writes them: msgspec looks each key up starting after the
+    # field that matched the previous key, so an event in this order finds its fields at once.
     eventVersion: str | None = None  # noqa: N815
+    # Kept raw: its columns are mapped once per distinct identity (see _identity_columns).
+    userIdentity: msgspec.Raw = msgspec.Raw()  # noqa: N815
+    eventTime: str | None = None  # noqa: N815
     eventSource: str | None = None  # noqa: N815
     eventName: str | None = None  # noqa: N815
-    eventType: str | None = None  # noqa: N815
-    eventCategory: str | None = None  # noqa: N815
-    managementEvent: bool | str | None = None  # noqa: N815
-    readOnly: bool | str | None = None  # noqa: N815
-    userIdentity: _Identity | None = None  # noqa: N815
     awsRegion: str | None = None  # noqa: N815
     sourceIPAddress: str | None = None  # noqa: N815
     userAgent: str | None = None  # noqa: N815
@@ -116,18 +114,24 @@ class _Event(msgspec.Struct, gc=False):
     requestParameters: msgspec.Raw = msgspec.Raw()  # noqa: N815
     responseElements: msgspec.Raw = msgspec.Raw()  # noqa: N815
     additionalEventData: msgspec.Raw = msgspec.Raw()  # noqa: N815
-    insightDetails: msgspec.Raw = msgspec.Raw()  # noqa: N815
-    resources: msgspec.Raw = msgspec.Raw()
-    serviceEventDetails: msgspec.Raw = msgspec.Raw()  # noqa: N815
     requestID: str | None = None  # noqa: N815
+    eventID: str | None = None  # noqa: N815
+    readOnly: bool | str | None = None  # noqa: N815
+    resources: msgspec.Raw = msgspec.Raw()
+    eventType: str | None = None  # noqa: N815
     apiVersion: str | None = None  # noqa: N815
+    managementEvent: bool | str | None = None  # noqa: N815
     recipientAccountId: str | None = None  # noqa: N815
     sharedEventID: str | None = None  # noqa: N815
     vpcEndpointId: str | None = None  # noqa: N815
+    eventCategory: str | None = None  # noqa: N815
     tlsDetails: _Tls | None = None  # noqa: N815
+    serviceEventDetails: msgspec.Raw = msgspec.Raw()  # noqa: N815
+    insightDetails: msgspec.Raw = msgspec.Raw()  # noqa: N815
 
 
 _DECODER = msgspec.json.Decoder(_Event)
+_IDENTITY_DECODER = msgspec.json.Decoder(_Identity | None)
 # Whitespace outside strings means the source was pretty-printed or spaced: re-serialise it.
 # (A match inside a string value only costs a re-serialisation, never a wrong result.)
 _NOT_COMPACT = re.compile(rb"[\n\r\t]|[:,\[{] | [\]}]")
@@ -212,10 +216,12 @@ def build_row(record: Record) -> Row:
     if not record.modified:
         try:
             ev = _DECODER.decode(record.raw)
+            last = _last_identity  # most records share the previous record's identity
+            ident = last[1] if ev.userIdentity == last[0] else _identity_columns(ev.userIdentity)
         except msgspec.ValidationError:
             row = _row_from_document(record.document(), record)
         else:
-            row = _from_struct(ev, record)
+            row = _from_struct(ev, ident, record)
     else:
         row = _row_from_document(record.document(), record)
     if row.TimeGenerated is None:
@@ -246,14 +252,39 @@ def _detections(row: Row, record: Record) -> None:
 
 def _json_text(raw: msgspec.Raw) -> str | None:
     """Compact JSON text of a raw value; None for absent or null ({} and [] are kept)."""
-    size = len(raw)
-    if not size:
+    if not raw or raw == _NULL:
         return None
-    if size == 4 and raw == _NULL:
-        return None
-    data = bytes(raw)
-    # Most payloads have no whitespace byte at all, so skip the regex for them. (An int operand
-    # is a plain memchr; a one-byte bytes operand first fails as an int, ~10x slower.)
+    try:
+        text = str(raw, "utf-8")
+    except UnicodeDecodeError:
+        return _json_text_bytes(bytes(raw))
+    # Most values hold no whitespace at all and are kept as they are.
+    if (" " in text or "\n" in text or "\t" in text or "\r" in text) and _not_compact(text):
+        return orjson.dumps(orjson.loads(text)).decode()
+    return text
+
+
+def _not_compact(text: str) -> bool:
+    """Whether :data:`_NOT_COMPACT` matches ``text``.
+
+    Found with substring scans: the regex steps through the text a character at a time, about
+    ten times slower on the values that hold a space.
+    """
+    return (
+        "\n" in text
+        or "\r" in text
+        or "\t" in text
+        or ": " in text
+        or ", " in text
+        or "[ " in text
+        or "{ " in text
+        or " ]" in text
+        or " }" in text
+    )
+
+
+def _json_text_bytes(data: bytes) -> str | None:
+    """:func:`_json_text` of bytes that are not valid UTF-8 (the same error as ever)."""
     if (32 in data or 10 in data or 9 in data or 13 in data) and _NOT_COMPACT.search(data):
         return orjson.dumps(orjson.loads(data)).decode()
     return data.decode()
@@ -261,30 +292,70 @@ def _json_text(raw: msgspec.Raw) -> str | None:
 
 _NULL = msgspec.Raw(b"null")
 
+_IdentityColumns = tuple[
+    str | None,  # UserIdentityType
+    str | None,  # UserIdentityPrincipalid
+    str | None,  # UserIdentityArn
+    str | None,  # UserIdentityAccountId
+    str | None,  # UserIdentityAccessKeyId
+    str | None,  # UserIdentityUserName
+    str | None,  # UserIdentityInvokedBy
+    str | None,  # UserIdentityUserId
+    str | None,  # UserIdentityStoreArn
+    bool | None,  # SessionMfaAuthenticated
+    str | None,  # SessionCreationDate
+    str | None,  # SessionIssuerType
+    str | None,  # SessionIssuerPrincipalId
+    str | None,  # SessionIssuerArn
+    str | None,  # SessionIssuerAccountId
+    str | None,  # SessionIssuerUserName
+    str | None,  # EC2RoleDelivery
+]
+_NO_IDENTITY: _IdentityColumns = (None,) * 17
+_IDENTITIES: dict[bytes, _IdentityColumns] = {}
+"""Identity columns by the exact bytes of ``userIdentity``: a trail repeats a few principals
+and sessions over and over, so most records skip decoding and mapping them."""
+_IDENTITIES_MAX = 2048
+_IDENTITY_MAX_BYTES = 2048
+_last_identity: tuple[msgspec.Raw, _IdentityColumns] = (msgspec.Raw(), _NO_IDENTITY)
+"""The previous record's identity: consecutive records mostly share it, and comparing two Raw
+values costs less than the copy and hash a dict lookup needs."""
 
-def _category(event_category: str | None, record: Record) -> str | None:
-    if event_category:
-        return _CATEGORY.get(event_category.lower(), event_category)
-    return record.routing.category or None
+
+def _identity_columns(raw: msgspec.Raw) -> _IdentityColumns:
+    """The 17 identity columns (``UserIdentityType`` .. ``EC2RoleDelivery``) of a raw ``userIdentity``.
+
+    Raises msgspec.ValidationError when a field has an unexpected type (the record then takes
+    the slow path, as it would have if the whole event had been decoded at once).
+    """
+    global _last_identity  # noqa: PLW0603 - one tuple, replaced whole (safe across threads)
+    last = _last_identity
+    if raw == last[0]:
+        return last[1]
+    if not raw:
+        return _NO_IDENTITY
+    key = bytes(raw)
+    cols = _IDENTITIES.get(key)
+    if cols is None:
+        cols = _map_identity(_IDENTITY_DECODER.decode(key))
+        if len(key) <= _IDENTITY_MAX_BYTES:
+            if len(_IDENTITIES) >= _IDENTITIES_MAX:
+                _IDENTITIES.clear()
+            _IDENTITIES[key] = cols
+    _last_identity = (msgspec.Raw(key), cols)
+    return cols
 
 
-def _from_struct(ev: _Event, record: Record) -> Row:
-    # Every column in a local, then one positional Row(...) (in COLUMNS order): keyword
-    # construction and attribute stores cost more than the mapping itself.
-    ident = ev.userIdentity
-    if ident is not None:
-        utype = ident.type
-        if utype is None and ident.invokedBy:
-            utype = "AWSService"
-        principal, arn, account = ident.principalId, ident.arn, ident.accountId
-        key_id, user_name, invoked_by = ident.accessKeyId, ident.userName, ident.invokedBy
-        obo = ident.onBehalfOf
-        user_id, store_arn = (obo.userId, obo.identityStoreArn) if obo is not None else (None, None)
-        sc = ident.sessionContext
-    else:
-        utype = principal = arn = account = key_id = user_name = invoked_by = user_id = store_arn = None
-        sc = None
+def _map_identity(ident: _Identity | None) -> _IdentityColumns:
+    if ident is None:
+        return _NO_IDENTITY
+    utype = ident.type
+    if utype is None and ident.invokedBy:
+        utype = "AWSService"
+    obo = ident.onBehalfOf
+    user_id, store_arn = (obo.userId, obo.identityStoreArn) if obo is not None else (None, None)
     mfa = created = it = ip = ia = iacc = iname = ec2 = None
+    sc = ident.sessionContext
     if sc is not None:
         attrs = sc.attributes
         if attrs is not None:
@@ -294,40 +365,14 @@ def _from_struct(ev: _Event, record: Record) -> Row:
         if iss is not None:
             it, ip, ia, iacc, iname = iss.type, iss.principalId, iss.arn, iss.accountId, iss.userName
         ec2 = sc.ec2RoleDelivery
-    tls = ev.tlsDetails
-    tls_version, cipher, host = (
-        (tls.tlsVersion, tls.cipherSuite, tls.clientProvidedHostHeader)
-        if tls is not None
-        else (None, None, None)
-    )
-    category = ev.eventCategory
-    category = _CATEGORY.get(category.lower(), category) if category else (record.routing.category or None)
-    mgmt = ev.managementEvent
-    read_only = ev.readOnly
-    # Absent payloads (most of them, on most events) skip the call: an empty Raw is false.
-    text = _json_text
-    params = text(raw) if (raw := ev.requestParameters) else None
-    extra = text(raw) if (raw := ev.additionalEventData) else None
-    if extra is None and (raw := ev.insightDetails):
-        extra = text(raw)
-    row = Row(
-        ev.eventTime,
-        ev.eventTime,
-        ev.eventID,
-        ev.eventVersion,
-        ev.eventSource,
-        ev.eventName,
-        ev.eventType,
-        category,
-        mgmt if mgmt is None or mgmt.__class__ is bool else bool_value(mgmt),
-        read_only if read_only is None or read_only.__class__ is bool else bool_value(read_only),
+    return (
         utype,
-        principal,
-        arn,
-        account,
-        key_id,
-        user_name,
-        invoked_by,
+        ident.principalId,
+        ident.arn,
+        ident.accountId,
+        ident.accessKeyId,
+        ident.userName,
+        ident.invokedBy,
         user_id,
         store_arn,
         mfa,
@@ -338,30 +383,77 @@ def _from_struct(ev: _Event, record: Record) -> Row:
         iacc,
         iname,
         ec2,
+    )
+
+
+def _category(event_category: str | None, record: Record) -> str | None:
+    if event_category:
+        return _CATEGORY.get(event_category.lower(), event_category)
+    return record.routing.category or None
+
+
+_CATEGORY_EXACT = {v: v for v in _CATEGORY.values()}
+
+
+def _from_struct(ev: _Event, ident: _IdentityColumns, record: Record) -> Row:
+    # Every column in a local, then one positional Row(...) (in COLUMNS order, the identity's
+    # 17 columns from _identity_columns): keyword construction and attribute stores cost more
+    # than the mapping itself. The columns after ClientProvidedHostHeader are rarely set.
+    category = ev.eventCategory
+    if category:
+        category = _CATEGORY_EXACT.get(category) or _CATEGORY.get(category.lower(), category)
+    else:
+        category = record.routing.category or None
+    mgmt = ev.managementEvent
+    if mgmt is not None and mgmt.__class__ is not bool:
+        mgmt = bool_value(mgmt)
+    read_only = ev.readOnly
+    if read_only is not None and read_only.__class__ is not bool:
+        read_only = bool_value(read_only)
+    # Absent and null payloads (most of them, on most events) skip the call: an empty Raw is
+    # false, and comparing with a Raw of a different length stops at the lengths.
+    text = _json_text
+    null = _NULL
+    params = text(raw) if (raw := ev.requestParameters) and raw != null else None
+    extra = text(raw) if (raw := ev.additionalEventData) and raw != null else None
+    if extra is None and (raw := ev.insightDetails):
+        extra = text(raw)
+    response = text(raw) if (raw := ev.responseElements) and raw != null else None
+    resources = text(raw) if (raw := ev.resources) else None
+    details = text(raw) if (raw := ev.serviceEventDetails) else None
+    tls = ev.tlsDetails
+    event_time = ev.eventTime
+    row = Row(
+        event_time,
+        event_time,
+        ev.eventID,
+        ev.eventVersion,
+        ev.eventSource,
+        ev.eventName,
+        ev.eventType,
+        category,
+        mgmt,
+        read_only,
+        *ident,
         ev.awsRegion,
         ev.sourceIPAddress,
         ev.userAgent,
         ev.errorCode,
         ev.errorMessage,
         params,
-        text(raw) if (raw := ev.responseElements) else None,
+        response,
         extra,
-        text(raw) if (raw := ev.resources) else None,
-        text(raw) if (raw := ev.serviceEventDetails) else None,
+        resources,
+        details,
         ev.requestID,
         ev.apiVersion,
         ev.recipientAccountId,
         ev.sharedEventID,
         ev.vpcEndpointId,
-        tls_version,
-        cipher,
-        host,
-        None,
-        None,
-        None,
-        None,
-        [t.as_dict() for t in record.tags] if record.tags else None,
+        *((tls.tlsVersion, tls.cipherSuite, tls.clientProvidedHostHeader) if tls is not None else ()),
     )
+    if record.tags:
+        row.TrailrelayDetections = [t.as_dict() for t in record.tags]
     if params is not None and ev.eventName in _SG_EVENTS:
         _security_group_rule(row, orjson.loads(params))
     return row

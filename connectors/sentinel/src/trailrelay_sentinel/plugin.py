@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from trailrelay.contract import BillingRule, SinkContext
 from trailrelay_sentinel.billing import BILLING_RULE
 from trailrelay_sentinel.config import SentinelConfig
 from trailrelay_sentinel.encode import SentinelEncoder
-from trailrelay_sentinel.search import SentinelSearcher
 from trailrelay_sentinel.sink import SentinelSink
+
+if TYPE_CHECKING:  # azure-monitor-query is imported only by `trailrelay canary`, not by every run
+    from trailrelay_sentinel.search import SentinelSearcher
 
 __all__ = ["SentinelPlugin", "plugin"]
 
@@ -52,6 +54,8 @@ class SentinelPlugin:
 
     def searcher(self, config: Any) -> SentinelSearcher:
         """A Log Analytics query for one event (``trailrelay canary``); ConfigError without workspace_id."""
+        from trailrelay_sentinel.search import SentinelSearcher  # noqa: PLC0415 - see the imports
+
         if not isinstance(config, SentinelConfig):
             config = SentinelConfig.validate(config)
         name = config.display_name

@@ -48,7 +48,7 @@ from trailrelay.contract import (
 from trailrelay_sentinel.columns import EVENT_TIME_COLUMN
 from trailrelay_sentinel.config import SentinelConfig
 from trailrelay_sentinel.credentials import build_credential, close_quietly
-from trailrelay_sentinel.encode import MAX_BODY_BYTES, EncodedRow, body_of, cut_bodies, encode_rows
+from trailrelay_sentinel.encode import MAX_BODY_BYTES, EncodedRow, body_of, cut_bodies, encode_batch
 from trailrelay_sentinel.failures import Failure, classify
 from trailrelay_sentinel.integrity import is_integrity
 from trailrelay_sentinel.mapping import trim_row
@@ -184,17 +184,20 @@ class SentinelSink:
         if not records:
             return []
         client = self._ready()
-        rows = encode_rows(records, self._max_body)
+        rows, plain = encode_batch(records, self._max_body)
         outcomes: list[Outcome | None] = [None] * len(records)
         by_stream: tuple[list[int], list[int]] = ([], [])  # CloudTrail rows, integrity rows
         trimmed = 0
-        for i, row in enumerate(rows):
-            if row.error is not None:
-                outcomes[i] = Outcome.rejected(row.error)
-            else:
-                by_stream[records[i].origin.kind == INTEGRITY_KIND].append(i)
-                if row.trimmed:
-                    trimmed += 1
+        if plain:  # the usual batch: every row a CloudTrail row, none rejected or trimmed
+            by_stream[0].extend(range(len(rows)))
+        else:
+            for i, row in enumerate(rows):
+                if row.error is not None:
+                    outcomes[i] = Outcome.rejected(row.error)
+                else:
+                    by_stream[records[i].origin.kind == INTEGRITY_KIND].append(i)
+                    if row.trimmed:
+                        trimmed += 1
         if trimmed:
             self._log.warning(
                 f"sentinel: {trimmed} record(s) were over the request limit; their largest fields were "
