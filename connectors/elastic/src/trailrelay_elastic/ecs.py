@@ -186,30 +186,52 @@ def prune(value: Any) -> Any:
     """A copy without null, empty, ``"-"`` and ``"none"`` values, recursively (the pipeline's first step)."""
     kind = type(value)
     if kind is dict:
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            t = type(v)
-            if t is dict or t is list:
-                v = prune(v)  # noqa: PLW2901 - the pruned copy replaces the original
-                if not v:
-                    continue
-            elif v is None or (t is str and v in _DROP_STRINGS):
-                continue
-            out[k] = v
-        return out
+        return _prune_dict(value)
     if kind is list:
-        items: list[Any] = []
-        for v in value:
-            t = type(v)
-            if t is dict or t is list:
-                v = prune(v)  # noqa: PLW2901
-                if not v:
-                    continue
-            elif v is None or (t is str and v in _DROP_STRINGS):
-                continue
-            items.append(v)
-        return items
+        return _prune_list(value)
     return value
+
+
+def _prune_dict(value: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        t = type(v)
+        if t is str:  # most values: tested first
+            if v in _DROP_STRINGS:
+                continue
+        elif t is dict:
+            v = _prune_dict(v)  # noqa: PLW2901 - the pruned copy replaces the original
+            if not v:
+                continue
+        elif t is list:
+            v = _prune_list(v)  # noqa: PLW2901
+            if not v:
+                continue
+        elif v is None:
+            continue
+        out[k] = v
+    return out
+
+
+def _prune_list(value: list[Any]) -> list[Any]:
+    items: list[Any] = []
+    for v in value:
+        t = type(v)
+        if t is str:
+            if v in _DROP_STRINGS:
+                continue
+        elif t is dict:
+            v = _prune_dict(v)  # noqa: PLW2901
+            if not v:
+                continue
+        elif t is list:
+            v = _prune_list(v)  # noqa: PLW2901
+            if not v:
+                continue
+        elif v is None:
+            continue
+        items.append(v)
+    return items
 
 
 _DATES: dict[str, str | None] = {}
@@ -312,62 +334,123 @@ def _dedupe_resources(resources: Any) -> Any:
     return list(unique.values())
 
 
+_INSTANCE_KEYS = frozenset({*_HOST_KEYS, "instanceIds", "instancesSet"})
+"""Keys of request parameters or response elements that can name EC2 instances."""
+
+
 def _instance_ids(resources: Any, request: Any, response: Any) -> list[str]:
     """EC2 instance ids named by resources, request parameters or response elements."""
     found: list[str] = []
-
-    def add(value: Any) -> None:
-        if isinstance(value, str) and len(value) >= 10 and value.startswith("i-") and value not in found:
-            found.append(value)
-
     if isinstance(resources, list):
         for resource in resources:
             arn = resource.get("arn") if isinstance(resource, dict) else None
             if isinstance(arn, str) and ":instance/" in arn:
-                add(arn[arn.rfind("/") + 1 :])
+                value = arn[arn.rfind("/") + 1 :]
+                if len(value) >= 10 and value.startswith("i-") and value not in found:
+                    found.append(value)
     for container in (request, response):
-        if not isinstance(container, dict):
+        if not isinstance(container, dict) or _INSTANCE_KEYS.isdisjoint(container):
             continue
-        for key in _HOST_KEYS:
-            add(container.get(key))
+        candidates: list[Any] = [container.get(key) for key in _HOST_KEYS]
         ids = container.get("instanceIds")
         if isinstance(ids, list):
-            for value in ids:
-                add(value)
+            candidates.extend(ids)
         items = _dict(container.get("instancesSet")).get("items")
         if isinstance(items, list):
-            for item in items:
-                if isinstance(item, dict):
-                    add(item.get("instanceId"))
+            candidates.extend(item.get("instanceId") for item in items if isinstance(item, dict))
+        for value in candidates:
+            if isinstance(value, str) and len(value) >= 10 and value.startswith("i-") and value not in found:
+                found.append(value)
     return found
 
 
-def to_ecs(event: dict[str, Any]) -> dict[str, Any]:
-    """The ECS document for one CloudTrail event (a fresh dict; ``event`` is not modified)."""
-    j: dict[str, Any] = prune(event)
+_SERVICES: dict[str, str] = {}
+"""``cloud.service.name`` by eventSource (``""``: none); a handful of services pass by."""
+
+
+def _service_of(source: str) -> str:
+    """``cloud.service.name`` of an eventSource: ``iam`` of ``iam.amazonaws.com`` (``""``: none)."""
+    service = _SERVICES.get(source)
+    if service is None:
+        service = source[: source.find(".amazonaws.com")] if source.endswith(".amazonaws.com") else ""
+        if len(_SERVICES) >= 4096:
+            _SERVICES.clear()
+        _SERVICES[source] = service
+    return service
+
+
+_Identity = tuple[dict[str, Any], dict[str, Any], Any, list[Any]]
+"""``user_identity``, ``user``, ``cloud.account.id`` (or None), ``related.user``: see :func:`_identity`."""
+_Tls = tuple[dict[str, Any], dict[str, Any] | None]
+"""``tls`` and ``aws.cloudtrail.tls_details`` (or None): see :func:`_tls`."""
+
+_RAW_PARTS = frozenset({"userIdentity", "tlsDetails"})
+"""Objects :func:`_pruned_top` leaves unpruned: their mapping is cached by their JSON text."""
+_CACHE_SIZE = 4096
+"""Entries per cache before it is emptied (memory stays flat over a long run)."""
+_IDENTITIES: dict[bytes, _Identity] = {}
+_TLS: dict[bytes, _Tls] = {}
+
+
+def _pruned_top(event: dict[str, Any]) -> dict[str, Any]:
+    """:func:`prune` of an event, but a non-empty ``userIdentity`` or ``tlsDetails`` object stays as is."""
     out: dict[str, Any] = {}
-    ev: dict[str, Any] = {}
-    ct: dict[str, Any] = {}
+    for k, v in event.items():
+        t = type(v)
+        if t is str:
+            if v in _DROP_STRINGS:
+                continue
+        elif t is dict:
+            if not v:
+                continue
+            if k not in _RAW_PARTS:
+                v = _prune_dict(v)  # noqa: PLW2901 - the pruned copy replaces the original
+                if not v:
+                    continue
+        elif t is list:
+            v = _prune_list(v)  # noqa: PLW2901
+            if not v:
+                continue
+        elif v is None:
+            continue
+        out[k] = v
+    return out
+
+
+def _shared_identity(raw: dict[str, Any]) -> _Identity:
+    """:func:`_identity` of an unpruned ``userIdentity`` from JSON, cached by its JSON text (read-only)."""
+    key = orjson.dumps(raw)
+    mapped = _IDENTITIES.get(key)
+    if mapped is None:
+        mapped = _identity(_prune_dict(raw))
+        if len(_IDENTITIES) >= _CACHE_SIZE:  # keep memory flat over a long run
+            _IDENTITIES.clear()
+        _IDENTITIES[key] = mapped  # dict get/set are atomic: threads may share the cache
+    return mapped
+
+
+def _shared_tls(raw: dict[str, Any]) -> _Tls:
+    """:func:`_tls` of an unpruned ``tlsDetails`` from JSON, cached by its JSON text (read-only)."""
+    key = orjson.dumps(raw)
+    mapped = _TLS.get(key)
+    if mapped is None:
+        mapped = _tls(_prune_dict(raw))
+        if len(_TLS) >= _CACHE_SIZE:
+            _TLS.clear()
+        _TLS[key] = mapped
+    return mapped
+
+
+def _identity(ident: dict[str, Any]) -> _Identity:
+    """What a (pruned) ``userIdentity`` maps to, before the rest of the event adds to it.
+
+    ``user_identity``, the ``user`` fields, ``cloud.account.id`` (or None) and the first
+    ``related.user`` values. The order of the steps matters: several write one field in turn.
+    """
     ui: dict[str, Any] = {}
-    sc_out: dict[str, Any] = {}
-    issuer_out: dict[str, Any] = {}
     user: dict[str, Any] = {}
-    cloud: dict[str, Any] = {}
-    account: dict[str, Any] = {}
     related_user: list[Any] = []
-
-    ts = date(j.get("eventTime"))
-    if ts:
-        out["@timestamp"] = ts
-    out["ecs"] = {"version": ECS_VERSION}
-    if "eventVersion" in j:
-        ct["event_version"] = j["eventVersion"]
-
-    ident = _dict(j.get("userIdentity"))
-    sc = _dict(ident.get("sessionContext"))
-    attributes = _dict(sc.get("attributes"))
-    issuer = _dict(sc.get("sessionIssuer"))
-    obo = _dict(ident.get("onBehalfOf"))
+    account_id = None
     uitype = ident.get("type")
     if uitype is not None:
         ui["type"] = uitype
@@ -379,20 +462,49 @@ def to_ecs(event: dict[str, Any]) -> dict[str, Any]:
     if arn is not None:
         ui["arn"] = arn
     if "accountId" in ident:
-        account["id"] = ident["accountId"]
+        account_id = ident["accountId"]
     if "accessKeyId" in ident:
         ui["access_key_id"] = ident["accessKeyId"]
-    if "mfaAuthenticated" in attributes:
-        sc_out["mfa_authenticated"] = attributes["mfaAuthenticated"]
-    created = date(attributes.get("creationDate"))
-    if created:
-        sc_out["creation_date"] = created
-    if "type" in issuer:
-        issuer_out["type"] = issuer["type"]
-    if uitype in ("AssumedRole", "FederatedUser") and "userName" in issuer:
-        user["name"] = issuer["userName"]
-    if "principalId" in issuer:
-        issuer_out["principal_id"] = issuer["principalId"]
+    sc = ident.get("sessionContext")
+    sc_out: dict[str, Any] = {}
+    issuer_out: dict[str, Any] = {}
+    if type(sc) is dict and sc:
+        attributes = sc.get("attributes")
+        if type(attributes) is dict and attributes:
+            if "mfaAuthenticated" in attributes:
+                sc_out["mfa_authenticated"] = attributes["mfaAuthenticated"]
+            created = date(attributes.get("creationDate"))
+            if created:
+                sc_out["creation_date"] = created
+        issuer = sc.get("sessionIssuer")
+        if type(issuer) is dict and issuer:
+            if "type" in issuer:
+                issuer_out["type"] = issuer["type"]
+            if uitype in ("AssumedRole", "FederatedUser") and "userName" in issuer:
+                user["name"] = issuer["userName"]
+            if "principalId" in issuer:
+                issuer_out["principal_id"] = issuer["principalId"]
+            if "arn" in issuer:
+                issuer_out["arn"] = issuer["arn"]
+            if "accountId" in issuer:
+                issuer_out["account_id"] = issuer["accountId"]
+        for src, dst in _SESSION_PLAIN:
+            if src in sc:
+                sc_out[dst] = sc[src]
+        web = sc.get("webIdFederationData")
+        if type(web) is dict and web:
+            web_out = {
+                dst: web[src]
+                for src, dst in (
+                    ("federatedProvider", "federated_provider"),
+                    ("attributes", "attributes"),
+                )
+                if src in web
+            }
+            if web_out:
+                sc_out["web_id_federation_data"] = web_out
+        if issuer_out:
+            sc_out["session_issuer"] = issuer_out
     if (
         uitype in ("AssumedRole", "FederatedUser", "IdentityCenterUser")
         and isinstance(arn, str)
@@ -406,67 +518,93 @@ def to_ecs(event: dict[str, Any]) -> dict[str, Any]:
             if "@" in session_name:
                 _append(related_user, session_name.split("@", 1)[0])
                 user.setdefault("email", session_name)
-    if "userId" in obo or "identityStoreArn" in obo:
-        ui["on_behalf_of"] = {
-            k: obo[s]
-            for s, k in (("userId", "user_id"), ("identityStoreArn", "identity_store_arn"))
-            if s in obo
-        }
-    if uitype == "IdentityCenterUser" and "id" not in user and "userId" in obo:
-        user["id"] = obo["userId"]
-    if "arn" in issuer:
-        issuer_out["arn"] = issuer["arn"]
-    if "accountId" in issuer:
-        issuer_out["account_id"] = issuer["accountId"]
+    obo = ident.get("onBehalfOf")
+    if type(obo) is dict and obo:
+        if "userId" in obo or "identityStoreArn" in obo:
+            ui["on_behalf_of"] = {
+                k: obo[s]
+                for s, k in (("userId", "user_id"), ("identityStoreArn", "identity_store_arn"))
+                if s in obo
+            }
+        if uitype == "IdentityCenterUser" and "id" not in user and "userId" in obo:
+            user["id"] = obo["userId"]
     if uitype in ("IAMUser", "Root") and arn:
         user["id"] = arn
     if uitype == "AssumedRole" and issuer_out.get("arn"):
         user["id"] = issuer_out["arn"]
-    if "sessionCredentialFromConsole" in j:
-        ct["session_credential_from_console"] = j["sessionCredentialFromConsole"]
     for src, dst in _USER_IDENTITY_PLAIN:
         if src in ident:
             ui[dst] = ident[src]
-    delegate = _dict(ident.get("invokedByDelegate"))
-    if "accountId" in delegate:
+    delegate = ident.get("invokedByDelegate")
+    if type(delegate) is dict and "accountId" in delegate:
         ui["invoked_by_delegate"] = {"account_id": delegate["accountId"]}
-    scope = _dict(ident.get("inScopeOf"))
-    in_scope_of = {dst: scope[src] for src, dst in _IN_SCOPE_OF if src in scope}
-    if in_scope_of:
-        ui["in_scope_of"] = in_scope_of
-    for src, dst in _SESSION_PLAIN:
-        if src in sc:
-            sc_out[dst] = sc[src]
-    web = _dict(sc.get("webIdFederationData"))
-    web_out = {
-        dst: web[src]
-        for src, dst in (("federatedProvider", "federated_provider"), ("attributes", "attributes"))
-        if src in web
-    }
-    if web_out:
-        sc_out["web_id_federation_data"] = web_out
-    if issuer_out:
-        sc_out["session_issuer"] = issuer_out
+    scope = ident.get("inScopeOf")
+    if type(scope) is dict and scope:
+        in_scope_of = {dst: scope[src] for src, dst in _IN_SCOPE_OF if src in scope}
+        if in_scope_of:
+            ui["in_scope_of"] = in_scope_of
     if sc_out:
         ui["session_context"] = sc_out
+    return ui, user, account_id, related_user
+
+
+def to_ecs(event: dict[str, Any], *, shared: bool = False) -> dict[str, Any]:
+    """The ECS document for one CloudTrail event (a fresh dict; ``event`` is not modified).
+
+    ``shared=True`` is for an event straight from ``orjson.loads`` (JSON types only) whose
+    document is only serialized: what a ``userIdentity`` or ``tlsDetails`` maps to is then
+    cached by its JSON text and shared between documents (read-only), not mapped again.
+    """
+    j: dict[str, Any] = _pruned_top(event) if shared and type(event) is dict else prune(event)
+    out: dict[str, Any] = {}
+    ev: dict[str, Any] = {}
+    ct: dict[str, Any] = {}
+    ui: dict[str, Any] = {}
+    user: dict[str, Any] = {}
+    cloud: dict[str, Any] = {}
+    account: dict[str, Any] = {}
+    related_user: list[Any] = []
+
+    ts = date(j.get("eventTime"))
+    if ts:
+        out["@timestamp"] = ts
+    out["ecs"] = {"version": ECS_VERSION}
+    if "eventVersion" in j:
+        ct["event_version"] = j["eventVersion"]
+
+    ident = j.get("userIdentity")
+    if type(ident) is dict and ident:
+        if shared:
+            ui, user, account_id, related_user = _shared_identity(ident)
+            user = dict(user)  # copies of what the rest of the mapping adds to
+            related_user = list(related_user)
+        else:
+            ui, user, account_id, related_user = _identity(ident)
+        if account_id is not None:
+            account["id"] = account_id
+    if "sessionCredentialFromConsole" in j:
+        ct["session_credential_from_console"] = j["sessionCredentialFromConsole"]
     if ui:
         ct["user_identity"] = ui
 
     source_name = j.get("eventSource")
-    if isinstance(source_name, str) and source_name.endswith(".amazonaws.com"):
-        service = source_name[: source_name.find(".amazonaws.com")]
+    if isinstance(source_name, str):
+        service = _service_of(source_name)
         if service:
             cloud["service"] = {"name": service}
     if source_name is not None:
         ev["provider"] = source_name
     action = j.get("eventName")
     if action is not None:
-        action = _text(action)
+        if type(action) is not str:
+            action = _text(action)
         if action:
             ev["action"] = action
     if "eventCategory" in j:
         ct["event_category"] = j["eventCategory"]
-    extra = _dict(j.get("additionalEventData"))
+    extra = j.get("additionalEventData")
+    if type(extra) is not dict:
+        extra = _NO_DICT
     if action == "UserAuthentication" and "name" not in user and "UserName" in extra:
         user["name"] = extra["UserName"]
     cloud["provider"] = "aws"
@@ -476,9 +614,8 @@ def to_ecs(event: dict[str, Any]) -> dict[str, Any]:
     source: dict[str, Any] = {}
     if "sourceIPAddress" in j:
         address = source["address"] = j["sourceIPAddress"]
-        if is_ip(address):
+        if isinstance(address, str) and _is_ip_text(address):
             source["ip"] = address
-    if source:
         out["source"] = source
     agent = j.get("userAgent")
     if isinstance(agent, str):
@@ -514,35 +651,39 @@ def to_ecs(event: dict[str, Any]) -> dict[str, Any]:
     if "recipientAccountId" in j:
         ct["recipient_account_id"] = j["recipientAccountId"]
         account.setdefault("id", j["recipientAccountId"])
-    shared = j.get("sharedEventID", j.get("sharedEventId"))
-    if shared is not None:
-        ct["shared_event_id"] = shared
+    shared_id = j.get("sharedEventID", j.get("sharedEventId"))
+    if shared_id is not None:
+        ct["shared_event_id"] = shared_id
     if "vpcEndpointId" in j:
         ct["vpc_endpoint_id"] = j["vpcEndpointId"]
     if "vpcEndpointAccountId" in j:
         ct["vpc_endpoint_account_id"] = j["vpcEndpointAccountId"]
-    addendum = _dict(j.get("addendum"))
-    addendum_out = {
-        dst: addendum[src]
-        for src, dst in (
-            ("reason", "reason"),
-            ("updatedFields", "updated_fields"),
-            ("originalRequestID", "original_request_id"),
-            ("originalEventID", "original_event_id"),
-        )
-        if src in addendum
-    }
-    if addendum_out:
-        ct["addendum"] = addendum_out
+    addendum = j.get("addendum")
+    if type(addendum) is dict and addendum:
+        addendum_out = {
+            dst: addendum[src]
+            for src, dst in (
+                ("reason", "reason"),
+                ("updatedFields", "updated_fields"),
+                ("originalRequestID", "original_request_id"),
+                ("originalEventID", "original_event_id"),
+            )
+            if src in addendum
+        }
+        if addendum_out:
+            ct["addendum"] = addendum_out
 
     request = j.get("requestParameters")
     response = j.get("responseElements")
-    req = _dict(request)
-    resp = _dict(response)
-    resp_user = _dict(resp.get("user"))
-    for value in (req.get("userName"), req.get("newUserName"), resp_user.get("userId")):
-        if value is not None:
-            _append(related_user, _text(value))
+    req = request if type(request) is dict else _NO_DICT
+    resp = response if type(response) is dict else _NO_DICT
+    resp_user = resp.get("user") if resp else None
+    if type(resp_user) is not dict:
+        resp_user = _NO_DICT
+    if req or resp_user:
+        for value in (req.get("userName"), req.get("newUserName"), resp_user.get("userId")):
+            if value is not None:
+                _append(related_user, _text(value))
 
     if action == "ConsoleLogin":
         login: dict[str, Any] = {}
@@ -568,57 +709,96 @@ def to_ecs(event: dict[str, Any]) -> dict[str, Any]:
 
     if "awsAccountId" in j:
         account.setdefault("id", j["awsAccountId"])
+    digest_hash = None
     if not _DIGEST_KEYS.isdisjoint(j):
         _digest(j, out, flattened)
-    group: dict[str, Any] = {}
-    if "group" in resp and "groupId" in _dict(resp["group"]):
-        group["id"] = resp["group"]["groupId"]
-    if "userId" in resp_user:
-        user.setdefault("target", {})["id"] = resp_user["userId"]
-    if "newUserName" in req:
-        user["changes"] = {"name": req["newUserName"]}
-    if "groupName" in req:
-        group["name"] = req["groupName"]
-    if "userName" in req:
-        user.setdefault("target", {})["name"] = req["userName"]
-    if group:
-        out["group"] = group
+        digest_hash = _dict(flattened.get("digest")).get("previous_hash_value")
+    if resp or req:
+        group: dict[str, Any] = {}
+        if "group" in resp and "groupId" in _dict(resp["group"]):
+            group["id"] = resp["group"]["groupId"]
+        if "userId" in resp_user:
+            user.setdefault("target", {})["id"] = resp_user["userId"]
+        if "newUserName" in req:
+            user["changes"] = {"name": req["newUserName"]}
+        if "groupName" in req:
+            group["name"] = req["groupName"]
+        if "userName" in req:
+            user.setdefault("target", {})["name"] = req["userName"]
+        if group:
+            out["group"] = group
     if "insightDetails" in j:
         flattened["insight_details"] = j["insightDetails"]
     if flattened:
         ct["flattened"] = flattened
 
-    tls = _tls(_dict(j.get("tlsDetails")), ct)
+    details = j.get("tlsDetails")
+    tls = _NO_DICT
+    if type(details) is dict and details:
+        tls, exchange = _shared_tls(details) if shared else _tls(details)
+        if exchange is not None:
+            ct["tls_details"] = exchange
     if tls:
         out["tls"] = tls
 
     name = user.get("name")
     if "email" not in user and isinstance(name, str) and name.find("@") > 0:
         user["email"] = name
+    changes = user.get("changes")
+    on_behalf_of = ui.get("on_behalf_of")
     for value in (
         ui.get("principal_id"),
         user.get("id"),
         name,
-        _dict(user.get("changes")).get("name"),
-        _dict(ui.get("on_behalf_of")).get("user_id"),
+        changes.get("name") if type(changes) is dict else None,
+        on_behalf_of.get("user_id") if type(on_behalf_of) is dict else None,
     ):
         if value is not None:
-            _append(related_user, _text(value))
+            if type(value) is not str:
+                value = _text(value)  # noqa: PLW2901 - as a template renders it
+            if value and value not in related_user:
+                related_user.append(value)
     related: dict[str, Any] = {}
     if related_user:
         related["user"] = related_user
     ips: list[str] = []
     if "ip" in source:
         ips.append(source["ip"])
-    service_ip = _dict(j.get("serviceEventDetails")).get("sourceIpAddress")
-    if is_ip(service_ip):
-        _append(ips, service_ip)
+    service_details = j.get("serviceEventDetails")
+    if type(service_details) is dict:
+        service_ip = service_details.get("sourceIpAddress")
+        if is_ip(service_ip):
+            _append(ips, service_ip)
     if ips:
         related["ip"] = ips
-    hosts = _hosts(tls, source, ct.get("resources"), request, response)
+    # related.hosts: a non-AWS TLS host name, a DNS-name source, the computer name, instance ids.
+    hosts: list[Any] = []
+    client = tls.get("client")
+    if client is not None:
+        server_name = client.get("server_name")
+        if isinstance(server_name, str) and not server_name.endswith(".amazonaws.com"):
+            _append(hosts, server_name)
+    if "ip" not in source:
+        address = source.get("address")
+        if (
+            isinstance(address, str)
+            and "." in address
+            and " " not in address
+            and not address.endswith(".amazonaws.com")
+        ):
+            _append(hosts, address)
+    if "computerName" in req:
+        _append(hosts, _text(req["computerName"]))
+    resources = ct.get("resources")
+    if (
+        isinstance(resources, list)
+        or (isinstance(request, dict) and not _INSTANCE_KEYS.isdisjoint(request))
+        or (isinstance(response, dict) and not _INSTANCE_KEYS.isdisjoint(response))
+    ):  # most events name no instance: skip the search
+        for instance in _instance_ids(resources, request, response):
+            _append(hosts, instance)
     if hosts:
         related["hosts"] = hosts
-    digest_hash = _dict(_dict(ct.get("flattened")).get("digest")).get("previous_hash_value")
     if digest_hash is not None:
         related["hash"] = [digest_hash]
     if related:
@@ -653,10 +833,13 @@ def _digest(j: dict[str, Any], out: dict[str, Any], flattened: dict[str, Any]) -
         flattened["digest"] = digest
 
 
-def _tls(details: dict[str, Any], ct: dict[str, Any]) -> dict[str, Any]:
-    """``tls.*`` from ``tlsDetails`` (``TLSv1.3`` becomes protocol ``tls``, version ``1.3``)."""
+def _tls(details: dict[str, Any]) -> _Tls:
+    """``tls.*`` and ``aws.cloudtrail.tls_details`` (or None) from a (pruned) ``tlsDetails``.
+
+    ``TLSv1.3`` becomes protocol ``tls``, version ``1.3``.
+    """
     if not details or details.get("tlsVersion") == "tlsVersion":
-        return {}
+        return {}, None
     tls: dict[str, Any] = {}
     version = details.get("tlsVersion")
     if isinstance(version, str):
@@ -674,35 +857,5 @@ def _tls(details: dict[str, Any], ct: dict[str, Any]) -> dict[str, Any]:
         tls["cipher"] = details["cipherSuite"]
     if "clientProvidedHostHeader" in details:
         tls["client"] = {"server_name": details["clientProvidedHostHeader"]}
-    if "keyExchange" in details:
-        ct["tls_details"] = {"key_exchange": details["keyExchange"]}
-    return tls
-
-
-def _hosts(
-    tls: dict[str, Any],
-    source: dict[str, Any],
-    resources: Any,
-    request: Any,
-    response: Any,
-) -> list[Any]:
-    """``related.hosts``: a non-AWS TLS host name, a DNS-name source, the computer name, instance ids."""
-    req = _dict(request)
-    hosts: list[Any] = []
-    server_name = _dict(tls.get("client")).get("server_name")
-    if isinstance(server_name, str) and not server_name.endswith(".amazonaws.com"):
-        _append(hosts, server_name)
-    address = source.get("address")
-    if (
-        "ip" not in source
-        and isinstance(address, str)
-        and "." in address
-        and " " not in address
-        and not address.endswith(".amazonaws.com")
-    ):
-        _append(hosts, address)
-    if "computerName" in req:
-        _append(hosts, _text(req["computerName"]))
-    for instance in _instance_ids(resources, request, response):
-        _append(hosts, instance)
-    return hosts
+    exchange = {"key_exchange": details["keyExchange"]} if "keyExchange" in details else None
+    return tls, exchange

@@ -109,6 +109,7 @@ class DocumentBuilder:
         self._origin_fragments: dict[tuple[int, str | None], tuple[Origin, bytes]] = {}
         self._clouds: dict[tuple[str | None, str | None], bytes] = {}
         self._timestamps: dict[dt.datetime, bytes] = {}
+        self._origin_docs: dict[tuple[int, str | None], tuple[Origin, dict[str, Any]]] = {}
 
     def entry(self, record: Record) -> bytes:
         """The two NDJSON lines (action and document) for one record."""
@@ -120,7 +121,7 @@ class DocumentBuilder:
                     self._action_head,
                     document_id(record),
                     b'"}}\n',
-                    orjson.dumps(self.ecs_document(record)),
+                    orjson.dumps(self._ecs_document(record, shared=True)),
                     b"\n",
                 )
             )
@@ -208,17 +209,31 @@ class DocumentBuilder:
 
     def ecs_document(self, record: Record) -> dict[str, Any]:
         """The ECS document (mapped here) with the data stream, provenance and detection fields."""
+        return self._ecs_document(record, shared=False)
+
+    def _ecs_document(self, record: Record, *, shared: bool) -> dict[str, Any]:
+        """:meth:`ecs_document`; with ``shared``, for serializing only: parts may be cached and shared."""
         # A transform that changed the record has parsed it already (cached); otherwise parse
         # without caching, so a batch's memory does not hold every parsed event at once.
-        event = record.document() if record.modified else orjson.loads(record.raw)
+        if record.modified:
+            event = record.document()
+            parsed = False
+        else:
+            event = orjson.loads(record.raw)
+            parsed = True
         if not isinstance(event, dict):
             raise TypeError("record is not a JSON object")
-        doc = to_ecs(event)
+        # Only a fresh parse is known to hold JSON types alone (the mapping's caches need that).
+        doc = to_ecs(event, shared=shared and parsed)
         doc["event"]["dataset"] = DATASET
-        doc["tags"] = list(TAGS)
+        doc["tags"] = TAGS if shared else list(TAGS)
         if "data_stream" in self._common:
             doc["data_stream"] = self._common["data_stream"]
-        origin = _origin_fields(record.origin, partition_of(record.routing.aws_region))
+        origin = (
+            self._shared_origin_fields(record.origin, record.routing.aws_region)
+            if shared
+            else _origin_fields(record.origin, partition_of(record.routing.aws_region))
+        )
         if "aws" in origin:
             doc.setdefault("aws", {})["s3"] = origin["aws"]["s3"]
         if "log" in origin:
@@ -226,6 +241,19 @@ class DocumentBuilder:
         if record.tags:
             doc.update(_detections(record))
         return doc
+
+    def _shared_origin_fields(self, origin: Origin, region: str | None) -> dict[str, Any]:
+        """:func:`_origin_fields` of a record's origin, cached (records of one object share it; read-only)."""
+        key = (id(origin), region)
+        cached = self._origin_docs.get(key)
+        if cached is not None and cached[0] is origin:
+            return cached[1]
+        fields = _origin_fields(origin, partition_of(region))
+        if len(self._origin_docs) > 4096:  # many objects pass by; keep memory flat
+            self._origin_docs.clear()
+        # Keyed by identity, as _origin_fragments: the entry keeps the origin alive.
+        self._origin_docs[key] = (origin, fields)
+        return fields
 
     def _origin_fragment(self, origin: Origin, region: str | None) -> bytes:
         key = (id(origin), region)
