@@ -70,7 +70,7 @@ def forward(trail: Path, out: Path) -> float:
         plugin = load_sink(name)
         placeholder = placeholder_config(name, plugin)
         if placeholder is not None:
-            config = plugin.config_model.model_validate(placeholder)
+            config = plugin.config_model.validate(placeholder)
             sinks[name] = EncodedFolderSink(
                 plugin.encoder(config),
                 out / name,

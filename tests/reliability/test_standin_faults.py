@@ -38,7 +38,7 @@ def _sink(standin: StandIn) -> Any:
     for key, value in standin.env().items():
         text = text.replace("${" + key + "}", value)
     table = tomllib.loads(text)["sinks"][0]
-    config = load_sink(table["type"]).config_model.model_validate(table)
+    config = load_sink(table["type"]).config_model.validate(table)
     sink = build_sink(config)
     sink.open()
     return sink
