@@ -192,7 +192,11 @@ def prune(value: Any) -> Any:
     return value
 
 
-def _prune_dict(value: dict[str, Any]) -> dict[str, Any]:
+_KEEP_NONE: frozenset[str] = frozenset()
+
+
+def _prune_dict(value: dict[str, Any], keep: frozenset[str] = _KEEP_NONE) -> dict[str, Any]:
+    """:func:`prune` of a dict; a non-empty object under a key in ``keep`` stays as it is."""
     out: dict[str, Any] = {}
     for k, v in value.items():
         t = type(v)
@@ -200,7 +204,8 @@ def _prune_dict(value: dict[str, Any]) -> dict[str, Any]:
             if v in _DROP_STRINGS:
                 continue
         elif t is dict:
-            v = _prune_dict(v)  # noqa: PLW2901 - the pruned copy replaces the original
+            if k not in keep:
+                v = _prune_dict(v)  # noqa: PLW2901 - the pruned copy replaces the original
             if not v:
                 continue
         elif t is list:
@@ -385,36 +390,11 @@ _Tls = tuple[dict[str, Any], dict[str, Any] | None]
 """``tls`` and ``aws.cloudtrail.tls_details`` (or None): see :func:`_tls`."""
 
 _RAW_PARTS = frozenset({"userIdentity", "tlsDetails"})
-"""Objects :func:`_pruned_top` leaves unpruned: their mapping is cached by their JSON text."""
+"""Objects the shared mapping leaves unpruned at the top: their mapping is cached by their JSON text."""
 _CACHE_SIZE = 4096
 """Entries per cache before it is emptied (memory stays flat over a long run)."""
 _IDENTITIES: dict[bytes, _Identity] = {}
 _TLS: dict[bytes, _Tls] = {}
-
-
-def _pruned_top(event: dict[str, Any]) -> dict[str, Any]:
-    """:func:`prune` of an event, but a non-empty ``userIdentity`` or ``tlsDetails`` object stays as is."""
-    out: dict[str, Any] = {}
-    for k, v in event.items():
-        t = type(v)
-        if t is str:
-            if v in _DROP_STRINGS:
-                continue
-        elif t is dict:
-            if not v:
-                continue
-            if k not in _RAW_PARTS:
-                v = _prune_dict(v)  # noqa: PLW2901 - the pruned copy replaces the original
-                if not v:
-                    continue
-        elif t is list:
-            v = _prune_list(v)  # noqa: PLW2901
-            if not v:
-                continue
-        elif v is None:
-            continue
-        out[k] = v
-    return out
 
 
 def _shared_identity(raw: dict[str, Any]) -> _Identity:
@@ -555,7 +535,7 @@ def to_ecs(event: dict[str, Any], *, shared: bool = False) -> dict[str, Any]:
     document is only serialized: what a ``userIdentity`` or ``tlsDetails`` maps to is then
     cached by its JSON text and shared between documents (read-only), not mapped again.
     """
-    j: dict[str, Any] = _pruned_top(event) if shared and type(event) is dict else prune(event)
+    j: dict[str, Any] = _prune_dict(event, _RAW_PARTS) if shared and type(event) is dict else prune(event)
     out: dict[str, Any] = {}
     ev: dict[str, Any] = {}
     ct: dict[str, Any] = {}
