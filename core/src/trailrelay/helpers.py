@@ -11,7 +11,10 @@ import binascii
 import datetime as dt
 import hashlib
 import math
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
+from itertools import accumulate, repeat
+from operator import add
 from typing import Any
 
 __all__ = [
@@ -44,18 +47,21 @@ def cut_runs(
     decides about it, and says why.
     """
     runs: list[range] = []
+    count = len(sizes)
+    # ends[i]: bytes of items 0..i-1, each with a separator after it. Items start..end-1 take
+    # overhead + (ends[end] - ends[start]) - separator bytes, so the greedy cut (items while they
+    # fit) is found by bisecting these running totals, not by a Python step per item: every
+    # connector cuts every batch with it.
+    ends = list(accumulate(map(add, sizes, repeat(separator_bytes)), initial=0))
+    room = max_bytes - overhead_bytes + separator_bytes
     start = 0
-    used = overhead_bytes
-    for i, size in enumerate(sizes):
-        count = i - start
-        if count and (
-            (max_items is not None and count >= max_items) or used + separator_bytes + size > max_bytes
-        ):
-            runs.append(range(start, i))
-            start, used, count = i, overhead_bytes, 0
-        used += size + (separator_bytes if count else 0)
-    if start < len(sizes):
-        runs.append(range(start, len(sizes)))
+    while start < count:
+        end = bisect_right(ends, ends[start] + room, start + 1) - 1
+        if max_items is not None:
+            end = min(end, start + max_items)
+        end = max(end, start + 1)  # an item too large for any run still gets one of its own
+        runs.append(range(start, end))
+        start = end
     return runs
 
 

@@ -2,7 +2,7 @@
 
 Each shortcut here stands in for a slower, obviously right computation: the identity cache for
 decoding and mapping ``userIdentity`` every time, the substring test for the ``_NOT_COMPACT``
-regex, the bisecting ``cut_bodies`` for the core's ``cut_runs``, the one-copy ``body_of`` for
+regex, the one-copy ``body_of`` for
 ``"[" + ",".join(rows) + "]"``, and ``encode_batch``'s "plain" flag for sorting rows one by one.
 """
 
@@ -14,13 +14,11 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from trailrelay.contract import INTEGRITY_KIND, Origin, Record, cut_runs
+from trailrelay.contract import INTEGRITY_KIND, Origin, Record
 from trailrelay.record import decode_routing
 from trailrelay_sentinel import mapping
-from trailrelay_sentinel.encode import body_of, cut_bodies, encode_batch, encode_rows
+from trailrelay_sentinel.encode import body_of, encode_batch, encode_rows
 from trailrelay_sentinel.mapping import map_document, map_record
 
 ORIGIN = Origin("file", "fast-paths.json")
@@ -151,13 +149,6 @@ def test_json_text_that_is_not_utf8_is_refused_as_before() -> None:
     (row,) = encode_rows([rec])
     assert row.error is not None
     assert row.error.endswith("'utf-8' codec can't decode byte 0xff in position 6: invalid start byte")
-
-
-@given(
-    st.lists(st.integers(min_value=0, max_value=120), max_size=40), st.integers(min_value=1, max_value=300)
-)
-def test_cut_bodies_cuts_as_cut_runs(sizes: list[int], max_body: int) -> None:
-    assert cut_bodies(sizes, max_body) == cut_runs(sizes, max_body, None, separator_bytes=1, overhead_bytes=2)
 
 
 @pytest.mark.parametrize("count", [0, 1, 2, 5])

@@ -8,14 +8,11 @@ serialised once (msgspec, straight from a typed row) and the array is joined fro
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Sequence
-from itertools import accumulate, repeat
-from operator import add
 
 import msgspec
 
-from trailrelay.contract import INTEGRITY_KIND, Record
+from trailrelay.contract import INTEGRITY_KIND, Record, cut_runs
 from trailrelay_sentinel.integrity import INTEGRITY_TABLE, encode_integrity_row, is_integrity
 from trailrelay_sentinel.mapping import encode_record, map_record, trim_row
 
@@ -107,26 +104,8 @@ def _integrity_row(record: Record, limit: int, max_body: int) -> EncodedRow:
 
 
 def cut_bodies(sizes: Sequence[int], max_body: int = MAX_BODY_BYTES) -> list[range]:
-    """Index ranges of consecutive rows whose JSON array (brackets, rows, commas) fits ``max_body``.
-
-    Greedy, as ``cut_runs(sizes, max_body, None, separator_bytes=1, overhead_bytes=2)``: a body
-    takes rows while they fit, and a row too large for any body still gets one of its own. Found
-    by bisecting running totals rather than by a Python step per row.
-    """
-    runs: list[range] = []
-    count = len(sizes)
-    # ends[i]: bytes of rows 0..i-1, each with a comma after it. Rows start..end-1 make a body of
-    # 2 + (ends[end] - ends[start]) - 1 bytes (brackets, rows, one comma fewer than rows).
-    ends = list(accumulate(map(add, sizes, repeat(1)), initial=0))
-    room = max_body - 1
-    start = 0
-    while start < count:
-        end = bisect_right(ends, ends[start] + room, start + 1) - 1
-        if end <= start:
-            end = start + 1
-        runs.append(range(start, end))
-        start = end
-    return runs
+    """Index ranges of consecutive rows whose JSON array (brackets, rows, commas) fits ``max_body``."""
+    return cut_runs(sizes, max_body, None, separator_bytes=1, overhead_bytes=2)
 
 
 def body_of(rows: Sequence[bytes]) -> bytes:
