@@ -162,3 +162,12 @@ def test_export_of_a_folder_exports_what_converts_and_names_the_rest(tmp_path: P
     assert len(names) == 1 and "Password changed" not in names[0]
     assert "fieldref.yml: rule 'Password changed for another user' cannot be exported" in result.stderr
     assert "1 rules could not be exported" in result.stderr
+
+
+def test_a_bad_detection_table_names_every_problem(tmp_path: Path) -> None:
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('[detection]\npack = "maybe"\npacks = true\nrule = []\n')
+    code, _, err = run("list", "-c", str(cfg))
+    assert code == EXIT_RULES
+    assert "detection.pack: Expected `bool`" in err
+    assert "detection.packs: unknown key" in err and "detection.rule: unknown key" in err

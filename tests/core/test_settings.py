@@ -79,7 +79,7 @@ def test_values_from_the_environment_are_converted() -> None:
 
 def test_secrets_stay_out_of_reprs_and_errors() -> None:
     cfg = _Sink.validate({"type": "x", "url": "u", "token": SECRET})
-    for text in (repr(cfg), str(cfg.token), f"{cfg.token}", repr(cfg.to_dict())):
+    for text in (repr(cfg), str(cfg.token), f"{cfg.token}", repr(msgspec.structs.asdict(cfg))):
         assert SECRET not in text
     assert cfg.token == Secret(SECRET) and cfg.token != Secret("other") and len(cfg.token) == len(SECRET)
     with pytest.raises(ConfigError) as info:

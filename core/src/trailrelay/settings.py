@@ -103,10 +103,6 @@ class Settings(msgspec.Struct, metaclass=_SettingsMeta, frozen=True, forbid_unkn
         """A copy with some fields changed: ``__post_init__`` checks run, types are not converted."""
         return msgspec.structs.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values (paths and secrets as they are), e.g. to show or compare."""
-        return {f: getattr(self, f) for f in self.__struct_fields__}
-
 
 def _decode(kind: type, value: Any) -> Any:
     """Types msgspec leaves to us: paths and secrets, from strings."""

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 import requests
@@ -435,7 +436,7 @@ def test_config_keys_and_defaults() -> None:
         make_config("splunk.example.com:8088")
     with pytest.raises(ConfigError, match="batchbytes: unknown key"):
         make_config("https://x", batchbytes=1)
-    assert TOKEN not in repr(cfg) and TOKEN not in str(cfg.to_dict())
+    assert TOKEN not in repr(cfg) and TOKEN not in str(msgspec.structs.asdict(cfg))
 
 
 def test_pipeline_batches_each_fit_one_request(hec: HecStandIn, tmp_path: Path) -> None:

@@ -67,7 +67,8 @@ def _config(config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: boo
     try:
         config = DetectionConfig.validate(table, where="detection")
     except ConfigError as exc:
-        _fail(f"[detection] in {config_path}: {str(exc).splitlines()[-1].strip()}")
+        problems = "; ".join(line.strip() for line in str(exc).splitlines()[1:])  # under the heading
+        _fail(f"[detection] in {config_path}: {problems}")
     extra = [p.resolve() for p in rule_paths]  # command-line paths are relative to the working directory
     rules = [*config.rules, *extra]
     return config.replace(rules=rules, pack=config.pack and not no_pack), base_dir
