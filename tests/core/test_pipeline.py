@@ -464,3 +464,25 @@ def test_many_tagged_records_share_requests_and_still_leave_fast(tmp_path: Path,
     assert sorted(sink.stored) == sorted(f"id-{i}" for i in range(2000))
     assert len(sent_at) <= 12, len(sent_at)  # not 200: tagged records share requests
     assert sent_at[0] - t0 < 0.2  # the first tagged record left within tens of milliseconds
+
+
+def test_latency_sample_times_every_tagged_record_once_and_one_in_stride(
+    tmp_path: Path, scripted: Any
+) -> None:
+    from trailrelay.pipeline.delivery import LATENCY_STRIDE
+    from trailrelay.record import RiskTag
+
+    sink = scripted(BatchLimits(max_records=1000, max_bytes=8 << 20, max_age=0.05, concurrency=1))
+    runner = _runner(sink, tmp_path)
+    origin = Origin("file", "x")
+    records = [
+        Record.from_bytes(orjson.dumps(dict(SAMPLE_EVENTS[1], eventID=f"id-{i}")), origin) for i in range(100)
+    ]
+    alert = RiskTag("rule-1", "CloudTrail logging stopped", "high")
+    for i in (5, 2 * LATENCY_STRIDE):  # one between samples, one on a sampled position
+        records[i].add_tags([alert])
+    runner.put_many(records)
+    runner.close()
+    assert len(sink.stored) == 100
+    assert runner.metrics._latency_seen == len(range(0, 100, LATENCY_STRIDE)) + 1
+    assert "latency_seconds" in runner.metrics.snapshot()

@@ -111,3 +111,16 @@ def test_rebuilt_events_are_held_at_their_own_size() -> None:
     size = sum(len(r.raw) for r in records)
     assert len(kept) == 200 and all(r.modified for r in records)
     assert grown < 2 * size, f"{grown / 200:.0f} bytes held per {size / 200:.0f}-byte event"
+
+
+def test_records_compare_by_identity_and_keep_their_constructor() -> None:
+    """A Record is built as ``Record(raw, routing, origin, index, tags)``; two records with the
+    same bytes are still two records (sets and ``in`` of the pipeline count each one)."""
+    raw = b'{"eventName": "x", "eventID": "1"}'
+    origin = Origin("file", "x")
+    a = Record(raw, decode_routing(raw), origin, 3)
+    b = Record(raw, decode_routing(raw), origin, 3)
+    assert a != b and [a, b].count(a) == 1 and len({a, a, b}) == 2
+    assert (a.index, a.tags, a.modified, a.ticket) == (3, (), False, None)
+    with pytest.raises(AttributeError):
+        a.unknown = 1  # type: ignore[attr-defined]

@@ -670,3 +670,29 @@ def test_files_and_s3_objects_open_as_streams(tmp_path: Path, aws_env: str) -> N
         stream = read_stream(raw, ref.origin, hash_sha256=True)
         assert [i.raw for i in stream if isinstance(i, Record)] == GOOD
         assert stream.sha256 == hashlib.sha256(_envelope(GOOD)).hexdigest()
+
+
+def test_batches_of_clean_cuts_are_record_runs_and_flatten_to_the_items() -> None:
+    """The pipeline takes a cut of only records whole (``RecordRun``); a cut with a problem is a
+    plain list it reads item by item, in index order, so the problem is dead-lettered."""
+    from trailrelay.sources.parse import RecordRun
+
+    data = gzip.compress(_envelope(GOOD))
+    batches = [
+        list(b) if not isinstance(b, RecordRun) else b
+        for b in ObjectStream(io.BytesIO(data), ORIGIN, chunk_bytes=4096).batches()
+    ]
+    assert len(batches) > 3 and all(isinstance(b, RecordRun) for b in batches)
+    flat = [_key(i) for b in batches for i in b]
+    assert flat == [_key(i) for i in ObjectStream(io.BytesIO(data), ORIGIN, chunk_bytes=4096)]
+    assert [i[2] for i in flat] == list(range(len(GOOD)))
+
+    bad = [*GOOD[:50], b'{"eventVersion": "1.08", "note": 7}', *GOOD[50:]]
+    stream = ObjectStream(io.BytesIO(gzip.compress(_envelope(bad))), ORIGIN, chunk_bytes=4096)
+    mixed = [b if isinstance(b, RecordRun) else list(b) for b in stream.batches()]
+    with_problem = [b for b in mixed if any(isinstance(i, Problem) for i in b)]
+    assert len(with_problem) == 1 and not isinstance(with_problem[0], RecordRun)
+    items = [i for b in mixed for i in b]
+    assert [i.index for i in items] == list(range(len(bad)))
+    assert isinstance(items[50], Problem) and "no eventName or eventID" in items[50].reason
+    assert all(isinstance(i, Record) for n, i in enumerate(items) if n != 50)

@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from operator import attrgetter
 
 from isal import isal_zlib
 
@@ -58,6 +59,8 @@ URGENT_DELAY = 0.05
 """Seconds a partial batch holding a high-risk record waits for company before it is sent."""
 LATENCY_STRIDE = 32
 """One record in this many (and every high-risk one) is timed for the latency figures."""
+_RAW = attrgetter("raw")
+_TICKET = attrgetter("ticket")
 
 
 def backoff(attempt: int, retry_after: float | None, *, base: float = 0.5, cap: float = 60.0) -> float:
@@ -471,11 +474,8 @@ class SinkRunner:
             self._abandon_records(parked.records(), "internal error while settling")
 
     def _settle_delivered(self, records: Sequence[Record]) -> None:
-        nbytes = 0
-        done: Counter[object] = Counter()
-        for r in records:
-            nbytes += len(r.raw)
-            done[r.ticket] += 1
+        nbytes = sum(map(len, map(_RAW, records)))
+        done: Counter[object] = Counter(map(_TICKET, records))
         self._count_final(len(records), nbytes, 0, 0)
         self._latencies(records)
         _finish_tickets(done)
@@ -524,11 +524,13 @@ class SinkRunner:
     def _latencies(self, records: Sequence[Record]) -> None:
         """Event-to-final delays: every high-risk record's, and a 1-in-LATENCY_STRIDE sample of the rest."""
         now = time.time()
-        delays = []
-        for i, r in enumerate(records):
-            if (r.tags or i % LATENCY_STRIDE == 0) and (t := r.routing.event_time) is not None:
-                delays.append(now - t.timestamp())
-        self.metrics.latencies(delays)
+        sample = records[::LATENCY_STRIDE]
+        tagged = [r for r in records if r.tags]
+        if tagged:  # every high-risk one, once
+            sampled = set(map(id, sample))
+            sample = [*sample, *(r for r in tagged if id(r) not in sampled)]
+        times = [t for r in sample if (t := r.routing.event_time) is not None]
+        self.metrics.latencies([now - t.timestamp() for t in times])
 
     def _release(self, n: int) -> None:
         with self._cond:

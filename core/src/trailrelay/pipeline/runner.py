@@ -9,6 +9,7 @@ again. Bad input is dead-lettered with its reason and the run goes on.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -23,7 +24,7 @@ from trailrelay.pipeline.tickets import Ticket
 from trailrelay.record import Origin, Record
 from trailrelay.sources.base import ItemStream, ObjectRef, Source, Work
 from trailrelay.sources.decompress import DEFAULT_LIMIT
-from trailrelay.sources.parse import NotALogFile, Problem
+from trailrelay.sources.parse import NotALogFile, Problem, RecordRun
 from trailrelay.sources.stream import DEFAULT_MAX_RECORD_BYTES, read_stream
 
 __all__ = ["Pipeline", "RunResult"]
@@ -212,7 +213,7 @@ class Pipeline:
         )
         count = 0
         try:
-            count = self._route_all(stream, ticket)
+            count = self._route_all(stream.batches(), ticket)
         except NotALogFile as skip:
             m.bump("skipped", skip.kind)
         except FetchError as exc:  # the source failed part-way: what was read stays in flight
@@ -229,7 +230,7 @@ class Pipeline:
         stream = items()
         count = 0
         try:
-            count = self._route_all(iter(stream), ticket)
+            count = self._route_all(_in_chunks(stream), ticket)
         except Exception as exc:  # a bug must not stop the run: trace the unit, go on
             log.exception("unexpected error delivering %s", obj.origin.location)
             self._dead_letter("read", f"unexpected {type(exc).__name__}: {exc}", obj.origin, None)
@@ -242,26 +243,38 @@ class Pipeline:
         self.metrics.bump("skipped", "fetch-failed")
         ticket.fail(f"fetch failed: {exc}")
 
-    def _route_all(self, items: Iterable[Record | Problem], ticket: Ticket) -> int:
+    def _route_all(self, batches: Iterable[Iterable[Record | Problem]], ticket: Ticket) -> int:
         """Transform records and hand them to the sinks in chunks; returns how many were read.
 
-        Records are transformed and cross to the sinks ``CHUNK`` at a time (no per-record
-        hand-off, lock or counter update); a bad item is dead-lettered where it is found and the
-        rest go on.
+        Records are transformed and cross to the sinks at least ``CHUNK`` at a time (no
+        per-record hand-off, lock or counter update); a cut of only records (``RecordRun``) is
+        taken whole. A bad item is dead-lettered where it is found and the rest go on.
         """
         chunk: list[Record] = []
         count = 0
         try:
-            for item in items:
-                if item.__class__ is Problem:
-                    assert isinstance(item, Problem)
-                    # terminal: the rest of the object is unreadable (corrupt gzip, broken JSON)
-                    stage = "read" if item.terminal else "parse"
-                    self._dead_letter(stage, item.reason, item.origin, item.raw, index=item.index)
-                    continue
-                assert isinstance(item, Record)
-                count += 1
-                chunk.append(item)
+            for batch in batches:
+                if batch.__class__ is RecordRun:
+                    assert isinstance(batch, list)
+                    count += len(batch)
+                    if chunk:
+                        chunk += batch
+                    else:
+                        chunk = batch
+                else:
+                    for item in batch:
+                        if item.__class__ is Problem:
+                            assert isinstance(item, Problem)
+                            # terminal: the rest of the object is unreadable (corrupt gzip, broken JSON)
+                            stage = "read" if item.terminal else "parse"
+                            self._dead_letter(stage, item.reason, item.origin, item.raw, index=item.index)
+                            continue
+                        assert isinstance(item, Record)
+                        count += 1
+                        chunk.append(item)
+                        if len(chunk) >= CHUNK:
+                            self._transform_and_deliver(chunk, ticket)
+                            chunk = []
                 if len(chunk) >= CHUNK:
                     self._transform_and_deliver(chunk, ticket)
                     chunk = []
@@ -324,3 +337,10 @@ class Pipeline:
         with self._open_lock:
             self._open.discard(ticket)
         self.metrics.add("acked" if acked else "released")
+
+
+def _in_chunks(items: Iterable[Record | Problem]) -> Iterator[list[Record | Problem]]:
+    """Items a source cut itself, ``CHUNK`` at a time (``_route_all`` takes batches)."""
+    it = iter(items)
+    while chunk := list(itertools.islice(it, CHUNK)):
+        yield chunk

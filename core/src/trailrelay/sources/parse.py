@@ -21,7 +21,7 @@ import msgspec
 from trailrelay.errors import InputError
 from trailrelay.record import _ROUTING, BAD_JSON, Origin, Record, _normalize, decode_routing, why_bad
 
-__all__ = ["NotALogFile", "Problem", "iter_records"]
+__all__ = ["NotALogFile", "Problem", "RecordRun", "iter_records", "records_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,27 +124,49 @@ def _looks_like_ndjson(data: bytes, start: int) -> bool:
         return False
 
 
+class RecordRun(list):  # type: ignore[type-arg]  # list[Record]
+    """The items of one cut when every one is a record, in order: the pipeline takes it whole."""
+
+    __slots__ = ()
+
+
+def records_of(
+    items: Sequence[msgspec.Raw | bytes], origin: Origin, start: int = 0
+) -> list[Record | Problem]:
+    """The items of raw element slices in order (``start``: the first one's index).
+
+    A :class:`RecordRun` when all are records (the common case), so the pipeline need not look
+    at each one; a plain list when a problem is among them.
+    """
+    out = RecordRun()
+    append = out.append
+    decode = _ROUTING.decode
+    normalize = _normalize
+    clean = True
+    for index, raw_slice in enumerate(items, start):
+        raw = bytes(raw_slice)
+        if raw.isascii():  # the common case inline; anything unusual (UTF-8 too) takes the careful path
+            try:
+                routing = decode(raw)
+            except (msgspec.ValidationError, *BAD_JSON):
+                pass
+            else:
+                if routing.event_name is not None or routing.event_id is not None:
+                    normalize(routing)
+                    append(Record(raw, routing, origin, index))
+                    continue
+        item = _record(raw, origin, index)
+        clean = clean and item.__class__ is Record
+        append(item)
+    return out if clean else list(out)
+
+
 def _from_items(
     items: Sequence[msgspec.Raw | bytes], origin: Origin, start: int = 0
 ) -> Iterator[Record | Problem]:
-    """Records (or problems) from raw element slices; ``start`` is the first one's index."""
-    decode = _ROUTING.decode
-    normalize = _normalize
+    """Like :func:`records_of`, one slice at a time (a whole object's records are not held twice)."""
     for index, raw_slice in enumerate(items, start):
-        raw = bytes(raw_slice)
-        if not raw.isascii():  # rare: validate UTF-8 on the careful path
-            yield _record(raw, origin, index)
-            continue
-        try:  # the common case inline; anything unusual takes the careful path
-            routing = decode(raw)
-        except (msgspec.ValidationError, *BAD_JSON):
-            yield _record(raw, origin, index)
-            continue
-        if routing.event_name is None and routing.event_id is None:
-            yield _record(raw, origin, index)
-            continue
-        normalize(routing)
-        yield Record(raw, routing, origin, index)
+        yield from records_of((raw_slice,), origin, index)
 
 
 def _from_lines(data: bytes, origin: Origin) -> Iterator[Record | Problem]:

@@ -65,10 +65,10 @@ from trailrelay.sources.parse import (
     _PROBE,
     NotALogFile,
     Problem,
-    _from_items,
     _line,
     _looks_like_ndjson,
     iter_records,
+    records_of,
 )
 
 try:  # ISA-L inflates ~1.4x faster than zlib, with identical output
@@ -156,20 +156,35 @@ class ObjectStream:
         self._started = False
 
     def __iter__(self) -> Iterator[Record | Problem]:
+        return self._items()
+
+    def _items(self) -> Iterator[Record | Problem]:
+        batches = self.batches()
+        try:
+            for batch in batches:
+                yield from batch
+        finally:
+            batches.close()  # stopped early: the source is closed now, not when collected
+
+    def batches(self) -> Generator[Iterable[Record | Problem], None, None]:
+        """The items a cut at a time, in order: the pipeline's way (no hop per record).
+
+        A cut holding only records is a :class:`~trailrelay.sources.parse.RecordRun`. Iterate each
+        batch before asking for the next; iterate the stream (or its batches) once.
+        """
         if self._started:
             raise RuntimeError("an ObjectStream can be iterated only once")
         self._started = True
         return self._run()
 
-    def _run(self) -> Iterator[Record | Problem]:
+    def _run(self) -> Generator[Iterable[Record | Problem], None, None]:
         chunks = self._inflate()
         splitter = _Splitter(self.origin, self.max_record_bytes)
         try:
             try:
-                for batch in splitter.items(chunks):  # one batch per chunk: one hop per record
-                    yield from batch
+                yield from splitter.items(chunks)
             except InputError as exc:
-                yield splitter.stopped(str(exc))
+                yield (splitter.stopped(str(exc)),)
                 if self._hasher is not None and not self._inflate_failed:
                     self._drain(chunks)  # the digest check wants the hash even of a bad file
         finally:
@@ -539,7 +554,7 @@ class _Splitter:
                 if close > self.max_record:
                     yield self._each(items)
                 else:
-                    yield _from_items(items, self.origin, self.index)
+                    yield records_of(items, self.origin, self.index)
                 self.index += len(items)
                 self.buf = buf[close:]
                 self.closed = True
@@ -557,7 +572,7 @@ class _Splitter:
                     if end > self.max_record:
                         yield self._each(items)
                     else:
-                        yield _from_items(items, self.origin, self.index)
+                        yield records_of(items, self.origin, self.index)
                     self.index += len(items)
                     self.buf = buf[at + self.sep_comma + 1 :]
                     self.after_comma = True
@@ -590,7 +605,7 @@ class _Splitter:
             if len(raw) > self.max_record:
                 yield self._oversize(i, bytes(raw))
             else:
-                yield from _from_items([raw], self.origin, i)
+                yield from records_of([raw], self.origin, i)
 
     def _scan(self, *, final: bool, learning: bool = False) -> _Batches:
         """Exact: one value at a time, each end found by msgspec or, for bad values, the scanner.
@@ -646,7 +661,7 @@ class _Splitter:
             if len(raw) > self.max_record:
                 yield (self._oversize(self.index, raw),)
             else:
-                yield _from_items([raw], self.origin, self.index)
+                yield records_of([raw], self.origin, self.index)
             learned = False
             if prev_end > 0 and buf[prev_end - 1] == _CLOSE_OBJECT and ch == _OPEN_OBJECT:
                 learned = self._learn(buf, prev_end - 1, pos)
