@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
 from trailrelay.contract import BillingRule, Encoder, Sink, SinkContext
 from trailrelay_splunk.config import SplunkConfig
 from trailrelay_splunk.encode import EnvelopeEncoder
-from trailrelay_splunk.search import SplunkSearcher
 from trailrelay_splunk.sink import SplunkSink
+
+if TYPE_CHECKING:  # splunklib loads only for a search (verify, canary), not for forwarding
+    from trailrelay_splunk.search import SplunkSearcher
 
 __all__ = ["SplunkPlugin", "event_sizes", "plugin"]
 
@@ -47,6 +49,8 @@ class SplunkPlugin:
     def searcher(self, config: Any) -> SplunkSearcher:
         """A oneshot search for one eventID (``trailrelay canary``); ConfigError without management keys."""
         typed = _typed(config)
+        from trailrelay_splunk.search import SplunkSearcher  # noqa: PLC0415 - see the imports
+
         return SplunkSearcher(typed, logging.getLogger(f"trailrelay.sinks.{typed.display_name}"))
 
 

@@ -27,11 +27,13 @@ import random
 import threading
 import time
 from array import array
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from operator import attrgetter
+from itertools import accumulate, repeat
+from operator import add, attrgetter
 
 from isal import isal_zlib
 
@@ -46,6 +48,7 @@ from trailrelay.contract import (
     Status,
 )
 from trailrelay.errors import FatalSinkError, InputError, PermanentError, RetryableError
+from trailrelay.helpers import cut_runs
 from trailrelay.pipeline.deadletter import DeadLetterStore, entry
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.record import Record, decode_routing
@@ -199,7 +202,6 @@ class SinkRunner:
         if not keep:
             return
         limits = self.limits
-        ready: list[list[Record]] = []
         with self._cond:
             while (
                 self._active >= self.capacity or self._parked_bytes >= self.max_pending_bytes
@@ -211,20 +213,8 @@ class SinkRunner:
             batch, size = self._batch, self._batch_bytes
             if not batch:
                 self._due = now + self.max_age
-            urgent = False
-            overhead, max_bytes, max_records = limits.record_overhead, limits.max_bytes, limits.max_records
-            for record in keep:
-                n = len(record.raw) + overhead
-                if batch and size + n > max_bytes:  # cut before it: a batch stays within max_bytes
-                    ready.append(batch)
-                    batch, size, urgent = [], 0, False
-                batch.append(record)
-                size += n
-                if record.tags:
-                    urgent = True
-                if len(batch) >= max_records or size >= max_bytes:
-                    ready.append(batch)
-                    batch, size, urgent = [], 0, False
+            ready, batch, size, added = _fill(batch, size, keep, limits)
+            urgent = any(r.tags for r in added)
             if ready:  # the open batch is a new one
                 self._due = now + self.max_age
             self._batch, self._batch_bytes = batch, size
@@ -548,6 +538,47 @@ class SinkRunner:
         for ticket in {id(t): t for t in parked.tickets}.values():
             if ticket is not None:
                 ticket.fail("stopping: outcome not confirmed by the sink yet")
+
+
+def _fill(
+    batch: list[Record], size: int, records: list[Record], limits: BatchLimits
+) -> tuple[list[list[Record]], list[Record], int, list[Record]]:
+    """Add ``records`` to the open ``batch`` (``size`` bytes so far) and cut full batches.
+
+    A batch is cut before the record that would take it past ``max_bytes`` (its records' bytes
+    plus the sink's ``record_overhead`` each, so the sink can send it as one request) and once it
+    holds ``max_records`` or reaches ``max_bytes``; a record too large for any batch gets one of
+    its own. Returns the full batches, the open batch, its size and the records this call added
+    to the open batch (their tags decide whether it is urgent). Sizes are summed in C
+    (running totals, bisected), not a record at a time.
+    """
+    max_bytes, max_records, overhead = limits.max_bytes, limits.max_records, limits.record_overhead
+    sizes = list(map(len, map(_RAW, records)))
+    ends = list(accumulate(map(add, sizes, repeat(overhead)), initial=0))
+    total = len(records)
+    # into the open batch: as many as fit (at least one when it is empty)
+    take = min(bisect_right(ends, max_bytes - size) - 1, max_records - len(batch), total)
+    if not batch:
+        take = max(take, 1)
+    added = records[:take]
+    batch += added
+    size += ends[take]
+    ready: list[list[Record]] = []
+    if take < total or len(batch) >= max_records or size >= max_bytes:
+        ready.append(batch)
+        batch, size, added = [], 0, []
+    if take < total:
+        rest = sizes[take:]
+        runs = cut_runs(rest, max_bytes, max_records, separator_bytes=overhead, overhead_bytes=overhead)
+        ready.extend(records[take + run.start : take + run.stop] for run in runs[:-1])
+        last = runs[-1]
+        run_batch = records[take + last.start : take + last.stop]
+        run_size = ends[take + last.stop] - ends[take + last.start]
+        if len(run_batch) >= max_records or run_size >= max_bytes:
+            ready.append(run_batch)
+        else:
+            batch, size, added = run_batch, run_size, run_batch
+    return ready, batch, size, added
 
 
 def _finish_tickets(done: Counter[object]) -> None:
