@@ -5,7 +5,8 @@ gzip, ``requests``; no filtering, tagging, retries or acknowledgement bookkeepin
 
     python naive.py file TRAIL OUT.ndjson
     python naive.py splunk TRAIL http://127.0.0.1:PORT
-    python naive.py elastic TRAIL http://127.0.0.1:PORT
+    python naive.py elastic TRAIL http://127.0.0.1:PORT       (integration mode: the event as message)
+    python naive.py elastic-ecs TRAIL http://127.0.0.1:PORT   (ECS mode: a dozen ECS fields mapped too)
     python naive.py sentinel TRAIL https://127.0.0.1:PORT CA_BUNDLE
 """
 
@@ -38,6 +39,38 @@ def post_in_bodies(post: Callable[[bytes], None], items: Iterator[bytes], limit:
         post(join.join(body))
 
 
+def _message(r: dict) -> dict:
+    """Elastic's integration mode: the event as ``message``, its time as ``@timestamp``."""
+    return {"@timestamp": r.get("eventTime"), "message": json.dumps(r)}
+
+
+def _ecs(r: dict) -> dict:
+    """ECS mode: the fields a user would map into ECS by hand (beside ``message``)."""
+    ident = r.get("userIdentity") or {}
+    return {
+        **_message(r),
+        "event": {
+            "id": r.get("eventID"),
+            "action": r.get("eventName"),
+            "provider": r.get("eventSource"),
+            "outcome": "failure" if r.get("errorCode") else "success",
+        },
+        "cloud": {"region": r.get("awsRegion"), "account": {"id": r.get("recipientAccountId")}},
+        "source": {"address": r.get("sourceIPAddress")},
+        "user_agent": {"original": r.get("userAgent")},
+        "user": {"name": ident.get("userName"), "id": ident.get("principalId")},
+        "error": {"code": r.get("errorCode"), "message": r.get("errorMessage")},
+        "aws": {
+            "cloudtrail": {
+                "event_type": r.get("eventType"),
+                "user_identity": {"type": ident.get("type"), "arn": ident.get("arn")},
+                "request_parameters": json.dumps(r.get("requestParameters")),
+                "response_elements": json.dumps(r.get("responseElements")),
+            }
+        },
+    }
+
+
 def main(kind: str, trail: str, target: str, *extra: str) -> None:
     if kind == "file":
         with Path(target).open("w") as out:
@@ -57,15 +90,15 @@ def main(kind: str, trail: str, target: str, *extra: str) -> None:
             s.post(target + "/services/collector/event", data=gzip.compress(body, 1)).raise_for_status()
 
         post_in_bodies(post, events(), 800_000, b"\n")
-    elif kind == "elastic":
+    elif kind in ("elastic", "elastic-ecs"):
         s.headers.update({"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"})
         action = json.dumps({"create": {"_index": "logs-aws.cloudtrail-default"}}).encode()
+        document = _ecs if kind == "elastic-ecs" else _message
 
         def docs() -> Iterator[bytes]:
             for records in objects(trail):
                 for r in records:
-                    doc = {"@timestamp": r.get("eventTime"), "message": json.dumps(r)}
-                    yield action + b"\n" + json.dumps(doc).encode() + b"\n"
+                    yield action + b"\n" + json.dumps(document(r)).encode() + b"\n"
 
         def post(body: bytes) -> None:
             r = s.post(target + "/_bulk", data=gzip.compress(body, 1))
