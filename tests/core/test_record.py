@@ -124,3 +124,28 @@ def test_records_compare_by_identity_and_keep_their_constructor() -> None:
     assert (a.index, a.tags, a.modified, a.ticket) == (3, (), False, None)
     with pytest.raises(AttributeError):
         a.unknown = 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("pretty_every", "with_cr"), [(0, False), (4, False), (0, True)])
+def test_file_sink_writes_one_line_per_record_whatever_the_source_bytes(  # type: ignore[no-untyped-def]
+    tmp_path, pretty_every: int, with_cr: bool
+) -> None:
+    """The file sink joins the records' own bytes when all are single-line, and falls back to
+    ``line()`` (the record re-dumped on one line) when any spans lines (LF or a lone CR)."""
+    from trailrelay.contract import Batch
+    from trailrelay.sinks.file import FileConfig, FileSink
+
+    records = sample_records(12, pretty_every=pretty_every)
+    cr = Record.from_bytes(b'{"eventID": "cr-1",\r"eventName": "x"}', ORIGIN)
+    batch = [*records, cr] if with_cr else records
+    sink = FileSink(FileConfig(path=tmp_path / "out.ndjson"))
+    sink.open()
+    sink.send(Batch(batch, 1))
+    sink.close()
+    written = (tmp_path / "out.ndjson").read_bytes()
+    assert b"\r" not in written  # universal-newline readers would see a lone CR as a line break
+    lines = written.split(b"\n")
+    assert lines[-1] == b"" and len(lines) == len(batch) + 1
+    assert [orjson.loads(x)["eventID"] for x in lines[:-1]] == [r.event_id for r in batch]
+    if pretty_every == 0 and not with_cr:
+        assert lines[:-1] == [r.raw for r in batch]  # the source's own bytes, unchanged
