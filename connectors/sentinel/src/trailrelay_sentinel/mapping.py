@@ -217,7 +217,8 @@ def build_row(record: Record) -> Row:
         try:
             ev = _DECODER.decode(record.raw)
             last = _last_identity  # most records share the previous record's identity
-            ident = last[1] if ev.userIdentity == last[0] else _identity_columns(ev.userIdentity)
+            raw = ev.userIdentity
+            ident = last[1] if raw == last[0] else _identity_columns(raw)
         except msgspec.ValidationError:
             row = _row_from_document(record.document(), record)
         else:
@@ -238,8 +239,12 @@ def _event_time_from_routing(row: Row, record: Record) -> None:
     t = record.routing.event_time
     if t is None:
         return
-    t = t.astimezone(dt.UTC)
-    text = t.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if t.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+    if t.tzinfo is not dt.UTC:  # the core normalizes to UTC; a naive time counts as local
+        t = t.astimezone(dt.UTC)
+    if t.year >= 1000:  # strftime's text at half the cost (strftime does not pad a year < 1000)
+        text = t.isoformat()[:-6] + "Z"  # "+00:00" -> "Z"; microseconds only when not 0, as %f
+    else:
+        text = t.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if t.microsecond else "%Y-%m-%dT%H:%M:%SZ")
     row.TimeGenerated = text
     row.EventTime = row.EventTime or text
 
@@ -250,10 +255,11 @@ def _detections(row: Row, record: Record) -> None:
         row.TrailrelayDetections = [t.as_dict() for t in record.tags]
 
 
-def _json_text(raw: msgspec.Raw) -> str | None:
-    """Compact JSON text of a raw value; None for absent or null ({} and [] are kept)."""
-    if not raw or raw == _NULL:
-        return None
+def _json_text(raw: msgspec.Raw) -> str:
+    """Compact JSON text of a raw value that is present and not null ({} and [] are kept).
+
+    The caller skips absent and null values (an empty Raw is false; ``raw != _NULL``).
+    """
     try:
         text = str(raw, "utf-8")
     except UnicodeDecodeError:
@@ -283,7 +289,7 @@ def _not_compact(text: str) -> bool:
     )
 
 
-def _json_text_bytes(data: bytes) -> str | None:
+def _json_text_bytes(data: bytes) -> str:
     """:func:`_json_text` of bytes that are not valid UTF-8 (the same error as ever)."""
     if (32 in data or 10 in data or 9 in data or 13 in data) and _NOT_COMPACT.search(data):
         return orjson.dumps(orjson.loads(data)).decode()
@@ -312,12 +318,14 @@ _IdentityColumns = tuple[
     str | None,  # EC2RoleDelivery
 ]
 _NO_IDENTITY: _IdentityColumns = (None,) * 17
-_IDENTITIES: dict[bytes, _IdentityColumns] = {}
+_IdentityEntry = tuple[msgspec.Raw, _IdentityColumns]
+_IDENTITIES: dict[bytes, _IdentityEntry] = {}
 """Identity columns by the exact bytes of ``userIdentity``: a trail repeats a few principals
-and sessions over and over, so most records skip decoding and mapping them."""
+and sessions over and over, so most records skip decoding and mapping them. Each entry keeps
+the bytes as a Raw too, ready to become :data:`_last_identity` as it is."""
 _IDENTITIES_MAX = 2048
 _IDENTITY_MAX_BYTES = 2048
-_last_identity: tuple[msgspec.Raw, _IdentityColumns] = (msgspec.Raw(), _NO_IDENTITY)
+_last_identity: _IdentityEntry = (msgspec.Raw(), _NO_IDENTITY)
 """The previous record's identity: consecutive records mostly share it, and comparing two Raw
 values costs less than the copy and hash a dict lookup needs."""
 
@@ -325,25 +333,23 @@ values costs less than the copy and hash a dict lookup needs."""
 def _identity_columns(raw: msgspec.Raw) -> _IdentityColumns:
     """The 17 identity columns (``UserIdentityType`` .. ``EC2RoleDelivery``) of a raw ``userIdentity``.
 
-    Raises msgspec.ValidationError when a field has an unexpected type (the record then takes
-    the slow path, as it would have if the whole event had been decoded at once).
+    The caller has compared ``raw`` with :data:`_last_identity` already. Raises
+    msgspec.ValidationError when a field has an unexpected type (the record then takes the slow
+    path, as it would have if the whole event had been decoded at once).
     """
     global _last_identity  # noqa: PLW0603 - one tuple, replaced whole (safe across threads)
-    last = _last_identity
-    if raw == last[0]:
-        return last[1]
     if not raw:
         return _NO_IDENTITY
     key = bytes(raw)
-    cols = _IDENTITIES.get(key)
-    if cols is None:
-        cols = _map_identity(_IDENTITY_DECODER.decode(key))
+    entry = _IDENTITIES.get(key)
+    if entry is None:
+        entry = (msgspec.Raw(key), _map_identity(_IDENTITY_DECODER.decode(key)))
         if len(key) <= _IDENTITY_MAX_BYTES:
             if len(_IDENTITIES) >= _IDENTITIES_MAX:
                 _IDENTITIES.clear()
-            _IDENTITIES[key] = cols
-    _last_identity = (msgspec.Raw(key), cols)
-    return cols
+            _IDENTITIES[key] = entry
+    _last_identity = entry
+    return entry[1]
 
 
 def _map_identity(ident: _Identity | None) -> _IdentityColumns:
@@ -396,9 +402,10 @@ _CATEGORY_EXACT = {v: v for v in _CATEGORY.values()}
 
 
 def _from_struct(ev: _Event, ident: _IdentityColumns, record: Record) -> Row:
-    # Every column in a local, then one positional Row(...) (in COLUMNS order, the identity's
-    # 17 columns from _identity_columns): keyword construction and attribute stores cost more
-    # than the mapping itself. The columns after ClientProvidedHostHeader are rarely set.
+    # Every column in a local, then one positional Row(...) of the first 30 columns (in COLUMNS
+    # order, the identity's 17 from _identity_columns) and the rest set only when present: a
+    # call with more than 30 arguments, or with *args, first builds a list and a tuple of them
+    # all, which costs more than the Row itself; keyword arguments cost more still.
     category = ev.eventCategory
     if category:
         category = _CATEGORY_EXACT.get(category) or _CATEGORY.get(category.lower(), category)
@@ -410,18 +417,25 @@ def _from_struct(ev: _Event, ident: _IdentityColumns, record: Record) -> Row:
     read_only = ev.readOnly
     if read_only is not None and read_only.__class__ is not bool:
         read_only = bool_value(read_only)
-    # Absent and null payloads (most of them, on most events) skip the call: an empty Raw is
-    # false, and comparing with a Raw of a different length stops at the lengths.
-    text = _json_text
-    null = _NULL
-    params = text(raw) if (raw := ev.requestParameters) and raw != null else None
-    extra = text(raw) if (raw := ev.additionalEventData) and raw != null else None
-    if extra is None and (raw := ev.insightDetails):
-        extra = text(raw)
-    response = text(raw) if (raw := ev.responseElements) and raw != null else None
-    resources = text(raw) if (raw := ev.resources) else None
-    details = text(raw) if (raw := ev.serviceEventDetails) else None
-    tls = ev.tlsDetails
+    (
+        user_type,
+        user_principal,
+        user_arn,
+        user_account,
+        user_key,
+        user_name,
+        user_invoked_by,
+        user_id,
+        user_store,
+        mfa,
+        created,
+        issuer_type,
+        issuer_principal,
+        issuer_arn,
+        issuer_account,
+        issuer_name,
+        ec2_delivery,
+    ) = ident
     event_time = ev.eventTime
     row = Row(
         event_time,
@@ -434,24 +448,59 @@ def _from_struct(ev: _Event, ident: _IdentityColumns, record: Record) -> Row:
         category,
         mgmt,
         read_only,
-        *ident,
+        user_type,
+        user_principal,
+        user_arn,
+        user_account,
+        user_key,
+        user_name,
+        user_invoked_by,
+        user_id,
+        user_store,
+        mfa,
+        created,
+        issuer_type,
+        issuer_principal,
+        issuer_arn,
+        issuer_account,
+        issuer_name,
+        ec2_delivery,
         ev.awsRegion,
         ev.sourceIPAddress,
         ev.userAgent,
-        ev.errorCode,
-        ev.errorMessage,
-        params,
-        response,
-        extra,
-        resources,
-        details,
-        ev.requestID,
-        ev.apiVersion,
-        ev.recipientAccountId,
-        ev.sharedEventID,
-        ev.vpcEndpointId,
-        *((tls.tlsVersion, tls.cipherSuite, tls.clientProvidedHostHeader) if tls is not None else ()),
     )
+    if (value := ev.errorCode) is not None:
+        row.ErrorCode = value
+    if (value := ev.errorMessage) is not None:
+        row.ErrorMessage = value
+    # Absent and null payloads (most of them, on most events) skip the call: an empty Raw is
+    # false, and comparing with a Raw of a different length stops at the lengths.
+    null = _NULL
+    params = None
+    if (raw := ev.requestParameters) and raw != null:
+        row.RequestParameters = params = _json_text(raw)
+    if (raw := ev.responseElements) and raw != null:
+        row.ResponseElements = _json_text(raw)
+    if ((raw := ev.additionalEventData) and raw != null) or ((raw := ev.insightDetails) and raw != null):
+        row.AdditionalEventData = _json_text(raw)
+    if (raw := ev.resources) and raw != null:
+        row.Resources = _json_text(raw)
+    if (raw := ev.serviceEventDetails) and raw != null:
+        row.ServiceEventDetails = _json_text(raw)
+    if (value := ev.requestID) is not None:
+        row.AwsRequestId_ = value
+    if (value := ev.apiVersion) is not None:
+        row.APIVersion = value
+    if (value := ev.recipientAccountId) is not None:
+        row.RecipientAccountId = value
+    if (value := ev.sharedEventID) is not None:
+        row.SharedEventId = value
+    if (value := ev.vpcEndpointId) is not None:
+        row.VpcEndpointId = value
+    if (tls := ev.tlsDetails) is not None:
+        row.TlsVersion = tls.tlsVersion
+        row.CipherSuite = tls.cipherSuite
+        row.ClientProvidedHostHeader = tls.clientProvidedHostHeader
     if record.tags:
         row.TrailrelayDetections = [t.as_dict() for t in record.tags]
     if params is not None and ev.eventName in _SG_EVENTS:
