@@ -458,3 +458,76 @@ def test_documented_responses_replayed(make_sink: Any, standin: Standin, name: s
             outcome.reason
             and f"HTTP {fixture['status']} {fixture['headers']['x-ms-error-code']}" in outcome.reason
         )
+
+
+class _Proxy:
+    """A forward proxy that records each CONNECT line and refuses it (502)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.lines: list[str] = []
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data and (chunk := conn.recv(4096)):
+                    data += chunk
+                self.lines.append(data.split(b"\r\n", 1)[0].decode())
+                conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def test_proxy_from_the_environment_is_read_once_at_open(
+    standin: Standin, ca_file: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uploads go through $HTTPS_PROXY as it was when the sink opened (requests would re-read
+    every environment variable on each request); $NO_PROXY still exempts the endpoint."""
+    proxy = _Proxy()
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "")
+        sink = sink_for(standin, ca_file)
+        sink.open()
+        monkeypatch.delenv("HTTPS_PROXY")  # later changes do not matter; the token call goes direct
+        records = records_from([event(0)])
+        outcomes = sink.send(Batch(records, 1))
+        sink.close()
+        assert [o.status for o in outcomes] == [Status.RETRY]
+        port = standin.url.rsplit(":", 1)[1]
+        assert proxy.lines and all(line.startswith(f"CONNECT 127.0.0.1:{port} ") for line in proxy.lines)
+        assert standin.stored_ids() == []
+
+        seen = len(proxy.lines)
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        direct = sink_for(standin, ca_file)
+        direct.open()
+        assert [o.status for o in direct.send(Batch(records, 1))] == [Status.DELIVERED]
+        direct.close()
+        assert len(proxy.lines) == seen
+    finally:
+        proxy.close()
+
+
+def test_ca_bundle_from_the_environment_still_trusted(
+    standin: Standin, ca_file: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ca_bundle, $REQUESTS_CA_BUNDLE (read once at open) decides whom uploads trust."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+    sink = sink_for(standin, None)
+    sink.open()
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    outcomes = sink.send(Batch(records_from([event(1)]), 1))
+    sink.close()
+    assert [o.status for o in outcomes] == [Status.DELIVERED]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.pipeline.policies import RetryPolicy
 from azure.monitor.ingestion import LogsIngestionClient
 from isal import isal_zlib
+from requests.utils import get_environ_proxies
 
 from trailrelay.contract import (
     DELIVERED,
@@ -147,12 +149,19 @@ class SentinelSink:
                 raise FatalSinkError(f"sentinel: ca_bundle {c.ca_bundle!r} is not a readable file")
             verify = tls_verify(c.verify_tls, c.ca_bundle, self._log)
             transport = {"connection_timeout": c.timeout, "read_timeout": c.timeout}
+            if verify is True:  # what requests would take from the environment, decided once
+                verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
             if self._credential is None:
                 self._credential = build_credential(c, verify, **transport, **self._credential_options)
             options: dict[str, Any] = {
                 "credential_scopes": [c.scope],
                 "connection_verify": verify,
                 "user_agent": self._context.user_agent,
+                # Proxies and the CA bundle are read from the environment here, once: with
+                # use_env_settings, requests scans every environment variable on every upload
+                # (about 1 ms of CPU each, half the client's cost per request).
+                "use_env_settings": False,
+                "proxies": get_environ_proxies(c.endpoint) or None,
                 **transport,
             }
             options.update(self._client_options)
