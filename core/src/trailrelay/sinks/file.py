@@ -164,11 +164,8 @@ class FileSink:
         if not batch.records:
             return []
         if self._document is Record.line:
-            records = batch.records
-            body = b"\n".join([r.raw for r in records]) + b"\n"
-            if body.count(10) != len(records) or 13 in body:  # a record on several lines: as one
-                body = b"\n".join([r.line() for r in records]) + b"\n"
-            outcomes: list[Outcome] = [DELIVERED] * len(records)
+            body = b"\n".join([r.line() for r in batch.records]) + b"\n"
+            outcomes: list[Outcome] = [DELIVERED] * len(batch.records)
         else:
             body, outcomes = self._documents(batch.records)
         with self._lock:
