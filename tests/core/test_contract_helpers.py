@@ -210,3 +210,21 @@ def test_search_error_reads_every_shape_elasticsearch_and_opensearch_send() -> N
     assert contract.search_error({"message": "Forbidden"}) == ("error", "Forbidden")  # AWS's gateway
     assert contract.search_error(None) == ("error", "")
     assert contract.search_error({"type": "x", "reason": "r" * 1000})[1] == "r" * 600
+
+
+def test_tls_verify_takes_the_environments_bundle_only_when_asked_and_none_is_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import logging
+
+    log = logging.getLogger("test")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/env/requests.pem")
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/env/curl.pem")
+    assert contract.tls_verify(True, None, log) is True  # urllib3 clients ignore the variables
+    assert contract.tls_verify(True, None, log, environment=True) == "/env/requests.pem"
+    assert contract.tls_verify(True, "/cfg/ca.pem", log, environment=True) == "/cfg/ca.pem"
+    assert contract.tls_verify(False, None, log, environment=True) is False
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    assert contract.tls_verify(True, None, log, environment=True) == "/env/curl.pem"
+    monkeypatch.delenv("CURL_CA_BUNDLE")
+    assert contract.tls_verify(True, None, log, environment=True) is True

@@ -28,6 +28,7 @@ import dataclasses
 import datetime as dt
 import enum
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -474,14 +475,23 @@ def load_sink_config(path: str | Path, sink_type: str, name: str | None = None) 
     return _services().load_sink_config(path, sink_type, name)
 
 
-def tls_verify(verify_tls: bool, ca_bundle: str | None, logger: logging.Logger) -> bool | str:
-    """The ``verify`` value for an HTTP client: a CA bundle path, True, or (loudly) False."""
+def tls_verify(
+    verify_tls: bool, ca_bundle: str | None, logger: logging.Logger, *, environment: bool = False
+) -> bool | str:
+    """The ``verify`` value for an HTTP client: a CA bundle path, True, or (loudly) False.
+
+    ``environment``: without ``ca_bundle``, take ``$REQUESTS_CA_BUNDLE`` or ``$CURL_CA_BUNDLE``
+    as requests would. For a requests-based client that reads the environment once, at open,
+    instead of on every request (``trust_env`` off: requests then re-scans every variable).
+    """
     if not verify_tls:
         logger.warning(
             "TLS CERTIFICATE VERIFICATION IS OFF (verify_tls = false): anyone on the network "
             "path can read and alter what this sink sends. Use ca_bundle for a private CA instead."
         )
         return False
+    if ca_bundle is None and environment:
+        return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     return ca_bundle or True
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -147,10 +146,9 @@ class SentinelSink:
             c = self.config
             if c.ca_bundle is not None and not Path(c.ca_bundle).is_file():
                 raise FatalSinkError(f"sentinel: ca_bundle {c.ca_bundle!r} is not a readable file")
-            verify = tls_verify(c.verify_tls, c.ca_bundle, self._log)
+            # what requests would take from the environment, decided once (see use_env_settings)
+            verify = tls_verify(c.verify_tls, c.ca_bundle, self._log, environment=True)
             transport = {"connection_timeout": c.timeout, "read_timeout": c.timeout}
-            if verify is True:  # what requests would take from the environment, decided once
-                verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
             if self._credential is None:
                 self._credential = build_credential(c, verify, **transport, **self._credential_options)
             options: dict[str, Any] = {

@@ -38,7 +38,6 @@ the indexer that holds the channel, as Splunk requires.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -195,9 +194,8 @@ class SplunkSink:
         c = self.config
         if c.ca_bundle and not Path(c.ca_bundle).is_file():
             raise FatalSinkError(f"sink {c.display_name!r}: ca_bundle {c.ca_bundle!r} is not a readable file")
-        self._verify = tls_verify(c.verify_tls, c.ca_bundle, self._log)
-        if self._verify is True:  # what requests would take from the environment, decided once
-            self._verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        # what requests would take from the environment, decided once
+        self._verify = tls_verify(c.verify_tls, c.ca_bundle, self._log, environment=True)
         self._proxies = requests.utils.get_environ_proxies(c.url)
         if self._adapter is None:
             self._adapter = self._given_adapter or HTTPAdapter(
