@@ -154,6 +154,11 @@ def test_ack_polls_carry_the_load_balancers_sticky_cookie(hec_ack: HecStandIn) -
     assert {o.status for o in settled(sink.send(Batch(sample_records(3))))} == {Status.DELIVERED}
     polls = _polls(hec_ack)
     assert polls and all("AWSALB=indexer-7" in p.headers.get("Cookie", "") for p in polls)
+    # the next event requests carry it too (they are sent from a request prepared before it was set)
+    assert {o.status for o in settled(sink.send(Batch(sample_records(3), 2)))} == {Status.DELIVERED}
+    events = hec_ack.event_requests()
+    assert "Cookie" not in events[0].headers
+    assert len(events) == 2 and "AWSALB=indexer-7" in events[1].headers.get("Cookie", "")
     sink.close()
 
 

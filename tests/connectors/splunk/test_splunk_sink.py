@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 import logging
@@ -93,6 +94,26 @@ def test_event_is_the_source_bytes_unchanged_with_metadata(hec: HecStandIn) -> N
     }
     assert body.startswith(b'{"time":1772446502.123,')
     sink.close()
+
+
+def test_each_envelope_carries_its_own_records_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Envelope heads are cached per eventTime: interleaved times, and times after the cache is
+    cleared, each still get their own record's epoch."""
+    monkeypatch.setattr("trailrelay_splunk.encode._HEAD_CACHE_LIMIT", 3)
+    times = [
+        "2026-03-02T10:15:02Z",
+        "2026-03-02T10:15:03Z",
+        "2026-03-02T10:15:02Z",
+        "2026-03-02T11:00:00.250Z",
+    ]
+    times += ["2026-03-02T10:15:03Z", "2026-03-02T12:00:00+02:00", "2026-03-02T10:00:00Z"]
+    records = [_record({"eventTime": t, "eventID": f"e-{i}", "eventName": "X"}) for i, t in enumerate(times)]
+    encoder = EnvelopeEncoder(make_config("http://127.0.0.1:1"))
+    got = [json.loads(encoder.envelope(r))["time"] for r in records]
+    want = [dt.datetime.fromisoformat(t).timestamp() for t in times]
+    assert got == pytest.approx(want, abs=1e-6)
+    assert got[5] == got[6]  # the same instant written in another offset
+    assert len(encoder._heads) <= 3
 
 
 def test_pretty_printed_source_becomes_one_line_event(hec: HecStandIn) -> None:

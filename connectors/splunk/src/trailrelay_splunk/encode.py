@@ -38,6 +38,7 @@ FIELD_NAMES = {
 
 _SEVERITY_ORDER = {"informational": 0, "info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 _SOURCE_CACHE_LIMIT = 4096
+_HEAD_CACHE_LIMIT = 65536
 _SOURCE_ESTIMATE = 200
 """Characters of ``source`` allowed for when cutting batches: an S3 URI of a CloudTrail object
 is 130-190 (a 63-character bucket name, an organization ID). Erring long costs a batch a few
@@ -83,6 +84,8 @@ class EnvelopeEncoder:
         self._integrity_tail = integrity
         self._fixed_source = b'"source":' + orjson.dumps(config.source) + b"," if config.source else None
         self._sources: dict[str, bytes] = {}
+        self._heads: dict[dt.datetime, bytes] = {}
+        """``{"time":<epoch>,`` per eventTime: a trail's records share few distinct seconds."""
         self._groups = tuple(config.fields)
         self._every_record = any(g in ("account", "region") for g in self._groups)
         """Indexed fields on every record (account, region); risk fields only on tagged ones."""
@@ -111,7 +114,7 @@ class EnvelopeEncoder:
         if record.origin.kind == INTEGRITY_KIND:
             return self._integrity_envelope(record)
         t = record.routing.event_time
-        head = b'{"time":%.3f,' % t.timestamp() if t is not None else b"{"
+        head = (self._heads.get(t) or self._head(t)) if t is not None else b"{"
         source = self._fixed_source or self._source(record.origin.location)
         fields = self._fields(record) if (self._every_record or record.tags) else b""
         return b"".join((head, source, self._tail, fields, b',"event":', record.line(), b"}"))
@@ -136,6 +139,13 @@ class EnvelopeEncoder:
     def encode(self, records: Sequence[Record]) -> list[bytes]:
         """The uncompressed request bodies the sink would send for these records."""
         return self.bodies(self.envelopes(records))
+
+    def _head(self, t: dt.datetime) -> bytes:
+        head = b'{"time":%.3f,' % t.timestamp()
+        if len(self._heads) >= _HEAD_CACHE_LIMIT:
+            self._heads.clear()  # a long run passes through many seconds: keep memory flat
+        self._heads[t] = head
+        return head
 
     def _source(self, location: str) -> bytes:
         cached = self._sources.get(location)
