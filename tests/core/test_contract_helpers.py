@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email.utils
+import hashlib
 import random
 
 import orjson
@@ -165,6 +167,15 @@ def test_document_ids_are_pinned() -> None:
     # the integrity event id both connectors store: location, verdict and window, \x1f-joined
     key = "s3://b/k\x1finvalid\x1f2026-01-01T00:00:00Z\x1f2026-01-01T01:00:00Z"
     assert hash_id(key.encode()) == b"laNP3zBCVEphGxCKw4p1"
+
+
+def test_hash_id_is_blake2b_15_of_each_key_alone() -> None:
+    """Each id is the hash of its own key only, whatever was hashed before (short and long keys)."""
+    rng = random.Random(7)
+    keys = [rng.randbytes(n) for n in (0, 1, 49, 2047, 2048, 5000)] * 2
+    for key in keys:
+        want = base64.urlsafe_b64encode(hashlib.blake2b(key, digest_size=15).digest())
+        assert hash_id(key) == want
 
 
 def test_document_id_ignores_where_the_event_came_from() -> None:

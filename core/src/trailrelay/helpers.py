@@ -29,6 +29,8 @@ __all__ = [
 ]
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+_BLAKE2B_15 = hashlib.blake2b(digest_size=15)
+"""The empty hash of :func:`hash_id`, copied for each id (never updated itself)."""
 
 
 def cut_runs(
@@ -98,8 +100,9 @@ def hash_id(key: bytes) -> bytes:
     Deterministic across runs and hosts, so an event sent twice gets the same document id.
     Never change it: the ids of documents already stored would no longer match.
     """
-    digest = hashlib.blake2b(key, digest_size=15).digest()
-    return binascii.b2a_base64(digest, newline=False).translate(_URLSAFE)
+    h = _BLAKE2B_15.copy()  # half the cost of building one: the constructor parses 9 keywords
+    h.update(key)
+    return binascii.b2a_base64(h.digest(), newline=False).translate(_URLSAFE)
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
