@@ -696,3 +696,53 @@ def test_batches_of_clean_cuts_are_record_runs_and_flatten_to_the_items() -> Non
     assert [i.index for i in items] == list(range(len(bad)))
     assert isinstance(items[50], Problem) and "no eventName or eventID" in items[50].reason
     assert all(isinstance(i, Record) for n, i in enumerate(items) if n != 50)
+
+
+def _cut(raws: list[bytes]) -> tuple[bytes, list[Any]]:
+    import msgspec
+
+    array = b"[" + b",".join(raws) + b"]"
+    return array, msgspec.json.decode(array, type=list[msgspec.Raw])
+
+
+@pytest.mark.parametrize(
+    ("odd", "fast"),
+    [
+        (None, True),  # a clean cut: every element a record
+        # normalized on the way (a string readOnly, a time in another offset): still the fast path
+        (b'{"eventID":"r","eventName":"X","readOnly":"true","eventTime":"2026-01-01T00:00:00+02:00"}', True),
+        (b'{"eventVersion":"1.08","eventID":"u","eventName":"Caf\xc3\xa9"}', False),  # UTF-8 text
+        (
+            b'{"eventVersion":"1.08","eventID":"t","eventName":"X","eventTime":5}',
+            False,
+        ),  # a field of another type
+        (b'{"eventVersion":"1.08","note":7}', False),  # neither eventName nor eventID
+        (orjson.dumps({**ENVELOPE, "detail": RECS[0]}), False),  # an EventBridge envelope
+    ],
+)
+def test_records_of_array_gives_what_records_of_gives(
+    odd: bytes | None, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-call decode of a cut's routing fields yields exactly the per-record path's items,
+    and is the path taken for a clean cut (a cut with anything unusual takes the per-record one)."""
+    from trailrelay.sources import parse
+
+    clean = [raw for raw in map(_dumps, MANY[:60]) if raw.isascii()][:40]
+    raws = clean + ([odd] if odd is not None else [])
+    array, items = _cut(raws)
+    want = [_key(i) for i in parse.records_of(items, ORIGIN, 7)]
+    per_record = parse.records_of
+    calls: list[int] = []
+
+    def counted(*args: Any) -> Any:
+        calls.append(1)
+        return per_record(*args)
+
+    monkeypatch.setattr(parse, "records_of", counted)
+    got = parse.records_of_array(array, items, ORIGIN, 7)
+    assert [_key(i) for i in got] == want
+    assert isinstance(got, parse.RecordRun) == all(k[0] == "record" for k in want)
+    assert calls == ([] if fast else [1])
+    if odd is not None and odd.startswith(b'{"eventID":"r"'):
+        routing = got[-1].routing
+        assert routing.read_only is True and str(routing.event_time) == "2025-12-31 22:00:00+00:00"

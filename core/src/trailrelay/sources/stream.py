@@ -69,6 +69,7 @@ from trailrelay.sources.parse import (
     _looks_like_ndjson,
     iter_records,
     records_of,
+    records_of_array,
 )
 
 try:  # ISA-L inflates ~1.4x faster than zlib, with identical output
@@ -546,15 +547,16 @@ class _Splitter:
             self.need_comma, self.after_comma = False, True
         close = self._closing(buf)
         if close:  # the array seems to end in what is held (a small object, the last chunk)
+            array = b"".join((b"[", memoryview(buf)[:close]))
             try:
-                items = _ARRAY.decode(b"".join((b"[", memoryview(buf)[:close])))
+                items = _ARRAY.decode(array)
             except (msgspec.DecodeError, RecursionError):
                 items = None  # it ends later, or a record is bad: the ways below find out
             if items is not None:
                 if close > self.max_record:
                     yield self._each(items)
                 else:
-                    yield records_of(items, self.origin, self.index)
+                    yield records_of_array(array, items, self.origin, self.index)
                 self.index += len(items)
                 self.buf = buf[close:]
                 self.closed = True
@@ -564,15 +566,16 @@ class _Splitter:
             at = buf.rfind(sep)
             if at >= 0:
                 end = at + 1
+                array = b"".join((b"[", memoryview(buf)[:end], b"]"))
                 try:
-                    items = _ARRAY.decode(b"".join((b"[", memoryview(buf)[:end], b"]")))
+                    items = _ARRAY.decode(array)
                 except (msgspec.DecodeError, RecursionError):
                     items = None  # not a boundary after all, or a bad record before it
                 if items is not None:
                     if end > self.max_record:
                         yield self._each(items)
                     else:
-                        yield records_of(items, self.origin, self.index)
+                        yield records_of_array(array, items, self.origin, self.index)
                     self.index += len(items)
                     self.buf = buf[at + self.sep_comma + 1 :]
                     self.after_comma = True
