@@ -336,6 +336,25 @@ def test_poisoned_records_rejected_rest_delivered_exactly_once(hec: HecStandIn) 
     sink.close()
 
 
+def test_a_record_that_cannot_be_encoded_is_rejected_alone(hec: HecStandIn) -> None:
+    """An event the encoder refuses is REJECTED with the reason; the others go in one request."""
+    records = sample_records(6)
+    routing = records[0].routing
+    for i in (2, 4):  # on several lines, so the encoder must parse it, and not JSON
+        records[i] = Record(b'{"eventID": "broken",\n "eventName": ', routing, records[i].origin, i)
+    sink = _sink(hec, ack=False)
+    outcomes = settled(sink.send(Batch(records)))
+    assert [o.status for o in outcomes] == [Status.DELIVERED, Status.DELIVERED, Status.REJECTED] + [
+        Status.DELIVERED,
+        Status.REJECTED,
+        Status.DELIVERED,
+    ]
+    assert "cannot encode the record as an HEC event" in (outcomes[2].reason or "")
+    assert [r.events for r in hec.event_requests()] == [4]
+    assert hec.event_ids() == [str(records[i].event_id) for i in (0, 1, 3, 5)]
+    sink.close()
+
+
 def test_under_ack_events_before_a_refused_one_are_retried_not_assumed(hec_ack: HecStandIn) -> None:
     """With acks, no ackId vouches for the prefix HEC kept: it is sent again (may duplicate)."""
     records = sample_records(20)
