@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import orjson
+import pytest
 from opensearch_helpers import make_config
 
 from trailrelay.contract import INTEGRITY_KIND, Origin, Record, RiskTag
@@ -161,3 +162,23 @@ def test_the_encoders_caches_hold_small_fragments_not_orjson_buffers() -> None:
         tracemalloc.stop()
     assert len(builder._timestamps) == 2000
     assert held < 2000 * 1024, f"{held / 2000:.0f} bytes held per record by the caches"
+
+
+@pytest.mark.parametrize(
+    ("extra", "has"),
+    [
+        (b"", False),
+        (b',"@timestamp":"2026-03-02T10:20:00Z"', True),
+        (b',"cloud":{"provider":"aws"}', True),
+        (b',"trailrelay":{"origin":"x"}', True),
+        (b',"\\u0074railrelay":1', True),  # an escape spells the name
+        (b',"requestParameters":{"cloud":"on","trailrelay":1,"@timestamp":2}', False),  # nested only
+        (b',"note":"caf\\u00e9 \\"cloud\\""', False),  # in a string, with an escape in the text
+    ],
+)
+def test_added_keys_are_found_at_the_top_level_only(extra: bytes, has: bool) -> None:
+    from trailrelay_opensearch.encode import _has_added_keys
+
+    line = orjson.dumps(SAMPLE_EVENTS[0])[:-1] + extra + b"}"
+    assert json.loads(line)  # the cases are JSON
+    assert _has_added_keys(line) is has
