@@ -17,6 +17,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 
 from trailrelay.errors import FetchError, InputError
 from trailrelay.record import Origin, Record
+from trailrelay.sources import parse
 from trailrelay.sources.base import ObjectRef
 from trailrelay.sources.decompress import decompress
 from trailrelay.sources.parse import NotALogFile, Problem, iter_records
@@ -699,8 +701,6 @@ def test_batches_of_clean_cuts_are_record_runs_and_flatten_to_the_items() -> Non
 
 
 def _cut(raws: list[bytes]) -> tuple[bytes, list[Any]]:
-    import msgspec
-
     array = b"[" + b",".join(raws) + b"]"
     return array, msgspec.json.decode(array, type=list[msgspec.Raw])
 
@@ -725,8 +725,6 @@ def test_records_of_array_gives_what_records_of_gives(
 ) -> None:
     """The one-call decode of a cut's routing fields yields exactly the per-record path's items,
     and is the path taken for a clean cut (a cut with anything unusual takes the per-record one)."""
-    from trailrelay.sources import parse
-
     clean = [raw for raw in map(_dumps, MANY[:60]) if raw.isascii()][:40]
     raws = clean + ([odd] if odd is not None else [])
     array, items = _cut(raws)
