@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import orjson
 import pytest
@@ -127,11 +128,11 @@ def test_records_compare_by_identity_and_keep_their_constructor() -> None:
 
 
 @pytest.mark.parametrize(("pretty_every", "with_cr"), [(0, False), (4, False), (0, True)])
-def test_file_sink_writes_one_line_per_record_whatever_the_source_bytes(  # type: ignore[no-untyped-def]
-    tmp_path, pretty_every: int, with_cr: bool
+def test_file_sink_writes_one_line_per_record_whatever_the_source_bytes(
+    tmp_path: Path, pretty_every: int, with_cr: bool
 ) -> None:
-    """The file sink joins the records' own bytes when all are single-line, and falls back to
-    ``line()`` (the record re-dumped on one line) when any spans lines (LF or a lone CR)."""
+    """The file sink writes each record's ``line()``: the source's own bytes when they are on
+    one line, the record re-dumped on one line when they span several (LF or a lone CR)."""
     from trailrelay.contract import Batch
     from trailrelay.sinks.file import FileConfig, FileSink
 

@@ -64,6 +64,7 @@ LATENCY_STRIDE = 32
 """One record in this many (and every high-risk one) is timed for the latency figures."""
 _RAW = attrgetter("raw")
 _TICKET = attrgetter("ticket")
+_TAGS = attrgetter("tags")
 
 
 def backoff(attempt: int, retry_after: float | None, *, base: float = 0.5, cap: float = 60.0) -> float:
@@ -214,7 +215,7 @@ class SinkRunner:
             if not batch:
                 self._due = now + self.max_age
             ready, batch, size, added = _fill(batch, size, keep, limits)
-            urgent = any(r.tags for r in added)
+            urgent = any(map(_TAGS, added))
             if ready:  # the open batch is a new one
                 self._due = now + self.max_age
             self._batch, self._batch_bytes = batch, size
