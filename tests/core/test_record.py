@@ -8,8 +8,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from trailrelay.record import Origin, Record, decode_routing
-from trailrelay.testing import SAMPLE_EVENTS, sample_records
+from trailrelay.helpers import text_value
+from trailrelay.record import Origin, Record, Routing, decode_routing
+from trailrelay.sources.stream import read_stream
+from trailrelay.testing import SAMPLE_EVENTS, load_records, sample_records
 
 ORIGIN = Origin("file", "x")
 
@@ -150,3 +152,82 @@ def test_file_sink_writes_one_line_per_record_whatever_the_source_bytes(
     assert [orjson.loads(x)["eventID"] for x in lines[:-1]] == [r.event_id for r in batch]
     if pretty_every == 0 and not with_cr:
         assert lines[:-1] == [r.raw for r in batch]  # the source's own bytes, unchanged
+
+
+def _expected_identity(doc: dict[str, object]) -> tuple[str | None, ...] | None:
+    """``userIdentity``'s routing parts read from the parsed document (orjson, not msgspec)."""
+    ident = doc.get("userIdentity")
+    if not isinstance(ident, dict):
+        return None
+    keys = ("type", "arn", "accountId", "principalId", "userName", "invokedBy")
+    return tuple(text_value(ident.get(k)) for k in keys)
+
+
+def _identity_fields(routing: Routing) -> tuple[str | None, ...] | None:
+    ident = routing.user_identity
+    if ident is None:
+        return None
+    return (ident.type, ident.arn, ident.account_id, ident.principal_id, ident.user_name, ident.invoked_by)
+
+
+@pytest.mark.parametrize(
+    ("identity", "expected"),
+    [
+        (
+            {"type": "Root", "arn": "arn:aws:iam::1:root"},
+            ("Root", "arn:aws:iam::1:root", None, None, None, None),
+        ),
+        ({}, (None,) * 6),
+        (None, None),
+        ("root", None),
+        (["Root"], None),
+        (
+            {"type": True, "arn": 5, "accountId": {"x": 1}, "principalId": [1], "userName": 1.5},
+            ("true", "5", None, None, "1.5", None),
+        ),
+    ],
+)
+def test_user_identity_is_read_when_asked_for(
+    identity: object, expected: tuple[str | None, ...] | None
+) -> None:
+    """Decoded on first use from the record's own JSON, with the whole decode's lenient reading."""
+    r = _routing(userIdentity=identity)
+    assert _identity_fields(r) == expected  # type: ignore[arg-type]
+    assert _identity_fields(r) == expected  # type: ignore[arg-type]  # the second ask: from the cache
+    assert _identity_fields(_routing()) is None  # type: ignore[arg-type]  # absent
+
+
+def test_user_identity_of_a_record_on_the_lenient_path() -> None:
+    """A record whose other fields force the lenient decode keeps its identity, exactly."""
+    r = _routing(eventTime=12, userIdentity={"type": "IAMUser", "userName": "alice"})
+    assert r.event_time is None  # type: ignore[attr-defined]
+    assert _identity_fields(r) == ("IAMUser", None, None, None, "alice", None)  # type: ignore[arg-type]
+
+
+def test_identities_alternating_and_oversized_each_get_their_own() -> None:
+    """The last-asked and by-text caches never hand one record another's identity."""
+    a = _routing(userIdentity={"type": "IAMUser", "userName": "a"})
+    b = _routing(userIdentity={"type": "IAMUser", "userName": "b"})
+    big = _routing(userIdentity={"type": "IAMUser", "userName": "c" * 9000})  # not cached by text
+    for _ in range(3):
+        for r, name in ((a, "a"), (b, "b"), (big, "c" * 9000), (a, "a")):
+            assert r.user_identity is not None  # type: ignore[attr-defined]
+            assert r.user_identity.user_name == name  # type: ignore[attr-defined]
+    shared = a.user_identity  # type: ignore[attr-defined]
+    assert _routing(userIdentity={"type": "IAMUser", "userName": "a"}).user_identity is shared  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        shared.user_name = "mallory"  # type: ignore[misc]  # shared between records: frozen
+
+
+def test_user_identity_matches_the_document_on_every_fixture_and_corpus_record(corpus: Path) -> None:
+    """Read lazily, from one-call cuts and record by record, it is what the parsed document says."""
+    root = corpus / "cloudtrail"
+    by_record = load_records(root)
+    by_cut: list[Record] = []
+    for f in sorted([*root.rglob("*.json"), *root.rglob("*.ndjson")]):
+        with f.open("rb") as raw:
+            by_cut += [r for r in read_stream(raw, Origin("file", str(f))) if isinstance(r, Record)]
+    assert len(by_record) > 1000
+    assert len(by_cut) == len(by_record)
+    for rec in [*by_record, *by_cut, *sample_records()]:
+        assert _identity_fields(rec.routing) == _expected_identity(rec.document()), rec

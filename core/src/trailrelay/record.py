@@ -27,14 +27,15 @@ __all__ = [
     "Routing",
     "check_utf8",
     "decode_routing",
+    "identity_of",
     "why_bad",
 ]
 
 _UTC = dt.UTC
 
 
-class Identity(msgspec.Struct, rename="camel", gc=False):
-    """The parts of ``userIdentity`` used for routing and tagging."""
+class Identity(msgspec.Struct, rename="camel", frozen=True, gc=False):
+    """The parts of ``userIdentity`` used for routing and tagging (shared between records: frozen)."""
 
     type: str | None = None
     arn: str | None = None
@@ -42,6 +43,10 @@ class Identity(msgspec.Struct, rename="camel", gc=False):
     principal_id: str | None = msgspec.field(default=None, name="principalId")
     user_name: str | None = None
     invoked_by: str | None = None
+
+
+_NO_RAW = msgspec.Raw()
+"""An absent JSON value (falsy)."""
 
 
 class Routing(msgspec.Struct, rename="camel", gc=False):
@@ -62,13 +67,24 @@ class Routing(msgspec.Struct, rename="camel", gc=False):
     management_event: bool | None = None
     read_only: bool | str | None = None
     error_code: str | None = None
-    user_identity: Identity | None = None
+    user_identity_json: msgspec.Raw = msgspec.field(default=_NO_RAW, name="userIdentity")
+    """``userIdentity`` as the record's own JSON: decoded by :attr:`user_identity` when first asked for."""
     recipient_account_id: str | None = None
     aws_region: str | None = None
     source_ip: str | None = msgspec.field(default=None, name="sourceIPAddress")
     shipped_time: dt.datetime | None = msgspec.field(default=None, name="@timestamp")
     """Logstash/Beats ``@timestamp``: stands in for eventTime when a hop removed it."""
     category: str = ""
+
+    @property
+    def user_identity(self) -> Identity | None:
+        """The routing parts of ``userIdentity`` (None when absent, null or not an object).
+
+        Decoded on first use, not with the other fields: most records never need it, and its
+        seven objects a record were the largest part of the routing decode. Records of one
+        identity share one (frozen) Identity.
+        """
+        return identity_of(self.user_identity_json)
 
     @property
     def user_type(self) -> str | None:
@@ -91,6 +107,62 @@ BAD_JSON = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 """What decoding hostile bytes can raise: malformed JSON, nesting deeper than the decoder
 allows, invalid UTF-8 inside strings."""
 _ANY = msgspec.json.Decoder()
+_IDENTITY = msgspec.json.Decoder(Identity | None)
+_IdentityEntry = tuple[msgspec.Raw, Identity | None]
+_IDENTITIES: dict[bytes, Identity | None] = {}
+"""Decoded identities by their JSON text: a trail repeats a few principals over and over."""
+_IDENTITIES_MAX = 4096
+_IDENTITY_CACHED_BYTES = 4096
+_NO_IDENTITY = Identity()
+"""Marks a cache miss (never returned: compared by identity)."""
+_last_identity: _IdentityEntry = (_NO_RAW, None)
+"""The identity asked for last, with its own copy of the bytes (it never holds a source buffer):
+consecutive records mostly share one, and comparing two Raw values is cheaper than a lookup."""
+
+
+def identity_of(raw: msgspec.Raw) -> Identity | None:
+    """The :class:`Identity` of a ``userIdentity`` value's JSON (what ``Routing.user_identity`` returns).
+
+    An empty ``raw`` (absent), ``null`` or anything but an object gives None; a field of an
+    unexpected type is read as :func:`text_value` reads it, as the whole routing decode does.
+    """
+    global _last_identity  # noqa: PLW0603 - one tuple, replaced whole (safe across threads)
+    if not raw:
+        return None
+    last = _last_identity
+    if raw == last[0]:
+        return last[1]
+    key = bytes(raw)
+    identity = _IDENTITIES.get(key, _NO_IDENTITY)
+    if identity is _NO_IDENTITY:
+        identity = _decode_identity(key)
+        if len(key) <= _IDENTITY_CACHED_BYTES:
+            if len(_IDENTITIES) >= _IDENTITIES_MAX:
+                _IDENTITIES.clear()  # keep memory flat over a long run
+            _IDENTITIES[key] = identity  # dict get/set are atomic: threads may share the cache
+    _last_identity = (msgspec.Raw(key), identity)
+    return identity
+
+
+def _decode_identity(data: bytes) -> Identity | None:
+    try:
+        return _IDENTITY.decode(data)
+    except msgspec.ValidationError:
+        pass
+    except BAD_JSON:  # pragma: no cover - the bytes were part of a record decoded already
+        return None
+    ident = _ANY.decode(data)
+    if not isinstance(ident, dict):
+        return None
+    return Identity(
+        type=text_value(ident.get("type")),
+        arn=text_value(ident.get("arn")),
+        account_id=text_value(ident.get("accountId")),
+        principal_id=text_value(ident.get("principalId")),
+        user_name=text_value(ident.get("userName")),
+        invoked_by=text_value(ident.get("invokedBy")),
+    )
+
 
 # S3 object-level APIs logged as data events; used only for old records lacking both
 # eventCategory and managementEvent (eventVersion < 1.06).
@@ -144,6 +216,13 @@ def decode_routing(raw: bytes) -> Routing:
     return routing
 
 
+class _IdentityJson(msgspec.Struct):
+    userIdentity: msgspec.Raw = _NO_RAW  # noqa: N815 - CloudTrail's field name
+
+
+_IDENTITY_JSON = msgspec.json.Decoder(_IdentityJson)
+
+
 def _lenient(raw: bytes) -> Routing:
     """Slow path for records whose routing fields have unexpected types."""
     try:
@@ -152,17 +231,6 @@ def _lenient(raw: bytes) -> Routing:
         raise ValueError(f"record is not valid JSON: {why_bad(exc)}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"record is a JSON {type(doc).__name__}, not an object")  # noqa: TRY004 - bad input
-    ident = doc.get("userIdentity")
-    identity = None
-    if isinstance(ident, dict):
-        identity = Identity(
-            type=text_value(ident.get("type")),
-            arn=text_value(ident.get("arn")),
-            account_id=text_value(ident.get("accountId")),
-            principal_id=text_value(ident.get("principalId")),
-            user_name=text_value(ident.get("userName")),
-            invoked_by=text_value(ident.get("invokedBy")),
-        )
     mgmt = doc.get("managementEvent")
     return Routing(
         event_time=_time(doc.get("eventTime")),
@@ -175,7 +243,7 @@ def _lenient(raw: bytes) -> Routing:
         management_event=mgmt if isinstance(mgmt, bool) else bool_value(mgmt),
         read_only=bool_value(doc.get("readOnly")),
         error_code=text_value(doc.get("errorCode")),
-        user_identity=identity,
+        user_identity_json=_IDENTITY_JSON.decode(raw).userIdentity,
         recipient_account_id=text_value(doc.get("recipientAccountId")),
         aws_region=text_value(doc.get("awsRegion")),
         source_ip=text_value(doc.get("sourceIPAddress")),
