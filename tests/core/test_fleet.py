@@ -230,6 +230,89 @@ def test_sharding_gives_each_unit_to_exactly_one_worker() -> None:
     assert min(share) > 250  # spread, not all on one worker
 
 
+class _Listing:
+    """A listing source: the same units, in the same order, for every worker."""
+
+    def __init__(self, labels: list[str], skipped: list[str] = ()) -> None:  # type: ignore[assignment]
+        self.labels = labels
+        self.skipped = skipped
+
+    def work(self, stop: Any) -> Any:
+        from trailrelay.record import Origin
+        from trailrelay.sources.base import ObjectRef, Work
+
+        for label in self.labels:
+            yield Work([ObjectRef(Origin("file", label), lambda: b"")], label=label)
+        yield Work([], skipped=[("not-a-log-file", where) for where in self.skipped], label="skips")
+        yield Work([], idle=True)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_fleet_worker_takes_every_object_no_other_worker_has_taken(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
+    """The fleet's claims folder reaches the worker: alone in it, worker 0 of 2 reads all 12 objects
+    (its hash share alone would be about half)."""
+    ids, cfg = _backfill(tmp_path, make_object, make_events, objects=12, per=5)
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    cmd = [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--once", "--no-progress"]
+    env = {**os.environ, "TRAILRELAY_CLAIMS": str(claims)}
+    done = subprocess.run([*cmd, "--shard", "0/2"], env=env, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    lines = (tmp_path / "out" / "ct.ndjson").read_bytes().splitlines()
+    assert sorted(orjson.loads(x)["eventID"] for x in lines) == sorted(ids)
+    assert len(list(claims.iterdir())) == 12
+
+
+def test_claimed_units_go_to_whichever_worker_asks_first(tmp_path: Path) -> None:
+    """With the fleet's claims a free worker takes what the other has not started: no fixed halves."""
+    from trailrelay.sources.base import Claims, Sharded, in_shard
+
+    labels = [f"s3://b/AWSLogs/1/CloudTrail/r/2026/03/02/{i}.json.gz" for i in range(40)]
+    skipped = [f"s3://b/other/{i}.txt" for i in range(10)]
+    claims = Claims(tmp_path)
+    first, second = (Sharded(_Listing(labels, skipped), w, 2, claims=claims) for w in range(2))
+    taken = [list(first.work(None)), list(second.work(None))]  # the first is done before the second starts
+    assert [u.label for u in taken[0] if u.objects] == labels  # ... so it takes every object
+    assert [u.label for u in taken[1] if u.objects] == []
+    # What is counted rather than read is still split by hash (each counted once), idle polls by worker 0.
+    for w in range(2):
+        assert [where for u in taken[w] for _, where in u.skipped] == [
+            s for s in skipped if in_shard(s, w, 2)
+        ]
+    assert [u.idle for u in taken[0]].count(True) == 1
+    assert [u.idle for u in taken[1]].count(True) == 0
+
+
+def test_claims_hold_across_processes(tmp_path: Path) -> None:
+    """Workers racing through one listing in separate processes: every unit taken once, none lost."""
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from trailrelay.sources.base import Claims\n"
+        "c = Claims(Path(sys.argv[1]) / 'claims')\n"
+        "go = Path(sys.argv[1]) / 'go'\n"
+        "while not go.exists():\n"
+        "    time.sleep(0.001)\n"
+        "print('\\n'.join(str(i) for i in range(2000) if c.take(f'unit {i}')))\n"
+    )
+    (tmp_path / "claims").mkdir()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    time.sleep(0.5)  # all three started and waiting
+    (tmp_path / "go").touch()
+    got = [p.communicate(timeout=60)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    every = sorted(int(i) for share in got for i in share)
+    assert every == list(range(2000))  # each exactly once
+    assert sum(1 for share in got if share) >= 2  # raced, not one after the other (a check on the test)
+
+
 _STARTED_IN_PARENT: list[int] = []
 
 

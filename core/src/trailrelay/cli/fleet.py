@@ -2,9 +2,10 @@
 
 Each worker is an ordinary ``trailrelay forward`` process. On an SQS queue, SQS itself spreads
 the messages (and any number of hosts can run fleets on the same queue). On a files or S3
-backfill (``shards``), worker *i* reads only the objects whose name hashes to *i*
-(:class:`~trailrelay.sources.base.Sharded`), so every object is read by exactly one worker and
-the checkpoints stay per object; the run ends when every worker has. On Linux a backfill's
+backfill (``shards``), every worker lists the same objects and reads those it is the first to
+claim in the fleet's folder (:class:`~trailrelay.sources.base.Claims`), so every object is read
+by exactly one worker, a worker free early takes what is left, and the checkpoints stay per
+object; the run ends when every worker has. On Linux a backfill's
 workers are forked from the supervisor once it has loaded the config and imported what a run
 needs (``body``), so no worker pays start-up again; elsewhere, and for queue workers (which are
 restarted when they die), each is a fresh process. The supervisor forwards
@@ -32,12 +33,17 @@ from typing import Any, Protocol
 import orjson
 
 from trailrelay.pipeline.health import HealthServer
+from trailrelay.sources.base import CLAIMS_ENV
 
 __all__ = ["can_fork", "fleet_status", "run_fleet"]
 
 log = logging.getLogger("trailrelay.fleet")
 
 _RESTART_DELAY = 1.0
+_POLL = 0.02
+"""Seconds between looks at the workers of a long-running fleet."""
+_POLL_ONCE = 0.005
+"""The same for a backfill, whose run ends when its last worker does (a syscall per worker)."""
 
 
 class _Worker(Protocol):
@@ -165,6 +171,8 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
 ) -> tuple[int, dict[str, Any] | None]:
     """run_fleet's work, with the workers' metrics and summary files kept in ``folder``."""
     stopping = threading.Event()
+    claims = folder / "claims"
+    claims.mkdir()
     procs: dict[int, _Worker] = {}
     codes: dict[int, int] = {}
 
@@ -173,6 +181,8 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
             "TRAILRELAY_METRICS_FILE": str(folder / f"worker-{i}.json"),
             "TRAILRELAY_WORKER": str(i),
         }
+        if shards:  # the workers of a backfill take objects as they get free (sources.base.Claims)
+            env[CLAIMS_ENV] = str(claims)
         if body is not None:
             procs[i] = _fork(body, i, folder / f"summary-{i}.json", env)
             return
@@ -236,7 +246,8 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
                     log.error("worker %d exited with %d; restarting it", i, code)
                     time.sleep(_RESTART_DELAY)
                     start(i)
-            time.sleep(0.02)  # a finished backfill worker is noticed at once
+            if procs:  # the run ends the moment the last worker has
+                time.sleep(_POLL_ONCE if once else _POLL)
     finally:
         if server is not None:
             server.stop()

@@ -309,6 +309,7 @@ def _forward_one(
     ``shared``: the supervisor's correlation windows and this worker's index (forked workers).
     """
     from trailrelay.pipeline.forwarder import build_pipeline  # noqa: PLC0415
+    from trailrelay.sources.base import CLAIMS_ENV  # noqa: PLC0415
 
     stop = threading.Event()
     _install_signal_handlers(stop)
@@ -316,7 +317,15 @@ def _forward_one(
     show = progress if progress is not None else (tty and not isinstance(config.source, live))
     with progress_reporter(enabled=show) as on_progress:
         try:
-            built = build_pipeline(config, once=once, stop=stop, progress=on_progress, shard=shard)
+            claims = os.environ.get(CLAIMS_ENV) if shard is not None else None  # set by the fleet
+            built = build_pipeline(
+                config,
+                once=once,
+                stop=stop,
+                progress=on_progress,
+                shard=shard,
+                claims=Path(claims) if claims else None,
+            )
         except SinkError as exc:
             err.print(f"[red]sink error:[/red] {exc}", highlight=False)
             raise SystemExit(EXIT_FATAL) from None

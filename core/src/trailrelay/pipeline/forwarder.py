@@ -45,7 +45,7 @@ from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline, RunResult
 from trailrelay.record import Origin
-from trailrelay.sources.base import ObjectRef, Sharded, Source, Work
+from trailrelay.sources.base import Claims, ObjectRef, Sharded, Source, Work
 from trailrelay.sources.parse import Problem
 from trailrelay.state import Checkpoints
 from trailrelay.transforms.filters import RecordFilter
@@ -259,17 +259,19 @@ def build_pipeline(
     progress: Callable[[Metrics], None] | None = None,
     backoff_base: float = 0.5,
     shard: tuple[int, int] | None = None,
+    claims: Path | None = None,
 ) -> Built:
     """Everything ``trailrelay forward`` runs: the configured source through a :class:`Forwarder`.
 
-    ``shard`` = (index, count): read only this worker's share of a files or S3 listing source.
+    ``shard`` = (index, count): read only this worker's share of a files or S3 listing source;
+    with ``claims`` (the folder the workers of one fleet share), the units it takes first.
     """
     stateless = (SqsSourceConfig, FirehoseSourceConfig, LambdaSourceConfig, StdinSourceConfig)
     checkpoints = None if isinstance(config.source, stateless) else Checkpoints(config.state_path())
     forwarder = Forwarder(config)
     source = build_source(config, once=once, checkpoints=checkpoints, dead_letters=forwarder.dead_letters)
     if shard is not None:
-        source = Sharded(source, *shard)
+        source = Sharded(source, *shard, claims=Claims(claims) if claims is not None else None)
     pipeline = forwarder.pipeline(
         source, stop=stop, metrics=metrics, progress=progress, backoff_base=backoff_base
     )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
+import os
 import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from trailrelay.record import Origin, Record
@@ -15,7 +18,17 @@ from trailrelay.record import Origin, Record
 if TYPE_CHECKING:
     from trailrelay.sources.parse import Problem
 
-__all__ = ["ItemStream", "ObjectDone", "ObjectRef", "Sharded", "Source", "Work", "in_shard"]
+__all__ = [
+    "CLAIMS_ENV",
+    "Claims",
+    "ItemStream",
+    "ObjectDone",
+    "ObjectRef",
+    "Sharded",
+    "Source",
+    "Work",
+    "in_shard",
+]
 
 
 class ItemStream(Protocol):
@@ -107,28 +120,56 @@ def in_shard(label: str, index: int, count: int) -> bool:
     return zlib.crc32(label.encode("utf-8", "surrogateescape")) % count == index
 
 
+CLAIMS_ENV = "TRAILRELAY_CLAIMS"
+"""The environment variable a fleet names its workers' shared :class:`Claims` folder in."""
+
+
+class Claims:
+    """The units the workers of one fleet have taken, as files in a folder they share.
+
+    A unit goes to the first worker that asks for it (an exclusive create is atomic across
+    processes), so a worker that is done early takes what the others have not started, and the
+    run ends with the workers finishing together rather than one waiting on a slower share.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def take(self, label: str) -> bool:
+        """True for the one caller, in any process, that asks first for the unit ``label``."""
+        name = hashlib.blake2b(label.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+        try:
+            fd = os.open(self.folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            return False
+        os.close(fd)
+        return True
+
+
 class Sharded:
     """One worker's share of a listing source: each unit is read by exactly one of ``count`` workers.
 
-    Every worker lists the same objects (listing is cheap); a unit is kept by the worker its
-    label hashes to, so checkpoints stay per object and any worker can be restarted alone.
-    What a unit without objects reports as skipped is counted by the worker each location
-    belongs to, and idle polls by worker 0, so every count is made once.
+    Every worker lists the same objects (listing is cheap). A unit is kept by the worker its
+    label hashes to, or, with ``claims`` (the workers of one fleet), by whichever worker takes it
+    first. Checkpoints stay per object either way. What a unit without objects reports as skipped
+    is counted by the worker each location hashes to, and idle polls by worker 0, so every count
+    is made once.
     """
 
-    def __init__(self, inner: Source, index: int, count: int) -> None:
+    def __init__(self, inner: Source, index: int, count: int, claims: Claims | None = None) -> None:
         if not 0 <= index < count:
             raise ValueError(f"shard {index}/{count} does not exist")
         self.inner = inner
         self.index = index
         self.count = count
+        self.claims = claims
 
     def work(self, stop: threading.Event) -> Iterator[Work]:
         """The inner source's units that belong to this worker."""
-        index, count = self.index, self.count
+        index, count, claims = self.index, self.count, self.claims
         for unit in self.inner.work(stop):
             if unit.objects or unit.records:
-                if in_shard(unit.label, index, count):
+                if claims.take(unit.label) if claims is not None else in_shard(unit.label, index, count):
                     yield unit
             elif unit.skipped:
                 mine = [(why, where) for why, where in unit.skipped if in_shard(where, index, count)]
