@@ -108,6 +108,20 @@ def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = No
     return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
+def run_together(cmds: list[list[str]]) -> Run:
+    """Children started at once: the wall time until the last ends, their CPU summed, the largest RSS."""
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(c, env=_child_env(None), stdout=subprocess.DEVNULL) for c in cmds]
+    cpu, rss = 0.0, 0.0
+    for proc in procs:
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{proc.args!r} failed")
+        cpu += usage.ru_utime + usage.ru_stime
+        rss = max(rss, usage.ru_maxrss / 1024)
+    return Run(time.perf_counter() - t0, cpu, rss)
+
+
 class Standin:
     """A stand-in SIEM in its own process."""
 
@@ -210,11 +224,6 @@ def lines_of(path_of: Callable[[], Path], n: int) -> Callable[[], str | None]:
         return None if got == n else f"{path.name} has {got} lines, expected {n}"
 
     return check
-
-
-def _per(row: Row, cpu: float) -> str:
-    """Records per CPU-second (or the CPU seconds, for rows without records)."""
-    return f"{row.records / cpu:>14,.0f}" if row.records else f"{cpu:>13.2f}s"
 
 
 def _per(row: Row, cpu: float) -> str:
@@ -467,6 +476,31 @@ def main(argv: list[str]) -> int:
             )
             rows.append(row)
             target("--workers 2 >= 1.7x one worker", row.wall_ratio >= 1.7, f"{row.wall_ratio:.2f}x")
+
+            # What this machine allows: the naive forwarder as two independent processes, each on
+            # half the objects, against one on all of them (no start-up shared, nothing shared).
+            ceiling = Row("machine ceiling: 2 naive processes on halves (ours) vs 1 naive", n)
+            naive = [PY, str(HERE / "whole" / "naive.py"), "file", str(tagged)]
+
+            def halves() -> Run:
+                w = fresh(tmp)
+                state["h"] = w
+                return run_together([[*naive, str(w / f"out-{i}.ndjson"), f"{i}/2"] for i in range(2)])
+
+            def whole() -> Run:
+                state["n"] = fresh(tmp) / "out.ndjson"
+                return run([*naive, str(state["n"])])
+
+            def both_halves() -> str | None:
+                got = sum(sum(1 for _ in (state["h"] / f"out-{i}.ndjson").open("rb")) for i in range(2))
+                return None if got == n else f"the halves wrote {got} lines, expected {n}"
+
+            measure(ceiling, args.rounds, halves, whole, both_halves, lines_of(lambda: state["n"], n))
+            ceiling.notes.append(
+                f"--workers 2 reaches {row.wall_ratio / ceiling.wall_ratio:.0%} of what two independent "
+                "single-threaded processes gain here"
+            )
+            rows.append(ceiling)
 
         if "big" in wanted:
             big = big_object(args.data, records=n)

@@ -3,7 +3,7 @@
 ``json.loads`` per object, ``json.dumps`` per record into the destination's request format,
 gzip, ``requests``; no filtering, tagging, retries or acknowledgement bookkeeping.
 
-    python naive.py file TRAIL OUT.ndjson
+    python naive.py file TRAIL OUT.ndjson [I/N]   (I/N: only every N-th object, from the I-th)
     python naive.py splunk TRAIL http://127.0.0.1:PORT
     python naive.py elastic TRAIL http://127.0.0.1:PORT       (integration mode: the event as message)
     python naive.py elastic-ecs TRAIL http://127.0.0.1:PORT   (ECS mode: a dozen ECS fields mapped too)
@@ -21,8 +21,9 @@ from pathlib import Path
 import requests
 
 
-def objects(trail: str) -> Iterator[list[dict]]:
-    for path in sorted(Path(trail).rglob("*.json.gz")):
+def objects(trail: str, part: str = "0/1") -> Iterator[list[dict]]:
+    first, step = (int(n) for n in part.split("/"))
+    for path in sorted(Path(trail).rglob("*.json.gz"))[first::step]:
         yield json.loads(gzip.decompress(path.read_bytes()))["Records"]
 
 
@@ -74,7 +75,7 @@ def _ecs(r: dict) -> dict:
 def main(kind: str, trail: str, target: str, *extra: str) -> None:
     if kind == "file":
         with Path(target).open("w") as out:
-            for records in objects(trail):
+            for records in objects(trail, *extra):
                 out.writelines(json.dumps(r) + "\n" for r in records)
         return
     s = requests.Session()
