@@ -2,9 +2,10 @@
 
 One scenario is a mode (S3 listing or SQS notifications) and a sink. The forwarder is started,
 killed, and started again ``kills`` times; each kill comes either at a random time after the
-start (which includes start-up, listing and the first requests) or once the stand-in has
-stored a random number of new records (mid-stream: between a request and its ack, between the
-last delivery of an object and its checkpoint or SQS delete). A last run drains the source.
+start (which includes start-up, listing and the first requests; by two kills' share of the
+input at the latest) or once the stand-in has stored a random number of new records
+(mid-stream: between a request and its ack, between the last delivery of an object and its
+checkpoint or SQS delete). A last run drains the source.
 Then every input eventID must be stored or dead-lettered with a reason, and duplicates must
 stay within what a kill can leave unacknowledged::
 
@@ -160,7 +161,9 @@ def _one_kill(  # noqa: PLR0917 - private helper of run_crash
     step = remaining / (kills - k + 1)
     timed = rng.random() < TIMED_SHARE
     deadline = rng.uniform(0.2, max_timed) if timed else 60.0
-    progress = float("inf") if timed else rng.uniform(0.1, 1.9) * step
+    # A timed kill still comes by two kills' share of the input: a forwarder fast enough to store
+    # most of it within max_timed would otherwise finish before the last kills.
+    progress = 2 * step if timed else rng.uniform(0.1, 1.9) * step
     fw = Forwarder(config, env, once=mode == "s3", tag=f"kill{k:03d}")
     while True:
         if not fw.alive():
@@ -171,7 +174,8 @@ def _one_kill(  # noqa: PLR0917 - private helper of run_crash
         time.sleep(0.005)
     run = fw.kill()
     time.sleep(0.2)  # requests the dead process had fully sent may still be stored
-    return KillEvent("time" if timed else "progress", elapsed, base, standin.stored_count(), run.peak_rss_kb)
+    trigger = "time" if elapsed >= deadline else "progress"
+    return KillEvent(trigger, elapsed, base, standin.stored_count(), run.peak_rss_kb)
 
 
 def _drain(config: Path, env: dict[str, str], lab: Lab, queue_url: str | None) -> tuple[bool, int, int]:
