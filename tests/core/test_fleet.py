@@ -233,7 +233,7 @@ def test_sharding_gives_each_unit_to_exactly_one_worker() -> None:
 class _Listing:
     """A listing source: the same units, in the same order, for every worker."""
 
-    def __init__(self, labels: list[str], skipped: list[str] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, labels: list[str], skipped: tuple[str, ...] = ()) -> None:
         self.labels = labels
         self.skipped = skipped
 
@@ -272,7 +272,7 @@ def test_claimed_units_go_to_whichever_worker_asks_first(tmp_path: Path) -> None
     from trailrelay.sources.base import Claims, Sharded, in_shard
 
     labels = [f"s3://b/AWSLogs/1/CloudTrail/r/2026/03/02/{i}.json.gz" for i in range(40)]
-    skipped = [f"s3://b/other/{i}.txt" for i in range(10)]
+    skipped = tuple(f"s3://b/other/{i}.txt" for i in range(10))
     claims = Claims(tmp_path)
     first, second = (Sharded(_Listing(labels, skipped), w, 2, claims=claims) for w in range(2))
     taken = [list(first.work(None)), list(second.work(None))]  # the first is done before the second starts

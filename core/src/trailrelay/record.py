@@ -99,7 +99,8 @@ class Routing(msgspec.Struct, rename="camel", gc=False):
     @property
     def user_arn(self) -> str | None:
         """``userIdentity.arn`` when present."""
-        return self.user_identity.arn if self.user_identity else None
+        ident = self.user_identity
+        return ident.arn if ident is not None else None
 
 
 _ROUTING = msgspec.json.Decoder(Routing)

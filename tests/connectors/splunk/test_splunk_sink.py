@@ -124,6 +124,18 @@ def test_pretty_printed_source_becomes_one_line_event(hec: HecStandIn) -> None:
     assert [json.loads(line)["event"] for line in body.split(b"\n")] == [r.document() for r in records]
 
 
+def test_indexed_account_falls_back_to_the_callers_account(hec: HecStandIn) -> None:
+    """Without recipientAccountId the account field is userIdentity.accountId (decoded on demand)."""
+    event = {k: v for k, v in SAMPLE_EVENTS[0].items() if k != "recipientAccountId"}
+    event["userIdentity"] = {**event["userIdentity"], "accountId": "444455556666"}
+    bare = {k: v for k, v in event.items() if k != "userIdentity"}
+    body = EnvelopeEncoder(make_config(hec.url, fields=["account"])).encode([_record(event), _record(bare)])[
+        0
+    ]
+    fields = [json.loads(line).get("fields") for line in body.split(b"\n")]
+    assert fields == [{"trailrelay_account": "444455556666"}, None]
+
+
 def test_indexed_fields_account_region_and_risk_tags(hec: HecStandIn) -> None:
     rec = _record(SAMPLE_EVENTS[0])
     rec.add_tags(

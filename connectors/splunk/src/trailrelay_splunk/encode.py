@@ -161,9 +161,8 @@ class EnvelopeEncoder:
         out: dict[str, Any] = {}
         for group in self._groups:
             if group == "account":
-                account = routing.recipient_account_id or (
-                    routing.user_identity.account_id if routing.user_identity else None
-                )
+                ident = None if routing.recipient_account_id else routing.user_identity
+                account = routing.recipient_account_id or (ident.account_id if ident is not None else None)
                 if account:
                     out["trailrelay_account"] = account
             elif group == "region":

@@ -172,7 +172,8 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
     """run_fleet's work, with the workers' metrics and summary files kept in ``folder``."""
     stopping = threading.Event()
     claims = folder / "claims"
-    claims.mkdir()
+    if shards:
+        claims.mkdir()
     procs: dict[int, _Worker] = {}
     codes: dict[int, int] = {}
 
