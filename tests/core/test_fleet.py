@@ -233,9 +233,10 @@ def test_sharding_gives_each_unit_to_exactly_one_worker() -> None:
 class _Listing:
     """A listing source: the same units, in the same order, for every worker."""
 
-    def __init__(self, labels: list[str], skipped: tuple[str, ...] = ()) -> None:
+    def __init__(self, labels: list[str], skipped: tuple[str, ...] = (), why: str = "not-a-log-file") -> None:
         self.labels = labels
         self.skipped = skipped
+        self.why = why
 
     def work(self, stop: Any) -> Any:
         from trailrelay.record import Origin
@@ -243,7 +244,7 @@ class _Listing:
 
         for label in self.labels:
             yield Work([ObjectRef(Origin("file", label), lambda: b"")], label=label)
-        yield Work([], skipped=[("not-a-log-file", where) for where in self.skipped], label="skips")
+        yield Work([], skipped=[(self.why, where) for where in self.skipped], label="skips")
         yield Work([], idle=True)
 
     def close(self) -> None:
@@ -285,6 +286,30 @@ def test_claimed_units_go_to_whichever_worker_asks_first(tmp_path: Path) -> None
         ]
     assert [u.idle for u in taken[0]].count(True) == 1
     assert [u.idle for u in taken[1]].count(True) == 0
+
+
+def test_an_object_another_worker_read_in_this_run_is_not_counted_as_skipped(tmp_path: Path) -> None:
+    """A listing that reaches an object after another worker of the fleet read (and checkpointed)
+    it reports it as already done: not a skip of this run, so no worker counts it. An object done
+    before the run was claimed by nobody and is counted once."""
+    from trailrelay.sources.base import Claims, Sharded, in_shard
+
+    labels = [f"s3://b/AWSLogs/1/CloudTrail/r/2026/03/02/{i}.json.gz" for i in range(20)]
+    claims = Claims(tmp_path)
+    first = Sharded(_Listing(labels), 0, 2, claims=claims)
+    assert [u.label for u in first.work(None) if u.objects] == labels
+    earlier = "s3://b/AWSLogs/1/CloudTrail/r/2026/03/01/done-before.json.gz"
+    done = (*labels, earlier)
+    counted = [
+        [
+            where
+            for u in Sharded(_Listing([], done, "already-done"), w, 2, claims=claims).work(None)
+            for _, where in u.skipped
+        ]
+        for w in range(2)
+    ]
+    assert sorted(counted[0] + counted[1]) == [earlier]
+    assert counted[0 if in_shard(earlier, 0, 2) else 1] == [earlier]
 
 
 def test_claims_hold_across_processes(tmp_path: Path) -> None:

@@ -137,13 +137,22 @@ class Claims:
 
     def take(self, label: str) -> bool:
         """True for the one caller, in any process, that asks first for the unit ``label``."""
-        name = hashlib.blake2b(label.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
         try:
-            fd = os.open(self.folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            fd = os.open(self._path(label), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
             return False
         os.close(fd)
         return True
+
+    def taken(self, label: str) -> bool:
+        """Whether a worker has taken ``label`` (a claim is made before the unit is read)."""
+        return self._path(label).exists()
+
+    def _path(self, label: str) -> Path:
+        return (
+            self.folder
+            / hashlib.blake2b(label.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+        )
 
 
 class Sharded:
@@ -153,7 +162,8 @@ class Sharded:
     label hashes to, or, with ``claims`` (the workers of one fleet), by whichever worker takes it
     first. Checkpoints stay per object either way. What a unit without objects reports as skipped
     is counted by the worker each location hashes to, and idle polls by worker 0, so every count
-    is made once.
+    is made once. With claims, a location a worker has taken is not counted at all: another
+    worker's listing that reaches it after it was read in this run sees it as already done.
     """
 
     def __init__(self, inner: Source, index: int, count: int, claims: Claims | None = None) -> None:
@@ -172,7 +182,11 @@ class Sharded:
                 if claims.take(unit.label) if claims is not None else in_shard(unit.label, index, count):
                     yield unit
             elif unit.skipped:
-                mine = [(why, where) for why, where in unit.skipped if in_shard(where, index, count)]
+                mine = [
+                    (why, where)
+                    for why, where in unit.skipped
+                    if in_shard(where, index, count) and not (claims is not None and claims.taken(where))
+                ]
                 if mine:
                     yield dataclasses.replace(unit, skipped=mine)
             elif index == 0:
