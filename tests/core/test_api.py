@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -183,3 +184,36 @@ def test_the_cli_and_the_lambda_handler_send_through_this_forwarder(
     finally:
         lambda_invoke.reset()
     assert _out(tmp_path) == ["id-0", "id-1", "id-2", "id-3"]
+
+
+class _NoWork:
+    """A source with nothing to read."""
+
+    def work(self, stop: object) -> Iterator[object]:
+        return iter(())
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("source", "readers", "expected"),
+    [
+        ({"type": "files", "path": "in"}, None, 1),  # local reading is all CPU: one thread
+        ({"type": "stdin"}, None, 1),
+        ({"type": "s3", "bucket": "trail", "region": "us-east-1"}, None, 2),  # readers wait on S3 too
+        ({"type": "files", "path": "in"}, 3, 3),  # what the config says wins
+    ],
+)
+def test_reader_threads_follow_the_source(
+    tmp_path: Path, source: dict[str, Any], readers: int | None, expected: int
+) -> None:
+    config = {**_config(tmp_path), "source": source}
+    if readers is not None:
+        config["pipeline"] = {"readers": readers}
+    forwarder = Forwarder.from_config(config)
+    try:
+        pipeline = forwarder.pipeline(_NoWork())
+        assert pipeline.readers == expected
+    finally:
+        forwarder.close()

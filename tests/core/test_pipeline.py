@@ -230,7 +230,49 @@ def test_high_risk_record_takes_the_fast_path(tmp_path: Path, scripted: Any) -> 
     runner.put(loud)
     while len(sink.stored) < 2 and time.monotonic() - t0 < 2:
         time.sleep(0.005)
+    took = time.monotonic() - t0
     assert sink.stored == [SAMPLE_EVENTS[1]["eventID"], SAMPLE_EVENTS[0]["eventID"]]
+    # urgent_delay is 0.05 s; the clock had planned to sleep a whole second (its longest nap)
+    assert took < 0.6, f"the urgent batch left after {took:.2f}s"
+    runner.close()
+
+
+def _wait_stored(sink: Any, n: int, limit: float = 3.0) -> float:
+    t0 = time.monotonic()
+    while len(sink.stored) < n and time.monotonic() - t0 < limit:
+        time.sleep(0.005)
+    assert len(sink.stored) == n
+    return time.monotonic() - t0
+
+
+def test_a_new_partial_batch_wakes_the_idle_clock(tmp_path: Path, scripted: Any) -> None:
+    """With nothing held, the clock naps a second; a record arriving must be sent after max_age, not then."""
+    sink = scripted(BatchLimits(max_records=1000, max_bytes=1 << 20, max_age=0.1, concurrency=1))
+    runner = _runner(sink, tmp_path)
+    time.sleep(0.1)  # the clock is asleep, nothing due
+    runner.put(Record.from_bytes(orjson.dumps(SAMPLE_EVENTS[1]), Origin("file", "x")))
+    took = _wait_stored(sink, 1)
+    assert took < 0.6, f"a partial batch of max_age 0.1 s left after {took:.2f}s"
+    runner.close()
+
+
+def test_a_retry_wakes_the_clock_when_its_backoff_ends(tmp_path: Path, scripted: Any) -> None:
+    sink = scripted(BatchLimits(max_records=1, max_bytes=1 << 20, max_age=60.0, concurrency=1))
+    sink.retry_calls = 1
+    runner = SinkRunner(
+        "s",
+        sink,
+        dead_letters=FolderDeadLetters(tmp_path / "d"),
+        metrics=Metrics(),
+        stop=threading.Event(),
+        on_fatal=lambda *_: None,
+        backoff_base=0.01,
+    )
+    time.sleep(0.1)
+    runner.put(Record.from_bytes(orjson.dumps(SAMPLE_EVENTS[1]), Origin("file", "x")))  # full: sent at once
+    took = _wait_stored(sink, 1)
+    assert sink.calls == 2
+    assert took < 0.6, f"a retry due after <= 10 ms was sent after {took:.2f}s"
     runner.close()
 
 
@@ -486,3 +528,17 @@ def test_latency_sample_times_every_tagged_record_once_and_one_in_stride(
     assert len(sink.stored) == 100
     assert runner.metrics._latency_seen == len(range(0, 100, LATENCY_STRIDE)) + 1
     assert "latency_seconds" in runner.metrics.snapshot()
+
+
+def test_close_returns_as_the_last_send_ends(tmp_path: Path, scripted: Any) -> None:
+    """The clock waits at close for records in flight; their end must wake it, not its next look."""
+    sink = scripted(BatchLimits(max_records=1, max_bytes=1 << 20, max_age=60.0, concurrency=1))
+    sink.on_send = lambda _batch: time.sleep(0.2)
+    runner = _runner(sink, tmp_path)
+    time.sleep(0.1)
+    runner.put(Record.from_bytes(orjson.dumps(SAMPLE_EVENTS[1]), Origin("file", "x")))  # in flight
+    t0 = time.monotonic()
+    runner.close()
+    took = time.monotonic() - t0
+    assert len(sink.stored) == 1
+    assert took < 0.6, f"close took {took:.2f}s for a 0.2 s send"

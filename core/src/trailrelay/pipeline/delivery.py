@@ -172,7 +172,13 @@ class SinkRunner:
         )
         """Records handed to this sink and not yet final or parked; readers wait above it."""
         self.max_pending_bytes = self.limits.max_pending_bytes
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        """Guards the state below; readers wait on it for room (back-pressure)."""
+        self._tick = threading.Condition(lock)
+        """The clock thread waits on it; woken only when it must look sooner than it planned."""
+        self._clock_wake = 0.0
+        """When the sleeping clock will look again by itself (0 while it is awake and will look anyway)."""
         self._batch: list[Record] = []
         self._batch_bytes = 0
         self._due = 0.0
@@ -221,7 +227,8 @@ class SinkRunner:
             self._batch, self._batch_bytes = batch, size
             if batch and urgent:
                 self._due = min(self._due, now + self.urgent_delay)
-            self._cond.notify_all()
+            if batch:
+                self._wake_clock_by(self._due)
         for full in ready:
             self._dispatch(_Attempt(full, 1, now))
 
@@ -260,7 +267,7 @@ class SinkRunner:
         """Send the partial batch now (someone is waiting for its acknowledgement)."""
         with self._cond:
             self._due = 0.0
-            self._cond.notify_all()
+            self._tick.notify()
 
     def abandon_after(self, seconds: float) -> None:
         """Stop retrying and waiting (hand records back unfinished) once ``seconds`` have passed."""
@@ -274,12 +281,13 @@ class SinkRunner:
         self._abandon.set()
         with self._cond:
             self._cond.notify_all()
+            self._tick.notify()
 
     def close(self) -> None:
         """Send what is left and wait until every record handed over is final (or abandoned)."""
         with self._cond:
             self._closing = True
-            self._cond.notify_all()
+            self._tick.notify()
         self._clock.join()
         self._pool.shutdown(wait=True)
         with self._cond:
@@ -313,7 +321,10 @@ class SinkRunner:
                         waits.append(self._due - now)
                     if heap:
                         waits.append(heap[0][0] - now)
-                    self._cond.wait(max(0.0, min(waits)))
+                    wait = max(0.0, min(waits))
+                    self._clock_wake = now + wait
+                    self._tick.wait(wait)
+                    self._clock_wake = 0.0
                     continue
             if due_batch:
                 self._dispatch(_Attempt(due_batch, 1, now))
@@ -431,8 +442,9 @@ class SinkRunner:
         )
         nxt = _Attempt(attempt.records, attempt.attempt + 1, attempt.first, attempt.parked)
         with self._cond:
-            heapq.heappush(self._retries, (time.monotonic() + delay, next(self._seq), nxt))
-            self._cond.notify_all()
+            when = time.monotonic() + delay
+            heapq.heappush(self._retries, (when, next(self._seq), nxt))
+            self._wake_clock_by(when)
 
     def _park(self, receipt: Receipt, records: list[Record], attempt: _Attempt) -> None:
         parked = _Parked(records, attempt.attempt, attempt.first)
@@ -440,7 +452,7 @@ class SinkRunner:
             self._active -= len(records)
             self._parked.add(parked)
             self._parked_bytes += parked.nbytes
-            self._cond.notify_all()
+            self._holdings_changed()
         receipt.on_resolve(lambda outcome: self._unpark(parked, outcome))
 
     def _unpark(self, parked: _Parked, outcome: Outcome) -> None:
@@ -451,7 +463,7 @@ class SinkRunner:
             self._parked.discard(parked)
             self._parked_bytes -= parked.nbytes
             self._active += len(parked)
-            self._cond.notify_all()
+            self._holdings_changed()
         try:
             status = outcome.status
             if status is Status.DELIVERED:
@@ -526,7 +538,24 @@ class SinkRunner:
     def _release(self, n: int) -> None:
         with self._cond:
             self._active -= n
-            self._cond.notify_all()
+            self._holdings_changed()
+
+    def _holdings_changed(self) -> None:
+        """Records held or parked changed (lock held): wake readers waiting for room.
+
+        And the clock, when it waits for the last of them to end the run.
+        """
+        self._cond.notify_all()
+        if self._closing or self._abandon.is_set():
+            self._tick.notify()
+
+    def _wake_clock_by(self, when: float) -> None:
+        """Something is due at ``when`` (lock held): wake the clock if it planned to sleep past it.
+
+        Not on every hand-over: a wake-up the clock does not need costs a thread switch.
+        """
+        if when < self._clock_wake:
+            self._tick.notify()
 
     def _abandon_records(self, records: Sequence[Record], reason: str) -> None:
         """Leave records unfinished: their units are released, not acknowledged."""

@@ -155,7 +155,7 @@ class Forwarder:
             dead_letters=dead_letters if dead_letters is not None else self.dead_letters,
             metrics=metrics,
             stop=stop,
-            readers=pc.readers if readers is None else readers,
+            readers=pc.reader_threads(self.config.source.type) if readers is None else readers,
             max_object_bytes=pc.max_object_bytes,
             max_record_bytes=pc.max_record_bytes,
             drain_seconds=pc.drain_seconds if drain_seconds is None else drain_seconds,
