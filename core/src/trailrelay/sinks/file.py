@@ -164,7 +164,9 @@ class FileSink:
         if not batch.records:
             return []
         if self._document is Record.line:
-            body = b"\n".join([r.line() for r in batch.records]) + b"\n"
+            lines = [r.line() for r in batch.records]
+            lines.append(b"")  # the last newline comes with the join: `+ b"\n"` would copy the body again
+            body = b"\n".join(lines)
             outcomes: list[Outcome] = [DELIVERED] * len(batch.records)
         else:
             body, outcomes = self._documents(batch.records)
