@@ -215,5 +215,7 @@ def test_reader_threads_follow_the_source(
     try:
         pipeline = forwarder.pipeline(_NoWork())
         assert pipeline.readers == expected
+        for runner in pipeline.sinks.values():
+            runner.close()  # its clock thread
     finally:
         forwarder.close()

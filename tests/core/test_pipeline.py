@@ -202,7 +202,7 @@ def test_run_result_says_whether_the_source_ran_out(
     assert 30 <= len(sink.stored) < 6 * 30
 
 
-def _runner(sink: Any, tmp_path: Path) -> SinkRunner:
+def _runner(sink: Any, tmp_path: Path, *, backoff_base: float = 0.5) -> SinkRunner:
     """A SinkRunner on its own (no pipeline): records are handed to it directly."""
     return SinkRunner(
         "s",
@@ -211,6 +211,7 @@ def _runner(sink: Any, tmp_path: Path) -> SinkRunner:
         metrics=Metrics(),
         stop=threading.Event(),
         on_fatal=lambda *_: None,
+        backoff_base=backoff_base,
     )
 
 
@@ -259,15 +260,7 @@ def test_a_new_partial_batch_wakes_the_idle_clock(tmp_path: Path, scripted: Any)
 def test_a_retry_wakes_the_clock_when_its_backoff_ends(tmp_path: Path, scripted: Any) -> None:
     sink = scripted(BatchLimits(max_records=1, max_bytes=1 << 20, max_age=60.0, concurrency=1))
     sink.retry_calls = 1
-    runner = SinkRunner(
-        "s",
-        sink,
-        dead_letters=FolderDeadLetters(tmp_path / "d"),
-        metrics=Metrics(),
-        stop=threading.Event(),
-        on_fatal=lambda *_: None,
-        backoff_base=0.01,
-    )
+    runner = _runner(sink, tmp_path, backoff_base=0.01)
     time.sleep(0.1)
     runner.put(Record.from_bytes(orjson.dumps(SAMPLE_EVENTS[1]), Origin("file", "x")))  # full: sent at once
     took = _wait_stored(sink, 1)
