@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import orjson
 import pytest
+from botocore.utils import parse_timestamp
 
 from trailrelay.config import parse_config
 from trailrelay.pipeline.deadletter import FolderDeadLetters, read_entries
@@ -21,7 +22,7 @@ from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.forwarder import build_pipeline
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline
-from trailrelay.sources.aws import aws_client
+from trailrelay.sources.aws import aws_client, parse_aws_timestamp
 from trailrelay.sources.s3 import S3Source
 from trailrelay.sources.sqs import SqsSource
 from trailrelay.state import Checkpoints
@@ -85,6 +86,47 @@ def _run(source: Any, tmp: Path, scripted: Any, **sink_kw: Any) -> tuple[Any, An
         "s", sink, dead_letters=dead, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal, backoff_base=0.001
     )
     return pipe.run(), sink
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-12-01T00:05:00.000Z",  # S3 listing
+        "2026-12-01T00:05:00Z",
+        "Tue, 01 Dec 2026 00:05:00 GMT",  # a GET's Last-Modified header
+        "Mon, 07 Dec 2026 11:00:00 +0200",  # not GMT: botocore's parser
+        "2026-12-01T02:05:00+02:00",  # not Z: botocore's parser
+        1764547500,  # epoch seconds (JSON protocols)
+        1764547500.25,
+        "1764547500",
+    ],
+)
+def test_fast_timestamps_equal_botocores(value: Any) -> None:
+    ours, theirs = parse_aws_timestamp(value), parse_timestamp(value)
+    assert ours == theirs
+    assert ours.utcoffset() == theirs.utcoffset()
+
+
+@pytest.mark.parametrize("value", ["2026-13-45T00:00:00Z", "Tue, 45 Foo 2026 00:05:00 GMT", "soon", "TZ"])
+def test_fast_timestamps_refuse_what_botocore_refuses(value: str) -> None:
+    with pytest.raises(ValueError):
+        parse_timestamp(value)
+    with pytest.raises(ValueError):
+        parse_aws_timestamp(value)
+
+
+def test_s3_clients_parse_last_modified_with_the_fast_parser(bucket: tuple[Any, str]) -> None:
+    """A listing's and a GET's LastModified: the instant botocore would give, read without dateutil."""
+    s3, name = bucket
+    s3.put_object(Bucket=name, Key="k.json.gz", Body=b"x")
+    ours = aws_client("s3")
+    listed = ours.list_objects_v2(Bucket=name)["Contents"][0]["LastModified"]
+    got = ours.get_object(Bucket=name, Key="k.json.gz")["LastModified"]
+    # dateutil's tzinfo objects are never the stdlib's UTC singleton: this is our parser's answer.
+    assert listed.tzinfo is dt.UTC and got.tzinfo is dt.UTC
+    assert listed == s3.list_objects_v2(Bucket=name)["Contents"][0]["LastModified"]
+    assert got == s3.get_object(Bucket=name, Key="k.json.gz")["LastModified"]
+    assert abs(listed - got) < dt.timedelta(seconds=1)
 
 
 def test_s3_listing_whole_prefix_skips_non_logs(
