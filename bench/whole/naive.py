@@ -4,6 +4,7 @@
 gzip, ``requests``; no filtering, tagging, retries or acknowledgement bookkeeping.
 
     python naive.py file TRAIL OUT.ndjson [I/N]   (I/N: only every N-th object, from the I-th)
+    python naive.py s3 BUCKET OUT.ndjson ENDPOINT   (list the bucket, GET every log object, as file)
     python naive.py splunk TRAIL http://127.0.0.1:PORT
     python naive.py elastic TRAIL http://127.0.0.1:PORT       (integration mode: the event as message)
     python naive.py elastic-ecs TRAIL http://127.0.0.1:PORT   (ECS mode: a dozen ECS fields mapped too)
@@ -77,6 +78,18 @@ def main(kind: str, trail: str, target: str, *extra: str) -> None:
         with Path(target).open("w") as out:
             for records in objects(trail, *extra):
                 out.writelines(json.dumps(r) + "\n" for r in records)
+        return
+    if kind == "s3":
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=extra[0], region_name="us-east-1")
+        with Path(target).open("w") as out:
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=trail):
+                for obj in page.get("Contents", []):
+                    if obj["Key"].endswith(".json.gz"):
+                        body = s3.get_object(Bucket=trail, Key=obj["Key"])["Body"].read()
+                        records = json.loads(gzip.decompress(body))["Records"]
+                        out.writelines(json.dumps(r) + "\n" for r in records)
         return
     s = requests.Session()
     if kind == "splunk":
