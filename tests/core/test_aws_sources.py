@@ -24,7 +24,7 @@ from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline
 from trailrelay.sources.aws import aws_client, parse_aws_timestamp
 from trailrelay.sources.s3 import S3Source
-from trailrelay.sources.sqs import SqsSource
+from trailrelay.sources.sqs import DELETE_BATCH, SqsSource, _Deletions
 from trailrelay.state import Checkpoints
 
 ORG = "o-abc1234567"
@@ -426,6 +426,122 @@ def test_sqs_visibility_is_extended_while_in_flight(
     pipe.run()
     assert 2 in calls
     assert sorted(slow.stored) == sorted(f"slow-{i:06d}" for i in range(3))
+
+
+def _received(sqs: Any, url: str, n: int) -> list[dict[str, Any]]:
+    """``n`` messages sent and received (in flight, ready to delete)."""
+    for i in range(n):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+    got: list[dict[str, Any]] = []
+    while len(got) < n:
+        got += sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        )
+    return got
+
+
+def _left(sqs: Any, url: str) -> int:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def test_sqs_deletes_acknowledged_messages_in_batches(
+    bucket: tuple[Any, str], aws_env: str, tmp_path: Path, scripted: Any, make_events: Any
+) -> None:
+    """25 messages: every one deleted, by DeleteMessageBatch requests of up to ten, none one by one."""
+    s3, name = bucket
+    sqs, url = _queue(aws_env)
+    expected: list[str] = []
+    for i in range(25):
+        key = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), f"{i:04d}", "batch")
+        evs = make_events(2, prefix=f"b{i}")
+        expected += [e["eventID"] for e in evs]
+        _put(s3, name, key, evs)
+        sqs.send_message(QueueUrl=url, MessageBody=_s3_note(name, key))
+    src = SqsSource(aws_client("sqs"), aws_client("s3"), url, wait_seconds=1, once=True)
+    batches: list[int] = []
+    singles: list[int] = []
+    src.sqs.meta.events.register(
+        "before-parameter-build.sqs.DeleteMessageBatch",
+        lambda params, **_: batches.append(len(params["Entries"])),
+    )
+    src.sqs.meta.events.register("before-call.sqs.DeleteMessage", lambda **_: singles.append(1))
+    result, sink = _run(src, tmp_path, scripted)
+    assert sorted(sink.stored) == sorted(expected)
+    assert result.metrics.snapshot()["units_acknowledged"] == 25
+    assert _left(sqs, url) == 0
+    assert singles == []
+    assert sum(batches) == 25 and max(batches) <= DELETE_BATCH
+    assert len(batches) < 25 // 2  # shared requests, not one per message
+
+
+def test_sqs_deletion_never_blocks_the_acknowledging_thread(aws_env: str) -> None:
+    """SQS slow to answer: the ack returns at once; close() waits for the deletions it still owes."""
+    sqs, url = _queue(aws_env)
+    messages = _received(sqs, url, 3)
+    client = aws_client("sqs")
+    client.meta.events.register("before-call.sqs.DeleteMessageBatch", lambda **_: time.sleep(0.5))
+    deletions = _Deletions(client, url, linger=0.01)
+    t0 = time.monotonic()
+    for m in messages:
+        deletions.add(m["MessageId"], m["ReceiptHandle"])
+    assert time.monotonic() - t0 < 0.1
+    deletions.close()
+    assert _left(sqs, url) == 0 and deletions.failed == 0
+
+
+def test_sqs_close_sends_waiting_deletions_without_lingering(aws_env: str) -> None:
+    sqs, url = _queue(aws_env)
+    messages = _received(sqs, url, 3)
+    deletions = _Deletions(aws_client("sqs"), url, linger=30.0)
+    for m in messages:
+        deletions.add(m["MessageId"], m["ReceiptHandle"])
+    t0 = time.monotonic()
+    deletions.close()
+    assert time.monotonic() - t0 < 5
+    assert _left(sqs, url) == 0
+    with pytest.raises(RuntimeError):
+        deletions.add("late", "handle")
+
+
+def test_sqs_failed_deletions_are_logged_and_counted(aws_env: str, caplog: pytest.LogCaptureFixture) -> None:
+    """An entry SQS refuses (ReceiptHandleIsInvalid) is named; the rest of its batch is deleted."""
+    sqs, url = _queue(aws_env)
+    (good,) = _received(sqs, url, 1)
+    deletions = _Deletions(aws_client("sqs"), url, linger=0.01)
+    with caplog.at_level("WARNING", logger="trailrelay.sources.sqs"):
+        deletions.add(good["MessageId"], good["ReceiptHandle"])
+        deletions.add("m-bogus", "not-a-handle")
+        deletions.close()
+    assert deletions.failed == 1
+    assert _left(sqs, url) == 0
+    assert "m-bogus" in caplog.text and "ReceiptHandleIsInvalid" in caplog.text
+
+
+def test_sqs_unreachable_for_deletions_logs_and_keeps_going(caplog: pytest.LogCaptureFixture) -> None:
+    """SQS gone: each batch is logged as failed (the messages come back), nothing raises."""
+    import socket
+
+    from botocore.config import Config
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    client = boto3.client(
+        "sqs",
+        endpoint_url=dead,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1),
+    )
+    deletions = _Deletions(client, f"{dead}/123456789012/q", linger=0.01)
+    with caplog.at_level("WARNING", logger="trailrelay.sources.sqs"):
+        for i in range(12):
+            deletions.add(f"m{i}", f"r{i}")
+        deletions.close()
+    assert deletions.failed == 12
+    assert caplog.text.count("will be delivered again") >= 2
 
 
 def test_forward_from_config_with_endpoint_url(

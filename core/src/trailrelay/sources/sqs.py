@@ -5,6 +5,11 @@ extending the message's visibility timeout so no other worker picks it up. The m
 deleted only after every record reached a final outcome in every sink. If an object cannot be
 fetched the message is left alone: it becomes visible again and, after the queue's
 ``maxReceiveCount``, goes to the queue's dead-letter queue (its redrive policy).
+
+Deletions leave in batches of up to ten (``DeleteMessageBatch``) from their own thread: the sink
+thread that settles a unit never waits for SQS, and a busy queue costs one request per ten
+messages instead of one each. A deletion that fails is logged; the message comes back after its
+visibility timeout and is delivered again (at least once; the sinks' ids make it a duplicate).
 """
 
 from __future__ import annotations
@@ -25,6 +30,92 @@ from trailrelay.sources.s3 import fetch_object, open_object
 __all__ = ["SqsSource"]
 
 log = logging.getLogger("trailrelay.sources.sqs")
+
+DELETE_BATCH = 10
+"""Entries a ``DeleteMessageBatch`` request takes at most (the SQS limit)."""
+DELETE_LINGER = 0.05
+"""Seconds a deletion waits for others to share its request."""
+
+
+class _Deletions:
+    """Deletes acknowledged messages in batches, off the caller's thread; ``close`` sends the rest."""
+
+    def __init__(self, sqs: Any, queue_url: str, linger: float = DELETE_LINGER) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.linger = linger
+        self.failed = 0
+        """Messages whose deletion failed (they will be received again)."""
+        self._pending: list[tuple[str, str]] = []  # (message id, receipt handle)
+        self._sending = 0
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="sqs-delete", daemon=True)
+        self._thread.start()
+
+    def add(self, mid: str, receipt: str) -> None:
+        """Delete this message soon (returns at once)."""
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("the SQS source is closed")
+            self._pending.append((mid, receipt))
+            if len(self._pending) == 1 or len(self._pending) >= DELETE_BATCH:
+                self._cond.notify()
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Send every deletion still waiting, then stop."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        with self._cond:
+            left = len(self._pending) + self._sending
+        if left:
+            log.warning(
+                "%d acknowledged SQS messages were not deleted within %gs; they will be delivered again",
+                left,
+                timeout,
+            )
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait()
+                if not self._pending:  # closing, nothing left
+                    return
+                if not self._closing and len(self._pending) < DELETE_BATCH:
+                    self._cond.wait_for(
+                        lambda: self._closing or len(self._pending) >= DELETE_BATCH, timeout=self.linger
+                    )
+                batch = self._pending[:DELETE_BATCH]
+                del self._pending[:DELETE_BATCH]
+                self._sending = len(batch)
+            self._delete(batch)
+            with self._cond:
+                self._sending = 0
+
+    def _delete(self, batch: list[tuple[str, str]]) -> None:
+        entries = [{"Id": str(i), "ReceiptHandle": receipt} for i, (_, receipt) in enumerate(batch)]
+        try:
+            resp = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        except Exception as exc:  # botocore retried already; the messages come back after the timeout
+            self.failed += len(batch)
+            log.warning(
+                "could not delete %d acknowledged SQS messages (%s); they will be delivered again",
+                len(batch),
+                exc,
+            )
+            return
+        for failure in resp.get("Failed", []):
+            self.failed += 1
+            mid = batch[int(failure["Id"])][0]
+            log.warning(
+                "could not delete SQS message %s (%s: %s); it will be delivered again",
+                mid,
+                failure.get("Code"),
+                failure.get("Message"),
+            )
 
 
 class SqsSource:
@@ -57,6 +148,7 @@ class SqsSource:
         self._inflight: dict[str, str] = {}  # message id -> receipt handle
         self._lock = threading.Lock()
         self._heartbeat_interval = heartbeat_seconds or max(1.0, visibility_timeout / 3)
+        self._deletions = _Deletions(sqs, queue_url)
         self._stop_heartbeat = threading.Event()
         self._heartbeat = threading.Thread(target=self._extend_loop, name="sqs-visibility", daemon=True)
         self._heartbeat.start()
@@ -81,7 +173,8 @@ class SqsSource:
                 yield self._unit(msg)
 
     def close(self) -> None:
-        """Stop the visibility heartbeat."""
+        """Send the deletions still waiting; stop the visibility heartbeat."""
+        self._deletions.close()
         self._stop_heartbeat.set()
         self._heartbeat.join(timeout=5)
 
@@ -132,7 +225,7 @@ class SqsSource:
         def delete(_: list[ObjectDone]) -> None:
             with self._lock:
                 self._inflight.pop(mid, None)
-            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
+            self._deletions.add(mid, receipt)
 
         return delete
 
