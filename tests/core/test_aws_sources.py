@@ -518,6 +518,32 @@ def test_sqs_failed_deletions_are_logged_and_counted(aws_env: str, caplog: pytes
     assert "m-bogus" in caplog.text and "ReceiptHandleIsInvalid" in caplog.text
 
 
+def test_sqs_deleter_outlives_an_answer_of_unexpected_shape(
+    aws_env: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sqs, url = _queue(aws_env)
+    first, second = _received(sqs, url, 2)
+    client = aws_client("sqs")
+    odd = [True]
+
+    def garble(parsed: dict[str, Any], **_: Any) -> None:
+        if odd.pop() if odd else False:
+            parsed["Failed"] = [{"Id": "not-a-number"}]
+
+    client.meta.events.register("after-call.sqs.DeleteMessageBatch", garble)
+    deletions = _Deletions(client, url, linger=0.01)
+    with caplog.at_level("WARNING", logger="trailrelay.sources.sqs"):
+        deletions.add(first["MessageId"], first["ReceiptHandle"])
+        deadline = time.monotonic() + 5
+        while deletions.failed == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        deletions.add(second["MessageId"], second["ReceiptHandle"])  # the thread still works
+        deletions.close()
+    assert deletions.failed == 1
+    assert _left(sqs, url) == 0  # the first was deleted all the same; the second after it
+    assert "will be delivered again" in caplog.text
+
+
 def test_sqs_unreachable_for_deletions_logs_and_keeps_going(caplog: pytest.LogCaptureFixture) -> None:
     """SQS gone: each batch is logged as failed (the messages come back), nothing raises."""
     import socket

@@ -91,7 +91,13 @@ class _Deletions:
                 batch = self._pending[:DELETE_BATCH]
                 del self._pending[:DELETE_BATCH]
                 self._sending = len(batch)
-            self._delete(batch)
+            try:
+                self._delete(batch)
+            except Exception:  # an answer of an unexpected shape: this thread must outlive it
+                self.failed += len(batch)
+                log.exception(
+                    "deleting %d acknowledged SQS messages failed; they will be delivered again", len(batch)
+                )
             with self._cond:
                 self._sending = 0
 
@@ -107,9 +113,9 @@ class _Deletions:
                 exc,
             )
             return
-        for failure in resp.get("Failed", []):
-            self.failed += 1
-            mid = batch[int(failure["Id"])][0]
+        failures = [(batch[int(f["Id"])][0], f) for f in resp.get("Failed", [])]
+        self.failed += len(failures)
+        for mid, failure in failures:
             log.warning(
                 "could not delete SQS message %s (%s: %s); it will be delivered again",
                 mid,
