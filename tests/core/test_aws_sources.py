@@ -475,6 +475,47 @@ def test_sqs_deletes_acknowledged_messages_in_batches(
     assert len(batches) < 25 // 2  # shared requests, not one per message
 
 
+def _access_denied(**_: Any) -> Any:
+    """SQS's answer to a role without sqs:DeleteMessage (JSON protocol), before anything is sent."""
+    from botocore.awsrequest import AWSResponse
+
+    class _Raw:
+        def __init__(self, body: bytes) -> None:
+            self.body = body
+
+        def stream(self, **_: Any) -> Any:
+            yield self.body
+
+    body = orjson.dumps(
+        {
+            "__type": "com.amazon.coral.access#AccessDeniedException",
+            "message": "User is not authorized to perform: sqs:deletemessage",
+        }
+    )
+    headers = {"x-amzn-query-error": "AccessDenied;Sender", "content-type": "application/x-amz-json-1.0"}
+    return AWSResponse("https://sqs.us-east-1.amazonaws.com/", 400, headers, _Raw(body))
+
+
+def test_sqs_failed_deletions_count_as_released_units(
+    bucket: tuple[Any, str], aws_env: str, tmp_path: Path, scripted: Any, make_events: Any
+) -> None:
+    """Deletes refused (no sqs:DeleteMessage): delivered, but the run reports the units unfinished."""
+    s3, name = bucket
+    sqs, url = _queue(aws_env)
+    for i in range(3):
+        key = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), f"{i:04d}", "denied")
+        _put(s3, name, key, make_events(2, prefix=f"denied{i}"))
+        sqs.send_message(QueueUrl=url, MessageBody=_s3_note(name, key))
+    src = SqsSource(aws_client("sqs"), aws_client("s3"), url, wait_seconds=1, once=True)
+    src.sqs.meta.events.register("before-send.sqs.DeleteMessageBatch", _access_denied)
+    result, sink = _run(src, tmp_path, scripted)
+    assert len(sink.stored) == 6
+    snap = result.metrics.snapshot()
+    assert snap["units_acknowledged"] == 3
+    assert snap["units_released"] == 3  # what the exit status and /metrics look at
+    assert _left(sqs, url) == 3
+
+
 def test_sqs_deletion_never_blocks_the_acknowledging_thread(aws_env: str) -> None:
     """SQS slow to answer: the ack returns at once; close() waits for the deletions it still owes."""
     sqs, url = _queue(aws_env)

@@ -16,8 +16,8 @@ _COUNTERS = {
     "records_in": "Records read",
     "records_filtered": "Records dropped by filter rules",
     "records_tagged_high_risk": "Records tagged high-risk",
-    "units_acknowledged": "Units of work acknowledged (SQS messages deleted, checkpoints written)",
-    "units_released": "Units of work left for redelivery",
+    "units_acknowledged": "Units of work acknowledged (SQS message deletes sent, checkpoints written)",
+    "units_released": "Units of work left for redelivery (with SQS messages whose delete failed)",
 }
 _KEYED = {
     "delivered": ("sink", "Records delivered"),

@@ -79,6 +79,9 @@ class Pipeline:
         self.transforms = transforms or []
         self.dead_letters = dead_letters
         self.metrics = metrics or Metrics()
+        report_failed_acks = getattr(source, "report_failed_acks", None)
+        if report_failed_acks is not None:  # acks confirmed later (SQS deletes in batches)
+            report_failed_acks(lambda n: self.metrics.add("released", n))
         self.stop = stop or threading.Event()
         self.readers = readers
         self.max_object_bytes = max_object_bytes

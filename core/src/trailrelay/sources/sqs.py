@@ -46,6 +46,8 @@ class _Deletions:
         self.linger = linger
         self.failed = 0
         """Messages whose deletion failed (they will be received again)."""
+        self.on_failed: Callable[[int], None] = lambda _: None
+        """Told how many deletions just failed (the pipeline counts them as released units)."""
         self._pending: list[tuple[str, str]] = []  # (message id, receipt handle)
         self._sending = 0
         self._cond = threading.Condition()
@@ -94,19 +96,26 @@ class _Deletions:
             try:
                 self._delete(batch)
             except Exception:  # an answer of an unexpected shape: this thread must outlive it
-                self.failed += len(batch)
+                self._count_failed(len(batch))
                 log.exception(
                     "deleting %d acknowledged SQS messages failed; they will be delivered again", len(batch)
                 )
             with self._cond:
                 self._sending = 0
 
+    def _count_failed(self, n: int) -> None:
+        self.failed += n
+        try:
+            self.on_failed(n)
+        except Exception:
+            log.exception("counting failed SQS deletions")
+
     def _delete(self, batch: list[tuple[str, str]]) -> None:
         entries = [{"Id": str(i), "ReceiptHandle": receipt} for i, (_, receipt) in enumerate(batch)]
         try:
             resp = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
         except Exception as exc:  # botocore retried already; the messages come back after the timeout
-            self.failed += len(batch)
+            self._count_failed(len(batch))
             log.warning(
                 "could not delete %d acknowledged SQS messages (%s); they will be delivered again",
                 len(batch),
@@ -114,7 +123,8 @@ class _Deletions:
             )
             return
         failures = [(batch[int(f["Id"])][0], f) for f in resp.get("Failed", [])]
-        self.failed += len(failures)
+        if failures:
+            self._count_failed(len(failures))
         for mid, failure in failures:
             log.warning(
                 "could not delete SQS message %s (%s: %s); it will be delivered again",
@@ -177,6 +187,14 @@ class SqsSource:
                 continue
             for msg in messages:
                 yield self._unit(msg)
+
+    def report_failed_acks(self, report: Callable[[int], None]) -> None:
+        """Have ``report(n)`` told when ``n`` acknowledged messages could not be deleted.
+
+        An acknowledgement returns before its message is deleted (deletions go in batches), so
+        a failure comes later: the pipeline counts those messages as released units.
+        """
+        self._deletions.on_failed = report
 
     def close(self) -> None:
         """Send the deletions still waiting; stop the visibility heartbeat."""
