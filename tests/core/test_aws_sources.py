@@ -531,6 +531,25 @@ def test_sqs_deletion_never_blocks_the_acknowledging_thread(aws_env: str) -> Non
     assert _left(sqs, url) == 0 and deletions.failed == 0
 
 
+def test_sqs_acks_wait_when_too_many_deletions_are_waiting(aws_env: str) -> None:
+    """SQS slower than the acks: past ``max_waiting`` an ack blocks, so a crash leaves few undeleted."""
+    sqs, url = _queue(aws_env)
+    messages = _received(sqs, url, 5)
+    client = aws_client("sqs")
+    client.meta.events.register("before-call.sqs.DeleteMessageBatch", lambda **_: time.sleep(0.5))
+    deletions = _Deletions(client, url, linger=0.0, threads=1, max_waiting=3)
+    waits = []
+    for m in messages:
+        t0 = time.monotonic()
+        deletions.add(m["MessageId"], m["ReceiptHandle"])
+        waits.append(time.monotonic() - t0)
+        time.sleep(0.05)  # the sender takes the first one alone
+    deletions.close()
+    assert max(waits[:4]) < 0.2  # one in flight, three waiting
+    assert waits[4] > 0.3  # the fifth waited for the first request to end
+    assert _left(sqs, url) == 0 and deletions.failed == 0
+
+
 def test_sqs_close_sends_waiting_deletions_without_lingering(aws_env: str) -> None:
     sqs, url = _queue(aws_env)
     messages = _received(sqs, url, 3)

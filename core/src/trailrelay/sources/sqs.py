@@ -33,17 +33,31 @@ log = logging.getLogger("trailrelay.sources.sqs")
 
 DELETE_BATCH = 10
 """Entries a ``DeleteMessageBatch`` request takes at most (the SQS limit)."""
-DELETE_LINGER = 0.05
-"""Seconds a deletion waits for others to share its request."""
+DELETE_LINGER = 0.002
+"""Seconds a deletion waits for others to share its request: the acks of one settled batch
+come in a burst, and this catches the burst without widening the window a crash leaves."""
+DELETE_THREADS = 4
+"""``DeleteMessageBatch`` requests in flight at once."""
+MAX_WAITING_DELETES = 100
+"""Acknowledged messages waiting for a free request before an ack blocks: what a crash can
+leave undeleted (and so delivered again) stays bounded however slow SQS answers."""
 
 
 class _Deletions:
     """Deletes acknowledged messages in batches, off the caller's thread; ``close`` sends the rest."""
 
-    def __init__(self, sqs: Any, queue_url: str, linger: float = DELETE_LINGER) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        linger: float = DELETE_LINGER,
+        threads: int = DELETE_THREADS,
+        max_waiting: int = MAX_WAITING_DELETES,
+    ) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
         self.linger = linger
+        self.max_waiting = max_waiting
         self.failed = 0
         """Messages whose deletion failed (they will be received again)."""
         self.on_failed: Callable[[int], None] = lambda _: None
@@ -52,24 +66,30 @@ class _Deletions:
         self._sending = 0
         self._cond = threading.Condition()
         self._closing = False
-        self._thread = threading.Thread(target=self._loop, name="sqs-delete", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"sqs-delete-{i}", daemon=True) for i in range(threads)
+        ]
+        for t in self._threads:
+            t.start()
 
     def add(self, mid: str, receipt: str) -> None:
-        """Delete this message soon (returns at once)."""
+        """Delete this message soon: returns at once unless ``max_waiting`` deletions already wait."""
         with self._cond:
+            self._cond.wait_for(lambda: self._closing or len(self._pending) < self.max_waiting)
             if self._closing:
                 raise RuntimeError("the SQS source is closed")
             self._pending.append((mid, receipt))
             if len(self._pending) == 1 or len(self._pending) >= DELETE_BATCH:
-                self._cond.notify()
+                self._cond.notify_all()
 
     def close(self, timeout: float = 60.0) -> None:
         """Send every deletion still waiting, then stop."""
         with self._cond:
             self._closing = True
-            self._cond.notify()
-        self._thread.join(timeout)
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
         with self._cond:
             left = len(self._pending) + self._sending
         if left:
@@ -90,9 +110,12 @@ class _Deletions:
                     self._cond.wait_for(
                         lambda: self._closing or len(self._pending) >= DELETE_BATCH, timeout=self.linger
                     )
+                    if not self._pending:  # another thread took them
+                        continue
                 batch = self._pending[:DELETE_BATCH]
                 del self._pending[:DELETE_BATCH]
-                self._sending = len(batch)
+                self._sending += len(batch)
+                self._cond.notify_all()  # room for blocked acks
             try:
                 self._delete(batch)
             except Exception:  # an answer of an unexpected shape: this thread must outlive it
@@ -101,10 +124,11 @@ class _Deletions:
                     "deleting %d acknowledged SQS messages failed; they will be delivered again", len(batch)
                 )
             with self._cond:
-                self._sending = 0
+                self._sending -= len(batch)
 
     def _count_failed(self, n: int) -> None:
-        self.failed += n
+        with self._cond:
+            self.failed += n
         try:
             self.on_failed(n)
         except Exception:
