@@ -6,10 +6,11 @@ deleted only after every record reached a final outcome in every sink. If an obj
 fetched the message is left alone: it becomes visible again and, after the queue's
 ``maxReceiveCount``, goes to the queue's dead-letter queue (its redrive policy).
 
-Deletions leave in batches of up to ten (``DeleteMessageBatch``) from their own thread: the sink
-thread that settles a unit never waits for SQS, and a busy queue costs one request per ten
-messages instead of one each. A deletion that fails is logged; the message comes back after its
-visibility timeout and is delivered again (at least once; the sinks' ids make it a duplicate).
+Deletions leave in batches of up to ten (``DeleteMessageBatch``) from their own threads: the
+sink thread that settles a unit does not wait for SQS (unless too many deletions already wait),
+and a busy queue costs one request per ten messages instead of one each. A deletion that fails
+is logged and counted as a released unit; the message comes back after its visibility timeout
+and is delivered again (at least once; the sinks' ids make it a duplicate).
 """
 
 from __future__ import annotations
