@@ -201,7 +201,17 @@ class _NoWork:
     [
         ({"type": "files", "path": "in"}, None, 1),  # local reading is all CPU: one thread
         ({"type": "stdin"}, None, 1),
-        ({"type": "s3", "bucket": "trail", "region": "us-east-1"}, None, 2),  # readers wait on S3 too
+        ({"type": "s3", "bucket": "trail", "region": "us-east-1"}, None, 8),  # readers wait on S3 GETs
+        (
+            {"type": "sqs", "queue_url": "https://sqs.us-east-1.amazonaws.com/1/q", "region": "us-east-1"},
+            None,
+            8,
+        ),
+        (
+            {"type": "firehose", "listen": "127.0.0.1:0", "access_key": "k" * 16},
+            None,
+            2,
+        ),  # requests bring their records
         ({"type": "files", "path": "in"}, 3, 3),  # what the config says wins
     ],
 )

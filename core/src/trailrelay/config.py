@@ -146,6 +146,8 @@ class StateConfig(Settings):
 
 LOCAL_SOURCES = frozenset({"files", "stdin"})
 """Source types read from this machine: nothing to wait for but the CPU."""
+FETCHING_SOURCES = frozenset({"s3", "sqs", "lambda"})
+"""Source types whose readers GET each object from S3 and wait for it (tens of ms a GET)."""
 
 
 class PipelineConfig(Settings):
@@ -158,8 +160,9 @@ class PipelineConfig(Settings):
                 ge=1,
                 le=64,
                 description="Reader threads (objects read at once). Default: 1 for a files or stdin source, "
-                "whose reading is all CPU (a second thread only waits for the GIL and costs ~10% more CPU), "
-                "2 for S3, SQS and Firehose, where a reader also waits on the network.",
+                "whose reading is all CPU (a second thread only waits for the GIL and costs ~10% more CPU); "
+                "8 for S3, SQS and Lambda, whose readers spend most of their time waiting for S3 GETs; "
+                "2 for Firehose, whose requests arrive with their records.",
             ),
         ]
         | None
@@ -182,7 +185,9 @@ class PipelineConfig(Settings):
         """``readers``, or its default for a source of type ``source``."""
         if self.readers is not None:
             return self.readers
-        return 1 if source in LOCAL_SOURCES else 2
+        if source in LOCAL_SOURCES:
+            return 1
+        return 8 if source in FETCHING_SOURCES else 2
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):
