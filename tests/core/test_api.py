@@ -207,11 +207,8 @@ class _NoWork:
             None,
             8,
         ),
-        (
-            {"type": "firehose", "listen": "127.0.0.1:0", "access_key": "k" * 16},
-            None,
-            2,
-        ),  # requests bring their records
+        # Firehose requests bring their records: nothing to wait for but the CPU and the network
+        ({"type": "firehose", "listen": "127.0.0.1:0", "access_key": "k" * 16}, None, 2),
         ({"type": "files", "path": "in"}, 3, 3),  # what the config says wins
     ],
 )

@@ -17,6 +17,7 @@ import pytest
 from botocore.utils import parse_timestamp
 
 from trailrelay.config import parse_config
+from trailrelay.contract import BatchLimits
 from trailrelay.pipeline.deadletter import FolderDeadLetters, read_entries
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.forwarder import build_pipeline
@@ -466,7 +467,10 @@ def test_sqs_deletes_acknowledged_messages_in_batches(
         lambda params, **_: batches.append(len(params["Entries"])),
     )
     src.sqs.meta.events.register("before-call.sqs.DeleteMessage", lambda **_: singles.append(1))
-    result, sink = _run(src, tmp_path, scripted)
+    # One sink batch for all 50 records: the 25 acks come in one burst, whatever moto's pace.
+    result, sink = _run(
+        src, tmp_path, scripted, limits=BatchLimits(max_records=100, max_bytes=1 << 20, max_age=30.0)
+    )
     assert sorted(sink.stored) == sorted(expected)
     assert result.metrics.snapshot()["units_acknowledged"] == 25
     assert _left(sqs, url) == 0
@@ -488,12 +492,18 @@ def _access_denied(**_: Any) -> Any:
 
     body = orjson.dumps(
         {
-            "__type": "com.amazon.coral.access#AccessDeniedException",
-            "message": "User is not authorized to perform: sqs:deletemessage",
+            "__type": "com.amazon.coral.service#AccessDeniedException",
+            "Message": "User: arn:aws:sts::123456789012:assumed-role/trailrelay/worker is not authorized to "
+            "perform: sqs:deletemessage on resource: arn:aws:sqs:us-east-1:123456789012:q because no "
+            "identity-based policy allows the sqs:deletemessage action",
         }
     )
-    headers = {"x-amzn-query-error": "AccessDenied;Sender", "content-type": "application/x-amz-json-1.0"}
-    return AWSResponse("https://sqs.us-east-1.amazonaws.com/", 400, headers, _Raw(body))
+    headers = {
+        "x-amzn-requestid": str(uuid.uuid4()),
+        "x-amzn-query-error": "AccessDenied;Sender",
+        "content-type": "application/x-amz-json-1.0",
+    }
+    return AWSResponse("https://sqs.us-east-1.amazonaws.com/", 403, headers, _Raw(body))
 
 
 def test_sqs_failed_deletions_count_as_released_units(

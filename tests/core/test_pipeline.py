@@ -215,6 +215,14 @@ def _runner(sink: Any, tmp_path: Path, *, backoff_base: float = 0.5) -> SinkRunn
     )
 
 
+def _wait_stored(sink: Any, n: int, limit: float = 3.0) -> float:
+    t0 = time.monotonic()
+    while len(sink.stored) < n and time.monotonic() - t0 < limit:
+        time.sleep(0.005)
+    assert len(sink.stored) == n
+    return time.monotonic() - t0
+
+
 def test_high_risk_record_takes_the_fast_path(tmp_path: Path, scripted: Any) -> None:
     sink = scripted(BatchLimits(max_records=1000, max_bytes=1 << 20, max_age=60.0, concurrency=1))
     runner = _runner(sink, tmp_path)
@@ -227,23 +235,12 @@ def test_high_risk_record_takes_the_fast_path(tmp_path: Path, scripted: Any) -> 
 
     loud = SigmaTagger()(Record.from_bytes(orjson.dumps(SAMPLE_EVENTS[0]), origin))
     assert loud.tags
-    t0 = time.monotonic()
     runner.put(loud)
-    while len(sink.stored) < 2 and time.monotonic() - t0 < 2:
-        time.sleep(0.005)
-    took = time.monotonic() - t0
+    took = _wait_stored(sink, 2)
     assert sink.stored == [SAMPLE_EVENTS[1]["eventID"], SAMPLE_EVENTS[0]["eventID"]]
     # urgent_delay is 0.05 s; the clock had planned to sleep a whole second (its longest nap)
     assert took < 0.6, f"the urgent batch left after {took:.2f}s"
     runner.close()
-
-
-def _wait_stored(sink: Any, n: int, limit: float = 3.0) -> float:
-    t0 = time.monotonic()
-    while len(sink.stored) < n and time.monotonic() - t0 < limit:
-        time.sleep(0.005)
-    assert len(sink.stored) == n
-    return time.monotonic() - t0
 
 
 def test_a_new_partial_batch_wakes_the_idle_clock(tmp_path: Path, scripted: Any) -> None:

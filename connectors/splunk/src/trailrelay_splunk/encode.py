@@ -161,8 +161,10 @@ class EnvelopeEncoder:
         out: dict[str, Any] = {}
         for group in self._groups:
             if group == "account":
-                ident = None if routing.recipient_account_id else routing.user_identity
-                account = routing.recipient_account_id or (ident.account_id if ident is not None else None)
+                account = routing.recipient_account_id
+                if not account:  # userIdentity is decoded only here, when the recipient is missing
+                    ident = routing.user_identity
+                    account = ident.account_id if ident is not None else None
                 if account:
                     out["trailrelay_account"] = account
             elif group == "region":

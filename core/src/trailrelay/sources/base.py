@@ -104,7 +104,12 @@ class Work:
 
 
 class Source(Protocol):
-    """Yields work until drained (``once``) or stopped."""
+    """Yields work until drained (``once``) or stopped.
+
+    A source whose ``ack`` only starts the acknowledgement (SQS deletes go in batches) may also
+    have ``report_failed_acks(report)``: the pipeline passes a callable that it calls with the
+    number of acknowledged units that failed later, which are then counted as released.
+    """
 
     def work(self, stop: threading.Event) -> Iterator[Work]:
         """Units of work, in an order that suits checkpointing; ends when drained or stopped."""
