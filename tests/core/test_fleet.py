@@ -220,6 +220,38 @@ def test_two_workers_share_a_files_backfill_each_object_read_once(
     assert len((tmp_path / "out" / "ct.ndjson").read_bytes().splitlines()) == 300  # nothing read twice
 
 
+def test_a_backfill_fleet_makes_the_checkpoint_database_before_its_workers_start(
+    tmp_path: Path, make_object: Any, make_events: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers opening a new database together wait on each other ("database is locked"): the
+    supervisor makes it, in WAL mode, before it starts them."""
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from trailrelay.cli import fleet
+    from trailrelay.cli.main import cli
+
+    _, cfg = _backfill(tmp_path, make_object, make_events, objects=1, per=1)
+    seen: list[str] = []
+
+    def started(*_: Any, **__: Any) -> tuple[int, None]:
+        db = tmp_path / "state.sqlite"
+        if db.exists():
+            with sqlite3.connect(db) as conn:
+                seen.append(conn.execute("PRAGMA journal_mode").fetchone()[0])
+                seen.extend(
+                    row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                )
+        return 0, None
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(fleet, "run_fleet", started)
+    result = CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--workers", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert seen == ["wal", "objects"]
+
+
 def test_sharding_gives_each_unit_to_exactly_one_worker() -> None:
     from trailrelay.sources.base import in_shard
 

@@ -43,7 +43,7 @@ def _while_locked(step: Callable[[], object], seconds: float = 30.0) -> None:
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
-            time.sleep(0.05)
+            time.sleep(0.005)
 
 
 class Checkpoints:

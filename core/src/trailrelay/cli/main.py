@@ -213,6 +213,10 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
 
         body = None
         shared = None
+        if listing:  # made here, before the workers: opening a new database together, they wait
+            from trailrelay.state import Checkpoints  # noqa: PLC0415
+
+            Checkpoints(config.state_path()).close()
         if listing and can_fork():  # workers forked once start-up is done: none pays it again
             _preload(config)
             shared = _shared_windows(config, workers)
