@@ -80,6 +80,49 @@ def test_check_reports_each_part(tmp_path: Path) -> None:
     assert "✗ source" in result.output
 
 
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one", "fleet"])
+def test_an_unusable_checkpoint_database_is_a_clear_config_error(tmp_path: Path, workers: list[str]) -> None:
+    """Not a traceback: the path, what is wrong with it, and exit status 2 (alone or as a fleet)."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "taken").write_text("a file where the state folder should be")
+    cfg = _config(
+        tmp_path,
+        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "o.ndjson"\n'
+        '[state]\npath = "taken/state.sqlite"\n',
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--once", "--no-progress", *workers],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "500"},  # one line: rich wraps at 80 off a terminal
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"cannot use the checkpoint database {tmp_path / 'taken' / 'state.sqlite'}" in done.stderr
+    assert "([state] path)" in done.stderr  # printed as text, not eaten as console markup
+
+
+def test_messages_with_brackets_reach_the_terminal_whole(tmp_path: Path) -> None:
+    """rich reads "[word]" as markup: a SIEM's "[indices:data/write/bulk]" or a "[detection]" key
+    would vanish from an error, and "[/x]" would raise while printing it."""
+    (tmp_path / "in").mkdir()
+    cfg = _config(
+        tmp_path,
+        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "[out]/x.ndjson"\n'
+        '[detection]\nrules = ["no-such-rules"]\n',
+    )
+    result = CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--once"])
+    assert result.exit_code == 2
+    assert "[detection] rules:" in result.output
+    checked = CliRunner().invoke(cli, ["check", "-c", str(cfg)])
+    assert "[out]" in checked.output
+    from trailrelay.cli.main import _fail
+
+    _fail("error:", "closing tag [/x] in a SIEM's answer")  # MarkupError before
+
+
 @pytest.mark.parametrize("source", ['type = "stdin"', 'type = "files"\npath = "-"'])
 def test_check_accepts_standard_input(tmp_path: Path, source: str) -> None:
     cfg = _config(tmp_path, f'[source]\n{source}\n[[sinks]]\ntype = "stdout"\n')

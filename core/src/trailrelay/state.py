@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from trailrelay.errors import ConfigError
+
 __all__ = ["Checkpoints"]
 
 _SCHEMA = """
@@ -50,14 +52,20 @@ class Checkpoints:
     """Which objects of which source are finished; safe to use from several threads."""
 
     def __init__(self, path: Path | str) -> None:
+        """Open (or create) the database; ConfigError naming ``path`` when it cannot be used."""
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        _while_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        _while_locked(lambda: self._db.executescript(_SCHEMA))
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+            _while_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            _while_locked(lambda: self._db.executescript(_SCHEMA))
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot use the checkpoint database {self.path} ([state] path): {exc}"
+            ) from None
 
     def is_done(self, source: str, key: str, version: str) -> bool:
         """True when this object, at this version (etag or size+mtime), was finished before."""

@@ -62,6 +62,14 @@ class _LazyConsole:
 
 err: Any = _LazyConsole()
 
+
+def _fail(label: str, message: object) -> None:
+    """``label`` in red, then ``message`` as plain text (never read as markup: "[state] path")."""
+    from rich.markup import escape  # noqa: PLC0415
+
+    err.print(f"[red]{label}[/red] {escape(str(message))}", highlight=False)
+
+
 EXIT_OK = 0
 """Everything read was delivered (or filtered out, or was a duplicate)."""
 EXIT_CONFIG = 2
@@ -164,7 +172,7 @@ def _load(path: Path) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
-        err.print(f"[red]config error[/red] in {path}: {exc}", markup=True, highlight=False)
+        _fail("config error", f"in {path}: {exc}")
         raise SystemExit(EXIT_CONFIG) from None
 
 
@@ -216,7 +224,11 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
         if listing:  # made here, before the workers: opening a new database together, they wait
             from trailrelay.state import Checkpoints  # noqa: PLC0415
 
-            Checkpoints(config.state_path()).close()
+            try:
+                Checkpoints(config.state_path()).close()
+            except TrailrelayError as exc:
+                _fail("error:", exc)
+                raise SystemExit(EXIT_CONFIG) from None
         if listing and can_fork():  # workers forked once start-up is done: none pays it again
             _preload(config)
             shared = _shared_windows(config, workers)
@@ -331,10 +343,10 @@ def _forward_one(
                 claims=Path(claims) if claims else None,
             )
         except SinkError as exc:
-            err.print(f"[red]sink error:[/red] {exc}", highlight=False)
+            _fail("sink error:", exc)
             raise SystemExit(EXIT_FATAL) from None
         except TrailrelayError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            _fail("error:", exc)
             raise SystemExit(EXIT_CONFIG) from None
         pipeline = built.pipeline
         if shared is not None and built.tagger is not None:
@@ -381,7 +393,7 @@ def _forward_one(
         print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
     log.info("run finished", extra={"summary": snapshot})
     if result.fatal:
-        err.print(f"[red]stopped:[/red] {result.fatal}", highlight=False)
+        _fail("stopped:", result.fatal)
     raise SystemExit(exit_status(result, snapshot, once=once))
 
 
@@ -445,7 +457,9 @@ def check(config_path: Path) -> None:
     out = Console()
     ok = True
     src_ok, src_msg = _check_source(config)
-    out.print(f"{'✓' if src_ok else '✗'} source ({config.source.type}): {src_msg}", highlight=False)
+    out.print(
+        f"{'✓' if src_ok else '✗'} source ({config.source.type}): {src_msg}", highlight=False, markup=False
+    )
     ok &= src_ok
     for sc in config.sinks:
         name = sc.display_name
@@ -457,11 +471,13 @@ def check(config_path: Path) -> None:
             finally:
                 sink.close()
             out.print(
-                f"{'✓' if result.ok else '✗'} sink {name} ({sc.type}): {result.summary}", highlight=False
+                f"{'✓' if result.ok else '✗'} sink {name} ({sc.type}): {result.summary}",
+                highlight=False,
+                markup=False,
             )
             ok &= result.ok
         except TrailrelayError as exc:
-            out.print(f"✗ sink {name} ({sc.type}): {exc}", highlight=False)
+            out.print(f"✗ sink {name} ({sc.type}): {exc}", highlight=False, markup=False)
             ok = False
     raise SystemExit(0 if ok else 1)
 

@@ -56,6 +56,7 @@ def progress_reporter(*, enabled: bool) -> Iterator[Callable[[Metrics], None] | 
 
 def print_summary(console: Console, snap: dict[str, Any], *, dead_letters: str | None = None) -> None:
     """The end-of-run table."""
+    from rich.markup import escape  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415 - loaded when the run is over, not before
 
     t = Table(title="trailrelay run", show_header=False, title_justify="left")
@@ -66,15 +67,15 @@ def print_summary(console: Console, snap: dict[str, Any], *, dead_letters: str |
     t.add_row("records filtered out", f"{snap['records_filtered']:,}")
     t.add_row("high-risk records", f"{snap['records_tagged_high_risk']:,}")
     for reason, n in sorted(snap["skipped"].items()):
-        t.add_row(f"skipped: {reason}", f"{n:,}")
+        t.add_row(f"skipped: {escape(reason)}", f"{n:,}")
     for name, n in sorted(snap["delivered"].items()):
-        t.add_row(f"delivered to {name}", f"{n:,} ({snap['bytes_out'].get(name, 0):,} bytes)")
+        t.add_row(f"delivered to {escape(name)}", f"{n:,} ({snap['bytes_out'].get(name, 0):,} bytes)")
     for name, n in sorted(snap["duplicates"].items()):
-        t.add_row(f"already in {name}", f"{n:,}")
+        t.add_row(f"already in {escape(name)}", f"{n:,}")
     for name, n in sorted(snap["retries"].items()):
-        t.add_row(f"retried sends to {name}", f"{n:,}")
+        t.add_row(f"retried sends to {escape(name)}", f"{n:,}")
     for stage, n in sorted(snap["dead_lettered"].items()):
-        t.add_row(f"dead-lettered ({stage})", f"{n:,}")
+        t.add_row(f"dead-lettered ({escape(stage)})", f"{n:,}")
     if snap["units_released"]:
         t.add_row("units left for redelivery", f"{snap['units_released']:,}")
     t.add_row("records/s", f"{snap['records_per_second']:,.0f}")
@@ -82,4 +83,4 @@ def print_summary(console: Console, snap: dict[str, Any], *, dead_letters: str |
         t.add_row("delay eventTime→final p50/p99", f"{lat['p50']:,.1f}s / {lat['p99']:,.1f}s")
     console.print(t)
     if dead_letters and sum(snap["dead_lettered"].values()):
-        console.print(f"dead-letter entries are in {dead_letters}", highlight=False)
+        console.print(f"dead-letter entries are in {dead_letters}", highlight=False, markup=False)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from trailrelay.errors import TrailrelayError
@@ -94,13 +95,13 @@ def cost(  # noqa: PLR0917 - click passes options by name
             source, config_path, prices_path, currency, show_progress=not as_json and sys.stderr.isatty()
         )
     except TrailrelayError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise SystemExit(EXIT_CONFIG) from None
     if html_path is not None:
         from trailrelay.cost.report_html import render_html  # noqa: PLC0415
 
         html_path.write_text(render_html(report), encoding="utf-8")
-        err.print(f"HTML report written to {html_path}", highlight=False)
+        err.print(f"HTML report written to {escape(str(html_path))}", highlight=False)
     if as_json:
         sys.stdout.write(
             orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n"

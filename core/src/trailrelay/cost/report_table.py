@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["headline_profile", "human_bytes", "print_report"]
@@ -42,12 +43,14 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         highlight=False,
     )
     for w in s["warnings"]:
-        console.print(f"[yellow]! {w}[/yellow]", highlight=False)
+        console.print(f"[yellow]! {escape(str(w))}[/yellow]", highlight=False)
     conn = report["connectors"]
     if conn["missing"]:
         console.print(f"not measured (not installed): {', '.join(conn['missing'])}", highlight=False)
     for name, why in conn["failed"].items():
-        console.print(f"[red]connector {name} could not be measured:[/red] {why}", highlight=False)
+        console.print(
+            f"[red]connector {escape(name)} could not be measured:[/red] {escape(str(why))}", highlight=False
+        )
     siems = conn["measured"]
     vol = {(r["profile"], r["siem"]): r for r in report["volumes"]}
     cost = {(c["profile"], c["siem"]): c for c in report["costs"]}

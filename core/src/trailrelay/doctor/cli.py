@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import orjson
 from rich.console import Console
+from rich.markup import escape
 
 from trailrelay.doctor.findings import Severity
 
@@ -96,7 +97,9 @@ def doctor_command(
         try:
             config = load_config(config_path)
         except ConfigError as exc:
-            err.print(f"[red]config error[/red] in {config_path}: {exc}", highlight=False)
+            err.print(
+                f"[red]config error[/red] in {escape(str(config_path))}: {escape(str(exc))}", highlight=False
+            )
             raise SystemExit(EXIT_CONFIG) from None
     sending = send if send is not None else bool(config and config.doctor.send)
     if sending and config is None:
@@ -140,7 +143,7 @@ def _send(report: object, config: object, err: Console) -> int:
     for name, n in result.delivered.items():
         err.print(f"sent {n} of {len(events)} findings to sink {name}", highlight=False)
     for name, reason in result.failures.items():
-        err.print(f"[red]sink {name}:[/red] {reason}", highlight=False)
+        err.print(f"[red]sink {escape(name)}:[/red] {escape(str(reason))}", highlight=False)
     return 0 if result.ok else EXIT_SEND
 
 

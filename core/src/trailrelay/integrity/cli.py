@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 # The verification modules (cryptography, boto3) load inside the commands: `--help` stays fast.
 
@@ -241,7 +242,11 @@ def mirror_command(
                 store, dest, start=start, end=end, workers=workers, keys=keys, on_progress=on_progress
             )
         except Exception as exc:
-            err.print(f"[red]error:[/red] cannot copy {source}: {type(exc).__name__}: {exc}", highlight=False)
+            err.print(
+                f"[red]error:[/red] cannot copy {escape(str(source))}: "
+                f"{type(exc).__name__}: {escape(str(exc))}",
+                highlight=False,
+            )
             raise SystemExit(EXIT_ERROR) from None
     Console().print(
         f"copied {counts['digests']:,} digests and {counts['logs']:,} log files "
@@ -249,9 +254,10 @@ def mirror_command(
         f"{counts['digests-present'] + counts['logs-present']:,}; listed by a digest but not in the "
         f"bucket: {counts['logs-missing']:,}; public keys saved: {counts['public-keys']:,}",
         highlight=False,
+        markup=False,
     )
     for line in errors[:50]:
-        err.print(f"[yellow]warning:[/yellow] {line}", highlight=False)
+        err.print(f"[yellow]warning:[/yellow] {escape(str(line))}", highlight=False)
     if len(errors) > 50:
         err.print(f"… and {len(errors) - 50:,} more warnings")
     raise SystemExit(1 if counts["errors"] else 0)

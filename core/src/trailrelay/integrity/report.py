@@ -219,7 +219,7 @@ class VerifyReport:
         colour = {EXIT_OK: "green", EXIT_GAPS: "yellow", EXIT_PARTIAL: "yellow"}.get(self.exit_status, "red")
         window = f"{_iso(self.start) or 'beginning'} to {_iso(self.end) or 'now'}"
         console.print(
-            f"[{colour}]{escape(self.verdict)}[/{colour}]  {self.source}  ({window})", highlight=False
+            f"[{colour}]{escape(self.verdict)}[/{colour}]  {escape(self.source)}  ({window})", highlight=False
         )
         t = Table(show_header=False, box=None, pad_edge=False)
         t.add_column(style="bold")
@@ -248,18 +248,18 @@ class VerifyReport:
             if k.get("mirror_copy"):
                 origin += "; the mirror's copy matches"
             console.print(
-                f"key {k['fingerprint']} ({k['region']}, {k['digests']:,} digests): from {origin}",
+                f"key {k['fingerprint']} ({k['region']}, {k['digests']:,} digests): from {escape(origin)}",
                 highlight=False,
                 soft_wrap=True,
             )
         for note in self.notes:
-            console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+            console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
         for name in self.partial_chains[:per_kind]:
             span = self.spans[name]
             stretches = ", ".join(f"{_iso(a)} to {_iso(b)}" for a, b in span.uncovered[:5])
             more = f" and {len(span.uncovered) - 5} more" if len(span.uncovered) > 5 else ""
             console.print(
-                f"[yellow]not covered:[/yellow] {name}: digests cover "
+                f"[yellow]not covered:[/yellow] {escape(name)}: digests cover "
                 f"{_percent(span.covered / span.length)} of {_iso(span.window_start)} to "
                 f"{_iso(span.window_end)}; none for {stretches}{more}",
                 highlight=False,
@@ -273,7 +273,9 @@ class VerifyReport:
             colour = {"failure": "red", "warning": "yellow", "notice": "dim"}[severity.value]
             console.print(f"\n[{colour}]{kind}[/{colour}] ({len(items):,}): {meaning}", highlight=False)
             for p in items[:per_kind]:
-                console.print(f"  {p.location}\n    {p.detail}", highlight=False, soft_wrap=True)
+                console.print(
+                    f"  {escape(p.location)}\n    {escape(p.detail)}", highlight=False, soft_wrap=True
+                )
             if len(items) > per_kind:
                 console.print(f"  … and {len(items) - per_kind:,} more (all of them are in --json)")
 
