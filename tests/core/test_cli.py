@@ -104,6 +104,43 @@ def test_an_unusable_checkpoint_database_is_a_clear_config_error(tmp_path: Path,
     assert "([state] path)" in done.stderr  # printed as text, not eaten as console markup
 
 
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one", "fleet"])
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (
+            '[source]\ntype = "files"\npath = "no-such-folder"\n',
+            "source path {tmp}/no-such-folder does not exist",
+        ),
+        (
+            '[source]\ntype = "files"\npath = "in"\n[dead_letter]\npath = "taken/dl"\n',
+            "cannot make the dead-letter folder {tmp}/taken/dl ([dead_letter] path)",
+        ),
+    ],
+    ids=["missing-source", "dead-letters-unwritable"],
+)
+def test_what_would_fail_later_fails_at_start_once(
+    tmp_path: Path, make_object: Any, make_events: Any, workers: list[str], extra: str, said: str
+) -> None:
+    """A typo'd source path used to finish "successfully" with nothing read; a dead-letter folder
+    that cannot be made was found at the first bad record. Both: exit 2 before anything is read."""
+    make_object(tmp_path / "in" / "a.json.gz", make_events(3))
+    (tmp_path / "taken").write_text("a file where a folder should be")
+    cfg = _config(tmp_path, extra + '[[sinks]]\ntype = "file"\npath = "out.ndjson"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--once", "--no-progress", *workers],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "500"},
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count(said.format(tmp=tmp_path)) == 1, done.stderr  # once, by the supervisor too
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out.ndjson").exists()
+
+
 def test_messages_with_brackets_reach_the_terminal_whole(tmp_path: Path) -> None:
     """rich reads "[word]" as markup: a SIEM's "[indices:data/write/bulk]" or a "[detection]" key
     would vanish from an error, and "[/x]" would raise while printing it."""

@@ -312,6 +312,22 @@ def test_back_pressure_bounds_the_queue(
     del peak
 
 
+def test_a_files_source_whose_path_is_missing_is_a_config_error(tmp_path: Path) -> None:
+    """Not a run that reads nothing and reports success (the API, as the CLI)."""
+    from trailrelay.errors import ConfigError
+
+    config = parse_config(
+        {
+            "source": {"type": "files", "path": "not-there"},
+            "sinks": [{"type": "file", "path": str(tmp_path / "out.ndjson")}],
+        },
+        base_dir=tmp_path,
+    )
+    assert config.files_path() == tmp_path / "not-there"
+    with pytest.raises(ConfigError, match="not-there does not exist"):
+        build_pipeline(config)
+
+
 def test_config_built_pipeline_writes_the_file_sink(
     tmp_path: Path, make_object: Any, make_events: Any
 ) -> None:

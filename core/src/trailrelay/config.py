@@ -214,6 +214,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         """SQLite checkpoint file (relative paths are relative to the config file)."""
         return self.base_dir / (self.state.path or Path(".trailrelay") / "state.sqlite")
 
+    def files_path(self) -> Path | None:
+        """A files source's path, relative to the config file; None for other sources and stdin ("-")."""
+        src = self.source
+        if not isinstance(src, FilesSourceConfig) or str(src.path) == "-":
+            return None
+        return self.base_dir / src.path
+
 
 def load_config(path: Path | str) -> Config:
     """Read, interpolate and validate a TOML config file."""

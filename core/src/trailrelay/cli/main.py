@@ -212,23 +212,20 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
     fmt = "json" if log_format == "json" or (log_format == "auto" and not tty) else "text"
     setup_logging(fmt)
     config = _load(config_path)
+    listing = isinstance(config.source, (FilesSourceConfig, S3SourceConfig))
+    if workers > 1 and not (listing or isinstance(config.source, SqsSourceConfig)):
+        err.print(f"--workers works with files, s3 and sqs sources, not {config.source.type}")
+        raise SystemExit(EXIT_CONFIG)
+    try:
+        _preflight(config, checkpoints=workers > 1 and listing)
+    except TrailrelayError as exc:
+        _fail("error:", exc)
+        raise SystemExit(EXIT_CONFIG) from None
     if workers > 1:
-        listing = isinstance(config.source, (FilesSourceConfig, S3SourceConfig))
-        if not (listing or isinstance(config.source, SqsSourceConfig)):
-            err.print(f"--workers works with files, s3 and sqs sources, not {config.source.type}")
-            raise SystemExit(EXIT_CONFIG)
         from trailrelay.cli.fleet import can_fork, run_fleet  # noqa: PLC0415
 
         body = None
         shared = None
-        if listing:  # made here, before the workers: opening a new database together, they wait
-            from trailrelay.state import Checkpoints  # noqa: PLC0415
-
-            try:
-                Checkpoints(config.state_path()).close()
-            except TrailrelayError as exc:
-                _fail("error:", exc)
-                raise SystemExit(EXIT_CONFIG) from None
         if listing and can_fork():  # workers forked once start-up is done: none pays it again
             _preload(config)
             shared = _shared_windows(config, workers)
@@ -278,6 +275,30 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
         tty=tty,
         summary_json=summary_json,
     )
+
+
+def _preflight(config: Config, *, checkpoints: bool) -> None:
+    """Say now, once (for a fleet too), what would otherwise fail later: ConfigError.
+
+    A files source's missing path; a dead-letter folder that cannot be made (found at the first
+    bad record, hours in, otherwise). ``checkpoints``: make the checkpoint database too, before
+    a backfill's workers start (opening a new one together, they wait on each other).
+    """
+    path = config.files_path()
+    if path is not None and not path.exists():
+        raise ConfigError(f"source path {path} does not exist")
+    if config.dead_letter.s3_uri is None:
+        folder = config.dead_letter_path()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot make the dead-letter folder {folder} ([dead_letter] path): {exc.strerror or exc}"
+            ) from None
+    if checkpoints:
+        from trailrelay.state import Checkpoints  # noqa: PLC0415
+
+        Checkpoints(config.state_path()).close()
 
 
 def _shared_windows(config: Config, workers: int) -> SharedWindows | None:
@@ -491,8 +512,8 @@ def _check_source(config: Config) -> tuple[bool, str]:
             isinstance(src, FilesSourceConfig) and str(src.path) == "-"
         ):
             return True, "standard input: records are read from whatever is piped in"
-        if isinstance(src, FilesSourceConfig):
-            path = src.path if src.path.is_absolute() else config.base_dir / src.path
+        path = config.files_path()
+        if path is not None:
             return (path.exists(), f"{path} {'exists' if path.exists() else 'does not exist'}")
         if isinstance(src, S3SourceConfig):
             s3 = aws_client("s3", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)

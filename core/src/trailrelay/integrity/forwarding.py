@@ -130,8 +130,7 @@ def _store(config: Config) -> tuple[TrailStore, Callable[[str, str], str] | None
 
     integrity, src = config.integrity, config.source
     if isinstance(src, FilesSourceConfig):
-        path = src.path if src.path.is_absolute() else config.base_dir / src.path
-        mirror = MirrorStore(path)
+        mirror = MirrorStore(config.base_dir / src.path)
         root = mirror.root
 
         def local(_bucket: str, key: str) -> str:

@@ -77,8 +77,10 @@ def build_source(
             max_record_bytes=config.pipeline.max_record_bytes,
             lost=None if dead_letters is None else _dead_letter_writer(dead_letters),
         )
-    if isinstance(src, FilesSourceConfig):
-        path = src.path if src.path.is_absolute() else config.base_dir / src.path
+    path = config.files_path()
+    if path is not None:
+        if not path.exists():
+            raise ConfigError(f"source path {path} does not exist")
         return FileSource(path, checkpoints)
     if isinstance(src, S3SourceConfig):
         from trailrelay.sources.aws import aws_client  # noqa: PLC0415 - boto3 only when AWS is read
