@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import threading
 import time
 from collections import Counter
@@ -120,6 +121,46 @@ def test_transient_failures_are_retried_until_delivered(
     assert Counter(sink.stored) == Counter(ids)
     assert result.metrics.snapshot()["retries"]["s"] >= 3
     assert not (tmp_path / "dead").exists()
+
+
+def test_failing_sends_are_logged_at_once_then_at_intervals_and_recovery_is_said(
+    tmp_path: Path, scripted: Any, make_object: Any, make_events: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unreachable SIEM must show in the log at its first failed send, not only in counters
+    (a run that looks idle for 30 minutes); retries within the interval are summed, not repeated."""
+    ids = _trail(tmp_path / "in", make_object, make_events, objects=2, per=10)
+    sink = scripted()
+    sink.retry_calls = 6
+    with caplog.at_level(logging.INFO, logger="trailrelay.pipeline"):
+        result = _pipeline(tmp_path / "in", {"siem": sink}, tmp_path).run()
+    assert Counter(sink.stored) == Counter(ids)
+    assert result.metrics.snapshot()["retries"]["siem"] >= 6
+    said = [r.getMessage() for r in caplog.records if r.name == "trailrelay.pipeline"]
+    failed = [m for m in said if "a send failed" in m]
+    assert len(failed) == 1, said  # six failures within RETRY_LOG_EVERY: one warning
+    assert failed[0].startswith("sink siem: a send failed;")
+    assert "busy (scripted)" in failed[0]  # the sink's reason
+    assert "dead-lettered if still failing in" in failed[0]
+    assert said[-1] == "sink siem: delivering again"
+
+
+def test_failed_sends_past_the_interval_are_each_said(
+    tmp_path: Path,
+    scripted: Any,
+    make_object: Any,
+    make_events: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trailrelay.pipeline import delivery
+
+    monkeypatch.setattr(delivery, "RETRY_LOG_EVERY", 0.0)
+    _trail(tmp_path / "in", make_object, make_events, objects=1, per=10)
+    sink = scripted()
+    sink.retry_calls = 4
+    with caplog.at_level(logging.WARNING, logger="trailrelay.pipeline"):
+        _pipeline(tmp_path / "in", {"siem": sink}, tmp_path).run()
+    assert sum("a send failed" in r.getMessage() for r in caplog.records) == 4
 
 
 def test_rejected_records_dead_lettered_with_sink_and_raw(

@@ -58,6 +58,9 @@ __all__ = ["URGENT_DELAY", "SinkRunner", "backoff"]
 
 log = logging.getLogger("trailrelay.pipeline")
 
+RETRY_LOG_EVERY = 30.0
+"""Seconds between warnings that a sink's sends are being retried (the first comes at once)."""
+
 URGENT_DELAY = 0.05
 """Seconds a partial batch holding a high-risk record waits for company before it is sent."""
 LATENCY_STRIDE = 32
@@ -190,6 +193,7 @@ class SinkRunner:
         self._closing = False
         self.peak_active = 0
         """Most records this sink held at once outside parking (for tests and reports)."""
+        self._retry_log = _RetryLog(name)
         self._slots = threading.Semaphore(self.limits.concurrency)
         self._pool = ThreadPoolExecutor(self.limits.concurrency, thread_name_prefix=f"send-{name}")
         self._abandon = threading.Event()
@@ -440,6 +444,7 @@ class SinkRunner:
             backoff(attempt.attempt, last.retry_after, base=self.backoff_base),
             max(0.0, self.max_retry_seconds - waited),
         )
+        self._retry_log.failed(len(attempt), last.reason or "", delay, self.max_retry_seconds - waited)
         nxt = _Attempt(attempt.records, attempt.attempt + 1, attempt.first, attempt.parked)
         with self._cond:
             when = time.monotonic() + delay
@@ -477,6 +482,8 @@ class SinkRunner:
             self._abandon_records(parked.records(), "internal error while settling")
 
     def _settle_delivered(self, records: Sequence[Record]) -> None:
+        if self._retry_log.failing:
+            self._retry_log.recovered()
         nbytes = sum(map(len, map(_RAW, records)))
         done: Counter[object] = Counter(map(_TICKET, records))
         self._count_final(len(records), nbytes, 0, 0)
@@ -568,6 +575,52 @@ class SinkRunner:
         for ticket in {id(t): t for t in parked.tickets}.values():
             if ticket is not None:
                 ticket.fail("stopping: outcome not confirmed by the sink yet")
+
+
+class _RetryLog:
+    """Warns that a sink's sends fail and are retried, and says when it delivers again.
+
+    The first failure is logged at once, later ones every ``RETRY_LOG_EVERY`` seconds with what
+    happened since. (Retries used to be counted but not logged: an unreachable SIEM looked like
+    a run doing nothing for up to ``max_retry_seconds``.)
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.failing = False
+        self._warned = False
+        self._lock = threading.Lock()
+        self._last = -RETRY_LOG_EVERY
+        self._since = 0
+        self._attempts = 0
+
+    def failed(self, records: int, reason: str, delay: float, left: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.failing = True
+            self._since += records
+            self._attempts += 1
+            if now - self._last < RETRY_LOG_EVERY:
+                return
+            self._last, self._warned = now, True
+            since, attempts, self._since, self._attempts = self._since, self._attempts, 0, 0
+        log.warning(
+            "sink %s: a send failed; %d records in %d failed sends since the last message will be "
+            "sent again (the next in %.1fs; dead-lettered if still failing in %.0fs): %s",
+            self.name,
+            since,
+            attempts,
+            delay,
+            max(0.0, left),
+            reason,
+        )
+
+    def recovered(self) -> None:
+        """A send succeeded: say so if a warning said it was failing (flapping stays quiet)."""
+        with self._lock:
+            warned, self.failing, self._warned = self._warned, False, False
+        if warned:
+            log.info("sink %s: delivering again", self.name)
 
 
 def _fill(
