@@ -164,6 +164,9 @@ def _one_kill(  # noqa: PLR0917 - private helper of run_crash
     # A timed kill still comes by two kills' share of the input: a forwarder fast enough to store
     # most of it within max_timed would otherwise finish before the last kills.
     progress = 2 * step if timed else rng.uniform(0.1, 1.9) * step
+    # ...and never later than three quarters of what is left: drawn up to all of it (the last
+    # kill's share is half of what is left), it could only come after the run had finished.
+    progress = min(progress, 0.75 * remaining)
     fw = Forwarder(config, env, once=mode == "s3", tag=f"kill{k:03d}")
     while True:
         if not fw.alive():
