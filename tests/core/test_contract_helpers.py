@@ -239,3 +239,23 @@ def test_tls_verify_takes_the_environments_bundle_only_when_asked_and_none_is_co
     assert contract.tls_verify(True, None, log, environment=True) == "/env/curl.pem"
     monkeypatch.delenv("CURL_CA_BUNDLE")
     assert contract.tls_verify(True, None, log, environment=True) is True
+
+
+# -- url_without_credentials ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["https://es.example:9200", "http://127.0.0.1:8088/", "https://host/path?q=a@b", " https://h "]
+)
+def test_a_url_without_credentials_passes_unchanged(url: str) -> None:
+    assert contract.url_without_credentials(url, "url") == url
+
+
+@pytest.mark.parametrize(
+    "url", ["https://admin:S3cret@es.example:9200", "https://admin@es.example", "http://:S3cret@h:1"]
+)
+def test_a_url_with_credentials_is_refused_without_echoing_them(url: str) -> None:
+    with pytest.raises(ValueError, match="endpoint must not carry credentials") as info:
+        contract.url_without_credentials(url, "endpoint")
+    assert "S3cret" not in str(info.value)
+    assert "admin" not in str(info.value)

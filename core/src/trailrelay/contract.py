@@ -54,6 +54,7 @@ from trailrelay.helpers import (
     scrub,
     search_error,
     text_value,
+    url_without_credentials,
 )
 from trailrelay.record import Identity, Origin, Record, RiskTag, Routing
 from trailrelay.settings import Meta, Secret, Settings, field
@@ -111,6 +112,7 @@ __all__ = [
     "search_error",
     "text_value",
     "tls_verify",
+    "url_without_credentials",
 ]
 
 

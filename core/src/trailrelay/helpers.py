@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from itertools import accumulate, repeat
 from operator import add
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "bool_value",
@@ -103,6 +104,22 @@ def hash_id(key: bytes) -> bytes:
     h = _BLAKE2B_15.copy()  # half the cost of building one: the constructor parses 9 keywords
     h.update(key)
     return binascii.b2a_base64(h.digest(), newline=False).translate(_URLSAFE)
+
+
+def url_without_credentials(url: str, key: str) -> str:
+    """``url`` as it is; ValueError when it carries ``user:password@``.
+
+    Sinks name their URL in every error, log line and dead-letter reason, so credentials written
+    into it would be echoed everywhere. They belong in the sink's credential keys, which are
+    secrets (set from the environment or a file) and never printed.
+    """
+    parts = urlsplit(url.strip())
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            f"{key} must not carry credentials (user:password@host): set them with the sink's "
+            "credential keys instead, from the environment or a file"
+        )
+    return url
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:

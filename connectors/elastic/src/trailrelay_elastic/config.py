@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from trailrelay.contract import Meta, Secret, SinkConfig
+from trailrelay.contract import Meta, Secret, SinkConfig, url_without_credentials
 
 __all__ = ["DEFAULT_BATCH_BYTES", "ElasticConfig", "Target"]
 
@@ -118,6 +118,8 @@ class ElasticConfig(SinkConfig):
                 msgspec.structs.force_setattr(self, "ssl_assert_fingerprint", fingerprint)
         if not self.url and not self.cloud_id:
             raise ValueError("set url (or cloud_id) for the elastic sink")
+        for u in self.urls:
+            url_without_credentials(u, "url")
         if self.url and self.cloud_id:
             raise ValueError("set either url or cloud_id, not both")
         if self.data_stream and self.index:

@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from trailrelay.contract import Meta, Secret, SinkConfig
+from trailrelay.contract import Meta, Secret, SinkConfig, url_without_credentials
 
 __all__ = ["DEFAULT_BATCH_BYTES", "OpenSearchConfig", "Target"]
 
@@ -96,6 +96,7 @@ class OpenSearchConfig(SinkConfig):
         for u in urls:
             if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname:
                 raise ValueError("url must be http(s)://host[:port]")
+            url_without_credentials(u, "url")
         if not _NAMESPACE.match(self.namespace):
             raise ValueError("namespace must be lowercase letters, digits, '_' or '.', without '-'")
         for key in ("index", "integrity_index"):

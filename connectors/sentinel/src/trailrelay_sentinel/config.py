@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from trailrelay.contract import Meta, Secret, SinkConfig
+from trailrelay.contract import Meta, Secret, SinkConfig, url_without_credentials
 
 __all__ = ["PUBLIC_AUDIENCE", "PUBLIC_QUERY_ENDPOINT", "CredentialKind", "SentinelConfig"]
 
@@ -24,7 +24,7 @@ def _https(value: str, key: str) -> str:
     parts = urlsplit(value)
     if parts.scheme != "https" or not parts.hostname:
         raise ValueError(f"{key} must be an https:// URL")
-    return value.rstrip("/")
+    return url_without_credentials(value, key).rstrip("/")
 
 
 class SentinelConfig(SinkConfig):

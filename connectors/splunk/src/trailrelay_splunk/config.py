@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from trailrelay.contract import Meta, Secret, SinkConfig, field
+from trailrelay.contract import Meta, Secret, SinkConfig, field, url_without_credentials
 
 __all__ = ["HEC_MAX_CONTENT_LENGTH", "IndexedField", "SplunkConfig"]
 
@@ -140,6 +140,7 @@ def _base_url(value: str) -> str:
     url = value.strip().rstrip("/")
     if not url.startswith(("https://", "http://")):
         raise ValueError("url must start with https:// (or http:// for a local test instance)")
+    url_without_credentials(url, "url")
     for suffix in _COLLECTOR_SUFFIXES:
         if url.endswith(suffix):
             url = url[: -len(suffix)]
@@ -153,4 +154,4 @@ def _management_url(value: str | None) -> str | None:
     url = value.strip().rstrip("/")
     if not url.startswith(("https://", "http://")):
         raise ValueError("management_url must start with https:// (or http:// for a local test instance)")
-    return url
+    return url_without_credentials(url, "management_url")
