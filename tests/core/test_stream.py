@@ -150,6 +150,12 @@ SHAPES: dict[str, bytes] = {
     "ndjson-leading-space": b"  " + _dumps(RECS[0]) + b"\n  " + _dumps(RECS[1]) + b"  \n",
     "ndjson-many": b"\n".join(_dumps(r) for r in MANY),
     "ndjson-first-line-not-cloudtrail": b'{"Records": "x"}\n' + _dumps(RECS[0]),
+    # a pipe that began in the middle of a record, or a banner: that line is a dead letter, the rest is read
+    "ndjson-damaged-first-line": b'ntVersion":"1.08","eventID":"cut"}\n'
+    + b"\n".join(_dumps(r) for r in RECS),
+    "ndjson-banner-first-line": b"-- export of 2026-12-07 --\r\n\n" + _dumps(RECS[0]) + b"\n",
+    "ndjson-damaged-first-line-many": b"xx\n" + b"\n".join(_dumps(r) for r in MANY),
+    "text-lines-not-json": b"a,b,c\n1,2,3\n{not json either\n",
     "single-pretty": b"\xef\xbb\xbf\n" + _dumps(RECS[0], pretty=True),
     "single-line": _dumps(RECS[0]) + b"\n",
     "single-eventbridge": _dumps({**ENVELOPE, "detail": RECS[0]}),
@@ -744,3 +750,22 @@ def test_records_of_array_gives_what_records_of_gives(
     if odd is not None and odd.startswith(b'{"eventID":"r"'):
         routing = got[-1].routing
         assert routing.read_only is True and str(routing.event_time) == "2025-12-31 22:00:00+00:00"
+
+
+@pytest.mark.parametrize("name", ["ndjson-damaged-first-line", "ndjson-damaged-first-line-many"])
+def test_ndjson_whose_first_line_is_damaged_is_read_line_by_line(name: str) -> None:
+    """Refused whole before (every good record with the bad line); now only that line is."""
+    data = SHAPES[name]
+    for items in (_old(data), _new(data, 7, 5), _new(data)):
+        problem, *records = items
+        assert problem[0] == "problem" and problem[1].startswith("line 1: malformed JSON"), problem
+        assert [r[0] for r in records] == ["record"] * (data.count(b"\n"))
+    assert _old(SHAPES["ndjson-banner-first-line"])[1][0] == "record"
+
+
+def test_lines_that_are_not_json_are_still_refused_whole() -> None:
+    """A text file is one reason, not a dead letter per line."""
+    assert _old(SHAPES["text-lines-not-json"]) == [
+        ("error", "not JSON: object starts with b'a,b,c\\n1,2,3\\n{not'")
+    ]
+    assert _new(SHAPES["text-lines-not-json"], 3, 2) == _old(SHAPES["text-lines-not-json"])

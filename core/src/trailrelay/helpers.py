@@ -27,6 +27,7 @@ __all__ = [
     "scrub",
     "search_error",
     "text_value",
+    "url_without_credentials",
 ]
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")

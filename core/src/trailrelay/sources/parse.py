@@ -22,7 +22,15 @@ import msgspec
 from trailrelay.errors import InputError
 from trailrelay.record import _ROUTING, BAD_JSON, Origin, Record, Routing, _normalize, decode_routing, why_bad
 
-__all__ = ["NotALogFile", "Problem", "RecordRun", "iter_records", "records_of", "records_of_array"]
+__all__ = [
+    "NotALogFile",
+    "Problem",
+    "RecordRun",
+    "iter_records",
+    "ndjson_after_a_bad_line",
+    "records_of",
+    "records_of_array",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,7 @@ _PROBE = msgspec.json.Decoder(_Probe)
 _ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 _LOOKUP = msgspec.json.Decoder(_LookupEvent)
 _WS = b" \t\r\n"
+_OPEN_BRACE = ord("{")
 
 
 def iter_records(data: bytes, origin: Origin) -> Iterator[Record | Problem]:
@@ -86,6 +95,8 @@ def iter_records(data: bytes, origin: Origin) -> Iterator[Record | Problem]:
             raise InputError(f"malformed JSON array: {why_bad(exc)}") from None
         return _from_items(items, origin)
     if head != b"{":
+        if ndjson_after_a_bad_line(data, start, complete=True):
+            return _from_lines(data, origin)
         raise InputError(f"not JSON: object starts with {data[start : start + 16]!r}")
     try:
         probe = _PROBE.decode(data)
@@ -121,6 +132,33 @@ def _looks_like_ndjson(data: bytes, start: int) -> bool:
         return False
     try:
         return isinstance(msgspec.json.decode(data[start:end]), dict)
+    except BAD_JSON:
+        return False
+
+
+def ndjson_after_a_bad_line(data: bytes, start: int, *, complete: bool) -> bool:
+    """True when the line after the first one (which is not a JSON object) is a whole JSON object.
+
+    That is NDJSON whose first line is damaged: a pipe that began in the middle of a record, a
+    stray banner. Its lines are then read one by one (the first becomes a dead letter), instead of
+    the whole input being refused as "not JSON". ``complete``: ``data`` is all there is (a last
+    line without a line break counts).
+    """
+    nl = data.find(b"\n", start)
+    if nl < 0:
+        return False
+    nxt, n = nl + 1, len(data)
+    while nxt < n and data[nxt] in _WS:
+        nxt += 1
+    if nxt >= n or data[nxt] != _OPEN_BRACE:
+        return False
+    end = data.find(b"\n", nxt)
+    if end < 0:
+        if not complete:
+            return False
+        end = n
+    try:
+        return isinstance(msgspec.json.decode(data[nxt:end]), dict)
     except BAD_JSON:
         return False
 

@@ -68,6 +68,7 @@ from trailrelay.sources.parse import (
     _line,
     _looks_like_ndjson,
     iter_records,
+    ndjson_after_a_bad_line,
     records_of,
     records_of_array,
 )
@@ -364,10 +365,25 @@ class _Splitter:
                 yield from self._array(chunks, envelope=True)
             else:
                 yield from self._object(head, data, start, chunks, eof=eof)
-        elif start + 16 <= len(data) or eof:
-            raise InputError(f"not JSON: object starts with {data[start : start + 16]!r}")
-        else:
-            yield from self._whole(head, chunks)
+        else:  # not JSON, unless NDJSON whose first line is damaged
+            data, eof = self._two_lines(data, start, chunks, eof)
+            if ndjson_after_a_bad_line(data, start, complete=eof):
+                self.buf = data[start:]
+                yield from self._lines(chunks)
+            elif start + 16 <= len(data) or eof:
+                raise InputError(f"not JSON: object starts with {data[start : start + 16]!r}")
+            else:
+                yield from self._whole(data, chunks)
+
+    def _two_lines(self, data: bytes, start: int, chunks: Iterator[bytes], eof: bool) -> tuple[bytes, bool]:
+        """``data`` read on until it holds two line breaks after ``start`` (at most a record's limit)."""
+        while not eof and data.count(b"\n", start) < 2 and len(data) - start <= self.max_record:
+            chunk = next(chunks, None)
+            if chunk is None:
+                return data, True
+            data += chunk
+            self.buf = data
+        return data, eof
 
     def _whole(self, held: bytes, chunks: Iterator[bytes]) -> _Batches:
         """Read the rest and split it as ``iter_records`` does (shapes that are not streamed)."""
