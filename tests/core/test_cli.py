@@ -199,6 +199,48 @@ def test_replay_dead_letters(tmp_path: Path) -> None:
     assert "1 entries were not replayed" in result.output
 
 
+def test_replay_keeps_lines_that_are_not_entries_and_takes_up_an_interrupted_replay(tmp_path: Path) -> None:
+    """A dead-letter file cut short by a crash made replay raise, and left it renamed
+    ``*.replaying``, where no later replay looked: its entries were out of reach."""
+    dl = tmp_path / "dead-letters"
+    dl.mkdir()
+    good = {"stage": "sink", "sink": "out", "reason": "503", "raw": orjson.dumps(SAMPLE_EVENTS[0]).decode()}
+    (dl / "dead-letters-2026-03-02.ndjson").write_bytes(orjson.dumps(good) + b'\n42\n{"stage": "si')
+    other = {**good, "raw": orjson.dumps(SAMPLE_EVENTS[1]).decode()}
+    (dl / "dead-letters-2026-03-01.ndjson.replaying").write_bytes(orjson.dumps(other) + b"\n")
+    cfg = _config(
+        tmp_path,
+        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\nname = "out"\npath = "o.ndjson"\n',
+    )
+    result = CliRunner().invoke(cli, ["replay-dead-letters", "-c", str(cfg)])
+    assert result.exit_code == 0, result.output
+    got = [orjson.loads(x) for x in (tmp_path / "o.ndjson").read_bytes().splitlines()]
+    assert sorted(e["eventID"] for e in got) == sorted(e["eventID"] for e in SAMPLE_EVENTS[:2])
+    assert (dl / "dead-letters-2026-03-01.ndjson.replayed").exists()
+    assert (dl / "dead-letters-2026-03-02.kept.ndjson").read_bytes() == b'42\n{"stage": "si\n'
+    assert "2 of those lines are not dead-letter entries" in " ".join(result.output.split())
+
+
+def test_replay_to_a_sink_that_cannot_open_leaves_its_entries_for_the_next_replay(tmp_path: Path) -> None:
+    dl = tmp_path / "dead-letters"
+    dl.mkdir()
+    entry = {"stage": "sink", "sink": "out", "reason": "503", "raw": orjson.dumps(SAMPLE_EVENTS[0]).decode()}
+    (dl / "dead-letters-2026-03-02.ndjson").write_bytes(orjson.dumps(entry) + b"\n")
+    (tmp_path / "taken").write_text("a file where the sink's folder should be")
+    sink = '[[sinks]]\ntype = "file"\nname = "out"\npath = "{}"\n'
+    bad = _config(tmp_path, '[source]\ntype = "files"\npath = "in"\n' + sink.format("taken/o.ndjson"))
+    result = CliRunner().invoke(cli, ["replay-dead-letters", "-c", str(bad)])
+    assert result.exit_code == 3, result.output
+    assert "out: not replayed" in result.output
+    assert (dl / "dead-letters-2026-03-02.ndjson.replaying").exists()
+    good = _config(tmp_path, '[source]\ntype = "files"\npath = "in"\n' + sink.format("o.ndjson"))
+    again = CliRunner().invoke(cli, ["replay-dead-letters", "-c", str(good)])
+    assert again.exit_code == 0, again.output
+    assert [orjson.loads(x)["eventID"] for x in (tmp_path / "o.ndjson").read_bytes().splitlines()] == [
+        SAMPLE_EVENTS[0]["eventID"]
+    ]
+
+
 def test_generate_is_deterministic(tmp_path: Path) -> None:
     args = ["--events-per-hour", "5", "--accounts", "2"]
     assert CliRunner().invoke(cli, ["generate", str(tmp_path / "a"), *args]).exit_code == 0

@@ -2,8 +2,9 @@
 
 Files being replayed are first renamed to ``*.replaying`` (so new failures, written to a new
 file, never mix with them), and to ``*.replayed`` once every entry in them reached a final
-outcome again. Entries from the read/parse stages are counted and left: their input must be
-fixed first.
+outcome again; a ``*.replaying`` file left by a replay that stopped is replayed again. Entries
+from the read/parse stages are counted and left: their input must be fixed first. So are lines
+that are not entries at all (a write cut short): kept as they are, never a reason to stop.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.console import Console
 
 from trailrelay.config import Config
 from trailrelay.contract import INTEGRITY_KIND
+from trailrelay.errors import TrailrelayError
 from trailrelay.integrity.records import integrity_record
 from trailrelay.pipeline.build import build_dead_letters, build_sink
 from trailrelay.pipeline.delivery import SinkRunner
@@ -80,36 +82,61 @@ def _renamer(path: Path) -> Any:
 
 def replay(config: Config, source: Path, only_sink: str | None, console: Console) -> int:
     """Replay entries under ``source``; returns the exit status."""
-    files = [source] if source.is_file() else sorted(p for p in source.glob("*.ndjson") if p.is_file())
+    if source.is_file():
+        files = [source]
+    else:  # *.replaying: left by a replay that stopped before its entries were final
+        files = sorted(
+            p for p in (*source.glob("*.ndjson"), *source.glob("*.ndjson.replaying")) if p.is_file()
+        )
     known = {s.display_name: s for s in config.sinks}
     per_sink: dict[str, dict[Path, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    kept = 0
+    kept = unreadable = 0
     for f in files:
-        moving = f.with_name(f.name + ".replaying")
-        f.rename(moving)
+        name = f.name.removesuffix(".replaying")
+        moving = f.with_name(name + ".replaying")
+        if moving != f:
+            f.rename(moving)
         keep: list[bytes] = []
         for line in moving.read_bytes().splitlines():
             if not line.strip():
                 continue
-            e = orjson.loads(line)
-            sink = e.get("sink")
-            replayable = e.get("stage") == "sink" and "raw" in e and sink in known
-            if not replayable or (only_sink and sink != only_sink):
+            e: Any
+            try:
+                e = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                e = None
+            if not isinstance(e, dict):
+                unreadable += 1
                 keep.append(line)
                 continue
-            per_sink[sink][moving].append(e)
+            sink_name = e.get("sink")
+            if (
+                not isinstance(sink_name, str)
+                or sink_name not in known
+                or e.get("stage") != "sink"
+                or not isinstance(e.get("raw"), str)
+                or (only_sink and sink_name != only_sink)
+            ):
+                keep.append(line)
+                continue
+            per_sink[sink_name][moving].append(e)
         if keep:  # stays a dead-letter file under a new name, for later fixing or replay
             kept += len(keep)
-            f.with_name(f.stem + ".kept.ndjson").write_bytes(b"\n".join(keep) + b"\n")
+            f.with_name(Path(name).stem + ".kept.ndjson").write_bytes(b"\n".join(keep) + b"\n")
         if not any(moving in by_file for by_file in per_sink.values()):
-            moving.rename(f.with_name(f.name + ".replayed"))
+            moving.rename(f.with_name(name + ".replayed"))
     code = 0
     for name, by_file in per_sink.items():
         metrics = Metrics()
         stop = threading.Event()
         dead = build_dead_letters(config)
         sink = build_sink(known[name])
-        sink.open()
+        try:
+            sink.open()
+        except TrailrelayError as exc:  # its files stay *.replaying: the next replay takes them
+            console.print(f"{name}: not replayed: {exc}", highlight=False, markup=False)
+            code = 3
+            continue
         pipe = Pipeline(_ReplaySource(by_file), dead_letters=dead, metrics=metrics, stop=stop)
         pipe.sinks[name] = SinkRunner(
             name,
@@ -134,6 +161,12 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
         console.print(
             f"{kept:,} entries were not replayed (read/parse stage, a sink not in this config, "
             "or another sink than --sink); they are kept in *.kept.ndjson files",
+            highlight=False,
+        )
+    if unreadable:
+        console.print(
+            f"{unreadable:,} of those lines are not dead-letter entries (a write cut short?): kept "
+            "as they are",
             highlight=False,
         )
     return code
