@@ -141,6 +141,45 @@ def test_what_would_fail_later_fails_at_start_once(
     assert not (tmp_path / "out.ndjson").exists()
 
 
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one", "fleet"])
+def test_a_health_address_in_use_is_a_config_error_before_anything_runs(
+    tmp_path: Path, workers: list[str]
+) -> None:
+    """A traceback before; for a fleet, after its workers had started."""
+    import socket
+
+    (tmp_path / "in").mkdir()
+    cfg = _config(
+        tmp_path, '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "o.ndjson"\n'
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        where = f"127.0.0.1:{taken.getsockname()[1]}"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "trailrelay",
+                "forward",
+                "-c",
+                str(cfg),
+                "--once",
+                "--health",
+                where,
+                *workers,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "COLUMNS": "500"},
+        )
+    assert done.returncode == 2, done.stderr
+    assert f"--health {where}: cannot listen there" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_messages_with_brackets_reach_the_terminal_whole(tmp_path: Path) -> None:
     """rich reads "[word]" as markup: a SIEM's "[indices:data/write/bulk]" or a "[detection]" key
     would vanish from an error, and "[/x]" would raise while printing it."""

@@ -218,6 +218,10 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
         raise SystemExit(EXIT_CONFIG)
     try:
         _preflight(config, checkpoints=workers > 1 and listing)
+        if health:
+            from trailrelay.pipeline.health import check_listen  # noqa: PLC0415
+
+            check_listen(health)
     except TrailrelayError as exc:
         _fail("error:", exc)
         raise SystemExit(EXIT_CONFIG) from None

@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HealthServer", "prometheus_text"]
+from trailrelay.errors import ConfigError
+
+__all__ = ["HealthServer", "check_listen", "prometheus_text"]
+
+
+def _address(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"--health {listen!r}: expected HOST:PORT (or :PORT)")
+    return host or "127.0.0.1", int(port)
+
+
+def check_listen(listen: str) -> None:
+    """ConfigError now, naming the address, when ``--health`` could not listen there.
+
+    Checked before a run starts (and before a fleet forks), not when the server is made.
+    """
+    address = _address(listen)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(f"--health {listen}: cannot listen there: {exc.strerror or exc}") from None
+
 
 _COUNTERS = {
     "objects_read": "Objects (files, S3 objects) read",
@@ -63,10 +88,13 @@ class HealthServer:
     """Serves health and metrics from a provider: ``() -> (healthy, reason, snapshot)``."""
 
     def __init__(self, listen: str, provider: Callable[[], tuple[bool, str, dict[str, Any]]]) -> None:
-        host, _, port = listen.rpartition(":")
+        address = _address(listen)
         self.provider = provider
         handler = self._handler()
-        self._server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), handler)
+        try:
+            self._server = ThreadingHTTPServer(address, handler)
+        except OSError as exc:
+            raise ConfigError(f"--health {listen}: cannot listen there: {exc.strerror or exc}") from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
 
