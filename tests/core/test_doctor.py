@@ -691,3 +691,17 @@ def test_a_bad_config_is_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["doctor", "-c", str(path)])
     assert result.exit_code == 2
     assert "doctor.retention_days" in result.output
+
+
+def test_without_a_region_doctor_says_how_to_give_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore's NoRegionError came out as a traceback; it is a usage error (exit 2) now."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "config").write_text("[default]\n")  # no region in a shared config either
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    result = CliRunner().invoke(cli, ["doctor"])
+    assert result.exit_code == 2, result.output
+    assert "no AWS region to read the trail in: pass --region" in " ".join(result.output.split())
+    assert isinstance(result.exception, SystemExit)  # not NoRegionError

@@ -111,7 +111,15 @@ def doctor_command(
     clients = Clients(
         region=settings.region, endpoint_url=client["endpoint_url"], role_arn=client["role_arn"]
     )
-    report = run_doctor(settings, clients)
+    from botocore.exceptions import NoRegionError  # noqa: PLC0415 - botocore loads slowly; keep --help fast
+
+    try:
+        report = run_doctor(settings, clients)
+    except NoRegionError:
+        raise click.UsageError(
+            "no AWS region to read the trail in: pass --region, set region in the config's [source], "
+            "or set AWS_REGION"
+        ) from None
     status = report.exit_status(threshold)
     if sending and config is not None:
         status = _send(report, config, err) or status
