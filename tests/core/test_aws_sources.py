@@ -692,3 +692,54 @@ def test_dead_letters_to_s3_prefix(bucket: tuple[Any, str], tmp_path: Path, make
     entries = [orjson.loads(x) for x in lines]
     assert [e["raw"] for e in entries] == ["1", "2"]
     assert all(e["origin"]["location"].endswith("broken.json.gz") for e in entries)
+
+
+@pytest.mark.parametrize(
+    ("url", "region"),
+    [
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/trail-events", "eu-west-1"),
+        ("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q", "cn-north-1"),
+        ("https://us-east-2.queue.amazonaws.com/123456789012/q", "us-east-2"),
+        ("http://127.0.0.1:4566/000000000000/q", None),
+        ("https://queue.example.com/q", None),
+    ],
+)
+def test_the_region_an_sqs_queue_url_names(url: str, region: str | None) -> None:
+    from trailrelay.sources.aws import queue_region
+
+    assert queue_region(url) == region
+
+
+def test_a_client_without_a_region_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's NoRegionError was a traceback out of `forward` with an SQS source."""
+    from trailrelay.errors import ConfigError
+    from trailrelay.sources.aws import aws_client
+
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "config").write_text("[default]\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    with pytest.raises(ConfigError, match=r"no AWS region for sqs: set region in the config's \[source\]"):
+        aws_client("sqs")
+    assert aws_client("sqs", region="eu-west-1").meta.region_name == "eu-west-1"
+
+
+def test_an_sqs_source_without_a_region_reads_it_from_its_queue_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trailrelay.config import parse_config
+    from trailrelay.pipeline.build import build_source
+
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "config").write_text("[default]\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    config = parse_config(
+        {
+            "source": {"type": "sqs", "queue_url": "https://sqs.ap-southeast-2.amazonaws.com/123456789012/q"},
+            "sinks": [{"type": "file", "path": str(tmp_path / "o.ndjson")}],
+        },
+        base_dir=tmp_path,
+    )
+    source = build_source(config, once=True, checkpoints=None)
+    assert source.sqs.meta.region_name == "ap-southeast-2"  # type: ignore[attr-defined]

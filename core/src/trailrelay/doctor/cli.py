@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from trailrelay.doctor.findings import Severity
+from trailrelay.errors import ConfigError
 
 __all__ = ["EXIT_CONFIG", "EXIT_SEND", "doctor_command"]
 
@@ -92,7 +93,6 @@ def doctor_command(
     config = None
     if config_path is not None:
         from trailrelay.config import load_config  # noqa: PLC0415
-        from trailrelay.errors import ConfigError  # noqa: PLC0415
 
         try:
             config = load_config(config_path)
@@ -111,11 +111,9 @@ def doctor_command(
     clients = Clients(
         region=settings.region, endpoint_url=client["endpoint_url"], role_arn=client["role_arn"]
     )
-    from botocore.exceptions import NoRegionError  # noqa: PLC0415 - botocore loads slowly; keep --help fast
-
     try:
         report = run_doctor(settings, clients)
-    except NoRegionError:
+    except ConfigError:  # the one a client can raise as it is made: no region
         raise click.UsageError(
             "no AWS region to read the trail in: pass --region, set region in the config's [source], "
             "or set AWS_REGION"

@@ -106,11 +106,12 @@ def build_source(
             'source.type: "lambda" runs only inside AWS Lambda (handler trailrelay.aws_lambda.handler)'
         )
     assert isinstance(src, SqsSourceConfig)
-    from trailrelay.sources.aws import aws_client  # noqa: PLC0415
+    from trailrelay.sources.aws import aws_client, queue_region  # noqa: PLC0415
     from trailrelay.sources.sqs import SqsSource  # noqa: PLC0415
 
-    sqs = aws_client("sqs", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
-    s3 = aws_client("s3", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
+    region = src.region or queue_region(src.queue_url)  # the queue's URL names its region
+    sqs = aws_client("sqs", region=region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
+    s3 = aws_client("s3", region=region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
     return SqsSource(
         sqs,
         s3,

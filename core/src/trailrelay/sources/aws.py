@@ -5,15 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.credentials import RefreshableCredentials
+from botocore.exceptions import NoRegionError
 from botocore.session import Session as BotocoreSession
 from botocore.session import get_session
 from botocore.utils import parse_timestamp
 
-__all__ = ["aws_client", "parse_aws_timestamp"]
+from trailrelay.errors import ConfigError
+
+__all__ = ["aws_client", "parse_aws_timestamp", "queue_region"]
 
 
 def parse_aws_timestamp(value: Any) -> dt.datetime:
@@ -82,4 +86,24 @@ def aws_client(
         user_agent_extra="trailrelay",
     )
     factory: Any = session.client  # service names are data here, not literals for the stubs
-    return factory(service, endpoint_url=endpoint_url, config=config)
+    try:
+        return factory(service, endpoint_url=endpoint_url, config=config)
+    except NoRegionError:
+        raise ConfigError(
+            f"no AWS region for {service}: set region in the config's [source], or AWS_REGION"
+        ) from None
+
+
+def queue_region(queue_url: str) -> str | None:
+    """The region an SQS queue URL names; None for other hosts (a test's endpoint).
+
+    ``https://sqs.REGION.amazonaws.com/…`` (also ``.amazonaws.com.cn``), or the legacy
+    ``https://REGION.queue.amazonaws.com/…``.
+    """
+    host = urlsplit(queue_url).hostname or ""
+    parts = host.split(".")
+    if len(parts) >= 4 and parts[0] == "sqs" and parts[2] == "amazonaws":
+        return parts[1]
+    if len(parts) >= 4 and parts[1] == "queue" and parts[2] == "amazonaws":
+        return parts[0]
+    return None
