@@ -71,7 +71,10 @@ class StdinSourceConfig(Settings):
 
 
 class _AwsSource(Settings):
-    region: Annotated[str | None, Meta(description="AWS region of the bucket/queue.")] = None
+    region: Annotated[
+        str | None,
+        Meta(description="AWS region of the bucket/queue (SQS: the queue URL's when unset; else the SDK's)."),
+    ] = None
     endpoint_url: Annotated[str | None, Meta(description="S3/SQS-compatible endpoint (tests, MinIO).")] = None
     role_arn: Annotated[str | None, Meta(description="Role to assume (cross-account reads).")] = None
     insights: Annotated[bool, Meta(description="Also read CloudTrail-Insight objects.")] = False
