@@ -25,6 +25,18 @@ def _config(tmp: Path, body: str) -> Path:
     return p
 
 
+def _forward(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``trailrelay forward -c CFG --once ARGS`` as a process; stderr on one line a message."""
+    return subprocess.run(
+        [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--once", "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "500"},  # rich wraps at 80 columns off a terminal
+    )
+
+
 def test_sinks_lists_builtins_with_versions() -> None:
     result = CliRunner().invoke(cli, ["sinks"])
     assert result.exit_code == 0
@@ -90,14 +102,7 @@ def test_an_unusable_checkpoint_database_is_a_clear_config_error(tmp_path: Path,
         '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "o.ndjson"\n'
         '[state]\npath = "taken/state.sqlite"\n',
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--once", "--no-progress", *workers],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "COLUMNS": "500"},  # one line: rich wraps at 80 off a terminal
-    )
+    done = _forward(cfg, *workers)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert f"cannot use the checkpoint database {tmp_path / 'taken' / 'state.sqlite'}" in done.stderr
@@ -127,14 +132,7 @@ def test_what_would_fail_later_fails_at_start_once(
     make_object(tmp_path / "in" / "a.json.gz", make_events(3))
     (tmp_path / "taken").write_text("a file where a folder should be")
     cfg = _config(tmp_path, extra + '[[sinks]]\ntype = "file"\npath = "out.ndjson"\n')
-    done = subprocess.run(
-        [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--once", "--no-progress", *workers],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "COLUMNS": "500"},
-    )
+    done = _forward(cfg, *workers)
     assert done.returncode == 2, done.stderr
     assert done.stderr.count(said.format(tmp=tmp_path)) == 1, done.stderr  # once, by the supervisor too
     assert "Traceback" not in done.stderr
@@ -156,25 +154,7 @@ def test_a_health_address_in_use_is_a_config_error_before_anything_runs(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         where = f"127.0.0.1:{taken.getsockname()[1]}"
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "trailrelay",
-                "forward",
-                "-c",
-                str(cfg),
-                "--once",
-                "--health",
-                where,
-                *workers,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env={**os.environ, "COLUMNS": "500"},
-        )
+        done = _forward(cfg, "--health", where, *workers)
     assert done.returncode == 2, done.stderr
     assert f"--health {where}: cannot listen there" in done.stderr
     assert "Traceback" not in done.stderr
@@ -208,6 +188,13 @@ def test_check_accepts_standard_input(tmp_path: Path, source: str) -> None:
     assert "does not exist" not in result.output
 
 
+def _replay(tmp: Path, out: str = "o.ndjson") -> Any:
+    """``replay-dead-letters`` of ``tmp``'s dead-letters folder, to a file sink named ``out``."""
+    sink = f'[[sinks]]\ntype = "file"\nname = "out"\npath = "{out}"\n'
+    cfg = _config(tmp, '[source]\ntype = "files"\npath = "in"\n' + sink)
+    return CliRunner().invoke(cli, ["replay-dead-letters", "-c", str(cfg)])
+
+
 def test_replay_dead_letters(tmp_path: Path) -> None:
     dl = tmp_path / "dead-letters"
     dl.mkdir()
@@ -224,11 +211,7 @@ def test_replay_dead_letters(tmp_path: Path) -> None:
         {"stage": "parse", "reason": "not an object", "raw": "42"},
     ]
     (dl / "dead-letters-2026-03-02.ndjson").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in entries))
-    cfg = _config(
-        tmp_path,
-        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\nname = "out"\npath = "o.ndjson"\n',
-    )
-    result = CliRunner().invoke(cli, ["replay-dead-letters", "-c", str(cfg)])
+    result = _replay(tmp_path)
     assert result.exit_code == 0, result.output
     got = [orjson.loads(x) for x in (tmp_path / "o.ndjson").read_bytes().splitlines()]
     assert got == [SAMPLE_EVENTS[0], SAMPLE_EVENTS[1]]
@@ -247,11 +230,7 @@ def test_replay_keeps_lines_that_are_not_entries_and_takes_up_an_interrupted_rep
     (dl / "dead-letters-2026-03-02.ndjson").write_bytes(orjson.dumps(good) + b'\n42\n{"stage": "si')
     other = {**good, "raw": orjson.dumps(SAMPLE_EVENTS[1]).decode()}
     (dl / "dead-letters-2026-03-01.ndjson.replaying").write_bytes(orjson.dumps(other) + b"\n")
-    cfg = _config(
-        tmp_path,
-        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\nname = "out"\npath = "o.ndjson"\n',
-    )
-    result = CliRunner().invoke(cli, ["replay-dead-letters", "-c", str(cfg)])
+    result = _replay(tmp_path)
     assert result.exit_code == 0, result.output
     got = [orjson.loads(x) for x in (tmp_path / "o.ndjson").read_bytes().splitlines()]
     assert sorted(e["eventID"] for e in got) == sorted(e["eventID"] for e in SAMPLE_EVENTS[:2])
@@ -266,14 +245,11 @@ def test_replay_to_a_sink_that_cannot_open_leaves_its_entries_for_the_next_repla
     entry = {"stage": "sink", "sink": "out", "reason": "503", "raw": orjson.dumps(SAMPLE_EVENTS[0]).decode()}
     (dl / "dead-letters-2026-03-02.ndjson").write_bytes(orjson.dumps(entry) + b"\n")
     (tmp_path / "taken").write_text("a file where the sink's folder should be")
-    sink = '[[sinks]]\ntype = "file"\nname = "out"\npath = "{}"\n'
-    bad = _config(tmp_path, '[source]\ntype = "files"\npath = "in"\n' + sink.format("taken/o.ndjson"))
-    result = CliRunner().invoke(cli, ["replay-dead-letters", "-c", str(bad)])
+    result = _replay(tmp_path, "taken/o.ndjson")
     assert result.exit_code == 3, result.output
     assert "out: not replayed" in result.output
     assert (dl / "dead-letters-2026-03-02.ndjson.replaying").exists()
-    good = _config(tmp_path, '[source]\ntype = "files"\npath = "in"\n' + sink.format("o.ndjson"))
-    again = CliRunner().invoke(cli, ["replay-dead-letters", "-c", str(good)])
+    again = _replay(tmp_path)
     assert again.exit_code == 0, again.output
     assert [orjson.loads(x)["eventID"] for x in (tmp_path / "o.ndjson").read_bytes().splitlines()] == [
         SAMPLE_EVENTS[0]["eventID"]

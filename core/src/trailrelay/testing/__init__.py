@@ -44,6 +44,7 @@ from trailrelay.contract import (
     Batch,
     BatchLimits,
     CheckResult,
+    ConfigError,
     Encoder,
     FatalSinkError,
     Origin,
@@ -64,6 +65,7 @@ __all__ = [
     "SAMPLE_INTEGRITY_EVENT",
     "SinkContract",
     "SinkHarness",
+    "assert_refuses_credentials_in_url",
     "corpus_dir",
     "load_records",
     "provide_core_services",
@@ -355,6 +357,18 @@ class SinkHarness(Protocol):
     def reject_event(self, event_id: str) -> None:
         """Make the stand-in refuse the record with this eventID permanently."""
         ...
+
+
+def assert_refuses_credentials_in_url(config_type: Any, table: dict[str, Any], key: str = "url") -> None:
+    """A connector's config refuses ``user:password@`` in its URL ``key`` and does not repeat them.
+
+    (They would be echoed in every error, log line and dead-letter reason that names the URL.)
+    ``table``: a valid sink table without ``key``.
+    """
+    with pytest.raises(ConfigError) as info:
+        config_type.validate({**table, key: "https://ops:Pa55-in-url@siem.example:8443"})
+    assert f"{key} must not carry credentials" in str(info.value)
+    assert "Pa55-in-url" not in str(info.value)
 
 
 def settled(outcomes: Sequence[Outcome], timeout: float = 30.0) -> list[Outcome]:
