@@ -121,8 +121,16 @@ def test_an_unusable_checkpoint_database_is_a_clear_config_error(tmp_path: Path,
             '[source]\ntype = "files"\npath = "in"\n[dead_letter]\npath = "taken/dl"\n',
             "cannot make the dead-letter folder {tmp}/taken/dl ([dead_letter] path)",
         ),
+        (  # the next run would read its own output back as input, every run
+            '[source]\ntype = "files"\npath = "."\n',
+            "sink 'file' writes {tmp}/out.ndjson under the source path {tmp}: the next run would read it back",
+        ),
+        (
+            '[source]\ntype = "files"\npath = "in"\n[dead_letter]\npath = "in/dl"\n',
+            "[dead_letter] path writes {tmp}/in/dl under the source path {tmp}/in",
+        ),
     ],
-    ids=["missing-source", "dead-letters-unwritable"],
+    ids=["missing-source", "dead-letters-unwritable", "sink-writes-into-source", "dead-letters-in-source"],
 )
 def test_what_would_fail_later_fails_at_start_once(
     tmp_path: Path, make_object: Any, make_events: Any, workers: list[str], extra: str, said: str

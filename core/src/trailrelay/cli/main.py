@@ -291,6 +291,8 @@ def _preflight(config: Config, *, checkpoints: bool) -> None:
     path = config.files_path()
     if path is not None and not path.exists():
         raise ConfigError(f"source path {path} does not exist")
+    if path is not None:
+        _not_inside(config, path)
     if config.dead_letter.s3_uri is None:
         folder = config.dead_letter_path()
         try:
@@ -303,6 +305,27 @@ def _preflight(config: Config, *, checkpoints: bool) -> None:
         from trailrelay.state import Checkpoints  # noqa: PLC0415
 
         Checkpoints(config.state_path()).close()
+
+
+def _not_inside(config: Config, source: Path) -> None:
+    """ConfigError when a file sink or the dead-letter folder writes under the files source's path.
+
+    The next run would read that output back as input (``.ndjson`` is a log file to the source):
+    every record forwarded again, and again, each run.
+    """
+    from trailrelay.sinks.file_config import FileConfig  # noqa: PLC0415
+
+    read = source.resolve()
+    written = [(f"sink {sc.display_name!r}", sc.path) for sc in config.sinks if isinstance(sc, FileConfig)]
+    if config.dead_letter.s3_uri is None:
+        written.append(("[dead_letter] path", config.dead_letter_path()))
+    for what, out in written:
+        resolved = out.resolve()
+        if resolved == read or read in resolved.parents:
+            raise ConfigError(
+                f"{what} writes {out} under the source path {source}: "
+                "the next run would read it back as input"
+            )
 
 
 def _shared_windows(config: Config, workers: int) -> SharedWindows | None:
