@@ -144,6 +144,20 @@ def test_failing_sends_are_logged_at_once_then_at_intervals_and_recovery_is_said
     assert said[-1] == "sink siem: delivering again"
 
 
+def test_recovery_is_said_however_the_records_settle(
+    tmp_path: Path, scripted: Any, make_object: Any, make_events: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The send after the failures delivers some records and refuses one (settled together)."""
+    ids = _trail(tmp_path / "in", make_object, make_events, objects=1, per=10)
+    sink = scripted()
+    sink.retry_calls = 2
+    sink.reject_ids = {ids[4]}
+    with caplog.at_level(logging.INFO, logger="trailrelay.pipeline"):
+        _pipeline(tmp_path / "in", {"siem": sink}, tmp_path).run()
+    assert Counter(sink.stored) == Counter(ids) - Counter([ids[4]])
+    assert "sink siem: delivering again" in [r.getMessage() for r in caplog.records]
+
+
 def test_failed_sends_past_the_interval_are_each_said(
     tmp_path: Path,
     scripted: Any,

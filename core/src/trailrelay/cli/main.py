@@ -288,9 +288,9 @@ def _preflight(config: Config, *, checkpoints: bool) -> None:
     bad record, hours in, otherwise). ``checkpoints``: make the checkpoint database too, before
     a backfill's workers start (opening a new one together, they wait on each other).
     """
-    path = config.files_path()
-    if path is not None and not path.exists():
-        raise ConfigError(f"source path {path} does not exist")
+    from trailrelay.pipeline.build import files_source_path  # noqa: PLC0415
+
+    path = files_source_path(config)
     if path is not None:
         _not_inside(config, path)
     if config.dead_letter.s3_uri is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from trailrelay import __version__
 from trailrelay.config import (
@@ -40,6 +41,7 @@ __all__ = [
     "build_sink",
     "build_source",
     "build_transforms",
+    "files_source_path",
 ]
 
 
@@ -54,6 +56,14 @@ def build_sink(config: SinkConfig) -> Sink:
     name = config.display_name
     context = SinkContext(name=name, logger=logging.getLogger(f"trailrelay.sinks.{name}"), user_agent=made_by)
     return plugin.create(config, context)
+
+
+def files_source_path(config: Config) -> Path | None:
+    """A files source's path (None for other sources); ConfigError when it does not exist."""
+    path = config.files_path()
+    if path is not None and not path.exists():
+        raise ConfigError(f"source path {path} does not exist")
+    return path
 
 
 def build_source(
@@ -77,10 +87,8 @@ def build_source(
             max_record_bytes=config.pipeline.max_record_bytes,
             lost=None if dead_letters is None else _dead_letter_writer(dead_letters),
         )
-    path = config.files_path()
+    path = files_source_path(config)
     if path is not None:
-        if not path.exists():
-            raise ConfigError(f"source path {path} does not exist")
         return FileSource(path, checkpoints)
     if isinstance(src, S3SourceConfig):
         from trailrelay.sources.aws import aws_client  # noqa: PLC0415 - boto3 only when AWS is read

@@ -482,8 +482,6 @@ class SinkRunner:
             self._abandon_records(parked.records(), "internal error while settling")
 
     def _settle_delivered(self, records: Sequence[Record]) -> None:
-        if self._retry_log.failing:
-            self._retry_log.recovered()
         nbytes = sum(map(len, map(_RAW, records)))
         done: Counter[object] = Counter(map(_TICKET, records))
         self._count_final(len(records), nbytes, 0, 0)
@@ -523,6 +521,8 @@ class SinkRunner:
     def _count_final(self, delivered: int, nbytes: int, dup: int, rejected: int) -> None:
         m = self.metrics
         if delivered:
+            if self._retry_log.failing:  # every way a record becomes delivered comes through here
+                self._retry_log.recovered()
             m.bump("delivered", self.name, delivered)
             m.bump("bytes_out", self.name, nbytes)
         if dup:

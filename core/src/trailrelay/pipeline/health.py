@@ -21,6 +21,10 @@ def _address(listen: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def _cannot_listen(listen: str, exc: OSError) -> ConfigError:
+    return ConfigError(f"--health {listen}: cannot listen there: {exc.strerror or exc}")
+
+
 def check_listen(listen: str) -> None:
     """ConfigError now, naming the address, when ``--health`` could not listen there.
 
@@ -32,7 +36,7 @@ def check_listen(listen: str) -> None:
         try:
             probe.bind(address)
         except OSError as exc:
-            raise ConfigError(f"--health {listen}: cannot listen there: {exc.strerror or exc}") from None
+            raise _cannot_listen(listen, exc) from None
 
 
 _COUNTERS = {
@@ -94,7 +98,7 @@ class HealthServer:
         try:
             self._server = ThreadingHTTPServer(address, handler)
         except OSError as exc:
-            raise ConfigError(f"--health {listen}: cannot listen there: {exc.strerror or exc}") from None
+            raise _cannot_listen(listen, exc) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
 
