@@ -65,6 +65,8 @@ class Row:
     records: int
     ours: list[Run] = field(default_factory=list)
     base: list[Run] = field(default_factory=list)
+    floor: list[Run] = field(default_factory=list)
+    """Runs of ``whole/floor.py`` (SIEM rows): the least CPU the same job takes with the same libraries."""
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -266,8 +268,9 @@ def measure(  # noqa: PLR0917 - one row's whole recipe
     base: Callable[[], Run],
     check_ours: Callable[[], str | None],
     check_base: Callable[[], str | None],
+    floor: Callable[[], Run] | None = None,
 ) -> None:
-    """Alternate baseline and ours ``rounds`` times, checking every run's delivery."""
+    """Alternate baseline and ours (and the floor) ``rounds`` times, checking every run's delivery."""
     for _ in range(rounds):
         quiesce()
         row.base.append(base())
@@ -277,6 +280,11 @@ def measure(  # noqa: PLR0917 - one row's whole recipe
         row.ours.append(ours())
         if (problem := check_ours()) is not None:
             row.failures.append(f"trailrelay: {problem}")
+        if floor is not None:
+            quiesce()
+            row.floor.append(floor())
+            if (problem := check_base()) is not None:  # the floor delivers what the baseline does
+                row.failures.append(f"floor: {problem}")
 
 
 def expect(standin: Standin, n: int) -> Callable[[], str | None]:
@@ -365,6 +373,7 @@ def main(argv: list[str]) -> int:
                 continue
             naive = NAIVE.get(name, name)  # ECS mode is judged against a naive ECS mapper
             standin = Standin({"splunk": "hec"}.get(kind, kind))
+            floor = [PY, str(HERE / "whole" / "floor.py"), kind, str(tagged), standin.url]
             try:
                 row = Row(f"{name} (stand-in), CPU per record", n)
                 body = sink.format(url=standin.url) + f"\n{open_all}"
@@ -377,10 +386,19 @@ def main(argv: list[str]) -> int:
                     ),
                     expect(standin, n),
                     expect(standin, n),
+                    lambda floor=floor, name=name: run(
+                        [*floor, "--mode", "ecs"] if name == "elastic-ecs" else floor
+                    ),
                 )
             finally:
                 standin.close()
             rows.append(row)
+            floor_cpu = row.med(row.floor, "cpu")
+            row.notes.append(
+                f"floor (whole/floor.py: the unavoidable steps alone, one thread, no bookkeeping): "
+                f"{row.med(row.base, 'cpu') / floor_cpu:.2f}x naive CPU; trailrelay spends "
+                f"{row.med(row.ours, 'cpu') / floor_cpu:.2f}x the floor's CPU"
+            )
             target(f"{name}: CPU/record >= {goal}x naive", row.cpu_ratio >= goal, f"{row.cpu_ratio:.2f}x")
             target(f"{name}: wall not slower than naive", row.wall_ratio >= 1.0, f"{row.wall_ratio:.2f}x")
 
