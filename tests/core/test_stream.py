@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trailrelay.errors import FetchError, InputError
-from trailrelay.record import Origin, Record
+from trailrelay.record import Origin, Record, decode_routing
 from trailrelay.sources import parse
 from trailrelay.sources.base import ObjectRef
 from trailrelay.sources.decompress import decompress
@@ -139,6 +139,8 @@ SHAPES: dict[str, bytes] = {
     + _dumps(RECS[1])
     + b"]",
     "array-non-ascii": _dumps([{**r, "userAgent": "Ünïcödé ✓ 日本"} for r in RECS]),
+    # a lone surrogate escape closing a line: msgspec calls it "truncated"; the reason names it
+    "ndjson-lone-surrogate-last": _dumps(RECS[0]) + b'\n{"eventID":"s","eventName":"n","u":"\\ud800"}',
     "ndjson": b"\n".join(_dumps(r) for r in RECS) + b"\n",
     "ndjson-crlf": b"\r\n".join(_dumps(r) for r in RECS) + b"\r\n",
     "ndjson-bad-lines": _dumps(RECS[0])
@@ -769,3 +771,52 @@ def test_lines_that_are_not_json_are_still_refused_whole() -> None:
         ("error", "not JSON: object starts with b'a,b,c\\n1,2,3\\n{not'")
     ]
     assert _new(SHAPES["text-lines-not-json"], 3, 2) == _old(SHAPES["text-lines-not-json"])
+
+
+LONE = b'{"eventID":"s","eventName":"n","u":"\\ud800"}'
+"""A record whose last string ends in a high-surrogate escape without its pair (valid JSON syntax)."""
+SURROGATE = "a UTF-16 high-surrogate escape without its low surrogate"
+
+
+@pytest.mark.parametrize(
+    ("data", "bad"),
+    [
+        (b'{"Records":[' + _dumps(RECS[0]) + b"," + LONE + b"]}", 1),
+        (b"[" + _dumps(RECS[0]) + b"," + LONE + b"]", 1),
+        (b"[" + _dumps(RECS[0]) + b"," + LONE + b"," + _dumps(RECS[1]) + b"]", 1),
+        (b'{"Records":[' + LONE + b"]}", 0),
+    ],
+    ids=["envelope-last", "array-last", "array-middle", "envelope-only"],
+)
+def test_a_lone_surrogate_escape_is_one_records_problem(data: bytes, bad: int) -> None:
+    """msgspec says "Input data was truncated" for it at the end of the object's last string.
+
+    That once made the streamed reader stop as if the object were cut short (a terminal problem
+    in place of the record). It is that record's own problem, with a reason naming it, at every
+    chunk size, and the records around it are read; the whole-object path still refuses such an
+    object (see the module docstring), but says why.
+    """
+    problem = ("problem", f"record is not valid JSON: {SURROGATE}", bad, LONE, False)
+    records = data.count(b'"eventVersion"')
+    for encoding, encoded in _encodings(data).items():
+        for read, chunk in SIZES:
+            items = _new(encoded, read, chunk)
+            assert items[bad] == problem, (encoding, read, chunk, items[bad][:2])
+            assert [item[0] for item in items] == ["record"] * bad + ["problem"] + ["record"] * (
+                records - bad
+            ), (encoding, read, chunk)
+    whole = _old(data)
+    assert len(whole) == 1 and whole[0][0] == "error", whole
+    assert "escape" in whole[0][1] and "truncated" not in whole[0][1], whole
+
+
+def test_why_bad_names_the_lone_surrogate_only_where_it_is() -> None:
+    """The clearer reason needs the surrogate at the end; a record really cut short stays "truncated"."""
+    with pytest.raises(ValueError, match=SURROGATE):
+        decode_routing(LONE)
+    with pytest.raises(ValueError, match=r"truncated$"):
+        decode_routing(b'{"eventID":"s","eventName":"n","u":"abc')
+    with pytest.raises(
+        ValueError, match="malformed: unexpected end of hex escape"
+    ):  # msgspec says so mid-text
+        decode_routing(b'{"u":"\\ud800","eventID":"s","eventName":"n"}')

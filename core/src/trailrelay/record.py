@@ -9,6 +9,7 @@ small struct and normalized. A transform or connector that needs the whole event
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -212,7 +213,7 @@ def decode_routing(raw: bytes) -> Routing:
     except msgspec.ValidationError:
         routing = _lenient(raw)
     except BAD_JSON as exc:
-        raise ValueError(f"record is not valid JSON: {why_bad(exc)}") from None
+        raise ValueError(f"record is not valid JSON: {why_bad(exc, raw)}") from None
     _normalize(routing)
     return routing
 
@@ -229,7 +230,7 @@ def _lenient(raw: bytes) -> Routing:
     try:
         doc = _ANY.decode(raw)
     except BAD_JSON as exc:
-        raise ValueError(f"record is not valid JSON: {why_bad(exc)}") from None
+        raise ValueError(f"record is not valid JSON: {why_bad(exc, raw)}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"record is a JSON {type(doc).__name__}, not an object")  # noqa: TRY004 - bad input
     mgmt = doc.get("managementEvent")
@@ -261,13 +262,25 @@ def check_utf8(raw: bytes) -> None:
             raise ValueError(f"record is not valid JSON: invalid UTF-8 at byte {exc.start}") from None
 
 
-def why_bad(exc: BaseException) -> str:
-    """A short reason for a decoding failure."""
+_LONE_SURROGATE_AT_END = re.compile(rb'\\u[dD][89abAB][0-9a-fA-F]{2}"[\s}\]]*$')
+"""A high-surrogate escape closing the text's last string: msgspec calls that "truncated"."""
+
+
+def why_bad(exc: BaseException, data: bytes | None = None) -> str:
+    """A short reason for a decoding failure (``data``: what was decoded, for a clearer one).
+
+    msgspec reports a high-surrogate escape (U+D800 to U+DBFF) without its low surrogate as
+    "Input data was truncated" when it closes the text's last string (elsewhere it says what is
+    wrong); valid JSON syntax, but no Unicode text, so SIEMs and parsers refuse it too.
+    """
     if isinstance(exc, RecursionError):
         return "nested too deeply"
     if isinstance(exc, UnicodeDecodeError):
         return f"invalid UTF-8 at byte {exc.start}"
-    return str(exc)
+    text = str(exc)
+    if data is not None and text.endswith("truncated") and _LONE_SURROGATE_AT_END.search(data[-256:]):
+        return "a UTF-16 high-surrogate escape without its low surrogate"
+    return text
 
 
 def _time(value: object) -> dt.datetime | None:

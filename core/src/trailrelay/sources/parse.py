@@ -92,7 +92,7 @@ def iter_records(data: bytes, origin: Origin) -> Iterator[Record | Problem]:
         try:
             items = _ARRAY.decode(data)
         except (*BAD_JSON, msgspec.ValidationError) as exc:
-            raise InputError(f"malformed JSON array: {why_bad(exc)}") from None
+            raise InputError(f"malformed JSON array: {why_bad(exc, data)}") from None
         return _from_items(items, origin)
     if head != b"{":
         if ndjson_after_a_bad_line(data, start, complete=True):
@@ -105,7 +105,7 @@ def iter_records(data: bytes, origin: Origin) -> Iterator[Record | Problem]:
     except BAD_JSON as exc:
         if _looks_like_ndjson(data, start):
             return _from_lines(data, origin)
-        raise InputError(f"malformed JSON: {why_bad(exc)}") from None
+        raise InputError(f"malformed JSON: {why_bad(exc, data)}") from None
     if probe.Records is not None:
         return _from_items(probe.Records, origin)
     if probe.digestStartTime and probe.logFiles:
@@ -252,7 +252,7 @@ def _line(line: bytes, origin: Origin, index: int) -> Record | Problem:
     try:
         probe = _PROBE.decode(line)
     except (*BAD_JSON, msgspec.ValidationError) as exc:
-        return Problem(f"line {index + 1}: malformed JSON: {why_bad(exc)}", origin, index, line)
+        return Problem(f"line {index + 1}: malformed JSON: {why_bad(exc, line)}", origin, index, line)
     return _one(line, probe, origin, index)
 
 

@@ -777,8 +777,8 @@ def _value_end(buf: bytes, view: memoryview, pos: int, *, final: bool) -> int:
             while buf[end - 1] in _WS:
                 end -= 1
             return end
-        if text.endswith("truncated"):
-            return -1
+        if text.endswith("truncated") and not final:
+            return -1  # it may end in the next chunk; at the end the scanner decides (see why_bad)
     except RecursionError:
         pass
     else:  # the value runs to the end of what is held: a number may go on in the next chunk
