@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from trailrelay import __version__
-from trailrelay.cli.main import cli
+from trailrelay.cli.main import _warn_if_nothing_found, cli
+from trailrelay.config import load_config
 from trailrelay.testing import SAMPLE_EVENTS
 
 
@@ -430,3 +431,47 @@ def test_forward_to_a_file_loads_no_connector_or_network_library(tmp_path: Path)
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_forward_warns_when_the_source_finds_nothing_at_all(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
+    """A wrong path or prefix is a run that reads nothing: said once, naming the key to check.
+
+    A second run of the same trail finds only objects already forwarded: no warning, since the
+    summary's skipped counts say why nothing was read.
+    """
+    (tmp_path / "in").mkdir()
+    cfg = _config(
+        tmp_path, '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "out/ct.ndjson"\n'
+    )
+    warning = "the source found nothing to read under"
+    for args in ((), ("--workers", "2")):
+        result = _forward(cfg, *args)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.count(warning) == 1, (args, result.stderr)
+        assert f"{tmp_path / 'in'}: check [source] path" in result.stderr
+    make_object(tmp_path / "in" / "AWSLogs" / "a.json.gz", make_events(3))
+    for _ in range(2):  # forwards the object, then finds it done
+        result = _forward(cfg)
+        assert result.returncode == 0, result.stderr
+        assert warning not in result.stderr
+
+
+def test_the_nothing_found_warning_names_an_s3_listing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = load_config(
+        _config(
+            tmp_path,
+            '[source]\ntype = "s3"\nbucket = "trail-bucket"\nprefix = "AWSLogs/1234/"\nregion = "eu-west-1"\n'
+            '[[sinks]]\ntype = "stdout"\n',
+        )
+    )
+    with caplog.at_level("WARNING", logger="trailrelay.cli"):
+        _warn_if_nothing_found(cfg, {"objects_read": 0, "skipped": {}})
+        _warn_if_nothing_found(cfg, {"objects_read": 0, "skipped": {"already-done": 4}})
+        _warn_if_nothing_found(cfg, {"objects_read": 2, "skipped": {}})
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1, said
+    assert "under s3://trail-bucket/AWSLogs/1234/: check [source] bucket and prefix" in said[0]

@@ -268,6 +268,7 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
             if fmt == "text":
                 print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
             log.info("run finished", extra={"summary": snapshot})
+            _warn_if_nothing_found(config, snapshot)
         raise SystemExit(code)
     _forward_one(
         config,
@@ -440,9 +441,35 @@ def _forward_one(
     if fmt == "text":  # JSON logs (the default off a terminal) carry the summary in the line below
         print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
     log.info("run finished", extra={"summary": snapshot})
+    if shard is None:  # a fleet's supervisor looks at all the workers' totals instead
+        _warn_if_nothing_found(config, snapshot)
     if result.fatal:
         _fail("stopped:", result.fatal)
     raise SystemExit(exit_status(result, snapshot, once=once))
+
+
+def _warn_if_nothing_found(config: Config, snapshot: dict[str, Any]) -> None:
+    """Say so when a files or S3 listing found nothing at all: a wrong path or prefix looks like that.
+
+    Not when everything listed was skipped (already forwarded, digests, other files): a second
+    run of a backfill finds nothing new, and the summary counts why.
+    """
+    if snapshot.get("objects_read") or snapshot.get("skipped"):
+        return
+    source = config.source
+    if isinstance(source, S3SourceConfig):
+        where, keys = f"s3://{source.bucket}/{source.prefix}", "bucket and prefix"
+    else:
+        path = config.files_path()  # None for other sources and standard input
+        if path is None:
+            return
+        where, keys = str(path), "path"
+    log.warning(
+        "the source found nothing to read under %s: check [source] %s (CloudTrail writes its "
+        "logs under AWSLogs/ in the bucket, an organization trail under AWSLogs/o-.../)",
+        where,
+        keys,
+    )
 
 
 def exit_status(result: Any, snapshot: dict[str, Any], *, once: bool) -> int:
