@@ -245,10 +245,20 @@ def test_tls_verify_takes_the_environments_bundle_only_when_asked_and_none_is_co
 
 
 @pytest.mark.parametrize(
-    "url", ["https://es.example:9200", "http://127.0.0.1:8088/", "https://host/path?q=a@b", " https://h "]
+    "url", ["https://es.example:9200", "http://127.0.0.1:8088/", "https://host/base/path", " https://h "]
 )
 def test_a_url_without_credentials_passes_unchanged(url: str) -> None:
     assert contract.url_without_credentials(url, "url") == url
+
+
+@pytest.mark.parametrize(
+    "url", ["https://h:8088?token=S3cret", "https://h/path?q=a@S3cret", "https://h/#S3cret", "https://h/?"]
+)
+def test_a_url_with_a_query_or_fragment_is_refused_without_echoing_it(url: str) -> None:
+    """Sinks append API paths to the URL: ``https://h:8088?x/services/collector`` helps nobody."""
+    with pytest.raises(ValueError, match="url must be a base URL without a query string") as info:
+        contract.url_without_credentials(url, "url")
+    assert "S3cret" not in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -108,17 +108,24 @@ def hash_id(key: bytes) -> bytes:
 
 
 def url_without_credentials(url: str, key: str) -> str:
-    """``url`` as it is; ValueError when it carries ``user:password@``.
+    """``url`` as it is; ValueError when it carries ``user:password@``, a query or a fragment.
 
     Sinks name their URL in every error, log line and dead-letter reason, so credentials written
     into it would be echoed everywhere. They belong in the sink's credential keys, which are
-    secrets (set from the environment or a file) and never printed.
+    secrets (set from the environment or a file) and never printed. A query string is refused
+    for the same reason (``?token=...``) and because sinks append API paths to a base URL, which
+    a query would end up in front of. Neither is repeated in the error.
     """
     parts = urlsplit(url.strip())
     if parts.username is not None or parts.password is not None:
         raise ValueError(
             f"{key} must not carry credentials (user:password@host): set them with the sink's "
             "credential keys instead, from the environment or a file"
+        )
+    if parts.query or parts.fragment or url.strip().endswith(("?", "#")):
+        raise ValueError(
+            f"{key} must be a base URL without a query string or fragment (?... or #...): "
+            "API paths are appended to it, and credentials belong in the sink's credential keys"
         )
     return url
 

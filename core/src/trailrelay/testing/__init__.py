@@ -360,7 +360,7 @@ class SinkHarness(Protocol):
 
 
 def assert_refuses_credentials_in_url(config_type: Any, table: dict[str, Any], key: str = "url") -> None:
-    """A connector's config refuses ``user:password@`` in its URL ``key`` and does not repeat them.
+    """A connector's config refuses ``user:password@`` or a query in its URL ``key``, not repeating them.
 
     (They would be echoed in every error, log line and dead-letter reason that names the URL.)
     ``table``: a valid sink table without ``key``.
@@ -369,6 +369,10 @@ def assert_refuses_credentials_in_url(config_type: Any, table: dict[str, Any], k
         config_type.validate({**table, key: "https://ops:Pa55-in-url@siem.example:8443"})
     assert f"{key} must not carry credentials" in str(info.value)
     assert "Pa55-in-url" not in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        config_type.validate({**table, key: "https://siem.example:8443/?token=Pa55-in-query"})
+    assert f"{key} must be a base URL without a query string" in str(info.value)
+    assert "Pa55-in-query" not in str(info.value)
 
 
 def settled(outcomes: Sequence[Outcome], timeout: float = 30.0) -> list[Outcome]:
