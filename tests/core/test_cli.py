@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -475,3 +476,27 @@ def test_the_nothing_found_warning_names_an_s3_listing(
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1, said
     assert "under s3://trail-bucket/AWSLogs/1234/: check [source] bucket and prefix" in said[0]
+
+
+def test_no_nothing_found_warning_when_the_listing_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing that could not run found nothing for another reason: the failure is what is said."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_MAX_ATTEMPTS": "1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    cfg = _config(
+        tmp_path,
+        f'[source]\ntype = "s3"\nbucket = "trail"\nregion = "us-east-1"\nendpoint_url = "http://127.0.0.1:{port}"\n'
+        '[[sinks]]\ntype = "file"\npath = "out/ct.ndjson"\n',
+    )
+    result = _forward(cfg)
+    assert result.returncode == 3, result.stderr
+    assert "source failed" in result.stderr
+    assert "nothing to read" not in result.stderr

@@ -81,6 +81,15 @@ def test_errors_name_keys_and_hide_values(monkeypatch: pytest.MonkeyPatch) -> No
             },
             "start_time is after end_time",
         ),
+        ({"source": {"type": "s3", "bucket": "s3://trail-b"}}, 'write bucket = "trail-b"\n'),
+        (
+            {"source": {"type": "s3", "bucket": "s3://trail-b/AWSLogs/o-1/"}},
+            'write bucket = "trail-b" and prefix = "AWSLogs/o-1/"',
+        ),
+        (
+            {"source": {"type": "s3", "bucket": "trail-b/AWSLogs"}},
+            'bucket = "trail-b" and prefix = "AWSLogs"',
+        ),
         ({"sinks": []}, "at least one sink"),
         ({"sinks": [{"path": "x"}]}, "sinks[0].type: required"),
         ({"sinks": [{"type": "file", "path": "a"}, {"type": "file", "path": "b"}]}, "names must be unique"),
@@ -91,7 +100,12 @@ def test_errors_name_keys_and_hide_values(monkeypatch: pytest.MonkeyPatch) -> No
 def test_invalid_configs(over: dict[str, object], needle: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(_cfg(**over))
-    assert needle in str(info.value)
+    assert needle in str(info.value) + "\n"
+
+
+def test_an_access_point_arn_is_a_bucket() -> None:
+    arn = "arn:aws:s3:us-east-1:123456789012:accesspoint/trail-ap"
+    assert parse_config(_cfg(source={"type": "s3", "bucket": arn})).source.bucket == arn  # type: ignore[union-attr]
 
 
 def test_unknown_sink_type_lists_installed_and_hints() -> None:

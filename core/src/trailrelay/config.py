@@ -96,6 +96,19 @@ class S3SourceConfig(_AwsSource):
                 msgspec.structs.force_setattr(self, name, t.replace(tzinfo=dt.UTC))
         if self.start_time and self.end_time and self.start_time > self.end_time:
             raise ValueError("start_time is after end_time")
+        _check_bucket_name(self.bucket)
+
+
+def _check_bucket_name(bucket: str) -> None:
+    """ValueError for a bucket written as a URL or path (``s3://b/AWSLogs/``): say how to split it."""
+    if bucket.startswith("arn:"):  # an access point: its ARN holds a slash
+        return
+    name, _, path = bucket.removeprefix("s3://").partition("/")
+    if name != bucket:
+        raise ValueError(
+            f'bucket is the bucket\'s name alone: write bucket = "{name}"'
+            + (f' and prefix = "{path}"' if path else "")
+        )
 
 
 class SqsSourceConfig(_AwsSource):

@@ -268,7 +268,8 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
             if fmt == "text":
                 print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
             log.info("run finished", extra={"summary": snapshot})
-            _warn_if_nothing_found(config, snapshot)
+            if code == EXIT_OK:  # not after a failure: the listing may not have run at all
+                _warn_if_nothing_found(config, snapshot)
         raise SystemExit(code)
     _forward_one(
         config,
@@ -441,7 +442,7 @@ def _forward_one(
     if fmt == "text":  # JSON logs (the default off a terminal) carry the summary in the line below
         print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
     log.info("run finished", extra={"summary": snapshot})
-    if shard is None:  # a fleet's supervisor looks at all the workers' totals instead
+    if shard is None and not result.fatal:  # a fleet's supervisor looks at the workers' totals
         _warn_if_nothing_found(config, snapshot)
     if result.fatal:
         _fail("stopped:", result.fatal)
