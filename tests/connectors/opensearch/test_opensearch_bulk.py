@@ -101,6 +101,26 @@ def test_whole_request_busy_is_retry(sink: Any, standin: StandIn, name: str) -> 
     assert statuses(sink.send(Batch(sample_records(4)))) == [Status.DELIVERED] * 4
 
 
+@pytest.mark.parametrize("content_type", ["text/html", "application/json"])
+def test_a_200_that_is_not_opensearch_is_retried(sink: Any, standin: StandIn, content_type: str) -> None:
+    """A proxy's or captive portal's page is no answer: the records are sent again, never delivered.
+
+    (The client raises SerializationError for it; the records were once rejected at once, each
+    dead-lettered as "failed on one record".)
+    """
+    page = "<html><body>Sign in to continue</body></html>"
+    standin.queue({"status": 200, "headers": {"Content-Type": content_type}, "body": page})
+    outcomes = sink.send(Batch(sample_records(3)))
+    assert statuses(outcomes) == [Status.RETRY] * 3
+    assert all("answered without OpenSearch's JSON (a proxy or load balancer" in o.reason for o in outcomes)
+    # what it was: the page itself, or (when the client would not parse it) its content type
+    assert ("Sign in to continue" if content_type == "application/json" else "text/html") in outcomes[
+        0
+    ].reason
+    assert standin.stored() == []
+    assert statuses(sink.send(Batch(sample_records(3)))) == [Status.DELIVERED] * 3
+
+
 def test_retry_after_seconds_and_http_date(sink: Any, standin: StandIn) -> None:
     seconds = copy.deepcopy(fixture("request-429"))
     seconds["headers"]["Retry-After"] = "7"

@@ -7,15 +7,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from opensearchpy import ConnectionError as OpenSearchConnectionError
-from opensearchpy import OpenSearch, TransportError
+from opensearchpy import OpenSearch, SerializationError, TransportError
 
 from trailrelay.contract import (
+    DELIVERED,
     Batch,
     BatchLimits,
     CheckResult,
     ConfigError,
     FatalSinkError,
     Outcome,
+    Record,
     SinkContext,
     cut_runs,
     retry_after_seconds,
@@ -33,6 +35,15 @@ from trailrelay_opensearch.responses import (
 )
 
 __all__ = ["OpenSearchSink"]
+
+
+def _excerpt(error: SerializationError) -> str:
+    """What the client could not parse (its first 200 characters) and why."""
+    args = error.args
+    if len(args) == 2 and isinstance(args[0], str):
+        return f"{args[0][:200]!r} ({args[1]})"
+    return str(error)[:300]
+
 
 _FILTER_PATH = "errors,items.*.status,items.*.error"
 
@@ -104,14 +115,20 @@ class OpenSearchSink:
             except Exception as exc:
                 what = "integrity" if is_integrity(record) else "CloudTrail"
                 outcomes[i] = Outcome.rejected(f"cannot build the {what} document: {exc}")
-        targets = [self.builder.target_of(r).name for r in records]
         sizes = [len(e) for e in entries]
         for group in cut_runs(sizes, self.config.batch_bytes, self.config.batch_actions, separator_bytes=0):
-            self._send_group([positions[k] for k in group], [entries[k] for k in group], outcomes, targets)
+            self._send_group([positions[k] for k in group], [entries[k] for k in group], outcomes, records)
         return [o if o is not None else Outcome.retry("no outcome (internal error)") for o in outcomes]
 
+    def _target(self, record: Record) -> str:
+        return self.builder.target_of(record).name
+
     def _send_group(
-        self, positions: list[int], entries: list[bytes], outcomes: list[Outcome | None], targets: list[str]
+        self,
+        positions: list[int],
+        entries: list[bytes],
+        outcomes: list[Outcome | None],
+        records: Sequence[Record],
     ) -> None:
         """Send one ``_bulk`` body and record each item's outcome (splitting on HTTP 413)."""
         try:
@@ -122,13 +139,25 @@ class OpenSearchSink:
                 outcomes[p] = Outcome.retry(reason)
             return
         except TransportError as exc:
-            self._request_failed(exc, positions, entries, outcomes, targets)
+            self._request_failed(exc, positions, entries, outcomes, records)
+            return
+        except SerializationError as exc:  # a 2xx answer that is not OpenSearch's JSON
+            reason = self._safe(
+                f"{self._where()} answered without OpenSearch's JSON (a proxy or load balancer "
+                f"answered?): {_excerpt(exc)}"
+            )
+            for p in positions:
+                outcomes[p] = Outcome.retry(reason)
             return
         items = response.get("items") if isinstance(response, dict) else None
         if not isinstance(items, list) or len(items) != len(positions):
             count = len(items) if isinstance(items, list) else 0
             for p in positions:
                 outcomes[p] = Outcome.retry(f"bulk response had {count} items for {len(positions)} documents")
+            return
+        if response.get("errors") is False:  # every item succeeded: no need to read them one by one
+            for p in positions:
+                outcomes[p] = DELIVERED
             return
         for p, item in zip(positions, items, strict=True):
             if refuses_custom_ids(item):
@@ -139,7 +168,7 @@ class OpenSearchSink:
                     0.0,
                 )
                 continue
-            outcomes[p] = item_outcome(item, targets[p])
+            outcomes[p] = item_outcome(item, self._target(records[p]))
 
     def _drop_ids(self) -> None:
         """Send without ``_id`` from now on, and say so once (replays may then store duplicates)."""
@@ -160,7 +189,7 @@ class OpenSearchSink:
         positions: list[int],
         entries: list[bytes],
         outcomes: list[Outcome | None],
-        targets: list[str],
+        records: Sequence[Record],
     ) -> None:
         """Map a whole-request error to outcomes, or raise when the sink cannot work."""
         status = exc.status_code if isinstance(exc.status_code, int) else 0
@@ -169,8 +198,8 @@ class OpenSearchSink:
         if status == 413:
             if len(positions) > 1:
                 half = len(positions) // 2
-                self._send_group(positions[:half], entries[:half], outcomes, targets)
-                self._send_group(positions[half:], entries[half:], outcomes, targets)
+                self._send_group(positions[:half], entries[:half], outcomes, records)
+                self._send_group(positions[half:], entries[half:], outcomes, records)
             else:
                 outcomes[positions[0]] = Outcome.rejected(
                     f"document of {len(entries[0])} bytes is larger than the cluster accepts "
@@ -182,7 +211,7 @@ class OpenSearchSink:
                 f"OpenSearch at {self._where()} refused the credentials ({self.config.auth_setting}): {text}"
             )
         if status == 403:
-            names = ", ".join(sorted({targets[p] for p in positions}))
+            names = ", ".join(sorted({self._target(records[p]) for p in positions}))
             raise FatalSinkError(
                 f"the credentials ({self.config.auth_setting}) may not write to {names} "
                 f"(for SigV4: the IAM policy or the data access policy, and region/aws_service): {text}"

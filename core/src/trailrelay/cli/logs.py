@@ -40,5 +40,5 @@ def setup_logging(fmt: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("botocore", "boto3", "urllib3", "azure", "elastic_transport"):
+    for noisy in ("botocore", "boto3", "urllib3", "azure", "elastic_transport", "opensearch"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
