@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -482,21 +483,34 @@ def test_no_nothing_found_warning_when_the_listing_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A listing that could not run found nothing for another reason: the failure is what is said."""
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "k",
-        "AWS_SECRET_ACCESS_KEY": "s",
-        "AWS_MAX_ATTEMPTS": "1",
-    }.items():
+
+    class Denied(BaseHTTPRequestHandler):  # S3's answer to a listing the credentials may not make
+        def do_GET(self) -> None:
+            body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+            self.send_response(403)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Denied)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    for key, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}.items():
         monkeypatch.setenv(key, value)
     cfg = _config(
         tmp_path,
-        f'[source]\ntype = "s3"\nbucket = "trail"\nregion = "us-east-1"\nendpoint_url = "http://127.0.0.1:{port}"\n'
+        f'[source]\ntype = "s3"\nbucket = "trail"\nregion = "us-east-1"\n'
+        f'endpoint_url = "http://127.0.0.1:{server.server_address[1]}"\n'
         '[[sinks]]\ntype = "file"\npath = "out/ct.ndjson"\n',
     )
-    result = _forward(cfg)
+    try:
+        result = _forward(cfg)
+    finally:
+        server.shutdown()
+        server.server_close()
     assert result.returncode == 3, result.stderr
-    assert "source failed" in result.stderr
+    assert "source failed" in result.stderr and "AccessDenied" in result.stderr
     assert "nothing to read" not in result.stderr
