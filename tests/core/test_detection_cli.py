@@ -95,6 +95,21 @@ def test_corrupt_input_is_reported_and_the_rest_is_read(tmp_path: Path) -> None:
     assert summary["matches"] == 2 and summary["unreadable_files"][0]["file"].endswith("broken.json.gz")
 
 
+def test_reading_no_records_is_a_failure_not_a_clean_test(tmp_path: Path) -> None:
+    """A folder without log files tested nothing: that must not look like "no alerts"."""
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a log", encoding="utf-8")
+    (folder / "empty.json.gz").write_bytes(gzip.compress(b'{"Records": []}'))
+    code, out, err = run("test", str(folder))
+    assert code == EXIT_INPUT
+    assert "no CloudTrail records were read, so no rule was tested" in err
+    summary = json.loads(out.splitlines()[-1])["summary"]
+    assert summary["records"] == 0 and summary["skipped_files"][0]["reason"] == "not-a-log-file"
+    code, _, err = run("test", str(trail(tmp_path)))
+    assert code == 0 and "from 2 of" in err and "no rule was tested" not in err
+
+
 def test_bad_rule_paths_exit_with_the_path_named(tmp_path: Path) -> None:
     code, _, err = run("list", "--rules", str(tmp_path / "nope"))
     assert code == EXIT_RULES and "nope does not exist" in err

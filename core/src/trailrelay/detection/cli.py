@@ -120,7 +120,11 @@ def list_rules(config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: 
 def test_rules(
     config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: bool, paths: tuple[Path, ...]
 ) -> None:
-    """Run the rules over CloudTrail files or folders: one JSON line per match, then a summary line."""
+    """Run the rules over CloudTrail files or folders: one JSON line per match, then a summary line.
+
+    Exit status 1 when a file could not be read, or when no record was read at all (nothing was
+    tested); 2 for a rule that cannot be loaded.
+    """
     from trailrelay.record import Origin, Record  # noqa: PLC0415
     from trailrelay.sources.decompress import decompress  # noqa: PLC0415
     from trailrelay.sources.files import list_files  # noqa: PLC0415
@@ -182,10 +186,17 @@ def test_rules(
     out.write(orjson.dumps(summary).decode() + "\n")
     out.flush()
     click.echo(
-        f"{records} records in {files} files: {matches} matches of {len(by_rule)} rules"
-        + (f"; {len(unreadable)} unreadable files" if unreadable else ""),
+        f"{records} records in {files} files: {matches} matches from {len(by_rule)} of "
+        f"{len(tagger.rules)} rules" + (f"; {len(unreadable)} unreadable files" if unreadable else ""),
         err=True,
     )
+    if not records:  # nothing was tested: a wrong folder must not read as "no alerts"
+        click.echo(
+            "error: no CloudTrail records were read, so no rule was tested (the paths hold no "
+            ".json, .json.gz or .ndjson log files with records; skipped files are in the summary)",
+            err=True,
+        )
+        raise SystemExit(EXIT_INPUT)
     if unreadable:
         raise SystemExit(EXIT_INPUT)
 
