@@ -17,7 +17,7 @@ import orjson
 import pytest
 import requests
 from requests.adapters import HTTPAdapter
-from splunk_hec_standin import HecStandIn
+from splunk_hec_standin import HecStandIn, Scripted
 from splunk_testkit import TOKEN, context, make_config, sink_runner
 
 from trailrelay.contract import (
@@ -275,6 +275,25 @@ def test_token_with_ack_when_ack_is_off_is_fatal(hec_ack: HecStandIn) -> None:
         settled(sink.send(Batch(sample_records(2))))
     assert not sink.check().ok
     sink.close()
+
+
+@pytest.mark.parametrize("path", ["/services/collector/health", "/services/collector/event"])
+def test_check_fails_when_a_200_is_not_hecs(hec: HecStandIn, path: str) -> None:
+    """A proxy or portal page answering 200 must not pass for a healthy HEC that took the token.
+
+    (It did: the health check looked at the status alone, and the token probe's 200 was not
+    among the refusals it looked for.)
+    """
+    page = "<html><body>Please sign in to continue</body></html>"
+    hec.script(Scripted(path, 200, page, {"Content-Type": "text/html"}))
+    sink = _sink(hec)
+    try:
+        result = sink.check()
+    finally:
+        sink.close()
+    assert not result.ok
+    assert "without HEC's JSON (a proxy or another service?)" in result.summary
+    assert "Please sign in" in result.summary
 
 
 # -- faults -----------------------------------------------------------------------------------

@@ -130,6 +130,11 @@ class _NoAckEndpoint(Exception):  # noqa: N818 - internal control flow
     """The receiver hands out ackIds but has no ack endpoint: nothing can ever confirm them."""
 
 
+def _not_hec(url: str, what: str, reply: HecReply) -> str:
+    """Why a check fails when something other than HEC answered (a proxy, a portal, another service)."""
+    return f"{url} answered the {what} without HEC's JSON (a proxy or another service?): {reply.describe()}"
+
+
 class SplunkSink:
     """Delivers records to Splunk HEC; thread-safe ``send``."""
 
@@ -604,6 +609,8 @@ class SplunkSink:
             if health.status == 404:
                 return CheckResult(False, f"no HEC health endpoint at {c.url} ({health.describe()})", details)
             return CheckResult(False, f"HEC is not healthy: {health.describe()}", details)
+        if not health.hec:  # a 200 that is not HEC's must not pass for a healthy HEC
+            return CheckResult(False, _not_hec(c.url, "health check", health), details)
         headers = {"Content-Type": "application/json"}
         if c.ack is not False:
             headers["X-Splunk-Request-Channel"] = channel.id
@@ -614,6 +621,8 @@ class SplunkSink:
         except _Transient as exc:
             raise RetryableError(exc.reason) from None
         details["token"] = probe.describe()
+        if not probe.hec and 200 <= probe.status < 300:  # HEC refuses an empty POST (code 5)
+            return CheckResult(False, _not_hec(c.url, "token probe", probe), details)
         if probe.code != 5:
             verdict = classify(probe)
             hint = FATAL_HINTS.get(probe.code or -1, "")
