@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from trailrelay import __version__
 from trailrelay.cli.main import _warn_if_nothing_found, cli
 from trailrelay.config import load_config
+from trailrelay.pipeline import build
 from trailrelay.testing import SAMPLE_EVENTS
 
 
@@ -514,3 +515,36 @@ def test_no_nothing_found_warning_when_the_listing_failed(
     assert result.returncode == 3, result.stderr
     assert "source failed" in result.stderr and "AccessDenied" in result.stderr
     assert "nothing to read" not in result.stderr
+
+
+def test_check_reports_a_sink_whose_check_breaks_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connector's bug in check() is one failed line, not a traceback hiding the other sinks."""
+    real = build.build_sink
+
+    def build_sink(config: Any) -> Any:
+        sink = real(config)
+        if config.display_name == "broken":
+
+            def check() -> Any:
+                raise RuntimeError("unexpected answer shape")
+
+            sink.check = check
+        return sink
+
+    monkeypatch.setattr(build, "build_sink", build_sink)
+    (tmp_path / "in").mkdir()
+    cfg = _config(
+        tmp_path,
+        '[source]\ntype = "files"\npath = "in"\n'
+        '[[sinks]]\ntype = "file"\nname = "broken"\npath = "a.ndjson"\n'
+        '[[sinks]]\ntype = "file"\nname = "fine"\npath = "b.ndjson"\n',
+    )
+    result = CliRunner().invoke(cli, ["check", "-c", str(cfg)], env={"COLUMNS": "500"})
+    assert result.exit_code == 1, result.output
+    assert (
+        "✗ sink broken (file): the check failed unexpectedly: RuntimeError: unexpected answer shape"
+        in result.output
+    )
+    assert "✓ sink fine (file)" in result.output

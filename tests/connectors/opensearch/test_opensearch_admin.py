@@ -48,6 +48,19 @@ def test_check_refuses_elasticsearch(standin: StandIn, client: Any) -> None:
     assert "not OpenSearch" in result.summary
 
 
+@pytest.mark.parametrize("content_type", ["text/html", "application/json"])
+def test_check_says_when_something_else_answers(standin: StandIn, content_type: str) -> None:
+    """A proxy's or portal's 200 page: a failed check naming it, not a traceback from the client."""
+    standin.queue({"status": 200, "headers": {"Content-Type": content_type}, "body": "<html>Sign in</html>"})
+    sink = make_sink(make_config(standin.url))
+    try:
+        result = sink.check()
+    finally:
+        sink.close()
+    assert not result.ok
+    assert "did not answer as OpenSearch (a proxy or another service?)" in result.summary
+
+
 def test_check_bad_password_is_fatal(standin: StandIn) -> None:
     sink = make_sink(make_config(standin.url, password="wrong-password"))
     with pytest.raises(FatalSinkError) as info:

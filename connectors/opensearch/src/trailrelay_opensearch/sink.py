@@ -99,7 +99,13 @@ class OpenSearchSink:
 
     def check(self) -> CheckResult:
         """Reach the cluster, verify it is OpenSearch, the credentials and the target; send nothing."""
-        return check_cluster(self.client, self.config)
+        try:
+            return check_cluster(self.client, self.config)
+        except SerializationError as exc:  # a 2xx answer that is not OpenSearch's JSON
+            reason = (
+                f"{self._where()} did not answer as OpenSearch (a proxy or another service?): {_excerpt(exc)}"
+            )
+            return CheckResult(False, self._safe(reason), {})
 
     def send(self, batch: Batch) -> Sequence[Outcome]:
         """Deliver a batch in one or more ``_bulk`` requests; one outcome per record, in order."""

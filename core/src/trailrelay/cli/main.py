@@ -555,6 +555,14 @@ def check(config_path: Path) -> None:
         except TrailrelayError as exc:
             out.print(f"✗ sink {name} ({sc.type}): {exc}", highlight=False, markup=False)
             ok = False
+        except Exception as exc:  # a connector's bug: say so, and still check the other sinks
+            log.debug("check of sink %s failed", name, exc_info=True)
+            out.print(
+                f"✗ sink {name} ({sc.type}): the check failed unexpectedly: {type(exc).__name__}: {exc}",
+                highlight=False,
+                markup=False,
+            )
+            ok = False
     raise SystemExit(0 if ok else 1)
 
 
