@@ -52,8 +52,10 @@ def test_check_bad_credentials(standin: StandIn) -> None:
 
 
 def test_check_unreachable_is_an_error() -> None:
-    with pytest.raises(SinkError, match="cannot reach"):
+    """Saying what failed: elastic_transport's own text is a bare "Connection error"."""
+    with pytest.raises(SinkError, match="cannot reach") as info:
         make_sink(f"http://127.0.0.1:{free_port()}").check()
+    assert "Connection refused" in str(info.value)
 
 
 def test_check_not_elasticsearch(standin: StandIn) -> None:
@@ -209,6 +211,25 @@ def test_cli_setup_dry_run_and_install(
     assert real.exit_code == 0, real.output
     assert "installed: index template trailrelay-ecs-logs-aws.cloudtrail-default" in real.output
     assert API_KEY not in real.output
+
+
+def test_cli_setup_says_what_is_wrong_with_the_url(
+    standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing listening, or something other than Elasticsearch answering: one line, no traceback."""
+    monkeypatch.setenv("TEST_ES_API_KEY", API_KEY)
+    runner = CliRunner()
+    closed = runner.invoke(
+        group, ["setup", "--config", str(write_config(tmp_path, f"http://127.0.0.1:{free_port()}", "ecs"))]
+    )
+    assert closed.exit_code == 1 and isinstance(closed.exception, SystemExit), closed.output
+    assert "cannot reach Elasticsearch at http://127.0.0.1:" in closed.output
+    assert "Connection refused" in closed.output
+    standin.queue({"status": 200, "headers": {}, "body": "<html>Kibana</html>"}, count=5)
+    other = runner.invoke(group, ["setup", "--config", str(write_config(tmp_path, standin.url, "ecs"))])
+    assert other.exit_code == 1 and isinstance(other.exception, SystemExit), other.output
+    assert "did not identify itself as Elasticsearch (no X-Elastic-Product header)" in other.output
+    assert API_KEY not in closed.output + other.output
 
 
 def test_cli_setup_integration_missing_exits_nonzero(

@@ -125,6 +125,25 @@ def test_setup_detector(standin: StandIn, client: Any) -> None:
     assert len(standin.detectors) == 1
 
 
+def test_setup_command_says_when_something_else_answers(
+    standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page instead of OpenSearch's JSON: one line naming it (it was a SerializationError traceback)."""
+    monkeypatch.setenv("OS_PASSWORD", PASSWORD)
+    cfg = tmp_path / "trailrelay.toml"
+    cfg.write_text(
+        f'[source]\ntype = "files"\npath = "."\n\n[[sinks]]\ntype = "opensearch"\nurl = "{standin.url}"\n'
+        f'username = "{USER}"\npassword = "${{OS_PASSWORD}}"\n'
+    )
+    standin.queue(
+        {"status": 200, "headers": {"Content-Type": "text/html"}, "body": "<html>Sign in</html>"}, 5
+    )
+    result = CliRunner().invoke(group, ["setup", "-c", str(cfg)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "did not answer as OpenSearch (a proxy or another service?)" in result.output
+    assert PASSWORD not in result.output
+
+
 def test_setup_command(standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OS_PASSWORD", PASSWORD)
     cfg = tmp_path / "trailrelay.toml"

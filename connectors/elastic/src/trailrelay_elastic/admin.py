@@ -10,6 +10,7 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, UnsupportedProductError
 
 from trailrelay.contract import CheckResult, FatalSinkError, RetryableError, scrub
+from trailrelay_elastic.client import unreachable
 from trailrelay_elastic.config import ElasticConfig
 from trailrelay_elastic.responses import describe_error
 from trailrelay_elastic.templates import (
@@ -64,7 +65,7 @@ def _info(client: Elasticsearch, config: ElasticConfig) -> dict[str, Any] | None
     except (TransportConnectionError, TransportError) as exc:
         raise RetryableError(
             scrub(
-                f"cannot reach Elasticsearch at {_where(config)}: {type(exc).__name__}: {exc}",
+                unreachable(_where(config), exc),
                 config.secret_values,
             )
         ) from None

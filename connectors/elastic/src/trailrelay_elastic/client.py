@@ -12,7 +12,7 @@ from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 from trailrelay.contract import ConfigError, tls_verify
 from trailrelay_elastic.config import ElasticConfig
 
-__all__ = ["make_client"]
+__all__ = ["make_client", "unreachable"]
 
 
 class _BytesNdjsonSerializer(NdjsonSerializer):
@@ -26,6 +26,18 @@ class _BytesNdjsonSerializer(NdjsonSerializer):
         if isinstance(data, bytes):
             return data
         return super().dumps(data)
+
+
+def unreachable(where: str, exc: Exception) -> str:
+    """``cannot reach Elasticsearch at URL: ConnectionError: <what failed>``.
+
+    elastic_transport's errors print as a bare "Connection error"; what failed (refused, a name
+    that does not resolve, a TLS handshake) is in their ``message``.
+    """
+    detail = getattr(exc, "message", None)
+    if not isinstance(detail, str) or not detail:
+        detail = str(exc)
+    return f"cannot reach Elasticsearch at {where}: {type(exc).__name__}: {detail}"
 
 
 def make_client(

@@ -25,7 +25,7 @@ from trailrelay.contract import (
     scrub,
 )
 from trailrelay_elastic.admin import check_cluster
-from trailrelay_elastic.client import make_client
+from trailrelay_elastic.client import make_client, unreachable
 from trailrelay_elastic.config import ElasticConfig
 from trailrelay_elastic.encode import DocumentBuilder
 from trailrelay_elastic.integrity import is_integrity
@@ -163,7 +163,7 @@ class ElasticSink:
             self._request_failed(exc, positions, entries, outcomes, records)
             return
         except (TransportConnectionError, SerializationError, TransportError) as exc:
-            reason = f"cannot reach Elasticsearch at {self._where()}: {type(exc).__name__}: {exc}"
+            reason = unreachable(self._where(), exc)
             for p in positions:
                 outcomes[p] = Outcome.retry(self._safe(reason))
             return

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 import orjson
+from opensearchpy import SerializationError
 
 from trailrelay.contract import ConfigError, SinkError, load_sink_config
 from trailrelay_opensearch.admin import run_setup
@@ -55,6 +56,10 @@ def setup(config_path: Path, sink_name: str | None, dry_run: bool, detector: boo
         report = run_setup(client, config, dry_run=dry_run, detector=detector)
     except SinkError as exc:
         raise click.ClickException(str(exc)) from None
+    except SerializationError as exc:  # a 2xx answer that is not OpenSearch's JSON
+        raise click.ClickException(
+            f"{', '.join(config.urls)} did not answer as OpenSearch (a proxy or another service?): {exc}"
+        ) from None
     finally:
         client.close()
     click.echo(f"opensearch sink -> {config.target.name}{' [dry run]' if dry_run else ''}")
