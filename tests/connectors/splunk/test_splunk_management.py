@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import socket
 import stat
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -136,6 +139,53 @@ def test_login_failure_is_clear_and_secret_free(api: MgmtStandIn) -> None:
 def test_bearer_token_authentication(api: MgmtStandIn) -> None:
     service = connect(ManagementTarget(api.url, auth_token=_secret(api.bearer)))
     assert plan_setup(service, SetupSpec(index="main"))[0].action == "exists"
+
+
+def test_a_wrong_token_is_refused_at_connect(api: MgmtStandIn) -> None:
+    """With a token, login() sends nothing: connect asks server/info, so a bad token fails there."""
+    with pytest.raises(ManagementError, match="refused the login") as info:
+        connect(ManagementTarget(api.url, auth_token=_secret("not-the-token-42")))
+    assert "not-the-token-42" not in str(info.value)
+
+
+@pytest.mark.parametrize("command", ["setup", "verify"])
+def test_a_url_without_splunkd_is_one_line(command: str) -> None:
+    """Nothing listening, or a page instead of splunkd's feed: one line naming it, no traceback."""
+    page = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    threading.Thread(target=page.serve_forever, daemon=True).start()
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nothing = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    try:
+        for url, said in (
+            (nothing, "cannot reach Splunk at"),
+            (f"http://127.0.0.1:{page.server_address[1]}", "did not answer as Splunk's management API"),
+        ):
+            env = {"SPLUNK_MANAGEMENT_URL": url, "SPLUNK_AUTH_TOKEN": "tok-123"}
+            result = CliRunner().invoke(group, [command], env=env)
+            assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+            assert said in result.output and "tok-123" not in result.output
+    finally:
+        page.shutdown()
+        page.server_close()
+
+
+class _Page(BaseHTTPRequestHandler):
+    """A portal that answers every request with 200 and a page."""
+
+    def do_GET(self) -> None:
+        body = b"<html><body>Sign in</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.do_GET()
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
 
 
 def test_missing_credentials_are_refused() -> None:

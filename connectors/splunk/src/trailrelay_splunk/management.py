@@ -141,7 +141,33 @@ def connect(target: ManagementTarget, app: str = "search") -> client.Service:
         raise ManagementError(f"cannot log in to Splunk at {target.url}: {_brief(exc)}", exc.status) from None
     except OSError as exc:
         raise ManagementError(f"cannot log in to Splunk at {target.url}: {_brief(exc)}") from None
+    _confirm_splunkd(service, target)
     return service
+
+
+def _confirm_splunkd(service: client.Service, target: ManagementTarget) -> None:
+    """Ask for ``/services/server/info``: splunkd answers it, and a token is first used here.
+
+    With a token, ``login()`` sends nothing, so a port where nothing listens, a proxy's page or
+    a refused token would otherwise surface later as a traceback from deep inside splunk-sdk.
+    """
+    try:
+        version = service.info["version"]
+    except binding.HTTPError as exc:
+        if exc.status in (401, 403):
+            raise LoginRefusedError(
+                f"Splunk at {target.url} refused the login: {_brief(exc)}", exc.status
+            ) from None
+        raise ManagementError(f"Splunk at {target.url} answered {_brief(exc)}", exc.status) from None
+    except OSError as exc:
+        raise ManagementError(f"cannot reach Splunk at {target.url}: {_brief(exc)}") from None
+    except Exception as exc:  # splunk-sdk reading a page that is not splunkd's Atom feed
+        raise ManagementError(
+            f"{target.url} did not answer as Splunk's management API (splunkd, usually port 8089): "
+            f"{_brief(exc)}"
+        ) from None
+    if not isinstance(version, str) or not version:
+        raise ManagementError(f"{target.url} did not answer as Splunk's management API: no version")
 
 
 def _brief(exc: BaseException) -> str:
