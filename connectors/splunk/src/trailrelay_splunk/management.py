@@ -134,11 +134,7 @@ def connect(target: ManagementTarget, app: str = "search") -> client.Service:
             401,
         ) from None
     except binding.HTTPError as exc:
-        if exc.status in (401, 403):
-            raise LoginRefusedError(
-                f"Splunk at {target.url} refused the login: {_brief(exc)}", exc.status
-            ) from None
-        raise ManagementError(f"cannot log in to Splunk at {target.url}: {_brief(exc)}", exc.status) from None
+        raise _refused_or(exc, target, f"cannot log in to Splunk at {target.url}") from None
     except OSError as exc:
         raise ManagementError(f"cannot log in to Splunk at {target.url}: {_brief(exc)}") from None
     _confirm_splunkd(service, target)
@@ -154,11 +150,7 @@ def _confirm_splunkd(service: client.Service, target: ManagementTarget) -> None:
     try:
         version = service.info["version"]
     except binding.HTTPError as exc:
-        if exc.status in (401, 403):
-            raise LoginRefusedError(
-                f"Splunk at {target.url} refused the login: {_brief(exc)}", exc.status
-            ) from None
-        raise ManagementError(f"Splunk at {target.url} answered {_brief(exc)}", exc.status) from None
+        raise _refused_or(exc, target, f"Splunk at {target.url} answered an error") from None
     except OSError as exc:
         raise ManagementError(f"cannot reach Splunk at {target.url}: {_brief(exc)}") from None
     except Exception as exc:  # splunk-sdk reading a page that is not splunkd's Atom feed
@@ -168,6 +160,13 @@ def _confirm_splunkd(service: client.Service, target: ManagementTarget) -> None:
         ) from None
     if not isinstance(version, str) or not version:
         raise ManagementError(f"{target.url} did not answer as Splunk's management API: no version")
+
+
+def _refused_or(exc: binding.HTTPError, target: ManagementTarget, failed: str) -> ManagementError:
+    """The error to raise for an HTTP error answer: a refused login (401, 403), else ``failed``."""
+    if exc.status in (401, 403):
+        return LoginRefusedError(f"Splunk at {target.url} refused the login: {_brief(exc)}", exc.status)
+    return ManagementError(f"{failed}: {_brief(exc)}", exc.status)
 
 
 def _brief(exc: BaseException) -> str:
