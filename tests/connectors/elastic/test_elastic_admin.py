@@ -225,7 +225,7 @@ def test_cli_setup_says_what_is_wrong_with_the_url(
     assert closed.exit_code == 1 and isinstance(closed.exception, SystemExit), closed.output
     assert "cannot reach Elasticsearch at http://127.0.0.1:" in closed.output
     assert "Connection refused" in closed.output
-    standin.queue({"status": 200, "headers": {}, "body": "<html>Kibana</html>"}, count=5)
+    standin.queue({"status": 200, "headers": {"Content-Type": "text/html"}, "body": "<html>Kibana</html>"})
     other = runner.invoke(group, ["setup", "--config", str(write_config(tmp_path, standin.url, "ecs"))])
     assert other.exit_code == 1 and isinstance(other.exception, SystemExit), other.output
     assert "did not identify itself as Elasticsearch (no X-Elastic-Product header)" in other.output

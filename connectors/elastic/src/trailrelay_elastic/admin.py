@@ -224,7 +224,12 @@ def _existing_hash(client: Elasticsearch, kind: str, name: str) -> str | None:
 
 
 def run_setup(client: Elasticsearch, config: ElasticConfig, *, dry_run: bool = False) -> SetupReport:
-    """Install (ecs) or verify (integration) what the target needs; idempotent; no change on dry run."""
+    """Install (ecs) or verify (integration) what the target needs; idempotent; no change on dry run.
+
+    ``GET /`` first, as ``check`` does: a URL where nothing listens or that is not Elasticsearch
+    is one SinkError naming it, before any template is read.
+    """
+    _info(client, config)
     report = SetupReport()
     if config.mode == "integration":
         _verify_integration(client, report)

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import click
 import orjson
-from elastic_transport import TransportError
-from elasticsearch import UnsupportedProductError
 
-from trailrelay.contract import ConfigError, SinkError, load_sink_config, scrub
+from trailrelay.contract import ConfigError, SinkError, load_sink_config
 from trailrelay_elastic.admin import run_setup
-from trailrelay_elastic.client import make_client, unreachable
+from trailrelay_elastic.client import make_client
 from trailrelay_elastic.config import ElasticConfig
 
 __all__ = ["group", "load_config"]
@@ -49,18 +47,10 @@ def setup(config_path: Path, sink_name: str | None, dry_run: bool) -> None:
         client = make_client(config, logging.getLogger("trailrelay.elastic"))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    where = ", ".join(config.urls) if config.urls else "the Elastic Cloud deployment"
     try:
         report = run_setup(client, config, dry_run=dry_run)
     except SinkError as exc:
         raise click.ClickException(str(exc)) from None
-    except UnsupportedProductError:
-        raise click.ClickException(
-            f"{where} did not identify itself as Elasticsearch (no X-Elastic-Product header): "
-            "is `url` the cluster's own address, not a proxy's or Kibana's?"
-        ) from None
-    except TransportError as exc:  # connection refused, TLS, timeout: nothing was installed
-        raise click.ClickException(scrub(unreachable(where, exc), config.secret_values)) from None
     finally:
         client.close()
     click.echo(

@@ -10,9 +10,9 @@ import click
 import orjson
 from opensearchpy import SerializationError
 
-from trailrelay.contract import ConfigError, SinkError, load_sink_config
+from trailrelay.contract import ConfigError, SinkError, load_sink_config, scrub
 from trailrelay_opensearch.admin import run_setup
-from trailrelay_opensearch.client import make_client
+from trailrelay_opensearch.client import make_client, not_opensearch
 from trailrelay_opensearch.config import OpenSearchConfig
 from trailrelay_opensearch.plugin import user_agent
 
@@ -57,9 +57,8 @@ def setup(config_path: Path, sink_name: str | None, dry_run: bool, detector: boo
     except SinkError as exc:
         raise click.ClickException(str(exc)) from None
     except SerializationError as exc:  # a 2xx answer that is not OpenSearch's JSON
-        raise click.ClickException(
-            f"{', '.join(config.urls)} did not answer as OpenSearch (a proxy or another service?): {exc}"
-        ) from None
+        reason = not_opensearch(", ".join(config.urls), exc)
+        raise click.ClickException(scrub(reason, config.secret_values)) from None
     finally:
         client.close()
     click.echo(f"opensearch sink -> {config.target.name}{' [dry run]' if dry_run else ''}")

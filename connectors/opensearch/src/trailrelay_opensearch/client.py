@@ -18,7 +18,7 @@ from opensearchpy.serializer import JSONSerializer
 from trailrelay.contract import ConfigError, tls_verify
 from trailrelay_opensearch.config import OpenSearchConfig
 
-__all__ = ["aws_credentials", "make_client", "response_headers"]
+__all__ = ["aws_credentials", "make_client", "not_opensearch", "response_headers", "unparsed"]
 
 _EVERY_STATUS = tuple(range(100, 600))
 
@@ -27,6 +27,19 @@ def response_headers(exc: TransportError) -> dict[str, str]:
     """The (lower-cased) response headers of an HTTP error answer; empty for other errors."""
     headers = getattr(exc, "response_headers", None)
     return headers if isinstance(headers, dict) else {}
+
+
+def unparsed(error: SerializationError) -> str:
+    """What the client could not parse (its first 200 characters) and why."""
+    args = error.args
+    if len(args) == 2 and isinstance(args[0], str):
+        return f"{args[0][:200]!r} ({args[1]})"
+    return str(error)[:300]
+
+
+def not_opensearch(where: str, error: SerializationError) -> str:
+    """Why a check or set-up stops when an answer was not OpenSearch's JSON (a proxy, a portal)."""
+    return f"{where} did not answer as OpenSearch (a proxy or another service?): {unparsed(error)}"
 
 
 class _OrjsonSerializer(JSONSerializer):

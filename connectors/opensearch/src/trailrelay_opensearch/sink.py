@@ -24,7 +24,7 @@ from trailrelay.contract import (
     scrub,
 )
 from trailrelay_opensearch.admin import check_cluster
-from trailrelay_opensearch.client import make_client, response_headers
+from trailrelay_opensearch.client import make_client, not_opensearch, response_headers, unparsed
 from trailrelay_opensearch.config import OpenSearchConfig
 from trailrelay_opensearch.encode import DocumentBuilder
 from trailrelay_opensearch.integrity import is_integrity
@@ -35,14 +35,6 @@ from trailrelay_opensearch.responses import (
 )
 
 __all__ = ["OpenSearchSink"]
-
-
-def _excerpt(error: SerializationError) -> str:
-    """What the client could not parse (its first 200 characters) and why."""
-    args = error.args
-    if len(args) == 2 and isinstance(args[0], str):
-        return f"{args[0][:200]!r} ({args[1]})"
-    return str(error)[:300]
 
 
 _FILTER_PATH = "errors,items.*.status,items.*.error"
@@ -102,10 +94,7 @@ class OpenSearchSink:
         try:
             return check_cluster(self.client, self.config)
         except SerializationError as exc:  # a 2xx answer that is not OpenSearch's JSON
-            reason = (
-                f"{self._where()} did not answer as OpenSearch (a proxy or another service?): {_excerpt(exc)}"
-            )
-            return CheckResult(False, self._safe(reason), {})
+            return CheckResult(False, self._safe(not_opensearch(self._where(), exc)), {})
 
     def send(self, batch: Batch) -> Sequence[Outcome]:
         """Deliver a batch in one or more ``_bulk`` requests; one outcome per record, in order."""
@@ -150,7 +139,7 @@ class OpenSearchSink:
         except SerializationError as exc:  # a 2xx answer that is not OpenSearch's JSON
             reason = self._safe(
                 f"{self._where()} answered without OpenSearch's JSON (a proxy or load balancer "
-                f"answered?): {_excerpt(exc)}"
+                f"answered?): {unparsed(exc)}"
             )
             for p in positions:
                 outcomes[p] = Outcome.retry(reason)
