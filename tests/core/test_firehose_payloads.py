@@ -128,5 +128,6 @@ def test_collector_sorts_records_payloads_and_junk() -> None:
     refs = c.refs()
     assert [r.origin.kind for r in refs] == ["firehose", "cloudwatch", "firehose"]
     assert refs[2].origin.location == "r#5"  # the pipeline reads it again and dead-letters it
+    assert all(r.held for r in refs)  # no copy elsewhere: a problem keeps their bytes
     assert [reason for reason, _ in c.skipped] == ["cloudwatch-control-message", "empty-record"]
     assert len(c.invalid) == 1 and "r#1" in c.invalid[0][0] and c.invalid[0][1] == b"***"

@@ -145,7 +145,8 @@ def transform(app: InvocationApp, event: dict[str, Any], context: Any) -> dict[s
         collector = PayloadCollector(Origin("firehose", where), app.config.pipeline.max_object_bytes)
         collector.add_bytes(raw, where)
         # every object answers to its Firehose record, CloudWatch batches included
-        objects = [ObjectRef(Origin("firehose", where), ref.fetch, ref.open) for ref in collector.refs()]
+        origin = Origin("firehose", where)
+        objects = [ObjectRef(origin, ref.fetch, ref.open, held=ref.held) for ref in collector.refs()]
         units.append(ledger.work(rid, objects, skipped=collector.skipped, label=where))
     collect = _Collect()
     held = _Held(app.dead_letters, set(where_of.values()))

@@ -216,14 +216,15 @@ class Pipeline:
         )
         count = 0
         try:
-            count = self._route_all(stream.batches(), ticket)
+            count = self._route_all(stream.batches(), ticket, held=obj.fetch if obj.held else None)
         except NotALogFile as skip:
             m.bump("skipped", skip.kind)
         except FetchError as exc:  # the source failed part-way: what was read stays in flight
             self._fetch_failed(origin, exc, ticket)
         except Exception as exc:  # a reader bug must not stop the run: trace the object, go on
             log.exception("unexpected error reading %s", origin.location)
-            self._dead_letter("read", f"unexpected {type(exc).__name__} while reading: {exc}", origin, None)
+            reason = f"unexpected {type(exc).__name__} while reading: {exc}"
+            self._dead_letter("read", reason, origin, obj.fetch() if obj.held else None)
         m.add("objects_read")
         m.add("bytes_read", stream.bytes_in)
         ticket.object_read(origin, count, stream.sha256)
@@ -246,12 +247,20 @@ class Pipeline:
         self.metrics.bump("skipped", "fetch-failed")
         ticket.fail(f"fetch failed: {exc}")
 
-    def _route_all(self, batches: Iterable[Iterable[Record | Problem]], ticket: Ticket) -> int:
+    def _route_all(
+        self,
+        batches: Iterable[Iterable[Record | Problem]],
+        ticket: Ticket,
+        *,
+        held: Callable[[], bytes] | None = None,
+    ) -> int:
         """Transform records and hand them to the sinks in chunks; returns how many were read.
 
         Records are transformed and cross to the sinks at least ``CHUNK`` at a time (no
         per-record hand-off, lock or counter update); a cut of only records (``RecordRun``) is
         taken whole. A bad item is dead-lettered where it is found and the rest go on.
+        ``held``: the object's own bytes (:attr:`ObjectRef.held`), kept whole in the dead letter
+        of a problem that stops the reading instead of the excerpt of what was not read.
         """
         chunk: list[Record] = []
         count = 0
@@ -270,7 +279,8 @@ class Pipeline:
                             assert isinstance(item, Problem)
                             # terminal: the rest of the object is unreadable (corrupt gzip, broken JSON)
                             stage = "read" if item.terminal else "parse"
-                            self._dead_letter(stage, item.reason, item.origin, item.raw, index=item.index)
+                            raw = held() if item.terminal and held is not None else item.raw
+                            self._dead_letter(stage, item.reason, item.origin, raw, index=item.index)
                             continue
                         assert isinstance(item, Record)
                         count += 1

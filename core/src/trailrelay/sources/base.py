@@ -55,6 +55,10 @@ class ObjectRef:
     items: Callable[[], ItemStream] | None = None
     """Records the source cut itself (standard input): the pipeline reads these instead of parsing
     bytes. They are tagged, filtered and delivered like parsed ones; None for every other source."""
+    held: bool = False
+    """The bytes exist only in this process (a Firehose record, a payload inside an event): a
+    problem that stops the reading keeps them whole in its dead letter, since once the unit is
+    acknowledged no other copy is left. An S3 object or a file is named by its origin instead."""
 
     def reader(self) -> BinaryIO:
         """The object's bytes as a stream: ``open`` when the source streams, else ``fetch`` in memory."""

@@ -163,7 +163,7 @@ def _const(data: bytes) -> Callable[[], bytes]:
 
 
 def _ref(origin: Origin, data: bytes) -> ObjectRef:
-    return ObjectRef(origin, _const(data), lambda: io.BytesIO(data))
+    return ObjectRef(origin, _const(data), lambda: io.BytesIO(data), held=True)
 
 
 def _array_ref(origin: Origin, docs: list[bytes]) -> ObjectRef:
@@ -172,6 +172,7 @@ def _array_ref(origin: Origin, docs: list[bytes]) -> ObjectRef:
         origin,
         lambda: b"[" + b",".join(docs) + b"]",
         lambda: io.BufferedReader(_Pieces(docs), 1 << 20),
+        held=True,
     )
 
 
