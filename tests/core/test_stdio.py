@@ -73,6 +73,16 @@ SHAPES: dict[str, Callable[[], bytes]] = {
     "ndjson": _ndjson,
     "ndjson-gzip": lambda: gzip.compress(("\n".join(json.dumps(r) for r in RECORDS)).encode()),
     "eventbridge-ndjson": _eventbridge,
+    # cat *.json.gz | trailrelay forward: CloudTrail files one after another, each its own gzip member
+    "records-files-concatenated-gzip": lambda: b"".join(
+        gzip.compress(json.dumps({"Records": RECORDS[i : i + 7]}, separators=(",", ":")).encode())
+        for i in range(0, len(RECORDS), 7)
+    ),
+    # zcat *.json.gz: their JSON one after another, no line break between
+    "records-files-concatenated": lambda: b"".join(
+        json.dumps({"Records": RECORDS[i : i + 7]}, separators=(",", ":")).encode()
+        for i in range(0, len(RECORDS), 7)
+    ),
 }
 
 

@@ -167,6 +167,28 @@ SHAPES: dict[str, bytes] = {
     ),
     "digest": _dumps({"awsAccountId": "1", "digestStartTime": "2026-01-01T00:00:00Z", "logFiles": []}),
     "empty-object": b"{}",
+    # CloudTrail files one after another (zcat *.json.gz): each read in turn, indexes going on
+    "envelopes-concatenated": _dumps({"Records": RECS[:2]}) + _dumps({"Records": RECS[2:]}),
+    "envelopes-on-lines": b"\n".join(_dumps({"Records": RECS[i : i + 1]}) for i in range(len(RECS))) + b"\n",
+    "envelopes-many": b"".join(_dumps({"Records": MANY[i : i + 37]}) for i in range(0, len(MANY), 37)),
+    "envelopes-spaced-and-empty": b' {"Records":[]} \n\n{ "Records" : [ '
+    + _dumps(RECS[0])
+    + b" ] }  "
+    + _dumps({"Records": [], "x": 1})
+    + _dumps({"Records": RECS[1:]}),
+    "envelope-more-keys-then-envelope": _dumps({"Records": RECS[:1], "extra": [1]})
+    + _dumps({"Records": RECS[1:]}),
+    "records-not-first-then-envelope": _dumps({"x": 1, "Records": RECS[:1]})
+    + b"\n"
+    + _dumps({"Records": RECS[1:]}),
+    "envelope-then-ndjson": _dumps({"Records": RECS[:1]}) + b"\n" + b"\n".join(_dumps(r) for r in RECS[1:]),
+    "envelope-then-single": _dumps({"Records": RECS[:1]}) + _dumps(RECS[1], pretty=True),
+    "envelope-then-array": _dumps({"Records": RECS[:1]}) + _dumps(RECS[1:]),
+    "envelope-then-digest": _dumps({"Records": RECS[:1]})
+    + _dumps({"awsAccountId": "1", "digestStartTime": "2026-01-01T00:00:00Z", "logFiles": []}),
+    "digest-then-envelope": _dumps({"awsAccountId": "1", "digestStartTime": "x", "logFiles": []})
+    + b"\n"
+    + _dumps({"Records": RECS}),
     "not-cloudtrail": b'{"kind": "something else", "items": [1, 2, 3]}',
 }
 SMALL = {name: data for name, data in SHAPES.items() if len(data) < 20_000}
@@ -200,6 +222,39 @@ def test_large_shapes_read_the_same(name: str) -> None:
         assert len(expected) > 300
         for read, chunk in BIG_SIZES:
             assert _new(data, read, chunk) == expected, (name, encoding, read, chunk)
+
+
+@pytest.mark.parametrize(
+    ("after", "reason"),
+    [
+        (b"this is not json", "not JSON: object starts with"),
+        (b'{"Records": 5}', "not a CloudTrail log"),
+        (_dumps({"Records": RECS[1:]})[:-30], "malformed JSON"),
+        (b'{"Records": [' + _dumps(RECS[1]) + b"] ", "malformed JSON"),
+    ],
+)
+def test_a_concatenation_going_bad_keeps_the_files_before(after: bytes, reason: str) -> None:
+    """CloudTrail files one after another, the last one damaged: the whole-object path refuses
+    it all; the stream delivers the files before it, then stops with the same kind of reason."""
+    data = _dumps({"Records": RECS}) + after
+    old = _old(data)
+    assert old[0][0] == "error" and old[0][1].startswith(reason), old
+    for read, chunk in SIZES:
+        new = _new(data, read, chunk)
+        assert all(i[0] == "record" for i in new[:-1]) and new[-1][0] == "error"
+        assert [i[1] for i in new[: len(RECS)]] == [_dumps(r) for r in RECS]
+        assert new[-1][1].startswith(reason) and "reading stopped after" in new[-1][1], (read, chunk)
+
+
+def test_concatenated_files_are_read_in_turn_with_indexes_going_on() -> None:
+    files = [_dumps({"Records": MANY[i : i + 50]}) for i in range(0, len(MANY), 50)]
+    data = b"".join(gzip.compress(f) for f in files)  # cat *.json.gz: one gzip member each
+    for items in (list(iter_records(decompress(data), ORIGIN)), _items(data)):
+        assert [i.raw for i in items] == [_dumps(r) for r in MANY]
+        assert [i.index for i in items] == list(range(len(MANY)))
+    digest = _dumps({"awsAccountId": "1", "digestStartTime": "x", "logFiles": []})
+    data = files[0] + digest + files[1]  # a digest among them is skipped, as it is alone
+    assert [i.raw for i in _items(data)] == [_dumps(r) for r in MANY[:100]]
 
 
 def test_whole_object_failures_give_the_same_reason() -> None:
@@ -448,7 +503,8 @@ def test_malformed_record_in_the_middle_is_its_own_problem(middle: bytes, reason
         (b"[" + GOOD[0] + b",]", "trailing comma"),
         (b"[" + GOOD[0] + b",}", "unexpected"),
         (b"[" + GOOD[0] + b"] x", "trailing characters"),
-        (_envelope(GOOD[:1]) + b"\n" + _envelope(GOOD[1:2]), "after the Records array"),
+        (_envelope(GOOD[:1]) + b'\n{"x": tru', "malformed JSON"),
+        (_envelope(GOOD[:1]) + b"}", "not JSON"),
         (_envelope(GOOD[:1])[:-1] + b',"Events":5}', "not a CloudTrail log"),
         (_envelope(GOOD[:1])[:-1] + b',"Records":[]}', "second Records key"),
     ],

@@ -2,10 +2,10 @@
 
 Shapes read: ``{"Records": [...]}`` (CloudTrail's S3 delivery), a top-level array of records,
 NDJSON of single records, one pretty-printed record, EventBridge "... via CloudTrail"
-envelopes (alone, in arrays or as NDJSON lines), and ``lookup-events`` output
-(``{"Events": [...]}`` with ``CloudTrailEvent`` strings). Digest files are recognised and
-skipped. Records are never materialised here: msgspec slices the object into raw byte ranges
-and only the routing fields are decoded.
+envelopes (alone, in arrays or as NDJSON lines), ``lookup-events`` output (``{"Events": [...]}``
+with ``CloudTrailEvent`` strings), and CloudTrail files one after another (``zcat *.json.gz``).
+Digest files are recognised and skipped. Records are never materialised here: msgspec slices
+the object into raw byte ranges and only the routing fields are decoded.
 
 Whole-object failures (bad JSON, not CloudTrail) raise :class:`InputError`; a single bad
 record inside a good object is yielded as a :class:`Problem` so the rest still flows.
@@ -13,6 +13,8 @@ record inside a good object is yielded as a :class:`Problem` so the rest still f
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import count, repeat
@@ -30,6 +32,7 @@ __all__ = [
     "ndjson_after_a_bad_line",
     "records_of",
     "records_of_array",
+    "trailing_at",
 ]
 
 
@@ -77,46 +80,113 @@ _PROBE = msgspec.json.Decoder(_Probe)
 _ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 _LOOKUP = msgspec.json.Decoder(_LookupEvent)
 _WS = b" \t\r\n"
-_OPEN_BRACE = ord("{")
+_OPEN_BRACE, _OPEN_BRACKET = ord("{"), ord("[")
 
 
-def iter_records(data: bytes, origin: Origin) -> Iterator[Record | Problem]:
-    """Yield every record in a decompressed object; raises InputError or NotALogFile."""
+def iter_records(data: bytes, origin: Origin, start: int = 0) -> Iterator[Record | Problem]:
+    """Yield every record in a decompressed object; raises InputError or NotALogFile.
+
+    ``start``: the index of the first record. CloudTrail files one after another (``zcat
+    *.json.gz``, gzip members concatenated) are read in turn: after a ``{"Records": [...]}``
+    object (or a digest, skipped), what follows is read as an object of its own.
+    """
     if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM, written by some Windows tools
         data = data[3:]
-    start = _first_byte(data)
-    if start == -1:
+    runs: list[Iterator[Record | Problem]] = []
+    view = memoryview(data)
+    pos = 0
+    while True:
+        try:
+            out = _document(data if pos == 0 else view[pos:], origin, start)
+        except NotALogFile:
+            if pos == 0:
+                raise
+            break  # a digest after the log files: skipped, as it would be alone
+        if not isinstance(out, _More):
+            runs.append(out)
+            break
+        runs.append(_from_items(out.records, origin, start))
+        start += len(out.records)
+        pos += out.end
+        if _first_byte(view[pos:]) == -1:  # only whitespace after it
+            break
+    return runs[0] if len(runs) == 1 else itertools.chain.from_iterable(runs)
+
+
+@dataclass(frozen=True, slots=True)
+class _More:
+    """A ``{"Records": [...]}`` object (or a digest) that ends at ``end``, where more JSON follows."""
+
+    records: list[msgspec.Raw]
+    end: int
+
+
+_TRAILING = re.compile(r"trailing characters \(byte (\d+)\)")
+
+
+def trailing_at(exc: BaseException) -> int | None:
+    """Index of what follows a complete value and its whitespace, or None for any other failure.
+
+    msgspec refuses to go on there: "trailing characters (byte N)", N counted from 1.
+    """
+    found = _TRAILING.search(str(exc))
+    return int(found.group(1)) - 1 if found is not None else None
+
+
+def _document(data: bytes | memoryview, origin: Origin, start: int) -> Iterator[Record | Problem] | _More:
+    """The records of one JSON document (or of NDJSON), or :class:`_More` when another follows.
+
+    ``data`` is a view when it is not the first document: it is copied only for the shapes that
+    end the object (never for a run of CloudTrail files, so that run is read in linear time).
+    Raises InputError or NotALogFile.
+    """
+    first = _first_byte(data)
+    if first == -1:
         raise InputError("object is empty (no JSON)")
-    head = data[start : start + 1]
-    if head == b"[":
+    if data[first] == _OPEN_BRACE:
+        try:
+            probe = _PROBE.decode(data)
+        except msgspec.ValidationError as exc:
+            raise InputError(f"not a CloudTrail log: {exc}") from None
+        except BAD_JSON as exc:
+            end = trailing_at(exc)
+            if end is not None:
+                leading = _probe_or_none(data[:end])
+                if leading is not None and leading.Records is not None:
+                    return _More(leading.Records, end)
+                if leading is not None and leading.digestStartTime and leading.logFiles:
+                    return _More([], end)  # a digest file, skipped
+            data = bytes(data)
+            if _looks_like_ndjson(data, first):
+                return _from_lines(data, origin, start)
+            raise InputError(f"malformed JSON: {why_bad(exc, data)}") from None
+        if probe.Records is not None:
+            return _from_items(probe.Records, origin, start)
+        if probe.digestStartTime and probe.logFiles:
+            raise NotALogFile("digest")
+        if probe.Events is not None:
+            return _from_lookup(probe.Events, origin, start)
+        return iter((_one(bytes(data), probe, origin, start),))
+    data = bytes(data)
+    if data[first] == _OPEN_BRACKET:
         try:
             items = _ARRAY.decode(data)
         except (*BAD_JSON, msgspec.ValidationError) as exc:
             raise InputError(f"malformed JSON array: {why_bad(exc, data)}") from None
-        return _from_items(items, origin)
-    if head != b"{":
-        if ndjson_after_a_bad_line(data, start, complete=True):
-            return _from_lines(data, origin)
-        raise InputError(f"not JSON: object starts with {data[start : start + 16]!r}")
+        return _from_items(items, origin, start)
+    if ndjson_after_a_bad_line(data, first, complete=True):
+        return _from_lines(data, origin, start)
+    raise InputError(f"not JSON: object starts with {data[first : first + 16]!r}")
+
+
+def _probe_or_none(data: bytes | memoryview) -> _Probe | None:
     try:
-        probe = _PROBE.decode(data)
-    except msgspec.ValidationError as exc:
-        raise InputError(f"not a CloudTrail log: {exc}") from None
-    except BAD_JSON as exc:
-        if _looks_like_ndjson(data, start):
-            return _from_lines(data, origin)
-        raise InputError(f"malformed JSON: {why_bad(exc, data)}") from None
-    if probe.Records is not None:
-        return _from_items(probe.Records, origin)
-    if probe.digestStartTime and probe.logFiles:
-        raise NotALogFile("digest")
-    if probe.Events is not None:
-        return _from_lookup(probe.Events, origin)
-    item = _one(data, probe, origin, 0)
-    return iter((item,))
+        return _PROBE.decode(data)
+    except (*BAD_JSON, msgspec.ValidationError):
+        return None
 
 
-def _first_byte(data: bytes) -> int:
+def _first_byte(data: bytes | memoryview) -> int:
     """Index of the first non-whitespace byte, or -1."""
     i = 0
     n = len(data)
@@ -238,8 +308,8 @@ def _from_items(
         yield from records_of((raw_slice,), origin, index)
 
 
-def _from_lines(data: bytes, origin: Origin) -> Iterator[Record | Problem]:
-    index = 0
+def _from_lines(data: bytes, origin: Origin, start: int = 0) -> Iterator[Record | Problem]:
+    index = start
     for line in data.splitlines():
         if not line.strip():
             continue
@@ -256,8 +326,8 @@ def _line(line: bytes, origin: Origin, index: int) -> Record | Problem:
     return _one(line, probe, origin, index)
 
 
-def _from_lookup(events: list[msgspec.Raw], origin: Origin) -> Iterator[Record | Problem]:
-    for index, raw in enumerate(events):
+def _from_lookup(events: list[msgspec.Raw], origin: Origin, start: int = 0) -> Iterator[Record | Problem]:
+    for index, raw in enumerate(events, start):
         try:
             inner = _LOOKUP.decode(raw).CloudTrailEvent
         except (*BAD_JSON, msgspec.ValidationError) as exc:

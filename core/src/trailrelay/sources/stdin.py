@@ -1,10 +1,11 @@
 """Standard input as a source: any shape the files source reads, streamed, cut into units of work.
 
 ``[source] type = "stdin"`` (or ``type = "files"`` with ``path = "-"``) reads one stream:
-``aws s3 cp s3://bucket/key.json.gz - | trailrelay forward -c FILE``, or a process writing
-NDJSON forever. :func:`~trailrelay.sources.stream.read_stream` parses it as it arrives (gzip by
-its magic bytes, ``{"Records": [...]}``, arrays, NDJSON, EventBridge envelopes), holding one
-chunk and the record being assembled, never the stream.
+``aws s3 cp s3://bucket/key.json.gz - | trailrelay forward -c FILE``, ``cat *.json.gz |``
+(CloudTrail files one after another are read in turn), or a process writing NDJSON forever.
+:func:`~trailrelay.sources.stream.read_stream` parses it as it arrives (gzip by its magic
+bytes, ``{"Records": [...]}``, arrays, NDJSON, EventBridge envelopes), holding one chunk and
+the record being assembled, never the stream.
 
 The stream is cut into *units*: every ``unit_records`` records, or ``unit_seconds`` after a
 unit's first record, whichever comes first, and at the end of the input. A unit is one

@@ -10,7 +10,8 @@ early.
 Shapes read with bounded memory:
 
 - ``{"Records": [...]}`` whose first key is ``Records`` (CloudTrail's S3 delivery, compact or
-  pretty-printed); what follows the array is held (up to ``max_record_bytes``) and checked;
+  pretty-printed); what follows the array up to the object's ``}`` is held (up to
+  ``max_record_bytes``) and checked;
 - a top-level array of records or EventBridge envelopes;
 - NDJSON: one record or envelope per line.
 
@@ -43,9 +44,11 @@ What arrives how:
 
 Where this differs from ``iter_records`` (all on input ``iter_records`` refuses whole): the
 streaming reader delivers the records before the point where an object goes bad, and reads a
-malformed record inside an array as a problem of its own instead of refusing the object. A
-``{"Records": [...]}`` object followed by more JSON (two envelopes concatenated) yields the
-first envelope's records and a terminal problem; ``iter_records`` read such a file as NDJSON.
+malformed record inside an array as a problem of its own instead of refusing the object.
+
+Objects one after another are read in turn by both: after a ``{"Records": [...]}`` object (or
+a digest, skipped) whatever follows is read as an object of its own, the record index going on.
+That is what ``cat *.json.gz`` or ``zcat *.json.gz`` piped to standard input gives.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ from trailrelay.sources.parse import (
     ndjson_after_a_bad_line,
     records_of,
     records_of_array,
+    trailing_at,
 )
 
 try:  # ISA-L inflates ~1.4x faster than zlib, with identical output
@@ -104,7 +108,6 @@ _BOM = b"\xef\xbb\xbf"
 _WS = b" \t\r\n"
 _NONWS = re.compile(rb"[^ \t\r\n]")
 _ENVELOPE = re.compile(rb'\{[ \t\r\n]*"Records"[ \t\r\n]*:[ \t\r\n]*\[')
-_TRAILING = re.compile(r"trailing characters \(byte (\d+)\)")
 _EOL = re.compile(rb"[\r\n]")
 _ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 _RAW = msgspec.json.Decoder(msgspec.Raw)
@@ -334,8 +337,32 @@ class _Splitter:
 
     # -- shape -------------------------------------------------------------------------------
 
-    def items(self, chunks: Iterator[bytes]) -> _Batches:
-        """Records and problems of the whole object; raises InputError or NotALogFile."""
+    def items(self, chunks: Iterator[bytes]) -> Generator[Iterable[Record | Problem], None, None]:
+        """Records and problems of the whole object; raises InputError or NotALogFile.
+
+        Objects one after another (CloudTrail files concatenated: ``zcat *.json.gz``) are read
+        in turn, as ``iter_records`` reads them: a ``{"Records": [...]}`` object that more JSON
+        follows hands the rest of the stream back here.
+        """
+        rest = _PushBack(chunks)
+        first = True
+        while True:
+            try:
+                more = yield from self._document(rest, first=first)
+            except NotALogFile:
+                if first:
+                    raise
+                return  # a digest after the log files: skipped, as it would be alone
+            if more is None:
+                return
+            rest.push(more)
+            first = False
+
+    def _document(
+        self, chunks: Iterator[bytes], *, first: bool
+    ) -> Generator[Iterable[Record | Problem], None, bytes | None]:
+        """One object's records; returns what follows a Records envelope when more JSON does."""
+        self._reset()
         head = b""
         eof = False
         while len(head) < _HEAD:
@@ -345,14 +372,14 @@ class _Splitter:
                 break
             head += chunk
         self.buf = head
-        data = head[3:] if head.startswith(_BOM) else head
-        first = _NONWS.search(data)
-        if first is None:
+        data = head[3:] if first and head.startswith(_BOM) else head
+        found = _NONWS.search(data)
+        if found is None:
             if eof:
                 raise InputError("object is empty (no JSON)")
             yield from self._whole(head, chunks)
-            return
-        start = first.start()
+            return None
+        start = found.start()
         lead = data[start]
         if lead == 0x5B:  # [
             self.prefix = "malformed JSON array"
@@ -362,9 +389,8 @@ class _Splitter:
             envelope = _ENVELOPE.match(data, start)
             if envelope is not None:
                 self.buf = data[envelope.end() :]
-                yield from self._array(chunks, envelope=True)
-            else:
-                yield from self._object(head, data, start, chunks, eof=eof)
+                return (yield from self._array(chunks, envelope=True))
+            yield from self._object(head, data, start, chunks, eof=eof)
         else:  # not JSON, unless NDJSON whose first line is damaged
             data, eof = self._two_lines(data, start, chunks, eof)
             if ndjson_after_a_bad_line(data, start, complete=eof):
@@ -374,6 +400,15 @@ class _Splitter:
                 raise InputError(f"not JSON: object starts with {data[start : start + 16]!r}")
             else:
                 yield from self._whole(data, chunks)
+        return None
+
+    def _reset(self) -> None:
+        """Forget the shape of the object before (the record index goes on)."""
+        self.buf = b""
+        self.prefix = "malformed JSON"
+        self.need_comma = self.after_comma = self.closed = self.envelope = False
+        self.sep = None
+        self.sep_comma = self.next_exact = 0
 
     def _two_lines(self, data: bytes, start: int, chunks: Iterator[bytes], eof: bool) -> tuple[bytes, bool]:
         """``data`` read on until it holds two line breaks after ``start`` (at most a record's limit)."""
@@ -391,7 +426,7 @@ class _Splitter:
         parts.extend(chunks)
         data = b"".join(parts)
         self.buf = data
-        yield iter_records(data, self.origin)
+        yield iter_records(data, self.origin, self.index)
 
     def _object(
         self, head: bytes, data: bytes, start: int, chunks: Iterator[bytes], *, eof: bool
@@ -422,12 +457,14 @@ class _Splitter:
                 more = _NONWS.search(buf, seen)
             if more is not None:  # more JSON after it: NDJSON
                 try:
-                    _PROBE.decode(buf[start:nl])
+                    probe = _PROBE.decode(buf[start:nl])
                 except msgspec.ValidationError as exc:  # iter_records refuses such a file whole
                     raise InputError(f"not a CloudTrail log: {exc}") from None
-                self.buf = buf
-                yield from self._lines(chunks)
-                return
+                if probe.Records is None and not (probe.digestStartTime and probe.logFiles):
+                    # a Records object (its key not first) or a digest is read whole below
+                    self.buf = buf
+                    yield from self._lines(chunks)
+                    return
         yield from self._whole(bom + buf, chunks)
 
     # -- NDJSON ------------------------------------------------------------------------------
@@ -506,8 +543,13 @@ class _Splitter:
 
     # -- arrays ------------------------------------------------------------------------------
 
-    def _array(self, chunks: Iterator[bytes], *, envelope: bool) -> _Batches:
-        """The elements of a top-level array, or of the Records array; ``buf`` starts after ``[``."""
+    def _array(
+        self, chunks: Iterator[bytes], *, envelope: bool
+    ) -> Generator[Iterable[Record | Problem], None, bytes | None]:
+        """The elements of a top-level array, or of the Records array; ``buf`` starts after ``[``.
+
+        Returns what follows a Records envelope when more JSON does (the next object), else None.
+        """
         self.envelope = envelope
         while True:
             yield from self._cut()
@@ -528,11 +570,13 @@ class _Splitter:
                     raise InputError(self._truncated())
                 break
             self.buf = self.buf + chunk if self.buf else chunk
+        more = None
         if envelope:
-            self._after_envelope(chunks)
+            more = self._after_envelope(chunks)
         else:
             self._after_array(chunks)
         self.buf = b""
+        return more
 
     def _still_open(self) -> bool:
         return not self.closed
@@ -741,28 +785,68 @@ class _Splitter:
                 return
             rest = chunk
 
-    def _after_envelope(self, chunks: Iterator[bytes]) -> None:
-        """The rest of a Records envelope: other keys, then ``}``; checked like ``iter_records`` does."""
-        parts = [self.buf]
-        size = len(self.buf)
-        for chunk in chunks:
-            parts.append(chunk)
-            size += len(chunk)
-            if size > self.max_record:
-                self.buf = b"".join(parts)[:EXCERPT_BYTES]
-                raise InputError(
-                    f"malformed JSON: more than {self.max_record} bytes follow the Records array"
-                )
-        tail = b"".join(parts)
-        self.buf = tail
-        try:
-            probe = _PROBE.decode(b'{"Records":null' + tail)
-        except msgspec.ValidationError as exc:
-            raise InputError(f"not a CloudTrail log: {exc}") from None
-        except BAD_JSON as exc:
-            raise InputError(f"malformed JSON after the Records array: {why_bad(exc)}") from None
+    def _after_envelope(self, chunks: Iterator[bytes]) -> bytes | None:
+        """The rest of a Records envelope: other keys, then ``}``; checked like ``iter_records`` does.
+
+        Returns what follows the ``}`` when more JSON does (another object), else None.
+        """
+        tail = self.buf
+        while True:
+            try:
+                probe = _PROBE.decode(_NULL_RECORDS + tail)
+            except msgspec.ValidationError as exc:
+                self.buf = tail
+                raise InputError(f"not a CloudTrail log: {exc}") from None
+            except BAD_JSON as exc:
+                after = trailing_at(exc)
+                if after is not None:  # the envelope closed, and something follows it
+                    after -= len(_NULL_RECORDS)
+                    self._one_records_key(_PROBE.decode(_NULL_RECORDS + tail[:after]))
+                    return tail[after:]
+                chunk = next(chunks, None) if str(exc).endswith("truncated") else None
+                if chunk is None:
+                    self.buf = tail
+                    raise InputError(f"malformed JSON after the Records array: {why_bad(exc)}") from None
+                tail += chunk
+                if len(tail) > self.max_record:
+                    self.buf = tail[:EXCERPT_BYTES]
+                    raise InputError(
+                        f"malformed JSON: more than {self.max_record} bytes follow the Records array"
+                    ) from None
+                continue
+            self._one_records_key(probe)
+            for chunk in chunks:  # closed: only whitespace so far, and maybe another object later
+                if _NONWS.search(chunk) is not None:
+                    return chunk
+            return None
+
+    @staticmethod
+    def _one_records_key(probe: Any) -> None:
         if probe.Records is not None:
             raise InputError("the object has a second Records key; only the first array was read")
+
+
+class _PushBack:
+    """Chunks, with bytes put back in front (what follows an object that ended mid-chunk)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._back: list[bytes] = []
+
+    def push(self, data: bytes) -> None:
+        self._back.append(data)
+
+    def __iter__(self) -> _PushBack:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._back:
+            return self._back.pop()
+        return next(self._chunks)
+
+
+_NULL_RECORDS = b'{"Records":null'
+"""What stands for the Records array when the rest of its object is checked."""
 
 
 def _value_end(buf: bytes, view: memoryview, pos: int, *, final: bool) -> int:
@@ -771,9 +855,9 @@ def _value_end(buf: bytes, view: memoryview, pos: int, *, final: bool) -> int:
         _RAW.decode(view[pos:])
     except msgspec.DecodeError as exc:
         text = str(exc)
-        found = _TRAILING.search(text)
-        if found is not None:
-            end = pos + int(found.group(1)) - 1  # the byte after the value and its whitespace
+        after = trailing_at(exc)
+        if after is not None:
+            end = pos + after  # the byte after the value and its whitespace
             while buf[end - 1] in _WS:
                 end -= 1
             return end
