@@ -91,6 +91,10 @@ def test_errors_name_keys_and_hide_values(monkeypatch: pytest.MonkeyPatch) -> No
             'bucket = "trail-b" and prefix = "AWSLogs"',
         ),
         ({"sinks": []}, "at least one sink"),
+        (
+            {"sinks": [], "sink": [{"type": "file", "path": "x"}]},
+            "the file has a 'sink' table: write [[sinks]]",
+        ),
         ({"sinks": [{"path": "x"}]}, "sinks[0].type: required"),
         ({"sinks": [{"type": "file", "path": "a"}, {"type": "file", "path": "b"}]}, "names must be unique"),
         ({"filter": {"rules": [{"name": "r", "action": "drop", "category": ["Mgmt"]}]}}, "unknown category"),

@@ -271,7 +271,8 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config
     doc = _interpolate(raw, "")
     sink_tables = doc.pop("sinks", None)
     if not isinstance(sink_tables, list) or not sink_tables:
-        raise ConfigError("[[sinks]]: at least one sink is required")
+        hint = " (the file has a 'sink' table: write [[sinks]])" if "sink" in doc else ""
+        raise ConfigError(f"[[sinks]]: at least one sink is required{hint}")
     sinks = [_relative_to(_sink(t, i), base_dir) for i, t in enumerate(sink_tables)]
     names = [s.display_name for s in sinks]
     if len(set(names)) != len(names):
