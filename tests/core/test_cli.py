@@ -20,6 +20,7 @@ from trailrelay import __version__
 from trailrelay.cli.main import _warn_if_nothing_found, cli
 from trailrelay.config import load_config
 from trailrelay.pipeline import build
+from trailrelay.pipeline.deadletter import MAX_RAW, entry
 from trailrelay.testing import SAMPLE_EVENTS
 
 
@@ -231,6 +232,27 @@ def test_replay_dead_letters(tmp_path: Path) -> None:
     kept = (dl / "dead-letters-2026-03-02.kept.ndjson").read_bytes().splitlines()
     assert [orjson.loads(x)["stage"] for x in kept] == ["parse"]
     assert "1 entries were not replayed" in result.output
+
+
+def test_a_large_refused_record_is_kept_whole_and_replayed_whole(tmp_path: Path) -> None:
+    """A record over 1 MiB refused by a sink lost everything past 1 MiB in its dead letter, and
+    replay then sent the cut JSON; a read-stage excerpt is still capped, and never replayed."""
+    big = {**SAMPLE_EVENTS[0], "requestParameters": {"policy": "x" * (3 << 20)}}
+    raw = orjson.dumps(big)
+    kept = entry("sink", "413", None, raw, sink="out")
+    assert kept["raw"].encode() == raw and "raw_truncated_from" not in kept
+    assert entry("parse", "not CloudTrail", None, raw)["raw"].encode() == raw
+    cut = entry("read", "corrupt gzip", None, raw)
+    assert len(cut["raw"]) == MAX_RAW and cut["raw_truncated_from"] == len(raw)
+    dl = tmp_path / "dead-letters"
+    dl.mkdir()
+    partial = {**cut, "stage": "sink", "sink": "out"}  # written by an older version
+    (dl / "d.ndjson").write_bytes(orjson.dumps(kept) + b"\n" + orjson.dumps(partial) + b"\n")
+    result = _replay(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert [orjson.loads(x) for x in (tmp_path / "o.ndjson").read_bytes().splitlines()] == [big]
+    assert "only part of the record kept" in " ".join(result.output.split())
+    assert orjson.loads((dl / "d.kept.ndjson").read_bytes())["raw_truncated_from"] == len(raw)
 
 
 def test_replay_keeps_lines_that_are_not_entries_and_takes_up_an_interrupted_replay(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ Files being replayed are first renamed to ``*.replaying`` (so new failures, writ
 file, never mix with them), and to ``*.replayed`` once every entry in them reached a final
 outcome again; a ``*.replaying`` file left by a replay that stopped is replayed again. Entries
 from the read/parse stages are counted and left: their input must be fixed first. So are lines
-that are not entries at all (a write cut short): kept as they are, never a reason to stop.
+that are not entries at all (a write cut short), and entries that kept only part of their raw
+bytes (``raw_truncated_from``): kept as they are, never a reason to stop.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
                 or sink_name not in known
                 or e.get("stage") != "sink"
                 or not isinstance(e.get("raw"), str)
+                or "raw_truncated_from" in e  # only part of it was kept: sending that would lose the rest
                 or (only_sink and sink_name != only_sink)
             ):
                 keep.append(line)
@@ -160,7 +162,8 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
     if kept:
         console.print(
             f"{kept:,} entries were not replayed (read/parse stage, a sink not in this config, "
-            "or another sink than --sink); they are kept in *.kept.ndjson files",
+            "another sink than --sink, or only part of the record kept); they are kept in "
+            "*.kept.ndjson files",
             highlight=False,
         )
     if unreadable:

@@ -28,7 +28,9 @@ from trailrelay.record import Origin
 __all__ = ["DeadLetterStore", "FolderDeadLetters", "S3DeadLetters", "entry", "read_entries"]
 
 MAX_RAW = 1 << 20
-"""Raw bytes kept per entry (a corrupt multi-GB object is referenced by location, not copied)."""
+"""Raw bytes kept of an object that could not be read (``read`` stage: a corrupt multi-GB object
+is referenced by location, not copied). A record (``parse``, ``sink``) is kept whole, so a
+replay sends all of it: records are bounded by ``max_record_bytes`` already."""
 
 
 def entry(
@@ -53,8 +55,8 @@ def entry(
     if index is not None:
         out["index"] = index
     if raw is not None:
-        kept = raw[:MAX_RAW]
-        if len(raw) > MAX_RAW:
+        kept = raw[:MAX_RAW] if stage == "read" else raw
+        if len(kept) < len(raw):
             out["raw_truncated_from"] = len(raw)
         try:
             out["raw"] = kept.decode("utf-8")
