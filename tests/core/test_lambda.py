@@ -448,8 +448,10 @@ def test_remaining_time_cut_off_leaves_no_half_acknowledged_message(
 ) -> None:
     """Messages are either finished (all records delivered) or returned for redelivery."""
     s3, name = bucket
+    # 24 batches of 0.08 s: about 1.9 s of sending, well past the 1.3 s when the answer is due
+    # (0.05 s made it 1.2 s: on a quick run every message finished and none was handed back).
     sink = _slow_app(
-        tmp_path, monkeypatch, scripted, 0.05, stop_before_timeout=0.8, finish_before_timeout=0.3
+        tmp_path, monkeypatch, scripted, 0.08, stop_before_timeout=0.8, finish_before_timeout=0.3
     )
     by_message: dict[str, list[str]] = {}
     records = []
