@@ -743,3 +743,59 @@ def test_an_sqs_source_without_a_region_reads_it_from_its_queue_url(
     )
     source = build_source(config, once=True, checkpoints=None)
     assert source.sqs.meta.region_name == "ap-southeast-2"  # type: ignore[attr-defined]
+
+
+def test_a_queue_worker_outlives_an_outage_of_sqs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, scripted: Any, make_events: Any, caplog: Any
+) -> None:
+    """No connection to SQS for a while (a network or endpoint outage) ended the run with a
+    traceback; a worker without --once now polls again after a backoff and goes on."""
+    from moto.server import ThreadedMotoServer
+
+    monkeypatch.setattr("trailrelay.sources.sqs.RECEIVE_BACKOFF", (0.05, 0.2))
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    port = server.get_host_and_port()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    sqs = aws_client("sqs", endpoint_url=endpoint)
+    url = sqs.create_queue(QueueName="outage")["QueueUrl"]
+    src = SqsSource(sqs, aws_client("s3", endpoint_url=endpoint), url, wait_seconds=0)
+    metrics, stop = Metrics(), threading.Event()
+    dead = FolderDeadLetters(tmp_path / "dead")
+    sink = scripted()
+    pipe = Pipeline(src, dead_letters=dead, metrics=metrics, stop=stop)
+    pipe.sinks["s"] = SinkRunner(
+        "s", sink, dead_letters=dead, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal
+    )
+    runner = threading.Thread(target=pipe.run)
+    runner.start()
+    try:
+        server.stop()  # SQS gone: polls fail with "could not connect"
+        deadline = time.monotonic() + 30
+        while "could not receive from" not in caplog.text:
+            assert time.monotonic() < deadline and runner.is_alive(), "no failed poll was reported"
+            time.sleep(0.05)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()  # back, empty (moto keeps nothing): the same queue and an object again
+        s3 = aws_client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="back")
+        key = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), "1000", "back")
+        events = make_events(3, prefix="back")
+        _put(s3, "back", key, events)
+        assert sqs.create_queue(QueueName="outage")["QueueUrl"] == url
+        sqs.send_message(QueueUrl=url, MessageBody=_s3_note("back", key))
+        while sorted(sink.stored) != sorted(e["eventID"] for e in events):
+            assert time.monotonic() < deadline and runner.is_alive(), "nothing delivered after the outage"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        runner.join(30)
+        server.stop()
+    assert pipe.fatal is None
+    assert "receiving from" in caplog.text and "again after" in caplog.text
+    assert "Traceback" not in caplog.text

@@ -6,6 +6,13 @@ deleted only after every record reached a final outcome in every sink. If an obj
 fetched the message is left alone: it becomes visible again and, after the queue's
 ``maxReceiveCount``, goes to the queue's dead-letter queue (its redrive policy).
 
+A worker outlives SQS and network outages: when ``ReceiveMessage`` fails in a way that passes
+(no connection, a timeout, a 5xx, throttling, credentials not fetched), after botocore's own
+retries, the source logs it and polls again after a backoff (1 s doubling to 60 s) instead of
+ending the run; ``/healthz`` says unhealthy while nothing comes in. A failure that does not pass
+(no such queue, access denied, bad credentials) ends the run, as does any failure with
+``--once``.
+
 Deletions leave in batches of up to ten (``DeleteMessageBatch``) from their own threads: the
 sink thread that settles a unit does not wait for SQS (unless too many deletions already wait),
 and a busy queue costs one request per ten messages instead of one each. A deletion that fails
@@ -39,6 +46,20 @@ DELETE_LINGER = 0.002
 come in a burst, and this catches the burst without widening the window a crash leaves."""
 DELETE_THREADS = 4
 """``DeleteMessageBatch`` requests in flight at once."""
+RECEIVE_BACKOFF = (1.0, 60.0)
+"""Seconds before polling again after a passing ``ReceiveMessage`` failure: first, most (doubling)."""
+_PASSING_CODES = frozenset(
+    {
+        "RequestThrottled",
+        "Throttling",
+        "ThrottlingException",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+        "RequestTimeout",
+        "KMS.ThrottlingException",
+    }
+)
 MAX_WAITING_DELETES = 100
 """Acknowledged messages waiting for a free request before an ack blocks: what a crash can
 leave undeleted (and so delivered again) stays bounded however slow SQS answers."""
@@ -196,14 +217,34 @@ class SqsSource:
 
     def work(self, stop: threading.Event) -> Iterator[Work]:
         """Units of work until stopped, or (``once``) until a long poll comes back empty."""
+        failures = 0
         while not stop.is_set():
-            resp = self.sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=self.max_messages,
-                WaitTimeSeconds=self.wait_seconds,
-                VisibilityTimeout=self.visibility_timeout,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
-            )
+            try:
+                resp = self.sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=self.max_messages,
+                    WaitTimeSeconds=self.wait_seconds,
+                    VisibilityTimeout=self.visibility_timeout,
+                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                )
+            except Exception as exc:
+                if self.once or not _passing(exc):
+                    raise
+                first, most = RECEIVE_BACKOFF
+                delay = min(most, first * 2**failures)
+                failures += 1
+                log.warning(
+                    "could not receive from %s (%s: %s); polling again in %.0f s",
+                    self.queue_url,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                stop.wait(delay)
+                continue
+            if failures:
+                log.warning("receiving from %s again after %d failed polls", self.queue_url, failures)
+                failures = 0
             messages = resp.get("Messages", [])
             if not messages:
                 if self.once:
@@ -308,3 +349,17 @@ class SqsSource:
                     self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
                 except Exception as exc:  # the next beat tries again
                     log.warning("visibility extension failed: %s", exc)
+
+
+def _passing(exc: BaseException) -> bool:
+    """Whether a failed ``ReceiveMessage`` may succeed later without anyone changing anything."""
+    from botocore import exceptions as boto  # noqa: PLC0415
+
+    if isinstance(exc, boto.SSLError):  # a certificate that does not verify stays so
+        return False
+    if isinstance(exc, (boto.ConnectionError, boto.HTTPClientError, boto.CredentialRetrievalError)):
+        return True  # no connection, a timeout, a connection closed mid-answer, IMDS not answering
+    if isinstance(exc, boto.ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return status >= 500 or exc.response.get("Error", {}).get("Code") in _PASSING_CODES
+    return False
