@@ -105,11 +105,24 @@ class _Attempt:
 class _Parked:
     """Records awaiting a receipt, held as one compressed blob plus what settling needs."""
 
-    __slots__ = ("attempt", "blob", "first", "lengths", "nbytes", "origins", "positions", "tags", "tickets")
+    __slots__ = (
+        "attempt",
+        "blob",
+        "event_times",
+        "first",
+        "lengths",
+        "nbytes",
+        "origins",
+        "positions",
+        "tags",
+        "tickets",
+    )
 
     def __init__(self, records: list[Record], attempt: int, first: float) -> None:
         self.attempt = attempt
         self.first = first
+        self.event_times = _sampled_event_times(records)
+        """The latency sample's event times (POSIX seconds), measured when the receipt settles."""
         self.lengths = array("I", [len(r.raw) for r in records])
         self.blob = isal_zlib.compress(b"".join(r.raw for r in records), 0)
         self.origins = [r.origin for r in records]
@@ -134,6 +147,16 @@ class _Parked:
             rec.ticket = self.tickets[i]
             out.append(rec)
         return out
+
+
+def _sampled_event_times(records: Sequence[Record]) -> list[float]:
+    """Event times of the latency sample: every high-risk record, and 1 in LATENCY_STRIDE of the rest."""
+    sample = records[::LATENCY_STRIDE]
+    tagged = [r for r in records if r.tags]
+    if tagged:  # every high-risk one, once
+        sampled = set(map(id, sample))
+        sample = [*sample, *(r for r in tagged if id(r) not in sampled)]
+    return [t.timestamp() for r in sample if (t := r.routing.event_time) is not None]
 
 
 class SinkRunner:
@@ -491,6 +514,8 @@ class SinkRunner:
 
     def _settle_parked(self, parked: _Parked) -> None:
         self._count_final(len(parked), sum(parked.lengths), 0, 0)
+        now = time.time()
+        self.metrics.latencies([now - t for t in parked.event_times])
         _finish_tickets(Counter(parked.tickets))
         self._release(len(parked))
 
@@ -534,13 +559,7 @@ class SinkRunner:
     def _latencies(self, records: Sequence[Record]) -> None:
         """Event-to-final delays: every high-risk record's, and a 1-in-LATENCY_STRIDE sample of the rest."""
         now = time.time()
-        sample = records[::LATENCY_STRIDE]
-        tagged = [r for r in records if r.tags]
-        if tagged:  # every high-risk one, once
-            sampled = set(map(id, sample))
-            sample = [*sample, *(r for r in tagged if id(r) not in sampled)]
-        times = [t for r in sample if (t := r.routing.event_time) is not None]
-        self.metrics.latencies([now - t.timestamp() for t in times])
+        self.metrics.latencies([now - t for t in _sampled_event_times(records)])
 
     def _release(self, n: int) -> None:
         with self._cond:
