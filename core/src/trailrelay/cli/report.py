@@ -68,6 +68,8 @@ def print_summary(console: Console, snap: dict[str, Any], *, dead_letters: str |
     t.add_row("high-risk records", f"{snap['records_tagged_high_risk']:,}")
     for reason, n in sorted(snap["skipped"].items()):
         t.add_row(f"skipped: {escape(reason)}", f"{n:,}")
+    for name, n in sorted(snap.get("filtered_by_sink", {}).items()):  # e.g. data events, by default
+        t.add_row(f"not sent to {escape(name)} (its filter)", f"{n:,}")
     for name, n in sorted(snap["delivered"].items()):
         t.add_row(f"delivered to {escape(name)}", f"{n:,} ({snap['bytes_out'].get(name, 0):,} bytes)")
     for name, n in sorted(snap["duplicates"].items()):
