@@ -54,6 +54,7 @@ _KEYED = {
     "rejected": ("sink", "Records the SIEM refused (dead-lettered)"),
     "retries": ("sink", "Record sends retried"),
     "bytes_out": ("sink", "Raw record bytes delivered"),
+    "filtered_by_sink": ("sink", "Records a sink's own filter kept out (data events, by default)"),
     "dead_lettered": ("stage", "Dead-letter entries"),
     "skipped": ("reason", "Objects or messages skipped"),
 }
