@@ -18,7 +18,7 @@ from botocore.utils import parse_timestamp
 
 from trailrelay.config import parse_config
 from trailrelay.contract import BatchLimits
-from trailrelay.pipeline.deadletter import FolderDeadLetters, read_entries
+from trailrelay.pipeline.deadletter import FolderDeadLetters, S3DeadLetters, read_entries
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.forwarder import build_pipeline
 from trailrelay.pipeline.metrics import Metrics
@@ -692,6 +692,46 @@ def test_dead_letters_to_s3_prefix(bucket: tuple[Any, str], tmp_path: Path, make
     entries = [orjson.loads(x) for x in lines]
     assert [e["raw"] for e in entries] == ["1", "2"]
     assert all(e["origin"]["location"].endswith("broken.json.gz") for e in entries)
+
+
+def test_s3_dead_letters_are_uploaded_before_their_unit_is_acknowledged(
+    bucket: tuple[Any, str], aws_env: str, scripted: Any, make_events: Any
+) -> None:
+    """The S3 store uploads every 500 entries: an SQS message (or a checkpoint) with one bad
+    record was acknowledged while its entry still waited in memory, so a crash lost it."""
+    s3, name = bucket
+    sqs, url = _queue(aws_env)
+    good = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), "1000", "good")
+    bad = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), "1005", "bad")
+    _put(s3, name, good, make_events(3, prefix="g"))
+    record = orjson.dumps(make_events(1, prefix="b")[0])
+    s3.put_object(Bucket=name, Key=bad, Body=gzip.compress(b'{"Records": [' + record + b", 42]}"))
+    sent = {
+        key: sqs.send_message(QueueUrl=url, MessageBody=_s3_note(name, key))["MessageId"]
+        for key in (good, bad)
+    }
+    store = S3DeadLetters(aws_client("s3"), name, "dead/")
+    src = SqsSource(aws_client("sqs"), aws_client("s3"), url, wait_seconds=1, once=True)
+    entries_in_s3_at_ack: dict[str, int] = {}
+
+    def deleted(mid: str, receipt: str, add: Any = src._deletions.add) -> None:
+        entries_in_s3_at_ack[mid] = len(s3.list_objects_v2(Bucket=name, Prefix="dead/").get("Contents", []))
+        add(mid, receipt)
+
+    src._deletions.add = deleted  # type: ignore[method-assign]  # look at S3 as each ack happens
+    metrics, stop = Metrics(), threading.Event()
+    pipe = Pipeline(src, dead_letters=store, metrics=metrics, stop=stop)
+    sink = scripted()
+    pipe.sinks["s"] = SinkRunner(
+        "s", sink, dead_letters=pipe.dead_letters, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal
+    )
+    result = pipe.run()
+    assert result.fatal is None and store.count == 1
+    assert set(entries_in_s3_at_ack) == set(sent.values())
+    assert entries_in_s3_at_ack[sent[bad]] == 1  # in S3 before the message naming its object went
+    (obj,) = s3.list_objects_v2(Bucket=name, Prefix="dead/")["Contents"]
+    body = gzip.decompress(s3.get_object(Bucket=name, Key=obj["Key"])["Body"].read())
+    assert [orjson.loads(x)["raw"] for x in body.splitlines()] == ["42"]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from trailrelay import __version__
 from trailrelay.cli.main import _warn_if_nothing_found, cli
 from trailrelay.config import load_config
 from trailrelay.pipeline import build
-from trailrelay.pipeline.deadletter import MAX_RAW, entry
+from trailrelay.pipeline.deadletter import MAX_RAW, entry, read_entries
 from trailrelay.testing import SAMPLE_EVENTS
 
 
@@ -589,3 +590,33 @@ def test_check_reports_a_sink_whose_check_breaks_and_goes_on(
         in result.output
     )
     assert "✓ sink fine (file)" in result.output
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to fill a disk")
+def test_dead_letters_that_cannot_be_written_stop_the_run_and_ack_nothing(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
+    """A full disk under the dead-letter folder killed the reader thread with a traceback and
+    printed "found nothing to read"; the run now stops at once with the reason, exit 3, and
+    the unit whose record has no trace is not checkpointed: the next run reads it again."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a-bad.json.gz").write_bytes(b"not gzip, not json")
+    make_object(tmp_path / "in" / "b-good.json.gz", make_events(5))
+    cfg = _config(
+        tmp_path, '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "out.ndjson"\n'
+    )
+    dead = tmp_path / "dead-letters"
+    dead.mkdir()
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    (dead / f"dead-letters-{today}.ndjson").symlink_to("/dev/full")  # every write: ENOSPC
+    result = CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--log-format", "text"])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 3, out
+    assert "stopped: dead letters cannot be written: OSError: [Errno 28] No space left on device" in out
+    assert "Traceback" not in out and "found nothing to read" not in out
+    (dead / f"dead-letters-{today}.ndjson").unlink()  # room again
+    again = CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--summary-json", str(tmp_path / "s.json")])
+    assert again.exit_code == 4, again.output  # finished, with a dead letter
+    (entry_,) = read_entries(dead)
+    assert entry_["raw"] == "not gzip, not json"
+    assert orjson.loads((tmp_path / "s.json").read_bytes())["delivered"] == {"file": 5}

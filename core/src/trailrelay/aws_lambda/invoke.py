@@ -151,6 +151,10 @@ class LoggedDeadLetters:
         self.count = self.inner.count
         log.error("dead letter: %s", orjson.dumps(item).decode())  # in the message: Lambda drops extras
 
+    def sync(self) -> None:
+        """Make the inner store's entries durable."""
+        self.inner.sync()
+
     def close(self) -> None:
         """Flush the inner store."""
         self.inner.close()

@@ -92,6 +92,10 @@ class _Held:
         for item in items:
             self.inner.write(item)
 
+    def sync(self) -> None:
+        """Make the inner store's entries durable (held ones are not written yet)."""
+        self.inner.sync()
+
     def close(self) -> None:
         """Flush the inner store."""
         self.inner.close()

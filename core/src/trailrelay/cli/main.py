@@ -442,11 +442,12 @@ def _forward_one(
     if fmt == "text":  # JSON logs (the default off a terminal) carry the summary in the line below
         print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
     log.info("run finished", extra={"summary": snapshot})
-    if shard is None and not result.fatal:  # a fleet's supervisor looks at the workers' totals
+    code = exit_status(result, snapshot, once=once)
+    if shard is None and code == EXIT_OK:  # not after a failure; a fleet's supervisor looks at the totals
         _warn_if_nothing_found(config, snapshot)
     if result.fatal:
         _fail("stopped:", result.fatal)
-    raise SystemExit(exit_status(result, snapshot, once=once))
+    raise SystemExit(code)
 
 
 def _warn_if_nothing_found(config: Config, snapshot: dict[str, Any]) -> None:

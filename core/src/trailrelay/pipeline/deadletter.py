@@ -17,7 +17,7 @@ import datetime as dt
 import gzip
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +25,15 @@ import orjson
 
 from trailrelay.record import Origin
 
-__all__ = ["DeadLetterStore", "FolderDeadLetters", "S3DeadLetters", "entry", "read_entries"]
+__all__ = [
+    "DeadLetterError",
+    "DeadLetterStore",
+    "FolderDeadLetters",
+    "GuardedDeadLetters",
+    "S3DeadLetters",
+    "entry",
+    "read_entries",
+]
 
 MAX_RAW = 1 << 20
 """Raw bytes kept of an object that could not be read (``read`` stage: a corrupt multi-GB object
@@ -68,15 +76,72 @@ def entry(
 class DeadLetterStore(Protocol):
     """Where dead-letter entries go."""
 
-    count: int
+    @property
+    def count(self) -> int:
+        """Entries written."""
+        ...
 
     def write(self, item: dict[str, Any]) -> None:
-        """Store one entry durably enough to survive the process."""
+        """Store one entry (a buffering store makes it durable by :meth:`sync`)."""
+        ...
+
+    def sync(self) -> None:
+        """Make every entry written so far durable: called before a unit is acknowledged."""
         ...
 
     def close(self) -> None:
         """Flush and release."""
         ...
+
+
+class DeadLetterError(Exception):
+    """The dead-letter store failed (disk full, no access): what it should hold has no trace."""
+
+
+class GuardedDeadLetters:
+    """A store whose failure stops the run instead of a thread: ``on_failure(reason)`` is told once.
+
+    A record that cannot be dead-lettered must not be acknowledged, so every failure raises
+    :class:`DeadLetterError`, and the unit it belongs to is released, not acknowledged.
+    """
+
+    def __init__(self, inner: DeadLetterStore, on_failure: Callable[[str], None]) -> None:
+        self.inner = inner
+        self.on_failure = on_failure
+        self._told = False
+
+    @property
+    def count(self) -> int:
+        """Entries written."""
+        return self.inner.count
+
+    def write(self, item: dict[str, Any]) -> None:
+        """Store one entry; DeadLetterError when the store cannot."""
+        try:
+            self.inner.write(item)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def sync(self) -> None:
+        """Make the entries durable; DeadLetterError when the store cannot."""
+        try:
+            self.inner.sync()
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def close(self) -> None:
+        """Flush and release (a failure is reported, not raised: the run is over)."""
+        try:
+            self.inner.close()
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> DeadLetterError:
+        reason = f"dead letters cannot be written: {type(exc).__name__}: {exc}"
+        if not self._told:
+            self._told = True
+            self.on_failure(reason)
+        return DeadLetterError(reason)
 
 
 class FolderDeadLetters:
@@ -97,12 +162,19 @@ class FolderDeadLetters:
                 fh.write(line)
             self.count += 1
 
+    def sync(self) -> None:
+        """Nothing buffered: each entry is written (to the page cache) when it comes."""
+
     def close(self) -> None:
         """Nothing buffered."""
 
 
 class S3DeadLetters:
-    """Gzip NDJSON objects under ``s3://bucket/prefix/YYYY/MM/DD/``; flushed every N entries and on close."""
+    """Gzip NDJSON objects under ``s3://bucket/prefix/YYYY/MM/DD/``.
+
+    Uploaded every N entries, and before any unit of work is acknowledged (:meth:`sync`), so
+    an entry never waits in memory for a unit already deleted from SQS or checkpointed.
+    """
 
     def __init__(self, client: Any, bucket: str, prefix: str, flush_every: int = 500) -> None:
         self.client, self.bucket, self.prefix = client, bucket, prefix.rstrip("/")
@@ -119,10 +191,14 @@ class S3DeadLetters:
             if len(self._buf) >= self.flush_every:
                 self._flush()
 
-    def close(self) -> None:
-        """Upload what is buffered."""
+    def sync(self) -> None:
+        """Upload what is buffered (before a unit whose records may be in it is acknowledged)."""
         with self._lock:
             self._flush()
+
+    def close(self) -> None:
+        """Upload what is buffered."""
+        self.sync()
 
     def _flush(self) -> None:
         if not self._buf:

@@ -49,7 +49,7 @@ from trailrelay.contract import (
 )
 from trailrelay.errors import FatalSinkError, InputError, PermanentError, RetryableError
 from trailrelay.helpers import cut_runs
-from trailrelay.pipeline.deadletter import DeadLetterStore, entry
+from trailrelay.pipeline.deadletter import DeadLetterError, DeadLetterStore, entry
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.record import Record, decode_routing
 from trailrelay.transforms.filters import RecordFilter
@@ -382,6 +382,8 @@ class SinkRunner:
             outcomes = self._send_once(attempt.records, attempt.attempt)
             if outcomes is not None:  # None: fatal, the run is stopping, nothing is acknowledged
                 self._handle(attempt, outcomes)
+        except DeadLetterError as exc:  # the run is stopping (logged once): release, never ack
+            self._abandon_records(attempt.records, str(exc))
         except Exception:  # a bug here must not leave the run hanging
             log.exception("delivery to %s failed unexpectedly", self.name)
             self._abandon_records(attempt.records, "internal error during delivery")

@@ -299,6 +299,10 @@ class _Collecting:
             self.count += 1
         self.inner.write(item)
 
+    def sync(self) -> None:
+        """Make the inner store's entries durable."""
+        self.inner.sync()
+
     def close(self) -> None:
         """Kept open: the forwarder's store outlives one call."""
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from trailrelay.errors import FatalSinkError, FetchError, InputError
-from trailrelay.pipeline.deadletter import DeadLetterStore, entry
+from trailrelay.pipeline.deadletter import DeadLetterError, DeadLetterStore, GuardedDeadLetters, entry
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.tickets import Ticket
@@ -77,7 +77,7 @@ class Pipeline:
         self.source = source
         self.sinks: dict[str, SinkRunner] = sinks or {}
         self.transforms = transforms or []
-        self.dead_letters = dead_letters
+        self.dead_letters: DeadLetterStore = GuardedDeadLetters(dead_letters, self._dead_letters_failed)
         self.metrics = metrics or Metrics()
         report_failed_acks = getattr(source, "report_failed_acks", None)
         if report_failed_acks is not None:  # acks confirmed later (SQS deletes in batches)
@@ -101,6 +101,13 @@ class Pipeline:
         if self.fatal is None:
             self.fatal = f"sink {sink!r}: {exc}"
             log.error("stopping: sink %s failed fatally: %s", sink, exc)
+        self.stop.set()
+
+    def _dead_letters_failed(self, reason: str) -> None:
+        """The dead-letter store fails: stop, as what it should hold cannot be acknowledged."""
+        if self.fatal is None:
+            self.fatal = reason
+            log.error("stopping: %s", reason)
         self.stop.set()
 
     def run(self) -> RunResult:
@@ -171,18 +178,21 @@ class Pipeline:
             return
         for reason, _location in work.skipped:
             m.bump("skipped", reason)
-        ticket = Ticket(work, self._closed)
+        ticket = Ticket(work, self._closed, before_ack=self.dead_letters.sync)
         with self._open_lock:
             self._open.add(ticket)
-        for reason, raw in work.invalid:
-            self._dead_letter("notification", reason, None, raw)
-        for obj in work.objects:
-            if self.stop.is_set():
-                ticket.fail("stopping")
-                break
-            self._read_object(obj, ticket)
-        if work.records:  # ready-made (integrity events): no reading, no transforms
-            self._deliver_many(list(work.records), ticket)
+        try:
+            for reason, raw in work.invalid:
+                self._dead_letter("notification", reason, None, raw)
+            for obj in work.objects:
+                if self.stop.is_set():
+                    ticket.fail("stopping")
+                    break
+                self._read_object(obj, ticket)
+            if work.records:  # ready-made (integrity events): no reading, no transforms
+                self._deliver_many(list(work.records), ticket)
+        except DeadLetterError as exc:  # the run is stopping: this unit goes back to its source
+            ticket.fail(str(exc))
         ticket.reading_done()
         if work.urgent:
             for runner in self.sinks.values():
@@ -221,6 +231,8 @@ class Pipeline:
             m.bump("skipped", skip.kind)
         except FetchError as exc:  # the source failed part-way: what was read stays in flight
             self._fetch_failed(origin, exc, ticket)
+        except DeadLetterError:  # no trace can be kept: the run stops (see _process)
+            raise
         except Exception as exc:  # a reader bug must not stop the run: trace the object, go on
             log.exception("unexpected error reading %s", origin.location)
             reason = f"unexpected {type(exc).__name__} while reading: {exc}"
@@ -235,6 +247,8 @@ class Pipeline:
         count = 0
         try:
             count = self._route_all(_in_chunks(stream), ticket)
+        except DeadLetterError:  # no trace can be kept: the run stops (see _process)
+            raise
         except Exception as exc:  # a bug must not stop the run: trace the unit, go on
             log.exception("unexpected error delivering %s", obj.origin.location)
             self._dead_letter("read", f"unexpected {type(exc).__name__}: {exc}", obj.origin, None)

@@ -22,10 +22,18 @@ class Ticket:
     fetched, a delivery was abandoned at shutdown). Either happens exactly once.
     """
 
-    __slots__ = ("_lock", "closed", "done", "failure", "on_close", "pending", "reading", "work")
+    __slots__ = ("_lock", "before_ack", "closed", "done", "failure", "on_close", "pending", "reading", "work")
 
-    def __init__(self, work: Work, on_close: Callable[[Ticket, bool], None]) -> None:
+    def __init__(
+        self,
+        work: Work,
+        on_close: Callable[[Ticket, bool], None],
+        before_ack: Callable[[], None] | None = None,
+    ) -> None:
         self.work = work
+        self.before_ack = before_ack
+        """Called before the unit is acknowledged (the dead letters made durable); if it raises,
+        the unit is released instead."""
         self.pending = 0
         self.reading = True
         self.failure: str | None = None
@@ -83,6 +91,12 @@ class Ticket:
     def _close(self) -> None:
         acked = self.failure is None
         try:
+            if acked and self.before_ack is not None:
+                try:
+                    self.before_ack()
+                except Exception as exc:  # its dead letters may be lost: not acknowledged
+                    acked = False
+                    self.failure = f"not acknowledged: {exc}"
             if acked:
                 self.work.ack(self.done)
             else:
