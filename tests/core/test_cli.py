@@ -310,6 +310,15 @@ def test_replay_to_a_sink_that_cannot_open_leaves_its_entries_for_the_next_repla
     ]
 
 
+@pytest.mark.parametrize(("option", "value"), [("--accounts", "0"), ("--events-per-hour", "-5")])
+def test_generate_refuses_impossible_sizes_in_one_line(tmp_path: Path, option: str, value: str) -> None:
+    """--accounts 0 was a ValueError traceback from inside the generator."""
+    result = CliRunner().invoke(cli, ["generate", str(tmp_path / "t"), option, value])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in result.output and result.exception is not None
+    assert not (tmp_path / "t").exists()
+
+
 def test_generate_is_deterministic(tmp_path: Path) -> None:
     args = ["--events-per-hour", "5", "--accounts", "2"]
     assert CliRunner().invoke(cli, ["generate", str(tmp_path / "a"), *args]).exit_code == 0

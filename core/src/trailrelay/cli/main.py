@@ -615,8 +615,16 @@ def sinks() -> None:
 @click.argument("out", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--seed", default=7, show_default=True, help="Same seed, same bytes.")
 @click.option("--day", type=click.DateTime(["%Y-%m-%d"]), default="2026-03-02", show_default=True)
-@click.option("--accounts", default=3, show_default=True)
-@click.option("--events-per-hour", default=200, show_default=True)
+@click.option(
+    "--accounts", default=3, show_default=True, type=click.IntRange(1, 1000), help="Member accounts."
+)
+@click.option(
+    "--events-per-hour",
+    default=200,
+    show_default=True,
+    type=click.IntRange(0, 100_000),
+    help="Background events per account and region.",
+)
 def generate(out: Path, seed: int, day: dt.datetime, accounts: int, events_per_hour: int) -> None:
     """Write a synthetic organization trail (a day of noise plus an attack) in the S3 key layout."""
     from trailrelay.generate import generate_trail  # noqa: PLC0415
