@@ -33,8 +33,13 @@ def test_install_commands_target_the_lambda_platform(tmp_path: Path) -> None:
     assert "manylinux2014_aarch64" in platforms and "manylinux_2_34_aarch64" in platforms
     assert "manylinux_2_35_aarch64" not in platforms and "--only-binary=:all:" in pip
     assert "--find-links" in pip
+    # RE2 for the Elastic connector's ecs mode (an optional extra elsewhere: no musl wheels)
+    assert "google-re2>=1.1,<2" in pip and "google-re2>=1.1,<2" in prepare
+    assert not any(a.startswith("google-re2") for a in uv)
     [no_deps] = install_commands(LambdaBuild((), deps=False), wheels, tmp_path, "pip")
     assert "--no-deps" in no_deps
+    [layer_deps] = install_commands(LambdaBuild(("elastic",), deps=False), wheels, tmp_path, "pip")
+    assert not any(a.startswith("google-re2") for a in layer_deps)
     from_index = install_commands(LambdaBuild(("sentinel",)), [], tmp_path, "uv")[0]
     assert from_index[-2:] == ["trailrelay", "trailrelay-sentinel"]
 

@@ -42,6 +42,13 @@ class LambdaBuild:
     repo: Path | None = None
     deps: bool = True
 
+    def speedups(self) -> list[str]:
+        """Optional native dependencies the zip includes (their wheels exist for both Lambda CPUs).
+
+        RE2 for the Elastic connector's ecs mode: a cold start parses a run's user agents again.
+        """
+        return ["google-re2>=1.1,<2"] if "elastic" in self.connectors and self.deps else []
+
     def projects(self) -> list[str]:
         """Local project folders (from the checkout) or index names for trailrelay and the connectors."""
         if self.repo is not None:
@@ -58,7 +65,7 @@ def install_commands(build: LambdaBuild, wheels: list[Path], target: Path, insta
     """
     glibc = RUNTIME_GLIBC[build.python]
     machine = "aarch64" if build.arch == "arm64" else "x86_64"
-    names = [str(w) for w in wheels] or build.projects()
+    names = ([str(w) for w in wheels] or build.projects()) + build.speedups()
     no_deps = [] if build.deps else ["--no-deps"]
     if installer == "uv":
         platform = f"{machine}-manylinux2014" if glibc < 28 else f"{machine}-manylinux_2_{glibc}"
