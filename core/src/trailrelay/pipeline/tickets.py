@@ -90,13 +90,13 @@ class Ticket:
 
     def _close(self) -> None:
         acked = self.failure is None
+        if acked and self.before_ack is not None:
+            try:
+                self.before_ack()
+            except Exception as exc:  # its dead letters may be lost: not acknowledged
+                acked = False
+                self.failure = f"not acknowledged: {exc}"
         try:
-            if acked and self.before_ack is not None:
-                try:
-                    self.before_ack()
-                except Exception as exc:  # its dead letters may be lost: not acknowledged
-                    acked = False
-                    self.failure = f"not acknowledged: {exc}"
             if acked:
                 self.work.ack(self.done)
             else:
