@@ -6,6 +6,7 @@ import gzip
 import logging
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -86,8 +87,11 @@ def test_bad_input_is_dead_lettered_with_reasons_and_the_run_goes_on(
 ) -> None:
     root = tmp_path / "in"
     ids = _trail(root, make_object, make_events, objects=2, per=10)
-    whole = gzip.compress(orjson.dumps({"Records": make_events(5, prefix="lost")}))
+    cut_events = make_events(5, prefix="lost")
+    whole = gzip.compress(orjson.dumps({"Records": cut_events}))
     (root / "truncated.json.gz").write_bytes(whole[: len(whole) // 2])
+    readable = zlib.decompressobj(31).decompress(whole[: len(whole) // 2])
+    before_cut = [e["eventID"] for e in cut_events if orjson.dumps(e) in readable]  # complete before it
     (root / "hello.json").write_bytes(b'{"hello": "world"}')
     (root / "bad-record.json").write_bytes(b'{"Records": [42, ' + orjson.dumps(SAMPLE_EVENTS[0]) + b"]}")
     (root / "empty.json").write_bytes(b"")
@@ -96,7 +100,8 @@ def test_bad_input_is_dead_lettered_with_reasons_and_the_run_goes_on(
     digest.write_bytes(gzip.compress(b'{"digestStartTime": "x", "logFiles": []}'))
     sink = scripted()
     result = _pipeline(root, {"s": sink}, tmp_path).run()
-    assert sorted(sink.stored) == sorted([*ids, SAMPLE_EVENTS[0]["eventID"]])
+    assert before_cut  # the records before the break are delivered, the rest is one dead letter
+    assert sorted(sink.stored) == sorted([*ids, *before_cut, SAMPLE_EVENTS[0]["eventID"]])
     entries = list(read_entries(tmp_path / "dead"))
     reasons = {Path(e["origin"]["location"]).name: e["reason"] for e in entries}
     assert "truncated gzip" in reasons["truncated.json.gz"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from trailrelay.cli.main import EXIT_FATAL, EXIT_OK
+from trailrelay.cli.main import EXIT_DEAD_LETTERS, EXIT_FATAL, EXIT_OK
 from trailrelay.config import StdinSourceConfig, parse_config
 from trailrelay.errors import ConfigError
 
@@ -218,6 +218,72 @@ def test_a_closed_pipe_downstream_stops_cleanly_with_status_3(tmp_path: Path) ->
     assert "Traceback" not in text
     assert "Exception ignored" not in text
     assert "BrokenPipeError" not in text
+
+
+def _wait_for(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_slow_writer_s_first_lines_are_delivered_while_the_pipe_stays_open(tmp_path: Path) -> None:
+    """Three short lines (far less than the 4 KiB the shape used to wait for), then nothing."""
+    config = _config(tmp_path, '[source]\ntype = "stdin"\nunit_seconds = 0.2', FILE_SINK)
+    cmd = [PY, "-m", "trailrelay", "forward", "-c", str(config), "--log-format", "text"]
+    with (tmp_path / "stderr").open("wb") as err:
+        relay = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err)
+    assert relay.stdin is not None
+    try:
+        relay.stdin.write(b"".join(json.dumps(r).encode() + b"\n" for r in RECORDS[:3]))
+        relay.stdin.flush()
+        assert _wait_for(lambda: _lines(tmp_path / "out.ndjson") == 3, 30), "held back until the input ends"
+    finally:
+        relay.stdin.close()
+    relay.wait(60)
+    assert relay.returncode == EXIT_OK, (tmp_path / "stderr").read_text()[-2000:]
+    assert _out_ids(tmp_path) == IDS[:3]
+
+
+def test_a_stop_dead_letters_what_was_read_and_replay_delivers_it(tmp_path: Path) -> None:
+    """SIGTERM while read records wait for their unit: they are traced, counted, and replayable.
+
+    The pipe stays open, so the parser thread is still waiting in a read at exit: that used to
+    abort the interpreter ("could not acquire lock for <_io.BufferedReader name='<stdin>'>").
+    """
+    config = _config(tmp_path, '[source]\ntype = "stdin"\nunit_seconds = 60', FILE_SINK)
+    cmd = [PY, "-m", "trailrelay", "forward", "-c", str(config), "--log-format", "text"]
+    cmd += ["--summary-json", str(tmp_path / "summary.json")]
+    with (tmp_path / "stderr").open("wb") as err:
+        relay = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err)
+    assert relay.stdin is not None
+    relay.stdin.write(_ndjson())
+    relay.stdin.flush()
+    time.sleep(2)  # read and parsed at once; the unit would be cut only after 60 s
+    relay.send_signal(signal.SIGTERM)
+    relay.wait(60)  # the pipe is still open: the relay exits while its parser waits for more
+    relay.stdin.close()
+    text = (tmp_path / "stderr").read_text()
+    assert relay.returncode == EXIT_DEAD_LETTERS, text[-2000:]
+    assert "Fatal Python error" not in text and "Traceback" not in text
+    assert _lines(tmp_path / "out.ndjson") == 0
+    entries = [json.loads(x) for f in sorted((tmp_path / "dl").iterdir()) for x in f.read_text().splitlines()]
+    assert sorted(json.loads(e["raw"])["eventID"] for e in entries) == IDS
+    assert {(e["stage"], e["sink"]) for e in entries} == {("sink", "file")}
+    assert all("standard input cannot be read again" in e["reason"] for e in entries)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["records_in"] == len(IDS), summary
+    assert summary["dead_lettered"] == {"sink": len(IDS)}
+    replay = subprocess.run(
+        [PY, "-m", "trailrelay", "replay-dead-letters", "-c", str(config)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert replay.returncode == EXIT_OK, replay.stderr.decode()[-2000:]
+    assert sorted(_out_ids(tmp_path)) == IDS
 
 
 def test_stdin_config_model() -> None:

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import json
+import random
 import threading
 import tracemalloc
 import zlib
@@ -378,6 +379,64 @@ def _good_prefix(items: list[Record | Problem]) -> list[Record]:
     assert [r.raw for r in recs] == GOOD[: len(recs)]
     assert [r.index for r in recs] == list(range(len(recs)))
     return recs
+
+
+@pytest.mark.parametrize("chunk", [1000, 1 << 20])
+def test_a_gzip_breaking_within_the_first_4k_still_delivers_the_records_before_it(chunk: int) -> None:
+    """The shape is decided from the first 4 KiB: a break before them used to lose what came."""
+    rng = random.Random(5)
+    recs = [_dumps({**MANY[i], "pad": rng.randbytes(200).hex()}) for i in range(6)]
+    data = _envelope(recs)
+    whole = gzip.compress(data, 1)
+    cut = next(c for c in range(len(whole)) if len(zlib.decompressobj(31).decompress(whole[:c])) >= 3600)
+    readable = zlib.decompressobj(31).decompress(whole[:cut])
+    assert len(readable) < 4096
+    complete = sum(1 for r in recs if data.index(r) + len(r) <= len(readable))
+    assert complete >= 2
+    items = list(ObjectStream(io.BytesIO(whole[:cut]), ORIGIN, chunk_bytes=chunk))
+    assert [i.raw for i in items if isinstance(i, Record)] == recs[:complete]
+    last = items[-1]
+    assert isinstance(last, Problem) and last.terminal and last.reason.startswith("truncated gzip data")
+    assert last.index == complete
+    assert last.raw  # an excerpt of what could not be read, not an empty dead letter
+
+
+class _Pipe:
+    """A pipe a slow writer feeds: one line per read, then the reader would wait (here: fails)."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.lines, self.reads = list(lines), 0
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        if not self.lines:
+            raise AssertionError("read past what the writer sent: records were held back")
+        return self.lines.pop(0)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "first",
+    [_dumps(MANY[0]) + b"\n", b"\xef\xbb\xbf" + _dumps(MANY[0]) + b"\r\n", b"  \n" + _dumps(MANY[0]) + b"\n"],
+)
+def test_ndjson_lines_come_out_as_they_arrive_not_after_4k(first: bytes) -> None:
+    """A writer producing a line now and then: each record is yielded before the next read."""
+    lines = [first, _dumps(MANY[1]) + b"\n", _dumps(MANY[2]) + b"\n"]
+    assert sum(map(len, lines)) < 4096
+    pipe = _Pipe(lines)
+    stream = iter(ObjectStream(pipe, ORIGIN, read_bytes=1 << 16))  # type: ignore[arg-type]
+    for n in range(3):
+        item = next(stream)
+        assert isinstance(item, Record) and item.routing.event_id == MANY[n]["eventID"]
+
+
+def test_a_records_envelope_on_one_line_still_waits_for_what_follows() -> None:
+    """Such a line reads differently alone and with lines after it: the reader does not guess."""
+    line = _envelope([_dumps(MANY[0])]).replace(b'{"Records"', b'{"x":1,"Records"') + b"\n"
+    assert _new(line) == _old(line)
+    assert [i[0] for i in _new(line, read=7)] == ["record"]
 
 
 @pytest.mark.parametrize("chunk", [1000, 1 << 20])

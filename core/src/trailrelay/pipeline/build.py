@@ -7,7 +7,6 @@ Sources, transforms, pseudonymizers, sinks and their runners, dead letters; the
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 from trailrelay import __version__
@@ -23,7 +22,7 @@ from trailrelay.config import (
 from trailrelay.contract import Sink, SinkConfig, SinkContext
 from trailrelay.detection.evaluate import SigmaTagger
 from trailrelay.errors import ConfigError
-from trailrelay.pipeline.deadletter import DeadLetterStore, FolderDeadLetters, S3DeadLetters, entry
+from trailrelay.pipeline.deadletter import DeadLetterStore, FolderDeadLetters, S3DeadLetters
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.runner import Pipeline, Transform
 from trailrelay.plugins import BUILTIN_SINKS, installed_sinks, load_sink
@@ -71,9 +70,8 @@ def build_source(
     *,
     once: bool,
     checkpoints: Checkpoints | None,
-    dead_letters: DeadLetterStore | None = None,
 ) -> Source:
-    """The configured source (``dead_letters``: where standard input's undeliverable records go)."""
+    """The configured source (standard input's leftovers go to ``Pipeline.dead_letter_unsent``)."""
     src = config.source
     limit = config.pipeline.max_object_bytes
     if isinstance(src, StdinSourceConfig) or (isinstance(src, FilesSourceConfig) and str(src.path) == "-"):
@@ -85,7 +83,6 @@ def build_source(
             unit_seconds=unit.unit_seconds,
             max_object_bytes=limit,
             max_record_bytes=config.pipeline.max_record_bytes,
-            lost=None if dead_letters is None else _dead_letter_writer(dead_letters),
         )
     path = files_source_path(config)
     if path is not None:
@@ -131,13 +128,6 @@ def build_source(
         insights=src.insights,
         max_object_bytes=limit,
     )
-
-
-def _dead_letter_writer(store: DeadLetterStore) -> Callable[[str, Record], None]:
-    def lost(why: str, record: Record) -> None:
-        store.write(entry("read", why, record.origin, record.raw, index=record.index))
-
-    return lost
 
 
 def build_dead_letters(config: Config) -> DeadLetterStore:

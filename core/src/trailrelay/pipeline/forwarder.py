@@ -269,12 +269,17 @@ def build_pipeline(
     stateless = (SqsSourceConfig, FirehoseSourceConfig, LambdaSourceConfig, StdinSourceConfig)
     checkpoints = None if isinstance(config.source, stateless) else Checkpoints(config.state_path())
     forwarder = Forwarder(config)
-    source = build_source(config, once=once, checkpoints=checkpoints, dead_letters=forwarder.dead_letters)
+    source = build_source(config, once=once, checkpoints=checkpoints)
     if shard is not None:
         source = Sharded(source, *shard, claims=Claims(claims) if claims is not None else None)
     pipeline = forwarder.pipeline(
         source, stop=stop, metrics=metrics, progress=progress, backoff_base=backoff_base
     )
+    from trailrelay.sources.stdin import StdinSource  # noqa: PLC0415 - built above when configured
+
+    if isinstance(source, StdinSource):  # it cannot offer what it read again: traced instead
+        source.on_lost = pipeline.dead_letter_unsent
+        source.on_leftover = pipeline.dead_letter_leftover
     extras: dict[str, object] = {"privacy": forwarder.privacy}
     if config.integrity.enabled:
         from trailrelay.integrity.forwarding import install_integrity_checks  # noqa: PLC0415

@@ -354,6 +354,32 @@ class Pipeline:
                     }
                 )
 
+    def dead_letter_unsent(self, reason: str, item: Record | Problem) -> None:
+        """Trace an item its source cannot offer again (standard input) and that was not finished.
+
+        A record gets one ``sink`` entry per sink, so ``replay-dead-letters`` sends it there (a
+        sink that had it already may get it twice: at least once); a problem its own entry, as
+        when it is read.
+        """
+        if item.__class__ is Problem:
+            assert isinstance(item, Problem)
+            stage = "read" if item.terminal else "parse"
+            self._dead_letter(stage, item.reason, item.origin, item.raw, index=item.index)
+            return
+        assert isinstance(item, Record)
+        if not self.sinks:
+            self._dead_letter("read", reason, item.origin, item.raw, index=item.index)
+            return
+        for name in self.sinks:
+            self.dead_letters.write(entry("sink", reason, item.origin, item.raw, sink=name, index=item.index))
+            self.metrics.bump("dead_lettered", "sink")
+
+    def dead_letter_leftover(self, reason: str, item: Record | Problem) -> None:
+        """:meth:`dead_letter_unsent` for an item its source read but never handed on (counted as read)."""
+        if item.__class__ is Record:
+            self.metrics.add("records_in")
+        self.dead_letter_unsent(reason, item)
+
     def _dead_letter(
         self, stage: str, reason: str, origin: Origin | None, raw: bytes | None, *, index: int | None = None
     ) -> None:

@@ -18,12 +18,16 @@ pipe blocks.
 
 Standard input cannot be read twice. A unit that cannot be finished (the run is stopped, a sink
 fails fatally) is released; its records are then written to the dead-letter store with the
-reason, so nothing is lost silently, and the run exits with the "unfinished" status.
+reason, so nothing is lost silently, and the run exits with the "unfinished" status. So are the
+items parsed but not yet in a unit when the run stops (``close``). The pipe is read through its
+descriptor, not ``sys.stdin.buffer``: the parser thread may still be waiting in a read when the
+process exits, and a buffered reader's lock held there aborts the interpreter's shutdown.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sys
 import threading
@@ -54,15 +58,18 @@ class _Available:
     """A pipe read as it arrives: ``read(n)`` returns what is there (at most n), not n bytes.
 
     ``BufferedReader.read(n)`` waits until n bytes came or the pipe closed; a writer producing a
-    line a second would hold records back for minutes. ``read1`` returns after one raw read.
+    line a second would hold records back for minutes. ``read1`` returns after one raw read, and
+    a descriptor (the process's standard input) is read with one ``os.read``.
     """
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO | int) -> None:
         self._raw = raw
-        self._read1 = getattr(raw, "read1", None)
+        self._read1 = None if isinstance(raw, int) else getattr(raw, "read1", None)
 
     def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes, as soon as any are available; b"" at the end of the input."""
+        if isinstance(self._raw, int):
+            return os.read(self._raw, n if n > 0 else 1 << 16)
         if self._read1 is not None:
             data: bytes = self._read1(n)
             return data
@@ -79,6 +86,12 @@ class _Slice:
         self.items = items
         self.bytes_in = nbytes
         self.sha256: str | None = None
+        self.taken = False
+        """The pipeline took the items (they count as read; their problems are dead-lettered)."""
+
+    def take(self) -> _Slice:
+        self.taken = True
+        return self
 
     def __iter__(self) -> Iterator[Record | Problem]:
         return iter(self.items)
@@ -95,7 +108,8 @@ class StdinSource:
         unit_seconds: float = 1.0,
         max_object_bytes: int = DEFAULT_LIMIT,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-        lost: Callable[[str, Record], None] | None = None,
+        lost: Callable[[str, Record | Problem], None] | None = None,
+        leftover: Callable[[str, Record | Problem], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stream = stream
@@ -104,19 +118,31 @@ class StdinSource:
         self.max_object_bytes = max_object_bytes
         self.max_record_bytes = max_record_bytes
         self.on_lost = lost
-        """Told of each record that cannot be delivered (the pipeline dead-letters it with the reason)."""
+        """Told of each record of a released unit (the pipeline dead-letters it with the reason)."""
+        self.on_leftover = leftover
+        """Told of each item parsed but never handed on, at the stop (dead-lettered likewise, and
+        counted as read)."""
         self.units = 0
         self.lost = 0
-        """Records of released units (dead-lettered: standard input cannot be read again)."""
+        """Records of released units and records left over at the stop (dead-lettered: standard
+        input cannot be read again)."""
         self._clock = clock
         self._queue: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_ITEMS)
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
+        self._leftover_lock = threading.Lock()
+        self._gathered: list[Record | Problem] = []
+        """Items taken from the queue for the next unit, not yet handed on."""
 
     # -- the parser thread -----------------------------------------------------------------
 
     def _parse(self) -> None:
-        raw = self.stream if self.stream is not None else sys.stdin.buffer
+        try:
+            raw = self.stream if self.stream is not None else sys.stdin.fileno()
+        except (AttributeError, ValueError, OSError) as exc:  # no standard input at all
+            self._put(FetchError(f"standard input cannot be read: {exc}"))
+            self._put((_EOF,))
+            return
         stream = read_stream(
             _Available(raw),  # type: ignore[arg-type]  # read/close is all read_stream uses
             STDIN_ORIGIN,
@@ -124,9 +150,12 @@ class StdinSource:
             max_record_bytes=self.max_record_bytes,
         )
         try:
-            for item in stream:
-                if not self._put(item):
-                    return
+            for batch in stream.batches():
+                items = iter(batch)
+                for item in items:
+                    if not self._put(item):  # stopped: what this cut still holds is traced too
+                        self._leftovers(list(items), "the run stopped")
+                        return
         except NotALogFile as skip:  # a digest piped in: nothing to forward
             log.warning("standard input is not a CloudTrail log file (%s): nothing to forward", skip.kind)
         except Exception as exc:  # a failing pipe: the source failed, the run stops
@@ -135,13 +164,51 @@ class StdinSource:
             self._put((_EOF,))
 
     def _put(self, item: object) -> bool:
+        """Queue ``item`` for the units; False (the item traced as a leftover) once the source closed."""
         while not self._closed.is_set():
             try:
                 self._queue.put(item, timeout=0.2)
-                return True
             except queue.Full:
                 continue
+            if self._closed.is_set():  # closed while it went in: its drain may have missed it
+                self._drain("the run stopped")
+            return True
+        self._leftovers([item], "the run stopped")
         return False
+
+    def _drain(self, why: str) -> None:
+        """Trace everything still queued (the source is closing)."""
+        left: list[object] = []
+        while True:
+            try:
+                left.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        self._leftovers(left, why)
+
+    def _leftovers(self, items: list[object], why: str) -> None:
+        """Records and problems parsed but never handed to the pipeline: dead-lettered, not lost."""
+        kept = [i for i in items if isinstance(i, Record | Problem)]
+        if not kept:
+            return
+        records = sum(1 for i in kept if isinstance(i, Record))
+        with self._leftover_lock:
+            self.lost += records
+        log.warning(
+            "standard input: %d records read but not handed on (%s): dead-lettered "
+            "(standard input cannot be read again)",
+            records,
+            why,
+        )
+        if self.on_leftover is None:
+            return
+        reason = f"not delivered: {why} before it was handed on; standard input cannot be read again"
+        for item in kept:
+            try:
+                self.on_leftover(reason, item)
+            except Exception as exc:  # the store failed: the run is stopping on that already
+                log.warning("standard input: could not dead-letter a leftover item: %s", exc)
+                return
 
     # -- units -----------------------------------------------------------------------------
 
@@ -150,7 +217,14 @@ class StdinSource:
         if self._thread is None:
             self._thread = threading.Thread(target=self._parse, name="stdin-parser", daemon=True)
             self._thread.start()
-        items: list[Record | Problem] = []
+        try:
+            yield from self._units(stop)
+        finally:  # stopped while gathering the next unit: its items are traced, not dropped
+            self._leftovers(list(self._gathered), "the run stopped")
+            self._gathered.clear()
+
+    def _units(self, stop: threading.Event) -> Iterator[Work]:
+        items = self._gathered  # never holds a unit already handed on: it is cut before the yield
         records = 0
         started = 0.0
         first_index = 0
@@ -161,15 +235,15 @@ class StdinSource:
                 item = self._queue.get(timeout=min(wait, 0.2))
             except queue.Empty:
                 if items and self._clock() >= started + self.unit_seconds:
-                    yield self._unit(items, records, first_index, nbytes)
+                    yield self._cut(records, first_index, nbytes)
                     first_index += records
-                    items, records, nbytes = [], 0, 0
+                    records, nbytes = 0, 0
                 elif not items:
                     yield Work([], idle=True, label="stdin: waiting for input")
                 continue
             if isinstance(item, tuple) and item and item[0] is _EOF:
                 if items:
-                    yield self._unit(items, records, first_index, nbytes)
+                    yield self._cut(records, first_index, nbytes)
                 return
             if isinstance(item, Exception):
                 raise item
@@ -181,9 +255,15 @@ class StdinSource:
                 records += 1
                 nbytes += len(item.raw)
             if records >= self.unit_records:
-                yield self._unit(items, records, first_index, nbytes)
+                yield self._cut(records, first_index, nbytes)
                 first_index += records
-                items, records, nbytes = [], 0, 0
+                records, nbytes = 0, 0
+
+    def _cut(self, records: int, first: int, nbytes: int) -> Work:
+        """The gathered items as a unit; gathering starts again empty."""
+        unit = self._unit(list(self._gathered), records, first, nbytes)
+        self._gathered.clear()
+        return unit
 
     def _unit(self, items: list[Record | Problem], records: int, first: int, nbytes: int) -> Work:
         self.units += 1
@@ -191,11 +271,16 @@ class StdinSource:
         label = f"stdin unit {n} (records {first + 1}-{first + records})"
         origin = Origin("stdin", f"stdin#unit-{n}")
         part = _Slice(items, nbytes)
-        ref = ObjectRef(origin, fetch=_no_bytes, items=lambda: part)
-        return Work([ref], ack=_nothing_to_ack, release=self._releaser(items, label), label=label)
+        ref = ObjectRef(origin, fetch=_no_bytes, items=part.take)
+        return Work([ref], ack=_nothing_to_ack, release=self._releaser(part, label), label=label)
 
-    def _releaser(self, items: list[Record | Problem], label: str) -> Callable[[str], None]:
+    def _releaser(self, part: _Slice, label: str) -> Callable[[str], None]:
+        items = part.items
+
         def release(reason: str) -> None:
+            if not part.taken:  # released before the pipeline read it (the run was stopping)
+                self._leftovers(list(items), f"the run ended ({reason})")
+                return
             kept = [i for i in items if isinstance(i, Record)]
             self.lost += len(kept)
             log.warning(
@@ -213,8 +298,12 @@ class StdinSource:
         return release
 
     def close(self) -> None:
-        """Stop the parser thread (it may be blocked reading the pipe: it is a daemon)."""
+        """Stop the parser thread (it may be blocked reading the pipe: it is a daemon).
+
+        What it parsed and no unit took is traced as leftovers (dead-lettered with the reason).
+        """
         self._closed.set()
+        self._drain("the run stopped")
 
 
 def _no_bytes() -> bytes:

@@ -113,7 +113,7 @@ _ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 _RAW = msgspec.json.Decoder(msgspec.Raw)
 _Batches = Iterator[Iterable[Record | Problem]]
 """What the splitter yields: the items of one chunk at a time (fewer generator hops per record)."""
-_COMMA, _CLOSE, _OPEN_OBJECT, _CLOSE_OBJECT, _QUOTE = 0x2C, 0x5D, 0x7B, 0x7D, 0x22
+_COMMA, _CLOSE, _OPEN_OBJECT, _CLOSE_OBJECT, _QUOTE, _OPEN_ARRAY = 0x2C, 0x5D, 0x7B, 0x7D, 0x22, 0x5B
 
 
 def read_stream(
@@ -359,14 +359,23 @@ class _Splitter:
             first = False
 
     def _document(
-        self, chunks: Iterator[bytes], *, first: bool
+        self, chunks: _PushBack, *, first: bool
     ) -> Generator[Iterable[Record | Problem], None, bytes | None]:
-        """One object's records; returns what follows a Records envelope when more JSON does."""
+        """One object's records; returns what follows a Records envelope when more JSON does.
+
+        The shape is decided from the first ``_HEAD`` bytes, or sooner when they already tell it
+        (a slow pipe may bring a few NDJSON lines and then nothing for a while). A stream that
+        breaks before then still yields the records complete before the break, then the error.
+        """
         self._reset()
         head = b""
         eof = False
-        while len(head) < _HEAD:
-            chunk = next(chunks, None)
+        while len(head) < _HEAD and not _shape_known(head, first=first):
+            try:
+                chunk = next(chunks, None)
+            except InputError as exc:  # broken early (truncated gzip): what came before is read first
+                chunks.fail(exc)
+                break
             if chunk is None:
                 eof = True
                 break
@@ -381,7 +390,7 @@ class _Splitter:
             return None
         start = found.start()
         lead = data[start]
-        if lead == 0x5B:  # [
+        if lead == _OPEN_ARRAY:
             self.prefix = "malformed JSON array"
             self.buf = data[start + 1 :]
             yield from self._array(chunks, envelope=False)
@@ -446,6 +455,10 @@ class _Splitter:
             self.buf = buf
             nl = buf.find(b"\n", seen)
         if nl >= 0 and _looks_like_ndjson(buf, start):  # one complete object on the first line
+            if _plain_line(buf[start:nl]):  # its records come line by line, whatever follows
+                self.buf = buf
+                yield from self._lines(chunks)
+                return
             more = _NONWS.search(buf, nl)
             while more is None and not eof:
                 chunk = next(chunks, None)
@@ -832,9 +845,14 @@ class _PushBack:
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
         self._back: list[bytes] = []
+        self._error: InputError | None = None
 
     def push(self, data: bytes) -> None:
         self._back.append(data)
+
+    def fail(self, error: InputError) -> None:
+        """The chunks broke with ``error``: raise it again once what was put back is taken."""
+        self._error = error
 
     def __iter__(self) -> _PushBack:
         return self
@@ -842,7 +860,46 @@ class _PushBack:
     def __next__(self) -> bytes:
         if self._back:
             return self._back.pop()
+        if self._error is not None:
+            raise self._error
         return next(self._chunks)
+
+
+def _plain_line(line: bytes) -> bool:
+    """True for a first line that reads the same as NDJSON and as a whole object.
+
+    Whether more lines follow or the input ends there, such a line gives the same record (or
+    EventBridge envelope, or problem), so its lines can be read as they come. A line with a
+    ``Records`` or ``Events`` key, a digest, or fields of the wrong type reads differently alone:
+    for those the reader waits for what follows.
+    """
+    if b"\r" in line.rstrip(b"\r"):  # a bare CR inside: NDJSON would cut the line there
+        return False
+    try:
+        probe = _PROBE.decode(line)
+    except (msgspec.ValidationError, *BAD_JSON):
+        return False
+    return probe.Records is None and probe.Events is None and not (probe.digestStartTime and probe.logFiles)
+
+
+def _shape_known(head: bytes, *, first: bool) -> bool:
+    """True when the start of a document already tells its shape, before ``_HEAD`` bytes came.
+
+    An array, a Records envelope, or a first line that is a whole JSON object (NDJSON, or one
+    record on its own line: either way its records come line by line).
+    """
+    if first and head.startswith(_BOM):
+        head = head[len(_BOM) :]
+    found = _NONWS.search(head)
+    if found is None:
+        return False
+    start = found.start()
+    lead = head[start]
+    if lead == _OPEN_ARRAY:
+        return True
+    if lead != _OPEN_OBJECT:
+        return False
+    return _ENVELOPE.match(head, start) is not None or _looks_like_ndjson(head, start)
 
 
 _NULL_RECORDS = b'{"Records":null'
