@@ -221,11 +221,24 @@ def test_check_accepts_standard_input(tmp_path: Path, source: str) -> None:
     assert "does not exist" not in result.output
 
 
-def _replay(tmp: Path, out: str = "o.ndjson") -> Any:
-    """``replay-dead-letters`` of ``tmp``'s dead-letters folder, to a file sink named ``out``."""
+def _replay(tmp: Path, out: str = "o.ndjson", *args: str, more: str = "") -> Any:
+    """``replay-dead-letters ARGS`` of ``tmp``'s dead-letters folder, to a file sink named ``out``.
+
+    ``more``: TOML added to the config (other sinks, ``[dead_letter]``).
+    """
     sink = f'[[sinks]]\ntype = "file"\nname = "out"\npath = "{out}"\n'
-    cfg = _config(tmp, '[source]\ntype = "files"\npath = "in"\n' + sink)
-    return CliRunner().invoke(cli, ["replay-dead-letters", "-c", str(cfg)])
+    cfg = _config(tmp, '[source]\ntype = "files"\npath = "in"\n' + sink + more)
+    return CliRunner().invoke(cli, ["replay-dead-letters", "-c", str(cfg), *args])
+
+
+def _sink_entry(sink: str, raw: str | dict[str, Any]) -> bytes:
+    """One dead-letter line: ``raw`` (a record, or JSON text as it is) refused by ``sink``."""
+    text = raw if isinstance(raw, str) else orjson.dumps(raw).decode()
+    return orjson.dumps({"stage": "sink", "sink": sink, "reason": "503", "raw": text}) + b"\n"
+
+
+def _ids(path: Path) -> list[str]:
+    return [orjson.loads(x)["eventID"] for x in path.read_bytes().splitlines()]
 
 
 def test_replay_dead_letters(tmp_path: Path) -> None:
@@ -297,17 +310,87 @@ def test_replay_to_a_sink_that_cannot_open_leaves_its_entries_for_the_next_repla
     dl = tmp_path / "dead-letters"
     dl.mkdir()
     entry = {"stage": "sink", "sink": "out", "reason": "503", "raw": orjson.dumps(SAMPLE_EVENTS[0]).decode()}
-    (dl / "dead-letters-2026-03-02.ndjson").write_bytes(orjson.dumps(entry) + b"\n")
+    parse = orjson.dumps({"stage": "parse", "reason": "not an object", "raw": "42"}) + b"\n"
+    (dl / "dead-letters-2026-03-02.ndjson").write_bytes(orjson.dumps(entry) + b"\n" + parse)
     (tmp_path / "taken").write_text("a file where the sink's folder should be")
     result = _replay(tmp_path, "taken/o.ndjson")
     assert result.exit_code == 3, result.output
     assert "out: not replayed" in result.output
-    assert (dl / "dead-letters-2026-03-02.ndjson.replaying").exists()
+    assert (dl / "dead-letters-2026-03-02.ndjson.replaying").read_bytes() == orjson.dumps(entry) + b"\n"
     again = _replay(tmp_path)
     assert again.exit_code == 0, again.output
     assert [orjson.loads(x)["eventID"] for x in (tmp_path / "o.ndjson").read_bytes().splitlines()] == [
         SAMPLE_EVENTS[0]["eventID"]
     ]
+    kept = [x for p in dl.glob("*.kept*.ndjson") for x in p.read_bytes().splitlines()]
+    assert kept == parse.splitlines()  # kept once: the parse entry left the *.replaying file
+
+
+def test_replay_never_overwrites_a_leftover_replaying_file(tmp_path: Path) -> None:
+    """A new file and a ``*.replaying`` one of the same day: renaming the new one overwrote the
+    other (its entry lost), the renamed file was then read twice, and it said "delivered 2"."""
+    dl = tmp_path / "dead-letters"
+    dl.mkdir()
+    a, b = SAMPLE_EVENTS[0], SAMPLE_EVENTS[1]
+    (dl / "dead-letters-2026-03-02.ndjson").write_bytes(_sink_entry("out", a))
+    (dl / "dead-letters-2026-03-02.ndjson.replaying").write_bytes(_sink_entry("out", b))
+    result = _replay(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert sorted(_ids(tmp_path / "o.ndjson")) == [a["eventID"], b["eventID"]]
+    assert not list(dl.glob("*.replaying"))
+    traces = [orjson.loads(x)["raw"] for p in dl.glob("*.replayed") for x in p.read_bytes().splitlines()]
+    assert sorted(orjson.loads(raw)["eventID"] for raw in traces) == [a["eventID"], b["eventID"]]
+
+
+def test_replay_keeps_the_entries_of_a_sink_that_failed_and_only_those(tmp_path: Path) -> None:
+    """One file, entries for "out" and "out2"; out2 cannot open. The file was renamed
+    ``*.replayed`` once "out" was done, so out2's entry was never sent; with two sinks that
+    succeed, the second rename failed."""
+    dl = tmp_path / "dead-letters"
+    dl.mkdir()
+    a, b, c = SAMPLE_EVENTS[0], SAMPLE_EVENTS[1], SAMPLE_EVENTS[2]
+    parse = orjson.dumps({"stage": "parse", "reason": "not an object", "raw": "42"}) + b"\n"
+    (dl / "dead-letters-2026-03-02.ndjson").write_bytes(
+        _sink_entry("out", a) + _sink_entry("out2", b) + parse + _sink_entry("out", c)
+    )
+    (tmp_path / "taken").write_text("a file where out2's folder should be")
+    out2 = '[[sinks]]\ntype = "file"\nname = "out2"\npath = "taken/o2.ndjson"\n'
+    first = _replay(tmp_path, more=out2)
+    assert first.exit_code == 3, first.output
+    assert "out2: not replayed" in first.output
+    assert _ids(tmp_path / "o.ndjson") == [a["eventID"], c["eventID"]]
+    left = dl / "dead-letters-2026-03-02.ndjson.replaying"
+    assert left.read_bytes() == _sink_entry("out2", b)  # only what is not final yet
+    trace = dl / "dead-letters-2026-03-02.ndjson.replayed"
+    assert sorted(trace.read_bytes().splitlines()) == sorted(
+        (_sink_entry("out", a) + parse + _sink_entry("out", c)).splitlines()
+    )
+    (tmp_path / "taken").unlink()
+    again = _replay(tmp_path, more=out2)
+    assert again.exit_code == 0, again.output
+    assert _ids(tmp_path / "o.ndjson") == [a["eventID"], c["eventID"]]  # not sent twice
+    assert _ids(tmp_path / "taken" / "o2.ndjson") == [b["eventID"]]
+    assert not list(dl.glob("*.replaying"))
+    kept = [x for p in dl.glob("*.kept*.ndjson") for x in p.read_bytes().splitlines()]
+    assert kept == parse.splitlines()  # kept once, not again from the *.replaying file
+
+
+def test_replay_to_two_sinks_that_succeed_finishes_the_file_once(tmp_path: Path) -> None:
+    dl = tmp_path / "dead-letters"
+    dl.mkdir()
+    a, b = SAMPLE_EVENTS[0], SAMPLE_EVENTS[1]
+    body = _sink_entry("out", a) + _sink_entry("out2", b)
+    (dl / "dead-letters-2026-03-02.ndjson").write_bytes(body)
+    out2 = '[[sinks]]\ntype = "file"\nname = "out2"\npath = "o2.ndjson"\n'
+    result = _replay(tmp_path, more=out2)
+    assert result.exit_code == 0, result.output
+    assert "acknowledging" not in result.output  # the second rename failed: FileNotFoundError
+    assert _ids(tmp_path / "o.ndjson") == [a["eventID"]]
+    assert _ids(tmp_path / "o2.ndjson") == [b["eventID"]]
+    assert [p.name for p in dl.iterdir()] == ["dead-letters-2026-03-02.ndjson.replayed"]
+    assert sorted((dl / "dead-letters-2026-03-02.ndjson.replayed").read_bytes().splitlines()) == sorted(
+        body.splitlines()
+    )
 
 
 @pytest.mark.parametrize(("option", "value"), [("--accounts", "0"), ("--events-per-hour", "-5")])

@@ -1,11 +1,16 @@
 """``trailrelay replay-dead-letters``: send dead-lettered records again to the sink that refused them.
 
 Files being replayed are first renamed to ``*.replaying`` (so new failures, written to a new
-file, never mix with them), and to ``*.replayed`` once every entry in them reached a final
-outcome again; a ``*.replaying`` file left by a replay that stopped is replayed again. Entries
-from the read/parse stages are counted and left: their input must be fixed first. So are lines
-that are not entries at all (a write cut short), and entries that kept only part of their raw
-bytes (``raw_truncated_from``): kept as they are, never a reason to stop.
+file, never mix with them); a name already taken gets a number (``x.2.ndjson.replaying``):
+nothing is ever renamed over another file. Once a sink's entries in a file reached a final
+outcome again (delivered, or dead-lettered again with the reason), their lines move to
+``*.replayed``; the ``*.replaying`` file keeps only the entries of sinks that did not finish (a
+sink that could not open or failed fatally), so the next replay sends those, and only those,
+again (a crash between the two writes may send a sink's entries twice, never lose them). A
+``*.replaying`` file left by a replay that stopped is replayed again. Entries from the
+read/parse stages are counted and left: their input must be fixed first. So are lines that are
+not entries at all (a write cut short), and entries that kept only part of their raw bytes
+(``raw_truncated_from``): kept as they are, never a reason to stop.
 """
 
 from __future__ import annotations
@@ -33,21 +38,74 @@ from trailrelay.sources.base import ObjectDone, ObjectRef, Work
 __all__ = ["replay"]
 
 
-class _ReplaySource:
-    """One unit per dead-letter file; its ``fetch`` returns the stored records as a JSON array."""
+class _Claimed:
+    """One dead-letter file being replayed (``*.replaying``) and the sinks its entries still wait for.
 
-    def __init__(self, files: dict[Path, list[dict[str, Any]]]) -> None:
+    ``lines``: each line of the file with the sink it is replayed to (None: kept, not replayed).
+    The lines no sink waits for any more move to ``*.replayed``; the file keeps the others.
+    """
+
+    def __init__(self, path: Path, lines: list[tuple[bytes, str | None]], lock: threading.Lock) -> None:
+        self.path = path
+        self.lines = lines
+        self.waiting = {sink for _, sink in lines if sink is not None}
+        self.trace: Path | None = None
+        self._lock = lock  # one for every file: two never take the same new name
+
+    def finished(self, sink: str) -> None:
+        """Every entry of ``sink`` in this file reached a final outcome."""
+        with self._lock:
+            self.waiting.discard(sink)
+            self._settle()
+
+    def settle(self) -> None:
+        """Move what no sink waits for (kept lines, or all of it) to ``*.replayed`` now."""
+        with self._lock:
+            self._settle()
+
+    def _settle(self) -> None:
+        done: list[bytes] = []
+        left: list[tuple[bytes, str | None]] = []
+        for line, sink in self.lines:
+            if sink in self.waiting:
+                left.append((line, sink))
+            else:
+                done.append(line)
+        if not done:
+            return
+        base = self.path.with_name(self.path.name.removesuffix(".replaying"))
+        if not left and self.trace is None:  # all of it at once: the file itself is the trace
+            self.path.rename(_fresh(base, ".replayed"))
+        else:
+            if self.trace is None:
+                self.trace = _fresh(base, ".replayed")
+            with self.trace.open("ab") as fh:  # first: a crash before the rewrite loses nothing
+                fh.write(b"".join(line + b"\n" for line in done))
+            if left:
+                tmp = self.path.with_name(self.path.name + ".tmp")
+                tmp.write_bytes(b"".join(line + b"\n" for line, _ in left))
+                tmp.replace(self.path)
+            else:
+                self.path.unlink()
+        self.lines = left
+
+
+class _ReplaySource:
+    """One unit per dead-letter file, holding its entries for ``sink`` (``fetch``: as a JSON array)."""
+
+    def __init__(self, sink: str, files: dict[_Claimed, list[dict[str, Any]]]) -> None:
+        self.sink = sink
         self.files = files
 
     def work(self, stop: threading.Event) -> Iterator[Work]:
-        for path, entries in self.files.items():
+        for claimed, entries in self.files.items():
             if stop.is_set():
                 return
             plain, ready = _split(entries)
             body = b"[" + b",".join(e["raw"].encode() for e in plain) + b"]"  # keeps each record's bytes
-            origin = Origin("replay", str(path))
+            origin = Origin("replay", str(claimed.path))
             objects = [ObjectRef(origin, _constant(body))] if plain else []
-            yield Work(objects, records=ready, ack=_renamer(path), label=str(path))
+            yield Work(objects, records=ready, ack=_finisher(claimed, self.sink), label=str(claimed.path))
 
     def close(self) -> None:
         """Nothing to release."""
@@ -74,11 +132,30 @@ def _constant(body: bytes) -> Callable[[], bytes]:
     return lambda: body
 
 
-def _renamer(path: Path) -> Any:
+def _finisher(claimed: _Claimed, sink: str) -> Callable[[list[ObjectDone]], None]:
     def ack(_: list[ObjectDone]) -> None:
-        path.rename(path.with_name(path.name.removesuffix(".replaying") + ".replayed"))
+        claimed.finished(sink)
 
     return ack
+
+
+def _fresh(path: Path, suffix: str = "") -> Path:
+    """``path`` + ``suffix``, or numbered before its extension (``x.2.ndjson``) when that is taken."""
+    candidate = path.with_name(path.name + suffix)
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}.{n}{path.suffix}{suffix}")
+    return candidate
+
+
+def _claim(f: Path) -> Path:
+    """``f`` renamed ``*.replaying`` (one left by an earlier replay as it is), over no other file."""
+    if f.name.endswith(".replaying"):
+        return f
+    moving = _fresh(f, ".replaying")
+    f.rename(moving)
+    return moving
 
 
 def replay(config: Config, source: Path, only_sink: str | None, console: Console) -> int:
@@ -90,13 +167,14 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
             p for p in (*source.glob("*.ndjson"), *source.glob("*.ndjson.replaying")) if p.is_file()
         )
     known = {s.display_name: s for s in config.sinks}
-    per_sink: dict[str, dict[Path, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    per_sink: dict[str, dict[_Claimed, list[dict[str, Any]]]] = defaultdict(dict)
+    lock = threading.Lock()
     kept = unreadable = 0
     for f in files:
         name = f.name.removesuffix(".replaying")
-        moving = f.with_name(name + ".replaying")
-        if moving != f:
-            f.rename(moving)
+        moving = _claim(f)
+        lines: list[tuple[bytes, str | None]] = []
+        by_sink: dict[str, list[dict[str, Any]]] = defaultdict(list)
         keep: list[bytes] = []
         for line in moving.read_bytes().splitlines():
             if not line.strip():
@@ -109,6 +187,7 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
             if not isinstance(e, dict):
                 unreadable += 1
                 keep.append(line)
+                lines.append((line, None))
                 continue
             sink_name = e.get("sink")
             if (
@@ -120,13 +199,17 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
                 or (only_sink and sink_name != only_sink)
             ):
                 keep.append(line)
+                lines.append((line, None))
                 continue
-            per_sink[sink_name][moving].append(e)
+            by_sink[sink_name].append(e)
+            lines.append((line, sink_name))
         if keep:  # stays a dead-letter file under a new name, for later fixing or replay
             kept += len(keep)
-            f.with_name(Path(name).stem + ".kept.ndjson").write_bytes(b"\n".join(keep) + b"\n")
-        if not any(moving in by_file for by_file in per_sink.values()):
-            moving.rename(f.with_name(name + ".replayed"))
+            _fresh(f.with_name(Path(name).stem + ".kept.ndjson")).write_bytes(b"\n".join(keep) + b"\n")
+        claimed = _Claimed(moving, lines, lock)
+        claimed.settle()  # the kept lines leave it now (the whole file when no entry is replayed)
+        for sink_name, entries in by_sink.items():
+            per_sink[sink_name][claimed] = entries
     code = 0
     for name, by_file in per_sink.items():
         metrics = Metrics()
@@ -135,11 +218,11 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
         sink = build_sink(known[name])
         try:
             sink.open()
-        except TrailrelayError as exc:  # its files stay *.replaying: the next replay takes them
+        except TrailrelayError as exc:  # its entries stay in *.replaying files: the next replay takes them
             console.print(f"{name}: not replayed: {exc}", highlight=False, markup=False)
             code = 3
             continue
-        pipe = Pipeline(_ReplaySource(by_file), dead_letters=dead, metrics=metrics, stop=stop)
+        pipe = Pipeline(_ReplaySource(name, by_file), dead_letters=dead, metrics=metrics, stop=stop)
         pipe.sinks[name] = SinkRunner(
             name,
             sink,
