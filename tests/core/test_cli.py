@@ -393,6 +393,59 @@ def test_replay_to_two_sinks_that_succeed_finishes_the_file_once(tmp_path: Path)
     )
 
 
+def test_replay_that_delivers_nothing_does_not_exit_0(tmp_path: Path) -> None:
+    dl = tmp_path / "dead-letters"
+    dl.mkdir()
+    (dl / "dead-letters-2026-03-02.ndjson").write_bytes(
+        _sink_entry("out", SAMPLE_EVENTS[0]) + _sink_entry("out", SAMPLE_EVENTS[1])
+    )
+    cfg = _config(
+        tmp_path,
+        '[source]\ntype = "files"\npath = "in"\n'
+        '[[sinks]]\ntype = "file"\nname = "out"\npath = "/dev/full"\nmax_retry_seconds = 0.2\n',
+    )
+    result = CliRunner().invoke(cli, ["replay-dead-letters", "-c", str(cfg)])
+    assert result.exit_code == 4, result.output
+    assert "replayed 2, delivered 0, dead-lettered again 2" in result.output
+    again = [orjson.loads(x) for p in dl.glob("*.ndjson") for x in p.read_bytes().splitlines()]  # new ones
+    assert [(e["stage"], e["sink"]) for e in again] == [("sink", "out"), ("sink", "out")]
+    assert (dl / "dead-letters-2026-03-02.ndjson.replayed").exists()
+
+
+def test_replay_refuses_a_sink_not_in_the_config(tmp_path: Path) -> None:
+    dl = tmp_path / "dead-letters"
+    dl.mkdir()
+    (dl / "d.ndjson").write_bytes(_sink_entry("out", SAMPLE_EVENTS[0]))
+    out2 = '[[sinks]]\ntype = "file"\nname = "out2"\npath = "o2.ndjson"\n'
+    result = _replay(tmp_path, "o.ndjson", "--sink", "typo", more=out2)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--sink'" in result.output
+    assert "'typo' is not a sink of" in " ".join(result.output.split())
+    assert "(its sinks: out, out2)" in " ".join(result.output.split())
+    assert [p.name for p in dl.iterdir()] == ["d.ndjson"]  # untouched
+
+
+def test_replay_says_it_reads_local_files_only_when_dead_letters_go_to_s3(tmp_path: Path) -> None:
+    """With [dead_letter] s3_uri it looked in the local default folder, found nothing, exited 0."""
+    (tmp_path / "dead-letters").mkdir()
+    result = _replay(tmp_path, more='[dead_letter]\ns3_uri = "s3://dl-bucket/trailrelay/"\n')
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert "s3://dl-bucket/trailrelay/" in said and "reads local dead-letter files only" in said
+    assert "--from" in said and "Traceback" not in said
+
+
+def test_replay_with_nothing_to_replay_says_so(tmp_path: Path) -> None:
+    result = _replay(tmp_path)  # no dead-letters folder at all
+    assert result.exit_code == 0, result.output
+    assert "no dead-letter files in" in " ".join(result.output.split())
+    (tmp_path / "dead-letters").mkdir()
+    (tmp_path / "dead-letters" / "d.ndjson").write_bytes(_sink_entry("elsewhere", SAMPLE_EVENTS[0]))
+    result = _replay(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "nothing to replay" in result.output
+
+
 @pytest.mark.parametrize(("option", "value"), [("--accounts", "0"), ("--events-per-hour", "-5")])
 def test_generate_refuses_impossible_sizes_in_one_line(tmp_path: Path, option: str, value: str) -> None:
     """--accounts 0 was a ValueError traceback from inside the generator."""

@@ -32,6 +32,7 @@ from trailrelay.plugins import COMMANDS_GROUP, installed_sinks
 
 if TYPE_CHECKING:
     from trailrelay.detection.shared import SharedWindows
+    from trailrelay.pipeline.runner import RunResult
 
 __all__ = [
     "EXIT_CONFIG",
@@ -654,10 +655,31 @@ def replay_dead_letters(config_path: Path, source: Path | None, only_sink: str |
     """Send dead-lettered records again, each to the sink that rejected it."""
     setup_logging("text")
     config = _load(config_path)
+    names = [sc.display_name for sc in config.sinks]
+    if only_sink is not None and only_sink not in names:
+        raise click.BadParameter(
+            f"{only_sink!r} is not a sink of {config_path} (its sinks: {', '.join(names)})",
+            param_hint="'--sink'",
+        )
+    if source is None and config.dead_letter.s3_uri:
+        _fail(
+            "error:",
+            f"the dead letters go to [dead_letter] s3_uri = {config.dead_letter.s3_uri}, and "
+            "replay-dead-letters reads local dead-letter files only: download the objects, gunzip "
+            "them, and name their folder (or one file) with --from",
+        )
+        raise SystemExit(EXIT_CONFIG)
     from trailrelay.cli.replay import replay  # noqa: PLC0415
 
-    code = replay(config, source or config.dead_letter_path(), only_sink, err)
-    raise SystemExit(code)
+    runs = replay(config, source or config.dead_letter_path(), only_sink, err)
+    raise SystemExit(_replay_status(runs))
+
+
+def _replay_status(runs: list[RunResult | None]) -> int:
+    """The most serious of the sinks' ``forward`` statuses (None: the sink could not open); 0 for none."""
+    severity = (EXIT_OK, EXIT_DEAD_LETTERS, EXIT_UNFINISHED, EXIT_FATAL)
+    codes = [EXIT_FATAL if r is None else exit_status(r, r.metrics.snapshot(), once=True) for r in runs]
+    return max(codes, key=severity.index, default=EXIT_OK)
 
 
 @cli.command()

@@ -11,6 +11,9 @@ again (a crash between the two writes may send a sink's entries twice, never los
 read/parse stages are counted and left: their input must be fixed first. So are lines that are
 not entries at all (a write cut short), and entries that kept only part of their raw bytes
 (``raw_truncated_from``): kept as they are, never a reason to stop.
+
+:func:`replay` returns each sink's run; the command exits with the most serious of their
+``forward`` statuses (a sink that could not open counts as a fatal failure).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from trailrelay.integrity.records import integrity_record
 from trailrelay.pipeline.build import build_dead_letters, build_sink
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
-from trailrelay.pipeline.runner import Pipeline
+from trailrelay.pipeline.runner import Pipeline, RunResult
 from trailrelay.record import Origin, Record
 from trailrelay.sources.base import ObjectDone, ObjectRef, Work
 
@@ -158,14 +161,17 @@ def _claim(f: Path) -> Path:
     return moving
 
 
-def replay(config: Config, source: Path, only_sink: str | None, console: Console) -> int:
-    """Replay entries under ``source``; returns the exit status."""
+def replay(config: Config, source: Path, only_sink: str | None, console: Console) -> list[RunResult | None]:
+    """Replay entries under ``source``; returns each sink's run (None: the sink could not open)."""
     if source.is_file():
         files = [source]
     else:  # *.replaying: left by a replay that stopped before its entries were final
         files = sorted(
             p for p in (*source.glob("*.ndjson"), *source.glob("*.ndjson.replaying")) if p.is_file()
         )
+    if not files:
+        console.print(f"no dead-letter files in {source}: nothing to replay", highlight=False, markup=False)
+        return []
     known = {s.display_name: s for s in config.sinks}
     per_sink: dict[str, dict[_Claimed, list[dict[str, Any]]]] = defaultdict(dict)
     lock = threading.Lock()
@@ -210,17 +216,25 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
         claimed.settle()  # the kept lines leave it now (the whole file when no entry is replayed)
         for sink_name, entries in by_sink.items():
             per_sink[sink_name][claimed] = entries
-    code = 0
+    if not per_sink:
+        what = f"for sink {only_sink!r} " if only_sink else ""
+        console.print(f"nothing to replay {what}in {source}", highlight=False, markup=False)
+    runs: list[RunResult | None] = []
     for name, by_file in per_sink.items():
         metrics = Metrics()
         stop = threading.Event()
         dead = build_dead_letters(config)
         sink = build_sink(known[name])
+        entries_in = sum(map(len, by_file.values()))
         try:
             sink.open()
         except TrailrelayError as exc:  # its entries stay in *.replaying files: the next replay takes them
-            console.print(f"{name}: not replayed: {exc}", highlight=False, markup=False)
-            code = 3
+            console.print(
+                f"{name}: not replayed: {exc}; {entries_in:,} entries left for the next replay",
+                highlight=False,
+                markup=False,
+            )
+            runs.append(None)
             continue
         pipe = Pipeline(_ReplaySource(name, by_file), dead_letters=dead, metrics=metrics, stop=stop)
         pipe.sinks[name] = SinkRunner(
@@ -235,13 +249,16 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
         result = pipe.run()
         sink.close()
         snap = metrics.snapshot()
+        left = sum(len(entries) for claimed, entries in by_file.items() if name in claimed.waiting)
         console.print(
-            f"{name}: replayed {snap['records_in']:,}, delivered {snap['delivered'].get(name, 0):,}, "
-            f"dead-lettered again {sum(snap['dead_lettered'].values()):,}",
+            f"{name}: replayed {entries_in:,}, delivered {snap['delivered'].get(name, 0):,}, "
+            f"dead-lettered again {sum(snap['dead_lettered'].values()):,}"
+            + (f", left for the next replay {left:,}" if left else ""),
             highlight=False,
         )
-        if not result.ok:
-            code = 3
+        if result.fatal:
+            console.print(f"{name}: stopped: {result.fatal}", highlight=False, markup=False)
+        runs.append(result)
     if kept:
         console.print(
             f"{kept:,} entries were not replayed (read/parse stage, a sink not in this config, "
@@ -255,4 +272,4 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
             "as they are",
             highlight=False,
         )
-    return code
+    return runs
