@@ -393,6 +393,24 @@ def test_replay_to_two_sinks_that_succeed_finishes_the_file_once(tmp_path: Path)
     )
 
 
+def test_replay_reads_each_entry_alone(tmp_path: Path) -> None:
+    """The raws were joined into one JSON array: a truncated one swallowed the next entry into
+    its dead letter (and an empty "read" one), and the run exited 0."""
+    dl = tmp_path / "dead-letters"
+    dl.mkdir()
+    g1, g2 = SAMPLE_EVENTS[0], SAMPLE_EVENTS[1]
+    broken = '{"eventID": "BROKEN"'
+    (dl / "dead-letters-2026-03-02.ndjson").write_bytes(
+        _sink_entry("out", g1) + _sink_entry("out", broken) + _sink_entry("out", g2)
+    )
+    result = _replay(tmp_path)
+    assert result.exit_code == 4, result.output
+    assert _ids(tmp_path / "o.ndjson") == [g1["eventID"], g2["eventID"]]
+    again = [orjson.loads(x) for p in dl.glob("*.ndjson") for x in p.read_bytes().splitlines()]  # new ones
+    assert [(e["stage"], e["raw"]) for e in again] == [("parse", broken)]
+    assert "replayed 3, delivered 2, dead-lettered again 1" in result.output
+
+
 def test_replay_that_delivers_nothing_does_not_exit_0(tmp_path: Path) -> None:
     dl = tmp_path / "dead-letters"
     dl.mkdir()

@@ -10,7 +10,8 @@ again (a crash between the two writes may send a sink's entries twice, never los
 ``*.replaying`` file left by a replay that stopped is replayed again. Entries from the
 read/parse stages are counted and left: their input must be fixed first. So are lines that are
 not entries at all (a write cut short), and entries that kept only part of their raw bytes
-(``raw_truncated_from``): kept as they are, never a reason to stop.
+(``raw_truncated_from``): kept as they are, never a reason to stop. Each entry is read on its
+own: one whose raw text is not a record any more is dead-lettered alone (parse stage).
 
 :func:`replay` returns each sink's run; the command exits with the most serious of their
 ``forward`` statuses (a sink that could not open counts as a fatal failure).
@@ -37,6 +38,7 @@ from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline, RunResult
 from trailrelay.record import Origin, Record
 from trailrelay.sources.base import ObjectDone, ObjectRef, Work
+from trailrelay.sources.parse import Problem, records_of
 
 __all__ = ["replay"]
 
@@ -93,8 +95,27 @@ class _Claimed:
         self.lines = left
 
 
+class _Entries:
+    """The records of a file's entries for one sink, each read from its own raw text.
+
+    One that is not a record (cut short, not JSON) is a problem alone, dead-lettered with its
+    own raw text; the entries around it are not touched.
+    """
+
+    def __init__(self, entries: list[dict[str, Any]], origin: Origin) -> None:
+        raws = [e["raw"].encode().strip(b" \t\r\n") for e in entries]
+        self.items: list[Record | Problem] = [
+            item for index, raw in enumerate(raws) for item in records_of((raw,), origin, index)
+        ]
+        self.bytes_in = sum(map(len, raws))
+        self.sha256: str | None = None
+
+    def __iter__(self) -> Iterator[Record | Problem]:
+        return iter(self.items)
+
+
 class _ReplaySource:
-    """One unit per dead-letter file, holding its entries for ``sink`` (``fetch``: as a JSON array)."""
+    """One unit per dead-letter file, holding its entries for ``sink``; acknowledged per file."""
 
     def __init__(self, sink: str, files: dict[_Claimed, list[dict[str, Any]]]) -> None:
         self.sink = sink
@@ -105,9 +126,8 @@ class _ReplaySource:
             if stop.is_set():
                 return
             plain, ready = _split(entries)
-            body = b"[" + b",".join(e["raw"].encode() for e in plain) + b"]"  # keeps each record's bytes
             origin = Origin("replay", str(claimed.path))
-            objects = [ObjectRef(origin, _constant(body))] if plain else []
+            objects = [ObjectRef(origin, _no_bytes, items=_given(_Entries(plain, origin)))] if plain else []
             yield Work(objects, records=ready, ack=_finisher(claimed, self.sink), label=str(claimed.path))
 
     def close(self) -> None:
@@ -131,8 +151,12 @@ def _split(entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Re
     return plain, ready
 
 
-def _constant(body: bytes) -> Callable[[], bytes]:
-    return lambda: body
+def _no_bytes() -> bytes:
+    return b""  # the records are handed over as items; there is no object to fetch
+
+
+def _given(entries: _Entries) -> Callable[[], _Entries]:
+    return lambda: entries
 
 
 def _finisher(claimed: _Claimed, sink: str) -> Callable[[list[ObjectDone]], None]:
