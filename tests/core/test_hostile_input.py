@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trailrelay.config import parse_config
-from trailrelay.errors import ConfigError, InputError
+from trailrelay.errors import ConfigError, FetchError, InputError
 from trailrelay.pipeline.deadletter import FolderDeadLetters, read_entries
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
@@ -205,3 +206,91 @@ def test_deep_nesting_is_a_problem_not_a_crash(depth: int) -> None:
         assert isinstance(item, Problem) or item is None
     else:
         assert isinstance(item, (Record, Problem))
+
+
+# -- the files source: what is in the folder but cannot be read is never skipped quietly -----
+
+
+def _log(path: Path, *ids: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps({"Records": [{**SAMPLE_EVENTS[0], "eventID": i} for i in ids]}))
+
+
+def _run(source: FileSource, tmp_path: Path, scripted: Any) -> tuple[Any, Any, list[dict[str, Any]]]:
+    metrics, stop = Metrics(), threading.Event()
+    dead = FolderDeadLetters(tmp_path / "dead")
+    sink = scripted()
+    pipe = Pipeline(source, dead_letters=dead, metrics=metrics, stop=stop)
+    pipe.sinks["s"] = SinkRunner(
+        "s", sink, dead_letters=dead, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal
+    )
+    result = pipe.run()
+    entries = list(read_entries(tmp_path / "dead")) if (tmp_path / "dead").exists() else []
+    return result, sink, entries
+
+
+def test_symlinked_folders_are_followed_and_loops_read_once(tmp_path: Path, scripted: Any) -> None:
+    root, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    _log(root / "a.json", "a")
+    _log(elsewhere / "b.json", "b")
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "back").symlink_to(root, target_is_directory=True)  # a loop through both folders
+    result, sink, entries = _run(FileSource(root), tmp_path, scripted)
+    assert result.ok and not entries
+    assert sorted(sink.stored) == ["a", "b"]
+
+
+def test_what_looks_like_a_log_but_cannot_be_read_fails_its_unit_and_the_rest_goes_on(
+    tmp_path: Path, scripted: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "in"
+    _log(root / "a.json", "a")
+    _log(root / "z.json", "z")
+    os.mkfifo(root / "fifo.json")  # opening it would wait for a writer forever
+    (root / "broken.json").symlink_to(root / "nowhere.json")
+    (root / "loop.json").symlink_to(root / "loop.json")
+    (root / "notes.txt").write_text("not a log")
+    result, sink, entries = _run(FileSource(root), tmp_path, scripted)
+    assert sorted(sink.stored) == ["a", "z"]
+    snap = result.metrics.snapshot()
+    assert snap["skipped"] == {"fetch-failed": 3, "not-a-log-file": 1}
+    assert snap["units_released"] == 3  # "unfinished": forward exits 5, not 0
+    warned = caplog.text
+    assert "fifo.json: not a regular file" in warned
+    assert "broken.json: a broken symlink or a symlink loop" in warned
+    assert "loop.json: a broken symlink or a symlink loop" in warned
+
+
+def test_a_folder_that_cannot_be_listed_fails_its_unit(
+    tmp_path: Path, scripted: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "in"
+    _log(root / "a.json", "a")
+    _log(root / "private" / "b.json", "b")
+    real = os.scandir
+
+    def scandir(path: Any) -> Any:  # chmod 000 does not stop root, who runs CI
+        if Path(path).name == "private":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result, sink, _ = _run(FileSource(root), tmp_path, scripted)
+    assert sink.stored == ["a"]
+    assert result.metrics.snapshot()["units_released"] == 1
+    assert "private: cannot list the folder: Permission denied" in caplog.text
+
+
+def test_a_file_gone_between_listing_and_reading_fails_alone(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    for name in ("a", "b", "c"):
+        _log(root / f"{name}.json", name)
+    units = FileSource(root).work(threading.Event())
+    first = next(units)
+    assert first.label.endswith("a.json")
+    (root / "b.json").unlink()  # deleted while a.json is read: it used to end the whole run
+    gone, last = next(units), next(units)
+    with pytest.raises(FetchError, match="No such file"):
+        gone.objects[0].reader()
+    assert last.label.endswith("c.json")
+    assert last.objects[0].reader().read()

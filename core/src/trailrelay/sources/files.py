@@ -2,43 +2,106 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
+from trailrelay.errors import FetchError
 from trailrelay.record import Origin
 from trailrelay.sources.base import ObjectDone, ObjectRef, Work
 from trailrelay.state import Checkpoints
 
-__all__ = ["FileSource", "list_files"]
+__all__ = ["FileSource", "Listing", "list_files", "scan"]
 
 _SUFFIXES = (".json", ".json.gz", ".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
 
 
-def list_files(path: Path) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files to read under ``path`` (sorted) and (reason, path) of those skipped."""
+@dataclass
+class Listing:
+    """What a folder holds: log files to read, files skipped (reason, path), and what cannot be read.
+
+    ``unreadable``: (path, why) of a folder that cannot be listed, or of something named like a
+    log file that is not one to open (a broken symlink, a symlink loop, a FIFO, a device). They
+    may hold records, so they are never skipped quietly.
+    """
+
+    files: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def scan(path: Path) -> Listing:
+    """Every log file under ``path`` (sorted), following symlinked folders, each folder once."""
+    out = Listing()
     if path.is_file():
-        return [path], []
+        out.files.append(path)
+        return out
     if not path.exists():
-        return [], [("missing", str(path))]
-    files: list[Path] = []
-    skipped: list[tuple[str, str]] = []
-    for p in sorted(path.rglob("*")):
-        if not p.is_file():
+        out.skipped.append(("missing", str(path)))
+        return out
+    seen: set[tuple[int, int]] = set()
+    folders = [path]
+    while folders:
+        folder = folders.pop()
+        try:
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in seen:  # a symlink back into the tree: read once
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError as exc:
+            out.unreadable.append((folder, f"cannot list the folder: {exc.strerror or exc}"))
             continue
-        parts = set(p.parts)
-        if "CloudTrail-Digest" in parts:
-            skipped.append(("digest", str(p)))
-        elif "CloudTrail-Insight" in parts:
-            skipped.append(("insight", str(p)))
-        elif not p.name.endswith(_SUFFIXES):
-            skipped.append(("not-a-log-file", str(p)))
-        elif p.stat().st_size == 0:
-            skipped.append(("empty-object", str(p)))
+        for entry in entries:
+            p = Path(entry.path)
+            try:  # both follow a symlink: False for a broken one, OSError for a loop
+                folder_here = entry.is_dir()
+                regular = not folder_here and entry.is_file()
+            except OSError:
+                folder_here = regular = False
+            if folder_here:
+                folders.append(p)
+            elif regular:
+                _classify(p, out)
+            elif p.name.endswith(_SUFFIXES):
+                why = "a broken symlink or a symlink loop" if entry.is_symlink() else "not a regular file"
+                out.unreadable.append((p, why))
+            else:
+                out.skipped.append(("not-a-log-file", str(p)))
+    out.files.sort()
+    out.skipped.sort(key=lambda s: s[1])
+    out.unreadable.sort()
+    return out
+
+
+def _classify(p: Path, out: Listing) -> None:
+    parts = set(p.parts)
+    if "CloudTrail-Digest" in parts:
+        out.skipped.append(("digest", str(p)))
+    elif "CloudTrail-Insight" in parts:
+        out.skipped.append(("insight", str(p)))
+    elif not p.name.endswith(_SUFFIXES):
+        out.skipped.append(("not-a-log-file", str(p)))
+    else:
+        try:
+            empty = p.stat().st_size == 0
+        except OSError as exc:  # gone since it was listed
+            out.unreadable.append((p, exc.strerror or str(exc)))
+            return
+        if empty:
+            out.skipped.append(("empty-object", str(p)))
         else:
-            files.append(p)
-    return files, skipped
+            out.files.append(p)
+
+
+def list_files(path: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files to read under ``path`` (sorted) and (reason, path) of those skipped or unreadable."""
+    found = scan(path)
+    return found.files, found.skipped + [("unreadable", str(p)) for p, _ in found.unreadable]
 
 
 class FileSource:
@@ -50,14 +113,25 @@ class FileSource:
         self.source_id = f"file:{self.path.resolve()}"
 
     def work(self, stop: threading.Event) -> Iterator[Work]:
-        """One unit per file; files already finished at the same size and mtime are skipped."""
-        files, skipped = list_files(self.path)
-        if skipped:
-            yield Work([], skipped=skipped, label="skipped files")
-        for p in files:
+        """One unit per file; files already finished at the same size and mtime are skipped.
+
+        What cannot be read (a folder that cannot be listed, a broken symlink or a FIFO named like
+        a log file, a file gone since it was listed) is a unit that fails to fetch: warned about,
+        counted, released, and the run ends "unfinished"; the other files are read all the same.
+        """
+        found = scan(self.path)
+        if found.skipped:
+            yield Work([], skipped=found.skipped, label="skipped files")
+        for p, why in found.unreadable:
+            yield _unreadable(p, why)
+        for p in found.files:
             if stop.is_set():
                 return
-            st = p.stat()
+            try:
+                st = p.stat()
+            except OSError as exc:
+                yield _unreadable(p, exc.strerror or str(exc))
+                continue
             version = f"{st.st_size}:{st.st_mtime_ns}"
             key = str(p.resolve())
             if self.checkpoints and self.checkpoints.is_done(self.source_id, key, version):
@@ -72,6 +146,13 @@ class FileSource:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _unreadable(path: Path, why: str) -> Work:
+    def fail() -> NoReturn:
+        raise FetchError(why)
+
+    return Work([ObjectRef(Origin("file", str(path)), fail, fail)], label=str(path))
 
 
 def _opener(path: Path) -> Callable[[], BinaryIO]:
