@@ -44,6 +44,16 @@ def test_env_and_file_interpolation(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert cfg.dead_letter.path == Path("dl")
 
 
+def test_a_trailing_newline_is_removed_from_environment_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Kubernetes secret made with ``echo`` ends in a newline: ``${NAME}`` drops it as
+    ``${file:...}`` does (it ended up in the sink's Authorization header, and in the error)."""
+    monkeypatch.setenv("SINK_NAME", "from-env\n")
+    monkeypatch.setenv("OUT_DIR", "/tmp/out\r\n")
+    cfg = parse_config(_cfg(sinks=[{"type": "file", "path": "${OUT_DIR}/x.ndjson", "name": "${SINK_NAME}"}]))
+    assert cfg.sinks[0].display_name == "from-env"
+    assert str(cfg.sinks[0].path) == "/tmp/out/x.ndjson"  # type: ignore[attr-defined]
+
+
 def test_missing_env_var_names_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
     with pytest.raises(ConfigError, match=r"sinks\[0\]\.path: environment variable NOPE_NOT_SET is not set"):

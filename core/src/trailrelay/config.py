@@ -1,8 +1,9 @@
 """The TOML configuration, read once at start-up into typed objects.
 
 ``${NAME}`` (or ``${NAME:-default}``) in any string value is replaced by the environment
-variable, and ``${file:/path}`` by the file's content (trailing newline removed), so secrets
-stay out of the file. Errors name the key and what is wrong, never a value.
+variable, and ``${file:/path}`` by the file's content, a trailing newline removed from either
+(a secret made with ``echo`` has one), so secrets stay out of the file. Errors name the key and
+what is wrong, never a value.
 """
 
 from __future__ import annotations
@@ -360,4 +361,4 @@ def _resolve(ref: str, where: str) -> str:
         if sep:
             return default
         raise ConfigError(f"{where}: environment variable {name} is not set")
-    return value
+    return value.rstrip("\r\n")
