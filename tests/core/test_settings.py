@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib.metadata
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import pytest
+from msgspec import inspect
 
 import trailrelay.config  # noqa: F401 - every core table defined
 from trailrelay.contract import ConfigError, Meta, Secret, Settings, SinkConfig
@@ -111,3 +112,60 @@ def test_tables_are_frozen_and_replace_makes_a_copy() -> None:
         cfg.url = "v"  # type: ignore[misc]
     other = cfg.replace(url="v")
     assert (cfg.url, other.url) == ("u", "v") and other.token == cfg.token
+
+
+def _secret_keys(cls: type[Settings]) -> list[tuple[str, bool]]:
+    """``(key, is_a_list)`` of each field of ``cls`` that holds a Secret (or a list of them)."""
+
+    def holds(t: Any) -> bool:
+        while isinstance(t, inspect.Metadata):
+            t = t.type
+        if isinstance(t, inspect.UnionType):
+            return any(holds(u) for u in t.types)
+        return isinstance(t, inspect.CustomType) and t.cls is Secret
+
+    keys = []
+    for f in inspect.type_info(cls).fields:
+        t = f.type.type if isinstance(f.type, inspect.Metadata) else f.type
+        if holds(t):
+            keys.append((f.name, False))
+        elif isinstance(t, inspect.ListType) and holds(t.item_type):
+            keys.append((f.name, True))
+    return keys
+
+
+def test_a_secret_no_http_header_can_carry_is_refused_by_its_key() -> None:
+    """Every secret of every table, core's and the installed connectors': a line break or other
+    control character in it is a config error naming the key, never the value. (A token read
+    with its newline failed at the first request instead, the header and token in the message.)"""
+    found: list[str] = []
+    for cls in _all_tables():
+        for key, is_list in _secret_keys(cls):
+            found.append(f"{cls.__name__}.{key}")
+            bad = "hunter2\nsecond-line"
+            value: Any = ["fine-key", bad] if is_list else bad
+            at = f"{key}[1]" if is_list else key
+            with pytest.raises(ConfigError) as info:
+                cls.validate({key: value}, where="sinks[0]")
+            text = str(info.value)
+            assert f"sinks[0].{at}: contains a line break or another control character" in text, text
+            assert "hunter2" not in text and "second-line" not in text
+    assert {
+        "SplunkConfig.token",
+        "SplunkConfig.management_token",
+        "SplunkConfig.password",
+        "ElasticConfig.api_key",
+        "ElasticConfig.password",
+        "ElasticConfig.bearer_token",
+        "ElasticConfig.search_api_key",
+        "OpenSearchConfig.password",
+        "SentinelConfig.client_secret",
+        "SentinelConfig.certificate_password",
+        "FirehoseSourceConfig.access_key",
+        "FirehoseSourceConfig.access_keys",
+    } <= set(found)
+    for char in "\r\n\x00\x1b\t\x7f":
+        with pytest.raises(ConfigError, match="token: contains a line break"):
+            _Sink.validate({"type": "x", "url": "u", "token": f"{SECRET}{char}"})
+    for fine in (SECRET, "with spaces inside", "dXNlcjpwYXNz==", "p\u00e4ss-\u00fc"):
+        assert _Sink.validate({"type": "x", "url": "u", "token": fine}).token.get_secret_value() == fine

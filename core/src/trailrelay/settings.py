@@ -104,14 +104,28 @@ class Settings(msgspec.Struct, metaclass=_SettingsMeta, frozen=True, forbid_unkn
         return msgspec.structs.replace(self, **changes)
 
 
+_UNSENDABLE = re.compile(r"[\x00-\x1f\x7f]")
+"""Line breaks and other control characters: not for an HTTP header value (a tab is allowed
+there, but in a token or password it is a mistake too)."""
+
+
 def _decode(kind: type, value: Any) -> Any:
-    """Types msgspec leaves to us: paths and secrets, from strings."""
+    """Types msgspec leaves to us: paths and secrets, from strings.
+
+    A secret goes into HTTP headers (``Authorization: Splunk <token>``): one holding a line break
+    or another control character is refused here, by its key, instead of failing in the HTTP
+    library at the first request with the header, secret and all, in the message.
+    """
     if kind is Path or kind is Secret:
-        if isinstance(value, kind):
-            return value
         if isinstance(value, str):
-            return kind(value)
-        raise ValueError(f"Expected `str`, got `{type(value).__name__}`")
+            value = kind(value)
+        elif not isinstance(value, kind):
+            raise ValueError(f"Expected `str`, got `{type(value).__name__}`")
+        if isinstance(value, Secret) and _UNSENDABLE.search(value.get_secret_value()):
+            raise ValueError(
+                "contains a line break or another control character, which no HTTP header can carry"
+            )
+        return value
     raise NotImplementedError
 
 

@@ -16,10 +16,12 @@ import msgspec
 import orjson
 import pytest
 import requests
+from click.testing import CliRunner
 from requests.adapters import HTTPAdapter
 from splunk_hec_standin import HecStandIn, Scripted
 from splunk_testkit import TOKEN, context, make_config, sink_runner
 
+from trailrelay.cli.main import cli
 from trailrelay.contract import (
     Batch,
     ConfigError,
@@ -458,6 +460,44 @@ def test_wrong_token_is_fatal_and_never_shows_the_token(
     assert not result.ok and "Invalid token" in result.summary
     assert TOKEN not in result.summary + str(result.details)
     sink.close()
+
+
+def _env_token_config(tmp_path: Path, url: str) -> Path:
+    """The tester's config: a files source holding SAMPLE_EVENTS, the token from ``$HECTOK``."""
+    (tmp_path / "in").mkdir(exist_ok=True)
+    (tmp_path / "in" / "trail.json").write_bytes(orjson.dumps({"Records": SAMPLE_EVENTS}))
+    cfg = tmp_path / "z.toml"
+    cfg.write_text(
+        '[source]\ntype = "files"\npath = "in"\n'
+        f'[[sinks]]\ntype = "splunk"\nurl = "{url}"\ntoken = "${{HECTOK}}"\nack = false\nfilter = {{}}\n'
+    )
+    return cfg
+
+
+def test_a_token_from_the_environment_ending_in_a_newline_works(hec: HecStandIn, tmp_path: Path) -> None:
+    """HECTOK=$'TOKEN\\n' (a Kubernetes secret made with echo): `check` passed the newline on to
+    the Authorization header and failed with the token in its message; now it works."""
+    cfg = _env_token_config(tmp_path, hec.url)
+    env = {"HECTOK": TOKEN + "\n", "COLUMNS": "500"}
+    check = CliRunner().invoke(cli, ["check", "-c", str(cfg)], env=env)
+    assert check.exit_code == 0, check.output
+    assert "✓ sink splunk (splunk)" in check.output
+    forward = CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--once", "--no-progress"], env=env)
+    assert forward.exit_code == 0, forward.output
+    assert sorted(hec.event_ids()) == sorted(e["eventID"] for e in SAMPLE_EVENTS)
+    assert TOKEN not in check.output + forward.output
+
+
+@pytest.mark.parametrize("command", ["check", "forward"])
+def test_a_token_no_header_can_carry_is_a_config_error_naming_the_key(tmp_path: Path, command: str) -> None:
+    cfg = _env_token_config(tmp_path, "http://127.0.0.1:9")
+    env = {"HECTOK": "SECRETENV\nTOK", "COLUMNS": "500"}
+    result = CliRunner().invoke(cli, [command, "-c", str(cfg)], env=env)
+    assert result.exit_code == 2, result.output
+    assert "sinks[0].token: contains a line break or another control character" in result.output
+    assert "SECRETENV" not in result.output and "TOK\n" not in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "dead-letters").exists()
 
 
 def test_incorrect_index_is_fatal(hec: HecStandIn) -> None:
