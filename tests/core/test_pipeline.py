@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
@@ -22,6 +23,7 @@ from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.forwarder import build_pipeline
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline
+from trailrelay.settings import Secret, secret_values
 from trailrelay.sources.files import FileSource
 from trailrelay.state import Checkpoints
 from trailrelay.testing import SAMPLE_EVENTS
@@ -273,6 +275,49 @@ def _runner(sink: Any, tmp_path: Path, *, backoff_base: float = 0.5) -> SinkRunn
         on_fatal=lambda *_: None,
         backoff_base=backoff_base,
     )
+
+
+class _Token(msgspec.Struct, kw_only=True):
+    """A sink config's secret, made directly: validation would refuse its newline."""
+
+    token: Secret
+
+
+def test_an_unexpected_error_quoting_a_secret_is_scrubbed_from_logs_and_dead_letters(
+    tmp_path: Path, scripted: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sink's bug or an HTTP library's refusal may quote the secret (``Invalid header value
+    b'Splunk TOKEN\\n'``): the record it failed on is dead-lettered, and neither the reason nor
+    the log line holds the sink's secrets (``secret_values`` of its config)."""
+    token = "SECRET-hec-token-0123"
+    poisoned = str(SAMPLE_EVENTS[1]["eventID"])
+    sink = scripted(BatchLimits(max_records=10, max_bytes=1 << 20, max_age=0.01, concurrency=1))
+
+    def on_send(batch: Any) -> None:
+        if any(r.event_id == poisoned for r in batch.records):
+            raise ValueError(f"Invalid header value {('Splunk ' + token + chr(10)).encode()!r} ({token})")
+
+    sink.on_send = on_send
+    runner = SinkRunner(
+        "s",
+        sink,
+        dead_letters=FolderDeadLetters(tmp_path / "d"),
+        metrics=Metrics(),
+        stop=threading.Event(),
+        on_fatal=lambda *_: None,
+        secrets=secret_values(_Token(token=Secret(token + "\n"))),  # as attach_sinks passes them
+    )
+    records = [Record.from_bytes(orjson.dumps(e), Origin("file", "x")) for e in SAMPLE_EVENTS[:3]]
+    with caplog.at_level(logging.DEBUG):
+        runner.put_many(records)
+        runner.close()
+    assert len(sink.stored) == 2 and poisoned not in sink.stored
+    (entry,) = read_entries(tmp_path / "d")
+    assert (
+        entry["reason"] == "sink failed on this record: ValueError: Invalid header value b'Splunk ***' (***)"
+    )
+    assert "Invalid header value b'Splunk ***' (***)" in caplog.text
+    assert "SECRET-hec" not in caplog.text
 
 
 def _wait_stored(sink: Any, n: int, limit: float = 3.0) -> float:

@@ -13,7 +13,7 @@ from msgspec import inspect
 import trailrelay.config  # noqa: F401 - every core table defined
 from trailrelay.contract import ConfigError, Meta, Secret, Settings, SinkConfig
 from trailrelay.cost.prices import PriceTable  # noqa: F401 - defined outside the config file's tree
-from trailrelay.settings import _decode
+from trailrelay.settings import _decode, secret_values
 
 SECRET = "hunter2-do-not-show"
 
@@ -169,3 +169,26 @@ def test_a_secret_no_http_header_can_carry_is_refused_by_its_key() -> None:
             _Sink.validate({"type": "x", "url": "u", "token": f"{SECRET}{char}"})
     for fine in (SECRET, "with spaces inside", "dXNlcjpwYXNz==", "p\u00e4ss-\u00fc"):
         assert _Sink.validate({"type": "x", "url": "u", "token": fine}).token.get_secret_value() == fine
+
+
+def test_secret_values_are_every_secret_as_a_message_may_quote_it() -> None:
+    """What is scrubbed from an unexpected exception's text: each secret plain, stripped, and as
+    the repr of the string or of its bytes shows it (``Invalid header value b'Splunk tok\\n'``)."""
+
+    class _Nested(msgspec.Struct, kw_only=True):  # not Settings: the tables above stay the real ones
+        key: Secret
+        keys: list[Secret] = msgspec.field(default_factory=list)
+
+    class _Outer(msgspec.Struct, kw_only=True):
+        token: Secret | None = None
+        inner: _Nested | None = None
+        name: str = "not-a-secret"
+
+    cfg = _Outer(
+        token=Secret("tok\n"),
+        inner=_Nested(key=Secret("k\u00e4y"), keys=[Secret("first-of-many"), Secret(""), Secret(" ")]),
+    )
+    values = secret_values(cfg)
+    assert set(values) == {"tok\n", "tok", "tok\\n", "k\u00e4y", "k\\xc3\\xa4y", "first-of-many"}
+    assert values == sorted(values, key=len, reverse=True)  # a longer secret is replaced before its part
+    assert secret_values(_Outer()) == []

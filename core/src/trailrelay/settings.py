@@ -25,7 +25,7 @@ import msgspec
 
 from trailrelay.errors import ConfigError
 
-__all__ = ["Meta", "Secret", "Settings", "describe", "field"]
+__all__ = ["Meta", "Secret", "Settings", "describe", "field", "secret_values"]
 
 Meta = msgspec.Meta
 field = msgspec.field
@@ -59,6 +59,31 @@ class Secret:
 
     def __len__(self) -> int:
         return len(self._value)
+
+
+def secret_values(table: msgspec.Struct) -> list[str]:
+    """Every :class:`Secret` of ``table`` and its nested tables and lists, as text may show it.
+
+    Each value as it is, without the spaces around it, and as ``repr`` shows it (of the string,
+    and of its UTF-8 bytes, as an HTTP library's error quotes a header), longest first: only to
+    scrub them (``scrub``) from text that is shown, logged or stored, such as an unexpected
+    exception's message.
+    """
+    found: set[str] = set()
+    todo: list[Any] = [table]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, Secret):
+            plain = value.get_secret_value()
+            encoded = plain.encode("utf-8", "backslashreplace")
+            found.update((plain, plain.strip(), repr(plain)[1:-1], repr(encoded)[2:-1]))
+        elif isinstance(value, msgspec.Struct):
+            todo.extend(getattr(value, name) for name in value.__struct_fields__)
+        elif isinstance(value, list | tuple):
+            todo.extend(value)
+        elif isinstance(value, dict):
+            todo.extend(value.values())
+    return sorted((s for s in found if s.strip()), key=len, reverse=True)
 
 
 class _SettingsMeta(msgspec.StructMeta):

@@ -33,6 +33,7 @@ from trailrelay.contract import (
     RiskTag,
     Status,
 )
+from trailrelay.pipeline.deadletter import read_entries
 from trailrelay.testing import SAMPLE_EVENTS, sample_records, settled
 from trailrelay_splunk.encode import EnvelopeEncoder
 from trailrelay_splunk.sink import SplunkSink
@@ -498,6 +499,35 @@ def test_a_token_no_header_can_carry_is_a_config_error_naming_the_key(tmp_path: 
     assert "SECRETENV" not in result.output and "TOK\n" not in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "dead-letters").exists()
+
+
+def test_an_unexpected_error_quoting_the_token_is_shown_without_it(
+    hec: HecStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever an unexpected exception says is shown by `check` and logged and dead-lettered by
+    `forward`: the sink's secrets are scrubbed from it (it quoted the Authorization header)."""
+
+    def quoting_the_token(*_args: Any) -> Any:
+        raise ValueError(f"Invalid header value {('Splunk ' + TOKEN).encode()!r}")
+
+    monkeypatch.setattr(SplunkSink, "check", quoting_the_token)
+    monkeypatch.setattr(SplunkSink, "send", quoting_the_token)
+    cfg = _env_token_config(tmp_path, hec.url)
+    env = {"HECTOK": TOKEN, "COLUMNS": "500"}
+    check = CliRunner().invoke(cli, ["check", "-c", str(cfg)], env=env)
+    assert check.exit_code == 1, check.output
+    assert (
+        "✗ sink splunk (splunk): the check failed unexpectedly: ValueError: Invalid header value b'Splunk ***'"
+        in check.output
+    )
+    forward = CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--once", "--no-progress"], env=env)
+    assert forward.exit_code == 4, forward.output  # dead letters
+    reasons = [e["reason"] for e in read_entries(tmp_path / "dead-letters")]
+    assert reasons == ["sink failed on this record: ValueError: Invalid header value b'Splunk ***'"] * len(
+        SAMPLE_EVENTS
+    )
+    assert "failed on one record (ValueError): Invalid header value b'Splunk ***'" in forward.output
+    assert TOKEN not in check.output + forward.output
 
 
 def test_incorrect_index_is_fatal(hec: HecStandIn) -> None:

@@ -41,6 +41,7 @@ from trailrelay.errors import ConfigError, FatalSinkError, InputError, Trailrela
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.plugins import load_sink
 from trailrelay.record import Origin, Record
+from trailrelay.settings import secret_values
 from trailrelay.transforms.filters import RecordFilter
 
 __all__ = [
@@ -378,6 +379,7 @@ def _deliver(
         max_retry_seconds=sc.max_retry_seconds,
         backoff_base=backoff_base,
         max_age=sc.batch_seconds,
+        secrets=secret_values(sc),
     )
     clock = time.monotonic
     settled = _Settled(clock)

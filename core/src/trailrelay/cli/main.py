@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -530,7 +531,9 @@ def check(config_path: Path) -> None:
     config = _load(config_path)
     from rich.console import Console  # noqa: PLC0415
 
+    from trailrelay.helpers import scrub  # noqa: PLC0415
     from trailrelay.pipeline.build import build_sink  # noqa: PLC0415
+    from trailrelay.settings import secret_values  # noqa: PLC0415
 
     out = Console()
     ok = True
@@ -541,6 +544,7 @@ def check(config_path: Path) -> None:
     ok &= src_ok
     for sc in config.sinks:
         name = sc.display_name
+        secrets = secret_values(sc)  # scrubbed from what an exception says: its text is shown
         try:
             sink = build_sink(sc)
             sink.open()
@@ -555,12 +559,15 @@ def check(config_path: Path) -> None:
             )
             ok &= result.ok
         except TrailrelayError as exc:
-            out.print(f"✗ sink {name} ({sc.type}): {exc}", highlight=False, markup=False)
+            out.print(f"✗ sink {name} ({sc.type}): {scrub(str(exc), secrets)}", highlight=False, markup=False)
             ok = False
         except Exception as exc:  # a connector's bug: say so, and still check the other sinks
-            log.debug("check of sink %s failed", name, exc_info=True)
+            log.debug(
+                "check of sink %s failed:\n%s", name, scrub("".join(traceback.format_exception(exc)), secrets)
+            )
             out.print(
-                f"✗ sink {name} ({sc.type}): the check failed unexpectedly: {type(exc).__name__}: {exc}",
+                f"✗ sink {name} ({sc.type}): the check failed unexpectedly: "
+                f"{type(exc).__name__}: {scrub(str(exc), secrets)}",
                 highlight=False,
                 markup=False,
             )

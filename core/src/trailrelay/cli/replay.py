@@ -37,6 +37,7 @@ from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline, RunResult
 from trailrelay.record import Origin, Record
+from trailrelay.settings import secret_values
 from trailrelay.sources.base import ObjectDone, ObjectRef, Work
 from trailrelay.sources.parse import Problem, records_of
 
@@ -269,6 +270,7 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
             stop=stop,
             on_fatal=pipe.on_fatal,
             max_retry_seconds=known[name].max_retry_seconds,
+            secrets=secret_values(known[name]),
         )
         result = pipe.run()
         sink.close()

@@ -28,6 +28,7 @@ from trailrelay.pipeline.runner import Pipeline, Transform
 from trailrelay.plugins import BUILTIN_SINKS, installed_sinks, load_sink
 from trailrelay.privacy import Pseudonymizer, build_pseudonymizers
 from trailrelay.record import Record
+from trailrelay.settings import secret_values
 from trailrelay.sources.base import Source
 from trailrelay.sources.files import FileSource
 from trailrelay.state import Checkpoints
@@ -193,4 +194,5 @@ def attach_sinks(
             max_age=sc.batch_seconds,
             record_filter=RecordFilter(sc.filter) if sc.filter.rules or sc.filter.default == "drop" else None,
             prepare=privacy[name].apply if name in privacy else None,
+            secrets=secret_values(sc),
         )

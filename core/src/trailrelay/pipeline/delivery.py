@@ -48,7 +48,7 @@ from trailrelay.contract import (
     Status,
 )
 from trailrelay.errors import FatalSinkError, InputError, PermanentError, RetryableError
-from trailrelay.helpers import cut_runs
+from trailrelay.helpers import cut_runs, scrub
 from trailrelay.pipeline.deadletter import DeadLetterError, DeadLetterStore, entry
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.record import Record, decode_routing
@@ -178,8 +178,12 @@ class SinkRunner:
         record_filter: RecordFilter | None = None,
         prepare: Callable[[Record], Record] | None = None,
         urgent_delay: float = URGENT_DELAY,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.name = name
+        self.secrets = secrets
+        """The sink's secret values (``secret_values`` of its config): scrubbed from the text of
+        an unexpected exception before it is logged or dead-lettered."""
         self.record_filter = record_filter
         self.prepare = prepare
         self.sink = sink
@@ -416,8 +420,9 @@ class SinkRunner:
         retrying one poisoned batch forever.
         """
         if len(records) == 1:
-            log.warning("sink %s failed on one record (%s): %s", self.name, type(exc).__name__, exc)
-            return [Outcome.rejected(f"sink failed on this record: {type(exc).__name__}: {exc}")]
+            message = scrub(str(exc), self.secrets)
+            log.warning("sink %s failed on one record (%s): %s", self.name, type(exc).__name__, message)
+            return [Outcome.rejected(f"sink failed on this record: {type(exc).__name__}: {message}")]
         mid = len(records) // 2
         out: list[Outcome] = []
         for half in (records[:mid], records[mid:]):
