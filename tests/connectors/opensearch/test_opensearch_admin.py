@@ -144,6 +144,57 @@ def test_setup_command_says_when_something_else_answers(
     assert PASSWORD not in result.output
 
 
+def _setup_config(standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("OS_PASSWORD", PASSWORD)
+    cfg = tmp_path / "os.toml"
+    cfg.write_text(
+        f'[source]\ntype = "files"\npath = "."\n\n[[sinks]]\ntype = "opensearch"\nurl = "{standin.url}"\n'
+        f'username = "{USER}"\npassword = "${{OS_PASSWORD}}"\n'
+    )
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (fixture("info-elasticsearch")["body"], "8.15.1 at this URL is not OpenSearch"),
+        ({"ok": True}, "is not OpenSearch: its answer to GET / has no version"),
+    ],
+    ids=["elasticsearch", "anything"],
+)
+def test_setup_command_refuses_what_is_not_opensearch(
+    standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: dict[str, Any], said: str
+) -> None:
+    """A server answering every request 200 with Elasticsearch's cluster info, or with {"ok": true}:
+    setup reported templates installed and an ISM policy updated (PUT ...?if_seq_no=None), exit 0.
+    It now stops at GET /, as `check` does, with one line and exit 1, and writes nothing."""
+    cfg = _setup_config(standin, tmp_path, monkeypatch)
+    standin.queue({"status": 200, "headers": {"Content-Type": "application/json"}, "body": answer}, 50)
+    result = CliRunner().invoke(group, ["setup", "-c", str(cfg)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.startswith("Error: ") and said in result.output, result.output
+    assert "installed" not in result.output and "updated" not in result.output
+    assert [(r["method"], r["path"]) for r in standin.requests] == [("GET", "/")]
+    assert PASSWORD not in result.output
+
+
+def test_setup_stops_when_the_ism_policy_answer_has_no_version(standin: StandIn, client: Any) -> None:
+    """An existing policy is replaced naming its _seq_no and _primary_term; an answer without them
+    (not ISM's) is a failed step, never a PUT with ``if_seq_no=None``."""
+    config = make_config(standin.url)
+    assert run_setup(client, config).ok
+    standin.policies["trailrelay-default-retention"] = {"policy": {"description": "from elsewhere"}}
+    standin.requests.clear()
+    report = run_setup(client, make_config(standin.url, retention_days=60))
+    assert not report.ok
+    assert report.lines[-1] == (
+        "failed to read ISM policy trailrelay-default-retention: the answer to "
+        "GET /_plugins/_ism/policies/trailrelay-default-retention has no _seq_no and _primary_term "
+        "(is the ISM plugin installed?)"
+    )
+    assert not [r for r in standin.requests if r["method"] == "PUT" and "_ism" in r["path"]]
+
+
 def test_setup_command(standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OS_PASSWORD", PASSWORD)
     cfg = tmp_path / "trailrelay.toml"

@@ -78,6 +78,8 @@ def _version_problem(info: dict[str, Any], details: dict[str, Any]) -> str | Non
     assert isinstance(ver, dict)
     details["distribution"] = ver.get("distribution")
     details["version"] = number = str(ver.get("number", "?"))
+    if "number" not in ver:
+        return "this URL is not OpenSearch: its answer to GET / has no version (a proxy or another service?)"
     if ver.get("distribution") != "opensearch":
         return (
             f"{details['version']} at this URL is not OpenSearch (cluster info says distribution "
@@ -257,7 +259,15 @@ class SetupReport:
 def run_setup(
     client: OpenSearch, config: OpenSearchConfig, *, dry_run: bool = False, detector: bool = False
 ) -> SetupReport:
-    """Install the templates, the ISM policy and (``detector``) a Security Analytics detector; idempotent."""
+    """Install the templates, the ISM policy and (``detector``) a Security Analytics detector; idempotent.
+
+    ``GET /`` first, as ``check`` does: a URL where nothing listens, or whose cluster is not
+    OpenSearch 2.7 or later, is one SinkError naming it, before anything is read or written.
+    """
+    info = _info(client, config)
+    problem = _version_problem(info, {}) if info is not None else None
+    if problem:
+        raise FatalSinkError(f"{_where(config)}: {problem}")
     report = SetupReport()
     for target, body in (
         (config.target, cloudtrail_template(config)),
@@ -278,6 +288,8 @@ def run_setup(
             _put_policy(client, config, report, dry_run=dry_run)
         except TransportError as exc:
             return report.fail(f"failed to install ISM policy {policy_id(config)}: {_text(exc, config)}")
+        if not report.ok:
+            return report
     if detector:
         try:
             _put_detector(client, config, report, dry_run=dry_run)
@@ -323,6 +335,16 @@ def _put_policy(client: OpenSearch, config: OpenSearchConfig, report: SetupRepor
         current = _request(client, "GET", f"/_plugins/_ism/policies/{pid}")
     except NotFoundError:
         current = None
+    if current is not None and not (
+        isinstance(current, dict)
+        and isinstance(current.get("_seq_no"), int)
+        and isinstance(current.get("_primary_term"), int)
+    ):
+        report.fail(
+            f"failed to read ISM policy {pid}: the answer to GET /_plugins/_ism/policies/{pid} has no "
+            "_seq_no and _primary_term (is the ISM plugin installed?)"
+        )
+        return
     same = (
         current is not None and current.get("policy", {}).get("description") == body["policy"]["description"]
     )
@@ -331,7 +353,7 @@ def _put_policy(client: OpenSearch, config: OpenSearchConfig, report: SetupRepor
         return
     params = None
     if current is not None:  # ISM updates are optimistic: name the version being replaced
-        params = {"if_seq_no": current.get("_seq_no"), "if_primary_term": current.get("_primary_term")}
+        params = {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
     _request(client, "PUT", f"/_plugins/_ism/policies/{pid}", body=body, params=params)
     report.lines.append(f"{verb}: {label}")
     report.lines.append(
