@@ -34,6 +34,12 @@ def trail(aws_env: str, tmp_path: Path) -> tuple[TrailBuilder, Any, str]:
     return b, s3, f"{b.fingerprint}={key_file}"
 
 
+@pytest.fixture
+def no_retry_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore retries moto's HTTP 500 (ListPublicKeys is not implemented) without waiting in between."""
+    monkeypatch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda *_: 0)
+
+
 def run(*args: str) -> Any:
     return CliRunner().invoke(verify_command, [*args, "--no-progress"], catch_exceptions=False)
 
@@ -72,6 +78,25 @@ def test_verify_window_and_restart_exit_codes(aws_env: str, tmp_path: Path) -> N
     bad = run(f"s3://{b.bucket}", "--start", "2026-03-02", "--end", "2026-03-01", "--public-key", key)
     assert bad.exit_code == 2 and "--start is after --end" in bad.output
     assert run(f"s3://{b.bucket}", "--start", "yesterday").exit_code == 2
+
+
+@pytest.mark.usefixtures("no_retry_wait")
+def test_verify_without_listpublickeys_says_not_checked_not_tampered(
+    trail: tuple[TrailBuilder, Any, str],
+) -> None:
+    """S3 readable, CloudTrail's API failing (an S3-only VPC endpoint): exit 3 and why, not a forgery alarm."""
+    b, s3, _ = trail
+    b.upload(s3)
+    result = run(f"s3://{b.bucket}/ct", "--end", END)
+    assert result.exit_code == 3, result.output
+    assert "NOT CHECKED: 4 digests could not be checked" in result.output
+    assert "ListPublicKeys in us-east-1 failed: ClientError" in result.output
+    assert f"--public-key {b.fingerprint}=FILE" in result.output
+    assert "NOT VERIFIED" not in result.output and "<html" not in result.output
+    doc = json.loads(run(f"s3://{b.bucket}/ct", "--end", END, "--json").stdout)
+    assert doc["exit_status"] == 3 and doc["verified"] is False
+    assert {p["severity"] for p in doc["problems"]} == {"unchecked"}
+    assert doc["counts"]["digests-unchecked"] == 4 and doc["counts"]["log-unchecked"] == 8
 
 
 def test_verify_a_wrong_key_file_is_refused_by_its_fingerprint(

@@ -21,14 +21,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from trailrelay.integrity.cli import verify_command
 from trailrelay.integrity.keys import (
+    MIRROR,
     KeyRing,
+    LoadedKey,
+    MirrorKeys,
     PublicKeyInfo,
     fingerprint_of,
     load_key_dir,
     load_public_key,
 )
 from trailrelay.integrity.mirror import KEYS_DIR
-from trailrelay.integrity.report import EXIT_FAILED, EXIT_OK
+from trailrelay.integrity.report import EXIT_FAILED, EXIT_OK, EXIT_UNCHECKED
 from trailrelay.integrity.store import MirrorStore
 from trailrelay.integrity.verifier import Verifier
 from trailrelay.testing.trail import TrailBuilder
@@ -165,6 +168,56 @@ def test_a_mirror_key_is_used_but_named_when_listpublickeys_cannot_be_reached(tm
     assert report.exit_status == EXIT_OK and report.mirror_keys_only == [b.fingerprint]
     assert "WITH KEYS FROM THE MIRROR ONLY" in report.verdict
     assert any("without confirmation" in n and "no route to host" in n for n in report.notes)
+
+
+def test_digests_whose_key_cannot_be_fetched_are_not_checked_rather_than_forged(tmp_path: Path) -> None:
+    """ListPublicKeys unreachable (an S3-only VPC endpoint) is "could not check" (3), not tampering (1)."""
+    b = TrailBuilder(f"trail-{uuid.uuid4().hex[:10]}")
+    b.chain(ACCOUNT, REGION, start=START, hours=4)
+    root = tmp_path / "m"
+    b.write(root)
+
+    def down(_region: str, _start: dt.datetime, _end: dt.datetime) -> list[PublicKeyInfo]:
+        raise ConnectionError("no route to host")
+
+    report = verify(root, KeyRing(fetcher=down))
+    assert report.exit_status == EXIT_UNCHECKED and report.failures == 0 and not report.verified
+    assert report.verdict.startswith("NOT CHECKED: 4 digests could not be checked")
+    assert report.counts["digests-unchecked"] == 4 and report.counts["digests-invalid"] == 0
+    kinds = {p.kind for p in report.problems} - {"log-pending"}  # the newest log files: a notice
+    assert kinds == {"digest-key-unavailable", "log-unchecked"}
+    detail = next(p.detail for p in report.problems if p.kind == "digest-key-unavailable")
+    assert "ListPublicKeys in us-east-1 failed: ConnectionError: no route to host" in detail
+    assert f"--public-key {b.fingerprint}=FILE" in detail
+    assert report.as_dict()["exit_status"] == EXIT_UNCHECKED
+    # CloudTrail answered and does not list the key the digests name: that stays a failure.
+    answered = verify(root, KeyRing(fetcher=cloudtrail_lists(TrailBuilder().public_der)))
+    assert answered.exit_status == EXIT_FAILED
+    assert answered.counts["digest-unknown-key"] == 4 and answered.counts["digests-unchecked"] == 0
+
+
+def test_a_key_listpublickeys_did_not_list_stays_unknown_after_it_fails() -> None:
+    """A later failure in the region neither excuses an unlisted key nor lets a mirror's copy of it in."""
+    planted = TrailBuilder()
+    calls: list[str] = []
+
+    def flaky(region: str, _start: dt.datetime, _end: dt.datetime) -> list[PublicKeyInfo]:
+        calls.append(region)
+        if len(calls) > 2:  # the window's fetch and the first key's own retry answer; then it fails
+            raise ConnectionError("no route to host")
+        return []
+
+    mirror = MirrorKeys(
+        {planted.fingerprint: LoadedKey(load_public_key(planted.public_der), MIRROR, "k.der")}
+    )
+    ring = KeyRing(fetcher=flaky, mirror=mirror)
+    key, why = ring.lookup(planted.fingerprint, REGION, START)
+    assert key is None and "does not list that key: not trusted" in why
+    other, why = ring.lookup("00" * 16, REGION, START + dt.timedelta(hours=1))
+    assert other is None and "could not be fetched" in why and ring.unavailable("00" * 16, REGION)
+    key, why = ring.lookup(planted.fingerprint, REGION, START + dt.timedelta(hours=2))
+    assert key is None and "does not list that key: not trusted" in why
+    assert not ring.unavailable(planted.fingerprint, REGION) and len(calls) == 3
 
 
 def test_a_key_fetched_from_cloudtrail_must_have_its_fingerprint() -> None:

@@ -194,7 +194,8 @@ def test_list_public_keys_failure_is_named_not_raised() -> None:
     ring = KeyRing(fetcher=fail)  # type: ignore[arg-type]
     key, why = ring.lookup("ab", "ap-south-1", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     assert key is None and "ListPublicKeys in ap-south-1 failed: PermissionError" in why
-    assert ring.errors() == [why]
+    assert ring.errors() == ["ListPublicKeys in ap-south-1 failed: PermissionError: AccessDenied"]
+    assert ring.unavailable("ab", "ap-south-1")  # not asked, so not known to be forged
 
 
 @settings(max_examples=25, deadline=None)

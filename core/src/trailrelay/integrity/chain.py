@@ -66,6 +66,8 @@ class DigestCheck:
     problem: Problem | None = None
     public_key: rsa.RSAPublicKey | None = None
     key_problem: str = ""
+    key_unavailable: bool = False
+    """No key because ListPublicKeys could not be asked: the digest cannot be checked (not forged)."""
     message: bytes = b""
     """The signed string, kept while the signature is still to come from the successor."""
 
@@ -232,7 +234,8 @@ class ChainWalker:
             return self._unproven(pending)
         if check.public_key is None:
             pending.valid = False
-            pending.problems.append(self._problem("digest-unknown-key", check, check.key_problem))
+            kind = "digest-key-unavailable" if check.key_unavailable else "digest-unknown-key"
+            pending.problems.append(self._problem(kind, check, check.key_problem))
             return pending
         check.signature = signature
         if signature_valid(check.public_key, signature, check.message):

@@ -135,8 +135,9 @@ def verify_command(
     the digests list, and reports modified, deleted and uncovered log files, deleted or forged
     digests, and chain restarts (logging stopped). Exit status: 0 everything verified and the
     digests cover the whole window; 1 something did not verify; 2 bad usage; 3 the check could not
-    run; 4 everything verified but a chain restarted; 5 no digest found, nothing verified; 6 what
-    was found verified, but the digests cover only part of the window (the report says how much).
+    run, or digests could not be checked (their public keys could not be fetched); 4 everything
+    verified but a chain restarted; 5 no digest found, nothing verified; 6 what was found verified,
+    but the digests cover only part of the window (the report says how much).
     """
     import orjson  # noqa: PLC0415
 

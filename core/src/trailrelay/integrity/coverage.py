@@ -23,6 +23,8 @@ class Uncovered:
     time: dt.datetime | None
     invalid_digest: str | None
     """An invalid digest that did list it, if any."""
+    unchecked_digest: str | None = None
+    """A digest that could not be checked (its key was unavailable) that did list it, if any."""
 
 
 class Coverage:
@@ -31,6 +33,7 @@ class Coverage:
     def __init__(self) -> None:
         self._open: dict[str, dt.datetime | None] = {}
         self._invalid: dict[str, str] = {}
+        self._unchecked: dict[str, str] = {}
         self._early: dict[str, dt.datetime | None] = {}
         self.day: dt.date | None = None
 
@@ -41,21 +44,24 @@ class Coverage:
             if self._early.pop(key, 0) == 0:
                 self._open[key] = when
 
-    def referenced(self, key: str, when: dt.datetime | None, *, valid: bool, digest: str) -> None:
-        """A digest lists ``key``; only a valid digest covers it."""
+    def referenced(
+        self, key: str, when: dt.datetime | None, *, valid: bool, digest: str, checked: bool = True
+    ) -> None:
+        """A digest lists ``key``; only a valid digest covers it (``checked``: it could be checked)."""
         if key in self._open:
             if valid:
                 del self._open[key]
                 self._invalid.pop(key, None)
+                self._unchecked.pop(key, None)
             else:
-                self._invalid.setdefault(key, digest)
+                (self._invalid if checked else self._unchecked).setdefault(key, digest)
         elif valid and when is not None and self.day is not None and when.date() > self.day:
             self._early[key] = when  # listed by a digest before its day folder was reached
 
     def release(self, before: dt.date) -> list[Uncovered]:
         """Judge the log files of days before ``before``: those still unreferenced."""
         out = [
-            Uncovered(k, t, self._invalid.pop(k, None))
+            Uncovered(k, t, self._invalid.pop(k, None), self._unchecked.pop(k, None))
             for k, t in list(self._open.items())
             if t is not None and t.date() < before
         ]
@@ -68,8 +74,9 @@ class Coverage:
 
     def finish(self) -> list[Uncovered]:
         """Every log file still unreferenced (the folder's walk is over)."""
-        out = [Uncovered(k, t, self._invalid.get(k)) for k, t in self._open.items()]
+        out = [Uncovered(k, t, self._invalid.get(k), self._unchecked.get(k)) for k, t in self._open.items()]
         self._open.clear()
         self._invalid.clear()
+        self._unchecked.clear()
         self._early.clear()
         return out

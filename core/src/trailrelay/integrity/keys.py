@@ -17,6 +17,11 @@ Keys come from three places, and the report names which one each used key came f
   be reached it is the authority: a mirror key it does not list is refused, one it lists is
   confirmed. Offline (or when ListPublicKeys fails) a mirror key is used, and the report says
   the verdict rests on keys from the mirror itself.
+
+When ListPublicKeys fails (no permission, no network) before it could say whether it lists a
+key, and no other source has that key, the key is *unavailable*: its digests cannot be checked,
+which is not evidence of forgery. A key ListPublicKeys answered about and does not list is
+*unknown*: its digests fail.
 """
 
 from __future__ import annotations
@@ -246,7 +251,8 @@ class KeyRing:
         self._start, self._end = start, end
         self._lock = threading.Lock()
         self._regions_done: set[str] = set()
-        self._missed: set[tuple[str, str]] = set()
+        self._asked: set[tuple[str, str]] = set()
+        """(region, fingerprint) ListPublicKeys answered about around the digest's time."""
         self._unreachable: dict[str, str] = {}
         self._errors: dict[str, str] = {}
         self._notes: list[str] = list(mirror.refused) if mirror else []
@@ -277,19 +283,24 @@ class KeyRing:
         if self._fetcher is None:
             return (mirrored, "") if mirrored else (None, self._why_unknown(fp, region))
         self._fetch_window(region, when)
-        retry = (region, fp) not in self._missed and region not in self._unreachable
-        if fp not in self._cloudtrail and retry:
-            self._missed.add((region, fp))
-            self._fetch(region, when - _WINDOW_BEFORE - dt.timedelta(hours=1), when + _WINDOW_BEFORE)
+        asked = (region, fp) in self._asked
+        if fp not in self._cloudtrail and not asked and region not in self._unreachable:
+            asked = self._fetch(region, when - _WINDOW_BEFORE - dt.timedelta(hours=1), when + _WINDOW_BEFORE)
+            if asked:
+                self._asked.add((region, fp))
         listed = self._cloudtrail.get(fp)
         if listed is not None:
             if mirrored is not None and mirrored.key.public_numbers() != listed.key.public_numbers():
                 self._note(f"mirror key file {mirrored.where} differs from CloudTrail's key {fp}: not used")
             return listed, ""
-        if region in self._unreachable:
+        if not asked:  # ListPublicKeys failed before it could say whether it lists this key
             if mirrored is not None:  # nothing better to go on; the report says so
                 return mirrored, ""
-            return None, self._unreachable[region]
+            return None, (
+                f"key {fp} could not be fetched ({self._unreachable[region]}), so this digest cannot be "
+                f"checked: give the key with --public-key {fp}=FILE, or verify a `trailrelay mirror` "
+                "copy that saved it"
+            )
         if mirrored is not None:
             return None, (
                 f"the mirror holds a key file for fingerprint {fp} ({mirrored.where}), but CloudTrail's "
@@ -317,6 +328,19 @@ class KeyRing:
                 )
         entry["digests"] += 1
 
+    def unavailable(self, fingerprint: str, region: str) -> bool:
+        """True when ListPublicKeys in ``region`` failed before it could say whether it lists the key.
+
+        A digest signed with such a key cannot be checked, which proves nothing either way; a key
+        that ListPublicKeys answered about and does not list is unknown (a forged digest?).
+        """
+        with self._lock:
+            return (
+                self._fetcher is not None
+                and region in self._unreachable
+                and (region, fingerprint.lower()) not in self._asked
+            )
+
     def used(self) -> list[dict[str, Any]]:
         """Each key that was used: fingerprint, region, source, where, confirmed, digests it checked."""
         with self._lock:
@@ -339,14 +363,16 @@ class KeyRing:
         end = (self._end or when) + _WINDOW_AFTER
         self._fetch(region, start, end)
 
-    def _fetch(self, region: str, start: dt.datetime, end: dt.datetime) -> None:
+    def _fetch(self, region: str, start: dt.datetime, end: dt.datetime) -> bool:
+        """Ask ListPublicKeys; False when it could not answer (the region is then unreachable)."""
         assert self._fetcher is not None
         try:
             infos = self._fetcher(region, start, end)
         except Exception as exc:  # no permission, no network: the digests say which key is missing
-            why = f"ListPublicKeys in {region} failed: {type(exc).__name__}: {exc}"
+            first_line = next(iter(str(exc).strip().splitlines()), "")  # an HTML error page would follow
+            why = f"ListPublicKeys in {region} failed: {type(exc).__name__}: {first_line}"
             self._errors[region] = self._unreachable[region] = why
-            return
+            return False
         for info in infos:
             if info.fingerprint in self._cloudtrail:
                 continue
@@ -366,9 +392,10 @@ class KeyRing:
                 continue
             self._cloudtrail[info.fingerprint] = LoadedKey(key, CLOUDTRAIL, f"ListPublicKeys in {region}")
             self.fetched.append(info)
+        return True
 
     def _why_unknown(self, fp: str, region: str) -> str:
-        if region in self._errors:
+        if region in self._errors and region not in self._unreachable:  # a key it returned was refused
             return self._errors[region]
         if self._fetcher is None:
             where = " or in the mirror" if self._mirror else ""

@@ -1,9 +1,10 @@
 """What a verification found: named problems, counts, a human summary (rich) and JSON.
 
 Every problem has a stable ``kind`` (alerts and the integrity events key on it) and a severity:
-a *failure* means something could not be proven to be what AWS wrote; a *warning* (a chain
-restart) means the chain has a gap that only stopping logging or turning validation off makes;
-a *notice* (a log file whose digest is not due yet) changes nothing.
+a *failure* means something could not be proven to be what AWS wrote; *unchecked* means it could
+not be checked at all (its digest's public key could not be fetched), which proves nothing either
+way; a *warning* (a chain restart) means the chain has a gap that only stopping logging or turning
+validation off makes; a *notice* (a log file whose digest is not due yet) changes nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "EXIT_NOTHING",
     "EXIT_OK",
     "EXIT_PARTIAL",
+    "EXIT_UNCHECKED",
     "KINDS",
     "Problem",
     "Severity",
@@ -37,6 +39,8 @@ EXIT_OK = 0
 """Every digest and log file in the window verified, and the digests cover the whole window."""
 EXIT_FAILED = 1
 """At least one file or digest could not be verified."""
+EXIT_UNCHECKED = 3
+"""Nothing failed, but digests could not be checked: their public keys could not be fetched."""
 EXIT_GAPS = 4
 """Everything verified, but a chain was restarted (logging was stopped or validation turned off)."""
 EXIT_NOTHING = 5
@@ -49,6 +53,7 @@ class Severity(StrEnum):
     """How much a problem matters for the verdict."""
 
     FAILURE = "failure"
+    UNCHECKED = "unchecked"
     WARNING = "warning"
     NOTICE = "notice"
 
@@ -62,6 +67,11 @@ KINDS: dict[str, tuple[Severity, str]] = {
     "digest-signature-invalid": (Severity.FAILURE, "digest signature does not verify (forged or altered)"),
     "digest-signature-missing": (Severity.FAILURE, "digest has no signature to check"),
     "digest-unknown-key": (Severity.FAILURE, "digest names a public key fingerprint that is not known"),
+    "digest-key-unavailable": (
+        Severity.UNCHECKED,
+        "digest not checked: its public key could not be fetched (ListPublicKeys failed)",
+    ),
+    "log-unchecked": (Severity.UNCHECKED, "log file listed only by digests that could not be checked"),
     "digest-invalid-format": (Severity.FAILURE, "digest is not a readable CloudTrail digest"),
     "digest-moved": (Severity.FAILURE, "digest is not at the location it was delivered to"),
     "digest-chain-mismatch": (Severity.FAILURE, "digest does not match what the next digest recorded for it"),
@@ -157,17 +167,24 @@ class VerifyReport:
         return sum(1 for p in self.problems if p.severity is Severity.FAILURE)
 
     @property
+    def unchecked(self) -> int:
+        """Problems that say something could not be checked (its digest's key was unavailable)."""
+        return sum(1 for p in self.problems if p.severity is Severity.UNCHECKED)
+
+    @property
     def verified(self) -> bool:
         """True when digests were found and every digest and log file in the window verified."""
-        return self.failures == 0 and self.digests_checked > 0
+        return self.failures == 0 and self.unchecked == 0 and self.digests_checked > 0
 
     @property
     def exit_status(self) -> int:
-        """5 nothing to check; 1 failures; 6 window covered in part; 4 a chain restarted; else 0."""
-        if self.digests_checked == 0:
+        """5 nothing found; 1 failures; 3 not checked; 6 window covered in part; 4 a restart; else 0."""
+        if self.digests_checked == 0 and not self.unchecked:
             return EXIT_NOTHING
         if self.failures:
             return EXIT_FAILED
+        if self.unchecked:
+            return EXIT_UNCHECKED
         if self.partial_chains:
             return EXIT_PARTIAL
         if self.counts["chain-restart"]:
@@ -185,6 +202,11 @@ class VerifyReport:
             )
         if status == EXIT_FAILED:
             return "NOT VERIFIED"
+        if status == EXIT_UNCHECKED:
+            return (
+                f"NOT CHECKED: {self.counts['digests-unchecked']:,} digests could not be checked, their "
+                "public keys could not be fetched (ListPublicKeys failed; the notes say why)"
+            )
         if status == EXIT_PARTIAL:
             return f"VERIFIED ONLY IN PART: digests cover {_percent(self.covered_fraction)} of the window"
         text = "VERIFIED, WITH CHAIN GAPS" if status == EXIT_GAPS else "VERIFIED"
@@ -228,6 +250,7 @@ class VerifyReport:
             ("accounts / regions / chains", f"{c['accounts']:,} / {c['regions']:,} / {len(self.chains):,}"),
             ("digests valid", f"{c['digests-valid']:,}"),
             ("digests invalid or missing", f"{c['digests-invalid'] + c['digest-missing']:,}"),
+            ("digests not checked (key unavailable)", f"{c['digests-unchecked']:,}"),
             ("log files valid", f"{c['logs-valid']:,}"),
             ("log files modified", f"{c['log-modified']:,}"),
             ("log files missing", f"{c['log-missing']:,}"),
@@ -270,7 +293,9 @@ class VerifyReport:
             by_kind.setdefault(p.kind, []).append(p)
         for kind, items in by_kind.items():
             severity, meaning = KINDS[kind]
-            colour = {"failure": "red", "warning": "yellow", "notice": "dim"}[severity.value]
+            colour = {"failure": "red", "unchecked": "red", "warning": "yellow", "notice": "dim"}[
+                severity.value
+            ]
             console.print(f"\n[{colour}]{kind}[/{colour}] ({len(items):,}): {meaning}", highlight=False)
             for p in items[:per_kind]:
                 console.print(

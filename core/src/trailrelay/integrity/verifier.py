@@ -38,7 +38,7 @@ from trailrelay.integrity.digests import (
 )
 from trailrelay.integrity.keys import KeyRing
 from trailrelay.integrity.logcheck import NOT_FORWARDED, VALID, HashingLogChecker, LogChecker, LogResult
-from trailrelay.integrity.report import Problem, VerifyReport
+from trailrelay.integrity.report import Problem, Severity, VerifyReport
 from trailrelay.integrity.signing import SIGNATURE_ALGORITHM, signature_valid, signing_string
 from trailrelay.integrity.span import ChainSpan
 from trailrelay.integrity.store import MAX_DIGEST_BYTES, ObjectMissing, TrailStore, day_folders, find_folders
@@ -256,9 +256,9 @@ class Verifier:
                 )
             when = generated or when
         check.message = signing_string(doc, check.content_sha256)
-        check.public_key, check.key_problem = self.keys.lookup(
-            doc.digest_public_key_fingerprint, name.chain.folder.region, when
-        )
+        fingerprint, region = doc.digest_public_key_fingerprint, name.chain.folder.region
+        check.public_key, check.key_problem = self.keys.lookup(fingerprint, region, when)
+        check.key_unavailable = check.public_key is None and self.keys.unavailable(fingerprint, region)
         signature = meta.get("signature")
         if signature is None:
             if self.store.signatures_optional:
@@ -276,7 +276,8 @@ class Verifier:
                 f"signature algorithm {algorithm!r} is not {SIGNATURE_ALGORITHM}",
             )
         if check.public_key is None:
-            return self._bad(check, "digest-unknown-key", check.key_problem)
+            kind = "digest-key-unavailable" if check.key_unavailable else "digest-unknown-key"
+            return self._bad(check, kind, check.key_problem)
         if not signature_valid(check.public_key, signature, check.message):
             return self._bad(
                 check,
@@ -325,7 +326,11 @@ class Verifier:
     def _verdict(self, walk: _FolderWalk, v: Verdict) -> None:
         d = v.check
         c = self.report.counts
-        c["digests-valid" if v.valid else "digests-invalid"] += 1
+        # A digest whose key could not be fetched proves nothing either way, nor do its log files.
+        unchecked = (
+            not v.valid and bool(v.problems) and all(p.severity is Severity.UNCHECKED for p in v.problems)
+        )
+        c["digests-valid" if v.valid else "digests-unchecked" if unchecked else "digests-invalid"] += 1
         if v.link is Link.START:
             c["chain-starts"] += 1
         for p in v.problems:
@@ -335,7 +340,11 @@ class Verifier:
         if d.doc is not None:
             for entry in d.doc.log_files:
                 walk.coverage.referenced(
-                    entry.s3_object, log_key_time(entry.s3_object), valid=v.valid, digest=d.location
+                    entry.s3_object,
+                    log_key_time(entry.s3_object),
+                    valid=v.valid,
+                    digest=d.location,
+                    checked=not unchecked,
                 )
             if v.valid:
                 files = d.doc.log_files
@@ -367,6 +376,18 @@ class Verifier:
             return
         if u.invalid_digest:
             detail = f"listed only by {u.invalid_digest}, which did not verify"
+        elif u.unchecked_digest:
+            self.report.add(
+                Problem(
+                    "log-unchecked",
+                    location,
+                    f"listed only by {u.unchecked_digest}, which could not be checked",
+                    folder.account,
+                    folder.region,
+                    digest=u.unchecked_digest,
+                )
+            )
+            return
         else:
             detail = (
                 "no digest in the window lists it (added after delivery, or delivered while "
@@ -477,7 +498,7 @@ class Verifier:
             {
                 "folders_done": done,
                 "folders": total,
-                "digests": c["digests-valid"] + c["digests-invalid"],
+                "digests": c["digests-valid"] + c["digests-invalid"] + c["digests-unchecked"],
                 "logs": c["logs-valid"] + c["log-modified"] + c["log-missing"] + c["log-unreadable"],
                 "problems": len(self.report.problems),
                 "bytes": c["log-bytes"],
