@@ -139,6 +139,49 @@ def test_mirror_then_verify_offline(trail: tuple[TrailBuilder, Any, str], tmp_pa
     assert [p["kind"] for p in json.loads(offline.stdout)["problems"]] == ["log-missing"]
 
 
+def mirror(*args: str) -> Any:
+    return CliRunner().invoke(mirror_command, [*args, "--no-progress"], catch_exceptions=False)
+
+
+def test_mirror_that_finds_no_digest_fails_as_verify_does(
+    trail: tuple[TrailBuilder, Any, str], tmp_path: Path
+) -> None:
+    """A typo in the prefix or a window without digests copies nothing to verify: exit 5, not 0."""
+    b, s3, key = trail
+    b.upload(s3)
+    assert run(f"s3://{b.bucket}/wrongprefix", "--public-key", key).exit_code == 5
+    result = mirror(f"s3://{b.bucket}/wrongprefix", str(tmp_path / "w"))
+    assert result.exit_code == 5, result.output
+    assert "copied 0 digests and 0 log files" in result.output
+    assert "NOTHING COPIED: no CloudTrail digest files in the window" in result.output
+    early = mirror(f"s3://{b.bucket}/ct", str(tmp_path / "e"), "--end", "2026-01-02", "--no-public-keys")
+    assert early.exit_code == 5 and "NOTHING COPIED" in early.output
+
+
+def test_mirror_refuses_a_window_that_ends_before_it_starts(
+    trail: tuple[TrailBuilder, Any, str], tmp_path: Path
+) -> None:
+    b, s3, _ = trail
+    b.upload(s3)
+    dest = tmp_path / "r"
+    result = mirror(f"s3://{b.bucket}/ct", str(dest), "--start", "2026-03-02", "--end", "2026-03-01")
+    assert result.exit_code == 2 and "--start is after --end" in result.output
+    assert not dest.exists()
+
+
+@pytest.mark.usefixtures("no_retry_wait")
+def test_mirror_that_cannot_save_the_public_keys_says_so_in_its_exit_status(
+    trail: tuple[TrailBuilder, Any, str], tmp_path: Path
+) -> None:
+    """ListPublicKeys failing leaves a copy that cannot be verified offline: exit 1, the reason named."""
+    b, s3, _ = trail
+    b.upload(s3)
+    result = mirror(f"s3://{b.bucket}/ct", str(tmp_path / "k"))
+    assert result.exit_code == 1, result.output
+    assert "copied 4 digests and 8 log files" in result.output and "public keys saved: 0" in result.output
+    assert "public keys not saved: ListPublicKeys in us-east-1 failed: ClientError" in result.output
+
+
 def test_mirror_saves_the_public_keys_for_offline_verification(
     trail: tuple[TrailBuilder, Any, str], tmp_path: Path
 ) -> None:

@@ -36,6 +36,12 @@ def iso_time(_ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
 
 
+def _check_window(start: dt.datetime | None, end: dt.datetime | None) -> None:
+    """A window that ends before it starts is bad usage (exit 2)."""
+    if start and end and start > end:
+        raise click.BadParameter("--start is after --end", param_hint="--start")
+
+
 def _clients(role_arn: str | None) -> tuple[Callable[[], Any], Callable[[str], Any]]:
     from trailrelay.sources.aws import aws_client  # noqa: PLC0415 - boto3 loads slowly; keep --help fast
 
@@ -157,8 +163,7 @@ def verify_command(
     from trailrelay.integrity.verifier import Verifier  # noqa: PLC0415
 
     err = Console(stderr=True)
-    if start and end and start > end:
-        raise click.BadParameter("--start is after --end", param_hint="--start")
+    _check_window(start, end)
     given: dict[str, LoadedKey] = {}
     for spec in public_keys:
         try:
@@ -224,14 +229,21 @@ def mirror_command(
     save_keys: bool,
     role_arn: str | None,
 ) -> None:
-    """Copy a trail's log files and digests (with their signatures) to LOCAL_DIR for offline checks."""
+    """Copy a trail's log files and digests (with their signatures) to LOCAL_DIR for offline checks.
+
+    Exit status: 0 the window's digests and log files are copied (and their public keys saved);
+    1 an object could not be fetched or a public key not saved (the warnings say what); 2 bad
+    usage; 3 the copy could not run; 5 no digest in the window, nothing to verify (as `verify`).
+    """
     from trailrelay.integrity.keys import KeyRing, cloudtrail_fetcher  # noqa: PLC0415
     from trailrelay.integrity.mirror import mirror_trail  # noqa: PLC0415
+    from trailrelay.integrity.report import EXIT_NOTHING, NO_DIGESTS  # noqa: PLC0415
     from trailrelay.integrity.store import S3Store, open_store  # noqa: PLC0415
 
     err = Console(stderr=True)
     if not source.startswith("s3://"):
         raise click.BadParameter("the source is s3://BUCKET[/PREFIX]", param_hint="SOURCE")
+    _check_window(start, end)
     s3, cloudtrail = _clients(role_arn)
     store = open_store(source, s3_client=s3())
     assert isinstance(store, S3Store)
@@ -249,7 +261,8 @@ def mirror_command(
                 highlight=False,
             )
             raise SystemExit(EXIT_ERROR) from None
-    Console().print(
+    out = Console()
+    out.print(
         f"copied {counts['digests']:,} digests and {counts['logs']:,} log files "
         f"({counts['bytes'] / 1e6:,.1f} MB) from {source} into {dest}; already there: "
         f"{counts['digests-present'] + counts['logs-present']:,}; listed by a digest but not in the "
@@ -261,4 +274,10 @@ def mirror_command(
         err.print(f"[yellow]warning:[/yellow] {escape(str(line))}", highlight=False)
     if len(errors) > 50:
         err.print(f"… and {len(errors) - 50:,} more warnings")
-    raise SystemExit(1 if counts["errors"] else 0)
+    if counts["errors"]:
+        raise SystemExit(1)
+    if not counts["digests"] + counts["digests-present"]:
+        what = "NO DIGEST COPIED" if counts["logs"] + counts["logs-present"] else "NOTHING COPIED"
+        out.print(f"[red]{what}: {escape(NO_DIGESTS)}[/red]", highlight=False)
+        raise SystemExit(EXIT_NOTHING)
+    raise SystemExit(0)

@@ -211,7 +211,9 @@ def _save_keys(dest: Path, keys: KeyRing, m: _Mirror) -> None:
     for info in keys.fetched:
         _write(dest / KEYS_DIR / info.region / f"{info.fingerprint}.der", info.der)
         m.counts["public-keys"] += 1
-    m.errors.extend(keys.errors())
+    for problem in keys.errors():  # a key not saved: the copy cannot be verified offline
+        m.errors.append(f"public keys not saved: {problem}")
+        m.counts["errors"] += 1
 
 
 def _write(path: Path, data: bytes) -> None:

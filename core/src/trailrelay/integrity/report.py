@@ -30,6 +30,7 @@ __all__ = [
     "EXIT_PARTIAL",
     "EXIT_UNCHECKED",
     "KINDS",
+    "NO_DIGESTS",
     "Problem",
     "Severity",
     "VerifyReport",
@@ -47,6 +48,13 @@ EXIT_NOTHING = 5
 """No digest was found in the window, so nothing was verified (wrong bucket or prefix, no logs)."""
 EXIT_PARTIAL = 6
 """What was found verified, but the digests cover only part of the window (its start or end)."""
+
+
+NO_DIGESTS = (
+    "no CloudTrail digest files in the window (a wrong bucket or prefix, a window without logs, or log "
+    "file validation turned off)"
+)
+"""Why nothing was found (``verify``'s and ``mirror``'s exit status 5)."""
 
 
 class Severity(StrEnum):
@@ -196,10 +204,7 @@ class VerifyReport:
         """The one-line verdict, without markup."""
         status = self.exit_status
         if status == EXIT_NOTHING:
-            return (
-                "NOTHING VERIFIED: no CloudTrail digest files in the window (a wrong bucket or prefix, "
-                "a window without logs, or log file validation turned off)"
-            )
+            return f"NOTHING VERIFIED: {NO_DIGESTS}"
         if status == EXIT_FAILED:
             return "NOT VERIFIED"
         if status == EXIT_UNCHECKED:
