@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -97,6 +100,35 @@ def test_verify_without_listpublickeys_says_not_checked_not_tampered(
     assert doc["exit_status"] == 3 and doc["verified"] is False
     assert {p["severity"] for p in doc["problems"]} == {"unchecked"}
     assert doc["counts"]["digests-unchecked"] == 4 and doc["counts"]["log-unchecked"] == 8
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_verify_into_a_closed_pipe_exits_with_its_verdict(tmp_path: Path, as_json: bool) -> None:
+    """``trailrelay verify … | head -1``: the reader going away is not a failed verification."""
+    b = TrailBuilder(f"cli-{uuid.uuid4().hex[:10]}")
+    b.chain(ACCOUNT, "us-east-1", start=START, hours=4)
+    b.write(tmp_path / "copy")
+    (tmp_path / "k").write_bytes(b.public_der)
+    (tmp_path / "empty").mkdir()
+    key = f"{b.fingerprint}={tmp_path / 'k'}"
+    for target, verdict in ((tmp_path / "copy", 0), (tmp_path / "empty", 5)):
+        r, w = os.pipe()
+        os.close(r)  # the reader is gone before anything is written: every write is EPIPE
+        args = [
+            str(target),
+            "--public-key",
+            key,
+            "--end",
+            END,
+            "--no-progress",
+            *(["--json"] if as_json else []),
+        ]
+        cmd = [sys.executable, "-m", "trailrelay", "verify", *args]
+        done = subprocess.run(cmd, stdout=w, stderr=subprocess.PIPE, timeout=120, check=False)
+        os.close(w)
+        err = done.stderr.decode()
+        assert done.returncode == verdict, err
+        assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err
 
 
 def test_verify_a_wrong_key_file_is_refused_by_its_fingerprint(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 import threading
 import time
@@ -34,6 +35,32 @@ def iso_time(_ctx: click.Context, param: click.Parameter, value: str | None) -> 
             f"{value!r} is not an ISO 8601 time such as 2026-03-01T00:00:00Z", param=param
         ) from None
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+
+
+class _Stdout(Console):
+    """Standard output; when its reader goes away (``| head``) the printing stops, not the command.
+
+    rich's own handling exits 1, which for ``verify`` reads as "did not verify": the command
+    exits with its own status instead.
+    """
+
+    def on_broken_pipe(self) -> None:
+        """Print nothing more (rich calls this on EPIPE)."""
+        self.quiet = True
+        _discard_stdout()
+
+
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null after EPIPE, so the exit-time flush cannot fail.
+
+    (What the Python documentation's note on SIGPIPE recommends.)
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real file descriptor (a test's buffer): nothing to discard
+        return
 
 
 def _check_window(start: dt.datetime | None, end: dt.datetime | None) -> None:
@@ -191,10 +218,13 @@ def verify_command(
             )
             raise SystemExit(EXIT_ERROR) from None
     if as_json:
-        sys.stdout.buffer.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2) + b"\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.buffer.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader went away (`| head`): the verdict still decides the status
+            _discard_stdout()
     else:
-        report.print(Console())
+        report.print(_Stdout())
     status = report.exit_status
     raise SystemExit(EXIT_OK if status == EXIT_GAPS and allow_gaps else status)
 
@@ -261,7 +291,7 @@ def mirror_command(
                 highlight=False,
             )
             raise SystemExit(EXIT_ERROR) from None
-    out = Console()
+    out = _Stdout()
     out.print(
         f"copied {counts['digests']:,} digests and {counts['logs']:,} log files "
         f"({counts['bytes'] / 1e6:,.1f} MB) from {source} into {dest}; already there: "
