@@ -10,7 +10,7 @@ import pytest
 
 from trailrelay.errors import InputError
 from trailrelay.record import Origin, Record
-from trailrelay.sources.parse import Problem, iter_records
+from trailrelay.sources.parse import NotALogFile, Problem, iter_records
 from trailrelay.sources.payloads import (
     LogsBatch,
     PayloadCollector,
@@ -115,6 +115,27 @@ def test_eventbridge_envelopes_in_a_group_become_their_records() -> None:
     items = _parse(group_documents([orjson.dumps(env), orjson.dumps(other)]))
     assert isinstance(items[0], Record) and items[0].event_id == SAMPLE_EVENTS[0]["eventID"]
     assert isinstance(items[1], Problem) and "not a CloudTrail record" in items[1].reason
+
+
+def test_a_whole_cloudtrail_file_in_one_record_gives_its_records() -> None:
+    """A producer that puts a trail's files into Firehose: each file is read as a file is."""
+    events = [{**SAMPLE_EVENTS[i], "eventID": f"f{i}"} for i in range(3)]
+    trail_file = orjson.dumps({"Records": events})
+    digest = orjson.dumps({"digestStartTime": "2026-03-02T00:00:00Z", "logFiles": []})
+    single = orjson.dumps({**SAMPLE_EVENTS[3], "eventID": "single"})
+    c = PayloadCollector(ORIGIN)
+    c.add_bytes(gzip.compress(trail_file), "r#0")
+    c.add_base64(base64.b64encode(single).decode(), "r#1")
+    c.add_bytes(digest, "r#2")
+    ids: list[str | None] = []
+    skipped = []
+    for ref in c.refs():
+        try:
+            ids += [i.event_id for i in iter_records(ref.fetch(), ORIGIN) if isinstance(i, Record)]
+        except NotALogFile as skip:
+            skipped.append(skip.kind)
+    assert sorted(map(str, ids)) == ["f0", "f1", "f2", "single"]
+    assert skipped == ["digest"]
 
 
 def test_collector_sorts_records_payloads_and_junk() -> None:

@@ -10,7 +10,8 @@ records and are skipped.
 Nothing here parses records: :class:`PayloadCollector` only unwraps and groups the documents
 into objects for :func:`trailrelay.sources.parse.iter_records`, which the pipeline runs on each.
 Documents that are one JSON object each are joined into one JSON array (one parse for many
-small records); anything else travels alone so one bad document never spoils the others.
+small records); anything else travels alone so one bad document never spoils the others, and so
+does a whole CloudTrail file (``{"Records": [...]}``, a digest) put in one record.
 Each object can also be read as a stream (``ObjectRef.open``, for
 :func:`trailrelay.sources.stream.read_stream`): the joined array is then handed over piece by
 piece and never built in memory.
@@ -61,7 +62,15 @@ class _LogsPayload(msgspec.Struct, rename="camel"):
 
 
 class _AnyObject(msgspec.Struct):
-    """Decoding into a field-less struct checks "one JSON object" while skipping its content."""
+    """Decoding checks "one JSON object" while skipping its content but for three keys no record has.
+
+    ``Records`` (a whole CloudTrail file), ``Events`` (lookup-events output) or ``digestStartTime``
+    (a digest file): such a document is read alone, as a file is, not as one record of an array.
+    """
+
+    Records: msgspec.Raw | None = None
+    Events: msgspec.Raw | None = None
+    digestStartTime: msgspec.Raw | None = None  # noqa: N815 - JSON key
 
 
 _LOGS = msgspec.json.Decoder(_LogsPayload)
@@ -150,11 +159,14 @@ def _group(docs: Sequence[bytes]) -> tuple[list[bytes], list[bytes]]:
     for doc in docs:
         body = doc if doc[:1] == b"{" and doc[-1:] == b"}" else doc.strip(_WS)
         try:
-            decode(body)  # one JSON object, nothing after it: safe to put in an array
+            found = decode(body)  # one JSON object, nothing after it: safe to put in an array
         except (msgspec.DecodeError, msgspec.ValidationError):
             alone.append(doc)
-        else:
+            continue
+        if found.Records is None and found.Events is None and found.digestStartTime is None:
             joined.append(body)
+        else:  # a whole file in one document: its records are read from it
+            alone.append(doc)
     return joined, alone
 
 
