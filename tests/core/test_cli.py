@@ -594,6 +594,37 @@ def test_forward_exit_status_says_work_was_left_unfinished(
     assert rest.count(b"\n") < 40 * 200  # it really stopped early
 
 
+def test_a_request_hanging_past_the_drain_deadline_does_not_hold_the_exit(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
+    """SIGTERM while a send hangs and never returns (nobody reads the pipe, as a server that
+    trickles its answer): the process exits soon after drain_seconds, its work handed back."""
+    for i in range(40):
+        make_object(tmp_path / "in" / f"o{i:02d}.json.gz", make_events(200, prefix=f"o{i}"))
+    cfg = _config(
+        tmp_path,
+        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "stdout"\n[pipeline]\ndrain_seconds = 0.5\n',
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--once", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(1024)  # the sink wrote; now it blocks on the full pipe, for good
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(20)  # used to wait for the hung write forever
+    finally:
+        proc.kill()
+    err = proc.stderr.read().decode()
+    assert code == 5, err[-2000:]
+    assert "still in a request at the drain deadline" in err
+    assert "Traceback" not in err
+
+
 def test_exit_status_of_a_worker_stopped_by_a_signal_is_clean() -> None:
     from trailrelay.cli.main import EXIT_OK, EXIT_UNFINISHED, exit_status
     from trailrelay.pipeline.metrics import Metrics

@@ -426,7 +426,8 @@ def _forward_one(
         if server is not None:
             server.stop()
     for sink in built.sinks.values():
-        sink.close()
+        if not result.stuck:  # a sink whose request hangs may hang in close too (its lock, a flush)
+            sink.close()
     if built.checkpoints is not None:
         built.checkpoints.close()
     snapshot = result.metrics.snapshot()
@@ -449,6 +450,16 @@ def _forward_one(
         _warn_if_nothing_found(config, snapshot)
     if result.fatal:
         _fail("stopped:", result.fatal)
+    if result.stuck:  # a hung request would hold the interpreter's exit (its thread is joined)
+        log.warning(
+            "%d records were still in a request at the drain deadline: exiting without waiting "
+            "for it (their units were not acknowledged and come again)",
+            result.stuck,
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     raise SystemExit(code)
 
 

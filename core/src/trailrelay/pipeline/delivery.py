@@ -219,6 +219,8 @@ class SinkRunner:
         self._seq = itertools.count()
         self._closing = False
         self.peak_active = 0
+        self.stuck = 0
+        """Records still in a request when the drain deadline passed and the runner closed."""
         """Most records this sink held at once outside parking (for tests and reports)."""
         self._retry_log = _RetryLog(name)
         self._slots = threading.Semaphore(self.limits.concurrency)
@@ -320,7 +322,9 @@ class SinkRunner:
             self._closing = True
             self._tick.notify()
         self._clock.join()
-        self._pool.shutdown(wait=True)
+        # Past the drain deadline a request may still hang (a server that trickles its answer):
+        # its records' units are released, not acknowledged, so nobody waits for it.
+        self._pool.shutdown(wait=not self.stuck, cancel_futures=bool(self.stuck))
         with self._cond:
             if self._timer is not None:
                 self._timer.cancel()
@@ -344,8 +348,12 @@ class SinkRunner:
                     self._parked.clear()
                     self._parked_bytes = 0
                 idle = not (due_batch or due_retries or abandoned)
-                if idle and self._closing and not self._batch and self._active == 0 and not self._parked:
-                    return
+                if idle and self._closing and not self._batch and not self._parked:
+                    if self._active == 0:
+                        return
+                    if self._abandon.is_set():  # past the drain deadline: what is in flight stays there
+                        self.stuck = self._active
+                        return
                 if idle:
                     waits = [1.0]
                     if self._batch:
@@ -371,7 +379,10 @@ class SinkRunner:
     # -- sending ---------------------------------------------------------------------------
 
     def _dispatch(self, attempt: _Attempt) -> None:
-        self._slots.acquire()
+        while not self._slots.acquire(timeout=0.25):
+            if self._abandon.is_set():  # past the drain deadline every sender may hang: do not wait
+                self._abandon_records(attempt.records, "stopping: delivery not finished")
+                return
         try:
             self._pool.submit(self._send, attempt)
         except RuntimeError:  # the pool is shut down: only after close, never with work left

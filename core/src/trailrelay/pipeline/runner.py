@@ -47,6 +47,9 @@ class RunResult:
     open_units: int = 0
     drained: bool = False
     """The source ran out of work before any stop: every unit there was, was taken up."""
+    stuck: int = 0
+    """Records still in a request at the drain deadline (their units released): a process should
+    exit without waiting for those requests."""
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -135,7 +138,8 @@ class Pipeline:
         released = sum(ticket.abandon("stopping" if stopped else "unfinished") for ticket in leftovers)
         self.source.close()
         self.dead_letters.close()
-        return RunResult(self.metrics, self.fatal, stopped, released, drained=self._drained)
+        stuck = sum(runner.stuck for runner in self.sinks.values())
+        return RunResult(self.metrics, self.fatal, stopped, released, drained=self._drained, stuck=stuck)
 
     def _watch_stop(self, closing: threading.Event) -> None:
         """From the moment a stop (signal, fatal error) comes, sinks get ``drain_seconds`` to finish."""
