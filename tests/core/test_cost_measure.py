@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import math
+import shutil
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -294,3 +295,37 @@ path = "out.ndjson"
     raw = next(v for v in report["volumes"] if v["profile"] == "all" and v["siem"] == "raw")
     assert raw["sample_events"] >= first_day
     assert report["aws"][0]["plan"].startswith("S3 GET")
+
+
+def test_cli_refuses_to_price_when_no_record_could_be_measured(tmp_path: Path) -> None:
+    """Every object corrupt: no $0 estimate on stdout, one line saying why, exit status 1."""
+    (tmp_path / "x.json.gz").write_bytes(b"garbage\n")
+    (tmp_path / "y.json").write_bytes(b'{"Records": 5}\n')
+    for args in ([], ["--json"]):
+        result = CliRunner().invoke(cost, [str(tmp_path), *args])
+        assert result.exit_code == 1, result.output
+        assert result.stdout == ""
+        assert result.stderr.count("\n") == 1
+        assert "nothing to price: no CloudTrail record in the 2 objects read" in result.stderr
+        assert "not JSON: 1" in result.stderr and "not a CloudTrail log: 1" in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = CliRunner().invoke(cost, [str(empty)])
+    assert nothing.exit_code == 1 and nothing.stdout == ""
+    assert "nothing to price: no CloudTrail log object in" in nothing.stderr
+
+
+def test_cli_table_says_which_objects_the_estimate_left_out(trail: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "trail"
+    shutil.copytree(trail, copy)
+    (copy / "AWSLogs" / "corrupt.json.gz").write_bytes(b"garbage\n")
+    (copy / "AWSLogs" / "odd.json").write_bytes(b'{"Records": [5, {"eventVersion": "1.08"}]}\n')
+    read = len(list_local(copy)[0])
+    result = CliRunner().invoke(cost, [str(copy)])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert (
+        f"! 1 of {read:,} objects could not be read; the estimate rests on the {read - 1:,} readable" in out
+    )
+    assert "!   not JSON: 1" in out
+    assert "! 2 records could not be read and are left out of the estimate:" in out

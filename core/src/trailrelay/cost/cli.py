@@ -21,6 +21,8 @@ __all__ = ["DEFAULT_DAYS", "cost"]
 DEFAULT_DAYS = 7
 """Window read from S3 when the config gives none: the last seven days."""
 
+EXIT_NOTHING_MEASURED = 1
+"""No record could be measured (nothing found, or nothing readable): there is nothing to price."""
 EXIT_CONFIG = 2
 
 
@@ -88,6 +90,7 @@ def cost(  # noqa: PLR0917 - click passes options by name
 
     Records are encoded by each installed connector exactly as it would send them and measured
     in that SIEM's billing unit, under several filter profiles, then priced from a dated table.
+    Exit status 1 when no record could be measured (nothing to price), 2 for bad usage.
     """
     err = Console(stderr=True)
     try:
@@ -95,8 +98,11 @@ def cost(  # noqa: PLR0917 - click passes options by name
             source, config_path, prices_path, currency, show_progress=not as_json and sys.stderr.isatty()
         )
     except TrailrelayError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(EXIT_CONFIG) from None
+    if report["sample"]["records"] == 0:  # a $0 estimate would be a false answer
+        err.print(f"[red]error:[/red] {escape(_nothing_measured(report))}", highlight=False, soft_wrap=True)
+        raise SystemExit(EXIT_NOTHING_MEASURED)
     if html_path is not None:
         from trailrelay.cost.report_html import render_html  # noqa: PLC0415
 
@@ -110,8 +116,22 @@ def cost(  # noqa: PLR0917 - click passes options by name
         from trailrelay.cost.report_table import print_report  # noqa: PLC0415
 
         print_report(report, Console() if sys.stdout.isatty() else Console(width=160))
-    if report["sample"]["objects_read"] == 0:
-        raise SystemExit(1)
+
+
+def _nothing_measured(report: dict[str, Any]) -> str:
+    """Why no record was measured, in one line: nothing found, or what each object read was."""
+    s = report["sample"]
+    source = report["source"]
+    read = s["objects_read"] + s["problems"].get("object: fetch failed", 0)
+    if read == 0:
+        skipped = ", ".join(f"{n:,} {why}" for why, n in sorted(s["skipped"].items()))
+        found = f"no CloudTrail log object in {source}" + (f" (skipped: {skipped})" if skipped else "")
+    else:
+        reasons = "; ".join(f"{why.split(': ', 1)[-1]}: {n:,}" for why, n in sorted(s["problems"].items()))
+        found = f"no CloudTrail record in the {read:,} objects read from {source}" + (
+            f" ({reasons})" if reasons else ""
+        )
+    return f"nothing to price: {found}"
 
 
 def _run(

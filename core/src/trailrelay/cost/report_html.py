@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from trailrelay.cost.report_table import headline_profile, human_bytes
+from trailrelay.cost.report_table import headline_profile, human_bytes, problem_lines
 
 __all__ = ["render_html"]
 
@@ -125,7 +125,7 @@ def render_html(report: dict[str, Any]) -> str:
             f"{mode}, spanning {s['span_hours']:,.0f} h.</p>"
         ),
     ]
-    out += [f"<p class=warn>⚠ {_e(w)}</p>" for w in s["warnings"]]
+    out += [f"<p class=warn>⚠ {_e(w)}</p>" for w in [*s["warnings"], *problem_lines(s)]]
     if report["connectors"]["missing"]:
         out.append(
             f"<p>Not measured (connector not installed): {_e(', '.join(report['connectors']['missing']))}</p>"

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["headline_profile", "human_bytes", "print_report"]
+__all__ = ["headline_profile", "human_bytes", "print_report", "problem_lines"]
 
 _KIND_MARK = {"assumption": "†", "user": "‡", "third-party": "", "list": "", "derived": ""}
 
@@ -27,6 +27,31 @@ def headline_profile(report: dict[str, Any]) -> str:
     return "config" if "config" in names else "siem-default"
 
 
+def problem_lines(sample: dict[str, Any]) -> list[str]:
+    """What could not be measured, for people: unreadable objects, then records left out.
+
+    Each group is a line saying how many (the estimate rests on the rest), then one line per
+    reason. Empty when everything read was measured.
+    """
+    problems: dict[str, int] = sample["problems"]
+    lines: list[str] = []
+    for kind in ("object", "record"):
+        reasons = {why.split(": ", 1)[-1]: n for why, n in problems.items() if why.startswith(f"{kind}:")}
+        if not reasons:
+            continue
+        bad = sum(reasons.values())
+        if kind == "object":
+            read = sample["objects_read"] + reasons.get("fetch failed", 0)
+            lines.append(
+                f"{bad:,} of {read:,} objects could not be read; "
+                f"the estimate rests on the {read - bad:,} readable ones:"
+            )
+        else:
+            lines.append(f"{bad:,} records could not be read and are left out of the estimate:")
+        lines += [f"  {why}: {n:,}" for why, n in sorted(reasons.items())]
+    return lines
+
+
 def _money(v: float | None, currency: str) -> str:
     return "-" if v is None else f"{v:,.2f} {currency}"
 
@@ -42,7 +67,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         f"spanning {s['span_hours']:,.0f} h",
         highlight=False,
     )
-    for w in s["warnings"]:
+    for w in [*s["warnings"], *problem_lines(s)]:
         console.print(f"[yellow]! {escape(str(w))}[/yellow]", highlight=False)
     conn = report["connectors"]
     if conn["missing"]:
