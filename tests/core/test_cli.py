@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -210,6 +211,35 @@ def test_messages_with_brackets_reach_the_terminal_whole(tmp_path: Path) -> None
     from trailrelay.cli.main import _fail
 
     _fail("error:", "closing tag [/x] in a SIEM's answer")  # MarkupError before
+
+
+def test_check_refuses_a_firehose_source_forward_would_refuse(tmp_path: Path) -> None:
+    """check listens and loads the TLS pair as forward does first, and fails with forward's words."""
+    firehose = '[source]\ntype = "firehose"\naccess_key = "fh-key"\n{}\n[[sinks]]\ntype = "stdout"\n'
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = _config(tmp_path, firehose.format(f'listen = "127.0.0.1:{port}"'))
+        busy = CliRunner().invoke(cli, ["check", "-c", str(cfg)], env={"COLUMNS": "500"})
+        forwarded = _forward(cfg)
+    assert busy.exit_code == 1
+    said = f"source.listen: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert f"✗ source (firehose): {said}\n" in busy.output
+    assert forwarded.returncode == 2 and said in forwarded.stderr
+    no_cert = 'listen = "127.0.0.1:0"\ntls_cert = "missing.pem"\ntls_key = "missing.key"'
+    cfg = _config(tmp_path, firehose.format(no_cert))
+    result = CliRunner().invoke(cli, ["check", "-c", str(cfg)], env={"COLUMNS": "500"})
+    assert result.exit_code == 1
+    assert (
+        f"✗ source (firehose): source.tls_cert/tls_key: cannot load {tmp_path / 'missing.pem'}"
+        in result.output
+    )
+    free = CliRunner().invoke(
+        cli, ["check", "-c", str(_config(tmp_path, firehose.format('listen = "127.0.0.1:0"')))]
+    )
+    assert free.exit_code == 0, free.output
+    assert "✓ source (firehose): can listen on 127.0.0.1:0" in free.output
 
 
 @pytest.mark.parametrize("source", ['type = "stdin"', 'type = "files"\npath = "-"'])

@@ -603,8 +603,12 @@ def _check_source(config: Config) -> tuple[bool, str]:
             s3.list_objects_v2(Bucket=src.bucket, Prefix=src.prefix, MaxKeys=1)
             return True, f"can list s3://{src.bucket}/{src.prefix}"
         if isinstance(src, FirehoseSourceConfig):
+            from trailrelay.sources.firehose import build_firehose_source  # noqa: PLC0415
+
+            # what forward does first: load the TLS pair and listen; then let the address go at once
+            build_firehose_source(src, base_dir=config.base_dir).close()
             tls = "TLS" if src.tls_cert else "plain HTTP (terminate TLS in front)"
-            return True, f"will listen on {src.listen}, {len(src.secret_keys())} access key(s), {tls}"
+            return True, f"can listen on {src.listen}, {len(src.secret_keys())} access key(s), {tls}"
         if isinstance(src, LambdaSourceConfig):
             return True, "lambda: each invocation's event is the source"
         assert isinstance(src, SqsSourceConfig)
@@ -614,6 +618,8 @@ def _check_source(config: Config) -> tuple[bool, str]:
             "" if "RedrivePolicy" in attrs else " (warning: no redrive policy; poison messages retry forever)"
         )
         return True, f"queue reachable, ~{attrs.get('ApproximateNumberOfMessages', '?')} messages{note}"
+    except TrailrelayError as exc:  # worded for people already, as forward shows it
+        return False, str(exc)
     except Exception as exc:
         return False, f"{type(exc).__name__}: {exc}"
 
