@@ -503,6 +503,15 @@ def test_generate_refuses_impossible_sizes_in_one_line(tmp_path: Path, option: s
     assert not (tmp_path / "t").exists()
 
 
+@pytest.mark.parametrize("command", ["generate", "demo --out"])
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path: Path, command: str) -> None:
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "trail"
+    result = CliRunner().invoke(cli, [*command.split(), str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: cannot write {out}: Not a directory\n"
+
+
 def test_generate_is_deterministic(tmp_path: Path) -> None:
     args = ["--events-per-hour", "5", "--accounts", "2"]
     assert CliRunner().invoke(cli, ["generate", str(tmp_path / "a"), *args]).exit_code == 0

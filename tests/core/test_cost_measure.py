@@ -329,3 +329,26 @@ def test_cli_table_says_which_objects_the_estimate_left_out(trail: Path, tmp_pat
     )
     assert "!   not JSON: 1" in out
     assert "! 2 records could not be read and are left out of the estimate:" in out
+
+
+def test_cli_refuses_an_unwritable_html_path_before_measuring(
+    trail: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    html = tmp_path / "a-file" / "cost.html"
+
+    def measured(*_: Any, **__: Any) -> None:
+        raise AssertionError("the sample was read before the output path was checked")
+
+    monkeypatch.setattr("trailrelay.cost.cli._run", measured)
+    result = CliRunner().invoke(cost, [str(trail), "--html", str(html)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: cannot write {html}: Not a directory\n"
+    assert result.stdout == ""
+
+
+def test_cli_names_a_bucket_it_cannot_list(aws_env: str) -> None:
+    result = CliRunner().invoke(cost, ["s3://no-such-trail-bucket/AWSLogs/"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: cannot list s3://no-such-trail-bucket/AWSLogs/: ")
+    assert "NoSuchBucket" in result.stderr and result.stderr.count("\n") == 1

@@ -132,6 +132,14 @@ def test_export_to_stdout_and_file(tmp_path: Path) -> None:
     assert code == 0 and json.loads(out)["resources"]
 
 
+def test_export_to_a_file_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    target = tmp_path / "a-file" / "rules.conf"
+    code, out, err = run("export", "--siem", "splunk", "--out", str(target))
+    assert code == EXIT_RULES and out == ""
+    assert err == f"error: cannot write {target}: Not a directory\n"
+
+
 FIELDREF_RULE = """\
 title: Password changed for another user
 id: 7d1f3c2a-5b8e-4f60-9a11-2c3d4e5f6a7b

@@ -118,3 +118,21 @@ def test_a_real_build_from_this_checkout_imports_and_finds_its_connector(tmp_pat
         [sys.executable, "-c", probe, str(unpacked)], capture_output=True, text=True, check=False
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def build(*_: object) -> None:
+        raise AssertionError("built before the output path was checked")
+
+    monkeypatch.setattr("trailrelay.cli.package_cmd._wheels", build)
+    (tmp_path / "a-file").write_text("")
+    for out, said in [
+        (tmp_path / "a-file" / "function.zip", f"{tmp_path / 'a-file'}: File exists"),
+        (tmp_path / "a-file" / "dist" / "function.zip", f"{tmp_path / 'a-file' / 'dist'}: Not a directory"),
+    ]:
+        args = ["lambda", "--connector", "splunk", "--no-deps", "--repo", str(REPO), "--out", str(out)]
+        result = CliRunner().invoke(package, args)
+        assert result.exit_code == 2, result.output
+        assert result.stderr == f"error: cannot write {said}\n"

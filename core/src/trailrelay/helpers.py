@@ -11,18 +11,23 @@ import binascii
 import datetime as dt
 import hashlib
 import math
+import sys
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import accumulate, repeat
 from operator import add
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
     "bool_value",
+    "check_writable",
     "cut_runs",
     "exact_bytes",
     "hash_id",
+    "output_errors",
     "retry_after_seconds",
     "scrub",
     "search_error",
@@ -188,3 +193,36 @@ def search_error(error: Any) -> tuple[str, str]:
     if isinstance(cause, dict) and cause.get("reason"):
         reason = f"{reason} (caused by {cause.get('type', 'error')}: {cause['reason']})"
     return etype, reason[:_MAX_REASON]
+
+
+_EXIT_BAD_OUTPUT = 2
+"""An output that cannot be written is a bad argument: the CLI's ``EXIT_CONFIG``."""
+
+
+@contextmanager
+def output_errors(path: Path) -> Iterator[None]:
+    """For a command writing ``path``: an OSError in the block is one line and exit status 2.
+
+    ``error: cannot write PATH: REASON`` on standard error, PATH being the file or folder the
+    operating system named (else ``path``), never a traceback. Commands wrap the writing of an
+    output file or folder in it, and :func:`check_writable` before a long job.
+    """
+    try:
+        yield
+    except OSError as exc:
+        where = path if exc.filename is None else exc.filename
+        sys.stderr.write(f"error: cannot write {where}: {exc.strerror or exc}\n")
+        raise SystemExit(_EXIT_BAD_OUTPUT) from None
+
+
+def check_writable(path: Path) -> None:
+    """Raise the OSError that writing a file at ``path`` would meet; leaves nothing behind.
+
+    It opens the file for appending (creating it, then removing it again, when it was not there)
+    so that a command refuses an output it cannot write before the work, not after it.
+    """
+    existed = path.exists()
+    with path.open("ab"):
+        pass
+    if not existed:
+        path.unlink()

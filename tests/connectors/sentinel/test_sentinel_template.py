@@ -169,6 +169,14 @@ def test_cli_template(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "TrailrelayDetections_CF" not in res.output
 
 
+def test_cli_template_to_a_file_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "dcr.json"
+    res = CliRunner().invoke(group, ["template", "-o", str(out)])
+    assert res.exit_code == 2
+    assert res.stderr == f"error: cannot write {out}: Not a directory\n" and res.stdout == ""
+
+
 def test_entry_points_are_registered() -> None:
     (sink,) = [ep for ep in entry_points(group="trailrelay.sinks") if ep.name == "sentinel"]
     plugin = sink.load()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from trailrelay.contract import output_errors
 from trailrelay_sentinel.template import TemplateOptions, arm_json, bicep_template
 
 __all__ = ["group"]
@@ -92,5 +93,6 @@ def template(  # noqa: PLR0917 - click passes options positionally by name
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        with output_errors(output):
+            output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trailrelay.detection.evaluate import SigmaTagger
+from trailrelay.helpers import output_errors
 from trailrelay.pipeline.build import build_sink
 from trailrelay.pipeline.deadletter import FolderDeadLetters
 from trailrelay.pipeline.delivery import SinkRunner
@@ -54,9 +55,10 @@ def run_demo(out: Path | None, seed: int, console: Console) -> int:
     if out is None:
         tmp = tempfile.TemporaryDirectory(prefix="trailrelay-demo-")
         out = Path(tmp.name)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = generate_trail(out / "trail", seed=seed)
-    _add_bad_input(out / "trail")
+    with output_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
+        summary = generate_trail(out / "trail", seed=seed)
+        _add_bad_input(out / "trail")
     console.print(
         f"generated {summary.records:,} CloudTrail records in {summary.objects} objects "
         f"({len(summary.accounts)} accounts, {len(summary.regions)} regions, org {summary.org_id})",

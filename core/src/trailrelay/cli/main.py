@@ -653,10 +653,13 @@ def sinks() -> None:
 def generate(out: Path, seed: int, day: dt.datetime, accounts: int, events_per_hour: int) -> None:
     """Write a synthetic organization trail (a day of noise plus an attack) in the S3 key layout."""
     from trailrelay.generate import generate_trail  # noqa: PLC0415
+    from trailrelay.helpers import output_errors  # noqa: PLC0415
 
-    summary = generate_trail(
-        out, seed=seed, day=day.date(), accounts=accounts, events_per_hour=events_per_hour
-    )
+    with output_errors(out):
+        out.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made is named as given
+        summary = generate_trail(
+            out, seed=seed, day=day.date(), accounts=accounts, events_per_hour=events_per_hour
+        )
     from rich.console import Console  # noqa: PLC0415
 
     Console().print(

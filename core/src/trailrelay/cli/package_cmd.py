@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 import trailrelay
+from trailrelay.helpers import check_writable, output_errors
 
 __all__ = ["LambdaBuild", "check_layout", "install_commands", "package", "write_zip"]
 
@@ -242,12 +243,16 @@ def lambda_zip(
     source = None if from_index else (repo or _checkout())
     build = LambdaBuild(tuple(dict.fromkeys(connectors)), python_version, arch, source, not no_deps)
     tool = _installer(installer)
+    with output_errors(out):  # before the build, which takes minutes
+        out.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(out)
     with tempfile.TemporaryDirectory(prefix="trailrelay-lambda-") as tmp:
         wheels = _wheels(build, tool, Path(tmp, "wheels"))
         target = Path(tmp, "package")
         for cmd in install_commands(build, wheels, target, tool):
             _run(cmd, "installing for the Lambda platform")
-        files, size = write_zip(target, out)
+        with output_errors(out):
+            files, size = write_zip(target, out)
     problems = check_layout(out, build.connectors, build.arch)
     if problems:
         raise click.ClickException(f"{out} would not work: " + "; ".join(problems))

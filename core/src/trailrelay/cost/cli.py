@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from trailrelay.errors import TrailrelayError
+from trailrelay.helpers import check_writable, output_errors
 
 __all__ = ["DEFAULT_DAYS", "cost"]
 
@@ -37,19 +38,24 @@ def _objects(source: str, config: Any) -> tuple[list[Any], Counter[str], int]:
     bucket, _, prefix = source.removeprefix("s3://").partition("/")
     if not bucket:
         raise TrailrelayError(f"{source}: no bucket (use s3://BUCKET/PREFIX)")
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - boto only for S3
+
     from trailrelay.sources.aws import aws_client  # noqa: PLC0415
 
     src = config.source if config is not None else None
     s3cfg = src if isinstance(src, S3SourceConfig) else None
     end = (s3cfg.end_time if s3cfg else None) or dt.datetime.now(dt.UTC)
     start = (s3cfg.start_time if s3cfg else None) or end - dt.timedelta(days=DEFAULT_DAYS)
-    client = aws_client(
-        "s3",
-        region=s3cfg.region if s3cfg else None,
-        endpoint_url=s3cfg.endpoint_url if s3cfg else None,
-        role_arn=s3cfg.role_arn if s3cfg else None,
-    )
-    objects, skipped = list_s3(client, bucket, prefix, start, end)
+    try:
+        client = aws_client(
+            "s3",
+            region=s3cfg.region if s3cfg else None,
+            endpoint_url=s3cfg.endpoint_url if s3cfg else None,
+            role_arn=s3cfg.role_arn if s3cfg else None,
+        )
+        objects, skipped = list_s3(client, bucket, prefix, start, end)
+    except (BotoCoreError, ClientError) as exc:  # no such bucket, access denied, no credentials
+        raise TrailrelayError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
     return objects, skipped, 8
 
 
@@ -93,6 +99,9 @@ def cost(  # noqa: PLR0917 - click passes options by name
     Exit status 1 when no record could be measured (nothing to price), 2 for bad usage.
     """
     err = Console(stderr=True)
+    if html_path is not None:  # before the sample is read, which takes minutes from S3
+        with output_errors(html_path):
+            check_writable(html_path)
     try:
         report = _run(
             source, config_path, prices_path, currency, show_progress=not as_json and sys.stderr.isatty()
@@ -106,7 +115,8 @@ def cost(  # noqa: PLR0917 - click passes options by name
     if html_path is not None:
         from trailrelay.cost.report_html import render_html  # noqa: PLC0415
 
-        html_path.write_text(render_html(report), encoding="utf-8")
+        with output_errors(html_path):
+            html_path.write_text(render_html(report), encoding="utf-8")
         err.print(f"HTML report written to {escape(str(html_path))}", highlight=False)
     if as_json:
         sys.stdout.write(

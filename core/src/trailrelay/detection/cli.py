@@ -227,6 +227,7 @@ def export(  # noqa: PLR0917 - click passes options as positional parameters
 ) -> None:
     """Convert the rules into native alerts (savedsearches.conf, Kibana NDJSON, ARM, OpenSearch monitors)."""
     from trailrelay.detection.export import export as export_to  # noqa: PLC0415
+    from trailrelay.helpers import output_errors  # noqa: PLC0415
 
     tagger = _tagger(config_path, rule_paths, no_pack)
     result = export_to(tagger.rule_set, siem, index=index)
@@ -237,7 +238,8 @@ def export(  # noqa: PLR0917 - click passes options as positional parameters
     if out_path is None:
         sys.stdout.write(result.text)
     else:
-        out_path.write_text(result.text, encoding="utf-8")
+        with output_errors(out_path):
+            out_path.write_text(result.text, encoding="utf-8")
         click.echo(f"wrote {result.count} alerts for {siem} to {out_path}", err=True)
     if result.failures:
         click.echo(
