@@ -169,6 +169,27 @@ def test_cli_template(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "TrailrelayDetections_CF" not in res.output
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--stream", "Custom-a b"], "stream 'Custom-a b': a DCR stream name is Custom- and a name of"),
+        (["--stream", "AWSCloudTrail"], "stream 'AWSCloudTrail'"),
+        (["--stream", "Custom-"], "stream 'Custom-'"),
+        (["--stream", "Custom-1st"], "stream 'Custom-1st'"),
+        (
+            ["--custom-table", "TrailrelayIntegrity_CL", "--integrity"],
+            "TrailrelayIntegrity_CL is the integrity events' table (--integrity creates it)",
+        ),
+        (["--custom-table", "TRAILRELAYINTEGRITY_CL", "--integrity"], "the integrity events' table"),
+    ],
+)
+def test_cli_template_refuses_what_azure_would_refuse(args: list[str], says: str) -> None:
+    """A stream name Azure refuses, or two tables of one name: a clear refusal, not a failed deployment."""
+    res = CliRunner().invoke(group, ["template", *args])
+    assert res.exit_code == 2
+    assert says in " ".join(res.output.split()) and "resources" not in res.output
+
+
 def test_cli_template_to_a_file_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
     out = tmp_path / "a-file" / "dcr.json"

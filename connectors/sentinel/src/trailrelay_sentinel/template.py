@@ -60,6 +60,8 @@ _TABLE_TYPES = {
     "int": "int",
 }
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}_CL$")
+_STREAM = re.compile(r"^Custom-[A-Za-z][A-Za-z0-9_]*$")
+"""A DCR's declared stream: ``Custom-`` and a table-like name (a letter, then letters, digits, _)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +77,22 @@ class TemplateOptions:
     integrity_stream: str = INTEGRITY_STREAM
 
     def __post_init__(self) -> None:
-        if not self.stream.startswith("Custom-") or not self.integrity_stream.startswith("Custom-"):
-            raise ValueError("the stream name must start with Custom-")
+        for stream in (self.stream, self.integrity_stream):
+            if not _STREAM.match(stream):
+                raise ValueError(
+                    f"stream {stream!r}: a DCR stream name is Custom- and a name of letters, digits "
+                    "and _ starting with a letter (e.g. Custom-AWSCloudTrail)"
+                )
         if self.integrity and self.integrity_stream == self.stream:
             raise ValueError("the integrity stream must differ from the CloudTrail stream")
         if self.custom_table is not None and not _NAME.match(self.custom_table):
             raise ValueError(
                 "a custom table name must start with a letter and end in _CL (e.g. CloudTrail_CL)"
+            )
+        if self.integrity and (self.custom_table or "").casefold() == INTEGRITY_TABLE.casefold():
+            raise ValueError(
+                f"{self.custom_table} is the integrity events' table (--integrity creates it): "
+                "name another table for CloudTrail"
             )
 
     @property
