@@ -342,6 +342,16 @@ def test_command_json_has_the_ddl_and_named_queries() -> None:
     assert doc["queries"][0]["parameters"] == []
 
 
+def test_command_refuses_a_start_in_the_future() -> None:
+    """'2030/01/01,NOW' projects no day at all: every query would find nothing."""
+    later = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2)
+    result = CliRunner().invoke(cli, ["athena", "ddl", "s3://org-trail-logs", "--start", f"{later}"])
+    assert result.exit_code == 2
+    assert f"start {later} is in the future" in result.output and "CREATE" not in result.output
+    today = dt.datetime.now(dt.UTC).date()
+    assert _spec(start=today).start == today  # today's logs are there to query
+
+
 def test_command_without_queries_and_with_a_bad_location() -> None:
     runner = CliRunner()
     only = runner.invoke(cli, ["athena", "ddl", "s3://org-trail-logs", "--no-queries"])

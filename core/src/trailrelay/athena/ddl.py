@@ -170,6 +170,12 @@ class TableSpec:
             raise ValueError(f"serde must be one of {sorted(SERDES)}")
         if "'" in self.prefix or "\\" in self.prefix or "$" in self.prefix:
             raise ValueError("the prefix may not contain quotes, backslashes or $")
+        today = dt.datetime.now(dt.UTC).date()  # CloudTrail's day folders are UTC days
+        if self.start > today:
+            raise ValueError(
+                f"start {self.start} is in the future (today is {today} UTC): the projected day range "
+                "from it to NOW would be empty"
+            )
 
     @property
     def root(self) -> str:
