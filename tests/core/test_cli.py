@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -540,6 +541,33 @@ def test_demo_runs_offline_and_reports_the_attack(tmp_path: Path) -> None:
     assert "attack steps not tagged" not in out
     forwarded = tmp_path / "demo" / "forwarded" / "cloudtrail.ndjson"
     assert forwarded.stat().st_size > 1_000_000
+
+
+def test_demo_replaces_its_earlier_output_and_leaves_other_folders_alone(tmp_path: Path) -> None:
+    """A second run into the same --out appended to the first: 57,514 lines forwarded, 28,757 reported."""
+    out = tmp_path / "demo"
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-m", "trailrelay", "demo", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+    delivered = re.search(r"delivered to the file sink\W+([\d,]+)", proc.stdout)
+    assert delivered is not None, proc.stdout
+    lines = (out / "forwarded" / "cloudtrail.ndjson").read_bytes().count(b"\n")
+    assert lines == int(delivered[1].replace(",", "")) > 20_000
+    dead = [line for p in (out / "dead-letters").iterdir() for line in p.read_bytes().splitlines()]
+    assert len(dead) == 2  # the two bad objects of this run, not of both
+    theirs = tmp_path / "theirs"
+    (theirs / "trail").mkdir(parents=True)
+    (theirs / "trail" / "keep.json").write_text("{}")
+    refused = CliRunner().invoke(cli, ["demo", "--out", str(theirs)], env={"COLUMNS": "500"})
+    assert refused.exit_code == 2
+    assert f"error: --out {theirs} is not empty and holds no earlier demo's output" in refused.output
+    assert [p.name for p in theirs.rglob("*")] == ["trail", "keep.json"]
 
 
 def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:

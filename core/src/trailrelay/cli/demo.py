@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import shutil
 import tempfile
 import threading
 import time
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trailrelay.detection.evaluate import SigmaTagger
+from trailrelay.errors import ConfigError
 from trailrelay.helpers import output_errors
 from trailrelay.pipeline.build import build_sink
 from trailrelay.pipeline.deadletter import FolderDeadLetters
@@ -36,6 +38,30 @@ from trailrelay.transforms.filters import FilterConfig, RecordFilter
 
 __all__ = ["run_demo"]
 
+_MARK = ".trailrelay-demo"
+"""Left in the output folder: a later demo may replace what this one wrote there."""
+_OWN = ("trail", "forwarded", "payloads", "dead-letters")
+"""What the demo writes in its output folder."""
+
+
+def _fresh(out: Path) -> None:
+    """Make ``out`` ready for a run: an earlier demo's output removed, anything else refused.
+
+    An earlier run's files would be read again and appended to (the forwarded file held both
+    runs). Only the demo's own folders go, and only from a folder an earlier demo marked.
+    """
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / _MARK).is_file():
+            raise ConfigError(
+                f"--out {out} is not empty and holds no earlier demo's output: name a new or empty "
+                "folder (the demo replaces only its own output)"
+            )
+        for name in _OWN:
+            if (out / name).exists():
+                shutil.rmtree(out / name)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / _MARK).write_text("written by `trailrelay demo`, which replaces its output here\n")
+
 
 def _add_bad_input(trail: Path) -> None:
     """Objects a real bucket may hold by mistake: a truncated gzip and a non-CloudTrail JSON."""
@@ -47,7 +73,7 @@ def _add_bad_input(trail: Path) -> None:
 
 
 def run_demo(out: Path | None, seed: int, console: Console) -> int:
-    """Run the demo; returns the exit status."""
+    """Run the demo; returns the exit status. ConfigError: ``out`` holds something else."""
     from trailrelay.generate import generate_trail  # noqa: PLC0415
 
     started = time.monotonic()
@@ -56,7 +82,7 @@ def run_demo(out: Path | None, seed: int, console: Console) -> int:
         tmp = tempfile.TemporaryDirectory(prefix="trailrelay-demo-")
         out = Path(tmp.name)
     with output_errors(out):
-        out.mkdir(parents=True, exist_ok=True)
+        _fresh(out)
         summary = generate_trail(out / "trail", seed=seed)
         _add_bad_input(out / "trail")
     console.print(

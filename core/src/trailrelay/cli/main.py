@@ -710,7 +710,11 @@ def _replay_status(runs: list[RunResult | None]) -> int:
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Keep the demo output here.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Keep the demo output here (a new or empty folder, or an earlier demo's: replaced).",
+)
 @click.option("--seed", default=7, show_default=True)
 def demo(out: Path | None, seed: int) -> None:
     """Generate a synthetic trail and forward it through the whole pipeline, offline."""
@@ -720,7 +724,12 @@ def demo(out: Path | None, seed: int) -> None:
     from trailrelay.cli.demo import run_demo  # noqa: PLC0415
 
     console = Console() if sys.stdout.isatty() else Console(width=140)
-    raise SystemExit(run_demo(out, seed, console))
+    try:
+        code = run_demo(out, seed, console)
+    except ConfigError as exc:
+        _fail("error:", exc)
+        raise SystemExit(EXIT_CONFIG) from None
+    raise SystemExit(code)
 
 
 def main() -> None:
