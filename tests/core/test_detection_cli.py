@@ -74,6 +74,22 @@ def test_test_with_own_rules_and_without_the_pack(tmp_path: Path) -> None:
     assert code == 0 and titles == ["Instances described"]
 
 
+def test_no_rules_loaded_is_nothing_checked_not_a_pass(tmp_path: Path) -> None:
+    """--no-pack without --rules: test and export exited 0 with 0 rules tested or exported."""
+    folder = trail(tmp_path)
+    code, out, err = run("test", "--no-pack", str(folder))
+    assert code == EXIT_RULES and out == ""
+    assert err.startswith("error: no rules were loaded, so there is nothing to test")
+    config = tmp_path / "trailrelay.toml"
+    config.write_text("[detection]\npack = false\n", encoding="utf-8")
+    for siem in ("splunk", "sentinel"):
+        code, out, err = run("export", "-c", str(config), "--siem", siem)
+        assert code == EXIT_RULES and out == ""
+        assert "no rules were loaded, so there is nothing to export" in err
+    code, _, err = run("list", "--no-pack")  # listing none is an answer, not a check
+    assert code == 0 and "0 rules" in err
+
+
 def test_config_file_detection_table(tmp_path: Path) -> None:
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "own.yml").write_text(OWN_RULE, encoding="utf-8")

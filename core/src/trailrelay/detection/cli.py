@@ -2,7 +2,8 @@
 
 The rules are the shipped pack plus the ``[detection]`` table of a config file (``-c``), or
 ``--rules`` paths given here; ``--no-pack`` leaves the pack out. Exit status 2 means a rule or
-path problem (the message names the file), 1 that an input file could not be read, 3 (export)
+path problem (the message names the file) or, for test and export, that no rule was loaded at
+all (nothing would be checked), 1 that an input file could not be read, 3 (export)
 that the rules that convert were written and the others, each named with its reason, were not.
 Rules that read a field no CloudTrail record has load with a warning (they may never fire).
 """
@@ -74,7 +75,10 @@ def _config(config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: boo
     return config.replace(rules=rules, pack=config.pack and not no_pack), base_dir
 
 
-def _tagger(config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: bool) -> Any:
+def _tagger(
+    config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: bool, *, doing: str | None = None
+) -> Any:
+    """The loaded rules; with ``doing`` (what needs them), none loaded is a failure, not a pass."""
     from trailrelay.detection.evaluate import SigmaTagger  # noqa: PLC0415
     from trailrelay.detection.loader import RuleError  # noqa: PLC0415
 
@@ -85,6 +89,14 @@ def _tagger(config_path: Path | None, rule_paths: tuple[Path, ...], no_pack: boo
         _fail(str(exc))
     for warning in tagger.warnings:
         click.echo(f"warning: {warning}", err=True)
+    if doing is not None and not tagger.rules:
+        skipped = len(tagger.plan.skipped)
+        _fail(
+            f"no rules were loaded, so there is nothing to {doing} (the shipped pack is left out by "
+            "--no-pack or [detection] pack = false: name rules with --rules or [detection] rules"
+            + (f"; {skipped} rule files were skipped, see `trailrelay rules list`" if skipped else "")
+            + ")"
+        )
     return tagger
 
 
@@ -130,7 +142,7 @@ def test_rules(
     from trailrelay.sources.files import list_files  # noqa: PLC0415
     from trailrelay.sources.parse import NotALogFile, iter_records  # noqa: PLC0415
 
-    tagger = _tagger(config_path, rule_paths, no_pack)
+    tagger = _tagger(config_path, rule_paths, no_pack, doing="test")
     out = sys.stdout
     records = matches = files = bad_records = 0
     unreadable: list[dict[str, str]] = []
@@ -229,7 +241,7 @@ def export(  # noqa: PLR0917 - click passes options as positional parameters
     from trailrelay.detection.export import export as export_to  # noqa: PLC0415
     from trailrelay.helpers import output_errors  # noqa: PLC0415
 
-    tagger = _tagger(config_path, rule_paths, no_pack)
+    tagger = _tagger(config_path, rule_paths, no_pack, doing="export")
     result = export_to(tagger.rule_set, siem, index=index)
     for failure in result.failures:
         click.echo(f"error: {failure}", err=True)
