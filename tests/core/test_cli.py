@@ -624,6 +624,22 @@ def test_forward_exit_status_says_dead_letters(tmp_path: Path, make_object: Any,
     assert len((tmp_path / "out" / "ct.ndjson").read_bytes().splitlines()) == 5
 
 
+def test_forward_refuses_a_summary_json_it_cannot_write_before_the_run(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
+    make_object(tmp_path / "in" / "a.json.gz", make_events(3))
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    cfg = _config(
+        tmp_path, '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "out/ct.ndjson"\n'
+    )
+    result = CliRunner().invoke(
+        cli, ["forward", "-c", str(cfg), "--once", "--summary-json", str(tmp_path / "blocker" / "s.json")]
+    )
+    assert result.exit_code == 2, result.output  # it was a traceback, after the whole run
+    assert "cannot write" in result.output
+    assert not (tmp_path / "out").exists()  # refused before anything was forwarded
+
+
 def test_forward_exit_status_says_fatal(tmp_path: Path, make_object: Any, make_events: Any) -> None:
     make_object(tmp_path / "in" / "a.json.gz", make_events(3))
     (tmp_path / "blocker").write_text("a file where a folder should be")

@@ -76,6 +76,26 @@ def test_setup_creates_index_token_and_alerts(api: MgmtStandIn, tmp_path: Path) 
     assert "enabled" in result.output
 
 
+def test_setup_refuses_a_token_file_it_cannot_write_before_creating_the_token(
+    api: MgmtStandIn, tmp_path: Path
+) -> None:
+    """Found after the token was made, it was a traceback and the new token was lost."""
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where a folder should be")
+    result = CliRunner().invoke(
+        group,
+        ["setup", "--index", "cloudtrail", "--token-file", str(blocked / "hec.token")],
+        env={
+            "SPLUNK_MANAGEMENT_URL": api.url,
+            "SPLUNK_USERNAME": api.username,
+            "SPLUNK_PASSWORD": api.password,
+        },
+    )
+    assert result.exit_code == 2, result.output
+    assert "cannot write" in result.output and "Traceback" not in result.output
+    assert not api.tokens and "cloudtrail" not in api.indexes  # nothing was created
+
+
 def test_setup_is_idempotent(api: MgmtStandIn) -> None:
     assert _run(api, "setup").exit_code == 0
     before = len(api.writes())

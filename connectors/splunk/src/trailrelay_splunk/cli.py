@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from trailrelay.contract import ConfigError, Secret, load_sink_config
+from trailrelay.contract import ConfigError, Secret, check_writable, load_sink_config, output_errors
 from trailrelay_splunk.alerts import DEFAULT_SOURCETYPE
 from trailrelay_splunk.config import SplunkConfig
 from trailrelay_splunk.management import (
@@ -147,6 +147,9 @@ def setup(**kw: Any) -> None:
         app=kw["app"],
         ack=not kw["no_ack"],
     )
+    if kw["token_file"] is not None and not kw["dry_run"]:  # before the token exists, not after
+        with output_errors(kw["token_file"]):
+            check_writable(kw["token_file"])
     try:
         service = connect(target, app=spec.app)
         steps = plan_setup(service, spec)

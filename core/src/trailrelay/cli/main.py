@@ -29,6 +29,7 @@ from trailrelay.config import (
     load_config,
 )
 from trailrelay.errors import ConfigError, SinkError, TrailrelayError
+from trailrelay.helpers import check_writable, output_errors
 from trailrelay.plugins import COMMANDS_GROUP, installed_sinks
 
 if TYPE_CHECKING:
@@ -218,6 +219,9 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
     if workers > 1 and not (listing or isinstance(config.source, SqsSourceConfig)):
         err.print(f"--workers works with files, s3 and sqs sources, not {config.source.type}")
         raise SystemExit(EXIT_CONFIG)
+    if summary_json is not None:  # refused now, not after the whole run
+        with output_errors(summary_json):
+            check_writable(summary_json)
     try:
         _preflight(config, checkpoints=workers > 1 and listing)
         if health:
@@ -653,7 +657,6 @@ def sinks() -> None:
 def generate(out: Path, seed: int, day: dt.datetime, accounts: int, events_per_hour: int) -> None:
     """Write a synthetic organization trail (a day of noise plus an attack) in the S3 key layout."""
     from trailrelay.generate import generate_trail  # noqa: PLC0415
-    from trailrelay.helpers import output_errors  # noqa: PLC0415
 
     with output_errors(out):
         out.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made is named as given
