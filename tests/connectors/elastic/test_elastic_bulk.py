@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import copy
 import email.utils
+import gzip
 import json
+import ssl
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import trustme
+from click.testing import CliRunner
 from elastic_helpers import API_KEY, make_sink
 from elastic_standin import PRODUCT, StandIn, fixture
 
+from trailrelay.cli.main import cli
 from trailrelay.contract import Batch, FatalSinkError, Origin, Record, Status
 from trailrelay.testing import SAMPLE_EVENTS, sample_records
 from trailrelay_elastic.encode import doc_id
@@ -247,3 +254,68 @@ def test_check_after_fault_free_send_has_product_verified(standin: StandIn) -> N
     assert sink.check().ok
     assert PRODUCT["X-Elastic-Product"] == "Elasticsearch"
     sink.close()
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_standin(ca: trustme.CA) -> Iterator[StandIn]:
+    """The stand-in over HTTPS, with a certificate from a CA the client does not trust by default."""
+    server = StandIn()
+    server.expected_auth = f"ApiKey {API_KEY}"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    server.start(tls=context)
+    yield server
+    server.stop()
+
+
+def test_a_certificate_that_fails_verification_is_fatal_at_once(
+    tls_standin: StandIn, ca: trustme.CA, tmp_path: Path
+) -> None:
+    """Sending again cannot pass a certificate check: stop and name ca_bundle, never retry."""
+    sink = make_sink(tls_standin.url)
+    with pytest.raises(FatalSinkError, match="set ca_bundle") as info:
+        sink.send(Batch(sample_records(2)))
+    sink.close()
+    assert "CERTIFICATE_VERIFY_FAILED" in str(info.value)
+    assert API_KEY not in str(info.value)
+    assert tls_standin.requests == []
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    trusted = make_sink(tls_standin.url, ca_bundle=str(bundle))
+    assert statuses(trusted.send(Batch(sample_records(2)))) == [Status.DELIVERED] * 2
+    trusted.close()
+
+
+def test_a_pinned_fingerprint_that_does_not_match_is_fatal(tls_standin: StandIn) -> None:
+    sink = make_sink(tls_standin.url, ssl_assert_fingerprint="ab" * 32)
+    with pytest.raises(FatalSinkError, match="check ssl_assert_fingerprint"):
+        sink.send(Batch(sample_records(1)))
+    sink.close()
+    assert tls_standin.requests == []
+
+
+def test_forward_stops_with_exit_3_on_an_untrusted_certificate(
+    tls_standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As seen by the user: a fatal stop (3) naming ca_bundle, not retries ending in dead letters (4)."""
+    trail = tmp_path / "in" / "a.json.gz"
+    trail.parent.mkdir()
+    trail.write_bytes(gzip.compress(orjson.dumps({"Records": SAMPLE_EVENTS})))
+    monkeypatch.setenv("TEST_ES_API_KEY", API_KEY)
+    config = tmp_path / "trailrelay.toml"
+    config.write_text(
+        f'[source]\ntype = "files"\npath = "{trail.parent}"\n'
+        f'[[sinks]]\ntype = "elastic"\nurl = "{tls_standin.url}"\napi_key = "${{TEST_ES_API_KEY}}"\n'
+        f'filter = {{}}\nmax_retry_seconds = 2\n[dead_letter]\npath = "{tmp_path / "dead"}"\n'
+        f'[state]\npath = "{tmp_path / "state.sqlite"}"\n'
+    )
+    result = CliRunner().invoke(cli, ["forward", "-c", str(config), "--once", "--no-progress"])
+    assert result.exit_code == 3, result.output
+    assert "set ca_bundle" in result.output
+    assert API_KEY not in result.output
+    assert not [p for p in (tmp_path / "dead").rglob("*") if p.is_file()]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 
 import pytest
+import trustme
 from opensearch_helpers import ACCESS_KEY, PASSWORD, REGION, SECRET_KEY, USER
 from opensearch_standin import SigV4Check, StandIn
 
@@ -15,6 +17,23 @@ def standin() -> Iterator[StandIn]:
     server = StandIn()
     server.basic = (USER, PASSWORD)
     server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_standin(ca: trustme.CA) -> Iterator[StandIn]:
+    """The stand-in over HTTPS, with a certificate from a CA the client does not trust by default."""
+    server = StandIn()
+    server.basic = (USER, PASSWORD)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    server.start(tls=context)
     yield server
     server.stop()
 

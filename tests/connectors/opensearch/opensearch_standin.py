@@ -35,6 +35,7 @@ import hmac
 import itertools
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -130,6 +131,7 @@ class StandIn:
         self._ids = itertools.count(1)
         self._item_counter = itertools.count()
         self.server: ThreadingHTTPServer | None = None
+        self.scheme = "http"
         self.fault: Callable[[str], str | None] | None = None
         self.slow_seconds = 0.0
         self.compact = False
@@ -154,10 +156,10 @@ class StandIn:
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
 
-    def start(self) -> None:
-        """Serve on an ephemeral port of 127.0.0.1 in a daemon thread."""
+    def start(self, tls: ssl.SSLContext | None = None) -> None:
+        """Serve on an ephemeral port of 127.0.0.1 in a daemon thread (HTTPS with a server ``tls`` context)."""
         standin = self
 
         class Handler(_Handler):
@@ -165,6 +167,9 @@ class StandIn:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.scheme = "https" if tls is not None else "http"
         threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         ).start()

@@ -9,9 +9,11 @@ import json
 import logging
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from opensearch_helpers import ACCESS_KEY, PASSWORD, REGION, make_config, make_sink, sigv4_config
 from opensearch_standin import FIXTURES, SigV4Check, StandIn, fixture
 
@@ -119,6 +121,24 @@ def test_a_200_that_is_not_opensearch_is_retried(sink: Any, standin: StandIn, co
     ].reason
     assert standin.stored() == []
     assert statuses(sink.send(Batch(sample_records(3)))) == [Status.DELIVERED] * 3
+
+
+def test_a_certificate_that_fails_verification_is_fatal_at_once(
+    tls_standin: StandIn, ca: trustme.CA, tmp_path: Path
+) -> None:
+    """Sending again cannot pass a certificate check: stop and name ca_bundle, never retry."""
+    sink = make_sink(make_config(tls_standin.url))
+    with pytest.raises(FatalSinkError, match="set ca_bundle") as info:
+        sink.send(Batch(sample_records(2)))
+    sink.close()
+    assert "CERTIFICATE_VERIFY_FAILED" in str(info.value)
+    assert PASSWORD not in str(info.value)
+    assert tls_standin.requests == []
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    trusted = make_sink(make_config(tls_standin.url, ca_bundle=str(bundle)))
+    assert statuses(trusted.send(Batch(sample_records(2)))) == [Status.DELIVERED] * 2
+    trusted.close()
 
 
 def test_retry_after_seconds_and_http_date(sink: Any, standin: StandIn) -> None:

@@ -25,7 +25,7 @@ from trailrelay.contract import (
     scrub,
 )
 from trailrelay_elastic.admin import check_cluster
-from trailrelay_elastic.client import make_client, unreachable
+from trailrelay_elastic.client import make_client, refused_certificate, unreachable
 from trailrelay_elastic.config import ElasticConfig
 from trailrelay_elastic.encode import DocumentBuilder
 from trailrelay_elastic.integrity import is_integrity
@@ -163,6 +163,9 @@ class ElasticSink:
             self._request_failed(exc, positions, entries, outcomes, records)
             return
         except (TransportConnectionError, SerializationError, TransportError) as exc:
+            refused = refused_certificate(exc)
+            if refused is not None:
+                raise FatalSinkError(self._safe(self._tls_refused(refused))) from None
             reason = unreachable(self._where(), exc)
             for p in positions:
                 outcomes[p] = Outcome.retry(self._safe(reason))
@@ -226,6 +229,14 @@ class ElasticSink:
 
     def _where(self) -> str:
         return "Elastic Cloud" if self.config.cloud_id else ", ".join(self.config.urls)
+
+    def _tls_refused(self, refused: str) -> str:
+        """Why the run stops when the cluster's certificate failed the check, and what to set."""
+        if self.config.ssl_assert_fingerprint:
+            fix = "check ssl_assert_fingerprint (the SHA-256 of the certificate the cluster presents)"
+        else:
+            fix = "set ca_bundle to the PEM of the CA that signed the cluster's certificate"
+        return f"TLS verification of {self._where()} failed ({refused}); {fix}"
 
     def _auth(self) -> str:
         c = self.config

@@ -24,7 +24,13 @@ from trailrelay.contract import (
     scrub,
 )
 from trailrelay_opensearch.admin import check_cluster
-from trailrelay_opensearch.client import make_client, not_opensearch, response_headers, unparsed
+from trailrelay_opensearch.client import (
+    make_client,
+    not_opensearch,
+    refused_certificate,
+    response_headers,
+    unparsed,
+)
 from trailrelay_opensearch.config import OpenSearchConfig
 from trailrelay_opensearch.encode import DocumentBuilder
 from trailrelay_opensearch.integrity import is_integrity
@@ -129,6 +135,14 @@ class OpenSearchSink:
         try:
             response: Any = self.client.bulk(body=b"".join(entries), params={"filter_path": _FILTER_PATH})
         except OpenSearchConnectionError as exc:
+            refused = refused_certificate(exc)
+            if refused is not None:
+                raise FatalSinkError(
+                    self._safe(
+                        f"TLS verification of {self._where()} failed ({refused}); set ca_bundle to the "
+                        "PEM of the CA that signed the cluster's certificate"
+                    )
+                ) from None
             reason = self._safe(f"cannot reach OpenSearch at {self._where()}: {type(exc).__name__}: {exc}")
             for p in positions:
                 outcomes[p] = Outcome.retry(reason)
