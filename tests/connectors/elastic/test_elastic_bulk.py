@@ -82,6 +82,17 @@ def test_whole_request_busy_is_retry(sink: Any, standin: StandIn, name: str) -> 
     assert statuses(sink.send(Batch(sample_records(4)))) == [Status.DELIVERED] * 4
 
 
+def test_a_proxy_s_request_timeout_is_retry(sink: Any, standin: StandIn) -> None:
+    """408 from a proxy in front of the cluster (no product header, an HTML page): send again."""
+    standin.queue(
+        {"status": 408, "headers": {"Content-Type": "text/html"}, "body": "<html>408 Request Time-out</html>"}
+    )
+    outcomes = sink.send(Batch(sample_records(3)))
+    assert statuses(outcomes) == [Status.RETRY] * 3
+    assert "HTTP 408" in outcomes[0].reason
+    assert statuses(sink.send(Batch(sample_records(3)))) == [Status.DELIVERED] * 3
+
+
 def test_retry_after_header_is_passed_on(sink: Any, standin: StandIn) -> None:
     response = copy.deepcopy(fixture("request-429-rejected"))
     response["headers"]["Retry-After"] = "7"

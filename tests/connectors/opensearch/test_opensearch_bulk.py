@@ -103,6 +103,17 @@ def test_whole_request_busy_is_retry(sink: Any, standin: StandIn, name: str) -> 
     assert statuses(sink.send(Batch(sample_records(4)))) == [Status.DELIVERED] * 4
 
 
+def test_a_proxy_s_request_timeout_is_retry(sink: Any, standin: StandIn) -> None:
+    """408 from a proxy in front of the cluster (an HTML page): send again, as for 429 and 5xx."""
+    standin.queue(
+        {"status": 408, "headers": {"Content-Type": "text/html"}, "body": "<html>408 Request Time-out</html>"}
+    )
+    outcomes = sink.send(Batch(sample_records(3)))
+    assert statuses(outcomes) == [Status.RETRY] * 3
+    assert "HTTP 408" in outcomes[0].reason
+    assert statuses(sink.send(Batch(sample_records(3)))) == [Status.DELIVERED] * 3
+
+
 @pytest.mark.parametrize("content_type", ["text/html", "application/json"])
 def test_a_200_that_is_not_opensearch_is_retried(sink: Any, standin: StandIn, content_type: str) -> None:
     """A proxy's or captive portal's page is no answer: the records are sent again, never delivered.

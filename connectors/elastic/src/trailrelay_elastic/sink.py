@@ -219,7 +219,7 @@ class ElasticSink:
             raise FatalSinkError(f"the credentials ({self._auth()}) may not write to {names}: {text}")
         if status == 404:
             raise FatalSinkError(f"{self._where()} has no _bulk endpoint (check url): {text}")
-        if status == 429 or status >= 500:
+        if status in (408, 429) or status >= 500:  # 408: a proxy's Request Time-out
             after = _retry_after(exc)
             for p in positions:
                 outcomes[p] = Outcome.retry(text, after)

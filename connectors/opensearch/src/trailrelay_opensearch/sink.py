@@ -227,7 +227,7 @@ class OpenSearchSink:
             )
         if status == 404:
             raise FatalSinkError(f"{self._where()} has no _bulk endpoint (check url): {text}")
-        if status == 429 or status >= 500 or status == 0:
+        if status in (0, 408, 429) or status >= 500:  # 408: a proxy's Request Time-out
             after = retry_after_seconds(response_headers(exc).get("retry-after"))
             for p in positions:
                 outcomes[p] = Outcome.retry(text, after)
