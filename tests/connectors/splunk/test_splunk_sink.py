@@ -530,6 +530,40 @@ def test_an_unexpected_error_quoting_the_token_is_shown_without_it(
     assert TOKEN not in check.output + forward.output
 
 
+def test_an_error_page_that_echoes_the_token_never_shows_it(
+    hec: HecStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Some proxies and WAFs echo the request's headers in their error pages; HEC's token is one.
+
+    The page's first 120 characters went into reasons (RETRY, REJECTED: dead letters), logs and
+    check summaries; the second page puts the token across that cut.
+    """
+    caplog.set_level(logging.DEBUG)
+    echo = f"Authorization: Splunk {TOKEN}"
+    html = {"Content-Type": "text/html"}
+    hec.script(
+        Scripted(
+            "/services/collector/event", 503, f"<html>upstream error; request headers: {echo}</html>", html
+        ),
+        Scripted("/services/collector/event", 400, f"<html>{'x' * 81} {echo}</html>", html),
+        Scripted("/services/collector/health", 502, f"<html>bad gateway; {echo}</html>", html),
+    )
+    sink = _sink(hec)
+    try:
+        with pytest.raises(RetryableError) as busy:
+            settled(sink.send(Batch(sample_records(2))))
+        refused = settled(sink.send(Batch(sample_records(2))))
+        result = sink.check()
+    finally:
+        sink.close()
+    assert {o.status for o in refused} == {Status.REJECTED}
+    assert "Authorization: Splunk ***" in str(busy.value)
+    assert "Authorization: Splunk ***" in refused[0].reason
+    assert not result.ok and "Authorization: Splunk ***" in result.summary
+    shown = str(busy.value) + " ".join(o.reason for o in refused) + result.summary + caplog.text
+    assert TOKEN[:8] not in shown
+
+
 def test_incorrect_index_is_fatal(hec: HecStandIn) -> None:
     hec.allowed_indexes = {"main"}
     sink = _sink(hec)

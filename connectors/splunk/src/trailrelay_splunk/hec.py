@@ -37,12 +37,13 @@ from __future__ import annotations
 
 import contextlib
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from trailrelay.contract import retry_after_seconds
+from trailrelay.contract import retry_after_seconds, scrub
 
 __all__ = ["FATAL_HINTS", "HecReply", "Verdict", "classify", "parse_reply"]
 
@@ -102,8 +103,15 @@ class HecReply:
         return f"HTTP {self.status}{code}: {self.text}"
 
 
-def parse_reply(status: int, body: bytes, retry_after: str | None = None) -> HecReply:
-    """Decode an HEC response body; tolerant of proxies that answer with HTML or nothing."""
+def parse_reply(
+    status: int, body: bytes, retry_after: str | None = None, secrets: Sequence[str] = ()
+) -> HecReply:
+    """Decode an HEC response body; tolerant of proxies that answer with HTML or nothing.
+
+    ``secrets`` (the token) are masked in the text kept from the body: some proxies and WAFs
+    echo the request's headers, ``Authorization: Splunk <token>`` among them, in their error
+    pages, and that text goes into reasons, logs and dead letters.
+    """
     doc: Any = None
     if body:
         try:
@@ -118,9 +126,10 @@ def parse_reply(status: int, body: bytes, retry_after: str | None = None) -> Hec
     if isinstance(doc, str) and 200 <= status < 300:
         # A HEC-compatible receiver's own success text (the OpenTelemetry Collector answers "OK"):
         # a JSON answer, so not a proxy's page; no code, no ackId.
-        return HecReply(status, None, doc, retry_after=after, hec=True)
+        return HecReply(status, None, scrub(doc, secrets), retry_after=after, hec=True)
     if not isinstance(doc, dict):
-        snippet = body[:120].decode("utf-8", "replace").strip() if body else ""
+        # masked before it is cut, so a token across the cut cannot leave a piece behind
+        snippet = scrub(body[:_SCANNED].decode("utf-8", "replace"), secrets).strip()[:120]
         return HecReply(
             status, None, snippet or _REASONS.get(status, "unexpected response"), retry_after=after
         )
@@ -131,7 +140,7 @@ def parse_reply(status: int, body: bytes, retry_after: str | None = None) -> Hec
     return HecReply(
         status,
         code if isinstance(code, int) and not isinstance(code, bool) else None,
-        str(doc.get("text") or _REASONS.get(status, "")),
+        scrub(str(doc.get("text") or _REASONS.get(status, "")), secrets),
         ack if isinstance(ack, int) and not isinstance(ack, bool) else None,
         bad if isinstance(bad, int) and not isinstance(bad, bool) else None,
         after,
@@ -157,6 +166,9 @@ def classify(reply: HecReply) -> Verdict:
         return Verdict.BAD_EVENT
     return Verdict.REJECT
 
+
+_SCANNED = 64 * 1024
+"""Bytes of a body that is not HEC's JSON read for its snippet (masked, then cut to 120)."""
 
 _REASONS = {
     400: "Bad Request",

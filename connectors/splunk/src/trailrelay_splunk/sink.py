@@ -453,7 +453,8 @@ class SplunkSink:
             ) from None
         except requests.RequestException as exc:
             raise _Transient(f"cannot reach Splunk HEC at {self.config.url}: {_brief(exc)}") from None
-        return parse_reply(response.status_code, body, response.headers.get("Retry-After"))
+        secrets = (self.config.token.get_secret_value(),)  # an error page may echo the token
+        return parse_reply(response.status_code, body, response.headers.get("Retry-After"), secrets)
 
     # -- acknowledgement -------------------------------------------------------------------
 
