@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import email.utils
 import gzip
@@ -119,6 +120,31 @@ def test_auth_failures_are_fatal_without_the_secret(sink: Any, standin: StandIn,
     assert API_KEY not in text
     assert "api_key" in text  # says which setting to look at
     assert "security_exception" in text
+
+
+def test_an_error_page_that_echoes_the_credentials_never_shows_them(standin: StandIn) -> None:
+    """A proxy's page echoing the Authorization header, even decoded, goes into reasons masked."""
+    decoded = base64.b64decode(API_KEY).decode()
+    basic = base64.b64encode(b"trail:pa55-word-for-tests").decode()
+    html = {"Content-Type": "text/html"}
+    standin.queue(
+        {"status": 502, "headers": html, "body": f"<html>ApiKey {API_KEY} decoded: {decoded}</html>"}
+    )
+    standin.queue({"status": 400, "headers": html, "body": f"<html>Authorization: Basic {basic}</html>"})
+    long_page = f"<html>{'x' * 570} ApiKey {API_KEY}</html>"  # the reason is cut at 600 characters
+    standin.queue({"status": 503, "headers": html, "body": long_page})
+    with_key = make_sink(standin.url)
+    with_password = make_sink(standin.url, api_key=None, username="trail", password="pa55-word-for-tests")
+    retried = with_key.send(Batch(sample_records(2)))
+    refused = with_password.send(Batch(sample_records(2)))
+    cut = with_key.send(Batch(sample_records(2)))
+    with_key.close()
+    with_password.close()
+    assert statuses(retried + cut) == [Status.RETRY] * 4
+    assert statuses(refused) == [Status.REJECTED] * 2
+    reasons = " ".join(o.reason for o in retried + refused + cut)
+    assert "ApiKey *** decoded: ***" in reasons and "Authorization: Basic ***" in reasons
+    assert decoded not in reasons and basic not in reasons and API_KEY[:8] not in reasons
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import email.utils
 import gzip
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 import trustme
-from opensearch_helpers import ACCESS_KEY, PASSWORD, REGION, make_config, make_sink, sigv4_config
+from opensearch_helpers import ACCESS_KEY, PASSWORD, REGION, USER, make_config, make_sink, sigv4_config
 from opensearch_standin import FIXTURES, SigV4Check, StandIn, fixture
 
 from trailrelay.contract import Batch, FatalSinkError, Outcome, Record, Status
@@ -150,6 +151,30 @@ def test_a_certificate_that_fails_verification_is_fatal_at_once(
     trusted = make_sink(make_config(tls_standin.url, ca_bundle=str(bundle)))
     assert statuses(trusted.send(Batch(sample_records(2)))) == [Status.DELIVERED] * 2
     trusted.close()
+
+
+def test_an_error_page_that_echoes_the_authorization_header_never_shows_the_credential(
+    sink: Any, standin: StandIn
+) -> None:
+    """A proxy's page echoing ``Authorization: Basic base64(user:password)`` went into every reason.
+
+    Only the literal password was masked; the header carries the pair in base64.
+    """
+    credential = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    echo = f"Authorization: Basic {credential}"
+    html = {"Content-Type": "text/html"}
+    standin.queue({"status": 502, "headers": html, "body": f"<html>upstream error; {echo}</html>"})
+    standin.queue({"status": 400, "headers": html, "body": f"<html>bad request; {echo}</html>"})
+    long_page = f"<html>{'x' * 560} {echo}</html>"  # the reason is cut at 600 characters
+    standin.queue({"status": 503, "headers": html, "body": long_page})
+    retried = sink.send(Batch(sample_records(2)))
+    refused = sink.send(Batch(sample_records(2)))
+    cut = sink.send(Batch(sample_records(2)))
+    assert statuses(retried + cut) == [Status.RETRY] * 4
+    assert statuses(refused) == [Status.REJECTED] * 2
+    reasons = " ".join(o.reason for o in retried + refused + cut)
+    assert "Authorization: Basic ***" in reasons
+    assert credential[:8] not in reasons and PASSWORD not in reasons
 
 
 def test_retry_after_seconds_and_http_date(sink: Any, standin: StandIn) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Annotated, Literal
 
@@ -155,6 +157,28 @@ class ElasticConfig(SinkConfig):
 
     @property
     def secret_values(self) -> list[str]:
-        """Plain secret values, only to scrub them from server messages before they are shown."""
+        """Plain secret values, only to scrub them from server messages before they are shown.
+
+        Also in the other forms a proxy's error page may echo them in: basic auth's
+        ``username:password`` in base64, as the Authorization header carries it, and an encoded
+        API key decoded (``id:key``).
+        """
         secrets = (self.api_key, self.password, self.bearer_token, self.search_api_key)
-        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        if self.username is not None and self.password is not None and self.password.get_secret_value():
+            pair = f"{self.username}:{self.password.get_secret_value()}"
+            values.append(base64.b64encode(pair.encode()).decode())
+        for key in (self.api_key, self.search_api_key):
+            decoded = _decoded(key.get_secret_value()) if key is not None else None
+            if decoded is not None:
+                values.append(decoded)
+        return values
+
+
+def _decoded(value: str) -> str | None:
+    """A base64 value (an encoded API key) as the text it encodes; None when it is not one."""
+    try:
+        text = base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, ValueError):
+        return None
+    return text if len(text) >= 8 and text.isprintable() else None

@@ -197,7 +197,10 @@ class ElasticSink:
     ) -> None:
         """Map a whole-request error to outcomes, or raise when the sink cannot work."""
         status = exc.meta.status if exc.meta is not None else 0
-        etype, reason = describe_error(exc.body.get("error") if isinstance(exc.body, dict) else exc.body)
+        body = exc.body
+        if isinstance(body, str):  # a proxy's page: masked before describe_error cuts it
+            body = self._safe(body)
+        etype, reason = describe_error(body.get("error") if isinstance(body, dict) else body)
         text = self._safe(f"HTTP {status} {etype}: {reason}".rstrip(": "))
         if status == 413:
             if len(positions) > 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -147,7 +148,15 @@ class OpenSearchConfig(SinkConfig):
 
     @property
     def secret_values(self) -> list[str]:
-        """Plain secret values, only to scrub them from server messages before they are shown."""
-        if self.password is not None and self.password.get_secret_value():
-            return [self.password.get_secret_value()]
-        return []
+        """Plain secret values, only to scrub them from server messages before they are shown.
+
+        With basic auth also ``username:password`` in base64, as the Authorization header carries
+        it (urllib3 encodes it as latin-1): a proxy's error page may echo the request's headers.
+        """
+        if self.password is None or not self.password.get_secret_value():
+            return []
+        password = self.password.get_secret_value()
+        if self.username is None:
+            return [password]
+        pair = f"{self.username}:{password}".encode("latin-1", "replace")
+        return [password, base64.b64encode(pair).decode()]

@@ -202,7 +202,10 @@ class OpenSearchSink:
     ) -> None:
         """Map a whole-request error to outcomes, or raise when the sink cannot work."""
         status = exc.status_code if isinstance(exc.status_code, int) else 0
-        etype, reason = describe_error(exc.info if isinstance(exc.info, dict) else exc.error)
+        error = exc.info if isinstance(exc.info, dict) else exc.error
+        if isinstance(error, str):  # a proxy's page: masked before describe_error cuts it
+            error = self._safe(error)
+        etype, reason = describe_error(error)
         text = self._safe(f"HTTP {status} {etype}: {reason}".rstrip(": "))
         if status == 413:
             if len(positions) > 1:
