@@ -30,7 +30,15 @@ code       status  text                                         decision
 24, 25     200     queue / ack approaching capacity             delivered, warn
 26, 27     429     queue / ack channel at capacity              retry
 (413)      413     request larger than max_content_length       split the request
+(none)     2xx     not HEC's answer (no ``code``)               retry: nothing was confirmed
 =========  ======  ===========================================  ==========================
+
+Only a 2xx with HEC's ``code`` 0 (or 24, 25) counts as a success. Receivers that imitate HEC
+answer the same (Vector, Fluent Bit, recent OpenTelemetry Collectors:
+``{"text": "Success", "code": 0}``), except older releases of the OpenTelemetry Collector's
+``splunk_hec`` receiver, whose success is the JSON string ``"OK"``: taken as code 0. Any other
+2xx (a gateway's ``{"text": "..."}`` or ``{"status": "ok"}``, another JSON string, a page, an
+empty body) says nothing about the events, so they are sent again.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ import orjson
 
 from trailrelay.contract import retry_after_seconds, scrub
 
-__all__ = ["FATAL_HINTS", "HecReply", "Verdict", "classify", "parse_reply"]
+__all__ = ["FATAL_HINTS", "OTEL_SUCCESS", "HecReply", "Verdict", "classify", "parse_reply"]
 
 
 class Verdict(enum.Enum):
@@ -72,6 +80,9 @@ FATAL_HINTS: dict[int, str] = {
     21: "HEC does not know this token: check `token`",
     22: "the HEC token is disabled: enable it in Splunk or configure another `token`",
 }
+OTEL_SUCCESS = "OK"
+"""The success answer, a JSON string, of older OpenTelemetry Collector splunk_hec receivers
+(``responseOK`` in ``receiver/splunkhecreceiver/receiver.go``; recent ones answer like HEC)."""
 _BAD_EVENT_CODES = frozenset({6, 12, 13, 15})
 _RETRY_CODES = frozenset({8, 9, 18, 19, 20, 23, 26, 27})
 _WARN_CODES = frozenset({24, 25})
@@ -88,7 +99,8 @@ class HecReply:
     invalid_event: int | None = None
     retry_after: float | None = None
     hec: bool = False
-    """The body was HEC's JSON object (not a proxy's page or an empty answer)."""
+    """The body was HEC's JSON: an object with its integer ``code`` (or an ack poll's ``acks``),
+    or the Collector's ``"OK"``; not a proxy's page, an empty answer or another service's JSON."""
     acks: dict[str, Any] | None = None
     """An ack poll's ``acks`` object."""
 
@@ -123,30 +135,31 @@ def parse_reply(
         # the OpenTelemetry Collector wraps HEC's JSON in a JSON string: "{\"code\":6,...}"
         with contextlib.suppress(orjson.JSONDecodeError):
             doc = orjson.loads(doc)
-    if isinstance(doc, str) and 200 <= status < 300:
-        # A HEC-compatible receiver's own success text (the OpenTelemetry Collector answers "OK"):
-        # a JSON answer, so not a proxy's page; no code, no ackId.
-        return HecReply(status, None, scrub(doc, secrets), retry_after=after, hec=True)
-    if not isinstance(doc, dict):
-        # masked before it is cut, so a token across the cut cannot leave a piece behind
+    if doc == OTEL_SUCCESS and 200 <= status < 300:
+        return HecReply(status, 0, doc, retry_after=after, hec=True)  # the Collector's code 0
+    code = doc.get("code") if isinstance(doc, dict) else None
+    acks = doc.get("acks") if isinstance(doc, dict) else None
+    if not _is_int(code) and not isinstance(acks, dict):
+        # Not HEC's answer: a proxy's page, an empty body, a gateway's own JSON. Its start, masked
+        # before it is cut (so a token across the cut leaves no piece), says what answered.
         snippet = scrub(body[:_SCANNED].decode("utf-8", "replace"), secrets).strip()[:120]
-        return HecReply(
-            status, None, snippet or _REASONS.get(status, "unexpected response"), retry_after=after
-        )
-    code = doc.get("code")
+        return HecReply(status, None, snippet or _REASONS.get(status, "an empty body"), retry_after=after)
     ack = doc.get("ackId")
     bad = doc.get("invalid-event-number")
-    acks = doc.get("acks")
     return HecReply(
         status,
-        code if isinstance(code, int) and not isinstance(code, bool) else None,
+        code if _is_int(code) else None,
         scrub(str(doc.get("text") or _REASONS.get(status, "")), secrets),
-        ack if isinstance(ack, int) and not isinstance(ack, bool) else None,
-        bad if isinstance(bad, int) and not isinstance(bad, bool) else None,
+        ack if _is_int(ack) else None,
+        bad if _is_int(bad) else None,
         after,
-        hec="text" in doc or "code" in doc or "ackId" in doc or isinstance(acks, dict),
+        hec=True,
         acks=acks if isinstance(acks, dict) else None,
     )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def classify(reply: HecReply) -> Verdict:
@@ -155,7 +168,9 @@ def classify(reply: HecReply) -> Verdict:
     if code in FATAL_HINTS:
         return Verdict.FATAL
     if 200 <= status < 300:
-        return Verdict.OK if code in (None, 0, *_WARN_CODES) else Verdict.REJECT
+        if code is None:  # not HEC's answer: nothing confirms the events were taken
+            return Verdict.RETRY
+        return Verdict.OK if code in (0, *_WARN_CODES) else Verdict.REJECT
     if status == 413:
         return Verdict.SPLIT
     if code in _RETRY_CODES or status in (408, 429) or status >= 500:

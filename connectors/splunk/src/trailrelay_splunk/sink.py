@@ -7,8 +7,8 @@ answer decides each event's outcome (see :mod:`trailrelay_splunk.hec`):
 * success without ``ackId``: DELIVERED ("HEC accepted it"; with ``ack`` unset this is how a token
   without indexer acknowledgement is detected, and said once in a warning);
 * a receiver that is not Splunk (Vector, Fluent Bit, the OpenTelemetry Collector, Cribl): the same
-  rule, detected from its answers. A 2xx whose body is a JSON string (the Collector's ``"OK"``)
-  is a success without ``ackId``. A receiver that hands out ackIds but has no
+  rule, detected from its answers. The JSON string ``"OK"`` (older OpenTelemetry Collectors) is
+  a success without ``ackId``. A receiver that hands out ackIds but has no
   ``/services/collector/ack`` (404/405, or a 400 that is not HEC's JSON) cannot confirm them: the
   sink says so once, stops polling, resolves what waited DELIVERED and from then on treats every
   accepted request as DELIVERED ("accepted by the receiver"), the guarantee a re-send could not
@@ -19,7 +19,8 @@ answer decides each event's outcome (see :mod:`trailrelay_splunk.hec`):
   (short while acks come quickly, longer while they do not) and resolves each request's
   :class:`~trailrelay.contract.Receipt`: DELIVERED once indexed, RETRY after ``ack_timeout``
   (which can index the events twice; the reason says so);
-* a 2xx answer that is not HEC's JSON (a proxy or load-balancer page): RETRY, naming what answered;
+* a 2xx answer that is not HEC's (a proxy or load-balancer page, an empty body, JSON without
+  HEC's ``code``): RETRY, naming what answered;
 * ``invalid-event-number`` k: HEC kept the k events before the bad one and dropped the rest.
   Without acknowledgement those k are DELIVERED; with it no ackId vouches for them, so they are
   RETRY (the reason says they may be indexed twice). Event k is REJECTED with HEC's text, the
@@ -395,13 +396,13 @@ class SplunkSink:
         if post is None or post[0] != headers:
             post = channel.post = (headers, self._prepare(channel.session, "POST", EVENT_PATH, headers))
         reply = self._request(channel.session, post[1], data)
-        if classify(reply) is Verdict.RETRY:
-            raise _Transient(f"Splunk HEC answered {reply.describe()}", reply.retry_after)
         if 200 <= reply.status < 300 and not reply.hec:
             raise _Transient(
                 f"HTTP {reply.status} from {self.config.url} without HEC's JSON answer "
                 f"(a proxy or load balancer answered?): {reply.text!r}"
             )
+        if classify(reply) is Verdict.RETRY:
+            raise _Transient(f"Splunk HEC answered {reply.describe()}", reply.retry_after)
         return reply
 
     def _prepare(
