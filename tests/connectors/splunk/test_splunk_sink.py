@@ -564,6 +564,27 @@ def test_an_error_page_that_echoes_the_token_never_shows_it(
     assert TOKEN[:8] not in shown
 
 
+def test_forward_names_the_stopped_sink_once(hec: HecStandIn, tmp_path: Path) -> None:
+    """The run says "stopped: sink 'splunk': Splunk HEC at ...", not "sink 'splunk': sink 'splunk': ..."."""
+    hec.token = "another-token"
+    trail = tmp_path / "in" / "a.json.gz"
+    trail.parent.mkdir()
+    trail.write_bytes(gzip.compress(orjson.dumps({"Records": SAMPLE_EVENTS})))
+    config = tmp_path / "trailrelay.toml"
+    config.write_text(
+        f'[source]\ntype = "files"\npath = "{trail.parent}"\n'
+        f'[[sinks]]\ntype = "splunk"\nurl = "{hec.url}"\ntoken = "{TOKEN}"\nack = false\nfilter = {{}}\n'
+        f'[state]\npath = "{tmp_path / "state.sqlite"}"\n[dead_letter]\npath = "{tmp_path / "dead"}"\n'
+    )
+    result = CliRunner().invoke(cli, ["forward", "-c", str(config), "--once", "--no-progress"])
+    output = " ".join(result.output.split())  # rich wraps long lines
+    assert result.exit_code == 3, output
+    assert (
+        f"stopped: sink 'splunk': Splunk HEC at {hec.url} answered HTTP 403, code 4: Invalid token" in output
+    )
+    assert output.count("sink 'splunk'") == 1
+
+
 def test_incorrect_index_is_fatal(hec: HecStandIn) -> None:
     hec.allowed_indexes = {"main"}
     sink = _sink(hec)

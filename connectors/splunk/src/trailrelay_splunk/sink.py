@@ -449,7 +449,7 @@ class SplunkSink:
                     f"TLS handshake with Splunk HEC at {self.config.url} failed: {_brief(exc)}"
                 ) from None
             raise FatalSinkError(
-                f"sink {self.config.display_name!r}: TLS verification of {self.config.url} failed "
+                f"TLS verification of {self.config.url} failed "
                 f"({_brief(exc)}); set ca_bundle to the CA that signed HEC's certificate"
             ) from None
         except requests.RequestException as exc:
@@ -538,7 +538,7 @@ class SplunkSink:
         c = self.config
         if c.ack:
             self._fatal = (
-                f"sink {c.display_name!r}: ack = true, but the receiver at {c.url} has no "
+                f"ack = true, but the receiver at {c.url} has no "
                 f"/services/collector/ack ({answer}): it is not Splunk; set ack = false or leave it unset"
             )
             with self._lock:
@@ -665,8 +665,8 @@ class SplunkSink:
             404: "no HEC endpoint at this URL: check `url` (the HEC port, usually 8088)",
             405: "no HEC endpoint at this URL: check `url`",
         }.get(reply.status, "check the sink's settings")
-        where = f"sink {self.config.display_name!r}: Splunk HEC at {self.config.url}"
-        return f"{where} answered {reply.describe()}: {hint}"
+        # No sink name: the pipeline and `check` put it in front of every message already.
+        return f"Splunk HEC at {self.config.url} answered {reply.describe()}: {hint}"
 
     def _warn_once(self, key: str, message: str, *args: object) -> None:
         with self._lock:
