@@ -8,6 +8,7 @@ tests generate with ``trustme``. It serves what the real ``azure-identity`` and
   ``token_endpoint`` from it when instance discovery is disabled);
 * ``POST /{tenant}/oauth2/v2.0/token`` - client-credentials grant (secret or certificate
   assertion); a wrong secret gets Entra's documented ``invalid_client`` / AADSTS7000215 answer;
+  ``token_script`` answers come first (an outage, throttling, a proxy's page in its place);
 * ``POST /dataCollectionRules/{rule}/streams/{stream}?api-version=2023-01-01`` - the upload,
   answering 204 or a scripted response replayed from ``fixtures/*.json`` (status, headers
   including ``x-ms-error-code``, Azure error body);
@@ -102,6 +103,8 @@ class StandinState:
     reject_ids: set[str] = field(default_factory=set)
     oversize_ids: set[str] = field(default_factory=set)
     token_failures: int = 0
+    token_script: deque[Scripted] = field(default_factory=deque)
+    """Answers the token endpoint gives, in order, instead of its normal one (outages, throttling)."""
     accept_assertions: bool = True
     row_limit: int | None = None
     """When set, a body holding a row longer than this many bytes gets the 413 fixture."""
@@ -209,9 +212,13 @@ class _Handler(BaseHTTPRequestHandler):
         form = dict(urllib.parse.parse_qsl(self._read_body().decode()))
         with state.lock:
             state.token_requests.append(form)
+            scripted = state.token_script.popleft() if state.token_script else None
             fail = state.token_failures > 0
             if fail:
                 state.token_failures -= 1
+        if scripted is not None:
+            self._send(scripted.status, scripted.body, scripted.headers)
+            return
         ok_client = (
             form.get("client_id") == state.client_id and form.get("grant_type") == "client_credentials"
         )

@@ -14,8 +14,8 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
-from conftest import CLIENT, RULE, SECRET, TENANT, config_for, dead_port, sink_for
-from sentinel_standin import Standin, fake_jwt_claims, load_fixture
+from conftest import CLIENT, FAST_RETRY, RULE, SECRET, TENANT, config_for, dead_port, sink_for
+from sentinel_standin import Scripted, Standin, fake_jwt_claims, load_fixture
 
 from trailrelay.contract import Batch, FatalSinkError, Origin, Record, RetryableError, Status
 from trailrelay.testing import SAMPLE_EVENTS, sample_records
@@ -221,6 +221,70 @@ def test_unreachable_token_endpoint_is_retry(standin: Standin, ca_file: str) -> 
     assert outcomes[0].reason and "Entra" in outcomes[0].reason
     with pytest.raises(RetryableError):
         sink.check()
+    sink.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "words", "after"),
+    [
+        (Scripted(503, {"Content-Type": "text/html"}, b"<html>Service Unavailable</html>"), "HTTP 503", None),
+        (
+            Scripted(
+                429,
+                {"Retry-After": "2"},
+                {"error": "temporarily_unavailable", "error_description": "AADSTS50196: throttled"},
+            ),
+            "HTTP 429 temporarily_unavailable",
+            2.0,
+        ),
+        (
+            Scripted(200, {"Content-Type": "text/html"}, b"<html>proxy login</html>"),
+            "HTTP 200 without JSON",
+            None,
+        ),
+    ],
+)
+def test_a_token_endpoint_outage_is_retry_not_a_refused_credential(
+    standin: Standin, ca_file: str, answer: Scripted, words: str, after: float | None
+) -> None:
+    """Entra down, throttling, or a proxy's page in its place: the credential is fine, try again.
+
+    azure-identity raises these as ClientAuthenticationError without the response, like a wrong
+    secret: the run stopped (exit 3) saying "refused the client_secret credential".
+    """
+    standin.state.token_script.extend([answer, answer])  # for send, then check
+    sink = sink_for(standin, ca_file, credential_options={**FAST_RETRY, "retry_total": 0})
+    outcomes = sink.send(Batch(sample_records(2)))
+    assert [o.status for o in outcomes] == [Status.RETRY] * 2
+    assert "Microsoft Entra ID" in outcomes[0].reason and words in outcomes[0].reason
+    assert outcomes[0].retry_after == after
+    with pytest.raises(RetryableError, match="Microsoft Entra ID"):  # and `trailrelay check` says so too
+        sink.check()
+    sink.close()
+    assert standin.state.stored == []
+
+
+def test_without_the_token_answer_msals_words_for_a_5xx_are_enough() -> None:
+    """A credential built elsewhere records no answer; MSAL says "HTTP Error: 503" itself."""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from trailrelay_sentinel.failures import classify
+
+    where = {"rule_id": RULE, "stream": "Custom-X", "endpoint": "https://dce", "credential": "client_secret"}
+    outage = classify(ClientAuthenticationError("Authentication failed: HTTP Error: 503"), **where)
+    refused = classify(
+        ClientAuthenticationError("Authentication failed: AADSTS7000215: Invalid client secret"), **where
+    )
+    assert (outage.kind, outage.status) == ("retry", 503)
+    assert refused.kind == "fatal"
+
+
+def test_an_oauth_refusal_is_still_fatal(standin: Standin, ca_file: str) -> None:
+    refused = {"error": "unauthorized_client", "error_description": "AADSTS700016: Application not found"}
+    standin.state.token_script.append(Scripted(400, {}, refused))
+    sink = sink_for(standin, ca_file, credential_options={**FAST_RETRY, "retry_total": 0})
+    with pytest.raises(FatalSinkError, match=r"refused the client_secret credential: .*AADSTS700016"):
+        sink.send(Batch(sample_records(1)))
     sink.close()
 
 

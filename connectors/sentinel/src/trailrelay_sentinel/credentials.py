@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from azure.core.credentials import TokenCredential
@@ -16,14 +18,54 @@ from azure.identity import (
 from trailrelay.contract import ConfigError
 from trailrelay_sentinel.config import SentinelConfig
 
-__all__ = ["build_credential", "close_quietly"]
+__all__ = ["TokenAnswer", "TokenAnswers", "build_credential", "close_quietly"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenAnswer:
+    """What the token endpoint answered last: its status, OAuth error code and Retry-After."""
+
+    status: int
+    error: str | None
+    """The OAuth ``error`` of a JSON answer (``invalid_client``, ``temporarily_unavailable``)."""
+    json: bool
+    """The body was JSON (Entra's own answer), not a proxy's or portal's page."""
+    retry_after: str | None
+
+
+class TokenAnswers:
+    """Remembers the credential's latest HTTP answer (azure-core's ``raw_response_hook``).
+
+    azure-identity raises ``ClientAuthenticationError`` without the response when Entra answers
+    with an OAuth error or something that is not JSON, whatever the status: a 503 or a throttling
+    429 reads like a refused secret. This answer says which it was. Token requests are few (one an
+    hour per credential, and retries), so one latest answer, shared by the threads, is enough.
+    """
+
+    def __init__(self) -> None:
+        self.last: TokenAnswer | None = None
+
+    def __call__(self, pipeline_response: Any) -> None:
+        """Note one answer of the credential's pipeline (called by azure-core for each)."""
+        response = pipeline_response.http_response
+        error: str | None = None
+        try:
+            body = json.loads(response.text())
+        except (ValueError, UnicodeDecodeError):
+            is_json = False
+        else:
+            is_json = True
+            if isinstance(body, dict) and isinstance(body.get("error"), str):
+                error = body["error"]  # never the body itself: a success holds the access token
+        headers = response.headers
+        self.last = TokenAnswer(int(response.status_code), error, is_json, headers.get("Retry-After"))
 
 
 def build_credential(config: SentinelConfig, verify: bool | str, **transport: Any) -> TokenCredential:
     """An azure-identity credential for the config; ``verify`` is the TLS setting for its calls.
 
-    ``transport`` carries extra azure-core options (timeouts, retry settings) to the
-    credential's own HTTP pipeline.
+    ``transport`` carries extra azure-core options (timeouts, retry settings, a
+    ``raw_response_hook`` such as :class:`TokenAnswers`) to the credential's own HTTP pipeline.
     """
     options: dict[str, Any] = {"connection_verify": verify, **transport}
     if config.authority_host:

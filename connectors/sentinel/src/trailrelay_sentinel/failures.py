@@ -4,13 +4,16 @@ Azure answers with its error envelope ``{"error": {"code", "message"}}`` and mir
 in ``x-ms-error-code``. azure-core raises ``HttpResponseError`` (``ClientAuthenticationError``
 for 401, ``ResourceNotFoundError`` for 404); azure-identity raises
 ``ClientAuthenticationError`` when Entra refuses the credential, with the transport error as
-its cause when Entra could not be reached at all.
+its cause when Entra could not be reached at all, and also, without the response, when Entra's
+token endpoint is down or throttling: the status, OAuth error and Retry-After of that answer
+come from :class:`~trailrelay_sentinel.credentials.TokenAnswers`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Literal
@@ -25,10 +28,17 @@ from azure.core.exceptions import (
 from azure.identity import CredentialUnavailableError
 
 from trailrelay.contract import retry_after_seconds
+from trailrelay_sentinel.credentials import TokenAnswer
 
 __all__ = ["Failure", "classify", "headers_retry_after"]
 
 Kind = Literal["retry", "split", "fatal"]
+
+_PASSING_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+"""OAuth 2.0 errors (RFC 6749 4.1.2.1) that say the issuer cannot answer now, not that the
+credential is wrong (Entra throttles with 429 ``temporarily_unavailable``)."""
+_MSAL_HTTP_ERROR = re.compile(r"HTTP Error: (\d{3})")
+"""MSAL's words for a token endpoint's 5xx that is not JSON."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +111,43 @@ def _transport_cause(exc: BaseException) -> BaseException | None:
     return None
 
 
-def classify(exc: BaseException, *, rule_id: str, stream: str, endpoint: str, credential: str) -> Failure:
-    """Map an exception from one upload (or token request) to what the sink should do."""
+def _token_outage(exc: ClientAuthenticationError, answer: TokenAnswer | None) -> Failure | None:
+    """RETRY for a token endpoint that is down, throttling or hidden behind a page; else None.
+
+    ``answer`` is the endpoint's latest answer; without one, MSAL's message may name a 5xx.
+    """
+    if answer is None:
+        match = _MSAL_HTTP_ERROR.search(_first_line(exc))
+        if match is None:
+            return None
+        answer = TokenAnswer(int(match.group(1)), None, False, None)
+    status, error = answer.status, answer.error
+    label = f"HTTP {status} {error or ''}".rstrip()
+    if status in {408, 429} or status >= 500 or error in _PASSING_OAUTH_ERRORS:
+        why = f"Microsoft Entra ID cannot issue a token now ({label})"
+    elif 200 <= status < 300 and not answer.json:
+        why = f"Microsoft Entra ID's token endpoint answered {label} without JSON (a proxy or portal page?)"
+    else:
+        return None
+    return Failure(
+        "retry", f"{why}: {_first_line(exc)}", status, error, retry_after_seconds(answer.retry_after)
+    )
+
+
+def classify(
+    exc: BaseException,
+    *,
+    rule_id: str,
+    stream: str,
+    endpoint: str,
+    credential: str,
+    token_answer: TokenAnswer | None = None,
+) -> Failure:
+    """Map an exception from one upload (or token request) to what the sink should do.
+
+    ``token_answer``: the token endpoint's latest answer (see :class:`TokenAnswers`), which tells
+    an outage or throttling of Entra from a refused credential.
+    """
     transport = _transport_cause(exc)
     if transport is not None and _tls_refused(transport):
         return Failure(
@@ -115,6 +160,9 @@ def classify(exc: BaseException, *, rule_id: str, stream: str, endpoint: str, cr
     if isinstance(exc, ClientAuthenticationError) and exc.response is None:
         if transport is not None:
             return Failure("retry", f"cannot reach Microsoft Entra ID for a token: {_first_line(transport)}")
+        outage = _token_outage(exc, token_answer)
+        if outage is not None:
+            return outage
         return Failure(
             "fatal",
             f"Microsoft Entra ID refused the {credential} credential: {_first_line(exc)} "

@@ -48,7 +48,7 @@ from trailrelay.contract import (
 )
 from trailrelay_sentinel.columns import EVENT_TIME_COLUMN
 from trailrelay_sentinel.config import SentinelConfig
-from trailrelay_sentinel.credentials import build_credential, close_quietly
+from trailrelay_sentinel.credentials import TokenAnswers, build_credential, close_quietly
 from trailrelay_sentinel.encode import MAX_BODY_BYTES, EncodedRow, body_of, cut_bodies, encode_batch
 from trailrelay_sentinel.failures import Failure, classify
 from trailrelay_sentinel.integrity import is_integrity
@@ -116,6 +116,8 @@ class SentinelSink:
         self._backfill_pending = 0
         self._backfill_total = 0
         self._last_warning = float("-inf")
+        self._token_answers = TokenAnswers()
+        """The token endpoint's latest answer, for telling an Entra outage from a refused credential."""
 
     def __repr__(self) -> str:
         c = self.config
@@ -150,7 +152,9 @@ class SentinelSink:
             verify = tls_verify(c.verify_tls, c.ca_bundle, self._log, environment=True)
             transport = {"connection_timeout": c.timeout, "read_timeout": c.timeout}
             if self._credential is None:
-                self._credential = build_credential(c, verify, **transport, **self._credential_options)
+                self._credential = build_credential(
+                    c, verify, raw_response_hook=self._token_answers, **transport, **self._credential_options
+                )
             options: dict[str, Any] = {
                 "credential_scopes": [c.scope],
                 "connection_verify": verify,
@@ -299,6 +303,7 @@ class SentinelSink:
             stream=stream or c.stream,
             endpoint=c.endpoint,
             credential=c.credential_kind,
+            token_answer=self._token_answers.last,
         )
         return Failure(
             failure.kind, self._scrub(failure.reason), failure.status, failure.code, failure.retry_after
