@@ -7,6 +7,7 @@ import copy
 import email.utils
 import gzip
 import json
+import logging
 import ssl
 import threading
 import time
@@ -18,7 +19,7 @@ import orjson
 import pytest
 import trustme
 from click.testing import CliRunner
-from elastic_helpers import API_KEY, make_sink
+from elastic_helpers import API_KEY, free_port, make_sink
 from elastic_standin import PRODUCT, StandIn, fixture
 
 from trailrelay.cli.main import cli
@@ -357,3 +358,18 @@ def test_forward_stops_with_exit_3_on_an_untrusted_certificate(
     assert "set ca_bundle" in output
     assert API_KEY not in output
     assert not [p for p in (tmp_path / "dead").rglob("*") if p.is_file()]
+
+
+def test_an_outage_leaves_the_warnings_to_the_pipeline(caplog: pytest.LogCaptureFixture) -> None:
+    """elastic_transport warned on every failed request (74 lines in a few seconds of an outage)."""
+    caplog.set_level(logging.DEBUG)
+    sink = make_sink(f"http://127.0.0.1:{free_port()}")
+    for _ in range(5):
+        outcomes = sink.send(Batch(sample_records(2)))
+        assert statuses(outcomes) == [Status.RETRY] * 2
+        assert "Connection refused" in outcomes[0].reason  # the reason is in the outcome
+    sink.close()
+    noisy = [
+        r for r in caplog.records if r.name.startswith("elastic_transport") and r.levelno >= logging.WARNING
+    ]
+    assert noisy == []

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from opensearch_helpers import PASSWORD, USER, make_config, make_sink
 from opensearch_standin import StandIn, fixture
 
+from trailrelay.cli.main import cli
 from trailrelay.contract import Batch, FatalSinkError
 from trailrelay.testing import sample_records
 from trailrelay_opensearch.admin import run_setup
@@ -193,6 +194,24 @@ def test_setup_stops_when_the_ism_policy_answer_has_no_version(standin: StandIn,
         "(is the ISM plugin installed?)"
     )
     assert not [r for r in standin.requests if r["method"] == "PUT" and "_ism" in r["path"]]
+
+
+def test_check_of_an_untrusted_certificate_is_one_line_without_tracebacks(
+    tls_standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """opensearch-py logged two warnings with full tracebacks before check's own line."""
+    monkeypatch.setenv("OS_PASSWORD", PASSWORD)
+    cfg = tmp_path / "trailrelay.toml"
+    cfg.write_text(
+        f'[source]\ntype = "files"\npath = "."\n\n[[sinks]]\ntype = "opensearch"\nurl = "{tls_standin.url}"\n'
+        f'username = "{USER}"\npassword = "${{OS_PASSWORD}}"\n'
+    )
+    result = CliRunner().invoke(cli, ["check", "-c", str(cfg)])
+    output = " ".join(result.output.split())  # rich wraps long lines
+    assert result.exit_code == 1, output
+    assert "✗ sink opensearch (opensearch): cannot reach OpenSearch" in output
+    assert "CERTIFICATE_VERIFY_FAILED" in output
+    assert "Traceback" not in output
 
 
 def test_setup_command(standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

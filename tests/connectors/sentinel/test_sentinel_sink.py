@@ -332,6 +332,42 @@ def test_backfill_warning_is_throttled_but_counts_everything(
     sink.close()
 
 
+def test_failed_uploads_are_logged_at_most_every_30_s_with_a_count(
+    standin: Standin, ca_file: str, caplog: Any
+) -> None:
+    """An outage fails every chunk: one warning each flooded the log (71-239 in a few seconds)."""
+    clock = [1_700_000_000.0]
+    sink = sink_for(standin, ca_file, clock=lambda: clock[0])
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            standin.push_fixture("upload_503_unavailable")
+            assert {o.status for o in sink.send(Batch(sample_records(3)))} == {Status.RETRY}
+        clock[0] += 31
+        standin.push_fixture("upload_503_unavailable")
+        sink.send(Batch(sample_records(3)))
+    sink.close()
+    warnings = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert len(warnings) == 2
+    assert warnings[0].startswith("sentinel: upload of 3 record(s) failed (retry): HTTP 503")
+    assert warnings[1].startswith("sentinel: 5 uploads of 15 record(s) in all failed since the last message")
+
+
+def test_an_unreachable_entra_leaves_the_warnings_to_the_pipeline(
+    standin: Standin, ca_file: str, caplog: Any
+) -> None:
+    """azure-identity warned "get_token failed" on every attempt."""
+    cfg = config_for(standin, ca_file, authority_host=f"https://127.0.0.1:{dead_port()}")
+    sink = sink_for(standin, ca_file, config=cfg)
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(3):
+            assert {o.status for o in sink.send(Batch(sample_records(2)))} == {Status.RETRY}
+    sink.close()
+    noisy = [
+        r for r in caplog.records if r.name.startswith("azure.identity") and r.levelno >= logging.WARNING
+    ]
+    assert noisy == []
+
+
 # --- concurrency, check ------------------------------------------------------------------------
 
 

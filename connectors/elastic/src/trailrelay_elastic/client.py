@@ -112,4 +112,8 @@ def make_client(
     if user_agent:
         headers["user-agent"] = user_agent
     kwargs["headers"] = headers
+    # elastic_transport warns on every failed request ("Node ... has failed for N times in a
+    # row"): dozens a second in an outage. The sink's outcomes carry the reason, and the pipeline
+    # says at most every 30 s what fails.
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
     return Elasticsearch(**kwargs)

@@ -171,4 +171,8 @@ def make_client(
         kwargs["ssl_show_warn"] = False  # tls_verify already warned, once and loudly
     if user_agent:
         kwargs["headers"] = {"user-agent": user_agent}
+    # opensearch-py warns with a full traceback on every failed request: dozens a second in an
+    # outage, and two before `check`'s own line. The sink's outcomes and the check's result carry
+    # the reason, and the pipeline says at most every 30 s what fails.
+    logging.getLogger("opensearch").setLevel(logging.ERROR)
     return OpenSearch(**kwargs)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +60,8 @@ __all__ = ["BACKFILL_AGE", "ChunkError", "SentinelSink", "UploadRetryPolicy"]
 BACKFILL_AGE = 2 * 86400.0
 """Azure replaces a TimeGenerated older than 2 days (or over 1 day ahead) with the receive time."""
 _FUTURE_AGE = -86400.0
+CHUNK_LOG_EVERY = 30.0
+"""Seconds between warnings about failed uploads (the first comes at once), as the pipeline's."""
 _MARGIN = 600.0  # minutes in transit and queues: warn a little early rather than late
 
 
@@ -118,6 +121,9 @@ class SentinelSink:
         self._last_warning = float("-inf")
         self._token_answers = TokenAnswers()
         """The token endpoint's latest answer, for telling an Entra outage from a refused credential."""
+        self._failed_uploads = 0
+        self._failed_records = 0
+        self._last_failure_log = float("-inf")
 
     def __repr__(self) -> str:
         c = self.config
@@ -151,6 +157,9 @@ class SentinelSink:
             # what requests would take from the environment, decided once (see use_env_settings)
             verify = tls_verify(c.verify_tls, c.ca_bundle, self._log, environment=True)
             transport = {"connection_timeout": c.timeout, "read_timeout": c.timeout}
+            # azure-identity warns on every failed token request ("get_token failed"): the
+            # failure's reason is in the outcomes already, and the pipeline says every 30 s.
+            logging.getLogger("azure.identity").setLevel(logging.ERROR)
             if self._credential is None:
                 self._credential = build_credential(
                     c, verify, raw_response_hook=self._token_answers, **transport, **self._credential_options
@@ -314,8 +323,28 @@ class SentinelSink:
         return scrub(text, self.config.secret_values)
 
     def _log_chunk_error(self, err: ChunkError) -> None:
+        """Warn that uploads fail: the first at once, then at most every CHUNK_LOG_EVERY seconds.
+
+        In an outage every chunk of every batch fails, many a second; each later warning says how
+        many failed since the one before and shows the latest reason.
+        """
         f = err.failure
-        self._log.warning(f"sentinel: upload of {len(err.records)} record(s) failed ({f.kind}): {f.reason}")
+        now = self._clock()
+        with self._lock:
+            self._failed_uploads += 1
+            self._failed_records += len(err.records)
+            if now - self._last_failure_log < CHUNK_LOG_EVERY:
+                return
+            uploads, records = self._failed_uploads, self._failed_records
+            self._failed_uploads = self._failed_records = 0
+            self._last_failure_log = now
+        if uploads == 1:
+            self._log.warning(f"sentinel: upload of {records} record(s) failed ({f.kind}): {f.reason}")
+        else:
+            self._log.warning(
+                f"sentinel: {uploads} uploads of {records} record(s) in all failed since the last message; "
+                f"the latest ({f.kind}): {f.reason}"
+            )
 
     def _note_backfill(self, records: Sequence[Record]) -> None:
         """Count records whose eventTime Azure will not keep as TimeGenerated, and say so."""
