@@ -54,6 +54,28 @@ def test_a_trailing_newline_is_removed_from_environment_values(monkeypatch: pyte
     assert str(cfg.sinks[0].path) == "/tmp/out/x.ndjson"  # type: ignore[attr-defined]
 
 
+def test_a_default_is_used_for_an_empty_variable_as_in_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``SINK_FILE= trailrelay ...`` with ``${SINK_FILE:-default}`` wrote to ``out/.ndjson``."""
+    monkeypatch.setenv("SINK_FILE", "")
+    monkeypatch.setenv("SINK_NAME", "\n")  # empty too once the trailing newline is removed
+    monkeypatch.setenv("SET_DIR", "/tmp/set")
+    cfg = parse_config(
+        _cfg(
+            sinks=[
+                {
+                    "type": "file",
+                    "path": "${SET_DIR:-/tmp/d}/${SINK_FILE:-default}.ndjson",
+                    "name": "${SINK_NAME:-a}",
+                }
+            ]
+        )
+    )
+    assert str(cfg.sinks[0].path) == "/tmp/set/default.ndjson"  # type: ignore[attr-defined]
+    assert cfg.sinks[0].display_name == "a"
+    empty = parse_config(_cfg(sinks=[{"type": "file", "path": "/tmp/o${SINK_FILE}"}]))
+    assert str(empty.sinks[0].path) == "/tmp/o"  # type: ignore[attr-defined]  # no default: empty, as in the shell
+
+
 def test_missing_env_var_names_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
     with pytest.raises(ConfigError, match=r"sinks\[0\]\.path: environment variable NOPE_NOT_SET is not set"):

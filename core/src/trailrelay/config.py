@@ -1,9 +1,9 @@
 """The TOML configuration, read once at start-up into typed objects.
 
-``${NAME}`` (or ``${NAME:-default}``) in any string value is replaced by the environment
-variable, and ``${file:/path}`` by the file's content, a trailing newline removed from either
-(a secret made with ``echo`` has one), so secrets stay out of the file. Errors name the key and
-what is wrong, never a value.
+``${NAME}`` in any string value is replaced by the environment variable (``${NAME:-default}``
+by ``default`` when the variable is unset or empty, as in the shell), and ``${file:/path}`` by
+the file's content, a trailing newline removed from either (a secret made with ``echo`` has
+one), so secrets stay out of the file. Errors name the key and what is wrong, never a value.
 """
 
 from __future__ import annotations
@@ -357,8 +357,10 @@ def _resolve(ref: str, where: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ConfigError(f"{where}: ${{{ref}}} is not a valid reference (use ${{NAME}} or ${{file:/path}})")
     value = os.environ.get(name)
+    if value is not None:
+        value = value.rstrip("\r\n")
+    if sep and not value:  # as the shell's ${NAME:-default}: unset or empty
+        return default
     if value is None:
-        if sep:
-            return default
         raise ConfigError(f"{where}: environment variable {name} is not set")
-    return value.rstrip("\r\n")
+    return value
