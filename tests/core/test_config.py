@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -166,6 +167,28 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
     cfg = load_config(f)
     assert cfg.dead_letter_path() == f.parent / "dead-letters"
     assert cfg.state_path() == f.parent / ".trailrelay" / "state.sqlite"
+
+
+def test_a_relative_file_reference_follows_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``${file:name.txt}`` was read from the working directory: the config worked from its own
+    folder only."""
+    f = tmp_path / "conf" / "t.toml"
+    f.parent.mkdir()
+    (f.parent / "name.txt").write_text("from-file\n")
+    f.write_text(
+        '[source]\ntype = "files"\npath = "in"\n'
+        '[[sinks]]\ntype = "file"\nname = "${file:name.txt}"\npath = "out/${file:./name.txt}.ndjson"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("conf/t.toml")
+    assert cfg.sinks[0].display_name == "from-file"
+    assert cfg.sinks[0].path == f.parent / "out" / "from-file.ndjson"  # type: ignore[attr-defined]
+    f.write_text(f.read_text().replace("${file:name.txt}", "${file:missing.txt}"))
+    said = f"sinks[0].name: cannot read secret file {f.parent / 'missing.txt'}: No such file"
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        load_config(f)
 
 
 def test_load_sink_config_for_connector_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,8 +2,9 @@
 
 ``${NAME}`` in any string value is replaced by the environment variable (``${NAME:-default}``
 by ``default`` when the variable is unset or empty, as in the shell), and ``${file:/path}`` by
-the file's content, a trailing newline removed from either (a secret made with ``echo`` has
-one), so secrets stay out of the file. Errors name the key and what is wrong, never a value.
+the file's content (a relative path is relative to the config file), a trailing newline removed
+from either (a secret made with ``echo`` has one), so secrets stay out of the file. Errors name
+the key and what is wrong, never a value.
 """
 
 from __future__ import annotations
@@ -269,7 +270,7 @@ def load_sink_config(path: str | Path, sink_type: str, name: str | None = None) 
 
 def parse_config(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config:
     """Validate an already-parsed config table (interpolating ``${...}`` first)."""
-    doc = _interpolate(raw, "")
+    doc = _interpolate(raw, "", base_dir=base_dir)
     sink_tables = doc.pop("sinks", None)
     if not isinstance(sink_tables, list) or not sink_tables:
         hint = " (the file has a 'sink' table: write [[sinks]])" if "sink" in doc else ""
@@ -336,19 +337,24 @@ def _relative_to(config: SinkConfig, base_dir: Path | None) -> SinkConfig:
     return config
 
 
-def _interpolate(value: Any, where: str) -> Any:
+def _interpolate(value: Any, where: str, *, base_dir: Path | None = None) -> Any:
+    """``value`` with its references resolved; a relative ``${file:...}`` is under ``base_dir``."""
     if isinstance(value, dict):
-        return {k: _interpolate(v, f"{where}.{k}" if where else k) for k, v in value.items()}
+        return {
+            k: _interpolate(v, f"{where}.{k}" if where else k, base_dir=base_dir) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_interpolate(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_interpolate(v, f"{where}[{i}]", base_dir=base_dir) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
-        return _REF.sub(lambda m: _resolve(m.group(1), where), value)
+        return _REF.sub(lambda m: _resolve(m.group(1), where, base_dir), value)
     return value
 
 
-def _resolve(ref: str, where: str) -> str:
+def _resolve(ref: str, where: str, base_dir: Path | None) -> str:
     if ref.startswith("file:"):
         path = Path(ref[5:]).expanduser()
+        if base_dir is not None and not path.is_absolute():  # like every other path of the file
+            path = base_dir / path
         try:
             return path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
