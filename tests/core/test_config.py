@@ -77,6 +77,19 @@ def test_a_default_is_used_for_an_empty_variable_as_in_the_shell(monkeypatch: py
     assert str(empty.sinks[0].path) == "/tmp/o"  # type: ignore[attr-defined]  # no default: empty, as in the shell
 
 
+def test_a_literal_reference_is_escaped_and_an_empty_one_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``$${X}`` was interpolated all the same (no way to write ``${``), and ``${}`` was left as it
+    was without a word."""
+    monkeypatch.setenv("X", "interpolated")
+    cfg = parse_config(_cfg(sinks=[{"type": "file", "path": "/tmp/$${X}/$${/a$$b$/${X}", "name": "$$${X}"}]))
+    assert str(cfg.sinks[0].path) == "/tmp/${X}/${/a$$b$/interpolated"  # type: ignore[attr-defined]
+    assert cfg.sinks[0].display_name == "$${X}"  # "$" then the escape
+    with pytest.raises(
+        ConfigError, match=r"^sinks\[0\]\.name: \$\{\} names nothing \(write \$\$\{ for a literal"
+    ):
+        parse_config(_cfg(sinks=[{"type": "file", "path": "/tmp/o", "name": "a${}b"}]))
+
+
 def test_missing_env_var_names_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
     with pytest.raises(ConfigError, match=r"sinks\[0\]\.path: environment variable NOPE_NOT_SET is not set"):

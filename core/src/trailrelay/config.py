@@ -4,7 +4,7 @@
 by ``default`` when the variable is unset or empty, as in the shell), and ``${file:/path}`` by
 the file's content (a relative path is relative to the config file), a trailing newline removed
 from either (a secret made with ``echo`` has one), so secrets stay out of the file. Errors name
-the key and what is wrong, never a value.
+the key and what is wrong, never a value. ``$${`` is a literal ``${``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ __all__ = [
     "parse_config",
 ]
 
-_REF = re.compile(r"\$\{([^}]+)\}")
+_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+"""A reference ``${...}``, or the escape ``$${`` (a literal ``${``)."""
 
 
 class FilesSourceConfig(Settings):
@@ -346,8 +347,17 @@ def _interpolate(value: Any, where: str, *, base_dir: Path | None = None) -> Any
     if isinstance(value, list):
         return [_interpolate(v, f"{where}[{i}]", base_dir=base_dir) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
-        return _REF.sub(lambda m: _resolve(m.group(1), where, base_dir), value)
+        return _REF.sub(lambda m: _substitute(m, where, base_dir), value)
     return value
+
+
+def _substitute(match: re.Match[str], where: str, base_dir: Path | None) -> str:
+    ref = match.group(1)
+    if ref is None:  # the escape $${
+        return "${"
+    if not ref:
+        raise ConfigError(f"{where}: ${{}} names nothing (write $${{ for a literal ${{)")
+    return _resolve(ref, where, base_dir)
 
 
 def _resolve(ref: str, where: str, base_dir: Path | None) -> str:
