@@ -40,7 +40,7 @@ class _Step:
 
     def __init__(self, rule: FilterRule, scope: str) -> None:
         self.ref = RuleRef(scope, rule.name, rule.action)
-        self.match = RecordFilter(FilterConfig(rules=[rule.replace(action="drop")]))
+        self.match = RecordFilter(FilterConfig(rules=[rule.replace(action="drop", rate=None)]))
         self.decide = RecordFilter(FilterConfig(rules=[rule]))
 
 

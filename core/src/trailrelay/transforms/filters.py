@@ -23,12 +23,18 @@ from trailrelay.settings import Meta, Settings, field
 __all__ = ["FilterConfig", "FilterRule", "RecordFilter"]
 
 
+_LISTS = ("category", "event_source", "event_name", "account", "region", "error_code")
+"""The keys that list what a rule matches (any one of the values)."""
+
+
 class FilterRule(Settings):
     """One rule: every given condition must hold for the rule to match."""
 
     name: Annotated[str, Meta(description="Shown in counters and the cost report.")]
     action: Literal["keep", "drop", "sample"]
-    rate: Annotated[float, Meta(ge=0.0, le=1.0, description="Share kept by a sample rule.")] = 1.0
+    rate: (
+        Annotated[float, Meta(ge=0.0, le=1.0, description="Share kept by a sample rule (default 1).")] | None
+    ) = None
     category: Annotated[list[str] | None, Meta(description="Management, Data, Insight, NetworkActivity.")] = (
         None
     )
@@ -50,6 +56,16 @@ class FilterRule(Settings):
         allowed = {"Management", "Data", "Insight", "NetworkActivity"}
         if self.category is not None and (bad := set(self.category) - allowed):
             raise ValueError(f"unknown category {sorted(bad)}; use {sorted(allowed)}")
+        for key in _LISTS:
+            if getattr(self, key) == []:
+                raise ValueError(
+                    f"rule {self.name!r}: {key} is an empty list; list what it should match, "
+                    "or leave it out to match any"
+                )
+        if self.rate is not None and self.action != "sample":
+            raise ValueError(
+                f'rule {self.name!r}: rate applies to action = "sample" only, not {self.action!r}'
+            )
 
 
 class FilterConfig(Settings):
@@ -98,7 +114,7 @@ class RecordFilter:
         if rule.action == "keep":
             return True
         flagged = bool(record.tags or record.routing.error_code)
-        if rule.action == "sample" and (flagged or _sampled(record, rule.rate)):
+        if rule.action == "sample" and (flagged or _sampled(record, 1.0 if rule.rate is None else rule.rate)):
             return True
         if rule.spare_flagged and flagged:
             return True
