@@ -90,6 +90,24 @@ def test_no_rules_loaded_is_nothing_checked_not_a_pass(tmp_path: Path) -> None:
     assert code == 0 and "0 rules" in err
 
 
+def test_a_fractional_or_negative_count_is_refused_by_test_and_export(tmp_path: Path) -> None:
+    """``gte: 1.5`` tagged from the first event (pySigma rounds it down), the exports said ``>= 1``."""
+    rule, folder = tmp_path / "corr.yml", trail(tmp_path)
+    for condition in ("{gte: 1.5}", "{gt: -1}"):
+        rule.write_text(
+            OWN_RULE.replace("title: Instances described", "title: Instances described\nname: described")
+            + "---\ntitle: Described twice\nid: 99999999-9999-4999-8999-999999999999\nlevel: high\n"
+            "correlation:\n  type: event_count\n  rules: [described]\n  group-by: [userIdentity.arn]\n"
+            f"  timespan: 10m\n  condition: {condition}\n",
+            encoding="utf-8",
+        )
+        said = f"error: {rule}: correlation 'Described twice': condition {condition[1:-1]} is not a count of events"
+        code, out, err = run("test", "--no-pack", "--rules", str(rule), str(folder))
+        assert (code, out) == (EXIT_RULES, "") and err.startswith(said), err
+        code, out, err = run("export", "--no-pack", "--rules", str(rule), "--siem", "splunk")
+        assert (code, out) == (EXIT_RULES, "") and err.startswith(said), err
+
+
 def test_config_file_detection_table(tmp_path: Path) -> None:
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "own.yml").write_text(OWN_RULE, encoding="utf-8")

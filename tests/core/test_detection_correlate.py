@@ -12,6 +12,7 @@ import pytest
 
 from trailrelay.detection.config import DetectionConfig
 from trailrelay.detection.evaluate import SigmaTagger
+from trailrelay.detection.loader import RuleError
 from trailrelay.record import Origin, Record
 
 ORIGIN = Origin("file", "test://correlate")
@@ -117,6 +118,23 @@ def test_events_too_late_for_their_group_are_ignored(tmp_path: Path) -> None:
 def test_gt_is_strict(tmp_path: Path) -> None:
     t = tagger(tmp_path, "{gt: 3}")
     assert burst_tags(t, [denied(i, i) for i in range(5)]) == [False, False, False, True, True]
+
+
+@pytest.mark.parametrize(
+    "condition", ["{gte: 1.5}", "{gt: -1}", "{gte: .nan}", "{gte: true}", "{gte: 3, lte: 4.5}"]
+)
+def test_a_count_that_is_not_a_whole_number_of_events_is_refused(tmp_path: Path, condition: str) -> None:
+    """pySigma reads ``gte: 1.5`` as 1: the stream tagged from the first event, not the second."""
+    with pytest.raises(
+        RuleError, match=r"burst\.yml: correlation 'Burst': condition \w+: \S+ is not a count of events"
+    ):
+        tagger(tmp_path, condition)
+
+
+def test_a_whole_count_written_as_a_float_counts_as_it_says(tmp_path: Path) -> None:
+    t = tagger(tmp_path, "{gte: 2.0}")
+    assert burst_tags(t, [denied(i, i) for i in range(3)]) == [False, True, True]
+    assert burst_tags(tagger(tmp_path, "{gte: 0}"), [denied(0, 0)]) == [True]
 
 
 def test_value_count_counts_distinct_values(tmp_path: Path) -> None:

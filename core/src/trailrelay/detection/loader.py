@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from sigma.collection import SigmaCollection
@@ -96,7 +97,11 @@ def parse_sources(sources: Sequence[RuleSource]) -> RuleSet:
     for src in sources:
         try:
             docs = list(yaml.load_all(src.text, Loader=_YAML_LOADER))
+            for doc in docs:
+                _check_counts(doc, src.origin)
             parsed = SigmaCollection.from_dicts(docs, collect_filters=True, resolve_references=False)
+        except RuleError:
+            raise
         except SigmaError as exc:
             raise RuleError(f"{src.origin}: not a valid Sigma rule: {exc}") from None
         except Exception as exc:  # YAML errors and pySigma's own bugs: name the file either way
@@ -114,6 +119,30 @@ def parse_sources(sources: Sequence[RuleSource]) -> RuleSet:
     except SigmaError as exc:
         raise RuleError(f"a correlation rule or filter cannot be applied: {exc}") from None
     return RuleSet(list(sources), collection, skipped, origins)
+
+
+def _check_counts(doc: Any, origin: str) -> None:
+    """RuleError for a correlation count that is not a whole number of events, 0 or more.
+
+    pySigma reads ``gte: 1.5`` as 1 (the stream and every SIEM would count from 1) and takes
+    ``gt: -1``; so the document is checked before it parses it.
+    """
+    correlation = doc.get("correlation") if isinstance(doc, dict) else None
+    condition = correlation.get("condition") if isinstance(correlation, dict) else None
+    if not isinstance(condition, dict):
+        return
+    for op, count in condition.items():
+        if op == "field":  # value_count: the counted field
+            continue
+        try:
+            number = float(count)
+        except (TypeError, ValueError):
+            continue  # pySigma names what is wrong with it
+        if isinstance(count, bool) or not number.is_integer() or number < 0:
+            raise RuleError(
+                f"{origin}: correlation {doc.get('title')!r}: condition {op}: {count} is not a "
+                "count of events (a whole number, 0 or more)"
+            )
 
 
 def load_rules(config: DetectionConfig, base_dir: Path | None = None) -> RuleSet:
