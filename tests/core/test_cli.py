@@ -174,6 +174,48 @@ def test_what_would_fail_later_fails_at_start_once(
     assert not (tmp_path / "out.ndjson").exists()
 
 
+WINDOWS_RULE = """\
+title: windows rule
+id: 11111111-0000-0000-0000-00000000000f
+logsource: {product: windows, service: security}
+detection:
+  sel:
+    EventID: 4624
+  condition: sel
+"""
+
+
+@pytest.mark.parametrize(
+    ("rules", "said"),
+    [(WINDOWS_RULE, " (1 skipped: `trailrelay rules list -c CONFIG` says why)"), ("", "")],
+    ids=["not-for-cloudtrail", "empty-file"],
+)
+def test_detection_with_no_rule_that_applies_is_refused(
+    tmp_path: Path, make_object: Any, make_events: Any, rules: str, said: str
+) -> None:
+    """pack = false with rules of which none is for CloudTrail ran silently and detected nothing,
+    while ``rules test`` refused the same setup."""
+    make_object(tmp_path / "in" / "a.json.gz", make_events(3))
+    (tmp_path / "mine.yml").write_text(rules)
+    cfg = _config(
+        tmp_path,
+        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "out.ndjson"\n'
+        '[detection]\npack = false\nrules = ["mine.yml"]\n',
+    )
+    done = _forward(cfg)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "error: [detection] rules hold no rule for aws/cloudtrail and pack = false, so nothing would be "
+        f"detected{said}: name CloudTrail rules, set pack = true, or leave rules out to turn detection off\n"
+    )
+    assert not (tmp_path / "out.ndjson").exists()
+    cfg.write_text(cfg.read_text().replace('rules = ["mine.yml"]\n', ""))  # detection off: said nowhere
+    off = _forward(cfg, "--log-format", "text")
+    assert off.returncode == 0, off.stderr
+    assert "detection" not in off.stderr and "warning" not in off.stderr.lower()
+    assert len((tmp_path / "out.ndjson").read_bytes().splitlines()) == 3
+
+
 @pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one", "fleet"])
 def test_a_health_address_in_use_is_a_config_error_before_anything_runs(
     tmp_path: Path, workers: list[str]

@@ -147,10 +147,21 @@ def build_dead_letters(config: Config) -> DeadLetterStore:
 
 
 def build_transforms(config: Config) -> tuple[list[Transform], RecordFilter, SigmaTagger | None]:
-    """Risk tagging first (so sampling never drops a tagged record), then the filter."""
+    """Risk tagging first (so sampling never drops a tagged record), then the filter.
+
+    ``pack = false`` without ``rules`` turns detection off; with rules of which none is for
+    CloudTrail, it is a ConfigError (nothing the user asked for would run).
+    """
     record_filter = RecordFilter(config.filter)
     detection = config.detection
     tagger = SigmaTagger(detection, base_dir=config.base_dir) if (detection.pack or detection.rules) else None
+    if tagger is not None and not tagger.rules:  # pack = false and rules named, none for CloudTrail
+        skipped = len(tagger.plan.skipped)
+        why = f" ({skipped} skipped: `trailrelay rules list -c CONFIG` says why)" if skipped else ""
+        raise ConfigError(
+            "[detection] rules hold no rule for aws/cloudtrail and pack = false, so nothing would be "
+            f"detected{why}: name CloudTrail rules, set pack = true, or leave rules out to turn detection off"
+        )
     transforms: list[Transform] = []
     if tagger is not None:
         transforms.append(tagger)
