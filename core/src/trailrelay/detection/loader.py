@@ -105,7 +105,8 @@ def parse_sources(sources: Sequence[RuleSource]) -> RuleSet:
         except SigmaError as exc:
             raise RuleError(f"{src.origin}: not a valid Sigma rule: {exc}") from None
         except Exception as exc:  # YAML errors and pySigma's own bugs: name the file either way
-            raise RuleError(f"{src.origin}: cannot be parsed: {type(exc).__name__}: {exc}") from None
+            said = " ".join(str(exc).split())  # YAML's message spans lines: one line, as every error
+            raise RuleError(f"{src.origin}: cannot be parsed: {type(exc).__name__}: {said}") from None
         for rule in parsed.rules:
             key = rule_key(rule)
             if key in origins:
