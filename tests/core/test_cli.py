@@ -119,6 +119,49 @@ def test_check_reports_each_part(tmp_path: Path) -> None:
     assert "✗ source" in result.output
 
 
+def test_check_builds_detection_filters_and_privacy_as_forward_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check said ✓ on every line and exited 0 for a config forward refuses at start (exit 2): it
+    loaded neither the [detection] rules nor the privacy key."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "bad.yml").write_text("title: [unclosed\n")
+    base = (
+        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\nname = "a"\npath = "o.ndjson"\n'
+        '[filter]\nrules = [{ name = "no-describes", action = "drop", event_name = ["Describe*"] }]\n'
+    )
+    body = base + '[privacy]\nkey_env = "CHECK_TEST_KEY"\ndefault = "standard"\n'
+    monkeypatch.delenv("CHECK_TEST_KEY", raising=False)
+    cfg = _config(tmp_path, body + '[detection]\nrules = ["bad.yml"]\n')
+    result = CliRunner().invoke(cli, ["check", "-c", str(cfg)], env={"COLUMNS": "500"})
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert all(line.startswith(("✓ ", "✗ ")) for line in lines), result.output  # one line each
+    detection = next(line for line in lines if line.startswith("✗ detection: "))
+    assert detection.startswith(f"✗ detection: {tmp_path / 'bad.yml'}: cannot be parsed: ")
+    forwarded = _forward(cfg)  # forward's own words
+    assert (
+        forwarded.returncode == 2
+        and forwarded.stderr == f"error: {detection.removeprefix('✗ detection: ')}\n"
+    )
+    assert "✗ privacy: privacy.key_env: environment variable CHECK_TEST_KEY is not set" in lines
+    assert "✓ filters: [filter] 1 rule, default keep" in lines
+    key = "k" * 8 + "0123456789abcdef0123456789abcdef"
+    monkeypatch.setenv("CHECK_TEST_KEY", key)
+    cfg = _config(tmp_path, body + "[detection]\npack = false\n")
+    result = CliRunner().invoke(cli, ["check", "-c", str(cfg)], env={"COLUMNS": "500"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "✓ detection: off (pack = false, no rules)" in lines
+    assert "✓ privacy: sink a gets profile standard" in lines
+    assert key not in result.output
+    cfg = _config(tmp_path, base)  # the pack; no [privacy], no line for it
+    result = CliRunner().invoke(cli, ["check", "-c", str(cfg)], env={"COLUMNS": "500"})
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^✓ detection: \d+ rules loaded$", result.output, re.MULTILINE)
+    assert "privacy" not in result.output
+
+
 @pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one", "fleet"])
 def test_an_unusable_checkpoint_database_is_a_clear_config_error(tmp_path: Path, workers: list[str]) -> None:
     """Not a traceback: the path, what is wrong with it, and exit status 2 (alone or as a fleet)."""

@@ -33,6 +33,9 @@ from trailrelay.helpers import check_writable, output_errors
 from trailrelay.plugins import COMMANDS_GROUP, installed_sinks
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from trailrelay.detection.evaluate import SigmaTagger
     from trailrelay.detection.shared import SharedWindows
     from trailrelay.pipeline.runner import RunResult
 
@@ -541,7 +544,11 @@ def _install_signal_handlers(stop: threading.Event) -> None:
 @cli.command()
 @click.option("-c", "--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
 def check(config_path: Path) -> None:
-    """Validate the config and reach the source and every sink without sending data."""
+    """Validate the config, build what forward builds, and reach the source and every sink (nothing is sent).
+
+    Forward's detection rules, filters and pseudonymizers (with their key) are built as forward
+    builds them: what would stop forward at start fails its line here, in forward's words.
+    """
     setup_logging("text", "WARNING")
     config = _load(config_path)
     from rich.console import Console  # noqa: PLC0415
@@ -557,6 +564,9 @@ def check(config_path: Path) -> None:
         f"{'✓' if src_ok else '✗'} source ({config.source.type}): {src_msg}", highlight=False, markup=False
     )
     ok &= src_ok
+    for part, part_ok, msg in _check_built(config):
+        out.print(f"{'✓' if part_ok else '✗'} {part}: {msg}", highlight=False, markup=False)
+        ok &= part_ok
     for sc in config.sinks:
         name = sc.display_name
         secrets = secret_values(sc)  # scrubbed from what an exception says: its text is shown
@@ -588,6 +598,60 @@ def check(config_path: Path) -> None:
             )
             ok = False
     raise SystemExit(0 if ok else 1)
+
+
+def _check_built(config: Config) -> list[tuple[str, bool, str]]:
+    """(part, ok, what) for detection, the filters and privacy, each built as forward builds it."""
+    from trailrelay.pipeline.build import build_privacy, build_transforms  # noqa: PLC0415
+    from trailrelay.transforms.filters import FilterConfig, RecordFilter  # noqa: PLC0415
+
+    lines = [("detection", *_built(lambda: _detection_summary(build_transforms(config)[2])))]
+
+    def filters() -> str:
+        tables: list[tuple[str, FilterConfig]] = [("[filter]", config.filter)]
+        tables += [(f"sink {sc.display_name}", sc.filter) for sc in config.sinks]
+        said = []
+        for where, table in tables:
+            RecordFilter(table)  # as forward builds it
+            if table.rules or table.default == "drop":
+                said.append(f"{where} {_rules(len(table.rules))}, default {table.default}")
+        return "; ".join(said) or "none (every record goes to every sink)"
+
+    lines.append(("filters", *_built(filters)))
+    if config.privacy is not None:
+
+        def privacy() -> str:
+            profiles = sorted(build_privacy(config).items())
+            if not profiles:
+                return "no sink gets a profile"
+            return ", ".join(f"sink {name} gets profile {pz.name}" for name, pz in profiles)
+
+        lines.append(("privacy", *_built(privacy)))
+    return lines
+
+
+def _built(build: Callable[[], str]) -> tuple[bool, str]:
+    """(True, what ``build()`` says), or (False, why it failed: forward's message for a TrailrelayError)."""
+    try:
+        return True, build()
+    except TrailrelayError as exc:
+        return False, str(exc)
+    except Exception as exc:
+        log.debug("check failed:\n%s", "".join(traceback.format_exception(exc)))
+        return False, f"failed unexpectedly: {type(exc).__name__}: {exc}"
+
+
+def _detection_summary(tagger: SigmaTagger | None) -> str:
+    if tagger is None:
+        return "off (pack = false, no rules)"
+    skipped = len(tagger.plan.skipped)
+    return f"{_rules(len(tagger.rules))} loaded" + (
+        f", {skipped} skipped (not for aws/cloudtrail)" if skipped else ""
+    )
+
+
+def _rules(n: int) -> str:
+    return f"{n} rule" if n == 1 else f"{n} rules"
 
 
 def _check_source(config: Config) -> tuple[bool, str]:
