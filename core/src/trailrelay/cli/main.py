@@ -464,8 +464,7 @@ def _forward_one(
             result.stuck,
         )
         logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        sys.stderr.flush()  # not stdout: the hung request may be a write to it, holding its lock
         os._exit(code)
     raise SystemExit(code)
 
