@@ -773,21 +773,22 @@ def test_a_request_hanging_past_the_drain_deadline_does_not_hold_the_exit(
         tmp_path,
         '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "stdout"\n[pipeline]\ndrain_seconds = 0.5\n',
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--once", "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
+    with (tmp_path / "stderr").open("wb") as log:  # a file: a full stderr pipe must not be what blocks
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--once", "--no-progress"],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=tmp_path,
+        )
+    assert proc.stdout is not None
     proc.stdout.read(1024)  # the sink wrote; now it blocks on the full pipe, for good
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     try:
-        code = proc.wait(20)  # used to wait for the hung write forever
+        code = proc.wait(30)  # used to wait for the hung write forever
     finally:
         proc.kill()
-    err = proc.stderr.read().decode()
+    err = (tmp_path / "stderr").read_text()
     assert code == 5, err[-2000:]
     assert "still in a request at the drain deadline" in err
     assert "Traceback" not in err
