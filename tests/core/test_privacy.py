@@ -154,12 +154,18 @@ def test_record_without_the_fields_is_the_same_object_with_its_own_bytes() -> No
     doc = event()
     del doc["userIdentity"]
     doc["sourceIPAddress"] = "cloudtrail.amazonaws.com"
-    original = record(doc, pretty=True)
+    original = record(doc)
     prof = profile(("userIdentity.userName", "pseudonymize"), ("sourceIPAddress", "truncate"))
     out = Pseudonymizer(prof, KEY).apply(original)
     assert out is original
     assert not out.modified
-    assert out.raw == orjson.dumps(doc, option=orjson.OPT_INDENT_2)  # not re-serialised
+    assert out.raw == orjson.dumps(doc)  # not re-serialised
+    # bytes that are not the parsed event written out (here: spacing) go out re-written
+    pretty = record(doc, pretty=True)
+    rewritten = Pseudonymizer(prof, KEY).apply(pretty)
+    assert rewritten is not pretty
+    assert rewritten.raw == orjson.dumps(doc)
+    assert pretty.raw == orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
 
 def test_fields_absent_from_the_bytes_skip_the_parse() -> None:
@@ -185,6 +191,53 @@ def test_apply_twice_changes_nothing_more() -> None:
     twice = pz.apply(Record.from_bytes(once.raw, ORIGIN))
     assert not twice.modified
     assert twice.raw == once.raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        (
+            b'{"eventID":"d1","sourceIPAddress":"203.0.113.77","sourceIPAddress":"AWS Internal",'
+            b'"userIdentity":{"type":"IAMUser","userName":"alice","userName":null}}'
+        ),
+        b'{"eventID":"d2","userIdentity":{"type":"IAMUser","userName":"alice"},"userIdentity":{"type":"IAMUser"}}',
+        b'{"eventID":"d3","requestParameters":{"mail":"alice@example.com"},"requestParameters":{}}',
+        b'{"eventID":"d4","resources":[{"ARN":"arn:aws:iam::1:user/alice","ARN":"arn:aws:iam::1:role/R"}]}',
+    ],
+)
+def test_duplicate_keys_never_carry_the_hidden_value_out(raw: bytes) -> None:
+    """The parse keeps a duplicate key's last value; the first must not go out in the bytes."""
+    prof = PrivacyProfile(
+        fields=[*STANDARD_PROFILE.fields, FieldRule(path="resources.*.ARN", method="principal")],
+        emails=STANDARD_PROFILE.emails,
+    )
+    rec = Record.from_bytes(raw, ORIGIN)
+    out = Pseudonymizer(prof, KEY).apply(rec)
+    assert b"alice" not in out.raw
+    assert b"203.0.113.77" not in out.raw
+    assert orjson.loads(out.raw) == orjson.loads(raw)  # what every parser reads is unchanged
+    assert rec.raw == raw
+
+
+def test_integers_beyond_64_bits_are_kept_exactly() -> None:
+    raw = (
+        b'{"eventID":"o1","userIdentity":{"userName":"alice"},'
+        b'"requestParameters":{"n":123456789012345678901234567890,"m":-9223372036854775809,"f":1.5}}'
+    )
+    out = Pseudonymizer(STANDARD_PROFILE, KEY).apply(Record.from_bytes(raw, ORIGIN))
+    assert out.modified
+    assert b'"n":123456789012345678901234567890,"m":-9223372036854775809,"f":1.5}' in out.raw
+    assert out.document()["userIdentity"]["userName"] == Tokenizer(KEY).token("alice")
+    # a rule on the big integer itself tokenizes its exact digits
+    num = Pseudonymizer(profile(("requestParameters.n", "pseudonymize")), KEY)
+    masked = num.apply(Record.from_bytes(raw, ORIGIN))
+    assert orjson.loads(masked.raw)["requestParameters"]["n"] == Tokenizer(KEY).token(
+        "123456789012345678901234567890"
+    )
+    # unchanged and written compactly: the very record, its bytes untouched
+    plain = b'{"eventID":"o2","requestParameters":{"userName":null,"n":123456789012345678901234567890}}'
+    rec = Record.from_bytes(plain, ORIGIN)
+    assert Pseudonymizer(STANDARD_PROFILE, KEY).apply(rec) is rec
 
 
 def test_unparseable_record_is_an_input_error_not_a_leak() -> None:

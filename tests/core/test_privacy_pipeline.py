@@ -69,3 +69,31 @@ def test_unknown_sink_in_privacy_is_an_error(tmp_path: Path, monkeypatch: pytest
                 "privacy": {"key_env": "PSEUDO_KEY", "sinks": {"nosuch": "standard"}},
             }
         )
+
+
+def test_forward_never_sends_a_value_hidden_behind_a_duplicate_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parse keeps a duplicate key's last value; the first one is not in the masked sink's bytes."""
+    from click.testing import CliRunner
+
+    from trailrelay.cli.main import cli
+
+    monkeypatch.setenv("PSEUDO_KEY", KEY)
+    (tmp_path / "in.json").write_bytes(
+        b'{"Records":[{"eventVersion":"1.08","eventTime":"2026-03-02T10:00:00Z","eventID":"d1",'
+        b'"eventSource":"iam.amazonaws.com","eventName":"GetUser",'
+        b'"sourceIPAddress":"203.0.113.77","sourceIPAddress":"AWS Internal",'
+        b'"userIdentity":{"type":"IAMUser","userName":"alice","userName":null}}]}'
+    )
+    (tmp_path / "c.toml").write_text(
+        '[source]\ntype = "files"\npath = "in.json"\n'
+        '[[sinks]]\ntype = "file"\nname = "masked"\npath = "masked.ndjson"\n'
+        '[privacy]\nkey_env = "PSEUDO_KEY"\n[privacy.sinks]\nmasked = "standard"\n'
+    )
+    result = CliRunner().invoke(cli, ["forward", "-c", str(tmp_path / "c.toml"), "--once", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    masked = (tmp_path / "masked.ndjson").read_bytes()
+    assert b'"eventID":"d1"' in masked
+    assert b"alice" not in masked
+    assert b"203.0.113.77" not in masked

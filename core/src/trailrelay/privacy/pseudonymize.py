@@ -4,7 +4,10 @@
 every sink). When a rule changes something it returns a new record built from the changed
 event, with the same origin, index, tags and ticket and freshly decoded routing fields (so
 ``routing.user_identity`` shows the tokens too). When nothing matches it returns the very same
-record, whose source bytes then go out unchanged.
+record, whose source bytes then go out unchanged, but only when those bytes are exactly the
+parsed event written out again: otherwise (a duplicate key, whose first value the parse
+dropped but the bytes still hold; also mere spacing or escapes) the copy goes out re-written
+from the parsed event. Integers beyond 64 bits are kept exactly.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 from trailrelay.errors import ConfigError, InputError
@@ -23,13 +27,16 @@ from trailrelay.privacy.config import FieldRule, PrivacyConfig, PrivacyProfile, 
 from trailrelay.privacy.keys import Key, load_key
 from trailrelay.privacy.providers import EmailTokens, PrincipalToken, Provider, Pseudonym, Truncate
 from trailrelay.privacy.tokens import Tokenizer
-from trailrelay.record import Record
+from trailrelay.record import BAD_JSON, Record, decode_routing, why_bad
 
 __all__ = ["Pseudonymizer", "build_pseudonymizers"]
 
 log = logging.getLogger("trailrelay.privacy")
 
 _ANY = "*"
+_DECODER = msgspec.json.Decoder()
+"""Parses events for the profile: unlike orjson it keeps integers beyond 64 bits exactly."""
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,16 +111,18 @@ class Pseudonymizer:
         if needles is not None and b"\\u" not in raw and not any(n in raw for n in needles):
             return record  # none of the fields can be present: skip the parse
         try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise InputError(f"privacy profile {self.name!r}: cannot parse the record: {exc}") from None
+            doc = _DECODER.decode(raw)
+        except BAD_JSON as exc:
+            raise InputError(
+                f"privacy profile {self.name!r}: cannot parse the record: {why_bad(exc, raw)}"
+            ) from None
         if not isinstance(doc, dict):
             raise InputError(f"privacy profile {self.name!r}: the record is not a JSON object")
-        if not self.apply_document(doc):
-            return record
+        if not self.apply_document(doc) and _written(doc) == raw:
+            return record  # the bytes are exactly the parsed event: no duplicate key hides a value
         try:
-            new = Record.from_document(doc, record.origin, record.index)
-        except (ValueError, TypeError) as exc:
+            new = _rebuilt(doc, record)
+        except ValueError as exc:
             raise InputError(f"privacy profile {self.name!r}: cannot rebuild the record: {exc}") from None
         new.tags = record.tags
         new.ticket = record.ticket
@@ -161,6 +170,24 @@ class Pseudonymizer:
 
     def __repr__(self) -> str:
         return f"Pseudonymizer({self.name!r}, {len(self._rules)} rules)"
+
+
+def _written(doc: dict[str, Any]) -> bytes:
+    """The event as compact JSON (msgspec writes what orjson cannot: integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(doc)
+    except TypeError:
+        return _ENCODER.encode(doc)
+
+
+def _rebuilt(doc: dict[str, Any], record: Record) -> Record:
+    """A record of ``doc`` in ``record``'s place; ValueError when it is not one."""
+    try:
+        return Record.from_document(doc, record.origin, record.index)
+    except TypeError:  # an integer beyond 64 bits or deep nesting, which orjson cannot write
+        raw = _ENCODER.encode(doc)
+        # not cached as the document: code after this may hand it to orjson; it is parsed again
+        return Record(raw, decode_routing(raw), record.origin, record.index)
 
 
 def _at(doc: dict[str, Any], head: tuple[str, ...], last: str, provider: Provider | None) -> int:
