@@ -433,6 +433,39 @@ def test_firehose_transformation_answers_every_record(
     assert not (tmp_path / "out.ndjson").exists()  # the configured sinks are not used
 
 
+@pytest.mark.parametrize(
+    ("privacy", "masked"),
+    [
+        ('default = "standard"', True),  # every sink, the transformation's answer included
+        ('[privacy.sinks]\nfirehose-transformation = "standard"', True),
+        ('default = "standard"\n[privacy.sinks]\nfirehose-transformation = "none"', False),
+    ],
+)
+def test_firehose_transformation_applies_the_privacy_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, privacy: str, masked: bool
+) -> None:
+    monkeypatch.setenv("PSEUDO_KEY", "k3y-material-that-is-long-enough-0123456789")
+    monkeypatch.setenv(
+        "TRAILRELAY_CONFIG", _toml(tmp_path) + f'[privacy]\nkey_env = "PSEUDO_KEY"\n{privacy}\n'
+    )
+    event = {**SAMPLE_EVENTS[0], "eventID": "fh-1"}
+    assert event["userIdentity"]["userName"] == "alice"
+    assert event["sourceIPAddress"] == "203.0.113.7"
+    answer = handler(_firehose_event([orjson.dumps(event)]), Context())
+    (result,) = answer["records"]
+    assert result["result"] == "Ok"
+    data = base64.b64decode(result["data"])
+    out = orjson.loads(data)
+    assert out["eventID"] == "fh-1"
+    if masked:
+        assert b"alice" not in data
+        assert b"203.0.113.7" not in data
+        assert out["sourceIPAddress"] == "203.0.113.0"
+        assert out["userIdentity"]["userName"].startswith("tr1_")
+    else:
+        assert data == orjson.dumps(event) + b"\n"
+
+
 def _slow_app(tmp: Path, monkeypatch: pytest.MonkeyPatch, scripted: Any, pause: float, **source: Any) -> Any:
     monkeypatch.setenv("TRAILRELAY_CONFIG", _toml(tmp, **source))
     current = App.from_config(load_lambda_config())

@@ -97,3 +97,23 @@ def test_forward_never_sends_a_value_hidden_behind_a_duplicate_key(
     assert b'"eventID":"d1"' in masked
     assert b"alice" not in masked
     assert b"203.0.113.77" not in masked
+
+
+def test_a_sink_given_in_place_of_the_configured_ones_is_never_sent_unmasked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trailrelay.aws_lambda.transform import _Collect
+    from trailrelay.errors import ConfigError
+    from trailrelay.pipeline.forwarder import Forwarder, _Records
+
+    monkeypatch.setenv("PSEUDO_KEY", KEY)
+    config = parse_config(
+        {
+            "source": {"type": "files", "path": str(tmp_path)},
+            "sinks": [{"type": "stdout"}],
+            "privacy": {"key_env": "PSEUDO_KEY", "default": "standard"},
+        }
+    )
+    forwarder = Forwarder(config, open_sinks=False)
+    with pytest.raises(ConfigError, match="'elsewhere' gets privacy profile 'standard'"):
+        forwarder.pipeline(_Records([]), sinks={"elsewhere": _Collect()})

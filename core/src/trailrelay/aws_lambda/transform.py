@@ -4,7 +4,9 @@ Each Firehose record is one unit of work through the pipeline's transforms; inst
 sinks, an in-memory sink collects what survives, and each record is answered:
 
 - ``Ok`` with ``data`` = base64 of the surviving CloudTrail records, one JSON per line
-  (a CloudWatch Logs payload or an EventBridge envelope comes out as the plain records);
+  (a CloudWatch Logs payload or an EventBridge envelope comes out as the plain records),
+  pseudonymized by the ``[privacy]`` profile of the sink name ``firehose-transformation``
+  (its entry in ``[privacy.sinks]``, else ``default``);
 - ``Dropped`` when the filter removed all of its records (or it held none: a control message);
 - ``ProcessingFailed`` (with the original data) when nothing in it could be read as CloudTrail.
   Firehose writes such records to its error output, so they are not dead-lettered here too;
@@ -27,6 +29,7 @@ from trailrelay.config import Config
 from trailrelay.contract import DELIVERED, Batch, BatchLimits, CheckResult, Outcome, Sink
 from trailrelay.errors import InputError
 from trailrelay.pipeline.deadletter import DeadLetterStore
+from trailrelay.privacy.config import TRANSFORMATION
 from trailrelay.record import Origin
 from trailrelay.sources.base import ObjectRef, Work
 from trailrelay.sources.payloads import PayloadCollector, decode_base64
@@ -154,7 +157,7 @@ def transform(app: InvocationApp, event: dict[str, Any], context: Any) -> dict[s
         units.append(ledger.work(rid, objects, skipped=collector.skipped, label=where))
     collect = _Collect()
     held = _Held(app.dead_letters, set(where_of.values()))
-    app.run(units, context, sinks={"firehose-transformation": collect}, dead_letters=held)
+    app.run(units, context, sinks={TRANSFORMATION: collect}, dead_letters=held)
     unfinished = ledger.unfinished()
     if unfinished:
         reasons = "; ".join(f"{u}: {ledger.reason(u)}" for u in unfinished[:5])

@@ -27,6 +27,7 @@ from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.runner import Pipeline, Transform
 from trailrelay.plugins import BUILTIN_SINKS, installed_sinks, load_sink
 from trailrelay.privacy import Pseudonymizer, build_pseudonymizers
+from trailrelay.privacy.config import TRANSFORMATION
 from trailrelay.record import Record
 from trailrelay.settings import secret_values
 from trailrelay.sources.base import Source
@@ -176,8 +177,13 @@ def build_transforms(config: Config) -> tuple[list[Transform], RecordFilter, Sig
 
 
 def build_privacy(config: Config) -> dict[str, Pseudonymizer]:
-    """The pseudonymizer of each sink that has one, by sink name (built once per process)."""
+    """The pseudonymizer of each sink that has one, by sink name (built once per process).
+
+    In a Lambda config the Firehose data transformation's answer counts as a sink too.
+    """
     names = [sc.display_name for sc in config.sinks]
+    if isinstance(config.source, LambdaSourceConfig):
+        names.append(TRANSFORMATION)
     return build_pseudonymizers(config.privacy, names, config.base_dir) if config.privacy else {}
 
 

@@ -32,6 +32,7 @@ from trailrelay.config import (
 )
 from trailrelay.contract import Record, Sink
 from trailrelay.detection.evaluate import SigmaTagger
+from trailrelay.errors import ConfigError
 from trailrelay.pipeline.build import (
     attach_sinks,
     build_dead_letters,
@@ -146,8 +147,9 @@ class Forwarder:
     ) -> Pipeline:
         """A fresh pipeline from ``source`` through this configuration to every sink.
 
-        ``sinks`` replaces the configured sinks with plain runners (no per-sink filter or
-        privacy; the Firehose transformation collects its output this way).
+        ``sinks`` replaces the configured sinks with runners that have no per-sink filter but
+        the privacy profile their name gets (the Firehose transformation collects its output
+        this way, as ``firehose-transformation``).
         """
         pc = self.config.pipeline
         pipeline = Pipeline(
@@ -177,8 +179,19 @@ class Forwarder:
                     stop=pipeline.stop,
                     on_fatal=pipeline.on_fatal,
                     backoff_base=backoff_base,
+                    prepare=self._privacy_of(name),
                 )
         return pipeline
+
+    def _privacy_of(self, name: str) -> Callable[[Record], Record] | None:
+        """The privacy step of a sink given in place of the configured ones; never silently none."""
+        pseudonymizer = self.privacy.get(name)
+        if pseudonymizer is not None:
+            return pseudonymizer.apply
+        profile = self.config.privacy.profile_for(name) if self.config.privacy is not None else None
+        if profile is not None:
+            raise ConfigError(f"sink {name!r} gets privacy profile {profile!r}, which was not built for it")
+        return None
 
     def forward(self, records: Iterable[Record | Problem]) -> Report:
         """Send records to every sink and wait until each is final; per-record outcomes in the report."""

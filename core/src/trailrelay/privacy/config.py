@@ -7,6 +7,9 @@ So ``default = "standard"`` protects every sink including ones added later, and
 sink that needs it (e.g. a SIEM hosted outside the country). The whole policy sits in one
 table that a reviewer can read, and sink tables (owned by each connector) stay unchanged.
 A name in ``[privacy.sinks]`` that is not a configured sink is an error, not a silent no-op.
+The Lambda's Firehose data transformation, whose answer to Firehose takes the place of the
+sinks, counts as a sink named ``firehose-transformation`` (:data:`TRANSFORMATION`): it gets
+``default`` too, or its own entry.
 
 Example: everything to the EU Splunk as it is; the SIEM hosted abroad gets pseudonyms::
 
@@ -40,6 +43,7 @@ from trailrelay.settings import Meta, Settings, field
 __all__ = [
     "NONE",
     "STANDARD_PROFILE",
+    "TRANSFORMATION",
     "FieldRule",
     "KeySettings",
     "PrivacyConfig",
@@ -49,6 +53,8 @@ __all__ = [
 
 NONE = "none"
 """The profile name that means: this sink gets the events unchanged."""
+TRANSFORMATION = "firehose-transformation"
+"""The sink name of the Lambda's Firehose data transformation (its answer to Firehose)."""
 
 KEY_SOURCES = ("key_env", "key_file", "key_secret_arn", "key_kms_ciphertext")
 METHODS = ("pseudonymize", "principal", "truncate", "drop")
@@ -284,7 +290,7 @@ class PrivacyConfig(KeySettings):
     def check_sinks(self, names: Iterable[str]) -> None:
         """Refuse ``[privacy.sinks]`` entries that name no configured sink (a typo leaks data)."""
         have = set(names)
-        unknown = sorted(set(self.sinks) - have)
+        unknown = sorted(set(self.sinks) - have - {TRANSFORMATION})
         if unknown:
             raise ConfigError(
                 f"privacy.sinks: no sink named {', '.join(map(repr, unknown))} "
