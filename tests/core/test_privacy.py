@@ -384,6 +384,106 @@ def test_emails_anywhere_with_star() -> None:
     assert out["serviceEventDetails"]["deep"]["list"][0]["mail"] == Tokenizer(KEY).token("eve@example.net")
 
 
+def test_standard_profile_leaves_no_name_it_tokenizes_elsewhere() -> None:
+    """The caller, its session issuer, STS's sessions and federated users, and error messages."""
+    doc = event(
+        eventName="AssumeRole",
+        userIdentity={
+            "type": "FederatedUser",
+            "principalId": "111122223333:alice-fed",
+            "arn": "arn:aws:sts::111122223333:federated-user/alice-fed",
+            "sessionContext": {
+                "sessionIssuer": {
+                    "type": "IAMUser",
+                    "principalId": "AIDAEXAMPLEUSER00001",
+                    "arn": "arn:aws:iam::111122223333:user/alice",
+                    "accountId": "111122223333",
+                    "userName": "alice",
+                },
+                "sourceIdentity": "alice-source",
+            },
+        },
+        userAgent="custom-tool/1.0 (contact alice@example.com)",
+        errorMessage="User: arn:aws:sts::111122223333:assumed-role/Admin/alice-session is not authorized "
+        "to perform: sts:AssumeRole on resource: arn:aws:iam::111122223333:role/Admin; ask alice@example.com",
+        requestParameters={"roleSessionName": "alice-session", "sourceIdentity": "alice-source"},
+        responseElements={
+            "accessKey": {"userName": "alice", "status": "Active"},
+            "loginProfile": {"userName": "alice"},
+            "assumedRoleUser": {
+                "arn": "arn:aws:sts::111122223333:assumed-role/Admin/alice-session",
+                "assumedRoleId": "AROAEXAMPLEROLE00001:alice-session",
+            },
+            "federatedUser": {
+                "arn": "arn:aws:sts::111122223333:federated-user/alice-fed",
+                "federatedUserId": "111122223333:alice-fed",
+            },
+        },
+    )
+    out = Pseudonymizer(STANDARD_PROFILE, KEY).apply(record(doc))
+    assert b"alice" not in out.raw
+    tok = Tokenizer(KEY)
+    alice, session, fed = tok.token("alice"), tok.token("alice-session"), tok.token("alice-fed")
+    d = out.document()
+    assert d["errorMessage"] == (
+        f"User: arn:aws:sts::111122223333:assumed-role/Admin/{session} is not authorized "
+        f"to perform: sts:AssumeRole on resource: arn:aws:iam::111122223333:role/Admin; "
+        f"ask {tok.token('alice@example.com')}"
+    )
+    assert d["userAgent"] == f"custom-tool/1.0 (contact {tok.token('alice@example.com')})"
+    issuer = d["userIdentity"]["sessionContext"]["sessionIssuer"]
+    assert issuer["userName"] == alice
+    assert issuer["arn"] == f"arn:aws:iam::111122223333:user/{alice}"
+    assert issuer["principalId"] == tok.token("AIDAEXAMPLEUSER00001")
+    assert d["requestParameters"] == {"roleSessionName": session, "sourceIdentity": tok.token("alice-source")}
+    assert d["responseElements"] == {
+        "accessKey": {"userName": alice, "status": "Active"},
+        "loginProfile": {"userName": alice},
+        "assumedRoleUser": {
+            "arn": f"arn:aws:sts::111122223333:assumed-role/Admin/{session}",
+            "assumedRoleId": f"AROAEXAMPLEROLE00001:{session}",
+        },
+        "federatedUser": {
+            "arn": f"arn:aws:sts::111122223333:federated-user/{fed}",
+            "federatedUserId": f"111122223333:{fed}",
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_shape"),
+    [
+        (
+            "User: arn:aws:iam::1:user/ops/bob is not authorized",
+            "User: arn:aws:iam::1:user/ops/{bob} is not authorized",
+        ),
+        ("denied for arn:aws:iam::1:user/bob.", "denied for arn:aws:iam::1:user/{bob}."),
+        ("(arn:aws:sts::1:federated-user/bob), again", "(arn:aws:sts::1:federated-user/{bob}), again"),
+        ("on resource: arn:aws:iam::1:role/Admin", "on resource: arn:aws:iam::1:role/Admin"),
+        ("Unknown trail: arn:aws:cloudtrail:us-east-1:1:trail/t for the user: 1", None),
+        ("Rate exceeded", None),
+        ("Learn:more about arn: values", None),
+    ],
+)
+def test_arns_method_tokenizes_the_person_in_every_arn_of_a_text(
+    text: str, expected_shape: str | None
+) -> None:
+    tok = Tokenizer(KEY)
+    expected = (
+        text
+        if expected_shape is None
+        else re.sub(r"\{([^}]*)\}", lambda m: tok.token(m.group(1)), expected_shape)
+    )
+    pz = Pseudonymizer(profile(("errorMessage", "arns")), KEY)
+    assert pz.apply(record(event(errorMessage=text))).document()["errorMessage"] == expected
+
+
+def test_principal_keeps_a_roles_bare_unique_id() -> None:
+    pz = Pseudonymizer(profile(("userIdentity.principalId", "principal")), KEY)
+    rec = record(event(userIdentity={"type": "Role", "principalId": "AROAEXAMPLEROLE00001"}))
+    assert pz.apply(rec) is rec
+
+
 def test_stats_count_changes_per_rule() -> None:
     pz = Pseudonymizer(
         profile(("sourceIPAddress", "truncate"), ("userIdentity.userName", "pseudonymize")), KEY
@@ -492,10 +592,30 @@ def test_reprs_hold_no_key() -> None:
 # -- the real corpus --------------------------------------------------------------------------
 
 
+_NAMES = [
+    "userIdentity.sessionContext.sessionIssuer.userName",
+    "requestParameters.roleSessionName",
+    "responseElements.accessKey.userName",
+    "responseElements.loginProfile.userName",
+    "responseElements.assumedRoleUser.arn",
+    "responseElements.assumedRoleUser.assumedRoleId",
+    "responseElements.federatedUser.arn",
+    "responseElements.federatedUser.federatedUserId",
+]
+_PERSON_ARN = re.compile(r"arn:aws[\w-]*:(?:iam|sts)::\d*:(?:user|assumed-role/[^/\s]+|federated-user)/\S+")
+
+
+def _get(doc: dict[str, Any], path: str) -> Any:
+    node: Any = doc
+    for key in path.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
 def test_corpus_wide_standard_profile(corpus: Path) -> None:
     records = load_records(corpus / "cloudtrail")
     pz = Pseudonymizer(STANDARD_PROFILE, KEY)
-    ip_left = 0
+    ip_left = names_seen = arns_seen = 0
     for rec in records:
         before = rec.raw
         out = pz.apply(rec)
@@ -511,7 +631,17 @@ def test_corpus_wide_standard_profile(corpus: Path) -> None:
         if isinstance(name, str):
             assert TOKEN_PATTERN.fullmatch(name)
         assert "@" not in orjson.dumps(doc.get("userIdentity")).decode()
+        for path in _NAMES:
+            value = _get(doc, path)
+            if isinstance(value, str):
+                assert TOKEN_PATTERN.fullmatch(value.rpartition("/")[2].rpartition(":")[2]), (path, value)
+                names_seen += 1
+        for arn in _PERSON_ARN.findall(str(doc.get("errorMessage", ""))):
+            assert TOKEN_PATTERN.fullmatch(arn.rpartition("/")[2].rstrip(".,")), arn
+            arns_seen += 1
     assert ip_left == 0
+    assert names_seen > 250
+    assert arns_seen > 60  # the callers named in "User: arn:... is not authorized" messages
     stats = pz.stats()
     assert stats["records_changed"] > len(records) * 0.9
     assert stats["sourceIPAddress:truncate"] > 2500

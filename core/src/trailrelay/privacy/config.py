@@ -57,7 +57,7 @@ TRANSFORMATION = "firehose-transformation"
 """The sink name of the Lambda's Firehose data transformation (its answer to Firehose)."""
 
 KEY_SOURCES = ("key_env", "key_file", "key_secret_arn", "key_kms_ciphertext")
-METHODS = ("pseudonymize", "principal", "truncate", "drop")
+METHODS = ("pseudonymize", "principal", "arns", "truncate", "drop")
 
 _WHY_NOT_UNKEYED = (
     "plain (unkeyed) hashing is not offered: the values it would hide come from small, "
@@ -102,7 +102,8 @@ class FieldRule(Settings):
         str,
         Meta(
             description="pseudonymize (keyed HMAC token), principal (token for the person part of an ARN or "
-            "principal id), truncate (IP prefix), drop (remove the field)."
+            "principal id), arns (principal for every ARN inside a text, e.g. errorMessage), truncate "
+            "(IP prefix), drop (remove the field)."
         ),
     ]
     ipv4_prefix: Annotated[
@@ -135,7 +136,7 @@ class FieldRule(Settings):
     @property
     def keyed(self) -> bool:
         """True when the method needs the secret key."""
-        return self.method in ("pseudonymize", "principal")
+        return self.method in ("pseudonymize", "principal", "arns")
 
 
 class PrivacyProfile(Settings):
@@ -173,10 +174,23 @@ STANDARD_PROFILE = PrivacyProfile(
         FieldRule(path="userIdentity.userName", method="pseudonymize"),
         FieldRule(path="userIdentity.principalId", method="principal"),
         FieldRule(path="userIdentity.arn", method="principal"),
+        FieldRule(path="userIdentity.sessionContext.sessionIssuer.userName", method="pseudonymize"),
+        FieldRule(path="userIdentity.sessionContext.sessionIssuer.principalId", method="principal"),
+        FieldRule(path="userIdentity.sessionContext.sessionIssuer.arn", method="principal"),
+        FieldRule(path="userIdentity.sessionContext.sourceIdentity", method="pseudonymize"),
         FieldRule(path="requestParameters.userName", method="pseudonymize"),
+        FieldRule(path="requestParameters.roleSessionName", method="pseudonymize"),
+        FieldRule(path="requestParameters.sourceIdentity", method="pseudonymize"),
         FieldRule(path="responseElements.user.userName", method="pseudonymize"),
         FieldRule(path="responseElements.user.arn", method="principal"),
+        FieldRule(path="responseElements.accessKey.userName", method="pseudonymize"),
+        FieldRule(path="responseElements.loginProfile.userName", method="pseudonymize"),
+        FieldRule(path="responseElements.assumedRoleUser.arn", method="principal"),
+        FieldRule(path="responseElements.assumedRoleUser.assumedRoleId", method="principal"),
+        FieldRule(path="responseElements.federatedUser.arn", method="principal"),
+        FieldRule(path="responseElements.federatedUser.federatedUserId", method="principal"),
         FieldRule(path="additionalEventData.UserName", method="pseudonymize"),
+        FieldRule(path="errorMessage", method="arns"),
     ],
     emails=[
         "userIdentity",
@@ -185,9 +199,25 @@ STANDARD_PROFILE = PrivacyProfile(
         "additionalEventData",
         "serviceEventDetails",
         "insightDetails",
+        "errorMessage",
+        "userAgent",
     ],
 )
-"""The built-in profile ``standard``: IPs to /24 (/48), people's names and e-mails to tokens."""
+"""The built-in profile ``standard``: IPs to /24 (/48), people's names and e-mails to tokens.
+
+Names: the caller's (``userIdentity``, its session issuer, which for a federated user is an
+IAM user, and source identity), the user a call creates or names (``userName`` in the request,
+the created user, access key and login profile), and the sessions and federated users STS
+hands out (``roleSessionName``, ``assumedRoleUser``, ``federatedUser``). Roles stay readable
+in ARNs and unique ids, but ``sessionIssuer.userName`` is a token for a role too (the role is
+still in ``sessionIssuer.arn``). In ``errorMessage`` (free text) the person part of every ARN and
+every e-mail address is tokenized. What stays as written: a name the text gives without an
+ARN (``Login Profile for User alice cannot be …``), other free text, and fields outside these
+paths, e.g. the ``name`` GetFederationToken is called with, an SSM session id that starts with
+the session's name, or a user's ARN in ``responseElements.profile.createdBy`` or a policy
+document. A profile of your own can add ``{ path = "responseElements", method = "arns" }``
+(every ARN anywhere below it) at the cost of another pass over that subtree.
+"""
 
 
 class KeySettings(Settings):

@@ -7,14 +7,18 @@ IP was expected), so callers can tell "changed" from "left alone" by comparison.
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from trailrelay.privacy.ipaddr import truncate_ip
 from trailrelay.privacy.tokens import EMAIL, Tokenizer
 
-__all__ = ["EmailTokens", "PrincipalToken", "Provider", "Pseudonym", "Truncate"]
+__all__ = ["ArnsInText", "EmailTokens", "PrincipalToken", "Provider", "Pseudonym", "Truncate"]
 
 _CACHE_LIMIT = 100_000
+_ARN_IN_TEXT = re.compile(r"\barn:[^\s\"'<>()\[\]{}]+")
+_TRAILING = ".,;:!?"
+"""Sentence punctuation after an ARN in a message (``…user/alice.``) is not part of it."""
 
 
 class Provider(Protocol):
@@ -50,8 +54,9 @@ class PrincipalToken:
     ``arn:…:user/path/alice`` → ``arn:…:user/path/<token>``; ``arn:…:assumed-role/Admin/alice``
     → ``arn:…:assumed-role/Admin/<token>``; ``arn:…:federated-user/bob`` likewise; ``root``,
     role and service ARNs stay as they are. A principal id ``AROA…:alice`` keeps its unique id
-    and tokenizes the session name; one without ``:`` (``AIDA…``) is tokenized whole. The token
-    of a name is the same as the token of the bare name in ``userName``, so both correlate.
+    and tokenizes the session name; one without ``:`` (``AIDA…``) is tokenized whole, except a
+    role's bare unique id (``AROA…``, a session issuer), which stays like the role's ARN. The
+    token of a name is the same as the token of the bare name in ``userName``, so both correlate.
     """
 
     numbers = True
@@ -90,7 +95,33 @@ class PrincipalToken:
         head, sep, tail = value.partition(":")
         if sep and tail:
             return f"{head}:{token(tail)}"
+        if value.startswith("AROA") and value.isalnum():
+            return value  # a role's unique id names no person
         return token(value)
+
+
+class ArnsInText:
+    """In a text (an error message), the person part of every ARN becomes a token.
+
+    Each ARN is masked as :class:`PrincipalToken` masks one (``User: arn:…:assumed-role/Admin/
+    <token> is not authorized``); the rest of the text stays readable.
+    """
+
+    numbers = False
+
+    def __init__(self, tokenizer: Tokenizer, domain: str = "") -> None:
+        self._principal = PrincipalToken(tokenizer, domain)
+
+    def __call__(self, value: str) -> str:
+        """``value`` with the person part of each ARN in it tokenized."""
+        if "arn:" not in value:
+            return value
+        return _ARN_IN_TEXT.sub(self._masked, value)
+
+    def _masked(self, match: re.Match[str]) -> str:
+        text = match.group(0)
+        arn = text.rstrip(_TRAILING)
+        return self._principal(arn) + text[len(arn) :]
 
 
 class Truncate:

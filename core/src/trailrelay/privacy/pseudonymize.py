@@ -25,7 +25,14 @@ import orjson
 from trailrelay.errors import ConfigError, InputError
 from trailrelay.privacy.config import FieldRule, PrivacyConfig, PrivacyProfile, parse_path
 from trailrelay.privacy.keys import Key, load_key
-from trailrelay.privacy.providers import EmailTokens, PrincipalToken, Provider, Pseudonym, Truncate
+from trailrelay.privacy.providers import (
+    ArnsInText,
+    EmailTokens,
+    PrincipalToken,
+    Provider,
+    Pseudonym,
+    Truncate,
+)
 from trailrelay.privacy.tokens import Tokenizer
 from trailrelay.record import BAD_JSON, Record, decode_routing, why_bad
 
@@ -60,6 +67,8 @@ def _provider(rule: FieldRule, tokenizer: Tokenizer | None) -> Provider | None:
     assert tokenizer is not None  # the constructor checked that keyed profiles have a key
     if rule.method == "principal":
         return PrincipalToken(tokenizer, rule.domain)
+    if rule.method == "arns":
+        return ArnsInText(tokenizer, rule.domain)
     return Pseudonym(tokenizer, rule.domain)
 
 
@@ -95,6 +104,7 @@ class Pseudonymizer:
             None if any(n is None for n in needles) else tuple(n for n in needles if n is not None)
         )
         self._plain = [(r.keys[:-1], r.keys[-1], r.provider) if r.plain else None for r in self._rules]
+        self._groups = _by_top_key(self._rules)
         self._lock = threading.Lock()
         self._local = threading.local()
         self._tallies: list[list[int]] = []
@@ -133,17 +143,23 @@ class Pseudonymizer:
         """Apply the profile to a parsed event in place; the number of values changed or removed."""
         total = 0
         tally: list[int] | None = None
-        for i, plain in enumerate(self._plain):
-            if plain is None:
-                rule = self._rules[i]
-                n = _visit(doc, rule.keys, 0, rule.provider)
-            else:
-                n = _at(doc, *plain)
-            if n:
-                total += n
-                if tally is None:
-                    tally = self._tally()
-                tally[i + 1] += n
+        for top, members in self._groups:
+            if top is not None:
+                node = doc.get(top)
+                if node.__class__ is not dict and node.__class__ is not list:
+                    continue  # nothing below it (responseElements is null in most events)
+            for i in members:
+                plain = self._plain[i]
+                if plain is None:
+                    rule = self._rules[i]
+                    n = _visit(doc, rule.keys, 0, rule.provider)
+                else:
+                    n = _at(doc, *plain)
+                if n:
+                    total += n
+                    if tally is None:
+                        tally = self._tally()
+                    tally[i + 1] += n
         if tally is not None:
             tally[0] += 1
         return total
@@ -170,6 +186,19 @@ class Pseudonymizer:
 
     def __repr__(self) -> str:
         return f"Pseudonymizer({self.name!r}, {len(self._rules)} rules)"
+
+
+def _by_top_key(rules: list[_Rule]) -> list[tuple[str | None, list[int]]]:
+    """Rule indices grouped by the event key their path lies below (None: a top-level path).
+
+    A rule below a key applies only when that key holds an object or a list, so one lookup
+    skips all the rules below an absent or null ``responseElements``.
+    """
+    groups: dict[str | None, list[int]] = {}
+    for i, rule in enumerate(rules):
+        top = rule.keys[0] if len(rule.keys) > 1 and rule.keys[0] != _ANY else None
+        groups.setdefault(top, []).append(i)
+    return list(groups.items())
 
 
 def _written(doc: dict[str, Any]) -> bytes:
