@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hmac
+import ipaddress
 import pickle
 import re
 from pathlib import Path
@@ -263,15 +264,47 @@ def test_unparseable_record_is_an_input_error_not_a_leak() -> None:
         ("225.01.00.16", 24, 48, "225.1.0.0"),  # leading zeros (in the corpus): truncated, no crash
         ("035.249.253.232", 24, 48, "35.249.253.0"),
         ("fe80::1%eth0", 24, 48, "fe80::"),
+        # an address inside a longer value is truncated where it stands
+        ("203.0.113.77/32", 24, 48, "203.0.113.0/24"),  # AuthorizeSecurityGroupIngress's cidrIp
+        ("10.1.2.3/8", 24, 48, "10.0.0.0/8"),  # a shorter prefix is kept
+        ("2001:db8::1/128", 24, 48, "2001:db8::/48"),
+        ("203.0.113.77:443", 24, 48, "203.0.113.0:443"),
+        ("[2001:db8::1]", 24, 48, "[2001:db8::]"),
+        ("[2001:db8::1]:443", 24, 48, "[2001:db8::]:443"),
+        (" 203.0.113.77 ", 24, 48, " 203.0.113.0 "),
+        ("203.0.113.77, 10.0.0.1", 24, 48, "203.0.113.0, 10.0.0.0"),
+        ("client 203.0.113.77 refused", 24, 48, "client 203.0.113.0 refused"),
+        ("fe80::1%eth0, 203.0.113.9", 24, 128, "fe80::1%eth0, 203.0.113.0"),  # not a zone
+        # IPv6 addresses that carry an IPv4 address keep no more of it than the IPv4 rule
+        ("2002:cb00:714d::1", 24, 48, "2002:cb00:7100::"),  # 6to4 of 203.0.113.77
+        ("2002:cb00:714d::1", 16, 128, "2002:cb00::"),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", 24, 128, "2001:0:4136:e300::"),  # Teredo
+        ("64:ff9b::203.0.113.77", 24, 128, "64:ff9b::cb00:7100"),  # NAT64
+        ("::ffff:198.51.100.23", 24, 128, "::ffff:198.51.100.0"),
     ],
 )
 def test_truncate_ip(value: str, v4: int, v6: int, expected: str) -> None:
     assert truncate_ip(value, v4, v6) == expected
+    if value.startswith("2002:"):
+        network = ipaddress.IPv4Network((ipaddress.IPv6Address(expected).sixtofour, v4), strict=False)
+        assert network.network_address == ipaddress.IPv6Address(expected).sixtofour
 
 
 @pytest.mark.parametrize(
     "value",
-    ["cloudtrail.amazonaws.com", "AWS Internal", "", "999.1.1.1", "1.2.3", "1.2.3.4.5", "::g", "a" * 500],
+    [
+        "cloudtrail.amazonaws.com",
+        "AWS Internal",
+        "",
+        "999.1.1.1",
+        "1.2.3",
+        "1.2.3.4.5",
+        "::g",
+        "a" * 500,
+        "12:30:45",
+        "2026-03-02T10:00:00Z",
+        "10.0.0.0/8",  # already no more than the prefix
+    ],
 )
 def test_truncate_leaves_non_ip_values(value: str) -> None:
     assert truncate_ip(value) is None
@@ -291,6 +324,17 @@ def test_truncate_prefix_is_configurable_per_field() -> None:
     prof = PrivacyProfile(fields=[FieldRule(path="sourceIPAddress", method="truncate", ipv4_prefix=16)])
     out = Pseudonymizer(prof, None).apply(record(event()))
     assert out.document()["sourceIPAddress"] == "203.0.0.0"
+
+
+def test_truncate_reaches_the_cidr_of_a_security_group_rule() -> None:
+    ranges = {"items": [{"cidrIp": "203.0.113.77/32"}, {"cidrIp": "0.0.0.0/0"}]}
+    doc = event(requestParameters={"ipPermissions": {"items": [{"ipRanges": ranges, "fromPort": 22}]}})
+    pz = Pseudonymizer(profile(("requestParameters.ipPermissions", "truncate")), None)
+    out = pz.apply(record(doc)).document()["requestParameters"]["ipPermissions"]["items"][0]
+    assert out == {
+        "ipRanges": {"items": [{"cidrIp": "203.0.113.0/24"}, {"cidrIp": "0.0.0.0/0"}]},
+        "fromPort": 22,
+    }
 
 
 def test_drop_removes_the_field_and_list_elements() -> None:

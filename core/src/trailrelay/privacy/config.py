@@ -103,7 +103,7 @@ class FieldRule(Settings):
         Meta(
             description="pseudonymize (keyed HMAC token), principal (token for the person part of an ARN or "
             "principal id), arns (principal for every ARN inside a text, e.g. errorMessage), truncate "
-            "(IP prefix), drop (remove the field)."
+            "(IP prefix of every address in the value), drop (remove the field)."
         ),
     ]
     ipv4_prefix: Annotated[

@@ -125,7 +125,11 @@ class ArnsInText:
 
 
 class Truncate:
-    """An IP address becomes the network address of its prefix; other values stay."""
+    """Every IP address in a value becomes the network address of its prefix; other text stays.
+
+    :func:`~trailrelay.privacy.ipaddr.truncate_ip` says which shapes are found (CIDR,
+    ``host:port``, ``[v6]``, lists, addresses in text, IPv4 inside IPv6).
+    """
 
     numbers = False
 
@@ -135,7 +139,7 @@ class Truncate:
         self._cache: dict[str, str] = {}
 
     def __call__(self, value: str) -> str:
-        """The truncated address, or ``value`` when it is not an IP address."""
+        """``value`` with its addresses truncated (``value`` itself when it holds none)."""
         found = self._cache.get(value)
         if found is None:
             found = truncate_ip(value, self._v4, self._v6) or value
