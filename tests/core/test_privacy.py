@@ -422,6 +422,30 @@ def test_emails_inside_strings_of_chosen_subtrees() -> None:
     assert pz.stats()["userIdentity:emails"] == 2
 
 
+@pytest.mark.parametrize(
+    ("text", "emails"),
+    [
+        ("contact jürgen@example.com now", ["jürgen@example.com"]),  # no "jü" left before the token
+        ("alice@müller.de", ["alice@müller.de"]),
+        ("ivan@пример.рф", ["ivan@пример.рф"]),
+        ('"carol"@example.com', ['"carol"@example.com']),
+        ("dave@[10.0.0.1] or erin@[IPv6:2001:db8::1]", ["dave@[10.0.0.1]", "erin@[IPv6:2001:db8::1]"]),
+        ("john_doe@example.com.", ["john_doe@example.com"]),
+        ("o'brien@example.com and 'eve@example.org'", ["o'brien@example.com", "eve@example.org"]),
+        ("bob@localhost", []),  # a host-local mailbox: documented as not matched
+        ("pip install name@latest", []),
+    ],
+)
+def test_email_scan_takes_the_whole_address(text: str, emails: list[str]) -> None:
+    tok = Tokenizer(KEY)
+    pz = Pseudonymizer(PrivacyProfile(emails=["requestParameters"]), KEY)
+    out = pz.apply(record(event(requestParameters={"note": text}))).document()["requestParameters"]["note"]
+    expected = text
+    for address in emails:
+        expected = expected.replace(address, tok.token(address))
+    assert out == expected
+
+
 def test_emails_anywhere_with_star() -> None:
     doc = event(serviceEventDetails={"deep": {"list": [{"mail": "eve@example.net"}]}})
     out = Pseudonymizer(PrivacyProfile(emails=["*"]), KEY).apply(record(doc)).document()

@@ -29,8 +29,21 @@ __all__ = ["EMAIL", "TOKEN_PATTERN", "TOKEN_PREFIX", "Tokenizer", "normalize"]
 TOKEN_PREFIX = "tr1_"  # noqa: S105 - a format marker, not a secret
 TOKEN_CHARS = 20
 TOKEN_PATTERN = re.compile(r"tr1_[a-z2-7]{20}")
-EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-"""An e-mail address inside a string value (a pragmatic subset of RFC 5322 addresses)."""
+EMAIL = re.compile(
+    r"(?:\"(?:[^\"\\\r\n]|\\.)+\"|[\w%+\-]+(?:['.]+[\w%+\-]+)*)"  # local part: any script, or quoted
+    r"@(?:\[(?:IPv6:)?[0-9A-Fa-f:.]+\]"  # domain: an address literal ([10.0.0.1]) or a name
+    r"|[\w\-]+(?:\.[\w\-]+)*\.(?:xn--[\w\-]+|[^\W\d_]{2,}))"  # with a top-level domain (IDN too)
+)
+"""An e-mail address inside a string value (a pragmatic subset of RFC 5322 addresses).
+
+Local parts and domain names may be written in any script (``jürgen@müller.de``), the local
+part may be quoted (``"carol"@example.com``) or hold an apostrophe (``o'brien@…``), and the
+domain may be an address literal (``dave@[10.0.0.1]``). RFC 5322's rarer local-part characters
+(``= / & ! # ? { }``…) end the match, as they separate an address from what precedes it in
+text (``to=alice@example.com``, ``…/SSO/alice@example.com``). A domain without a dot
+(``bob@localhost``) is not matched: it names a host-local mailbox rather than a person's
+address, and the same shape is a package or version pin (``name@latest``).
+"""
 
 _CACHE_LIMIT = 200_000
 
