@@ -48,6 +48,38 @@ def test_key_file_relative_to_config_and_trailing_newline(tmp_path: Path) -> Non
     assert Tokenizer(key).token("alice") == token_with(MATERIAL.encode())
 
 
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+def test_env_and_file_holding_the_same_line_are_the_same_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ending: str
+) -> None:
+    (tmp_path / "k.txt").write_bytes((MATERIAL + ending).encode())
+    monkeypatch.setenv("TR_KEY", MATERIAL + ending)
+    from_env = load_key(cfg(key_env="TR_KEY"))
+    from_file = load_key(cfg(key_file=tmp_path / "k.txt"))
+    assert from_env is not None
+    assert from_file is not None
+    assert from_env.fingerprint == from_file.fingerprint
+    assert Tokenizer(from_env).token("alice") == token_with(MATERIAL.encode())
+
+
+def test_reveal_with_key_env_finds_a_token_made_with_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from trailrelay.cli.main import cli
+
+    (tmp_path / "k.txt").write_text(MATERIAL + "\n")
+    key = load_key(cfg(key_file=tmp_path / "k.txt"))
+    assert key is not None
+    token = Tokenizer(key).token("alice")
+    # the file's content with its newline (KEY="$(cat k.txt)" would drop it)
+    monkeypatch.setenv("TR_KEY", (tmp_path / "k.txt").read_text())
+    result = CliRunner().invoke(cli, ["reveal", token, "--key-env", "TR_KEY", "--value", "alice"])
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout.splitlines()[0]) == {"token": token, "value": "alice", "domain": ""}
+
+
 def test_binary_key_file_is_used_byte_for_byte(tmp_path: Path) -> None:
     material = bytes(range(200, 232)) + b"\n"  # not UTF-8: the newline byte belongs to the key
     (tmp_path / "k.bin").write_bytes(material)

@@ -92,7 +92,7 @@ def load_key(config: KeySettings, base_dir: Path | None = None) -> Key | None:
         value = os.environ.get(name)
         if value is None:
             raise ConfigError(f"privacy.key_env: environment variable {name} is not set")
-        return decode_key(value.encode(), enc, f"environment variable {name}")
+        return decode_key(_text_line(os.fsencode(value)), enc, f"environment variable {name}")
     if config.key_file is not None:
         path = config.key_file.expanduser()
         if base_dir is not None and not path.is_absolute():
@@ -110,7 +110,12 @@ def load_key(config: KeySettings, base_dir: Path | None = None) -> Key | None:
 
 
 def _text_line(data: bytes) -> bytes:
-    """A text file's trailing newline is not part of the key; binary content is kept as is."""
+    """A trailing newline (CR/LF) of text is not part of the key; binary content is kept as is.
+
+    The same for a file and an environment variable (``KEY=$(cat key.txt)`` or a file's
+    content pasted with its newline), as for a ``${...}`` value in the config: one key, one
+    fingerprint, the same tokens.
+    """
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
