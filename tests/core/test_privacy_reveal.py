@@ -137,6 +137,18 @@ def test_wrong_key_finds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
             ["tr1_aaaaaaaaaaaaaaaaaaaa", "-c", "x.toml", "--key-env", "TR_REVEAL_KEY", "--value", "x"],
             "not both",
         ),
+        # the config's [privacy] table says how its key is written: the option would be ignored
+        (["tr1_aaaaaaaaaaaaaaaaaaaa", "-c", "x.toml", "--key-encoding", "hex", "--value", "x"], "not both"),
+        (
+            ["tr1_aaaaaaaaaaaaaaaaaaaa", "-c", "x.toml", "--key-region", "eu-west-1", "--value", "x"],
+            "not both",
+        ),
+        # a token run on or cut short is refused, not matched on a part of it
+        (
+            ["tr1_aaaaaaaaaaaaaaaaaaaaEXTRA", "--key-env", "TR_REVEAL_KEY", "--value", "x"],
+            "'tr1_aaaaaaaaaaaaaaaaaaaaEXTRA' is not a token",
+        ),
+        (["user/tr1_aaaa", "--key-env", "TR_REVEAL_KEY", "--value", "x"], "'tr1_aaaa' is not a token"),
     ],
 )
 def test_reveal_usage_errors(key_env: str, args: list[str], message: str) -> None:

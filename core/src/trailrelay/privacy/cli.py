@@ -55,8 +55,12 @@ def _key_settings(opts: dict[str, Any]) -> KeySettings:
 @click.option("--key-secret-arn", help="AWS Secrets Manager secret holding the key.")
 @click.option("--key-secret-json-key", help="Member of a JSON secret that holds the key.")
 @click.option("--key-kms-ciphertext", help="Base64 KMS ciphertext of the key.")
-@click.option("--key-region", help="Region for Secrets Manager / KMS.")
-@click.option("--key-encoding", type=click.Choice(["raw", "base64", "hex"]), help="How the key is written.")
+@click.option("--key-region", help="Region for Secrets Manager / KMS (not with --config).")
+@click.option(
+    "--key-encoding",
+    type=click.Choice(["raw", "base64", "hex"]),
+    help="How the key is written (not with --config: its [privacy] table says so).",
+)
 @click.option("--value", "values", multiple=True, help="A candidate value (repeatable).")
 @click.option(
     "--candidates",
@@ -83,9 +87,10 @@ def reveal_command(
 ) -> None:
     """Say which candidate value each pseudonym TOKEN stands for (needs the key).
 
-    TOKENS may be bare tokens (tr1_...) or whole values that contain them (an ARN). Prints one
-    JSON line per token: {"token", "value", "domain"}, value null when no candidate matched.
-    Exits 0 when every token was matched, 1 when some were not, 2 on a configuration error.
+    TOKENS may be bare tokens (tr1_...) or whole values that contain them (an ARN); a word that
+    starts with tr1_ but is not a whole token is an error. Prints one JSON line per token:
+    {"token", "value", "domain"}, value null when no candidate matched. Exits 0 when every
+    token was matched, 1 when some were not, 2 on a usage or configuration error.
     """
     try:
         wanted = find_tokens(tokens)
@@ -125,8 +130,9 @@ def _key_and_domains(
     given = {k: v for k, v in key_opts.items() if v is not None}
     if config_path is not None:
         _require(
-            not set(given) - {"key_encoding", "key_region"},
-            "give either --config or a --key-* option, not both",
+            not given,
+            "give either --config or --key-* options, not both (with --config, its [privacy] table "
+            "says where the key is, how it is written and in which region)",
         )
         config = read_privacy_config(config_path)
         key = load_key(config, config_path.resolve().parent)

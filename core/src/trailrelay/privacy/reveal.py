@@ -8,6 +8,7 @@ each pseudonym domain and compared with the tokens asked about.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from trailrelay.privacy.tokens import TOKEN_PATTERN, Tokenizer
 __all__ = ["Match", "RevealResult", "candidates", "find_tokens", "reveal"]
 
 DEFAULT_MAX_CANDIDATES = 1 << 24
+_TOKEN_LIKE = re.compile(r"(?<!\w)tr1_\w*")
+"""A ``tr1_`` that starts a word, with the rest of the word (a token is the whole word)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +41,19 @@ class RevealResult:
 
 
 def find_tokens(texts: Iterable[str]) -> list[str]:
-    """Every distinct ``tr1_`` token inside the given texts (a bare token or a whole ARN)."""
+    """Every distinct ``tr1_`` token inside the given texts (a bare token or a whole ARN).
+
+    Raises ValueError for a word that starts with ``tr1_`` but is not a token (cut short, or
+    run on as in ``tr1_…EXTRA``), rather than answering for a part of it.
+    """
     out: dict[str, None] = {}
     for text in texts:
-        for m in TOKEN_PATTERN.finditer(text):
-            out[m.group(0)] = None
+        for m in _TOKEN_LIKE.finditer(text):
+            word = m.group(0)
+            if not TOKEN_PATTERN.fullmatch(word):
+                shown = word if len(word) <= 40 else word[:40] + "…"
+                raise ValueError(f"{shown!r} is not a token (tr1_ and 20 characters of a-z and 2-7)")
+            out[word] = None
     return list(out)
 
 
