@@ -15,7 +15,9 @@ import boto3
 import orjson
 import pytest
 from botocore.utils import parse_timestamp
+from click.testing import CliRunner
 
+from trailrelay.cli.main import cli
 from trailrelay.config import parse_config
 from trailrelay.contract import BatchLimits
 from trailrelay.pipeline.deadletter import FolderDeadLetters, S3DeadLetters, read_entries
@@ -27,6 +29,7 @@ from trailrelay.sources.aws import aws_client, parse_aws_timestamp
 from trailrelay.sources.s3 import S3Source
 from trailrelay.sources.sqs import DELETE_BATCH, SqsSource, _Deletions
 from trailrelay.state import Checkpoints
+from trailrelay.testing import SAMPLE_EVENTS
 
 ORG = "o-abc1234567"
 ACCOUNTS = ("111122223333", "444455556666")
@@ -312,6 +315,50 @@ def test_sqs_every_notification_shape(
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert attrs["ApproximateNumberOfMessages"] == "0"
     assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"  # all deleted, none left in flight
+
+
+def test_forward_from_a_queue_takes_eventbridge_cloudtrail_events_whatever_their_source(
+    aws_env: str, tmp_path: Path
+) -> None:
+    """A rule targeting the queue: an S3 API call is delivered like any other, not skipped as a test event."""
+    sqs, url = _queue(aws_env)
+    calls = {
+        "s3-call": ("s3.amazonaws.com", "PutBucketPublicAccessBlock"),
+        "trail-call": ("cloudtrail.amazonaws.com", "StopLogging"),
+    }
+    for event_id, (source, name) in calls.items():
+        record = {**SAMPLE_EVENTS[0], "eventSource": source, "eventName": name, "eventID": event_id}
+        envelope = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "AWS API Call via CloudTrail",
+            "source": "aws." + source.split(".")[0],
+            "account": "111122223333",
+            "time": record["eventTime"],
+            "region": "us-east-1",
+            "resources": [],
+            "detail": record,
+        }
+        sqs.send_message(QueueUrl=url, MessageBody=orjson.dumps(envelope).decode())
+    sqs.send_message(QueueUrl=url, MessageBody='{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"x"}')
+    sqs.send_message(
+        QueueUrl=url, MessageBody='{"source":"aws.s3","detail-type":"Bucket Gone Missing","detail":{}}'
+    )
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[source]\ntype = "sqs"\nqueue_url = "{url}"\nwait_seconds = 1\nregion = "us-east-1"\n'
+        f'[[sinks]]\ntype = "file"\npath = "out.ndjson"\n[dead_letter]\npath = "dead"\n'
+    )
+    summary = tmp_path / "s.json"
+    result = CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--once", "--summary-json", str(summary)])
+    assert result.exit_code == 4, result.output  # the unknown S3 event is a dead letter
+    got = [orjson.loads(x)["eventID"] for x in (tmp_path / "out.ndjson").read_bytes().splitlines()]
+    assert sorted(got) == ["s3-call", "trail-call"]
+    snap = orjson.loads(summary.read_bytes())
+    assert snap["skipped"] == {"s3-test-event-or-no-object": 1}  # only the real test event
+    (bad,) = read_entries(tmp_path / "dead")
+    assert bad["stage"] == "notification" and "Bucket Gone Missing" in bad["reason"]
+    assert _left(sqs, url) == 0
 
 
 def test_sqs_message_deleted_only_after_delivery(

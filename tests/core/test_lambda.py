@@ -308,6 +308,36 @@ def test_sqs_message_carrying_an_eventbridge_cloudtrail_event(configured: Path) 
     assert _out(configured) == Counter(["via-queue"])
 
 
+def test_eventbridge_cloudtrail_events_through_sqs_and_sns_whatever_their_source(
+    configured: Path, tmp_path: Path
+) -> None:
+    """An S3 API call (source aws.s3) is a record to forward, not an S3 test event to skip."""
+    s3_call = {
+        **SAMPLE_EVENTS[0],
+        "eventSource": "s3.amazonaws.com",
+        "eventName": "PutBucketPublicAccessBlock",
+        "eventID": "s3-call",
+    }
+    trail_call = {
+        **SAMPLE_EVENTS[0],
+        "eventSource": "cloudtrail.amazonaws.com",
+        "eventName": "StopLogging",
+        "eventID": "trail-call",
+    }
+    bodies = [orjson.dumps(_api_call_event(r)).decode() for r in (s3_call, trail_call)]
+    assert orjson.loads(bodies[0])["source"] == "aws.s3"
+    via_sns = orjson.dumps({"Type": "Notification", "MessageId": "n1", "Message": bodies[0]}).decode()
+    sqs_event = {
+        "Records": [_sqs_record(bodies[0], "m1"), _sqs_record(bodies[1], "m2"), _sqs_record(via_sns)]
+    }
+    assert handler(sqs_event, Context()) == {"batchItemFailures": []}
+    assert _out(configured) == Counter({"s3-call": 2, "trail-call": 1})
+    sns_event = {"Records": [_sns_record(b) for b in bodies]}
+    assert handler(sns_event, Context()) == {"event": "sns", "units": 2, "records": 2}
+    assert _out(configured) == Counter({"s3-call": 3, "trail-call": 2})
+    assert list(read_entries(tmp_path / "dead")) == []
+
+
 def test_sns_notifications_invoke_directly(bucket: tuple[Any, str], configured: Path) -> None:
     s3, name = bucket
     evs = _events(6, "sns")

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from trailrelay.errors import InputError
-from trailrelay.sources.notifications import ObjectNotice, parse_notification
+from trailrelay.sources.notifications import ObjectNotice, cloudtrail_event, parse_notification
 
 KEY = "AWSLogs/o-abc1234567/111122223333/CloudTrail/eu-west-1/2026/03/02/111122223333_CloudTrail_eu-west-1_20260302T1005Z_aB3.json.gz"
 
@@ -110,6 +110,35 @@ def test_test_event_and_deletions_name_nothing() -> None:
     }
     assert parse_notification(orjson.dumps(test)) == []
     assert parse_notification(s3_event(KEY, "ObjectRemoved:Delete")) == []
+
+
+def test_an_s3_api_call_via_cloudtrail_is_an_event_to_forward_not_a_notification() -> None:
+    """An EventBridge rule can target the queue or topic: an S3 API call is its record, not a test event."""
+    event = {
+        "version": "0",
+        "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.s3",
+        "account": "111122223333",
+        "time": "2026-03-02T10:05:33Z",
+        "region": "eu-west-1",
+        "resources": [],
+        "detail": {"eventSource": "s3.amazonaws.com", "eventName": "PutBucketPublicAccessBlock"},
+    }
+    body = orjson.dumps(event)
+    with pytest.raises(InputError, match="AWS API Call via CloudTrail"):
+        parse_notification(body)  # never [] (a test event, skipped)
+    assert cloudtrail_event(body) == body
+    via_sns = orjson.dumps({"Type": "Notification", "MessageId": "m1", "Message": body.decode()})
+    assert cloudtrail_event(via_sns.decode()) == body
+    assert cloudtrail_event(orjson.dumps(s3_event(KEY))) is None
+    assert cloudtrail_event("not json") is None
+
+
+def test_an_s3_eventbridge_event_of_an_unknown_kind_is_an_input_error() -> None:
+    event = {"source": "aws.s3", "detail-type": "Bucket Ate My Homework", "detail": {}}
+    with pytest.raises(InputError, match="Bucket Ate My Homework"):
+        parse_notification(event)
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,9 @@
 
 Shapes: an SQS batch (each message one unit: an S3 notification, directly or through SNS or
 EventBridge, or an EventBridge CloudTrail event), an S3 notification or an SNS notification
-invoking the function directly (one unit per object), an EventBridge event ("... via
-CloudTrail": the record itself; "Object Created": the object it names), and a CloudWatch Logs
+invoking the function directly (one unit per object; an SNS message that is an EventBridge
+CloudTrail event is one unit, its record), an EventBridge event ("... via CloudTrail", whatever
+its source: the record itself; "Object Created": the object it names), and a CloudWatch Logs
 subscription payload. Firehose data-transformation events are handled in
 :mod:`trailrelay.aws_lambda.transform`. Anything else is dead-lettered with its top-level keys.
 """
@@ -22,7 +23,7 @@ from trailrelay.errors import InputError, TrailrelayError
 from trailrelay.record import Origin
 from trailrelay.sources.base import ObjectDone, ObjectRef, Work
 from trailrelay.sources.layout import classify_key
-from trailrelay.sources.notifications import ObjectNotice, parse_notification
+from trailrelay.sources.notifications import ObjectNotice, cloudtrail_event, parse_notification
 from trailrelay.sources.payloads import PayloadCollector, decode_awslogs
 from trailrelay.sources.s3 import fetch_object, open_object
 
@@ -167,6 +168,12 @@ def units_for(kind: EventKind, event: Any, reader: ObjectReader, ledger: Ledger)
             sns = rec.get("Sns") if isinstance(rec, dict) else None
             message = sns.get("Message") if isinstance(sns, dict) else None
             label = f"sns message {sns.get('MessageId', i) if isinstance(sns, dict) else i}"
+            event_json = cloudtrail_event(message) if isinstance(message, str) else None
+            if event_json is not None:  # an EventBridge rule that targets the topic
+                units.append(
+                    _cloudtrail_unit(label, Origin("eventbridge", label), event_json, reader, ledger)
+                )
+                continue
             units += _notification_units(message if isinstance(message, str) else rec, label, reader, ledger)
         return units
     if kind is EventKind.EVENTBRIDGE:
@@ -187,18 +194,29 @@ def _sqs_unit(rec: Any, i: int, reader: ObjectReader, ledger: Ledger) -> Work:
     body = rec.get("body") if isinstance(rec, dict) else None
     if not isinstance(body, str):
         return ledger.work(mid, [], invalid=[(f"{label}: no body", _raw(rec))], label=label)
+    event_json = cloudtrail_event(body)
+    if event_json is not None:  # an EventBridge rule that targets the queue (or a topic it reads)
+        return _cloudtrail_unit(mid, Origin("sqs", label), event_json, reader, ledger)
     try:
         notices = parse_notification(body)
     except InputError as exc:
-        if _is_cloudtrail_event(body):  # an EventBridge rule that targets the queue
-            collector = PayloadCollector(Origin("sqs", label), reader.max_object_bytes)
-            collector.add_bytes(body.encode(), label)
-            return ledger.work(mid, collector.refs(), skipped=collector.skipped, invalid=collector.invalid)
         return ledger.work(mid, [], invalid=[(f"{label}: {exc}", body.encode())], label=label)
     objects, skipped = reader.refs(notices)
     if not notices:
         skipped.append(("s3-test-event-or-no-object", label))
     return ledger.work(mid, objects, skipped=skipped, label=label)
+
+
+def _cloudtrail_unit(
+    unit_id: str, origin: Origin, event_json: bytes, reader: ObjectReader, ledger: Ledger
+) -> Work:
+    """One EventBridge CloudTrail event: the parser takes the record out of its envelope."""
+    label = origin.location
+    collector = PayloadCollector(origin, reader.max_object_bytes)
+    collector.add_bytes(event_json, label)
+    return ledger.work(
+        unit_id, collector.refs(), skipped=collector.skipped, invalid=collector.invalid, label=label
+    )
 
 
 def _notification_units(body: Any, label: str, reader: ObjectReader, ledger: Ledger) -> list[Work]:
@@ -220,9 +238,7 @@ def _eventbridge_units(event: dict[str, Any], reader: ObjectReader, ledger: Ledg
     if event.get("source") == "aws.s3" and not detail_type.endswith("via CloudTrail"):  # Object Created
         return _notification_units(event, f"eventbridge {detail_type}", reader, ledger)
     label = f"eventbridge:{event.get('id', '')}"
-    collector = PayloadCollector(Origin("eventbridge", label), reader.max_object_bytes)
-    collector.add_bytes(orjson.dumps(event), label)  # the parser takes the record out of the envelope
-    return [ledger.work(label, collector.refs(), skipped=collector.skipped, invalid=collector.invalid)]
+    return [_cloudtrail_unit(label, Origin("eventbridge", label), orjson.dumps(event), reader, ledger)]
 
 
 def _cloudwatch_unit(event: dict[str, Any], reader: ObjectReader, ledger: Ledger) -> Work:
@@ -236,15 +252,6 @@ def _cloudwatch_unit(event: dict[str, Any], reader: ObjectReader, ledger: Ledger
     collector = PayloadCollector(Origin("cloudwatch", batch.location), reader.max_object_bytes)
     collector.add_logs(batch, batch.location)
     return ledger.work(batch.location, collector.refs(), skipped=collector.skipped)
-
-
-def _is_cloudtrail_event(body: str) -> bool:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return False
-    kind = doc.get("detail-type") if isinstance(doc, dict) else None
-    return isinstance(kind, str) and kind.endswith("via CloudTrail")
 
 
 def _raw(value: Any) -> bytes:

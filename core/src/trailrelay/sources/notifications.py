@@ -5,8 +5,14 @@ Accepted shapes (as an SQS message body or a Lambda event):
   URL-encoded (``+`` for space) and are decoded here;
 - the same wrapped in an SNS notification (``"Type": "Notification"``, ``Message`` a string);
 - CloudTrail's own SNS notification ``{"s3Bucket": ..., "s3ObjectKey": [...]}``;
-- EventBridge "Object Created" events from S3 (keys are not URL-encoded there);
+- EventBridge "Object Created" events from S3 (keys are not URL-encoded there); S3's other
+  EventBridge notifications ("Object Deleted", "Object Restore Completed", ...) name nothing to read;
 - ``s3:TestEvent``, sent when a notification is configured: recognised and ignored.
+
+A queue or topic can also carry EventBridge "... via CloudTrail" events (a rule targeting it),
+whatever their source (``aws.s3`` included): :func:`cloudtrail_event` finds them, so callers
+forward the record they hold; :func:`parse_notification` refuses them rather than taking an S3
+API call for a notification that names no object.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import orjson
 
 from trailrelay.errors import InputError
 
-__all__ = ["ObjectNotice", "parse_notification"]
+__all__ = ["ObjectNotice", "cloudtrail_event", "parse_notification"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,8 @@ def parse_notification(body: str | bytes | dict[str, Any]) -> list[ObjectNotice]
         raise InputError(f"notification is a JSON {type(doc).__name__}, not an object")
     if doc.get("Type") == "Notification" and isinstance(doc.get("Message"), str):
         return parse_notification(doc["Message"])
+    if _via_cloudtrail(doc):
+        raise InputError(f"an EventBridge {doc['detail-type']!r} event, not an S3 object notification")
     if doc.get("Event") == "s3:TestEvent":
         return []
     if "s3Bucket" in doc and "s3ObjectKey" in doc:
@@ -56,6 +64,32 @@ def parse_notification(body: str | bytes | dict[str, Any]) -> list[ObjectNotice]
     raise InputError(f"not an S3 object notification (top-level keys: {sorted(doc)[:8]})")
 
 
+def cloudtrail_event(body: str | bytes) -> bytes | None:
+    """The EventBridge "... via CloudTrail" event in a message (itself or an SNS ``Message``), or None.
+
+    The event's JSON, for the record parser, which takes the record out of ``detail``.
+    """
+    data = body.encode() if isinstance(body, str) else body
+    doc = _json_object(data)
+    if doc is not None and doc.get("Type") == "Notification" and isinstance(doc.get("Message"), str):
+        data = doc["Message"].encode()
+        doc = _json_object(data)
+    return data if doc is not None and _via_cloudtrail(doc) else None
+
+
+def _json_object(data: bytes) -> dict[str, Any] | None:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _via_cloudtrail(doc: dict[str, Any]) -> bool:
+    kind = doc.get("detail-type")
+    return isinstance(kind, str) and kind.endswith("via CloudTrail")
+
+
 def _cloudtrail_sns(doc: dict[str, Any]) -> list[ObjectNotice]:
     bucket, keys = doc["s3Bucket"], doc["s3ObjectKey"]
     if not isinstance(bucket, str) or not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
@@ -64,8 +98,13 @@ def _cloudtrail_sns(doc: dict[str, Any]) -> list[ObjectNotice]:
 
 
 def _eventbridge(doc: dict[str, Any]) -> list[ObjectNotice]:
-    if doc.get("detail-type") != "Object Created":
-        return []
+    kind = doc.get("detail-type")
+    if kind != "Object Created":
+        if isinstance(kind, str) and kind.startswith("Object "):
+            return []  # deleted, restored, tagged...: nothing to read
+        raise InputError(
+            f"EventBridge event from aws.s3 with detail-type {kind!r}: not an S3 object notification"
+        )
     detail = doc["detail"]
     try:
         bucket = detail["bucket"]["name"]

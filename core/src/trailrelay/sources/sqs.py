@@ -1,10 +1,13 @@
 """SQS mode: S3 object notifications from a queue, deleted only after delivery.
 
-Each message is one unit of work. While its objects are in flight, a heartbeat thread keeps
-extending the message's visibility timeout so no other worker picks it up. The message is
-deleted only after every record reached a final outcome in every sink. If an object cannot be
-fetched the message is left alone: it becomes visible again and, after the queue's
-``maxReceiveCount``, goes to the queue's dead-letter queue (its redrive policy).
+Each message is one unit of work: the objects an S3 notification names (directly, through SNS or
+EventBridge), or the record an EventBridge "... via CloudTrail" event carries (a rule that
+targets the queue, whatever the event's source); anything else is dead-lettered. While its
+objects are in flight, a heartbeat thread keeps extending the message's visibility timeout so no
+other worker picks it up. The message is deleted only after every record reached a final
+outcome in every sink. If an object cannot be fetched the message is left alone: it becomes
+visible again and, after the queue's ``maxReceiveCount``, goes to the queue's dead-letter queue
+(its redrive policy).
 
 A worker outlives SQS and network outages: when ``ReceiveMessage`` fails in a way that passes
 (no connection, a timeout, a 5xx, throttling, credentials not fetched), after botocore's own
@@ -32,7 +35,8 @@ from trailrelay.errors import InputError
 from trailrelay.record import Origin
 from trailrelay.sources.base import ObjectDone, ObjectRef, Work
 from trailrelay.sources.layout import classify_key
-from trailrelay.sources.notifications import parse_notification
+from trailrelay.sources.notifications import cloudtrail_event, parse_notification
+from trailrelay.sources.payloads import PayloadCollector
 from trailrelay.sources.s3 import fetch_object, open_object
 
 __all__ = ["SqsSource"]
@@ -275,6 +279,18 @@ class SqsSource:
         with self._lock:
             self._inflight[mid] = receipt
         label = f"sqs message {mid}"
+        event_json = cloudtrail_event(body)
+        if event_json is not None:  # an EventBridge rule that targets the queue: the record itself
+            collector = PayloadCollector(Origin("sqs", label), self.max_object_bytes)
+            collector.add_bytes(event_json, label)
+            return Work(
+                collector.refs(),
+                ack=self._deleter(mid, receipt),
+                release=self._releaser(mid, receipt),
+                skipped=collector.skipped,
+                invalid=collector.invalid,
+                label=label,
+            )
         try:
             notices = parse_notification(body)
         except InputError as exc:
