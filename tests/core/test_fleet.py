@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -218,6 +219,81 @@ def test_two_workers_share_a_files_backfill_each_object_read_once(
     again = subprocess.run(cmd, capture_output=True, timeout=120, check=False)
     assert again.returncode == 0
     assert len((tmp_path / "out" / "ct.ndjson").read_bytes().splitlines()) == 300  # nothing read twice
+
+
+def test_fleet_totals_sum_counters_at_any_depth() -> None:
+    """Every shape a worker's snapshot has: plain counters, counters by sink, privacy's by sink and rule."""
+    from trailrelay.cli.fleet import _sum
+
+    first = {
+        "elapsed_seconds": 3.5,
+        "records_per_second": 100.0,
+        "records_in": 350,
+        "bytes_read": 1024,
+        "delivered": {"plain": 350, "abroad": 350},
+        "skipped": {},
+        "latency_seconds": {"p50": 0.1, "p99": 0.5, "max": 0.9},
+        "filtered_by_rule": {"no-reads": 4},
+        "privacy": {"abroad": {"records_changed": 350, "sourceIPAddress:hash": 300}},
+        "integrity": {"checks": 2},
+        "stuck": False,
+    }
+    second = {
+        "elapsed_seconds": 2.0,
+        "records_in": 150,
+        "bytes_read": 512,
+        "delivered": {"plain": 150, "abroad": 149},
+        "skipped": {"not-a-log-file": 1},
+        "filtered_by_rule": {},
+        "privacy": {"abroad": {"records_changed": 149, "userIdentity.arn:hash": 20}, "other": {}},
+    }
+    assert _sum([first, second]) == {
+        "workers": 2,
+        "records_in": 500,
+        "bytes_read": 1536,
+        "delivered": {"plain": 500, "abroad": 499},
+        "skipped": {"not-a-log-file": 1},
+        "filtered_by_rule": {"no-reads": 4},
+        "privacy": {
+            "abroad": {"records_changed": 499, "sourceIPAddress:hash": 300, "userIdentity.arn:hash": 20},
+            "other": {},
+        },
+        "integrity": {"checks": 2},
+    }
+    assert _sum([]) == {"workers": 0}
+
+
+def test_a_backfill_fleet_with_privacy_ends_with_its_summary(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
+    """Each worker's summary has privacy counters by sink and rule: the supervisor adds them up."""
+    ids, cfg = _backfill(tmp_path, make_object, make_events, objects=6, per=10)
+    cfg.write_text(
+        cfg.read_text()
+        + '[[sinks]]\ntype = "file"\nname = "abroad"\npath = "out/abroad.ndjson"\n'
+        + '[privacy]\nkey_env = "TEST_PSEUDONYM_KEY"\n[privacy.sinks]\nabroad = "standard"\n'
+    )
+    env = {**_env(), "TEST_PSEUDONYM_KEY": "0123456789abcdef" * 4}
+    totals = {}
+    for workers in ("2", "1"):  # the fleet's totals, then one process's: the same counts
+        shutil.rmtree(tmp_path / "out", ignore_errors=True)
+        (tmp_path / "state.sqlite").unlink(missing_ok=True)
+        summary = tmp_path / f"summary-{workers}.json"
+        cmd = [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--workers", workers]
+        done = subprocess.run(
+            [*cmd, "--no-progress", "--summary-json", str(summary)],
+            capture_output=True,
+            timeout=120,
+            check=False,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        totals[workers] = orjson.loads(summary.read_bytes())
+        assert len((tmp_path / "out" / "abroad.ndjson").read_bytes().splitlines()) == len(ids)
+    assert totals["2"]["workers"] == 2
+    assert totals["2"]["records_in"] == totals["1"]["records_in"] == len(ids)
+    assert totals["2"]["privacy"] == totals["1"]["privacy"]
+    assert totals["1"]["privacy"]["abroad"]["records_changed"] > 0
 
 
 def test_a_backfill_fleet_makes_the_checkpoint_database_before_its_workers_start(

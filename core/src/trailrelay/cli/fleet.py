@@ -25,7 +25,6 @@ import tempfile
 import threading
 import time
 import traceback
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -110,19 +109,32 @@ def _fork(body: Callable[[int, Path], None], index: int, summary: Path, env: dic
         os._exit(code)
 
 
+_NOT_SUMMED = frozenset({"elapsed_seconds", "records_per_second", "latency_seconds"})
+"""Snapshot keys that are not counters: a fleet's are worked out from its totals, or left out."""
+
+
 def _sum(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+    """The workers' counters added up; counters keyed by sink, stage or rule at any depth alike."""
     total: dict[str, Any] = {"workers": len(snapshots)}
     for snap in snapshots:
-        for key, value in snap.items():
-            if isinstance(value, bool):
-                continue
-            if isinstance(value, (int, float)) and key not in ("elapsed_seconds", "records_per_second"):
-                total[key] = total.get(key, 0) + value
-            elif isinstance(value, dict) and key != "latency_seconds":
-                acc: Counter[str] = Counter(total.get(key, {}))
-                acc.update(value)
-                total[key] = dict(acc)
+        _add(total, {k: v for k, v in snap.items() if k not in _NOT_SUMMED})
     return total
+
+
+def _add(total: dict[str, Any], snap: dict[str, Any]) -> None:
+    """Add ``snap``'s numbers into ``total``, merging nested tables (``privacy``: sink, then rule)."""
+    for key, value in snap.items():
+        current = total.get(key)
+        if isinstance(value, dict):
+            if current is None:
+                current = total[key] = {}
+            if isinstance(current, dict):
+                _add(current, value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if current is None:
+                total[key] = value
+            elif isinstance(current, (int, float)):
+                total[key] = current + value
 
 
 _SEVERITY = (3, 5, 4)
