@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import re
 import shutil
 import signal
 import socket
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -173,6 +176,162 @@ def test_health_and_metrics_endpoints(
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err[-2000:]
+
+
+class _Running:
+    """A worker process that is running (as the supervisor sees it)."""
+
+    def poll(self) -> int | None:
+        return None
+
+    def send_signal(self, sig: int) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+
+def test_fleet_counters_keep_what_a_restarted_worker_did_and_a_crash_loop_stays_unhealthy(
+    tmp_path: Path,
+) -> None:
+    from trailrelay.cli.fleet import _CRASH_LOOP, _FleetHealth
+
+    now = [1000.0]
+    procs: dict[int, Any] = {0: _Running(), 1: _Running()}
+    fleet = _FleetHealth(tmp_path, 2, procs, clock=lambda: now[0])
+
+    def write(i: int, n: int) -> None:
+        fleet.metrics_file(i).write_bytes(orjson.dumps({"records_in": n, "delivered": {"out": n}}))
+
+    write(0, 150)
+    write(1, 160)
+    healthy, _, total = fleet()
+    assert healthy and total["delivered"] == {"out": 310} and total["workers"] == 2
+    fleet.retire(0)  # SIGKILLed: its counters stay in the fleet's
+    assert fleet()[2]["delivered"] == {"out": 310}
+    write(0, 4)  # the process started in its place counts from 0
+    assert fleet()[2]["delivered"] == {"out": 314}
+    assert fleet()[2]["workers"] == 2
+    fleet.metrics_file(1).write_bytes(b'{"records_in": 1')  # killed while writing its last counters
+    fleet.retire(1)
+    assert fleet()[2]["records_in"] == 314  # what was read of it before
+
+    count, seconds = _CRASH_LOOP
+    for _ in range(count - 1):
+        fleet.restarted(0)
+        now[0] += 1
+    assert fleet()[0]  # a restart or two: healthy while the new process runs
+    fleet.restarted(0)
+    for _ in range(10):  # in a crash loop: unhealthy between the restarts too, not in and out
+        now[0] += 0.5
+        healthy, reason, _ = fleet()
+        assert not healthy and "workers [0] restarted" in reason
+    now[0] += seconds
+    assert fleet()[0]  # no restart for a while: healthy again
+
+
+def _children(pid: int) -> dict[int, int]:
+    """The supervisor's worker processes: worker index -> pid (Linux /proc)."""
+    found = {}
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        for var in environ:
+            if var.startswith(b"TRAILRELAY_WORKER="):
+                found[int(var.split(b"=", 1)[1])] = int(child)
+    return found
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="finds the workers in /proc")
+def test_fleet_metrics_never_go_down_when_a_worker_is_killed_and_restarted(
+    tmp_path: Path, queue_with_objects: tuple[str, str, list[str]], aws_env: str
+) -> None:
+    url, _, ids = queue_with_objects
+    cfg = _config(tmp_path, url, aws_env)
+    port = _free_port()
+    cmd = [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--workers", "2"]
+    proc = subprocess.Popen(
+        [*cmd, "--health", f"127.0.0.1:{port}", "--no-progress"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    delivered = f'trailrelay_delivered_total{{sink="file"}} {len(ids)}\n'
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if delivered in _get(metrics)[1]:
+                    break
+            time.sleep(0.2)
+        assert delivered in _get(metrics)[1]
+        workers = _children(proc.pid)
+        busy = next(i for i, pid in workers.items() if (tmp_path / f"out-{i}.ndjson").exists())
+        os.kill(workers[busy], signal.SIGKILL)
+        seen = []
+        restarted_at = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (restarted_at is None or time.monotonic() < restarted_at + 3):
+            body = _get(metrics)[1]
+            seen.append(
+                int(re.search(r'^trailrelay_delivered_total\{sink="file"\} (\d+)$', body, re.MULTILINE)[1])
+            )
+            if restarted_at is None and _children(proc.pid).get(busy, workers[busy]) != workers[busy]:
+                restarted_at = time.monotonic()
+            time.sleep(0.1)
+        assert restarted_at is not None  # the killed worker was started again, and reported
+        assert min(seen) == len(ids), seen  # its work still counted: nothing went down
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_a_crash_looping_fleet_stays_unhealthy(
+    tmp_path: Path, queue_with_objects: tuple[str, str, list[str]], aws_env: str
+) -> None:
+    """The queue is deleted: the workers fail and are restarted over and over; /healthz says so throughout."""
+    url, _, _ = queue_with_objects
+    cfg = _config(tmp_path, url, aws_env)
+    port = _free_port()
+    cmd = [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--workers", "2"]
+    proc = subprocess.Popen(
+        [*cmd, "--health", f"127.0.0.1:{port}", "--no-progress"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    healthz = f"http://127.0.0.1:{port}/healthz"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if _get(healthz)[0] == 200:
+                    break
+            time.sleep(0.2)
+        assert _get(healthz)[0] == 200
+        boto3.client("sqs").delete_queue(QueueUrl=url)
+        while time.monotonic() < deadline and "restarted" not in _get(healthz)[1]:
+            time.sleep(0.2)
+        answers = []
+        for _ in range(20):  # through several restarts: 503 each time, never 200 in between
+            answers.append(_get(healthz))
+            time.sleep(0.2)
+        assert {status for status, _ in answers} == {503}, answers
+        assert all("restarted 3 times or more within 60s" in body for _, body in answers)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 def _backfill(

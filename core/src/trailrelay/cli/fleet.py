@@ -10,7 +10,8 @@ workers are forked from the supervisor once it has loaded the config and importe
 needs (``body``), so no worker pays start-up again; elsewhere, and for queue workers (which are
 restarted when they die), each is a fresh process. The supervisor forwards
 SIGINT/SIGTERM so every worker drains, restarts a queue worker that died unexpectedly, serves
-one ``/healthz`` and ``/metrics`` for the whole fleet, and sums the workers' counters.
+one ``/healthz`` and ``/metrics`` for the whole fleet (unhealthy while a worker crash-loops), and
+sums the workers' counters (a restarted worker's added to what its predecessor left).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +41,9 @@ __all__ = ["can_fork", "fleet_status", "run_fleet"]
 log = logging.getLogger("trailrelay.fleet")
 
 _RESTART_DELAY = 1.0
+_CRASH_LOOP = (3, 60.0)
+"""A worker restarted this many times within this many seconds is crash-looping: ``/healthz``
+says unhealthy until it has run that long with fewer restarts (not in and out with each one)."""
 _POLL = 0.02
 """Seconds between looks at the workers of a long-running fleet."""
 _POLL_ONCE = 0.005
@@ -117,7 +122,7 @@ def _sum(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     """The workers' counters added up; counters keyed by sink, stage or rule at any depth alike."""
     total: dict[str, Any] = {"workers": len(snapshots)}
     for snap in snapshots:
-        _add(total, {k: v for k, v in snap.items() if k not in _NOT_SUMMED})
+        _add(total, _counters(snap))
     return total
 
 
@@ -135,6 +140,85 @@ def _add(total: dict[str, Any], snap: dict[str, Any]) -> None:
                 total[key] = value
             elif isinstance(current, (int, float)):
                 total[key] = current + value
+
+
+class _FleetHealth:
+    """The fleet's ``/healthz`` and ``/metrics``, from the workers' metrics files in ``folder``.
+
+    A worker process that ends leaves its last counters behind (:meth:`retire`): the process
+    restarted in its place adds to them, so the fleet's counters never go down.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        workers: int,
+        procs: dict[int, _Worker],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.folder = folder
+        self.workers = workers
+        self.procs = procs
+        self.clock = clock
+        self._ended: dict[str, Any] = {}  # counters of the processes that ended, added up
+        self._last: dict[int, dict[str, Any]] = {}  # each worker's latest snapshot read
+        self._restarts: dict[int, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def metrics_file(self, i: int) -> Path:
+        """Where worker ``i``'s process writes its counters."""
+        return self.folder / f"worker-{i}.json"
+
+    def retire(self, i: int) -> None:
+        """Worker ``i``'s process ended: keep its counters (the last it wrote) and clear its file."""
+        with self._lock:
+            snap = self._read(i)
+            last = self._last.pop(i, None)
+            if snap is None:  # killed while writing it: what was read of it before
+                snap = last
+            if snap is not None:
+                _add(self._ended, _counters(snap))
+            self.metrics_file(i).unlink(missing_ok=True)
+
+    def restarted(self, i: int) -> None:
+        """Worker ``i`` is started again after its process died."""
+        with self._lock:
+            self._restarts.setdefault(i, deque()).append(self.clock())
+
+    def __call__(self) -> tuple[bool, str, dict[str, Any]]:
+        """(healthy, why not, the fleet's counters): the provider of a :class:`HealthServer`."""
+        with self._lock:
+            live = [snap for i in range(self.workers) if (snap := self._read(i)) is not None]
+            total = _sum(live)
+            _add(total, self._ended)
+            looping = self._looping(self.clock())
+        dead = [i for i, p in list(self.procs.items()) if p.poll() not in (None, 0)]
+        problems = [f"workers {dead} exited"] if dead else []
+        if looping:
+            count, seconds = _CRASH_LOOP
+            problems.append(f"workers {looping} restarted {count} times or more within {seconds:g}s")
+        return (not problems, "; ".join(problems), total)
+
+    def _read(self, i: int) -> dict[str, Any] | None:
+        try:
+            snap = orjson.loads(self.metrics_file(i).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        if not isinstance(snap, dict):
+            return None
+        self._last[i] = snap
+        return snap
+
+    def _looping(self, now: float) -> list[int]:
+        count, seconds = _CRASH_LOOP
+        for times in self._restarts.values():
+            while times and now - times[0] > seconds:
+                times.popleft()
+        return sorted(i for i, times in self._restarts.items() if len(times) >= count)
+
+
+def _counters(snap: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in snap.items() if k not in _NOT_SUMMED}
 
 
 _SEVERITY = (3, 5, 4)
@@ -188,10 +272,11 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
         claims.mkdir()
     procs: dict[int, _Worker] = {}
     codes: dict[int, int] = {}
+    fleet = _FleetHealth(folder, workers, procs)
 
     def start(i: int) -> None:
         env = {
-            "TRAILRELAY_METRICS_FILE": str(folder / f"worker-{i}.json"),
+            "TRAILRELAY_METRICS_FILE": str(fleet.metrics_file(i)),
             "TRAILRELAY_WORKER": str(i),
         }
         if shards:  # the workers of a backfill take objects as they get free (sources.base.Claims)
@@ -230,23 +315,12 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    def provider() -> tuple[bool, str, dict[str, Any]]:
-        snaps = []
-        for f in folder.glob("worker-*.json"):
-            try:
-                snaps.append(orjson.loads(f.read_bytes()))
-            except (OSError, orjson.JSONDecodeError):
-                continue
-        dead = [i for i, p in procs.items() if p.poll() not in (None, 0)]
-        total = _sum(snaps)
-        return (not dead, f"workers {dead} exited" if dead else "", total)
-
     started = time.monotonic()
     for i in range(workers):
         start(i)
     if after_fork is not None:  # threads only after forking
         after_fork()
-    server = HealthServer(health, provider).start() if health else None
+    server = HealthServer(health, fleet).start() if health else None
     try:
         while procs:
             for i, p in list(procs.items()):
@@ -255,8 +329,10 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
                     continue
                 del procs[i]
                 codes[i] = code
+                fleet.retire(i)
                 if code != 0 and not stopping.is_set() and not once:
                     log.error("worker %d exited with %d; restarting it", i, code)
+                    fleet.restarted(i)
                     time.sleep(_RESTART_DELAY)
                     start(i)
             if procs:  # the run ends the moment the last worker has
