@@ -476,6 +476,39 @@ def test_sqs_visibility_is_extended_while_in_flight(
     assert sorted(slow.stored) == sorted(f"slow-{i:06d}" for i in range(3))
 
 
+def test_sqs_stop_hands_back_received_messages_never_started(
+    bucket: tuple[Any, str], aws_env: str, tmp_path: Path, scripted: Any, make_events: Any
+) -> None:
+    """A stop (SIGTERM) in the middle of a receive of ten: the messages not started yet become
+    visible again at once, not after the visibility timeout."""
+    s3, name = bucket
+    sqs, url = _queue(aws_env)
+    for i in range(10):
+        key = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), f"{i:04d}", "stop")
+        _put(s3, name, key, make_events(2, prefix=f"stop{i}"))
+        sqs.send_message(QueueUrl=url, MessageBody=_s3_note(name, key))
+    src = SqsSource(aws_client("sqs"), aws_client("s3"), url, wait_seconds=1, visibility_timeout=60)
+    metrics, stop = Metrics(), threading.Event()
+    dead = FolderDeadLetters(tmp_path / "dead")
+    sink = scripted()
+
+    def signal_after_the_first_message(_: Metrics) -> None:
+        stop.set()
+
+    pipe = Pipeline(
+        src, dead_letters=dead, metrics=metrics, stop=stop, readers=1, progress=signal_after_the_first_message
+    )
+    pipe.sinks["s"] = SinkRunner(
+        "s", sink, dead_letters=dead, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal
+    )
+    result = pipe.run()
+    snap = result.metrics.snapshot()
+    assert result.stopped and snap["units_acknowledged"] + snap["units_released"] < 10  # some never started
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"  # none held until the timeout
+    assert int(attrs["ApproximateNumberOfMessages"]) == 10 - snap["units_acknowledged"]
+
+
 def _received(sqs: Any, url: str, n: int) -> list[dict[str, Any]]:
     """``n`` messages sent and received (in flight, ready to delete)."""
     for i in range(n):

@@ -212,6 +212,7 @@ class SqsSource:
         self.max_object_bytes = max_object_bytes
         self.redelivered = 0
         self._inflight: dict[str, str] = {}  # message id -> receipt handle
+        self._received: dict[str, str] = {}  # received, not yet handed out as work: id -> receipt
         self._lock = threading.Lock()
         self._heartbeat_interval = heartbeat_seconds or max(1.0, visibility_timeout / 3)
         self._deletions = _Deletions(sqs, queue_url)
@@ -255,7 +256,9 @@ class SqsSource:
                     return
                 yield Work([], idle=True, label="empty poll")
                 continue
-            for msg in messages:
+            with self._lock:
+                self._received.update((m["MessageId"], m["ReceiptHandle"]) for m in messages)
+            for msg in messages:  # a stop may come before the last: close() hands those back
                 yield self._unit(msg)
 
     def report_failed_acks(self, report: Callable[[int], None]) -> None:
@@ -267,16 +270,42 @@ class SqsSource:
         self._deletions.on_failed = report
 
     def close(self) -> None:
-        """Send the deletions still waiting; stop the visibility heartbeat."""
+        """Hand back messages never started; send the deletions still waiting; stop the heartbeat."""
+        self._hand_back_unstarted()
         self._deletions.close()
         self._stop_heartbeat.set()
         self._heartbeat.join(timeout=5)
+
+    def _hand_back_unstarted(self) -> None:
+        """Messages of a receive the run stopped in the middle of become visible again at once."""
+        with self._lock:
+            waiting = list(self._received.values())
+            self._received.clear()
+        for i in range(0, len(waiting), 10):
+            chunk = waiting[i : i + 10]
+            entries = [
+                {"Id": str(n), "ReceiptHandle": rh, "VisibilityTimeout": 0} for n, rh in enumerate(chunk)
+            ]
+            try:
+                resp = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
+            except Exception as exc:  # they reappear after the visibility timeout anyway
+                log.warning("could not hand back %d received messages not started: %s", len(chunk), exc)
+                continue
+            for failure in resp.get("Failed", []):
+                log.warning(
+                    "could not hand back a received message not started (%s: %s)",
+                    failure.get("Code"),
+                    failure.get("Message"),
+                )
+        if waiting:
+            log.info("handed back %d received messages the run stopped before starting", len(waiting))
 
     def _unit(self, msg: dict[str, Any]) -> Work:
         mid, receipt, body = msg["MessageId"], msg["ReceiptHandle"], msg.get("Body", "")
         if int(msg.get("Attributes", {}).get("ApproximateReceiveCount", "1")) > 1:
             self.redelivered += 1
         with self._lock:
+            self._received.pop(mid, None)
             self._inflight[mid] = receipt
         label = f"sqs message {mid}"
         event_json = cloudtrail_event(body)
