@@ -406,7 +406,13 @@ def test_cloudwatch_logs_subscription_payloads(corpus: Path, configured: Path, t
 def test_unrecognised_events_are_dead_lettered_not_retried(
     configured: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert handler({"hello": "world"}, Context()) == {"event": "unknown", "units": 1, "records": 0}
+    answer = handler({"hello": "world"}, Context())
+    assert answer == {
+        "event": "unknown",
+        "error": "unrecognised Lambda event (top-level keys: ['hello']): nothing forwarded, "
+        "the event is dead-lettered",
+        "records": 0,
+    }  # not an answer that looks like work was done
     [entry] = list(read_entries(tmp_path / "dead"))
     assert "unrecognised Lambda event" in entry["reason"] and "hello" in entry["reason"]
     # /tmp does not outlive the container: without an s3_uri, the entry is in the log as well
@@ -414,6 +420,46 @@ def test_unrecognised_events_are_dead_lettered_not_retried(
         "dead letter:" in r.getMessage() and "unrecognised Lambda event" in r.getMessage()
         for r in caplog.records
     )
+
+
+def _invocation_record(payload: Any) -> dict[str, Any]:
+    """What the function's on-failure destination writes for an event it could not finish."""
+    return {
+        "version": "1.0",
+        "timestamp": "2026-03-02T10:21:09.075Z",
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": "arn:aws:lambda:us-east-1:111122223333:function:trailrelay-fast-path:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": payload,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {
+            "errorMessage": "1 of 1 units not finished (eventbridge:x: not started before the invocation's time ran out)",
+            "errorType": "IncompleteInvocationError",
+        },
+    }
+
+
+def test_replaying_the_failed_events_queue_forwards_what_the_records_hold(
+    bucket: tuple[Any, str], configured: Path, tmp_path: Path
+) -> None:
+    """docs/deploy/eventbridge-lambda.md: invoke the function with each failed-events message body."""
+    s3, name = bucket
+    call = {**SAMPLE_EVENTS[0], "eventID": "replayed-call"}
+    assert handler(_invocation_record(_api_call_event(call)), Context()) == {
+        "event": "eventbridge",
+        "units": 1,
+        "records": 1,
+    }
+    evs = _events(3, "replayed-object")
+    notice = {"Records": [_put(s3, name, _key(6), evs)]}
+    again = _invocation_record(_invocation_record(notice))  # a replay that failed in its turn
+    assert handler(again, Context()) == {"event": "s3", "units": 1, "records": 3}
+    assert handler(_api_call_event({**call, "eventID": "eventbridge-dlq"}), Context())["records"] == 1
+    assert _out(configured) == Counter(["replayed-call", "eventbridge-dlq", *(e["eventID"] for e in evs)])
+    assert list(read_entries(tmp_path / "dead")) == []
 
 
 def test_firehose_transformation_answers_every_record(

@@ -7,6 +7,10 @@ CloudTrail event is one unit, its record), an EventBridge event ("... via CloudT
 its source: the record itself; "Object Created": the object it names), and a CloudWatch Logs
 subscription payload. Firehose data-transformation events are handled in
 :mod:`trailrelay.aws_lambda.transform`. Anything else is dead-lettered with its top-level keys.
+
+An invocation record (what a function's on-failure destination keeps of an event it could not
+finish, the event in ``requestPayload``) is the event it holds: invoking the function with one
+replays that event (:func:`unwrap_invocation_record`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,16 @@ from trailrelay.sources.notifications import ObjectNotice, cloudtrail_event, par
 from trailrelay.sources.payloads import PayloadCollector, decode_awslogs
 from trailrelay.sources.s3 import fetch_object, open_object
 
-__all__ = ["EventKind", "IncompleteInvocationError", "Ledger", "ObjectReader", "event_kind", "units_for"]
+__all__ = [
+    "EventKind",
+    "IncompleteInvocationError",
+    "Ledger",
+    "ObjectReader",
+    "event_kind",
+    "units_for",
+    "unrecognised",
+    "unwrap_invocation_record",
+]
 
 
 class IncompleteInvocationError(TrailrelayError):
@@ -44,6 +57,24 @@ class EventKind(enum.Enum):
     CLOUDWATCH = "cloudwatch-logs"
     FIREHOSE = "firehose-transformation"
     UNKNOWN = "unknown"
+
+
+def unwrap_invocation_record(event: Any) -> tuple[Any, str | None]:
+    """(the event, the record's condition) of a Lambda destination's invocation record; else (event, None).
+
+    Its documented shape: ``version``, ``timestamp``, ``requestContext`` (``requestId``,
+    ``functionArn``, ``condition`` such as ``RetriesExhausted``, ``approximateInvokeCount``),
+    ``requestPayload`` (the event), ``responseContext`` and ``responsePayload``. A record of a
+    record (a replay that failed again) is unwrapped down to the event.
+    """
+    condition = None
+    while isinstance(event, dict) and "requestPayload" in event:
+        context = event.get("requestContext")
+        if not isinstance(context, dict) or "functionArn" not in context:
+            break
+        condition = str(context.get("condition", "unknown"))
+        event = event["requestPayload"]
+    return event, condition
 
 
 def event_kind(event: Any) -> EventKind:
@@ -180,12 +211,13 @@ def units_for(kind: EventKind, event: Any, reader: ObjectReader, ledger: Ledger)
         return _eventbridge_units(event, reader, ledger)
     if kind is EventKind.CLOUDWATCH:
         return [_cloudwatch_unit(event, reader, ledger)]
+    return [ledger.work("event", [], invalid=[(unrecognised(event), _raw(event))])]
+
+
+def unrecognised(event: Any) -> str:
+    """Why an event of no known shape is dead-lettered: its top-level keys."""
     keys = sorted(event)[:12] if isinstance(event, dict) else type(event).__name__
-    return [
-        ledger.work(
-            "event", [], invalid=[(f"unrecognised Lambda event (top-level keys: {keys})", _raw(event))]
-        )
-    ]
+    return f"unrecognised Lambda event (top-level keys: {keys})"
 
 
 def _sqs_unit(rec: Any, i: int, reader: ObjectReader, ledger: Ledger) -> Work:

@@ -36,6 +36,8 @@ from trailrelay.aws_lambda.events import (
     ObjectReader,
     event_kind,
     units_for,
+    unrecognised,
+    unwrap_invocation_record,
 )
 from trailrelay.aws_lambda.models import LambdaSourceConfig
 from trailrelay.aws_lambda.settings import load_lambda_config
@@ -228,6 +230,9 @@ def reset() -> None:
 def handle(event: Any, context: Any) -> dict[str, Any]:
     """Process one invocation's event; the answer its invoker expects."""
     current = app()
+    event, condition = unwrap_invocation_record(event)
+    if condition is not None:
+        log.info("an invocation record (%s): replaying the event it holds", condition)
     kind = event_kind(event)
     if kind is EventKind.FIREHOSE:
         return transform(current, event, context)
@@ -251,6 +256,10 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
     if unfinished:
         reasons = "; ".join(f"{u}: {ledger.reason(u)}" for u in unfinished[:5])
         raise IncompleteInvocationError(f"{len(unfinished)} of {len(units)} units not finished ({reasons})")
+    if kind is EventKind.UNKNOWN:  # not a success: nothing was forwarded
+        error = f"{unrecognised(event)}: nothing forwarded, the event is dead-lettered"
+        log.error(error)
+        return {"event": kind.value, "error": error, "records": 0}
     return {"event": kind.value, "units": len(units), "records": summary["records_in"]}
 
 
