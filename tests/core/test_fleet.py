@@ -252,12 +252,8 @@ def _get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="finds the workers in /proc")
-def test_fleet_metrics_never_go_down_when_a_worker_is_killed_and_restarted(
-    tmp_path: Path, queue_with_objects: tuple[str, str, list[str]], aws_env: str
-) -> None:
-    url, _, ids = queue_with_objects
-    cfg = _config(tmp_path, url, aws_env)
+def _health_fleet(cfg: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Two SQS workers with ``--health`` on a free port: the process and the port."""
     port = _free_port()
     cmd = [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--workers", "2"]
     proc = subprocess.Popen(
@@ -266,6 +262,15 @@ def test_fleet_metrics_never_go_down_when_a_worker_is_killed_and_restarted(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    return proc, port
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="finds the workers in /proc")
+def test_fleet_metrics_never_go_down_when_a_worker_is_killed_and_restarted(
+    tmp_path: Path, queue_with_objects: tuple[str, str, list[str]], aws_env: str
+) -> None:
+    url, _, ids = queue_with_objects
+    proc, port = _health_fleet(_config(tmp_path, url, aws_env))
     delivered = f'trailrelay_delivered_total{{sink="file"}} {len(ids)}\n'
     metrics = f"http://127.0.0.1:{port}/metrics"
     try:
@@ -302,15 +307,7 @@ def test_a_crash_looping_fleet_stays_unhealthy(
 ) -> None:
     """The queue is deleted: the workers fail and are restarted over and over; /healthz says so throughout."""
     url, _, _ = queue_with_objects
-    cfg = _config(tmp_path, url, aws_env)
-    port = _free_port()
-    cmd = [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--workers", "2"]
-    proc = subprocess.Popen(
-        [*cmd, "--health", f"127.0.0.1:{port}", "--no-progress"],
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, port = _health_fleet(_config(tmp_path, url, aws_env))
     healthz = f"http://127.0.0.1:{port}/healthz"
     try:
         deadline = time.monotonic() + 60
