@@ -201,6 +201,14 @@ def test_mirror_refuses_a_window_that_ends_before_it_starts(
     assert not dest.exists()
 
 
+def test_mirror_of_s3_without_a_bucket_is_bad_usage(
+    trail: tuple[TrailBuilder, Any, str], tmp_path: Path
+) -> None:
+    result = mirror("s3://", str(tmp_path / "r"))  # was a ValueError traceback
+    assert result.exit_code == 2 and "no bucket in 's3://'" in result.output, result.output
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.usefixtures("no_retry_wait")
 def test_mirror_that_cannot_save_the_public_keys_says_so_in_its_exit_status(
     trail: tuple[TrailBuilder, Any, str], tmp_path: Path

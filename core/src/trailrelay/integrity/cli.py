@@ -275,7 +275,10 @@ def mirror_command(
         raise click.BadParameter("the source is s3://BUCKET[/PREFIX]", param_hint="SOURCE")
     _check_window(start, end)
     s3, cloudtrail = _clients(role_arn)
-    store = open_store(source, s3_client=s3())
+    try:
+        store = open_store(source, s3_client=s3())
+    except ValueError as exc:  # s3:// with no bucket
+        raise click.BadParameter(str(exc), param_hint="SOURCE") from None
     assert isinstance(store, S3Store)
     keys = KeyRing({}, cloudtrail_fetcher(cloudtrail), start=start, end=end) if save_keys else None
     show = progress if progress is not None else sys.stderr.isatty()
