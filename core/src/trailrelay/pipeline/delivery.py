@@ -219,9 +219,9 @@ class SinkRunner:
         self._seq = itertools.count()
         self._closing = False
         self.peak_active = 0
+        """Most records this sink held at once outside parking (for tests and reports)."""
         self.stuck = 0
         """Records still in a request when the drain deadline passed and the runner closed."""
-        """Most records this sink held at once outside parking (for tests and reports)."""
         self._retry_log = _RetryLog(name)
         self._slots = threading.Semaphore(self.limits.concurrency)
         self._pool = ThreadPoolExecutor(self.limits.concurrency, thread_name_prefix=f"send-{name}")

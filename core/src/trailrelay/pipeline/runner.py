@@ -296,9 +296,8 @@ class Pipeline:
                         if item.__class__ is Problem:
                             assert isinstance(item, Problem)
                             # terminal: the rest of the object is unreadable (corrupt gzip, broken JSON)
-                            stage = "read" if item.terminal else "parse"
                             raw = held() if item.terminal and held is not None else item.raw
-                            self._dead_letter(stage, item.reason, item.origin, raw, index=item.index)
+                            self._dead_letter_problem(item, raw)
                             continue
                         assert isinstance(item, Record)
                         count += 1
@@ -367,8 +366,7 @@ class Pipeline:
         """
         if item.__class__ is Problem:
             assert isinstance(item, Problem)
-            stage = "read" if item.terminal else "parse"
-            self._dead_letter(stage, item.reason, item.origin, item.raw, index=item.index)
+            self._dead_letter_problem(item, item.raw)
             return
         assert isinstance(item, Record)
         if not self.sinks:
@@ -383,6 +381,11 @@ class Pipeline:
         if item.__class__ is Record:
             self.metrics.add("records_in")
         self.dead_letter_unsent(reason, item)
+
+    def _dead_letter_problem(self, problem: Problem, raw: bytes) -> None:
+        """A record (``parse`` stage) or the rest of an object (``read``: terminal) that could not be read."""
+        stage = "read" if problem.terminal else "parse"
+        self._dead_letter(stage, problem.reason, problem.origin, raw, index=problem.index)
 
     def _dead_letter(
         self, stage: str, reason: str, origin: Origin | None, raw: bytes | None, *, index: int | None = None
