@@ -269,3 +269,25 @@ def test_a_url_with_credentials_is_refused_without_echoing_them(url: str) -> Non
         contract.url_without_credentials(url, "endpoint")
     assert "S3cret" not in str(info.value)
     assert "admin" not in str(info.value)
+
+
+def test_refused_certificate_finds_the_check_under_a_client_s_wrappers() -> None:
+    """The connectors stop at once on what this finds (a setting to fix), and retry the rest."""
+    import ssl
+
+    from trailrelay.contract import refused_certificate
+
+    def wrapped(inner: BaseException) -> ConnectionError:  # as urllib3 and a client chain them
+        middle = OSError("urllib3: max retries exceeded")
+        middle.__cause__ = inner
+        outer = ConnectionError("client: cannot connect")
+        outer.__cause__ = middle
+        return outer
+
+    check = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] self-signed certificate")
+    assert refused_certificate(wrapped(check)) == str(check)
+    assert refused_certificate(wrapped(ConnectionResetError("reset by peer"))) is None
+    assert refused_certificate(None) is None
+    pinned = wrapped(ValueError("Fingerprints did not match. Expected 'ab', got 'cd'"))
+    assert refused_certificate(pinned) is None
+    assert refused_certificate(pinned, "Fingerprints did not match") == str(pinned.__cause__.__cause__)

@@ -11,6 +11,7 @@ import binascii
 import datetime as dt
 import hashlib
 import math
+import ssl
 import sys
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,6 +29,7 @@ __all__ = [
     "exact_bytes",
     "hash_id",
     "output_errors",
+    "refused_certificate",
     "retry_after_seconds",
     "scrub",
     "search_error",
@@ -133,6 +135,27 @@ def url_without_credentials(url: str, key: str) -> str:
             "API paths are appended to it, and credentials belong in the sink's credential keys"
         )
     return url
+
+
+def refused_certificate(exc: BaseException | None, *also: str) -> str | None:
+    """What a failed certificate check said, when ``exc`` comes from one; None for other errors.
+
+    An unknown CA or a name the certificate does not cover is a setting to fix (``ca_bundle``),
+    not a network blip: sending again cannot pass. HTTP clients wrap the ``ssl`` error in their
+    own connection errors, so the chain is walked (causes, then contexts) and the innermost
+    words are kept. ``also``: a client's own wording of such a refusal (a pinned fingerprint).
+    """
+    found: str | None = None
+    for _ in range(10):
+        if exc is None:
+            break
+        text = str(exc)
+        if isinstance(exc, ssl.SSLCertVerificationError) or any(
+            marker in text for marker in ("CERTIFICATE_VERIFY_FAILED", *also)
+        ):
+            found = text
+        exc = exc.__cause__ or exc.__context__
+    return found
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import ssl
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 from trailrelay.contract import ConfigError, tls_verify
 from trailrelay_elastic.config import ElasticConfig
 
-__all__ = ["make_client", "refused_certificate", "unreachable"]
+__all__ = ["make_client", "unreachable"]
 
 
 class _BytesNdjsonSerializer(NdjsonSerializer):
@@ -39,30 +38,6 @@ def unreachable(where: str, exc: Exception) -> str:
     if not isinstance(detail, str) or not detail:
         detail = str(exc)
     return f"cannot reach Elasticsearch at {where}: {type(exc).__name__}: {detail}"
-
-
-def refused_certificate(exc: BaseException) -> str | None:
-    """What a failed certificate check said, when ``exc`` comes from one; None for other errors.
-
-    An unknown CA, a name the certificate does not cover or a pinned fingerprint that does not
-    match is a setting to fix, not a network blip: sending again cannot pass. elastic_transport
-    raises these as a ``TlsError`` (a ``ConnectionError``); the check's own words are in the
-    innermost ``ssl`` error.
-    """
-    found: str | None = None
-    cur: BaseException | None = exc
-    for _ in range(10):
-        if cur is None:
-            break
-        text = str(cur)
-        if (
-            isinstance(cur, ssl.SSLCertVerificationError)
-            or "CERTIFICATE_VERIFY_FAILED" in text
-            or "Fingerprints did not match" in text
-        ):
-            found = text
-        cur = cur.__cause__ or cur.__context__
-    return found
 
 
 def make_client(

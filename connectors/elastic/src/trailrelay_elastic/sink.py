@@ -21,11 +21,12 @@ from trailrelay.contract import (
     Record,
     SinkContext,
     cut_runs,
+    refused_certificate,
     retry_after_seconds,
     scrub,
 )
 from trailrelay_elastic.admin import check_cluster
-from trailrelay_elastic.client import make_client, refused_certificate, unreachable
+from trailrelay_elastic.client import make_client, unreachable
 from trailrelay_elastic.config import ElasticConfig
 from trailrelay_elastic.encode import DocumentBuilder
 from trailrelay_elastic.integrity import is_integrity
@@ -163,7 +164,7 @@ class ElasticSink:
             self._request_failed(exc, positions, entries, outcomes, records)
             return
         except (TransportConnectionError, SerializationError, TransportError) as exc:
-            refused = refused_certificate(exc)
+            refused = refused_certificate(exc, "Fingerprints did not match")  # a pinned one
             if refused is not None:
                 raise FatalSinkError(self._safe(self._tls_refused(refused))) from None
             reason = unreachable(self._where(), exc)

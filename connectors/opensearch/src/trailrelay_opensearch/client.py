@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ __all__ = [
     "aws_credentials",
     "make_client",
     "not_opensearch",
-    "refused_certificate",
     "response_headers",
     "unparsed",
 ]
@@ -48,24 +46,6 @@ def unparsed(error: SerializationError) -> str:
 def not_opensearch(where: str, error: SerializationError) -> str:
     """Why a check or set-up stops when an answer was not OpenSearch's JSON (a proxy, a portal)."""
     return f"{where} did not answer as OpenSearch (a proxy or another service?): {unparsed(error)}"
-
-
-def refused_certificate(exc: BaseException) -> str | None:
-    """What a failed certificate check said, when ``exc`` comes from one; None for other errors.
-
-    An unknown CA or a name the certificate does not cover is a setting to fix, not a network
-    blip: sending again cannot pass. opensearch-py raises it as an ``SSLError`` (a
-    ``ConnectionError``); the check's own words are in the innermost ``ssl`` error.
-    """
-    found: str | None = None
-    cur: BaseException | None = exc
-    for _ in range(10):
-        if cur is None:
-            break
-        if isinstance(cur, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(cur):
-            found = str(cur)
-        cur = cur.__cause__ or cur.__context__
-    return found
 
 
 class _OrjsonSerializer(JSONSerializer):

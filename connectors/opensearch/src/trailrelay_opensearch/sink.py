@@ -20,6 +20,7 @@ from trailrelay.contract import (
     Record,
     SinkContext,
     cut_runs,
+    refused_certificate,
     retry_after_seconds,
     scrub,
 )
@@ -27,7 +28,6 @@ from trailrelay_opensearch.admin import check_cluster
 from trailrelay_opensearch.client import (
     make_client,
     not_opensearch,
-    refused_certificate,
     response_headers,
     unparsed,
 )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import ssl
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,7 +26,7 @@ from azure.core.exceptions import (
 )
 from azure.identity import CredentialUnavailableError
 
-from trailrelay.contract import retry_after_seconds
+from trailrelay.contract import refused_certificate, retry_after_seconds
 from trailrelay_sentinel.credentials import TokenAnswer
 
 __all__ = ["Failure", "classify", "headers_retry_after"]
@@ -89,17 +88,6 @@ def _error_detail(exc: HttpResponseError) -> tuple[str | None, str]:
     return code, message[:600]
 
 
-def _tls_refused(exc: BaseException | None) -> bool:
-    """True when the peer's certificate did not verify (a setting to fix, not a network blip)."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return False
-
-
 def _transport_cause(exc: BaseException) -> BaseException | None:
     seen = 0
     cur: BaseException | None = exc
@@ -149,7 +137,7 @@ def classify(
     an outage or throttling of Entra from a refused credential.
     """
     transport = _transport_cause(exc)
-    if transport is not None and _tls_refused(transport):
+    if transport is not None and refused_certificate(transport) is not None:
         return Failure(
             "fatal",
             f"TLS certificate verification failed: {_first_line(transport)} "
