@@ -653,3 +653,46 @@ def test_close_returns_as_the_last_send_ends(tmp_path: Path, scripted: Any) -> N
     took = time.monotonic() - t0
     assert len(sink.stored) == 1
     assert took < 0.6, f"close took {took:.2f}s for a 0.2 s send"
+
+
+class _ChunkRecorder:
+    """A transform that keeps every record and notes how many it was given at a time."""
+
+    def __init__(self, chunk_records: int = 0) -> None:
+        self.chunk_records = chunk_records
+        self.calls: list[int] = []
+
+    def __call__(self, record: Record) -> Record:
+        return record
+
+    def many(self, records: list[Record]) -> list[Record]:
+        self.calls.append(len(records))
+        return records
+
+
+@pytest.mark.parametrize("wanted", [0, 2048])
+def test_a_transform_that_asks_for_bigger_chunks_gets_a_whole_object_at_once(
+    tmp_path: Path, scripted: Any, make_object: Any, make_events: Any, wanted: int
+) -> None:
+    """A forked worker's tagger (one supervisor round trip per chunk) is given whole objects."""
+    ids = _trail(tmp_path / "in", make_object, make_events, objects=1, per=1500)
+    sink = scripted()
+    pipe = _pipeline(tmp_path / "in", {"s": sink}, tmp_path)
+    recorder = _ChunkRecorder(wanted)
+    pipe.transforms = [recorder]
+    assert pipe.run().ok
+    assert sum(recorder.calls) == 1500
+    if wanted:
+        assert recorder.calls == [1500]
+    else:  # cut into chunks of at least CHUNK records (whole cuts of the stream)
+        assert len(recorder.calls) > 1 and min(recorder.calls[:-1]) >= 512
+    assert Counter(sink.stored) == Counter(ids)
+
+
+def test_a_tagger_asks_for_whole_objects_only_while_its_correlations_are_remote() -> None:
+    from trailrelay.detection.evaluate import REMOTE_CHUNK, SigmaTagger
+
+    tagger = SigmaTagger()
+    assert tagger.chunk_records == 0
+    tagger.remote = lambda seen: [False] * len(seen)
+    assert tagger.chunk_records == REMOTE_CHUNK >= 2000  # CloudTrail writes up to ~2,000 records an object

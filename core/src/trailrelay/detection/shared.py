@@ -7,8 +7,9 @@ supervisor makes one channel per worker (a Unix socket pair); after forking it s
 windows of its own tagger on them, and each worker's tagger counts there
 (:attr:`SigmaTagger.remote`): for each chunk of records, what they feed into windows (time,
 group, eventID, value) goes over in one message and the verdicts come back in one, so the
-records carry the tags they would get in one process. Chunks without such records (most of
-them) never cross.
+records carry the tags they would get in one process. Chunks without such records never cross,
+and a worker's tagger asks for chunks of a whole object (:attr:`SigmaTagger.chunk_records`), so
+an object costs one round trip, not one per 512 records.
 
 If the supervisor cannot answer, the verdicts fail like a rule that cannot be evaluated: the
 records go on untagged by the correlation, counted in the tagger's ``errors`` and logged.

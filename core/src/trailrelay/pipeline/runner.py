@@ -34,7 +34,8 @@ log = logging.getLogger("trailrelay.pipeline")
 Transform = Callable[[Record], "Record | None"]
 
 CHUNK = 512
-"""Records handed from a reader to the sinks at a time."""
+"""Records handed from a reader to the sinks at a time (at least: a transform may ask for more,
+with a ``chunk_records`` attribute, as the tagger of a forked worker does)."""
 
 
 @dataclass
@@ -282,6 +283,7 @@ class Pipeline:
         """
         chunk: list[Record] = []
         count = 0
+        size = max([CHUNK, *(getattr(t, "chunk_records", 0) for t in self.transforms)])
         try:
             for batch in batches:
                 if batch.__class__ is RecordRun:
@@ -302,10 +304,10 @@ class Pipeline:
                         assert isinstance(item, Record)
                         count += 1
                         chunk.append(item)
-                        if len(chunk) >= CHUNK:
+                        if len(chunk) >= size:
                             self._transform_and_deliver(chunk, ticket)
                             chunk = []
-                if len(chunk) >= CHUNK:
+                if len(chunk) >= size:
                     self._transform_and_deliver(chunk, ticket)
                     chunk = []
         finally:
