@@ -117,3 +117,40 @@ def test_a_sink_given_in_place_of_the_configured_ones_is_never_sent_unmasked(
     forwarder = Forwarder(config, open_sinks=False)
     with pytest.raises(ConfigError, match="'elsewhere' gets privacy profile 'standard'"):
         forwarder.pipeline(_Records([]), sinks={"elsewhere": _Collect()})
+
+
+def test_each_sink_reports_the_records_its_own_profile_changed(
+    tmp_path: Path, make_object: Any, make_events: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two sinks on one profile: each summary counts that sink's records once, not both sinks' total."""
+    from click.testing import CliRunner
+
+    from trailrelay.cli.main import cli
+
+    monkeypatch.setenv("PSEUDO_KEY", KEY)
+    evs = make_events(12)
+    make_object(tmp_path / "in" / "a.json.gz", evs)
+    (tmp_path / "c.toml").write_text(
+        '[source]\ntype = "files"\npath = "in"\n'
+        '[[sinks]]\ntype = "file"\nname = "one"\npath = "one.ndjson"\n'
+        '[[sinks]]\ntype = "file"\nname = "two"\npath = "two.ndjson"\n'
+        '[privacy]\nkey_env = "PSEUDO_KEY"\n[privacy.sinks]\none = "standard"\ntwo = "standard"\n'
+    )
+    summary = tmp_path / "summary.json"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "forward",
+            "-c",
+            str(tmp_path / "c.toml"),
+            "--once",
+            "--no-progress",
+            "--summary-json",
+            str(summary),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    stats = orjson.loads(summary.read_bytes())["privacy"]
+    changed = sum(1 for e in evs if e["userIdentity"].get("userName") or e["sourceIPAddress"][0].isdigit())
+    assert changed > 0
+    assert stats["one"]["records_changed"] == stats["two"]["records_changed"] == changed

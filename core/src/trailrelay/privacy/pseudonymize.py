@@ -307,7 +307,9 @@ def _mask(value: Any, provider: Provider) -> tuple[Any, int]:
 def build_pseudonymizers(
     config: PrivacyConfig, sink_names: Iterable[str], base_dir: Path | None = None
 ) -> dict[str, Pseudonymizer]:
-    """One pseudonymizer per sink that gets a profile (sinks sharing a profile share one).
+    """One pseudonymizer per sink that gets a profile, so each sink's stats are its own.
+
+    Sinks sharing a profile share its key's tokenizer; each sink applies its profile itself.
 
     Reads the key (once) when a used profile needs it; raises :class:`ConfigError` for an
     unknown sink in ``[privacy.sinks]`` or an unusable key.
@@ -318,7 +320,6 @@ def build_pseudonymizers(
     needs_key = any(config.profile(p).keyed for p in wanted.values())
     key = load_key(config, base_dir) if needs_key else None
     tokenizer = Tokenizer(key) if key is not None else None
-    by_profile = {p: Pseudonymizer(config.profile(p), tokenizer, name=p) for p in set(wanted.values())}
     for sink, profile in sorted(wanted.items()):
         log.info(
             "privacy: sink %s gets profile %s%s",
@@ -326,4 +327,4 @@ def build_pseudonymizers(
             profile,
             f" (key {key.fingerprint} from {key.source})" if key is not None else "",
         )
-    return {s: by_profile[p] for s, p in wanted.items()}
+    return {s: Pseudonymizer(config.profile(p), tokenizer, name=p) for s, p in wanted.items()}
