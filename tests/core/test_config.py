@@ -90,6 +90,15 @@ def test_a_literal_reference_is_escaped_and_an_empty_one_refused(monkeypatch: py
         parse_config(_cfg(sinks=[{"type": "file", "path": "/tmp/o", "name": "a${}b"}]))
 
 
+def test_a_reference_never_closed_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``${HEC_TOKEN`` (a lost brace) was taken as the literal text and sent as the token."""
+    monkeypatch.setenv("HEC_TOKEN", "t")
+    with pytest.raises(ConfigError, match=r"^sinks\[0\]\.name: \$\{ is never closed with \}"):
+        parse_config(_cfg(sinks=[{"type": "file", "path": "/tmp/o", "name": "${HEC_TOKEN"}]))
+    closed_later = parse_config(_cfg(sinks=[{"type": "file", "path": "/tmp/o", "name": "$${HEC_TOKEN"}]))
+    assert closed_later.sinks[0].display_name == "${HEC_TOKEN"  # the escape stays a literal
+
+
 def test_missing_env_var_names_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
     with pytest.raises(ConfigError, match=r"sinks\[0\]\.path: environment variable NOPE_NOT_SET is not set"):

@@ -47,8 +47,8 @@ __all__ = [
     "parse_config",
 ]
 
-_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
-"""A reference ``${...}``, or the escape ``$${`` (a literal ``${``)."""
+_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+"""A reference ``${...}``, the escape ``$${`` (a literal ``${``), or a ``${`` never closed."""
 
 
 class FilesSourceConfig(Settings):
@@ -352,9 +352,11 @@ def _interpolate(value: Any, where: str, *, base_dir: Path | None = None) -> Any
 
 
 def _substitute(match: re.Match[str], where: str, base_dir: Path | None) -> str:
-    ref = match.group(1)
-    if ref is None:  # the escape $${
+    if match.group(0) == "$${":  # the escape
         return "${"
+    ref = match.group(1)
+    if ref is None:  # a typo such as "${HEC_TOKEN" would otherwise be sent as the value itself
+        raise ConfigError(f"{where}: ${{ is never closed with }} (write $${{ for a literal ${{)")
     if not ref:
         raise ConfigError(f"{where}: ${{}} names nothing (write $${{ for a literal ${{)")
     return _resolve(ref, where, base_dir)
