@@ -365,6 +365,18 @@ def test_oversized_bodies_are_413_with_a_clear_message(tmp_path: Path, scripted:
     assert sink.stored == []
 
 
+def test_the_default_body_limit_takes_firehoses_largest_buffer() -> None:
+    """Firehose buffers up to 64 MiB of records, counted before base64: the request it sends is
+    4/3 of that plus the JSON around each record, and a 413 for it is final (the batch is lost)."""
+    smallest = min(SAMPLE_EVENTS, key=lambda e: len(orjson.dumps(e)))  # the most JSON per byte
+    records = [orjson.dumps({**smallest, "eventID": f"buf-{i:05d}"}) for i in range(1000)]
+    body, _ = FirehoseClient(("127.0.0.1", 0), compress=False).request(records)
+    full_buffer_request = len(body) * (64 << 20) // sum(map(len, records))
+    assert full_buffer_request > 64 << 20
+    default = FirehoseSourceConfig.validate({"type": "firehose", "listen": ":8443", "access_key": KEY})
+    assert full_buffer_request <= default.max_body_bytes <= 128 << 20  # and memory stays bounded
+
+
 @pytest.mark.parametrize(
     ("body", "encoding", "status", "says"),
     [

@@ -9,8 +9,9 @@ the pipeline has acknowledged the unit (every record final in every sink), then 
 an error status with ``errorMessage`` so Firehose retries the same batch later.
 
 Answers: 401 for a missing or wrong access key (nothing is read or forwarded), 413 when the
-body (compressed or not) exceeds ``max_body_bytes`` (Firehose treats 413 as permanent, so keep
-its buffer size below the limit), 400 for a body that is not a Firehose request, 404/405 for
+body (compressed or not) exceeds ``max_body_bytes`` (Firehose treats 413 as permanent; its
+buffer counts records before base64, so a request is about 4/3 of the buffer size: the default
+of 96 MiB takes the largest buffer, 64 MiB), 400 for a body that is not a Firehose request, 404/405 for
 other paths and methods, 503 when busy or stopping, 500 when delivery failed. A retry of a
 request that was already acknowledged (Firehose keeps the request id between attempts) is
 answered 200 without forwarding the records again.
@@ -41,7 +42,7 @@ from trailrelay.errors import ConfigError, InputError
 from trailrelay.record import Origin
 from trailrelay.sources.base import ObjectDone, Work
 from trailrelay.sources.decompress import DEFAULT_LIMIT, decompress, is_gzip
-from trailrelay.sources.firehose_config import FirehoseSourceConfig, parse_listen
+from trailrelay.sources.firehose_config import DEFAULT_MAX_BODY_BYTES, FirehoseSourceConfig, parse_listen
 from trailrelay.sources.payloads import PayloadCollector
 
 __all__ = ["FirehoseSource", "FirehoseSourceConfig", "build_firehose_source", "parse_listen"]
@@ -154,7 +155,7 @@ class FirehoseSource:
         address: tuple[str, int],
         access_keys: list[bytes],
         *,
-        max_body_bytes: int = 64 << 20,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_object_bytes: int = DEFAULT_LIMIT,
         max_concurrent_requests: int = 8,
         response_timeout: float = 170.0,
