@@ -438,6 +438,26 @@ def test_bad_records_are_dead_lettered_with_reasons_and_the_rest_delivered(
     assert base64.b64decode(broken["raw_base64"]) == b"\x1f\x8b\x08\x00\x00\x00broken"
 
 
+def test_what_a_requests_records_unpack_to_is_bounded_by_max_body_bytes(
+    tmp_path: Path, scripted: Any
+) -> None:
+    """Gzip inside records (CloudWatch Logs payloads are) must not take more than max_body_bytes:
+    a record that would is a dead letter with its bytes, and the rest of the request is delivered."""
+    sink = scripted()
+    running = _scripted_endpoint(tmp_path, sink, max_body_bytes=256 * 1024)
+    swollen = gzip.compress(orjson.dumps(_event(7, "swollen")) + b" " * (1 << 20), 9)  # 1 KB -> 1 MB
+    client = FirehoseClient(running.source.address, compress=False)
+    body, headers = client.request([orjson.dumps(_event(1)), swollen, orjson.dumps(_event(2))])
+    assert len(body) < 256 * 1024
+    status, _ = client.post(body, headers)
+    running.stop()
+    assert status == 200
+    assert sorted(sink.stored) == ["fh-00001", "fh-00002"]
+    [entry] = read_entries(tmp_path / "dead")
+    assert "unpacks past" in entry["reason"] and "262144" in entry["reason"]
+    assert base64.b64decode(entry["raw_base64"]) == swollen
+
+
 def test_requests_do_not_wait_out_the_batch_age(tmp_path: Path, scripted: Any) -> None:
     """Firehose waits for our answer, so a request's records are flushed at once (max_age is 30 s)."""
     sink = scripted(BatchLimits(max_records=1000, max_bytes=1 << 20, max_age=30.0, concurrency=1))

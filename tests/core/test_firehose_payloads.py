@@ -152,3 +152,19 @@ def test_collector_sorts_records_payloads_and_junk() -> None:
     assert all(r.held for r in refs)  # no copy elsewhere: a problem keeps their bytes
     assert [reason for reason, _ in c.skipped] == ["cloudwatch-control-message", "empty-record"]
     assert len(c.invalid) == 1 and "r#1" in c.invalid[0][0] and c.invalid[0][1] == b"***"
+
+
+def test_a_budget_bounds_what_the_records_unpack_to_together() -> None:
+    """Each record may unpack to ``limit``; together they may unpack to ``budget``, no more."""
+    record = orjson.dumps(SAMPLE_EVENTS[1])
+    padded = gzip.compress(record + b" " * 40_000)  # ~40 KB unpacked from a few hundred bytes
+    c = PayloadCollector(ORIGIN, limit=1 << 20, budget=100_000)
+    for i in range(3):
+        c.add_bytes(padded, f"r#{i}")
+    c.add_base64(base64.b64encode(record).decode(), "r#3")  # small: still fits what is left
+    assert len(c.documents) == 3
+    assert c.unpacked <= 100_000
+    [(reason, raw)] = c.invalid
+    assert reason.startswith("r#2: unpacks past the ") and "100000" in reason
+    assert raw == padded  # the record's own bytes, for the dead letter
+    assert c.objects == []  # not handed to the pipeline to unpack again

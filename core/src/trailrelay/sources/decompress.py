@@ -12,7 +12,7 @@ try:  # ISA-L is ~1.4x faster than zlib on the same bytes; identical output
 except ImportError:  # pragma: no cover - isal ships wheels for every supported platform
     _zlib: Any = zlib  # type: ignore[no-redef]
 
-__all__ = ["DEFAULT_LIMIT", "decompress", "is_gzip"]
+__all__ = ["DEFAULT_LIMIT", "TooLargeError", "decompress", "is_gzip"]
 
 _ZLIB_ERROR: Any = _zlib.error
 
@@ -20,6 +20,10 @@ DEFAULT_LIMIT = 1 << 30
 """Largest decompressed object accepted by default (1 GiB); ``max_object_bytes`` overrides."""
 
 _CHUNK = 64 << 20
+
+
+class TooLargeError(InputError):
+    """The data is, or unpacks to, more than the limit (a gzip bomb, an object too large)."""
 
 
 def is_gzip(data: bytes) -> bool:
@@ -31,7 +35,7 @@ def decompress(data: bytes, limit: int = DEFAULT_LIMIT) -> bytes:
     """Return ``data`` gunzipped (all members) when it is gzip, else as is; bounded by ``limit``."""
     if not is_gzip(data):
         if len(data) > limit:
-            raise InputError(f"object is {len(data)} bytes, over the {limit}-byte limit")
+            raise TooLargeError(f"object is {len(data)} bytes, over the {limit}-byte limit")
         return data
     parts: list[bytes] = []
     total = 0
@@ -43,7 +47,7 @@ def decompress(data: bytes, limit: int = DEFAULT_LIMIT) -> bytes:
             while True:
                 total += len(chunk)
                 if total > limit:
-                    raise InputError(f"gzip expands past the {limit}-byte limit (possible gzip bomb)")
+                    raise TooLargeError(f"gzip expands past the {limit}-byte limit (possible gzip bomb)")
                 parts.append(chunk)
                 if not d.unconsumed_tail:
                     break
@@ -54,7 +58,7 @@ def decompress(data: bytes, limit: int = DEFAULT_LIMIT) -> bytes:
         if tail:
             total += len(tail)
             if total > limit:
-                raise InputError(f"gzip expands past the {limit}-byte limit (possible gzip bomb)")
+                raise TooLargeError(f"gzip expands past the {limit}-byte limit (possible gzip bomb)")
             parts.append(tail)
         if not d.eof:
             raise InputError(f"truncated gzip data: stream ends after {total} decompressed bytes")

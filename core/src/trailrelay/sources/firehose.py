@@ -15,6 +15,10 @@ of 96 MiB takes the largest buffer, 64 MiB), 400 for a body that is not a Fireho
 other paths and methods, 503 when busy or stopping, 500 when delivery failed. A retry of a
 request that was already acknowledged (Firehose keeps the request id between attempts) is
 answered 200 without forwarding the records again.
+
+``max_body_bytes`` also bounds what the records of one request unpack to together (gzip inside a
+record, as in CloudWatch Logs payloads): a record that would go past it is dead-lettered with the
+reason and its bytes, and the others are delivered.
 """
 
 from __future__ import annotations
@@ -344,7 +348,9 @@ class FirehoseSource:
         arn = h.headers.get(SOURCE_ARN_HEADER, "")
         stream = arn.rpartition("/")[2] or "firehose"
         location = f"firehose://{stream}/{pending.request_id or 'request'}"
-        collector = PayloadCollector(Origin("firehose", location), self.max_object_bytes)
+        collector = PayloadCollector(
+            Origin("firehose", location), self.max_object_bytes, budget=self.max_body_bytes
+        )
         records: Sequence[_Record | _TextRecord] = req.records
         for i, rec in enumerate(records):
             where = f"{location}#{i}"

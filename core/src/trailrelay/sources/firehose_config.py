@@ -29,8 +29,9 @@ class FirehoseSourceConfig(Settings):
         Meta(
             ge=1024,
             le=1 << 30,
-            description="Largest request body, compressed or decompressed. Records travel as base64 in "
-            "JSON, so Firehose's largest buffer (64 MiB of records) arrives as about 86 MiB.",
+            description="Largest request body, compressed or decompressed, and the most its records may "
+            "unpack to together (a record past it is dead-lettered). Records travel as base64 in JSON, "
+            "so Firehose's largest buffer (64 MiB of records) arrives as about 86 MiB.",
         ),
     ] = DEFAULT_MAX_BODY_BYTES
     tls_cert: Annotated[Path | None, Meta(description="PEM certificate chain (TLS without a proxy).")] = None

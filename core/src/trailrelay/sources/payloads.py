@@ -30,7 +30,7 @@ import msgspec
 from trailrelay.errors import InputError
 from trailrelay.record import Origin
 from trailrelay.sources.base import ObjectRef
-from trailrelay.sources.decompress import DEFAULT_LIMIT, decompress
+from trailrelay.sources.decompress import DEFAULT_LIMIT, TooLargeError, decompress
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -228,10 +228,17 @@ class PayloadCollector:
     records are grouped under ``origin`` by :meth:`refs`, CloudWatch Logs batches become objects
     of their own (their origin names the log group and stream), control messages are skipped
     and undecodable data is listed in ``invalid`` (dead-lettered with the reason).
+
+    ``limit`` bounds what each record unpacks to, ``budget`` (the Firehose endpoint's
+    ``max_body_bytes``) what the records of one request unpack to together: a record that would
+    go past what is left is listed in ``invalid`` with its packed bytes, and the records after it
+    still have what is left.
     """
 
     origin: Origin
     limit: int = DEFAULT_LIMIT
+    budget: int | None = None
+    unpacked: int = 0
     documents: list[bytes] = field(default_factory=list)
     objects: list[ObjectRef] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -251,15 +258,22 @@ class PayloadCollector:
         if not raw or raw.isspace():
             self.skipped.append(("empty-record", where))
             return
+        left = self.limit if self.budget is None else min(self.limit, self.budget - self.unpacked)
         try:
-            payload = unwrap(raw, self.limit)
-        except InputError:  # corrupt gzip, bomb: the pipeline reads it again and dead-letters it
-            self.objects.append(_ref(Origin(self.origin.kind, where), raw))
+            data = decompress(raw, left)
+        except InputError as exc:
+            if isinstance(exc, TooLargeError) and left < self.limit:  # the budget, not the record, is short
+                why = f"the {left} bytes left of the {self.budget} one request's records may unpack to"
+                self.invalid.append((f"{where}: unpacks past {why}", raw))
+            else:  # corrupt gzip, bomb: the pipeline reads it again and dead-letters it
+                self.objects.append(_ref(Origin(self.origin.kind, where), raw))
             return
-        if isinstance(payload, LogsBatch):
-            self.add_logs(payload, where)
+        self.unpacked += len(data)
+        batch = logs_batch(data)
+        if batch is not None:
+            self.add_logs(batch, where)
         else:
-            self.documents.append(payload)
+            self.documents.append(data)
 
     def add_logs(self, batch: LogsBatch, where: str) -> None:
         """A CloudWatch Logs subscription payload (its messages are the records)."""
