@@ -342,6 +342,27 @@ def test_key_rotation_accepts_every_configured_key(tmp_path: Path) -> None:
     assert set(_ids(tmp_path / "out.ndjson")) == {f"{KEY}-00001", f"{OLD_KEY}-00001"}
 
 
+def test_a_non_ascii_access_key_matches_as_firehose_sends_it(tmp_path: Path) -> None:
+    """Firehose sends the configured key as it is, UTF-8; http.server reads header bytes as latin-1."""
+    key = "clé-secrète-ünïcode-42"
+    cfg = _config(tmp_path, access_key=key)
+    built = build_pipeline(parse_config(cfg, base_dir=tmp_path), once=False)
+    source = built.pipeline.source
+    assert isinstance(source, FirehoseSource)
+    running = Running(built.pipeline, source)
+    statuses = []
+    try:
+        for sent in (key, key.replace("ü", "u"), key.encode().decode("latin-1")):
+            client = FirehoseClient(source.address, compress=False)
+            body, headers = client.request([orjson.dumps(_event(len(statuses), "utf8"))])
+            raw: dict[str, Any] = {**headers, "X-Amz-Firehose-Access-Key": sent.encode()}  # sent as is
+            statuses.append(client.post(body, raw)[0])
+    finally:
+        running.stop()
+    assert statuses == [200, 401, 401]
+    assert set(_ids(tmp_path / "out.ndjson")) == {"utf8-00000"}
+
+
 def test_oversized_bodies_are_413_with_a_clear_message(tmp_path: Path, scripted: Any) -> None:
     sink = scripted()
     running = _scripted_endpoint(tmp_path, sink, max_body_bytes=64 * 1024)

@@ -277,7 +277,10 @@ class FirehoseSource:
     def _authorized(self, presented: str | None) -> bool:
         if presented is None:
             return False
-        given = presented.encode("utf-8", "surrogateescape")
+        try:  # http.server decodes header bytes as latin-1: this gives back what was sent (UTF-8)
+            given = presented.encode("latin-1")
+        except UnicodeEncodeError:
+            return False
         ok = False
         for key in self._keys:  # every key is compared, so timing does not tell which one matched
             ok |= hmac.compare_digest(given, key)
