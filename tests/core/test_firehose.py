@@ -430,6 +430,37 @@ def test_malformed_bodies_get_a_clear_error(
     assert sink.stored == []
 
 
+def _raw_exchange(address: tuple[str, int], request: bytes) -> tuple[int, dict[str, Any]]:
+    """Send bytes as they are and read the answer (status, JSON body) until the server closes."""
+    with socket.create_connection(address, timeout=10) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head, "the connection was closed without an answer"
+    return int(head.split()[1]), orjson.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [(b"\xb2", 400), (b"\xb9\xb2", 400), (b"1_0", 400), (b"-5", 400), (b"0x10", 400), (None, 411)],
+)
+def test_a_content_length_that_is_not_a_number_gets_a_clear_answer(
+    served: tuple[Running, Path], length: bytes | None, status: int
+) -> None:
+    running, _ = served
+    head = f"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Firehose-Access-Key: {KEY}\r\n".encode()
+    if length is not None:
+        head += b"Content-Length: " + length + b"\r\n"
+    got, answer = _raw_exchange(running.source.address, head + b"\r\n" + b'{"requestId": "r", "records": []}')
+    assert got == status
+    assert "Content-Length" in answer["errorMessage"]
+    # other methods are answered 405 whatever the header says
+    got, answer = _raw_exchange(running.source.address, b"GET / HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n")
+    assert got == 405
+
+
 def test_bad_records_are_dead_lettered_with_reasons_and_the_rest_delivered(
     tmp_path: Path, scripted: Any
 ) -> None:

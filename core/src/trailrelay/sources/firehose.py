@@ -290,8 +290,11 @@ class FirehoseSource:
         if "chunked" in h.headers.get("Transfer-Encoding", "").lower():
             return None, _Reply(411, "chunked bodies are not accepted: send Content-Length", close=True)
         length_text = h.headers.get("Content-Length")
-        if length_text is None or not length_text.strip().isdigit():
+        if length_text is None:
             return None, _Reply(411, "Content-Length is required", close=True)
+        length_text = length_text.strip()
+        if not (length_text.isascii() and length_text.isdigit()):  # "²".isdigit(), int("²") fails
+            return None, _Reply(400, "Content-Length must be a number of bytes", close=True)
         length = int(length_text)
         if length > self.max_body_bytes:
             return None, _Reply(413, f"body of {length} bytes exceeds {self.max_body_bytes}", close=True)
@@ -465,7 +468,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
         self.wfile.flush()
-        if int(self.headers.get("Content-Length", "0") or 0):
+        if self.headers.get("Content-Length", "").strip() not in ("", "0"):  # a body may follow
             _linger(self)
 
     do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = _not_allowed  # noqa: N815
