@@ -405,7 +405,6 @@ def test_the_default_body_limit_takes_firehoses_largest_buffer() -> None:
         (b'{"requestId": "r1", "timestamp": 1}', None, 400, "records"),
         (b'{"requestId": "r1", "records": {"data": "eA=="}}', None, 400, "records"),
         (b'{"records": [{"data": "eA=="}]}', None, 400, "requestId"),
-        (b'{"requestId": "r1", "records": [{"data": 7}]}', None, 400, "data"),
         (b"\x1f\x8b\x08\x00garbage", "gzip", 400, "gzip"),
         (b'{"requestId": "r1", "records": []}', "gzip", 400, "not gzip"),
         (b'{"requestId": "r1", "records": []}', "br", 415, "Content-Encoding"),
@@ -475,6 +474,8 @@ def test_bad_records_are_dead_lettered_with_reasons_and_the_rest_delivered(
         {"data": base64.b64encode(b'{"Hello": "World"}').decode()},
         {"data": base64.b64encode(b"\x1f\x8b\x08\x00\x00\x00broken").decode()},
         {"data": ""},
+        {"data": None},
+        {"data": 7},
     ]
     status, _ = client.post(gzip.compress(orjson.dumps(doc)), headers)
     running.stop()
@@ -482,9 +483,18 @@ def test_bad_records_are_dead_lettered_with_reasons_and_the_rest_delivered(
     assert sorted(sink.stored) == sorted(e["eventID"] for e in good)
     entries = list(read_entries(tmp_path / "dead"))
     reasons = [e["reason"] for e in entries]
-    assert len(reasons) == 3
+    assert len(reasons) == 5
     assert any("not valid base64" in r for r in reasons)
     assert any("not a CloudTrail record" in r for r in reasons)
+    (null,) = [e for e in entries if "got `null`" in e["reason"]]
+    assert null["reason"].endswith(
+        "#7: not a Firehose record: Expected `bytes | object`, got `null` - at `$.data`"
+    )
+    assert orjson.loads(null["raw"]) == {"data": None}  # the record as it came
+    assert any(
+        r.endswith("#8: not a Firehose record: Expected `bytes | object`, got `int` - at `$.data`")
+        for r in reasons
+    )
     # Once answered 200, Firehose keeps no copy: the broken gzip's own bytes are in its entry.
     (broken,) = [e for e in entries if "gzip" in e["reason"]]
     assert base64.b64decode(broken["raw_base64"]) == b"\x1f\x8b\x08\x00\x00\x00broken"

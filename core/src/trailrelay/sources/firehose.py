@@ -96,30 +96,54 @@ class _Request(msgspec.Struct, rename="camel"):
     timestamp: int | None = None
 
 
-class _TextRecord(msgspec.Struct):
-    data: str | dict[str, Any] = ""
-
-
-class _TextRequest(msgspec.Struct, rename="camel"):
-    """The same request with ``data`` kept as text: finds which records are not base64."""
+class _RawRequest(msgspec.Struct, rename="camel"):
+    """The same request with its records left as JSON, to decode one by one: finds the bad ones."""
 
     request_id: str
-    records: list[_TextRecord]
+    records: list[msgspec.Raw]
     timestamp: int | None = None
 
 
+class _TextRecord(msgspec.Struct):
+    data: str
+
+
 _REQUEST = msgspec.json.Decoder(_Request)
-_TEXT_REQUEST = msgspec.json.Decoder(_TextRequest)
+_RAW_REQUEST = msgspec.json.Decoder(_RawRequest)
+_RECORD = msgspec.json.Decoder(_Record)
+_TEXT_RECORD = msgspec.json.Decoder(_TextRecord)
 
 
-def _decode_request(body: bytes) -> _Request | _TextRequest:
-    """The request, base64 decoded; a request with undecodable records comes back as text."""
+def _decode_request(body: bytes) -> _Request | _RawRequest:
+    """The request, base64 decoded; a request with a record that does not decode comes back raw."""
     try:
         return _REQUEST.decode(body)
+    except msgspec.ValidationError:
+        return _RAW_REQUEST.decode(body)  # what is wrong with the request as a whole raises again
+
+
+def _add_record(collector: PayloadCollector, record: _Record | msgspec.Raw, where: str) -> None:
+    """One record to the collector; one that does not decode is dead-lettered with the reason."""
+    decoded = _decode_record(collector, record, where) if isinstance(record, msgspec.Raw) else record
+    if decoded is None:
+        return
+    if isinstance(decoded.data, bytes):
+        collector.add_bytes(decoded.data, where)
+    else:  # the protocol says base64; tolerate a JSON object
+        collector.add_bytes(orjson.dumps(decoded.data), where)
+
+
+def _decode_record(collector: PayloadCollector, raw: msgspec.Raw, where: str) -> _Record | None:
+    """A record of a request that did not decode whole; None when it is bad (and dead-lettered)."""
+    try:
+        return _RECORD.decode(raw)
     except msgspec.ValidationError as exc:
-        if "base64" not in str(exc):
-            raise
-    return _TEXT_REQUEST.decode(body)
+        reason = f"{where}: not a Firehose record: {exc}"
+    try:  # text but not base64: dead-lettered with base64's own reason
+        collector.add_base64(_TEXT_RECORD.decode(raw).data, where)
+    except msgspec.ValidationError:  # null, a number, not an object at all
+        collector.invalid.append((reason, bytes(raw)))
+    return None
 
 
 class _Pending:
@@ -315,7 +339,7 @@ class FirehoseSource:
             status = 413 if "limit" in str(exc) else 400
             return None, _Reply(status, f"gzip body: {exc}")
 
-    def _deliver(self, h: _Handler, req: _Request | _TextRequest, request_id: str) -> _Reply:
+    def _deliver(self, h: _Handler, req: _Request | _RawRequest, request_id: str) -> _Reply:
         with self._ids_lock:
             if request_id and request_id in self._recent:
                 self._count("duplicate-request")
@@ -350,22 +374,16 @@ class FirehoseSource:
             return True
         return False
 
-    def _work(self, h: _Handler, req: _Request | _TextRequest, pending: _Pending) -> Work:
+    def _work(self, h: _Handler, req: _Request | _RawRequest, pending: _Pending) -> Work:
         arn = h.headers.get(SOURCE_ARN_HEADER, "")
         stream = arn.rpartition("/")[2] or "firehose"
         location = f"firehose://{stream}/{pending.request_id or 'request'}"
         collector = PayloadCollector(
             Origin("firehose", location), self.max_object_bytes, budget=self.max_body_bytes
         )
-        records: Sequence[_Record | _TextRecord] = req.records
-        for i, rec in enumerate(records):
-            where = f"{location}#{i}"
-            if isinstance(rec.data, bytes):
-                collector.add_bytes(rec.data, where)
-            elif isinstance(rec.data, str):
-                collector.add_base64(rec.data, where)
-            else:  # the protocol says base64; tolerate a JSON object
-                collector.add_bytes(orjson.dumps(rec.data), where)
+        records: Sequence[_Record | msgspec.Raw] = req.records
+        for i, record in enumerate(records):
+            _add_record(collector, record, f"{location}#{i}")
 
         def ack(_: list[ObjectDone]) -> None:
             self._settle(pending, 200, None)
