@@ -32,6 +32,7 @@ from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.forwarder import build_pipeline
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline
+from trailrelay.sources import firehose
 from trailrelay.sources.firehose import FirehoseSource, FirehoseSourceConfig, build_firehose_source
 from trailrelay.testing import SAMPLE_EVENTS
 
@@ -667,6 +668,83 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+def _seconds_until_closed(address: tuple[str, int], start: bytes, trickle: bytes, limit: float) -> float:
+    """Send ``start``, then ``trickle`` a byte every 0.2 s: how long until the server closes."""
+    t0 = time.monotonic()
+    with socket.create_connection(address, timeout=0.2) as conn:
+        conn.sendall(start)
+        for i in range(int(limit / 0.2)):
+            try:
+                if not conn.recv(65536):
+                    break
+            except TimeoutError:
+                conn.sendall(trickle[i % len(trickle) : i % len(trickle) + 1])
+            except OSError:  # reset
+                break
+    return time.monotonic() - t0
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_request_arriving_slowly_is_cut_off_however_it_trickles(
+    tmp_path: Path, scripted: Any, part: str
+) -> None:
+    """``idle_timeout`` bounds the wait for the headers, then for the body, in all: a byte now and
+    then (each read well within it) does not keep a connection, and its slot, forever."""
+    running = _scripted_endpoint(tmp_path, scripted(), idle_timeout=1.0)
+    body = b'{"requestId": "r", "records": []}'
+    head = f"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Firehose-Access-Key: {KEY}\r\n".encode()
+    try:
+        if part == "headers":
+            took = _seconds_until_closed(running.source.address, head, b"X-Slow: still coming\r\n", 6.0)
+        else:
+            head += f"Content-Length: {len(body) + 100}\r\n\r\n".encode()
+            took = _seconds_until_closed(running.source.address, head, body, 6.0)
+        delivered = FirehoseClient(running.source.address).deliver([orjson.dumps(_event(1))])
+    finally:
+        running.stop()
+    assert 0.9 < took < 3.0
+    assert delivered and running.source.stats["connection-timed-out"] == 1
+
+
+def test_idle_connections_make_room_for_a_delivery(
+    tmp_path: Path, scripted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections that never finish a request fill the cap: the one that waited longest is closed
+    for a newcomer, so a delivery still gets through (it was refused, and Firehose saw a reset)."""
+    monkeypatch.setattr(firehose, "_MAX_CONNECTIONS", 4)
+    sink = scripted()
+    running = _scripted_endpoint(tmp_path, sink)  # idle_timeout: the default, 75 s
+    flood = []
+    try:
+        for _ in range(6):
+            conn = socket.create_connection(running.source.address, timeout=5)
+            conn.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+            flood.append(conn)
+        time.sleep(0.3)
+        client = FirehoseClient(running.source.address, attempts=1)
+        client.deliver([orjson.dumps(_event(1, "through"))])
+        assert client.statuses == [200]
+        closed = [_closed_by_server(conn) for conn in flood]
+    finally:
+        for conn in flood:
+            conn.close()
+        running.stop()
+    assert sink.stored == ["through-00001"]
+    # the oldest three made room for the 5th, the 6th and the delivery
+    assert closed == [True, True, True, False, False, False]
+    assert running.source.stats["connection-dropped-for-room"] == 3
+
+
+def _closed_by_server(conn: socket.socket) -> bool:
+    conn.settimeout(0.05)
+    try:
+        return conn.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
 
 
 def test_a_stopping_endpoint_turns_requests_away_at_once(tmp_path: Path, scripted: Any) -> None:

@@ -11,10 +11,14 @@ an error status with ``errorMessage`` so Firehose retries the same batch later.
 Answers: 401 for a missing or wrong access key (nothing is read or forwarded), 413 when the
 body (compressed or not) exceeds ``max_body_bytes`` (Firehose treats 413 as permanent; its
 buffer counts records before base64, so a request is about 4/3 of the buffer size: the default
-of 96 MiB takes the largest buffer, 64 MiB), 400 for a body that is not a Firehose request, 404/405 for
-other paths and methods, 503 when busy or stopping, 500 when delivery failed. A retry of a
-request that was already acknowledged (Firehose keeps the request id between attempts) is
-answered 200 without forwarding the records again.
+of 96 MiB takes the largest buffer, 64 MiB), 400 for a body that is not a Firehose request,
+404/405 for other paths and methods, 503 when busy or stopping, 500 when delivery failed. A
+retry of a request that was already acknowledged (Firehose keeps the request id between
+attempts) is answered 200 without forwarding the records again.
+
+A connection has ``idle_timeout`` (75 s) for the headers of its next request, then as long for
+the body, in all, or it is closed; when all 256 connections are open, the one that has waited
+longest for a request makes room for a newcomer (see ``_Server``).
 
 ``max_body_bytes`` also bounds what the records of one request unpack to together (gzip inside a
 record, as in CloudWatch Logs payloads): a record that would go past it is dead-lettered with the
@@ -23,6 +27,7 @@ reason and its bytes, and the others are delivered.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import http.server
 import logging
@@ -36,7 +41,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import msgspec
@@ -322,7 +327,9 @@ class FirehoseSource:
         length = int(length_text)
         if length > self.max_body_bytes:
             return None, _Reply(413, f"body of {length} bytes exceeds {self.max_body_bytes}", close=True)
+        h.server.expect_body(h.connection, h.client_address)
         data = h.rfile.read(length)
+        h.server.unwatch(h.connection)
         h.body_read = True
         if len(data) != length:
             return None, _Reply(400, "body ended before Content-Length bytes", close=True)
@@ -470,6 +477,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if isinstance(self.connection, ssl.SSLSocket):  # handshake here, not on the accept thread
             self.connection.do_handshake()
 
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        self.server.expect_request(self.connection, self.client_address)  # the next, on a kept-alive one
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # reads the headers
+        self.server.unwatch(self.connection)  # they are in: what follows is up to us
+        return parsed
+
     def do_POST(self) -> None:
         self.server.endpoint.handle(self)
 
@@ -495,23 +511,99 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
+class _Watch(NamedTuple):
+    deadline: float
+    waiting: bool  # for a request (its line and headers), not for the body of one
+    client: Any
+
+
 class _Server(http.server.ThreadingHTTPServer):
+    """Serves each connection on a thread, and watches the time they take.
+
+    A connection has ``idle_timeout`` seconds for the line and headers of its next request, and
+    then as long for the body: in all, however the bytes trickle in, or it is closed. When all
+    ``_MAX_CONNECTIONS`` are open, a newcomer takes the place of the connection that has waited
+    longest for a request; it is refused only when every connection is busy with one.
+    """
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
     endpoint: FirehoseSource
     connections: threading.BoundedSemaphore
+    idle_timeout: float
+    watch_lock: threading.Lock
+    watched: dict[Any, _Watch]
+
+    def expect_request(self, conn: Any, client: Any) -> None:
+        """``conn`` waits for a request: its headers must be in within ``idle_timeout``."""
+        with self.watch_lock:
+            self.watched[conn] = _Watch(time.monotonic() + self.idle_timeout, True, client)
+
+    def expect_body(self, conn: Any, client: Any) -> None:
+        """``conn``'s request body must be in within ``idle_timeout``."""
+        with self.watch_lock:
+            self.watched[conn] = _Watch(time.monotonic() + self.idle_timeout, False, client)
+
+    def unwatch(self, conn: Any) -> None:
+        """``conn`` is no longer waiting for the client."""
+        with self.watch_lock:
+            self.watched.pop(conn, None)
+
+    def service_actions(self) -> None:
+        """Close the connections past their deadline (``serve_forever`` calls this every poll)."""
+        now = time.monotonic()
+        with self.watch_lock:
+            for conn, watch in list(self.watched.items()):
+                if watch.deadline > now:
+                    continue
+                self._drop(conn)
+                self.endpoint._count("connection-timed-out")
+                if watch.waiting:  # also how an idle kept-alive connection ends: normal
+                    log.debug(
+                        "closed a connection from %s: no request within %gs", watch.client, self.idle_timeout
+                    )
+                else:  # the client is Firehose (it had the key): it retries the request
+                    log.warning(
+                        "closed a connection from %s: the request's body did not arrive within %gs",
+                        watch.client,
+                        self.idle_timeout,
+                    )
+
+    def _drop(self, conn: Any) -> None:
+        """Shut ``conn`` down, waking its thread (called holding ``watch_lock``: it is not closed yet)."""
+        del self.watched[conn]
+        with contextlib.suppress(OSError):  # the plain socket's shutdown, also under TLS
+            socket.socket.shutdown(conn, socket.SHUT_RDWR)
+
+    def _make_room(self) -> bool:
+        """Close the connection that has waited longest for a request; False when none waits."""
+        with self.watch_lock:
+            waiting = [(w.deadline, conn) for conn, w in self.watched.items() if w.waiting]
+            if not waiting:
+                return False
+            conn = min(waiting, key=lambda item: item[0])[1]
+            log.debug("closing a connection from %s to make room", self.watched[conn].client)
+            self._drop(conn)
+        self.endpoint._count("connection-dropped-for-room")
+        return True
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.connections.acquire(blocking=False):  # a flood of idle connections: refuse more
+        if not self.connections.acquire(blocking=False) and not (
+            self._make_room() and self.connections.acquire(timeout=1.0)
+        ):
             log.warning(
-                "refusing a connection from %s: %d connections open", client_address, _MAX_CONNECTIONS
+                "refusing a connection from %s: %d connections busy with requests",
+                client_address,
+                _MAX_CONNECTIONS,
             )
             self.shutdown_request(request)
             return
+        self.expect_request(request, client_address)  # the TLS handshake counts in its time
         try:
             super().process_request(request, client_address)
         except BaseException:
+            self.unwatch(request)
             self.connections.release()
             raise
 
@@ -520,6 +612,10 @@ class _Server(http.server.ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self.connections.release()
+
+    def shutdown_request(self, request: Any) -> None:
+        self.unwatch(request)  # first: a watched connection is never a closed one
+        super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002 - stdlib signature
         log.debug("connection from %s failed: %s", client_address, sys.exc_info()[1])
@@ -539,6 +635,9 @@ def _make_server(
         ) from None
     server.endpoint = endpoint
     server.connections = threading.BoundedSemaphore(_MAX_CONNECTIONS)
+    server.idle_timeout = idle_timeout
+    server.watch_lock = threading.Lock()
+    server.watched = {}
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     return server
