@@ -983,3 +983,40 @@ def test_dead_letters_that_cannot_be_written_stop_the_run_and_ack_nothing(
     (entry_,) = read_entries(dead)
     assert entry_["raw"] == "not gzip, not json"
     assert orjson.loads((tmp_path / "s.json").read_bytes())["delivered"] == {"file": 5}
+
+
+def test_a_disk_that_fills_mid_batch_leaves_whole_lines_and_loses_nothing(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
+    """A full disk took part of a batch (a short write), refused the rest, and the retry was
+    appended after the half-written line: a corrupt line, a record missing, exit 0. The part
+    is now cut off the file before the batch is retried; what never fits is dead-lettered.
+    The process's file size limit (RLIMIT_FSIZE) fills the disk: the kernel writes up to the
+    limit, then refuses with EFBIG, as a full disk does with ENOSPC."""
+    evs = [{**e, "pad": "y" * 4000} for e in make_events(30)]  # ~5.3 KB a line, 53 KB a batch
+    make_object(tmp_path / "in" / "a.json.gz", evs)
+    cfg = _config(
+        tmp_path,
+        '[source]\ntype = "files"\npath = "in"\n'
+        '[[sinks]]\ntype = "file"\npath = "out.ndjson"\nbatch_events = 10\nmax_retry_seconds = 0.5\n'
+        '[dead_letter]\npath = "dl"\n',
+    )
+    limit = 125_000  # two batches and part of the third; the dead letters of one batch fit too
+    limited = (
+        f"import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'trailrelay', *sys.argv[1:]])"
+    )
+    summary = tmp_path / "s.json"
+    args = ["forward", "-c", str(cfg), "--once", "--no-progress", "--summary-json", str(summary)]
+    result = subprocess.run(
+        [sys.executable, "-c", limited, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 4, result.stderr[-2000:]  # finished, with dead letters
+    lines = (tmp_path / "out.ndjson").read_bytes().splitlines(keepends=True)
+    assert all(line.endswith(b"\n") for line in lines)
+    written = [orjson.loads(line)["eventID"] for line in lines]  # every line a whole record
+    dead = [orjson.loads(e["raw"])["eventID"] for e in read_entries(tmp_path / "dl")]
+    assert (len(written), len(dead)) == (20, 10)
+    assert sorted(written + dead) == sorted(e["eventID"] for e in evs)  # each once, in one place
+    counts = orjson.loads(summary.read_bytes())
+    assert (counts["delivered"], counts["dead_lettered"]) == ({"file": 20}, {"sink": 10})

@@ -22,7 +22,9 @@ import pytest
 
 from trailrelay.cli.main import EXIT_DEAD_LETTERS, EXIT_FATAL, EXIT_OK
 from trailrelay.config import StdinSourceConfig, parse_config
-from trailrelay.errors import ConfigError
+from trailrelay.contract import Batch, Origin, Record
+from trailrelay.errors import ConfigError, FatalSinkError, RetryableError
+from trailrelay.sinks.file import FileSink, StdoutConfig
 
 PY = sys.executable
 
@@ -218,6 +220,54 @@ def test_a_closed_pipe_downstream_stops_cleanly_with_status_3(tmp_path: Path) ->
     assert "Traceback" not in text
     assert "Exception ignored" not in text
     assert "BrokenPipeError" not in text
+
+
+def test_a_batch_the_reader_cut_short_is_not_delivered_and_the_next_run_sends_it(tmp_path: Path) -> None:
+    """``forward | head -1`` while a batch is being written: the pipe took part of it (a short
+    write, no error), so the batch was counted delivered and its file checkpointed, though most
+    of it never left. A batch is delivered only when all its bytes were written."""
+    records = [_record(i, pad="y" * 2000) for i in range(100)]  # one batch, ~230 KB: more than a pipe holds
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.json").write_text(json.dumps({"Records": records}))
+    config = _config(
+        tmp_path, '[source]\ntype = "files"\npath = "in"', '[[sinks]]\ntype = "stdout"\nbatch_events = 100'
+    )
+    cmd = [PY, "-m", "trailrelay", "forward", "-c", str(config), "--once", "--log-format", "text"]
+    r, w = os.pipe()
+    relay = subprocess.Popen(
+        [*cmd, "--summary-json", str(tmp_path / "s1.json")], stdout=w, stderr=subprocess.PIPE
+    )
+    os.close(w)
+    with os.fdopen(r, "rb") as head:  # `head -1`, the batch still being written
+        first = head.readline()
+    _, err = relay.communicate(timeout=120)
+    assert relay.returncode == EXIT_FATAL, err.decode()[-2000:]
+    assert json.loads(first)["eventID"] == IDS[0]
+    summary = json.loads((tmp_path / "s1.json").read_text())
+    assert (summary["delivered"], summary["units_acknowledged"]) == ({}, 0)
+    again = subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+    assert again.returncode == EXIT_OK, again.stderr.decode()[-2000:]
+    assert [json.loads(x)["eventID"] for x in again.stdout.splitlines()] == [r["eventID"] for r in records]
+
+
+def test_a_batch_a_pipe_took_only_part_of_is_not_retried_after_the_partial_line() -> None:
+    """Standard output on a non-blocking pipe nobody reads: the pipe takes what it holds, then
+    EAGAIN. A partial line cannot be taken back from a pipe, so such a batch stops the run,
+    unacknowledged, instead of being retried after it (two records on one line); a batch of
+    which nothing was written is retried."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    records = [
+        Record.from_bytes(json.dumps(_record(i, pad="y" * 2000)).encode(), Origin("file", "x"), i)
+        for i in range(100)
+    ]
+    with os.fdopen(r, "rb"), os.fdopen(w, "wb") as stream:
+        sink = FileSink(StdoutConfig(), stream=stream)
+        sink.open()
+        with pytest.raises(FatalSinkError, match=r"failed after \d+ of \d+ bytes .*not acknowledged"):
+            sink.send(Batch(records, 1))
+        with pytest.raises(RetryableError, match="write failed"):  # the pipe is full: nothing written
+            sink.send(Batch(records[:1], 2))
 
 
 def _wait_for(check: Callable[[], bool], seconds: float) -> bool:

@@ -3,12 +3,13 @@
 Each line is the record's own bytes when they are already one line of JSON and no transform
 touched them (so the file holds exactly what AWS wrote), compact JSON otherwise.
 
-``stdout`` is a well-behaved stage of a shell pipeline: it flushes after every batch, and when
-the reader downstream goes away (``| head``: EPIPE) it stops the run with a FatalSinkError
-"downstream closed" (nothing of the batch is acknowledged, no traceback) after pointing standard
-output at ``/dev/null``, so Python's exit-time flush cannot fail either. With ``format`` it
-writes, instead of the raw record, the exact document a connector would send, one per line, so
-another tool (Vector, Fluent Bit, Logstash, Cribl) can ship trailrelay's mapping:
+``stdout`` is a well-behaved stage of a shell pipeline: each batch is written out whole before
+it counts as delivered, and when the reader downstream goes away (``| head``: EPIPE) it stops
+the run with a FatalSinkError "downstream closed" (nothing of the batch is acknowledged, no
+traceback) after pointing standard output at ``/dev/null``, so Python's exit-time flush cannot
+fail either. With ``format`` it writes, instead of the raw record, the exact document a
+connector would send, one per line, so another tool (Vector, Fluent Bit, Logstash, Cribl) can
+ship trailrelay's mapping:
 
 - ``format = "splunk"``: the HEC event envelope (``time``, ``source``, ``sourcetype``, ``index``,
   ``host``, indexed ``fields``, ``event``);
@@ -26,10 +27,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from trailrelay.contract import (
     DELIVERED,
@@ -56,6 +58,8 @@ __all__ = [
     "file_plugin",
     "stdout_plugin",
 ]
+
+_log = logging.getLogger("trailrelay.sinks.file")
 
 
 _FORCED: dict[str, dict[str, Any]] = {"elastic-ecs": {"mode": "ecs"}}
@@ -129,12 +133,23 @@ class LinesEncoder:
 
 
 class FileSink:
-    """Appends records to a file (or writes them to a stream such as stdout)."""
+    """Appends records to a file (or writes them to a stream such as stdout).
+
+    Writes are unbuffered (``os.write`` until every byte of the batch is out), so a batch is
+    delivered only when all its bytes were written, and nothing of a failed batch lingers in a
+    buffer to be written later. When a write to a regular file fails (disk full), the file is cut
+    back to where the batch started before the batch is retried: a retry never leaves a partial
+    line. Where that is impossible (a pipe), a batch that failed half-written stops the run.
+    """
 
     def __init__(self, config: FileConfig | StdoutConfig, stream: IO[bytes] | None = None) -> None:
         self.config = config
         self._stream = stream
-        self._fh: IO[bytes] | None = None
+        self._fd: int | None = None
+        """The file's descriptor (or the stream's); None before open and for an in-memory stream."""
+        self._opened = False
+        self._rewindable = False
+        """A regular file: what a failed batch wrote can be cut off again."""
         self._lock = threading.Lock()
         self._gone = False
         self._format = getattr(config, "format", "raw")
@@ -144,22 +159,28 @@ class FileSink:
         )
 
     def open(self) -> None:
-        """Open the file for appending (or take the stream)."""
+        """Open the file for appending (or take the stream's descriptor)."""
         if self._stream is not None:
-            self._fh = self._stream
-            return
-        assert isinstance(self.config, FileConfig)
-        try:
-            self.config.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.config.path.open("ab")
-        except OSError as exc:
-            raise FatalSinkError(f"cannot open {self.config.path}: {exc.strerror}") from None
+            try:
+                self._fd = self._stream.fileno()
+            except (OSError, ValueError):  # an in-memory stream (a test's buffer): written as a stream
+                self._fd = None
+        else:
+            assert isinstance(self.config, FileConfig)
+            try:
+                self.config.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.config.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            except OSError as exc:
+                raise FatalSinkError(f"cannot open {self.config.path}: {exc.strerror}") from None
+        self._rewindable = self._fd is not None and _regular(self._fd)
+        self._opened = True
 
     def send(self, batch: Batch) -> Sequence[Outcome]:
         """Write every record as one line; a write error is retryable (disk full, NFS hiccup).
 
         A closed pipe downstream is fatal: "downstream closed" stops the run, nothing of the
-        batch is acknowledged.
+        batch is acknowledged. So is a failed write that cannot be taken back (part of the
+        batch went into a pipe, or the file could not be cut back).
         """
         if not batch.records:
             return []
@@ -173,27 +194,70 @@ class FileSink:
         with self._lock:
             if self._gone:
                 raise FatalSinkError("downstream closed: standard output's reader went away")
-            if self._fh is None:
+            if not self._opened:
                 self.open()
-            fh = self._fh
-            assert fh is not None
-            try:
-                fh.write(body)
-                fh.flush()
-                if isinstance(self.config, FileConfig) and self.config.fsync:
-                    os.fsync(fh.fileno())
-            except OSError as exc:
-                if self._stream is not None and (
-                    isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE
-                ):
-                    self._gone = True
-                    _silence(fh)
-                    raise FatalSinkError(
-                        "downstream closed: the reader of standard output went away (EPIPE); "
-                        "the records of this batch were not acknowledged"
-                    ) from None
-                raise RetryableError(f"write failed: {exc.strerror}") from None
+            if self._fd is None:
+                self._write_stream(body)
+            else:
+                self._write(self._fd, body)
         return outcomes
+
+    def _write(self, fd: int, body: bytes) -> None:
+        """Write all of ``body`` to ``fd`` (and fsync it if asked), or raise with none of it kept."""
+        start = None
+        done = 0
+        view = memoryview(body)
+        try:
+            if self._rewindable:
+                start = os.lseek(fd, 0, os.SEEK_END)
+            while done < len(body):
+                done += os.write(fd, view[done:])
+            if isinstance(self.config, FileConfig) and self.config.fsync:
+                os.fsync(fd)
+        except OSError as exc:
+            self._failed(exc, fd, start, done, len(body))
+
+    def _failed(self, exc: OSError, fd: int, start: int | None, done: int, size: int) -> NoReturn:
+        """The error for a batch whose write failed after ``done`` of its ``size`` bytes."""
+        if self._stream is not None and exc.errno == errno.EPIPE:
+            self._gone = True
+            _silence(fd)
+            raise FatalSinkError(
+                "downstream closed: the reader of standard output went away (EPIPE); "
+                "the records of this batch were not acknowledged"
+            ) from None
+        name = self.config.display_name
+        if start is not None:
+            try:
+                os.ftruncate(fd, start)
+            except OSError as cut:
+                raise FatalSinkError(
+                    f"write to {name} failed ({exc.strerror}) and the part of the batch already "
+                    f"written could not be removed ({cut.strerror}): stopping, so that nothing is "
+                    "appended to a partial line"
+                ) from None
+        elif done:
+            raise FatalSinkError(
+                f"write to {name} failed after {done} of {size} bytes ({exc.strerror}): a partial "
+                "line cannot be taken back from a pipe or device; the records of this batch were "
+                "not acknowledged"
+            ) from None
+        raise RetryableError(f"write failed: {exc.strerror}") from None
+
+    def _write_stream(self, body: bytes) -> None:
+        """Write ``body`` to a stream without a descriptor (an in-memory buffer)."""
+        stream = self._stream
+        assert stream is not None
+        try:
+            written = stream.write(body)
+            stream.flush()
+        except OSError as exc:
+            raise RetryableError(f"write failed: {exc.strerror}") from None
+        if written != len(body):
+            raise FatalSinkError(
+                f"write to {self.config.display_name} took {written} of {len(body)} bytes; "
+                "the records of this batch were not acknowledged"
+            )
 
     def _documents(self, records: Sequence[Record]) -> tuple[bytes, list[Outcome]]:
         """The connector documents of a batch; a record its encoder refuses is REJECTED alone."""
@@ -222,32 +286,42 @@ class FileSink:
     def close(self) -> None:
         """Close the file (never the borrowed stream)."""
         with self._lock:
-            fh, self._fh = self._fh, None
-            if fh is not None and self._stream is None:
-                try:
-                    fh.close()
-                except OSError as exc:  # every batch was flushed already; nothing is lost here
-                    logging.getLogger("trailrelay.sinks.file").warning(
-                        "closing %s: %s", self.config.display_name, exc
-                    )
+            fd, self._fd = self._fd, None
+            self._opened = False
+            if fd is not None and self._stream is None:
+                _close(fd, self.config.display_name)
 
     def __repr__(self) -> str:
         return f"FileSink({self.config.display_name})"
 
 
-def _silence(fh: IO[bytes]) -> None:
+def _silence(fd: int) -> None:
     """Point standard output at /dev/null after EPIPE, so the exit-time flush cannot fail.
 
     (What the Python documentation recommends for SIGPIPE: without it the interpreter prints
     "Exception ignored ... BrokenPipeError" when it flushes stdout at exit.)
     """
     try:
-        fd = fh.fileno()
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, fd)
         os.close(devnull)
-    except (OSError, ValueError):  # not a real file descriptor (a test's buffer): nothing to silence
+    except OSError:
         return
+
+
+def _regular(fd: int) -> bool:
+    """True when ``fd`` is a regular file (one that can be cut back), not a pipe or a device."""
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def _close(fd: int, name: str) -> None:
+    try:
+        os.close(fd)
+    except OSError as exc:  # every batch was written already; nothing is lost here
+        _log.warning("closing %s: %s", name, exc.strerror)
 
 
 class _FilePlugin:
