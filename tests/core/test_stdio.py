@@ -297,6 +297,39 @@ def test_a_slow_writer_s_first_lines_are_delivered_while_the_pipe_stays_open(tmp
     assert _out_ids(tmp_path) == IDS[:3]
 
 
+@pytest.mark.parametrize("how", ["renamed", "removed"])
+def test_a_file_rotated_or_removed_during_a_run_is_opened_again(tmp_path: Path, how: str) -> None:
+    """logrotate renames the file sink's file, or someone removes it, while a run goes on: what
+    came after went to the old file (or to no file) and was counted delivered. The next batch
+    now sees that the path names another file or none, and opens the path again."""
+    config = _config(tmp_path, '[source]\ntype = "stdin"\nunit_seconds = 0.2', FILE_SINK)
+    cmd = [PY, "-m", "trailrelay", "forward", "-c", str(config), "--log-format", "text"]
+    out, rotated = tmp_path / "out.ndjson", tmp_path / "out.ndjson.1"
+    with (tmp_path / "stderr").open("wb") as err:
+        relay = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err)
+    assert relay.stdin is not None
+    try:
+        relay.stdin.write(b"".join(json.dumps(r).encode() + b"\n" for r in RECORDS[:3]))
+        relay.stdin.flush()
+        assert _wait_for(lambda: _lines(out) == 3, 30)
+        if how == "renamed":
+            out.rename(rotated)
+        else:
+            out.unlink()
+        relay.stdin.write(b"".join(json.dumps(r).encode() + b"\n" for r in RECORDS[3:6]))
+        relay.stdin.flush()
+        assert _wait_for(lambda: _lines(out) == 3, 30), "written to a file the path no longer names"
+    finally:
+        relay.stdin.close()
+    relay.wait(60)
+    text = (tmp_path / "stderr").read_text()
+    assert relay.returncode == EXIT_OK, text[-2000:]
+    assert _out_ids(tmp_path) == IDS[3:6]
+    if how == "renamed":
+        assert [json.loads(x)["eventID"] for x in rotated.read_text().splitlines()] == IDS[:3]
+    assert f"{out} was removed or renamed (rotated): reopening it" in text
+
+
 def test_a_stop_dead_letters_what_was_read_and_replay_delivers_it(tmp_path: Path) -> None:
     """SIGTERM while read records wait for their unit: they are traced, counted, and replayable.
 

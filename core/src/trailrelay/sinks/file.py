@@ -196,6 +196,8 @@ class FileSink:
                 raise FatalSinkError("downstream closed: standard output's reader went away")
             if not self._opened:
                 self.open()
+            elif isinstance(self.config, FileConfig):
+                self._reopen_if_moved(self.config)
             if self._fd is None:
                 self._write_stream(body)
             else:
@@ -258,6 +260,26 @@ class FileSink:
                 f"write to {self.config.display_name} took {written} of {len(body)} bytes; "
                 "the records of this batch were not acknowledged"
             )
+
+    def _reopen_if_moved(self, config: FileConfig) -> None:
+        """Reopen the file when its path no longer names it: removed, or renamed by logrotate."""
+        fd = self._fd
+        assert fd is not None
+        try:
+            now = config.path.stat()
+        except FileNotFoundError:
+            pass
+        except OSError:  # cannot tell (a folder made unreadable): keep the file that is open
+            return
+        else:
+            ours = os.fstat(fd)
+            if (now.st_dev, now.st_ino) == (ours.st_dev, ours.st_ino):
+                return
+        _log.info("%s was removed or renamed (rotated): reopening it", config.path)
+        self._fd = None
+        self._opened = False
+        _close(fd, config.display_name)
+        self.open()
 
     def _documents(self, records: Sequence[Record]) -> tuple[bytes, list[Outcome]]:
         """The connector documents of a batch; a record its encoder refuses is REJECTED alone."""
