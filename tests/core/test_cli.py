@@ -71,6 +71,27 @@ def test_forward_files_to_file_with_summary(tmp_path: Path, make_object: Any, ma
     assert orjson.loads((tmp_path / "s2.json").read_bytes())["records_in"] == 0  # checkpointed
 
 
+def test_forward_writes_a_pretty_printed_record_s_numbers_as_they_were(tmp_path: Path) -> None:
+    """A record spread over several lines came out of the file sink with its 30-digit integer
+    turned into 1.2345678901234568e+29 (exit 0), and one holding 1e400 was a dead letter."""
+    big = dict(SAMPLE_EVENTS[0], eventID="big-1", requestParameters={"n": "N"})
+    inf = dict(SAMPLE_EVENTS[1], eventID="inf-1", requestParameters={"n": "INF"})
+    text = orjson.dumps({"Records": [big, inf]}, option=orjson.OPT_INDENT_2)
+    text = text.replace(b'"N"', b"123456789012345678901234567890").replace(b'"INF"', b"1e400")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.json").write_bytes(text)
+    cfg = _config(
+        tmp_path, '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "out.ndjson"\n'
+    )
+    result = CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--summary-json", str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "out.ndjson").read_bytes().splitlines()
+    assert len(lines) == 2
+    assert b'"requestParameters":{"n":123456789012345678901234567890}' in lines[0]
+    assert b'"requestParameters":{"n":1e400}' in lines[1]
+    assert orjson.loads((tmp_path / "s.json").read_bytes())["delivered"] == {"file": 2}
+
+
 def test_the_summary_says_what_a_sink_s_own_filter_kept_out(
     tmp_path: Path, make_object: Any, make_events: Any
 ) -> None:

@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import email.utils
 import hashlib
+import json
 import random
 
 import orjson
@@ -176,6 +177,16 @@ def test_hash_id_is_blake2b_15_of_each_key_alone() -> None:
     for key in keys:
         want = base64.urlsafe_b64encode(hashlib.blake2b(key, digest_size=15).digest())
         assert hash_id(key) == want
+
+
+def test_the_id_of_a_record_on_several_lines_hashes_the_same_compact_json() -> None:
+    """An event without eventID hashes orjson's compact JSON of the event, however the source
+    laid it out (indented, escaped): Record.line() keeps the source's bytes, the ids stay put."""
+    doc = {**DIGEST, "note": "caf\u00e9"}
+    pretty = json.dumps(doc, indent=2).encode()  # `"caf\u00e9"`: escaped, as the stdlib writes
+    assert b"\\u00e9" in pretty
+    assert document_id(Record.from_bytes(pretty, Origin("file", "x"))) == document_id(_record(doc))
+    assert document_id(_record(doc)) == b"8DZPxyPYUHr_b6uXuMGO"
 
 
 def test_document_id_ignores_where_the_event_came_from() -> None:

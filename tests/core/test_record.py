@@ -89,6 +89,23 @@ def test_line_and_replace() -> None:
     assert orjson.loads(compact.raw)["sourceIPAddress"] == "pseudonym"
 
 
+def test_line_of_a_record_on_several_lines_keeps_every_value_as_written() -> None:
+    """Only the whitespace between tokens goes: parsing and re-encoding turned an integer over
+    64 bits into a float (1.2345678901234568e+29) and refused 1e400 (a dead letter)."""
+    raw = (
+        b'{\n  "eventID" : "big-1",\r\n  "requestParameters": {\n    "n": 123456789012345678901234567890,\n'
+        b'    "inf": 1e400, "f": 1.50, "e": 1E5,\n    "s": "a \\" b\\n  c\\\\", "u": "caf\\u00e9 \xe2\x9c\x93"\n'
+        b"  },\n\t"
+        b'"list": [ 1, [ ], { } ]\n}\n'
+    )
+    line = Record.from_bytes(raw, ORIGIN).line()
+    assert line == (
+        b'{"eventID":"big-1","requestParameters":{"n":123456789012345678901234567890,'
+        b'"inf":1e400,"f":1.50,"e":1E5,"s":"a \\" b\\n  c\\\\","u":"caf\\u00e9 \xe2\x9c\x93"},'
+        b'"list":[1,[],{}]}'
+    )
+
+
 def test_epoch_has_milliseconds() -> None:
     r = Record.from_bytes(
         orjson.dumps({"eventID": "a", "eventName": "b", "eventTime": "2026-03-02T10:15:02.123Z"}), ORIGIN

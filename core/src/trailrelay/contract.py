@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Protocol, runtime_checkable
 
+import orjson
+
 from trailrelay.errors import (
     ConfigError,
     FatalSinkError,
@@ -517,5 +519,6 @@ def document_id(record: Record, content_tag: bytes = b"content") -> bytes:
     if r.event_id:
         key = ((r.recipient_account_id or "") + "\x1f" + r.event_id).encode()
     else:
-        key = content_tag + b"\x1f" + record.line()
+        raw = record.raw  # orjson's compact JSON of a record on several lines, as ever (not line())
+        key = content_tag + b"\x1f" + (orjson.dumps(record.document()) if 10 in raw or 13 in raw else raw)
     return hash_id(key)

@@ -373,9 +373,9 @@ def test_poisoned_records_rejected_rest_delivered_exactly_once(hec: HecStandIn) 
 def test_a_record_that_cannot_be_encoded_is_rejected_alone(hec: HecStandIn) -> None:
     """An event the encoder refuses is REJECTED with the reason; the others go in one request."""
     records = sample_records(6)
-    routing = records[0].routing
-    for i in (2, 4):  # on several lines, so the encoder must parse it, and not JSON
-        records[i] = Record(b'{"eventID": "broken",\n "eventName": ', routing, records[i].origin, i)
+    odd = Origin("file", "trail-\udcff.json")  # a file name that is not UTF-8: no JSON string for its source
+    for i in (2, 4):
+        records[i] = Record(records[i].raw, records[i].routing, odd, i)
     sink = _sink(hec, ack=False)
     outcomes = settled(sink.send(Batch(records)))
     ok, bad = Status.DELIVERED, Status.REJECTED

@@ -1,7 +1,8 @@
 """Built-in sinks: ``file`` (an NDJSON file) and ``stdout``, one CloudTrail record per line.
 
-Each line is the record's own bytes when they are already one line of JSON and no transform
-touched them (so the file holds exactly what AWS wrote), compact JSON otherwise.
+Each line is the record's own bytes when no transform touched them (so the file holds exactly
+what AWS wrote), without the whitespace between tokens when they span several lines (every value
+as written), compact JSON otherwise.
 
 ``stdout`` is a well-behaved stage of a shell pipeline: each batch is written out whole before
 it counts as delivered, and when the reader downstream goes away (``| head``: EPIPE) it stops
