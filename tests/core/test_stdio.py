@@ -270,6 +270,35 @@ def test_a_batch_a_pipe_took_only_part_of_is_not_retried_after_the_partial_line(
             sink.send(Batch(records[:1], 2))
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_workers_appending_to_one_file_write_each_batch_under_a_lock(tmp_path: Path) -> None:
+    """``forward --workers N`` appends to one file from N processes: a batch is written (and cut
+    back when it fails) only while the sink holds an exclusive flock, so a cut never removes
+    another worker's lines."""
+    import fcntl
+
+    from trailrelay.sinks.file import FileConfig
+
+    out = tmp_path / "out.ndjson"
+    out.write_bytes(b"")
+    sink = FileSink(FileConfig(path=out))
+    sink.open()
+    other = os.open(out, os.O_WRONLY | os.O_APPEND)
+    fcntl.flock(other, fcntl.LOCK_EX)  # another worker is writing its batch
+    record = Record.from_bytes(json.dumps(_record(1)).encode(), Origin("file", "x"), 0)
+    sending = threading.Thread(target=sink.send, args=(Batch([record], 1),))
+    sending.start()
+    time.sleep(0.3)
+    assert out.read_bytes() == b""  # waits for the lock
+    os.write(other, b'{"other":1}\n')
+    fcntl.flock(other, fcntl.LOCK_UN)
+    sending.join(5)
+    os.close(other)
+    sink.close()
+    lines = out.read_bytes().splitlines()
+    assert lines[0] == b'{"other":1}' and json.loads(lines[1])["eventID"] == _record(1)["eventID"]
+
+
 def _wait_for(check: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while not check():

@@ -25,6 +25,7 @@ placeholders, because nothing is ever sent.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -33,6 +34,11 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import IO, Any, NoReturn
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: there a file has one writer, this process
+    fcntl = None  # type: ignore[assignment]
 
 from trailrelay.contract import (
     DELIVERED,
@@ -206,7 +212,25 @@ class FileSink:
         return outcomes
 
     def _write(self, fd: int, body: bytes) -> None:
-        """Write all of ``body`` to ``fd`` (and fsync it if asked), or raise with none of it kept."""
+        """Write all of ``body`` to ``fd`` (and fsync it if asked), or raise with none of it kept.
+
+        The workers of ``forward --workers N`` append to one file: a batch is written, and cut
+        back if it fails, under an exclusive ``flock``, so a cut never takes another worker's
+        lines with it.
+        """
+        locked = False
+        if self._rewindable and fcntl is not None:
+            with contextlib.suppress(OSError):  # a file system without locks (some NFS): one writer
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                locked = True
+        try:
+            self._write_all(fd, body)
+        finally:
+            if locked:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _write_all(self, fd: int, body: bytes) -> None:
         start = None
         done = 0
         view = memoryview(body)
