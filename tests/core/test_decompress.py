@@ -34,6 +34,15 @@ def test_corrupt_gzip() -> None:
         decompress(bytes(data))
 
 
+def test_a_gzip_magic_number_before_no_gzip_header_is_corrupt_not_truncated() -> None:
+    with pytest.raises(InputError, match=r"^corrupt gzip data: not a gzip header"):
+        decompress(b"\x1f\x8bgarbage")
+    with pytest.raises(InputError, match=r"^corrupt gzip data: not a gzip header"):
+        decompress(gzip.compress(b"ok") + b"\x1f\x8bgarbage")
+    with pytest.raises(InputError, match=r"^truncated gzip data"):
+        decompress(gzip.compress(b"ok")[:5])
+
+
 def test_gzip_bomb_is_stopped_at_the_limit() -> None:
     bomb = gzip.compress(b"\x00" * (50 << 20), 9)
     assert len(bomb) < 100_000

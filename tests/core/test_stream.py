@@ -471,6 +471,24 @@ def test_corrupt_gzip_part_way() -> None:
     assert _old(data)[0][1].startswith("corrupt gzip data")
 
 
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\x1f\x8bgarbage", "corrupt gzip data: not a gzip header (unknown compression method)"),
+        (b"\x1f\x8b\x08\xe0garbage", "corrupt gzip data: not a gzip header (unknown header flags set)"),
+        (gzip.compress(b"[]") + b"\x1f\x8bgarbage", "corrupt gzip data: not a gzip header"),
+        (b"\x1f\x8b\x08\x00\x00", "truncated gzip data: stream ends after 0 decompressed bytes"),
+    ],
+    ids=["method", "flags", "second-member", "header-cut-short"],
+)
+@pytest.mark.parametrize("read", [1, 1 << 18])
+def test_bytes_that_are_no_gzip_header_are_corrupt_not_truncated(data: bytes, reason: str, read: int) -> None:
+    """Shorter than a gzip header: ISA-L does not look at it, so the stream used to end "truncated"."""
+    ((kind, said),) = _new(data, read=read)
+    assert kind == "error" and said.startswith(reason)
+    assert _old(data) == [(kind, said)]
+
+
 def test_trailing_garbage_after_gzip_keeps_the_records() -> None:
     data = gzip.compress(_envelope(GOOD)) + b"junk"
     items = _items(data)

@@ -12,7 +12,7 @@ try:  # ISA-L is ~1.4x faster than zlib on the same bytes; identical output
 except ImportError:  # pragma: no cover - isal ships wheels for every supported platform
     _zlib: Any = zlib  # type: ignore[no-redef]
 
-__all__ = ["DEFAULT_LIMIT", "TooLargeError", "decompress", "is_gzip"]
+__all__ = ["DEFAULT_LIMIT", "TooLargeError", "bad_gzip_header", "decompress", "is_gzip"]
 
 _ZLIB_ERROR: Any = _zlib.error
 
@@ -31,6 +31,19 @@ def is_gzip(data: bytes) -> bool:
     return data[:2] == b"\x1f\x8b"
 
 
+def bad_gzip_header(data: bytes) -> str | None:
+    """Why ``data``, starting with the gzip magic number, is not a gzip header (None when it may be).
+
+    zlib says so as soon as it has these bytes, ISA-L only once it holds a whole header: an object
+    shorter than one would otherwise read as a truncated stream rather than a corrupt one.
+    """
+    if len(data) > 2 and data[2] != 8:  # 8: deflate, the only method gzip defines
+        return "not a gzip header (unknown compression method)"
+    if len(data) > 3 and data[3] & 0xE0:
+        return "not a gzip header (unknown header flags set)"
+    return None
+
+
 def decompress(data: bytes, limit: int = DEFAULT_LIMIT) -> bytes:
     """Return ``data`` gunzipped (all members) when it is gzip, else as is; bounded by ``limit``."""
     if not is_gzip(data):
@@ -41,6 +54,9 @@ def decompress(data: bytes, limit: int = DEFAULT_LIMIT) -> bytes:
     total = 0
     rest = data
     while rest:
+        bad = bad_gzip_header(rest)
+        if bad:
+            raise InputError(f"corrupt gzip data: {bad}")
         d = _zlib.decompressobj(31)
         try:
             chunk = d.decompress(rest, min(_CHUNK, limit - total + 1))

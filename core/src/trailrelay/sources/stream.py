@@ -63,7 +63,7 @@ import msgspec
 
 from trailrelay.errors import FetchError, InputError
 from trailrelay.record import BAD_JSON, Origin, Record, why_bad
-from trailrelay.sources.decompress import DEFAULT_LIMIT, is_gzip
+from trailrelay.sources.decompress import DEFAULT_LIMIT, bad_gzip_header, is_gzip
 from trailrelay.sources.parse import (
     _PROBE,
     NotALogFile,
@@ -249,9 +249,23 @@ class ObjectStream:
         finally:
             self._raw.close()
 
+    def _member_start(self, data: bytes) -> bytes:
+        """``data`` opening a gzip member, with its first 4 bytes; corrupt when they are no header."""
+        while len(data) < 4:
+            more = self._read()
+            if not more:
+                break
+            data += more
+        bad = bad_gzip_header(data)
+        if bad:
+            self._inflate_failed = True
+            raise InputError(f"corrupt gzip data: {bad}")
+        return data
+
     def _gunzip(self, data: bytes) -> Iterator[bytes]:
         """Every gzip member in turn, then zero padding; anything else after them is garbage."""
         size = self._chunk_bytes
+        data = self._member_start(data)
         d: Any = _zlib.decompressobj(31)
         padding = False
         while True:
@@ -272,6 +286,7 @@ class ObjectStream:
                         data += more
                         continue
                 if is_gzip(data):
+                    data = self._member_start(data)
                     d = _zlib.decompressobj(31)
                 else:
                     padding = True
