@@ -941,6 +941,10 @@ def test_no_nothing_found_warning_when_the_listing_failed(
     assert result.returncode == 3, result.stderr
     assert "source failed" in result.stderr and "AccessDenied" in result.stderr
     assert "nothing to read" not in result.stderr
+    # An expected failure of S3 is one line, not a traceback of botocore's internals.
+    assert "Traceback" not in result.stderr
+    (said,) = [line for line in result.stderr.splitlines() if '"source failed: ' in line]
+    assert "(AccessDenied) when calling the ListObjectsV2 operation" in said
 
 
 def test_check_reports_a_sink_whose_check_breaks_and_goes_on(

@@ -8,22 +8,25 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import orjson
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from trailrelay.config import parse_config
 from trailrelay.contract import BatchLimits, Origin, Record
+from trailrelay.errors import FetchError
 from trailrelay.pipeline.deadletter import FolderDeadLetters, read_entries
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.forwarder import build_pipeline
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline
 from trailrelay.settings import Secret, secret_values
+from trailrelay.sources.base import Work
 from trailrelay.sources.files import FileSource
 from trailrelay.state import Checkpoints
 from trailrelay.testing import SAMPLE_EVENTS
@@ -262,6 +265,55 @@ def test_run_result_says_whether_the_source_ran_out(
     cut = pipe.run()
     assert cut.stopped and not cut.drained
     assert 30 <= len(sink.stored) < 6 * 30
+
+
+class _FailingSource:
+    """A source whose listing fails at once with ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def work(self, stop: threading.Event) -> Iterator[Work]:
+        raise self.error
+        yield  # a generator, as sources are
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("error", "traceback"),
+    [
+        (
+            ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "ListObjectsV2"),
+            False,
+        ),
+        (ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce"}}, "ListObjectsV2"), False),
+        (NoCredentialsError(), False),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), False),
+        (FetchError("reading s3://b/k failed after 10 bytes"), False),
+        (PermissionError(13, "Permission denied"), False),
+        (KeyError("Contents"), True),  # a bug: the traceback is what finds it
+    ],
+    ids=["denied", "slowdown", "no-credentials", "unreachable", "fetch", "os", "bug"],
+)
+def test_a_failing_source_is_one_line_unless_it_is_a_bug(
+    tmp_path: Path, scripted: Any, caplog: pytest.LogCaptureFixture, error: Exception, traceback: bool
+) -> None:
+    """Denied, throttled, unreachable, no credentials: said in a line; a bug keeps its traceback."""
+    metrics, stop = Metrics(), threading.Event()
+    pipe = Pipeline(
+        _FailingSource(error), dead_letters=FolderDeadLetters(tmp_path / "dead"), metrics=metrics, stop=stop
+    )
+    pipe.sinks["s"] = SinkRunner(
+        "s", scripted(), dead_letters=pipe.dead_letters, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal
+    )
+    with caplog.at_level(logging.ERROR, logger="trailrelay.pipeline"):
+        result = pipe.run()
+    assert result.fatal == f"source failed: {error}"
+    (said,) = [r for r in caplog.records if r.getMessage().startswith("source failed")]
+    assert (said.exc_info is not None) is traceback
+    assert said.getMessage() == ("source failed" if traceback else f"source failed: {error}")
 
 
 def _runner(sink: Any, tmp_path: Path, *, backoff_base: float = 0.5) -> SinkRunner:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from trailrelay.errors import FatalSinkError, FetchError, InputError
+from trailrelay.errors import FatalSinkError, FetchError, InputError, TrailrelayError
 from trailrelay.pipeline.deadletter import DeadLetterError, DeadLetterStore, GuardedDeadLetters, entry
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
@@ -166,15 +166,21 @@ class Pipeline:
             try:
                 work = self._next(units)
             except Exception as exc:  # listing or receiving failed: stop cleanly, ack nothing more
-                log.exception("source failed")
-                self.fatal = self.fatal or f"source failed: {exc}"
-                self.stop.set()
+                self._source_failed(exc)
                 return
             if work is None:
                 return
             self._process(work)
             if self.progress is not None:
                 self.progress(self.metrics)
+
+    def _source_failed(self, exc: Exception) -> None:
+        if _operational(exc):
+            log.error("source failed: %s", exc)
+        else:  # a bug: its traceback is what finds it
+            log.error("source failed", exc_info=exc)
+        self.fatal = self.fatal or f"source failed: {exc}"
+        self.stop.set()
 
     def _process(self, work: Work) -> None:
         m = self.metrics
@@ -399,6 +405,17 @@ class Pipeline:
         with self._open_lock:
             self._open.discard(ticket)
         self.metrics.add("acked" if acked else "released")
+
+
+def _operational(exc: BaseException) -> bool:
+    """Whether a source's failure is the world's or ours (said in a line), not a bug (traceback).
+
+    The world's: denied, throttled, unreachable, no credentials, a missing file. AWS SDK errors
+    are known by their module, so the runner stays free of any source's library.
+    """
+    if isinstance(exc, (TrailrelayError, OSError)):
+        return True
+    return any(cls.__module__.partition(".")[0] == "botocore" for cls in type(exc).__mro__)
 
 
 def _in_chunks(items: Iterable[Record | Problem]) -> Iterator[list[Record | Problem]]:
