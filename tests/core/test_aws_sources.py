@@ -215,6 +215,76 @@ def test_s3_window_lists_folders_concurrently_in_order(
     assert sorted(sink.stored) == sorted(i for ids in by_day.values() for i in ids)
 
 
+def _read_keys(src: S3Source) -> list[str]:
+    """The keys of the objects ``src`` hands to the pipeline (not those it skips)."""
+    stop = threading.Event()
+    return [str(ref.origin.key) for unit in src.work(stop) for ref in unit.objects]
+
+
+def test_s3_window_finds_trails_at_any_depth(
+    bucket: tuple[Any, str], tmp_path: Path, scripted: Any, make_events: Any
+) -> None:
+    """A trail under a deep key prefix, next to one near the root: a window from the bucket's root
+    reads both, as the listing without a window does (it used to stop walking 8 folders down)."""
+    s3, name = bucket
+    by_day = _org_trail(s3, name, make_events)
+    deep = "logs/cloudtrail/prod/org/eu/"
+    for obj in s3.list_objects_v2(Bucket=name, Prefix="trail/")["Contents"]:
+        s3.copy_object(Bucket=name, Key=deep + obj["Key"], CopySource={"Bucket": name, "Key": obj["Key"]})
+    elb = f"trail/AWSLogs/{ORG}/{ACCOUNTS[0]}/elasticloadbalancing/us-east-1/2026/03/02/x.log.gz"
+    s3.put_object(Bucket=name, Key=elb, Body=b"not CloudTrail")
+    client = aws_client("s3")
+    listed: list[str] = []
+    client.meta.events.register(
+        "before-parameter-build.s3.ListObjectsV2", lambda params, **_: listed.append(params.get("Prefix", ""))
+    )
+    window = {
+        "start": dt.datetime(2026, 3, 2, tzinfo=dt.UTC),
+        "end": dt.datetime(2026, 3, 2, 23, tzinfo=dt.UTC),
+    }
+    _, sink = _run(S3Source(client, name, "", **window), tmp_path, scripted)
+    assert Counter(sink.stored) == Counter(by_day["2026-03-02"] * 2)
+    assert not [p for p in listed if "elasticloadbalancing" in p]  # an account's other logs are not walked
+    deep_only = _read_keys(S3Source(aws_client("s3"), name, "logs/", **window))
+    assert len(deep_only) == len(by_day["2026-03-02"]) // 4  # 4 events an object
+    assert all(k.startswith(deep) and "/2026/03/02/" in k for k in deep_only)
+
+
+_IN_A0 = f"trail/AWSLogs/{ORG}/{ACCOUNTS[0]}/CloudTrail/"
+_NAME_A0 = f"us-east-1/2026/03/02/{ACCOUNTS[0]}_CloudTrail_us-east-1_20260302T1"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "objects"),
+    [
+        ("tr", 12),  # 3 days x 2 accounts x 2 regions
+        ("trail/AWSLogs", 12),
+        (f"trail/AWSLogs/{ORG}/1111", 6),
+        (f"trail/AWSLogs/{ORG}/{ACCOUNTS[0]}/Cloud", 6),
+        (f"{_IN_A0}eu-", 3),
+        (f"{_IN_A0}us-east-1/2026/03/02/", 1),
+        (f"{_IN_A0}us-east-1/2026/03/0", 3),
+        (f"{_IN_A0}{_NAME_A0}0", 1),
+        (f"{_IN_A0}{_NAME_A0}1", 0),
+    ],
+)
+def test_s3_window_reads_only_what_the_prefix_holds(
+    bucket: tuple[Any, str], make_events: Any, prefix: str, objects: int
+) -> None:
+    """A prefix cut anywhere: a window holding the whole trail reads what the listing without
+    one reads (a partial region name used to find nothing; a prefix inside a region folder used
+    to read the whole region, days beside it included)."""
+    s3, name = bucket
+    _org_trail(s3, name, make_events)
+    whole = _read_keys(S3Source(aws_client("s3"), name, prefix))
+    assert len(whole) == objects
+    window = {
+        "start": dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+        "end": dt.datetime(2026, 3, 3, 23, tzinfo=dt.UTC),
+    }
+    assert sorted(_read_keys(S3Source(aws_client("s3"), name, prefix, **window))) == sorted(whole)
+
+
 def test_s3_checkpoints_resume(
     bucket: tuple[Any, str], tmp_path: Path, scripted: Any, make_events: Any
 ) -> None:

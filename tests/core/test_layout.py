@@ -6,7 +6,15 @@ import datetime as dt
 
 import pytest
 
-from trailrelay.sources.layout import classify_key, day_prefixes, key_time, split_layout
+from trailrelay.sources.layout import (
+    account_folder,
+    classify_key,
+    day_prefixes,
+    key_time,
+    region_folder,
+    split_layout,
+    trail_folder,
+)
 
 LOG = "p/AWSLogs/o-abc1234567/111122223333/CloudTrail/us-east-1/2026/03/02/111122223333_CloudTrail_us-east-1_20260302T1005Z_aB3cD4eF5gH6iJ7k.json.gz"
 DIGEST = "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/03/02/111122223333_CloudTrail-Digest_us-east-1_org_us-east-1_20260302T101530Z.json.gz"
@@ -51,3 +59,14 @@ def test_day_prefixes_span_midnight() -> None:
     start = dt.datetime(2026, 2, 28, 23, 0, tzinfo=dt.UTC)
     end = dt.datetime(2026, 3, 1, 1, 0, tzinfo=dt.UTC)
     assert list(day_prefixes("r/", start, end)) == ["r/2026/02/28/", "r/2026/03/01/"]
+
+
+def test_the_folders_of_the_layout_at_any_depth() -> None:
+    account = "logs/prod/AWSLogs/o-abc1234567/111122223333/"
+    assert account_folder(account) and account_folder("AWSLogs/111122223333/")
+    assert not account_folder(account + "CloudTrail/") and not account_folder("AWSLogs/o-abc1234567/")
+    assert trail_folder(account + "CloudTrail/") and trail_folder(account + "CloudTrail-Digest/")
+    assert not trail_folder(account + "elasticloadbalancing/") and not trail_folder("x/CloudTrail/")
+    assert region_folder(account + "CloudTrail/eu-west-1/2026/03/0") == account + "CloudTrail/eu-west-1/"
+    assert region_folder(account + "CloudTrail/eu-west-1/") == account + "CloudTrail/eu-west-1/"
+    assert region_folder(account + "CloudTrail/eu-") is None

@@ -10,8 +10,20 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 
-__all__ = ["classify_key", "day_prefixes", "key_time", "split_layout"]
+__all__ = [
+    "account_folder",
+    "classify_key",
+    "day_prefixes",
+    "key_time",
+    "region_folder",
+    "split_layout",
+    "trail_folder",
+]
 
+_ACCOUNT = r"^(?:.*/)?AWSLogs/(?:o-[a-z0-9]{10,32}/)?\d{12}/"
+_ACCOUNT_FOLDER = re.compile(rf"{_ACCOUNT}$")
+_TRAIL_FOLDER = re.compile(rf"{_ACCOUNT}CloudTrail(?:-[A-Za-z]+)?/$")
+_REGION_FOLDER = re.compile(rf"{_ACCOUNT}CloudTrail(?:-[A-Za-z]+)?/[^/]+/")
 _LAYOUT = re.compile(
     r"^(?P<base>(?:.*/)?AWSLogs/(?:o-[a-z0-9]{10,32}/)?(?P<account>\d{12})/)"
     r"(?P<kind>CloudTrail|CloudTrail-Digest|CloudTrail-Insight|CloudTrail-NetworkActivity)/"
@@ -48,6 +60,22 @@ def split_layout(key: str) -> dict[str, str] | None:
         "region": m["region"],
         "date": f"{m['y']}-{m['m']}-{m['d']}",
     }
+
+
+def account_folder(folder: str) -> bool:
+    """Whether ``folder`` (ending in ``/``) is an account's: ``.../AWSLogs/[o-org/]ACCOUNT/``."""
+    return _ACCOUNT_FOLDER.match(folder) is not None
+
+
+def trail_folder(folder: str) -> bool:
+    """Whether ``folder`` holds one folder per region: ``.../ACCOUNT/CloudTrail[-Kind]/``."""
+    return _TRAIL_FOLDER.match(folder) is not None
+
+
+def region_folder(prefix: str) -> str | None:
+    """The ``.../CloudTrail[-Kind]/REGION/`` folder ``prefix`` is in (or is), if it is in one."""
+    m = _REGION_FOLDER.match(prefix)
+    return m.group(0) if m else None
 
 
 def key_time(key: str) -> dt.datetime | None:

@@ -1,7 +1,8 @@
 """S3 listing mode: read a trail bucket (or part of it) once, resuming from checkpoints.
 
 With a time window, only the day folders of the window are listed, for every account and
-region found under the prefix (organization trails included), instead of the whole bucket.
+region found under the prefix at any depth (organization trails included), instead of the whole
+bucket; the objects read are those the listing without a window reads, less those outside it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from typing import Any, BinaryIO, cast
 from trailrelay.errors import InputError
 from trailrelay.record import Origin
 from trailrelay.sources.base import ObjectDone, ObjectRef, Work
-from trailrelay.sources.layout import classify_key, day_prefixes, key_time
+from trailrelay.sources.layout import (
+    account_folder,
+    classify_key,
+    day_prefixes,
+    key_time,
+    region_folder,
+    trail_folder,
+)
 from trailrelay.state import Checkpoints
 
 __all__ = ["S3Source", "fetch_object", "open_object"]
@@ -26,7 +34,6 @@ DELIVERY_LAG = dt.timedelta(minutes=30)
 """CloudTrail delivers a file up to ~15 minutes after its events; objects named up to this long
 after ``end_time`` are read too."""
 
-_MAX_WALK_DEPTH = 6
 LIST_CONCURRENCY = 8
 """LIST requests in flight at once while walking and listing a window."""
 
@@ -135,7 +142,14 @@ class S3Source:
             return
         start = self.start or dt.datetime(2013, 11, 1, tzinfo=dt.UTC)  # CloudTrail's launch
         end = (self.end or dt.datetime.now(dt.UTC)) + DELIVERY_LAG
-        days = [day for region in self._region_prefixes() for day in day_prefixes(region, start, end)]
+        # Only what is under the prefix, like the listing without a window: a prefix in a region
+        # folder ("eu-west-1/2026/03/02/") lists that part of its days, not the whole days.
+        days = [
+            listed
+            for region in self._region_prefixes()
+            for day in day_prefixes(region, start, end)
+            if (listed := _overlap(day, self.prefix)) is not None
+        ]
         # LIST several day folders at once (an org trail has accounts x regions x days of them),
         # in order, with a bounded look-ahead so memory holds a few folders' listings, not all.
         with ThreadPoolExecutor(LIST_CONCURRENCY, thread_name_prefix="s3-list") as pool:
@@ -164,42 +178,38 @@ class S3Source:
         return [cp["Prefix"] for page in pages for cp in page.get("CommonPrefixes", [])]
 
     def _region_prefixes(self) -> list[str]:
-        """Every ``.../CloudTrail/<region>/`` folder at or below the prefix, sorted.
+        """Every ``.../CloudTrail/<region>/`` folder with keys under the prefix, at any depth, sorted.
 
-        Walked level by level, listing all folders of a level at once (an organization trail
-        has one folder per account), instead of one LIST after another.
+        Walked level by level from the prefix's folder, listing all folders of a level at once (an
+        organization trail has one folder per account), instead of one LIST after another. Every
+        folder is walked to its end, as the listing without a window reads it, except that of an
+        account folder only ``CloudTrail/`` (and ``CloudTrail-Insight/``) is entered.
         """
-        marker = "/CloudTrail/"
+        here = region_folder(self.prefix)
+        if here is not None:  # the prefix is in a region folder (or is one)
+            return [here]
+        entered = ("CloudTrail", "CloudTrail-Insight") if self.insights else ("CloudTrail",)
         found: list[str] = []
-        frontier = [self.prefix]
+        frontier = [self.prefix[: self.prefix.rfind("/") + 1]]
         with ThreadPoolExecutor(LIST_CONCURRENCY, thread_name_prefix="s3-walk") as pool:
-            for _depth in range(_MAX_WALK_DEPTH + 2):
-                if not frontier:
-                    break
-                walk: list[str] = []
-                for prefix in frontier:
-                    if marker in f"/{prefix}":
-                        head, _, tail = f"/{prefix}".partition(marker)
-                        region = tail.split("/", 1)[0]
-                        base = f"{head}{marker}".lstrip("/")
-                        if region:
-                            found.append(f"{base}{region}/")
-                        else:
-                            walk.append(base)  # its children are the regions
-                    else:
-                        walk.append(prefix)
+            while frontier:
                 nxt: list[str] = []
-                for prefix, children in zip(walk, pool.map(self._children, walk), strict=True):
-                    regions_here = prefix.endswith(("CloudTrail/", "CloudTrail-Insight/"))
+                for folder, children in zip(frontier, pool.map(self._children, frontier), strict=True):
                     for child in children:
-                        name = child.rstrip("/").rsplit("/", 1)[-1]
-                        if regions_here:
+                        if _overlap(child, self.prefix) is None:
+                            continue  # beside the prefix (a partial name: "eu-", "AWSLogs/o-")
+                        if trail_folder(folder):
                             found.append(child)
-                        elif (
-                            name == "CloudTrail"
-                            or (name == "CloudTrail-Insight" and self.insights)
-                            or not name.startswith("CloudTrail-")
-                        ):
+                        elif not account_folder(folder) or child[len(folder) : -1] in entered:
                             nxt.append(child)
                 frontier = nxt
-        return sorted(set(found))
+        return sorted(found)
+
+
+def _overlap(folder: str, prefix: str) -> str | None:
+    """What to list for the keys in both ``folder`` and ``prefix``: the longer, or None if none can be."""
+    if folder.startswith(prefix):
+        return folder
+    if prefix.startswith(folder):
+        return prefix
+    return None
