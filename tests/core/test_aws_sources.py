@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import sqlite3
 import threading
 import time
 import uuid
@@ -298,6 +299,62 @@ def test_s3_checkpoints_resume(
     result, second = _run(S3Source(aws_client("s3"), name, "trail/", checkpoints=ck), tmp_path, scripted)
     assert sorted(second.stored) == sorted(e["eventID"] for e in new)
     assert result.metrics.snapshot()["objects_read"] == 1
+
+
+def test_s3_checkpoints_are_per_object_whatever_prefix_found_it(
+    bucket: tuple[Any, str], tmp_path: Path, scripted: Any, make_events: Any
+) -> None:
+    """The same backfill with its prefix written another way reads nothing again."""
+    s3, name = bucket
+    by_day = _org_trail(s3, name, make_events)
+    ck = Checkpoints(tmp_path / "s.sqlite")
+    _, first = _run(S3Source(aws_client("s3"), name, "trail/", checkpoints=ck), tmp_path, scripted)
+    assert len(first.stored) == sum(len(v) for v in by_day.values())
+    window = {
+        "start": dt.datetime(2026, 3, 2, tzinfo=dt.UTC),
+        "end": dt.datetime(2026, 3, 2, 23, tzinfo=dt.UTC),
+    }
+    for prefix, extra in [("trail", {}), (f"trail/AWSLogs/{ORG}/", {}), ("", window)]:
+        result, again = _run(
+            S3Source(aws_client("s3"), name, prefix, checkpoints=ck, **extra), tmp_path, scripted
+        )
+        assert again.stored == [], prefix
+        assert result.metrics.snapshot()["objects_read"] == 0
+        assert result.metrics.snapshot()["skipped"]["already-done"] == (4 if extra else 12)
+
+
+def test_s3_checkpoints_kept_per_prefix_by_earlier_versions_still_count(
+    bucket: tuple[Any, str], tmp_path: Path, scripted: Any, make_events: Any
+) -> None:
+    """A state database from before checkpoints were per object (its id was s3://BUCKET/PREFIX):
+    the backfill it finished is not sent again, and its objects' hashes are kept."""
+    s3, name = bucket
+    _org_trail(s3, name, make_events)
+    ck = Checkpoints(tmp_path / "s.sqlite")
+    logs = [
+        o for o in s3.list_objects_v2(Bucket=name)["Contents"] if "/CloudTrail/" in o["Key"] and o["Size"]
+    ]
+    # What earlier versions wrote: a run with prefix "trail" when the first object was older,
+    # then one with "trail/" (the object finished last is what counts).
+    ck.mark_done(f"s3://{name}/trail", logs[0]["Key"], "an-older-etag", 4, None)
+    for o in logs:
+        ck.mark_done(f"s3://{name}/trail/", o["Key"], o["ETag"].strip('"'), 4, f"sha-{o['Key']}")
+    ck.mark_done(f"s3://{name}-other/trail/", logs[0]["Key"], "x", 4, None)  # another bucket's: not ours
+    new = make_events(3, prefix="late")
+    _put(s3, name, _key(ACCOUNTS[0], "eu-west-1", dt.date(2026, 3, 3), "2355", "late"), new)
+    result, sink = _run(S3Source(aws_client("s3"), name, "trail", checkpoints=ck), tmp_path, scripted)
+    assert sorted(sink.stored) == sorted(e["eventID"] for e in new)
+    assert result.metrics.snapshot()["objects_read"] == 1
+    assert ck.count(f"s3://{name}/") == len(logs) + 1
+    assert ck.count(f"s3://{name}/trail/") == ck.count(f"s3://{name}/trail") == 0
+    assert ck.count(f"s3://{name}-other/trail/") == 1
+    assert ck.count() == len(logs) + 2
+    ck.close()
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        kept = db.execute(
+            "SELECT sha256 FROM objects WHERE source = ? AND key = ?", (f"s3://{name}/", logs[1]["Key"])
+        )
+        assert kept.fetchone() == (f"sha-{logs[1]['Key']}",)
 
 
 def test_s3_missing_or_oversized_object(

@@ -83,6 +83,32 @@ class Checkpoints:
                 (source, key, version, records, sha256, time.time()),
             )
 
+    def adopt(self, source: str) -> int:
+        """File under ``source`` the objects of every longer source id starting with it; how many.
+
+        An S3 listing's id was once its bucket and prefix (``s3://b/AWSLogs/``); it is now the
+        bucket's (``s3://b/``), whatever prefix found an object, so what earlier versions finished
+        stays finished. Where two ids hold one key, the object finished last is kept.
+        """
+        above = (source, source + "\U0010ffff")  # the ids that start with ``source``, but itself
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO objects SELECT ?, key, version, records, sha256, done_at FROM objects"
+                    " WHERE source > ? AND source < ? ORDER BY done_at"
+                    " ON CONFLICT (source, key) DO UPDATE SET version = excluded.version,"
+                    " records = excluded.records, sha256 = excluded.sha256, done_at = excluded.done_at"
+                    " WHERE excluded.done_at >= objects.done_at",
+                    (source, *above),
+                )
+                gone = self._db.execute("DELETE FROM objects WHERE source > ? AND source < ?", above)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return int(gone.rowcount)
+
     def count(self, source: str | None = None) -> int:
         """Number of finished objects (of one source, or all)."""
         with self._lock:

@@ -129,7 +129,7 @@ def run_integrity_check(
 class CheckpointHashes:
     """The SHA-256 kept in the pipeline's checkpoint database (``trailrelay.state``), read-only.
 
-    ``source`` is the checkpoint source id (``s3://BUCKET/PREFIX`` for an S3 listing);
+    ``source`` is the checkpoint source id (``s3://BUCKET/`` for an S3 listing);
     ``key_for(bucket, key)`` maps a digest's log file to the checkpoint key (default: the key).
     The hash must be of the uncompressed content, as digests record it.
     """

@@ -81,11 +81,14 @@ class S3Source:
         self.insights = insights
         self.checkpoints = checkpoints
         self.max_object_bytes = max_object_bytes
-        self.source_id = f"s3://{bucket}/{prefix}"
+        self.source_id = f"s3://{bucket}/"
+        """Checkpoints are per object (bucket and key), whatever prefix found it."""
 
     def work(self, stop: threading.Event) -> Iterator[Work]:
         """One unit per object not yet finished; skipped keys are reported in batches."""
         skipped: list[tuple[str, str]] = []
+        if self.checkpoints is not None:  # earlier versions kept them per prefix (s3://b/AWSLogs/)
+            self.checkpoints.adopt(self.source_id)
         for obj in self._objects():
             if stop.is_set():
                 return
