@@ -133,6 +133,35 @@ def test_deciders_agree_with_the_pipelines_filters(trail: Path) -> None:
     assert 0 < kept < len(records)
 
 
+SPARING = FilterConfig(
+    default="drop",
+    rules=[
+        FilterRule(name="read-only noise", action="drop", read_only=True, spare_flagged=True),
+        FilterRule(name="writes", action="keep", read_only=False),
+    ],
+)
+"""A spared record matched the first rule, which keeps it: the drop default never sees it."""
+
+
+def test_a_spared_record_is_kept_by_the_rule_that_matched_it(trail: Path) -> None:
+    records = load_records(trail)
+    tagger = SigmaTagger()
+    decider = Decider([("global", SPARING)])
+    pipeline = RecordFilter(SPARING)
+    spared = 0
+    for r in records:
+        tagger(r)
+        keeps = pipeline.keep(r)
+        assert (decider.decide(r) is None) == keeps, r
+        spared += keeps and r.routing.read_only is True
+    assert spared > 0  # flagged read-only calls: kept, not dropped by the default
+    objects, _ = list_local(trail)
+    m = measure(objects, source=str(trail), sinks=[], global_filter=SPARING, meters=lines_meters())
+    saved = {ref.name: v[0] for (siem, ref), v in m.rule_bytes.items() if siem == "lines"}
+    assert saved["read-only noise"] == pipeline.dropped["read-only noise"] > 0
+    assert saved["(default)"] == pipeline.dropped["(default)"]
+
+
 def test_profile_savings_add_up_and_billable_equals_the_bytes_encoded(trail: Path) -> None:
     objects, skipped = list_local(trail)
     m = measure(

@@ -40,7 +40,11 @@ class _Step:
 
     def __init__(self, rule: FilterRule, scope: str) -> None:
         self.ref = RuleRef(scope, rule.name, rule.action)
-        self.match = RecordFilter(FilterConfig(rules=[rule.replace(action="drop", rate=None)]))
+        # Whether it matches: dropping everything it matches, sparing nothing (a spared record
+        # still matched, and the first matching rule decides; later rules never see it).
+        self.match = RecordFilter(
+            FilterConfig(rules=[rule.replace(action="drop", rate=None, spare_flagged=False)])
+        )
         self.decide = RecordFilter(FilterConfig(rules=[rule]))
 
 
