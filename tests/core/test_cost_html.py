@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from trailrelay.config import Config, FilesSourceConfig
 from trailrelay.contract import FilterConfig, FilterRule
 from trailrelay.cost.billing import Meter
 from trailrelay.cost.measure import Meters, list_local, measure
@@ -49,7 +50,8 @@ def report_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     objects, skipped = list_local(root / "trail")
     sink = FilterConfig(rules=[FilterRule(name="no describes", action="drop", event_name=["Describe*"])])
     meters = Meters({"lines": Meter("lines", LinesEncoder())}, [], {}, {"lines": ("archive", sink)})
-    m = measure(objects, source="trail", sinks=[], meters=meters, skipped=skipped)
+    config = Config(source=FilesSourceConfig(type="files", path=root / "trail"), sinks=[])
+    m = measure(objects, source="trail", config=config, meters=meters, skipped=skipped)
     page = root / "cost.html"
     page.write_text(render_html(build_report(m, load_prices(), "EUR")), encoding="utf-8")
     return page

@@ -20,6 +20,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from trailrelay.cli.main import cli
+from trailrelay.config import Config, FilesSourceConfig, load_config
 from trailrelay.contract import FilterConfig, FilterRule, Record
 from trailrelay.cost.billing import (
     SENTINEL_TENANT_ID_BYTES,
@@ -31,7 +33,7 @@ from trailrelay.cost.billing import (
 )
 from trailrelay.cost.cli import cost
 from trailrelay.cost.estimate import _total, extrapolate, t_quantile
-from trailrelay.cost.measure import RAW, Limits, Meters, list_local, list_s3, measure
+from trailrelay.cost.measure import RAW, Limits, Measurement, Meters, list_local, list_s3, measure
 from trailrelay.cost.prices import load_prices
 from trailrelay.cost.profiles import Decider
 from trailrelay.cost.report import build_report
@@ -49,6 +51,12 @@ GLOBAL = FilterConfig(
     ]
 )
 SINK = FilterConfig(rules=[FilterRule(name="no list calls", action="drop", event_name=["List*"])])
+
+
+def config_of(trail: Path, global_filter: FilterConfig | None = None, **tables: Any) -> Config:
+    """A config reading ``trail`` with that global filter and tables, its sinks given by the meters."""
+    source = FilesSourceConfig(type="files", path=trail)
+    return Config(source=source, sinks=[], filter=global_filter or FilterConfig(), **tables)
 
 
 def lines_meters() -> Meters:
@@ -156,7 +164,7 @@ def test_a_spared_record_is_kept_by_the_rule_that_matched_it(trail: Path) -> Non
         spared += keeps and r.routing.read_only is True
     assert spared > 0  # flagged read-only calls: kept, not dropped by the default
     objects, _ = list_local(trail)
-    m = measure(objects, source=str(trail), sinks=[], global_filter=SPARING, meters=lines_meters())
+    m = measure(objects, source=str(trail), config=config_of(trail, SPARING), meters=lines_meters())
     saved = {ref.name: v[0] for (siem, ref), v in m.rule_bytes.items() if siem == "lines"}
     assert saved["read-only noise"] == pipeline.dropped["read-only noise"] > 0
     assert saved["(default)"] == pipeline.dropped["(default)"]
@@ -165,7 +173,7 @@ def test_a_spared_record_is_kept_by_the_rule_that_matched_it(trail: Path) -> Non
 def test_profile_savings_add_up_and_billable_equals_the_bytes_encoded(trail: Path) -> None:
     objects, skipped = list_local(trail)
     m = measure(
-        objects, source=str(trail), sinks=[], global_filter=GLOBAL, meters=lines_meters(), skipped=skipped
+        objects, source=str(trail), config=config_of(trail, GLOBAL), meters=lines_meters(), skipped=skipped
     )
     assert m.census and m.records > 1000 and skipped["digest"] > 0
     # Every 10th record is also pseudonymized (standard profile) and compressed: measured, not assumed.
@@ -192,6 +200,70 @@ def test_profile_savings_add_up_and_billable_equals_the_bytes_encoded(trail: Pat
     assert report["rules"] == sorted(report["rules"], key=lambda r: -r["billable_bytes_per_day"])
     names = report["noisy"]["event_names"]
     assert names and names[0]["bytes_per_day"] >= names[-1]["bytes_per_day"]
+
+
+# -- the config, as forward runs it -----------------------------------------------------------------
+
+S3_WATCH = """
+title: Watch S3 object reads
+id: 0b7d7e0e-1c1a-4f7b-9a54-7d2f7c1b1c01
+status: experimental
+logsource:
+    product: aws
+    service: cloudtrail
+detection:
+    selection:
+        eventSource: s3.amazonaws.com
+    condition: selection
+level: medium
+"""
+
+FLAGGED_ONLY = """
+[filter]
+rules = [{ name = "unflagged", action = "drop", spare_flagged = true }]
+"""
+
+
+def forward_and_cost(trail: Path, tmp_path: Path, tables: str) -> tuple[tuple[int, int], Measurement]:
+    """What ``forward --once`` wrote to a file sink (lines, bytes without newlines), and the cost
+    measurement of the same config, the file sink measured by its own encoder."""
+    cfg = tmp_path / "trailrelay.toml"
+    cfg.write_text(
+        f'[source]\ntype = "files"\npath = "{trail}"\n'
+        '[[sinks]]\nname = "archive"\ntype = "file"\npath = "out.ndjson"\n'
+        '[state]\npath = "state.sqlite"\n[dead_letter]\npath = "dead"\n' + tables,
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--once", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "out.ndjson").read_bytes().splitlines()
+    config = load_config(cfg)
+    (sink,) = config.sinks
+    meters = Meters(
+        {"lines": Meter("lines", LinesEncoder())}, [], {}, {"lines": (sink.display_name, sink.filter)}
+    )
+    objects, _ = list_local(trail)
+    return (len(lines), sum(map(len, lines))), measure(
+        objects, source=str(trail), config=config, meters=meters
+    )
+
+
+def config_volume(m: Measurement, siem: str = "lines") -> tuple[int, int]:
+    """(events, billable bytes) the ``config`` profile measured for ``siem`` in the sample."""
+    cols = [u.volume.get(("config", siem), [0, 0, 0]) for u in m.units]
+    return sum(c[0] for c in cols), sum(c[1] for c in cols)
+
+
+def test_the_users_own_sigma_rules_tag_as_in_forward(trail: Path, tmp_path: Path) -> None:
+    """A filter keeping only flagged records: what the user's rule tags is sent, and estimated."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "s3_watch.yml").write_text(S3_WATCH, encoding="utf-8")
+    sent, m = forward_and_cost(trail, tmp_path, FLAGGED_ONLY + '[detection]\nrules = ["rules"]\n')
+    assert config_volume(m) == sent
+    (tmp_path / "pack").mkdir()
+    pack_only, _ = forward_and_cost(trail, tmp_path / "pack", FLAGGED_ONLY)
+    assert pack_only[0] < sent[0]  # the user's rule tagged (and so kept) more
 
 
 # -- extrapolation ------------------------------------------------------------------------------

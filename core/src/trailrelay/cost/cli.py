@@ -165,9 +165,7 @@ def _run(
         m = measure(
             objects,
             source=source,
-            sinks=config.sinks if config else None,
-            global_filter=config.filter if config else None,
-            tag=config.detection.pack if config else True,
+            config=config,
             threads=threads,
             progress=lambda n: bar.advance(task, n),
             skipped=skipped,

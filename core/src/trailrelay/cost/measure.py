@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trailrelay.contract import FilterConfig, Origin, Record, SinkConfig
 from trailrelay.cost.billing import Meter
@@ -31,6 +31,9 @@ from trailrelay.sources.decompress import DEFAULT_LIMIT, decompress
 from trailrelay.sources.files import list_files
 from trailrelay.sources.layout import key_time
 from trailrelay.sources.parse import NotALogFile, Problem, iter_records
+
+if TYPE_CHECKING:
+    from trailrelay.config import Config
 
 __all__ = [
     "KNOWN_SIEMS",
@@ -362,12 +365,23 @@ class _Rules:
                     v[3] += size
 
 
+def _tagger(config: Config | None, tag: bool) -> SigmaTagger | None:
+    """The risk tagger: forward's own for ``config``, else the shipped pack (unless ``tag`` is False).
+
+    Forward's is the shipped pack and the user's ``[detection] rules``, or none at all.
+    """
+    if config is None:
+        return SigmaTagger() if tag else None
+    from trailrelay.pipeline.build import build_transforms  # noqa: PLC0415 - forward's own assembly
+
+    return build_transforms(config)[2]
+
+
 def measure(
     objects: Sequence[SampleObject],
     *,
     source: str,
-    sinks: Sequence[SinkConfig] | None = None,
-    global_filter: FilterConfig | None = None,
+    config: Config | None = None,
     tag: bool = True,
     limits: Limits | None = None,
     threads: int = 1,
@@ -377,14 +391,16 @@ def measure(
 ) -> Measurement:
     """Read the sampled units of ``objects`` and measure every profile on every connector.
 
+    With ``config`` (``-c``), records go through what ``forward`` would do with it: its risk
+    tagger, its global ``[filter]`` and each sink's own filter (the ``config`` profile).
     ``meters`` replaces the installed connectors (tests measure a fake encoder with it).
     """
     limits = limits or Limits()
-    built = meters if meters is not None else build_meters(sinks)
+    built = meters if meters is not None else build_meters(config.sinks if config is not None else None)
     siems = sorted(built.meters)
-    profiles = builtin_profiles(siems, attribute_default=sinks is None)
-    if sinks is not None:
-        profiles.append(config_profile(global_filter or FilterConfig(), built.sink_filters, siems))
+    profiles = builtin_profiles(siems, attribute_default=config is None)
+    if config is not None:
+        profiles.append(config_profile(config.filter, built.sink_filters, siems))
     units_plan, population, census = plan_sample(objects, limits)
     local_census = census and all(o.origin.kind == "file" for o in objects)
     m = Measurement(
@@ -404,7 +420,7 @@ def measure(
         population_stored_bytes=sum(o.size for o in objects),
         skipped=Counter(skipped or {}),
     )
-    tagger = SigmaTagger() if tag else None
+    tagger = _tagger(config, tag)
     rules = _Rules(next((p for p in reversed(profiles) if p.attribute), None), siems, m)
     pseudo, m.privacy_note = _pseudonymizer()
     meter_of = built.meters
