@@ -16,7 +16,7 @@ import pytest
 from trailrelay.config import Config, FilesSourceConfig
 from trailrelay.contract import FilterConfig, FilterRule
 from trailrelay.cost.billing import Meter
-from trailrelay.cost.measure import Meters, list_local, measure
+from trailrelay.cost.measure import Meters, Target, list_local, measure
 from trailrelay.cost.prices import load_prices
 from trailrelay.cost.report import build_report
 from trailrelay.cost.report_html import render_html
@@ -49,7 +49,7 @@ def report_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generate_trail(root / "trail", seed=5, events_per_hour=40, accounts=2)
     objects, skipped = list_local(root / "trail")
     sink = FilterConfig(rules=[FilterRule(name="no describes", action="drop", event_name=["Describe*"])])
-    meters = Meters({"lines": Meter("lines", LinesEncoder())}, [], {}, {"lines": ("archive", sink)})
+    meters = Meters([Target("archive", "lines", Meter("lines", LinesEncoder()), sink)], [], {})
     config = Config(source=FilesSourceConfig(type="files", path=root / "trail"), sinks=[])
     m = measure(objects, source="trail", config=config, meters=meters, skipped=skipped)
     page = root / "cost.html"

@@ -33,7 +33,17 @@ from trailrelay.cost.billing import (
 )
 from trailrelay.cost.cli import cost
 from trailrelay.cost.estimate import _total, extrapolate, t_quantile
-from trailrelay.cost.measure import RAW, Limits, Measurement, Meters, list_local, list_s3, measure
+from trailrelay.cost.measure import (
+    RAW,
+    Limits,
+    Measurement,
+    Meters,
+    Target,
+    list_local,
+    list_s3,
+    measure,
+    per_sink,
+)
 from trailrelay.cost.prices import load_prices
 from trailrelay.cost.profiles import Decider
 from trailrelay.cost.report import build_report
@@ -60,7 +70,7 @@ def config_of(trail: Path, global_filter: FilterConfig | None = None, **tables: 
 
 
 def lines_meters() -> Meters:
-    return Meters({"lines": Meter("lines", LinesEncoder())}, [], {}, {"lines": ("archive", SINK)})
+    return Meters([Target("archive", "lines", Meter("lines", LinesEncoder()), SINK)], [], {})
 
 
 @pytest.fixture(scope="module")
@@ -224,33 +234,37 @@ rules = [{ name = "unflagged", action = "drop", spare_flagged = true }]
 """
 
 
-def forward_and_cost(trail: Path, tmp_path: Path, tables: str) -> tuple[tuple[int, int], Measurement]:
-    """What ``forward --once`` wrote to a file sink (lines, bytes without newlines), and the cost
-    measurement of the same config, the file sink measured by its own encoder."""
+ARCHIVE = '[[sinks]]\nname = "archive"\ntype = "file"\npath = "archive.ndjson"\n'
+
+
+def forward_and_cost(
+    trail: Path, tmp_path: Path, tables: str, sinks: str = ARCHIVE
+) -> tuple[dict[str, tuple[int, int]], Measurement]:
+    """What ``forward --once`` wrote to each file sink (lines, bytes without newlines) by name,
+    and the cost measurement of the same config, each file sink measured by its own encoder."""
     cfg = tmp_path / "trailrelay.toml"
     cfg.write_text(
-        f'[source]\ntype = "files"\npath = "{trail}"\n'
-        '[[sinks]]\nname = "archive"\ntype = "file"\npath = "out.ndjson"\n'
+        f'[source]\ntype = "files"\npath = "{trail}"\n{sinks}'
         '[state]\npath = "state.sqlite"\n[dead_letter]\npath = "dead"\n' + tables,
         encoding="utf-8",
     )
     result = CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--once", "--no-progress"])
     assert result.exit_code == 0, result.output
-    lines = (tmp_path / "out.ndjson").read_bytes().splitlines()
     config = load_config(cfg)
-    (sink,) = config.sinks
-    meters = Meters(
-        {"lines": Meter("lines", LinesEncoder())}, [], {}, {"lines": (sink.display_name, sink.filter)}
-    )
+    sent = {}
+    for sc in config.sinks:
+        lines = sc.path.read_bytes().splitlines() if sc.path.exists() else []  # type: ignore[attr-defined]
+        sent[sc.display_name] = (len(lines), sum(map(len, lines)))
+    targets = [
+        Target(sc.display_name, "lines", Meter("lines", LinesEncoder()), sc.filter) for sc in config.sinks
+    ]
     objects, _ = list_local(trail)
-    return (len(lines), sum(map(len, lines))), measure(
-        objects, source=str(trail), config=config, meters=meters
-    )
+    return sent, measure(objects, source=str(trail), config=config, meters=Meters(targets, [], {}))
 
 
-def config_volume(m: Measurement, siem: str = "lines") -> tuple[int, int]:
-    """(events, billable bytes) the ``config`` profile measured for ``siem`` in the sample."""
-    cols = [u.volume.get(("config", siem), [0, 0, 0]) for u in m.units]
+def config_volume(m: Measurement, profile: str = "config", siem: str = "lines") -> tuple[int, int]:
+    """(events, billable bytes) a profile measured for ``siem`` in the sample."""
+    cols = [u.volume.get((profile, siem), [0, 0, 0]) for u in m.units]
     return sum(c[0] for c in cols), sum(c[1] for c in cols)
 
 
@@ -260,10 +274,34 @@ def test_the_users_own_sigma_rules_tag_as_in_forward(trail: Path, tmp_path: Path
     rules.mkdir()
     (rules / "s3_watch.yml").write_text(S3_WATCH, encoding="utf-8")
     sent, m = forward_and_cost(trail, tmp_path, FLAGGED_ONLY + '[detection]\nrules = ["rules"]\n')
-    assert config_volume(m) == sent
+    assert config_volume(m) == sent["archive"]
     (tmp_path / "pack").mkdir()
     pack_only, _ = forward_and_cost(trail, tmp_path / "pack", FLAGGED_ONLY)
-    assert pack_only[0] < sent[0]  # the user's rule tagged (and so kept) more
+    assert pack_only["archive"][0] < sent["archive"][0]  # the user's rule tagged (and so kept) more
+
+
+def test_every_sink_of_a_siem_is_measured_and_added_up(trail: Path, tmp_path: Path) -> None:
+    """Two sinks of one type (two indexes, each billed): each is estimated by its name, the SIEM's total adds them."""
+    data_only = 'filter = { default = "drop", rules = [{ name = "data events", action = "keep", category = ["Data"] }] }\n'
+    sinks = ARCHIVE + '[[sinks]]\nname = "data"\ntype = "file"\npath = "data.ndjson"\n' + data_only
+    sent, m = forward_and_cost(trail, tmp_path, "", sinks)
+    assert 0 < sent["data"][0] < sent["archive"][0]
+    assert [(name, siem) for name, siem in m.sinks] == [("archive", "lines"), ("data", "lines")]
+    for name in ("archive", "data"):
+        assert config_volume(m, per_sink(name)) == sent[name]
+    both = config_volume(m)
+    assert both == (sent["archive"][0] + sent["data"][0], sent["archive"][1] + sent["data"][1])
+    report = build_report(m, load_prices(), "USD")
+    assert [(x["name"], x["sample_events"]) for x in report["sinks"]] == [
+        ("archive", sent["archive"][0]),
+        ("data", sent["data"][0]),
+    ]
+    notes = next(p["notes"] for p in report["profiles"] if p["name"] == "config")
+    assert "lines: 2 sinks (archive, data), each billed; figures add them up" in notes
+    # Everything sent to both, less what the rules dropped, is what was kept: the savings add up.
+    check = report["savings_check"]["lines"]
+    assert check["sample_all_bytes"] - check["sample_kept_bytes"] == check["sample_saved_by_rules"] > 0
+    assert check["sample_kept_bytes"] == both[1]
 
 
 # -- extrapolation ------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ When the source holds more hours (or bytes) than the sampling limits, a seeded s
 sample of hours is read in full; otherwise everything is read (a census). A local folder read
 in full is grouped by the events' own hour instead. Every record goes through the risk tagger
 (as ``forward`` does), each profile's deciders, and one :class:`~trailrelay.cost.billing.Meter`
-per installed connector, built from the user's sink table (``-c``) or the demo placeholders.
+per sink: one for each of the user's sinks (``-c``) of an installed connector, else the demo
+placeholders. A SIEM with several sinks in the config is billed for each; its figures add them up.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ __all__ = [
     "Measurement",
     "Meters",
     "SampleObject",
+    "Target",
     "Unit",
     "build_meters",
     "list_local",
     "list_s3",
     "measure",
+    "per_sink",
     "plan_sample",
     "span_of",
 ]
@@ -122,6 +125,8 @@ class Measurement:
     span_hours: float
     units: list[Unit]
     siems: list[str]
+    sinks: list[tuple[str, str]]
+    """(name, SIEM) of each of the config's sinks measured: :func:`per_sink` keys its volumes."""
     units_of: dict[str, str]
     rules_of: dict[str, str]
     profiles: list[Profile]
@@ -241,45 +246,72 @@ def span_of(objects: Sequence[SampleObject]) -> float:
 # -- connectors ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Target:
+    """One sink measured: a sink of the config, or the placeholder of a SIEM it does not use."""
+
+    name: str
+    """The sink's name in the config; ``<siem> (default)`` for a placeholder."""
+    siem: str
+    meter: Meter
+    filter: FilterConfig | None = None
+    """The sink's own filter; None for a placeholder (its connector's default filter is assumed)."""
+
+
+def per_sink(name: str) -> str:
+    """The profile key under which one sink's share of the ``config`` profile is counted."""
+    return f"config:{name}"
+
+
 @dataclass
 class Meters:
-    """The meters built, and what could not be."""
+    """The sinks measured, and the SIEMs that could not be."""
 
-    meters: dict[str, Meter]
+    targets: list[Target]
     missing: list[str]
     failed: dict[str, str]
-    sink_filters: dict[str, tuple[str, FilterConfig]]
+
+    @property
+    def meters(self) -> dict[str, Meter]:
+        """A meter per SIEM measured (its first sink's): the unit and rule the report names."""
+        out: dict[str, Meter] = {}
+        for t in self.targets:
+            out.setdefault(t.siem, t.meter)
+        return out
 
 
 def build_meters(sinks: Sequence[SinkConfig] | None) -> Meters:
-    """A meter per installed connector: from the config's sink table, else placeholders."""
+    """A target per sink of the config of an installed connector, each with its own settings.
+
+    An installed connector the config does not use (every one, without a config) gets one
+    placeholder target. A connector that cannot be measured for one of its sinks is reported
+    and none of its sinks is measured (a part of a SIEM's bill would be a false total).
+    """
     from trailrelay.sinks.placeholders import placeholder_config  # noqa: PLC0415 - shared placeholders
 
-    configured: dict[str, SinkConfig] = {}
-    for sc in sinks or []:
-        configured.setdefault(sc.type, sc)
     installed = installed_sinks()
-    meters: dict[str, Meter] = {}
+    targets: list[Target] = []
     failed: dict[str, str] = {}
-    sink_filters: dict[str, tuple[str, FilterConfig]] = {}
-    for name in installed:
-        if name in _ARCHIVES:
+    for siem in installed:
+        if siem in _ARCHIVES:
             continue
+        configured = [sc for sc in sinks or [] if sc.type == siem]
+        where = ""
         try:
-            plugin = load_sink(name)
-            config: Any = configured.get(name)
-            if config is None:
-                placeholder = placeholder_config(name, plugin) or {"type": name}
-                config = plugin.config_model.validate(placeholder)
-            meters[name] = Meter.for_plugin(name, plugin, config)
+            plugin = load_sink(siem)
+            found: list[Target] = []
+            for sc in configured:
+                where = f"sink {sc.display_name}: "
+                found.append(Target(sc.display_name, siem, Meter.for_plugin(siem, plugin, sc), sc.filter))
+            if not configured:
+                placeholder = plugin.config_model.validate(placeholder_config(siem, plugin) or {"type": siem})
+                found.append(Target(f"{siem} (default)", siem, Meter.for_plugin(siem, plugin, placeholder)))
         except Exception as exc:  # a broken connector is reported, never fatal
-            failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            failed[siem] = f"{where}{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             continue
-        if name in configured:
-            sc = configured[name]
-            sink_filters[name] = (sc.display_name, sc.filter)
+        targets += found
     missing = [s for s in KNOWN_SIEMS if s not in installed]
-    return Meters(meters, missing, failed, sink_filters)
+    return Meters(targets, missing, failed)
 
 
 def _pseudonymizer() -> tuple[Callable[[Record], Record] | None, str]:
@@ -335,22 +367,23 @@ def _fetched(
 
 
 class _Rules:
-    """Per-SIEM rule attribution for the profile whose rules are reported."""
+    """Per-SIEM rule attribution for the profile whose rules are reported (its sinks add up)."""
 
-    def __init__(self, profile: Profile | None, siems: Sequence[str], m: Measurement) -> None:
-        self.items: list[tuple[str, Decider, list[RuleRef]]] = []
+    def __init__(self, profile: Profile | None, targets: Sequence[Target], m: Measurement) -> None:
+        self.items: list[tuple[int, str, Decider, list[RuleRef]]] = []
         if profile is not None:
-            for s in siems:
-                d = profile.decider(s)
-                self.items.append((s, d, d.rules))
+            for i, t in enumerate(targets):
+                d = profile.decider(t.name)
+                self.items.append((i, t.siem, d, d.rules))
                 for ref in d.rules:
-                    m.rule_bytes[(s, ref)] = [0, 0, 0, 0]
+                    m.rule_bytes.setdefault((t.siem, ref), [0, 0, 0, 0])
         self.m = m
 
-    def add(self, record: Record, billable: dict[str, int]) -> None:
+    def add(self, record: Record, billable: Sequence[int]) -> None:
+        """Attribute ``record``, whose billable bytes at each target are ``billable``."""
         rb = self.m.rule_bytes
-        for s, decider, rules in self.items:
-            size = billable[s]
+        for i, s, decider, rules in self.items:
+            size = billable[i]
             dropped = decider.decide(record)
             if dropped is not None:
                 v = rb[(s, dropped)]
@@ -392,15 +425,18 @@ def measure(
     """Read the sampled units of ``objects`` and measure every profile on every connector.
 
     With ``config`` (``-c``), records go through what ``forward`` would do with it: its risk
-    tagger, its global ``[filter]`` and each sink's own filter (the ``config`` profile).
-    ``meters`` replaces the installed connectors (tests measure a fake encoder with it).
+    tagger, its global ``[filter]`` and each sink's own filter (the ``config`` profile), measured
+    at each of its sinks. ``meters`` replaces the installed connectors (tests measure a fake
+    encoder with it).
     """
     limits = limits or Limits()
     built = meters if meters is not None else build_meters(config.sinks if config is not None else None)
+    targets = built.targets
     siems = sorted(built.meters)
-    profiles = builtin_profiles(siems, attribute_default=config is None)
+    sinks = [(t.name, t.siem, t.filter) for t in targets]
+    profiles = builtin_profiles(sinks, attribute_default=config is None)
     if config is not None:
-        profiles.append(config_profile(config.filter, built.sink_filters, siems))
+        profiles.append(config_profile(config.filter, sinks))
     units_plan, population, census = plan_sample(objects, limits)
     local_census = census and all(o.origin.kind == "file" for o in objects)
     m = Measurement(
@@ -410,6 +446,7 @@ def measure(
         span_hours=span_of(objects),
         units=[],
         siems=siems,
+        sinks=[(t.name, t.siem) for t in targets if config is not None and t.filter is not None],
         units_of={s: meter.rule.unit for s, meter in built.meters.items()},
         rules_of={s: meter.rule.rule for s, meter in built.meters.items()},
         disk_of={s: meter.rule.disk_ratio for s, meter in built.meters.items() if meter.rule.disk_ratio},
@@ -421,13 +458,17 @@ def measure(
         skipped=Counter(skipped or {}),
     )
     tagger = _tagger(config, tag)
-    rules = _Rules(next((p for p in reversed(profiles) if p.attribute), None), siems, m)
+    rules = _Rules(next((p for p in reversed(profiles) if p.attribute), None), targets, m)
     pseudo, m.privacy_note = _pseudonymizer()
     meter_of = built.meters
+    first = {s: next(i for i, t in enumerate(targets) if t.siem == s) for s in siems}
+    """Each SIEM's first target: what-ifs and compression are measured on it."""
     units: dict[object, Unit] = {}
     """Units by object group (sampled) or by event hour (a local census)."""
     bodies: dict[str, list[bytes]] = {s: [] for s in siems}
-    deciders = [(p.name, p.decider("*"), [(s, p.decider(s)) for s in siems]) for p in profiles]
+    deciders = [
+        (p.name, p.decider("*"), [p.decider(t.name) for t in targets], p.name == "config") for p in profiles
+    ]
     event_hours: list[dt.datetime] = []
     n = 0
     t_read = time.perf_counter()
@@ -468,20 +509,20 @@ def measure(
             m.by_source_events[src] += 1
             m.by_name[(src, r.event_name or "(none)")] += len(line)
             m.by_name_events[(src, r.event_name or "(none)")] += 1
-            billable: dict[str, int] = {RAW: len(line)}
-            sent: dict[str, int] = {RAW: len(line) + 1}
-            for s in siems:
-                billable[s], sent[s] = meter_of[s].measure(record)
-            for pname, star, per_siem in deciders:
+            sizes = [t.meter.measure(record) for t in targets]  # (billable, request-body bytes)
+            for pname, star, per_target, by_sink in deciders:
                 star_kept = star.decide(record) is None
                 if star_kept:
-                    unit.add(pname, RAW, billable[RAW], sent[RAW])
-                for s, d in per_siem:
+                    unit.add(pname, RAW, len(line), len(line) + 1)
+                for t, d, (billable, sent) in zip(targets, per_target, sizes, strict=True):
                     if star_kept if d is star else d.decide(record) is None:
-                        unit.add(pname, s, billable[s], sent[s])
-            rules.add(record, billable)
+                        unit.add(pname, t.siem, billable, sent)
+                        if by_sink and t.filter is not None:
+                            unit.add(per_sink(t.name), t.siem, billable, sent)
+            rules.add(record, [b for b, _ in sizes])
             if limits.subsample and n % limits.subsample == 0:
-                _subsample(record, siems, meter_of, billable, pseudo, m, bodies)
+                first_billable = {s: sizes[i][0] for s, i in first.items()}
+                _subsample(record, siems, meter_of, first_billable, pseudo, m, bodies)
         m.seconds_processing += time.perf_counter() - t0
         if progress is not None:
             progress(obj.size)
@@ -494,9 +535,13 @@ def measure(
             (max(event_hours) - min(event_hours)).total_seconds() / 3600 + 1 if event_hours else 0.0
         )
     _compress(bodies, m)
-    for s, meter in meter_of.items():
-        if meter.failures:
-            m.meter_failures[s] = f"{meter.failures} record(s) could not be encoded ({meter.last_error})"
+    failures: dict[str, list[str]] = defaultdict(list)
+    for t in targets:
+        if t.meter.failures:
+            failures[t.siem].append(
+                f"{t.meter.failures} record(s) could not be encoded for {t.name} ({t.meter.last_error})"
+            )
+    m.meter_failures = {s: "; ".join(why) for s, why in failures.items()}
     return m
 
 

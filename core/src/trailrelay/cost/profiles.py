@@ -1,13 +1,13 @@
 """Filter profiles compared side by side, and what each single rule saves.
 
-A profile decides, per SIEM, which records that SIEM would receive. The built-in ones:
+A profile decides, per sink, which records that sink would receive. The built-in ones:
 ``all`` (everything), ``management`` (management events only), ``management-writes``
 (management minus read-only calls) and ``siem-default`` (each connector's default sink filter:
 data events stay out). With ``-c FILE`` the profile ``config`` is the file's global ``[filter]``
 followed by each SIEM sink's own ``filter`` (a SIEM the file does not configure gets its
-default). Decisions are those of :class:`~trailrelay.transforms.filters.RecordFilter`; the
-deciders here also say which rule decided, so savings can be attributed rule by rule and add
-up to the profile's total saving.
+default; a SIEM with several sinks is decided at each). Decisions are those of
+:class:`~trailrelay.transforms.filters.RecordFilter`; the deciders here also say which rule
+decided, so savings can be attributed rule by rule and add up to the profile's total saving.
 """
 
 from __future__ import annotations
@@ -84,9 +84,13 @@ class Decider:
         return False
 
 
+Sinks = Sequence[tuple[str, str, FilterConfig | None]]
+"""The sinks measured: (name, SIEM, its own filter, or None where the config names no such sink)."""
+
+
 @dataclass(frozen=True)
 class Profile:
-    """A named way of filtering, with one decider per SIEM (``*`` for all SIEMs alike)."""
+    """A named way of filtering, with one decider per sink by name (``*`` for all sinks alike)."""
 
     name: str
     title: str
@@ -95,9 +99,9 @@ class Profile:
     """True for the profile whose rules' savings are reported one by one."""
     notes: list[str] = field(default_factory=list)
 
-    def decider(self, siem: str) -> Decider:
-        """The decider used for a SIEM."""
-        return self.deciders.get(siem) or self.deciders["*"]
+    def decider(self, sink: str) -> Decider:
+        """The decider used for a sink (by its name)."""
+        return self.deciders.get(sink) or self.deciders["*"]
 
 
 _MANAGEMENT = FilterConfig(
@@ -113,9 +117,9 @@ _MANAGEMENT_WRITES = FilterConfig(
 )
 
 
-def builtin_profiles(siems: Sequence[str], *, attribute_default: bool) -> list[Profile]:
+def builtin_profiles(sinks: Sinks, *, attribute_default: bool) -> list[Profile]:
     """The profiles every report shows."""
-    defaults = {s: Decider([(s, SIEM_DEFAULT_FILTER)]) for s in siems}
+    defaults = {name: Decider([(siem, SIEM_DEFAULT_FILTER)]) for name, siem, _ in sinks}
     return [
         Profile("all", "everything", {"*": Decider([])}),
         Profile("management", "management events only", {"*": Decider([("profile", _MANAGEMENT)])}),
@@ -133,19 +137,24 @@ def builtin_profiles(siems: Sequence[str], *, attribute_default: bool) -> list[P
     ]
 
 
-def config_profile(
-    global_filter: FilterConfig, sink_filters: Mapping[str, tuple[str, FilterConfig]], siems: Sequence[str]
-) -> Profile:
+def config_profile(global_filter: FilterConfig, sinks: Sinks) -> Profile:
     """The user's config: its global ``[filter]``, then each SIEM sink's ``filter``.
 
-    ``sink_filters`` maps a sink type to (sink name, its filter); SIEMs it does not name get
-    their connector default, which the profile's notes say.
+    A SIEM the config does not name (its sink's filter is None) gets its connector default, and
+    a SIEM with several sinks is billed for each; the profile's notes say both.
     """
     deciders: dict[str, Decider] = {"*": Decider([("global", global_filter)])}
     notes = []
-    for siem in siems:
-        name, sink_filter = sink_filters.get(siem, (f"{siem} (default)", SIEM_DEFAULT_FILTER))
-        if siem not in sink_filters:
+    names: dict[str, list[str]] = {}
+    for name, siem, sink_filter in sinks:
+        if sink_filter is None:
             notes.append(f"{siem} is not in your config: its default sink filter is assumed")
-        deciders[siem] = Decider([("global", global_filter), (name, sink_filter)])
+        else:
+            names.setdefault(siem, []).append(name)
+        deciders[name] = Decider([("global", global_filter), (name, sink_filter or SIEM_DEFAULT_FILTER)])
+    for siem, several in names.items():
+        if len(several) > 1:
+            notes.append(
+                f"{siem}: {len(several)} sinks ({', '.join(several)}), each billed; figures add them up"
+            )
     return Profile("config", "your config's filters", deciders, attribute=True, notes=notes)

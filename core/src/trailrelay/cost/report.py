@@ -10,7 +10,7 @@ import msgspec
 from trailrelay.cost.costs import GB, PlanCost, aws_costs, siem_costs
 from trailrelay.cost.estimate import Estimate, extrapolate, warnings_for
 from trailrelay.cost.estimate import __doc__ as _method
-from trailrelay.cost.measure import RAW, Measurement
+from trailrelay.cost.measure import RAW, Measurement, per_sink
 from trailrelay.cost.prices import PriceTable
 
 __all__ = ["METHOD", "build_report"]
@@ -73,6 +73,26 @@ def _volumes(est: dict[tuple[str, str], Estimate], m: Measurement) -> list[dict[
                     "sample_billable_bytes": e.sample_billable,
                 }
             )
+    return rows
+
+
+def _sinks(est: dict[tuple[str, str], Estimate], m: Measurement) -> list[dict[str, Any]]:
+    """Each of the config's sinks measured: its share of the ``config`` profile's volume."""
+    rows = []
+    for name, siem in m.sinks:
+        e = est.get((per_sink(name), siem)) or Estimate(0.0, 0.0, 0.0, 0.0, 0.0, 0, 0)
+        rows.append(
+            {
+                "name": name,
+                "siem": siem,
+                "events_per_day": e.events,
+                "billable_bytes_per_day": e.billable,
+                "billable_margin": e.billable_margin,
+                "gb_per_day": e.billable / GB,
+                "sample_events": e.sample_events,
+                "sample_billable_bytes": e.sample_billable,
+            }
+        )
     return rows
 
 
@@ -244,6 +264,7 @@ def build_report(m: Measurement, prices: PriceTable, currency: str) -> dict[str,
         },
         "profiles": [{"name": p.name, "title": p.title, "notes": p.notes} for p in m.profiles],
         "volumes": volumes,
+        "sinks": _sinks(est, m),
         "costs": costs,
         "rules": rules,
         "savings_check": check,

@@ -98,6 +98,15 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             row.append(_money(cost.get((p["name"], siem), {}).get("best_monthly"), cur))
         t.add_row(*row)
     console.print(t)
+    for siem in siems:
+        several = [x for x in report.get("sinks", []) if x["siem"] == siem]
+        if len(several) > 1:
+            parts = ", ".join(
+                f"{escape(x['name'])} {human_bytes(x['billable_bytes_per_day'])}/day" for x in several
+            )
+            console.print(
+                f"{siem} in profile 'config' adds up your {len(several)} sinks: {parts}", highlight=False
+            )
 
     head = headline_profile(report)
     plans = Table(
