@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import math
+import os
 import shutil
 import statistics
 from collections.abc import Callable
@@ -302,6 +303,43 @@ def test_every_sink_of_a_siem_is_measured_and_added_up(trail: Path, tmp_path: Pa
     check = report["savings_check"]["lines"]
     assert check["sample_all_bytes"] - check["sample_kept_bytes"] == check["sample_saved_by_rules"] > 0
     assert check["sample_kept_bytes"] == both[1]
+
+
+SLIM = """
+[privacy]
+key_file = "key.hex"
+key_encoding = "hex"
+default = "standard"
+sinks = { archive = "slim" }
+[privacy.profiles.slim]
+fields = [
+  { path = "requestParameters", method = "drop" },
+  { path = "responseElements", method = "drop" },
+  { path = "userAgent", method = "drop" },
+]
+"""
+
+
+def test_each_sinks_privacy_profile_is_applied_as_in_forward(trail: Path, tmp_path: Path) -> None:
+    """The config's [privacy]: fields dropped at one sink, the keyed standard profile at another.
+
+    The estimate uses a throw-away key (it needs no access to the real one): a token has the
+    same length under any key, so the bytes are those forward sent.
+    """
+    (tmp_path / "key.hex").write_text(os.urandom(32).hex(), encoding="utf-8")
+    sinks = ARCHIVE + '[[sinks]]\nname = "masked"\ntype = "file"\npath = "masked.ndjson"\n'
+    sent, m = forward_and_cost(trail, tmp_path, SLIM, sinks)
+    for name in ("archive", "masked"):
+        assert config_volume(m, per_sink(name)) == sent[name]
+    records = load_records(trail)
+    unmasked = sum(len(r.line()) for r in records)
+    assert sent["archive"][1] < unmasked != sent["masked"][1]  # tokens are not as long as the values
+    # Every profile is measured as the sinks would send it; only the filters change.
+    assert config_volume(m, "all") == config_volume(m)
+    report = build_report(m, load_prices(), "USD")
+    privacy = report["privacy"]
+    assert privacy["applied"] and "your config's [privacy]" in privacy["profile"]
+    assert privacy["by_siem"]["lines"]["change"] < 0
 
 
 # -- extrapolation ------------------------------------------------------------------------------

@@ -4,9 +4,10 @@ Objects are grouped by the hour in their CloudTrail file name (``..._20260302T10
 When the source holds more hours (or bytes) than the sampling limits, a seeded simple random
 sample of hours is read in full; otherwise everything is read (a census). A local folder read
 in full is grouped by the events' own hour instead. Every record goes through the risk tagger
-(as ``forward`` does), each profile's deciders, and one :class:`~trailrelay.cost.billing.Meter`
-per sink: one for each of the user's sinks (``-c``) of an installed connector, else the demo
-placeholders. A SIEM with several sinks in the config is billed for each; its figures add them up.
+(as ``forward`` does), each profile's deciders, each sink's privacy profile from the config's
+``[privacy]``, and one :class:`~trailrelay.cost.billing.Meter` per sink: one for each of the
+user's sinks (``-c``) of an installed connector, else the demo placeholders. A SIEM with several
+sinks in the config is billed for each; its figures add them up.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +152,9 @@ class Measurement:
     privacy: dict[str, list[int]] = field(default_factory=dict)
     """siem -> [records, billable before, billable after] on the subsample."""
     privacy_note: str = ""
+    privacy_applied: bool = False
+    """True when the config's ``[privacy]`` is applied to every figure (``privacy`` is its effect);
+    else ``privacy`` is a what-if of the built-in ``standard`` profile."""
     compression: dict[str, list[int]] = field(default_factory=dict)
     """siem -> [body bytes, gzip bytes] on the subsample."""
     meter_failures: dict[str, str] = field(default_factory=dict)
@@ -314,7 +318,34 @@ def build_meters(sinks: Sequence[SinkConfig] | None) -> Meters:
     return Meters(targets, missing, failed)
 
 
-def _pseudonymizer() -> tuple[Callable[[Record], Record] | None, str]:
+_Prepare = Callable[[Record], Record]
+
+
+def _config_privacy(config: Config | None, targets: Sequence[Target]) -> list[_Prepare | None]:
+    """Each target's privacy step: the profile the config's ``[privacy]`` gives its sink, or None.
+
+    The same :class:`~trailrelay.privacy.Pseudonymizer` forward builds for the sink, with a
+    throw-away key instead of the real one: a token has the same length under any key, so the
+    bytes billed are the same, and the estimate needs no access to the key. A SIEM the config
+    does not use gets the ``default`` profile, as a sink added for it would.
+    """
+    privacy = config.privacy if config is not None else None
+    if privacy is None:
+        return [None for _ in targets]
+    from trailrelay.privacy import Key, Pseudonymizer, Tokenizer  # noqa: PLC0415
+
+    tokenizer = Tokenizer(Key(os.urandom(32), "a throw-away key for the cost report"))
+    built: dict[str, _Prepare] = {}
+    out: list[_Prepare | None] = []
+    for t in targets:
+        name = privacy.profile_for(t.name)
+        if name is not None and name not in built:
+            built[name] = Pseudonymizer(privacy.profile(name), tokenizer, name=name).apply
+        out.append(built[name] if name is not None else None)
+    return out
+
+
+def _pseudonymizer() -> tuple[_Prepare | None, str]:
     """The built-in ``standard`` privacy profile with a throw-away key, when core has it."""
     try:
         from trailrelay.privacy import STANDARD_PROFILE, Key, Pseudonymizer  # noqa: PLC0415
@@ -379,11 +410,13 @@ class _Rules:
                     m.rule_bytes.setdefault((t.siem, ref), [0, 0, 0, 0])
         self.m = m
 
-    def add(self, record: Record, billable: Sequence[int]) -> None:
-        """Attribute ``record``, whose billable bytes at each target are ``billable``."""
+    def add(self, record: Record, billable: Sequence[int | None]) -> None:
+        """Attribute ``record``, whose billable bytes at each target are ``billable`` (None: not sent)."""
         rb = self.m.rule_bytes
         for i, s, decider, rules in self.items:
             size = billable[i]
+            if size is None:
+                continue
             dropped = decider.decide(record)
             if dropped is not None:
                 v = rb[(s, dropped)]
@@ -459,10 +492,16 @@ def measure(
     )
     tagger = _tagger(config, tag)
     rules = _Rules(next((p for p in reversed(profiles) if p.attribute), None), targets, m)
-    pseudo, m.privacy_note = _pseudonymizer()
-    meter_of = built.meters
+    prepares = _config_privacy(config, targets)
+    refused: Counter[str] = Counter()
+    """Records a target's privacy profile could not be applied to (forward dead-letters them there)."""
+    if config is not None and config.privacy is not None:
+        pseudo, m.privacy_applied = None, True
+        m.privacy_note = "your config's [privacy] profiles, applied to every figure"
+    else:
+        pseudo, m.privacy_note = _pseudonymizer()
     first = {s: next(i for i, t in enumerate(targets) if t.siem == s) for s in siems}
-    """Each SIEM's first target: what-ifs and compression are measured on it."""
+    """Each SIEM's first target: the privacy effect and compression are measured on it."""
     units: dict[object, Unit] = {}
     """Units by object group (sampled) or by event hour (a local census)."""
     bodies: dict[str, list[bytes]] = {s: [] for s in siems}
@@ -509,20 +548,22 @@ def measure(
             m.by_source_events[src] += 1
             m.by_name[(src, r.event_name or "(none)")] += len(line)
             m.by_name_events[(src, r.event_name or "(none)")] += 1
-            sizes = [t.meter.measure(record) for t in targets]  # (billable, request-body bytes)
+            sizes = [
+                _sized(t, prepare, record, refused) for t, prepare in zip(targets, prepares, strict=True)
+            ]
             for pname, star, per_target, by_sink in deciders:
                 star_kept = star.decide(record) is None
                 if star_kept:
                     unit.add(pname, RAW, len(line), len(line) + 1)
-                for t, d, (billable, sent) in zip(targets, per_target, sizes, strict=True):
-                    if star_kept if d is star else d.decide(record) is None:
-                        unit.add(pname, t.siem, billable, sent)
+                for t, d, size in zip(targets, per_target, sizes, strict=True):
+                    if size is not None and (star_kept if d is star else d.decide(record) is None):
+                        unit.add(pname, t.siem, *size)
                         if by_sink and t.filter is not None:
-                            unit.add(per_sink(t.name), t.siem, billable, sent)
-            rules.add(record, [b for b, _ in sizes])
+                            unit.add(per_sink(t.name), t.siem, *size)
+            rules.add(record, [size[0] if size is not None else None for size in sizes])
             if limits.subsample and n % limits.subsample == 0:
-                first_billable = {s: sizes[i][0] for s, i in first.items()}
-                _subsample(record, siems, meter_of, first_billable, pseudo, m, bodies)
+                firsts = {s: (targets[i].meter, prepares[i], sizes[i]) for s, i in first.items()}
+                _subsample(record, firsts, pseudo, m, bodies)
         m.seconds_processing += time.perf_counter() - t0
         if progress is not None:
             progress(obj.size)
@@ -541,37 +582,70 @@ def measure(
             failures[t.siem].append(
                 f"{t.meter.failures} record(s) could not be encoded for {t.name} ({t.meter.last_error})"
             )
+        if refused[t.name]:
+            failures[t.siem].append(
+                f"{refused[t.name]} record(s) could not be pseudonymized for {t.name} "
+                "(forward dead-letters them there; not billed)"
+            )
     m.meter_failures = {s: "; ".join(why) for s, why in failures.items()}
     return m
 
 
-def _subsample(  # noqa: PLR0917 - the one place these measurements meet
+def _sized(
+    target: Target, prepare: _Prepare | None, record: Record, refused: Counter[str]
+) -> tuple[int, int] | None:
+    """(billable, request-body bytes) of ``record`` at a target after its privacy profile.
+
+    None when the profile cannot be applied: forward dead-letters the record for that sink.
+    """
+    if prepare is not None:
+        try:
+            record = prepare(record)
+        except InputError:
+            refused[target.name] += 1
+            return None
+    return target.meter.measure(record)
+
+
+def _subsample(
     record: Record,
-    siems: Iterable[str],
-    meters: dict[str, Meter],
-    billable: dict[str, int],
-    pseudo: Callable[[Record], Record] | None,
+    firsts: dict[str, tuple[Meter, _Prepare | None, tuple[int, int] | None]],
+    pseudo: _Prepare | None,
     m: Measurement,
     bodies: dict[str, list[bytes]],
 ) -> None:
+    """Privacy's effect and the bodies to compress, on each SIEM's first sink.
+
+    ``firsts``: per SIEM, that sink's meter, privacy step and the record's sizes there. The
+    effect is that of the config's privacy (``pseudo`` is None then), else the what-if of
+    ``pseudo`` on the record as it is.
+    """
     masked: Record | None = None
     if pseudo is not None:
         try:
             masked = pseudo(record)
         except InputError:
             masked = None
-    for s in siems:
-        meter = meters[s]
-        if masked is not None:
-            after, _ = meter.measure(masked) if masked is not record else (billable[s], 0)
+    for s, (meter, prepare, size) in firsts.items():
+        if size is None:  # not sent: its privacy profile refused it
+            continue
+        billable = size[0]
+        sent = record
+        effect: tuple[int, int] | None = None
+        if m.privacy_applied:
+            sent = prepare(record) if prepare is not None else record
+            effect = (meter.measure(record)[0] if sent is not record else billable, billable)
+        elif masked is not None:
+            effect = (billable, meter.measure(masked)[0] if masked is not record else billable)
+        if effect is not None:
             v = m.privacy.setdefault(s, [0, 0, 0])
             v[0] += 1
-            v[1] += billable[s]
-            v[2] += after
+            v[1] += effect[0]
+            v[2] += effect[1]
         held = m.compression.setdefault(s, [0, 0])
         if held[0] < _COMPRESSION_SAMPLE:
             try:
-                more = meter.encoder.encode([record])
+                more = meter.encoder.encode([sent])
             except Exception:  # noqa: S112 - counted by the meter already
                 continue
             bodies[s].extend(more)

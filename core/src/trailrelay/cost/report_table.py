@@ -72,6 +72,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     conn = report["connectors"]
     if conn["missing"]:
         console.print(f"not measured (not installed): {', '.join(conn['missing'])}", highlight=False)
+    for name, why in conn.get("encode_failures", {}).items():
+        console.print(f"[yellow]! {escape(name)}: {escape(str(why))}[/yellow]", highlight=False)
     for name, why in conn["failed"].items():
         console.print(
             f"[red]connector {escape(name)} could not be measured:[/red] {escape(str(why))}", highlight=False
@@ -174,7 +176,14 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(at)
 
     priv = report["privacy"]
-    if priv["by_siem"]:
+    if priv["by_siem"] and priv.get("applied"):
+        parts = ", ".join(f"{k} {v['change']:+.1%}" for k, v in priv["by_siem"].items())
+        console.print(
+            f"pseudonymization: {escape(priv['profile'])}; they change billable size by {parts} "
+            f"(measured on every {_every(report)} record).",
+            highlight=False,
+        )
+    elif priv["by_siem"]:
         parts = ", ".join(f"{k} {v['change']:+.1%}" for k, v in priv["by_siem"].items())
         console.print(
             f"pseudonymization ({priv['profile']}) changes billable size by {parts} "
