@@ -6,7 +6,9 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from trailrelay.cost.cli import cost
 from trailrelay.cost.prices import load_prices
 from trailrelay.errors import ConfigError
 
@@ -81,6 +83,27 @@ elastic_retention_days = 30
     assert table.assumption("elastic_retention_days", 90) == 30
     assert table.prices["s3_get"].kind != "user"  # untouched prices keep their source
     assert "acme-2026" in table.version
+
+
+def test_rates_of_another_base_replace_the_shipped_ones(tmp_path: Path) -> None:
+    """Rates per 1 USD are never mixed with the shipped rates per 1 EUR."""
+    mine = tmp_path / "usd.toml"
+    mine.write_text(
+        '[fx]\nbase = "USD"\nas_of = 2026-11-20\nrates = { USD = 1.0, INR = 84.0 }\n', encoding="utf-8"
+    )
+    table = load_prices(mine)
+    assert (table.fx.base, table.fx.rates) == ("USD", {"USD": 1.0, "INR": 84.0})
+    assert table.fx.kind == "user" and "EUR" not in table.fx.note
+    assert table.convert(2.0, "USD", "INR") == pytest.approx(168.0)
+    with pytest.raises(ConfigError, match="no exchange rate for EUR: known INR, USD"):
+        table.convert(1.0, "USD", "EUR")
+    result = CliRunner().invoke(cost, [str(tmp_path), "--prices", str(mine), "--currency", "GBP"])
+    assert result.exit_code == 2 and "no exchange rate for GBP" in result.stderr
+    # Without a base of its own (or with the shipped one), a file's rates are laid over the shipped.
+    same = tmp_path / "eur.toml"
+    same.write_text('[fx]\nbase = "EUR"\nrates = { INR = 100.0 }\n', encoding="utf-8")
+    rates = load_prices(same).fx.rates
+    assert rates["INR"] == 100.0 and rates["USD"] == load_prices().fx.rates["USD"]
 
 
 @pytest.mark.parametrize(

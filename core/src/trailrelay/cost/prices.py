@@ -4,7 +4,8 @@ Every price carries the date it was seen, a public source (URL and title) and it
 (``list``, ``third-party``, ``derived``, ``assumption`` or ``user``). A user's file has the
 same layout and names only what changes; a price it touches becomes ``user`` and cites the
 file unless the file gives its own source. Currency conversion uses the table's dated rates
-(units per 1 ``fx.base``), which a user's file may also replace.
+(units per 1 ``fx.base``), which a user's file may also replace: its rates are laid over the
+shipped ones when it keeps their base, and replace them all when it names another ``base``.
 """
 
 from __future__ import annotations
@@ -168,8 +169,13 @@ def _overlay(base: dict[str, Any], user: dict[str, Any], path: Path) -> dict[str
         fx = user["fx"]
         if not isinstance(fx, dict):
             raise ConfigError(f"{path}: [fx] must be a table")
-        merged_fx = {**base["fx"], **{k: v for k, v in fx.items() if k != "rates"}}
-        merged_fx["rates"] = {**base["fx"]["rates"], **fx.get("rates", {})}
+        if fx.get("base", base["fx"]["base"]) != base["fx"]["base"]:
+            # Rates per 1 of another currency replace the shipped ones: kept beside them, a
+            # shipped rate would be read against the wrong base.
+            merged_fx = dict(fx)
+        else:
+            merged_fx = {**base["fx"], **{k: v for k, v in fx.items() if k != "rates"}}
+            merged_fx["rates"] = {**base["fx"]["rates"], **fx.get("rates", {})}
         out["fx"] = {**merged_fx, **{k: cite[k] for k in cite if k not in fx}}
     if "prices" in user:
         prices = dict(base.get("prices", {}))
