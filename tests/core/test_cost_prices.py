@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from trailrelay.cost.cli import cost
+from trailrelay.cost.costs import siem_costs
 from trailrelay.cost.prices import load_prices
 from trailrelay.errors import ConfigError
 
@@ -104,6 +105,48 @@ def test_rates_of_another_base_replace_the_shipped_ones(tmp_path: Path) -> None:
     same.write_text('[fx]\nbase = "EUR"\nrates = { INR = 100.0 }\n', encoding="utf-8")
     rates = load_prices(same).fx.rates
     assert rates["INR"] == 100.0 and rates["USD"] == load_prices().fx.rates["USD"]
+
+
+def test_every_elastic_price_row_is_priced_by_its_own_unit(tmp_path: Path) -> None:
+    """A commitment tier set on elastic_ingest, and a row of its own, as any SIEM's rows are."""
+    mine = tmp_path / "elastic.toml"
+    mine.write_text(
+        """
+[prices.elastic_ingest]
+unit = "per_day"
+capacity_gb_per_day = 50
+value = 100.0
+plan = "our enterprise deal"
+[prices.elastic_hosted]
+siem = "elastic"
+plan = "Elastic Cloud Hosted deployment"
+unit = "per_hour"
+value = 2.0
+currency = "USD"
+[assumptions]
+elastic_enrichment_factor = 2.0
+""",
+        encoding="utf-8",
+    )
+    table = load_prices(mine)
+    days = table.assumption("days_per_month", 30.4167)
+    keep = table.assumption("elastic_retention_days", 90)
+    retention = table.prices["elastic_retention"].value
+    plans = {p.plan: p for p in siem_costs("elastic", 10e9, table, "USD")}  # 20 GB/day metered
+    assert plans["Elastic Cloud Hosted deployment"].monthly == pytest.approx(2.0 * 24 * days)
+    deal = plans["serverless security (ingest + retention)"]
+    assert deal.monthly == pytest.approx(100.0 * days + 20 * keep * retention)
+    assert "our enterprise deal: 100 USD/day for 50 GB/day" in deal.detail
+    over = {p.plan: p for p in siem_costs("elastic", 30e9, table, "USD")}  # 60 GB/day: 10 over
+    assert over["serverless security (ingest + retention)"].monthly == pytest.approx(
+        (100.0 + 10 * 100.0 / 50) * days + 60 * keep * retention
+    )
+    assert sum(p.best for p in plans.values()) == 1
+    shipped = load_prices()
+    (serverless,) = siem_costs("elastic", 10e9, shipped, "USD")
+    ingest = shipped.prices["elastic_ingest"].value
+    assert serverless.monthly == pytest.approx(10 * days * ingest + 10 * keep * retention)
+    assert serverless.price_ids == ("elastic_ingest", "elastic_retention")
 
 
 @pytest.mark.parametrize(

@@ -28,38 +28,30 @@ def _fmt(value: float, currency: str) -> str:
 
 
 def siem_costs(siem: str, billable_per_day: float, prices: PriceTable, currency: str) -> list[PlanCost]:
-    """Monthly cost of ``billable_per_day`` bytes in each of the SIEM's priced plans."""
-    gb_day = billable_per_day / GB
-    days = prices.assumption("days_per_month", 30.4167)
+    """Monthly cost of ``billable_per_day`` bytes in each of the SIEM's priced plans.
+
+    Every price row of the SIEM is priced by its own unit. Rows with the same ``group`` are one
+    plan named by the group (their costs add up); any other row is a plan of its own. The
+    volume priced is the billable volume times ``<siem>_enrichment_factor`` (default 1: what
+    the SIEM meters, when it enriches documents before metering them).
+    """
+    gb_day = billable_per_day / GB * prices.assumption(f"{siem}_enrichment_factor", 1.0)
     out: list[PlanCost] = []
-    table = prices.for_siem(siem)
-    if siem == "elastic":
-        ingest, retention = table.get("elastic_ingest"), table.get("elastic_retention")
-        if ingest is not None:
-            factor = prices.assumption("elastic_enrichment_factor", 1.0)
-            keep_days = prices.assumption("elastic_retention_days", 90)
-            metered = gb_day * factor
-            amount = metered * days * prices.convert(ingest.value, ingest.currency, currency)
-            ids: tuple[str, ...] = ("elastic_ingest",)
-            unit_price = prices.convert(ingest.value, ingest.currency, currency)
-            detail = f"{metered:.4g} GB/day metered x {days:g} days x {_fmt(unit_price, currency)}/GB"
-            if retention is not None:
-                amount += metered * keep_days * prices.convert(retention.value, retention.currency, currency)
-                ids += ("elastic_retention",)
-                detail += f" + {metered * keep_days:.4g} GB kept ({keep_days:g} days) x retention price"
-            out.append(PlanCost("serverless security (ingest + retention)", amount, detail, ids))
-        return _mark_best(out)
-    tiers: list[tuple[str, Price]] = []
     groups: dict[str, list[tuple[str, float, str]]] = {}
-    for pid, p in sorted(table.items()):
-        if p.unit == "per_day":
+    tiers: list[tuple[str, Price]] = []
+    for pid, p in sorted(prices.for_siem(siem).items()):
+        if p.unit == "per_day" and not p.group:
             tiers.append((pid, p))
             continue
-        line = _line(siem, p, gb_day, prices, currency)
+        line = (
+            _tier(p, gb_day, prices, currency)
+            if p.unit == "per_day"
+            else _line(siem, p, gb_day, prices, currency)
+        )
         if line is None:
             continue
         if p.group:
-            groups.setdefault(p.group, []).append((pid, *line))
+            groups.setdefault(p.group, []).append((pid, line[0], f"{p.plan}: {line[1]}"))
         else:
             out.append(PlanCost(p.plan, line[0], line[1], (pid,)))
     for group, lines in groups.items():
@@ -73,23 +65,19 @@ def siem_costs(siem: str, billable_per_day: float, prices: PriceTable, currency:
         )
     tiers.sort(key=lambda t: t[1].capacity_gb_per_day or 0.0)
     for pid, p in tiers:
-        cap = p.capacity_gb_per_day or 1.0
-        per_day = prices.convert(p.value, p.currency, currency)
-        over = max(0.0, gb_day - cap) * per_day / cap
-        out.append(
-            PlanCost(
-                p.plan,
-                (per_day + over) * days,
-                f"{_fmt(per_day, currency)}/day for {cap:g} GB/day"
-                + (
-                    f" + {gb_day - cap:.4g} GB/day over at the tier rate"
-                    if over
-                    else f" (using {gb_day:.4g})"
-                ),
-                (pid,),
-            )
-        )
+        amount, detail = _tier(p, gb_day, prices, currency)
+        out.append(PlanCost(p.plan, amount, detail, (pid,)))
     return _mark_best(out)
+
+
+def _tier(p: Price, gb_day: float, prices: PriceTable, currency: str) -> tuple[float, str]:
+    """(monthly amount, how) of a commitment tier: its daily price, and volume over it at the tier rate."""
+    days = prices.assumption("days_per_month", 30.4167)
+    cap = p.capacity_gb_per_day or 1.0
+    per_day = prices.convert(p.value, p.currency, currency)
+    over = max(0.0, gb_day - cap) * per_day / cap
+    how = f" + {gb_day - cap:.4g} GB/day over at the tier rate" if over else f" (using {gb_day:.4g})"
+    return (per_day + over) * days, f"{_fmt(per_day, currency)}/day for {cap:g} GB/day{how}"
 
 
 def _line(siem: str, p: Price, gb_day: float, prices: PriceTable, currency: str) -> tuple[float, str] | None:
