@@ -6,6 +6,10 @@ stored for it, in decimal GB, excluding the standard columns ``_ResourceId``,
 and ``TimeGenerated`` are stored and billed. We count each value's UTF-8 length as sent
 (datetimes as their ISO text), booleans as ``true``/``false``, plus the 36-character
 ``TenantId`` the workspace adds.
+
+What is billed is the row as stored: into ``AWSCloudTrail`` the shipped DCR's transform also
+copies columns (:data:`~trailrelay_sentinel.columns.BUILTIN_COPIES`), and each copy is billed
+too; a custom table stores the row as sent. The sink's ``table`` setting says which.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from typing import Any
 import msgspec
 
 from trailrelay.contract import BillingRule
+from trailrelay_sentinel.columns import BUILTIN_COPIES, BUILTIN_TABLE
 
-__all__ = ["BILLING_RULE", "TENANT_ID_BYTES", "UNBILLED_COLUMNS", "row_size", "row_sizes"]
+__all__ = ["BILLING_RULE", "TENANT_ID_BYTES", "UNBILLED_COLUMNS", "row_size", "row_sizes", "stored_row"]
 
 UNBILLED_COLUMNS = frozenset(
     {"_ResourceId", "_SubscriptionId", "_ItemId", "_IsBillable", "_BilledSize", "Type"}
@@ -47,9 +52,16 @@ def row_size(row: Mapping[str, Any]) -> int:
     return TENANT_ID_BYTES + sum(_value_size(v) for k, v in row.items() if k not in UNBILLED_COLUMNS)
 
 
-def row_sizes(body: bytes) -> list[int]:
-    """Billed bytes of each row of a Logs Ingestion API body (a JSON array of rows)."""
-    return [row_size(row) for row in _ROWS.decode(body)]
+def stored_row(row: Mapping[str, Any], table: str = BUILTIN_TABLE) -> dict[str, Any]:
+    """The row as the shipped DCR stores it in ``table``: with its copied columns in ``AWSCloudTrail``."""
+    if table.casefold() != BUILTIN_TABLE.casefold():
+        return dict(row)
+    return {**row, **{copy: row[src] for copy, src in BUILTIN_COPIES.items() if src in row}}
+
+
+def row_sizes(body: bytes, table: str = BUILTIN_TABLE) -> list[int]:
+    """Billed bytes of each row of a Logs Ingestion API body (a JSON array of rows) stored in ``table``."""
+    return [row_size(stored_row(row, table)) for row in _ROWS.decode(body)]
 
 
 BILLING_RULE = BillingRule(

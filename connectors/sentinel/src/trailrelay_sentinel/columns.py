@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "BUILTIN_COPIES",
     "BUILTIN_TABLE",
     "COLUMNS",
     "COLUMN_NAMES",
@@ -33,6 +34,9 @@ EVENT_TIME_COLUMN = "EventTime_CF"
 """Custom column added to ``AWSCloudTrail`` (custom columns on Azure tables must end in ``_CF``)."""
 DETECTIONS_COLUMN = "TrailrelayDetections_CF"
 """Custom ``dynamic`` column of ``AWSCloudTrail`` with the detection tags of a record."""
+BUILTIN_COPIES = {"AwsRequestId": "AwsRequestId_"}
+"""``AWSCloudTrail`` columns the DCR transform fills with a copy of another stream column (both
+are stored, and billed): the deprecated ``AwsRequestId`` that Microsoft's ASIM audit parser reads."""
 
 
 @dataclass(frozen=True, slots=True)

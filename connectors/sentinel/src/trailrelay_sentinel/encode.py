@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import msgspec
 
 from trailrelay.contract import INTEGRITY_KIND, Record, cut_runs
+from trailrelay_sentinel.billing import row_sizes
+from trailrelay_sentinel.columns import BUILTIN_TABLE
 from trailrelay_sentinel.integrity import INTEGRITY_TABLE, encode_integrity_row, is_integrity
 from trailrelay_sentinel.mapping import build_row, map_record, trim_row
 
@@ -128,8 +130,14 @@ class SentinelEncoder:
 
     content_type = "application/json"
 
-    def __init__(self, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, max_body: int = MAX_BODY_BYTES, table: str = BUILTIN_TABLE) -> None:
         self.max_body = max_body
+        self.table = table
+        """Where the DCR stores the rows: what is billed for them (``trailrelay cost``)."""
+
+    def billable_bytes(self, record: Record) -> int:
+        """Azure Monitor's billed bytes of the record's row as stored in ``table``."""
+        return sum(size for body in self.encode([record]) for size in row_sizes(body, self.table))
 
     def encode(self, records: Sequence[Record]) -> list[bytes]:
         """Request bodies for these records, cut as the sink cuts them (integrity rows after)."""

@@ -30,9 +30,11 @@ class SentinelPlugin:
             config = SentinelConfig.validate(config)
         return SentinelSink(config, context)
 
-    def encoder(self, config: Any) -> SentinelEncoder:  # noqa: ARG002 - bodies do not depend on config
-        """The request bodies the sink would send, without sending (demo, cost)."""
-        return SentinelEncoder()
+    def encoder(self, config: Any) -> SentinelEncoder:
+        """The request bodies the sink would send, without sending (demo, cost), to its table."""
+        if not isinstance(config, SentinelConfig):
+            config = SentinelConfig.validate(config)
+        return SentinelEncoder(table=config.table)
 
     @staticmethod
     def demo_config() -> dict[str, Any]:

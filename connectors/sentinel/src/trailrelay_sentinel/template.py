@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trailrelay_sentinel.columns import (
+    BUILTIN_COPIES,
     BUILTIN_TABLE,
     COLUMNS,
     DETECTIONS_COLUMN,
@@ -167,8 +168,8 @@ def transform_kql(options: TemplateOptions) -> str:
                 parts.append(f"{table_column_name(c.name, builtin=True)} = {c.name}")
             continue
         parts.append(c.name)
-        if options.builtin and c.name == "AwsRequestId_":
-            parts.append("AwsRequestId = AwsRequestId_")
+        if options.builtin:
+            parts += [f"{copy} = {c.name}" for copy, src in BUILTIN_COPIES.items() if src == c.name]
     return "source | project " + ", ".join(parts)
 
 
