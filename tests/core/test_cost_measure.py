@@ -400,6 +400,49 @@ def test_s3_sample_extrapolates_within_its_stated_margin(aws_env: str) -> None:
     assert any("sample too small" in w for w in warnings)
 
 
+def _put_export(folder: Path, days: int, counts: Callable[[int], int]) -> int:
+    """Hourly objects named as no CloudTrail file is (an export): returns the records written."""
+    folder.mkdir()
+    total = 0
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    for h in range(24 * days):
+        t = start + dt.timedelta(hours=h)
+        events = []
+        for i in range(counts(h)):
+            e = dict(SAMPLE_EVENTS[i % len(SAMPLE_EVENTS)])
+            e["eventID"] = f"ev-{h:04d}-{i:04d}"
+            e["eventTime"] = (t + dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            events.append(e)
+        total += len(events)
+        (folder / f"export-{h:04d}.json.gz").write_bytes(gzip.compress(orjson.dumps({"Records": events})))
+    return total
+
+
+def test_a_sampled_folder_without_cloudtrail_names_takes_its_span_from_the_records(tmp_path: Path) -> None:
+    """Objects with no hour in their names: the span is the records' own, never a factor of 24."""
+    total = _put_export(tmp_path / "export", 3, lambda h: 5 + (h * 7) % 11)
+    objects, _ = list_local(tmp_path / "export")
+    assert all(o.hour is None for o in objects)
+    half = sum(o.size for o in objects) // 2
+    m = measure(objects, source="export", limits=Limits(max_bytes=half), meters=lines_meters())
+    assert not m.census and m.span_from_records and 60 <= m.span_hours <= 72
+    # The sample's records span a little less than the whole: per day may be a little high.
+    est = extrapolate(m)[("all", RAW)]
+    assert total / 3 <= est.events <= total / 3 * 72 / m.span_hours + est.events_margin
+    warnings = build_report(m, load_prices(), "USD")["sample"]["warnings"]
+    assert any("records' eventTime" in w and "may be a little high" in w for w in warnings)
+
+
+def test_cli_refuses_a_per_day_figure_when_no_record_says_when(tmp_path: Path) -> None:
+    event = {k: v for k, v in SAMPLE_EVENTS[0].items() if k != "eventTime"}
+    (tmp_path / "export.json").write_bytes(orjson.dumps({"Records": [event]}))
+    result = CliRunner().invoke(cost, [str(tmp_path), "--json"])
+    assert result.exit_code == 1, result.output
+    assert result.stdout == "" and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: nothing to price per day: the 1 record(s) read from")
+    assert "carry no eventTime" in result.stderr
+
+
 # -- command line -------------------------------------------------------------------------------
 
 

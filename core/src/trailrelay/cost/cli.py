@@ -23,7 +23,8 @@ DEFAULT_DAYS = 7
 """Window read from S3 when the config gives none: the last seven days."""
 
 EXIT_NOTHING_MEASURED = 1
-"""No record could be measured (nothing found, or nothing readable): there is nothing to price."""
+"""No record could be measured (nothing found, or nothing readable), or none says when it
+happened: there is nothing to price per day."""
 EXIT_CONFIG = 2
 
 
@@ -96,8 +97,11 @@ def cost(  # noqa: PLR0917 - click passes options by name
 
     Records are encoded by each installed connector exactly as it would send them and measured
     in that SIEM's billing unit, under several filter profiles, then priced from a dated table.
-    Exit status 1 when no record could be measured (nothing to price), 2 for bad usage.
+    Exit status 1 when no record could be measured or none says when (nothing to price per
+    day), 2 for bad usage.
     """
+    from trailrelay.cost.estimate import UnknownSpanError  # noqa: PLC0415 - the command's own imports
+
     err = Console(stderr=True)
     if html_path is not None:  # before the sample is read, which takes minutes from S3
         with output_errors(html_path):
@@ -106,6 +110,11 @@ def cost(  # noqa: PLR0917 - click passes options by name
         report = _run(
             source, config_path, prices_path, currency, show_progress=not as_json and sys.stderr.isatty()
         )
+    except UnknownSpanError as exc:
+        err.print(
+            f"[red]error:[/red] nothing to price per day: {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
+        raise SystemExit(EXIT_NOTHING_MEASURED) from None
     except TrailrelayError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(EXIT_CONFIG) from None

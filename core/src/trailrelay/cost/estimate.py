@@ -6,7 +6,9 @@ with data are read in full (a seeded simple random sample, or all of them). For 
 ``N * s / sqrt(n) * sqrt(1 - n/N)`` (finite-population correction) and the margin is the
 two-sided 95 % Student-t quantile with ``n - 1`` degrees of freedom times that. A census has no
 sampling error. Per day is ``T * 24 / span``, ``span`` being the hours from the first to the
-last hour with data, so quiet hours inside the span count as zero.
+last hour with data, so quiet hours inside the span count as zero; when the objects' names
+give no hour, ``span`` is that of the sampled records' eventTime, and with no time at all there
+is no per-day figure.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import statistics
 from dataclasses import dataclass
 
 from trailrelay.cost.measure import Measurement
+from trailrelay.errors import InputError
 
-__all__ = ["Estimate", "extrapolate", "t_quantile", "warnings_for"]
+__all__ = ["Estimate", "UnknownSpanError", "extrapolate", "t_quantile", "warnings_for"]
 
 _T975 = (
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
@@ -55,6 +58,10 @@ class Estimate:
         return self.billable_margin / self.billable if self.billable else 0.0
 
 
+class UnknownSpanError(InputError):
+    """Records were read, but neither their objects' names nor their eventTime say when."""
+
+
 def _total(values: list[int], population: int, census: bool) -> tuple[float, float]:
     n = len(values)
     if census or n == 0:
@@ -69,7 +76,15 @@ def _total(values: list[int], population: int, census: bool) -> tuple[float, flo
 
 
 def extrapolate(m: Measurement) -> dict[tuple[str, str], Estimate]:
-    """Per-day estimates for every (profile, SIEM) measured, including the raw records."""
+    """Per-day estimates for every (profile, SIEM) measured, including the raw records.
+
+    Raises :class:`UnknownSpanError` when records were read over an unknown time span.
+    """
+    if m.records and m.span_hours <= 0:
+        raise UnknownSpanError(
+            f"the {m.records:,} record(s) read from {m.source} carry no eventTime and their objects' "
+            "names no hour: the time they cover is unknown"
+        )
     keys = sorted({k for u in m.units for k in u.volume})
     per_day = 24 / max(m.span_hours, 1.0)
     out: dict[tuple[str, str], Estimate] = {}
@@ -100,6 +115,12 @@ def warnings_for(m: Measurement, estimates: dict[tuple[str, str], Estimate]) -> 
         out.append(
             f"sample too small: {m.records:,} records (fewer than {MIN_RECORDS:,}); "
             "treat figures as indicative"
+        )
+    if m.span_from_records:
+        out.append(
+            f"the objects' names give no hour (not CloudTrail's file names): the time span "
+            f"({m.span_hours:,.0f} h) is that of the sampled records' eventTime"
+            + ("" if m.census else "; the whole may span more, so per-day figures may be a little high")
         )
     if m.span_hours < 24:
         out.append(

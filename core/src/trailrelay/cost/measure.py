@@ -3,7 +3,9 @@
 Objects are grouped by the hour in their CloudTrail file name (``..._20260302T1005Z_...``).
 When the source holds more hours (or bytes) than the sampling limits, a seeded simple random
 sample of hours is read in full; otherwise everything is read (a census). A local folder read
-in full is grouped by the events' own hour instead. Every record goes through the risk tagger
+in full is grouped by the events' own hour instead. When the objects' names give no hour
+(exports, renamed copies) each object is a unit, and the time span is read from the sampled
+records' ``eventTime``. Every record goes through the risk tagger
 (as ``forward`` does), each profile's deciders, each sink's privacy profile from the config's
 ``[privacy]``, and one :class:`~trailrelay.cost.billing.Meter` per sink: one for each of the
 user's sinks (``-c``) of an installed connector, else the demo placeholders. A SIEM with several
@@ -124,6 +126,7 @@ class Measurement:
     census: bool
     population_units: int
     span_hours: float
+    """Hours the source covers (0 when unknown: nothing can be said per day)."""
     units: list[Unit]
     siems: list[str]
     sinks: list[tuple[str, str]]
@@ -161,6 +164,8 @@ class Measurement:
     notes: list[str] = field(default_factory=list)
     disk_of: dict[str, str] = field(default_factory=dict)
     """siem -> the price-table assumption giving its on-disk bytes per billable byte."""
+    span_from_records: bool = False
+    """True when the objects' names give no hour: ``span_hours`` is that of the sampled records."""
 
     @property
     def throughput(self) -> float:
@@ -244,7 +249,14 @@ def span_of(objects: Sequence[SampleObject]) -> float:
     hours = [o.hour for o in objects if o.hour is not None]
     if not hours:
         return 0.0
-    return (max(hours) - min(hours)).total_seconds() / 3600 + 1
+    return _span_hours(min(hours), max(hours))
+
+
+def _span_hours(first: dt.datetime, last: dt.datetime) -> float:
+    """Hours from the hour of ``first`` to the hour of ``last``, both included."""
+    start = first.replace(minute=0, second=0, microsecond=0)
+    end = last.replace(minute=0, second=0, microsecond=0)
+    return (end - start).total_seconds() / 3600 + 1
 
 
 # -- connectors ----------------------------------------------------------------------------------
@@ -509,6 +521,10 @@ def measure(
         (p.name, p.decider("*"), [p.decider(t.name) for t in targets], p.name == "config") for p in profiles
     ]
     event_hours: list[dt.datetime] = []
+    span_from_records = not local_census and m.span_hours == 0
+    """No object name gives an hour: the span is read from the records' eventTime."""
+    earliest: dt.datetime | None = None
+    latest: dt.datetime | None = None
     n = 0
     t_read = time.perf_counter()
     for i, obj, data in _fetched(units_plan, threads):
@@ -539,6 +555,9 @@ def measure(
                     unit = units[hour] = Unit(key)
                     if hour is not None:
                         event_hours.append(hour)
+            elif span_from_records and r.event_time is not None:
+                earliest = r.event_time if earliest is None else min(earliest, r.event_time)
+                latest = r.event_time if latest is None else max(latest, r.event_time)
             assert unit is not None
             unit.records += 1
             n += 1
@@ -572,9 +591,9 @@ def measure(
     m.units = sorted(units.values(), key=lambda u: u.key)
     if local_census:
         m.population_units = len(m.units)
-        m.span_hours = (
-            (max(event_hours) - min(event_hours)).total_seconds() / 3600 + 1 if event_hours else 0.0
-        )
+        m.span_hours = _span_hours(min(event_hours), max(event_hours)) if event_hours else 0.0
+    elif span_from_records and earliest is not None and latest is not None:
+        m.span_hours, m.span_from_records = _span_hours(earliest, latest), True
     _compress(bodies, m)
     failures: dict[str, list[str]] = defaultdict(list)
     for t in targets:
