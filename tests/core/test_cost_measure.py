@@ -239,7 +239,7 @@ ARCHIVE = '[[sinks]]\nname = "archive"\ntype = "file"\npath = "archive.ndjson"\n
 
 
 def forward_and_cost(
-    trail: Path, tmp_path: Path, tables: str, sinks: str = ARCHIVE
+    trail: Path, tmp_path: Path, tables: str, sinks: str = ARCHIVE, status: int = 0
 ) -> tuple[dict[str, tuple[int, int]], Measurement]:
     """What ``forward --once`` wrote to each file sink (lines, bytes without newlines) by name,
     and the cost measurement of the same config, each file sink measured by its own encoder."""
@@ -250,7 +250,7 @@ def forward_and_cost(
         encoding="utf-8",
     )
     result = CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--once", "--no-progress"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == status, result.output
     config = load_config(cfg)
     sent = {}
     for sc in config.sinks:
@@ -303,6 +303,16 @@ def test_every_sink_of_a_siem_is_measured_and_added_up(trail: Path, tmp_path: Pa
     check = report["savings_check"]["lines"]
     assert check["sample_all_bytes"] - check["sample_kept_bytes"] == check["sample_saved_by_rules"] > 0
     assert check["sample_kept_bytes"] == both[1]
+
+
+def test_the_configs_reading_limits_apply_as_in_forward(trail: Path, tmp_path: Path) -> None:
+    """[pipeline] max_record_bytes and max_object_bytes: what forward leaves out is not billed."""
+    limits = "[pipeline]\nmax_record_bytes = 2048\nmax_object_bytes = 8192\n"
+    sent, m = forward_and_cost(trail, tmp_path, limits, status=4)  # 4: some were dead-lettered
+    assert config_volume(m) == sent["archive"]
+    assert m.problems["record: record is over the 2048-byte limit (max_record_bytes); skipped unread"] > 0
+    assert any(why.startswith("object: ") for why in m.problems)  # objects cut at 8 KiB
+    assert sent["archive"][0] + m.problems.total() > m.records
 
 
 SLIM = """

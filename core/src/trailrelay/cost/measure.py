@@ -15,29 +15,29 @@ sinks in the config is billed for each; its figures add them up.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import random
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from trailrelay.config import Config, PipelineConfig
 from trailrelay.contract import FilterConfig, Origin, Record, SinkConfig
 from trailrelay.cost.billing import Meter
 from trailrelay.cost.profiles import DEFAULT, Decider, Profile, RuleRef, builtin_profiles, config_profile
 from trailrelay.detection.evaluate import SigmaTagger
 from trailrelay.errors import InputError, TrailrelayError
 from trailrelay.plugins import SHIPPED_CONNECTORS, installed_sinks, load_sink
-from trailrelay.sources.decompress import DEFAULT_LIMIT, decompress
 from trailrelay.sources.files import list_files
 from trailrelay.sources.layout import key_time
-from trailrelay.sources.parse import NotALogFile, Problem, iter_records
-
-if TYPE_CHECKING:
-    from trailrelay.config import Config
+from trailrelay.sources.parse import NotALogFile, Problem
+from trailrelay.sources.stream import read_stream
 
 __all__ = [
     "KNOWN_SIEMS",
@@ -66,6 +66,7 @@ RAW = "raw"
 _ARCHIVES = frozenset({"file", "stdout"})
 _COMPRESSION_SAMPLE = 4 << 20
 """Request-body bytes per connector kept to measure the gzip ratio."""
+_LINE = re.compile(r"^line \d+: ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,17 +371,29 @@ def _pseudonymizer() -> tuple[_Prepare | None, str]:
 # -- reading -------------------------------------------------------------------------------------
 
 
-def _records(data: bytes, origin: Origin, m: Measurement) -> Iterator[Record]:
+def _records(data: bytes, origin: Origin, m: Measurement, limits: tuple[int, int]) -> Iterator[Record]:
+    """The object's records, read as forward reads them within ``limits`` (object, record bytes).
+
+    What forward would dead-letter is counted by reason instead: a record it cannot read (or
+    over ``max_record_bytes``), or the point where the object stops being readable.
+    """
+    max_object, max_record = limits
+    stream = read_stream(io.BytesIO(data), origin, limit=max_object, max_record_bytes=max_record)
     try:
-        for item in iter_records(decompress(data, DEFAULT_LIMIT), origin):
+        for item in stream:
             if isinstance(item, Problem):
-                m.problems[f"record: {item.reason.split(':')[0]}"] += 1
+                m.problems[f"{'object' if item.terminal else 'record'}: {_why(item.reason)}"] += 1
                 continue
             yield item
     except NotALogFile as skip:
         m.skipped[skip.kind] += 1
     except InputError as exc:
-        m.problems[f"object: {str(exc).split(':')[0]}"] += 1
+        m.problems[f"object: {_why(str(exc))}"] += 1
+
+
+def _why(reason: str) -> str:
+    """A problem's kind, to count it by: its reason without where it happened or the details."""
+    return _LINE.sub("", reason).split(":")[0].split(" (reading stopped")[0]
 
 
 def _fetched(
@@ -503,6 +516,9 @@ def measure(
         skipped=Counter(skipped or {}),
     )
     tagger = _tagger(config, tag)
+    pc = config.pipeline if config is not None else PipelineConfig()
+    read_limits = (pc.max_object_bytes, pc.max_record_bytes)
+    """Forward's: the config's ``[pipeline]`` max_object_bytes and max_record_bytes."""
     rules = _Rules(next((p for p in reversed(profiles) if p.attribute), None), targets, m)
     prepares = _config_privacy(config, targets)
     refused: Counter[str] = Counter()
@@ -541,7 +557,7 @@ def measure(
         if unit is not None:
             unit.objects += 1
             unit.stored_bytes += len(data)
-        for record in _records(data, obj.origin, m):
+        for record in _records(data, obj.origin, m, read_limits):
             raw_len = len(record.raw)
             m.raw_bytes_read += raw_len
             if tagger is not None:
