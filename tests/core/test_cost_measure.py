@@ -20,6 +20,7 @@ import boto3
 import orjson
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from trailrelay.cli.main import cli
 from trailrelay.config import Config, FilesSourceConfig, load_config
@@ -48,6 +49,7 @@ from trailrelay.cost.measure import (
 from trailrelay.cost.prices import load_prices
 from trailrelay.cost.profiles import Decider
 from trailrelay.cost.report import build_report
+from trailrelay.cost.report_table import print_report
 from trailrelay.detection.evaluate import SigmaTagger
 from trailrelay.generate import generate_trail
 from trailrelay.sinks.file import LinesEncoder
@@ -350,6 +352,22 @@ def test_each_sinks_privacy_profile_is_applied_as_in_forward(trail: Path, tmp_pa
     privacy = report["privacy"]
     assert privacy["applied"] and "your config's [privacy]" in privacy["profile"]
     assert privacy["by_siem"]["lines"]["change"] < 0
+
+
+def test_a_siem_without_a_price_shows_no_amount_saved_either(trail: Path) -> None:
+    """No price for the SIEM (the lines encoder has none): '-' for its cost and its rules' savings."""
+    objects, _ = list_local(trail)
+    m = measure(objects, source=str(trail), config=config_of(trail, GLOBAL), meters=lines_meters())
+    report = build_report(m, load_prices(), "USD")
+    assert report["rules"] and all(c["best_monthly"] is None for c in report["costs"])
+    assert all(r["monthly_saving"] is None and r["alone_monthly_saving"] is None for r in report["rules"])
+    console = Console(record=True, width=200)
+    print_report(report, console)
+    text = console.export_text()
+    rules = text[text.index("what each rule saves") : text.index("noisiest APIs")]
+    rows = [line for line in rules.splitlines() if line.startswith("│")]
+    assert any("no describes" in row for row in rows)
+    assert all("USD" not in row and "│ -  " in row for row in rows)
 
 
 # -- extrapolation ------------------------------------------------------------------------------

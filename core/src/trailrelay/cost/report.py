@@ -39,8 +39,13 @@ def _best(plans: list[PlanCost]) -> float | None:
     return best[0] if best else None
 
 
-def _cost_at(siem: str, billable: float, prices: PriceTable, currency: str) -> float:
-    return _best(siem_costs(siem, billable, prices, currency)) or 0.0
+def _cost_at(siem: str, billable: float, prices: PriceTable, currency: str) -> float | None:
+    """The best plan's monthly cost at that volume; None when the SIEM has no price."""
+    return _best(siem_costs(siem, billable, prices, currency))
+
+
+def _saving(more: float | None, base: float | None) -> float | None:
+    return None if more is None or base is None else more - base
 
 
 def _egress(sent: float, ratio: float, prices: PriceTable, currency: str) -> float:
@@ -135,8 +140,10 @@ def _rules(
                     "billable_bytes_per_day": by * fb,
                     "alone_events_per_day": ev_alone * fe,
                     "alone_bytes_per_day": by_alone * fb,
-                    "monthly_saving": _cost_at(s, kept_bytes + by * fb, prices, currency) - base,
-                    "alone_monthly_saving": _cost_at(s, kept_bytes + by_alone * fb, prices, currency) - base,
+                    "monthly_saving": _saving(_cost_at(s, kept_bytes + by * fb, prices, currency), base),
+                    "alone_monthly_saving": _saving(
+                        _cost_at(s, kept_bytes + by_alone * fb, prices, currency), base
+                    ),
                 }
             )
         everything = est.get(("all", s))
@@ -197,10 +204,8 @@ def build_report(m: Measurement, prices: PriceTable, currency: str) -> dict[str,
                     "gb_per_day": billable / GB,
                     "plans": _plans(plans),
                     "best_monthly": best,
-                    "best_monthly_low": _cost_at(s, max(0.0, billable - margin), prices, currency)
-                    if plans
-                    else None,
-                    "best_monthly_high": _cost_at(s, billable + margin, prices, currency) if plans else None,
+                    "best_monthly_low": _cost_at(s, max(0.0, billable - margin), prices, currency),
+                    "best_monthly_high": _cost_at(s, billable + margin, prices, currency),
                     "aws_egress_monthly": _egress(e.sent if e else 0.0, ratio.get(s, 1.0), prices, currency),
                 }
             )

@@ -212,8 +212,10 @@ def render_html(report: dict[str, Any]) -> str:
                 [
                     (
                         f"{r['siem']}: {r['rule']}",
-                        r["monthly_saving"],
-                        f"{r['monthly_saving']:,.2f} {cur}/month",
+                        r["monthly_saving"] or 0.0,
+                        "- (no price)"
+                        if r["monthly_saving"] is None
+                        else f"{r['monthly_saving']:,.2f} {cur}/month",
                     )
                     for r in report["rules"][:20]
                 ],
