@@ -165,7 +165,7 @@ def test_sentinel_template(pack: RuleSet) -> None:
     by_name = {r["properties"]["displayName"]: r["properties"] for r in resources}
     for res in resources:
         props = res["properties"]
-        assert res["kind"] == "Scheduled" and props["query"].startswith("AWSCloudTrail\n")
+        assert res["kind"] == "Scheduled" and "AWSCloudTrail\n" in props["query"]
         assert props["severity"] in {"High", "Medium", "Low", "Informational"}
         assert all(re.fullmatch(r"T\d{4}", t) for t in props["techniques"])
     login = by_name["trailrelay - AWS Console Login Without MFA"]["query"]
@@ -175,9 +175,87 @@ def test_sentinel_template(pack: RuleSet) -> None:
     selectors = by_name["trailrelay - AWS CloudTrail Event Selectors Reduce Coverage"]["query"]
     assert 'RequestParameters contains "\\"includeManagementEvents\\":false"' in selectors
     burst = by_name["trailrelay - AWS Principal Scanning With Many Denied Calls"]["query"]
+    assert "| where WindowStart between ((Arrival - 300s) .. Arrival)" in burst
+    assert "| where TimeGenerated between (WindowStart .. (WindowStart + 300s))" in burst
     assert burst.endswith(
-        "| summarize event_count = count() by bin(TimeGenerated, 300s), UserIdentityArn\n| where event_count >= 10"
+        "| summarize event_count = count() by WindowStart, UserIdentityArn\n| where event_count >= 10\n"
+        "| summarize arg_max(event_count, WindowStart) by UserIdentityArn"
     )
+    assert "bin(" not in burst  # sliding windows: a burst across a 5-minute boundary still counts
+
+
+def test_sentinel_rules_select_rows_by_arrival(pack: RuleSet) -> None:
+    """CloudTrail reaches the workspace minutes to days after eventTime (TimeGenerated).
+
+    Each rule looks back over 2 days and 1 hour of TimeGenerated (Azure stores an older row
+    with its ingestion time) and keeps the rows that arrived since the previous run, as
+    Microsoft's ingestion-delay guidance does; a correlation looks back its timespan further.
+    """
+    resources = json.loads(export_rules(pack, "sentinel"))["resources"]
+    for res in resources:
+        props = res["properties"]
+        assert props["queryFrequency"] == "PT5M"
+        if "Many Denied Calls" in props["displayName"]:
+            assert props["queryPeriod"] == "P2DT1H5M"
+            assert "| where Arrived > ago(5m)" in props["query"]
+            assert "Arrived = ingestion_time()" in props["query"]
+        else:
+            assert props["queryPeriod"] == "P2DT1H"
+            assert props["query"].endswith("\n| where ingestion_time() > ago(5m)")
+
+
+LONG_WINDOW = """title: Console Login Failure
+id: 0e6b1d3c-5d1e-4c59-9d2a-0d7f4b8a1111
+name: console_login_failure
+logsource: {product: aws, service: cloudtrail}
+detection:
+    selection:
+        eventSource: signin.amazonaws.com
+        eventName: ConsoleLogin
+        responseElements.ConsoleLogin: Failure
+    condition: selection
+level: low
+---
+title: Many Console Login Failures In One Hour
+id: 0e6b1d3c-5d1e-4c59-9d2a-0d7f4b8a2222
+correlation:
+    type: event_count
+    rules: [console_login_failure]
+    group-by: [sourceIPAddress]
+    timespan: %s
+    condition: {gte: 20}
+level: high
+"""
+
+
+def _export_cli(tmp_path: Path, siem: str, rule_text: str) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from trailrelay.detection.cli import rules
+
+    path = tmp_path / "rules.yml"
+    path.write_text(rule_text, encoding="utf-8")
+    result = CliRunner().invoke(rules, ["export", "--siem", siem, "--no-pack", "--rules", str(path)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_sentinel_correlation_looks_back_over_its_own_timespan(tmp_path: Path) -> None:
+    """A 1-hour correlation counts 1 hour of event time, not the 5 minutes of the schedule."""
+    code, out, err = _export_cli(tmp_path, "sentinel", LONG_WINDOW % "1h")
+    assert code == 0, err
+    (res,) = json.loads(out)["resources"]
+    assert res["properties"]["queryPeriod"] == "P2DT2H"
+    query = res["properties"]["query"]
+    assert "| where WindowStart between ((Arrival - 3600s) .. Arrival)" in query
+    assert "| where TimeGenerated between (WindowStart .. (WindowStart + 3600s))" in query
+    assert "| where event_count >= 20" in query
+
+
+def test_sentinel_correlation_longer_than_its_lookback_limit_is_refused(tmp_path: Path) -> None:
+    code, out, err = _export_cli(tmp_path, "sentinel", LONG_WINDOW % "13d")
+    assert code == 2 and out == ""
+    assert "longer than the 14 days a Sentinel rule may look back" in err
+    assert "Traceback" not in err
 
 
 def test_field_names_per_siem() -> None:

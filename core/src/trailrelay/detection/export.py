@@ -13,9 +13,11 @@ pipelines (:mod:`.pipelines`); this module wraps each query in the SIEM's own al
   ``query_level_monitor`` every 5 minutes over ``@timestamp`` in the previous 10 minutes; a
   count correlation becomes a ``bucket_level_monitor`` (a composite aggregation by its group
   fields, a bucket trigger on the count or the distinct count).
-* **Sentinel**: an ARM template of Scheduled analytics rules around the KQL; a count correlation
-  becomes ``summarize count() by bin(TimeGenerated, span), <group>`` (the Kusto backend has no
-  correlation support).
+* **Sentinel**: an ARM template of Scheduled analytics rules around the KQL, every 5 minutes over
+  the rows that *arrived* since the previous run (``ingestion_time() > ago(5m)``) within a
+  ``queryPeriod`` of ``TimeGenerated`` (the event time) that covers late delivery
+  (:data:`SENTINEL_LATE_SECONDS`); a count correlation counts sliding event-time windows of its
+  timespan that hold a newly arrived row (the Kusto backend has no correlation support).
 
 Deterministic: the same rules give byte-identical output (the golden-file tests rely on it).
 """
@@ -70,6 +72,11 @@ DEFAULT_ELASTIC_INDEX = "logs-aws.cloudtrail-*"
 DEFAULT_OPENSEARCH_INDEX = "logs-aws.cloudtrail-*"
 SCHEDULE_MINUTES = 5
 NAME_PREFIX = "trailrelay - "
+SENTINEL_LATE_SECONDS = 2 * 86400 + 3600
+"""How late an event may reach Sentinel and still be alerted on: Azure Monitor keeps a
+``TimeGenerated`` up to 2 days old (an older row is stored with its ingestion time, so any
+lookback sees it), plus an hour for Azure's own ingestion latency."""
+_SENTINEL_MAX_PERIOD_SECONDS = 14 * 86400
 
 # ATT&CK enterprise tactics: Sigma tag -> (id, name, Sentinel's enum value)
 _TACTICS: dict[str, tuple[str, str, str]] = {
@@ -595,30 +602,90 @@ def _query_of(
 def _sentinel_query(
     queries: dict[str, str], rule: SigmaRule | SigmaCorrelationRule, rule_set: RuleSet
 ) -> str:
+    """The rule's KQL over the rows that *arrived* since the previous run (``ingestion_time()``).
+
+    Sentinel filters ``TimeGenerated`` (the event time) by the rule's query period; the
+    ingestion-time filter makes each late row count in exactly one run, as Microsoft's
+    ingestion-delay guidance does. A correlation counts over event time instead, in sliding
+    windows (:func:`_sentinel_correlation`).
+    """
     if not isinstance(rule, SigmaCorrelationRule):
-        return _query_of(queries, rule, rule, rule_set)
-    base, minimum, value_field = _count_correlation(rule, rule_set)
-    query = _query_of(queries, base, rule, rule_set)
+        query = _query_of(queries, rule, rule, rule_set)
+        return f"{query}\n| where {_SENTINEL_ARRIVED}"
+    return _sentinel_correlation(rule, queries, rule_set)
+
+
+_SENTINEL_ARRIVED = f"ingestion_time() > ago({SCHEDULE_MINUTES}m)"
+
+
+def _sentinel_correlation(corr: SigmaCorrelationRule, queries: dict[str, str], rule_set: RuleSet) -> str:
+    """A count over sliding event-time windows that hold at least one row that arrived since the last run.
+
+    A window of ``timespan`` that holds N rows can be moved to start at its earliest row, so the
+    windows worth counting start at rows at most ``timespan`` before a newly arrived row of the
+    same group: ``windows`` finds those starts, the second join counts each one's rows. Each
+    group alerts once per run, with its fullest window.
+    """
+    base, minimum, value_field = _count_correlation(corr, rule_set)
+    query = _query_of(queries, base, corr, rule_set)
+    where = f"{rule_set.origin(corr)}: correlation {corr.title!r}"
     groups = []
-    for name in rule.group_by or []:
+    for name in corr.group_by or []:
         try:
             target = sentinel_target(name)
         except SigmaError as exc:
-            raise RuleError(f"{rule_set.origin(rule)}: correlation {rule.title!r}: {exc}") from None
+            raise RuleError(f"{where}: {exc}") from None
         if target.extend is not None or target.json_text:
-            raise RuleError(
-                f"{rule_set.origin(rule)}: correlation {rule.title!r}: group-by field {name!r} "
-                "is not a plain AWSCloudTrail column"
-            )
+            raise RuleError(f"{where}: group-by field {name!r} is not a plain AWSCloudTrail column")
         groups.append(target.column)
-    span = int(rule.timespan.seconds)
-    by = ", ".join([f"bin(TimeGenerated, {span}s)", *groups])
+    keys = ", ".join(groups or ["AllEvents"])
+    columns = ["TimeGenerated", "Arrived = ingestion_time()", *(groups or ["AllEvents = true"])]
     if value_field is None:
         agg, count = "event_count = count()", "event_count"
     else:
-        column = sentinel_target(value_field).column
-        agg, count = f"value_count = dcount({column})", "value_count"
-    return f"{query}\n| summarize {agg} by {by}\n| where {count} >= {minimum}"
+        value = sentinel_target(value_field).column
+        columns.append(value)
+        agg, count = f"value_count = dcount({value})", "value_count"
+    span = f"{int(corr.timespan.seconds)}s"
+    nonempty = "".join(f"\n| where isnotempty({g})" for g in groups)  # as the stream: no group, no count
+    return (
+        f"let events = materialize({query}{nonempty}\n| project {', '.join(columns)});\n"
+        "let windows = events\n"
+        f"| where Arrived > ago({SCHEDULE_MINUTES}m)\n"
+        f"| project Arrival = TimeGenerated, {keys}\n"
+        f"| join kind=inner (events | project WindowStart = TimeGenerated, {keys}) on {keys}\n"
+        f"| where WindowStart between ((Arrival - {span}) .. Arrival)\n"
+        f"| distinct WindowStart, {keys};\n"
+        "windows\n"
+        f"| join kind=inner events on {keys}\n"
+        f"| where TimeGenerated between (WindowStart .. (WindowStart + {span}))\n"
+        f"| summarize {agg} by WindowStart, {keys}\n"
+        f"| where {count} >= {minimum}\n"
+        f"| summarize arg_max({count}, WindowStart) by {keys}"
+    )
+
+
+def _sentinel_period(rule: SigmaRule | SigmaCorrelationRule, rule_set: RuleSet) -> str:
+    """``queryPeriod``: late delivery (:data:`SENTINEL_LATE_SECONDS`), plus a correlation's timespan."""
+    seconds = SENTINEL_LATE_SECONDS
+    if isinstance(rule, SigmaCorrelationRule):
+        seconds += int(rule.timespan.seconds)
+    if seconds > _SENTINEL_MAX_PERIOD_SECONDS:
+        raise RuleError(
+            f"{rule_set.origin(rule)}: correlation {rule.title!r}: its timespan plus "
+            f"{_iso_duration(SENTINEL_LATE_SECONDS)} of late delivery is longer than the 14 days a "
+            "Sentinel rule may look back"
+        )
+    return _iso_duration(seconds)
+
+
+def _iso_duration(seconds: int) -> str:
+    """ISO 8601 duration, as ARM's alert rules take it: ``PT5M``, ``P2DT1H``."""
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    time = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (secs, "S")) if n)
+    return "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")
 
 
 def sentinel_template(rule_set: RuleSet, *, failures: list[str] | None = None) -> dict[str, Any]:
@@ -637,6 +704,7 @@ def sentinel_template(rule_set: RuleSet, *, failures: list[str] | None = None) -
         guid = meta.rule_id
         try:
             query = _sentinel_query(queries, rule, rule_set)
+            period = _sentinel_period(rule, rule_set)
         except _Skipped:
             continue
         except (RuleError, SigmaError) as exc:
@@ -649,7 +717,7 @@ def sentinel_template(rule_set: RuleSet, *, failures: list[str] | None = None) -
             "enabled": True,
             "query": query,
             "queryFrequency": f"PT{SCHEDULE_MINUTES}M",
-            "queryPeriod": f"PT{SCHEDULE_MINUTES}M",
+            "queryPeriod": period,
             "triggerOperator": "GreaterThan",
             "triggerThreshold": 0,
             "suppressionDuration": "PT5H",
