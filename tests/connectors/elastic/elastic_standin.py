@@ -2,7 +2,9 @@
 
 It speaks the parts of the REST API the connector uses: ``GET /``, ``POST /_bulk`` (NDJSON,
 gzip request bodies, ``create`` stores by ``_id`` and answers 409 for an existing one),
-``_security/user/_has_privileges``, data stream and template look-ups and writes, cluster
+``_security/user/_has_privileges``, data stream, template and ingest pipeline look-ups and
+writes (a matching index template's ``final_pipeline`` runs on ``_bulk`` documents: its ``set``
+processors, ``{{{_ingest.timestamp}}}`` included; a missing one fails the item), cluster
 settings, and ``_search`` over the stored documents (``bool``/``term``/``match_phrase``/
 ``range`` queries, ``size``, ``_source_includes``, ``ignore_unavailable``; a document becomes
 visible ``refresh_interval`` seconds after it was stored, like Elasticsearch's near-real-time
@@ -62,6 +64,7 @@ class StandIn:
         self.component_templates: dict[str, dict[str, Any]] = {}
         self.data_streams: set[str] = set()
         self.pipelines: set[str] = set()
+        self.pipeline_bodies: dict[str, dict[str, Any]] = {}
         self.privileges: dict[str, bool] = {"create_doc": True, "auto_configure": True}
         self.security_enabled = True
         self.cluster_settings: dict[str, dict[str, Any]] = {"persistent": {}, "transient": {}}
@@ -166,8 +169,13 @@ class StandIn:
                 self.component_templates, "component_templates", "component_template", method, parts[1], body
             )
         if parts[:2] == ["_ingest", "pipeline"] and len(parts) == 3:
-            if parts[2] in self.pipelines:
-                return 200, dict(PRODUCT), {parts[2]: {"processors": []}}
+            name = parts[2]
+            if method == "PUT":
+                self.pipelines.add(name)
+                self.pipeline_bodies[name] = json.loads(body)
+                return 200, dict(PRODUCT), {"acknowledged": True}
+            if name in self.pipelines:
+                return 200, dict(PRODUCT), {name: self.pipeline_bodies.get(name, {"processors": []})}
             return 404, dict(PRODUCT), {}
         if parts == ["_cluster", "settings"]:
             return 200, dict(PRODUCT), self.cluster_settings
@@ -197,6 +205,14 @@ class StandIn:
                 errors = True
                 continue
             event_id = _event_id(source)
+            pipeline = self._final_pipeline(index)
+            if pipeline is not None and pipeline not in self.pipelines:
+                reason = f"pipeline with id [{pipeline}] does not exist"
+                items.append({op: _item_error(index, doc_id, 400, "illegal_argument_exception", reason)})
+                errors = True
+                continue
+            if pipeline is not None:
+                _run_pipeline(self.pipeline_bodies.get(pipeline, {}), source)
             if partial and n % 4 == 0:  # indexing pressure: this item is refused, the rest go on
                 reason = "rejected execution of primary operation [coordinating_and_primary_bytes=0]"
                 items.append({op: _item_error(index, doc_id, 429, "es_rejected_execution_exception", reason)})
@@ -251,6 +267,18 @@ class StandIn:
                         }
                     )
         return {"took": 3, "errors": errors, "items": items}
+
+    def _final_pipeline(self, index: str | None) -> str | None:
+        """The ``final_pipeline`` of the highest-priority index template matching ``index``."""
+        matching = [
+            t for t in self.index_templates.values()
+            if index is not None and any(fnmatch.fnmatchcase(index, p) for p in t.get("index_patterns", []))
+        ]  # fmt: skip
+        if not matching:
+            return None
+        best = max(matching, key=lambda t: t.get("priority", 0))
+        pipeline = best.get("template", {}).get("settings", {}).get("index", {}).get("final_pipeline")
+        return pipeline if isinstance(pipeline, str) else None
 
     def _search(
         self, expression: str, query: dict[str, list[str]], body: bytes
@@ -378,6 +406,23 @@ class StandIn:
         backing = _backing(name)
         settings = {f"index.blocks.{k}": v for k, v in self.index_blocks.get(name, {}).items()}
         return 200, dict(PRODUCT), {backing: {"settings": settings}}
+
+
+def _run_pipeline(pipeline: dict[str, Any], source: dict[str, Any]) -> None:
+    """Apply a pipeline's ``set`` processors (the only kind the stand-in knows) to ``source``."""
+    ingest = {"_ingest.timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")}
+    for processor in pipeline.get("processors", []):
+        ((kind, conf),) = processor.items()
+        if kind != "set":
+            raise ValueError(f"the stand-in cannot run a {kind} processor")
+        value = conf["value"]
+        for name, real in ingest.items():
+            value = value.replace("{{{" + name + "}}}", real)
+        *parents, leaf = conf["field"].split(".")
+        node = source
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
 
 
 def _backing(name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,11 @@ from click.testing import CliRunner
 from elastic_helpers import API_KEY, free_port, make_sink
 from elastic_standin import StandIn
 
-from trailrelay.contract import FatalSinkError, SinkError
+from trailrelay.contract import Batch, FatalSinkError, SinkError, Status
+from trailrelay.testing import sample_records
 from trailrelay_elastic.admin import run_setup
 from trailrelay_elastic.cli import group, load_config
-from trailrelay_elastic.templates import COMPONENT_TEMPLATE, INTEGRATION_TEMPLATE
+from trailrelay_elastic.templates import COMPONENT_TEMPLATE, INGESTED_PIPELINE, INTEGRATION_TEMPLATE
 
 
 @pytest.fixture
@@ -123,6 +125,7 @@ def test_setup_ecs_installs_then_is_idempotent(standin: StandIn) -> None:
     report = run_setup(sink.client, sink.config)
     assert report.ok
     assert report.lines == [
+        f"installed: ingest pipeline {INGESTED_PIPELINE}",
         f"installed: component template {COMPONENT_TEMPLATE}",
         "installed: index template trailrelay-ecs-logs-aws.cloudtrail-default",
     ]
@@ -149,14 +152,54 @@ def test_setup_ecs_dry_run_changes_nothing(standin: StandIn) -> None:
     sink = make_sink(standin.url, mode="ecs", namespace="prod")
     report = run_setup(sink.client, sink.config, dry_run=True)
     assert report.lines == [
+        f"would install: ingest pipeline {INGESTED_PIPELINE}",
         f"would install: component template {COMPONENT_TEMPLATE}",
         "would install: index template trailrelay-ecs-logs-aws.cloudtrail-prod",
     ]
     assert set(report.bodies) == {
+        f"ingest pipeline {INGESTED_PIPELINE}",
         f"component template {COMPONENT_TEMPLATE}",
         "index template trailrelay-ecs-logs-aws.cloudtrail-prod",
     }
     assert standin.index_templates == {} and standin.component_templates == {}
+    assert standin.pipelines == set()
+    sink.close()
+
+
+def test_setup_ecs_documents_carry_their_arrival_time(standin: StandIn) -> None:
+    """The exported rules select by event.ingested (CloudTrail arrives minutes to days late).
+
+    ECS documents have no event.ingested of their own: setup installs a pipeline that stamps
+    it and names it as the indices' final pipeline, so every document written gets one.
+    """
+    sink = make_sink(standin.url, mode="ecs")
+    assert run_setup(sink.client, sink.config).ok
+    (processor,) = standin.pipeline_bodies[INGESTED_PIPELINE]["processors"]
+    assert processor["set"]["field"] == "event.ingested"
+    assert processor["set"]["value"] == "{{{_ingest.timestamp}}}"
+    settings = standin.index_templates["trailrelay-ecs-logs-aws.cloudtrail-default"]["template"]["settings"]
+    assert settings["index"]["final_pipeline"] == INGESTED_PIPELINE
+    before = dt.datetime.now(dt.UTC)
+    outcomes = sink.send(Batch(sample_records(3)))
+    assert [o.status for o in outcomes] == [Status.DELIVERED] * 3
+    docs = standin.stored("logs-aws.cloudtrail-default")
+    assert len(docs) == 3
+    for doc in docs:
+        ingested = dt.datetime.fromisoformat(doc["event"]["ingested"])
+        assert before <= ingested <= dt.datetime.now(dt.UTC)
+        assert dt.datetime.fromisoformat(doc["@timestamp"]) < before  # @timestamp stays the eventTime
+    sink.close()
+
+
+def test_setup_ecs_on_an_existing_data_stream_says_how_to_start_now(standin: StandIn) -> None:
+    standin.data_streams.add("logs-aws.cloudtrail-default")
+    sink = make_sink(standin.url, mode="ecs")
+    report = run_setup(sink.client, sink.config)
+    assert report.ok
+    assert (
+        "note: logs-aws.cloudtrail-default already exists: its new documents get event.ingested from its "
+        "next backing index on; to start now: POST logs-aws.cloudtrail-default/_rollover"
+    ) in report.lines
     sink.close()
 
 

@@ -15,10 +15,12 @@ from trailrelay_elastic.config import ElasticConfig
 from trailrelay_elastic.responses import describe_error
 from trailrelay_elastic.templates import (
     COMPONENT_TEMPLATE,
+    INGESTED_PIPELINE,
     INTEGRATION_TEMPLATE,
     component_template,
     index_template,
     index_template_name,
+    ingest_pipeline,
 )
 
 __all__ = ["SetupReport", "check_cluster", "run_setup"]
@@ -208,9 +210,11 @@ class SetupReport:
 
 
 def _existing_hash(client: Elasticsearch, kind: str, name: str) -> str | None:
-    """The ``_meta.content_hash`` of an installed template (``""`` without one); None if absent."""
+    """The ``_meta.content_hash`` of an installed template or pipeline (``""`` without); None if absent."""
     try:
-        if kind == "component":
+        if kind == "ingest pipeline":
+            body = client.ingest.get_pipeline(id=name).body.get(name)
+        elif kind == "component":
             found = client.cluster.get_component_template(name=name).body.get("component_templates", [])
             body = found[0]["component_template"] if found else None
         else:
@@ -234,14 +238,15 @@ def run_setup(client: Elasticsearch, config: ElasticConfig, *, dry_run: bool = F
     if config.mode == "integration":
         _verify_integration(client, report)
         return report
-    steps = [
+    steps = [  # the pipeline first: a template naming a missing final_pipeline would fail every write
+        ("ingest pipeline", INGESTED_PIPELINE, ingest_pipeline()),
         ("component", COMPONENT_TEMPLATE, component_template()),
         ("index", index_template_name(config), index_template(config)),
     ]
     for kind, name, body in steps:
         wanted = body["_meta"]["content_hash"]
         current = _existing_hash(client, kind, name)
-        label = f"{kind} template {name}"
+        label = f"{kind} {name}" if kind == "ingest pipeline" else f"{kind} template {name}"
         if current == wanted:
             report.lines.append(f"unchanged: {label} is up to date")
             continue
@@ -251,7 +256,14 @@ def run_setup(client: Elasticsearch, config: ElasticConfig, *, dry_run: bool = F
             report.bodies[label] = body
             continue
         try:
-            if kind == "component":
+            if kind == "ingest pipeline":
+                client.ingest.put_pipeline(
+                    id=name,
+                    description=body["description"],
+                    processors=body["processors"],
+                    meta=body["_meta"],
+                )
+            elif kind == "component":
                 client.cluster.put_component_template(
                     name=name, template=body["template"], meta=body["_meta"]
                 )
@@ -270,6 +282,8 @@ def run_setup(client: Elasticsearch, config: ElasticConfig, *, dry_run: bool = F
             report.lines.append(f"failed to {verb} {label}: {_error_text(exc, config)}")
             return report
         report.lines.append(f"{'installed' if verb == 'install' else 'updated'}: {label}")
+        if kind == "index" and _target_exists(client, config, []):
+            report.lines.append(_existing_target_note(config))
     if _template_exists(client, INTEGRATION_TEMPLATE):
         report.lines.append(
             f"note: Elastic's AWS integration is installed too; {index_template_name(config)} "
@@ -277,6 +291,16 @@ def run_setup(client: Elasticsearch, config: ElasticConfig, *, dry_run: bool = F
             "re-process these ECS documents"
         )
     return report
+
+
+def _existing_target_note(config: ElasticConfig) -> str:
+    """The template applies to indices created after it: how to give the existing target the pipeline."""
+    target = config.target.name
+    if config.target.data_stream is not None:
+        how = f"from its next backing index on; to start now: POST {target}/_rollover"
+    else:
+        how = f'once you run PUT {target}/_settings {{"index.final_pipeline": "{INGESTED_PIPELINE}"}}'
+    return f"note: {target} already exists: its new documents get event.ingested {how}"
 
 
 def _verify_integration(client: Elasticsearch, report: SetupReport) -> None:

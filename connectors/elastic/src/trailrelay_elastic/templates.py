@@ -1,8 +1,15 @@
-"""Index and component templates for ``ecs`` mode, and the integration's template name.
+"""Index and component templates and the ingest pipeline for ``ecs`` mode; the integration's template name.
 
 The mappings cover every field :mod:`.ecs` writes: keywords for identifiers, ``date`` for
 times, ``ip`` for addresses, and ``flattened`` for the request/response objects, whose keys
 differ per API call (dynamic object mappings would explode and conflict across event types).
+
+The index template names :data:`INGESTED_PIPELINE` as the indices' ``final_pipeline``: it sets
+``event.ingested`` to the time Elasticsearch received the document, as the final pipeline
+Fleet installs does for the integration's data streams. The exported detection rules select
+documents by ``event.ingested`` (``timestamp_override``), so a CloudTrail event delivered
+late is still alerted on; without the field Kibana would fall back to ``@timestamp``, the
+event time.
 """
 
 from __future__ import annotations
@@ -17,16 +24,20 @@ from trailrelay_elastic.config import ElasticConfig
 
 __all__ = [
     "COMPONENT_TEMPLATE",
+    "INGESTED_PIPELINE",
     "INTEGRATION_TEMPLATE",
     "component_template",
     "index_template",
     "index_template_name",
+    "ingest_pipeline",
     "template_hash",
 ]
 
 INTEGRATION_TEMPLATE = "logs-aws.cloudtrail"
 """The index template Elastic's AWS integration installs for its CloudTrail data stream."""
 COMPONENT_TEMPLATE = "trailrelay-aws.cloudtrail-ecs@mappings"
+INGESTED_PIPELINE = "trailrelay-aws.cloudtrail-ecs@ingested"
+"""The ingest pipeline that stamps ``event.ingested`` (the index template's ``final_pipeline``)."""
 PRIORITY = 250
 """Above the integration's templates (200) and Elasticsearch's built-in ``logs`` template (100)."""
 
@@ -203,6 +214,25 @@ def component_template() -> dict[str, Any]:
     )
 
 
+def ingest_pipeline() -> dict[str, Any]:
+    """The pipeline that sets ``event.ingested`` to the time Elasticsearch received the document."""
+    return _with_meta(
+        {
+            "description": "trailrelay: event.ingested = when Elasticsearch received the document",
+            "processors": [
+                {
+                    "set": {
+                        "tag": "trailrelay-event-ingested",
+                        "field": "event.ingested",
+                        "value": "{{{_ingest.timestamp}}}",
+                    }
+                }
+            ],
+        },
+        "Stamps the arrival time the exported detection rules select by (timestamp_override).",
+    )
+
+
 def index_template_name(config: ElasticConfig) -> str:
     """Name of the index template ``setup`` installs for the configured target."""
     return f"trailrelay-ecs-{config.target.name}"
@@ -215,7 +245,11 @@ def index_template(config: ElasticConfig) -> dict[str, Any]:
         "index_patterns": [target.name],
         "priority": PRIORITY,
         "composed_of": [COMPONENT_TEMPLATE],
-        "template": {"settings": {"index": {"mapping": {"total_fields": {"limit": 2000}}}}},
+        "template": {
+            "settings": {
+                "index": {"mapping": {"total_fields": {"limit": 2000}}, "final_pipeline": INGESTED_PIPELINE}
+            }
+        },
     }
     if target.data_stream is not None:
         body["data_stream"] = {}
