@@ -102,7 +102,9 @@ def test_opensearch_monitors_are_alerting_api_bodies(pack: RuleSet) -> None:
         search = m["inputs"][0]["search"]
         assert search["indices"] == ["logs-aws.cloudtrail-*"]
         window, query = search["query"]["query"]["bool"]["filter"]
-        assert window["range"]["@timestamp"]["lte"] == "{{period_end}}"
+        arrived, unstamped = window["bool"]["should"]
+        assert arrived["range"]["trailrelay.ingested"]["lte"] == "{{period_end}}"
+        assert unstamped["bool"]["filter"][0]["range"]["@timestamp"]["lte"] == "{{period_end}}"
         assert query["query_string"]["query"]
         ((kind, trigger),) = m["triggers"][0].items()
         assert (
@@ -125,7 +127,8 @@ def test_opensearch_monitors_are_alerting_api_bodies(pack: RuleSet) -> None:
     assert search["aggregations"]["groups"]["composite"]["sources"] == [
         {"userIdentity.arn": {"terms": {"field": "userIdentity.arn"}}}
     ]
-    assert search["query"]["bool"]["filter"][0]["range"]["@timestamp"]["gte"] == "{{period_end}}||-300s"
+    arrived = search["query"]["bool"]["filter"][0]["bool"]["should"][0]
+    assert arrived["range"]["trailrelay.ingested"]["gte"] == "{{period_end}}||-600s"  # 5 minutes + a run
     condition = burst["triggers"][0]["bucket_level_trigger"]["condition"]
     assert (
         condition["script"]["source"] == "params._count >= 10" and condition["parent_bucket_path"] == "groups"
@@ -136,6 +139,38 @@ def test_opensearch_monitors_are_alerting_api_bodies(pack: RuleSet) -> None:
         export_rules(pack, "opensearch", index="wazuh-alerts-*").count('"indices":["wazuh-alerts-*"]')
         == OUTPUT_RULES
     )
+
+
+def test_opensearch_monitors_select_documents_by_arrival(pack: RuleSet) -> None:
+    """CloudTrail reaches OpenSearch minutes to days after eventTime (@timestamp).
+
+    A monitor that looked at the last 10 minutes of @timestamp would never see a late event:
+    the monitors select by trailrelay.ingested (when OpenSearch received the document, set by
+    the pipeline `opensearch setup` installs), and by @timestamp only a document without it.
+    """
+    monitors = [json.loads(line) for line in export_rules(pack, "opensearch").splitlines()]
+    for m in monitors:
+        window = m["inputs"][0]["search"]["query"]["query"]["bool"]["filter"][0]
+        lookback = "600s" if m["monitor_type"] == "bucket_level_monitor" else "10m"
+        bounds = {
+            "gte": f"{{{{period_end}}}}||-{lookback}",
+            "lte": "{{period_end}}",
+            "format": "epoch_millis",
+        }
+        assert window == {
+            "bool": {
+                "should": [
+                    {"range": {"trailrelay.ingested": bounds}},
+                    {
+                        "bool": {
+                            "must_not": [{"exists": {"field": "trailrelay.ingested"}}],
+                            "filter": [{"range": {"@timestamp": bounds}}],
+                        }
+                    },
+                ],
+                "minimum_should_match": 1,
+            }
+        }
 
 
 def test_opensearch_export_errors_are_one_clean_line(tmp_path: Path) -> None:

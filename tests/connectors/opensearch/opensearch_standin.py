@@ -3,7 +3,9 @@
 It speaks what the connector uses: ``GET /`` (``"distribution": "opensearch"``, no
 ``X-Elastic-Product``), ``POST /_bulk`` (NDJSON, gzip bodies, ``create`` stores by ``_id`` and
 answers 409 for an existing one, ``create`` without ``_id`` stores under a generated id),
-index templates, data streams, ISM policies (with ``if_seq_no``/``if_primary_term``), the
+index templates, ingest pipelines (a matching template's ``final_pipeline`` runs its ``set``
+processors, ``{{{_ingest.timestamp}}}`` included, on ``_bulk`` documents; a missing one fails
+the item), data streams, ISM policies (with ``if_seq_no``/``if_primary_term``), the
 security plugin's ``authinfo``, cluster and index settings, Security Analytics mappings,
 rules search and detectors, and ``_search`` over stored documents (``bool``/``term``/``range``).
 
@@ -122,6 +124,7 @@ class StandIn:
         self.no_custom_ids = False
         self.auto_create_index = True
         self.index_templates: dict[str, dict[str, Any]] = {}
+        self.pipelines: dict[str, dict[str, Any]] = {}
         self.data_streams: set[str] = set()
         self.policies: dict[str, dict[str, Any]] = {}
         self.sa_mappings: list[dict[str, Any]] = []
@@ -248,6 +251,8 @@ class StandIn:
             return 200, dict(JSON), {"persistent": persistent, "transient": {}}
         if parts[:1] == ["_index_template"] and len(parts) == 2:
             return self._template(method, parts[1], request)
+        if parts[:2] == ["_ingest", "pipeline"] and len(parts) == 3:
+            return self._pipeline(method, parts[2], request)
         if parts[:1] == ["_data_stream"] and len(parts) == 2:
             return self._data_stream(method, parts[1])
         if parts[:3] == ["_plugins", "_ism", "policies"] and len(parts) == 4:
@@ -282,6 +287,16 @@ class StandIn:
                 )  # fmt: skip
                 continue
             source = json.loads(source_line)
+            pipeline = self._final_pipeline(index)
+            if pipeline is not None and pipeline not in self.pipelines:
+                reason = f"pipeline with id [{pipeline}] does not exist"
+                items.append(
+                    {op: {"_index": index, "_id": doc_id, "status": 400,
+                          "error": {"type": "illegal_argument_exception", "reason": reason}}}
+                )  # fmt: skip
+                continue
+            if pipeline is not None:
+                _run_pipeline(self.pipelines[pipeline], source)
             if self.compact:
                 source = {"eventID": source.get("eventID")}
             items.append({op: self._store(index, doc_id, source)})
@@ -370,6 +385,26 @@ class StandIn:
                 },
             },
         )
+
+    def _pipeline(self, method: str, name: str, request: Any) -> tuple[int, dict[str, str], Any]:
+        if method == "PUT":
+            self.pipelines[name] = request
+            return 200, dict(JSON), {"acknowledged": True}
+        if name in self.pipelines:
+            return 200, dict(JSON), {name: self.pipelines[name]}
+        return 404, dict(JSON), {}
+
+    def _final_pipeline(self, index: str | None) -> str | None:
+        """The ``final_pipeline`` of the highest-priority index template matching ``index``."""
+        matching = [
+            t for t in self.index_templates.values()
+            if index is not None and any(fnmatch.fnmatchcase(index, p) for p in t.get("index_patterns", []))
+        ]  # fmt: skip
+        if not matching:
+            return None
+        best = max(matching, key=lambda t: t.get("priority", 0))
+        pipeline = best.get("template", {}).get("settings", {}).get("index", {}).get("final_pipeline")
+        return pipeline if isinstance(pipeline, str) else None
 
     def _template(self, method: str, name: str, request: Any) -> tuple[int, dict[str, str], Any]:
         if method in ("PUT", "POST"):
@@ -473,6 +508,23 @@ class StandIn:
 
 class _UnknownQueryError(Exception):
     """A query type the stand-in does not implement."""
+
+
+def _run_pipeline(pipeline: dict[str, Any], source: dict[str, Any]) -> None:
+    """Apply a pipeline's ``set`` processors (the only kind the stand-in knows) to ``source``."""
+    ingest = {"_ingest.timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")}
+    for processor in pipeline.get("processors", []):
+        ((kind, conf),) = processor.items()
+        if kind != "set":
+            raise ValueError(f"the stand-in cannot run a {kind} processor")
+        value = conf["value"]
+        for name, real in ingest.items():
+            value = value.replace("{{{" + name + "}}}", real)
+        *parents, leaf = conf["field"].split(".")
+        node = source
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
 
 
 def _values(doc: Any, path: str) -> list[Any]:

@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from opensearch_helpers import PASSWORD, USER, make_config, make_sink
+from opensearch_helpers import PASSWORD, USER, make_config, make_sink, sigv4_config
 from opensearch_standin import StandIn, fixture
 
 from trailrelay.cli.main import cli
-from trailrelay.contract import Batch, FatalSinkError
+from trailrelay.contract import Batch, FatalSinkError, Status
 from trailrelay.testing import sample_records
 from trailrelay_opensearch.admin import run_setup
 from trailrelay_opensearch.cli import group
 from trailrelay_opensearch.client import make_client
 from trailrelay_opensearch.plugin import plugin
-from trailrelay_opensearch.templates import FLAT_OBJECT_FIELDS
+from trailrelay_opensearch.templates import ARRIVAL_FIELD, FLAT_OBJECT_FIELDS, INGESTED_PIPELINE
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_setup_installs_once_and_is_idempotent(standin: StandIn, client: Any) ->
     assert standin.policies == {}
     first = run_setup(client, config)
     assert first.ok, first.lines
-    assert sum(line.startswith("installed") for line in first.lines) == 3
+    assert sum(line.startswith("installed") for line in first.lines) == 4
     template = standin.index_templates["trailrelay-logs-aws.cloudtrail-default"]
     assert template["data_stream"] == {}
     props = template["template"]["mappings"]["properties"]
@@ -103,6 +103,54 @@ def test_setup_installs_once_and_is_idempotent(standin: StandIn, client: Any) ->
     check = make_sink(config)
     assert check.check().ok
     check.close()
+
+
+def test_setup_gives_documents_their_arrival_time(standin: StandIn, client: Any) -> None:
+    """The exported monitors select by arrival (CloudTrail reaches OpenSearch minutes to days late).
+
+    Setup installs a pipeline that stamps trailrelay.ingested, before the template that names it
+    as the indices' final pipeline, so every document written gets one.
+    """
+    config = make_config(standin.url)
+    report = run_setup(client, config)
+    assert report.ok, report.lines
+    assert report.lines[0] == f"installed: ingest pipeline {INGESTED_PIPELINE}"
+    (processor,) = standin.pipelines[INGESTED_PIPELINE]["processors"]
+    assert (processor["set"]["field"], processor["set"]["value"]) == (
+        ARRIVAL_FIELD,
+        "{{{_ingest.timestamp}}}",
+    )
+    template = standin.index_templates["trailrelay-logs-aws.cloudtrail-default"]["template"]
+    assert template["settings"]["index"]["final_pipeline"] == INGESTED_PIPELINE
+    assert template["mappings"]["properties"]["trailrelay"]["properties"]["ingested"] == {"type": "date"}
+    before = dt.datetime.now(dt.UTC)
+    sink = make_sink(config)
+    assert [o.status for o in sink.send(Batch(sample_records(3)))] == [Status.DELIVERED] * 3
+    sink.close()
+    docs = standin.stored("logs-aws.cloudtrail-default")
+    assert len(docs) == 3
+    for doc in docs:
+        assert before <= dt.datetime.fromisoformat(doc["trailrelay"]["ingested"]) <= dt.datetime.now(dt.UTC)
+        assert dt.datetime.fromisoformat(doc["@timestamp"]) < before  # @timestamp stays the eventTime
+    assert all(line.startswith("unchanged") for line in run_setup(client, config).lines)
+
+
+def test_setup_on_serverless_installs_no_pipeline(standin: StandIn, client: Any) -> None:
+    config = sigv4_config(standin.url, aws_service="aoss")  # the stand-in's client stays on basic auth
+    report = run_setup(client, config, dry_run=True)
+    assert report.lines[0].startswith(f"skipped: ingest pipeline {INGESTED_PIPELINE} (Serverless)")
+    body = report.bodies["index template trailrelay-logs-aws.cloudtrail-default"]
+    assert "final_pipeline" not in body["template"]["settings"]["index"]
+
+
+def test_setup_on_an_existing_data_stream_says_how_to_start_now(standin: StandIn, client: Any) -> None:
+    standin.data_streams.add("logs-aws.cloudtrail-default")
+    report = run_setup(client, make_config(standin.url))
+    assert report.ok, report.lines
+    assert (
+        "note: logs-aws.cloudtrail-default already exists: its new documents get trailrelay.ingested "
+        "from its next backing index on; to start now: POST logs-aws.cloudtrail-default/_rollover"
+    ) in report.lines
 
 
 def test_setup_detector(standin: StandIn, client: Any) -> None:

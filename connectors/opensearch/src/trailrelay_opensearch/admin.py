@@ -13,8 +13,11 @@ from trailrelay_opensearch.config import OpenSearchConfig, Target
 from trailrelay_opensearch.detector import detector_body, detector_name, field_mappings, rules_query
 from trailrelay_opensearch.responses import describe_error
 from trailrelay_opensearch.templates import (
+    ARRIVAL_FIELD,
+    INGESTED_PIPELINE,
     cloudtrail_template,
     content_hash,
+    ingest_pipeline,
     integrity_template,
     ism_policy,
     policy_id,
@@ -269,13 +272,24 @@ def run_setup(
     if problem:
         raise FatalSinkError(f"{_where(config)}: {problem}")
     report = SetupReport()
-    for target, body in (
-        (config.target, cloudtrail_template(config)),
-        (config.integrity_target, integrity_template(config)),
+    if config.aws_service == "aoss":
+        report.lines.append(
+            f"skipped: ingest pipeline {INGESTED_PIPELINE} (Serverless): documents get no "
+            f"{ARRIVAL_FIELD}, so the exported monitors select them by @timestamp, the event time"
+        )
+    else:  # before the template: a template naming a missing final_pipeline would fail every write
+        try:
+            _put_pipeline(client, report, dry_run=dry_run)
+        except TransportError as exc:
+            return report.fail(f"failed to install ingest pipeline {INGESTED_PIPELINE}: {_text(exc, config)}")
+    for target, body, cloudtrail in (
+        (config.target, cloudtrail_template(config), True),
+        (config.integrity_target, integrity_template(config), False),
     ):
         name = template_name(target)
         try:
-            _put_template(client, name, body, report, dry_run=dry_run)
+            if _put_template(client, name, body, report, dry_run=dry_run) and cloudtrail:
+                _existing_target_note(client, config, report)
         except TransportError as exc:
             return report.fail(f"failed to install index template {name}: {_text(exc, config)}")
     if config.aws_service == "aoss":
@@ -300,7 +314,8 @@ def run_setup(
 
 def _put_template(
     client: OpenSearch, name: str, body: dict[str, Any], report: SetupReport, *, dry_run: bool
-) -> None:
+) -> bool:
+    """Install or update the template if it differs; whether it was written."""
     current = _installed_template(client, name)
     label = f"index template {name}"
     same = (
@@ -308,9 +323,37 @@ def _put_template(
     )
     verb = _plan(report, label, body, exists=current is not None, same=same, dry_run=dry_run)
     if verb is None:
-        return
+        return False
     client.indices.put_index_template(name=name, body=body)
     report.lines.append(f"{verb}: {label}")
+    return True
+
+
+def _put_pipeline(client: OpenSearch, report: SetupReport, *, dry_run: bool) -> None:
+    body = ingest_pipeline()
+    try:
+        current = client.ingest.get_pipeline(id=INGESTED_PIPELINE).get(INGESTED_PIPELINE)
+    except NotFoundError:
+        current = None
+    same = isinstance(current, dict) and current.get("description") == body["description"]
+    label = f"ingest pipeline {INGESTED_PIPELINE}"
+    verb = _plan(report, label, body, exists=current is not None, same=same, dry_run=dry_run)
+    if verb is None:
+        return
+    client.ingest.put_pipeline(id=INGESTED_PIPELINE, body=body)
+    report.lines.append(f"{verb}: {label}")
+
+
+def _existing_target_note(client: OpenSearch, config: OpenSearchConfig, report: SetupReport) -> None:
+    """A template applies to indices created after it: say how the existing target gets the pipeline."""
+    if config.aws_service == "aoss" or not _exists(client, config.target):
+        return
+    target = config.target.name
+    if config.target.data_stream:
+        how = f"from its next backing index on; to start now: POST {target}/_rollover"
+    else:
+        how = f'once you run PUT {target}/_settings {{"index.final_pipeline": "{INGESTED_PIPELINE}"}}'
+    report.lines.append(f"note: {target} already exists: its new documents get {ARRIVAL_FIELD} {how}")
 
 
 def _plan(

@@ -1,4 +1,4 @@
-"""The index templates and the ISM retention policy ``trailrelay opensearch setup`` installs.
+"""The index templates, ingest pipeline and ISM retention policy ``trailrelay opensearch setup`` installs.
 
 CloudTrail's own field names are mapped as they are: keywords for identifiers, ``date`` for
 times, booleans. The per-API objects (``requestParameters``, ``responseElements``,
@@ -6,6 +6,12 @@ times, booleans. The per-API objects (``requestParameters``, ``responseElements`
 ``flat_object`` (OpenSearch 2.7+): one field each, searchable by dotted path
 (``requestParameters.bucketName: finance``), where dynamic mapping would create thousands of
 fields that conflict across APIs (one API's ``filter`` is a string, another's an object).
+
+The CloudTrail template names :data:`INGESTED_PIPELINE` as the indices' ``final_pipeline``: it
+sets ``trailrelay.ingested`` (:data:`ARRIVAL_FIELD`) to the time OpenSearch received the
+document. The exported Alerting monitors select documents by it, so a CloudTrail event
+delivered late (its ``@timestamp`` long past) is still alerted on. Serverless collections get
+no pipeline (setup says so): there the monitors fall back to ``@timestamp``.
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ import orjson
 from trailrelay_opensearch.config import OpenSearchConfig, Target
 
 __all__ = [
+    "ARRIVAL_FIELD",
     "FLAT_OBJECT_FIELDS",
+    "INGESTED_PIPELINE",
     "PRIORITY",
     "cloudtrail_template",
     "content_hash",
+    "ingest_pipeline",
     "integrity_template",
     "ism_policy",
     "policy_id",
@@ -31,6 +40,10 @@ __all__ = [
 
 PRIORITY = 250
 """Above OpenSearch's and Wazuh's own templates for ``logs-*`` patterns."""
+INGESTED_PIPELINE = "trailrelay-cloudtrail@ingested"
+"""The ingest pipeline that stamps :data:`ARRIVAL_FIELD` (the CloudTrail template's ``final_pipeline``)."""
+ARRIVAL_FIELD = "trailrelay.ingested"
+"""When OpenSearch received the document: what the exported monitors select by."""
 
 FLAT_OBJECT_FIELDS = (
     "requestParameters",
@@ -113,6 +126,7 @@ def _cloudtrail_mappings() -> dict[str, Any]:
             "cloud": _obj(provider=_KW, region=_KW, account=_obj(id=_KW)),
             "trailrelay": _obj(
                 origin=_KW,
+                ingested=_DATE,
                 rule_id=_KW,
                 severity=_KW,
                 technique=_KW,
@@ -161,14 +175,16 @@ def content_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
-def _template(target: Target, mappings: dict[str, Any], what: str) -> dict[str, Any]:
+def _template(
+    target: Target, mappings: dict[str, Any], what: str, final_pipeline: str | None = None
+) -> dict[str, Any]:
+    index: dict[str, Any] = {"mapping": {"total_fields": {"limit": 2000}}}
+    if final_pipeline is not None:
+        index["final_pipeline"] = final_pipeline
     body: dict[str, Any] = {
         "index_patterns": [target.name],
         "priority": PRIORITY,
-        "template": {
-            "settings": {"index": {"mapping": {"total_fields": {"limit": 2000}}}},
-            "mappings": mappings,
-        },
+        "template": {"settings": {"index": index}, "mappings": mappings},
     }
     if target.data_stream:
         body["data_stream"] = {}
@@ -187,8 +203,32 @@ def template_name(target: Target) -> str:
 
 
 def cloudtrail_template(config: OpenSearchConfig) -> dict[str, Any]:
-    """The index (or data stream) template for the CloudTrail target."""
-    return _template(config.target, _cloudtrail_mappings(), "CloudTrail records as CloudTrail names them")
+    """The index (or data stream) template for the CloudTrail target (with the arrival-time pipeline)."""
+    pipeline = None if config.aws_service == "aoss" else INGESTED_PIPELINE
+    return _template(
+        config.target, _cloudtrail_mappings(), "CloudTrail records as CloudTrail names them", pipeline
+    )
+
+
+def ingest_pipeline() -> dict[str, Any]:
+    """The pipeline that sets :data:`ARRIVAL_FIELD` to when OpenSearch received the document.
+
+    Its content hash ends the description (as the ISM policy's does) to tell whether it changed.
+    """
+    body: dict[str, Any] = {
+        "description": f"trailrelay: {ARRIVAL_FIELD} = when OpenSearch received the document",
+        "processors": [
+            {
+                "set": {
+                    "tag": "trailrelay-ingested",
+                    "field": ARRIVAL_FIELD,
+                    "value": "{{{_ingest.timestamp}}}",
+                }
+            }
+        ],
+    }
+    body["description"] += f" [{content_hash(body)}]"
+    return body
 
 
 def integrity_template(config: OpenSearchConfig) -> dict[str, Any]:

@@ -10,9 +10,11 @@ pipelines (:mod:`.pipelines`); this module wraps each query in the SIEM's own al
   a count correlation becomes a ``threshold`` rule around its base rule's query.
 * **OpenSearch**: Alerting plugin monitors as NDJSON, one body per line for
   ``POST _plugins/_alerting/monitors`` (Lucene from pySigma's OpenSearch backend): a
-  ``query_level_monitor`` every 5 minutes over ``@timestamp`` in the previous 10 minutes; a
-  count correlation becomes a ``bucket_level_monitor`` (a composite aggregation by its group
-  fields, a bucket trigger on the count or the distinct count).
+  ``query_level_monitor`` every 5 minutes over the documents that *arrived* in the previous 10
+  minutes (``trailrelay.ingested``, set by the pipeline ``opensearch setup`` installs; a document
+  without it by ``@timestamp``); a count correlation becomes a ``bucket_level_monitor`` (a
+  composite aggregation by its group fields, a bucket trigger on the count or the distinct
+  count) over the documents that arrived in its timespan plus 5 minutes.
 * **Sentinel**: an ARM template of Scheduled analytics rules around the KQL, every 5 minutes over
   the rows that *arrived* since the previous run (``ingestion_time() > ago(5m)``) within a
   ``queryPeriod`` of ``TimeGenerated`` (the event time) that covers late delivery
@@ -488,11 +490,23 @@ _OPENSEARCH_SEVERITY = {"informational": "5", "low": "4", "medium": "3", "high":
 """Sigma level -> Alerting trigger severity ("1" is the highest)."""
 
 
+OPENSEARCH_ARRIVAL_FIELD = "trailrelay.ingested"
+"""When OpenSearch received the document: set by the ingest pipeline ``opensearch setup`` installs."""
+
+
 def _opensearch_search(
     index: str, query: str, lookback: str, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
+    """The monitor's search: what *arrived* in the lookback (without an arrival time: ``@timestamp``)."""
     bounds = {"gte": f"{{{{period_end}}}}||-{lookback}", "lte": "{{period_end}}", "format": "epoch_millis"}
-    window = {"range": {"@timestamp": bounds}}
+    arrived = {"range": {OPENSEARCH_ARRIVAL_FIELD: bounds}}
+    unstamped = {
+        "bool": {
+            "must_not": [{"exists": {"field": OPENSEARCH_ARRIVAL_FIELD}}],
+            "filter": [{"range": {"@timestamp": bounds}}],
+        }
+    }
+    window = {"bool": {"should": [arrived, unstamped], "minimum_should_match": 1}}
     body: dict[str, Any] = {
         "size": 0,
         "query": {"bool": {"filter": [window, {"query_string": {"query": query, "analyze_wildcard": True}}]}},
@@ -538,7 +552,7 @@ def _opensearch_monitor(
             _opensearch_search(
                 index,
                 _query_of(queries, base, rule, rule_set),
-                f"{seconds}s",
+                f"{seconds + 60 * SCHEDULE_MINUTES}s",  # a burst delivered in several files, runs apart
                 {"aggregations": {"groups": group}},
             )
         ]
