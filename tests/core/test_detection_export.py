@@ -286,6 +286,43 @@ def test_sentinel_correlation_looks_back_over_its_own_timespan(tmp_path: Path) -
     assert "| where event_count >= 20" in query
 
 
+VALUE_COUNT = """title: Object Read
+id: 0e6b1d3c-5d1e-4c59-9d2a-0d7f4b8a3333
+name: object_read
+logsource: {product: aws, service: cloudtrail}
+detection:
+    selection:
+        eventName: GetObject
+    condition: selection
+level: low
+---
+title: One Principal Reads Many Buckets
+id: 0e6b1d3c-5d1e-4c59-9d2a-0d7f4b8a4444
+correlation:
+    type: value_count
+    rules: [object_read]
+    group-by: [userIdentity.arn]
+    timespan: 10m
+    condition: {gte: 5, field: requestParameters.bucketName}
+level: high
+"""
+
+
+def test_sentinel_value_count_computes_the_counted_column(tmp_path: Path) -> None:
+    """A field inside RequestParameters is a computed column: the base rule alone never extends it."""
+    code, out, err = _export_cli(tmp_path, "sentinel", VALUE_COUNT)
+    assert code == 0, err
+    query = json.loads(out)["resources"][0]["properties"]["query"]
+    assert (
+        "| project TimeGenerated, Arrived = ingestion_time(), UserIdentityArn, "
+        'RequestParameters_bucketName = tostring(parse_json(RequestParameters)["bucketName"]));'
+    ) in query
+    assert (
+        "| summarize value_count = dcount(RequestParameters_bucketName) by WindowStart, UserIdentityArn"
+        in query
+    )
+
+
 def test_sentinel_correlation_longer_than_its_lookback_limit_is_refused(tmp_path: Path) -> None:
     code, out, err = _export_cli(tmp_path, "sentinel", LONG_WINDOW % "13d")
     assert code == 2 and out == ""

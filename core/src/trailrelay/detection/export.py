@@ -657,9 +657,11 @@ def _sentinel_correlation(corr: SigmaCorrelationRule, queries: dict[str, str], r
     if value_field is None:
         agg, count = "event_count = count()", "event_count"
     else:
-        value = sentinel_target(value_field).column
-        columns.append(value)
-        agg, count = f"value_count = dcount({value})", "value_count"
+        value = sentinel_target(value_field)
+        if value.json_text:
+            raise RuleError(f"{where}: the counted field {value_field!r} is inside an array")
+        columns.append(value.column if value.extend is None else f"{value.column} = {value.extend}")
+        agg, count = f"value_count = dcount({value.column})", "value_count"
     span = f"{int(corr.timespan.seconds)}s"
     nonempty = "".join(f"\n| where isnotempty({g})" for g in groups)  # as the stream: no group, no count
     return (
