@@ -58,12 +58,67 @@ def test_splunk_stanzas(pack: RuleSet) -> None:
     )
     assert (stop["cron_schedule"], stop["alert.severity"]) == ("*/5 * * * *", "6")
     burst = searches["trailrelay - AWS Principal Scanning With Many Denied Calls"]["search"]
-    assert "| stats count as event_count by _time userIdentity.arn" in burst
-    assert "| search event_count >= 10" in burst
+    assert "| streamstats time_window=300s count as event_count" in burst
+    assert "| where event_count>=10 AND trailrelay_arrived_in_window>0" in burst
     selectors = searches["trailrelay - AWS CloudTrail Event Selectors Reduce Coverage"]["search"]
     assert '"requestParameters.eventSelectors{}.includeManagementEvents"=false' in selectors
     # a multi-line search continues with a trailing backslash in the .conf file
-    assert "search = " in text and " \\\n| bin _time span=5m" in text
+    assert "search = " in text and " \\\n| addinfo \\\n" in text
+
+
+def test_splunk_searches_see_events_however_late_they_arrive(pack: RuleSet) -> None:
+    """CloudTrail reaches Splunk minutes to days after eventTime (_time).
+
+    Every search keeps the events indexed in the last 5 minutes (_index_earliest) whose _time
+    lies within 7 days (dispatch.earliest_time bounds _time: -24h@h missed anything a day
+    late), and runs on the continuous scheduler, which never skips a run and its index-time window.
+    """
+    searches = {s.name: s.settings for s in splunk_searches(pack)}
+    for name, settings in searches.items():
+        assert settings["realtime_schedule"] == "0"
+        assert settings["dispatch.latest_time"] == "now"
+        if "Many Denied Calls" in name:
+            assert settings["dispatch.earliest_time"] == "-605100s"  # 7 days and the 5-minute timespan
+        else:
+            assert settings["dispatch.earliest_time"] == "-7d@h"
+            assert '_index_earliest="-5m@m" _index_latest="@m"' in settings["search"]
+    assert splunk_searches(pack)[0].rest_params()["realtime_schedule"] == "0"
+
+
+def test_splunk_correlation_counts_sliding_windows_holding_a_new_event(pack: RuleSet) -> None:
+    """A burst split by a 5-minute mark (7 + 5 denied calls) still counts 12: no `bin _time`.
+
+    The count runs over every event of the group in the 7 days (no _index_earliest on the
+    base search), and only windows holding an event indexed since the last run alert.
+    """
+    burst = next(s for s in splunk_searches(pack) if "Many Denied Calls" in s.name).settings["search"]
+    assert "bin _time" not in burst and "_index_earliest" not in burst
+    assert burst == (
+        'sourcetype="aws:cloudtrail" errorCode IN ("*AccessDenied*", "*UnauthorizedOperation*", '
+        '"*UnauthorizedAccess*", "*AuthorizationError*")\n'
+        "| where isnotnull('userIdentity.arn')\n"
+        "| addinfo\n"
+        '| eval trailrelay_arrived=if(_indextime>=relative_time(info_max_time, "-5m@m") '
+        'AND _indextime<relative_time(info_max_time, "@m"), 1, 0)\n'
+        "| streamstats time_window=300s count as event_count sum(trailrelay_arrived) as "
+        "trailrelay_arrived_in_window by userIdentity.arn\n"
+        "| where event_count>=10 AND trailrelay_arrived_in_window>0\n"
+        "| stats max(event_count) as event_count min(_time) as first_seen max(_time) as last_seen "
+        "by userIdentity.arn"
+    )
+
+
+def test_splunk_correlation_counts_over_its_own_timespan(tmp_path: Path) -> None:
+    """A 1-hour correlation counts 1 hour of _time, not the 5 minutes of the schedule."""
+    code, out, err = _export_cli(tmp_path, "splunk", LONG_WINDOW % "1h")
+    assert code == 0, err
+    assert "| streamstats time_window=3600s count as event_count" in out
+    assert "| where event_count>=20 AND trailrelay_arrived_in_window>0" in out
+    assert "dispatch.earliest_time = -608400s" in out  # 7 days and the hour
+    code, out, err = _export_cli(tmp_path, "splunk", VALUE_COUNT)
+    assert code == 0, err
+    assert "| eval trailrelay_value='requestParameters.bucketName'" in out
+    assert "| streamstats time_window=600s dc(trailrelay_value) as value_count" in out
 
 
 def test_splunk_rest_parameters(pack: RuleSet) -> None:

@@ -4,8 +4,11 @@ They come from :func:`trailrelay.contract.alert_definitions`, the same conversio
 ``trailrelay rules export --siem splunk`` (pySigma's Splunk backend with trailrelay's
 ``aws:cloudtrail`` field mapping). Each alert runs every 5 minutes over the events *indexed* in
 the previous 5 minutes (``_index_earliest=-5m@m _index_latest=@m``), not the events whose
-``eventTime`` falls in them: CloudTrail delivers minutes late, and an index-time window sees
-every event exactly once however late it arrived.
+``eventTime`` falls in them: CloudTrail delivers minutes to days late, and an index-time window
+sees every event exactly once if its ``eventTime`` is within the searches' 7-day ``_time`` bound
+(``dispatch.earliest_time``). Continuous scheduling (``realtime_schedule = 0``) never skips a
+run, so no index-time window goes unseen. The scanning correlation counts sliding ``_time``
+windows (``streamstats time_window``) that hold an event indexed since the last run.
 """
 
 from __future__ import annotations

@@ -3,9 +3,12 @@
 The queries come from pySigma's backends (Splunk SPL, Elasticsearch and OpenSearch Lucene, Kusto) through our
 pipelines (:mod:`.pipelines`); this module wraps each query in the SIEM's own alert definition:
 
-* **Splunk**: ``savedsearches.conf`` stanzas, scheduled every 5 minutes over the events *indexed*
-  in the previous 5 minutes (``_index_earliest``), so late CloudTrail deliveries are neither
-  missed nor alerted twice. :func:`splunk_searches` gives the same as data for a REST install.
+* **Splunk**: ``savedsearches.conf`` stanzas, scheduled every 5 minutes (continuous scheduling,
+  so no run is skipped) over the events *indexed* in the previous 5 minutes (``_index_earliest``)
+  whose ``_time`` is within :data:`SPLUNK_LATE_DAYS` days, so late CloudTrail deliveries are
+  neither missed nor alerted twice; a count correlation counts sliding ``_time`` windows
+  (``streamstats time_window``) holding an event indexed since the last run.
+  :func:`splunk_searches` gives the same as data for a REST install.
 * **Elastic**: detection rules as NDJSON for Kibana's rule import (``type: query``, Lucene);
   a count correlation becomes a ``threshold`` rule around its base rule's query.
 * **OpenSearch**: Alerting plugin monitors as NDJSON, one body per line for
@@ -50,6 +53,7 @@ from trailrelay.detection.pipelines import (
     opensearch_pipeline,
     sentinel_pipeline,
     sentinel_target,
+    splunk_field,
     splunk_pipeline,
 )
 
@@ -79,6 +83,9 @@ SENTINEL_LATE_SECONDS = 2 * 86400 + 3600
 ``TimeGenerated`` up to 2 days old (an older row is stored with its ingestion time, so any
 lookback sees it), plus an hour for Azure's own ingestion latency."""
 _SENTINEL_MAX_PERIOD_SECONDS = 14 * 86400
+SPLUNK_LATE_DAYS = 7
+"""How late an event may reach Splunk and still be alerted on: the searches' ``_time`` bound
+(``dispatch.earliest_time``); a wider one makes every run open more buckets."""
 
 # ATT&CK enterprise tactics: Sigma tag -> (id, name, Sentinel's enum value)
 _TACTICS: dict[str, tuple[str, str, str]] = {
@@ -317,6 +324,9 @@ def splunk_searches(
 ) -> list[SavedSearch]:
     """Scheduled alerts for every output rule, searching ``sourcetype="aws:cloudtrail"``.
 
+    A rule's search keeps the events *indexed* in the previous ``window_minutes``
+    (``_index_earliest``) whose ``_time`` lies within :data:`SPLUNK_LATE_DAYS` days; a
+    correlation's counts sliding ``_time`` windows that hold such an event (:func:`_splunk_correlation`).
     With ``failures``, rules that cannot be converted are named there and left out; without,
     the first one raises :class:`RuleError`.
     """
@@ -324,21 +334,34 @@ def splunk_searches(
     backend = SplunkBackend(
         processing_pipeline=splunk_pipeline(index=index, index_window_minutes=window_minutes)
     )
-    collection = rule_set.fresh()
-    queries = _convert_all(backend, collection, rule_set, failures)
-    _raise_first(failures, strict)
+    queries = _convert_all(backend, rule_set.fresh(correlations=False), rule_set, failures)
+    outputs = _outputs(rule_set.fresh())
+    bases: dict[str, str] = {}
+    if any(isinstance(rule, SigmaCorrelationRule) for rule in outputs):  # their rules over every _indextime
+        plain = SplunkBackend(processing_pipeline=splunk_pipeline(index=index))
+        bases = _convert_all(plain, rule_set.fresh(correlations=False), rule_set, [])  # failures named above
     out = []
-    for rule in _outputs(collection):
+    for rule in outputs:
         meta = _meta(rule)
-        query = queries.get(meta.rule_id)
-        if query is None:
+        earliest = f"-{SPLUNK_LATE_DAYS}d@h"
+        try:
+            if isinstance(rule, SigmaCorrelationRule):
+                query = _splunk_correlation(rule, bases, rule_set, window_minutes)
+                earliest = f"-{SPLUNK_LATE_DAYS * 86400 + int(rule.timespan.seconds)}s"
+            else:
+                query = _query_of(queries, rule, rule, rule_set)
+        except _Skipped:
             continue  # named in failures
+        except RuleError as exc:
+            failures.append(str(exc))
+            continue
         settings = {
             "description": f"{meta.description} (Sigma rule {meta.rule_id}; created by trailrelay)",
             "search": query,
             "enableSched": "1",
             "cron_schedule": f"*/{window_minutes} * * * *",
-            "dispatch.earliest_time": "-24h@h",
+            "realtime_schedule": "0",  # continuous: no run is skipped, so no index-time window goes unseen
+            "dispatch.earliest_time": earliest,
             "dispatch.latest_time": "now",
             "counttype": "number of events",
             "relation": "greater than",
@@ -349,7 +372,44 @@ def splunk_searches(
             "disabled": "0",
         }
         out.append(SavedSearch(_stanza_name(meta.title), settings))
+    _raise_first(failures, strict)
     return out
+
+
+_SPLUNK_PLAIN_FIELD = re.compile(r"^[A-Za-z0-9_.]+$")
+
+
+def _splunk_correlation(
+    corr: SigmaCorrelationRule, bases: dict[str, str], rule_set: RuleSet, window_minutes: int
+) -> str:
+    """Sliding ``_time`` windows of the correlation's timespan holding an event indexed since the last run.
+
+    ``streamstats time_window`` counts, at each event of a group, the group's events within
+    the timespan of it; a window worth counting can be moved to end at an event, so the
+    largest count at any event is the largest in any window. Only windows that hold an event
+    indexed in the run's index-time window (the same ``-Nm@m`` to ``@m`` as the other alerts,
+    from ``info_max_time``, the search's own "now") count, so an old burst does not alert again.
+    """
+    base, minimum, value_field = _count_correlation(corr, rule_set)
+    query = _query_of(bases, base, corr, rule_set)
+    names = [splunk_field(f) for f in corr.group_by or []]
+    by = " by " + " ".join(n if _SPLUNK_PLAIN_FIELD.match(n) else f'"{n}"' for n in names) if names else ""
+    present = "".join(f"\n| where isnotnull('{n}')" for n in names)  # as the stream: no group, no count
+    if value_field is None:
+        value, agg, count = "", "count as event_count", "event_count"
+    else:
+        value = f"\n| eval trailrelay_value='{splunk_field(value_field)}'"
+        agg, count = "dc(trailrelay_value) as value_count", "value_count"
+    return (
+        f"{query}{present}{value}\n"
+        "| addinfo\n"
+        f'| eval trailrelay_arrived=if(_indextime>=relative_time(info_max_time, "-{window_minutes}m@m") '
+        'AND _indextime<relative_time(info_max_time, "@m"), 1, 0)\n'
+        f"| streamstats time_window={int(corr.timespan.seconds)}s {agg} "
+        f"sum(trailrelay_arrived) as trailrelay_arrived_in_window{by}\n"
+        f"| where {count}>={minimum} AND trailrelay_arrived_in_window>0\n"
+        f"| stats max({count}) as {count} min(_time) as first_seen max(_time) as last_seen{by}"
+    )
 
 
 def _stanza_name(title: str) -> str:
