@@ -147,6 +147,24 @@ def test_elastic_rules_are_importable_ndjson(pack: RuleSet) -> None:
     assert "NOT _exists_:aws.cloudtrail.error_code" in guardduty
 
 
+def test_elastic_threshold_counts_arrivals_over_its_timespan_and_a_run(tmp_path: Path, pack: RuleSet) -> None:
+    """Threshold rules cannot slide over event time: they count what arrived (event.ingested).
+
+    A 300 s window of arrivals split a burst CloudTrail delivered in two files, 5 minutes
+    apart (7 + 5); the window is the timespan plus the 5-minute schedule.
+    """
+    rules = {r["name"]: r for r in map(json.loads, export_rules(pack, "elastic").splitlines())}
+    burst = rules["trailrelay - AWS Principal Scanning With Many Denied Calls"]
+    assert (burst["from"], burst["interval"], burst["timestamp_override"]) == (
+        "now-600s",
+        "5m",
+        "event.ingested",
+    )
+    code, out, err = _export_cli(tmp_path, "elastic", LONG_WINDOW % "1h")
+    assert code == 0, err
+    assert json.loads(out)["from"] == "now-3900s"
+
+
 def test_opensearch_monitors_are_alerting_api_bodies(pack: RuleSet) -> None:
     lines = (GOLDEN / FILES["opensearch"]).read_text(encoding="utf-8").splitlines()
     monitors = [json.loads(line) for line in lines]

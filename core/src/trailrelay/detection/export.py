@@ -9,8 +9,9 @@ pipelines (:mod:`.pipelines`); this module wraps each query in the SIEM's own al
   neither missed nor alerted twice; a count correlation counts sliding ``_time`` windows
   (``streamstats time_window``) holding an event indexed since the last run.
   :func:`splunk_searches` gives the same as data for a REST install.
-* **Elastic**: detection rules as NDJSON for Kibana's rule import (``type: query``, Lucene);
-  a count correlation becomes a ``threshold`` rule around its base rule's query.
+* **Elastic**: detection rules as NDJSON for Kibana's rule import (``type: query``, Lucene),
+  selecting documents by ``event.ingested`` (the arrival time); a count correlation becomes a
+  ``threshold`` rule around its base rule's query over the arrivals of its timespan plus a run.
 * **OpenSearch**: Alerting plugin monitors as NDJSON, one body per line for
   ``POST _plugins/_alerting/monitors`` (Lucene from pySigma's OpenSearch backend): a
   ``query_level_monitor`` every 5 minutes over the documents that *arrived* in the previous 10
@@ -537,7 +538,8 @@ def _elastic_rule(
             threshold = {**threshold, "value": 1, "cardinality": [{"field": elastic_field(value_field),
                                                                      "value": minimum}]}  # fmt: skip
         body["threshold"] = threshold
-        body["from"] = f"now-{int(rule.timespan.seconds)}s"
+        # arrivals (event.ingested) over the timespan and a run: a burst delivered in two files counts
+        body["from"] = f"now-{int(rule.timespan.seconds) + 60 * SCHEDULE_MINUTES}s"
     else:
         body["type"] = "query"
         body["query"] = _query_of(queries, rule, rule, rule_set)
