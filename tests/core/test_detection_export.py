@@ -441,6 +441,41 @@ def test_fields_without_a_counterpart_are_errors_naming_the_field(tmp_path: Path
     SigmaTagger(rule_set=rules)  # the in-stream evaluator has no such limit
 
 
+def test_elastic_refuses_fields_whose_ecs_counterpart_holds_other_values(tmp_path: Path) -> None:
+    """cloud.account.id falls back to recipientAccountId (an AWSService call from another account
+    matched "userIdentity.accountId"); user.name is the session issuer's name on AssumedRole
+    events (an assumed role matched "userIdentity.userName: Admin"). Neither is exported loosely."""
+    rule = """title: Call Made By A Principal Of The Log Archive Account
+id: 5a0d8f0e-1111-4c1e-9c8e-000000000001
+logsource: {product: aws, service: cloudtrail}
+detection:
+    selection:
+        userIdentity.accountId: '111111111111'
+    condition: selection
+level: medium
+---
+title: IAM User Named Admin
+id: 5a0d8f0e-1111-4c1e-9c8e-000000000002
+logsource: {product: aws, service: cloudtrail}
+detection:
+    selection:
+        userIdentity.userName: Admin
+    condition: selection
+level: medium
+"""
+    code, out, err = _export_cli(tmp_path, "elastic", rule)
+    assert code == 2 and out == ""
+    assert "cloud.account.id" not in out and "user.name:" not in out
+    assert "rule 'Call Made By A Principal Of The Log Archive Account' cannot be exported" in err
+    assert "'userIdentity.accountId' has no exact counterpart" in err and "recipientAccountId" in err
+    assert "rule 'IAM User Named Admin' cannot be exported" in err
+    assert "'userIdentity.userName' has no exact counterpart" in err and "session issuer" in err
+    assert "Traceback" not in err
+    code, out, err = _export_cli(tmp_path, "sentinel", rule)  # Sentinel has both columns as they are
+    assert code == 0, err
+    assert "UserIdentityAccountId" in out and "UserIdentityUserName" in out
+
+
 def test_unknown_siem_is_refused(pack: RuleSet) -> None:
     with pytest.raises(ValueError, match="unknown SIEM"):
         export_rules(pack, "qradar")

@@ -184,8 +184,6 @@ ELASTIC_FIELDS: dict[str, str] = {
     "userIdentity.arn": _CT + "user_identity.arn",
     "userIdentity.accessKeyId": _CT + "user_identity.access_key_id",
     "userIdentity.invokedBy": _CT + "user_identity.invoked_by",
-    "userIdentity.accountId": "cloud.account.id",
-    "userIdentity.userName": "user.name",
     "userIdentity.sessionContext.attributes.mfaAuthenticated": _CT
     + "user_identity.session_context.mfa_authenticated",
     "userIdentity.sessionContext.attributes.creationDate": _CT
@@ -207,6 +205,14 @@ ELASTIC_FIELDS: dict[str, str] = {
 }
 """CloudTrail field -> field of Elastic's ``aws.cloudtrail`` documents (integration and ecs mode)."""
 
+_ELASTIC_NOT_EXACT = {
+    "userIdentity.accountId": "cloud.account.id holds recipientAccountId when the caller has no "
+    "account id (AWS services), so it would match events the rule does not",
+    "userIdentity.userName": "user.name holds the session issuer's role name for assumed roles and "
+    "federated users, so it would match events the rule does not",
+}
+"""Fields whose ECS counterpart holds other values too: refused rather than exported loosely."""
+
 _ELASTIC_FLATTENED = {
     "requestParameters.": _CT + "flattened.request_parameters.",
     "responseElements.": _CT + "flattened.response_elements.",
@@ -222,6 +228,12 @@ def elastic_field(name: str | None) -> str:
     mapped = ELASTIC_FIELDS.get(name)
     if mapped is not None:
         return mapped
+    if name in _ELASTIC_NOT_EXACT:
+        raise SigmaTransformationError(
+            f"field {name!r} has no exact counterpart in Elastic's aws.cloudtrail documents (integration "
+            f"or ecs mode): {_ELASTIC_NOT_EXACT[name]}; match userIdentity.arn instead (it holds the "
+            "account id and the user or role name)"
+        )
     for prefix, target in _ELASTIC_FLATTENED.items():
         if name.startswith(prefix):
             return target + name[len(prefix) :]
