@@ -403,6 +403,26 @@ def test_sentinel_correlation_longer_than_its_lookback_limit_is_refused(tmp_path
     assert "Traceback" not in err
 
 
+def test_sentinel_export_reads_the_custom_table_given_as_index() -> None:
+    """`sentinel template --custom-table Name_CL` makes a table with AWSCloudTrail's columns;
+    `--index Name_CL` was ignored, and every rule searched AWSCloudTrail (empty for those users)."""
+    from click.testing import CliRunner
+
+    from trailrelay.detection.cli import EXIT_RULES, rules
+
+    result = CliRunner().invoke(rules, ["export", "--siem", "sentinel", "--index", "MyTrail_CL"])
+    assert result.exit_code == 0, result.stderr
+    queries = [r["properties"]["query"] for r in json.loads(result.stdout)["resources"]]
+    assert len(queries) == OUTPUT_RULES
+    assert all(q.startswith(("MyTrail_CL\n", "let events = materialize(MyTrail_CL\n")) for q in queries)
+    assert not any("AWSCloudTrail" in q for q in queries)
+    for bad in ("AWSCloudTrail | take 1", "MyTrail", "1Trail_CL"):
+        refused = CliRunner().invoke(rules, ["export", "--siem", "sentinel", "--index", bad])
+        assert refused.exit_code == EXIT_RULES and refused.stdout == ""
+        assert refused.stderr.startswith(f"error: --index {bad!r} is not a Sentinel table for CloudTrail")
+        assert "Traceback" not in refused.stderr
+
+
 def test_field_names_per_siem() -> None:
     assert splunk_field("requestParameters.advancedEventSelectors.fieldSelectors.field") == (
         "requestParameters.advancedEventSelectors{}.fieldSelectors{}.field"

@@ -227,7 +227,8 @@ def test_rules(
 @click.option(
     "--index",
     help="Splunk: index to search (default: the role's default indexes); Elastic and OpenSearch: "
-    "index pattern (default logs-aws.cloudtrail-*).",
+    "index pattern (default logs-aws.cloudtrail-*); Sentinel: table (default AWSCloudTrail, or the "
+    "Name_CL of `trailrelay sentinel template --custom-table`).",
 )
 def export(  # noqa: PLR0917 - click passes options as positional parameters
     config_path: Path | None,
@@ -241,6 +242,13 @@ def export(  # noqa: PLR0917 - click passes options as positional parameters
     from trailrelay.detection.export import export as export_to  # noqa: PLC0415
     from trailrelay.helpers import output_errors  # noqa: PLC0415
 
+    if siem == "sentinel":  # the table name goes into the KQL: refuse one that is not a table
+        from trailrelay.detection.pipelines import sentinel_table  # noqa: PLC0415
+
+        try:
+            sentinel_table(index)
+        except ValueError as exc:
+            _fail(str(exc))
     tagger = _tagger(config_path, rule_paths, no_pack, doing="export")
     result = export_to(tagger.rule_set, siem, index=index)
     for failure in result.failures:

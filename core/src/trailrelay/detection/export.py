@@ -53,6 +53,7 @@ from trailrelay.detection.pipelines import (
     opensearch_field,
     opensearch_pipeline,
     sentinel_pipeline,
+    sentinel_table,
     sentinel_target,
     splunk_field,
     splunk_pipeline,
@@ -157,7 +158,7 @@ def export(rule_set: RuleSet, siem: str, *, index: str | None = None) -> Exporte
         text = "".join(orjson.dumps(m, option=orjson.OPT_SORT_KEYS).decode() + "\n" for m in monitors)
         return Exported(text, len(monitors), failures)
     if siem == "sentinel":
-        template = sentinel_template(rule_set, failures=failures)
+        template = sentinel_template(rule_set, table=index, failures=failures)
         text = orjson.dumps(template, option=orjson.OPT_INDENT_2).decode() + "\n"
         return Exported(text, len(template["resources"]), failures)
     raise ValueError(f"unknown SIEM {siem!r}; choose one of {', '.join(SIEMS)}")
@@ -766,14 +767,19 @@ def _iso_duration(seconds: int) -> str:
     return "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")
 
 
-def sentinel_template(rule_set: RuleSet, *, failures: list[str] | None = None) -> dict[str, Any]:
+def sentinel_template(
+    rule_set: RuleSet, *, table: str | None = None, failures: list[str] | None = None
+) -> dict[str, Any]:
     """An ARM template with one Scheduled analytics rule per output rule (parameter: ``workspace``).
 
-    With ``failures``, rules that cannot be converted are named there and left out; without,
-    the first one raises :class:`RuleError`.
+    The queries read ``table``: ``AWSCloudTrail`` (default) or the custom ``Name_CL`` table
+    ``trailrelay sentinel template --custom-table`` makes with the same columns; ValueError for
+    another name. With ``failures``, rules that cannot be converted are named there and left
+    out; without, the first one raises :class:`RuleError`.
     """
     failures, strict = _checked(failures)
-    backend = KustoBackend(processing_pipeline=sentinel_pipeline())  # type: ignore[arg-type]  # mis-annotated
+    pipeline = sentinel_pipeline(sentinel_table(table))
+    backend = KustoBackend(processing_pipeline=pipeline)  # type: ignore[arg-type]  # mis-annotated
     collection = rule_set.fresh()
     queries = _convert_all(backend, rule_set.fresh(correlations=False), rule_set, failures)
     resources = []

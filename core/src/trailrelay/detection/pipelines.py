@@ -68,6 +68,7 @@ __all__ = [
     "opensearch_field",
     "opensearch_pipeline",
     "sentinel_pipeline",
+    "sentinel_table",
     "sentinel_target",
     "splunk_field",
     "splunk_pipeline",
@@ -436,8 +437,27 @@ class SentinelQueryTransformation(QueryPostprocessingTransformation):
         return "\n".join(lines)
 
 
-def sentinel_pipeline() -> ProcessingPipeline:
-    """Columns of the ``AWSCloudTrail`` table as trailrelay's Sentinel connector fills it."""
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+
+
+def sentinel_table(name: str | None) -> str:
+    """The table the queries read: ``AWSCloudTrail`` or a custom ``Name_CL`` with its columns.
+
+    ValueError for a name that is not a Log Analytics table name (it would go into the KQL as is).
+    """
+    if name is None:
+        return SENTINEL_TABLE
+    if not _TABLE_NAME.match(name) or not (name == SENTINEL_TABLE or name.endswith("_CL")):
+        raise ValueError(
+            f"--index {name!r} is not a Sentinel table for CloudTrail: use {SENTINEL_TABLE} (the default) "
+            "or the custom table `trailrelay sentinel template --custom-table` made (letters, digits "
+            "and _, ending in _CL)"
+        )
+    return name
+
+
+def sentinel_pipeline(table: str = SENTINEL_TABLE) -> ProcessingPipeline:
+    """Columns of ``AWSCloudTrail`` (or a custom table with its columns) as the connector fills them."""
     return ProcessingPipeline(
         name="trailrelay AWS CloudTrail to Microsoft Sentinel (AWSCloudTrail)",
         priority=20,
@@ -449,7 +469,8 @@ def sentinel_pipeline() -> ProcessingPipeline:
         ],
         postprocessing_items=[
             QueryPostprocessingItem(
-                identifier="trailrelay_sentinel_table", transformation=SentinelQueryTransformation()
+                identifier="trailrelay_sentinel_table",
+                transformation=SentinelQueryTransformation(table=table),
             )
         ],
     )
