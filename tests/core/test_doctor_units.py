@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from trailrelay.config import parse_config
@@ -18,6 +20,7 @@ from trailrelay.contract import (
     CheckResult,
     FatalSinkError,
     Outcome,
+    Receipt,
 )
 from trailrelay.doctor.bucket import policy_writers
 from trailrelay.doctor.events import EVENT_TYPE, finding_event, finding_record, send_findings
@@ -205,6 +208,12 @@ class _Sink:
         if answer == "reject":
             return [Outcome.rejected("too big")] * len(batch)
         self.stored.extend(r.document()["check"] for r in batch.records)
+        if answer.startswith("ack"):  # stored; the outcome comes later, as Splunk's indexer ack
+            receipt = Receipt()
+            late = {"ack": DELIVERED, "ack-refused": Outcome.rejected("index full"), "ack-lost": None}[answer]
+            if late is not None:
+                threading.Timer(0.05, receipt.resolve, [late]).start()
+            return [Outcome.pending(receipt)] * len(batch)
         return [DELIVERED] * len(batch)
 
     def check(self) -> CheckResult:
@@ -233,23 +242,37 @@ def test_send_retries_then_reports_each_sink(tmp_path: Path) -> None:
         finding_event(Finding("queue-no-dlq", Severity.MEDIUM, "t", "q", "w", "f"), checked_at=NOW),
     ]
     sinks = {"a": _Sink(["retry", "ok", "ok"]), "b": _Sink(["ok", "reject"])}
-    slept: list[float] = []
     result = send_findings(
-        events, _config(tmp_path), build=lambda sc: sinks[sc.display_name], sleep=slept.append
+        events, _config(tmp_path), build=lambda sc: sinks[sc.display_name], backoff_base=0.01
     )
     assert sorted(sinks["a"].stored) == ["queue-no-dlq", "trail-not-logging"]
     assert result.delivered == {"a": 2, "b": 1}
-    assert result.failures == {"b": "rejected: too big"}
+    dead_letters = tmp_path / "dead-letters"
+    assert result.failures == {"b": f"rejected 1 of 2: too big (dead-lettered in {dead_letters})"}
     assert not result.ok
-    assert slept  # the retried finding waited before its second attempt
     assert all(s.closed for s in sinks.values())
+    [entry] = [orjson.loads(line) for f in dead_letters.iterdir() for line in f.read_bytes().splitlines()]
+    assert (entry["sink"], entry["reason"]) == ("b", "too big")  # the refused finding is not lost
+
+
+def test_send_waits_for_the_sinks_acknowledgement(tmp_path: Path) -> None:
+    """Splunk with indexer acknowledgement answers PENDING: a finding is delivered once acked."""
+    events = [finding_event(FINDING, checked_at=NOW)]
+    sinks = {"a": _Sink(["ack"]), "b": _Sink(["ack-refused"])}
+    result = send_findings(events, _config(tmp_path), build=lambda sc: sinks[sc.display_name])
+    assert result.delivered == {"a": 1, "b": 0}
+    assert list(result.failures) == ["b"]
+    assert result.failures["b"].startswith("rejected 1 of 1: index full (dead-lettered in ")
+    lost = {"a": _Sink(["ack-lost"]), "b": _Sink([])}
+    result = send_findings(events, _config(tmp_path), build=lambda sc: lost[sc.display_name], timeout=0.3)
+    assert result.delivered == {"a": 0, "b": 1}
+    # never acknowledged: a failure, never a pass
+    assert result.failures == {"a": "1 of 1 not delivered within 0.3s"}
 
 
 def test_send_survives_a_fatal_sink(tmp_path: Path) -> None:
     sinks = {"a": _Sink(["fatal"]), "b": _Sink([])}
     events = [finding_event(FINDING, checked_at=NOW)]
-    result = send_findings(
-        events, _config(tmp_path), build=lambda sc: sinks[sc.display_name], sleep=lambda _: None
-    )
+    result = send_findings(events, _config(tmp_path), build=lambda sc: sinks[sc.display_name])
     assert result.delivered == {"a": 0, "b": 1}
     assert "token revoked" in result.failures["a"]

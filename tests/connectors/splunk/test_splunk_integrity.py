@@ -1,7 +1,8 @@
 """Integrity events ([integrity]) in Splunk: their own sourcetype and index, time = verified_at.
 
 Golden checks of the envelope, then a signed test trail forwarded from a local mirror through
-the whole pipeline to the HEC stand-in, CloudTrail records and integrity events side by side.
+the whole pipeline to the HEC stand-in, CloudTrail records and integrity events side by side;
+``trailrelay doctor --send``'s findings (integrity-shaped events) with indexer acknowledgement.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from click.testing import CliRunner
 from splunk_hec_standin import HecStandIn
 from splunk_testkit import TOKEN, make_config
 
+from trailrelay.cli.main import cli
 from trailrelay.config import parse_config
 from trailrelay.contract import Origin, Record
 from trailrelay.integrity.records import integrity_record
@@ -117,3 +120,41 @@ def test_forwarding_with_integrity_end_to_end(hec: HecStandIn, tmp_path: Path) -
     assert bad["fields"]["trailrelay_rule"] == ["trailrelay-integrity-failed"]
     assert bad["time"] == dt.datetime.fromisoformat(bad["event"]["verified_at"]).timestamp()
     assert all(by_digest[f"s3://trail-bucket/{k}"]["event"]["verdict"] == "valid" for k in keys[:2])
+
+
+def _doctor(tmp_path: Path, url: str, token: str, *args: str) -> tuple[int, str, str]:
+    """``doctor --send --fail-on never ARGS`` against moto, its findings sent to the HEC at ``url``."""
+    config = tmp_path / "doctor.toml"
+    config.write_text(
+        '[source]\ntype = "files"\npath = "."\n[[sinks]]\ntype = "splunk"\n'
+        f'url = "{url}"\ntoken = "{token}"\nindex = "aws"\nack_poll_interval = 0.01\n'
+        '[doctor]\ntrail = "no-such-trail"\nfast_path = false\n'
+    )
+    result = CliRunner().invoke(cli, ["doctor", "-c", str(config), "--send", "--fail-on", "never", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_doctor_send_waits_for_the_indexer_acknowledgement(
+    hec_ack: HecStandIn, aws_env: str, tmp_path: Path
+) -> None:
+    """A token with useACK (what `trailrelay splunk setup` makes): each finding is delivered once acked."""
+    hec_ack.ack_delay = 0.2
+    code, out, err = _doctor(tmp_path, hec_ack.url, TOKEN, "--json")
+    report = orjson.loads(out)
+    n = len(report["findings"])
+    assert n >= 1  # at least: the trail named is not there
+    assert (code, report["exit_status"]) == (0, 0), err
+    assert f"sent {n} of {n} findings to sink splunk" in err
+    assert len(hec_ack.stored) == n and hec_ack.unconfirmed() == 0
+    assert {e["sourcetype"] for e in hec_ack.stored} == {"trailrelay:integrity"}
+
+
+def test_doctor_send_refused_exits_3_and_says_so(hec_ack: HecStandIn, aws_env: str, tmp_path: Path) -> None:
+    wrong = "00000000-0000-0000-0000-000000000000"
+    code, out, err = _doctor(tmp_path, hec_ack.url, wrong, "--json")
+    assert (code, orjson.loads(out)["exit_status"]) == (3, 3)  # the JSON says what the process exits with
+    assert "sent 0 of" in err and "sink splunk:" in err
+    code, out, _ = _doctor(tmp_path, hec_ack.url, wrong)
+    assert code == 3
+    assert "FAIL: " in out and "--send did not deliver every finding" in " ".join(out.split())
+    assert hec_ack.stored == []

@@ -119,20 +119,24 @@ def doctor_command(
             "or set AWS_REGION"
         ) from None
     status = report.exit_status(threshold)
+    sent = True
     if sending and config is not None:
-        status = _send(report, config, err) or status
+        sent = _send(report, config, err)
+        status = status if sent else EXIT_SEND
     if as_json:
-        sys.stdout.buffer.write(orjson.dumps(report.as_dict(threshold), option=orjson.OPT_INDENT_2) + b"\n")
+        doc = report.as_dict(threshold)
+        doc["exit_status"] = status  # the process's: a failed --send included
+        sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.flush()
     else:
         from trailrelay.doctor.render import print_report  # noqa: PLC0415
 
-        print_report(report, Console(), threshold)
+        print_report(report, Console(), threshold, sent=sent)
     raise SystemExit(status)
 
 
-def _send(report: object, config: object, err: Console) -> int:
-    """Send the findings; EXIT_SEND when a sink did not take them all, else 0."""
+def _send(report: object, config: object, err: Console) -> bool:
+    """Send the findings; False when a sink did not take them all."""
     from trailrelay.config import Config  # noqa: PLC0415
     from trailrelay.doctor.events import finding_event, send_findings  # noqa: PLC0415
     from trailrelay.doctor.findings import Report  # noqa: PLC0415
@@ -150,7 +154,7 @@ def _send(report: object, config: object, err: Console) -> int:
         err.print(f"sent {n} of {len(events)} findings to sink {name}", highlight=False)
     for name, reason in result.failures.items():
         err.print(f"[red]sink {escape(name)}:[/red] {escape(str(reason))}", highlight=False)
-    return 0 if result.ok else EXIT_SEND
+    return result.ok
 
 
 def _account(resource: str) -> str | None:

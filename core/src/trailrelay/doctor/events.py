@@ -10,43 +10,49 @@ finding's own (``check``, ``severity``, ``title``, ``why``, ``fix``, ``checked``
 high findings carry a detection tag, so SIEM alerts on integrity detections fire on them.
 
 They are sent directly, not through a pipeline: a handful of events per run, each sink opened,
-sent to (a retried outcome is tried again a few times) and closed. Global and per-sink
-``filter`` rules and privacy profiles do not apply (findings name resources, not people).
+handed them through the delivery path ``forward`` and ``canary`` use (retries, indexer
+acknowledgements awaited, refusals dead-lettered) and closed. Global and per-sink ``filter``
+rules and privacy profiles do not apply (findings name resources, not people).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import logging
-import time
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from trailrelay import __version__
 from trailrelay.contract import (
     INTEGRITY_KIND,
     Batch,
+    BatchLimits,
+    CheckResult,
     Origin,
+    Outcome,
     Record,
     RiskTag,
     Routing,
     Sink,
     SinkConfig,
-    SinkContext,
     Status,
 )
 from trailrelay.doctor.findings import Finding, Severity
-from trailrelay.errors import TrailrelayError
+from trailrelay.errors import FatalSinkError, TrailrelayError
+from trailrelay.helpers import scrub
+from trailrelay.pipeline.metrics import Metrics
+from trailrelay.settings import secret_values
 
 if TYPE_CHECKING:
     from trailrelay.config import Config
+    from trailrelay.pipeline.deadletter import DeadLetterStore
 
 __all__ = ["EVENT_TYPE", "SendResult", "finding_event", "finding_record", "send_findings"]
 
 EVENT_TYPE = "trailrelay:doctor"
-ATTEMPTS = 4
+SEND_SECONDS = 120.0
+"""How long each sink has to take the findings (retries and acknowledgements included)."""
 TECHNIQUE = {"trail-", "bucket-", "log-file-", "global-service-", "management-", "digest-", "no-trail"}
 
 
@@ -120,7 +126,7 @@ def finding_record(event: dict[str, Any]) -> Record:
 
 @dataclass
 class SendResult:
-    """Per sink: how many findings were delivered, and the first failure (None: all delivered)."""
+    """Per sink: how many findings were delivered, and why not all were (None: all delivered)."""
 
     delivered: dict[str, int]
     failures: dict[str, str]
@@ -131,68 +137,141 @@ class SendResult:
         return not self.failures
 
 
-def _build(config: SinkConfig) -> Sink:
-    from trailrelay.plugins import installed_sinks, load_sink  # noqa: PLC0415 - entry points load slowly
+class _Watched:
+    """The sink, passed through, remembering the last reason it gave for not taking a finding.
 
-    plugin = load_sink(config.type)
-    dist = installed_sinks()[config.type]
-    name = config.display_name
-    context = SinkContext(
-        name=name,
-        logger=logging.getLogger(f"trailrelay.sinks.{name}"),
-        user_agent=f"trailrelay/{__version__} {dist.distribution}/{dist.version}",
-    )
-    return plugin.create(config, context)
+    A reason may come late: from the receipt of a PENDING outcome (an indexer acknowledgement).
+    """
+
+    def __init__(self, sink: Sink, secrets: Sequence[str]) -> None:
+        self.sink = sink
+        self.secrets = secrets
+        self.last: str | None = None
+
+    @property
+    def limits(self) -> BatchLimits:
+        """The sink's own limits."""
+        return self.sink.limits
+
+    def open(self) -> None:
+        """Open the sink."""
+        self.sink.open()
+
+    def send(self, batch: Batch) -> Sequence[Outcome]:
+        """Send through the sink, noting why a finding was not taken."""
+        try:
+            outcomes = self.sink.send(batch)
+        except Exception as exc:
+            self.last = f"{type(exc).__name__}: {scrub(str(exc), self.secrets)}"
+            raise
+        for out in outcomes:
+            if out.receipt is not None:
+                out.receipt.on_resolve(self._note)
+            else:
+                self._note(out)
+        return outcomes
+
+    def _note(self, outcome: Outcome) -> None:
+        if outcome.status not in (Status.DELIVERED, Status.DUPLICATE, Status.PENDING):
+            self.last = outcome.reason or outcome.status.value
+
+    def check(self) -> CheckResult:
+        """The sink's check."""
+        return self.sink.check()
+
+    def close(self) -> None:
+        """Close the sink."""
+        self.sink.close()
 
 
 def send_findings(
     events: list[dict[str, Any]],
     config: Config,
     *,
-    build: Callable[[SinkConfig], Sink] = _build,
-    sleep: Callable[[float], None] = time.sleep,
+    build: Callable[[SinkConfig], Sink] | None = None,
+    timeout: float = SEND_SECONDS,
+    backoff_base: float = 0.5,
 ) -> SendResult:
-    """Send every event to every configured sink; say what each sink took."""
+    """Send every event to every configured sink; say what each sink took.
+
+    Each sink gets the findings through a :class:`~trailrelay.pipeline.delivery.SinkRunner`, as
+    in ``trailrelay forward`` and ``canary``: retries with backoff, PENDING outcomes awaited
+    (Splunk's indexer acknowledgement), refused findings dead-lettered with the reason. What is
+    not final after ``timeout`` seconds is given up on and reported.
+    """
+    from trailrelay.pipeline.build import build_dead_letters, build_sink  # noqa: PLC0415 - loads sinks
+
     result = SendResult({}, {})
-    for sc in config.sinks:
-        name = sc.display_name
-        records = [finding_record(e) for e in events]
-        try:
-            sink = build(sc)
-            sink.open()
+    dead_letters = build_dead_letters(config)
+    where = config.dead_letter.s3_uri or str(config.dead_letter_path())
+    n = len(events)
+    try:
+        for sc in config.sinks:
+            name = sc.display_name
             try:
-                delivered, failure = _send(sink, records, sleep)
+                sink = _Watched((build or build_sink)(sc), secret_values(sc))
+                sink.open()
+            except TrailrelayError as exc:
+                result.delivered[name] = 0
+                result.failures[name] = f"{type(exc).__name__}: {exc}"
+                continue
+            try:
+                records = [finding_record(e) for e in events]
+                delivered, rejected, fatal = _deliver(
+                    sc, sink, records, dead_letters, timeout=timeout, backoff_base=backoff_base
+                )
             finally:
                 sink.close()
-        except TrailrelayError as exc:
-            delivered, failure = 0, f"{type(exc).__name__}: {exc}"
-        result.delivered[name] = delivered
-        if failure:
-            result.failures[name] = failure
+            result.delivered[name] = delivered
+            if fatal:
+                result.failures[name] = fatal
+            elif rejected:
+                result.failures[name] = f"rejected {rejected} of {n}: {sink.last} (dead-lettered in {where})"
+            elif delivered < n:
+                last = f"; last answer: {sink.last}" if sink.last else ""
+                result.failures[name] = f"{n - delivered} of {n} not delivered within {timeout:g}s{last}"
+    finally:
+        dead_letters.close()
     return result
 
 
-def _send(sink: Sink, records: list[Record], sleep: Callable[[float], None]) -> tuple[int, str | None]:
-    limit = max(1, sink.limits.max_records)
-    delivered = 0
-    pending = records
-    for attempt in range(1, ATTEMPTS + 1):
-        retry: list[Record] = []
-        reasons: list[str] = []
-        for i in range(0, len(pending), limit):
-            chunk = pending[i : i + limit]
-            outcomes = sink.send(Batch(chunk, attempt))
-            for record, outcome in zip(chunk, outcomes, strict=True):
-                if outcome.status in (Status.DELIVERED, Status.DUPLICATE):
-                    delivered += 1
-                elif outcome.status is Status.RETRY:
-                    retry.append(record)
-                    reasons.append(outcome.reason or "retry")
-                else:
-                    return delivered, f"rejected: {outcome.reason}"
-        if not retry:
-            return delivered, None
-        pending = retry
-        if attempt < ATTEMPTS:
-            sleep(min(5.0, 0.5 * 2**attempt))
-    return delivered, f"not delivered after {ATTEMPTS} attempts: {reasons[-1]}"
+def _deliver(
+    sc: SinkConfig,
+    sink: Sink,
+    records: list[Record],
+    dead_letters: DeadLetterStore,
+    *,
+    timeout: float,
+    backoff_base: float,
+) -> tuple[int, int, str | None]:
+    """Hand the records to a SinkRunner and wait until each is final or ``timeout`` passes.
+
+    Returns how many were delivered (or already held), how many were refused (dead-lettered),
+    and the error that stopped the sink, if one did.
+    """
+    from trailrelay.pipeline.delivery import SinkRunner  # noqa: PLC0415 - see send_findings
+
+    name = sc.display_name
+    metrics = Metrics()
+    fatal: list[str] = []
+
+    def on_fatal(_sink: str, exc: FatalSinkError) -> None:
+        fatal.append(f"{type(exc).__name__}: {exc}")
+
+    runner = SinkRunner(
+        name,
+        sink,
+        dead_letters=dead_letters,
+        metrics=metrics,
+        stop=threading.Event(),
+        on_fatal=on_fatal,
+        max_retry_seconds=sc.max_retry_seconds,
+        backoff_base=backoff_base,
+        max_age=sc.batch_seconds,
+        secrets=secret_values(sc),
+    )
+    runner.put_many(records)
+    runner.abandon_after(timeout)  # what is not final by then is given up on, not dead-lettered
+    runner.close()
+    delivered = metrics.delivered[name] + metrics.duplicates[name]
+    return delivered, metrics.rejected[name], fatal[0] if fatal else None

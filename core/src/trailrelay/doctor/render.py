@@ -18,8 +18,8 @@ _STYLE = {
 }
 
 
-def print_report(report: Report, console: Console, fail_on: Severity | None) -> None:
-    """Print ``report`` for a person."""
+def print_report(report: Report, console: Console, fail_on: Severity | None, *, sent: bool = True) -> None:
+    """Print ``report`` for a person; ``sent`` False: ``--send`` did not deliver every finding."""
     for f in report.sorted_findings():
         tag = f"[{_STYLE[f.severity]}]{f.severity.label.upper():>8}[/]"
         mark = "" if f.checked else " [bold](not checked)[/bold]"
@@ -37,10 +37,11 @@ def print_report(report: Report, console: Console, fail_on: Severity | None) -> 
     for note in report.notes:
         console.print(f"[dim]note: {escape(note)}[/dim]", highlight=False)
     counts = ", ".join(f"{n} {label}" for label, n in report.counts().items() if n)
-    threshold = fail_on.label if fail_on is not None else "never"
-    verdict = "FAIL" if report.exit_status(fail_on) else "OK"
+    threshold = f"failing on {fail_on.label if fail_on is not None else 'never'} and above"
+    verdict = "FAIL" if report.exit_status(fail_on) or not sent else "OK"
+    unsent = "" if sent else "; --send did not deliver every finding"
     console.print(
         f"{verdict}: {len(report.findings)} findings ({counts or 'none'}), {len(report.passed)} checks "
-        f"passed; failing on {threshold} and above",
+        f"passed; {threshold}{unsent}",
         highlight=False,
     )
