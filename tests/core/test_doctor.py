@@ -36,6 +36,7 @@ BUCKET = "org-trail-logs"
 TRAIL = "org-trail"
 KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/0f0e0d0c-0b0a-0908-0706-050403020100"
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "eventbridge-lambda" / "template.yaml"
+FAST_PATH_FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:trailrelay-fast-path"
 
 
 def _post(endpoint: str, path: str, body: bytes = b"") -> None:
@@ -195,9 +196,11 @@ def build_world(lock: tuple[str, int] = ("COMPLIANCE", 400)) -> World:
             ]
         },
     )
-    boto3.client("events", region_name=REGION).put_rule(
+    events = boto3.client("events", region_name=REGION)
+    events.put_rule(
         Name="trailrelay-fast-path", EventPattern=json.dumps(_fast_path_pattern()), State="ENABLED"
     )
+    events.put_targets(Rule="trailrelay-fast-path", Targets=[{"Id": "trailrelay", "Arn": FAST_PATH_FUNCTION}])
     return World(org_id, trail_arn, queue_url, queue_arn, dlq_arn)
 
 
@@ -310,6 +313,12 @@ def _no_notifications(w: World) -> None:
     w.client("s3").put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={})
 
 
+def _no_fast_path(w: World) -> None:
+    events = w.client("events")
+    events.remove_targets(Rule="trailrelay-fast-path", Ids=["trailrelay"])  # AWS keeps a rule with targets
+    events.delete_rule(Name="trailrelay-fast-path")
+
+
 def _partial_fast_path(w: World) -> None:
     pattern = _fast_path_pattern()
     pattern["detail"]["eventName"] = ["StopLogging", "DeleteTrail"]
@@ -419,8 +428,10 @@ MISCONFIGURATIONS: list[tuple[str, Callable[[World], Any] | dict[str, Any], str,
      f"--attributes VisibilityTimeout={needed_visibility(2050)}", set()),
     ("no-notifications", _no_notifications, "notifications-not-reaching-queue", Severity.HIGH,
      "put-bucket-notification-configuration --bucket org-trail-logs", set()),
-    ("no-fast-path", lambda w: w.client("events").delete_rule(Name="trailrelay-fast-path"), "fast-path-missing",
-     Severity.MEDIUM, "deploy/eventbridge-lambda/template.yaml", set()),
+    ("no-fast-path", _no_fast_path, "fast-path-missing", Severity.MEDIUM, "deploy/eventbridge-lambda/template.yaml",
+     set()),
+    ("fast-path-without-target", lambda w: w.client("events").remove_targets(Rule="trailrelay-fast-path", Ids=["trailrelay"]),
+     "fast-path-missing", Severity.MEDIUM, "aws events put-targets --rule trailrelay-fast-path --region us-east-1", set()),
     ("partial-fast-path", _partial_fast_path, "fast-path-missing", Severity.LOW, "ConsoleLogin", set()),
 ]  # fmt: skip
 
@@ -450,6 +461,88 @@ def test_each_misconfiguration_is_reported_with_its_severity_and_fix(
     assert fix in finding.fix
     assert finding.why and finding.title
     assert check not in {p.check for p in report.passed}
+
+
+def _fast_path_names(event_name: list[Any]) -> Callable[[World], None]:
+    def change(w: World) -> None:
+        pattern = _fast_path_pattern()
+        pattern["detail"]["eventName"] = event_name
+        w.client("events").put_rule(
+            Name="trailrelay-fast-path", EventPattern=json.dumps(pattern), State="ENABLED"
+        )
+
+    return change
+
+
+NAMES = sorted(high_risk_calls()[0])
+
+
+@pytest.mark.parametrize(
+    ("event_name", "missing", "checked"),
+    [
+        ([{"prefix": "Stop"}, "DeleteTrail"], [n for n in NAMES if not n.startswith("Stop") and n != "DeleteTrail"], True),
+        ([{"anything-but": ["StopLogging", "ListBuckets"]}], ["StopLogging"], True),
+        ([{"anything-but": {"prefix": "Get"}}], [], True),
+        ([{"wildcard": "*Public*"}, {"suffix": "Trail"}], [n for n in NAMES if "Public" not in n and not n.endswith("Trail")], True),
+        ([{"prefix": {"equals-ignore-case": "stoplogging"}}, *(n for n in NAMES if n != "StopLogging")], [], True),
+        ([{"exists": True}], [], True),
+        ([{"regex": "^Stop"}], NAMES, False),  # an operator doctor does not know: it says so
+        ([{"regex": "^Stop"}, *NAMES], [], True),  # the names decide it anyway
+    ],
+)  # fmt: skip
+def test_fast_path_content_filters_are_evaluated(
+    aws: str, tmp_path: Path, event_name: list[Any], missing: list[str], checked: bool
+) -> None:
+    """EventBridge content filtering in detail.eventName (`doctor -c` crashed with a TypeError)."""
+    world = build_world()
+    _fast_path_names(event_name)(world)
+    args = ["doctor", "-c", str(_config(tmp_path, world)), "--json", "--fail-on", "medium"]
+    result = CliRunner().invoke(cli, args)
+    report = orjson.loads(result.stdout)
+    found = [f for f in report["findings"] if f["check"] == "fast-path-missing"]
+    assert [f["check"] for f in report["findings"]] == [f["check"] for f in found]  # nothing else changed
+    passed = "fast-path-missing" in {p["check"] for p in report["passed"]}
+    if not missing:
+        assert (found, passed, result.exit_code) == ([], True, 0)
+        return
+    [finding] = found
+    assert finding["details"]["missing"] == missing
+    assert finding["checked"] is checked
+    assert not passed
+    if not checked:
+        assert finding["title"].startswith(
+            "could not check whether the EventBridge rule trailrelay-fast-path"
+        )
+        assert '"regex"' in finding["title"]
+        assert finding["severity"] == "medium"  # the worst it could not rule out
+        assert result.exit_code == 1
+
+
+def test_a_fast_path_rule_counts_only_with_a_target(aws: str, tmp_path: Path) -> None:
+    """Every call named but no target: nothing is sent anywhere, whatever another rule covers."""
+    world = build_world()
+    events = world.client("events")
+    events.remove_targets(Rule="trailrelay-fast-path", Ids=["trailrelay"])
+    events.put_rule(
+        Name="stop-only", EventPattern=json.dumps({"detail": {"eventName": ["StopLogging"]}}), State="ENABLED"
+    )
+    events.put_targets(Rule="stop-only", Targets=[{"Id": "t", "Arn": FAST_PATH_FUNCTION}])
+    config = str(_config(tmp_path, world))
+    result = CliRunner().invoke(cli, ["doctor", "-c", config, "--json", "--fail-on", "low"])
+    assert result.exit_code == 1
+    [finding] = orjson.loads(result.stdout)["findings"]
+    assert (finding["check"], finding["severity"]) == ("fast-path-missing", "low")
+    assert (
+        f"trailrelay-fast-path in us-east-1 matches {len(NAMES)} high-risk calls but has no target"
+        in finding["title"]
+    )
+    assert finding["details"] == {
+        "rule": "trailrelay-fast-path",
+        "missing": [n for n in NAMES if n != "StopLogging"],
+    }
+    events.put_targets(Rule="trailrelay-fast-path", Targets=[{"Id": "t", "Arn": world.queue_arn}])
+    result = CliRunner().invoke(cli, ["doctor", "-c", config, "--json", "--fail-on", "info"])
+    assert (result.exit_code, orjson.loads(result.stdout)["findings"]) == (0, [])
 
 
 def test_a_delivery_error_is_reported(aws: str) -> None:

@@ -25,7 +25,7 @@ from trailrelay.contract import (
 from trailrelay.doctor.bucket import policy_writers
 from trailrelay.doctor.events import EVENT_TYPE, finding_event, finding_record, send_findings
 from trailrelay.doctor.findings import Finding, Report, Severity
-from trailrelay.doctor.forwarding import needed_visibility
+from trailrelay.doctor.forwarding import event_name_matches, needed_visibility
 from trailrelay.doctor.trail import management_coverage
 
 MGMT = {"Field": "eventCategory", "Equals": ["Management"]}
@@ -128,6 +128,43 @@ def test_policy_writers(statement: dict[str, Any], kinds: list[str]) -> None:
 def test_needed_visibility_grows_with_object_size() -> None:
     assert needed_visibility(0) == 60
     assert needed_visibility(50 << 20) == 560
+
+
+@pytest.mark.parametrize(
+    ("condition", "name", "matches"),
+    [
+        ("StopLogging", "StopLogging", True),
+        ("StopLogging", "stoplogging", False),
+        (None, "StopLogging", False),
+        (7, "StopLogging", False),
+        ({"prefix": "Stop"}, "StopLogging", True),
+        ({"prefix": "Stop"}, "DeleteTrail", False),
+        ({"prefix": {"equals-ignore-case": "stop"}}, "StopLogging", True),
+        ({"suffix": "Trail"}, "DeleteTrail", True),
+        ({"suffix": {"equals-ignore-case": "TRAIL"}}, "UpdateTrail", True),
+        ({"equals-ignore-case": "deletetrail"}, "DeleteTrail", True),
+        ({"wildcard": "Delete*Access*"}, "DeletePublicAccessBlock", True),
+        ({"wildcard": "Delete*Access*"}, "DeleteTrail", False),
+        ({"wildcard": "Stop\\*"}, "StopLogging", False),  # an escaped star is a star
+        ({"wildcard": "Stop\\"}, "StopLogging", None),  # malformed: not a guess
+        ({"anything-but": "StopLogging"}, "StopLogging", False),
+        ({"anything-but": ["GetObject", "ListBuckets"]}, "StopLogging", True),
+        ({"anything-but": {"prefix": "Stop"}}, "StopLogging", False),
+        ({"anything-but": {"wildcard": ["Get*", "List*"]}}, "DeleteTrail", True),
+        ({"anything-but": {"equals-ignore-case": ["stoplogging"]}}, "StopLogging", False),
+        ({"anything-but": {"regex": "x"}}, "StopLogging", None),
+        ({"exists": True}, "StopLogging", True),
+        ({"exists": False}, "StopLogging", False),
+        ({"numeric": [">", 0]}, "StopLogging", False),
+        ({"cidr": "10.0.0.0/8"}, "StopLogging", False),
+        ({"regex": "^Stop"}, "StopLogging", None),  # unknown: the check says it could not decide
+        ({"prefix": "Stop", "suffix": "ing"}, "StopLogging", None),
+        ({"prefix": ["Stop"]}, "StopLogging", None),
+        (["StopLogging"], "StopLogging", None),
+    ],
+)  # fmt: skip
+def test_eventbridge_content_filters_on_event_name(condition: Any, name: str, matches: bool | None) -> None:
+    assert event_name_matches(condition, name) is matches
 
 
 def test_severity_order_parse_and_exit_status() -> None:

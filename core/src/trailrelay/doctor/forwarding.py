@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
+from dataclasses import dataclass
 from typing import Any
 
 from trailrelay.doctor.aws import read
 from trailrelay.doctor.context import Context
 from trailrelay.doctor.findings import Finding, Severity
 
-__all__ = ["SECONDS_PER_MIB", "check_fast_path", "check_notifications", "check_queue", "needed_visibility"]
+__all__ = [
+    "SECONDS_PER_MIB",
+    "check_fast_path",
+    "check_notifications",
+    "check_queue",
+    "event_name_matches",
+    "needed_visibility",
+]
 
 SECONDS_PER_MIB = 10.0
 """Time allowed per compressed MiB of one object to read, parse and deliver it (conservative:
@@ -200,8 +209,163 @@ def _eventbridge_rule(ctx: Context, queue_arn: str) -> bool:
     return False
 
 
+_AFFIXES = ("prefix", "suffix", "equals-ignore-case", "wildcard")
+"""Content filters EventBridge allows inside ``anything-but`` (each with one value or a list)."""
+
+
+def _wildcard(pattern: str, name: str) -> bool | None:
+    """EventBridge ``wildcard``: ``*`` is any run of characters, a backslash escapes (None: malformed)."""
+    parts: list[str] = []
+    escaped = False
+    for ch in pattern:
+        if escaped or ch not in "\\*":
+            parts.append(re.escape(ch))
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        else:
+            parts.append(".*")
+    return None if escaped else re.fullmatch("".join(parts), name, re.DOTALL) is not None
+
+
+def _affix(op: str, value: Any, name: str) -> bool | None:
+    """One of :data:`_AFFIXES` (``prefix`` and ``suffix`` also as ``{"equals-ignore-case": s}``)."""
+    fold = op == "equals-ignore-case"
+    if op in ("prefix", "suffix") and isinstance(value, dict) and list(value) == ["equals-ignore-case"]:
+        value, fold = value["equals-ignore-case"], True
+    if not isinstance(value, str):
+        return None
+    if op == "wildcard":
+        return _wildcard(value, name)
+    text: str = value.casefold() if fold else value
+    name = name.casefold() if fold else name
+    if op == "prefix":
+        return name.startswith(text)
+    if op == "suffix":
+        return name.endswith(text)
+    return name == text
+
+
+def _excluded(value: Any, name: str) -> bool | None:
+    """Whether ``anything-but``'s ``value`` names ``name`` (None: doctor cannot tell)."""
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _AFFIXES:
+        op, arg = next(iter(value.items()))
+        return _any([_affix(op, a, name) for a in (arg if isinstance(arg, list) else [arg])])
+    values = value if isinstance(value, list) else [value]
+    if any(isinstance(v, (dict, list)) for v in values):
+        return None
+    return name in values
+
+
+def _any(results: list[bool | None]) -> bool | None:
+    """True when one result is; None when none is and one could not be decided; else False."""
+    return True if True in results else None if None in results else False
+
+
+def event_name_matches(condition: Any, name: str) -> bool | None:
+    """Whether one entry of an EventBridge pattern's ``eventName`` list matches the call ``name``.
+
+    An exact string, or a content filter: ``prefix``, ``suffix``, ``equals-ignore-case``,
+    ``wildcard``, ``anything-but`` (of a value, a list or one of those), ``exists``. None when
+    doctor cannot decide (an operator it does not know, a malformed filter): never a guess.
+    """
+    if isinstance(condition, str):
+        return condition == name
+    if condition is None or isinstance(condition, (bool, int, float)):
+        return False  # eventName is a string: null, numbers and booleans never equal it
+    if not isinstance(condition, dict) or len(condition) != 1:
+        return None
+    op, value = next(iter(condition.items()))
+    if op in _AFFIXES:
+        return _affix(op, value, name)
+    if op == "exists":  # every API call CloudTrail sends has an eventName
+        return value if isinstance(value, bool) else None
+    if op in ("numeric", "cidr"):  # a call's name is neither a number nor an address
+        return False
+    if op == "anything-but":
+        excluded = _excluded(value, name)
+        return None if excluded is None else not excluded
+    return None
+
+
+def _mentions(value: Any, key: str) -> bool:
+    if isinstance(value, dict):
+        return key in value or any(_mentions(v, key) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, key) for v in value)
+    return False
+
+
+@dataclass
+class _Rule:
+    """One enabled rule: the high-risk calls its pattern matches, and what doctor could not decide."""
+
+    name: str
+    covered: set[str]
+    undecided: set[str]
+    """Calls for which the pattern's eventName filter could not be evaluated."""
+    why: str = ""
+    """What could not be evaluated (for the finding)."""
+    targets: int = 0
+
+
+def _rule(name: str, text: str, calls: set[str]) -> _Rule:
+    """What the pattern ``text``'s ``detail.eventName`` matches of ``calls`` (no eventName filter: none)."""
+    try:
+        pattern: Any = json.loads(text)
+    except ValueError:
+        pattern = None
+    if not isinstance(pattern, dict):
+        return _Rule(name, set(), set(calls), "its event pattern is not a JSON object")
+    detail: Any = pattern.get("detail")
+    if not isinstance(detail, dict):
+        detail = {}
+    if _mentions(pattern.get("$or"), "eventName") or _mentions(detail.get("$or"), "eventName"):
+        return _Rule(name, set(), set(calls), "eventName is filtered inside $or")
+    conditions = detail.get("eventName")
+    if conditions is None:
+        return _Rule(name, set(), set())
+    if not isinstance(conditions, list):
+        return _Rule(name, set(), set(calls), f"eventName is {json.dumps(conditions)}, not a list")
+    covered: set[str] = set()
+    undecided: set[str] = set()
+    unknown: list[Any] = []
+    for call in calls:
+        result = _any([event_name_matches(c, call) for c in conditions])
+        if result:
+            covered.add(call)
+        elif result is None:
+            undecided.add(call)
+    if undecided:
+        unknown = [c for c in conditions if any(event_name_matches(c, call) is None for call in undecided)]
+    why = f"eventName filters doctor cannot evaluate: {json.dumps(unknown)}" if unknown else ""
+    return _Rule(name, covered, undecided, why)
+
+
+def _enabled_rules(events: Any, calls: set[str]) -> list[_Rule]:
+    """Every enabled rule that matches or may match a high-risk call, with its number of targets."""
+    paginator = events.get_paginator("list_rules")
+    pages = read(lambda p=paginator: list(p.paginate()), "events:ListRules")
+    rules: list[_Rule] = []
+    for page in pages:
+        for item in page.get("Rules", []):
+            if item.get("State") != "ENABLED" or not item.get("EventPattern"):
+                continue
+            rule = _rule(str(item.get("Name")), str(item["EventPattern"]), calls)
+            if rule.covered or rule.undecided:
+                listed = read(events.list_targets_by_rule, "events:ListTargetsByRule", Rule=rule.name)
+                rule.targets = len(listed.get("Targets") or [])
+                rules.append(rule)
+    return rules
+
+
 def check_fast_path(ctx: Context, regions: list[str]) -> None:
-    """An enabled EventBridge rule for the detection pack's high-risk calls in each region."""
+    """An enabled EventBridge rule with a target for the detection pack's high-risk calls in each region.
+
+    A rule counts only with at least one target (one without sends nothing anywhere). Content
+    filters in its ``eventName`` (prefix, wildcard, anything-but…) are evaluated; one doctor cannot
+    evaluate makes the check "could not check" for that rule, never a pass.
+    """
     from trailrelay.detection.calls import high_risk_calls  # noqa: PLC0415 - loads the rule pack
 
     names, _sources = high_risk_calls()
@@ -211,22 +375,20 @@ def check_fast_path(ctx: Context, regions: list[str]) -> None:
         with ctx.attempt(
             "fast-path-missing", f"the EventBridge fast path in {region}", Severity.MEDIUM, where
         ):
-            best: set[str] = set()
-            best_rule = ""
-            paginator = events.get_paginator("list_rules")
-            pages = read(lambda p=paginator: list(p.paginate()), "events:ListRules")
-            for page in pages:
-                for rule in page.get("Rules", []):
-                    if rule.get("State") != "ENABLED" or not rule.get("EventPattern"):
-                        continue
-                    pattern = json.loads(rule["EventPattern"])
-                    covered = set((pattern.get("detail") or {}).get("eventName") or []) & names
-                    if len(covered) > len(best):
-                        best, best_rule = covered, str(rule.get("Name"))
-            missing = sorted(names - best)
+            rules = _enabled_rules(events, set(names))
+            targeted = [r for r in rules if r.targets]
+            best = max(targeted, key=lambda r: len(r.covered), default=_Rule("", set(), set()))
+            missing = sorted(names - best.covered)
+            undecided = [r for r in targeted if r.undecided & set(missing)]
+            untargeted = max((r for r in rules if not r.targets), key=lambda r: len(r.covered), default=None)
+            severity = Severity.LOW if best.covered else Severity.MEDIUM
             if not missing:
                 ctx.report.ok("fast-path-missing", where)
-            elif not best:
+            elif undecided:
+                _undecided(ctx, region, undecided, best, missing=missing, severity=severity)
+            elif untargeted is not None and len(untargeted.covered) > len(best.covered):
+                _no_target(ctx, region, untargeted, missing=missing, severity=severity)
+            elif not best.covered:
                 ctx.report.add(
                     Finding(
                         "fast-path-missing",
@@ -247,13 +409,61 @@ def check_fast_path(ctx: Context, regions: list[str]) -> None:
                     Finding(
                         "fast-path-missing",
                         Severity.LOW,
-                        f"the fast-path rule {best_rule} in {region} misses {len(missing)} high-risk calls",
+                        f"the fast-path rule {best.name} in {region} misses {len(missing)} high-risk calls",
                         where,
                         "The calls it leaves out wait for the trail's S3 delivery (5 to 15 minutes).",
                         f"Add {', '.join(missing)} to "
                         "Events.HighRiskCalls.Properties.Pattern.detail.eventName in "
                         "deploy/eventbridge-lambda/template.yaml (the shipped template has them all) and "
                         f"redeploy the stack in {region}",
-                        details={"rule": best_rule, "missing": missing},
+                        details={"rule": best.name, "missing": missing},
                     )
                 )
+
+
+def _undecided(
+    ctx: Context, region: str, rules: list[_Rule], best: _Rule, *, missing: list[str], severity: Severity
+) -> None:
+    """The rules that may send the calls the best decided rule misses: "could not check", never a pass."""
+    names = ("rules " if len(rules) > 1 else "rule ") + ", ".join(r.name for r in rules)
+    ctx.report.add(
+        Finding(
+            "fast-path-missing",
+            severity,
+            f"could not check whether the EventBridge {names} in {region} sends every high-risk "
+            f"call: {rules[0].why}",
+            f"events:{region}",
+            "doctor cannot rule out that some of the calls the detection pack alerts on wait for the "
+            "trail's S3 delivery (5 to 15 minutes): a rule it cannot evaluate is reported, never "
+            "counted as a pass.",
+            f"List the calls by name, as Events.HighRiskCalls.Properties.Pattern.detail.eventName in "
+            "deploy/eventbridge-lambda/template.yaml does, or check the pattern with aws events "
+            f"test-event-pattern --region {_q(region)} for each of: {', '.join(missing)}",
+            checked=False,
+            details={
+                "rules": {r.name: r.why for r in rules},
+                "best_rule": best.name or None,
+                "missing": missing,
+            },
+        )
+    )
+
+
+def _no_target(ctx: Context, region: str, rule: _Rule, *, missing: list[str], severity: Severity) -> None:
+    """A rule that matches the calls (more of them than any rule with a target) but sends them nowhere."""
+    ctx.report.add(
+        Finding(
+            "fast-path-missing",
+            severity,
+            f"the EventBridge rule {rule.name} in {region} matches {len(rule.covered)} high-risk calls "
+            "but has no target: they go nowhere",
+            f"events:{region}",
+            "A rule without a target sends nothing: StopLogging, DeleteTrail and the other calls the "
+            "detection pack alerts on reach the SIEM only with the trail's S3 delivery, 5 to 15 "
+            "minutes later.",
+            f"aws events put-targets --rule {_q(rule.name)} --region {_q(region)} --targets "
+            "Id=trailrelay,Arn=ARN_OF_THE_FAST_PATH_FUNCTION (or deploy "
+            "deploy/eventbridge-lambda/template.yaml, which creates the rule with its target)",
+            details={"rule": rule.name, "missing": missing},
+        )
+    )

@@ -22,6 +22,7 @@ PERMISSIONS = (
     "events:DescribeRule",
     "events:ListRuleNamesByTarget",
     "events:ListRules",
+    "events:ListTargetsByRule",
     "organizations:DescribeOrganization",
     "s3:GetAccountPublicAccessBlock",
     "s3:GetBucketNotification",
