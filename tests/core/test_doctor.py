@@ -305,6 +305,14 @@ def _unscoped_cloudtrail(w: World) -> None:
     w.client("s3").put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(policy))
 
 
+def _wildcard_source_arn(w: World) -> None:
+    """Scoped in form only: aws:SourceArn is there, but matches every account's trails."""
+    policy = json.loads(_cloudtrail_policy(w.trail_arn, w.org_id))
+    del policy["Statement"][1]["Condition"]["StringEquals"]["aws:SourceOrgID"]
+    policy["Statement"][1]["Condition"]["StringLike"] = {"aws:SourceArn": "arn:aws:cloudtrail:*"}
+    w.client("s3").put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(policy))
+
+
 def _no_redrive(w: World) -> None:
     w.client("sqs").set_queue_attributes(QueueUrl=w.queue_url, Attributes={"RedrivePolicy": ""})
 
@@ -420,6 +428,8 @@ MISCONFIGURATIONS: list[tuple[str, Callable[[World], Any] | dict[str, Any], str,
      "put-bucket-policy --bucket org-trail-logs", {"bucket-public"}),
     ("unscoped-cloudtrail", _unscoped_cloudtrail, "bucket-policy-write", Severity.MEDIUM,
      '"Principal":{"Service":"cloudtrail.amazonaws.com"}', set()),
+    ("wildcard-source-arn", _wildcard_source_arn, "bucket-policy-write", Severity.MEDIUM,
+     '"aws:SourceArn":"arn:aws:cloudtrail:us-east-1:123456789012:trail/org-trail"', set()),
     ("no-kms", _no_kms, "logs-not-kms-encrypted", Severity.INFO,
      "--kms-key-id alias/cloudtrail", set()),
     ("no-dlq", _no_redrive, "queue-no-dlq", Severity.MEDIUM, "RedrivePolicy", set()),

@@ -95,6 +95,9 @@ def test_management_coverage(selectors: dict[str, Any], level: str) -> None:
     assert management_coverage(selectors).level == level
 
 
+TRAIL_ARN = "arn:aws:cloudtrail:us-east-1:111122223333:trail/org-trail"
+
+
 def _statement(
     principal: Any, action: Any, condition: dict[str, Any] | None = None, **kw: Any
 ) -> dict[str, Any]:
@@ -107,7 +110,18 @@ def _statement(
 @pytest.mark.parametrize(
     ("statement", "kinds"),
     [
-        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringEquals": {"aws:SourceArn": "x"}}), []),
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringEquals": {"aws:SourceArn": TRAIL_ARN}}), []),
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"ArnLike": {"aws:SourceArn": "arn:aws:cloudtrail:*:111122223333:trail/*"}}), []),
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringLike": {"aws:SourceArn": "arn:aws:cloudtrail:*"}}), ["cloudtrail-unscoped"]),
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringLike": {"aws:SourceArn": "arn:aws:cloudtrail:*:*:trail/org-trail"}}), ["cloudtrail-unscoped"]),
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"ArnLike": {"aws:SourceArn": "arn:aws:cloudtrail:us-east-1:11112222333?:trail/t"}}), ["cloudtrail-unscoped"]),
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringEquals": {"aws:SourceArn": [TRAIL_ARN, "arn:aws:cloudtrail:*"]}}), ["cloudtrail-unscoped"]),
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringNotEquals": {"aws:SourceArn": TRAIL_ARN}}), ["cloudtrail-unscoped"]),
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringEqualsIfExists": {"aws:SourceArn": TRAIL_ARN}}), ["cloudtrail-unscoped"]),
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringEquals": {"aws:SourceAccount": "111122223333"}}), []),
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringLike": {"aws:SourceAccount": "*"}}), ["cloudtrail-unscoped"]),
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringLike": {"aws:SourceOrgID": "o-*"}}), ["cloudtrail-unscoped"]),
+        (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringLike": {"aws:SourceArn": "arn:aws:cloudtrail:*"}, "StringEquals": {"aws:SourceAccount": "111122223333"}}), []),
         (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringEquals": {"AWS:SourceOrgID": "o"}}), []),
         (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:PutObject", {"StringEquals": {"s3:x-amz-acl": "b"}}), ["cloudtrail-unscoped"]),
         (_statement({"Service": "cloudtrail.amazonaws.com"}, "s3:GetBucketAcl"), []),

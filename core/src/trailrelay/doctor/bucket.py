@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import shlex
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,11 @@ WRITE_ACTIONS = (
     "s3:PutBucketPublicAccessBlock",
     "s3:PutBucketAcl",
 )
-SCOPING_KEYS = ("aws:sourcearn", "aws:sourceorgid")
+SCOPING_OPERATORS = frozenset(
+    {"stringequals", "stringequalsignorecase", "stringlike", "arnequals", "arnlike"}
+)
+"""Condition operators that can tie CloudTrail's writes to someone (``…Not…``, ``…IfExists`` and
+``ForAllValues:`` ones let requests without the key, or with any other value, through)."""
 
 
 def _q(value: str) -> str:
@@ -49,8 +54,9 @@ class PolicyWriter:
     sid: str
     principal: str
     kind: str
-    """``public`` (anyone), ``cloudtrail-unscoped`` (CloudTrail without aws:SourceArn or
-    aws:SourceOrgID) or ``other`` (any principal that is not CloudTrail's service principal)."""
+    """``public`` (anyone), ``cloudtrail-unscoped`` (CloudTrail without an aws:SourceArn naming a
+    concrete account's trail, an aws:SourceAccount or an aws:SourceOrgID) or ``other`` (any
+    principal that is not CloudTrail's service principal)."""
     actions: tuple[str, ...]
 
 
@@ -77,10 +83,39 @@ def _principals(statement: dict[str, Any]) -> list[tuple[str, str]]:
     return [(str(kind), str(v)) for kind, values in principal.items() for v in _list(values)]
 
 
+def _trail_arn(value: str) -> bool:
+    """A CloudTrail ARN of one concrete account (wildcards only in the region or the trail name)."""
+    parts = value.split(":", 5)
+    return len(parts) == 6 and parts[0] == "arn" and parts[2] == "cloudtrail" and _account(parts[4])
+
+
+def _account(value: str) -> bool:
+    return re.fullmatch(r"[0-9]{12}", value) is not None
+
+
+def _organization(value: str) -> bool:
+    return bool(value) and not any(c in value for c in "*?")
+
+
+_SCOPES = {"aws:sourcearn": _trail_arn, "aws:sourceaccount": _account, "aws:sourceorgid": _organization}
+"""The condition keys that scope CloudTrail's writes, each with what a value must be to do so."""
+
+
 def _scoped(statement: dict[str, Any]) -> bool:
+    """Whether a condition ties the statement to concrete trails, accounts or an organization.
+
+    The key must be there with every value concrete: ``aws:SourceArn = arn:aws:cloudtrail:*`` is
+    every account's trail, not scoped (``arn:aws:cloudtrail:*:111122223333:trail/*`` is).
+    """
     condition = statement.get("Condition") or {}
-    keys = {str(k).lower() for op in condition.values() if isinstance(op, dict) for k in op}
-    return any(k in keys for k in SCOPING_KEYS)
+    for operator, keys in condition.items():
+        if str(operator).lower() not in SCOPING_OPERATORS or not isinstance(keys, dict):
+            continue
+        for key, values in keys.items():
+            concrete = _SCOPES.get(str(key).lower())
+            if concrete is not None and values and all(concrete(str(v)) for v in _list(values)):
+                return True
+    return False
 
 
 def policy_writers(policy: dict[str, Any]) -> list[PolicyWriter]:
@@ -383,8 +418,9 @@ def _policy(ctx: Context, s3: Any, bucket: str, prefix: str, *, trail_arn: str |
                 f"the bucket policy lets more than this trail's CloudTrail write: {who}",
                 where,
                 "Anyone else who can write, delete or re-configure the log bucket can plant, remove or "
-                "hide log files; CloudTrail's own statement needs aws:SourceArn (this trail) or "
-                "aws:SourceOrgID (your organization), or any account's trail could write into it.",
+                "hide log files; CloudTrail's own statement needs aws:SourceArn (this trail, in a named "
+                "account), aws:SourceAccount or aws:SourceOrgID (your organization), or any account's "
+                "trail could write into it.",
                 "Keep only CloudTrail's statement for writes, scoped to your trail, e.g. "
                 f"{statement}; then aws s3api put-bucket-policy --bucket {_q(bucket)} --policy file://policy.json",
                 details={"statements": [w.sid for w in writers], "kinds": sorted({w.kind for w in writers})},
