@@ -313,6 +313,15 @@ def _wildcard_source_arn(w: World) -> None:
     w.client("s3").put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(policy))
 
 
+def _lifecycle(**rule: Any) -> Callable[[World], None]:
+    return lambda w: w.client("s3").put_bucket_lifecycle_configuration(
+        Bucket=BUCKET,
+        LifecycleConfiguration={
+            "Rules": [{"ID": "purge", "Status": "Enabled", "Filter": {"Prefix": "AWSLogs/"}, **rule}]
+        },
+    )
+
+
 def _no_redrive(w: World) -> None:
     w.client("sqs").set_queue_attributes(QueueUrl=w.queue_url, Attributes={"RedrivePolicy": ""})
 
@@ -419,6 +428,8 @@ MISCONFIGURATIONS: list[tuple[str, Callable[[World], Any] | dict[str, Any], str,
     ("lifecycle", lambda w: w.client("s3").put_bucket_lifecycle_configuration(Bucket=BUCKET, LifecycleConfiguration={
         "Rules": [{"ID": "cheap", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 90}}]}),
      "bucket-lifecycle-expires-logs", Severity.MEDIUM, "Expiration.Days to at least 365", set()),
+    ("lifecycle-date", _lifecycle(Expiration={"Date": "2027-01-01T00:00:00Z"}), "bucket-lifecycle-expires-logs",
+     Severity.MEDIUM, "remove Expiration.Date", set()),
     ("public-access", lambda w: w.client("s3").delete_public_access_block(Bucket=BUCKET),
      "bucket-public-access-not-blocked", Severity.HIGH,
      "put-public-access-block --bucket org-trail-logs --public-access-block-configuration BlockPublicAcls=true", set()),
@@ -553,6 +564,25 @@ def test_a_fast_path_rule_counts_only_with_a_target(aws: str, tmp_path: Path) ->
     events.put_targets(Rule="trailrelay-fast-path", Targets=[{"Id": "t", "Arn": world.queue_arn}])
     result = CliRunner().invoke(cli, ["doctor", "-c", config, "--json", "--fail-on", "info"])
     assert (result.exit_code, orjson.loads(result.stdout)["findings"]) == (0, [])
+
+
+def test_expiring_deleted_versions_counts_unless_object_lock_holds_them(aws: str) -> None:
+    """A deleted (or overwritten) log file stays a noncurrent version until NoncurrentDays pass."""
+    rule = _lifecycle(Expiration={"Days": 800}, NoncurrentVersionExpiration={"NoncurrentDays": 30})
+    world = build_world()  # locked for 400 days: lifecycle cannot delete a version before that
+    rule(world)
+    assert run_doctor(settings(world), clients()).findings == []
+
+    _post(aws, "/moto-api/reset")
+    world = build_world(lock=("COMPLIANCE", 30))
+    rule(world)
+    report = run_doctor(settings(world), clients())
+    assert set(checks(report)) == {"bucket-retention-short", "bucket-lifecycle-expires-logs"}
+    [finding] = [f for f in report.findings if f.check == "bucket-lifecycle-expires-logs"]
+    assert finding.title == (
+        "lifecycle rules delete log files before 365 days: purge (deleted or overwritten log files 30 days later)"
+    )
+    assert "NoncurrentVersionExpiration.NoncurrentDays to at least 365" in finding.fix
 
 
 def test_a_delivery_error_is_reported(aws: str) -> None:
@@ -740,6 +770,23 @@ def test_command_json_and_exit_status(aws: str, tmp_path: Path) -> None:
     assert "queue-no-dlq" in text.output
     assert "fix:" in text.output and "set-queue-attributes" in text.output
     assert "FAIL: 1 findings (1 medium)" in text.output
+
+
+def test_command_sees_a_wildcard_source_arn_and_a_dated_expiration(aws: str) -> None:
+    """Both used to pass: a SourceArn naming no account, a rule deleting every log file on a date."""
+    world = build_world()
+    _wildcard_source_arn(world)
+    _lifecycle(Expiration={"Date": "2027-01-01T00:00:00Z"})(world)
+    result = CliRunner().invoke(cli, ["doctor", "--trail", TRAIL, "--json", "--fail-on", "medium"])
+    assert result.exit_code == 1
+    report = orjson.loads(result.stdout)
+    found = {f["check"]: f for f in report["findings"]}
+    assert set(found) == {"bucket-policy-write", "bucket-lifecycle-expires-logs"}
+    assert "AWSCloudTrailWrite: cloudtrail.amazonaws.com" in found["bucket-policy-write"]["title"]
+    assert found["bucket-lifecycle-expires-logs"]["title"].endswith("purge (every log file on 2027-01-01)")
+    assert not {"bucket-policy-write", "bucket-lifecycle-expires-logs"} & {
+        p["check"] for p in report["passed"]
+    }
 
 
 def test_command_retention_from_the_config_and_options(aws: str, tmp_path: Path) -> None:

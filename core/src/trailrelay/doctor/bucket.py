@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import json
 import re
@@ -143,15 +144,17 @@ def check_bucket(ctx: Context, bucket: str, prefix: str, *, kms: bool, trail_arn
     """Every bucket check for the trail's log bucket ``bucket`` (log files under ``prefix``)."""
     s3 = ctx.clients.get("s3")
     where = f"s3://{bucket}"
-    _object_lock(ctx, s3, bucket, where)
-    _lifecycle(ctx, s3, bucket, prefix, where)
+    held = _object_lock(ctx, s3, bucket, where)
+    _lifecycle(ctx, s3, bucket, prefix, where, held=held)
     _public_access(ctx, s3, bucket, where)
     _policy(ctx, s3, bucket, prefix, trail_arn=trail_arn)
     _encryption(ctx, s3, bucket, kms=kms, trail_arn=trail_arn)
 
 
-def _object_lock(ctx: Context, s3: Any, bucket: str, where: str) -> None:
+def _object_lock(ctx: Context, s3: Any, bucket: str, where: str) -> bool:
+    """The Object Lock checks; True when a default retention holds each version long enough."""
     days = ctx.settings.retention_days
+    held = False
     lock_json = json.dumps(
         {
             "ObjectLockEnabled": "Enabled",
@@ -191,9 +194,10 @@ def _object_lock(ctx: Context, s3: Any, bucket: str, where: str) -> None:
                     fix,
                 )
             )
-            return
+            return held
         mode = str(rule.get("Mode"))
         kept = int(rule.get("Days") or 0) or 365 * int(rule.get("Years") or 0)
+        held = kept >= days  # lifecycle rules cannot delete a locked version, in either mode
         if mode != "COMPLIANCE":
             ctx.report.add(
                 Finding(
@@ -225,6 +229,7 @@ def _object_lock(ctx: Context, s3: Any, bucket: str, where: str) -> None:
         else:
             ctx.report.ok("bucket-retention-short", where)
         ctx.report.ok("bucket-object-lock", where)
+    return held
 
 
 def _covers(rule: dict[str, Any], prefix: str) -> bool:
@@ -236,7 +241,29 @@ def _covers(rule: dict[str, Any], prefix: str) -> bool:
     return logs.startswith(str(rule_prefix or "")) or str(rule_prefix).startswith(logs)
 
 
-def _lifecycle(ctx: Context, s3: Any, bucket: str, prefix: str, where: str) -> None:
+def _deletes_early(rule: dict[str, Any], days: int, *, held: bool) -> list[str]:
+    """How an enabled lifecycle rule deletes log files before ``days`` (empty: it does not).
+
+    ``Expiration.Date`` deletes every log file on that date, whatever its age, and every later
+    one as it comes. ``NoncurrentVersionExpiration`` makes final the deletion (or overwrite) of a
+    log file: unless Object Lock ``held`` each version long enough, it is gone after that many
+    days (a rule that keeps newer noncurrent versions keeps a log file's only one).
+    """
+    found: list[str] = []
+    expiration = rule.get("Expiration") or {}
+    if expiration.get("Date") is not None:
+        date = expiration["Date"]
+        found.append(f"every log file on {date.date() if isinstance(date, dt.datetime) else date}")
+    if expiration.get("Days") is not None and int(expiration["Days"]) < days:
+        found.append(f"{expiration['Days']} days")
+    noncurrent = rule.get("NoncurrentVersionExpiration") or {}
+    after = noncurrent.get("NoncurrentDays")
+    if not held and after is not None and int(after) < days and not noncurrent.get("NewerNoncurrentVersions"):
+        found.append(f"deleted or overwritten log files {after} days later")
+    return found
+
+
+def _lifecycle(ctx: Context, s3: Any, bucket: str, prefix: str, where: str, *, held: bool) -> None:
     days = ctx.settings.retention_days
     with ctx.attempt("bucket-lifecycle-expires-logs", "the bucket's lifecycle rules", Severity.MEDIUM, where):
         try:
@@ -249,17 +276,16 @@ def _lifecycle(ctx: Context, s3: Any, bucket: str, prefix: str, where: str) -> N
         except ClientError:
             rules = []
         short = [
-            r
+            (r.get("ID"), how)
             for r in rules
             if r.get("Status") == "Enabled"
-            and (r.get("Expiration") or {}).get("Days") is not None
-            and int(r["Expiration"]["Days"]) < days
             and _covers(r, prefix)
+            and (how := _deletes_early(r, days, held=held))
         ]
         if not short:
             ctx.report.ok("bucket-lifecycle-expires-logs", where)
             return
-        names = ", ".join(f"{r.get('ID') or '?'} ({r['Expiration']['Days']} days)" for r in short)
+        names = ", ".join(f"{name or '?'} ({'; '.join(how)})" for name, how in short)
         ctx.report.add(
             Finding(
                 "bucket-lifecycle-expires-logs",
@@ -267,12 +293,13 @@ def _lifecycle(ctx: Context, s3: Any, bucket: str, prefix: str, where: str) -> N
                 f"lifecycle rules delete log files before {days} days: {names}",
                 where,
                 "Log files are gone before the retention asked for; an attacker who waits them out "
-                "leaves no trace.",
+                "(or deletes them and waits) leaves no trace.",
                 f"aws s3api get-bucket-lifecycle-configuration --bucket {_q(bucket)} > lifecycle.json; set "
-                f"Expiration.Days to at least {days} in the rules named, then aws s3api "
-                f"put-bucket-lifecycle-configuration --bucket {_q(bucket)} --lifecycle-configuration "
-                "file://lifecycle.json",
-                details={"rules": [r.get("ID") for r in short]},
+                f"Expiration.Days to at least {days} (and NoncurrentVersionExpiration.NoncurrentDays to at "
+                f"least {days}, or lock the bucket for that long), and remove Expiration.Date, in the rules "
+                f"named, then aws s3api put-bucket-lifecycle-configuration --bucket {_q(bucket)} "
+                "--lifecycle-configuration file://lifecycle.json",
+                details={"rules": [name for name, _ in short]},
             )
         )
 
