@@ -764,12 +764,19 @@ def test_command_json_and_exit_status(aws: str, tmp_path: Path) -> None:
     assert finding["check"] == "queue-no-dlq"
     assert finding["severity"] == "medium"
     assert runner.invoke(cli, ["doctor", "-c", str(config), "--fail-on", "medium"]).exit_code == 1
-    assert runner.invoke(cli, ["doctor", "-c", str(config), "--fail-on", "never"]).exit_code == 0
+    never = runner.invoke(cli, ["doctor", "-c", str(config), "--fail-on", "never"])
+    assert never.exit_code == 0
+    assert (
+        "OK: 1 finding (1 medium), 19 checks passed; no finding fails the run (--fail-on never)"
+        in " ".join(never.output.split())
+    )
 
     text = runner.invoke(cli, ["doctor", "-c", str(config), "--fail-on", "medium"])
     assert "queue-no-dlq" in text.output
     assert "fix:" in text.output and "set-queue-attributes" in text.output
-    assert "FAIL: 1 findings (1 medium)" in text.output
+    assert "FAIL: 1 finding (1 medium), 19 checks passed; failing on medium and above" in " ".join(
+        text.output.split()
+    )
 
 
 def test_command_sees_a_wildcard_source_arn_and_a_dated_expiration(aws: str) -> None:

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 import trailrelay
 from trailrelay.cli.package_cmd import LambdaBuild, check_layout, install_commands, package, write_zip
+from trailrelay.plugins import SHIPPED_CONNECTORS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -136,3 +137,20 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_build(
         result = CliRunner().invoke(package, args)
         assert result.exit_code == 2, result.output
         assert result.stderr == f"error: cannot write {said}\n"
+
+
+def test_an_unknown_connector_is_bad_usage_and_help_names_every_connector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def build(*_: object) -> None:
+        raise AssertionError("built for a connector that does not exist")
+
+    monkeypatch.setattr("trailrelay.cli.package_cmd._wheels", build)
+    out = tmp_path / "x.zip"
+    result = CliRunner().invoke(package, ["lambda", "--connector", "bogus", "--out", str(out)])
+    assert result.exit_code == 2, result.output  # bad usage, as elsewhere
+    assert "Invalid value for '--connector': 'bogus' is not one of" in result.stderr
+    assert not out.exists()
+    shown = " ".join(CliRunner().invoke(package, ["lambda", "--help"]).output.split())
+    assert f"[{'|'.join(sorted(SHIPPED_CONNECTORS))}]" in shown
+    assert "opensearch" in shown

@@ -23,6 +23,7 @@ import click
 
 import trailrelay
 from trailrelay.helpers import check_writable, output_errors
+from trailrelay.plugins import SHIPPED_CONNECTORS
 
 __all__ = ["LambdaBuild", "check_layout", "install_commands", "package", "write_zip"]
 
@@ -211,7 +212,8 @@ def package() -> None:
     "--connector",
     "connectors",
     multiple=True,
-    help="A connector to include (splunk, elastic, sentinel); repeat for several.",
+    type=click.Choice(sorted(SHIPPED_CONNECTORS)),
+    help="A connector to include; repeat for several.",
 )
 @click.option(
     "--out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="The zip to write."

@@ -37,11 +37,19 @@ def print_report(report: Report, console: Console, fail_on: Severity | None, *, 
     for note in report.notes:
         console.print(f"[dim]note: {escape(note)}[/dim]", highlight=False)
     counts = ", ".join(f"{n} {label}" for label, n in report.counts().items() if n)
-    threshold = f"failing on {fail_on.label if fail_on is not None else 'never'} and above"
+    threshold = (
+        f"failing on {fail_on.label} and above"
+        if fail_on is not None
+        else "no finding fails the run (--fail-on never)"
+    )
     verdict = "FAIL" if report.exit_status(fail_on) or not sent else "OK"
     unsent = "" if sent else "; --send did not deliver every finding"
     console.print(
-        f"{verdict}: {len(report.findings)} findings ({counts or 'none'}), {len(report.passed)} checks "
-        f"passed; {threshold}{unsent}",
+        f"{verdict}: {_count(len(report.findings), 'finding')} ({counts or 'none'}), "
+        f"{_count(len(report.passed), 'check')} passed; {threshold}{unsent}",
         highlight=False,
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
