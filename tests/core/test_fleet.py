@@ -12,11 +12,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -228,6 +230,52 @@ def test_fleet_counters_keep_what_a_restarted_worker_did_and_a_crash_loop_stays_
         assert not healthy and "workers [0] restarted" in reason
     now[0] += seconds
     assert fleet()[0]  # no restart for a while: healthy again
+
+
+def test_a_worker_without_source_activity_makes_the_fleet_unhealthy(tmp_path: Path) -> None:
+    """The workers' files carry their own verdict (the single worker's idle rule) to /healthz.
+
+    The workers of an SQS fleet whose queue is unreachable log "could not receive" and do no
+    work: /healthz answered 200 throughout (it only looked at exits and crash loops).
+    """
+    from trailrelay.cli.fleet import _FleetHealth
+    from trailrelay.pipeline.health import HealthServer, health_snapshot, pipeline_health, write_snapshots
+    from trailrelay.pipeline.metrics import Metrics
+
+    fleet = _FleetHealth(tmp_path, 2, {0: _Running(), 1: _Running()})
+    workers = [SimpleNamespace(metrics=Metrics(), fatal=None) for _ in range(2)]
+    stop = threading.Event()
+    for i, worker in enumerate(workers):  # what each worker process runs (cli.main._forward_one)
+        provider = health_snapshot(pipeline_health(worker, max_idle=60.0))
+        write_snapshots(provider, str(fleet.metrics_file(i)), stop, every=0.02)
+    server = HealthServer("127.0.0.1:0", fleet).start()
+    healthz = f"http://127.0.0.1:{server.address[1]}/healthz"
+
+    def answer(start: str) -> tuple[int, str]:
+        """/healthz once its body starts with ``start`` (the files are rewritten every 20 ms)."""
+        deadline = time.monotonic() + 5
+        while not (got := _get(healthz))[1].startswith(start) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return got
+
+    try:
+        workers[0].metrics.add("records_in", 5)
+        assert answer("ok") == (200, "ok\n")
+        workers[1].metrics.last_activity -= 73  # its receives fail: nothing from the source for 73 s
+        status, body = answer("unhealthy")
+        assert status == 503 and re.fullmatch(r"unhealthy: worker 1: no source activity for 7\ds\n", body)
+        assert fleet()[2]["records_in"] == 5 and fleet()[2]["workers"] == 2  # still counted
+        workers[0].metrics.last_activity -= 80
+        status, body = answer("unhealthy: worker 0")
+        assert status == 503 and re.fullmatch(
+            r"unhealthy: worker 0: .* for 8\ds; worker 1: .* for 7\ds\n", body
+        )
+        for worker in workers:  # the queue answers again
+            worker.metrics.last_activity = time.monotonic()
+        assert answer("ok") == (200, "ok\n")
+    finally:
+        stop.set()
+        server.stop()
 
 
 def _children(pid: int) -> dict[int, int]:

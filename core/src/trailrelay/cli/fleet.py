@@ -10,8 +10,9 @@ workers are forked from the supervisor once it has loaded the config and importe
 needs (``body``), so no worker pays start-up again; elsewhere, and for queue workers (which are
 restarted when they die), each is a fresh process. The supervisor forwards
 SIGINT/SIGTERM so every worker drains, restarts a queue worker that died unexpectedly, serves
-one ``/healthz`` and ``/metrics`` for the whole fleet (unhealthy while a worker crash-loops), and
-sums the workers' counters (a restarted worker's added to what its predecessor left).
+one ``/healthz`` and ``/metrics`` for the whole fleet (unhealthy while a worker crash-loops or
+reports no source activity), and sums the workers' counters (a restarted worker's added to what
+its predecessor left).
 """
 
 from __future__ import annotations
@@ -186,10 +187,17 @@ class _FleetHealth:
             self._restarts.setdefault(i, deque()).append(self.clock())
 
     def __call__(self) -> tuple[bool, str, dict[str, Any]]:
-        """(healthy, why not, the fleet's counters): the provider of a :class:`HealthServer`."""
+        """(healthy, why not, the fleet's counters): the provider of a :class:`HealthServer`.
+
+        Unhealthy while a worker exited with a failure or crash-loops, and while any worker says
+        it is unhealthy itself (its metrics file: no source activity for ``max_idle``, the rule
+        of a single ``forward``). Any, not all: each worker is a forwarder of its own, and the
+        supervisor restarts only workers that exit, so one stuck or cut off stays so until the
+        fleet is restarted; in an outage of the queue every worker says so anyway.
+        """
         with self._lock:
-            live = [snap for i in range(self.workers) if (snap := self._read(i)) is not None]
-            total = _sum(live)
+            live = {i: snap for i in range(self.workers) if (snap := self._read(i)) is not None}
+            total = _sum(list(live.values()))
             _add(total, self._ended)
             looping = self._looping(self.clock())
         dead = [i for i, p in list(self.procs.items()) if p.poll() not in (None, 0)]
@@ -197,6 +205,7 @@ class _FleetHealth:
         if looping:
             count, seconds = _CRASH_LOOP
             problems.append(f"workers {looping} restarted {count} times or more within {seconds:g}s")
+        problems += [f"worker {i}: {snap['unhealthy']}" for i, snap in live.items() if snap.get("unhealthy")]
         return (not problems, "; ".join(problems), total)
 
     def _read(self, i: int) -> dict[str, Any] | None:

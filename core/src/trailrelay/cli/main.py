@@ -423,10 +423,14 @@ def _forward_one(
             server = HealthServer(health, pipeline_health(pipeline, max_idle)).start()
         metrics_file = os.environ.get("TRAILRELAY_METRICS_FILE")
         writer_stop = threading.Event()
-        if metrics_file:
-            from trailrelay.pipeline.health import write_snapshots  # noqa: PLC0415
+        if metrics_file:  # a fleet's worker: the supervisor reads its counters and idle verdict
+            from trailrelay.pipeline.health import (  # noqa: PLC0415
+                health_snapshot,
+                pipeline_health,
+                write_snapshots,
+            )
 
-            write_snapshots(pipeline.metrics.snapshot, metrics_file, writer_stop)
+            write_snapshots(health_snapshot(pipeline_health(pipeline, max_idle)), metrics_file, writer_stop)
         _tune_gc()
         result = pipeline.run()
         writer_stop.set()

@@ -11,7 +11,7 @@ from typing import Any
 
 from trailrelay.errors import ConfigError
 
-__all__ = ["HealthServer", "check_listen", "prometheus_text"]
+__all__ = ["HealthServer", "check_listen", "health_snapshot", "prometheus_text"]
 
 
 def _address(listen: str) -> tuple[str, int]:
@@ -160,6 +160,22 @@ def pipeline_health(pipeline: Any, max_idle: float) -> Callable[[], tuple[bool, 
         return True, "", snap
 
     return provider
+
+
+def health_snapshot(provider: Callable[[], tuple[bool, str, dict[str, Any]]]) -> Callable[[], dict[str, Any]]:
+    """The provider's snapshot, with ``unhealthy`` saying why when it is not (a fleet worker's file).
+
+    The supervisor of ``--workers N`` serves ``/healthz`` from these files: a worker's own verdict
+    (no source activity for ``max_idle``) reaches it without a second idle rule.
+    """
+
+    def snapshot() -> dict[str, Any]:
+        healthy, reason, snap = provider()
+        if not healthy:
+            snap["unhealthy"] = reason
+        return snap
+
+    return snapshot
 
 
 def write_snapshots(
