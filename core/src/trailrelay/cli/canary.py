@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,12 +36,13 @@ import orjson
 from trailrelay import __version__
 from trailrelay.cli.logs import setup_logging
 from trailrelay.config import Config, load_config
-from trailrelay.contract import Batch, BatchLimits, CheckResult, Outcome, Searcher, Sink, SinkConfig, Status
+from trailrelay.contract import Searcher, SinkConfig
 from trailrelay.errors import ConfigError, FatalSinkError, InputError, TrailrelayError
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.plugins import load_sink
 from trailrelay.record import Origin, Record
 from trailrelay.settings import secret_values
+from trailrelay.sinks.observed import ObservedSink
 from trailrelay.transforms.filters import RecordFilter
 
 __all__ = [
@@ -217,43 +218,6 @@ class _Settled:
         self.event.set()
 
 
-class _Observed:
-    """The real sink, with the last answer it gave kept for the report (a pass-through)."""
-
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
-        self.last: str | None = None
-
-    @property
-    def limits(self) -> BatchLimits:
-        """The sink's own limits."""
-        return self.sink.limits
-
-    def open(self) -> None:
-        """Open the sink."""
-        self.sink.open()
-
-    def send(self, batch: Batch) -> Sequence[Outcome]:
-        """Send through the sink, remembering its answer."""
-        try:
-            outcomes = self.sink.send(batch)
-        except Exception as exc:
-            self.last = f"{type(exc).__name__}: {exc}"
-            raise
-        for out in outcomes:
-            if out.status is not Status.DELIVERED:
-                self.last = f"{out.status.value}: {out.reason}"
-        return outcomes
-
-    def check(self) -> CheckResult:
-        """The sink's check."""
-        return self.sink.check()
-
-    def close(self) -> None:
-        """Close the sink."""
-        self.sink.close()
-
-
 def _sink_config(config: Config, name: str | None) -> SinkConfig:
     names = [s.display_name for s in config.sinks]
     if name is None:
@@ -352,7 +316,7 @@ def _deliver(
 
     name = sc.display_name
     try:
-        sink = _Observed(build_sink(sc))
+        sink = ObservedSink(build_sink(sc), secret_values(sc))
         sink.open()
     except FatalSinkError as exc:
         report.fail(f"the sink cannot start: {exc}", EXIT_FATAL)

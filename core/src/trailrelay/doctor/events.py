@@ -20,29 +20,24 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from trailrelay.contract import (
     INTEGRITY_KIND,
-    Batch,
-    BatchLimits,
-    CheckResult,
     Origin,
-    Outcome,
     Record,
     RiskTag,
     Routing,
     Sink,
     SinkConfig,
-    Status,
 )
 from trailrelay.doctor.findings import Finding, Severity
 from trailrelay.errors import FatalSinkError, TrailrelayError
-from trailrelay.helpers import scrub
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.settings import secret_values
+from trailrelay.sinks.observed import ObservedSink
 
 if TYPE_CHECKING:
     from trailrelay.config import Config
@@ -137,53 +132,6 @@ class SendResult:
         return not self.failures
 
 
-class _Watched:
-    """The sink, passed through, remembering the last reason it gave for not taking a finding.
-
-    A reason may come late: from the receipt of a PENDING outcome (an indexer acknowledgement).
-    """
-
-    def __init__(self, sink: Sink, secrets: Sequence[str]) -> None:
-        self.sink = sink
-        self.secrets = secrets
-        self.last: str | None = None
-
-    @property
-    def limits(self) -> BatchLimits:
-        """The sink's own limits."""
-        return self.sink.limits
-
-    def open(self) -> None:
-        """Open the sink."""
-        self.sink.open()
-
-    def send(self, batch: Batch) -> Sequence[Outcome]:
-        """Send through the sink, noting why a finding was not taken."""
-        try:
-            outcomes = self.sink.send(batch)
-        except Exception as exc:
-            self.last = f"{type(exc).__name__}: {scrub(str(exc), self.secrets)}"
-            raise
-        for out in outcomes:
-            if out.receipt is not None:
-                out.receipt.on_resolve(self._note)
-            else:
-                self._note(out)
-        return outcomes
-
-    def _note(self, outcome: Outcome) -> None:
-        if outcome.status not in (Status.DELIVERED, Status.DUPLICATE, Status.PENDING):
-            self.last = outcome.reason or outcome.status.value
-
-    def check(self) -> CheckResult:
-        """The sink's check."""
-        return self.sink.check()
-
-    def close(self) -> None:
-        """Close the sink."""
-        self.sink.close()
-
-
 def send_findings(
     events: list[dict[str, Any]],
     config: Config,
@@ -209,7 +157,7 @@ def send_findings(
         for sc in config.sinks:
             name = sc.display_name
             try:
-                sink = _Watched((build or build_sink)(sc), secret_values(sc))
+                sink = ObservedSink((build or build_sink)(sc), secret_values(sc))
                 sink.open()
             except TrailrelayError as exc:
                 result.delivered[name] = 0
