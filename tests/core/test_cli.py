@@ -1010,6 +1010,42 @@ def test_dead_letters_that_cannot_be_written_stop_the_run_and_ack_nothing(
     assert orjson.loads((tmp_path / "s.json").read_bytes())["delivered"] == {"file": 5}
 
 
+def test_a_disk_that_fills_mid_dead_letter_leaves_whole_lines_and_the_next_run_appends_whole(
+    tmp_path: Path,
+) -> None:
+    """A full disk took part of a dead-letter entry: the run stopped (exit 3), but the file ended
+    in a partial line, and the next run's first entry was glued onto it (a line that is no
+    entry, and an entry that can no longer be replayed). The part is now cut off again. The
+    process's file size limit (RLIMIT_FSIZE) fills the disk, as in the file sink's test."""
+    (tmp_path / "in").mkdir()
+    bad = [orjson.dumps({"notcloudtrail": i, "pad": "x" * 10_000}) for i in range(20)]
+    (tmp_path / "in" / "bad.ndjson").write_bytes(b"\n".join(bad) + b"\n")
+    cfg = _config(
+        tmp_path,
+        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "out.ndjson"\n'
+        '[dead_letter]\npath = "dl"\n',
+    )
+    limit = 55_555  # five entries of ~10.3 KB and part of the sixth
+    limited = (
+        f"import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'trailrelay', *sys.argv[1:]])"
+    )
+    args = ["forward", "-c", str(cfg), "--once", "--no-progress"]
+    full = subprocess.run(
+        [sys.executable, "-c", limited, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert full.returncode == 3, full.stderr[-2000:]
+    assert "dead letters cannot be written" in full.stderr
+    (dl,) = (tmp_path / "dl").iterdir()
+    first = dl.read_bytes()
+    assert first.endswith(b"\n") and len(first.splitlines()) == 5  # whole entries only
+
+    room = _forward(cfg)  # the unit was not acknowledged: all of it again
+    assert room.returncode == 4, room.stderr[-2000:]
+    raws = [orjson.loads(line)["raw"].encode() for line in dl.read_bytes().splitlines()]
+    assert raws == bad[:5] + bad  # every line an entry
+
+
 def test_a_disk_that_fills_mid_batch_leaves_whole_lines_and_loses_nothing(
     tmp_path: Path, make_object: Any, make_events: Any
 ) -> None:

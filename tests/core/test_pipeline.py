@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from trailrelay.config import parse_config
 from trailrelay.contract import BatchLimits, Origin, Record
 from trailrelay.errors import FetchError
-from trailrelay.pipeline.deadletter import FolderDeadLetters, read_entries
+from trailrelay.pipeline.deadletter import FolderDeadLetters, entry, read_entries
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.forwarder import build_pipeline
 from trailrelay.pipeline.metrics import Metrics
@@ -119,6 +119,21 @@ def test_bad_input_is_dead_lettered_with_reasons_and_the_run_goes_on(
     snap = result.metrics.snapshot()
     assert snap["skipped"] == {"digest": 1, "empty-object": 1}
     assert sum(snap["dead_lettered"].values()) == 3
+
+
+def test_a_dead_letter_file_cut_short_gets_the_next_entry_on_a_line_of_its_own(tmp_path: Path) -> None:
+    """A file an older version left ending in part of an entry (it stopped mid-write): the next
+    entry was glued onto the fragment, so it could neither be read nor replayed."""
+    dead = FolderDeadLetters(tmp_path / "d")
+    dead.write(entry("parse", "first", None, b"a"))
+    (f,) = (tmp_path / "d").iterdir()
+    with f.open("ab") as fh:
+        fh.write(b'{"time": "2026-')  # the fragment
+    dead.write(entry("parse", "second", None, b"b"))
+    dead.write(entry("parse", "third", None, b"c"))
+    lines = f.read_bytes().splitlines(keepends=True)
+    assert [orjson.loads(x)["reason"] for x in (lines[0], *lines[2:])] == ["first", "second", "third"]
+    assert lines[1] == b'{"time": "2026-\n'  # left as it was, for a person to look at
 
 
 def test_transient_failures_are_retried_until_delivered(

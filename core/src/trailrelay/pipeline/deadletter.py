@@ -13,8 +13,11 @@ flush). ``trailrelay replay-dead-letters`` reads them back and sends the records
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import gzip
+import os
+import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +25,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: there a file has one writer, this process
+    fcntl = None  # type: ignore[assignment]
 
 from trailrelay.record import Origin
 
@@ -145,7 +153,15 @@ class GuardedDeadLetters:
 
 
 class FolderDeadLetters:
-    """NDJSON files ``<folder>/dead-letters-YYYY-MM-DD.ndjson``, appended and flushed per entry."""
+    """NDJSON files ``<folder>/dead-letters-YYYY-MM-DD.ndjson``, one whole line appended per entry.
+
+    Writes are unbuffered (``os.write`` until every byte of the line is out), as the file sink's
+    are: an entry is written when :meth:`write` returns. When a write fails (disk full), what went
+    out of the line is cut off the file again before the error is raised, under an exclusive
+    ``flock`` (the workers of ``forward --workers N`` share the folder), so the file never ends
+    in part of a line that the next entry would be glued onto. A file that already does (an older
+    version stopped mid-write) gets the next entry on a new line.
+    """
 
     def __init__(self, folder: Path | str) -> None:
         self.folder = Path(folder)
@@ -153,13 +169,16 @@ class FolderDeadLetters:
         self._lock = threading.Lock()
 
     def write(self, item: dict[str, Any]) -> None:
-        """Append one entry."""
+        """Append one entry: all of its line, or (OSError) none of it."""
         line = orjson.dumps(item) + b"\n"
         name = f"dead-letters-{dt.datetime.now(dt.UTC):%Y-%m-%d}.ndjson"
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
-            with (self.folder / name).open("ab") as fh:
-                fh.write(line)
+            fd = os.open(self.folder / name, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                _append_line(fd, line)
+            finally:
+                os.close(fd)
             self.count += 1
 
     def sync(self) -> None:
@@ -167,6 +186,42 @@ class FolderDeadLetters:
 
     def close(self) -> None:
         """Nothing buffered."""
+
+
+def _append_line(fd: int, line: bytes) -> None:
+    """Append ``line`` to ``fd`` whole, on a line of its own, or raise with none of it kept."""
+    regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    locked = False
+    if regular and fcntl is not None:
+        with contextlib.suppress(OSError):  # a file system without locks (some NFS): one writer
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            locked = True
+    try:
+        start = None
+        if regular:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            if start and os.pread(fd, 1, start - 1) != b"\n":  # cut short before: start afresh
+                line = b"\n" + line
+        view = memoryview(line)
+        done = 0
+        try:
+            while done < len(line):
+                done += os.write(fd, view[done:])
+        except OSError as exc:
+            if start is not None:
+                try:
+                    os.ftruncate(fd, start)
+                except OSError as cut:
+                    raise OSError(
+                        exc.errno,
+                        f"{exc.strerror}, and the part of the entry already written could not be "
+                        f"removed ({cut.strerror})",
+                    ) from None
+            raise
+    finally:
+        if locked:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class S3DeadLetters:
