@@ -200,6 +200,97 @@ def test_an_unusable_checkpoint_database_is_a_clear_config_error(tmp_path: Path,
     assert "([state] path)" in done.stderr  # printed as text, not eaten as console markup
 
 
+_OBJECTS_V0 = (
+    "CREATE TABLE objects (source TEXT NOT NULL, key TEXT NOT NULL, version TEXT NOT NULL, "
+    "records INTEGER NOT NULL, sha256 TEXT, done_at REAL NOT NULL, PRIMARY KEY (source, key))"
+)
+"""The checkpoint table as versions before schema versions made it (user_version 0)."""
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one", "fleet"])
+@pytest.mark.parametrize(
+    ("made", "said"),
+    [
+        (
+            [_OBJECTS_V0.replace(", PRIMARY", ", sinks TEXT, PRIMARY"), "PRAGMA user_version = 99"],
+            "a newer trailrelay wrote it (schema version 99, this one reads up to",
+        ),
+        (
+            ["CREATE TABLE objects (source TEXT, key TEXT, done_at REAL, PRIMARY KEY (source, key))"],
+            "its objects table has the columns source, key, done_at: not a checkpoint database",
+        ),
+        (["CREATE TABLE notes (text TEXT)"], "it has no objects table: not a checkpoint database"),
+    ],
+    ids=["newer", "unknown-shape", "another-database"],
+)
+def test_a_checkpoint_database_of_another_schema_is_refused_at_start_and_by_check(
+    tmp_path: Path, make_object: Any, make_events: Any, workers: list[str], made: list[str], said: str
+) -> None:
+    """A newer schema (a column more) was used anyway: every insert failed, one warning an
+    object, everything sent again on every run (exit 5); an older one without a version column
+    was a traceback (exit 3) while ``check`` passed. Both are refused before anything is read,
+    in one line saying what to do, and ``check`` fails on the same line."""
+    import sqlite3
+
+    make_object(tmp_path / "in" / "a.json.gz", make_events(3))
+    (tmp_path / "st").mkdir()
+    db = sqlite3.connect(tmp_path / "st" / "state.sqlite")
+    for statement in made:
+        db.execute(statement)
+    db.commit()
+    db.close()
+    cfg = _config(
+        tmp_path,
+        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "out.ndjson"\n'
+        '[state]\npath = "st/state.sqlite"\n',
+    )
+    where = f"cannot use the checkpoint database {tmp_path / 'st' / 'state.sqlite'} ([state] path): "
+    done = _forward(cfg, *workers)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count(where + said) == 1, done.stderr
+    assert "set [state] path to a new file (every object is then read and sent again)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out.ndjson").exists()
+    checked = CliRunner().invoke(cli, ["check", "-c", str(cfg)], env={"COLUMNS": "500"})
+    assert checked.exit_code == 1, checked.output
+    assert f"✗ state: {where}{said}" in checked.output
+    after = sqlite3.connect(tmp_path / "st" / "state.sqlite")
+    assert after.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # left as it was
+
+
+def test_a_checkpoint_database_from_before_schema_versions_is_stamped_and_kept(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
+    """What an older trailrelay finished stays finished: its database is upgraded in place."""
+    import sqlite3
+
+    obj = make_object(tmp_path / "in" / "a.json.gz", make_events(3))
+    make_object(tmp_path / "in" / "b.json.gz", make_events(4, prefix="b"))
+    st = obj.stat()
+    db = sqlite3.connect(tmp_path / "state.sqlite")
+    db.execute(_OBJECTS_V0)
+    db.execute(
+        "INSERT INTO objects VALUES (?, ?, ?, 3, NULL, 1.0)",
+        (f"file:{(tmp_path / 'in').resolve()}", str(obj.resolve()), f"{st.st_size}:{st.st_mtime_ns}"),
+    )
+    db.commit()
+    db.close()
+    cfg = _config(
+        tmp_path,
+        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "file"\npath = "out.ndjson"\n'
+        '[state]\npath = "state.sqlite"\n',
+    )
+    checked = CliRunner().invoke(cli, ["check", "-c", str(cfg)], env={"COLUMNS": "500"})
+    assert checked.exit_code == 0, checked.output
+    assert f"✓ state: {tmp_path / 'state.sqlite'}: 1 object finished (made by an older" in checked.output
+    done = _forward(cfg)
+    assert done.returncode == 0, done.stderr
+    assert len((tmp_path / "out.ndjson").read_bytes().splitlines()) == 4  # b only: a was finished
+    after = sqlite3.connect(tmp_path / "state.sqlite")
+    assert after.execute("PRAGMA user_version").fetchone()[0] >= 1
+    assert after.execute("SELECT COUNT(*) FROM objects").fetchone()[0] == 2
+
+
 @pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one", "fleet"])
 @pytest.mark.parametrize(
     ("extra", "said"),

@@ -604,7 +604,10 @@ def check(config_path: Path) -> None:
 
 
 def _check_built(config: Config) -> list[tuple[str, bool, str]]:
-    """(part, ok, what) for detection, the filters and privacy, each built as forward builds it."""
+    """(part, ok, what) for detection, the filters, checkpoints and privacy, as forward has them.
+
+    The checkpoint database is read only: a new one is not made, an older one not upgraded.
+    """
     from trailrelay.pipeline.build import build_privacy, build_transforms  # noqa: PLC0415
     from trailrelay.transforms.filters import FilterConfig, RecordFilter  # noqa: PLC0415
 
@@ -621,6 +624,10 @@ def _check_built(config: Config) -> list[tuple[str, bool, str]]:
         return "; ".join(said) or "none (every record goes to every sink)"
 
     lines.append(("filters", *_built(filters)))
+    if isinstance(config.source, (FilesSourceConfig, S3SourceConfig)) or config.integrity.enabled:
+        from trailrelay.state import describe  # noqa: PLC0415
+
+        lines.append(("state", *_built(lambda: describe(config.state_path()))))
     if config.privacy is not None:
 
         def privacy() -> str:
