@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import logging
 import sqlite3
 import threading
 import time
@@ -355,6 +356,32 @@ def test_s3_checkpoints_kept_per_prefix_by_earlier_versions_still_count(
             "SELECT sha256 FROM objects WHERE source = ? AND key = ?", (f"s3://{name}/", logs[1]["Key"])
         )
         assert kept.fetchone() == (f"sha-{logs[1]['Key']}",)
+
+
+def test_s3_objects_finished_for_other_sinks_are_skipped_warned_about_and_counted_apart(
+    bucket: tuple[Any, str], tmp_path: Path, scripted: Any, make_events: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sink added after a backfill did not get it, without a word. The objects are still not
+    sent again (the first sink would get them twice), but once a run a warning names the sink,
+    and they are counted apart; what per-prefix checkpoints recorded is kept with its sinks."""
+    s3, name = bucket
+    _org_trail(s3, name, make_events)
+    Checkpoints(tmp_path / "s.sqlite", sinks=["elsewhere"]).close()  # the first sinks recorded
+    first = Checkpoints(tmp_path / "s.sqlite", sinks=["s"])
+    _run(S3Source(aws_client("s3"), name, "trail/", checkpoints=first), tmp_path, scripted)
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:  # as if a version before 2026-12-08 had them
+        db.execute("UPDATE objects SET source = ? WHERE source = ?", (f"s3://{name}/trail/", f"s3://{name}/"))
+    first.close()
+    added = Checkpoints(tmp_path / "s.sqlite", sinks=["s", "added"])
+    with caplog.at_level(logging.WARNING, logger="trailrelay.state"):
+        result, sink = _run(S3Source(aws_client("s3"), name, "trail", checkpoints=added), tmp_path, scripted)
+    assert sink.stored == []
+    assert result.metrics.snapshot()["skipped"]["already-done-for-other-sinks"] == 12
+    assert "already-done" not in result.metrics.snapshot()["skipped"]
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "trailrelay.state"]
+    assert warning.startswith(
+        "objects finished for sink(s) s only are skipped: sink(s) added will not get them"
+    )
 
 
 def test_s3_missing_or_oversized_object(

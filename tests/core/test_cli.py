@@ -291,6 +291,97 @@ def test_a_checkpoint_database_from_before_schema_versions_is_stamped_and_kept(
     assert after.execute("SELECT COUNT(*) FROM objects").fetchone()[0] == 2
 
 
+def _sinks_config(path: Path, *sinks: str, state: str = "") -> Path:
+    """A files source (``in``) and one file sink ``NAME`` (writing ``NAME.ndjson``) per name."""
+    body = '[source]\ntype = "files"\npath = "in"\n' + state
+    body += "".join(f'[[sinks]]\ntype = "file"\nname = "{n}"\npath = "{n}.ndjson"\n' for n in sinks)
+    path.write_text(body)
+    return path
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_bytes().splitlines()) if path.exists() else 0
+
+
+def test_two_configs_in_one_folder_each_deliver_everything(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
+    """One config per SIEM in one folder shared the default checkpoint file: the second config's
+    SIEM got nothing (every object "already-done") and the run said exit 0."""
+    make_object(tmp_path / "in" / "a.json.gz", make_events(3))
+    make_object(tmp_path / "in" / "b.json.gz", make_events(4, prefix="b"))
+    for name in ("one", "two"):
+        done = _forward(_sinks_config(tmp_path / f"{name}.toml", name))
+        assert done.returncode == 0, done.stderr
+        assert _lines(tmp_path / f"{name}.ndjson") == 7, done.stderr
+    assert sorted(p.name for p in (tmp_path / ".trailrelay").glob("*.sqlite")) == ["one.sqlite", "two.sqlite"]
+
+
+def test_a_sink_that_did_not_get_finished_objects_is_warned_about_and_counted(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
+    """A sink added to a config that already ran never got the backfill, without a word. What was
+    finished is still not sent again (the first sink would get it twice), but the run warns once,
+    naming the sink and how to give it a backfill, and counts the objects apart."""
+    make_object(tmp_path / "in" / "a.json.gz", make_events(3))
+    make_object(tmp_path / "in" / "b.json.gz", make_events(4, prefix="b"))
+    state = '[state]\npath = "st.sqlite"\n'
+    assert _forward(_sinks_config(tmp_path / "c.toml", "first", state=state)).returncode == 0
+    make_object(tmp_path / "in" / "c.json.gz", make_events(5, prefix="c"))
+    summary = tmp_path / "s.json"
+    both = _sinks_config(tmp_path / "c.toml", "first", "added", state=state)
+    done = _forward(both, "--log-format", "text", "--summary-json", str(summary))
+    assert done.returncode == 0, done.stderr
+    assert (_lines(tmp_path / "first.ndjson"), _lines(tmp_path / "added.ndjson")) == (12, 5)
+    assert orjson.loads(summary.read_bytes())["skipped"] == {"already-done-for-other-sinks": 2}
+    warned = [line for line in done.stderr.splitlines() if "WARNING" in line]
+    assert len(warned) == 1, done.stderr
+    assert "finished for sink(s) first only are skipped: sink(s) added will not get them" in warned[0]
+    assert "To give added a backfill, forward to it from a config of its own whose [state] path" in warned[0]
+    again = _forward(both, "--summary-json", str(summary))  # c was finished for both: only a and b said
+    assert again.returncode == 0, again.stderr
+    assert orjson.loads(summary.read_bytes())["skipped"] == {
+        "already-done-for-other-sinks": 2,
+        "already-done": 1,
+    }
+    alone = _forward(_sinks_config(tmp_path / "c.toml", "first", state=state), "--summary-json", str(summary))
+    assert alone.returncode == 0, alone.stderr
+    assert orjson.loads(summary.read_bytes())["skipped"] == {"already-done": 3}
+    assert "WARNING" not in alone.stderr and '"warning"' not in alone.stderr
+
+
+def test_an_old_shared_checkpoint_file_is_kept_and_its_objects_count_for_the_first_sinks_seen(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
+    """Upgrading sends nothing again: ``.trailrelay/state.sqlite`` of an older version stays the
+    default; what it finished counts as finished for the sinks of the first run after the
+    upgrade, and another config's sinks are warned about."""
+    import sqlite3
+
+    obj = make_object(tmp_path / "in" / "a.json.gz", make_events(3))
+    make_object(tmp_path / "in" / "b.json.gz", make_events(4, prefix="b"))
+    (tmp_path / ".trailrelay").mkdir()
+    db = sqlite3.connect(tmp_path / ".trailrelay" / "state.sqlite")
+    db.execute(_OBJECTS_V0)
+    st = obj.stat()
+    db.execute(
+        "INSERT INTO objects VALUES (?, ?, ?, 3, NULL, 1.0)",
+        (f"file:{(tmp_path / 'in').resolve()}", str(obj.resolve()), f"{st.st_size}:{st.st_mtime_ns}"),
+    )
+    db.commit()
+    db.close()
+    summary = tmp_path / "s.json"
+    done = _forward(_sinks_config(tmp_path / "one.toml", "one"), "--summary-json", str(summary))
+    assert done.returncode == 0, done.stderr
+    assert _lines(tmp_path / "one.ndjson") == 4  # b only
+    assert orjson.loads(summary.read_bytes())["skipped"] == {"already-done": 1}
+    other = _forward(_sinks_config(tmp_path / "two.toml", "two"), "--summary-json", str(summary))
+    assert other.returncode == 0, other.stderr
+    assert orjson.loads(summary.read_bytes())["skipped"] == {"already-done-for-other-sinks": 2}
+    assert "sink(s) two will not get them" in other.stderr
+    assert not (tmp_path / ".trailrelay" / "one.sqlite").exists()
+
+
 @pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one", "fleet"])
 @pytest.mark.parametrize(
     ("extra", "said"),

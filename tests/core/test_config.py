@@ -188,7 +188,40 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
     f.write_text('[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "stdout"\n')
     cfg = load_config(f)
     assert cfg.dead_letter_path() == f.parent / "dead-letters"
-    assert cfg.state_path() == f.parent / ".trailrelay" / "state.sqlite"
+    assert cfg.state_path() == f.parent / ".trailrelay" / "t.sqlite"
+
+
+def test_each_config_file_has_its_own_checkpoints_unless_its_folder_has_the_old_shared_file(
+    tmp_path: Path,
+) -> None:
+    """Two configs in one folder (one per SIEM) shared ``.trailrelay/state.sqlite``: the second
+    skipped everything the first had finished. The default is now one file per config; a folder
+    that has the old shared file keeps it for configs without their own (nothing sent again)."""
+    body = '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "stdout"\n'
+    for name in ("a.toml", "b.toml"):
+        (tmp_path / name).write_text(body)
+    a, b = load_config(tmp_path / "a.toml"), load_config(tmp_path / "b.toml")
+    assert (a.state_path(), b.state_path()) == (
+        tmp_path / ".trailrelay" / "a.sqlite",
+        tmp_path / ".trailrelay" / "b.sqlite",
+    )
+    (tmp_path / ".trailrelay").mkdir()
+    (tmp_path / ".trailrelay" / "a.sqlite").touch()
+    (tmp_path / ".trailrelay" / "state.sqlite").touch()  # made by an older version
+    assert (a.state_path(), b.state_path()) == (
+        tmp_path / ".trailrelay" / "a.sqlite",
+        tmp_path / ".trailrelay" / "state.sqlite",
+    )
+    with_path = parse_config(
+        {
+            "source": {"type": "files", "path": "in"},
+            "sinks": [{"type": "stdout"}],
+            "state": {"path": "s/x.db"},
+        },
+        base_dir=tmp_path,
+        file_stem="a",
+    )
+    assert with_path.state_path() == tmp_path / "s" / "x.db"
 
 
 def test_a_relative_file_reference_follows_the_config_file(

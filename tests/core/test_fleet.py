@@ -529,7 +529,7 @@ def test_a_backfill_fleet_makes_the_checkpoint_database_before_its_workers_start
     monkeypatch.setattr(fleet, "run_fleet", started)
     result = CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--workers", "2", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert seen == ["wal", "objects"]
+    assert seen == ["wal", "objects", "sink_sets"]
 
 
 def test_sharding_gives_each_unit_to_exactly_one_worker() -> None:

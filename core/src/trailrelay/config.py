@@ -224,14 +224,29 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
     base_dir: Path = Path()
     """The config file's folder (relative paths are relative to it); not a key of the file."""
+    file_stem: str | None = None
+    """The config file's name without its suffix (None: not read from a file); not a key of the file."""
 
     def dead_letter_path(self) -> Path:
         """Local dead-letter folder (relative paths are relative to the config file)."""
         return self.base_dir / (self.dead_letter.path or Path("dead-letters"))
 
     def state_path(self) -> Path:
-        """SQLite checkpoint file (relative paths are relative to the config file)."""
-        return self.base_dir / (self.state.path or Path(".trailrelay") / "state.sqlite")
+        """SQLite checkpoint file (relative paths are relative to the config file).
+
+        By default one per config file, ``.trailrelay/<file name without suffix>.sqlite``, so that
+        two configs in one folder (one SIEM each) do not share one. Where a folder already has
+        ``.trailrelay/state.sqlite`` (the one default of versions before 2026-12-08), a config
+        without its own file keeps using that one: an upgrade sends nothing again.
+        """
+        if self.state.path is not None:
+            return self.base_dir / self.state.path
+        folder = self.base_dir / ".trailrelay"
+        legacy = folder / "state.sqlite"
+        if self.file_stem is None:
+            return legacy
+        own = folder / f"{self.file_stem}.sqlite"
+        return legacy if legacy.exists() and not own.exists() else own
 
     def files_path(self) -> Path | None:
         """A files source's path, relative to the config file; None for other sources and stdin ("-")."""
@@ -250,7 +265,7 @@ def load_config(path: Path | str) -> Config:
         raise ConfigError(f"config file {p} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p} is not valid TOML: {exc}") from None
-    return parse_config(raw, base_dir=p.resolve().parent)
+    return parse_config(raw, base_dir=p.resolve().parent, file_stem=p.stem)
 
 
 def load_sink_config(path: str | Path, sink_type: str, name: str | None = None) -> SinkConfig:
@@ -269,8 +284,13 @@ def load_sink_config(path: str | Path, sink_type: str, name: str | None = None) 
     return candidates[0]
 
 
-def parse_config(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config:
-    """Validate an already-parsed config table (interpolating ``${...}`` first)."""
+def parse_config(
+    raw: dict[str, Any], *, base_dir: Path | None = None, file_stem: str | None = None
+) -> Config:
+    """Validate an already-parsed config table (interpolating ``${...}`` first).
+
+    ``file_stem``: the config file's name without its suffix (it names the default checkpoint file).
+    """
     doc = _interpolate(raw, "", base_dir=base_dir)
     sink_tables = doc.pop("sinks", None)
     if not isinstance(sink_tables, list) or not sink_tables:
@@ -288,7 +308,13 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config
         for key, value in doc.items()
         if key != "source"
     }
-    config = Config(source=_source(doc.get("source")), sinks=sinks, base_dir=base_dir or Path(), **tables)
+    config = Config(
+        source=_source(doc.get("source")),
+        sinks=sinks,
+        base_dir=base_dir or Path(),
+        file_stem=file_stem,
+        **tables,
+    )
     if config.privacy is not None:
         config.privacy.check_sinks(names)
     config.integrity.check_source(config.source)

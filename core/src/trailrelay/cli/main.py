@@ -315,7 +315,7 @@ def _preflight(config: Config, *, checkpoints: bool) -> None:
     if checkpoints:
         from trailrelay.state import Checkpoints  # noqa: PLC0415
 
-        Checkpoints(config.state_path()).close()
+        Checkpoints(config.state_path(), sinks=[sc.display_name for sc in config.sinks]).close()
 
 
 def _not_inside(config: Config, source: Path) -> None:

@@ -280,7 +280,9 @@ def build_pipeline(
     with ``claims`` (the folder the workers of one fleet share), the units it takes first.
     """
     stateless = (SqsSourceConfig, FirehoseSourceConfig, LambdaSourceConfig, StdinSourceConfig)
-    checkpoints = None if isinstance(config.source, stateless) else Checkpoints(config.state_path())
+    checkpoints = None
+    if not isinstance(config.source, stateless):
+        checkpoints = Checkpoints(config.state_path(), sinks=[sc.display_name for sc in config.sinks])
     forwarder = Forwarder(config)
     source = build_source(config, once=once, checkpoints=checkpoints)
     if shard is not None:

@@ -134,8 +134,9 @@ class FileSource:
                 continue
             version = f"{st.st_size}:{st.st_mtime_ns}"
             key = str(p.resolve())
-            if self.checkpoints and self.checkpoints.is_done(self.source_id, key, version):
-                yield Work([], skipped=[("already-done", str(p))], label=str(p))
+            done = self.checkpoints.skip_reason(self.source_id, key, version) if self.checkpoints else None
+            if done is not None:
+                yield Work([], skipped=[(done, str(p))], label=str(p))
                 continue
             origin = Origin("file", str(p), size=st.st_size)
             ref = ObjectRef(origin, p.read_bytes, _opener(p))

@@ -94,8 +94,8 @@ class S3Source:
                 return
             key, size, etag = obj["Key"], obj.get("Size"), obj.get("ETag", "").strip('"')
             reason = classify_key(key, size, insights=self.insights) or self._outside_window(key)
-            if reason is None and self.checkpoints and self.checkpoints.is_done(self.source_id, key, etag):
-                reason = "already-done"
+            if reason is None and self.checkpoints:
+                reason = self.checkpoints.skip_reason(self.source_id, key, etag)
             if reason is not None:
                 skipped.append((reason, f"s3://{self.bucket}/{key}"))
                 if len(skipped) >= 1000:
