@@ -13,11 +13,9 @@ flush). ``trailrelay replay-dead-letters`` reads them back and sends the records
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import gzip
 import os
-import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,11 +24,7 @@ from typing import Any, Protocol
 
 import orjson
 
-try:
-    import fcntl
-except ImportError:  # not on Windows: there a file has one writer, this process
-    fcntl = None  # type: ignore[assignment]
-
+from trailrelay.appending import PartialAppendError, append_whole, is_regular
 from trailrelay.record import Origin
 
 __all__ = [
@@ -176,7 +170,13 @@ class FolderDeadLetters:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.folder / name, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
             try:
-                _append_line(fd, line)
+                append_whole(fd, line, regular=is_regular(fd), fresh_line=True)
+            except PartialAppendError as exc:
+                why = f" ({exc.cut_error.strerror})" if exc.cut_error is not None else ""
+                raise OSError(
+                    exc.errno,
+                    f"{exc.strerror}, and the part of the entry already written could not be removed{why}",
+                ) from None
             finally:
                 os.close(fd)
             self.count += 1
@@ -186,42 +186,6 @@ class FolderDeadLetters:
 
     def close(self) -> None:
         """Nothing buffered."""
-
-
-def _append_line(fd: int, line: bytes) -> None:
-    """Append ``line`` to ``fd`` whole, on a line of its own, or raise with none of it kept."""
-    regular = stat.S_ISREG(os.fstat(fd).st_mode)
-    locked = False
-    if regular and fcntl is not None:
-        with contextlib.suppress(OSError):  # a file system without locks (some NFS): one writer
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            locked = True
-    try:
-        start = None
-        if regular:
-            start = os.lseek(fd, 0, os.SEEK_END)
-            if start and os.pread(fd, 1, start - 1) != b"\n":  # cut short before: start afresh
-                line = b"\n" + line
-        view = memoryview(line)
-        done = 0
-        try:
-            while done < len(line):
-                done += os.write(fd, view[done:])
-        except OSError as exc:
-            if start is not None:
-                try:
-                    os.ftruncate(fd, start)
-                except OSError as cut:
-                    raise OSError(
-                        exc.errno,
-                        f"{exc.strerror}, and the part of the entry already written could not be "
-                        f"removed ({cut.strerror})",
-                    ) from None
-            raise
-    finally:
-        if locked:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class S3DeadLetters:

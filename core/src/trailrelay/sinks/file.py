@@ -25,21 +25,15 @@ placeholders, because nothing is ever sent.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
-import stat
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import IO, Any, NoReturn
 
-try:
-    import fcntl
-except ImportError:  # not on Windows: there a file has one writer, this process
-    fcntl = None  # type: ignore[assignment]
-
+from trailrelay.appending import PartialAppendError, append_whole, is_regular
 from trailrelay.contract import (
     DELIVERED,
     Batch,
@@ -179,7 +173,7 @@ class FileSink:
                 self._fd = os.open(self.config.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             except OSError as exc:
                 raise FatalSinkError(f"cannot open {self.config.path}: {exc.strerror}") from None
-        self._rewindable = self._fd is not None and _regular(self._fd)
+        self._rewindable = self._fd is not None and _is_regular(self._fd)
         self._opened = True
 
     def send(self, batch: Batch) -> Sequence[Outcome]:
@@ -214,38 +208,18 @@ class FileSink:
     def _write(self, fd: int, body: bytes) -> None:
         """Write all of ``body`` to ``fd`` (and fsync it if asked), or raise with none of it kept.
 
-        The workers of ``forward --workers N`` append to one file: a batch is written, and cut
-        back if it fails, under an exclusive ``flock``, so a cut never takes another worker's
-        lines with it.
+        The workers of ``forward --workers N`` append to one file: :func:`append_whole` writes a
+        batch, and cuts it back if it fails, under an exclusive ``flock``, so a cut never takes
+        another worker's lines with it.
         """
-        locked = False
-        if self._rewindable and fcntl is not None:
-            with contextlib.suppress(OSError):  # a file system without locks (some NFS): one writer
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                locked = True
+        fsync = isinstance(self.config, FileConfig) and self.config.fsync
         try:
-            self._write_all(fd, body)
-        finally:
-            if locked:
-                with contextlib.suppress(OSError):
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def _write_all(self, fd: int, body: bytes) -> None:
-        start = None
-        done = 0
-        view = memoryview(body)
-        try:
-            if self._rewindable:
-                start = os.lseek(fd, 0, os.SEEK_END)
-            while done < len(body):
-                done += os.write(fd, view[done:])
-            if isinstance(self.config, FileConfig) and self.config.fsync:
-                os.fsync(fd)
+            append_whole(fd, body, regular=self._rewindable, fsync=fsync)
         except OSError as exc:
-            self._failed(exc, fd, start, done, len(body))
+            self._failed(exc, fd, len(body))
 
-    def _failed(self, exc: OSError, fd: int, start: int | None, done: int, size: int) -> NoReturn:
-        """The error for a batch whose write failed after ``done`` of its ``size`` bytes."""
+    def _failed(self, exc: OSError, fd: int, size: int) -> NoReturn:
+        """The error for a batch whose write failed (a :class:`PartialAppendError` when part stayed)."""
         if self._stream is not None and exc.errno == errno.EPIPE:
             self._gone = True
             _silence(fd)
@@ -254,20 +228,17 @@ class FileSink:
                 "the records of this batch were not acknowledged"
             ) from None
         name = self.config.display_name
-        if start is not None:
-            try:
-                os.ftruncate(fd, start)
-            except OSError as cut:
-                raise FatalSinkError(
-                    f"write to {name} failed ({exc.strerror}) and the part of the batch already "
-                    f"written could not be removed ({cut.strerror}): stopping, so that nothing is "
-                    "appended to a partial line"
-                ) from None
-        elif done:
+        if isinstance(exc, PartialAppendError) and exc.cut_error is not None:
             raise FatalSinkError(
-                f"write to {name} failed after {done} of {size} bytes ({exc.strerror}): a partial "
-                "line cannot be taken back from a pipe or device; the records of this batch were "
-                "not acknowledged"
+                f"write to {name} failed ({exc.strerror}) and the part of the batch already "
+                f"written could not be removed ({exc.cut_error.strerror}): stopping, so that nothing "
+                "is appended to a partial line"
+            ) from None
+        if isinstance(exc, PartialAppendError):
+            raise FatalSinkError(
+                f"write to {name} failed after {exc.written} of {size} bytes ({exc.strerror}): a "
+                "partial line cannot be taken back from a pipe or device; the records of this batch "
+                "were not acknowledged"
             ) from None
         raise RetryableError(f"write failed: {exc.strerror}") from None
 
@@ -356,10 +327,9 @@ def _silence(fd: int) -> None:
         return
 
 
-def _regular(fd: int) -> bool:
-    """True when ``fd`` is a regular file (one that can be cut back), not a pipe or a device."""
+def _is_regular(fd: int) -> bool:
     try:
-        return stat.S_ISREG(os.fstat(fd).st_mode)
+        return is_regular(fd)
     except OSError:
         return False
 
