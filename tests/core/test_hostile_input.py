@@ -240,6 +240,25 @@ def test_symlinked_folders_are_followed_and_loops_read_once(tmp_path: Path, scri
     assert sorted(sink.stored) == ["a", "b"]
 
 
+def test_a_file_name_that_is_not_utf8_is_read_and_named_with_escapes(tmp_path: Path, scripted: Any) -> None:
+    """One such name stopped the whole run: its checkpoint key and origin could not be written."""
+    from trailrelay.state import Checkpoints
+
+    root = tmp_path / "in"
+    _log(root / "a.json", "a")
+    bad = Path(os.fsdecode(bytes(root) + b"/bad-\xff-name.json"))
+    bad.write_bytes(orjson.dumps({"Records": [{**SAMPLE_EVENTS[0], "eventID": "b"}, 42]}))
+    checkpoints = Checkpoints(tmp_path / "state.sqlite")
+    result, sink, entries = _run(FileSource(root, checkpoints), tmp_path, scripted)
+    assert result.ok
+    assert sorted(sink.stored) == ["a", "b"]
+    (entry,) = entries  # the 42 beside record b, named by a path every writer takes
+    assert entry["origin"]["location"] == str(root) + "/bad-\\xff-name.json"
+    assert checkpoints.count() == 2  # both files finished, so a second run reads neither again
+    again, sink2, _ = _run(FileSource(root, checkpoints), tmp_path / "again", scripted)
+    assert again.ok and sink2.stored == []
+
+
 def test_what_looks_like_a_log_but_cannot_be_read_fails_its_unit_and_the_rest_goes_on(
     tmp_path: Path, scripted: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

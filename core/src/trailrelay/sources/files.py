@@ -40,7 +40,7 @@ def scan(path: Path) -> Listing:
         out.files.append(path)
         return out
     if not path.exists():
-        out.skipped.append(("missing", str(path)))
+        out.skipped.append(("missing", _text(path)))
         return out
     seen: set[tuple[int, int]] = set()
     folders = [path]
@@ -71,21 +71,37 @@ def scan(path: Path) -> Listing:
                 why = "a broken symlink or a symlink loop" if entry.is_symlink() else "not a regular file"
                 out.unreadable.append((p, why))
             else:
-                out.skipped.append(("not-a-log-file", str(p)))
+                out.skipped.append(("not-a-log-file", _text(p)))
     out.files.sort()
     out.skipped.sort(key=lambda s: s[1])
     out.unreadable.sort()
     return out
 
 
+def _text(path: Path) -> str:
+    r"""``path`` as text that can be written anywhere (logs, checkpoints, dead letters, SIEMs).
+
+    A file name need not be UTF-8; Python keeps the bytes it cannot decode as lone surrogates,
+    which no UTF-8 writer takes, so one such name stopped the whole run ("source failed"). Those
+    bytes are written as backslash escapes (byte 0xff as the four characters ``\xff``) instead;
+    every other path is unchanged.
+    """
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
 def _classify(p: Path, out: Listing) -> None:
     parts = set(p.parts)
     if "CloudTrail-Digest" in parts:
-        out.skipped.append(("digest", str(p)))
+        out.skipped.append(("digest", _text(p)))
     elif "CloudTrail-Insight" in parts:
-        out.skipped.append(("insight", str(p)))
+        out.skipped.append(("insight", _text(p)))
     elif not p.name.endswith(_SUFFIXES):
-        out.skipped.append(("not-a-log-file", str(p)))
+        out.skipped.append(("not-a-log-file", _text(p)))
     else:
         try:
             empty = p.stat().st_size == 0
@@ -93,7 +109,7 @@ def _classify(p: Path, out: Listing) -> None:
             out.unreadable.append((p, exc.strerror or str(exc)))
             return
         if empty:
-            out.skipped.append(("empty-object", str(p)))
+            out.skipped.append(("empty-object", _text(p)))
         else:
             out.files.append(p)
 
@@ -101,7 +117,7 @@ def _classify(p: Path, out: Listing) -> None:
 def list_files(path: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     """Files to read under ``path`` (sorted) and (reason, path) of those skipped or unreadable."""
     found = scan(path)
-    return found.files, found.skipped + [("unreadable", str(p)) for p, _ in found.unreadable]
+    return found.files, found.skipped + [("unreadable", _text(p)) for p, _ in found.unreadable]
 
 
 class FileSource:
@@ -110,7 +126,7 @@ class FileSource:
     def __init__(self, path: Path | str, checkpoints: Checkpoints | None = None) -> None:
         self.path = Path(path)
         self.checkpoints = checkpoints
-        self.source_id = f"file:{self.path.resolve()}"
+        self.source_id = f"file:{_text(self.path.resolve())}"
 
     def work(self, stop: threading.Event) -> Iterator[Work]:
         """One unit per file; files already finished at the same size and mtime are skipped.
@@ -133,14 +149,14 @@ class FileSource:
                 yield _unreadable(p, exc.strerror or str(exc))
                 continue
             version = f"{st.st_size}:{st.st_mtime_ns}"
-            key = str(p.resolve())
+            key = _text(p.resolve())
             done = self.checkpoints.skip_reason(self.source_id, key, version) if self.checkpoints else None
             if done is not None:
-                yield Work([], skipped=[(done, str(p))], label=str(p))
+                yield Work([], skipped=[(done, _text(p))], label=_text(p))
                 continue
-            origin = Origin("file", str(p), size=st.st_size)
+            origin = Origin("file", _text(p), size=st.st_size)
             ref = ObjectRef(origin, p.read_bytes, _opener(p))
-            yield Work([ref], label=str(p), ack=self._acker(key, version))
+            yield Work([ref], label=_text(p), ack=self._acker(key, version))
 
     def _acker(self, key: str, version: str) -> _Ack:
         return _Ack(self.checkpoints, self.source_id, key, version)
@@ -153,7 +169,7 @@ def _unreadable(path: Path, why: str) -> Work:
     def fail() -> NoReturn:
         raise FetchError(why)
 
-    return Work([ObjectRef(Origin("file", str(path)), fail, fail)], label=str(path))
+    return Work([ObjectRef(Origin("file", _text(path)), fail, fail)], label=_text(path))
 
 
 def _opener(path: Path) -> Callable[[], BinaryIO]:
