@@ -150,13 +150,14 @@ class FileSource:
                 continue
             version = f"{st.st_size}:{st.st_mtime_ns}"
             key = _text(p.resolve())
+            name = _text(p)
             done = self.checkpoints.skip_reason(self.source_id, key, version) if self.checkpoints else None
             if done is not None:
-                yield Work([], skipped=[(done, _text(p))], label=_text(p))
+                yield Work([], skipped=[(done, name)], label=name)
                 continue
-            origin = Origin("file", _text(p), size=st.st_size)
+            origin = Origin("file", name, size=st.st_size)
             ref = ObjectRef(origin, p.read_bytes, _opener(p))
-            yield Work([ref], label=_text(p), ack=self._acker(key, version))
+            yield Work([ref], label=name, ack=self._acker(key, version))
 
     def _acker(self, key: str, version: str) -> _Ack:
         return _Ack(self.checkpoints, self.source_id, key, version)
@@ -169,7 +170,8 @@ def _unreadable(path: Path, why: str) -> Work:
     def fail() -> NoReturn:
         raise FetchError(why)
 
-    return Work([ObjectRef(Origin("file", _text(path)), fail, fail)], label=_text(path))
+    name = _text(path)
+    return Work([ObjectRef(Origin("file", name), fail, fail)], label=name)
 
 
 def _opener(path: Path) -> Callable[[], BinaryIO]:
