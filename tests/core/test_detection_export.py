@@ -292,6 +292,50 @@ def test_sentinel_template(pack: RuleSet) -> None:
     assert "bin(" not in burst  # sliding windows: a burst across a 5-minute boundary still counts
 
 
+_KQL_REGEX = re.compile(r'RequestParameters matches regex "((?:[^"\\]|\\.)*)"')
+
+
+def _kql_regexes(query: str) -> list[re.Pattern[str]]:
+    """The ``matches regex`` patterns of a query on RequestParameters, KQL string escapes undone."""
+    return [re.compile(re.sub(r"\\(.)", r"\1", m)) for m in _KQL_REGEX.findall(query)]
+
+
+def test_sentinel_matches_elements_of_arrays_in_json_text(pack: RuleSet) -> None:
+    """A field holding an array of strings (``equals``, ``excludeManagementEventSources``) is written
+    ``"equals":["Data","Management"]`` in RequestParameters: a value is matched as one of its
+    elements, not as ``"equals":"Management"`` text that never occurs."""
+    template = json.loads(export_rules(pack, "sentinel"))
+    by_name = {r["properties"]["displayName"]: r["properties"] for r in template["resources"]}
+    selectors = by_name["trailrelay - AWS CloudTrail Event Selectors Reduce Coverage"]["query"]
+    kms, rdsdata, management = _kql_regexes(selectors)
+
+    def compact(value: object) -> str:  # RequestParameters as the Sentinel connector writes it
+        return json.dumps(value, separators=(",", ":"))
+
+    console = compact(
+        {
+            "advancedEventSelectors": [
+                {"fieldSelectors": [{"field": "eventCategory", "equals": ["Management"]}]},
+                {"fieldSelectors": [{"field": "eventCategory", "equals": ["Data"]}]},
+            ]
+        }
+    )
+    data_only = compact(
+        {"advancedEventSelectors": [{"fieldSelectors": [{"field": "x", "equals": ["Data", "M"]}]}]}
+    )
+    assert management.search(console) and not management.search(data_only)
+    assert not management.search(compact({"equals": ['Management"]', "ManagementX"], "x": "Management"}))
+    excluded = compact(
+        {
+            "eventSelectors": [
+                {"excludeManagementEventSources": ["rdsdata.amazonaws.com", "kms.amazonaws.com"]}
+            ]
+        }
+    )
+    assert kms.search(excluded) and rdsdata.search(excluded)
+    assert not kms.search(compact({"excludeManagementEventSources": ["kmsXamazonaws.com"]}))
+
+
 def test_sentinel_rules_select_rows_by_arrival(pack: RuleSet) -> None:
     """CloudTrail reaches the workspace minutes to days after eventTime (TimeGenerated).
 

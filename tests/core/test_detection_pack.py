@@ -380,6 +380,68 @@ SYNTHETIC: list[tuple[str, dict[str, Any], list[str]]] = [
         [SELECTORS],
     ),
     (
+        "advanced selectors for S3 data events only (management events no longer logged)",
+        ct(
+            "cloudtrail.amazonaws.com",
+            "PutEventSelectors",
+            {
+                "trailName": "org",
+                "advancedEventSelectors": [
+                    {
+                        "name": "S3 objects",
+                        "fieldSelectors": [
+                            {"field": "eventCategory", "equals": ["Data"]},
+                            {"field": "resources.type", "equals": ["AWS::S3::Object"]},
+                        ],
+                    }
+                ],
+            },
+        ),
+        [SELECTORS],
+    ),
+    (
+        "advanced selectors as the console writes them: management events and S3 data events",
+        ct(
+            "cloudtrail.amazonaws.com",
+            "PutEventSelectors",
+            {
+                "trailName": "org",
+                "advancedEventSelectors": [
+                    {
+                        "name": "Management events selector",
+                        "fieldSelectors": [{"field": "eventCategory", "equals": ["Management"]}],
+                    },
+                    {
+                        "name": "S3 objects",
+                        "fieldSelectors": [
+                            {"field": "eventCategory", "equals": ["Data"]},
+                            {"field": "resources.type", "equals": ["AWS::S3::Object"]},
+                        ],
+                    },
+                ],
+            },
+        ),
+        [],
+    ),
+    (
+        "management events of a service excluded",
+        ct(
+            "cloudtrail.amazonaws.com",
+            "PutEventSelectors",
+            {
+                "trailName": "org",
+                "eventSelectors": [
+                    {
+                        "readWriteType": "All",
+                        "includeManagementEvents": True,
+                        "excludeManagementEventSources": ["kms.amazonaws.com"],
+                    }
+                ],
+            },
+        ),
+        [SELECTORS],
+    ),
+    (
         "GuardDuty disabled",
         ct("guardduty.amazonaws.com", "UpdateDetector", {"detectorId": "d1", "enable": False}),
         [GUARDDUTY],

@@ -48,6 +48,7 @@ from sigma.types import (
     SigmaExists,
     SigmaNull,
     SigmaNumber,
+    SigmaRegularExpression,
     SigmaString,
     SigmaType,
     SpecialChars,
@@ -362,8 +363,8 @@ def _text_value(value: SigmaType) -> SigmaType:
     return value
 
 
-def _json_fragment(leaf: str, value: SigmaType, name: str) -> SigmaString:
-    """``*"leaf":<json value>*``: a contains-match on compact JSON text."""
+def _json_fragment(leaf: str, value: SigmaType, name: str) -> SigmaString | SigmaRegularExpression:
+    """``*"leaf":<json value>*``: a contains-match on compact JSON text (an element match for arrays)."""
     if isinstance(value, SigmaBool):
         literal: Any = value.boolean
     elif isinstance(value, SigmaNumber):
@@ -375,10 +376,23 @@ def _json_fragment(leaf: str, value: SigmaType, name: str) -> SigmaString:
             f"field {name!r} is inside an array in RequestParameters-style JSON text; the Sentinel export "
             "can only match exact strings, numbers and booleans there"
         )
+    if name in ARRAY_FIELDS:  # the leaf holds an array: the value is one of its elements
+        return _element_regex(leaf, literal)
     text = orjson.dumps({leaf: literal}).decode()[1:-1]
     out = SigmaString("")
     out.s = [SpecialChars.WILDCARD_MULTI, text, SpecialChars.WILDCARD_MULTI]
     return out
+
+
+_JSON_ELEMENT = r'(?:"(?:[^"\\]|\\.)*"|[^\[\]{},"]+)'
+"""One string, number, boolean or null element of a compact JSON array (no nested arrays or objects)."""
+
+
+def _element_regex(leaf: str, literal: Any) -> SigmaRegularExpression:
+    """``"leaf":[..., <literal>, ...]`` in compact JSON text: the elements before it, then it."""
+    key = re.escape(orjson.dumps(leaf).decode())
+    value = re.escape(orjson.dumps(literal).decode())
+    return SigmaRegularExpression(f"{key}:\\[(?:{_JSON_ELEMENT},)*{value}[,\\]]")
 
 
 @dataclass
