@@ -1263,3 +1263,25 @@ def test_a_disk_that_fills_mid_batch_leaves_whole_lines_and_loses_nothing(
     assert sorted(written + dead) == sorted(e["eventID"] for e in evs)  # each once, in one place
     counts = orjson.loads(summary.read_bytes())
     assert (counts["delivered"], counts["dead_lettered"]) == ({"file": 20}, {"sink": 10})
+
+
+def test_an_error_is_one_line_on_stderr_that_is_not_a_terminal(tmp_path: Path) -> None:
+    """rich wrapped messages at 80 columns when stderr was a pipe or a journal: one error, three lines."""
+    deep = tmp_path / ("rules-folder-with-a-long-name-" * 3) / "missing.yml"
+    (tmp_path / "in").mkdir()
+    cfg = _config(
+        tmp_path,
+        f'[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "stdout"\n[detection]\nrules = ["{deep}"]\n',
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    result = subprocess.run(
+        [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--once", "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr) > 100 and str(deep) in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error:"), result.stderr

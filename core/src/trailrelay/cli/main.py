@@ -62,7 +62,7 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console  # noqa: PLC0415
 
-            self._console = Console(stderr=True)
+            self._console = Console(stderr=True, soft_wrap=True)
         return getattr(self._console, name)
 
 

@@ -89,7 +89,7 @@ def doctor_command(
         }
         click.echo(json.dumps(policy, indent=2))
         return
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     config = None
     if config_path is not None:
         from trailrelay.config import load_config  # noqa: PLC0415

@@ -189,7 +189,7 @@ def verify_command(
     from trailrelay.integrity.store import MirrorStore, open_store  # noqa: PLC0415
     from trailrelay.integrity.verifier import Verifier  # noqa: PLC0415
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     _check_window(start, end)
     given: dict[str, LoadedKey] = {}
     for spec in public_keys:
@@ -270,7 +270,7 @@ def mirror_command(
     from trailrelay.integrity.report import EXIT_NOTHING, NO_DIGESTS  # noqa: PLC0415
     from trailrelay.integrity.store import S3Store, open_store  # noqa: PLC0415
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     if not source.startswith("s3://"):
         raise click.BadParameter("the source is s3://BUCKET[/PREFIX]", param_hint="SOURCE")
     _check_window(start, end)
