@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -151,6 +152,29 @@ def test_ecs_document_adds_stream_and_provenance() -> None:
     assert doc["aws"]["cloudtrail"]["user_identity"]["arn"] == "arn:aws:iam::111122223333:user/alice"
     assert doc["log"]["file"]["path"] == S3.location
     assert "message" not in doc
+
+
+@pytest.mark.parametrize("event_time", [None, "garbage", "2023-07-10T11:45:60Z", 1688989500])
+def test_ecs_document_without_a_readable_event_time_still_has_a_timestamp(event_time: object) -> None:
+    """Elastic's pipeline keeps such an event (its date processor ignores the failure); a data
+    stream refuses a document without @timestamp, so ours took a dead letter instead."""
+    event = {**SAMPLE_EVENTS[0], "eventTime": event_time}
+    if event_time is None:
+        del event["eventTime"]
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    doc = DocumentBuilder(make_config("http://x", mode="ecs")).ecs_document(
+        Record.from_bytes(orjson.dumps(event), S3)
+    )
+    stamped = dt.datetime.fromisoformat(doc["@timestamp"])
+    assert before <= stamped <= dt.datetime.now(dt.UTC)
+
+
+def test_long_flattened_leaves_stay_searchable() -> None:
+    """An inline session policy or a certificate runs past 1,024 characters: Elastic's mapping
+    indexes it; ignore_above 1024 left it in _source only."""
+    cloudtrail = component_template()["template"]["mappings"]["properties"]["aws"]["properties"]["cloudtrail"]
+    flattened = cloudtrail["properties"]["flattened"]["properties"]
+    assert flattened["request_parameters"] == {"type": "flattened", "ignore_above": 8191}
 
 
 def test_encoder_bodies_are_ndjson_pairs() -> None:

@@ -225,6 +225,8 @@ class DocumentBuilder:
             raise TypeError("record is not a JSON object")
         # Only a fresh parse is known to hold JSON types alone (the mapping's caches need that).
         doc = to_ecs(event, shared=shared and parsed)
+        if "@timestamp" not in doc:  # eventTime missing or unreadable: a data stream refuses it
+            doc["@timestamp"] = _fallback_timestamp(record)
         doc["event"]["dataset"] = DATASET
         doc["tags"] = TAGS if shared else list(TAGS)
         if "data_stream" in self._common:

@@ -45,7 +45,9 @@ _KW: dict[str, Any] = {"type": "keyword", "ignore_above": 1024}
 _DATE: dict[str, Any] = {"type": "date"}
 _IP: dict[str, Any] = {"type": "ip"}
 _BOOL: dict[str, Any] = {"type": "boolean"}
-_FLAT: dict[str, Any] = {"type": "flattened", "ignore_above": 1024}
+_FLAT: dict[str, Any] = {"type": "flattened", "ignore_above": 8191}
+"""Elastic's own mapping sets no limit (an inline policy or a certificate runs past 1,024
+characters); 8191 keeps every leaf under Lucene's 32,766-byte term limit in any UTF-8."""
 # Request/response text can be long: keep it whole for exact match up to 8191 chars (32 KiB of
 # UTF-8, Lucene's term limit) and searchable as text beyond that.
 _LONG_TEXT: dict[str, Any] = {
