@@ -63,7 +63,11 @@ def load_fixture(name: str) -> dict[str, Any]:
 
 @dataclass
 class Scripted:
-    """A response the ingestion endpoint gives instead of its normal answer."""
+    """A response the ingestion endpoint gives instead of its normal answer.
+
+    ``body`` may be a function of the request's headers (lower-case names), for an answer that
+    repeats something of the request.
+    """
 
     status: int
     headers: dict[str, str]
@@ -339,7 +343,8 @@ class _Handler(BaseHTTPRequestHandler):
             scripted = state.script.popleft() if state.script else None
             known = auth.startswith("Bearer ") and auth[7:] in state.tokens
         if scripted is not None:
-            return scripted.status, scripted.body, scripted.headers, None
+            body = scripted.body(headers) if callable(scripted.body) else scripted.body
+            return scripted.status, body, scripted.headers, None
         if not known:
             return (
                 401,

@@ -191,6 +191,37 @@ def test_auth_and_addressing_errors_stop_the_sink(
     assert SECRET not in str(info.value)
 
 
+def _echo_authorization(headers: dict[str, str]) -> dict[str, Any]:
+    """An Azure error body repeating the request's Authorization header, as some gateways do."""
+    seen = headers.get("authorization", "")
+    return {
+        "error": {"code": "InvalidPayload", "message": f"Request rejected; headers: Authorization={seen}"}
+    }
+
+
+def test_an_answer_repeating_the_access_token_does_not_reach_logs_or_dead_letters(
+    make_sink: Any, standin: Standin, caplog: Any
+) -> None:
+    """The Entra access token was in the warning and in every rejected record's reason."""
+    sink = make_sink()
+    standin.push(*[Scripted(400, {"x-ms-error-code": "InvalidPayload"}, _echo_authorization)] * 7)
+    with caplog.at_level(logging.WARNING):
+        outcomes = sink.send(Batch(sample_records(4)))  # 1 + 2 + 4 uploads, split to single records
+    assert [o.status for o in outcomes] == [Status.REJECTED] * 4
+    (token,) = standin.state.tokens
+    texts = [o.reason or "" for o in outcomes] + [caplog.text]
+    assert all("Authorization=Bearer ***" in t for t in texts)
+    assert not any(token in t for t in texts)
+
+
+def test_any_bearer_credential_in_an_answer_is_scrubbed(make_sink: Any, standin: Standin) -> None:
+    body = {"error": {"code": "Forbidden", "message": "denied for Authorization: bearer eyJ0eXAi.e30.c2ln"}}
+    standin.push(Scripted(403, {"x-ms-error-code": "Forbidden"}, body))
+    with pytest.raises(FatalSinkError) as info:
+        make_sink().send(Batch(sample_records(1)))
+    assert "bearer ***" in str(info.value) and "eyJ0eXAi" not in str(info.value)
+
+
 def test_wrong_rule_id_is_fatal(standin: Standin, ca_file: str) -> None:
     sink = sink_for(
         standin, ca_file, config=config_for(standin, ca_file, rule_id="dcr-ffffffffffffffffffffffffffffffff")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.credentials import TokenCredential
+from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential, TokenRequestOptions
 from azure.identity import (
     CertificateCredential,
     ClientSecretCredential,
@@ -15,10 +17,13 @@ from azure.identity import (
     WorkloadIdentityCredential,
 )
 
-from trailrelay.contract import ConfigError
+from trailrelay.contract import ConfigError, scrub
 from trailrelay_sentinel.config import SentinelConfig
 
-__all__ = ["TokenAnswer", "TokenAnswers", "build_credential", "close_quietly"]
+__all__ = ["IssuedTokens", "TokenAnswer", "TokenAnswers", "build_credential", "close_quietly", "scrub_tokens"]
+
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"'<>,;]+")
+"""A bearer credential in text (an ``Authorization`` header a server or proxy repeats)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,54 @@ class TokenAnswers:
                 error = body["error"]  # never the body itself: a success holds the access token
         headers = response.headers
         self.last = TokenAnswer(int(response.status_code), error, is_json, headers.get("Retry-After"))
+
+
+class IssuedTokens:
+    """The sink's credential: the one it wraps, remembering every access token it hands out.
+
+    Services and proxies may repeat a request's ``Authorization`` header in their error answer;
+    those tokens are then taken out of every message (:func:`scrub_tokens`). A token is valid for
+    about an hour and a run gets a few a day, so all of them are kept.
+    """
+
+    def __init__(self, credential: TokenCredential) -> None:
+        self._credential = credential
+        self._lock = threading.Lock()
+        self._tokens: list[str] = []
+
+    @property
+    def tokens(self) -> list[str]:
+        """Every access token handed out so far (oldest first)."""
+        with self._lock:
+            return list(self._tokens)
+
+    def _note(self, token: str) -> None:
+        with self._lock:
+            if token not in self._tokens:
+                self._tokens.append(token)
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        """The wrapped credential's token (azure-core's ``TokenCredential``)."""
+        token = self._credential.get_token(*scopes, **kwargs)
+        self._note(token.token)
+        return token
+
+    def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
+        """The wrapped credential's token (azure-core's ``SupportsTokenInfo``, which its policy prefers)."""
+        get_info = getattr(self._credential, "get_token_info", None)
+        if get_info is not None:
+            info: AccessTokenInfo = get_info(*scopes, options=options)
+        else:
+            token = self._credential.get_token(*scopes, **dict(options or {}))
+            info = AccessTokenInfo(token.token, token.expires_on)
+        self._note(info.token)
+        return info
+
+
+def scrub_tokens(text: str, secrets: list[str], tokens: IssuedTokens | None) -> str:
+    """``text`` without the secret values, the access tokens handed out, or any ``Bearer <token>``."""
+    text = scrub(text, [*secrets, *(tokens.tokens if tokens is not None else ())])
+    return _BEARER.sub(r"\1***", text)
 
 
 def build_credential(config: SentinelConfig, verify: bool | str, **transport: Any) -> TokenCredential:

@@ -44,12 +44,17 @@ from trailrelay.contract import (
     Record,
     RetryableError,
     SinkContext,
-    scrub,
     tls_verify,
 )
 from trailrelay_sentinel.columns import EVENT_TIME_COLUMN
 from trailrelay_sentinel.config import SentinelConfig
-from trailrelay_sentinel.credentials import TokenAnswers, build_credential, close_quietly
+from trailrelay_sentinel.credentials import (
+    IssuedTokens,
+    TokenAnswers,
+    build_credential,
+    close_quietly,
+    scrub_tokens,
+)
 from trailrelay_sentinel.encode import MAX_BODY_BYTES, EncodedRow, body_of, cut_bodies, encode_batch
 from trailrelay_sentinel.failures import Failure, classify
 from trailrelay_sentinel.integrity import is_integrity
@@ -121,6 +126,8 @@ class SentinelSink:
         self._last_warning = float("-inf")
         self._token_answers = TokenAnswers()
         """The token endpoint's latest answer, for telling an Entra outage from a refused credential."""
+        self._tokens: IssuedTokens | None = None
+        """The credential the client uses: it remembers the access tokens, to keep them out of messages."""
         self._failed_uploads = 0
         self._failed_records = 0
         self._last_failure_log = float("-inf")
@@ -179,7 +186,8 @@ class SentinelSink:
             retry = {k: options.pop(k) for k in list(options) if k.startswith("retry_")}
             retry.setdefault("retry_total", c.sdk_retries)
             options["retry_policy"] = UploadRetryPolicy(**retry)
-            self._client = LogsIngestionClient(c.endpoint, self._credential, **options)
+            self._tokens = IssuedTokens(self._credential)
+            self._client = LogsIngestionClient(c.endpoint, self._tokens, **options)
 
     def close(self) -> None:
         """Close the client and a credential we built; safe to call twice."""
@@ -319,8 +327,8 @@ class SentinelSink:
         )
 
     def _scrub(self, text: str) -> str:
-        """Remove configured secret values from text bound for logs and errors."""
-        return scrub(text, self.config.secret_values)
+        """Remove secret values and access tokens from text bound for logs, errors and dead letters."""
+        return scrub_tokens(text, self.config.secret_values, self._tokens)
 
     def _log_chunk_error(self, err: ChunkError) -> None:
         """Warn that uploads fail: the first at once, then at most every CHUNK_LOG_EVERY seconds.
@@ -387,10 +395,10 @@ class SentinelSink:
         """Get a token and upload an empty array: proves endpoint, rule, stream and role, writes nothing."""
         client = self._ready()
         c = self.config
-        assert self._credential is not None
+        assert self._tokens is not None
         started = time.perf_counter()
         try:
-            token = self._credential.get_token(c.scope)
+            token = self._tokens.get_token(c.scope)
         except Exception as exc:
             self._raise_for(exc)
         token_ms = (time.perf_counter() - started) * 1000
