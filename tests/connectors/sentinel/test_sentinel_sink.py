@@ -189,6 +189,7 @@ def test_auth_and_addressing_errors_stop_the_sink(
         sink.send(Batch(sample_records(3)))
     assert words in str(info.value)
     assert SECRET not in str(info.value)
+    assert len(standin.state.uploads) == 1  # a 401 before any upload worked: no new token, no resend
 
 
 def _echo_authorization(headers: dict[str, str]) -> dict[str, Any]:
@@ -220,6 +221,39 @@ def test_any_bearer_credential_in_an_answer_is_scrubbed(make_sink: Any, standin:
     with pytest.raises(FatalSinkError) as info:
         make_sink().send(Batch(sample_records(1)))
     assert "bearer ***" in str(info.value) and "eyJ0eXAi" not in str(info.value)
+
+
+def test_a_refused_token_after_uploads_worked_is_replaced_and_the_upload_sent_again(
+    make_sink: Any, standin: Standin
+) -> None:
+    """A token revoked or expired mid-run stopped a long-running worker, blaming audience/tenant."""
+    sink = make_sink()
+    first, second, third = (sample_records(3) for _ in range(3))
+    assert {o.status for o in sink.send(Batch(first))} == {Status.DELIVERED}
+    standin.push_fixture("upload_401_invalid_token")
+    assert {o.status for o in sink.send(Batch(second, 1))} == {Status.DELIVERED}
+    assert {o.status for o in sink.send(Batch(third, 2))} == {Status.DELIVERED}
+    assert len(standin.state.token_requests) == 2 and len(standin.state.tokens) == 2
+    old, new = (u.headers["authorization"] for u in standin.state.uploads[1:3])
+    assert old != new and standin.state.uploads[3].headers["authorization"] == new
+    assert len(standin.stored_ids()) == 9
+    # both tokens, the refused one too, stay out of every message
+    tokens = list(standin.state.tokens)
+    standin.push(Scripted(403, {"x-ms-error-code": "Forbidden"}, {"error": {"message": " ".join(tokens)}}))
+    with pytest.raises(FatalSinkError) as info:
+        sink.send(Batch(sample_records(1), 3))
+    assert not any(t in str(info.value) for t in tokens)
+
+
+def test_a_401_that_persists_with_a_new_token_is_fatal_and_says_so(make_sink: Any, standin: Standin) -> None:
+    sink = make_sink()
+    assert {o.status for o in sink.send(Batch(sample_records(2)))} == {Status.DELIVERED}
+    standin.push_fixture("upload_401_invalid_token", 2)
+    with pytest.raises(FatalSinkError) as info:
+        sink.send(Batch(sample_records(2), 1))
+    assert "refused a new access token too" in str(info.value) and "InvalidToken" in str(info.value)
+    assert "check that audience" not in str(info.value)  # the audience was right: uploads worked
+    assert len(standin.state.tokens) == 2 and len(standin.state.uploads) == 3
 
 
 def test_wrong_rule_id_is_fatal(standin: Standin, ca_file: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,12 +73,21 @@ class IssuedTokens:
     Services and proxies may repeat a request's ``Authorization`` header in their error answer;
     those tokens are then taken out of every message (:func:`scrub_tokens`). A token is valid for
     about an hour and a run gets a few a day, so all of them are kept.
+
+    ``build`` makes a new credential of the same kind, for :meth:`renew`; without it (a
+    credential given to the sink) the wrapped one is kept.
     """
 
-    def __init__(self, credential: TokenCredential) -> None:
+    def __init__(
+        self, credential: TokenCredential, build: Callable[[], TokenCredential] | None = None
+    ) -> None:
         self._credential = credential
+        self._build = build
+        self._retired: TokenCredential | None = None
+        self._generation = 0
         self._lock = threading.Lock()
-        self._tokens: list[str] = []
+        self._tokens: dict[str, int] = {}
+        """Each token handed out, with the generation of the credential that issued it."""
 
     @property
     def tokens(self) -> list[str]:
@@ -85,26 +95,59 @@ class IssuedTokens:
         with self._lock:
             return list(self._tokens)
 
-    def _note(self, token: str) -> None:
+    def _current(self) -> tuple[TokenCredential, int]:
         with self._lock:
-            if token not in self._tokens:
-                self._tokens.append(token)
+            return self._credential, self._generation
+
+    def _note(self, token: str, generation: int) -> None:
+        with self._lock:
+            self._tokens.setdefault(token, generation)
+
+    def renew(self, refused: str | None) -> None:
+        """Start over with a new credential, whose first request gets a new token from the issuer.
+
+        azure-identity keeps a token in its credential object until it nearly expires, so asking
+        the same credential again would hand back the token just refused; a new credential
+        object has no cache. ``refused`` is the token the service refused: one from an earlier
+        credential means another thread renewed already, and nothing is done.
+        """
+        if self._build is None:
+            return
+        with self._lock:
+            if refused is not None and self._tokens.get(refused, self._generation) < self._generation:
+                return
+            fresh = self._build()
+            # The one before is closed only now: a thread may still have been using it.
+            retired, self._retired, self._credential = self._retired, self._credential, fresh
+            self._generation += 1
+        close_quietly(None, retired)
+
+    def close(self) -> None:
+        """Close the credentials this object built or was given to own (see ``build``)."""
+        if self._build is not None:
+            with self._lock:
+                current, retired, self._retired = self._credential, self._retired, None
+            close_quietly(None, retired)
+            close_quietly(None, current)
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         """The wrapped credential's token (azure-core's ``TokenCredential``)."""
-        token = self._credential.get_token(*scopes, **kwargs)
-        self._note(token.token)
+        credential, generation = self._current()
+        token = credential.get_token(*scopes, **kwargs)
+        self._note(token.token, generation)
         return token
 
     def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
         """The wrapped credential's token (azure-core's ``SupportsTokenInfo``, which its policy prefers)."""
-        get_info = getattr(self._credential, "get_token_info", None)
+        credential, generation = self._current()
+        get_info = getattr(credential, "get_token_info", None)
         if get_info is not None:
             info: AccessTokenInfo = get_info(*scopes, options=options)
         else:
-            token = self._credential.get_token(*scopes, **dict(options or {}))
+            kwargs: dict[str, Any] = dict(options or {})
+            token = credential.get_token(*scopes, **kwargs)
             info = AccessTokenInfo(token.token, token.expires_on)
-        self._note(info.token)
+        self._note(info.token, generation)
         return info
 
 

@@ -130,11 +130,14 @@ def classify(
     endpoint: str,
     credential: str,
     token_answer: TokenAnswer | None = None,
+    token_accepted: bool = False,
 ) -> Failure:
     """Map an exception from one upload (or token request) to what the sink should do.
 
     ``token_answer``: the token endpoint's latest answer (see :class:`TokenAnswers`), which tells
-    an outage or throttling of Entra from a refused credential.
+    an outage or throttling of Entra from a refused credential. ``token_accepted``: uploads
+    worked earlier in this run, so a 401 (the sink's second, with a new token) is not a wrong
+    audience or tenant.
     """
     transport = _transport_cause(exc)
     if transport is not None and refused_certificate(transport) is not None:
@@ -162,6 +165,15 @@ def classify(
         code, message = _error_detail(exc)
         label = f"HTTP {status} {code or ''}".rstrip()
         headers = getattr(exc.response, "headers", {})
+        if status == 401 and token_accepted:
+            return Failure(
+                "fatal",
+                f"{endpoint} refused a new access token too ({label}: {message}) after accepting this "
+                f"identity's uploads earlier in the run; check in Microsoft Entra ID that the {credential} "
+                "identity is still enabled and its sessions or credentials were not revoked",
+                status,
+                code,
+            )
         if status == 401:
             return Failure(
                 "fatal",

@@ -8,7 +8,9 @@ the records it carried and then, by what Azure said:
   Azure's reason (a 413 single record is first trimmed; the row says what was trimmed);
 * 429, 408, 5xx, connection errors -> RETRY (with Retry-After when given), and the chunks
   not yet sent in this batch are RETRY too, so a throttled DCR is not hammered;
-* 401, 403, 404, a refused credential -> FatalSinkError with what to fix.
+* 401 once uploads have worked -> a new token and the body sent once more;
+* 401 (again, or before any upload worked), 403, 404, a refused credential -> FatalSinkError
+  with what to fix.
 
 Integrity events (``origin.kind == "integrity"``) become ``TrailrelayIntegrity_CL`` rows and go
 in requests of their own to ``integrity_stream``; a batch holding both kinds makes one series of
@@ -24,10 +26,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from azure.core.credentials import TokenCredential
+from azure.core.exceptions import HttpResponseError
 from azure.core.pipeline.policies import RetryPolicy
 from azure.monitor.ingestion import LogsIngestionClient
 from isal import isal_zlib
@@ -56,7 +60,7 @@ from trailrelay_sentinel.credentials import (
     scrub_tokens,
 )
 from trailrelay_sentinel.encode import MAX_BODY_BYTES, EncodedRow, body_of, cut_bodies, encode_batch
-from trailrelay_sentinel.failures import Failure, classify
+from trailrelay_sentinel.failures import Failure, _error_detail, classify
 from trailrelay_sentinel.integrity import is_integrity
 from trailrelay_sentinel.mapping import trim_row
 
@@ -90,6 +94,13 @@ class UploadRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
         if response is not None and response.status_code in (408, 429, 500, 502, 503, 504):
             return True
         return bool(super()._is_method_retryable(settings, request, response=response))
+
+
+def _bearer_token(exc: HttpResponseError) -> str | None:
+    """The access token of the request a response answered."""
+    request = getattr(exc.response, "request", None)
+    auth = str(getattr(request, "headers", {}).get("Authorization") or "")
+    return auth[7:] if auth[:7].lower() == "bearer " else None
 
 
 class SentinelSink:
@@ -128,6 +139,8 @@ class SentinelSink:
         """The token endpoint's latest answer, for telling an Entra outage from a refused credential."""
         self._tokens: IssuedTokens | None = None
         """The credential the client uses: it remembers the access tokens, to keep them out of messages."""
+        self._accepted = False
+        """An upload succeeded in this run: the identity and audience are right, a 401 is a stale token."""
         self._failed_uploads = 0
         self._failed_records = 0
         self._last_failure_log = float("-inf")
@@ -167,10 +180,17 @@ class SentinelSink:
             # azure-identity warns on every failed token request ("get_token failed"): the
             # failure's reason is in the outcomes already, and the pipeline says every 30 s.
             logging.getLogger("azure.identity").setLevel(logging.ERROR)
+            build: Callable[[], TokenCredential] | None = None
             if self._credential is None:
-                self._credential = build_credential(
-                    c, verify, raw_response_hook=self._token_answers, **transport, **self._credential_options
+                build = partial(
+                    build_credential,
+                    c,
+                    verify,
+                    raw_response_hook=self._token_answers,
+                    **transport,
+                    **self._credential_options,
                 )
+                self._credential = build()
             options: dict[str, Any] = {
                 "credential_scopes": [c.scope],
                 "connection_verify": verify,
@@ -186,17 +206,16 @@ class SentinelSink:
             retry = {k: options.pop(k) for k in list(options) if k.startswith("retry_")}
             retry.setdefault("retry_total", c.sdk_retries)
             options["retry_policy"] = UploadRetryPolicy(**retry)
-            self._tokens = IssuedTokens(self._credential)
+            self._tokens = IssuedTokens(self._credential, build)
             self._client = LogsIngestionClient(c.endpoint, self._tokens, **options)
 
     def close(self) -> None:
         """Close the client and a credential we built; safe to call twice."""
         with self._lock:
             client, self._client = self._client, None
-            credential = self._credential if self._own_credential else None
             if self._own_credential:
                 self._credential = None
-        close_quietly(client, credential)
+        close_quietly(client, self._tokens)  # closes the credentials only when the sink built them
 
     def _ready(self) -> LogsIngestionClient:
         if self._client is None:
@@ -307,10 +326,28 @@ class SentinelSink:
         return None
 
     def _upload(self, client: LogsIngestionClient, body: bytes, stream: str | None = None) -> None:
+        """Upload one body; after a 401 once uploads have worked, once more with a new token."""
         compressor = isal_zlib.compressobj(2, isal_zlib.DEFLATED, 16 + isal_zlib.MAX_WBITS)
         gz = compressor.compress(body) + compressor.flush()
-        # A gzip stream: the client sends it as-is with Content-Encoding: gzip.
-        client.upload(self.config.rule_id, stream or self.config.stream, io.BytesIO(gz))
+        rule_id, stream = self.config.rule_id, stream or self.config.stream
+        try:
+            # A gzip stream: the client sends it as-is with Content-Encoding: gzip.
+            client.upload(rule_id, stream, io.BytesIO(gz))
+        except HttpResponseError as exc:
+            if exc.status_code != 401 or not self._accepted or self._tokens is None:
+                raise
+            # The token expired early or was revoked (Continuous Access Evaluation, a reset
+            # session). azure-core dropped it; a new credential gets a new one from Entra.
+            code, message = _error_detail(exc)
+            self._log.info(
+                self._scrub(
+                    f"sentinel: {self.config.endpoint} refused the access token that worked so far "
+                    f"(HTTP 401 {code or ''}: {message}); sending again with a new one"
+                )
+            )
+            self._tokens.renew(_bearer_token(exc))
+            client.upload(rule_id, stream, io.BytesIO(gz))  # a 401 again is final
+        self._accepted = True
 
     def _classify(self, exc: BaseException, stream: str | None = None) -> Failure:
         c = self.config
@@ -321,6 +358,7 @@ class SentinelSink:
             endpoint=c.endpoint,
             credential=c.credential_kind,
             token_answer=self._token_answers.last,
+            token_accepted=self._accepted,
         )
         return Failure(
             failure.kind, self._scrub(failure.reason), failure.status, failure.code, failure.retry_after
