@@ -256,6 +256,56 @@ def test_a_401_that_persists_with_a_new_token_is_fatal_and_says_so(make_sink: An
     assert len(standin.state.tokens) == 2 and len(standin.state.uploads) == 3
 
 
+NGINX_400 = (
+    b"<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n<body>\r\n"
+    b"<center><h1>400 Bad Request</h1></center>\r\n<center>The plain HTTP request was sent to HTTPS port"
+    b"</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (
+            Scripted(400, {"Content-Type": "text/html"}, NGINX_400),
+            [
+                'HTTP 400 (text/html, starting "<html> <head><title>400 The plain HTTP request was sent',
+                "JSON",
+            ],
+        ),
+        (
+            Scripted(
+                302, {"Location": "https://login.example/sso", "Content-Type": "text/html"}, b"<a>here</a>"
+            ),
+            ["HTTP 302 (text/html, to https://login.example/sso", "JSON"],
+        ),
+        (Scripted(404, {}, None), ["HTTP 404 (no Content-Type, empty)", "JSON"]),
+        (
+            Scripted(
+                200, {"Content-Type": "text/html"}, b"<html><body>Corporate proxy: sign in</body></html>"
+            ),
+            ['HTTP 200 (text/html, starting "<html><body>Corporate proxy: sign in', "which answers 204"],
+        ),
+    ],
+)
+def test_an_answer_that_is_not_the_logs_ingestion_api_stops_the_sink(
+    make_sink: Any, standin: Standin, answer: Scripted, words: list[str]
+) -> None:
+    """A proxy's 400 page was taken for Azure refusing the rows: every record split down and
+    dead-lettered with "Operation returned an invalid status 'Bad Request'"; a 200 page stopped
+    the run saying only "invalid status 'OK'"."""
+    errors: list[ChunkError] = []
+    sink = make_sink(on_error=errors.append)
+    standin.push(*[answer] * 30)
+    with pytest.raises(FatalSinkError) as info:
+        sink.send(Batch(sample_records(8)))
+    text = str(info.value)
+    assert all(w in text for w in words), text
+    assert "not the Logs Ingestion API" in text and "check endpoint" in text and "\n" not in text
+    assert len(standin.state.uploads) == 1 and standin.state.stored == []  # not split, nothing refused
+    assert [e.failure.kind for e in errors] == ["fatal"]
+
+
 def test_wrong_rule_id_is_fatal(standin: Standin, ca_file: str) -> None:
     sink = sink_for(
         standin, ca_file, config=config_for(standin, ca_file, rule_id="dcr-ffffffffffffffffffffffffffffffff")

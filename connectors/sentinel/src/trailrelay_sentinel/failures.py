@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from azure.core.exceptions import (
     AzureError,
@@ -36,6 +36,8 @@ Kind = Literal["retry", "split", "fatal"]
 _PASSING_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 """OAuth 2.0 errors (RFC 6749 4.1.2.1) that say the issuer cannot answer now, not that the
 credential is wrong (Entra throttles with 429 ``temporarily_unavailable``)."""
+_SNIPPET_BYTES = 400
+"""How much of an answer that is not Azure's is read to say what it was."""
 _MSAL_HTTP_ERROR = re.compile(r"HTTP Error: (\d{3})")
 """MSAL's words for a token endpoint's 5xx that is not JSON."""
 
@@ -86,6 +88,37 @@ def _error_detail(exc: HttpResponseError) -> tuple[str | None, str]:
     if not message:
         message = (exc.message or str(exc)).splitlines()[0]
     return code, message[:600]
+
+
+def _from_azure(response: Any) -> bool:
+    """The answer is Azure's: its ``x-ms-error-code`` header, or a JSON object with an ``error``."""
+    if getattr(response, "headers", {}).get("x-ms-error-code"):
+        return True
+    try:
+        body = json.loads(response.text() or "null")
+    except (AttributeError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(body, dict) and "error" in body
+
+
+def _not_the_api(endpoint: str, status: int, response: Any) -> str:
+    """Why an answer is not the Logs Ingestion API's: its status, content type and first bytes."""
+    headers = getattr(response, "headers", {})
+    try:
+        raw = bytes(response.body()[:_SNIPPET_BYTES])
+    except Exception:  # a body that cannot be read (a stream not read) is described as empty
+        raw = b""
+    text = " ".join(raw.decode("utf-8", "replace").split())[:160]
+    what = headers.get("Content-Type") or "no Content-Type"
+    if 300 <= status < 400 and headers.get("Location"):
+        what += f", to {headers['Location']}"
+    what += f', starting "{text}"' if text else ", empty"
+    expected = "which answers 204" if status < 300 else "whose errors are JSON"
+    return (
+        f"{endpoint} answered HTTP {status} ({what}): that is not the Logs Ingestion API, {expected}; "
+        "a proxy, load balancer or other service answers there - check endpoint (the DCR's logs "
+        "ingestion endpoint or its data collection endpoint, https://...ingest.monitor.azure.com)"
+    )
 
 
 def _transport_cause(exc: BaseException) -> BaseException | None:
@@ -165,6 +198,9 @@ def classify(
         code, message = _error_detail(exc)
         label = f"HTTP {status} {code or ''}".rstrip()
         headers = getattr(exc.response, "headers", {})
+        if status < 300 or (status < 500 and status not in {408, 429} and not _from_azure(exc.response)):
+            # Not Azure refusing the rows: splitting would reject every record for a wrong URL.
+            return Failure("fatal", _not_the_api(endpoint, status, exc.response), status, code)
         if status == 401 and token_accepted:
             return Failure(
                 "fatal",

@@ -4,8 +4,11 @@ One ``send`` maps the batch once, cuts it into bodies under the 1 MB request lim
 each body with the official client. A failed body ("chunk") is reported to ``on_error`` with
 the records it carried and then, by what Azure said:
 
-* 400, 413 -> split in halves and resend, down to the single record, which is REJECTED with
-  Azure's reason (a 413 single record is first trimmed; the row says what was trimmed);
+* 400, 413 with Azure's error -> split in halves and resend, down to the single record, which
+  is REJECTED with Azure's reason (a 413 single record is first trimmed; the row says what was
+  trimmed);
+* a 2xx other than 204, a 3xx, or a 4xx without Azure's error (a proxy's page) -> FatalSinkError
+  naming what answered;
 * 429, 408, 5xx, connection errors -> RETRY (with Retry-After when given), and the chunks
   not yet sent in this batch are RETRY too, so a throttled DCR is not hammered;
 * 401 once uploads have worked -> a new token and the body sent once more;
