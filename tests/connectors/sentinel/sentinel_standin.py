@@ -406,7 +406,8 @@ class _Handler(BaseHTTPRequestHandler):
             state.query_requests.append({"path": path, "headers": headers, "body": raw})
             scripted = state.query_script.popleft() if state.query_script else None
         if scripted is not None:
-            self._send(scripted.status, scripted.body, scripted.headers)
+            body = scripted.body(headers) if callable(scripted.body) else scripted.body
+            self._send(scripted.status, body, scripted.headers)
             return
         auth = headers.get("authorization", "")
         own = f"https://127.0.0.1:{self.server.server_address[1]}"

@@ -129,6 +129,21 @@ def test_busy_service_is_retryable(standin: Standin, ca_file: str) -> None:
     assert searcher.find("x", dt.datetime.now(dt.UTC)) is None
 
 
+def test_an_answer_repeating_the_access_token_is_scrubbed(standin: Standin, ca_file: str) -> None:
+    def echo(headers: dict[str, str]) -> dict[str, Any]:
+        return {"error": {"code": "BadArgumentError", "message": f"got {headers.get('authorization')}"}}
+
+    standin.state.query_script.extend([Scripted(400, {}, echo), Scripted(503, {}, echo)])
+    searcher = plugin.searcher(_config(standin, ca_file))
+    with pytest.raises(FatalSinkError) as refused:
+        searcher.find("x", dt.datetime.now(dt.UTC))
+    with pytest.raises(RetryableError) as busy:
+        searcher.find("x", dt.datetime.now(dt.UTC))
+    (token,) = standin.state.tokens
+    for text in (str(refused.value), str(busy.value)):
+        assert "got Bearer ***" in text and token not in text
+
+
 def test_refused_secret_is_fatal_and_not_shown(standin: Standin, ca_file: str) -> None:
     config = _config(standin, ca_file, client_secret="wrong-secret-value-123")
     with pytest.raises(FatalSinkError, match="refused") as info:

@@ -18,9 +18,9 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError
 from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult
 
-from trailrelay.contract import ConfigError, FatalSinkError, RetryableError, SinkContext, scrub, tls_verify
+from trailrelay.contract import ConfigError, FatalSinkError, RetryableError, SinkContext, tls_verify
 from trailrelay_sentinel.config import SentinelConfig
-from trailrelay_sentinel.credentials import build_credential, close_quietly
+from trailrelay_sentinel.credentials import IssuedTokens, build_credential, close_quietly, scrub_tokens
 from trailrelay_sentinel.failures import _error_detail, classify, headers_retry_after
 
 __all__ = ["SentinelSearcher", "canary_query", "kql_string"]
@@ -69,6 +69,8 @@ class SentinelSearcher:
         self._client_options = dict(client_options or {})
         self._credential_options = dict(credential_options or {})
         self._client: LogsQueryClient | None = None
+        self._tokens: IssuedTokens | None = None
+        """The credential the client uses: it remembers the access tokens, to keep them out of messages."""
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -99,7 +101,8 @@ class SentinelSearcher:
                     **transport,
                 }
                 options.update(self._client_options)
-                self._client = LogsQueryClient(self._credential, **options)
+                self._tokens = IssuedTokens(self._credential)
+                self._client = LogsQueryClient(self._tokens, **options)
             return self._client
 
     def find(self, event_id: str, since: dt.datetime) -> dt.datetime | None:
@@ -157,7 +160,7 @@ class SentinelSearcher:
                 hint = f"check that table = {c.table!r} is the table the DCR writes to"
             elif status in {408, 429} or status >= 500:
                 return RetryableError(
-                    f"sentinel: querying {where} failed ({label}: {message})",
+                    self._scrub(f"sentinel: querying {where} failed ({label}: {message})"),
                     retry_after=headers_retry_after(getattr(exc.response, "headers", {})),
                 )
             else:
@@ -173,8 +176,8 @@ class SentinelSearcher:
         return FatalSinkError(self._scrub(f"sentinel: querying {where}: {failure.reason}"))
 
     def _scrub(self, text: str) -> str:
-        """Remove configured secret values from text bound for logs and errors."""
-        return scrub(text, self.config.secret_values)
+        """Remove secret values and access tokens from text bound for logs and errors."""
+        return scrub_tokens(text, self.config.secret_values, self._tokens)
 
 
 def _moment(value: object) -> dt.datetime | None:
