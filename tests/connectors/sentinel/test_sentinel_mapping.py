@@ -288,3 +288,30 @@ def test_event_time_wins_over_logstash_timestamp() -> None:
     doc = {"eventTime": "2026-03-01T20:00:00Z", "@timestamp": "2026-03-02T10:00:00Z", "eventID": "e-2"}
     row = map_record(Record.from_bytes(orjson.dumps(doc), Origin("file", "x")))
     assert row["TimeGenerated"] == "2026-03-01T20:00:00Z"
+
+
+@pytest.mark.parametrize("modified", [False, True])
+@pytest.mark.parametrize(
+    ("event_time", "expected"),
+    [
+        ("2023-07-10T11:45:00Z", "2023-07-10T11:45:00Z"),  # CloudTrail's own text, kept
+        ("2023-07-10T13:45:00+02:00", "2023-07-10T11:45:00Z"),
+        ("20230710T114500Z", "2023-07-10T11:45:00Z"),
+        ("2023-07-10T11:45:00.123456789Z", "2023-07-10T11:45:00.123457Z"),  # rounded to microseconds
+        ("garbage", None),
+        ("2023-07-10T11:45:60Z", None),
+        (1688989500, None),
+    ],
+)
+def test_time_generated_is_a_utc_time_azure_reads_or_left_to_azure(
+    modified: bool, event_time: object, expected: str | None
+) -> None:
+    """The raw eventTime text went into the datetime columns whatever it was: an offset Azure may
+    read differently, basic ISO or text it cannot read at all."""
+    doc = {"eventTime": event_time, "eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging"}
+    record = Record.from_bytes(orjson.dumps(doc), Origin("file", "x"))
+    if modified:
+        record.replace(dict(doc))
+    row = map_record(record)
+    assert row.get("TimeGenerated") == expected
+    assert row.get("EventTime") == expected

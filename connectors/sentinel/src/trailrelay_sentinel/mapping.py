@@ -225,13 +225,29 @@ def build_row(record: Record) -> Row:
             row = _from_struct(ev, ident, record)
     else:
         row = _row_from_document(record.document(), record)
-    if row.TimeGenerated is None:
-        _event_time_from_routing(row, record)
+    _settle_event_time(row, record)
     return row
 
 
+def _settle_event_time(row: Row, record: Record) -> None:
+    """``TimeGenerated`` and ``EventTime`` as Azure reads a datetime: UTC, ``...Z``.
+
+    CloudTrail's own text (``2023-07-10T11:45:00Z``) is kept as it is. Any other form the core
+    could read (an offset, basic ISO, nine fractional digits, a Logstash ``@timestamp`` standing
+    in for a missing or unreadable eventTime) is written from the core's event time. With no
+    readable time at all, both are left out: Azure stamps the ingestion time, where text it
+    cannot read would go into a datetime column.
+    """
+    t = record.routing.event_time
+    text = row.TimeGenerated
+    if t is None:
+        row.TimeGenerated = row.EventTime = None
+    elif text is None or len(text) != 20 or text[19] != "Z" or record.routing.shipped_time is not None:
+        _event_time_from_routing(row, record)
+
+
 def _event_time_from_routing(row: Row, record: Record) -> None:
-    """No ``eventTime`` (a Logstash-processed trail has ``@timestamp``): the core's derived event time.
+    """The core's event time, normalized to UTC (eventTime, else a Logstash ``@timestamp``).
 
     Left empty, ``TimeGenerated`` would be stamped with the ingestion time by Azure, and every
     query over a time range would put the event where it was received, not where it happened.
@@ -245,8 +261,7 @@ def _event_time_from_routing(row: Row, record: Record) -> None:
         text = t.isoformat()[:-6] + "Z"  # "+00:00" -> "Z"; microseconds only when not 0, as %f
     else:
         text = t.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if t.microsecond else "%Y-%m-%dT%H:%M:%SZ")
-    row.TimeGenerated = text
-    row.EventTime = row.EventTime or text
+    row.TimeGenerated = row.EventTime = text
 
 
 def _detections(row: Row, record: Record) -> None:
@@ -530,8 +545,7 @@ def _put(row: Row, key: str, value: object) -> None:
 def map_document(doc: Mapping[str, Any], record: Record) -> dict[str, Any]:
     """The row for a parsed event (slow path); same output as the fast path for valid input."""
     row = _row_from_document(doc, record)
-    if row.TimeGenerated is None:
-        _event_time_from_routing(row, record)
+    _settle_event_time(row, record)
     return row_dict(row)
 
 
