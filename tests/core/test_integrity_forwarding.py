@@ -378,6 +378,30 @@ def test_files_source_on_a_mirror_checks_offline_against_the_forwarded_files(tmp
     }
 
 
+def test_a_log_planted_with_a_future_name_is_an_event_not_skipped_as_pending(tmp_path: Path) -> None:
+    b = trail()
+    b.chain(A1, "us-east-1", start=START, hours=2)
+    named = b.log(A1, "us-east-1", dt.datetime(2099, 1, 1, tzinfo=dt.UTC))
+    planted = named.replace("/2099/01/01/", f"/{START:%Y/%m/%d}/")
+    b.objects[planted] = b.objects.pop(named)
+    b.objects[planted].key = planted
+    b.write(tmp_path / "mirror")
+    table = {
+        "source": {"type": "files", "path": "mirror"},
+        "sinks": [{"type": "file", "path": str(tmp_path / "out.ndjson")}],
+        "dead_letter": {"path": "dead"},
+        "state": {"path": "state.sqlite"},
+        "integrity": {"enabled": True, "public_keys": key_file(b, tmp_path)},
+    }
+    built = build(table, tmp_path)
+    assert run(built).ok
+    (event,) = [e for e in integrity_lines(tmp_path) if e["verdict"] == "log-misdated"]
+    assert event["problems"][0]["location"] == f"s3://{b.bucket}/{planted}"
+    assert "2099-01-01T00:00:00Z is in the future" in event["problems"][0]["detail"]
+    stats = built.extras["integrity"].stats  # type: ignore[attr-defined]
+    assert stats.get("pending_skipped", 0) == 0 and stats["verdict:log-misdated"] == 1
+
+
 def _note(bucket: str, key: str) -> str:
     return orjson.dumps(
         {
@@ -503,6 +527,7 @@ def _event(**changes: Any) -> dict[str, Any]:
         ({"verdict": "invalid", "problems": [{"kind": "log-unreadable"}]}, [(FAILED_TAG, "high", None)]),
         ({"verdict": "invalid", "problems": [{"kind": "digest-unknown-key"}]}, [(FAILED_TAG, "high", None)]),
         ({"verdict": "log-not-covered", "chain": None}, [(FAILED_TAG, "critical", "T1070")]),
+        ({"verdict": "log-misdated", "chain": None}, [(FAILED_TAG, "critical", "T1070")]),
         ({"verdict": "check-failed", "chain": None}, [(FAILED_TAG, "high", None)]),
     ],
 )

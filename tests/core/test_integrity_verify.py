@@ -273,6 +273,47 @@ def test_a_recent_log_file_without_digest_is_pending(s3: Any) -> None:
     assert report.exit_status == EXIT_OK
 
 
+def plant(b: TrailBuilder, named: dt.datetime, folder: dt.date) -> str:
+    """A log file no digest lists, named with time ``named``, put in the day folder of ``folder``."""
+    key = b.log(A1, "us-east-1", named)
+    moved = key.replace(f"/{named:%Y/%m/%d}/", f"/{folder:%Y/%m/%d}/")
+    b.objects[moved] = b.objects.pop(key)
+    b.objects[moved].key = moved
+    return moved
+
+
+def test_a_planted_log_named_in_the_future_or_off_its_day_folder_is_a_failure_not_pending(
+    tmp_path: Path,
+) -> None:
+    """Only a recent log file in its own day folder may wait for its digest; the others were planted."""
+    b = make_trail()
+    first_day = START.date()  # 2026/03/01; NOW is 2026-03-02T03:00
+    future = plant(b, dt.datetime(2099, 1, 1, tzinfo=dt.UTC), first_day)
+    recent = plant(b, NOW - dt.timedelta(minutes=30), first_day)
+    pending = b.log(A2, "eu-west-1", NOW - dt.timedelta(minutes=20))
+    b.write(tmp_path)
+    report = Verifier(MirrorStore(tmp_path), ring(b), workers=2, now=NOW).run()
+    assert findings(report) == {
+        ("log-misdated", loc(b, future)),
+        ("log-misdated", loc(b, recent)),
+        ("log-pending", loc(b, pending)),
+    }
+    assert report.exit_status == EXIT_FAILED
+    details = {p.location: p.detail for p in report.problems}
+    assert "2099-01-01T00:00:00Z is in the future" in details[loc(b, future)]
+    assert "not of the 2026/03/01 folder" in details[loc(b, recent)]
+
+
+def test_a_log_in_a_window_day_folder_named_before_the_window_is_judged(tmp_path: Path) -> None:
+    b = make_trail()
+    old = plant(b, START - dt.timedelta(days=30), START.date())
+    b.write(tmp_path)
+    end = START + dt.timedelta(hours=4)
+    report = Verifier(MirrorStore(tmp_path), ring(b), workers=2, start=START, end=end, now=NOW).run()
+    assert findings(report) == {("log-misdated", loc(b, old))}
+    assert report.exit_status == EXIT_FAILED
+
+
 def test_digest_without_signature_metadata_on_s3_is_invalid(s3: Any) -> None:
     b = make_trail()
     digest = digests_of(b, A2)[1]

@@ -50,8 +50,9 @@ INTEGRITY_COLUMNS: tuple[IntegrityColumn, ...] = (
         "Verdict",
         "string",
         "verdict",
-        "valid, invalid, missing (a deleted digest), log-not-covered (a log file no digest lists) or "
-        "check-failed (the check could not run).",
+        "valid, invalid, missing (a deleted digest), log-not-covered (a log file no digest lists), "
+        "log-misdated (one named in the future or not of its day folder) or check-failed (the check "
+        "could not run).",
     ),
     _C(
         "Chain",

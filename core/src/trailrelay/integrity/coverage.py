@@ -25,13 +25,15 @@ class Uncovered:
     """An invalid digest that did list it, if any."""
     unchecked_digest: str | None = None
     """A digest that could not be checked (its key was unavailable) that did list it, if any."""
+    day: dt.date | None = None
+    """The day folder it lies in."""
 
 
 class Coverage:
     """Listed log files of one folder not yet referenced by a valid digest."""
 
     def __init__(self) -> None:
-        self._open: dict[str, dt.datetime | None] = {}
+        self._open: dict[str, tuple[dt.datetime | None, dt.date]] = {}
         self._invalid: dict[str, str] = {}
         self._unchecked: dict[str, str] = {}
         self._early: dict[str, dt.datetime | None] = {}
@@ -42,7 +44,7 @@ class Coverage:
         self.day = day
         for key, when in logs:
             if self._early.pop(key, 0) == 0:
-                self._open[key] = when
+                self._open[key] = (when, day)
 
     def referenced(
         self, key: str, when: dt.datetime | None, *, valid: bool, digest: str, checked: bool = True
@@ -59,11 +61,11 @@ class Coverage:
             self._early[key] = when  # listed by a digest before its day folder was reached
 
     def release(self, before: dt.date) -> list[Uncovered]:
-        """Judge the log files of days before ``before``: those still unreferenced."""
+        """Judge the log files of day folders before ``before``: those still unreferenced."""
         out = [
-            Uncovered(k, t, self._invalid.pop(k, None), self._unchecked.pop(k, None))
-            for k, t in list(self._open.items())
-            if t is not None and t.date() < before
+            Uncovered(k, t, self._invalid.pop(k, None), self._unchecked.pop(k, None), day)
+            for k, (t, day) in list(self._open.items())
+            if t is not None and day < before
         ]
         for u in out:
             del self._open[u.key]
@@ -74,7 +76,10 @@ class Coverage:
 
     def finish(self) -> list[Uncovered]:
         """Every log file still unreferenced (the folder's walk is over)."""
-        out = [Uncovered(k, t, self._invalid.get(k), self._unchecked.get(k)) for k, t in self._open.items()]
+        out = [
+            Uncovered(k, t, self._invalid.get(k), self._unchecked.get(k), day)
+            for k, (t, day) in self._open.items()
+        ]
         self._open.clear()
         self._invalid.clear()
         self._unchecked.clear()

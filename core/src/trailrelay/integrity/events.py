@@ -121,7 +121,7 @@ def run_integrity_check(
         store, keys, start=start, end=end, workers=workers, log_checker=checker, on_digest=on_digest
     ).run()
     for p in report.problems:
-        if p.kind in ("log-not-covered", "log-pending"):
+        if p.kind in ("log-not-covered", "log-misdated", "log-pending"):
             emit(problem_event(p, source=store.location, verified_at=now))
     return report
 

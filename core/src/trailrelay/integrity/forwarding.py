@@ -239,7 +239,7 @@ def _verify(  # noqa: PLR0917 - private, one call site
     )
     report = verifier.run()
     for p in report.problems:
-        if p.kind in ("log-not-covered", "log-pending"):
+        if p.kind in ("log-not-covered", "log-misdated", "log-pending"):
             emit(problem_event(p, source=store.location, verified_at=now))
     return report
 

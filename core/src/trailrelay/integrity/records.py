@@ -36,6 +36,7 @@ _TAMPER = frozenset(
         "log-modified",
         "log-missing",
         "log-not-covered",
+        "log-misdated",
         "digest-missing",
         "digest-signature-invalid",
         "digest-chain-mismatch",

@@ -71,6 +71,10 @@ KINDS: dict[str, tuple[Severity, str]] = {
     "log-missing": (Severity.FAILURE, "log file listed in a digest is gone (deleted)"),
     "log-unreadable": (Severity.FAILURE, "log file could not be read, so it could not be checked"),
     "log-not-covered": (Severity.FAILURE, "log file that no valid digest lists (added, or not provable)"),
+    "log-misdated": (
+        Severity.FAILURE,
+        "log file no valid digest lists, named with a future time or one not of its day folder (planted)",
+    ),
     "digest-missing": (Severity.FAILURE, "digest referenced by the chain is gone (deleted)"),
     "digest-signature-invalid": (Severity.FAILURE, "digest signature does not verify (forged or altered)"),
     "digest-signature-missing": (Severity.FAILURE, "digest has no signature to check"),
@@ -260,6 +264,7 @@ class VerifyReport:
             ("log files modified", f"{c['log-modified']:,}"),
             ("log files missing", f"{c['log-missing']:,}"),
             ("log files not covered by a digest", f"{c['log-not-covered']:,}"),
+            ("log files misdated (future, or not of their day)", f"{c['log-misdated']:,}"),
             ("chain restarts", f"{c['chain-restart']:,}"),
             ("window covered by digests", _percent(self.covered_fraction)),
             ("log data hashed", f"{c['log-bytes'] / 1e6:,.1f} MB"),

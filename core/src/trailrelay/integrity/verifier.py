@@ -50,6 +50,8 @@ BATCH = 32
 """Log files checked per worker task (one task per file costs more in hand-offs than in hashing)."""
 PENDING_GRACE = dt.timedelta(hours=2)
 """A log file this recent may simply not be digested yet: a notice, not a failure."""
+CLOCK_SKEW = dt.timedelta(minutes=15)
+"""How far in the future a log file's name time may be (clocks differ) before it cannot be genuine."""
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -214,7 +216,8 @@ class Verifier:
         if unit.logs:
             for key in self.store.list_keys(f"{folder.log_prefix}{day:%Y/%m/%d}/"):
                 t = log_key_time(key)
-                if t is None or self.window.log_in(t):
+                # The day folder is in the window: a name time that disagrees with it is judged too.
+                if t is None or self.window.log_in(t) or _misdated(t, day, self.window.now):
                     logs.append((key, t))
         return _Day(unit, digests, logs, ignored)
 
@@ -363,6 +366,19 @@ class Verifier:
     def _uncovered(self, folder: Folder, u: Uncovered) -> None:
         bucket = self.store.bucket or self._bucket_seen or "?"
         location = f"s3://{bucket}/{u.key}"
+        misdated = _misdated(u.time, u.day, self.window.now) if u.time and u.day else None
+        if misdated:
+            self.report.add(
+                Problem(
+                    "log-misdated",
+                    location,
+                    f"{misdated}, and no valid digest lists it: CloudTrail did not deliver it there",
+                    folder.account,
+                    folder.region,
+                    digest=u.invalid_digest or "",
+                )
+            )
+            return
         if u.time is not None and u.time >= self.window.now - PENDING_GRACE:
             self.report.add(
                 Problem(
@@ -504,6 +520,15 @@ class Verifier:
                 "bytes": c["log-bytes"],
             }
         )
+
+
+def _misdated(t: dt.datetime, day: dt.date, now: dt.datetime) -> str:
+    """Why a log file's name time cannot be CloudTrail's, lying in ``day``'s folder ("" when it can)."""
+    if t > now + CLOCK_SKEW:
+        return f"its name time {_iso(t)} is in the future"
+    if t.date() != day:
+        return f"its name time {_iso(t)} is not of the {day:%Y/%m/%d} folder it lies in"
+    return ""
 
 
 def _gunzip(data: bytes) -> bytes:
