@@ -260,6 +260,22 @@ def test_verify_a_location_without_digests_says_nothing_was_verified(
     assert run(str(empty), "--public-key", key).exit_code == 5
 
 
+def test_verify_with_every_digest_deleted_but_the_log_files_kept_fails(
+    trail: tuple[TrailBuilder, Any, str],
+) -> None:
+    """Log files no digest covers are a failure (1), not 'nothing verified, a wrong prefix?' (5)."""
+    b, s3, key = trail
+    for digest in [k for k in b.objects if "CloudTrail-Digest" in k]:
+        b.delete(digest)
+    b.upload(s3)
+    result = run(f"s3://{b.bucket}/ct", "--public-key", key, "--end", END)
+    assert result.exit_code == 1, result.output
+    assert "NOT VERIFIED: log files exist that no digest covers" in result.output
+    assert "NOTHING VERIFIED" not in result.output
+    doc = json.loads(run(f"s3://{b.bucket}/ct", "--public-key", key, "--end", END, "--json").stdout)
+    assert doc["exit_status"] == 1 and doc["counts"]["log-not-covered"] == 8
+
+
 def test_verify_a_window_covered_in_part_says_how_much(trail: tuple[TrailBuilder, Any, str]) -> None:
     """Digests from 21:01:31 to 01:01:31 cover 66.2% of 19:00 to 01:00: exit 6, the stretch named."""
     b, s3, key = trail

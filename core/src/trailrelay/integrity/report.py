@@ -190,11 +190,11 @@ class VerifyReport:
 
     @property
     def exit_status(self) -> int:
-        """5 nothing found; 1 failures; 3 not checked; 6 window covered in part; 4 a restart; else 0."""
-        if self.digests_checked == 0 and not self.unchecked:
-            return EXIT_NOTHING
+        """1 failures; 5 nothing found; 3 not checked; 6 window covered in part; 4 a restart; else 0."""
         if self.failures:
             return EXIT_FAILED
+        if self.digests_checked == 0 and not self.unchecked:
+            return EXIT_NOTHING
         if self.unchecked:
             return EXIT_UNCHECKED
         if self.partial_chains:
@@ -210,6 +210,11 @@ class VerifyReport:
         if status == EXIT_NOTHING:
             return f"NOTHING VERIFIED: {NO_DIGESTS}"
         if status == EXIT_FAILED:
+            if self.digests_checked == 0 and not self.unchecked:
+                return (
+                    "NOT VERIFIED: log files exist that no digest covers, and the window holds no digest "
+                    "(deleted, or log file validation turned off)"
+                )
             return "NOT VERIFIED"
         if status == EXIT_UNCHECKED:
             return (
