@@ -276,6 +276,44 @@ def test_verify_with_every_digest_deleted_but_the_log_files_kept_fails(
     assert doc["exit_status"] == 1 and doc["counts"]["log-not-covered"] == 8
 
 
+def test_verify_a_window_whose_only_digest_is_a_backfill_is_not_covered(tmp_path: Path) -> None:
+    """Logging stopped before the window; a backfill digest in it re-covers one late file, not the window."""
+    b = TrailBuilder(f"cli-{uuid.uuid4().hex[:10]}", prefix="ct")
+    b.chain(ACCOUNT, "us-east-1", start=START - dt.timedelta(hours=4), hours=2)
+    late = START + dt.timedelta(hours=2)
+    b.digest(
+        ACCOUNT,
+        "us-east-1",
+        trail="org-trail",
+        home_region="us-east-1",
+        begin=late - dt.timedelta(minutes=10),
+        end=late + dt.timedelta(minutes=50),
+        logs=[b.log(ACCOUNT, "us-east-1", late)],
+        prev=None,
+        backfill=True,
+    )
+    b.write(tmp_path / "m")
+    (tmp_path / "key.der").write_bytes(b.public_der)
+    key = f"{b.fingerprint}={tmp_path / 'key.der'}"
+    result = run(str(tmp_path / "m"), "--public-key", key, "--start", "2026-03-01T21:00:00Z", "--end", END)
+    assert result.exit_code == 6, result.output
+    assert "VERIFIED ONLY IN PART: digests cover 0.0% of the window" in result.output
+    doc = json.loads(
+        run(
+            str(tmp_path / "m"),
+            "--public-key",
+            key,
+            "--start",
+            "2026-03-01T21:00:00Z",
+            "--end",
+            END,
+            "--json",
+        ).stdout
+    )
+    assert doc["window_covered"] == 0.0 and doc["partial_chains"] == [f"{ACCOUNT}/us-east-1/org-trail"]
+    assert doc["counts"]["logs-valid"] == 1 and doc["problems"] == []
+
+
 def test_verify_a_window_covered_in_part_says_how_much(trail: tuple[TrailBuilder, Any, str]) -> None:
     """Digests from 21:01:31 to 01:01:31 cover 66.2% of 19:00 to 01:00: exit 6, the stretch named."""
     b, s3, key = trail

@@ -78,12 +78,17 @@ class ChainSpan:
         self.intervals.append([start, end])
 
     def judge(self, start: dt.datetime | None, end: dt.datetime) -> SpanResult | None:
-        """Coverage of ``[start or the first digest, end]``; None when there is nothing to judge."""
-        if not self.intervals:
+        """Coverage of ``[start or the first digest, end]``; None when there is nothing to judge.
+
+        Without digests, a window with a start is judged too: none of it is covered.
+        """
+        if not self.intervals and start is None:
             return None
         ws = start if start is not None else self.intervals[0][0]
         if end <= ws:
             return None
+        if not self.intervals:
+            return SpanResult(ws, end, dt.timedelta(0), [(ws, end)], end - ws, end - ws)
         covered = dt.timedelta(0)
         uncovered: list[tuple[dt.datetime, dt.datetime]] = []
         cursor = ws

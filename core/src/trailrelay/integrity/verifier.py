@@ -20,7 +20,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from trailrelay.integrity.chain import ChainWalker, DigestCheck, Link, Status, Verdict
@@ -444,10 +444,35 @@ class Verifier:
             judged = span.judge(self.window.start, self._judged_end()) if span is not None else None
             if judged is not None:
                 self.report.add_span(name, judged)
+        for chain, walker in list(walk.walkers.items()):
+            regular = replace(chain, backfill=False)
+            if chain.backfill and regular not in walk.walkers:
+                self._backfill_only(regular, walker)
         for u in walk.coverage.finish():
             self._uncovered(walk.folder, u)
         with self._lock:
             self._folders_done += 1
+
+    def _backfill_only(self, chain: ChainId, backfill: ChainWalker) -> None:
+        """Backfill digests but no regular one: they prove old hours, none of the window."""
+        start = self.window.start or backfill.first_end
+        judged = ChainSpan().judge(start, self._judged_end())
+        if judged is None:
+            return
+        name = f"{chain.folder.account}/{chain.folder.region}/{chain.trail}"
+        self.report.chains[name] = {
+            "account": chain.folder.account,
+            "region": chain.folder.region,
+            "trail": chain.trail,
+            "home_region": chain.home_region,
+            "organization": chain.folder.org,
+            "backfill": False,
+            "digests": 0,
+            "first_digest_end": None,
+            "last_digest_end": None,
+            "restarts": 0,
+        }
+        self.report.add_span(name, judged)
 
     def _judged_end(self) -> dt.datetime:
         """The window's end for coverage: ``end`` or now, but no later than digests can have arrived."""
