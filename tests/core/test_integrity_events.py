@@ -49,6 +49,9 @@ def test_one_valid_event_per_digest_when_what_was_forwarded_is_what_aws_wrote(tm
     b = TrailBuilder()
     b.chain(ACCOUNT, "us-east-1", start=START, hours=3)
     events, report = run(b, tmp_path, forwarded(b, tmp_path / "state.sqlite"))
+    (stopped,) = [e for e in events if e["verdict"] == "window-not-covered"]  # the trail ended in 2026-03
+    assert stopped["chain"] == "stopped"
+    events = [e for e in events if e["digest"]]
     assert len(events) == 3 and report.verified
     for e in events:
         assert e["type"] == EVENT_TYPE and e["verdict"] == "valid" and e["signature"] == "valid"
@@ -76,7 +79,7 @@ def test_a_forwarded_object_that_differs_is_an_invalid_event(tmp_path: Path) -> 
     b = TrailBuilder()
     b.chain(ACCOUNT, "us-east-1", start=START, hours=2)
     events, _ = run(b, tmp_path, forwarded(b, tmp_path / "state.sqlite", skip=1, wrong=3))
-    first, second = events
+    first, second = [e for e in events if e["digest"]]
     assert first["verdict"] == "valid" and first["counts"]["not_forwarded"] == 1
     assert second["verdict"] == "invalid" and second["counts"]["modified"] == 1
     assert second["problems"][0]["kind"] == "log-modified"
@@ -94,3 +97,35 @@ def test_missing_digest_and_restart_events(tmp_path: Path) -> None:
     assert restart["chain"] == "restart" and restart["problems"][0]["kind"] == "chain-restart"
     uncovered = [e for e in events if e["verdict"] == "log-not-covered"]
     assert len(uncovered) == 2  # the deleted digest's log files
+
+
+def test_a_chain_that_stopped_is_an_event_with_its_coverage_and_last_digest(tmp_path: Path) -> None:
+    """StopLogging never undone: the digests end early, and the SIEM is told so (not only 'valid')."""
+    b = TrailBuilder()
+    digests = b.chain(ACCOUNT, "us-east-1", start=START, hours=3)
+    events, report = run(b, tmp_path, forwarded(b, tmp_path / "state.sqlite"))
+    assert [e["verdict"] for e in events if e["digest"]] == ["valid"] * 3
+    (stopped,) = [e for e in events if not e["digest"]]
+    assert (stopped["verdict"], stopped["chain"], stopped["trail"]) == (
+        "window-not-covered",
+        "stopped",
+        "org-trail",
+    )
+    assert stopped["last_digest_end"] == "2026-03-02T00:01:31Z"
+    assert stopped["coverage"]["uncovered"][0][0] == "2026-03-02T00:01:31Z"
+    assert stopped["coverage"]["covered_fraction"] == round(report.covered_fraction, 4) < 0.01
+    (problem,) = stopped["problems"]
+    assert problem["location"] == f"{SOURCE}{digests[-1]}"
+    assert "the chain's last digest ended at 2026-03-02T00:01:31Z" in problem["detail"]
+
+
+def test_a_check_that_finds_no_digest_says_nothing_was_verified(tmp_path: Path) -> None:
+    b = TrailBuilder()
+    b.chain(ACCOUNT, "us-east-1", start=START, hours=2)
+    for key in [k for k in b.objects if "CloudTrail-Digest" in k]:
+        b.delete(key)
+    events, _ = run(b, tmp_path, forwarded(b, tmp_path / "state.sqlite"))
+    assert sorted(e["verdict"] for e in events) == ["log-not-covered"] * 4 + ["nothing-verified"]
+    (nothing,) = [e for e in events if e["verdict"] == "nothing-verified"]
+    assert "no CloudTrail digest files in the window" in nothing["problems"][0]["detail"]
+    assert nothing["problems"][0]["severity"] == "failure"

@@ -105,8 +105,20 @@ def lines(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
 
 
-def integrity_lines(tmp: Path) -> list[dict[str, Any]]:
-    return [x for x in lines(tmp / "out.ndjson") if x.get("type") == "trailrelay:integrity"]
+COVERAGE = "window-not-covered"
+"""The verdict of a chain whose digests do not cover the checked window."""
+
+
+def integrity_lines(tmp: Path, *, coverage: bool = False) -> list[dict[str, Any]]:
+    """The integrity events sent; with ``coverage``, those saying a window is not covered too.
+
+    The test trails last a few hours of 2026-03; most windows checked are longer (or reach now).
+    """
+    return [
+        x
+        for x in lines(tmp / "out.ndjson")
+        if x.get("type") == "trailrelay:integrity" and (coverage or x.get("verdict") != COVERAGE)
+    ]
 
 
 def dead_entries(tmp: Path) -> list[dict[str, Any]]:
@@ -151,8 +163,12 @@ class KindSink(ScriptedSink):
             out.append(DELIVERED)
         return out
 
-    def integrity(self) -> list[Record]:
-        return [r for r in self.records if r.origin.kind == INTEGRITY_KIND]
+    def integrity(self, *, coverage: bool = False) -> list[Record]:
+        return [
+            r
+            for r in self.records
+            if r.origin.kind == INTEGRITY_KIND and (coverage or r.document()["verdict"] != COVERAGE)
+        ]
 
 
 @pytest.fixture
@@ -193,8 +209,13 @@ def test_listing_forward_then_one_valid_event_per_digest(s3: Any, tmp_path: Path
         assert r.origin.location in expected and r.origin.bucket == b.bucket
         assert r.tags == () and r.routing.event_time is not None
         assert r.document()["verdict"] == "valid"
+    # the trails end at 00:01:31 and 23:01:31, the window at 02:00: a chain that stopped is an event
+    stopped = {e["account"]: e for e in integrity_lines(tmp_path, coverage=True) if e["verdict"] == COVERAGE}
+    assert set(stopped) == {A1, A2} and {e["chain"] for e in stopped.values()} == {"stopped"}
+    assert stopped[A2]["last_digest_end"] == "2026-03-01T23:01:31Z"
+    assert stopped[A2]["coverage"]["uncovered"][-1] == ["2026-03-01T23:01:31Z", "2026-03-02T02:00:00Z"]
     stats = built.extras["integrity"].stats  # type: ignore[attr-defined]
-    assert stats["checks"] == 1 and stats["events"] == stats["events_delivered"] == len(expected)
+    assert stats["checks"] == 1 and stats["events"] == stats["events_delivered"] == len(expected) + 2
 
 
 def test_a_changed_log_file_is_an_invalid_event_with_a_critical_tag(s3: Any, tmp_path: Path) -> None:
@@ -306,12 +327,14 @@ def test_integrity_events_refused_by_a_sink_are_dead_lettered_and_the_unit_settl
     result = run(built)
     assert result.ok and result.open_units == 0
     dead = [e for e in dead_entries(tmp_path) if e.get("origin", {}).get("kind") == INTEGRITY_KIND]
-    assert sorted(e["origin"]["location"] for e in dead) == sorted(f"s3://{b.bucket}/{k}" for k in keys)
+    # one per digest, and one saying the chain stopped (at its last digest) before the window's end
+    located = sorted(f"s3://{b.bucket}/{k}" for k in [*keys, keys[-1]])
+    assert sorted(e["origin"]["location"] for e in dead) == located
     assert all(e["stage"] == "sink" and e["sink"] == "scripted" for e in dead)
     assert all(json.loads(e["raw"])["type"] == "trailrelay:integrity" for e in dead)
-    assert len(integrity_lines(tmp_path)) == len(keys)  # the file sink still has them
+    assert len(integrity_lines(tmp_path, coverage=True)) == len(keys) + 1  # the file sink still has them
     stats = built.extras["integrity"].stats  # type: ignore[attr-defined]
-    assert stats["events_delivered"] == len(keys)  # final everywhere: the unit is acknowledged
+    assert stats["events_delivered"] == len(keys) + 1  # final everywhere: the unit is acknowledged
 
 
 def test_integrity_events_are_retried_like_records(s3: Any, tmp_path: Path) -> None:
@@ -334,7 +357,7 @@ def test_cloudtrail_filters_never_drop_integrity_events(s3: Any, tmp_path: Path)
     assert run(build(table, tmp_path)).ok
     out = lines(tmp_path / "out.ndjson")
     assert out and all(x["type"] == "trailrelay:integrity" for x in out)
-    assert len(out) == 2
+    assert len(out) == 3  # two digests, and the chain stopped before the window's end
 
 
 def test_a_check_that_cannot_run_is_an_event_too(s3: Any, tmp_path: Path) -> None:
@@ -528,6 +551,11 @@ def _event(**changes: Any) -> dict[str, Any]:
         ({"verdict": "invalid", "problems": [{"kind": "digest-unknown-key"}]}, [(FAILED_TAG, "high", None)]),
         ({"verdict": "log-not-covered", "chain": None}, [(FAILED_TAG, "critical", "T1070")]),
         ({"verdict": "log-misdated", "chain": None}, [(FAILED_TAG, "critical", "T1070")]),
+        (
+            {"verdict": "window-not-covered", "chain": "stopped"},
+            [(FAILED_TAG, "high", None), (CHAIN_TAG, "high", "T1562.008")],
+        ),
+        ({"verdict": "nothing-verified", "chain": None}, [(FAILED_TAG, "high", None)]),
         ({"verdict": "check-failed", "chain": None}, [(FAILED_TAG, "high", None)]),
     ],
 )
@@ -724,8 +752,38 @@ def test_forward_command_with_integrity_reports_the_checks(tmp_path: Path) -> No
     result = CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--once", "--summary-json", str(summary)])
     assert result.exit_code == 0, result.output
     stats = orjson.loads(summary.read_bytes())["integrity"]
-    assert stats["checks"] == 1 and stats["events_delivered"] == len(keys) == stats["verdict:valid"]
+    assert stats["checks"] == 1 and stats["events_delivered"] == len(keys) + 1
+    assert stats["verdict:valid"] == len(keys) and stats[f"verdict:{COVERAGE}"] == 1  # ended in 2026-03
     assert len(integrity_lines(tmp_path)) == len(keys)
+
+
+def test_forward_with_integrity_over_nothing_sends_an_event_and_never_says_all_valid(tmp_path: Path) -> None:
+    """No digest and no log under the location (validation off, a wrong path): the SIEM hears of it."""
+    from click.testing import CliRunner
+
+    from trailrelay.cli.main import cli
+
+    b = trail()
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "key.der").write_bytes(b.public_der)
+    cfg = tmp_path / "trailrelay.toml"
+    cfg.write_text(
+        '[source]\ntype = "files"\npath = "mirror"\n'
+        '[[sinks]]\ntype = "file"\npath = "out.ndjson"\n'
+        "[integrity]\nenabled = true\n"
+        f'public_keys = {{ {b.fingerprint} = "key.der" }}\n'
+    )
+    summary = tmp_path / "summary.json"
+    result = CliRunner().invoke(cli, ["forward", "-c", str(cfg), "--once", "--summary-json", str(summary)])
+    assert result.exit_code == 0, result.output
+    (event,) = integrity_lines(tmp_path)
+    assert event["verdict"] == "nothing-verified" and "no AWSLogs/" in event["problems"][0]["detail"]
+    stats = orjson.loads(summary.read_bytes())["integrity"]
+    assert stats["events_delivered"] == 1 and stats["verdict:nothing-verified"] == 1
+    logged = [orjson.loads(line) for line in result.stderr.splitlines()]
+    (said,) = [x for x in logged if x["message"].startswith("integrity check 1 of")]
+    assert said["level"] == "warning" and "nothing was verified" in said["message"], result.stderr
+    assert "all valid" not in result.stderr
 
 
 def test_in_a_fleet_only_worker_zero_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -212,7 +212,10 @@ def test_forwarding_with_integrity_end_to_end(standin: StandIn, tmp_path: Path) 
     docs = {
         d["trailrelay"]["integrity"]["digest"]: d for d in standin.stored("logs-trailrelay.integrity-default")
     }
+    stopped = docs.pop(None)  # no digest: the chain's digests end in 2026-03, the window at now
     assert set(docs) == {f"s3://trail-bucket/{k}" for k in keys}
+    assert stopped["trailrelay"]["integrity"]["verdict"] == "window-not-covered"
+    assert stopped["trailrelay"]["integrity"]["chain"] == "stopped" and stopped["event"]["kind"] == "alert"
     first, second, restarted = (docs[f"s3://trail-bucket/{k}"] for k in keys)
     assert first["event"]["kind"] == "alert" and first["trailrelay"]["integrity"]["verdict"] == "invalid"
     assert first["rule"]["id"] == "trailrelay-integrity-failed"

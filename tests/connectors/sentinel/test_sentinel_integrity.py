@@ -272,7 +272,10 @@ def test_forwarding_with_integrity_end_to_end(dcr: IntegrityDcrStandin, ca_file:
         sink.close()
     assert result.ok and result.open_units == 0
     assert len(uploads_to(dcr, STREAM)) == 3 * 5
-    rows = {r["Digest"]: r for r in uploads_to(dcr, INTEGRITY_STREAM)}
+    rows = {r.get("Digest"): r for r in uploads_to(dcr, INTEGRITY_STREAM)}
+    stopped = rows.pop(None)  # no digest: the chain's digests end in 2026-03, the window at now
+    assert (stopped["Verdict"], stopped["Chain"]) == ("window-not-covered", "stopped")
+    assert "the chain's last digest ended at 2026-03-02T00:01:31Z" in stopped["Problems"][0]["detail"]
     assert set(rows) == {f"s3://trail-bucket/{k}" for k in keys}
     gap = rows[f"s3://trail-bucket/{keys[1]}"]  # never forwarded, and not in the mirror either
     assert gap["Verdict"] == "invalid" and gap["MissingLogFiles"] == 1 and gap["ValidLogFiles"] == 1

@@ -113,8 +113,12 @@ def test_forwarding_with_integrity_end_to_end(hec: HecStandIn, tmp_path: Path) -
     cloudtrail = [e for e in hec.stored if e["sourcetype"] == "aws:cloudtrail"]
     assert len(cloudtrail) == 3 * 6 and {e["index"] for e in cloudtrail} == {"aws"}
     assert {e["index"] for e in integrity} == {"audit"}
-    by_digest = {e["source"]: e for e in integrity}
+    by_digest = {e["source"]: e for e in integrity if e["event"]["digest"]}
     assert set(by_digest) == {f"s3://trail-bucket/{k}" for k in keys}
+    (stopped,) = [e for e in integrity if not e["event"]["digest"]]  # the trail ended in 2026-03
+    assert (stopped["event"]["verdict"], stopped["event"]["chain"]) == ("window-not-covered", "stopped")
+    assert stopped["source"] == f"s3://trail-bucket/{keys[-1]}" and stopped["index"] == "audit"
+    assert "trailrelay-integrity-chain-gap" in stopped["fields"]["trailrelay_rule"]
     bad = by_digest[f"s3://trail-bucket/{keys[2]}"]
     assert bad["event"]["verdict"] == "invalid" and bad["event"]["counts"]["modified"] == 1
     assert bad["fields"]["trailrelay_rule"] == ["trailrelay-integrity-failed"]

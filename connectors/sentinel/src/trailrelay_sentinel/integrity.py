@@ -51,14 +51,16 @@ INTEGRITY_COLUMNS: tuple[IntegrityColumn, ...] = (
         "string",
         "verdict",
         "valid, invalid, missing (a deleted digest), log-not-covered (a log file no digest lists), "
-        "log-misdated (one named in the future or not of its day folder) or check-failed (the check "
+        "log-misdated (one named in the future or not of its day folder), window-not-covered (a chain's "
+        "digests do not cover the window), nothing-verified (no digest found) or check-failed (the check "
         "could not run).",
     ),
     _C(
         "Chain",
         "string",
         "chain",
-        "How the digest joins its chain: start, linked, continues, restart, broken.",
+        "How the digest joins its chain: start, linked, continues, restart, broken; stopped: the "
+        "chain's digests end before the window does.",
     ),
     _C("Digest", "string", "digest", "s3:// URI of the digest."),
     _C("Account", "string", "account", "AWS account of the digest."),

@@ -97,6 +97,7 @@ class ChainWalker:
         self.restarts = 0
         self.first_end: dt.datetime | None = None
         self.last_end: dt.datetime | None = None
+        self.last_location: str | None = None
         self.gap_problems: list[Problem] = []
         """Chain problems not tied to one digest's verdict (missing digests, restarts)."""
 
@@ -106,6 +107,7 @@ class ChainWalker:
         self.seen += 1
         self.first_end = self.first_end or d.name.end
         self.last_end = d.name.end
+        self.last_location = d.location
         verdict = Verdict(d, valid=d.status is Status.VALID)
         if d.problem is not None or d.doc is None:
             # Its content is not authentic, so its links prove nothing: it is reported, and the

@@ -332,7 +332,14 @@ class IntegrityChecks:
             f"[{end.window[0] or 'start'} .. {end.window[1] or 'now'}]: {total} events in "
             f"{end.seconds:.1f}s"
         )
-        if bad:
-            log.warning("%s; not valid: %s", text, ", ".join(f"{v} {n}" for v, n in sorted(bad.items())))
+        listed = ", ".join(f"{v} {n}" for v, n in sorted(bad.items()))
+        if not total or "nothing-verified" in bad:
+            log.warning(
+                "%s; nothing was verified: the check found no CloudTrail digest in the window%s",
+                text,
+                f"; not valid: {listed}" if listed else "",
+            )
+        elif bad:
+            log.warning("%s; not valid: %s", text, listed)
         else:
             log.info("%s, all valid", text)

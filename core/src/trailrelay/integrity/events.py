@@ -5,12 +5,16 @@ verifies the window's digests (signature and chain: digests only, a few KB each)
 each listed log file's recorded hash with what was forwarded — without reading the log files
 again. Each digest yields one event (``verdict`` valid / invalid / missing, the chain link, the
 counts of its log files and the named problems); a listed log file not covered by any digest
-yields one event of its own. Alert on ``verdict != "valid"`` or ``chain in ("restart", "broken")``.
+yields one event of its own; so does a chain whose digests do not cover the window
+(``window-not-covered``, ``chain`` "stopped" when they end early: StopLogging), and a check that
+found no digest at all (``nothing-verified``). Alert on ``verdict != "valid"`` or
+``chain in ("restart", "broken", "stopped")``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -21,14 +25,25 @@ from trailrelay.integrity.chain import Link
 from trailrelay.integrity.digests import parse_digest_key
 from trailrelay.integrity.keys import KeyRing
 from trailrelay.integrity.logcheck import ForwardedHashes, ForwardedLogChecker, LogChecker
-from trailrelay.integrity.report import Problem, VerifyReport
+from trailrelay.integrity.report import NO_DIGESTS, Problem, VerifyReport
+from trailrelay.integrity.span import EDGE_SLACK
 from trailrelay.integrity.store import TrailStore
 from trailrelay.integrity.verifier import DigestOutcome, Verifier
 
-__all__ = ["EVENT_TYPE", "CheckpointHashes", "integrity_event", "problem_event", "run_integrity_check"]
+__all__ = [
+    "EVENT_TYPE",
+    "CheckpointHashes",
+    "coverage_event",
+    "integrity_event",
+    "nothing_verified_event",
+    "problem_event",
+    "report_events",
+    "run_integrity_check",
+]
 
 EVENT_TYPE = "trailrelay:integrity"
 """The ``type`` of every integrity event (a sourcetype / dataset / table name to route on)."""
+_LOG_EVENT_KINDS = ("log-not-covered", "log-misdated", "log-pending")
 
 
 def integrity_event(outcome: DigestOutcome, *, source: str, verified_at: dt.datetime) -> dict[str, Any]:
@@ -97,6 +112,87 @@ def problem_event(problem: Problem, *, source: str, verified_at: dt.datetime) ->
     }
 
 
+def coverage_event(name: str, report: VerifyReport, *, verified_at: dt.datetime) -> dict[str, Any]:
+    """One event for a chain whose digests do not cover the window (``name`` in ``partial_chains``)."""
+    span = report.spans[name]
+    info = report.chains.get(name, {})
+    covered = span.as_dict()
+    stopped = span.tail > EDGE_SLACK
+    last = info.get("last_digest_end")
+    stretches = ", ".join(f"{a} to {b}" for a, b in covered["uncovered"][:5])
+    detail = (
+        f"digests cover {_percent(covered['covered_fraction'])} of {covered['window_start']} to "
+        f"{covered['window_end']}; none for {stretches}"
+    )
+    if stopped:
+        detail += (
+            f"; the chain's last digest ended at {last}"
+            if last
+            else "; the chain has no digest in the window"
+        )
+        detail += " (logging stopped, log file validation turned off, or the newest digests deleted)"
+    return {
+        "type": EVENT_TYPE,
+        "verdict": "window-not-covered",
+        "chain": "stopped" if stopped else None,
+        "digest": None,
+        "account": info.get("account"),
+        "region": info.get("region"),
+        "trail": info.get("trail"),
+        "home_region": info.get("home_region"),
+        "organization": info.get("organization"),
+        "backfill": False,
+        "last_digest_end": last,
+        "coverage": covered,
+        "problems": [
+            {
+                "kind": "window-not-covered",
+                "severity": "warning",
+                "location": info.get("last_digest") or report.source,
+                "detail": detail,
+            }
+        ],
+        "source": report.source,
+        "verified_at": _iso(verified_at),
+    }
+
+
+def nothing_verified_event(report: VerifyReport, *, verified_at: dt.datetime) -> dict[str, Any]:
+    """The event for a check that found no digest: nothing was verified (never a quiet pass)."""
+    detail = "; ".join([NO_DIGESTS, *report.notes])
+    return {
+        "type": EVENT_TYPE,
+        "verdict": "nothing-verified",
+        "chain": None,
+        "digest": None,
+        "account": None,
+        "region": None,
+        "trail": None,
+        "problems": [
+            {"kind": "nothing-verified", "severity": "failure", "location": report.source, "detail": detail}
+        ],
+        "source": report.source,
+        "verified_at": _iso(verified_at),
+    }
+
+
+def report_events(report: VerifyReport, *, verified_at: dt.datetime) -> list[dict[str, Any]]:
+    """A check's events that belong to no digest, once it is over.
+
+    Log files no digest lists (or not due yet), chains whose digests do not cover the window, and,
+    when no digest was found at all, one event saying nothing was verified.
+    """
+    out = [
+        problem_event(p, source=report.source, verified_at=verified_at)
+        for p in report.problems
+        if p.kind in _LOG_EVENT_KINDS
+    ]
+    out.extend(coverage_event(name, report, verified_at=verified_at) for name in report.partial_chains)
+    if report.digests_checked == 0 and not report.counts["digests-unchecked"]:
+        out.append(nothing_verified_event(report, verified_at=verified_at))
+    return out
+
+
 def run_integrity_check(
     store: TrailStore,
     keys: KeyRing,
@@ -120,9 +216,8 @@ def run_integrity_check(
     report = Verifier(
         store, keys, start=start, end=end, workers=workers, log_checker=checker, on_digest=on_digest
     ).run()
-    for p in report.problems:
-        if p.kind in ("log-not-covered", "log-misdated", "log-pending"):
-            emit(problem_event(p, source=store.location, verified_at=now))
+    for event in report_events(report, verified_at=now):
+        emit(event)
     return report
 
 
@@ -155,6 +250,10 @@ class CheckpointHashes:
         """Close the database."""
         with self._lock:
             self._db.close()
+
+
+def _percent(fraction: float) -> str:
+    return f"{math.floor(fraction * 1000) / 10:.1f}%"  # never rounds a gap up to 100%
 
 
 def _problem(p: Problem) -> dict[str, Any]:

@@ -225,7 +225,7 @@ def _verify(  # noqa: PLR0917 - private, one call site
     the store instead, so a file deleted or changed before the forwarder saw it is named
     (``log-missing`` / ``log-modified``) rather than counted as merely not forwarded.
     """
-    from trailrelay.integrity.events import integrity_event, problem_event  # noqa: PLC0415
+    from trailrelay.integrity.events import integrity_event, report_events  # noqa: PLC0415
     from trailrelay.integrity.verifier import DigestOutcome, Verifier  # noqa: PLC0415
 
     now = dt.datetime.now(dt.UTC)
@@ -238,9 +238,8 @@ def _verify(  # noqa: PLR0917 - private, one call site
         store, keys, start=start, end=end, workers=workers, log_checker=checker, on_digest=on_digest
     )
     report = verifier.run()
-    for p in report.problems:
-        if p.kind in ("log-not-covered", "log-misdated", "log-pending"):
-            emit(problem_event(p, source=store.location, verified_at=now))
+    for event in report_events(report, verified_at=now):
+        emit(event)
     return report
 
 

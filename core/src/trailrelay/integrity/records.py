@@ -44,6 +44,14 @@ _TAMPER = frozenset(
     }
 )
 """Problem kinds that show something was changed or removed (critical), not just unprovable."""
+_CHAIN_TITLES = {
+    "restart": "CloudTrail digest chain restarted: logging was stopped or log validation turned off",
+    "broken": "CloudTrail digest chain broken: a digest is missing or does not match its successor",
+    "stopped": (
+        "CloudTrail digest chain stopped: no digest for the end of the window (logging stopped or log "
+        "validation turned off)"
+    ),
+}
 
 
 def integrity_tags(event: dict[str, Any]) -> tuple[RiskTag, ...]:
@@ -64,13 +72,9 @@ def integrity_tags(event: dict[str, Any]) -> tuple[RiskTag, ...]:
             )
         )
     chain = event.get("chain")
-    if chain in ("restart", "broken"):
-        title = (
-            "CloudTrail digest chain restarted: logging was stopped or log validation turned off"
-            if chain == "restart"
-            else "CloudTrail digest chain broken: a digest is missing or does not match its successor"
-        )
-        tags.append(RiskTag(CHAIN_TAG, title, "high" if chain == "restart" else "critical", "T1562.008"))
+    if chain in _CHAIN_TITLES:
+        severity = "critical" if chain == "broken" else "high"
+        tags.append(RiskTag(CHAIN_TAG, _CHAIN_TITLES[chain], severity, "T1562.008"))
     return tuple(tags)
 
 

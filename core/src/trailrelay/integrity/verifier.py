@@ -438,6 +438,7 @@ class Verifier:
                 "digests": walker.seen,
                 "first_digest_end": _iso(walker.first_end),
                 "last_digest_end": _iso(walker.last_end),
+                "last_digest": walker.last_location,
                 "restarts": walker.restarts,
             }
             span = walk.spans.get(chain)
@@ -470,6 +471,7 @@ class Verifier:
             "digests": 0,
             "first_digest_end": None,
             "last_digest_end": None,
+            "last_digest": None,
             "restarts": 0,
         }
         self.report.add_span(name, judged)
