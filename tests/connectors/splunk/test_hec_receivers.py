@@ -8,11 +8,12 @@ DELIVERED meaning "accepted by the receiver".
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from splunk_hec_standin import HecStandIn
+from splunk_hec_standin import ACK_PATH, HecStandIn, Scripted
 from splunk_testkit import TOKEN, context, make_config
 
 from trailrelay.contract import DELIVERED, Batch, FatalSinkError, Status
@@ -105,3 +106,35 @@ def test_ack_true_against_a_receiver_without_ack_endpoint_is_fatal() -> None:
     finally:
         sink.close()
         server.stop()
+
+
+def test_one_foreign_404_on_an_ack_poll_after_hec_answered_confirms_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Splunk behind a load balancer: the ack endpoint answers as HEC (acks false), then the
+    # balancer answers one poll with its own 404 page. That is no receiver without acks: the
+    # events were never confirmed, so they are sent again (RETRY), never counted DELIVERED.
+    server = HecStandIn(TOKEN, use_ack=True).start()
+    server.acks_never = True
+    sink = _sink(server, ack_timeout=1.5)  # ack unset: the case that detects receivers
+    page = "<html><body><h1>404 Not Found</h1><hr><center>nginx</center></body></html>"
+    try:
+        with caplog.at_level(logging.WARNING):
+            first = sink.send(Batch(sample_records(5)))
+            deadline = time.monotonic() + 5
+            while not [r for r in server.log if r.path == ACK_PATH and r.status == 200]:
+                assert time.monotonic() < deadline, "no ack poll"
+                time.sleep(0.01)
+            server.script(Scripted(ACK_PATH, 404, page, {"Content-Type": "text/html"}))
+            resolved = settled(first, timeout=10)
+            second = sink.send(Batch(sample_records(2)))
+        polls = [r.status for r in server.log if r.path == ACK_PATH]
+    finally:
+        sink.close()
+        server.stop()
+    assert {o.status for o in resolved} == {Status.RETRY}, resolved
+    assert all("no indexer acknowledgement" in (o.reason or "") for o in resolved)
+    assert 404 in polls and polls[-1] == 200  # polling went on after the glitch
+    assert not sink.ack_endpoint_missing
+    assert {o.status for o in second} == {Status.PENDING}  # ackIds are still awaited
+    assert not [r for r in caplog.records if "not Splunk" in r.getMessage()]

@@ -13,7 +13,9 @@ answer decides each event's outcome (see :mod:`trailrelay_splunk.hec`):
   sink says so once, stops polling, resolves what waited DELIVERED and from then on treats every
   accepted request as DELIVERED ("accepted by the receiver"), the guarantee a re-send could not
   improve (it would get the same unverifiable answer and index the events twice). With
-  ``ack = true`` that is a FatalSinkError instead;
+  ``ack = true`` that is a FatalSinkError instead. Only an ack endpoint that never answered like
+  HEC is taken for missing: once a poll got HEC's ``acks`` (or code 11), a later 404/405 or
+  foreign 400 is a proxy's or load balancer's glitch, retried like any failed poll;
 * success with ``ackId``: PENDING. The ackId joins its channel's ledger and ``send`` returns at
   once; one poller asks HEC about every pending ackId of a channel in one request per interval
   (short while acks come quickly, longer while they do not) and resolves each request's
@@ -168,6 +170,8 @@ class SplunkSink:
         self._fatal: str | None = None
         self.ack_endpoint_missing = False
         """The receiver answered ack polls with 404 (not Splunk): ackIds are ignored from then on."""
+        self.ack_endpoint_answered = False
+        """An ack poll got HEC's own answer: the endpoint exists, a later 404 is a glitch."""
         self.poll_interval = MIN_POLL_INTERVAL
         """The ack poller's current pause (adapts between MIN_POLL_INTERVAL and ack_poll_interval)."""
 
@@ -581,8 +585,17 @@ class SplunkSink:
         body = orjson.dumps({"acks": ack_ids})
         poll = self._prepare(channel.poll_session, "POST", f"{ACK_PATH}?channel={channel.id}", headers)
         reply_raw = self._request(channel.poll_session, poll, body)
+        if reply_raw.acks is not None or reply_raw.code == 11:
+            self.ack_endpoint_answered = True  # HEC's ack endpoint itself answered
         if reply_raw.status != 200:
             if reply_raw.status in (404, 405) or (reply_raw.status == 400 and not reply_raw.hec):
+                if self.ack_endpoint_answered:
+                    # It answered as HEC before: a proxy or load balancer in between, not a
+                    # receiver without acks. What stays unconfirmed is sent again at ack_timeout.
+                    raise _Transient(
+                        f"ack poll answered {reply_raw.describe()}, though {ACK_PATH} answered as HEC "
+                        "before (a proxy or load balancer in between?)"
+                    )
                 raise _NoAckEndpoint(reply_raw.describe())
             if reply_raw.code == 11:
                 raise _ChannelLost(f"HEC no longer knows channel {channel.id} ({reply_raw.describe()})")
