@@ -18,6 +18,7 @@ from trailrelay.contract import (
     Record,
     bool_value,
     cut_runs,
+    describe_answer,
     document_id,
     hash_id,
     retry_after_seconds,
@@ -112,6 +113,32 @@ def test_scrub_replaces_every_secret_and_ignores_empty_ones() -> None:
     assert scrub(text, ["s3cr3t", "hunter2"]) == "auth failed for key *** (***) with password ***"
     assert scrub(text, ["", None]) == text
     assert scrub(text, iter(["absent"])) == text
+
+
+NGINX_400 = (
+    b"<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n"
+    b"<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>The plain HTTP request was "
+    b"sent to HTTPS port</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+def test_describe_answer_names_the_content_type_and_a_page_title() -> None:
+    assert (
+        describe_answer(NGINX_400, "text/html")
+        == "text/html: '400 The plain HTTP request was sent to HTTPS port'"
+    )
+    untitled = b"<html><body><h1>Moved &amp; gone</h1>\n<p>see   elsewhere</p></body></html>"
+    assert describe_answer(untitled, "text/html; charset=utf-8") == "text/html: 'Moved & gone see elsewhere'"
+    assert describe_answer("error: invalid HTTP endpoint\n", None) == "'error: invalid HTTP endpoint'"
+    assert describe_answer(b"", "text/plain") == "text/plain: an empty body"
+    assert len(describe_answer("x" * 10_000)) == 122
+
+
+def test_describe_answer_masks_a_secret_the_page_echoes_before_cutting() -> None:
+    page = "<pre>" + "h" * 90 + "Authorization: Splunk SECRET-TOKEN-123 and more</pre>"
+    described = describe_answer(page, "text/html", ["SECRET-TOKEN-123"])
+    assert "SECRET" not in described  # the cut falls inside the token: masked first, no piece left
+    assert "Authorization: Splunk *** and" in described
 
 
 @pytest.mark.parametrize(

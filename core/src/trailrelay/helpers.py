@@ -10,7 +10,9 @@ from __future__ import annotations
 import binascii
 import datetime as dt
 import hashlib
+import html
 import math
+import re
 import ssl
 import sys
 from bisect import bisect_right
@@ -26,6 +28,7 @@ __all__ = [
     "bool_value",
     "check_writable",
     "cut_runs",
+    "describe_answer",
     "exact_bytes",
     "hash_id",
     "output_errors",
@@ -164,6 +167,32 @@ def scrub(text: str, secrets: Iterable[str | None]) -> str:
         if secret and secret in text:
             text = text.replace(secret, "***")
     return text
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>|<!--.*?-->", re.DOTALL)
+_ANSWER_SCANNED = 64 * 1024
+
+
+def describe_answer(
+    body: bytes | str, content_type: str | None = None, secrets: Iterable[str | None] = ()
+) -> str:
+    """What answered, when it was not the SIEM: ``text/html: '400 The plain HTTP request ...'``.
+
+    The content type without its parameters and a short excerpt of the body: an HTML page's
+    title (else its text without tags), whitespace collapsed, cut to 120 characters. Secrets are
+    masked before the cut (a proxy's page may echo the request's Authorization header).
+    """
+    text = body[:_ANSWER_SCANNED].decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = scrub(text[:_ANSWER_SCANNED], secrets)
+    if "<" in text:
+        title = _TITLE.search(text)
+        stripped = _TAG.sub(" ", title.group(1) if title and title.group(1).strip() else text)
+        text = html.unescape(stripped)
+    excerpt = " ".join(text.split())[:120]
+    kind = (content_type or "").split(";")[0].strip().lower()
+    shown = repr(excerpt) if excerpt else "an empty body"
+    return f"{kind}: {shown}" if kind else shown
 
 
 def text_value(value: object) -> str | None:
