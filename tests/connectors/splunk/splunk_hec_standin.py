@@ -367,7 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         given = {k: v for k, v in (extra or {}).items() if k.lower() not in ("connection", "content-length")}
         headers = {**HEC_HEADERS, **given}
-        if not body.startswith("{"):
+        if not body.startswith("{") and "content-type" not in {k.lower() for k in given}:
             headers["Content-Type"] = "text/plain; charset=UTF-8"
         for k, v in headers.items():
             self.send_header(k, v)

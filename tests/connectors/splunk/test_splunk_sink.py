@@ -535,8 +535,9 @@ def test_an_error_page_that_echoes_the_token_never_shows_it(
 ) -> None:
     """Some proxies and WAFs echo the request's headers in their error pages; HEC's token is one.
 
-    The page's first 120 characters went into reasons (RETRY, REJECTED: dead letters), logs and
-    check summaries; the second page puts the token across that cut.
+    The page's first 120 characters went into reasons (RETRY, dead letters), logs, the error
+    that stops the run (a 400 page is not HEC's) and check summaries; the second page puts the
+    token across that cut.
     """
     caplog.set_level(logging.DEBUG)
     echo = f"Authorization: Splunk {TOKEN}"
@@ -552,16 +553,84 @@ def test_an_error_page_that_echoes_the_token_never_shows_it(
     try:
         with pytest.raises(RetryableError) as busy:
             settled(sink.send(Batch(sample_records(2))))
-        refused = settled(sink.send(Batch(sample_records(2))))
+        with pytest.raises(FatalSinkError) as refused:
+            settled(sink.send(Batch(sample_records(2))))
         result = sink.check()
     finally:
         sink.close()
-    assert {o.status for o in refused} == {Status.REJECTED}
     assert "Authorization: Splunk ***" in str(busy.value)
-    assert "Authorization: Splunk ***" in refused[0].reason
+    assert "Authorization: Splunk ***" in str(refused.value)
     assert not result.ok and "Authorization: Splunk ***" in result.summary
-    shown = str(busy.value) + " ".join(o.reason for o in refused) + result.summary + caplog.text
+    shown = str(busy.value) + str(refused.value) + result.summary + caplog.text
     assert TOKEN[:8] not in shown
+
+
+NGINX_PLAIN_HTTP_TO_HTTPS = (
+    "<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n"
+    "<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>The plain HTTP request was "
+    "sent to HTTPS port</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+"""nginx's page for plain HTTP sent to its TLS port (ngx_http_request.c): an http:// url for an https HEC."""
+
+
+def _forward_config(tmp_path: Path, url: str, ack: str = "false") -> Path:
+    trail = tmp_path / "in" / "a.json.gz"
+    trail.parent.mkdir()
+    trail.write_bytes(gzip.compress(orjson.dumps({"Records": SAMPLE_EVENTS})))
+    config = tmp_path / "trailrelay.toml"
+    config.write_text(
+        f'[source]\ntype = "files"\npath = "{trail.parent}"\n'
+        f'[[sinks]]\ntype = "splunk"\nurl = "{url}"\ntoken = "{TOKEN}"\nack = {ack}\nfilter = {{}}\n'
+        f'[state]\npath = "{tmp_path / "state.sqlite"}"\n[dead_letter]\npath = "{tmp_path / "dead"}"\n'
+    )
+    return config
+
+
+def test_a_proxy_page_refusing_the_request_stops_the_run_without_dead_letters(
+    hec: HecStandIn, tmp_path: Path
+) -> None:
+    """An http:// url for nginx's TLS port: its 400 page is not HEC refusing the events."""
+    for _ in range(4):
+        hec.script(
+            Scripted(
+                "/services/collector/event", 400, NGINX_PLAIN_HTTP_TO_HTTPS, {"Content-Type": "text/html"}
+            )
+        )
+    config = _forward_config(tmp_path, hec.url)
+    result = CliRunner().invoke(cli, ["forward", "-c", str(config), "--once", "--no-progress"])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 3, output
+    assert (
+        f"HTTP 400 from {hec.url}/services/collector/event is not HEC's answer "
+        "(text/html: '400 The plain HTTP request was sent to HTTPS port'): check `url`" in output
+    )
+    assert not list(read_entries(tmp_path / "dead"))  # nothing dead-lettered for a configuration mistake
+    hec.scripted.clear()  # the url fixed
+    again = CliRunner().invoke(cli, ["forward", "-c", str(config), "--once", "--no-progress"])
+    assert again.exit_code == 0, again.output  # nothing was acknowledged: the next run sends it all
+    assert len(hec.event_ids()) == len(SAMPLE_EVENTS)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_not_followed_and_stops_the_sink(hec: HecStandIn, status: int) -> None:
+    """requests would drop the token on a cross-origin redirect (a 302 even sends a body-less GET)."""
+    target = HecStandIn(TOKEN).start()
+    try:
+        where = f"{target.url}/services/collector/event"
+        hec.script(Scripted("/services/collector/event", status, "", {"Location": where}))
+        sink = _sink(hec)
+        try:
+            with pytest.raises(FatalSinkError) as stopped:
+                sink.send(Batch(sample_records(2)))
+        finally:
+            sink.close()
+        assert not target.log  # never followed
+    finally:
+        target.stop()
+    assert str(stopped.value) == (
+        f"HTTP {status} from {hec.url}/services/collector/event: redirected to {where}: "
+        "set `url` to the final address"
+    )
 
 
 def test_forward_names_the_stopped_sink_once(hec: HecStandIn, tmp_path: Path) -> None:

@@ -31,6 +31,8 @@ code       status  text                                         decision
 26, 27     429     queue / ack channel at capacity              retry
 (413)      413     request larger than max_content_length       split the request
 (none)     2xx     not HEC's answer (no ``code``)               retry: nothing was confirmed
+(none)     4xx     not HEC's answer (a proxy's page)            fatal: fix ``url``
+(none)     3xx     a redirect (never followed)                  fatal: fix ``url``
 =========  ======  ===========================================  ==========================
 
 Only a 2xx with HEC's ``code`` 0 (or 24, 25) counts as a success. Receivers that imitate HEC
@@ -38,7 +40,10 @@ answer the same (Vector, Fluent Bit, recent OpenTelemetry Collectors:
 ``{"text": "Success", "code": 0}``), except older releases of the OpenTelemetry Collector's
 ``splunk_hec`` receiver, whose success is the JSON string ``"OK"``: taken as code 0. Any other
 2xx (a gateway's ``{"text": "..."}`` or ``{"status": "ok"}``, another JSON string, a page, an
-empty body) says nothing about the events, so they are sent again.
+empty body) says nothing about the events, so they are sent again. A 4xx that is not HEC's
+JSON (nginx's "400 The plain HTTP request was sent to HTTPS port", a WAF's page) is not HEC
+refusing the events but something else answering in its place: a configuration mistake that
+stops the run, like a redirect, instead of dead-lettering every event as refused.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from typing import Any
 
 import orjson
 
-from trailrelay.contract import retry_after_seconds, scrub
+from trailrelay.contract import describe_answer, retry_after_seconds, scrub
 
 __all__ = ["FATAL_HINTS", "OTEL_SUCCESS", "HecReply", "Verdict", "classify", "parse_reply"]
 
@@ -103,6 +108,8 @@ class HecReply:
     or the Collector's ``"OK"``; not a proxy's page, an empty answer or another service's JSON."""
     acks: dict[str, Any] | None = None
     """An ack poll's ``acks`` object."""
+    answer: str = ""
+    """What answered when it was not HEC: content type and excerpt (``describe_answer``)."""
 
     @property
     def warning(self) -> bool:
@@ -116,7 +123,11 @@ class HecReply:
 
 
 def parse_reply(
-    status: int, body: bytes, retry_after: str | None = None, secrets: Sequence[str] = ()
+    status: int,
+    body: bytes,
+    retry_after: str | None = None,
+    secrets: Sequence[str] = (),
+    content_type: str | None = None,
 ) -> HecReply:
     """Decode an HEC response body; tolerant of proxies that answer with HTML or nothing.
 
@@ -143,7 +154,10 @@ def parse_reply(
         # Not HEC's answer: a proxy's page, an empty body, a gateway's own JSON. Its start, masked
         # before it is cut (so a token across the cut leaves no piece), says what answered.
         snippet = scrub(body[:_SCANNED].decode("utf-8", "replace"), secrets).strip()[:120]
-        return HecReply(status, None, snippet or _REASONS.get(status, "an empty body"), retry_after=after)
+        text = snippet or _REASONS.get(status, "an empty body")
+        return HecReply(
+            status, None, text, retry_after=after, answer=describe_answer(body, content_type, secrets)
+        )
     ack = doc.get("ackId")
     bad = doc.get("invalid-event-number")
     return HecReply(
@@ -175,8 +189,8 @@ def classify(reply: HecReply) -> Verdict:
         return Verdict.SPLIT
     if code in _RETRY_CODES or status in (408, 429) or status >= 500:
         return Verdict.RETRY
-    if status in (401, 403, 404, 405):
-        return Verdict.FATAL
+    if status in (401, 403, 404, 405) or (300 <= status < 500 and not reply.hec):
+        return Verdict.FATAL  # a 3xx or 4xx not from HEC: something else answers at `url`
     if code in _BAD_EVENT_CODES:
         return Verdict.BAD_EVENT
     return Verdict.REJECT

@@ -32,7 +32,11 @@ answer decides each event's outcome (see :mod:`trailrelay_splunk.hec`):
 * busy (also "too many pending acks"), 429, 5xx, timeouts, refused or reset connections: the
   unsent events are RETRY (or a RetryableError when nothing in the batch got anywhere), with the
   server's Retry-After;
-* a refused token, a wrong index, a token/ack mismatch: FatalSinkError naming the setting.
+* a refused token, a wrong index, a token/ack mismatch: FatalSinkError naming the setting;
+* a redirect (never followed: requests would drop the token on the way, and a 302 turns the
+  POST into a body-less GET) or a 4xx that is not HEC's JSON (a proxy's page, e.g. nginx's
+  "plain HTTP request was sent to HTTPS port"): FatalSinkError naming what answered, so a
+  configuration mistake stops the run instead of dead-lettering every event as refused.
 
 Each sending thread has its own request channel and session (sharing one connection pool); the
 poller uses the channel's cookies too, so a load balancer's sticky session sends ack queries to
@@ -65,6 +69,7 @@ from trailrelay.contract import (
     RetryableError,
     SinkContext,
     cut_runs,
+    scrub,
     tls_verify,
 )
 from trailrelay_splunk.config import SplunkConfig
@@ -444,7 +449,7 @@ class SplunkSink:
                 proxies=session.proxies,
                 stream=False,
                 cert=None,
-                allow_redirects=True,
+                allow_redirects=False,
             )
             body = response.content
         except requests.exceptions.SSLError as exc:
@@ -459,7 +464,14 @@ class SplunkSink:
         except requests.RequestException as exc:
             raise _Transient(f"cannot reach Splunk HEC at {self.config.url}: {_brief(exc)}") from None
         secrets = (self.config.token.get_secret_value(),)  # an error page may echo the token
-        return parse_reply(response.status_code, body, response.headers.get("Retry-After"), secrets)
+        status = response.status_code
+        if 300 <= status < 400:
+            location = scrub(response.headers.get("Location") or "nowhere (no Location)", secrets)
+            raise FatalSinkError(
+                f"HTTP {status} from {request.url}: redirected to {location}: set `url` to the final address"
+            )
+        headers = response.headers
+        return parse_reply(status, body, headers.get("Retry-After"), secrets, headers.get("Content-Type"))
 
     # -- acknowledgement -------------------------------------------------------------------
 
@@ -600,7 +612,8 @@ class SplunkSink:
             if reply_raw.code == 11:
                 raise _ChannelLost(f"HEC no longer knows channel {channel.id} ({reply_raw.describe()})")
             if classify(reply_raw) is Verdict.FATAL:
-                raise FatalSinkError(self._fatal_text(reply_raw, FATAL_HINTS.get(reply_raw.code or -1)))
+                hint = FATAL_HINTS.get(reply_raw.code or -1)
+                raise FatalSinkError(self._fatal_text(reply_raw, hint, ACK_PATH))
             raise _Transient(f"ack poll answered {reply_raw.describe()}")
         acks = reply_raw.acks
         if acks is None:
@@ -641,7 +654,10 @@ class SplunkSink:
         if probe.code != 5:
             verdict = classify(probe)
             hint = FATAL_HINTS.get(probe.code or -1, "")
-            if verdict is Verdict.FATAL or probe.status in (401, 403):
+            # Fluent Bit refuses the empty probe with a plain-text 400 ("no payload found"): the
+            # body is the probe's fault, so only a refusal of the request itself fails the check.
+            foreign_400 = probe.status == 400 and not probe.hec
+            if (verdict is Verdict.FATAL and not foreign_400) or probe.status in (401, 403):
                 return CheckResult(
                     False, f"HEC refused the request: {probe.describe()} {hint}".strip(), details
                 )
@@ -671,7 +687,13 @@ class SplunkSink:
 
     # -- messages --------------------------------------------------------------------------
 
-    def _fatal_text(self, reply: HecReply, hint: str | None) -> str:
+    def _fatal_text(self, reply: HecReply, hint: str | None, path: str = EVENT_PATH) -> str:
+        if hint is None and not reply.hec and reply.status not in (401, 403, 404, 405):
+            # A proxy or another service answered in HEC's place: name it, not a setting of HEC.
+            return (
+                f"HTTP {reply.status} from {self.config.url}{path} is not HEC's answer ({reply.answer}): "
+                "check `url` (scheme, host and HEC port) and any proxy in front of HEC"
+            )
         hint = hint or {
             401: "HEC refused the token: check `token`",
             403: "HEC refused the token: check `token`",
