@@ -592,7 +592,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, out_headers, payload, method)
 
     def _send(self, status: int, out_headers: dict[str, str], payload: Any, method: str) -> None:
-        data = b"" if payload is None or method == "HEAD" else json.dumps(payload).encode()
+        if payload is None or method == "HEAD":
+            data = b""
+        elif isinstance(payload, str):  # a page (a proxy's, a portal's) is sent as it is
+            data = payload.encode()
+        else:
+            data = json.dumps(payload).encode()
         self.send_response(status)
         out_headers = {k.lower(): v for k, v in out_headers.items()}
         out_headers.pop("content-length", None)

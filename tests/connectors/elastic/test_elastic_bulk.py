@@ -137,15 +137,92 @@ def test_an_error_page_that_echoes_the_credentials_never_shows_them(standin: Sta
     with_key = make_sink(standin.url)
     with_password = make_sink(standin.url, api_key=None, username="trail", password="pa55-word-for-tests")
     retried = with_key.send(Batch(sample_records(2)))
-    refused = with_password.send(Batch(sample_records(2)))
+    with pytest.raises(FatalSinkError) as stopped:  # a 400 page is not Elasticsearch's answer
+        with_password.send(Batch(sample_records(2)))
     cut = with_key.send(Batch(sample_records(2)))
     with_key.close()
     with_password.close()
     assert statuses(retried + cut) == [Status.RETRY] * 4
-    assert statuses(refused) == [Status.REJECTED] * 2
-    reasons = " ".join(o.reason for o in retried + refused + cut)
+    reasons = " ".join(o.reason for o in retried + cut) + str(stopped.value)
     assert "ApiKey *** decoded: ***" in reasons and "Authorization: Basic ***" in reasons
     assert decoded not in reasons and basic not in reasons and API_KEY[:8] not in reasons
+
+
+NGINX_PLAIN_HTTP_TO_HTTPS = (
+    "<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n"
+    "<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>The plain HTTP request was "
+    "sent to HTTPS port</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+"""nginx's page for plain HTTP sent to its TLS port: an http:// url for an https cluster."""
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        (
+            {"status": 400, "headers": {"Content-Type": "text/html"}, "body": NGINX_PLAIN_HTTP_TO_HTTPS},
+            (
+                "HTTP 400 from {url}/_bulk is not Elasticsearch's answer "
+                "(text/html: '400 The plain HTTP request was sent to HTTPS port'): check url"
+            ),
+        ),
+        (
+            {"status": 301, "headers": {"Location": "https://es.example:9243/_bulk"}, "body": None},
+            "HTTP 301 from {url}/_bulk: redirected to https://es.example:9243/_bulk: set url to the final address",
+        ),
+        (
+            {"status": 302, "headers": {"Location": "https://sso.example/login"}, "body": None},
+            "HTTP 302 from {url}/_bulk: redirected to https://sso.example/login: set url to the final address",
+        ),
+    ],
+    ids=["nginx-400-page", "301", "302"],
+)
+def test_something_else_answering_at_url_stops_the_sink(
+    sink: Any, standin: StandIn, response: dict[str, Any], expected: str
+) -> None:
+    """A configuration mistake in front of the cluster is not Elasticsearch refusing the documents."""
+    standin.queue(response)
+    with pytest.raises(FatalSinkError) as stopped:
+        sink.send(Batch(sample_records(3)))
+    assert expected.format(url=standin.url) in str(stopped.value)
+    assert len(standin.bulk_requests()) == 1  # a redirect is not followed
+    assert standin.stored() == []
+
+
+def test_elasticsearch_refusing_the_whole_request_is_still_rejected(sink: Any, standin: StandIn) -> None:
+    error = {"type": "parse_exception", "reason": "request body is required"}
+    standin.queue({"status": 400, "headers": dict(PRODUCT), "body": {"error": error, "status": 400}})
+    outcomes = sink.send(Batch(sample_records(2)))
+    assert statuses(outcomes) == [Status.REJECTED] * 2
+    assert "HTTP 400 parse_exception: request body is required" in outcomes[0].reason
+
+
+def test_forward_stops_with_exit_3_when_a_proxy_page_answers(
+    standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As seen by the user: a stop (3) naming what answered, nothing dead-lettered or acknowledged."""
+    trail = tmp_path / "in" / "a.json.gz"
+    trail.parent.mkdir()
+    trail.write_bytes(gzip.compress(orjson.dumps({"Records": SAMPLE_EVENTS})))
+    monkeypatch.setenv("TEST_ES_API_KEY", API_KEY)
+    config = tmp_path / "trailrelay.toml"
+    config.write_text(
+        f'[source]\ntype = "files"\npath = "{trail.parent}"\n'
+        f'[[sinks]]\ntype = "elastic"\nurl = "{standin.url}"\napi_key = "${{TEST_ES_API_KEY}}"\n'
+        f'filter = {{}}\nmax_retry_seconds = 2\n[dead_letter]\npath = "{tmp_path / "dead"}"\n'
+        f'[state]\npath = "{tmp_path / "state.sqlite"}"\n'
+    )
+    page = {"status": 400, "headers": {"Content-Type": "text/html"}, "body": NGINX_PLAIN_HTTP_TO_HTTPS}
+    standin.queue(page, count=4)
+    result = CliRunner().invoke(cli, ["forward", "-c", str(config), "--once", "--no-progress"])
+    output = " ".join(result.output.split())  # rich wraps long lines
+    assert result.exit_code == 3, output
+    assert "is not Elasticsearch's answer (text/html: '400 The plain HTTP request" in output
+    assert not [p for p in (tmp_path / "dead").rglob("*") if p.is_file()]
+    standin.queued.clear()  # the url fixed: nothing was acknowledged, so everything is sent
+    again = CliRunner().invoke(cli, ["forward", "-c", str(config), "--once", "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert len(standin.stored()) == len(SAMPLE_EVENTS)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+import orjson
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import SerializationError, TransportError
 from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
@@ -21,6 +22,7 @@ from trailrelay.contract import (
     Record,
     SinkContext,
     cut_runs,
+    describe_answer,
     refused_certificate,
     retry_after_seconds,
     scrub,
@@ -228,8 +230,29 @@ class ElasticSink:
             for p in positions:
                 outcomes[p] = Outcome.retry(text, after)
             return
+        if not (isinstance(exc.body, dict) and "error" in exc.body):
+            # A redirect or a page (nginx's "plain HTTP request was sent to HTTPS port"): not
+            # Elasticsearch refusing the documents but something else answering at `url`.
+            raise FatalSinkError(self._safe(self._not_elasticsearch(exc, status)))
         for p in positions:
             outcomes[p] = Outcome.rejected(f"Elasticsearch refused the bulk request: {text}")
+
+    def _not_elasticsearch(self, exc: ApiError, status: int) -> str:
+        """Why the run stops when a 3xx or 4xx answer to ``_bulk`` is not Elasticsearch's JSON error."""
+        meta = exc.meta
+        node = getattr(getattr(meta, "node", None), "base_url", None) or self._where()
+        headers = meta.headers if meta is not None else {}
+        if 300 <= status < 400:
+            location = headers.get("location") or "nowhere (no Location)"
+            return f"HTTP {status} from {node}/_bulk: redirected to {location}: set url to the final address"
+        body = exc.body
+        if not isinstance(body, str | bytes):
+            body = orjson.dumps(body) if body is not None else b""
+        answer = describe_answer(body, headers.get("content-type"), self.config.secret_values)
+        return (
+            f"HTTP {status} from {node}/_bulk is not Elasticsearch's answer ({answer}): "
+            "check url (scheme, host and port) and any proxy in front of the cluster"
+        )
 
     def _where(self) -> str:
         return "Elastic Cloud" if self.config.cloud_id else ", ".join(self.config.urls)
