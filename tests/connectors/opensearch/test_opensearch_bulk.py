@@ -135,6 +135,56 @@ def test_a_200_that_is_not_opensearch_is_retried(sink: Any, standin: StandIn, co
     assert statuses(sink.send(Batch(sample_records(3)))) == [Status.DELIVERED] * 3
 
 
+NGINX_PLAIN_HTTP_TO_HTTPS = (
+    "<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n"
+    "<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>The plain HTTP request was "
+    "sent to HTTPS port</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+"""nginx's page for plain HTTP sent to its TLS port: an http:// url for an https cluster."""
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        (
+            {"status": 400, "headers": {"Content-Type": "text/html"}, "body": NGINX_PLAIN_HTTP_TO_HTTPS},
+            (
+                "HTTP 400 from {url}/_bulk is not OpenSearch's answer "
+                "(text/html: '400 The plain HTTP request was sent to HTTPS port'): check url"
+            ),
+        ),
+        (
+            {"status": 301, "headers": {"Location": "https://search.example/_bulk"}, "body": None},
+            "HTTP 301 from {url}/_bulk: redirected to https://search.example/_bulk: set url to the final address",
+        ),
+        (
+            {"status": 302, "headers": {"Location": "https://sso.example/login"}, "body": None},
+            "HTTP 302 from {url}/_bulk: redirected to https://sso.example/login: set url to the final address",
+        ),
+    ],
+    ids=["nginx-400-page", "301", "302"],
+)
+def test_something_else_answering_at_url_stops_the_sink(
+    sink: Any, standin: StandIn, response: dict[str, Any], expected: str
+) -> None:
+    """A configuration mistake in front of the cluster is not OpenSearch refusing the documents."""
+    standin.queue(response)
+    with pytest.raises(FatalSinkError) as stopped:
+        sink.send(Batch(sample_records(3)))
+    assert expected.format(url=standin.url) in str(stopped.value)
+    assert len(standin.bulk_requests()) == 1  # a redirect is not followed
+    assert standin.stored() == []
+
+
+def test_opensearch_refusing_the_whole_request_is_still_rejected(sink: Any, standin: StandIn) -> None:
+    error = {"type": "parse_exception", "reason": "request body is required"}
+    json_type = {"Content-Type": "application/json; charset=UTF-8"}
+    standin.queue({"status": 400, "headers": json_type, "body": {"error": error, "status": 400}})
+    outcomes = sink.send(Batch(sample_records(2)))
+    assert statuses(outcomes) == [Status.REJECTED] * 2
+    assert "HTTP 400 parse_exception: request body is required" in outcomes[0].reason
+
+
 def test_a_certificate_that_fails_verification_is_fatal_at_once(
     tls_standin: StandIn, ca: trustme.CA, tmp_path: Path
 ) -> None:
@@ -168,11 +218,11 @@ def test_an_error_page_that_echoes_the_authorization_header_never_shows_the_cred
     long_page = f"<html>{'x' * 560} {echo}</html>"  # the reason is cut at 600 characters
     standin.queue({"status": 503, "headers": html, "body": long_page})
     retried = sink.send(Batch(sample_records(2)))
-    refused = sink.send(Batch(sample_records(2)))
+    with pytest.raises(FatalSinkError) as stopped:  # a 400 page is not OpenSearch's answer
+        sink.send(Batch(sample_records(2)))
     cut = sink.send(Batch(sample_records(2)))
     assert statuses(retried + cut) == [Status.RETRY] * 4
-    assert statuses(refused) == [Status.REJECTED] * 2
-    reasons = " ".join(o.reason for o in retried + refused + cut)
+    reasons = " ".join(o.reason for o in retried + cut) + str(stopped.value)
     assert "Authorization: Basic ***" in reasons
     assert credential[:8] not in reasons and PASSWORD not in reasons
 

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from opensearchpy import ConnectionError as OpenSearchConnectionError
 from opensearchpy import OpenSearch, SerializationError, TransportError
 
@@ -20,6 +21,7 @@ from trailrelay.contract import (
     Record,
     SinkContext,
     cut_runs,
+    describe_answer,
     refused_certificate,
     retry_after_seconds,
     scrub,
@@ -235,8 +237,29 @@ class OpenSearchSink:
             for p in positions:
                 outcomes[p] = Outcome.retry(text, after)
             return
+        if not (isinstance(exc.info, dict) and "error" in exc.info):
+            # A redirect or a page (nginx's "plain HTTP request was sent to HTTPS port"): not
+            # OpenSearch refusing the documents but something else answering at `url`.
+            raise FatalSinkError(self._safe(self._not_opensearch(exc, status)))
         for p in positions:
             outcomes[p] = Outcome.rejected(f"OpenSearch refused the bulk request: {text}")
+
+    def _not_opensearch(self, exc: TransportError, status: int) -> str:
+        """Why the run stops when a 3xx or 4xx answer to ``_bulk`` is not OpenSearch's JSON error."""
+        urls = self.config.urls
+        bulk = f"{urls[0].rstrip('/')}/_bulk" if len(urls) == 1 else f"_bulk at {self._where()}"
+        headers = response_headers(exc)
+        if 300 <= status < 400:
+            location = headers.get("location") or "nowhere (no Location)"
+            return f"HTTP {status} from {bulk}: redirected to {location}: set url to the final address"
+        # opensearch-py keeps a JSON answer parsed in ``info``, any other answer's text in ``error``
+        raw = exc.info if exc.info is not None else exc.error
+        body = raw if isinstance(raw, str | bytes) else orjson.dumps(raw) if raw is not None else b""
+        answer = describe_answer(body, headers.get("content-type"), self.config.secret_values)
+        return (
+            f"HTTP {status} from {bulk} is not OpenSearch's answer ({answer}): "
+            "check url (scheme, host and port) and any proxy in front of the cluster"
+        )
 
     def _where(self) -> str:
         return ", ".join(self.config.urls)
