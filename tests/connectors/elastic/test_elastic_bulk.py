@@ -253,6 +253,33 @@ def test_response_without_product_header_is_fatal(sink: Any, standin: StandIn) -
         sink.send(Batch(sample_records(3)))
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body", "shown"),
+    [
+        (
+            "text/html",
+            "<html><body>Access gateway: please sign in</body></html>",
+            "text/html: 'Access gateway",
+        ),
+        ("application/json", {"status": "ok"}, """application/json: '{"status":"ok"}'"""),
+    ],
+    ids=["page", "other-json"],
+)
+def test_a_200_that_is_no_bulk_response_is_retried_naming_what_answered(
+    sink: Any, standin: StandIn, content_type: str, body: Any, shown: str
+) -> None:
+    """A proxy's page that passes the product check (the header set or passed on) is no answer."""
+    standin.queue({"status": 200, "headers": {**PRODUCT, "Content-Type": content_type}, "body": body})
+    outcomes = sink.send(Batch(sample_records(3)))
+    assert statuses(outcomes) == [Status.RETRY] * 3
+    assert all(
+        "answered HTTP 200 with no bulk response (a proxy or load balancer" in o.reason for o in outcomes
+    )
+    assert shown in outcomes[0].reason
+    assert standin.stored() == []
+    assert statuses(sink.send(Batch(sample_records(3)))) == [Status.DELIVERED] * 3
+
+
 def test_item_count_mismatch_is_retry(sink: Any, standin: StandIn) -> None:
     standin.queue("bulk-all-created")  # three items for five documents
     outcomes = sink.send(Batch(sample_records(5)))

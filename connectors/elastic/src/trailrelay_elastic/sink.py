@@ -175,10 +175,23 @@ class ElasticSink:
             return
         answer = response.body
         items = answer.get("items") if isinstance(answer, dict) else None
-        if not isinstance(items, list) or len(items) != len(positions):
-            count = len(items) if isinstance(items, list) else 0
+        if not isinstance(items, list):
+            # A 2xx that is no bulk response (a proxy's page sent with the product header): nothing
+            # says what happened to the documents, so they are sent again, as OpenSearch's sink does.
+            raw = answer if isinstance(answer, str | bytes) else orjson.dumps(answer)
+            what = describe_answer(raw, response.meta.headers.get("content-type"), self.config.secret_values)
+            reason = (
+                f"{self._where()} answered HTTP {response.meta.status} with no bulk response "
+                f"(a proxy or load balancer answered?): {what}"
+            )
             for p in positions:
-                outcomes[p] = Outcome.retry(f"bulk response had {count} items for {len(positions)} documents")
+                outcomes[p] = Outcome.retry(self._safe(reason))
+            return
+        if len(items) != len(positions):
+            for p in positions:
+                outcomes[p] = Outcome.retry(
+                    f"bulk response had {len(items)} items for {len(positions)} documents"
+                )
             return
         if answer.get("errors") is False:  # every item succeeded: no need to read them one by one
             if len(positions) == len(outcomes):
