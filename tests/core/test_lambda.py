@@ -258,7 +258,7 @@ def test_s3_notification_invokes_directly(bucket: tuple[Any, str], configured: P
 
 
 def test_sqs_batch_answers_partial_failures(
-    bucket: tuple[Any, str], configured: Path, tmp_path: Path
+    bucket: tuple[Any, str], configured: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """One missing object does not redeliver the rest; unreadable messages are dead-lettered, not retried."""
     s3, name = bucket
@@ -295,6 +295,8 @@ def test_sqs_batch_answers_partial_failures(
     event = {"Records": [*records[:2], missing, garbage, test_event, digest, via_sns, records[2]]}
     result = handler(event, Context())
     assert result == {"batchItemFailures": [{"itemIdentifier": "msg-missing"}]}
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("1 of 8 messages" in w and "ReportBatchItemFailures" in w for w in warned)
     expected = Counter(e["eventID"] for evs in good for e in evs) + Counter(e["eventID"] for e in sns_events)
     assert _out(configured) == expected
     reasons = [e["reason"] for e in read_entries(tmp_path / "dead")]
@@ -602,6 +604,23 @@ def test_fifo_queue_failures_include_every_later_message(
     assert answer == {"batchItemFailures": [{"itemIdentifier": "b"}, {"itemIdentifier": "c"}]}
 
 
+def test_sqs_batch_none_of_whose_messages_finished_fails_the_invocation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: Any
+) -> None:
+    """Without ReportBatchItemFailures a normal return deletes the batch: a sink that is down raises."""
+    sink = _slow_app(tmp_path, monkeypatch, scripted, 0.0, stop_before_timeout=0.8, finish_before_timeout=0.3)
+    sink.retry_calls = 1_000_000  # the SIEM answers 503 to everything
+    bodies = [
+        orjson.dumps(_api_call_event({**SAMPLE_EVENTS[0], "eventID": f"d{i}"})).decode() for i in range(4)
+    ]
+    event = {"Records": [_sqs_record(body, f"m{i}") for i, body in enumerate(bodies)]}
+    with pytest.raises(
+        IncompleteInvocationError, match=r"none of the 4 messages .*m0: .*retries the whole batch"
+    ):
+        handler(event, Context(1.5))
+    assert sink.stored == []
+
+
 def test_async_event_cut_off_fails_the_invocation_for_a_retry(
     bucket: tuple[Any, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: Any
 ) -> None:
@@ -623,7 +642,8 @@ def test_a_fatal_sink_error_fails_and_rereads_the_config_next_time(
             _sqs_record(orjson.dumps({"Records": [_put(s3, name, _key(1), _events(3, "x"))]}).decode(), "m")
         ]
     }
-    assert handler(event, Context()) == {"batchItemFailures": [{"itemIdentifier": "m"}]}
+    with pytest.raises(IncompleteInvocationError, match="none of the 1 messages"):
+        handler(event, Context())  # the batch's only message failed: Lambda retries it
     assert lambda_invoke._APP is None  # e.g. a rotated token: the next invocation reads it again
     assert handler(event, Context()) == {"batchItemFailures": []}  # now the configured file sink
     assert _out(tmp_path / "out.ndjson") == Counter(f"x-{i:05d}" for i in range(3))

@@ -12,7 +12,10 @@ until ``finish_before_timeout`` seconds before the end and hands back what is st
 A unit is thus either acknowledged (every record final in every sink) or not at all:
 
 - SQS: unfinished messages are returned in ``batchItemFailures`` and come back later (FIFO
-  queues: every message after the first unfinished one too, to keep the order);
+  queues: every message after the first unfinished one too, to keep the order); the event
+  source mapping needs ``ReportBatchItemFailures`` for that, so a batch none of whose messages
+  finished fails the invocation instead (Lambda then retries the whole batch whatever the
+  setting);
 - asynchronous events (S3, SNS, EventBridge, CloudWatch Logs): the invocation fails, so Lambda
   retries the event (then sends it to the function's on-failure destination or DLQ);
 - Firehose data transformation: the invocation fails and Firehose retries the batch.
@@ -250,17 +253,46 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
     outline = {"event": kind.value, "units": len(units), "unfinished": len(unfinished), "summary": summary}
     log.info("invocation finished: %s", orjson.dumps(outline).decode())
     if kind is EventKind.SQS:
-        return {
-            "batchItemFailures": [{"itemIdentifier": u} for u in _sqs_failures(event, ledger, unfinished)]
-        }
+        return _sqs_answer(event, ledger, unfinished)
     if unfinished:
-        reasons = "; ".join(f"{u}: {ledger.reason(u)}" for u in unfinished[:5])
-        raise IncompleteInvocationError(f"{len(unfinished)} of {len(units)} units not finished ({reasons})")
+        raise IncompleteInvocationError(
+            f"{len(unfinished)} of {len(units)} units not finished ({_reasons(ledger, unfinished)})"
+        )
     if kind is EventKind.UNKNOWN:  # not a success: nothing was forwarded
         error = f"{unrecognised(event)}: nothing forwarded, the event is dead-lettered"
         log.error(error)
         return {"event": kind.value, "error": error, "records": 0}
     return {"event": kind.value, "units": len(units), "records": summary["records_in"]}
+
+
+def _reasons(ledger: Ledger, unfinished: list[str]) -> str:
+    return "; ".join(f"{u}: {ledger.reason(u)}" for u in unfinished[:5])
+
+
+def _sqs_answer(event: dict[str, Any], ledger: Ledger, unfinished: list[str]) -> dict[str, Any]:
+    """The partial-batch response, or an error when no message of the batch may be deleted.
+
+    Lambda honours ``batchItemFailures`` only when the event source mapping has
+    ``ReportBatchItemFailures`` turned on; without it a normal return deletes every message. So a
+    batch none of whose messages finished fails the invocation (Lambda retries it whatever the
+    setting), and a partial failure is logged with what it relies on.
+    """
+    failures = _sqs_failures(event, ledger, unfinished)
+    total = len(ledger.order)
+    if failures and len(failures) == total:
+        raise IncompleteInvocationError(
+            f"none of the {total} messages of the SQS batch finished ({_reasons(ledger, unfinished)}): "
+            "failing the invocation so Lambda retries the whole batch"
+        )
+    if failures:
+        log.warning(
+            "%d of %d messages of the SQS batch returned in batchItemFailures: Lambda retries them "
+            "only if the event source mapping has ReportBatchItemFailures turned on (without it, "
+            "Lambda deletes the whole batch)",
+            len(failures),
+            total,
+        )
+    return {"batchItemFailures": [{"itemIdentifier": u} for u in failures]}
 
 
 def _sqs_failures(event: dict[str, Any], ledger: Ledger, unfinished: list[str]) -> list[str]:
