@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from trailrelay.cli.main import EXIT_DEAD_LETTERS, EXIT_FATAL, EXIT_OK
+from trailrelay.cli.main import EXIT_FATAL, EXIT_OK, EXIT_UNFINISHED
 from trailrelay.config import StdinSourceConfig, parse_config
 from trailrelay.contract import Batch, Origin, Record
 from trailrelay.errors import ConfigError, FatalSinkError, RetryableError
@@ -378,7 +378,7 @@ def test_a_stop_dead_letters_what_was_read_and_replay_delivers_it(tmp_path: Path
     relay.wait(60)  # the pipe is still open: the relay exits while its parser waits for more
     relay.stdin.close()
     text = (tmp_path / "stderr").read_text()
-    assert relay.returncode == EXIT_DEAD_LETTERS, text[-2000:]
+    assert relay.returncode == EXIT_UNFINISHED, text[-2000:]  # read, never delivered: unfinished
     assert "Fatal Python error" not in text and "Traceback" not in text
     assert _lines(tmp_path / "out.ndjson") == 0
     entries = [json.loads(x) for f in sorted((tmp_path / "dl").iterdir()) for x in f.read_text().splitlines()]
@@ -396,6 +396,38 @@ def test_a_stop_dead_letters_what_was_read_and_replay_delivers_it(tmp_path: Path
     )
     assert replay.returncode == EXIT_OK, replay.stderr.decode()[-2000:]
     assert sorted(_out_ids(tmp_path)) == IDS
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) for a failing sink")
+def test_a_stop_with_records_not_delivered_exits_unfinished_not_dead_letters(tmp_path: Path) -> None:
+    """SIGTERM while the sink keeps failing: standard input has no hand-back, so the run is unfinished.
+
+    The records of the released units are dead-lettered (stdin cannot be read again); that is
+    status 5, as the README's standard-input section says, not 4 (records a sink refused).
+    """
+    config = _config(
+        tmp_path,
+        '[source]\ntype = "stdin"\nunit_records = 5\n[pipeline]\ndrain_seconds = 0.5',
+        '[[sinks]]\ntype = "file"\nname = "siem"\npath = "/dev/full"\n',  # every write: ENOSPC, retried
+    )
+    cmd = [PY, "-m", "trailrelay", "forward", "-c", str(config), "--log-format", "text"]
+    cmd += ["--summary-json", str(tmp_path / "summary.json")]
+    with (tmp_path / "stderr").open("wb") as err:
+        relay = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err)
+    assert relay.stdin is not None
+    relay.stdin.write(_ndjson())
+    relay.stdin.flush()  # the pipe stays open: an endless stream
+    time.sleep(2)  # units cut and in flight, their sends failing
+    relay.send_signal(signal.SIGTERM)
+    relay.wait(60)
+    relay.stdin.close()
+    text = (tmp_path / "stderr").read_text()
+    assert relay.returncode == EXIT_UNFINISHED, text[-2000:]
+    entries = [json.loads(x) for f in sorted((tmp_path / "dl").iterdir()) for x in f.read_text().splitlines()]
+    assert sorted(json.loads(e["raw"])["eventID"] for e in entries) == IDS
+    assert all("standard input cannot be read again" in e["reason"] for e in entries)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["units_released"] > 0, summary
 
 
 def test_stdin_config_model() -> None:

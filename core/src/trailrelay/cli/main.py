@@ -456,7 +456,11 @@ def _forward_one(
     if fmt == "text":  # JSON logs (the default off a terminal) carry the summary in the line below
         print_summary(err, snapshot, dead_letters=str(config.dead_letter_path()))
     log.info("run finished", extra={"summary": snapshot})
-    code = exit_status(result, snapshot, once=once)
+    from trailrelay.sources.stdin import StdinSource  # noqa: PLC0415 - built above when configured
+
+    source = pipeline.source
+    unsent = source.lost if isinstance(source, StdinSource) else 0  # dead-lettered: no hand-back
+    code = exit_status(result, snapshot, once=once, unsent=unsent)
     if shard is None and code == EXIT_OK:  # not after a failure; a fleet's supervisor looks at the totals
         _warn_if_nothing_found(config, snapshot)
     if result.fatal:
@@ -497,15 +501,19 @@ def _warn_if_nothing_found(config: Config, snapshot: dict[str, Any]) -> None:
     )
 
 
-def exit_status(result: Any, snapshot: dict[str, Any], *, once: bool) -> int:
+def exit_status(result: Any, snapshot: dict[str, Any], *, once: bool, unsent: int = 0) -> int:
     """The documented exit status of a forward run (see the EXIT_* constants).
 
     A worker (no ``--once``) stopped by a signal hands its in-flight units back by design;
     that is a clean end, not unfinished work. A ``--once`` run stopped before its source ran
-    out left work unread even when nothing was in flight at the signal.
+    out left work unread even when nothing was in flight at the signal. ``unsent``: records a
+    source that cannot offer them again (standard input) dead-lettered as not finished: there is
+    no hand-back, so the run is unfinished, whatever ended it.
     """
     if result.fatal:
         return EXIT_FATAL
+    if unsent > 0:
+        return EXIT_UNFINISHED
     unfinished = snapshot.get("units_released", 0) > 0 or result.open_units > 0
     if unfinished and (once or not result.stopped):
         return EXIT_UNFINISHED
