@@ -625,6 +625,45 @@ def test_replay_keeps_lines_that_are_not_entries_and_takes_up_an_interrupted_rep
     assert "2 of those lines are not dead-letter entries" in " ".join(result.output.split())
 
 
+def test_replay_again_leaves_kept_entries_under_one_name_and_renames_nothing_it_did_not_replay(
+    tmp_path: Path,
+) -> None:
+    """Each replay renamed *.kept.ndjson to *.kept.kept.ndjson (and a *.replayed copy), and a
+    file none of whose entries was replayed became *.replayed."""
+    dl = tmp_path / "dead-letters"
+    dl.mkdir()
+    read = orjson.dumps({"stage": "read", "reason": "truncated gzip data", "raw_base64": "H4sI"}) + b"\n"
+    (dl / "dead-letters-2026-01-01.ndjson").write_bytes(read)
+    parse = orjson.dumps({"stage": "parse", "reason": "not an object", "raw": "42"}) + b"\n"
+    later = _sink_entry("out2", SAMPLE_EVENTS[1])  # a sink this config does not have yet
+    (dl / "dead-letters-2026-01-02.ndjson").write_bytes(_sink_entry("out", SAMPLE_EVENTS[0]) + parse + later)
+    first = _replay(tmp_path)
+    assert first.exit_code == 0, first.output
+    assert _ids(tmp_path / "o.ndjson") == [SAMPLE_EVENTS[0]["eventID"]]
+    names = sorted(p.name for p in dl.iterdir())
+    assert names == [
+        "dead-letters-2026-01-01.ndjson",  # nothing in it was replayed: not touched
+        "dead-letters-2026-01-02.kept.ndjson",
+        "dead-letters-2026-01-02.ndjson.replayed",
+    ]
+    assert (dl / "dead-letters-2026-01-01.ndjson").read_bytes() == read
+    assert (dl / "dead-letters-2026-01-02.kept.ndjson").read_bytes() == parse + later
+    for _ in range(2):  # nothing new to replay: nothing moves
+        again = _replay(tmp_path)
+        assert again.exit_code == 0, again.output
+        assert "nothing to replay" in again.output
+        assert "3 entries were not replayed" in " ".join(again.output.split())
+        assert sorted(p.name for p in dl.iterdir()) == names
+    out2 = '[[sinks]]\ntype = "file"\nname = "out2"\npath = "o2.ndjson"\n'
+    now = _replay(tmp_path, more=out2)  # the kept entry of out2 is replayed from the kept file
+    assert now.exit_code == 0, now.output
+    assert _ids(tmp_path / "o2.ndjson") == [SAMPLE_EVENTS[1]["eventID"]]
+    assert (dl / "dead-letters-2026-01-02.kept.ndjson").read_bytes() == parse  # the same name
+    assert sorted(p.name for p in dl.iterdir()) == sorted(
+        [*names, "dead-letters-2026-01-02.kept.ndjson.replayed"]
+    )
+
+
 def test_replay_to_a_sink_that_cannot_open_leaves_its_entries_for_the_next_replay(tmp_path: Path) -> None:
     dl = tmp_path / "dead-letters"
     dl.mkdir()

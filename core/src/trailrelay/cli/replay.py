@@ -10,7 +10,10 @@ again (a crash between the two writes may send a sink's entries twice, never los
 ``*.replaying`` file left by a replay that stopped is replayed again. Entries from the
 read/parse stages are counted and left: their input must be fixed first. So are lines that are
 not entries at all (a write cut short), and entries that kept only part of their raw bytes
-(``raw_truncated_from``): kept as they are, never a reason to stop. Each entry is read on its
+(``raw_truncated_from``): kept as they are, never a reason to stop. A file with no entry to
+replay is not touched; the kept lines of one replayed in part are added to its
+``*.kept.ndjson`` (``x.kept.ndjson`` for ``x.ndjson`` and for itself: one name, however often
+it is replayed), which later replays read like any dead-letter file. Each entry is read on its
 own: one whose raw text is not a record any more is dead-lettered alone (parse stage).
 
 :func:`replay` returns each sink's run; the command exits with the most serious of their
@@ -19,6 +22,7 @@ own: one whose raw text is not a record any more is dead-lettered alone (parse s
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -42,6 +46,9 @@ from trailrelay.sources.base import ObjectDone, ObjectRef, Work
 from trailrelay.sources.parse import Problem, records_of
 
 __all__ = ["replay"]
+
+_KEPT = re.compile(r"\.kept(\.\d+)?$")
+"""The end of a kept file's name before ``.ndjson`` (numbered when its ``*.replaying`` name was taken)."""
 
 
 class _Claimed:
@@ -186,6 +193,70 @@ def _claim(f: Path) -> Path:
     return moving
 
 
+class _Sorted:
+    """The lines of one dead-letter file: each with the sink it is replayed to, or kept."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[bytes, str | None]] = []
+        self.by_sink: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.keep: list[bytes] = []
+        self.unreadable = 0
+
+
+def _sort_lines(data: bytes, known: dict[str, Any], only_sink: str | None) -> _Sorted:
+    """Which lines of a file are replayed (to which sink) and which are kept as they are."""
+    out = _Sorted()
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        e: Any
+        try:
+            e = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            e = None
+        if not isinstance(e, dict):
+            out.unreadable += 1
+            out.keep.append(line)
+            out.lines.append((line, None))
+            continue
+        sink_name = e.get("sink")
+        if (
+            not isinstance(sink_name, str)
+            or sink_name not in known
+            or e.get("stage") != "sink"
+            or not isinstance(e.get("raw"), str)
+            or "raw_truncated_from" in e  # only part of it was kept: sending that would lose the rest
+            or (only_sink and sink_name != only_sink)
+        ):
+            out.keep.append(line)
+            out.lines.append((line, None))
+            continue
+        out.by_sink[sink_name].append(e)
+        out.lines.append((line, sink_name))
+    return out
+
+
+def _kept_name(f: Path) -> Path:
+    """Where the kept lines of ``f`` go: ``x.kept.ndjson`` for ``x.ndjson``, and for itself.
+
+    One name however often a file is replayed: ``x.kept.ndjson`` (or ``x.kept.2.ndjson.replaying``)
+    keeps its lines in ``x.kept.ndjson``, not ``x.kept.kept.ndjson``.
+    """
+    stem = f.name.removesuffix(".replaying").removesuffix(".ndjson")
+    return f.with_name(_KEPT.sub("", stem) + ".kept.ndjson")
+
+
+def _append_lines(path: Path, lines: list[bytes]) -> None:
+    """Add ``lines`` to ``path`` (made when missing), each whole on a line of its own."""
+    with path.open("ab") as fh:
+        if fh.tell() > 0:  # a file cut short in a line: the first new line starts a line of its own
+            with path.open("rb") as last:
+                last.seek(-1, 2)
+                if last.read(1) != b"\n":
+                    fh.write(b"\n")
+        fh.write(b"".join(line + b"\n" for line in lines))
+
+
 def replay(config: Config, source: Path, only_sink: str | None, console: Console) -> list[RunResult | None]:
     """Replay entries under ``source``; returns each sink's run (None: the sink could not open)."""
     if source.is_file():
@@ -201,46 +272,27 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
     per_sink: dict[str, dict[_Claimed, list[dict[str, Any]]]] = defaultdict(dict)
     lock = threading.Lock()
     kept = unreadable = 0
+    settling: list[tuple[Path, list[bytes], _Claimed]] = []
     for f in files:
-        name = f.name.removesuffix(".replaying")
+        data = f.read_bytes()
+        sorted_lines = _sort_lines(data, known, only_sink)
+        if not sorted_lines.by_sink:  # nothing in it to replay now: left as it is, under its name
+            kept += len(sorted_lines.keep)
+            unreadable += sorted_lines.unreadable
+            continue
         moving = _claim(f)
-        lines: list[tuple[bytes, str | None]] = []
-        by_sink: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        keep: list[bytes] = []
-        for line in moving.read_bytes().splitlines():
-            if not line.strip():
-                continue
-            e: Any
-            try:
-                e = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                e = None
-            if not isinstance(e, dict):
-                unreadable += 1
-                keep.append(line)
-                lines.append((line, None))
-                continue
-            sink_name = e.get("sink")
-            if (
-                not isinstance(sink_name, str)
-                or sink_name not in known
-                or e.get("stage") != "sink"
-                or not isinstance(e.get("raw"), str)
-                or "raw_truncated_from" in e  # only part of it was kept: sending that would lose the rest
-                or (only_sink and sink_name != only_sink)
-            ):
-                keep.append(line)
-                lines.append((line, None))
-                continue
-            by_sink[sink_name].append(e)
-            lines.append((line, sink_name))
-        if keep:  # stays a dead-letter file under a new name, for later fixing or replay
-            kept += len(keep)
-            _fresh(f.with_name(Path(name).stem + ".kept.ndjson")).write_bytes(b"\n".join(keep) + b"\n")
-        claimed = _Claimed(moving, lines, lock)
-        claimed.settle()  # the kept lines leave it now (the whole file when no entry is replayed)
-        for sink_name, entries in by_sink.items():
+        if moving.stat().st_size != len(data):  # written to since it was read: read it again
+            sorted_lines = _sort_lines(moving.read_bytes(), known, only_sink)
+        kept += len(sorted_lines.keep)
+        unreadable += sorted_lines.unreadable
+        claimed = _Claimed(moving, sorted_lines.lines, lock)
+        settling.append((_kept_name(f), sorted_lines.keep, claimed))
+        for sink_name, entries in sorted_lines.by_sink.items():
             per_sink[sink_name][claimed] = entries
+    for target, keep, claimed in settling:  # after the reading: no file is read with lines added here
+        if keep:  # they stay dead letters, in one *.kept.ndjson per day, for later fixing or replay
+            _append_lines(target, keep)
+        claimed.settle()  # then the kept lines leave the *.replaying file
     if not per_sink:
         what = f"for sink {only_sink!r} " if only_sink else ""
         console.print(f"nothing to replay {what}in {source}", highlight=False, markup=False)
@@ -288,8 +340,8 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
     if kept:
         console.print(
             f"{kept:,} entries were not replayed (read/parse stage, a sink not in this config, "
-            "another sink than --sink, or only part of the record kept); they are kept in "
-            "*.kept.ndjson files",
+            "another sink than --sink, or only part of the record kept); they stay in their "
+            "dead-letter files, or in the *.kept.ndjson file of one replayed in part",
             highlight=False,
         )
     if unreadable:
