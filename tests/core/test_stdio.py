@@ -157,6 +157,19 @@ def _lines(path: Path) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads memory use from /proc")
+def test_a_record_over_the_limit_is_a_dead_letter_that_says_what_size_it_was(tmp_path: Path) -> None:
+    """Its entry kept the first 1 MiB with no ``raw_truncated_from``: nothing said it was cut."""
+    big = json.dumps(_record(99, requestParameters={"blob": "x" * (3 << 20)})).encode()
+    config = _config(tmp_path, '[source]\ntype = "stdin"\n[pipeline]\nmax_record_bytes = 1048576', FILE_SINK)
+    done = _forward(config, input=_ndjson() + big + b"\n" + _ndjson())
+    assert done.returncode == 4, done.stderr.decode()[-2000:]  # EXIT_DEAD_LETTERS: the big record
+    assert len(_out_ids(tmp_path)) == 2 * len(IDS)
+    (entry,) = [json.loads(x) for f in (tmp_path / "dl").iterdir() for x in f.read_text().splitlines()]
+    assert entry["stage"] == "parse" and "over the 1048576-byte limit" in entry["reason"]
+    assert entry["raw_truncated_from"] == len(big)
+    assert len(entry["raw"]) == 1 << 20 and big.startswith(entry["raw"].encode())
+
+
 def test_endless_ndjson_is_delivered_as_it_comes_in_bounded_memory(tmp_path: Path) -> None:
     config = _config(tmp_path, '[source]\ntype = "stdin"\nunit_records = 200\nunit_seconds = 0.2', FILE_SINK)
     out = tmp_path / "out.ndjson"

@@ -611,6 +611,7 @@ def test_record_over_max_record_bytes_is_skipped_not_held(chunk: int, shape: str
     for bad, index in ((items[3], 3), (items[7], 7)):
         assert isinstance(bad, Problem) and not bad.terminal and bad.index == index
         assert "over the 8192-byte limit (max_record_bytes)" in bad.reason
+        assert bad.size == len(big) and bad.raw.startswith(b'{"eventVersion"')  # the size it was
     assert [i.index for i in items] == list(range(8))
 
 

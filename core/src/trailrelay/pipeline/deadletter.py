@@ -6,6 +6,9 @@ One NDJSON entry per item::
      "origin": {"kind": "s3", "location": "s3://b/k", ...}, "index": 3,
      "raw": "<the record's JSON text>"}               # or "raw_base64" when not UTF-8
 
+``raw_truncated_from`` (the original size in bytes) is added when ``raw`` holds only the first
+bytes: an object that could not be read (1 MiB kept), a record over ``max_record_bytes``.
+
 Entries go to a local folder (one file per UTC day) or to an S3 prefix (one gzip object per
 flush). ``trailrelay replay-dead-letters`` reads them back and sends the records again.
 """
@@ -51,8 +54,14 @@ def entry(
     *,
     sink: str | None = None,
     index: int | None = None,
+    size: int | None = None,
 ) -> dict[str, Any]:
-    """Build one dead-letter entry."""
+    """Build one dead-letter entry.
+
+    ``size``: how many bytes the item had when ``raw`` is only its first bytes already (a record
+    over ``max_record_bytes``); the entry then says so in ``raw_truncated_from``, as it does for
+    an object's bytes cut to :data:`MAX_RAW` here.
+    """
     out: dict[str, Any] = {
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         "stage": stage,
@@ -66,8 +75,9 @@ def entry(
         out["index"] = index
     if raw is not None:
         kept = raw[:MAX_RAW] if stage == "read" else raw
-        if len(kept) < len(raw):
-            out["raw_truncated_from"] = len(raw)
+        whole = max(len(raw), size or 0)
+        if len(kept) < whole:
+            out["raw_truncated_from"] = whole
         try:
             out["raw"] = kept.decode("utf-8")
         except UnicodeDecodeError:

@@ -393,12 +393,20 @@ class Pipeline:
     def _dead_letter_problem(self, problem: Problem, raw: bytes) -> None:
         """A record (``parse`` stage) or the rest of an object (``read``: terminal) that could not be read."""
         stage = "read" if problem.terminal else "parse"
-        self._dead_letter(stage, problem.reason, problem.origin, raw, index=problem.index)
+        size = problem.size if raw is problem.raw else None  # raw: an excerpt of ``size`` bytes
+        self._dead_letter(stage, problem.reason, problem.origin, raw, index=problem.index, size=size)
 
     def _dead_letter(
-        self, stage: str, reason: str, origin: Origin | None, raw: bytes | None, *, index: int | None = None
+        self,
+        stage: str,
+        reason: str,
+        origin: Origin | None,
+        raw: bytes | None,
+        *,
+        index: int | None = None,
+        size: int | None = None,
     ) -> None:
-        self.dead_letters.write(entry(stage, reason, origin, raw, index=index))
+        self.dead_letters.write(entry(stage, reason, origin, raw, index=index, size=size))
         self.metrics.bump("dead_lettered", stage)
 
     def _closed(self, ticket: Ticket, acked: bool) -> None:

@@ -48,6 +48,9 @@ class Problem:
     """Only from the streaming reader: reading stopped here and nothing follows. The rest of the
     object from ``index`` on was not read (``raw`` holds at most an excerpt of it); every item
     yielded before stays valid. It takes the place of the InputError ``iter_records`` raises."""
+    size: int | None = None
+    """The record's size in bytes when ``raw`` holds only its first bytes (a record over
+    ``max_record_bytes``, skipped unread); None when ``raw`` is all of it."""
 
 
 class NotALogFile(Exception):  # noqa: N818 - a signal, not an error

@@ -513,7 +513,7 @@ class _Splitter:
                     if not line.strip():
                         continue
                     out.append(
-                        self._oversize(index, line, line=True)
+                        self._oversize(index, line, len(line), line=True)
                         if len(line) > limit
                         else _line(line, origin, index)
                     )
@@ -544,6 +544,7 @@ class _Splitter:
         buf = self.buf
         excerpt = buf[:EXCERPT_BYTES]
         blank = _NONWS.search(buf) is None
+        size = len(buf)
         rest = b""
         while True:
             chunk = next(chunks, None)
@@ -552,21 +553,25 @@ class _Splitter:
             end = _EOL.search(chunk)
             if end is not None:
                 blank = blank and _NONWS.search(chunk, 0, end.start()) is None
+                size += end.start()
                 rest = chunk[end.start() :]
                 break
             blank = blank and _NONWS.search(chunk) is None
+            size += len(chunk)
         if not blank:
-            yield (self._oversize(self.index, excerpt, line=True),)
+            yield (self._oversize(self.index, excerpt, size, line=True),)
             self.index += 1
         self.buf = rest
 
-    def _oversize(self, index: int, raw: bytes, *, line: bool = False) -> Problem:
+    def _oversize(self, index: int, raw: bytes, size: int, *, line: bool = False) -> Problem:
+        """A record of ``size`` bytes over the limit; ``raw`` holds its first bytes (or all of them)."""
         where = f"line {index + 1}: " if line else ""
         return Problem(
             f"{where}record is over the {self.max_record}-byte limit (max_record_bytes); skipped unread",
             self.origin,
             index,
             raw[:EXCERPT_BYTES],
+            size=size,
         )
 
     # -- arrays ------------------------------------------------------------------------------
@@ -694,7 +699,7 @@ class _Splitter:
         """Records one by one, refusing those over the limit (only when a cut is that large)."""
         for i, raw in enumerate(items, self.index):
             if len(raw) > self.max_record:
-                yield self._oversize(i, bytes(raw))
+                yield self._oversize(i, bytes(raw), len(raw))
             else:
                 yield from records_of([raw], self.origin, i)
 
@@ -750,7 +755,7 @@ class _Splitter:
                 )
             raw = buf[pos:end]
             if len(raw) > self.max_record:
-                yield (self._oversize(self.index, raw),)
+                yield (self._oversize(self.index, raw, len(raw)),)
             else:
                 yield records_of([raw], self.origin, self.index)
             learned = False
@@ -786,6 +791,7 @@ class _Splitter:
         excerpt = buf[pos : pos + EXCERPT_BYTES]
         scanner = _Scanner(buf[pos])
         end = scanner.end(buf, pos)
+        size = (end if end >= 0 else len(buf)) - pos
         while end < 0:
             chunk = next(chunks, None)
             if chunk is None:
@@ -796,7 +802,8 @@ class _Splitter:
                 )
             buf = chunk
             end = scanner.end(buf, 0)
-        yield (self._oversize(self.index, excerpt),)
+            size += end if end >= 0 else len(buf)
+        yield (self._oversize(self.index, excerpt, size),)
         self.index += 1
         self.need_comma, self.after_comma = True, False
         self.buf = buf[end:]
