@@ -754,3 +754,44 @@ def test_forked_workers_count_correlations_together(tmp_path: Path, make_object:
         tagged[workers] = totals["records_tagged_high_risk"]
     assert tagged[1] == 11  # the 10th denied call and every one after it, within 5 minutes
     assert tagged[2] == tagged[1]  # two workers counting apart would tag at most 2 (10 + 10)
+
+
+def _tgkill(pid: int, tid: int, sig: int) -> None:
+    """Send ``sig`` to thread ``tid`` of process ``pid`` (the kernel may pick any thread for kill(2))."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.tgkill(pid, tid, sig) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals one thread with tgkill")
+def test_a_sigterm_the_kernel_hands_to_another_thread_still_stops_forward(
+    tmp_path: Path, queue_with_objects: tuple[str, str, list[str]], aws_env: str
+) -> None:
+    """Python runs handlers in the main thread only: it used to sit in an endless join() of the
+    reader threads, so a SIGTERM delivered to one of them was never acted on (a fleet's workers
+    are the same ``forward``)."""
+    url, _, ids = queue_with_objects
+    cfg = _config(tmp_path, url, aws_env)
+    with (tmp_path / "stderr").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--no-progress"],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_delivered(tmp_path)) < len(ids):
+            time.sleep(0.2)
+        assert len(_delivered(tmp_path)) == len(ids)
+        other = next(int(t.name) for t in Path(f"/proc/{proc.pid}/task").iterdir() if int(t.name) != proc.pid)
+        _tgkill(proc.pid, other, signal.SIGTERM)
+        code = proc.wait(timeout=15)  # used to run on until a second SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
+    err = (tmp_path / "stderr").read_text()
+    assert code == 0, err[-2000:]
+    assert "SIGTERM received" in err

@@ -51,6 +51,7 @@ from trailrelay.errors import FatalSinkError, InputError, PermanentError, Retrya
 from trailrelay.helpers import cut_runs, scrub
 from trailrelay.pipeline.deadletter import DeadLetterError, DeadLetterStore, entry
 from trailrelay.pipeline.metrics import Metrics
+from trailrelay.pipeline.process import join
 from trailrelay.record import Record, decode_routing
 from trailrelay.transforms.filters import RecordFilter
 
@@ -321,7 +322,7 @@ class SinkRunner:
         with self._cond:
             self._closing = True
             self._tick.notify()
-        self._clock.join()
+        join(self._clock)  # the main thread's: a signal meanwhile starts the drain deadline
         # Past the drain deadline a request may still hang (a server that trickles its answer):
         # its records' units are released, not acknowledged, so nobody waits for it.
         self._pool.shutdown(wait=not self.stuck, cancel_futures=bool(self.stuck))

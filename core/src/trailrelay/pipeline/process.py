@@ -16,8 +16,9 @@ import gc
 import logging
 import os
 import sys
+import threading
 
-__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "freeze_startup", "tune_allocator"]
+__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "freeze_startup", "join", "tune_allocator"]
 
 log = logging.getLogger("trailrelay.pipeline")
 
@@ -66,3 +67,18 @@ def freeze_startup() -> None:
     then lived long enough to grow memory by tens of MB during a SIEM outage.
     """
     gc.freeze()
+
+
+JOIN_STEP = 0.5
+"""Seconds the main thread waits on a thread at a time (:func:`join`)."""
+
+
+def join(thread: threading.Thread) -> None:
+    """Wait for ``thread`` to end, a little at a time, so the main thread runs signal handlers.
+
+    Python runs a signal's handler in the main thread only, and only when that thread runs
+    bytecode. A process-directed SIGTERM the kernel hands to another thread does not interrupt
+    a ``join()`` without a timeout: the handler (drain, then stop) would wait for the run to end.
+    """
+    while thread.is_alive():
+        thread.join(JOIN_STEP)

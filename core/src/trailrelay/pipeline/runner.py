@@ -20,6 +20,7 @@ from trailrelay.errors import FatalSinkError, FetchError, InputError, Trailrelay
 from trailrelay.pipeline.deadletter import DeadLetterError, DeadLetterStore, GuardedDeadLetters, entry
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
+from trailrelay.pipeline.process import join
 from trailrelay.pipeline.tickets import Ticket
 from trailrelay.record import Origin, Record
 from trailrelay.sources.base import ItemStream, ObjectRef, Source, Work
@@ -128,7 +129,7 @@ class Pipeline:
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            join(t)  # not join(): a SIGTERM handed to another thread must still stop the run
         for runner in self.sinks.values():
             runner.close()
         closing.set()
