@@ -795,3 +795,86 @@ def test_a_sigterm_the_kernel_hands_to_another_thread_still_stops_forward(
     err = (tmp_path / "stderr").read_text()
     assert code == 0, err[-2000:]
     assert "SIGTERM received" in err
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="finds the workers in /proc")
+def test_a_backfill_worker_killed_mid_run_makes_the_fleet_unfinished_and_says_which(
+    tmp_path: Path, make_object: Any, make_events: Any
+) -> None:
+    """A worker killed by a signal used to lose to its partner's 0 (max of [0, -9]): exit 0 with
+    records missing, nothing logged, and a summary of "workers": 1. Now: 5, an error line naming
+    the worker, its pid and the signal, and the summary lists it; a rerun delivers the rest."""
+    from trailrelay.cli.fleet import fleet_status
+
+    assert fleet_status([0, -9]) == fleet_status([-6, 4]) == fleet_status([1, 0]) == 5
+    assert fleet_status([0, -15]) == 0  # stopped by SIGTERM before its handler was in place: no work yet
+    assert fleet_status([3, -9]) == 3 and fleet_status([0, 4]) == 4 and fleet_status([0, 0]) == 0
+    ids, cfg = _backfill(tmp_path, make_object, make_events, objects=40, per=2000)
+    out = tmp_path / "out" / "ct.ndjson"
+    summary = tmp_path / "summary.json"
+    cmd = [sys.executable, "-m", "trailrelay", "forward", "-c", str(cfg), "--workers", "2", "--no-progress"]
+    with (tmp_path / "stderr").open("wb") as log:
+        proc = subprocess.Popen([*cmd, "--summary-json", str(summary)], stderr=log, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not (out.exists() and out.stat().st_size > 0) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    victim = int(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0])
+    os.kill(victim, signal.SIGKILL)
+    code = proc.wait(timeout=60)
+    err = (tmp_path / "stderr").read_text()
+    assert code == 5, err[-2000:]
+    lost = re.search(rf"worker (\d) \(pid {victim}\) was killed by SIGKILL", err)
+    assert lost, err[-2000:]
+    totals = orjson.loads(summary.read_bytes())
+    assert totals["workers"] == 2
+    assert totals["workers_without_summary"] == [
+        {"worker": int(lost[1]), "pid": victim, "ended": "killed by SIGKILL"}
+    ]
+    again = subprocess.run(cmd, capture_output=True, timeout=120, check=False, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    assert {orjson.loads(x)["eventID"] for x in out.read_bytes().splitlines()} == set(ids)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="finds the workers in /proc")
+def test_a_queue_worker_that_exits_cleanly_is_restarted_and_unhealthy_until_then(
+    tmp_path: Path, queue_with_objects: tuple[str, str, list[str]], aws_env: str
+) -> None:
+    """SIGTERM to one worker: it drains and exits 0. It used to be left dead (only a failure was
+    restarted) with /healthz 200 and nothing logged: the fleet silently one worker short."""
+    url, _, _ = queue_with_objects
+    port = _free_port()
+    cmd = [sys.executable, "-m", "trailrelay", "forward", "-c", str(_config(tmp_path, url, aws_env))]
+    with (tmp_path / "stderr").open("wb") as log:
+        proc = subprocess.Popen(
+            [*cmd, "--workers", "2", "--health", f"127.0.0.1:{port}", "--no-progress"],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    healthz = f"http://127.0.0.1:{port}/healthz"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(workers := _children(proc.pid)) < 2:
+            time.sleep(0.05)
+        while time.monotonic() < deadline:  # both report: their signal handlers are in place
+            with contextlib.suppress(OSError):
+                if "trailrelay_workers 2\n" in _get(f"http://127.0.0.1:{port}/metrics")[1]:
+                    break
+            time.sleep(0.05)
+        assert _get(healthz) == (200, "ok\n")
+        os.kill(workers[1], signal.SIGTERM)
+        answers = []
+        while time.monotonic() < deadline and _children(proc.pid).get(1, workers[1]) == workers[1]:
+            answers.append(_get(healthz))
+            time.sleep(0.05)
+        assert _children(proc.pid)[1] != workers[1]  # started again
+        assert (503, "unhealthy: worker 1 exited with 0, not running\n") in answers, answers
+        while time.monotonic() < deadline and _get(healthz)[0] != 200:
+            time.sleep(0.05)
+        assert _get(healthz) == (200, "ok\n")  # back
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    err = (tmp_path / "stderr").read_text()
+    assert code == 0, err[-2000:]
+    assert f"worker 1 (pid {workers[1]}) exited with 0; restarting it" in err

@@ -54,6 +54,8 @@ _POLL_ONCE = 0.005
 class _Worker(Protocol):
     """What the supervisor needs of a worker process (a ``subprocess.Popen`` or a forked child)."""
 
+    pid: int
+
     def poll(self) -> int | None: ...
 
     def send_signal(self, sig: int) -> None: ...
@@ -147,7 +149,8 @@ class _FleetHealth:
     """The fleet's ``/healthz`` and ``/metrics``, from the workers' metrics files in ``folder``.
 
     A worker process that ends leaves its last counters behind (:meth:`retire`): the process
-    restarted in its place adds to them, so the fleet's counters never go down.
+    restarted in its place adds to them, so the fleet's counters never go down. A worker that
+    ended when it should not have (:meth:`down`) is unhealthy until it is started again.
     """
 
     def __init__(
@@ -164,6 +167,7 @@ class _FleetHealth:
         self._ended: dict[str, Any] = {}  # counters of the processes that ended, added up
         self._last: dict[int, dict[str, Any]] = {}  # each worker's latest snapshot read
         self._restarts: dict[int, deque[float]] = {}
+        self._down: dict[int, str] = {}  # workers not running that should be: how each ended
         self._lock = threading.Lock()
 
     def metrics_file(self, i: int) -> Path:
@@ -186,10 +190,21 @@ class _FleetHealth:
         with self._lock:
             self._restarts.setdefault(i, deque()).append(self.clock())
 
+    def down(self, i: int, how: str) -> None:
+        """Worker ``i`` ended while the fleet was not stopping (``how``: "was killed by SIGKILL")."""
+        with self._lock:
+            self._down[i] = how
+
+    def started(self, i: int) -> None:
+        """A process runs as worker ``i`` (again)."""
+        with self._lock:
+            self._down.pop(i, None)
+
     def __call__(self) -> tuple[bool, str, dict[str, Any]]:
         """(healthy, why not, the fleet's counters): the provider of a :class:`HealthServer`.
 
-        Unhealthy while a worker exited with a failure or crash-loops, and while any worker says
+        Unhealthy while a worker that should run does not (it ended, whatever its status, and is
+        not restarted yet, or not at all: ``--once``) or crash-loops, and while any worker says
         it is unhealthy itself (its metrics file: no source activity for ``max_idle``, the rule
         of a single ``forward``). Any, not all: each worker is a forwarder of its own, and the
         supervisor restarts only workers that exit, so one stuck or cut off stays so until the
@@ -200,8 +215,7 @@ class _FleetHealth:
             total = _sum(list(live.values()))
             _add(total, self._ended)
             looping = self._looping(self.clock())
-        dead = [i for i, p in list(self.procs.items()) if p.poll() not in (None, 0)]
-        problems = [f"workers {dead} exited"] if dead else []
+            problems = [f"worker {i} {how}, not running" for i, how in sorted(self._down.items())]
         if looping:
             count, seconds = _CRASH_LOOP
             problems.append(f"workers {looping} restarted {count} times or more within {seconds:g}s")
@@ -232,14 +246,50 @@ def _counters(snap: dict[str, Any]) -> dict[str, Any]:
 
 _SEVERITY = (3, 5, 4)
 """Exit statuses of workers, most telling first: fatal, unfinished, dead letters."""
+_OWN_STATUSES = frozenset({0, 2, 3, 4, 5})
+"""The documented statuses of ``forward``: a worker that ends with one has said why itself.
+Any other end (a signal, a crash) leaves the worker's unacknowledged work for the next run."""
+_UNFINISHED = 5
+_BEFORE_WORK = frozenset({-signal.SIGTERM, -signal.SIGINT})
+"""A worker's handler of these is in place before it builds its pipeline: one that was killed
+by them was still starting, with nothing taken from the source (its peers do its share)."""
+
+
+def _status(code: int) -> int:
+    if code in _OWN_STATUSES:
+        return code
+    return 0 if code in _BEFORE_WORK else _UNFINISHED
+
+
+def _lost(code: int) -> bool:
+    """The worker ended without saying why and may have left work unacknowledged."""
+    return code not in _OWN_STATUSES and code not in _BEFORE_WORK
 
 
 def fleet_status(codes: list[int]) -> int:
-    """One exit status for the fleet: the most telling of its workers' statuses."""
+    """One exit status for the fleet: the most telling of its workers' statuses.
+
+    A worker killed by a signal (a negative status) or ended by a crash left its work
+    unacknowledged: the fleet's run is unfinished (5), never 0.
+    """
+    codes = [_status(code) for code in codes]
     for code in _SEVERITY:
         if code in codes:
             return code
     return max(codes, default=0)
+
+
+def _ended(code: int) -> str:
+    """How a worker process ended, for a log line: "was killed by SIGKILL", "exited with 1"."""
+    if code >= 0:
+        return f"exited with {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        return f"was killed by signal {-code}"
+    if code in _BEFORE_WORK:
+        return f"was stopped by {name} before it started work"
+    return f"was killed by {name}"
 
 
 def run_fleet(
@@ -280,6 +330,7 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
     if shards:
         claims.mkdir()
     procs: dict[int, _Worker] = {}
+    pids: dict[int, int] = {}
     codes: dict[int, int] = {}
     fleet = _FleetHealth(folder, workers, procs)
 
@@ -292,7 +343,12 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
             env[CLAIMS_ENV] = str(claims)
         if body is not None:
             procs[i] = _fork(body, i, folder / f"summary-{i}.json", env)
-            return
+        else:
+            procs[i] = popen(i, env)
+        pids[i] = procs[i].pid
+        fleet.started(i)
+
+    def popen(i: int, env: dict[str, str]) -> _Worker:
         cmd = [
             sys.executable,
             "-m",
@@ -308,7 +364,7 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
             cmd.append("--once")
         if shards:
             cmd += ["--shard", f"{i}/{workers}", "--summary-json", str(folder / f"summary-{i}.json")]
-        procs[i] = subprocess.Popen(cmd, env={**os.environ, **env})  # noqa: S603 - our own interpreter and CLI
+        return subprocess.Popen(cmd, env={**os.environ, **env})  # noqa: S603 - our own interpreter and CLI
 
     def on_signal(signum: int, _frame: Any) -> None:
         if stopping.is_set():
@@ -339,10 +395,27 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
                 del procs[i]
                 codes[i] = code
                 fleet.retire(i)
-                if code != 0 and not stopping.is_set() and not once:
-                    log.error("worker %d exited with %d; restarting it", i, code)
-                    fleet.restarted(i)
-                    time.sleep(_RESTART_DELAY)
+                if stopping.is_set():
+                    if _lost(code):
+                        log.warning("worker %d (pid %d) %s while stopping", i, pids[i], _ended(code))
+                    continue
+                if once:  # a backfill's or --once run's worker is not restarted: its work is left
+                    if _lost(code):
+                        fleet.down(i, _ended(code))
+                        log.error(
+                            "worker %d (pid %d) %s: what it had not finished is left for the next run",
+                            i,
+                            pids[i],
+                            _ended(code),
+                        )
+                    elif code in _BEFORE_WORK:
+                        log.warning("worker %d (pid %d) %s: its peers do its share", i, pids[i], _ended(code))
+                    continue
+                # a queue worker runs until the fleet stops: any end, even a clean one, is one too early
+                fleet.down(i, _ended(code))
+                log.error("worker %d (pid %d) %s; restarting it", i, pids[i], _ended(code))
+                fleet.restarted(i)
+                if not stopping.wait(_RESTART_DELAY):  # a stop meanwhile: no new worker to stop
                     start(i)
             if procs:  # the run ends the moment the last worker has
                 time.sleep(_POLL_ONCE if once else _POLL)
@@ -353,12 +426,16 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
     if not shards:
         return code, None
     summaries = []
-    for f in sorted(folder.glob("summary-*.json")):
+    lost = []
+    for i in range(workers):
         try:
-            summaries.append(orjson.loads(f.read_bytes()))
-        except (OSError, orjson.JSONDecodeError):
-            continue
+            summaries.append(orjson.loads((folder / f"summary-{i}.json").read_bytes()))
+        except (OSError, orjson.JSONDecodeError):  # killed before it wrote one: say so, with how
+            lost.append({"worker": i, "pid": pids[i], "ended": _ended(codes[i]).removeprefix("was ")})
     total = _sum(summaries)
+    total["workers"] = workers  # started, not only those that reported: a lost one is not hidden
+    if lost:
+        total["workers_without_summary"] = lost
     elapsed = time.monotonic() - started
     total["elapsed_seconds"] = round(elapsed, 3)
     total["records_per_second"] = round(total.get("records_in", 0) / elapsed, 1) if elapsed > 0 else 0.0

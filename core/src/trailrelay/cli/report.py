@@ -80,6 +80,8 @@ def print_summary(console: Console, snap: dict[str, Any], *, dead_letters: str |
         t.add_row(f"dead-lettered ({escape(stage)})", f"{n:,}")
     if snap["units_released"]:
         t.add_row("units left for redelivery", f"{snap['units_released']:,}")
+    for lost in snap.get("workers_without_summary", []):  # a fleet's worker killed mid-run
+        t.add_row(f"worker {lost['worker']} (pid {lost['pid']}): no counters", escape(lost["ended"]))
     t.add_row("records/s", f"{snap['records_per_second']:,.0f}")
     if lat := snap.get("latency_seconds"):
         t.add_row("delay eventTime→final p50/p99", f"{lat['p50']:,.1f}s / {lat['p99']:,.1f}s")
