@@ -183,6 +183,8 @@ def test_health_and_metrics_endpoints(
 class _Running:
     """A worker process that is running (as the supervisor sees it)."""
 
+    pid = 4242
+
     def poll(self) -> int | None:
         return None
 
@@ -878,3 +880,49 @@ def test_a_queue_worker_that_exits_cleanly_is_restarted_and_unhealthy_until_then
     err = (tmp_path / "stderr").read_text()
     assert code == 0, err[-2000:]
     assert f"worker 1 (pid {workers[1]}) exited with 0; restarting it" in err
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="finds the workers in /proc")
+def test_a_frozen_worker_makes_the_fleet_unhealthy(
+    tmp_path: Path, queue_with_objects: tuple[str, str, list[str]], aws_env: str
+) -> None:
+    """A SIGSTOPped worker cannot report itself: /healthz trusted its last (healthy) report and
+    answered 200 for as long as it stayed frozen. Now a report older than a few intervals is 503."""
+    url, _, _ = queue_with_objects
+    port = _free_port()
+    cmd = [sys.executable, "-m", "trailrelay", "forward", "-c", str(_config(tmp_path, url, aws_env))]
+    proc = subprocess.Popen(
+        [*cmd, "--workers", "2", "--health", f"127.0.0.1:{port}", "--no-progress"],
+        env={**_env(), "TRAILRELAY_METRICS_EVERY": "0.1"},  # a stale report: older than 0.5 s
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    healthz = f"http://127.0.0.1:{port}/healthz"
+    frozen = None
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if "trailrelay_workers 2\n" in _get(f"http://127.0.0.1:{port}/metrics")[1]:
+                    break
+            time.sleep(0.05)
+        assert _get(healthz) == (200, "ok\n")
+        frozen = _children(proc.pid)[1]
+        os.kill(frozen, signal.SIGSTOP)
+        stopped = time.monotonic()
+        while time.monotonic() < deadline and _get(healthz)[0] == 200:
+            time.sleep(0.05)
+        status, body = _get(healthz)
+        assert status == 503 and re.search(
+            rf"worker 1 \(pid {frozen}\): last report \d+s ago \(one is due every 0.1s\)", body
+        ), body
+        assert time.monotonic() - stopped < 10  # not after max_idle (63 s here)
+        os.kill(frozen, signal.SIGCONT)
+        while time.monotonic() < deadline and _get(healthz)[0] != 200:
+            time.sleep(0.05)
+        assert _get(healthz) == (200, "ok\n")  # it reports again
+    finally:
+        if frozen is not None:
+            os.kill(frozen, signal.SIGCONT)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

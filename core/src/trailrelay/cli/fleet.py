@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from trailrelay.pipeline.health import HealthServer
+from trailrelay.pipeline.health import HealthServer, report_every
 from trailrelay.sources.base import CLAIMS_ENV
 
 __all__ = ["can_fork", "fleet_status", "run_fleet"]
@@ -49,6 +49,9 @@ _POLL = 0.02
 """Seconds between looks at the workers of a long-running fleet."""
 _POLL_ONCE = 0.005
 """The same for a backfill, whose run ends when its last worker does (a syscall per worker)."""
+_STALE_REPORTS = 5
+"""A worker whose last report is older than this many reporting intervals (and at most its
+``max_idle``) is stopped or hung: it cannot say so itself, so ``/healthz`` says it for it."""
 
 
 class _Worker(Protocol):
@@ -159,11 +162,20 @@ class _FleetHealth:
         workers: int,
         procs: dict[int, _Worker],
         clock: Callable[[], float] = time.monotonic,
+        *,
+        every: float | None = None,
+        max_idle: float = float("inf"),
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.folder = folder
         self.workers = workers
         self.procs = procs
         self.clock = clock
+        self.every = report_every() if every is None else every
+        """Seconds between a worker's reports (what the workers are told: the same variable)."""
+        self.stale = min(_STALE_REPORTS * self.every, max_idle)
+        """How old a running worker's last report may be (file times are wall-clock times)."""
+        self.wall = wall
         self._ended: dict[str, Any] = {}  # counters of the processes that ended, added up
         self._last: dict[int, dict[str, Any]] = {}  # each worker's latest snapshot read
         self._restarts: dict[int, deque[float]] = {}
@@ -206,9 +218,10 @@ class _FleetHealth:
         Unhealthy while a worker that should run does not (it ended, whatever its status, and is
         not restarted yet, or not at all: ``--once``) or crash-loops, and while any worker says
         it is unhealthy itself (its metrics file: no source activity for ``max_idle``, the rule
-        of a single ``forward``). Any, not all: each worker is a forwarder of its own, and the
-        supervisor restarts only workers that exit, so one stuck or cut off stays so until the
-        fleet is restarted; in an outage of the queue every worker says so anyway.
+        of a single ``forward``), or has said nothing for longer than its reports allow (stopped
+        or hung: it cannot say so itself). Any, not all: each worker is a forwarder of its own,
+        and the supervisor restarts only workers that exit, so one stuck or cut off stays so
+        until the fleet is restarted; in an outage of the queue every worker says so anyway.
         """
         with self._lock:
             live = {i: snap for i in range(self.workers) if (snap := self._read(i)) is not None}
@@ -216,11 +229,29 @@ class _FleetHealth:
             _add(total, self._ended)
             looping = self._looping(self.clock())
             problems = [f"worker {i} {how}, not running" for i, how in sorted(self._down.items())]
+            problems += self._silent(live)
         if looping:
             count, seconds = _CRASH_LOOP
             problems.append(f"workers {looping} restarted {count} times or more within {seconds:g}s")
         problems += [f"worker {i}: {snap['unhealthy']}" for i, snap in live.items() if snap.get("unhealthy")]
         return (not problems, "; ".join(problems), total)
+
+    def _silent(self, live: dict[int, Any]) -> list[str]:
+        """Running workers that have not reported for longer than ``stale`` (SIGSTOPped, hung)."""
+        silent = []
+        now = self.wall()
+        for i, p in sorted(self.procs.items()):  # a copy made at once: the supervisor changes it
+            if i not in live or i in self._down:
+                continue
+            try:
+                age = now - self.metrics_file(i).stat().st_mtime
+            except OSError:  # ended meanwhile
+                continue
+            if age > self.stale:
+                silent.append(
+                    f"worker {i} (pid {p.pid}): last report {age:.0f}s ago (one is due every {self.every:g}s)"
+                )
+        return silent
 
     def _read(self, i: int) -> dict[str, Any] | None:
         try:
@@ -300,6 +331,7 @@ def run_fleet(
     health: str | None,
     log_format: str,
     shards: bool = False,
+    max_idle: float = float("inf"),
     body: Callable[[int, Path], None] | None = None,
     after_fork: Callable[[], None] | None = None,
 ) -> tuple[int, dict[str, Any] | None]:
@@ -307,10 +339,13 @@ def run_fleet(
 
     ``body(index, summary_path)``: fork each worker to run it (a backfill's shards) instead of
     starting a new ``trailrelay forward`` process. ``after_fork``: called once every worker is
-    started (the supervisor's own threads start only then).
+    started (the supervisor's own threads start only then). ``max_idle``: the workers' own limit
+    on source inactivity; a worker silent that long (or a few reports long) is unhealthy.
     """
     with tempfile.TemporaryDirectory(prefix="trailrelay-fleet-") as tmp:
-        return _supervise(Path(tmp), config_path, workers, once, health, log_format, shards, body, after_fork)
+        return _supervise(
+            Path(tmp), config_path, workers, once, health, log_format, shards, max_idle, body, after_fork
+        )
 
 
 def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folder
@@ -321,6 +356,7 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
     health: str | None,
     log_format: str,
     shards: bool,
+    max_idle: float,
     body: Callable[[int, Path], None] | None,
     after_fork: Callable[[], None] | None,
 ) -> tuple[int, dict[str, Any] | None]:
@@ -332,7 +368,7 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
     procs: dict[int, _Worker] = {}
     pids: dict[int, int] = {}
     codes: dict[int, int] = {}
-    fleet = _FleetHealth(folder, workers, procs)
+    fleet = _FleetHealth(folder, workers, procs, max_idle=max_idle)
 
     def start(i: int) -> None:
         env = {

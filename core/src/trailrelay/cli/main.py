@@ -265,6 +265,7 @@ def forward(  # noqa: PLR0917 - click passes options positionally by name
                 health=health,
                 log_format=fmt,
                 shards=listing,
+                max_idle=_max_idle(config),
                 body=body,
                 after_fork=shared.serve if shared is not None else None,
             )
@@ -410,12 +411,7 @@ def _forward_one(
         pipeline = built.pipeline
         if shared is not None and built.tagger is not None:
             shared[0].attach(shared[1], built.tagger)
-        # a push source (Firehose) may be idle for hours and still healthy
-        max_idle = (
-            float("inf")
-            if config.source.type == "firehose"
-            else 3 * getattr(config.source, "wait_seconds", 100) + 60
-        )
+        max_idle = _max_idle(config)
         server = None
         if health:  # http.server only when asked for: start-up stays lean
             from trailrelay.pipeline.health import HealthServer, pipeline_health  # noqa: PLC0415
@@ -427,10 +423,12 @@ def _forward_one(
             from trailrelay.pipeline.health import (  # noqa: PLC0415
                 health_snapshot,
                 pipeline_health,
+                report_every,
                 write_snapshots,
             )
 
-            write_snapshots(health_snapshot(pipeline_health(pipeline, max_idle)), metrics_file, writer_stop)
+            provider = health_snapshot(pipeline_health(pipeline, max_idle))
+            write_snapshots(provider, metrics_file, writer_stop, report_every())
         _tune_gc()
         result = pipeline.run()
         writer_stop.set()
@@ -475,6 +473,13 @@ def _forward_one(
         sys.stderr.flush()  # not stdout: the hung request may be a write to it, holding its lock
         os._exit(code)
     raise SystemExit(code)
+
+
+def _max_idle(config: Config) -> float:
+    """Seconds without source activity after which ``/healthz`` says unhealthy."""
+    if config.source.type == "firehose":  # a push source may be idle for hours and still healthy
+        return float("inf")
+    return 3 * getattr(config.source, "wait_seconds", 100) + 60
 
 
 def _warn_if_nothing_found(config: Config, snapshot: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -11,7 +12,12 @@ from typing import Any
 
 from trailrelay.errors import ConfigError
 
-__all__ = ["HealthServer", "check_listen", "health_snapshot", "prometheus_text"]
+__all__ = ["HealthServer", "check_listen", "health_snapshot", "prometheus_text", "report_every"]
+
+REPORT_EVERY_ENV = "TRAILRELAY_METRICS_EVERY"
+"""Seconds between a fleet worker's reports (its metrics file); the supervisor and its workers
+read the same variable, so the supervisor knows how old a live worker's last report may be."""
+REPORT_EVERY = 2.0
 
 
 def _address(listen: str) -> tuple[str, int]:
@@ -178,8 +184,17 @@ def health_snapshot(provider: Callable[[], tuple[bool, str, dict[str, Any]]]) ->
     return snapshot
 
 
+def report_every() -> float:
+    """Seconds between a fleet worker's reports: ``TRAILRELAY_METRICS_EVERY``, or 2."""
+    try:
+        every = float(os.environ.get(REPORT_EVERY_ENV, REPORT_EVERY))
+    except ValueError:
+        return REPORT_EVERY
+    return every if 0 < every < float("inf") else REPORT_EVERY
+
+
 def write_snapshots(
-    snapshot: Callable[[], dict[str, Any]], path: str, stop: threading.Event, every: float = 2.0
+    snapshot: Callable[[], dict[str, Any]], path: str, stop: threading.Event, every: float = REPORT_EVERY
 ) -> threading.Thread:
     """Write the snapshot as JSON to ``path`` every few seconds (atomically), for a supervisor."""
     import orjson  # noqa: PLC0415
