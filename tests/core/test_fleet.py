@@ -926,3 +926,78 @@ def test_a_frozen_worker_makes_the_fleet_unhealthy(
             os.kill(frozen, signal.SIGCONT)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def _gone(pid: int) -> bool:
+    """The process has ended (reaped, or a zombie nobody reaps: not our child)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="finds the workers in /proc")
+def test_workers_drain_and_stop_when_their_supervisor_is_killed(
+    tmp_path: Path, queue_with_objects: tuple[str, str, list[str]], aws_env: str
+) -> None:
+    """kill -9 of the supervisor used to leave its workers consuming the queue unsupervised (and
+    writing the file-sink names a restarted fleet's workers use). Now they stop, as on SIGTERM."""
+    url, _, ids = queue_with_objects
+    port = _free_port()
+    cmd = [sys.executable, "-m", "trailrelay", "forward", "-c", str(_config(tmp_path, url, aws_env))]
+    with (tmp_path / "stderr").open("wb") as log:
+        proc = subprocess.Popen(
+            [*cmd, "--workers", "2", "--health", f"127.0.0.1:{port}", "--no-progress"],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    workers: dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if "trailrelay_workers 2\n" in _get(f"http://127.0.0.1:{port}/metrics")[1]:
+                    break
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        while time.monotonic() < deadline and len(_delivered(tmp_path)) < len(ids):
+            time.sleep(0.1)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not all(_gone(pid) for pid in workers.values()):
+            time.sleep(0.05)
+        assert all(_gone(pid) for pid in workers.values())  # used to run on for good
+    finally:
+        for pid in workers.values():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    err = (tmp_path / "stderr").read_text()
+    assert err.count("SIGTERM received: finishing in-flight work, then stopping") == 2, err[-2000:]
+    assert err.count('"message":"run finished"') == 2, err[-2000:]  # drained, not killed
+    assert sorted(_delivered(tmp_path)) == sorted(ids)
+
+
+def test_a_worker_whose_supervisor_is_already_gone_stops_at_once(tmp_path: Path) -> None:
+    """The supervisor may die before its worker asks to be signalled then (no signal comes), or
+    where the kernel cannot signal it (a thread looks at the parent): the worker stops either way."""
+    script = (
+        "import os, sys, threading, time\n"
+        "from trailrelay.pipeline import process\n"
+        "if sys.argv[1] == 'watch':\n"
+        "    process._death_signal = lambda sig: False\n"
+        "    process.PARENT_WATCH = 0.05\n"
+        "stop = threading.Event()\n"
+        "process.stop_with_parent(os.getppid() + 100000, stop)\n"  # not its parent: that one is gone
+        "print(stop.wait(5))\n"
+    )
+    for how in ("prctl", "watch"):
+        if how == "prctl" and sys.platform != "linux":
+            continue
+        done = subprocess.run(
+            [sys.executable, "-c", script, how], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert done.stdout == "True\n", (how, done.stderr[-2000:])
+        assert "supervisor (pid" in done.stderr and "is gone" in done.stderr

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import orjson
 
 from trailrelay.pipeline.health import HealthServer, report_every
+from trailrelay.pipeline.process import SUPERVISOR_ENV
 from trailrelay.sources.base import CLAIMS_ENV
 
 __all__ = ["can_fork", "fleet_status", "run_fleet"]
@@ -374,6 +375,7 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
         env = {
             "TRAILRELAY_METRICS_FILE": str(fleet.metrics_file(i)),
             "TRAILRELAY_WORKER": str(i),
+            SUPERVISOR_ENV: str(os.getpid()),  # a worker stops when this process is gone
         }
         if shards:  # the workers of a backfill take objects as they get free (sources.base.Claims)
             env[CLAIMS_ENV] = str(claims)

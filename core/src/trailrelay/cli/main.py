@@ -385,10 +385,14 @@ def _forward_one(
     ``shared``: the supervisor's correlation windows and this worker's index (forked workers).
     """
     from trailrelay.pipeline.forwarder import build_pipeline  # noqa: PLC0415
+    from trailrelay.pipeline.process import SUPERVISOR_ENV, stop_with_parent  # noqa: PLC0415
     from trailrelay.sources.base import CLAIMS_ENV  # noqa: PLC0415
 
     stop = threading.Event()
     _install_signal_handlers(stop)
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if supervisor and supervisor.isdigit():  # a fleet's worker: it ends with its supervisor
+        stop_with_parent(int(supervisor), stop)
     live = (SqsSourceConfig, FirehoseSourceConfig)
     show = progress if progress is not None else (tty and not isinstance(config.source, live))
     with progress_reporter(enabled=show) as on_progress:

@@ -15,10 +15,11 @@ import ctypes
 import gc
 import logging
 import os
+import signal
 import sys
 import threading
 
-__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "freeze_startup", "join", "tune_allocator"]
+__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "freeze_startup", "join", "stop_with_parent", "tune_allocator"]
 
 log = logging.getLogger("trailrelay.pipeline")
 
@@ -82,3 +83,48 @@ def join(thread: threading.Thread) -> None:
     """
     while thread.is_alive():
         thread.join(JOIN_STEP)
+
+
+SUPERVISOR_ENV = "TRAILRELAY_SUPERVISOR"
+"""The pid of a fleet worker's supervisor (set by the supervisor)."""
+_PR_SET_PDEATHSIG = 1
+PARENT_WATCH = 1.0
+"""Seconds between looks at the parent where the kernel cannot signal its death (not Linux)."""
+
+
+def stop_with_parent(parent: int, stop: threading.Event) -> None:
+    """Stop as on SIGTERM (drain, hand back the rest) once process ``parent`` is gone.
+
+    A fleet's worker whose supervisor was killed (``kill -9``, OOM) would otherwise run on
+    unsupervised: no restarts, no ``/healthz``, no signal from a restarted fleet, and the same
+    file-sink names as its workers. On Linux the kernel sends SIGTERM when the parent dies (the
+    SIGTERM handler must be in place); elsewhere a thread looks at the parent every second.
+    """
+    if _death_signal(signal.SIGTERM):
+        if os.getppid() != parent:  # it died before the request was made: no signal will come
+            _orphaned(parent, stop)
+        return
+
+    def watch() -> None:
+        while not stop.wait(PARENT_WATCH):
+            if os.getppid() != parent:
+                _orphaned(parent, stop)
+                return
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _death_signal(sig: int) -> bool:
+    """Ask the kernel for ``sig`` when the parent dies (Linux ``prctl``); False where it cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    return bool(prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0) == 0)
+
+
+def _orphaned(parent: int, stop: threading.Event) -> None:
+    log.warning("the fleet's supervisor (pid %d) is gone: finishing in-flight work, then stopping", parent)
+    stop.set()
