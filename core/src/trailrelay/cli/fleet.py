@@ -9,10 +9,11 @@ object; the run ends when every worker has. On Linux a backfill's
 workers are forked from the supervisor once it has loaded the config and imported what a run
 needs (``body``), so no worker pays start-up again; elsewhere, and for queue workers (which are
 restarted when they die), each is a fresh process. The supervisor forwards
-SIGINT/SIGTERM so every worker drains, restarts a queue worker that died unexpectedly, serves
-one ``/healthz`` and ``/metrics`` for the whole fleet (unhealthy while a worker crash-loops or
-reports no source activity), and sums the workers' counters (a restarted worker's added to what
-its predecessor left).
+SIGINT/SIGTERM so every worker drains, restarts a queue worker that ends while the fleet is not
+stopping (whatever its status), serves one ``/healthz`` and ``/metrics`` for the whole fleet
+(unhealthy while a worker is down, crash-loops, reports no source activity or stops reporting),
+and sums the workers' counters (a restarted worker's added to what its predecessor left). A
+worker killed mid-run makes the fleet's status 5; workers stop when their supervisor dies.
 """
 
 from __future__ import annotations
