@@ -88,6 +88,8 @@ def join(thread: threading.Thread) -> None:
 SUPERVISOR_ENV = "TRAILRELAY_SUPERVISOR"
 """The pid of a fleet worker's supervisor (set by the supervisor)."""
 _PR_SET_PDEATHSIG = 1
+DEATH_SIGNAL: int | None = getattr(signal, "SIGUSR1", None)
+"""What a fleet worker asks the kernel to send it when its supervisor dies (Linux)."""
 PARENT_WATCH = 1.0
 """Seconds between looks at the parent where the kernel cannot signal its death (not Linux)."""
 
@@ -97,10 +99,12 @@ def stop_with_parent(parent: int, stop: threading.Event) -> None:
 
     A fleet's worker whose supervisor was killed (``kill -9``, OOM) would otherwise run on
     unsupervised: no restarts, no ``/healthz``, no signal from a restarted fleet, and the same
-    file-sink names as its workers. On Linux the kernel sends SIGTERM when the parent dies (the
-    SIGTERM handler must be in place); elsewhere a thread looks at the parent every second.
+    file-sink names as its workers. On Linux the kernel sends ``DEATH_SIGNAL`` when the parent
+    dies; elsewhere (or called off the main thread) a thread looks at the parent every second.
+    Not SIGTERM: the kernel signals again each time the child passes to another of the dying
+    parent's threads, and a second SIGTERM means "exit now" (see ``cli.main``).
     """
-    if _death_signal(signal.SIGTERM):
+    if _signalled(parent, stop):
         if os.getppid() != parent:  # it died before the request was made: no signal will come
             _orphaned(parent, stop)
         return
@@ -114,10 +118,24 @@ def stop_with_parent(parent: int, stop: threading.Event) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _signalled(parent: int, stop: threading.Event) -> bool:
+    """Handle ``DEATH_SIGNAL`` and ask the kernel for it when the parent dies; False where it cannot."""
+    if DEATH_SIGNAL is None or not sys.platform.startswith("linux"):
+        return False
+
+    def on_death_signal(_signum: int, _frame: object) -> None:
+        if os.getppid() != parent:  # not while the child is handed to the parent's next thread
+            _orphaned(parent, stop)
+
+    try:
+        signal.signal(DEATH_SIGNAL, on_death_signal)
+    except ValueError:  # not the main thread
+        return False
+    return _death_signal(DEATH_SIGNAL)
+
+
 def _death_signal(sig: int) -> bool:
     """Ask the kernel for ``sig`` when the parent dies (Linux ``prctl``); False where it cannot."""
-    if not sys.platform.startswith("linux"):
-        return False
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
@@ -126,5 +144,7 @@ def _death_signal(sig: int) -> bool:
 
 
 def _orphaned(parent: int, stop: threading.Event) -> None:
+    if stop.is_set():  # stopping already (a signal, or said once)
+        return
     log.warning("the fleet's supervisor (pid %d) is gone: finishing in-flight work, then stopping", parent)
     stop.set()
