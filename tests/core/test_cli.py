@@ -897,8 +897,13 @@ def test_demo_replaces_its_earlier_output_and_leaves_other_folders_alone(tmp_pat
     assert [p.name for p in theirs.rglob("*")] == ["trail", "keep.json"]
 
 
-def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:
-    """SIGTERM during a run: in-flight work finishes or is handed back; a rerun completes the rest."""
+@pytest.mark.parametrize("doubled", [False, True])
+def test_sigterm_drains_and_exits_cleanly(tmp_path: Path, doubled: bool) -> None:
+    """SIGTERM during a run: in-flight work finishes or is handed back; a rerun completes the rest.
+
+    ``doubled``: SIGINT and SIGTERM at once, as Ctrl-C to a fleet's process group (the supervisor
+    passes SIGTERM on) or systemd's stop of a whole cgroup deliver them: one stop, still drained,
+    not the "second signal: exiting now" of a user pressing Ctrl-C again."""
     subprocess.run(
         [sys.executable, "-m", "trailrelay", "generate", str(tmp_path / "trail"), "--events-per-hour", "400"],
         check=True,
@@ -916,8 +921,11 @@ def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:
     while not (tmp_path / "out.ndjson").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
+    if doubled:
+        proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+    assert "second signal" not in err
     first = orjson.loads((tmp_path / "s1.json").read_bytes())
     second_run = subprocess.run(
         [*cmd, str(tmp_path / "s2.json")],

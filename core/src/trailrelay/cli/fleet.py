@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import orjson
 
 from trailrelay.pipeline.health import HealthServer, report_every
-from trailrelay.pipeline.process import SUPERVISOR_ENV
+from trailrelay.pipeline.process import SAME_STOP_SECONDS, SUPERVISOR_ENV
 from trailrelay.sources.base import CLAIMS_ENV
 
 __all__ = ["can_fork", "fleet_status", "run_fleet"]
@@ -405,11 +405,16 @@ def _supervise(  # noqa: PLR0917 - run_fleet's arguments, plus its scratch folde
             cmd += ["--shard", f"{i}/{workers}", "--summary-json", str(folder / f"summary-{i}.json")]
         return subprocess.Popen(cmd, env={**os.environ, **env})  # noqa: S603 - our own interpreter and CLI
 
+    first_signal: list[float] = []
+
     def on_signal(signum: int, _frame: Any) -> None:
         if stopping.is_set():
+            if time.monotonic() - first_signal[0] < SAME_STOP_SECONDS:
+                return  # the same stop twice (Ctrl-C to the process group, systemd to the cgroup)
             for p in procs.values():
                 p.kill()
             return
+        first_signal.append(time.monotonic())
         stopping.set()
         log.warning("%s: asking %d workers to drain", signal.Signals(signum).name, len(procs))
         for p in procs.values():

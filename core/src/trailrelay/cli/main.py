@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -549,10 +550,17 @@ def _shard(value: str | None) -> tuple[int, int] | None:
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:
+    from trailrelay.pipeline.process import SAME_STOP_SECONDS  # noqa: PLC0415
+
+    first: list[float] = []
+
     def handler(signum: int, _frame: Any) -> None:
         if stop.is_set():
+            if time.monotonic() - first[0] < SAME_STOP_SECONDS:
+                return
             log.warning("second signal: exiting now; unacknowledged work will be delivered again")
             os._exit(130)
+        first.append(time.monotonic())
         log.warning("%s received: finishing in-flight work, then stopping", signal.Signals(signum).name)
         stop.set()
 

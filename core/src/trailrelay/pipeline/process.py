@@ -19,7 +19,20 @@ import signal
 import sys
 import threading
 
-__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "freeze_startup", "join", "stop_with_parent", "tune_allocator"]
+__all__ = [
+    "MMAP_THRESHOLD",
+    "SAME_STOP_SECONDS",
+    "TRIM_THRESHOLD",
+    "freeze_startup",
+    "join",
+    "stop_with_parent",
+    "tune_allocator",
+]
+
+SAME_STOP_SECONDS = 1.0
+"""A signal this soon after the first is the same stop delivered twice, not "exit now": Ctrl-C
+reaches a whole process group while a fleet's supervisor passes SIGTERM on, and systemd signals
+every process of the unit's cgroup."""
 
 log = logging.getLogger("trailrelay.pipeline")
 
