@@ -751,6 +751,44 @@ def test_replay_to_two_sinks_that_succeed_finishes_the_file_once(tmp_path: Path)
     )
 
 
+def test_replay_applies_the_sinks_privacy_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records dead-lettered before [privacy] was added were replayed in clear to a sink whose
+    profile is standard ("replayed 1, delivered 1", the user name and full IP at the sink)."""
+    dl = tmp_path / "dead-letters"
+    dl.mkdir()
+    alice = SAMPLE_EVENTS[0]
+    (dl / "d.ndjson").write_bytes(_sink_entry("out", alice))
+    monkeypatch.setenv("REPLAY_TEST_KEY", "k" * 8 + "0123456789abcdef0123456789abcdef")
+    more = '[privacy]\nkey_env = "REPLAY_TEST_KEY"\ndefault = "standard"\n'
+    result = _replay(tmp_path, more=more)
+    assert result.exit_code == 0, result.output
+    assert "delivered 1" in result.output
+    sent = (tmp_path / "o.ndjson").read_text()
+    got = orjson.loads(sent)
+    assert got["eventID"] == alice["eventID"]
+    assert got["userIdentity"]["userName"].startswith("tr1_")
+    assert got["sourceIPAddress"] == "203.0.113.0"
+    assert "alice" not in sent and "203.0.113.7" not in sent
+    (tmp_path / "o.ndjson").unlink()  # once more, of the pseudonymized record: it does not change
+    (dl / "d2.ndjson").write_bytes(_sink_entry("out", got))
+    assert _replay(tmp_path, more=more).exit_code == 0
+    assert orjson.loads((tmp_path / "o.ndjson").read_bytes()) == got
+
+
+def test_replay_with_a_privacy_key_that_cannot_load_claims_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dl = tmp_path / "dead-letters"
+    dl.mkdir()
+    (dl / "d.ndjson").write_bytes(_sink_entry("out", SAMPLE_EVENTS[0]))
+    monkeypatch.delenv("REPLAY_TEST_KEY", raising=False)
+    result = _replay(tmp_path, more='[privacy]\nkey_env = "REPLAY_TEST_KEY"\ndefault = "standard"\n')
+    assert result.exit_code == 2, result.output
+    assert "privacy.key_env: environment variable REPLAY_TEST_KEY is not set" in result.output
+    assert [p.name for p in dl.iterdir()] == ["d.ndjson"]
+    assert not (tmp_path / "o.ndjson").exists()
+
+
 def test_replay_reads_each_entry_alone(tmp_path: Path) -> None:
     """The raws were joined into one JSON array: a truncated one swallowed the next entry into
     its dead letter (and an empty "read" one), and the run exited 0."""

@@ -800,7 +800,11 @@ def replay_dead_letters(config_path: Path, source: Path | None, only_sink: str |
         raise SystemExit(EXIT_CONFIG)
     from trailrelay.cli.replay import replay  # noqa: PLC0415
 
-    runs = replay(config, source or config.dead_letter_path(), only_sink, err)
+    try:
+        runs = replay(config, source or config.dead_letter_path(), only_sink, err)
+    except ConfigError as exc:  # the privacy key, say: nothing was claimed or sent
+        _fail("config error", f"in {config_path}: {exc}")
+        raise SystemExit(EXIT_CONFIG) from None
     raise SystemExit(_replay_status(runs))
 
 

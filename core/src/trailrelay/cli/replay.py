@@ -36,7 +36,7 @@ from trailrelay.config import Config
 from trailrelay.contract import INTEGRITY_KIND
 from trailrelay.errors import TrailrelayError
 from trailrelay.integrity.records import integrity_record
-from trailrelay.pipeline.build import build_dead_letters, build_sink
+from trailrelay.pipeline.build import build_dead_letters, build_privacy, build_sink
 from trailrelay.pipeline.delivery import SinkRunner
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.runner import Pipeline, RunResult
@@ -268,6 +268,7 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
     if not files:
         console.print(f"no dead-letter files in {source}: nothing to replay", highlight=False, markup=False)
         return []
+    privacy = build_privacy(config)  # as forward has it; before any file is claimed
     known = {s.display_name: s for s in config.sinks}
     per_sink: dict[str, dict[_Claimed, list[dict[str, Any]]]] = defaultdict(dict)
     lock = threading.Lock()
@@ -322,6 +323,7 @@ def replay(config: Config, source: Path, only_sink: str | None, console: Console
             stop=stop,
             on_fatal=pipe.on_fatal,
             max_retry_seconds=known[name].max_retry_seconds,
+            prepare=privacy[name].apply if name in privacy else None,  # never sent in clear
             secrets=secret_values(known[name]),
         )
         result = pipe.run()
