@@ -519,6 +519,62 @@ def test_standard_profile_leaves_no_name_it_tokenizes_elsewhere() -> None:
 
 
 @pytest.mark.parametrize(
+    ("event_name", "identity", "response"),
+    [
+        (
+            "AssumeRoleWithSAML",
+            {"type": "SAMLUser", "principalId": "Qx5Y1vDvK3=:carol", "userName": "carol"},
+            {
+                "subject": "carol",
+                "subjectType": "persistent",
+                "sourceIdentity": "carol",
+                "assumedRoleUser": {"arn": "arn:aws:sts::111122223333:assumed-role/SSO/carol"},
+            },
+        ),
+        (
+            "AssumeRoleWithWebIdentity",
+            {"type": "WebIdentityUser", "principalId": "accounts.google.com:carol", "userName": "carol"},
+            {"subjectFromWebIdentityToken": "carol", "provider": "accounts.google.com"},
+        ),
+    ],
+)
+def test_standard_profile_tokenizes_the_saml_and_web_identity_subject_as_the_caller(
+    event_name: str, identity: dict[str, Any], response: dict[str, Any]
+) -> None:
+    """userIdentity.userName was a token while responseElements.subject (or
+    subjectFromWebIdentityToken) kept the same name in clear beside it."""
+    doc = event(eventName=event_name, userIdentity=identity, responseElements=response)
+    out = Pseudonymizer(STANDARD_PROFILE, KEY).apply(record(doc))
+    assert b"carol" not in out.raw
+    d = out.document()
+    carol = d["userIdentity"]["userName"]
+    assert carol == Tokenizer(KEY).token("carol")
+    assert d["userIdentity"]["principalId"].endswith(f":{carol}")
+    for name in ("subject", "subjectFromWebIdentityToken", "sourceIdentity"):
+        if name in response:
+            assert d["responseElements"][name] == carol  # the same person, the same token
+    assert d["responseElements"].get("provider", "accounts.google.com") == "accounts.google.com"
+
+
+def test_standard_profile_tokenizes_the_identity_center_user_and_keeps_access_key_ids() -> None:
+    """onBehalfOf.userId (the IAM Identity Center user a session acts for) went out in clear."""
+    user = "906771ac70-9f02a7b9-7ed6-47ff-8d9d-7a7f4c1a55a6"
+    identity = {
+        **SAMPLE_EVENTS[0]["userIdentity"],
+        "onBehalfOf": {
+            "userId": user,
+            "identityStoreArn": "arn:aws:identitystore::111122223333:identitystore/d-1",
+        },
+    }
+    d = Pseudonymizer(STANDARD_PROFILE, KEY).apply(record(event(userIdentity=identity))).document()
+    assert d["userIdentity"]["onBehalfOf"] == {
+        "userId": Tokenizer(KEY).token(user),
+        "identityStoreArn": "arn:aws:identitystore::111122223333:identitystore/d-1",
+    }
+    assert d["userIdentity"]["accessKeyId"] == SAMPLE_EVENTS[0]["userIdentity"]["accessKeyId"]
+
+
+@pytest.mark.parametrize(
     ("text", "expected_shape"),
     [
         (

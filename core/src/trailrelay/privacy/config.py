@@ -178,6 +178,7 @@ STANDARD_PROFILE = PrivacyProfile(
         FieldRule(path="userIdentity.sessionContext.sessionIssuer.principalId", method="principal"),
         FieldRule(path="userIdentity.sessionContext.sessionIssuer.arn", method="principal"),
         FieldRule(path="userIdentity.sessionContext.sourceIdentity", method="pseudonymize"),
+        FieldRule(path="userIdentity.onBehalfOf.userId", method="pseudonymize"),
         FieldRule(path="requestParameters.userName", method="pseudonymize"),
         FieldRule(path="requestParameters.roleSessionName", method="pseudonymize"),
         FieldRule(path="requestParameters.sourceIdentity", method="pseudonymize"),
@@ -189,6 +190,9 @@ STANDARD_PROFILE = PrivacyProfile(
         FieldRule(path="responseElements.assumedRoleUser.assumedRoleId", method="principal"),
         FieldRule(path="responseElements.federatedUser.arn", method="principal"),
         FieldRule(path="responseElements.federatedUser.federatedUserId", method="principal"),
+        FieldRule(path="responseElements.subject", method="pseudonymize"),
+        FieldRule(path="responseElements.subjectFromWebIdentityToken", method="pseudonymize"),
+        FieldRule(path="responseElements.sourceIdentity", method="pseudonymize"),
         FieldRule(path="additionalEventData.UserName", method="pseudonymize"),
         FieldRule(path="errorMessage", method="arns"),
     ],
@@ -205,18 +209,25 @@ STANDARD_PROFILE = PrivacyProfile(
 )
 """The built-in profile ``standard``: IPs to /24 (/48), people's names and e-mails to tokens.
 
-Names: the caller's (``userIdentity``, its session issuer, which for a federated user is an
-IAM user, and source identity), the user a call creates or names (``userName`` in the request,
-the created user, access key and login profile), and the sessions and federated users STS
-hands out (``roleSessionName``, ``assumedRoleUser``, ``federatedUser``). Roles stay readable
-in ARNs and unique ids, but ``sessionIssuer.userName`` is a token for a role too (the role is
-still in ``sessionIssuer.arn``). In ``errorMessage`` (free text) the person part of every ARN and
-every e-mail address is tokenized. What stays as written: a name the text gives without an
-ARN (``Login Profile for User alice cannot be …``), other free text, and fields outside these
-paths, e.g. the ``name`` GetFederationToken is called with, an SSM session id that starts with
-the session's name, or a user's ARN in ``responseElements.profile.createdBy`` or a policy
-document. A profile of your own can add ``{ path = "responseElements", method = "arns" }``
-(every ARN anywhere below it) at the cost of another pass over that subtree.
+Names: the caller's (``userIdentity``, its session issuer, which for a federated user is an IAM
+user, its source identity, and the IAM Identity Center user it acts for,
+``onBehalfOf.userId``), the user a call creates or names (``userName`` in the request, the
+created user, access key and login profile), the sessions and federated users STS hands out
+(``roleSessionName``, ``assumedRoleUser``, ``federatedUser``, the ``sourceIdentity`` it
+answers), and the SAML or web identity user STS answers for (``responseElements.subject``,
+``subjectFromWebIdentityToken``: the value of that call's ``userIdentity.userName``, so its
+token too). Roles stay readable in ARNs and unique ids, but ``sessionIssuer.userName`` is a
+token for a role too (the role is still in ``sessionIssuer.arn``). In ``errorMessage`` (free
+text) the person part of every ARN and every e-mail address is tokenized. What stays as
+written: a name the text gives without an ARN (``Login Profile for User alice cannot be …``),
+other free text, and fields outside these paths, e.g. the ``name`` GetFederationToken is called
+with, an SSM session id that starts with the session's name, a user's ARN in
+``responseElements.profile.createdBy`` or a policy document, or the MFA device ARN of a console
+sign-in (``additionalEventData.MFAIdentifier``, named by whoever set the device up). Access key
+ids stay as they are: security teams revoke keys by id (a profile of your own can drop
+``userIdentity.accessKeyId``). A profile of your own can add ``{ path = "responseElements",
+method = "arns" }`` (every ARN anywhere below it) at the cost of another pass over that
+subtree.
 """
 
 
