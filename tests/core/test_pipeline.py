@@ -387,6 +387,40 @@ def test_an_unexpected_error_quoting_a_secret_is_scrubbed_from_logs_and_dead_let
     assert "SECRET-hec" not in caplog.text
 
 
+def test_a_codec_error_is_dead_lettered_without_the_character_it_quotes(
+    tmp_path: Path, scripted: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An HTTP library encoding a header with a token holding '\u20ac' says "'latin-1' codec
+    can't encode character '\\u20ac' in position 16": scrubbing the whole token missed that
+    character of it, and where it sits, in every dead letter and warning."""
+    token = "0a1b2c3d-\u20ac-token"
+    sink = scripted(BatchLimits(max_records=10, max_bytes=1 << 20, max_age=0.01, concurrency=1))
+
+    def on_send(batch: Any) -> None:
+        ("Splunk " + token).encode("latin-1")
+
+    sink.on_send = on_send
+    runner = SinkRunner(
+        "s",
+        sink,
+        dead_letters=FolderDeadLetters(tmp_path / "d"),
+        metrics=Metrics(),
+        stop=threading.Event(),
+        on_fatal=lambda *_: None,
+        secrets=secret_values(_Token(token=Secret(token))),
+    )
+    with caplog.at_level(logging.DEBUG):
+        runner.put_many([Record.from_bytes(orjson.dumps(SAMPLE_EVENTS[0]), Origin("file", "x"))])
+        runner.close()
+    (entry,) = read_entries(tmp_path / "d")
+    assert entry["reason"] == (
+        "sink failed on this record: UnicodeEncodeError: 'latin-1' codec can't encode a character: "
+        "ordinal not in range(256) (which one and where are not shown: it may be a secret's)"
+    )
+    for text in (entry["reason"], caplog.text):
+        assert "\u20ac" not in text and "\\u20ac" not in text and "position" not in text
+
+
 def _wait_stored(sink: Any, n: int, limit: float = 3.0) -> float:
     t0 = time.monotonic()
     while len(sink.stored) < n and time.monotonic() - t0 < limit:

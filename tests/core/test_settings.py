@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -11,7 +12,7 @@ import pytest
 from msgspec import inspect
 
 import trailrelay.config  # noqa: F401 - every core table defined
-from trailrelay.contract import ConfigError, Meta, Secret, Settings, SinkConfig
+from trailrelay.contract import ConfigError, Meta, Secret, SentInHeader, Settings, SinkConfig
 from trailrelay.cost.prices import PriceTable  # noqa: F401 - defined outside the config file's tree
 from trailrelay.settings import _decode, secret_values
 
@@ -172,6 +173,86 @@ def test_a_secret_no_http_header_can_carry_is_refused_by_its_key() -> None:
             _Sink.validate({"type": "x", "url": "u", "token": f"{SECRET}{char}"})
     for fine in (SECRET, "with spaces inside", "dXNlcjpwYXNz==", "p\u00e4ss-\u00fc"):
         assert _Sink.validate({"type": "x", "url": "u", "token": fine}).token.get_secret_value() == fine
+
+
+class _HeaderAuth(Settings):
+    user: Annotated[str, SentInHeader("ascii", "which the client cannot send")]
+    password: Annotated[Secret, SentInHeader("ascii", "which the client cannot send")]
+
+
+class _HeaderSink(SinkConfig):
+    url: str
+    token: Annotated[Secret, Meta(description="Sent as `Authorization: X <token>`."), SentInHeader()]
+    keys: Annotated[list[Secret], SentInHeader()] = msgspec.field(default_factory=list)
+    client_secret: Secret | None = None  # posted in a form body: any character goes
+    auth: _HeaderAuth | None = None
+
+
+def test_a_value_sent_in_a_header_it_cannot_carry_is_refused_by_its_key() -> None:
+    """A HEC token with a '€' in it was accepted: `check` then said "UnicodeEncodeError ...
+    '\\u20ac' in position 16" (a character of the token and where it sits) and `forward`
+    dead-lettered every record. Now it is a config error naming the key, never the value."""
+    euro = "0a1b2c3d-€-token"
+    with pytest.raises(ConfigError) as info:
+        _HeaderSink.validate(
+            {
+                "type": "x",
+                "url": "u",
+                "token": euro,
+                "keys": ["fine", euro],
+                "auth": {"user": "jürgen", "password": euro},
+            },
+            where="sinks[0]",
+        )
+    assert str(info.value).splitlines() == [
+        "invalid configuration:",
+        "  sinks[0].token: contains a character outside Latin-1, which an HTTP header cannot carry",
+        "  sinks[0].keys[1]: contains a character outside Latin-1, which an HTTP header cannot carry",
+        "  sinks[0].auth.user: contains a character outside ASCII, which the client cannot send",
+        "  sinks[0].auth.password: contains a character outside ASCII, which the client cannot send",
+    ]
+    for part in ("€", "20ac", "0a1b", 'token"', "position", "jü"):
+        assert part not in str(info.value)
+    fine = _HeaderSink.validate(
+        {
+            "type": "x",
+            "url": "u",
+            "token": "päss-ü",
+            "client_secret": euro,
+            "auth": {"user": "a", "password": "b"},
+        }
+    )
+    assert fine.token.get_secret_value() == "päss-ü"  # Latin-1 goes in a header as it is
+    assert fine.client_secret is not None and fine.client_secret.get_secret_value() == euro
+
+
+def test_each_connector_marks_the_secrets_it_sends_in_headers_and_only_those() -> None:
+    """Where each secret is sent decides: a header value (HEC and management tokens, Elastic's
+    API key and bearer token, basic authentication) is limited, a form body (Sentinel's client
+    secret, Splunk's management password) or a local file's password is not, nor the Firehose
+    access key, which Firehose sends and the endpoint compares as the bytes it received."""
+    marked: set[str] = set()
+    for cls in _all_tables():
+        hints = typing.get_type_hints(cls, include_extras=True)
+        for name in cls.__struct_fields__:
+            if any(isinstance(m, SentInHeader) for m in getattr(hints[name], "__metadata__", ())):
+                marked.add(f"{cls.__name__}.{name}")
+    marked -= {"_HeaderSink.token", "_HeaderSink.keys", "_HeaderAuth.user", "_HeaderAuth.password"}
+    by_connector = {
+        "splunk": {"SplunkConfig.token", "SplunkConfig.management_token"},
+        "elastic": {
+            "ElasticConfig.api_key",
+            "ElasticConfig.bearer_token",
+            "ElasticConfig.search_api_key",
+            "ElasticConfig.username",
+            "ElasticConfig.password",
+        },
+        "opensearch": {"OpenSearchConfig.username", "OpenSearchConfig.password"},
+        "sentinel": set(),
+    }
+    installed = {ep.name for ep in importlib.metadata.entry_points(group="trailrelay.sinks")}
+    expected = set().union(*(keys for name, keys in by_connector.items() if name in installed))
+    assert marked == expected
 
 
 def test_secret_values_are_every_secret_as_a_message_may_quote_it() -> None:

@@ -53,6 +53,7 @@ from trailrelay.helpers import (
     cut_runs,
     describe_answer,
     exact_bytes,
+    exception_text,
     hash_id,
     output_errors,
     refused_certificate,
@@ -63,7 +64,7 @@ from trailrelay.helpers import (
     url_without_credentials,
 )
 from trailrelay.record import Identity, Origin, Record, RiskTag, Routing
-from trailrelay.settings import Meta, Secret, Settings, field
+from trailrelay.settings import Meta, Secret, SentInHeader, Settings, field
 from trailrelay.transforms.filters import FilterConfig, FilterRule
 
 __all__ = [
@@ -96,6 +97,7 @@ __all__ = [
     "Routing",
     "Searcher",
     "Secret",
+    "SentInHeader",
     "Settings",
     "Sink",
     "SinkConfig",
@@ -111,6 +113,7 @@ __all__ = [
     "describe_answer",
     "document_id",
     "exact_bytes",
+    "exception_text",
     "field",
     "hash_id",
     "load_sink_config",
@@ -310,7 +313,8 @@ class SinkConfig(Settings):
     Connectors subclass it and add their own keys (a :class:`Settings` is a frozen msgspec
     Struct: ``Annotated[int, Meta(ge=1)]`` for limits, ``__post_init__`` raising ``ValueError``
     for checks across keys); unknown keys are refused so a typo is an error, not a silently
-    ignored setting. Secrets are :class:`Secret`.
+    ignored setting. Secrets are :class:`Secret`; one sent in an HTTP header is marked
+    :class:`SentInHeader` too, so a character the header cannot carry is a config error by key.
     """
 
     type: Annotated[str, Meta(description="Sink type, the entry-point name (file, stdout, splunk, ...).")]

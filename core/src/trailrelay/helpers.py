@@ -30,6 +30,7 @@ __all__ = [
     "cut_runs",
     "describe_answer",
     "exact_bytes",
+    "exception_text",
     "hash_id",
     "output_errors",
     "refused_certificate",
@@ -193,6 +194,20 @@ def describe_answer(
     kind = (content_type or "").split(";")[0].strip().lower()
     shown = repr(excerpt) if excerpt else "an empty body"
     return f"{kind}: {shown}" if kind else shown
+
+
+def exception_text(exc: BaseException, secrets: Iterable[str | None]) -> str:
+    """What an unexpected exception says, fit to show: secrets scrubbed (:func:`scrub`).
+
+    A codec error names the codec and why, never the character or where it sits: that
+    character may be one of a secret's (a token sent in a header), which scrubbing the whole
+    secret does not find.
+    """
+    if isinstance(exc, UnicodeEncodeError | UnicodeDecodeError | UnicodeTranslateError):
+        codec = f"{exc.encoding!r} codec" if not isinstance(exc, UnicodeTranslateError) else "translation"
+        verb = "decode a byte" if isinstance(exc, UnicodeDecodeError) else "encode a character"
+        return f"{codec} can't {verb}: {exc.reason} (which one and where are not shown: it may be a secret's)"
+    return scrub(str(exc), secrets)
 
 
 def text_value(value: object) -> str | None:

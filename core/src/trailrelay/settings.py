@@ -17,7 +17,8 @@ what is wrong, never the value (which may be a secret).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import typing
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Self, dataclass_transform
 
@@ -25,7 +26,7 @@ import msgspec
 
 from trailrelay.errors import ConfigError
 
-__all__ = ["Meta", "Secret", "Settings", "describe", "field", "secret_values"]
+__all__ = ["Meta", "Secret", "SentInHeader", "Settings", "describe", "field", "secret_values"]
 
 Meta = msgspec.Meta
 field = msgspec.field
@@ -86,6 +87,74 @@ def secret_values(table: msgspec.Struct) -> list[str]:
     return sorted((s for s in found if s.strip()), key=len, reverse=True)
 
 
+class SentInHeader:
+    """Marks a setting that is sent in an HTTP header: ``Annotated[Secret, Meta(...), SentInHeader()]``.
+
+    :meth:`Settings.validate` refuses a value with a character outside ``charset`` by its key,
+    never showing the value, instead of the HTTP library failing on every request with a codec
+    error that quotes the character and its position. ``charset`` is what the header (or the
+    library building it) can carry: Latin-1 for a header value as it is; ``ascii`` where a
+    library encodes it so (say why in ``why``). The marker goes on the field of the connector
+    that sends it: a secret posted in a form or a JSON body is not limited.
+    """
+
+    __slots__ = ("charset", "why")
+
+    def __init__(self, charset: str = "latin-1", why: str = "which an HTTP header cannot carry") -> None:
+        "".encode(charset)  # a LookupError now for an unknown codec, not at the first config
+        self.charset = charset
+        self.why = why
+
+    def problem(self, value: str) -> str | None:
+        """What is wrong with ``value`` (never quoting it), or None when it can be sent."""
+        try:
+            value.encode(self.charset)
+        except UnicodeEncodeError:
+            name = _CHARSET_NAMES.get(self.charset, self.charset)
+            return f"contains a character outside {name}, {self.why}"
+        return None
+
+    def __repr__(self) -> str:
+        return f"SentInHeader({self.charset!r})"
+
+
+_CHARSET_NAMES = {"latin-1": "Latin-1", "ascii": "ASCII"}
+_HEADER_FIELDS: dict[type, tuple[tuple[str, SentInHeader], ...]] = {}
+
+
+def _header_fields(cls: type) -> tuple[tuple[str, SentInHeader], ...]:
+    """The fields of a Settings class marked :class:`SentInHeader` (read once per class)."""
+    found = _HEADER_FIELDS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        found = tuple(
+            (name, marker)
+            for name in getattr(cls, "__struct_fields__", ())
+            for marker in getattr(hints.get(name), "__metadata__", ())
+            if isinstance(marker, SentInHeader)
+        )
+        _HEADER_FIELDS[cls] = found
+    return found
+
+
+def _unsendable(table: msgspec.Struct, where: str) -> Iterator[str]:
+    """``key: why`` for each value of a marked field (in ``table`` or a table in it) it cannot send."""
+    prefix = f"{where}." if where else ""
+    marked = dict(_header_fields(type(table)))
+    for name in table.__struct_fields__:
+        value = getattr(table, name)
+        items = list(enumerate(value)) if isinstance(value, list | tuple) else [(None, value)]
+        for i, item in items:
+            key = f"{prefix}{name}" if i is None else f"{prefix}{name}[{i}]"
+            if isinstance(item, msgspec.Struct):
+                yield from _unsendable(item, key)
+                continue
+            marker = marked.get(name)
+            text = item.get_secret_value() if isinstance(item, Secret) else item
+            if marker is not None and isinstance(text, str) and (why := marker.problem(text)):
+                yield f"{key}: {why}"
+
+
 class _SettingsMeta(msgspec.StructMeta):
     """Makes every subclass keyword-only too (msgspec does not inherit ``kw_only``).
 
@@ -113,9 +182,14 @@ class Settings(msgspec.Struct, metaclass=_SettingsMeta, frozen=True, forbid_unkn
         if isinstance(table, cls):
             return table
         try:
-            return msgspec.convert(table, cls, strict=False, dec_hook=_decode)
+            result = msgspec.convert(table, cls, strict=False, dec_hook=_decode)
         except msgspec.ValidationError as exc:
             problems = [describe(exc, where)]
+        else:
+            problems = list(_unsendable(result, where))
+            if not problems:
+                return result
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
         if isinstance(table, Mapping):
             known = set(cls.__struct_encode_fields__)
             prefix = f"{where}." if where else ""

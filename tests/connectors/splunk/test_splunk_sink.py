@@ -501,6 +501,24 @@ def test_a_token_no_header_can_carry_is_a_config_error_naming_the_key(tmp_path: 
     assert not (tmp_path / "dead-letters").exists()
 
 
+@pytest.mark.parametrize("command", ["check", "forward"])
+def test_a_token_with_a_character_outside_latin1_is_a_config_error_naming_the_key(
+    tmp_path: Path, command: str
+) -> None:
+    """token = "0a1b2c3d-\u20ac-token" was accepted: `check` showed the codec error (the '\u20ac'
+    and its position) and `forward` dead-lettered every record with it."""
+    cfg = _env_token_config(tmp_path, "http://127.0.0.1:9")
+    env = {"HECTOK": "0a1b2c3d-\u20ac-token", "COLUMNS": "500"}
+    result = CliRunner().invoke(cli, [command, "-c", str(cfg)], env=env)
+    assert result.exit_code == 2, result.output
+    assert (
+        "sinks[0].token: contains a character outside Latin-1, which an HTTP header cannot carry"
+        in result.output
+    )
+    assert "\u20ac" not in result.output and "20ac" not in result.output and "0a1b" not in result.output
+    assert not (tmp_path / "dead-letters").exists()
+
+
 def test_an_unexpected_error_quoting_the_token_is_shown_without_it(
     hec: HecStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from trailrelay.contract import Meta, Secret, SinkConfig, url_without_credentials
+from trailrelay.contract import Meta, Secret, SentInHeader, SinkConfig, url_without_credentials
 
 __all__ = ["DEFAULT_BATCH_BYTES", "ElasticConfig", "Target"]
 
@@ -38,6 +38,10 @@ class Target:
         return f"Target({self.name!r})"
 
 
+_BASIC = "which the Elasticsearch client cannot send in basic authentication"
+"""It encodes ``username:password`` as ASCII before base64 (elasticsearch.compat.to_bytes)."""
+
+
 class ElasticConfig(SinkConfig):
     """Settings of the Elasticsearch sink; secrets are :class:`Secret` and never printed."""
 
@@ -50,10 +54,17 @@ class ElasticConfig(SinkConfig):
     api_key: Annotated[
         Secret | None,
         Meta(description="API key in the encoded (base64) form Kibana shows when it creates one."),
+        SentInHeader(),
     ] = None
-    username: Annotated[str | None, Meta(description="User for basic authentication.")] = None
-    password: Annotated[Secret | None, Meta(description="Password for basic authentication.")] = None
-    bearer_token: Annotated[Secret | None, Meta(description="OAuth2/JWT bearer token.")] = None
+    username: Annotated[
+        str | None, Meta(description="User for basic authentication."), SentInHeader("ascii", _BASIC)
+    ] = None
+    password: Annotated[
+        Secret | None, Meta(description="Password for basic authentication."), SentInHeader("ascii", _BASIC)
+    ] = None
+    bearer_token: Annotated[Secret | None, Meta(description="OAuth2/JWT bearer token."), SentInHeader()] = (
+        None
+    )
     mode: Annotated[
         Literal["integration", "ecs"],
         Meta(
@@ -96,6 +107,7 @@ class ElasticConfig(SinkConfig):
             description="API key (encoded) that may read the target, for `trailrelay canary`; the sink's "
             "own credentials are used when unset (they then need the `read` index privilege)."
         ),
+        SentInHeader(),
     ] = None
 
     def __post_init__(self) -> None:

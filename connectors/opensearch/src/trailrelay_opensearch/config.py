@@ -7,7 +7,7 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from trailrelay.contract import Meta, Secret, SinkConfig, url_without_credentials
+from trailrelay.contract import Meta, Secret, SentInHeader, SinkConfig, url_without_credentials
 
 __all__ = ["DEFAULT_BATCH_BYTES", "OpenSearchConfig", "Target"]
 
@@ -36,6 +36,10 @@ class Target:
         return f"Target({self.name!r})"
 
 
+_BASIC = "which the OpenSearch client cannot send in basic authentication"
+"""urllib3 (``make_headers``) encodes ``username:password`` as Latin-1 before base64."""
+
+
 class OpenSearchConfig(SinkConfig):
     """Settings of the OpenSearch sink; secrets are :class:`Secret` and never printed."""
 
@@ -61,8 +65,12 @@ class OpenSearchConfig(SinkConfig):
             "default data stream logs-trailrelay.integrity-<namespace>."
         ),
     ] = None
-    username: Annotated[str | None, Meta(description="User for basic authentication.")] = None
-    password: Annotated[Secret | None, Meta(description="Password for basic authentication.")] = None
+    username: Annotated[
+        str | None, Meta(description="User for basic authentication."), SentInHeader(why=_BASIC)
+    ] = None
+    password: Annotated[
+        Secret | None, Meta(description="Password for basic authentication."), SentInHeader(why=_BASIC)
+    ] = None
     aws_sigv4: Annotated[bool, Meta(description="Sign requests with AWS SigV4 (Amazon OpenSearch).")] = False
     aws_service: Annotated[
         Literal["es", "aoss"],

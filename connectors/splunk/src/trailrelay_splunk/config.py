@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from trailrelay.contract import Meta, Secret, SinkConfig, field, url_without_credentials
+from trailrelay.contract import Meta, Secret, SentInHeader, SinkConfig, field, url_without_credentials
 
 __all__ = ["HEC_MAX_CONTENT_LENGTH", "IndexedField", "SplunkConfig"]
 
@@ -29,7 +29,7 @@ class SplunkConfig(SinkConfig):
 
     type: Annotated[Literal["splunk"], Meta(description="Sink type.")] = "splunk"
     url: Annotated[str, Meta(description="HEC base URL, e.g. https://splunk.example.com:8088.")]
-    token: Annotated[Secret, Meta(description="HEC token (use ${ENV_VAR} or ${file:/path}).")]
+    token: Annotated[Secret, Meta(description="HEC token (use ${ENV_VAR} or ${file:/path})."), SentInHeader()]
     index: Annotated[str | None, Meta(description="Target index; the token's default when unset.")] = None
     sourcetype: Annotated[str, Meta(min_length=1, description="Sourcetype of every event.")] = (
         "aws:cloudtrail"
@@ -110,7 +110,9 @@ class SplunkConfig(SinkConfig):
         ),
     ] = None
     management_token: Annotated[
-        Secret | None, Meta(description="Splunk authentication token for the management API (may search).")
+        Secret | None,
+        Meta(description="Splunk authentication token for the management API (may search)."),
+        SentInHeader(),
     ] = None
     username: Annotated[str | None, Meta(description="Splunk user for the management API.")] = None
     password: Annotated[Secret | None, Meta(description="Password of username.")] = None

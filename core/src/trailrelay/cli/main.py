@@ -30,7 +30,7 @@ from trailrelay.config import (
     load_config,
 )
 from trailrelay.errors import ConfigError, SinkError, TrailrelayError
-from trailrelay.helpers import check_writable, output_errors
+from trailrelay.helpers import check_writable, exception_text, output_errors
 from trailrelay.plugins import COMMANDS_GROUP, installed_sinks
 
 if TYPE_CHECKING:
@@ -615,12 +615,12 @@ def check(config_path: Path) -> None:
             out.print(f"✗ sink {name} ({sc.type}): {scrub(str(exc), secrets)}", highlight=False, markup=False)
             ok = False
         except Exception as exc:  # a connector's bug: say so, and still check the other sinks
-            log.debug(
-                "check of sink %s failed:\n%s", name, scrub("".join(traceback.format_exception(exc)), secrets)
-            )
+            said = f"{type(exc).__name__}: {exception_text(exc, secrets)}"
+            hide = [str(exc)] if isinstance(exc, UnicodeError) else []  # it quotes a character
+            trace = scrub("".join(traceback.format_exception(exc)), [*hide, *secrets])
+            log.debug("check of sink %s failed (%s):\n%s", name, said, trace)
             out.print(
-                f"✗ sink {name} ({sc.type}): the check failed unexpectedly: "
-                f"{type(exc).__name__}: {scrub(str(exc), secrets)}",
+                f"✗ sink {name} ({sc.type}): the check failed unexpectedly: {said}",
                 highlight=False,
                 markup=False,
             )

@@ -48,7 +48,7 @@ from trailrelay.contract import (
     Status,
 )
 from trailrelay.errors import FatalSinkError, InputError, PermanentError, RetryableError
-from trailrelay.helpers import cut_runs, scrub
+from trailrelay.helpers import cut_runs, exception_text
 from trailrelay.pipeline.deadletter import DeadLetterError, DeadLetterStore, entry
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.pipeline.process import join
@@ -432,7 +432,7 @@ class SinkRunner:
         retrying one poisoned batch forever.
         """
         if len(records) == 1:
-            message = scrub(str(exc), self.secrets)
+            message = exception_text(exc, self.secrets)
             log.warning("sink %s failed on one record (%s): %s", self.name, type(exc).__name__, message)
             return [Outcome.rejected(f"sink failed on this record: {type(exc).__name__}: {message}")]
         mid = len(records) // 2
