@@ -11,6 +11,7 @@ import pytest
 
 from trailrelay.config import load_config, parse_config
 from trailrelay.errors import ConfigError, PluginNotFound
+from trailrelay.plugins import installed_sinks
 
 SECRET = "s3cr3t-Value-That-Must-Not-Leak"
 
@@ -171,6 +172,17 @@ def test_unknown_sink_type_lists_installed_and_hints() -> None:
     with pytest.raises(PluginNotFound) as info:
         parse_config(_cfg(sinks=[{"type": "splunkk"}]))
     assert "installed:" in str(info.value) and "file" in str(info.value)
+
+
+def test_a_sink_without_a_type_lists_the_installed_types() -> None:
+    """The list was a fixed text naming file, stdout, splunk, elastic or sentinel: an installed
+    opensearch (or a third party's sink) was left out."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(_cfg(sinks=[{"type": "file", "path": "a"}, {"path": "x"}]))
+    message = str(info.value)
+    assert message.startswith("sinks[1].type: required, one of the installed sink types: ")
+    listed = message.rpartition(": ")[2].split(", ")
+    assert listed == sorted({"file", "stdout", *installed_sinks()})
 
 
 def test_load_config_file_errors(tmp_path: Path) -> None:

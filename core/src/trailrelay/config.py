@@ -24,7 +24,7 @@ from trailrelay.detection.config import DetectionConfig
 from trailrelay.doctor.config import DoctorConfig
 from trailrelay.errors import ConfigError
 from trailrelay.integrity.config import IntegrityConfig
-from trailrelay.plugins import load_sink
+from trailrelay.plugins import BUILTIN_SINKS, installed_sinks, load_sink
 from trailrelay.privacy.config import PrivacyConfig
 from trailrelay.settings import Meta, Settings, field
 from trailrelay.sinks.file_config import FileConfig
@@ -352,7 +352,8 @@ def _source(table: Any) -> SourceConfig:
 def _sink(table: Any, i: int) -> SinkConfig:
     where = f"sinks[{i}]"
     if not isinstance(table, dict) or not isinstance(table.get("type"), str):
-        raise ConfigError(f"{where}.type: required (file, stdout, splunk, elastic or sentinel)")
+        types = sorted({*BUILTIN_SINKS, *installed_sinks()})  # what is installed, not a fixed list
+        raise ConfigError(f"{where}.type: required, one of the installed sink types: {', '.join(types)}")
     plugin = load_sink(table["type"])
     return plugin.config_model.validate(table, where=where)
 
