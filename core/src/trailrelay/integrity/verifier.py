@@ -428,19 +428,7 @@ class Verifier:
             name = f"{chain.folder.account}/{chain.folder.region}/{chain.trail}" + (
                 "/backfill" if chain.backfill else ""
             )
-            self.report.chains[name] = {
-                "account": chain.folder.account,
-                "region": chain.folder.region,
-                "trail": chain.trail,
-                "home_region": chain.home_region,
-                "organization": chain.folder.org,
-                "backfill": chain.backfill,
-                "digests": walker.seen,
-                "first_digest_end": _iso(walker.first_end),
-                "last_digest_end": _iso(walker.last_end),
-                "last_digest": walker.last_location,
-                "restarts": walker.restarts,
-            }
+            self.report.chains[name] = _chain_info(chain, walker)
             span = walk.spans.get(chain)
             judged = span.judge(self.window.start, self._judged_end()) if span is not None else None
             if judged is not None:
@@ -461,19 +449,7 @@ class Verifier:
         if judged is None:
             return
         name = f"{chain.folder.account}/{chain.folder.region}/{chain.trail}"
-        self.report.chains[name] = {
-            "account": chain.folder.account,
-            "region": chain.folder.region,
-            "trail": chain.trail,
-            "home_region": chain.home_region,
-            "organization": chain.folder.org,
-            "backfill": False,
-            "digests": 0,
-            "first_digest_end": None,
-            "last_digest_end": None,
-            "last_digest": None,
-            "restarts": 0,
-        }
+        self.report.chains[name] = _chain_info(chain, None)
         self.report.add_span(name, judged)
 
     def _judged_end(self) -> dt.datetime:
@@ -595,3 +571,20 @@ _END = object()
 
 def _iso(value: dt.datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def _chain_info(chain: ChainId, walker: ChainWalker | None) -> dict[str, Any]:
+    """What the report says of a chain; ``walker`` None for one with no digest of its own."""
+    return {
+        "account": chain.folder.account,
+        "region": chain.folder.region,
+        "trail": chain.trail,
+        "home_region": chain.home_region,
+        "organization": chain.folder.org,
+        "backfill": chain.backfill,
+        "digests": walker.seen if walker else 0,
+        "first_digest_end": _iso(walker.first_end) if walker else None,
+        "last_digest_end": _iso(walker.last_end) if walker else None,
+        "last_digest": walker.last_location if walker else None,
+        "restarts": walker.restarts if walker else 0,
+    }
