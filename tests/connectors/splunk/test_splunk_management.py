@@ -172,8 +172,17 @@ def test_a_wrong_token_is_refused_at_connect(api: MgmtStandIn) -> None:
     assert "not-the-token-42" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"SPLUNK_AUTH_TOKEN": "tok-123"},
+        # login() posts the password and reads the page as XML: it was a ParseError traceback
+        {"SPLUNK_USERNAME": "admin", "SPLUNK_PASSWORD": "tok-123"},
+    ],
+    ids=["token", "password"],
+)
 @pytest.mark.parametrize("command", ["setup", "verify"])
-def test_a_url_without_splunkd_is_one_line(command: str) -> None:
+def test_a_url_without_splunkd_is_one_line(command: str, credentials: dict[str, str]) -> None:
     """Nothing listening, or a page instead of splunkd's feed: one line naming it, no traceback."""
     page = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
     threading.Thread(target=page.serve_forever, daemon=True).start()
@@ -182,13 +191,14 @@ def test_a_url_without_splunkd_is_one_line(command: str) -> None:
         nothing = f"http://127.0.0.1:{closed.getsockname()[1]}"
     try:
         for url, said in (
-            (nothing, "cannot reach Splunk at"),
+            (nothing, f"Splunk at {nothing}: ConnectionRefusedError"),
             (f"http://127.0.0.1:{page.server_address[1]}", "did not answer as Splunk's management API"),
         ):
-            env = {"SPLUNK_MANAGEMENT_URL": url, "SPLUNK_AUTH_TOKEN": "tok-123"}
+            env = {"SPLUNK_MANAGEMENT_URL": url, **credentials}
             result = CliRunner().invoke(group, [command], env=env)
             assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
             assert said in result.output and "tok-123" not in result.output
+            assert len(result.output.strip().splitlines()) == 1
     finally:
         page.shutdown()
         page.server_close()
@@ -198,7 +208,7 @@ class _Page(BaseHTTPRequestHandler):
     """A portal that answers every request with 200 and a page."""
 
     def do_GET(self) -> None:
-        body = b"<html><body>Sign in</body></html>"
+        body = b'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Sign in</title></head><body>Sign in<br></body></html>'
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))

@@ -137,6 +137,8 @@ def connect(target: ManagementTarget, app: str = "search") -> client.Service:
         raise _refused_or(exc, target, f"cannot log in to Splunk at {target.url}") from None
     except OSError as exc:
         raise ManagementError(f"cannot log in to Splunk at {target.url}: {_brief(exc)}") from None
+    except Exception as exc:  # splunk-sdk reading a login answer that is not splunkd's XML
+        raise _not_splunkd(target, exc) from None
     _confirm_splunkd(service, target)
     return service
 
@@ -154,12 +156,16 @@ def _confirm_splunkd(service: client.Service, target: ManagementTarget) -> None:
     except OSError as exc:
         raise ManagementError(f"cannot reach Splunk at {target.url}: {_brief(exc)}") from None
     except Exception as exc:  # splunk-sdk reading a page that is not splunkd's Atom feed
-        raise ManagementError(
-            f"{target.url} did not answer as Splunk's management API (splunkd, usually port 8089): "
-            f"{_brief(exc)}"
-        ) from None
+        raise _not_splunkd(target, exc) from None
     if not isinstance(version, str) or not version:
         raise ManagementError(f"{target.url} did not answer as Splunk's management API: no version")
+
+
+def _not_splunkd(target: ManagementTarget, exc: Exception) -> ManagementError:
+    """The error for an answer splunk-sdk cannot read (a web page, a proxy's sign-in form)."""
+    return ManagementError(
+        f"{target.url} did not answer as Splunk's management API (splunkd, usually port 8089): {_brief(exc)}"
+    )
 
 
 def _refused_or(exc: binding.HTTPError, target: ManagementTarget, failed: str) -> ManagementError:
