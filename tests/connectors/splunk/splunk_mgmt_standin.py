@@ -30,6 +30,23 @@ from xml.sax.saxutils import escape
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mgmt"
 HEC = "/servicesNS/nobody/splunk_httpinput/data/inputs/http"
+SAVED_SEARCH_DEFAULTS = {
+    "alert.digest_mode": "1",
+    "alert.severity": "3",
+    "alert.track": "0",
+    "alert_comparator": "",
+    "alert_threshold": "",
+    "alert_type": "always",
+    "cron_schedule": "",
+    "description": "",
+    "disabled": "0",
+    "dispatch.earliest_time": "",
+    "dispatch.latest_time": "",
+    "is_scheduled": "0",
+    "realtime_schedule": "1",
+    "search": "",
+}
+"""What splunkd shows for a saved-search setting that was never set (savedsearches.conf.spec)."""
 
 
 def fixture(file: str, /, **values: str) -> str:
@@ -235,16 +252,14 @@ class MgmtStandIn:
                 sourcetype=t.get("sourcetype", ""),
                 token=t["token"],
                 useACK=t.get("useACK", "0"),
+                disabled=t.get("disabled", "0"),
             )
         s = self.searches.get(name, {})
         return fixture(
             "saved_search_entry.xml",
             name=name,
             quoted=quote(name, safe=""),
-            alert_type=s.get("alert_type", "always"),
-            cron_schedule=s.get("cron_schedule", ""),
-            is_scheduled=s.get("is_scheduled", "0"),
-            search=s.get("search", ""),
+            **{key: s.get(key, default) for key, default in SAVED_SEARCH_DEFAULTS.items()},
         )
 
 

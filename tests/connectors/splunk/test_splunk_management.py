@@ -271,12 +271,85 @@ def test_verify_with_nothing_found_fails(api: MgmtStandIn) -> None:
 
 def test_an_alert_that_differs_from_the_pack_is_reported_not_changed(api: MgmtStandIn) -> None:
     stopped = next(a for a in PACK if "Logging Stopped" in a.name)
-    api.searches[stopped.name] = {"search": 'index="cloudtrail" eventName=StopLogging', "is_scheduled": "1"}
+    api.searches[stopped.name] = {**stopped.settings, "search": 'index="cloudtrail" eventName=StopLogging'}
     result = _run(api, "setup", "--index", "cloudtrail")
     assert result.exit_code == 0, result.output
-    assert f"exists        {stopped.name}  (search differs from the rule pack's (left as is" in result.output
+    assert f"exists        {stopped.name}  (differs: search differs from the rule pack's (left as is" in (
+        result.output
+    )
     assert api.searches[stopped.name]["search"] == 'index="cloudtrail" eventName=StopLogging'
     assert len(api.searches) == len(PACK)
+
+
+def _installed(api: MgmtStandIn) -> None:
+    """Splunk already holds the index, an enabled HEC and every pack alert exactly as setup makes it."""
+    api.indexes.add("cloudtrail")
+    api.hec_disabled = False
+    api.tokens["trailrelay"] = {
+        "index": "cloudtrail",
+        "sourcetype": "aws:cloudtrail",
+        "useACK": "1",
+        "token": "11111111-2222-3333-4444-555555555555",
+    }
+    for alert in PACK:
+        api.searches[alert.name] = {**alert.settings, "search": alert.query}
+
+
+def test_existing_alerts_show_splunks_settings_and_each_difference(api: MgmtStandIn) -> None:
+    """The detail of an existing alert was the pack's schedule and severity, whatever Splunk held."""
+    _installed(api)
+    stopped = next(a for a in PACK if "Logging Stopped" in a.name)
+    deleted = next(a for a in PACK if "Trail Deleted" in a.name)
+    api.searches[stopped.name].update(
+        {"cron_schedule": "0 3 * * *", "alert.severity": "2", "alert.track": "0"}
+    )
+    api.searches[deleted.name].update({"alert_threshold": "1000"})
+    result = _run(api, "setup", "--index", "cloudtrail")
+    assert result.exit_code == 0, result.output  # scheduled and enabled: it fires, differently
+    assert (
+        f"exists        {stopped.name}  (differs: cron_schedule='0 3 * * *' (want '*/5 * * * *'), "
+        "alert.severity=2 (want 6), alert.track=0 (want 1) (left as is;"
+    ) in result.output
+    assert f"{deleted.name}  (differs: alert_threshold=1000 (want 0) (left as is;" in result.output
+    root = next(a for a in PACK if "Root User Console Login" in a.name)
+    assert f"exists        {root.name}  (every '*/5 * * * *', severity 5)" in result.output
+    assert "index=cloudtrail, sourcetype=aws:cloudtrail, useACK=1" in result.output
+    assert api.writes() == []  # reported, not changed
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["setup", "dry-run"])
+def test_a_disabled_alert_or_token_fails_setup(api: MgmtStandIn, tmp_path: Path, dry_run: bool) -> None:
+    """A disabled or unscheduled alert can never fire, a disabled token takes no event: not 'exists'."""
+    _installed(api)
+    stopped = next(a for a in PACK if "Logging Stopped" in a.name)
+    deleted = next(a for a in PACK if "Trail Deleted" in a.name)
+    api.searches[stopped.name].update({"disabled": "1", "is_scheduled": "0"})
+    api.searches[deleted.name].update({"is_scheduled": "0"})
+    api.tokens["trailrelay"]["disabled"] = "1"
+    token_file = tmp_path / "hec.token"
+    args = ["setup", "--index", "cloudtrail", "--token-file", str(token_file)]
+    result = _run(api, *args, *(["--dry-run"] if dry_run else []))
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert (
+        f"alert      disabled      {stopped.name}  (disabled=1 (want 0), is_scheduled=0 (want 1); left as is: "
+        "it can never fire; enable and schedule it in Splunk Web (Settings > Searches, reports, and alerts) "
+        "or POST disabled=0 is_scheduled=1 cron_schedule='*/5 * * * *' to "
+        "/servicesNS/nobody/search/saved/searches/trailrelay%20-%20AWS%20CloudTrail%20Logging%20Stopped)"
+    ) in result.output
+    assert f"alert      unscheduled   {deleted.name}  (is_scheduled=0 (want 1); left as is:" in result.output
+    assert (
+        "hec-token  disabled      trailrelay  (disabled=1 (want 0); left as is: HEC refuses its events; "
+        "enable it in Splunk Web (Settings > Data inputs > HTTP Event Collector) or POST disabled=0 to "
+        f"{HEC}/trailrelay)"
+    ) in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: hec-token 'trailrelay' is disabled; alert {deleted.name!r} is not scheduled; "
+        f"alert {stopped.name!r} is disabled (left as is: they cannot work); enable them as shown above "
+        "(in Splunk Web, or the REST call), then run setup again"
+    )
+    assert len(re.findall(r"^  alert +exists ", result.output, re.MULTILINE)) == len(PACK) - 2
+    assert api.writes() == []  # left as is
+    assert api.tokens["trailrelay"]["token"] not in result.output
 
 
 def test_alerts_follow_the_token_sourcetype(api: MgmtStandIn) -> None:

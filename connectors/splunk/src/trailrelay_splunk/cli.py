@@ -15,6 +15,7 @@ from trailrelay.contract import ConfigError, Secret, check_writable, load_sink_c
 from trailrelay_splunk.alerts import DEFAULT_SOURCETYPE
 from trailrelay_splunk.config import SplunkConfig
 from trailrelay_splunk.management import (
+    INACTIVE,
     ManagementError,
     ManagementTarget,
     SetupSpec,
@@ -156,6 +157,7 @@ def setup(**kw: Any) -> None:
         if kw["dry_run"]:
             click.echo(f"Plan for {kw['management_url']} (dry run, nothing changed):")
             _print_steps(steps, dry=True)
+            _fail_if_inactive(steps)
             return
         done = apply_setup(service, steps)
     except ManagementError as exc:
@@ -163,8 +165,13 @@ def setup(**kw: Any) -> None:
     click.echo(f"Set-up of {kw['management_url']}:")
     _print_steps(done, dry=False)
     token = next((s.token for s in done if s.kind == "hec-token" and s.token is not None), None)
-    if token is None:
-        return
+    if token is not None:
+        _hand_over(token, kw)
+    _fail_if_inactive(done)
+
+
+def _hand_over(token: Secret, kw: dict[str, Any]) -> None:
+    """Write the HEC token to --token-file, print it with --show-token, else say it is hidden."""
     if kw["token_file"] is not None:
         _write_secret(kw["token_file"], token.get_secret_value())
         click.echo(f"HEC token written to {kw['token_file']} (mode 0600).")
@@ -172,6 +179,20 @@ def setup(**kw: Any) -> None:
         click.echo(f"HEC token: {token.get_secret_value()}")
     elif kw["token_file"] is None:
         click.echo("HEC token: hidden (use --token-file PATH or --show-token to get it).")
+
+
+def _fail_if_inactive(steps: list[Step]) -> None:
+    """Existing objects that cannot work (a disabled token, an alert that can never fire) fail setup."""
+    inactive = [s for s in steps if s.action in INACTIVE]
+    if not inactive:
+        return
+    said = {"unscheduled": "not scheduled"}
+    names = "; ".join(f"{s.kind} {s.name!r} is {said.get(s.action, s.action)}" for s in inactive)
+    they, them = ("they", "them") if len(inactive) > 1 else ("it", "it")
+    raise click.ClickException(
+        f"{names} (left as is: {they} cannot work); "
+        f"enable {them} as shown above (in Splunk Web, or the REST call), then run setup again"
+    )
 
 
 def _print_steps(steps: list[Step], *, dry: bool) -> None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from splunklib import binding, client, results
 
@@ -22,6 +22,7 @@ from trailrelay_splunk.alerts import DEFAULT_SOURCETYPE, AlertDefinition, pack_a
 
 __all__ = [
     "HEC_APP_PATH",
+    "INACTIVE",
     "LoginRefusedError",
     "ManagementError",
     "ManagementTarget",
@@ -76,9 +77,17 @@ class SetupSpec:
     """The saved searches to install; None: the rule pack (:func:`pack_alerts`) for the index."""
 
 
+INACTIVE = frozenset({"disabled", "unscheduled"})
+"""Actions of an existing object that cannot work as it is (setup leaves it and fails)."""
+
+
 @dataclass
 class Step:
-    """One object of the set-up: its kind, name, what to do (create/exists/enable) and a detail."""
+    """One object of the set-up: its kind, name, what to do (create/exists/enable) and a detail.
+
+    An existing object that is disabled (or an alert that is not scheduled) has the action
+    ``disabled`` or ``unscheduled`` (:data:`INACTIVE`): set-up leaves it as it is and fails.
+    """
 
     kind: str
     name: str
@@ -218,7 +227,7 @@ def _plan(service: client.Service, spec: SetupSpec) -> list[Step]:
 
     hec = _hec_tokens(service)
     settings = _exists(hec, "http")
-    if settings is not None and str(settings.content.get("disabled", "0")) in ("1", "true"):
+    if settings is not None and _true(settings.content.get("disabled")):
         steps.append(Step("hec", "global settings", "enable", "HTTP Event Collector is disabled"))
     else:
         steps.append(Step("hec", "global settings", "exists", "HTTP Event Collector is enabled"))
@@ -228,34 +237,101 @@ def _plan(service: client.Service, spec: SetupSpec) -> list[Step]:
     if token is None:
         steps.append(Step("hec-token", spec.token_name, "create", _token_detail(params), params))
     else:
-        content = token.content
-        drift = [
-            f"{key}={content.get(key)!s} (want {want})"
-            for key, want in (
-                ("index", spec.index),
-                ("sourcetype", spec.sourcetype),
-                ("useACK", params["useACK"]),
-            )
-            if str(content.get(key, "")) != want
-        ]
-        detail = "differs: " + ", ".join(drift) + " (left as is)" if drift else _token_detail(params)
-        value = content.get("token")
-        steps.append(
-            Step("hec-token", spec.token_name, "exists", detail, token=Secret(value) if value else None)
-        )
+        steps.append(_existing_token(token.content, spec, params))
 
     alerts = spec.alerts if spec.alerts is not None else pack_alerts(spec.index, spec.sourcetype)
     for alert in alerts:
         params = {**alert.settings, "search": alert.query}
-        detail = f"every {params.get('cron_schedule', '?')!r}, severity {params.get('alert.severity', '?')}"
         existing = _exists(service.saved_searches, alert.name)
         if existing is None:
-            steps.append(Step("alert", alert.name, "create", detail, params))
-            continue
-        if str(existing.content.get("search", "")).strip() != alert.query.strip():
-            detail = "search differs from the rule pack's (left as is; delete it and run setup to replace it)"
-        steps.append(Step("alert", alert.name, "exists", detail))
+            steps.append(Step("alert", alert.name, "create", _alert_detail(params), params))
+        else:
+            steps.append(_existing_alert(existing.content, alert, spec.app))
     return steps
+
+
+_BOOLEANS = frozenset(
+    {"disabled", "is_scheduled", "realtime_schedule", "alert.track", "alert.digest_mode", "useACK"}
+)
+"""Settings splunkd may show as 1/0 or true/false."""
+
+
+def _true(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "t", "yes", "y", "on")
+
+
+def _differences(content: Any, wanted: dict[str, str]) -> list[str]:
+    """``key=splunk's value (want ours)`` for each wanted setting splunkd holds otherwise."""
+    out = []
+    for key, want in wanted.items():
+        have = content.get(key)
+        if have is None:
+            out.append(f"{key} unset (want {_shown(want)})")
+        elif (_true(have) != _true(want)) if key in _BOOLEANS else str(have).strip() != want.strip():
+            out.append(f"{key}={_shown(str(have))} (want {_shown(want)})")
+    return out
+
+
+def _shown(value: str) -> str:
+    return value if value and not any(c.isspace() for c in value) else repr(value)
+
+
+def _existing_token(content: Any, spec: SetupSpec, params: dict[str, str]) -> Step:
+    """An existing HEC token: Splunk's own settings, what differs, and whether it is disabled."""
+    wanted = {"disabled": "0", "index": spec.index, "sourcetype": spec.sourcetype, "useACK": params["useACK"]}
+    drift = _differences(content, wanted)
+    shown = {key: str(content.get(key, "")) for key in ("index", "sourcetype", "useACK")}
+    value = content.get("token")
+    secret = Secret(value) if value else None
+    if _true(content.get("disabled")):
+        path = HEC_APP_PATH + quote(spec.token_name, safe="")
+        detail = (
+            f"{', '.join(drift)}; left as is: HEC refuses its events; enable it in Splunk Web "
+            f"(Settings > Data inputs > HTTP Event Collector) or POST disabled=0 to {path}"
+        )
+        return Step("hec-token", spec.token_name, "disabled", detail, token=secret)
+    detail = "differs: " + ", ".join(drift) + " (left as is)" if drift else _token_detail(shown)
+    return Step("hec-token", spec.token_name, "exists", detail, token=secret)
+
+
+def _existing_alert(content: Any, alert: AlertDefinition, app: str) -> Step:
+    """An existing saved search: Splunk's own schedule and severity, what differs from the pack.
+
+    Every setting the pack sets is compared (the schedule, the alert condition, severity and
+    tracking, the time range, ``disabled``) except the description, and the search itself.
+    """
+    first = ("disabled", "is_scheduled", "cron_schedule")
+    keys = [k for k in first if k in alert.settings]
+    keys += [k for k in alert.settings if k not in (*first, "description", "search")]
+    wanted = {k: alert.settings[k] for k in keys}
+    drift = _differences(content, wanted)
+    if str(content.get("search", "")).strip() != alert.query.strip():
+        drift.append("search differs from the rule pack's")
+    disabled = _true(content.get("disabled"))
+    unscheduled = _true(alert.settings.get("is_scheduled")) and (
+        not _true(content.get("is_scheduled")) or not str(content.get("cron_schedule") or "").strip()
+    )
+    if disabled or unscheduled:
+        path = f"/servicesNS/nobody/{quote(app, safe='')}/saved/searches/{quote(alert.name, safe='')}"
+        fix = " ".join(
+            f"{key}={_shown(alert.settings[key])}"
+            for key in ("disabled", "is_scheduled", "cron_schedule")
+            if key in alert.settings
+        )
+        detail = (
+            f"{', '.join(drift)}; left as is: it can never fire; enable and schedule it in Splunk Web "
+            f"(Settings > Searches, reports, and alerts) or POST {fix} to {path}"
+        )
+        return Step("alert", alert.name, "disabled" if disabled else "unscheduled", detail)
+    if drift:
+        detail = "differs: " + ", ".join(drift) + " (left as is; delete it and run setup to replace it)"
+    else:
+        detail = _alert_detail(content)
+    return Step("alert", alert.name, "exists", detail)
+
+
+def _alert_detail(settings: Any) -> str:
+    return f"every {settings.get('cron_schedule', '?')!r}, severity {settings.get('alert.severity', '?')}"
 
 
 def _token_detail(params: dict[str, str]) -> str:
@@ -266,7 +342,7 @@ def apply_setup(service: client.Service, steps: list[Step]) -> list[Step]:
     """Carry out a plan; returns the steps with ``action`` now created/enabled/exists."""
     done: list[Step] = []
     for step in steps:
-        if step.action == "exists":
+        if step.action not in ("create", "enable"):
             done.append(step)
             continue
         try:
