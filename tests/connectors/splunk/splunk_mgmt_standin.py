@@ -80,6 +80,7 @@ class MgmtStandIn:
         self.searches: dict[str, dict[str, str]] = {}
         self.hec_disabled = True
         self.conflict_on_create: set[str] = set()  # kinds whose create answers 409 despite GET 404
+        self.forbidden_creates: dict[str, str] = {}  # object name -> capability its create lacks (403)
         self.search_replies: list[str] = []
         self.search_failures: list[int] = []
         self.events: Callable[[], list[tuple[dict[str, Any], float]]] | None = None
@@ -202,6 +203,12 @@ class MgmtStandIn:
 
     def _create(self, kind: str, params: dict[str, str]) -> tuple[int, str, str]:
         name = params["name"]
+        if name in self.forbidden_creates:
+            message = (
+                f"You (user={self.username}) do not have permission to perform this operation "
+                f"(requires capability: {self.forbidden_creates[name]})."
+            )
+            return 403, "text/xml", fixture("error.xml", message=message)
         with self._lock:
             exists = (
                 name in self.indexes

@@ -131,6 +131,38 @@ def test_create_answering_409_counts_as_exists(api: MgmtStandIn) -> None:
     assert [s.status for s in api.writes() if s.path != HEC + "/http/enable"] == [409] * (2 + len(PACK))
 
 
+def test_a_failing_create_reports_what_was_made_and_keeps_the_new_token(
+    api: MgmtStandIn, tmp_path: Path
+) -> None:
+    """The error alone was printed: what was created went unsaid, and the new token was lost."""
+    api.forbidden_creates = {PACK[2].name: "schedule_search"}
+    token_file = tmp_path / "hec.token"
+    result = _run(api, "setup", "--index", "cloudtrail", "--token-file", str(token_file))
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert f"Set-up of {api.url} stopped by a failure; done before it:" in result.output
+    created = re.findall(r"^  (\S+) +created +(.+?)(?:  \(|$)", result.output, re.MULTILINE)
+    assert created == [
+        ("index", "cloudtrail"),
+        ("hec-token", "trailrelay"),
+        ("alert", PACK[0].name),
+        ("alert", PACK[1].name),
+    ]
+    assert "  hec        enabled       global settings" in result.output
+    assert token_file.read_text().strip() == api.tokens["trailrelay"]["token"]
+    assert f"HEC token written to {token_file} (mode 0600)." in result.output
+    assert api.tokens["trailrelay"]["token"] not in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: creating alert {PACK[2].name!r} failed: HTTPError: HTTP 403 Forbidden -- You (user=admin) "
+        "do not have permission to perform this operation (requires capability: schedule_search). "
+        "(run setup again once fixed; what exists is kept)"
+    )
+    api.forbidden_creates = {}
+    again = _run(api, "setup", "--index", "cloudtrail", "--token-file", str(token_file))
+    assert again.exit_code == 0, again.output
+    assert len(re.findall(r"^  alert +created ", again.output, re.MULTILINE)) == len(PACK) - 2
+    assert token_file.read_text().strip() == api.tokens["trailrelay"]["token"]
+
+
 def test_token_drift_is_reported_not_changed(api: MgmtStandIn) -> None:
     api.tokens["trailrelay"] = {
         "index": "main",

@@ -18,6 +18,7 @@ from trailrelay_splunk.management import (
     INACTIVE,
     ManagementError,
     ManagementTarget,
+    SetupIncompleteError,
     SetupSpec,
     Step,
     apply_setup,
@@ -160,18 +161,24 @@ def setup(**kw: Any) -> None:
             _fail_if_inactive(steps)
             return
         done = apply_setup(service, steps)
+    except SetupIncompleteError as exc:  # say what was made, and keep the new token
+        click.echo(f"Set-up of {kw['management_url']} stopped by a failure; done before it:")
+        _print_steps(exc.done, dry=False)
+        _hand_over_token(exc.done, kw)
+        raise click.ClickException(f"{exc} (run setup again once fixed; what exists is kept)") from None
     except ManagementError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Set-up of {kw['management_url']}:")
     _print_steps(done, dry=False)
-    token = next((s.token for s in done if s.kind == "hec-token" and s.token is not None), None)
-    if token is not None:
-        _hand_over(token, kw)
+    _hand_over_token(done, kw)
     _fail_if_inactive(done)
 
 
-def _hand_over(token: Secret, kw: dict[str, Any]) -> None:
+def _hand_over_token(steps: list[Step], kw: dict[str, Any]) -> None:
     """Write the HEC token to --token-file, print it with --show-token, else say it is hidden."""
+    token = next((s.token for s in steps if s.kind == "hec-token" and s.token is not None), None)
+    if token is None:
+        return
     if kw["token_file"] is not None:
         _write_secret(kw["token_file"], token.get_secret_value())
         click.echo(f"HEC token written to {kw['token_file']} (mode 0600).")

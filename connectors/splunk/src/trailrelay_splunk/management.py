@@ -26,6 +26,7 @@ __all__ = [
     "LoginRefusedError",
     "ManagementError",
     "ManagementTarget",
+    "SetupIncompleteError",
     "SetupSpec",
     "Step",
     "VerifyReport",
@@ -49,6 +50,15 @@ class ManagementError(Exception):
 
 class LoginRefusedError(ManagementError):
     """splunkd refused the credentials (a setting to fix, not a transient failure)."""
+
+
+class SetupIncompleteError(ManagementError):
+    """A step of ``apply_setup`` failed; ``done`` holds the steps carried out before it."""
+
+    def __init__(self, message: str, status: int | None, done: list[Step]) -> None:
+        super().__init__(message, status)
+        self.done = done
+        """The steps before the failure, as ``apply_setup`` returns them (a new token included)."""
 
 
 @dataclass(frozen=True)
@@ -339,19 +349,28 @@ def _token_detail(params: dict[str, str]) -> str:
 
 
 def apply_setup(service: client.Service, steps: list[Step]) -> list[Step]:
-    """Carry out a plan; returns the steps with ``action`` now created/enabled/exists."""
+    """Carry out a plan; returns the steps with ``action`` now created/enabled/exists.
+
+    A failing step raises :class:`SetupIncompleteError`, which carries the steps done before it.
+    """
     done: list[Step] = []
     for step in steps:
         if step.action not in ("create", "enable"):
             done.append(step)
             continue
+        verb = "enabling" if step.action == "enable" else "creating"
         try:
             done.append(_apply(service, step))
         except binding.HTTPError as exc:
             if exc.status == 409:
                 done.append(_already(service, step))
                 continue
-            raise ManagementError(f"creating {step.kind} {step.name!r} failed: {_brief(exc)}") from None
+            failed = f"{verb} {step.kind} {step.name!r} failed: {_brief(exc)}"
+            raise SetupIncompleteError(failed, exc.status, done) from None
+        except OSError as exc:
+            raise SetupIncompleteError(
+                f"{verb} {step.kind} {step.name!r} failed: {_brief(exc)}", None, done
+            ) from None
     return done
 
 
