@@ -66,6 +66,8 @@ class StandIn:
         self.pipelines: set[str] = set()
         self.pipeline_bodies: dict[str, dict[str, Any]] = {}
         self.privileges: dict[str, bool] = {"create_doc": True, "auto_configure": True}
+        self.cluster_privileges: set[str] | None = None
+        """The credentials' cluster privileges; None: every one (templates and pipelines answer)."""
         self.security_enabled = True
         self.cluster_settings: dict[str, dict[str, Any]] = {"persistent": {}, "transient": {}}
         self.index_blocks: dict[str, dict[str, str]] = {}
@@ -147,6 +149,9 @@ class StandIn:
         if self.max_content_length is not None and len(body) > self.max_content_length:
             return 413, {**PRODUCT, "content-length": "0"}, None
         parts = [unquote(p) for p in path.strip("/").split("/") if p]
+        refused = self._unauthorized(method, parts)
+        if refused is not None:
+            return 403, dict(PRODUCT), refused
         if method == "GET" and not parts:
             info = fixture("info")["body"]
             info["version"]["number"] = self.version
@@ -332,6 +337,38 @@ class StandIn:
                     ],
                 },
             },
+        )
+
+    def _unauthorized(self, method: str, parts: list[str]) -> dict[str, Any] | None:
+        """Elasticsearch's 403 for a template or pipeline API the cluster privileges do not grant."""
+        if self.cluster_privileges is None or not parts:
+            return None
+        write = method in ("PUT", "POST", "DELETE")
+        if parts[0] == "_ingest" and len(parts) == 3:
+            action = f"cluster:admin/ingest/pipeline/{'put' if write else 'get'}"
+            granting = ["manage_ingest_pipelines", "manage_pipeline", "manage", "all"]
+            granting = granting if write else ["read_pipeline", *granting]
+        elif parts[0] in ("_index_template", "_component_template") and len(parts) == 2:
+            kind = (
+                "indices:admin/index_template"
+                if parts[0] == "_index_template"
+                else "cluster:admin/component_template"
+            )
+            action = f"{kind}/{'put' if write else 'get'}"
+            granting = (
+                ["manage_index_templates", "manage", "all"]
+                if write
+                else ["manage_index_templates", "monitor", "manage", "all"]
+            )
+        else:
+            return None
+        if self.cluster_privileges.intersection(granting):
+            return None
+        return _error(
+            403,
+            "security_exception",
+            f"action [{action}] is unauthorized for API key id [Hv3vuZ4BNW1oUqK7tDy_] of user [trailrelay], "
+            f"this action is granted by the cluster privileges [{','.join(granting)}]",
         )
 
     def _has_privileges(self, body: bytes) -> tuple[int, dict[str, str], Any]:

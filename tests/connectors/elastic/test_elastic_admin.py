@@ -113,6 +113,20 @@ def test_check_security_disabled_is_a_note(integration_installed: StandIn) -> No
     assert any("privileges not checked" in n for n in result.details["notes"])
 
 
+@pytest.mark.parametrize("mode", ["ecs", "integration"])
+def test_check_without_the_privilege_to_read_templates_names_it(standin: StandIn, mode: str) -> None:
+    """HEAD _index_template answered 403: it was 'the check failed unexpectedly: AuthorizationException'."""
+    standin.cluster_privileges = set()
+    result = check(standin, mode=mode)
+    assert not result.ok
+    assert result.summary.startswith("data stream logs-aws.cloudtrail-default is missing and whether index ")
+    assert "needs the cluster privilege manage_index_templates (or monitor, which may read them)" in (
+        result.summary
+    )
+    standin.cluster_privileges = {"monitor"}
+    assert "is missing and has no trailrelay index template" in check(standin, mode="ecs").summary
+
+
 def test_check_old_version(integration_installed: StandIn) -> None:
     integration_installed.version = "7.17.22"
     result = check(integration_installed)
@@ -284,6 +298,83 @@ def test_cli_setup_integration_missing_exits_nonzero(
     )
     assert result.exit_code == 1
     assert "Install AWS assets" in result.output
+
+
+@pytest.mark.parametrize(
+    ("mode", "granted", "said"),
+    [
+        (
+            "ecs",
+            set(),
+            (
+                "Error: Elasticsearch refused reading ingest pipeline trailrelay-aws.cloudtrail-ecs@ingested "
+                "(HTTP 403): the credentials need the cluster privilege manage_pipeline: HTTP 403 "
+                "security_exception: action [cluster:admin/ingest/pipeline/get] is unauthorized"
+            ),
+        ),
+        (
+            "ecs",
+            {"manage_pipeline"},
+            (
+                f"Error: Elasticsearch refused reading component template {COMPONENT_TEMPLATE} (HTTP 403): the "
+                "credentials need the cluster privilege manage_index_templates: HTTP 403 security_exception: "
+                "action [cluster:admin/component_template/get] is unauthorized"
+            ),
+        ),
+        (
+            "integration",
+            set(),
+            (
+                "Error: Elasticsearch refused reading index template logs-aws.cloudtrail (HTTP 403): the "
+                "credentials need the cluster privilege manage_index_templates (or monitor, which may read "
+                "them): HTTP 403 security_exception: action [indices:admin/index_template/get] is unauthorized"
+            ),
+        ),
+        (
+            "integration",
+            {"monitor"},
+            (
+                "Error: Elasticsearch refused reading ingest pipeline logs-aws.cloudtrail-2.30.0 (HTTP 403): "
+                "the credentials need the cluster privilege read_pipeline: HTTP 403 security_exception: "
+                "action [cluster:admin/ingest/pipeline/get] is unauthorized"
+            ),
+        ),
+    ],
+    ids=["ecs-none", "ecs-pipeline-only", "integration-none", "integration-monitor"],
+)
+def test_cli_setup_without_a_cluster_privilege_names_it(
+    integration_installed: StandIn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    granted: set[str],
+    said: str,
+) -> None:
+    """Reading a template or pipeline answered 403: it was an AuthorizationException traceback."""
+    monkeypatch.setenv("TEST_ES_API_KEY", API_KEY)
+    integration_installed.cluster_privileges = granted
+    path = write_config(tmp_path, integration_installed.url, mode)
+    result = CliRunner().invoke(group, ["setup", "--config", str(path)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert len(result.output.strip().splitlines()) == 1 and result.output.startswith(said), result.output
+    assert API_KEY not in result.output
+    assert list(integration_installed.index_templates) == [INTEGRATION_TEMPLATE]  # none installed
+    assert integration_installed.component_templates == {}
+
+
+def test_cli_setup_refused_a_write_names_the_privilege(
+    standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_ES_API_KEY", API_KEY)
+    standin.cluster_privileges = {"read_pipeline", "manage_index_templates"}
+    result = CliRunner().invoke(group, ["setup", "--config", str(write_config(tmp_path, standin.url, "ecs"))])
+    assert result.exit_code == 1, result.output
+    assert (
+        f"failed to install ingest pipeline {INGESTED_PIPELINE}: HTTP 403 security_exception: action "
+        "[cluster:admin/ingest/pipeline/put] is unauthorized"
+    ) in result.output
+    assert result.output.rstrip().endswith("; the credentials need the cluster privilege manage_pipeline")
+    assert standin.index_templates == {} and standin.pipelines == set()
 
 
 def test_cli_config_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, UnsupportedProductError
 
-from trailrelay.contract import CheckResult, FatalSinkError, RetryableError, scrub
+from trailrelay.contract import CheckResult, FatalSinkError, RetryableError, SinkError, scrub
 from trailrelay_elastic.client import unreachable
 from trailrelay_elastic.config import ElasticConfig
 from trailrelay_elastic.responses import describe_error
@@ -91,6 +91,32 @@ def _template_exists(client: Elasticsearch, name: str) -> bool:
     return bool(client.indices.exists_index_template(name=name))
 
 
+# The cluster privilege each template and pipeline API needs (Elasticsearch's API reference):
+# reading and writing index and component templates: manage_index_templates (monitor may read
+# them on recent 8.x); reading an ingest pipeline: read_pipeline; writing one: manage_pipeline.
+# manage_ingest_pipelines and manage, broader, cover these too.
+_READ_TEMPLATES = "manage_index_templates (or monitor, which may read them)"
+_WRITE = {
+    "ingest pipeline": "manage_pipeline",
+    "component": "manage_index_templates",
+    "index": "manage_index_templates",
+}
+
+
+def _refused(exc: ApiError, config: ElasticConfig, doing: str, privilege: str) -> SinkError:
+    """The error for an API call of setup or check that Elasticsearch refused, naming the privilege."""
+    status = _status(exc)
+    if status == 401:
+        return FatalSinkError(f"bad credentials: Elasticsearch refused them: {_error_text(exc, config)}")
+    if status == 403:
+        reason = f": {_error_text(exc, config)}" if isinstance(exc.body, dict) else ""
+        return FatalSinkError(
+            f"Elasticsearch refused {doing} (HTTP 403): the credentials need the cluster privilege "
+            f"{privilege}{reason}"
+        )
+    return RetryableError(f"{doing} failed: {_error_text(exc, config)}")
+
+
 def check_cluster(client: Elasticsearch, config: ElasticConfig) -> CheckResult:
     """Connect, verify product and version, write privileges, the target and write blocks."""
     target = config.target.name
@@ -130,13 +156,24 @@ def check_cluster(client: Elasticsearch, config: ElasticConfig) -> CheckResult:
 
     if exists is False:
         template = INTEGRATION_TEMPLATE if config.mode == "integration" else index_template_name(config)
-        has_template = _template_exists(client, template)
+        try:
+            has_template: bool | None = _template_exists(client, template)
+        except ApiError as exc:
+            if _status(exc) != 403:
+                raise _refused(exc, config, f"reading index template {template}", _READ_TEMPLATES) from None
+            has_template = None
         if config.target.data_stream is None:
             notes.append(f"index {target} does not exist yet; Elasticsearch creates it on first write")
         elif has_template:
             notes.append(
                 f"data stream {target} does not exist yet; "
                 f"index template {template} creates it on first write"
+            )
+        elif has_template is None:
+            problems.append(
+                f"data stream {target} is missing and whether index template {template} exists to "
+                f"create it is unknown: reading it needs the cluster privilege {_READ_TEMPLATES} "
+                "(Elasticsearch answered 403)"
             )
         elif config.mode == "integration":
             problems.append(
@@ -236,7 +273,7 @@ def run_setup(client: Elasticsearch, config: ElasticConfig, *, dry_run: bool = F
     _info(client, config)
     report = SetupReport()
     if config.mode == "integration":
-        _verify_integration(client, report)
+        _verify_integration(client, config, report)
         return report
     steps = [  # the pipeline first: a template naming a missing final_pipeline would fail every write
         ("ingest pipeline", INGESTED_PIPELINE, ingest_pipeline()),
@@ -245,8 +282,11 @@ def run_setup(client: Elasticsearch, config: ElasticConfig, *, dry_run: bool = F
     ]
     for kind, name, body in steps:
         wanted = body["_meta"]["content_hash"]
-        current = _existing_hash(client, kind, name)
         label = f"{kind} {name}" if kind == "ingest pipeline" else f"{kind} template {name}"
+        try:
+            current = _existing_hash(client, kind, name)
+        except ApiError as exc:  # setup installs what it reads: name the privilege that does both
+            raise _refused(exc, config, f"reading {label}", _WRITE[kind]) from None
         if current == wanted:
             report.lines.append(f"unchanged: {label} is up to date")
             continue
@@ -279,12 +319,19 @@ def run_setup(client: Elasticsearch, config: ElasticConfig, *, dry_run: bool = F
                 )
         except ApiError as exc:
             report.ok = False
-            report.lines.append(f"failed to {verb} {label}: {_error_text(exc, config)}")
+            needs = (
+                f"; the credentials need the cluster privilege {_WRITE[kind]}" if _status(exc) == 403 else ""
+            )
+            report.lines.append(f"failed to {verb} {label}: {_error_text(exc, config)}{needs}")
             return report
         report.lines.append(f"{'installed' if verb == 'install' else 'updated'}: {label}")
         if kind == "index" and _target_exists(client, config, []):
             report.lines.append(_existing_target_note(config))
-    if _template_exists(client, INTEGRATION_TEMPLATE):
+    try:
+        integration = _template_exists(client, INTEGRATION_TEMPLATE)
+    except ApiError:  # only for the note below: setup itself is done
+        integration = False
+    if integration:
         report.lines.append(
             f"note: Elastic's AWS integration is installed too; {index_template_name(config)} "
             f"(priority 250) wins for {config.target.name}, so the integration's pipeline does not "
@@ -303,12 +350,16 @@ def _existing_target_note(config: ElasticConfig) -> str:
     return f"note: {target} already exists: its new documents get event.ingested {how}"
 
 
-def _verify_integration(client: Elasticsearch, report: SetupReport) -> None:
+def _verify_integration(client: Elasticsearch, config: ElasticConfig, report: SetupReport) -> None:
     """Check that Elastic's AWS integration template (and its ingest pipeline) are installed."""
     try:
         found = client.indices.get_index_template(name=INTEGRATION_TEMPLATE).body.get("index_templates", [])
     except NotFoundError:
         found = []
+    except ApiError as exc:
+        raise _refused(
+            exc, config, f"reading index template {INTEGRATION_TEMPLATE}", _READ_TEMPLATES
+        ) from None
     if not found:
         report.ok = False
         report.lines.append(f"missing: index template {INTEGRATION_TEMPLATE} of Elastic's AWS integration")
@@ -328,4 +379,6 @@ def _verify_integration(client: Elasticsearch, report: SetupReport) -> None:
             report.lines.append(
                 f"missing: ingest pipeline {pipeline} named by the template; {INSTALL_INTEGRATION_HINT}"
             )
+        except ApiError as exc:
+            raise _refused(exc, config, f"reading ingest pipeline {pipeline}", "read_pipeline") from None
     report.lines.append("nothing to install: integration mode writes what the integration expects")
