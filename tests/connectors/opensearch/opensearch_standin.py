@@ -13,7 +13,9 @@ Authentication is checked like the real services: basic credentials like the sec
 (401 in plain text), or **SigV4 like Amazon OpenSearch**: the signature is recomputed from the
 received request (method, path, query, signed headers, the SHA-256 of the gzip body as sent)
 with botocore's signer and the secret of the access key, and a mismatch is a 403 with AWS's
-message. Faults: documented responses queued verbatim, ``item_429_rate`` (a deterministic
+message. A missing permission: ``refuse`` answers the requests whose path matches a pattern
+with a documented 403 (``no_permission`` builds the security plugin's, the fixtures hold AWS's).
+Faults: documented responses queued verbatim, ``item_429_rate`` (a deterministic
 share of items refused with 429), ``max_content_length`` (413), ``no_custom_ids`` (Serverless
 time series: items with an ``_id`` are refused).
 
@@ -59,6 +61,14 @@ JSON = {"content-type": "application/json; charset=UTF-8"}
 def fixture(name: str) -> dict[str, Any]:
     """A documented response: status, headers and body."""
     return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def no_permission(action: str, user: str = "trailrelay") -> dict[str, Any]:
+    """The security plugin's documented 403 for a user whose roles lack ``action``."""
+    response = fixture("request-403")
+    reason = f"no permissions for [{action}] and User [name={user}, backend_roles=[], requestedTenant=null]"
+    response["body"] = _error(403, "security_exception", reason)
+    return response
 
 
 def _error(status: int, etype: str, reason: str) -> dict[str, Any]:
@@ -115,6 +125,7 @@ class StandIn:
         self.docs: dict[str, dict[str, dict[str, Any]]] = {}
         self.requests: list[dict[str, Any]] = []
         self.queued: deque[dict[str, Any]] = deque()
+        self.refusals: list[tuple[str, dict[str, Any]]] = []
         self.basic: tuple[str, str] | None = None
         self.sigv4: SigV4Check | None = None
         self.rejected_event_ids: set[str] = set()
@@ -145,6 +156,11 @@ class StandIn:
         """Answer the next ``count`` requests with a documented response."""
         response = fixture(name_or_response) if isinstance(name_or_response, str) else name_or_response
         self.queued.extend([response] * count)
+
+    def refuse(self, path_pattern: str, name_or_response: str | dict[str, Any]) -> None:
+        """Answer authenticated requests whose path matches ``path_pattern`` (fnmatch) with a response."""
+        response = fixture(name_or_response) if isinstance(name_or_response, str) else name_or_response
+        self.refusals.append((path_pattern, response))
 
     def stored(self, index: str | None = None) -> list[dict[str, Any]]:
         """Every stored document (of one index, or all)."""
@@ -212,6 +228,9 @@ class StandIn:
         if refusal is not None:
             r = fixture(refusal)
             return r["status"], dict(r["headers"]), r["body"]
+        for pattern, r in self.refusals:
+            if fnmatch.fnmatchcase(split.path, pattern):
+                return r["status"], dict(r["headers"]), r["body"]
         if self.max_content_length is not None and len(body) > self.max_content_length:
             r = fixture("request-413")
             return r["status"], dict(r["headers"]), r["body"]

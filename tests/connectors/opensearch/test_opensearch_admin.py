@@ -9,8 +9,17 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from opensearch_helpers import PASSWORD, USER, make_config, make_sink, sigv4_config
-from opensearch_standin import StandIn, fixture
+from opensearch_helpers import (
+    ACCESS_KEY,
+    PASSWORD,
+    REGION,
+    SECRET_KEY,
+    USER,
+    make_config,
+    make_sink,
+    sigv4_config,
+)
+from opensearch_standin import SigV4Check, StandIn, fixture, no_permission
 
 from trailrelay.cli.main import cli
 from trailrelay.contract import Batch, FatalSinkError, Status
@@ -77,6 +86,112 @@ def test_check_auto_create_off(standin: StandIn) -> None:
     sink.close()
     assert not result.ok
     assert "auto_create_index" in result.summary
+
+
+def _check(config: Any) -> Any:
+    sink = make_sink(config)
+    try:
+        return sink.check()
+    finally:
+        sink.close()
+
+
+def test_check_fails_when_every_request_but_authinfo_is_refused(
+    standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user whose roles allow nothing: check said ✓ "ready to write" (exit 0), having read neither
+    the version, the target nor its settings. It now fails naming the permission, with the notes."""
+    for path in ("/", "/_data_stream/*", "/_cluster/*", "/*/_settings/*", "/_index_template/*"):
+        standin.refuse(path, no_permission(f"GET {path}"))
+    result = CliRunner().invoke(cli, ["check", "-c", str(_setup_config(standin, tmp_path, monkeypatch))])
+    output = " ".join(result.output.split())  # rich wraps long lines
+    assert result.exit_code == 1, output
+    assert (
+        "✗ sink opensearch (opensearch): could not look up data stream logs-aws.cloudtrail-default: "
+        "grant indices:admin/data_stream/get on it (HTTP 403 security_exception: no permissions for "
+    ) in output
+    assert "note: version not checked: GET / was refused (it needs cluster:monitor/main)" in output
+    assert "ready to write" not in output
+
+
+def test_check_names_what_it_could_not_check(standin: StandIn, client: Any) -> None:
+    """Where the target was verified, a refused side check is said in the summary, not dropped."""
+    assert run_setup(client, make_config(standin.url)).ok
+    standin.data_streams.add("logs-aws.cloudtrail-default")
+    standin.refuse("/_cluster/settings", no_permission("cluster:monitor/settings"))
+    result = _check(make_config(standin.url))
+    assert result.ok, result.summary
+    assert result.summary.startswith(
+        f"OpenSearch 2.19.1 at {standin.url}: ready to write to logs-aws.cloudtrail-default; "
+        "note: user trailrelay (roles logstash) needs"
+    )
+    assert "; note: cluster read-only blocks not checked: HTTP 403 security_exception" in result.summary
+
+
+def test_check_of_a_missing_target_whose_template_may_not_be_read(standin: StandIn) -> None:
+    """GET _index_template refused: one line saying so, not "the check failed unexpectedly:
+    AuthorizationException(403, ...)"."""
+    standin.refuse("/_index_template/*", no_permission("indices:admin/index_template/get"))
+    result = _check(make_config(standin.url))
+    assert not result.ok
+    assert result.summary.startswith(
+        "data stream logs-aws.cloudtrail-default does not exist and whether template "
+        "trailrelay-logs-aws.cloudtrail-default will create it is unknown (HTTP 403 security_exception: "
+        "no permissions for [indices:admin/index_template/get]"
+    ), result.summary
+    assert "grant indices:admin/index_template/get to check it, or run `trailrelay opensearch setup`" in (
+        result.summary
+    )
+    assert "AuthorizationException" not in result.summary
+
+
+@pytest.mark.parametrize(
+    ("service", "refusal", "said"),
+    [
+        (
+            "aoss",
+            None,  # the stand-in verifies signatures for "es": AWS's signature mismatch
+            (
+                "AWS refused the SigV4 signature (aws_sigv4 (aoss, the boto3 credential chain)): check the "
+                "AWS credentials, region (eu-west-1) and aws_service: HTTP 403 error: The request signature "
+                "we calculated does not match"
+            ),
+        ),
+        (
+            "es",
+            "request-403-iam",
+            (
+                "AWS refused the request (aws_sigv4 (es, the boto3 credential chain)): the domain's access "
+                "policy or the principal's IAM policy must allow es:ESHttpGet, es:ESHttpHead and "
+                "es:ESHttpPost: HTTP 403 error: User: arn:aws:iam::111122223333:user/trail is not authorized "
+                "to perform: es:ESHttpGet"
+            ),
+        ),
+        (
+            "aoss",
+            "request-403-aoss-forbidden",
+            (
+                "AWS refused the request (aws_sigv4 (aoss, the boto3 credential chain)): the collection's "
+                "data access policy must allow this principal aoss:DescribeIndex, aoss:CreateIndex and "
+                "aoss:WriteDocument on the indices: HTTP 403 Forbidden: 403 Forbidden"
+            ),
+        ),
+    ],
+    ids=["serverless-signature", "domain-iam", "serverless-data-access-policy"],
+)
+def test_check_fails_when_aws_refuses_sigv4(
+    aws_standin: StandIn, service: str, refusal: str | None, said: str
+) -> None:
+    """check said "ready to write" (exit 0) when AWS refused every request: the README's table has
+    a refused SigV4 request a FatalSinkError naming the setting."""
+    if service == "aoss" and refusal is not None:
+        aws_standin.sigv4 = SigV4Check({ACCESS_KEY: SECRET_KEY}, REGION, "aoss")
+    if refusal is not None:
+        aws_standin.refuse("*", refusal)
+    with pytest.raises(FatalSinkError) as info:
+        _check(sigv4_config(aws_standin.url, aws_service=service))
+    assert str(info.value).startswith(said), str(info.value)
+    assert SECRET_KEY not in str(info.value)
 
 
 def test_setup_installs_once_and_is_idempotent(standin: StandIn, client: Any) -> None:

@@ -40,12 +40,56 @@ def _status(exc: TransportError) -> int:
 
 
 def _text(exc: TransportError, config: OpenSearchConfig) -> str:
-    etype, reason = describe_error(exc.info if isinstance(exc.info, dict) else exc.error)
+    error = exc.info if isinstance(exc.info, dict) else exc.error
+    if isinstance(error, dict) and "Message" in error and "message" not in error:
+        error = {"message": error["Message"]}  # IAM's refusals spell it with a capital M
+    etype, reason = describe_error(error)
     return scrub(f"HTTP {_status(exc)} {etype}: {reason}".rstrip(": "), config.secret_values)
 
 
 def _request(client: OpenSearch, method: str, path: str, body: Any = None, params: Any = None) -> Any:
     return client.transport.perform_request(method, path, body=body, params=params)
+
+
+_AWS_CREDENTIAL_REFUSALS = (
+    "signature we calculated does not match",
+    "security token included in the request is invalid",
+    "security token included in the request is expired",
+    "credential should be scoped",
+    "signature expired",
+)
+"""What AWS answers (403) when it cannot accept a SigV4 signature: the credentials, region or service."""
+
+
+def _refused(exc: TransportError, config: OpenSearchConfig) -> None:
+    """Raise FatalSinkError when nothing could pass with these settings (401, AWS refusing SigV4).
+
+    A 403 from OpenSearch's security plugin (``security_exception``) is a missing permission
+    on one API, for the caller to name; any other 403 to a signed request is AWS's own refusal,
+    of the signature or by the access / IAM / data access policy.
+    """
+    text = _text(exc, config)
+    if _status(exc) == 401:
+        raise FatalSinkError(f"OpenSearch refused the credentials ({config.auth_setting}): {text}") from None
+    if not config.aws_sigv4 or _status(exc) != 403 or "security_exception" in text:
+        return
+    if any(s in text.lower() for s in _AWS_CREDENTIAL_REFUSALS):
+        region = config.region or config.url_region or "from the boto3 session"
+        raise FatalSinkError(
+            f"AWS refused the SigV4 signature ({config.auth_setting}): check the AWS credentials, "
+            f"region ({region}) and aws_service: {text}"
+        ) from None
+    if config.aws_service == "aoss":
+        grant = (
+            "the collection's data access policy must allow this principal aoss:DescribeIndex, "
+            "aoss:CreateIndex and aoss:WriteDocument on the indices"
+        )
+    else:
+        grant = (
+            "the domain's access policy or the principal's IAM policy must allow es:ESHttpGet, "
+            "es:ESHttpHead and es:ESHttpPost"
+        )
+    raise FatalSinkError(f"AWS refused the request ({config.auth_setting}): {grant}: {text}") from None
 
 
 def _info(client: OpenSearch, config: OpenSearchConfig) -> dict[str, Any] | None:
@@ -62,16 +106,8 @@ def _info(client: OpenSearch, config: OpenSearchConfig) -> dict[str, Any] | None
             )
         ) from None
     except TransportError as exc:
-        if _status(exc) == 401:
-            raise FatalSinkError(
-                f"OpenSearch refused the credentials ({config.auth_setting}): {_text(exc, config)}"
-            ) from None
+        _refused(exc, config)
         if _status(exc) == 403:
-            if config.aws_sigv4 and "signature" in _text(exc, config).lower():
-                raise FatalSinkError(
-                    f"the SigV4 signature was refused ({config.auth_setting}; check region and aws_service): "
-                    f"{_text(exc, config)}"
-                ) from None
             return None
         raise RetryableError(f"OpenSearch at {_where(config)} answered {_text(exc, config)}") from None
 
@@ -112,26 +148,39 @@ def _installed_template(client: OpenSearch, name: str) -> dict[str, Any] | None:
     return found[0]["index_template"] if found else None
 
 
+def _kind(target: Target) -> str:
+    return f"data stream {target.name}" if target.data_stream else f"index {target.name}"
+
+
 def check_cluster(client: OpenSearch, config: OpenSearchConfig) -> CheckResult:
-    """Connect, verify it is OpenSearch (2.7+), the credentials, the target and write blocks."""
+    """Connect, verify it is OpenSearch (2.7+), the credentials, the target and write blocks.
+
+    Fails when the target could not be looked up: "ready to write" names only what was read.
+    The summary ends with the notes: what was not checked, and why.
+    """
     target = config.target
     problems: list[str] = []
     notes: list[str] = []
     details: dict[str, Any] = {"target": target.name, "data_stream": target.data_stream}
     info = _info(client, config)
     if info is None:
-        notes.append("cluster info not read (Serverless, or the credentials lack cluster:monitor/main)")
+        notes.append(
+            "version not checked: Serverless has no cluster info"
+            if config.aws_service == "aoss"
+            else "version not checked: GET / was refused (it needs cluster:monitor/main)"
+        )
     else:
         problem = _version_problem(info, details)
         if problem:
             problems.append(problem)
     _whoami(client, config, details, notes)
     try:
-        exists = _exists(client, target)
+        exists: bool | None = _exists(client, target)
     except TransportError as exc:
-        if _status(exc) == 401:
-            raise FatalSinkError(f"OpenSearch refused the credentials ({config.auth_setting})") from None
-        notes.append(f"could not look up {target.name}: {_text(exc, config)}")
+        _refused(exc, config)
+        permission = "indices:admin/data_stream/get" if target.data_stream else "indices:admin/get"
+        need = f": grant {permission} on it" if _status(exc) == 403 else ""
+        problems.append(f"could not look up {_kind(target)}{need} ({_text(exc, config)})")
         exists = None
     details["target_exists"] = exists
     if exists is False:
@@ -140,11 +189,12 @@ def check_cluster(client: OpenSearch, config: OpenSearchConfig) -> CheckResult:
         problems.extend(_write_blocks(client, config, notes, exists=bool(exists)))
     details["problems"] = problems
     details["notes"] = notes
+    said = "".join(f"; note: {n}" for n in notes)
     if problems:
-        return CheckResult(False, "; ".join(problems), details)
+        return CheckResult(False, "; ".join(problems) + said, details)
     version = f" {details['version']}" if "version" in details else ""
     return CheckResult(
-        True, f"OpenSearch{version} at {_where(config)}: ready to write to {target.name}", details
+        True, f"OpenSearch{version} at {_where(config)}: ready to write to {target.name}{said}", details
     )
 
 
@@ -158,10 +208,7 @@ def _whoami(client: OpenSearch, config: OpenSearchConfig, details: dict[str, Any
     try:
         who = _request(client, "GET", "/_plugins/_security/authinfo")
     except TransportError as exc:
-        if _status(exc) == 401:
-            raise FatalSinkError(
-                f"OpenSearch refused the credentials ({config.auth_setting}): {_text(exc, config)}"
-            ) from None
+        _refused(exc, config)
         notes.append(f"user not checked (security plugin absent or hidden): {_text(exc, config)}")
         return
     if isinstance(who, dict):
@@ -176,13 +223,26 @@ def _whoami(client: OpenSearch, config: OpenSearchConfig, details: dict[str, Any
 def _missing_target(client: OpenSearch, config: OpenSearchConfig, notes: list[str]) -> list[str]:
     """Problems when the target does not exist yet (no template, or auto-creation is off)."""
     target = config.target
-    if _auto_create_off(client):
+    if _auto_create_off(client, config, notes):
         fix = "run `trailrelay opensearch setup`"
         return [f"{target.name} does not exist and action.auto_create_index is off: {fix}"]
-    if _installed_template(client, template_name(target)) is not None:
-        notes.append(
-            f"{target.name} does not exist yet; template {template_name(target)} creates it on first write"
-        )
+    name = template_name(target)
+    try:
+        template = _installed_template(client, name)
+    except TransportError as exc:
+        _refused(exc, config)
+        unknown = f"whether template {name} will create it is unknown ({_text(exc, config)})"
+        if not target.data_stream:
+            notes.append(f"index {target.name} does not exist yet; {unknown}")
+            return []
+        return [
+            (
+                f"data stream {target.name} does not exist and {unknown}: grant "
+                "indices:admin/index_template/get to check it, or run `trailrelay opensearch setup`"
+            )
+        ]
+    if template is not None:
+        notes.append(f"{target.name} does not exist yet; template {name} creates it on first write")
         return []
     if target.data_stream:
         return [
@@ -197,10 +257,12 @@ def _missing_target(client: OpenSearch, config: OpenSearchConfig, notes: list[st
     return []
 
 
-def _auto_create_off(client: OpenSearch) -> bool:
+def _auto_create_off(client: OpenSearch, config: OpenSearchConfig, notes: list[str]) -> bool:
     try:
         settings = client.cluster.get_settings(params={"flat_settings": "true"})
-    except TransportError:
+    except TransportError as exc:
+        _refused(exc, config)
+        notes.append(f"action.auto_create_index not checked: {_text(exc, config)}")
         return False
     values = [settings.get(s, {}).get("action.auto_create_index") for s in ("transient", "persistent")]
     return any(str(v).lower() == "false" for v in values)
@@ -222,7 +284,8 @@ def _write_blocks(
             if str(settings.get(scope, {}).get(key)).lower() == "true"
         )
     except TransportError as exc:
-        notes.append(f"cluster settings not checked: {_text(exc, config)}")
+        _refused(exc, config)
+        notes.append(f"cluster read-only blocks not checked: {_text(exc, config)}")
     if exists:
         try:
             indices = _request(
@@ -240,7 +303,8 @@ def _write_blocks(
                     and str(value).lower() == "true"
                 )
         except TransportError as exc:
-            notes.append(f"index blocks not checked: {_text(exc, config)}")
+            _refused(exc, config)
+            notes.append(f"write blocks on {config.target.name} not checked: {_text(exc, config)}")
     return problems
 
 
