@@ -308,6 +308,29 @@ def test_setup_command_says_when_something_else_answers(
     assert PASSWORD not in result.output
 
 
+def _compatibility_mode() -> dict[str, Any]:
+    """GET / of OpenSearch 1.3 with compatibility.override_main_response_version = true."""
+    info = fixture("info")
+    info["body"]["version"].update(
+        number="7.10.2", lucene_version="8.10.1", minimum_wire_compatibility_version="6.8.0"
+    )
+    return info
+
+
+def test_check_refuses_opensearch_in_compatibility_mode(standin: StandIn, client: Any) -> None:
+    """It answers 7.10.2 whatever it runs (1.x has no flat_object): check said "OpenSearch 7.10.2
+    ... ready to write"."""
+    run_setup(client, make_config(standin.url))
+    standin.info = _compatibility_mode()
+    result = _check(make_config(standin.url))
+    assert not result.ok
+    assert result.summary.startswith(
+        "OpenSearch answering as 7.10.2 is in compatibility mode (OpenSearch 1.x, or 2.x with "
+        "compatibility.override_main_response_version = true), which hides its version: trailrelay's "
+        "template needs 2.7 or later (flat_object); on 2.7+, set that setting to false and run again"
+    ), result.summary
+
+
 def _setup_config(standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("OS_PASSWORD", PASSWORD)
     cfg = tmp_path / "os.toml"
@@ -323,8 +346,9 @@ def _setup_config(standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     [
         (fixture("info-elasticsearch")["body"], "8.15.1 at this URL is not OpenSearch"),
         ({"ok": True}, "is not OpenSearch: its answer to GET / has no version"),
+        (_compatibility_mode()["body"], "OpenSearch answering as 7.10.2 is in compatibility mode"),
     ],
-    ids=["elasticsearch", "anything"],
+    ids=["elasticsearch", "anything", "compatibility-mode"],
 )
 def test_setup_command_refuses_what_is_not_opensearch(
     standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: dict[str, Any], said: str

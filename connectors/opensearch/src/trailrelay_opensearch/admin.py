@@ -125,6 +125,12 @@ def _version_problem(info: dict[str, Any], details: dict[str, Any]) -> str | Non
             f"{ver.get('distribution')!r}); use the elastic sink for Elasticsearch"
         )
     parts = tuple(int(p) for p in number.split(".")[:2] if p.isdigit())
+    if parts[:1] == (7,):  # compatibility.override_main_response_version: 1.x (or a 2.x) posing as 7.10.2
+        return (
+            f"OpenSearch answering as {number} is in compatibility mode (OpenSearch 1.x, or 2.x with "
+            "compatibility.override_main_response_version = true), which hides its version: trailrelay's "
+            "template needs 2.7 or later (flat_object); on 2.7+, set that setting to false and run again"
+        )
     if len(parts) == 2 and parts < _MIN_VERSION:
         return f"OpenSearch {number} is too old: trailrelay's template needs 2.7 or later (flat_object)"
     return None
