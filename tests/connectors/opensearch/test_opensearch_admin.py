@@ -220,6 +220,42 @@ def test_setup_installs_once_and_is_idempotent(standin: StandIn, client: Any) ->
     check.close()
 
 
+@pytest.mark.parametrize(
+    ("overrides", "streams", "plain"),
+    [
+        ({"integrity_index": "trailrelay-integrity"}, "logs-aws.cloudtrail-default", "trailrelay-integrity"),
+        ({"index": "cloudtrail"}, "logs-trailrelay.integrity-default", "cloudtrail"),
+    ],
+    ids=["plain-integrity-index", "plain-cloudtrail-index"],
+)
+def test_setup_rolls_over_every_data_stream(
+    standin: StandIn, client: Any, overrides: dict[str, str], streams: str, plain: str
+) -> None:
+    """ISM does not delete a data stream's write index: with one target a plain index, the one
+    policy had no rollover, so the data stream was never deleted. Each kind now has its policy."""
+    config = make_config(standin.url, retention_days=30, **overrides)
+    report = run_setup(client, config)
+    assert report.ok, report.lines
+    assert set(standin.policies) == {"trailrelay-default-retention", "trailrelay-default-integrity-retention"}
+    by_pattern = {
+        tuple(p["policy"]["ism_template"][0]["index_patterns"]): p["policy"]
+        for p in standin.policies.values()
+    }
+    rolled, whole = by_pattern[(streams, f".ds-{streams}-*")], by_pattern[(plain,)]
+    assert rolled["states"][0]["actions"] == [
+        {"rollover": {"min_index_age": "1d", "min_primary_shard_size": "30gb"}}
+    ]
+    assert whole["states"][0]["actions"] == []  # a plain index cannot roll over: deleted whole
+    for policy in (rolled, whole):
+        assert policy["states"][0]["transitions"] == [
+            {"state_name": "delete", "conditions": {"min_index_age": "30d"}}
+        ]
+        assert policy["states"][1]["actions"] == [{"delete": {}}]
+    assert "installed: ISM policy trailrelay-default-integrity-retention" in " ".join(report.lines)
+    assert f"{plain}: delete each index whole 30 days after its creation" in " ".join(report.lines)
+    assert all(line.startswith("unchanged") for line in run_setup(client, config).lines)
+
+
 def test_setup_gives_documents_their_arrival_time(standin: StandIn, client: Any) -> None:
     """The exported monitors select by arrival (CloudTrail reaches OpenSearch minutes to days late).
 

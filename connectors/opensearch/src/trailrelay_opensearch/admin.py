@@ -19,8 +19,7 @@ from trailrelay_opensearch.templates import (
     content_hash,
     ingest_pipeline,
     integrity_template,
-    ism_policy,
-    policy_id,
+    ism_policies,
     template_name,
 )
 
@@ -367,13 +366,14 @@ def run_setup(
             "skipped: ISM (OpenSearch Serverless keeps data by its data lifecycle policy; "
             "set retention there)"
         )
-    else:
-        try:
-            _put_policy(client, config, report, dry_run=dry_run)
-        except TransportError as exc:
-            return report.fail(f"failed to install ISM policy {policy_id(config)}: {_text(exc, config)}")
-        if not report.ok:
-            return report
+    else:  # the CloudTrail target's first: it may hand the integrity target's patterns over
+        for pid, body in ism_policies(config).items():
+            try:
+                _put_policy(client, config, pid, body, report, dry_run=dry_run)
+            except TransportError as exc:
+                return report.fail(f"failed to install ISM policy {pid}: {_text(exc, config)}")
+            if not report.ok:
+                return report
     if detector:
         try:
             _put_detector(client, config, report, dry_run=dry_run)
@@ -440,10 +440,22 @@ def _plan(
     return "updated" if exists else "installed"
 
 
-def _put_policy(client: OpenSearch, config: OpenSearchConfig, report: SetupReport, *, dry_run: bool) -> None:
-    pid = policy_id(config)
-    body = ism_policy(config)
-    label = f"ISM policy {pid} (delete after {config.retention_days} days)"
+def _put_policy(
+    client: OpenSearch,
+    config: OpenSearchConfig,
+    pid: str,
+    body: dict[str, Any],
+    report: SetupReport,
+    *,
+    dry_run: bool,
+) -> None:
+    days = config.retention_days
+    names = [p for p in body["policy"]["ism_template"][0]["index_patterns"] if not p.startswith(".ds-")]
+    if body["policy"]["states"][0]["actions"]:
+        keeps = f"roll over daily, delete each backing index {days} days after its creation"
+    else:
+        keeps = f"delete each index whole {days} days after its creation"
+    label = f"ISM policy {pid} ({' and '.join(names)}: {keeps})"
     try:
         current = _request(client, "GET", f"/_plugins/_ism/policies/{pid}")
     except NotFoundError:

@@ -33,7 +33,7 @@ __all__ = [
     "content_hash",
     "ingest_pipeline",
     "integrity_template",
-    "ism_policy",
+    "ism_policies",
     "policy_id",
     "template_name",
 ]
@@ -237,18 +237,39 @@ def integrity_template(config: OpenSearchConfig) -> dict[str, Any]:
 
 
 def policy_id(config: OpenSearchConfig) -> str:
-    """Name of the ISM policy for the configured targets."""
+    """Name of the ISM policy for the CloudTrail target (and the integrity target when of its kind)."""
     return f"trailrelay-{config.namespace}-retention"
 
 
-def ism_policy(config: OpenSearchConfig) -> dict[str, Any]:
-    """The ISM policy: roll data streams over daily (or at 30 GB), delete after ``retention_days``."""
-    targets = [config.target, config.integrity_target]
+def ism_policies(config: OpenSearchConfig) -> dict[str, dict[str, Any]]:
+    """The ISM policies by id: one for both targets, or one each when only one is a data stream.
+
+    ISM does not delete a data stream's write index, so data streams roll over (daily, or at
+    30 GB per primary shard) and each backing index is deleted ``retention_days`` after its
+    creation. A plain index cannot roll over without a rollover alias: it is deleted whole,
+    everything in it, ``retention_days`` after its creation.
+    """
+    target, integrity = config.target, config.integrity_target
+    if target.data_stream == integrity.data_stream:
+        return {
+            policy_id(config): _ism_policy(config, [target, integrity], "CloudTrail and integrity events")
+        }
+    return {
+        policy_id(config): _ism_policy(config, [target], "CloudTrail events"),
+        f"trailrelay-{config.namespace}-integrity-retention": _ism_policy(
+            config, [integrity], "integrity events"
+        ),
+    }
+
+
+def _ism_policy(config: OpenSearchConfig, targets: list[Target], what: str) -> dict[str, Any]:
+    """A policy for targets of one kind: all data streams, or all plain indices."""
+    streams = targets[0].data_stream
     hot_actions: list[dict[str, Any]] = []
-    if all(t.data_stream for t in targets):
+    if streams:
         hot_actions.append({"rollover": {"min_index_age": "1d", "min_primary_shard_size": "30gb"}})
     policy: dict[str, Any] = {
-        "description": f"trailrelay: keep CloudTrail and integrity events {config.retention_days} days",
+        "description": f"trailrelay: keep {what} {config.retention_days} days",
         "default_state": "hot",
         "states": [
             {
@@ -260,10 +281,12 @@ def ism_policy(config: OpenSearchConfig) -> dict[str, Any]:
             },
             {"name": "delete", "actions": [{"delete": {}}], "transitions": []},
         ],
-        # A data stream's backing indices are .ds-<name>-000001...; name both forms.
+        # A data stream's backing indices are .ds-<name>-000001...
         "ism_template": [
             {
-                "index_patterns": [p for t in targets for p in (t.name, f".ds-{t.name}-*")],
+                "index_patterns": [
+                    p for t in targets for p in ((t.name, f".ds-{t.name}-*") if streams else (t.name,))
+                ],
                 "priority": PRIORITY,
             }
         ],
