@@ -430,11 +430,8 @@ class StandIn:
             self.index_templates[name] = request
             return 200, dict(JSON), {"acknowledged": True}
         if name in self.index_templates:
-            return (
-                200,
-                dict(JSON),
-                {"index_templates": [{"name": name, "index_template": self.index_templates[name]}]},
-            )
+            stored = _as_stored_template(self.index_templates[name])
+            return 200, dict(JSON), {"index_templates": [{"name": name, "index_template": stored}]}
         return (
             404,
             dict(JSON),
@@ -465,7 +462,7 @@ class StandIn:
         if method == "GET":
             if current is None:
                 return 404, dict(JSON), _error(404, "status_exception", "Policy not found")
-            return 200, dict(JSON), current
+            return 200, dict(JSON), _as_stored_policy(pid, current)
         if current is not None and (
             query.get("if_seq_no") != [str(current["_seq_no"])] or query.get("if_primary_term") != ["1"]
         ):
@@ -523,6 +520,41 @@ class StandIn:
             self.detectors[did] = request
             return 201, dict(JSON), {"_id": did, "_version": 1, "detector": request}
         return 404, dict(JSON), _error(404, "resource_not_found_exception", "no such Security Analytics API")
+
+
+def _as_stored_template(template: dict[str, Any]) -> dict[str, Any]:
+    """An index template as GET _index_template answers: settings as strings, the data stream's field."""
+
+    def strings(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strings(v) for k, v in value.items()}
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    answer = json.loads(json.dumps(template))
+    inner = answer.get("template", {})
+    if "settings" in inner:
+        inner["settings"] = strings(inner["settings"])
+    if "data_stream" in answer:
+        answer["data_stream"] = {"timestamp_field": {"name": "@timestamp"}}
+    answer.setdefault("composed_of", [])
+    return dict(answer)
+
+
+def _as_stored_policy(pid: str, stored: dict[str, Any]) -> dict[str, Any]:
+    """An ISM policy as GET _plugins/_ism/policies answers: with the ids, times and retry ISM adds."""
+    answer = json.loads(json.dumps(stored))
+    policy = answer.get("policy")
+    if not isinstance(policy, dict):
+        return dict(answer)
+    policy.update(policy_id=pid, last_updated_time=1767225600000, schema_version=21, error_notification=None)
+    for state in policy.get("states", []):
+        state["actions"] = [
+            {"retry": {"count": 3, "backoff": "exponential", "delay": "1m"}, **action}
+            for action in state.get("actions", [])
+        ]
+    for template in policy.get("ism_template") or []:
+        template["last_updated_time"] = 1767225600000
+    return dict(answer)
 
 
 class _UnknownQueryError(Exception):

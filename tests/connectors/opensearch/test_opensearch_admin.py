@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,53 @@ def test_setup_rolls_over_every_data_stream(
         assert policy["states"][1]["actions"] == [{"delete": {}}]
     assert "installed: ISM policy trailrelay-default-integrity-retention" in " ".join(report.lines)
     assert f"{plain}: delete each index whole 30 days after its creation" in " ".join(report.lines)
+    assert all(line.startswith("unchanged") for line in run_setup(client, config).lines)
+
+
+def test_setup_updates_objects_whose_installed_content_was_changed(standin: StandIn, client: Any) -> None:
+    """Edited in place (their _meta and descriptions kept), the objects were reported "unchanged:
+    ... up to date" and left as edited. Setup compares the installed content and updates it."""
+    config = make_config(standin.url)
+    assert run_setup(client, config).ok
+    wanted = json.loads(json.dumps([standin.index_templates, standin.pipelines, standin.policies]))
+    template = standin.index_templates["trailrelay-logs-aws.cloudtrail-default"]["template"]
+    del template["settings"]["index"]["final_pipeline"]
+    template["mappings"]["properties"]["eventName"] = {"type": "text"}
+    standin.pipelines[INGESTED_PIPELINE]["processors"] = []
+    hot = standin.policies["trailrelay-default-retention"]["policy"]["states"][0]
+    hot["transitions"][0]["conditions"]["min_index_age"] = "1d"
+    dry = run_setup(client, config, dry_run=True)
+    assert dry.lines == [
+        f"would update: ingest pipeline {INGESTED_PIPELINE}: installed content differs at processors",
+        (
+            "would update: index template trailrelay-logs-aws.cloudtrail-default: installed content lacks "
+            "template.settings.index.final_pipeline"
+        ),
+        "unchanged: index template trailrelay-logs-trailrelay.integrity-default is up to date",
+        (
+            "would update: ISM policy trailrelay-default-retention (logs-aws.cloudtrail-default and "
+            "logs-trailrelay.integrity-default: roll over daily, delete each backing index 90 days after its "
+            "creation): installed content differs at states[0].transitions[0].conditions.min_index_age"
+        ),
+    ]
+    report = run_setup(client, config)
+    assert report.ok, report.lines
+    assert [line.split(":")[0] for line in report.lines] == [
+        "updated",
+        "updated",
+        "unchanged",
+        "updated",
+        "note",
+    ]
+    assert [standin.index_templates, standin.pipelines] == wanted[:2]
+    policy = standin.policies["trailrelay-default-retention"]["policy"]
+    assert policy == wanted[2]["trailrelay-default-retention"]["policy"]
+    installed = standin.index_templates["trailrelay-logs-aws.cloudtrail-default"]["template"]
+    installed["mappings"]["properties"]["eventName"] = {"type": "text"}  # the mapping alone differs
+    assert (
+        "updated: index template trailrelay-logs-aws.cloudtrail-default: installed content differs at "
+        "template.mappings.properties.eventName.type"
+    ) in run_setup(client, config).lines
     assert all(line.startswith("unchanged") for line in run_setup(client, config).lines)
 
 

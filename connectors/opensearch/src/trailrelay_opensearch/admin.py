@@ -388,14 +388,12 @@ def _put_template(
     """Install or update the template if it differs; whether it was written."""
     current = _installed_template(client, name)
     label = f"index template {name}"
-    same = (
-        current is not None and current.get("_meta", {}).get("content_hash") == body["_meta"]["content_hash"]
-    )
-    verb = _plan(report, label, body, exists=current is not None, same=same, dry_run=dry_run)
-    if verb is None:
+    wanted = {k: v for k, v in body.items() if k != "_meta"}  # _meta says who wrote it, not what it does
+    done = _plan(report, label, body, current, _difference(current, wanted), dry_run=dry_run)
+    if done is None:
         return False
     client.indices.put_index_template(name=name, body=body)
-    report.lines.append(f"{verb}: {label}")
+    report.lines.append(done)
     return True
 
 
@@ -405,13 +403,12 @@ def _put_pipeline(client: OpenSearch, report: SetupReport, *, dry_run: bool) -> 
         current = client.ingest.get_pipeline(id=INGESTED_PIPELINE).get(INGESTED_PIPELINE)
     except NotFoundError:
         current = None
-    same = isinstance(current, dict) and current.get("description") == body["description"]
     label = f"ingest pipeline {INGESTED_PIPELINE}"
-    verb = _plan(report, label, body, exists=current is not None, same=same, dry_run=dry_run)
-    if verb is None:
+    done = _plan(report, label, body, current, _difference(current, body), dry_run=dry_run)
+    if done is None:
         return
     client.ingest.put_pipeline(id=INGESTED_PIPELINE, body=body)
-    report.lines.append(f"{verb}: {label}")
+    report.lines.append(done)
 
 
 def _existing_target_note(client: OpenSearch, config: OpenSearchConfig, report: SetupReport) -> None:
@@ -427,17 +424,60 @@ def _existing_target_note(client: OpenSearch, config: OpenSearchConfig, report: 
 
 
 def _plan(
-    report: SetupReport, label: str, body: dict[str, Any], *, exists: bool, same: bool, dry_run: bool
+    report: SetupReport,
+    label: str,
+    body: dict[str, Any],
+    current: Any,
+    difference: str | None,
+    *,
+    dry_run: bool,
 ) -> str | None:
-    """``installed``/``updated`` when the caller should write now; None (reported) if current or dry run."""
-    if exists and same:
+    """The line to report once the caller has written ``body``; None (reported) if current or dry run."""
+    if current is not None and difference is None:
         report.lines.append(f"unchanged: {label} is up to date")
         return None
+    done = f"installed: {label}" if current is None else f"updated: {label}: {difference}"
     if dry_run:
-        report.lines.append(f"would {'update' if exists else 'install'}: {label}")
+        report.lines.append(f"would {'install' if current is None else 'update'}: {done.split(': ', 1)[1]}")
         report.bodies[label] = body
         return None
-    return "updated" if exists else "installed"
+    return done
+
+
+def _difference(installed: Any, wanted: Any, path: str = "") -> str | None:
+    """Where ``installed`` differs from what trailrelay sets (``wanted``); None when it has all of it.
+
+    What the server adds (ISM's ``retry`` and timestamps, a data stream's ``timestamp_field``) is
+    not a difference; settings come back as strings (``"2000"``), so scalars compare as text.
+    """
+    where = path or "the top level"
+    if isinstance(wanted, dict):
+        if not isinstance(installed, dict):
+            return f"installed content differs at {where}"
+        for key, value in wanted.items():
+            if key not in installed:
+                return f"installed content lacks {path + '.' if path else ''}{key}"
+            found = _difference(installed[key], value, f"{path + '.' if path else ''}{key}")
+            if found:
+                return found
+        return None
+    if isinstance(wanted, list):
+        if not isinstance(installed, list) or len(installed) != len(wanted):
+            return f"installed content differs at {where}"
+        for n, (have, want) in enumerate(zip(installed, wanted, strict=True)):
+            found = _difference(have, want, f"{path}[{n}]")
+            if found:
+                return found
+        return None
+    if _scalar(installed) != _scalar(wanted):
+        return f"installed content differs at {where}"
+    return None
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value) if isinstance(value, int | float | str) else value
 
 
 def _put_policy(
@@ -470,17 +510,15 @@ def _put_policy(
             "_seq_no and _primary_term (is the ISM plugin installed?)"
         )
         return
-    same = (
-        current is not None and current.get("policy", {}).get("description") == body["policy"]["description"]
-    )
-    verb = _plan(report, label, body, exists=current is not None, same=same, dry_run=dry_run)
-    if verb is None:
+    installed = current.get("policy") if current is not None else None
+    done = _plan(report, label, body, current, _difference(installed, body["policy"]), dry_run=dry_run)
+    if done is None:
         return
     params = None
     if current is not None:  # ISM updates are optimistic: name the version being replaced
         params = {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
     _request(client, "PUT", f"/_plugins/_ism/policies/{pid}", body=body, params=params)
-    report.lines.append(f"{verb}: {label}")
+    report.lines.append(done)
     report.lines.append(
         f"note: the policy applies to indices created from now on (ISM ism_template, {content_hash(body)})"
     )
