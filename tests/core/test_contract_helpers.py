@@ -257,6 +257,8 @@ def test_search_error_reads_every_shape_elasticsearch_and_opensearch_send() -> N
     assert contract.search_error(caused) == expected
     assert contract.search_error({"error": caused, "status": 400}) == expected  # a whole body
     assert contract.search_error({"message": "Forbidden"}) == ("error", "Forbidden")  # AWS's gateway
+    iam = {"Message": "User: arn:aws:iam::1:user/w is not authorized to perform: es:ESHttpPost"}
+    assert contract.search_error(iam) == ("error", iam["Message"])  # IAM refusing a SigV4 request
     assert contract.search_error(None) == ("error", "")
     assert contract.search_error({"type": "x", "reason": "r" * 1000})[1] == "r" * 600
 

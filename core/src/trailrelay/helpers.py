@@ -245,13 +245,14 @@ _MAX_REASON = 600
 def search_error(error: Any) -> tuple[str, str]:
     """``(type, reason)`` of an Elasticsearch/OpenSearch error, with the first ``caused_by`` appended.
 
-    Takes the error object, a whole error body (``{"error": {...}, "status": N}``) or an AWS
-    gateway's ``{"message": "..."}``; the reason is cut to 600 characters.
+    Takes the error object, a whole error body (``{"error": {...}, "status": N}``), an AWS
+    gateway's ``{"message": "..."}`` or IAM's ``{"Message": "..."}`` (a SigV4 request refused);
+    the reason is cut to 600 characters.
     """
     if isinstance(error, dict) and "error" in error and "type" not in error:
         error = error["error"]
-    if isinstance(error, dict) and "message" in error and "type" not in error:
-        return ("error", str(error["message"])[:_MAX_REASON])
+    if isinstance(error, dict) and "type" not in error and ("message" in error or "Message" in error):
+        return ("error", str(error.get("message", error.get("Message")))[:_MAX_REASON])
     if not isinstance(error, dict):
         return ("error", str(error or "")[:_MAX_REASON])
     etype = str(error.get("type") or "error")
