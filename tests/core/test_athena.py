@@ -15,11 +15,11 @@ sqlglot = pytest.importorskip("sqlglot")
 exp = sqlglot.exp
 
 from trailrelay.athena.ddl import (  # noqa: E402
-    COMMERCIAL_REGIONS,
     INPUT_FORMAT,
     OUTPUT_FORMAT,
     SERDES,
     TableSpec,
+    commercial_regions,
     create_table,
     location_template,
     parse_location,
@@ -72,7 +72,7 @@ def test_ddl_parses_as_an_external_partitioned_table(dialect: str) -> None:
     assert props["projection.enabled"] == "true"
     assert props["projection.account.type"] == "injected"
     assert props["projection.region.type"] == "enum"
-    assert props["projection.region.values"].split(",") == list(COMMERCIAL_REGIONS)
+    assert props["projection.region.values"].split(",") == list(commercial_regions())
     assert props["projection.day.type"] == "date"
     assert props["projection.day.format"] == "yyyy/MM/dd"
     assert props["projection.day.range"] == "2025/01/01,NOW"
@@ -82,6 +82,17 @@ def test_ddl_parses_as_an_external_partitioned_table(dialect: str) -> None:
     )
     columns = {c.name for c in create.this.expressions if isinstance(c, exp.ColumnDef)}
     assert {"eventtime", "eventname", "eventsource", "errorcode", "useridentity", "eventcategory"} <= columns
+
+
+def test_the_default_regions_are_every_region_botocore_knows_for_cloudtrail() -> None:
+    import botocore.session
+
+    known = set(botocore.session.get_session().get_available_regions("cloudtrail"))
+    props = _properties(sqlglot.parse_one(create_table(_spec()), dialect="hive"))
+    projected = props["projection.region.values"].split(",")
+    assert known <= set(projected)
+    assert {"ap-southeast-6", "us-east-1"} <= known
+    assert not any(r.startswith(("us-gov-", "cn-")) for r in projected)
 
 
 def test_accounts_given_are_an_enum_and_the_json_serde_can_be_chosen() -> None:

@@ -8,7 +8,7 @@ import sys
 import click
 import orjson
 
-from trailrelay.athena.ddl import COMMERCIAL_REGIONS, SERDES, TableSpec, create_table, parse_location
+from trailrelay.athena.ddl import SERDES, TableSpec, commercial_regions, create_table, parse_location
 
 __all__ = ["athena"]
 
@@ -37,7 +37,7 @@ def _csv(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tup
     "--regions",
     metavar="NAME,NAME",
     callback=_csv,
-    help="Regions to project (default: every commercial region).",
+    help="Regions to project (default: every commercial region CloudTrail runs in, as botocore knows them).",
 )
 @click.option(
     "--start",
@@ -83,7 +83,7 @@ def ddl_command(
             table=table,
             database=database,
             accounts=accounts,
-            regions=regions or COMMERCIAL_REGIONS,
+            regions=regions or commercial_regions(),
             serde=serde,
             **({"start": start.date()} if start else {}),
         )

@@ -7,7 +7,8 @@ and a region reads only those folders:
 
 - ``account`` — ``enum`` over the accounts given, or ``injected`` (every query must then name
   the account: ``WHERE account = '111122223333'``, or ``IN (...)``) when none are given;
-- ``region`` — ``enum`` over the regions given (default: every commercial region);
+- ``region`` — ``enum`` over the regions given (default: every region of the ``aws``
+  partition where CloudTrail runs, from the installed botocore's endpoint data);
 - ``day`` — ``date`` in ``yyyy/MM/dd`` (the folder layout itself) from ``--start`` to ``NOW``.
 
 Rows are read with CloudTrail's own input format and SerDe as AWS documents them
@@ -20,15 +21,16 @@ CloudTrail since; ``serde="json"`` writes that variant.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field
 
 __all__ = [
-    "COMMERCIAL_REGIONS",
     "INPUT_FORMAT",
     "OUTPUT_FORMAT",
     "SERDES",
     "TableSpec",
+    "commercial_regions",
     "create_table",
     "location_template",
     "parse_location",
@@ -41,42 +43,19 @@ SERDES = {
     "json": "org.apache.hive.hcatalog.data.JsonSerDe",
 }
 
-COMMERCIAL_REGIONS = (
-    "af-south-1",
-    "ap-east-1",
-    "ap-east-2",
-    "ap-northeast-1",
-    "ap-northeast-2",
-    "ap-northeast-3",
-    "ap-south-1",
-    "ap-south-2",
-    "ap-southeast-1",
-    "ap-southeast-2",
-    "ap-southeast-3",
-    "ap-southeast-4",
-    "ap-southeast-5",
-    "ap-southeast-7",
-    "ca-central-1",
-    "ca-west-1",
-    "eu-central-1",
-    "eu-central-2",
-    "eu-north-1",
-    "eu-south-1",
-    "eu-south-2",
-    "eu-west-1",
-    "eu-west-2",
-    "eu-west-3",
-    "il-central-1",
-    "me-central-1",
-    "me-south-1",
-    "mx-central-1",
-    "sa-east-1",
-    "us-east-1",
-    "us-east-2",
-    "us-west-1",
-    "us-west-2",
-)
-"""Regions of the ``aws`` partition a trail may write folders for (GovCloud and China: ``regions``)."""
+
+@functools.cache
+def commercial_regions() -> tuple[str, ...]:
+    """Every region of the ``aws`` partition where CloudTrail runs, as the installed botocore knows them.
+
+    Read from botocore's endpoint data (a region AWS opens comes with a botocore upgrade), so the
+    default projection leaves no region's folders unread. GovCloud and China: give ``regions``.
+    """
+    import boto3  # noqa: PLC0415 - botocore's endpoint data, loaded only when a table is made
+
+    regions = boto3.session.Session().get_available_regions("cloudtrail", partition_name="aws")
+    return tuple(sorted(regions))
+
 
 _ORG = re.compile(r"^o-[a-z0-9]{10,32}$")
 _ACCOUNT = re.compile(r"^\d{12}$")
@@ -146,7 +125,7 @@ class TableSpec:
     table: str = "cloudtrail"
     database: str | None = None
     accounts: tuple[str, ...] = ()
-    regions: tuple[str, ...] = COMMERCIAL_REGIONS
+    regions: tuple[str, ...] = field(default_factory=commercial_regions)
     start: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date() - dt.timedelta(days=365))
     serde: str = "cloudtrail"
 
