@@ -4,7 +4,9 @@ projection matches CloudTrail's key layout, and the queries search the detection
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
+import sqlite3
 from pathlib import Path
 
 import orjson
@@ -247,15 +249,19 @@ def test_every_query_parses_and_reads_only_the_table_columns(dialect: str, accou
     for q in queries:
         tree = sqlglot.parse_one(q.sql, dialect=dialect)
         assert isinstance(tree, exp.Select), q.name
-        assert [t.sql() for t in tree.find_all(exp.Table)] == ["security.cloudtrail"]
+        ctes = {c.alias for c in tree.find_all(exp.CTE)}
+        [table] = [t for t in tree.find_all(exp.Table) if t.name not in ctes]
+        assert table.sql() == "security.cloudtrail"
         assert len(list(tree.find_all(exp.Placeholder))) == len(q.parameters), q.name
-        aliases = {a.alias for a in tree.expressions if isinstance(a, exp.Alias)}
+        aliases = {
+            a.alias for sel in tree.find_all(exp.Select) for a in sel.expressions if isinstance(a, exp.Alias)
+        }
         lambdas = {v.name for lam in tree.find_all(exp.Lambda) for v in lam.expressions}
         for col in tree.find_all(exp.Column):
             root = col.parts[0].name
             assert root in columns | aliases | lambdas, (q.name, col.sql())
         # every query is pruned to recent day folders (and one account when account is injected)
-        where = tree.args["where"].sql(dialect="trino")
+        where = table.find_ancestor(exp.Select).args["where"].sql(dialect="trino")
         assert "day >= DATE_FORMAT(CURRENT_DATE - INTERVAL '3' DAY, '%Y/%m/%d')" in where
         assert ("account = ?" in where) == (not accounts)
 
@@ -286,9 +292,123 @@ def test_denied_burst_query_uses_the_packs_codes_window_and_threshold() -> None:
     tree = sqlglot.parse_one(q.sql, dialect="trino")
     likes = {node.expression.name.strip("%") for node in tree.find_all(exp.Like)}
     assert likes == set(burst.error_codes) >= {"AccessDenied", "UnauthorizedOperation"}
-    having = tree.args["having"].find(exp.GTE)
-    assert having.expression.name == str(burst.threshold)
-    assert f"/ {burst.window_seconds}" in q.sql
+    assert tree.args["where"].find(exp.GTE).expression.name == str(burst.threshold)
+    frames = {w.args["spec"].sql(dialect="trino") for w in tree.find_all(exp.Window)}
+    assert frames == {f"RANGE BETWEEN {burst.window_seconds} PRECEDING AND CURRENT ROW"}
+    assert "floor(" not in q.sql  # no fixed clock buckets
+
+
+class _ArrayAgg:
+    """Trino's array_agg for sqlite, as an aggregate window function (a JSON array)."""
+
+    def __init__(self) -> None:
+        self.items: list[object] = []
+
+    def step(self, value: object) -> None:
+        self.items.append(value)
+
+    def inverse(self, value: object) -> None:
+        self.items.remove(value)
+
+    def value(self) -> str:
+        return json.dumps(self.items)
+
+    def finalize(self) -> str:
+        return json.dumps(self.items)
+
+
+class _MaxBy:
+    """Trino's max_by for sqlite."""
+
+    def __init__(self) -> None:
+        self.best: tuple[object, object] | None = None
+
+    def step(self, value: object, key: object) -> None:
+        if self.best is None or key > self.best[1]:  # type: ignore[operator]
+            self.best = (value, key)
+
+    def finalize(self) -> object:
+        return None if self.best is None else self.best[0]
+
+
+def _run_in_sqlite(sql: str, events: list[tuple[str, str, str, str | None]]) -> list[dict[str, object]]:
+    """Runs a hunting query's own text in sqlite over (principal, eventtime, eventname, errorcode).
+
+    Trino's functions are registered under their names; two things sqlite cannot spell are
+    rewritten: the struct field (the table is aliased ``useridentity``, its column is ``arn``)
+    and the partition filter's INTERVAL (the day folders are not what this checks).
+    """
+    db = sqlite3.connect(":memory:")
+    db.execute(
+        "CREATE TABLE cloudtrail (arn, eventtime, eventname, sourceipaddress, errorcode, account, day)"
+    )
+    db.executemany(
+        "INSERT INTO cloudtrail VALUES (?, ?, ?, '198.51.100.7', ?, '111122223333', '9999/12/31')", events
+    )
+    db.create_function("from_iso8601_timestamp", 1, lambda s: dt.datetime.fromisoformat(s).timestamp())
+    db.create_function("to_unixtime", 1, lambda x: x)
+    db.create_function(
+        "from_unixtime", 1, lambda x: dt.datetime.fromtimestamp(x, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+    db.create_function("date_format", 2, lambda _d, _f: "0000/00/00")
+    db.create_function("array_distinct", 1, lambda a: json.dumps(list(dict.fromkeys(json.loads(a)))))
+    db.create_window_function("array_agg", 1, _ArrayAgg)
+    db.create_aggregate("max_by", 2, _MaxBy)
+    runnable = sql.replace("FROM cloudtrail\n", "FROM cloudtrail AS useridentity\n").replace(
+        "INTERVAL '7' DAY", "7"
+    )
+    cursor = db.execute(runnable)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _at(base: dt.datetime, seconds: int) -> str:
+    return (base + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_denied_burst_query_finds_a_burst_across_a_five_minute_boundary() -> None:
+    """Ten denied calls within 87 s from 12:04:00: fixed 5-minute buckets split them 6 + 4."""
+    [q] = [q for q in hunting_queries(_spec(accounts=("111122223333",))) if q.name.endswith("denied_bursts")]
+    t0 = dt.datetime(2026, 3, 2, 12, 4, 0, tzinfo=dt.UTC)
+    thief = "arn:aws:iam::111122223333:user/thief"
+    burst = [
+        (thief, _at(t0, s), f"List{i % 3}", "AccessDenied")
+        for i, s in enumerate((0, 9, 18, 27, 36, 45, 60, 69, 78, 87))
+    ]
+    noise = [
+        # allowed calls in between are not counted
+        *[(thief, _at(t0, s), "GetCallerIdentity", None) for s in range(1, 80, 8)],
+        # ten denied calls over 6 minutes: at most 8 within any 5 minutes
+        *[
+            ("arn:aws:iam::111122223333:user/slow", _at(t0, 40 * i), "ListUsers", "AccessDenied")
+            for i in range(10)
+        ],
+        # nine denied calls within a minute: one short
+        *[
+            (
+                "arn:aws:iam::111122223333:user/nine",
+                _at(t0, 5 * i),
+                "ListRoles",
+                "Client.UnauthorizedOperation",
+            )
+            for i in range(9)
+        ],
+    ]
+    rows = _run_in_sqlite(q.sql, burst + noise)
+    assert len(rows) == 1, rows
+    [row] = rows
+    assert row["principal"] == thief
+    assert row["denied_calls"] == 10
+    assert (row["window_start"], row["window_end"]) == ("2026-03-02T12:04:00Z", "2026-03-02T12:05:27Z")
+    assert row["first_reached"] == "2026-03-02T12:05:27Z"
+    assert sorted(json.loads(str(row["calls"]))) == ["List0", "List1", "List2"]
+    assert json.loads(str(row["source_ips"])) == ["198.51.100.7"]
+    # twelve within 5 minutes, then one more 4 minutes later: the busiest window is reported
+    more = [(thief, _at(t0, s), "List0", "AccessDenied") for s in (100, 110, 340)]
+    [row] = _run_in_sqlite(q.sql, burst + more)
+    assert row["denied_calls"] == 12
+    assert (row["window_start"], row["window_end"]) == ("2026-03-02T12:04:00Z", "2026-03-02T12:05:50Z")
+    assert row["first_reached"] == "2026-03-02T12:05:27Z"
 
 
 def test_eks_query_covers_the_packs_eks_calls() -> None:

@@ -56,7 +56,9 @@ def hunting_queries(spec: TableSpec, *, days: int = 7) -> list[HuntingQuery]:
     where, params = _where(spec, days)
     burst = denied_burst()
     window = burst.window_seconds
-    denied = "\n    OR ".join(f"errorcode LIKE '%{code}%'" for code in burst.error_codes)
+    denied = "\n      OR ".join(f"errorcode LIKE '%{code}%'" for code in burst.error_codes)
+    # each denied call and the calls of the `window` seconds before it (RANGE over whole seconds)
+    frame = f"PARTITION BY principal ORDER BY event_seconds RANGE BETWEEN {window} PRECEDING AND CURRENT ROW"
     eks = sorted(frozenset().union(*(r.event_names for r in pack_rules() if EKS_SOURCE in r.event_sources)))
     shells = "\n    OR ".join(
         f"(eventsource = '{src}' AND eventname = '{name}')" for src, name in SHELL_CALLS
@@ -66,21 +68,44 @@ def hunting_queries(spec: TableSpec, *, days: int = 7) -> list[HuntingQuery]:
             "trailrelay_access_denied_bursts",
             "AccessDenied bursts",
             f"Principals with at least {burst.threshold} denied calls within {window // 60} minutes: "
-            "stolen credentials being tried out (the pack's correlation rule, over S3).",
-            f"""SELECT
-  useridentity.arn AS principal,
-  from_unixtime(floor(to_unixtime(from_iso8601_timestamp(eventtime)) / {window}) * {window}) AS window_start,
-  count(*) AS denied_calls,
-  array_agg(DISTINCT eventname) AS calls,
-  array_agg(DISTINCT sourceipaddress) AS source_ips
-FROM {table}
-WHERE {where}
-  AND (
-    {denied}
-  )
-GROUP BY 1, 2
-HAVING count(*) >= {burst.threshold}
-ORDER BY denied_calls DESC
+            "stolen credentials being tried out (the pack's correlation rule, over S3). A sliding "
+            "window: each denied call closes the window of the calls of the "
+            f"{window // 60} minutes before it, so a burst is found wherever it falls on the clock. "
+            "One row per principal: its busiest window, and when it first reached the threshold.",
+            f"""WITH denied AS (
+  SELECT
+    useridentity.arn AS principal,
+    CAST(to_unixtime(from_iso8601_timestamp(eventtime)) AS bigint) AS event_seconds,
+    eventname,
+    sourceipaddress
+  FROM {table}
+  WHERE {where}
+    AND (
+      {denied}
+    )
+),
+windows AS (
+  SELECT
+    principal,
+    event_seconds,
+    count(*) OVER ({frame}) AS denied_calls,
+    min(event_seconds) OVER ({frame}) AS first_seconds,
+    array_agg(eventname) OVER ({frame}) AS calls,
+    array_agg(sourceipaddress) OVER ({frame}) AS source_ips
+  FROM denied
+)
+SELECT
+  principal,
+  from_unixtime(max_by(first_seconds, denied_calls)) AS window_start,
+  from_unixtime(max_by(event_seconds, denied_calls)) AS window_end,
+  max(denied_calls) AS denied_calls,
+  array_distinct(max_by(calls, denied_calls)) AS calls,
+  array_distinct(max_by(source_ips, denied_calls)) AS source_ips,
+  from_unixtime(min(event_seconds)) AS first_reached
+FROM windows
+WHERE denied_calls >= {burst.threshold}
+GROUP BY principal
+ORDER BY denied_calls DESC, principal
 LIMIT 1000""",  # noqa: S608 - names checked by TableSpec, values from the pack, quoted
             params,
         ),
