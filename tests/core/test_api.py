@@ -81,6 +81,64 @@ def test_read_records_from_bytes_file_and_problems(tmp_path: Path) -> None:
     assert [type(i) for i in items] == [Record, Problem, Record]
 
 
+def test_read_records_of_a_digest_yields_nothing(tmp_path: Path) -> None:
+    """An exported folder holds CloudTrail-Digest files beside the logs: they are skipped, as forward does."""
+    digest = json.dumps({"digestStartTime": "2026-03-02T09:00:00Z", "logFiles": []}).encode()
+    assert list(read_records(digest)) == []
+    path = tmp_path / "111122223333_CloudTrail-Digest_us-east-1_t_us-east-1_20260302T101500Z.json.gz"
+    path.write_bytes(gzip.compress(digest))
+    assert list(read_records(path)) == []
+    config = tmp_path / "trailrelay.toml"
+    config.write_text(
+        '[source]\ntype = "stdin"\n[[sinks]]\ntype = "file"\npath = "out.ndjson"\n[dead_letter]\npath = "dl"\n'
+    )
+    good = tmp_path / "a.json.gz"
+    good.write_bytes(gzip.compress(json.dumps({"Records": _records(2)}).encode()))
+    assert _example("batch_job").run(config, [good, path]) == 0
+    assert _out(tmp_path) == ["id-0", "id-1"]
+
+
+def test_read_records_takes_any_bytes_like_and_opens_files_when_iterated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = json.dumps({"Records": _records(2)}).encode()
+    for given in (bytearray(data), memoryview(data)):
+        assert [r.routing.event_id for r in read_records(given) if isinstance(r, Record)] == ["id-0", "id-1"]
+    path = tmp_path / "x.json"
+    path.write_bytes(data)
+    opened: list[Any] = []
+    real_open = Path.open
+
+    def spy(self: Path, *args: Any, **kw: Any) -> Any:
+        opened.append(real_open(self, *args, **kw))
+        return opened[-1]
+
+    monkeypatch.setattr(Path, "open", spy)
+    unused = read_records(path)
+    assert opened == []  # an iterator never used holds no file
+    del unused
+    items = read_records(path)
+    first = next(items)
+    assert isinstance(first, Record) and len(opened) == 1 and not opened[0].closed
+    items.close()  # type: ignore[attr-defined]
+    assert opened[0].closed
+
+
+def test_read_records_refuses_what_it_cannot_read_without_echoing_it() -> None:
+    payload = json.dumps({"Records": _records(50)})
+    with pytest.raises(ValueError, match="pass JSON data as bytes") as as_str:
+        read_records(payload)
+    assert len(str(as_str.value)) < 200
+    with pytest.raises(FileNotFoundError) as missing:
+        read_records("x" * 5000)
+    assert len(str(missing.value)) < 200
+    for size in (0, -1):
+        with pytest.raises(ValueError, match="max_record_bytes"):
+            read_records(payload.encode(), max_record_bytes=size)
+    with pytest.raises(ValueError, match="s3://BUCKET/KEY"):
+        read_records("s3://bucket")
+
+
 def test_forward_applies_the_sink_filter_and_counts_it(tmp_path: Path) -> None:
     table = _config(tmp_path)
     table["filter"] = {
