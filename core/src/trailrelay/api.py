@@ -11,7 +11,8 @@ version (``tests/core/test_meta.py`` checks the list). See docs/api.md for the w
   the very object ``trailrelay forward`` and the Lambda handler run
   (``trailrelay.pipeline.forwarder``), and :meth:`Forwarder.forward` sends records through the
   configured detection, filters and pseudonymization to every sink, returning a :class:`Report`
-  with counts and one :class:`RecordOutcome` per record that did not reach its sinks.
+  with counts and one :class:`RecordOutcome` per record and sink it did not reach (filtered,
+  dead-lettered or unfinished, with the reason).
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -30,7 +31,7 @@ from trailrelay.config import (
     load_config,
     parse_config,
 )
-from trailrelay.contract import Record, Sink
+from trailrelay.contract import Batch, Outcome, Record, Sink
 from trailrelay.detection.evaluate import SigmaTagger
 from trailrelay.errors import ConfigError
 from trailrelay.pipeline.build import (
@@ -58,7 +59,13 @@ log = logging.getLogger("trailrelay.pipeline")
 
 @dataclass(frozen=True)
 class RecordOutcome:
-    """What became of one record: ``delivered``, ``filtered`` or ``dead-lettered`` (with reason)."""
+    """What became of one record that a sink (``sink``; None: every sink) did not get, and why.
+
+    ``status`` is ``filtered`` (dropped by ``[filter]``, sink None, or by that sink's filter),
+    ``dead-lettered`` (the reason is the dead-letter entry's; sink None when it could not be
+    read) or ``unfinished`` (no final outcome when the run stopped: a sink failed fatally or
+    delivery did not end in time; sink None when it was not even read).
+    """
 
     event_id: str | None
     status: str
@@ -68,7 +75,7 @@ class RecordOutcome:
 
 @dataclass
 class Report:
-    """Counts of one :meth:`Forwarder.forward` call, and the outcome of each record that failed."""
+    """Counts of one :meth:`Forwarder.forward` call, and the outcome of each record not delivered."""
 
     records: int
     delivered: dict[str, int]
@@ -78,7 +85,12 @@ class Report:
     fatal: str | None = None
     unfinished: bool = False
     outcomes: list[RecordOutcome] = field(default_factory=list)
-    """One entry per dead-lettered or filtered record (a delivered record is counted, not listed)."""
+    """One entry per record and sink it did not reach: filtered, dead-lettered or unfinished.
+
+    A record dropped by ``[filter]``, unreadable or never read is listed once (sink None); one a
+    sink did not get is listed for that sink. Delivered and duplicate records are counted, not
+    listed.
+    """
 
     @property
     def ok(self) -> bool:
@@ -194,26 +206,39 @@ class Forwarder:
         return None
 
     def forward(self, records: Iterable[Record | Problem]) -> Report:
-        """Send records to every sink and wait until each is final; per-record outcomes in the report."""
+        """Send records to every sink and wait until each is final; per-record outcomes in the report.
+
+        Counts and outcomes are this call's own, also while other calls run on this forwarder.
+        """
+        items = list(records)
         store = _Collecting(self.dead_letters)
-        pipeline = self.pipeline(_Records(list(records)), dead_letters=store, readers=1)
-        dropped_before = sum(self.record_filter.dropped.values())
+        watch = _Watch()
+        pipeline = self.pipeline(_Records(items), dead_letters=store, readers=1)
+        pipeline.transforms = [watch.enter, *pipeline.transforms, watch.keep]
+        for name, runner in pipeline.sinks.items():
+            runner.sink = _WatchedSink(runner.sink, watch.final_at(name))
+            if runner.record_filter is not None:
+                watched = _WatchedFilter(runner.record_filter, watch.filtered_at(name))
+                runner.record_filter = watched  # type: ignore[assignment]
         result: RunResult = pipeline.run()
         snap = result.metrics.snapshot()
-        outcomes = [
-            RecordOutcome(_event_id(e.get("raw")), "dead-lettered", e.get("sink"), e.get("reason"))
-            for e in store.entries
-        ]
-        filtered = sum(self.record_filter.dropped.values()) - dropped_before
+        unfinished = result.open_units > 0 or snap["units_released"] > 0
         return Report(
             records=snap["records_in"],
             delivered=snap["delivered"],
             duplicates=snap["duplicates"],
             dead_lettered=len(store.entries),
-            filtered=filtered + sum(snap["filtered_by_sink"].values()),
+            filtered=snap["records_filtered"] + sum(snap["filtered_by_sink"].values()),
             fatal=result.fatal,
-            unfinished=result.open_units > 0 or snap["units_released"] > 0,
-            outcomes=outcomes,
+            unfinished=unfinished,
+            outcomes=watch.outcomes(
+                items,
+                store.entries,
+                list(pipeline.sinks),
+                stopped=(f"the run stopped: {result.fatal}" if result.fatal else "the run ended before")
+                if result.fatal or unfinished
+                else None,
+            ),
         )
 
     def close_sinks(self) -> None:
@@ -343,6 +368,142 @@ class _Records:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+_Key = tuple[int, int]
+
+
+def _key(item: Record | Problem) -> _Key:
+    """One record of a forward call, also as the sink's prepared copy (same origin, same index)."""
+    return id(item.origin), item.index
+
+
+class _Watch:
+    """What became of each record of one :meth:`Forwarder.forward` call, record by record."""
+
+    def __init__(self) -> None:
+        self.entered: set[_Key] = set()
+        self.kept: set[_Key] = set()
+        self.final: dict[str, set[_Key]] = {}
+        self.filtered: dict[str, set[_Key]] = {}
+
+    def enter(self, record: Record) -> Record:
+        """The first transform: the record was read and handed to the transforms."""
+        self.entered.add(_key(record))
+        return record
+
+    def keep(self, record: Record) -> Record:
+        """The last transform: the record passed ``[filter]`` and goes to every sink."""
+        self.kept.add(_key(record))
+        return record
+
+    def final_at(self, sink: str) -> set[_Key]:
+        """Records ``sink`` answered for with a final outcome (delivered, duplicate, rejected)."""
+        return self.final.setdefault(sink, set())
+
+    def filtered_at(self, sink: str) -> set[_Key]:
+        """Records the sink's own filter dropped."""
+        return self.filtered.setdefault(sink, set())
+
+    def outcomes(
+        self,
+        items: list[Record | Problem],
+        entries: list[dict[str, Any]],
+        sinks: list[str],
+        *,
+        stopped: str | None,
+    ) -> list[RecordOutcome]:
+        """Dead-lettered, filtered and (when the run did not finish: ``stopped``) unfinished records."""
+        out = [
+            RecordOutcome(_event_id(e.get("raw")), "dead-lettered", e.get("sink"), e.get("reason"))
+            for e in entries
+        ]
+        records = [r for r in items if isinstance(r, Record)]
+        out += [
+            RecordOutcome(r.routing.event_id, "filtered", None, "dropped by [filter]")
+            for r in records
+            if _key(r) in self.entered and _key(r) not in self.kept
+        ]
+        for sink in sinks:
+            dropped = self.filtered_at(sink)
+            why = "dropped by the sink's filter"
+            out += [
+                RecordOutcome(r.routing.event_id, "filtered", sink, why)
+                for r in records
+                if _key(r) in dropped
+            ]
+        if stopped is None:
+            return out
+        # the run did not finish: every record neither final nor traced above is unfinished
+        traced = {(e.get("sink"), (e.get("origin") or {}).get("location"), e.get("index")) for e in entries}
+
+        def dead(sink: str | None, item: Record | Problem) -> bool:
+            return (sink, item.origin.location, item.index) in traced
+
+        not_read = f"not read ({stopped})"
+        out += [
+            RecordOutcome(_event_id_of(item.raw), "unfinished", None, not_read)
+            for item in items
+            if isinstance(item, Problem) and not dead(None, item)
+        ]
+        out += [
+            RecordOutcome(r.routing.event_id, "unfinished", None, not_read)
+            for r in records
+            if _key(r) not in self.entered
+        ]
+        for sink in sinks:
+            final, dropped = self.final_at(sink), self.filtered_at(sink)
+            why = f"the sink gave no final outcome ({stopped})"
+            out += [
+                RecordOutcome(r.routing.event_id, "unfinished", sink, why)
+                for r in records
+                if (k := _key(r)) in self.kept and k not in final and k not in dropped and not dead(sink, r)
+            ]
+        return out
+
+
+class _WatchedSink:
+    """A sink as one forward call sees it: notes each record it answers for with a final outcome."""
+
+    def __init__(self, inner: Sink, final: set[_Key]) -> None:
+        self.inner = inner
+        self.final = final
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def send(self, batch: Batch) -> Sequence[Outcome]:
+        """The inner sink's outcomes; final ones (and receipts when they resolve) are noted."""
+        outcomes = self.inner.send(batch)
+        for record, outcome in zip(batch.records, outcomes, strict=False):
+            if outcome.status.final:
+                self.final.add(_key(record))
+            elif outcome.receipt is not None:
+                outcome.receipt.on_resolve(partial(self._resolved, _key(record)))
+        return outcomes
+
+    def _resolved(self, key: _Key, outcome: Outcome) -> None:
+        if outcome.status.final:
+            self.final.add(key)
+
+
+class _WatchedFilter:
+    """A sink's filter as one forward call sees it: notes each record it drops."""
+
+    def __init__(self, inner: RecordFilter, dropped: set[_Key]) -> None:
+        self.inner = inner
+        self.dropped = dropped
+
+    def keep(self, record: Record) -> bool:
+        """The inner filter's answer; a drop is noted."""
+        kept = self.inner.keep(record)
+        if not kept:
+            self.dropped.add(_key(record))
+        return kept
+
+
+def _event_id_of(raw: bytes | None) -> str | None:
+    return _event_id(raw.decode("utf-8", "replace")) if raw else None
 
 
 def _event_id(raw: object) -> str | None:
