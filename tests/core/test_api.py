@@ -139,6 +139,29 @@ def test_read_records_refuses_what_it_cannot_read_without_echoing_it() -> None:
         read_records("s3://bucket")
 
 
+def test_from_config_needs_no_source_table(tmp_path: Path) -> None:
+    """The API is handed its records: [source] may be left out; `trailrelay forward` still needs it."""
+    from trailrelay.config import load_config
+    from trailrelay.errors import ConfigError
+
+    table = _config(tmp_path)
+    del table["source"]
+    data = json.dumps({"Records": _records(2)}).encode()
+    with Forwarder.from_config(table) as fw:
+        assert fw.forward(read_records(data)).delivered == {"file": 2}
+    path = tmp_path / "api.toml"
+    path.write_text(
+        f'[[sinks]]\ntype = "file"\npath = "{tmp_path / "out.ndjson"}"\n[dead_letter]\npath = "dl"\n'
+    )
+    with Forwarder.from_config(path) as fw:
+        assert fw.forward(read_records(data)).ok
+    assert _out(tmp_path) == ["id-0", "id-1", "id-0", "id-1"]
+    with pytest.raises(ConfigError, match="source: required"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"source\.type"):
+        Forwarder.from_config({**table, "source": {"type": "nope"}})
+
+
 def test_forward_applies_the_sink_filter_and_counts_it(tmp_path: Path) -> None:
     table = _config(tmp_path)
     table["filter"] = {

@@ -256,8 +256,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         return self.base_dir / src.path
 
 
-def load_config(path: Path | str) -> Config:
-    """Read, interpolate and validate a TOML config file."""
+def load_config(path: Path | str, *, source_required: bool = True) -> Config:
+    """Read, interpolate and validate a TOML config file (``source_required``: see parse_config)."""
     p = Path(path)
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -265,7 +265,7 @@ def load_config(path: Path | str) -> Config:
         raise ConfigError(f"config file {p} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p} is not valid TOML: {exc}") from None
-    return parse_config(raw, base_dir=p.resolve().parent, file_stem=p.stem)
+    return parse_config(raw, base_dir=p.resolve().parent, file_stem=p.stem, source_required=source_required)
 
 
 def load_sink_config(path: str | Path, sink_type: str, name: str | None = None) -> SinkConfig:
@@ -285,11 +285,18 @@ def load_sink_config(path: str | Path, sink_type: str, name: str | None = None) 
 
 
 def parse_config(
-    raw: dict[str, Any], *, base_dir: Path | None = None, file_stem: str | None = None
+    raw: dict[str, Any],
+    *,
+    base_dir: Path | None = None,
+    file_stem: str | None = None,
+    source_required: bool = True,
 ) -> Config:
     """Validate an already-parsed config table (interpolating ``${...}`` first).
 
     ``file_stem``: the config file's name without its suffix (it names the default checkpoint file).
+    ``source_required=False`` (the Python API, which is handed its records): a missing
+    ``[source]`` stands for records handed in, read in this process as standard input's are
+    (``type = "stdin"``); a ``[source]`` given is still validated.
     """
     doc = _interpolate(raw, "", base_dir=base_dir)
     sink_tables = doc.pop("sinks", None)
@@ -308,8 +315,9 @@ def parse_config(
         for key, value in doc.items()
         if key != "source"
     }
+    handed_in = not source_required and doc.get("source") is None
     config = Config(
-        source=_source(doc.get("source")),
+        source=_SOURCES["stdin"].validate({"type": "stdin"}) if handed_in else _source(doc.get("source")),
         sinks=sinks,
         base_dir=base_dir or Path(),
         file_stem=file_stem,
@@ -317,7 +325,8 @@ def parse_config(
     )
     if config.privacy is not None:
         config.privacy.check_sinks(names)
-    config.integrity.check_source(config.source)
+    if not handed_in:  # records handed in: no objects to check (Forwarder installs no checks)
+        config.integrity.check_source(config.source)
     return config
 
 

@@ -122,10 +122,13 @@ class Forwarder:
 
     @classmethod
     def from_config(cls, config: str | Path | Mapping[str, Any]) -> Forwarder:
-        """A forwarder from a TOML file's path or an already-parsed table (``${ENV}`` resolved)."""
+        """A forwarder from a TOML file's path or an already-parsed table (``${ENV}`` resolved).
+
+        ``[source]`` may be left out: the forwarder is handed its records.
+        """
         if isinstance(config, Mapping):
-            return cls(parse_config(dict(config)))
-        return cls(load_config(config))
+            return cls(parse_config(dict(config), source_required=False))
+        return cls(load_config(config, source_required=False))
 
     def open_sinks(self) -> dict[str, Sink]:
         """The configured sinks, built and opened once (a sink that cannot open raises SinkError)."""
