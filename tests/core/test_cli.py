@@ -926,6 +926,13 @@ def test_demo_replaces_its_earlier_output_and_leaves_other_folders_alone(tmp_pat
     assert lines == int(delivered[1].replace(",", "")) > 20_000
     dead = [line for p in (out / "dead-letters").iterdir() for line in p.read_bytes().splitlines()]
     assert len(dead) == 2  # the two bad objects of this run, not of both
+    # a file put among the demo's own is never removed: the next run is refused instead
+    (out / "forwarded" / "my-notes.txt").write_text("mine")
+    kept = CliRunner().invoke(cli, ["demo", "--out", str(out)], env={"COLUMNS": "500"})
+    assert kept.exit_code == 2
+    assert "holds files an earlier demo did not write (forwarded/my-notes.txt)" in kept.output
+    assert (out / "forwarded" / "my-notes.txt").read_text() == "mine"
+    assert (out / "forwarded" / "cloudtrail.ndjson").read_bytes().count(b"\n") == lines
     theirs = tmp_path / "theirs"
     (theirs / "trail").mkdir(parents=True)
     (theirs / "trail" / "keep.json").write_text("{}")

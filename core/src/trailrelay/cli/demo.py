@@ -39,28 +39,56 @@ from trailrelay.transforms.filters import FilterConfig, RecordFilter
 __all__ = ["run_demo"]
 
 _MARK = ".trailrelay-demo"
-"""Left in the output folder: a later demo may replace what this one wrote there."""
+"""Left in the output folder: the files the demo wrote there, which a later demo may replace."""
+_MARK_HEADER = "written by `trailrelay demo`, which replaces these files of its own here:\n"
 _OWN = ("trail", "forwarded", "payloads", "dead-letters")
 """What the demo writes in its output folder."""
+
+
+def _own_files(out: Path) -> list[str]:
+    """Every file under the demo's folders in ``out``, relative to it (``forwarded/x.ndjson``)."""
+    return sorted(
+        p.relative_to(out).as_posix()
+        for name in _OWN
+        if (out / name).is_dir()
+        for p in (out / name).rglob("*")
+        if not p.is_dir()
+    )
 
 
 def _fresh(out: Path) -> None:
     """Make ``out`` ready for a run: an earlier demo's output removed, anything else refused.
 
     An earlier run's files would be read again and appended to (the forwarded file held both
-    runs). Only the demo's own folders go, and only from a folder an earlier demo marked.
+    runs). Only the demo's own folders go, only from a folder an earlier demo marked, and only
+    when they hold nothing but the files that demo listed in its mark (someone's notes put in
+    ``forwarded/`` would go with them: the run is refused instead).
     """
     if out.is_dir() and any(out.iterdir()):
-        if not (out / _MARK).is_file():
+        mark = out / _MARK
+        if not mark.is_file():
             raise ConfigError(
                 f"--out {out} is not empty and holds no earlier demo's output: name a new or empty "
                 "folder (the demo replaces only its own output)"
+            )
+        listed = set(mark.read_text(encoding="utf-8", errors="replace").splitlines()[1:])
+        foreign = [f for f in _own_files(out) if f not in listed]
+        if foreign:
+            more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+            raise ConfigError(
+                f"--out {out} holds files an earlier demo did not write ({', '.join(foreign[:3])}{more}): "
+                "move them, or name a new or empty folder (the demo replaces only its own output)"
             )
         for name in _OWN:
             if (out / name).exists():
                 shutil.rmtree(out / name)
     out.mkdir(parents=True, exist_ok=True)
-    (out / _MARK).write_text("written by `trailrelay demo`, which replaces its output here\n")
+    (out / _MARK).write_text(_MARK_HEADER, encoding="utf-8")
+
+
+def _list_own_files(out: Path) -> None:
+    """Record in the mark what this run wrote (after ``_fresh`` the demo's folders held nothing)."""
+    (out / _MARK).write_text(_MARK_HEADER + "".join(f"{f}\n" for f in _own_files(out)), encoding="utf-8")
 
 
 def _add_bad_input(trail: Path) -> None:
@@ -74,8 +102,6 @@ def _add_bad_input(trail: Path) -> None:
 
 def run_demo(out: Path | None, seed: int, console: Console) -> int:
     """Run the demo; returns the exit status. ConfigError: ``out`` holds something else."""
-    from trailrelay.generate import generate_trail  # noqa: PLC0415
-
     started = time.monotonic()
     tmp = None
     if out is None:
@@ -83,6 +109,20 @@ def run_demo(out: Path | None, seed: int, console: Console) -> int:
         out = Path(tmp.name)
     with output_errors(out):
         _fresh(out)
+    try:
+        return _run(out, seed, console, started, temporary=tmp is not None)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+        elif (out / _MARK).is_file():
+            with output_errors(out):
+                _list_own_files(out)
+
+
+def _run(out: Path, seed: int, console: Console, started: float, *, temporary: bool) -> int:
+    from trailrelay.generate import generate_trail  # noqa: PLC0415
+
+    with output_errors(out):
         summary = generate_trail(out / "trail", seed=seed)
         _add_bad_input(out / "trail")
     console.print(
@@ -153,11 +193,9 @@ def run_demo(out: Path | None, seed: int, console: Console) -> int:
         console.print(f"not installed (pip install trailrelay-<name>): {', '.join(missing)}", highlight=False)
     console.print(
         f"finished in {time.monotonic() - started:.1f}s; output in {out}"
-        + (" (temporary, removed now; use --out DIR to keep it)" if tmp else ""),
+        + (" (temporary, removed now; use --out DIR to keep it)" if temporary else ""),
         highlight=False,
     )
-    if tmp is not None:
-        tmp.cleanup()
     return 0 if result.ok else 1
 
 
