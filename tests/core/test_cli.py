@@ -878,6 +878,29 @@ def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path: Path, comman
     assert result.stderr == f"error: cannot write {out}: Not a directory\n"
 
 
+def test_generate_refuses_a_folder_that_holds_files_unless_told_to_add(tmp_path: Path) -> None:
+    """A second trail written into the first one's folder mixed the two without a word."""
+    args = ["--events-per-hour", "5", "--accounts", "1"]
+    out = tmp_path / "trail"
+    assert CliRunner().invoke(cli, ["generate", str(out), *args]).exit_code == 0
+    before = sorted(out.rglob("*"))
+    refused = CliRunner().invoke(cli, ["generate", str(out), "--seed", "8", *args], env={"COLUMNS": "500"})
+    assert refused.exit_code == 2
+    assert (
+        refused.stderr
+        == f"error: {out} is not empty: name a new or empty folder, or give --add to write this trail into it\n"
+    )
+    assert sorted(out.rglob("*")) == before
+    day2 = ["generate", str(out), "--day", "2026-03-03", "--add", *args]
+    assert CliRunner().invoke(cli, day2).exit_code == 0
+    assert len(sorted(out.rglob("*.gz"))) > len([p for p in before if p.suffix == ".gz"])
+
+
+def test_help_names_every_shipped_siem() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert "Splunk, Elastic, OpenSearch or Microsoft Sentinel" in result.output
+
+
 def test_generate_is_deterministic(tmp_path: Path) -> None:
     args = ["--events-per-hour", "5", "--accounts", "2"]
     assert CliRunner().invoke(cli, ["generate", str(tmp_path / "a"), *args]).exit_code == 0

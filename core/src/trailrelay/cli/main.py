@@ -172,7 +172,7 @@ def _connector_command(name: str) -> click.Command | None:
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trailrelay")
 def cli() -> None:
-    """Move AWS CloudTrail into Splunk, Elastic or Microsoft Sentinel."""
+    """Move AWS CloudTrail into Splunk, Elastic, OpenSearch or Microsoft Sentinel."""
 
 
 def _load(path: Path) -> Config:
@@ -753,10 +753,22 @@ def sinks() -> None:
     type=click.IntRange(0, 100_000),
     help="Background events per account and region.",
 )
-def generate(out: Path, seed: int, day: dt.datetime, accounts: int, events_per_hour: int) -> None:
-    """Write a synthetic organization trail (a day of noise plus an attack) in the S3 key layout."""
+@click.option("--add", is_flag=True, help="Write into a folder that already holds files (another day, say).")
+def generate(
+    *, out: Path, seed: int, day: dt.datetime, accounts: int, events_per_hour: int, add: bool
+) -> None:
+    """Write a synthetic organization trail (a day of noise plus an attack) in the S3 key layout.
+
+    OUT must be a new or empty folder unless --add is given (the trails would mix).
+    """
     from trailrelay.generate import generate_trail  # noqa: PLC0415
 
+    if not add and out.is_dir() and any(out.iterdir()):
+        _fail(
+            "error:",
+            f"{out} is not empty: name a new or empty folder, or give --add to write this trail into it",
+        )
+        raise SystemExit(EXIT_CONFIG)
     with output_errors(out):
         out.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made is named as given
         summary = generate_trail(
