@@ -324,3 +324,22 @@ def test_loading_the_config_loads_no_machinery() -> None:
         "pytest",
     }
     assert not {m.split(".")[0] for m in loaded} & heavy
+
+
+def test_every_source_and_state_key_is_documented() -> None:
+    """[source] insights, max_messages and [state] hash_objects were accepted but in no .md file."""
+    import msgspec
+
+    from trailrelay.config import _SOURCES, PipelineConfig, StateConfig
+
+    root = Path(__file__).resolve().parents[2]
+    docs = "\n".join(
+        p.read_text(encoding="utf-8") for p in [root / "README.md", *(root / "docs").rglob("*.md")]
+    )
+    models = [*_SOURCES.values(), StateConfig, PipelineConfig]
+    keys = {f.name for model in models for f in msgspec.structs.fields(model)}
+    undocumented = sorted(k for k in keys if not re.search(rf"(`|^|\s){k}(`| =)", docs, re.MULTILINE))
+    assert undocumented == []
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    for key in ("insights", "max_messages", "hash_objects"):  # in the configuration reference
+        assert re.search(rf"`(\[state\] )?{key}`|# {key}|{key} = ", readme), key
