@@ -210,6 +210,26 @@ def test_every_record_not_delivered_has_an_outcome_saying_why(tmp_path: Path) ->
     assert all(o.reason for o in report.outcomes)
 
 
+def test_hand_built_records_of_one_origin_each_get_their_outcome(tmp_path: Path) -> None:
+    """Record.from_bytes(raw, origin) gives every record index 0: the outcomes still tell them apart."""
+    table = _config(tmp_path)
+    table["sinks"] = [
+        {
+            "type": "file",
+            "name": "writes",
+            "path": str(tmp_path / "writes.ndjson"),
+            "filter": {"rules": [{"name": "no-gets", "action": "drop", "event_name": ["Get*"]}]},
+        }
+    ]
+    origin = api.Origin("api", "my-program")
+    events = _named(_records(3), ["GetUser", "CreateUser", "GetRole"])
+    records = [Record.from_bytes(json.dumps(e).encode(), origin) for e in events]
+    with Forwarder.from_config(table) as fw:
+        report = fw.forward(records)
+    assert report.delivered == {"writes": 1}
+    assert {(o.event_id, o.status) for o in report.outcomes} == {("id-0", "filtered"), ("id-2", "filtered")}
+
+
 def test_records_a_fatal_sink_never_took_are_unfinished(tmp_path: Path, scripted: Any) -> None:
     table = _config(tmp_path)
     table["sinks"] = [

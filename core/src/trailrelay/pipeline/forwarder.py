@@ -373,12 +373,15 @@ class _Records:
         """Nothing to release."""
 
 
-_Key = tuple[int, int]
+_Key = tuple[int, int, str | None]
 
 
 def _key(item: Record | Problem) -> _Key:
-    """One record of a forward call, also as the sink's prepared copy (same origin, same index)."""
-    return id(item.origin), item.index
+    """One record of a forward call, also as the sink's prepared copy.
+
+    Origin, index and eventID: records built by hand often share an origin and the default index 0.
+    """
+    return id(item.origin), item.index, item.routing.event_id if isinstance(item, Record) else None
 
 
 class _Watch:
