@@ -1073,3 +1073,129 @@ def test_a_queue_worker_outlives_an_outage_of_sqs(
     assert pipe.fatal is None
     assert "receiving from" in caplog.text and "again after" in caplog.text
     assert "Traceback" not in caplog.text
+
+
+ROLE = "arn:aws:iam::123456789012:role/reader"
+
+
+def _sts_answers(monkeypatch: pytest.MonkeyPatch, status: int, code: str, times: int = -1) -> list[int]:
+    """STS answers AssumeRole with this error (``times`` times, or always); the calls are counted."""
+    from botocore.awsrequest import AWSResponse
+
+    from trailrelay.sources import aws
+
+    calls: list[int] = []
+
+    class _Raw:
+        def __init__(self, body: bytes) -> None:
+            self.body = body
+
+        def stream(self, **_: Any) -> Any:
+            yield self.body
+
+    def answer(**_: Any) -> Any:
+        calls.append(1)
+        if times != -1 and len(calls) > times:
+            return None  # to moto, which lets anyone assume any role
+        body = (
+            '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+            f"<Code>{code}</Code><Message>User: arn:aws:iam::123456789012:user/probe is not authorized "
+            "to perform: sts:AssumeRole</Message></Error><RequestId>x</RequestId></ErrorResponse>"
+        ).encode()
+        return AWSResponse("https://sts.amazonaws.com/", status, {"content-type": "text/xml"}, _Raw(body))
+
+    made = aws._session
+
+    def session() -> Any:
+        core = made()
+        core.register("before-send.sts.AssumeRole", answer)
+        return core
+
+    monkeypatch.setattr(aws, "_session", session)
+    return calls
+
+
+def _role_config(tmp_path: Path, source: str) -> Path:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[source]\n{source}\nregion = "us-east-1"\nrole_arn = "{ROLE}"\n'
+        '[[sinks]]\ntype = "file"\npath = "out.ndjson"\n[dead_letter]\npath = "dead"\n'
+    )
+    return cfg
+
+
+@pytest.mark.parametrize(("status", "code"), [(403, "AccessDenied"), (503, "ServiceUnavailable")])
+@pytest.mark.parametrize("kind", ["s3", "sqs"])
+def test_an_assume_role_failing_at_start_is_one_line_with_exit_3(
+    bucket: tuple[Any, str],
+    aws_env: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    status: int,
+    code: str,
+) -> None:
+    """AssumeRole refused (trust policy) or STS unavailable at start was a botocore traceback, exit 1."""
+    _, name = bucket
+    if kind == "s3":
+        source = f'type = "s3"\nbucket = "{name}"'
+    else:
+        source = f'type = "sqs"\nqueue_url = "{_queue(aws_env)[1]}"\nwait_seconds = 1'
+    _sts_answers(monkeypatch, status, code)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # STS's client: no retries of its own to wait for
+    result = CliRunner().invoke(cli, ["forward", "-c", str(_role_config(tmp_path, source)), "--once"])
+    assert result.exit_code == 3, result.output
+    assert f"cannot assume role_arn {ROLE}: An error occurred ({code})" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_queue_worker_rides_out_sts_failing_at_start(
+    bucket: tuple[Any, str],
+    aws_env: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    scripted: Any,
+    make_events: Any,
+    caplog: Any,
+) -> None:
+    """STS 503 when a worker (no --once) starts: it polls again, as for an SQS outage, and goes on."""
+    from trailrelay.pipeline.build import build_source
+
+    s3, name = bucket
+    sqs, url = _queue(aws_env)
+    key = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), "1000", "sts")
+    events = make_events(3, prefix="sts")
+    _put(s3, name, key, events)
+    sqs.send_message(QueueUrl=url, MessageBody=_s3_note(name, key))
+    monkeypatch.setattr("trailrelay.sources.sqs.RECEIVE_BACKOFF", (0.05, 0.2))
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    calls = _sts_answers(monkeypatch, 503, "ServiceUnavailable", times=3)
+    config = parse_config(
+        {
+            "source": {"type": "sqs", "queue_url": url, "wait_seconds": 0, "role_arn": ROLE},
+            "sinks": [{"type": "file", "path": str(tmp_path / "o.ndjson")}],
+        },
+        base_dir=tmp_path,
+    )
+    src = build_source(config, once=False, checkpoints=None)
+    metrics, stop = Metrics(), threading.Event()
+    dead = FolderDeadLetters(tmp_path / "dead")
+    sink = scripted()
+    pipe = Pipeline(src, dead_letters=dead, metrics=metrics, stop=stop)
+    pipe.sinks["s"] = SinkRunner(
+        "s", sink, dead_letters=dead, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal
+    )
+    runner = threading.Thread(target=pipe.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while sorted(sink.stored) != sorted(e["eventID"] for e in events):
+            assert time.monotonic() < deadline and runner.is_alive(), "nothing delivered after STS came back"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        runner.join(30)
+    assert pipe.fatal is None
+    assert len(calls) > 3
+    assert f"cannot assume role_arn {ROLE}" in caplog.text and "polling again" in caplog.text
+    assert "Traceback" not in caplog.text

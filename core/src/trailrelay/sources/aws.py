@@ -4,20 +4,68 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config as BotoConfig
-from botocore.credentials import RefreshableCredentials
-from botocore.exceptions import NoRegionError
+from botocore.credentials import DeferredRefreshableCredentials
+from botocore.exceptions import ClientError, NoRegionError
 from botocore.session import Session as BotocoreSession
 from botocore.session import get_session
 from botocore.utils import parse_timestamp
 
 from trailrelay.errors import ConfigError
 
-__all__ = ["aws_client", "parse_aws_timestamp", "queue_region"]
+__all__ = ["AssumeRoleError", "aws_client", "parse_aws_timestamp", "queue_region"]
+
+
+class AssumeRoleError(ClientError):
+    """STS refused or failed an ``AssumeRole`` of the configured ``role_arn``; the text names the role.
+
+    Still a ``ClientError`` with STS's answer, so whoever decides whether a failure passes
+    (a 503 or throttling does, AccessDenied does not) reads its code and status as before.
+    """
+
+    def __init__(self, cause: ClientError, role_arn: str) -> None:
+        super().__init__(cause.response, cause.operation_name)
+        self.role_arn = role_arn
+
+    def __str__(self) -> str:
+        code = self.response.get("Error", {}).get("Code", "")
+        hint = (
+            " (does the role's trust policy let these credentials assume it?)"
+            if code in {"AccessDenied", "AccessDeniedException"}
+            else ""
+        )
+        return f"cannot assume role_arn {self.role_arn}: {super().__str__()}{hint}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return AssumeRoleError, (ClientError(self.response, self.operation_name), self.role_arn)
+
+
+class _RefreshFailedInOneLine(logging.Filter):
+    """botocore logs a failed renewal of temporary credentials with its traceback: not ours to show.
+
+    A failure in the mandatory period (no usable credentials) reaches the caller, which says it
+    in its own words: not logged twice. One in the advisory period (the credentials still work
+    a while) is logged in one line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or not str(record.msg).startswith("Refreshing temporary credentials failed"):
+            return True
+        if "mandatory" in record.getMessage():
+            return False
+        record.msg, record.args = "%s %s: %s", (record.getMessage(), type(exc).__name__, exc)
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+logging.getLogger("botocore.credentials").addFilter(_RefreshFailedInOneLine())
 
 
 def parse_aws_timestamp(value: Any) -> dt.datetime:
@@ -61,14 +109,19 @@ def aws_client(
     """A boto3 client; ``AWS_ENDPOINT_URL`` is honoured by boto3 itself when no endpoint is given.
 
     With ``role_arn`` the client uses credentials of that role (cross-account reads), renewed
-    before they expire so a long-running worker keeps working.
+    before they expire so a long-running worker keeps working. The role is first assumed at the
+    client's first request, not here: a refusal or an STS outage is that request's failure
+    (an :class:`AssumeRoleError`), which the source reports or, when it passes, rides out.
     """
     session = boto3.session.Session(botocore_session=_session(), region_name=region)
     if role_arn:
         sts = session.client("sts", endpoint_url=endpoint_url)
 
         def refresh() -> dict[str, str]:
-            creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="trailrelay")["Credentials"]
+            try:
+                creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="trailrelay")["Credentials"]
+            except ClientError as exc:
+                raise AssumeRoleError(exc, role_arn) from None
             return {
                 "access_key": creds["AccessKeyId"],
                 "secret_key": creds["SecretAccessKey"],
@@ -77,7 +130,7 @@ def aws_client(
             }
 
         core = _session()
-        creds = RefreshableCredentials.create_from_metadata(refresh(), refresh, "sts-assume-role")
+        creds = DeferredRefreshableCredentials(refresh, "sts-assume-role")
         core._credentials = creds  # type: ignore[attr-defined]
         session = boto3.session.Session(botocore_session=core, region_name=region)
     config = BotoConfig(
