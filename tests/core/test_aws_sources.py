@@ -1078,11 +1078,11 @@ def test_a_queue_worker_outlives_an_outage_of_sqs(
 ROLE = "arn:aws:iam::123456789012:role/reader"
 
 
-def _sts_answers(monkeypatch: pytest.MonkeyPatch, status: int, code: str, times: int = -1) -> list[int]:
-    """STS answers AssumeRole with this error (``times`` times, or always); the calls are counted."""
+def _answer(
+    monkeypatch: pytest.MonkeyPatch, event: str, status: int, body: str, times: int = -1
+) -> list[int]:
+    """Every client trailrelay makes gets this error answer to ``event`` (``times`` times, or always)."""
     from botocore.awsrequest import AWSResponse
-
-    from trailrelay.sources import aws
 
     calls: list[int] = []
 
@@ -1096,23 +1096,35 @@ def _sts_answers(monkeypatch: pytest.MonkeyPatch, status: int, code: str, times:
     def answer(**_: Any) -> Any:
         calls.append(1)
         if times != -1 and len(calls) > times:
-            return None  # to moto, which lets anyone assume any role
-        body = (
-            '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
-            f"<Code>{code}</Code><Message>User: arn:aws:iam::123456789012:user/probe is not authorized "
-            "to perform: sts:AssumeRole</Message></Error><RequestId>x</RequestId></ErrorResponse>"
-        ).encode()
-        return AWSResponse("https://sts.amazonaws.com/", status, {"content-type": "text/xml"}, _Raw(body))
+            return None  # to moto
+        return AWSResponse("https://aws.test/", status, {"content-type": "text/xml"}, _Raw(body.encode()))
+
+    _hook(monkeypatch, event, answer)
+    return calls
+
+
+def _hook(monkeypatch: pytest.MonkeyPatch, event: str, handler: Any) -> None:
+    """Every client trailrelay makes from now on has ``handler`` registered for ``event``."""
+    from trailrelay.sources import aws
 
     made = aws._session
 
     def session() -> Any:
         core = made()
-        core.register("before-send.sts.AssumeRole", answer)
+        core.register(event, handler)
         return core
 
     monkeypatch.setattr(aws, "_session", session)
-    return calls
+
+
+def _sts_answers(monkeypatch: pytest.MonkeyPatch, status: int, code: str, times: int = -1) -> list[int]:
+    """STS answers AssumeRole with this error (moto lets anyone assume any role); calls are counted."""
+    body = (
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+        f"<Code>{code}</Code><Message>User: arn:aws:iam::123456789012:user/probe is not authorized "
+        "to perform: sts:AssumeRole</Message></Error><RequestId>x</RequestId></ErrorResponse>"
+    )
+    return _answer(monkeypatch, "before-send.sts.AssumeRole", status, body, times)
 
 
 def _role_config(tmp_path: Path, source: str) -> Path:
@@ -1199,3 +1211,78 @@ def test_a_queue_worker_rides_out_sts_failing_at_start(
     assert len(calls) > 3
     assert f"cannot assume role_arn {ROLE}" in caplog.text and "polling again" in caplog.text
     assert "Traceback" not in caplog.text
+
+
+_S3_DENIED = (
+    "<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>x</RequestId></Error>"
+)
+
+
+def _check(tmp_path: Path, source: str) -> Any:
+    cfg = tmp_path / "check.toml"
+    cfg.write_text(
+        f'[source]\n{source}\nregion = "us-east-1"\n'
+        '[[sinks]]\ntype = "file"\npath = "out.ndjson"\n[dead_letter]\npath = "dead"\n'
+    )
+    return CliRunner().invoke(cli, ["check", "-c", str(cfg)], env={"COLUMNS": "500"})
+
+
+def test_check_of_an_s3_source_reads_one_log_file(
+    bucket: tuple[Any, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_events: Any
+) -> None:
+    """check said ✓ after one LIST: for a prefix with nothing under it, and for objects it may not read."""
+    s3, name = bucket
+    digest = f"AWSLogs/{ACCOUNTS[0]}/CloudTrail-Digest/us-east-1/2026/03/02/x_CloudTrail-Digest_us-east-1_t.json.gz"
+    s3.put_object(Bucket=name, Key=digest, Body=gzip.compress(b'{"logFiles":[]}'))
+    source = f'type = "s3"\nbucket = "{name}"'
+    result = _check(tmp_path, source)
+    assert result.exit_code == 1, result.output
+    assert (
+        f"✗ source (s3): listed s3://{name}/: no log file (.json.gz) among the objects listed (1 digest)"
+        in (result.output)
+    )
+    key = f"AWSLogs/{ACCOUNTS[0]}/CloudTrail/us-east-1/2026/03/02/{ACCOUNTS[0]}_CloudTrail_us-east-1_20260302T1000Z_a.json.gz"
+    _put(s3, name, key, make_events(2))
+    result = _check(tmp_path, source)
+    assert result.exit_code == 0, result.output
+    assert f"✓ source (s3): can list s3://{name}/ and read s3://{name}/{key}" in result.output
+    result = _check(tmp_path, f'{source}\nprefix = "AWSLogz/"')  # a typo
+    assert result.exit_code == 1, result.output
+    assert f"✗ source (s3): listed s3://{name}/AWSLogz/: no object at all" in result.output
+    _answer(monkeypatch, "before-send.s3.GetObject", 403, _S3_DENIED)  # a KMS key the role may not use
+    result = _check(tmp_path, source)
+    assert result.exit_code == 1, result.output
+    assert f"✗ source (s3): can list s3://{name}/ but cannot read s3://{name}/{key}: " in result.output
+    assert "(AccessDenied)" in result.output and "kms:Decrypt" in result.output
+
+
+def test_check_of_an_sqs_source_receives_without_hiding_a_message(
+    bucket: tuple[Any, str], aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_events: Any
+) -> None:
+    """check said ✓ after GetQueueAttributes alone: for a role that may not receive, or not read the bucket."""
+    s3, name = bucket
+    sqs, url = _queue(aws_env)
+    source = f'type = "sqs"\nqueue_url = "{url}"'
+    result = _check(tmp_path, source)
+    assert result.exit_code == 0, result.output
+    assert "can receive (no message waiting: reading its bucket not checked)" in result.output
+    key = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), "1000", "chk")
+    _put(s3, name, key, make_events(2))
+    sqs.send_message(QueueUrl=url, MessageBody=_s3_note(name, key))
+    result = _check(tmp_path, source)
+    assert result.exit_code == 0, result.output
+    assert f"can receive and read s3://{name}/{key}" in result.output
+    # the message was neither hidden nor deleted: the next receive gets it at once
+    assert (
+        len(sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0, VisibilityTimeout=0).get("Messages", []))
+        == 1
+    )
+    _answer(monkeypatch, "before-send.s3.GetObject", 403, _S3_DENIED)
+    result = _check(tmp_path, source)
+    assert result.exit_code == 1, result.output
+    assert f"but can receive, cannot read s3://{name}/{key}: " in result.output
+    _hook(monkeypatch, "before-send.sqs.ReceiveMessage", _access_denied)
+    result = _check(tmp_path, source)
+    assert result.exit_code == 1, result.output
+    assert "✗ source (sqs): queue reachable, ~1 messages but cannot receive messages: " in result.output
+    assert _left(sqs, url) == 1

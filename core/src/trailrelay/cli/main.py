@@ -690,7 +690,13 @@ def _rules(n: int) -> str:
 
 
 def _check_source(config: Config) -> tuple[bool, str]:
-    from trailrelay.sources.aws import aws_client  # noqa: PLC0415
+    """(ok, what) for the source: an S3 or SQS source's line is ✓ only when a log file can be read.
+
+    S3: one log file under the prefix is found and its first byte read (a ranged GET). SQS: the
+    queue's attributes, one receive that hides nothing (see :func:`_check_queue`) and, when a
+    waiting message names an object, its first byte.
+    """
+    from trailrelay.sources.aws import AssumeRoleError, aws_client  # noqa: PLC0415
 
     src = config.source
     try:
@@ -702,9 +708,20 @@ def _check_source(config: Config) -> tuple[bool, str]:
         if path is not None:
             return (path.exists(), f"{path} {'exists' if path.exists() else 'does not exist'}")
         if isinstance(src, S3SourceConfig):
+            from trailrelay.sources.s3 import find_log_object, read_denied  # noqa: PLC0415
+
             s3 = aws_client("s3", region=src.region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
-            s3.list_objects_v2(Bucket=src.bucket, Prefix=src.prefix, MaxKeys=1)
-            return True, f"can list s3://{src.bucket}/{src.prefix}"
+            where = f"s3://{src.bucket}/{src.prefix}"
+            key, seen = find_log_object(s3, src.bucket, src.prefix, insights=src.insights)
+            if key is None:
+                return False, (
+                    f"listed {where}: {seen} (check [source] prefix: CloudTrail writes its logs "
+                    "under AWSLogs/ in the bucket, an organization trail under AWSLogs/o-.../)"
+                )
+            denied = read_denied(s3, src.bucket, key)
+            if denied is not None:
+                return False, f"can list {where} but {denied}"
+            return True, f"can list {where} and read s3://{src.bucket}/{key}"
         if isinstance(src, FirehoseSourceConfig):
             from trailrelay.sources.firehose import build_firehose_source  # noqa: PLC0415
 
@@ -720,11 +737,55 @@ def _check_source(config: Config) -> tuple[bool, str]:
         note = (
             "" if "RedrivePolicy" in attrs else " (warning: no redrive policy; poison messages retry forever)"
         )
-        return True, f"queue reachable, ~{attrs.get('ApproximateNumberOfMessages', '?')} messages{note}"
+        said = f"queue reachable, ~{attrs.get('ApproximateNumberOfMessages', '?')} messages"
+        ok, what = _check_queue(src, sqs)
+        return ok, f"{said}, {what}{note}" if ok else f"{said} but {what}"
     except TrailrelayError as exc:  # worded for people already, as forward shows it
+        return False, str(exc)
+    except AssumeRoleError as exc:  # names the role already, as forward shows it
         return False, str(exc)
     except Exception as exc:
         return False, f"{type(exc).__name__}: {exc}"
+
+
+def _check_queue(src: SqsSourceConfig, sqs: Any) -> tuple[bool, str]:
+    """Whether the queue lets us receive, and the bucket of a waiting notification lets us read.
+
+    One receive of at most one message with a visibility timeout of 0, not waiting: a message
+    that comes back stays visible to every worker at once and is neither changed nor deleted
+    (its receive count goes up by one, as SQS counts every receive).
+    """
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    from trailrelay.sources.aws import aws_client, queue_region  # noqa: PLC0415
+    from trailrelay.sources.notifications import cloudtrail_event, parse_notification  # noqa: PLC0415
+    from trailrelay.sources.s3 import read_denied  # noqa: PLC0415
+
+    try:
+        resp = sqs.receive_message(
+            QueueUrl=src.queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=0, VisibilityTimeout=0
+        )
+    except ClientError as exc:
+        return False, f"cannot receive messages: {exc}"
+    messages = resp.get("Messages", [])
+    if not messages:
+        return True, "can receive (no message waiting: reading its bucket not checked)"
+    body = messages[0].get("Body", "")
+    if cloudtrail_event(body) is not None:
+        return True, "can receive (the message waiting carries its record: no bucket to read)"
+    try:
+        notices = parse_notification(body)
+    except TrailrelayError:
+        notices = []
+    if not notices:
+        return True, "can receive (the message waiting names no object: reading its bucket not checked)"
+    region = src.region or queue_region(src.queue_url)  # as forward builds its S3 client
+    s3 = aws_client("s3", region=region, endpoint_url=src.endpoint_url, role_arn=src.role_arn)
+    notice = notices[0]
+    denied = read_denied(s3, notice.bucket, notice.key)
+    if denied is not None:
+        return False, f"can receive, {denied}"
+    return True, f"can receive and read s3://{notice.bucket}/{notice.key} (a waiting message names it)"
 
 
 @cli.command()

@@ -28,7 +28,7 @@ from trailrelay.sources.layout import (
 )
 from trailrelay.state import Checkpoints
 
-__all__ = ["S3Source", "fetch_object", "open_object"]
+__all__ = ["S3Source", "fetch_object", "find_log_object", "open_object", "read_denied"]
 
 DELIVERY_LAG = dt.timedelta(minutes=30)
 """CloudTrail delivers a file up to ~15 minutes after its events; objects named up to this long
@@ -36,6 +36,9 @@ after ``end_time`` are read too."""
 
 LIST_CONCURRENCY = 8
 """LIST requests in flight at once while walking and listing a window."""
+FIND_PAGES = 20
+"""LIST requests :func:`find_log_object` sends at most looking for one log file."""
+_SIDE_FOLDERS = ("/CloudTrail-Digest/", "/CloudTrail-Insight/")
 
 
 def fetch_object(client: Any, bucket: str, key: str, limit: int) -> bytes:
@@ -56,6 +59,57 @@ def open_object(client: Any, bucket: str, key: str, limit: int) -> BinaryIO:
         resp["Body"].close()
         raise InputError(f"object is {length} bytes, over the {limit}-byte limit (max_object_bytes)")
     return cast("BinaryIO", resp["Body"])  # botocore's StreamingBody: read(amt), close()
+
+
+def find_log_object(
+    client: Any, bucket: str, prefix: str, *, insights: bool = False
+) -> tuple[str | None, str]:
+    """The key of one log file under ``prefix`` the source would read, and what the listing saw.
+
+    Digest and Insights folders (which sort before ``CloudTrail/``) are stepped over, not listed
+    through; at most :data:`FIND_PAGES` LIST requests. Errors of the listing are raised.
+    """
+    seen: dict[str, int] = {}
+    start_after = ""
+    for _ in range(FIND_PAGES):
+        kw = {"StartAfter": start_after} if start_after else {}
+        page = client.list_objects_v2(Bucket=bucket, Prefix=prefix, **kw)
+        contents = page.get("Contents", [])
+        for obj in contents:
+            key = obj["Key"]
+            reason = classify_key(key, obj.get("Size"), insights=insights)
+            if reason is None:
+                return key, ""
+            seen[reason] = seen.get(reason, 0) + 1
+            start_after = key
+            side = next((f for f in _SIDE_FOLDERS if f in key and reason in {"digest", "insight"}), None)
+            if side is not None:  # the rest of this folder is more of the same: '~' sorts after it
+                start_after = key[: key.index(side) + len(side)] + "~"
+                break
+        if not contents or (not page.get("IsTruncated") and start_after == contents[-1]["Key"]):
+            break
+    if not seen:
+        return None, "no object at all"
+    said = ", ".join(f"{n} {reason}" for reason, n in sorted(seen.items()))
+    return None, f"no log file (.json.gz) among the objects listed ({said})"
+
+
+def read_denied(client: Any, bucket: str, key: str) -> str | None:
+    """None when the first byte of the object can be read (a ranged GET); else why not, in words."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415 - boto3 only when AWS is read
+
+    try:
+        client.get_object(Bucket=bucket, Key=key, Range="bytes=0-0")["Body"].close()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        why = f"cannot read s3://{bucket}/{key}: {exc}"
+        if code in {"AccessDenied", "403"} or code.startswith("KMS"):
+            why += (
+                " (is the object encrypted with a KMS key these credentials may not use (kms:Decrypt),"
+                " or does a bucket policy refuse s3:GetObject?)"
+            )
+        return why
+    return None
 
 
 class S3Source:
