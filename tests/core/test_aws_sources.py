@@ -974,8 +974,15 @@ def test_s3_dead_letters_are_uploaded_before_their_unit_is_acknowledged(
         ("https://sqs.eu-west-1.amazonaws.com/123456789012/trail-events", "eu-west-1"),
         ("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q", "cn-north-1"),
         ("https://us-east-2.queue.amazonaws.com/123456789012/q", "us-east-2"),
+        ("https://queue.amazonaws.com/123456789012/q", "us-east-1"),  # the legacy form of us-east-1
+        ("https://sqs-fips.us-gov-west-1.amazonaws.com/123456789012/q", "us-gov-west-1"),
+        ("https://sqs.us-gov-west-1.amazonaws.com/123456789012/q", "us-gov-west-1"),
+        ("https://sqs.eu-west-1.api.aws/123456789012/q", "eu-west-1"),  # dual-stack
+        ("https://sqs-fips.us-east-2.api.aws/123456789012/q", "us-east-2"),
+        ("https://vpce-0a1b2c3d-4e5f.sqs.eu-central-1.vpce.amazonaws.com/123456789012/q", "eu-central-1"),
         ("http://127.0.0.1:4566/000000000000/q", None),
         ("https://queue.example.com/q", None),
+        ("https://sqs.example.com/q", None),
     ],
 )
 def test_the_region_an_sqs_queue_url_names(url: str, region: str | None) -> None:

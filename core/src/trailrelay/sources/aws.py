@@ -150,13 +150,21 @@ def aws_client(
 def queue_region(queue_url: str) -> str | None:
     """The region an SQS queue URL names; None for other hosts (a test's endpoint).
 
-    ``https://sqs.REGION.amazonaws.com/…`` (also ``.amazonaws.com.cn``), or the legacy
-    ``https://REGION.queue.amazonaws.com/…``.
+    ``https://sqs.REGION.amazonaws.com/…`` (also ``.amazonaws.com.cn``), ``sqs-fips.REGION…``,
+    the dual-stack ``https://sqs.REGION.api.aws/…``, a VPC endpoint's
+    ``https://vpce-….sqs.REGION.vpce.amazonaws.com/…``, the legacy
+    ``https://REGION.queue.amazonaws.com/…`` and ``https://queue.amazonaws.com/…`` (us-east-1).
     """
-    host = urlsplit(queue_url).hostname or ""
+    host = (urlsplit(queue_url).hostname or "").lower()
     parts = host.split(".")
-    if len(parts) >= 4 and parts[0] == "sqs" and parts[2] == "amazonaws":
-        return parts[1]
+    if host == "queue.amazonaws.com":
+        return "us-east-1"
     if len(parts) >= 4 and parts[1] == "queue" and parts[2] == "amazonaws":
         return parts[0]
+    for i, part in enumerate(parts[:-3]):
+        if part in {"sqs", "sqs-fips"} and (
+            parts[i + 2 : i + 4] in (["amazonaws", "com"], ["vpce", "amazonaws"])
+            or parts[i + 2 :] == ["api", "aws"]
+        ):
+            return parts[i + 1]
     return None
