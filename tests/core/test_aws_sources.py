@@ -1293,3 +1293,75 @@ def test_check_of_an_sqs_source_receives_without_hiding_a_message(
     assert result.exit_code == 1, result.output
     assert "✗ source (sqs): queue reachable, ~1 messages but cannot receive messages: " in result.output
     assert _left(sqs, url) == 1
+
+
+def test_a_queue_worker_assumes_its_role_again_when_sqs_says_the_session_is_over(
+    bucket: tuple[Any, str],
+    aws_env: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    scripted: Any,
+    make_events: Any,
+    caplog: Any,
+) -> None:
+    """ExpiredToken from SQS (the session ended before the expiry botocore knew) stopped the worker
+    with "source failed", exit 3: it now assumes the role again and goes on."""
+    from botocore.awsrequest import AWSResponse
+
+    from trailrelay.pipeline.build import build_source
+
+    s3, name = bucket
+    sqs, url = _queue(aws_env)
+    key = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), "1000", "expired")
+    events = make_events(3, prefix="expired")
+    _put(s3, name, key, events)
+    sqs.send_message(QueueUrl=url, MessageBody=_s3_note(name, key))
+    monkeypatch.setattr("trailrelay.sources.sqs.RECEIVE_BACKOFF", (0.05, 0.2))
+    assumed = _sts_answers(monkeypatch, 200, "", times=0)  # every AssumeRole goes to moto, counted
+    expired: list[int] = []
+
+    class _Raw:
+        def stream(self, **_: Any) -> Any:
+            yield orjson.dumps(
+                {
+                    "__type": "com.amazon.coral.service#ExpiredTokenException",
+                    "message": "The security token included in the request is expired",
+                }
+            )
+
+    def expire_once(**_: Any) -> Any:
+        if expired:
+            return None
+        expired.append(1)
+        headers = {"x-amzn-query-error": "ExpiredToken;Sender", "content-type": "application/x-amz-json-1.0"}
+        return AWSResponse("https://sqs.us-east-1.amazonaws.com/", 400, headers, _Raw())
+
+    _hook(monkeypatch, "before-send.sqs.ReceiveMessage", expire_once)
+    config = parse_config(
+        {
+            "source": {"type": "sqs", "queue_url": url, "wait_seconds": 0, "role_arn": ROLE},
+            "sinks": [{"type": "file", "path": str(tmp_path / "o.ndjson")}],
+        },
+        base_dir=tmp_path,
+    )
+    src = build_source(config, once=False, checkpoints=None)
+    metrics, stop = Metrics(), threading.Event()
+    dead = FolderDeadLetters(tmp_path / "dead")
+    sink = scripted()
+    pipe = Pipeline(src, dead_letters=dead, metrics=metrics, stop=stop)
+    pipe.sinks["s"] = SinkRunner(
+        "s", sink, dead_letters=dead, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal
+    )
+    runner = threading.Thread(target=pipe.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while sorted(sink.stored) != sorted(e["eventID"] for e in events):
+            assert time.monotonic() < deadline and runner.is_alive(), "the worker stopped at ExpiredToken"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        runner.join(30)
+    assert pipe.fatal is None and expired == [1]
+    assert len(assumed) >= 3  # the SQS client's role assumed twice, the S3 client's once
+    assert "Traceback" not in caplog.text

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config as BotoConfig
-from botocore.credentials import DeferredRefreshableCredentials
+from botocore.credentials import DeferredRefreshableCredentials, RefreshableCredentials
 from botocore.exceptions import ClientError, NoRegionError
 from botocore.session import Session as BotocoreSession
 from botocore.session import get_session
@@ -18,7 +18,7 @@ from botocore.utils import parse_timestamp
 
 from trailrelay.errors import ConfigError
 
-__all__ = ["AssumeRoleError", "aws_client", "parse_aws_timestamp", "queue_region"]
+__all__ = ["AssumeRoleError", "aws_client", "parse_aws_timestamp", "queue_region", "renew_credentials"]
 
 
 class AssumeRoleError(ClientError):
@@ -145,6 +145,21 @@ def aws_client(
         raise ConfigError(
             f"no AWS region for {service}: set region in the config's [source], or AWS_REGION"
         ) from None
+
+
+def renew_credentials(client: Any) -> bool:
+    """Have the client's temporary credentials fetched again at its next request; False if they cannot be.
+
+    An assumed role's are assumed again; a user's keys are not renewable. For an answer that
+    says the session is over (``ExpiredToken``) before the expiry botocore knows of: botocore
+    renews only by that time, so it would keep sending the dead session.
+    """
+    signer = getattr(client, "_request_signer", None)
+    creds = getattr(signer, "_credentials", None)
+    if not isinstance(creds, RefreshableCredentials):
+        return False
+    creds._expiry_time = dt.datetime.now(dt.UTC)  # type: ignore[attr-defined]  # no public "renew now"
+    return True
 
 
 def queue_region(queue_url: str) -> str | None:

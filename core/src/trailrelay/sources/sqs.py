@@ -10,11 +10,11 @@ visible again and, after the queue's ``maxReceiveCount``, goes to the queue's de
 (its redrive policy).
 
 A worker outlives SQS and network outages: when ``ReceiveMessage`` fails in a way that passes
-(no connection, a timeout, a 5xx, throttling, credentials not fetched), after botocore's own
-retries, the source logs it and polls again after a backoff (1 s doubling to 60 s) instead of
-ending the run; ``/healthz`` says unhealthy while nothing comes in. A failure that does not pass
-(no such queue, access denied, bad credentials) ends the run, as does any failure with
-``--once``.
+(no connection, a timeout, a 5xx, throttling, credentials not fetched, an assumed role's session
+over: it is assumed again), after botocore's own retries, the source logs it and polls again
+after a backoff (1 s doubling to 60 s) instead of ending the run; ``/healthz`` says unhealthy
+while nothing comes in. A failure that does not pass (no such queue, access denied, bad
+credentials) ends the run, as does any failure with ``--once``.
 
 Deletions leave in batches of up to ten (``DeleteMessageBatch``) from their own threads: the
 sink thread that settles a unit does not wait for SQS (unless too many deletions already wait),
@@ -233,7 +233,7 @@ class SqsSource:
                     MessageSystemAttributeNames=["ApproximateReceiveCount"],
                 )
             except Exception as exc:
-                if self.once or not _passing(exc):
+                if self.once or not (_passing(exc) or _renewed(exc, self.sqs)):
                     raise
                 first, most = RECEIVE_BACKOFF
                 delay = min(most, first * 2**failures)
@@ -394,6 +394,25 @@ class SqsSource:
                     self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
                 except Exception as exc:  # the next beat tries again
                     log.warning("visibility extension failed: %s", exc)
+
+
+_EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
+
+
+def _renewed(exc: BaseException, client: Any) -> bool:
+    """Whether ``exc`` says the session is over and the client's credentials will be renewed.
+
+    An assumed role's session can end before the expiry botocore knows of: it is assumed again
+    at the next poll, instead of the run stopping.
+    """
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    from trailrelay.sources.aws import renew_credentials  # noqa: PLC0415
+
+    if not isinstance(exc, ClientError):
+        return False
+    code = str(exc.response.get("Error", {}).get("Code", "")).rpartition("#")[2]
+    return code in _EXPIRED_CODES and renew_credentials(client)
 
 
 def _passing(exc: BaseException) -> bool:
