@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from splunk_hec_standin import HecStandIn
-from splunk_mgmt_standin import MgmtStandIn
+from splunk_mgmt_standin import MgmtStandIn, search_reply
 from splunk_testkit import TOKEN, context, make_config
 from splunklib import results
 
@@ -65,6 +65,16 @@ def test_searcher_finds_the_event_once_indexed(hec: HecStandIn, api: MgmtStandIn
     assert float(search.params["earliest_time"]) < since.timestamp()  # lookback before the send
     assert float(search.params["latest_time"]) > dt.datetime.now(dt.UTC).timestamp()  # clock skew
     searcher.close()
+
+
+def test_searcher_finds_only_that_event(hec: HecStandIn, api: MgmtStandIn) -> None:
+    """A row of another event (a search term matching more than the field) is not the canary."""
+    event_id = _send_canary(hec, api)
+    other = "trailrelay-canary-00000000-0000-0000-0000-000000000000"
+    api.search_replies.append(search_reply("oneshot_canary.json", event_id=other))
+    searcher = plugin.searcher(_config(hec, api))
+    assert searcher.find(event_id, dt.datetime.now(dt.UTC)) is None
+    assert searcher.find(event_id, dt.datetime.now(dt.UTC)) is not None  # the stand-in's own search
 
 
 def test_searcher_without_an_index_searches_every_index(hec: HecStandIn, api: MgmtStandIn) -> None:
@@ -167,6 +177,20 @@ def test_canary_end_to_end(tmp_path: Path, hec_ack: HecStandIn, api_ack: MgmtSta
     }
     searches = [s for s in api_ack.seen if s.path.rstrip("/").endswith("/jobs")]
     assert len(searches) >= 2 and searches[0].status == 503
+
+
+def test_canary_fails_when_the_search_finds_another_event(
+    tmp_path: Path, hec_ack: HecStandIn, api_ack: MgmtStandIn
+) -> None:
+    other = "trailrelay-canary-00000000-0000-0000-0000-000000000000"
+    api_ack.search_replies.extend([search_reply("oneshot_canary.json", event_id=other)] * 1000)
+    cfg = _toml(tmp_path, hec_ack, api_ack, password=api_ack.password)
+    args = ["-c", str(cfg), "--json", "--timeout", "0.5", "--poll-interval", "0.05"]
+    result = CliRunner().invoke(canary, args, catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output.splitlines()[-1])
+    assert report["outcome"] == "delivered" and report["search"] == "not found"
+    assert report["indexed_at"] is None
 
 
 def test_canary_reports_a_search_timeout(tmp_path: Path, hec_ack: HecStandIn, api_ack: MgmtStandIn) -> None:

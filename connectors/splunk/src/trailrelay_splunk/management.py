@@ -410,6 +410,11 @@ def _float(value: Any) -> float | None:
         return None
 
 
+def _has_value(field: Any, value: str) -> bool:
+    """Whether a result field (one value, or a list for a multivalue field) holds ``value``."""
+    return field == value or (isinstance(field, list) and value in field)
+
+
 def _oneshot(service: client.Service, query: str, **params: str) -> list[dict[str, Any]]:
     try:
         stream = service.jobs.oneshot(query, output_mode="json", count=0, **params)
@@ -464,6 +469,8 @@ def verify_events(
 
 def _report(query: str, rows: list[dict[str, Any]], event_id: str | None) -> VerifyReport:
     if event_id:
+        # Only a row that is that event counts: a search term can match more than the field.
+        rows = [r for r in rows if _has_value(r.get("eventID"), event_id)]
         delays = [d for d in (_float(r.get("delay")) for r in rows) if d is not None]
         stats = {"delay": min(delays)} if delays else {}
         last = max((_float(r.get("_indextime")) or 0.0 for r in rows), default=None)
