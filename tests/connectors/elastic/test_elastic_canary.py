@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from elastic_helpers import API_KEY, free_port, make_config, make_sink
-from elastic_standin import StandIn
+from elastic_standin import PRODUCT, StandIn
 
 from trailrelay.cli.canary import canary, canary_event, canary_record
 from trailrelay.contract import Batch, FatalSinkError, RetryableError, Searcher, Status
@@ -48,9 +48,9 @@ def test_searcher_finds_the_canary_in_either_mode(standin: StandIn, mode: str) -
     assert request["query"]["ignore_unavailable"] == ["true"] and request["query"]["allow_no_indices"] == [
         "true"
     ]
-    assert request["query"]["_source_includes"] == ["@timestamp,event.id,event.ingested"]
+    assert request["query"]["_source_includes"] == ["@timestamp,event.id,event.ingested,message"]
     body = json.loads(request["body"])
-    assert body["size"] == 1
+    assert body["size"] == 10
     should = body["query"]["bool"]["should"]
     assert {"term": {"event.id": event_id}} in should and {"match_phrase": {"message": event_id}} in should
     searcher.close()
@@ -74,6 +74,23 @@ def test_after_the_integration_pipeline_the_id_is_event_id(standin: StandIn) -> 
     # Outside the searched time range: an old document with the same id is not the canary.
     standin.docs[TARGET]["x1"]["@timestamp"] = "2020-01-01T00:00:00.000Z"
     assert plugin.searcher(make_config(standin.url)).find(event["eventID"], dt.datetime.now(dt.UTC)) is None
+
+
+def test_searcher_finds_only_that_event(standin: StandIn) -> None:
+    """A hit of another event (a phrase match on message, a proxy's answer) is not the canary."""
+    event = canary_event()
+    event_id = event["eventID"]
+    other = "trailrelay-canary-00000000-0000-0000-0000-000000000000"
+    when = event["eventTime"].replace("Z", ".000Z")
+    mention = {**event, "eventID": other, "requestParameters": {"name": event_id}}
+    standin.docs[TARGET] = {"x1": {"@timestamp": when, "message": json.dumps(mention)}}
+    searcher = plugin.searcher(make_config(standin.url))
+    assert searcher.find(event_id, dt.datetime.now(dt.UTC)) is None
+    hit = {"_index": "x", "_id": "1", "_source": {"@timestamp": when, "event": {"id": other}}}
+    standin.queue({"status": 200, "headers": PRODUCT, "body": {"hits": {"hits": [hit]}}})
+    assert searcher.find(event_id, dt.datetime.now(dt.UTC)) is None
+    standin.docs[TARGET]["x2"] = {"@timestamp": when, "message": json.dumps(event)}
+    assert searcher.find(event_id, dt.datetime.now(dt.UTC)) is not None
 
 
 def test_searcher_waits_for_a_refresh(standin: StandIn) -> None:

@@ -9,8 +9,10 @@ Where the eventID lives depends on who built the document:
   ``pipeline`` names another one): the raw record is still in ``message``.
 
 So the query matches either: a ``term`` on ``event.id`` or a ``match_phrase`` on ``message``,
-within a time range around the send. The time the event became searchable is its
-``event.ingested`` when the pipeline set one, else the moment the search found it.
+within a time range around the send. Only a hit whose ``event.id`` (or the ``eventID`` of the
+record in its ``message``) is that eventID counts: a phrase can match another document. The time
+the event became searchable is its ``event.ingested`` when the pipeline set one, else the moment
+the search found it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import threading
 from typing import Any
 
+import orjson
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
@@ -34,7 +37,9 @@ __all__ = ["ElasticSearcher", "event_query"]
 
 _WINDOW = dt.timedelta(minutes=15)
 """Slack before the send time (eventTime is the canary's send time; clocks may differ)."""
-_SOURCE = ["@timestamp", "event.id", "event.ingested"]
+_SOURCE = ["@timestamp", "event.id", "event.ingested", "message"]
+_HITS = 10
+"""Hits looked at per search: the phrase on ``message`` may match documents that only mention the id."""
 
 
 def event_query(event_id: str, since: dt.datetime) -> dict[str, Any]:
@@ -83,7 +88,7 @@ class ElasticSearcher:
             response = client.search(
                 index=target,
                 query=event_query(event_id, since),
-                size=1,
+                size=_HITS,
                 source_includes=_SOURCE,
                 ignore_unavailable=True,
                 allow_no_indices=True,
@@ -99,12 +104,14 @@ class ElasticSearcher:
                 self._safe(f"elastic: cannot reach {self._where()}: {type(exc).__name__}: {exc}")
             ) from None
         hits = response.body.get("hits", {}).get("hits", []) if isinstance(response.body, dict) else []
-        if not hits:
-            return None
-        source = hits[0].get("_source") or {}
-        event = source.get("event") if isinstance(source, dict) else None
-        ingested = event.get("ingested") if isinstance(event, dict) else None
-        return _moment(ingested) or dt.datetime.now(dt.UTC)
+        for hit in hits if isinstance(hits, list) else []:
+            source = hit.get("_source") if isinstance(hit, dict) else None
+            if not isinstance(source, dict) or _event_id(source) != event_id:
+                continue
+            event = source.get("event")
+            ingested = event.get("ingested") if isinstance(event, dict) else None
+            return _moment(ingested) or dt.datetime.now(dt.UTC)
+        return None
 
     def close(self) -> None:
         """Close the client; safe to call twice."""
@@ -134,6 +141,22 @@ class ElasticSearcher:
 
     def _safe(self, text: str) -> str:
         return scrub(text, self.config.secret_values)
+
+
+def _event_id(source: dict[str, Any]) -> str | None:
+    """The eventID of a hit: ``event.id``, else that of the raw record in ``message``."""
+    event = source.get("event")
+    if isinstance(event, dict) and isinstance(event.get("id"), str):
+        return str(event["id"])
+    message = source.get("message")
+    if not isinstance(message, str):
+        return None
+    try:
+        record = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    value = record.get("eventID") if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _moment(value: object) -> dt.datetime | None:
