@@ -20,7 +20,7 @@ from opensearch_helpers import (
     make_sink,
     sigv4_config,
 )
-from opensearch_standin import SigV4Check, StandIn, fixture, no_permission
+from opensearch_standin import JSON, SigV4Check, StandIn, fixture, no_permission
 
 from trailrelay.cli.main import cli
 from trailrelay.contract import Batch, FatalSinkError, Status
@@ -517,4 +517,21 @@ def test_searcher_finds_a_delivered_event(standin: StandIn) -> None:
     assert searcher.find(str(records[1].event_id), since) is not None
     assert searcher.find("no-such-event", since) is None
     searcher.close()
+    searcher.close()
+
+
+def test_searcher_finds_only_that_event(standin: StandIn) -> None:
+    """A hit of another event (a proxy's answer, a text eventID field) is not the canary."""
+    config = make_config(standin.url)
+    sink = make_sink(config)
+    records = sample_records(2)
+    sink.send(Batch(records))
+    sink.close()
+    event_id, other = str(records[0].event_id), str(records[1].event_id)
+    hit = {"_index": "x", "_id": "1", "_source": {"@timestamp": "2026-03-02T10:15:00Z", "eventID": other}}
+    standin.queue({"status": 200, "headers": JSON, "body": {"hits": {"hits": [hit]}}})
+    searcher = plugin.searcher(config)
+    since = dt.datetime(2026, 3, 2, 10, 10, tzinfo=dt.UTC)
+    assert searcher.find(event_id, since) is None
+    assert searcher.find(event_id, since) is not None
     searcher.close()

@@ -1,8 +1,9 @@
 """Find one event in the target with ``_search`` (``trailrelay canary``).
 
 Documents keep CloudTrail's field names, so the query is a ``term`` on ``eventID`` within a time
-range around the send. OpenSearch has no ingest timestamp of its own, so the moment the search
-finds the document is the moment it became searchable.
+range around the send. Only a hit whose ``eventID`` is that eventID counts (a proxy, or a
+template that made the field text, may answer with others). OpenSearch has no ingest timestamp of
+its own, so the moment the search finds the document is the moment it became searchable.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ __all__ = ["OpenSearchSearcher", "event_query"]
 
 _WINDOW = dt.timedelta(minutes=15)
 """Slack before the send time (eventTime is the canary's send time; clocks may differ)."""
+_HITS = 10
+"""Hits looked at per search."""
 
 
 def event_query(event_id: str, since: dt.datetime) -> dict[str, Any]:
@@ -67,7 +70,7 @@ class OpenSearchSearcher:
         """When the document with this eventID was found searchable, None while no search finds it."""
         client = self._ready()
         target = self.config.target.name
-        body = {"query": event_query(event_id, since), "size": 1, "_source": ["@timestamp", "eventID"]}
+        body = {"query": event_query(event_id, since), "size": _HITS, "_source": ["@timestamp", "eventID"]}
         try:
             response = client.search(
                 index=target, body=body, params={"ignore_unavailable": "true", "allow_no_indices": "true"}
@@ -82,7 +85,11 @@ class OpenSearchSearcher:
         except TransportError as exc:
             raise self._failure(exc) from None
         hits = response.get("hits", {}).get("hits", []) if isinstance(response, dict) else []
-        return dt.datetime.now(dt.UTC) if hits else None
+        for hit in hits if isinstance(hits, list) else []:
+            source = hit.get("_source") if isinstance(hit, dict) else None
+            if isinstance(source, dict) and source.get("eventID") == event_id:
+                return dt.datetime.now(dt.UTC)
+        return None
 
     def close(self) -> None:
         """Close the client; safe to call twice."""
