@@ -66,6 +66,24 @@ def test_searcher_finds_the_ingested_row(standin: Standin, ca_file: str) -> None
     searcher.close()
 
 
+def test_searcher_finds_only_that_event(standin: Standin, ca_file: str) -> None:
+    """A row of another event (a proxy's or a cache's answer) is not the canary."""
+    event_id = _send_canary(standin, ca_file)
+    columns = [
+        {"name": "TimeGenerated", "type": "datetime"},
+        {"name": "AwsEventId", "type": "string"},
+        {"name": "IngestedAt", "type": "datetime"},
+    ]
+    other = "trailrelay-canary-00000000-0000-0000-0000-000000000000"
+    rows = [["2026-01-01T00:00:00Z", other, "2026-01-01T00:00:01Z"]]
+    answer = {"tables": [{"name": "PrimaryResult", "columns": columns, "rows": rows}]}
+    standin.state.query_script.append(Scripted(200, {}, answer))
+    searcher = plugin.searcher(_config(standin, ca_file))
+    since = dt.datetime.now(dt.UTC)
+    assert searcher.find(event_id, since) is None
+    assert searcher.find(event_id, since) is not None
+
+
 def test_searcher_waits_for_the_ingestion_latency(standin: Standin, ca_file: str) -> None:
     standin.state.query_latency = 0.3
     event_id = _send_canary(standin, ca_file)

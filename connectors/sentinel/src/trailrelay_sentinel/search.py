@@ -3,8 +3,9 @@
 ``azure-monitor-query``'s ``LogsQueryClient`` runs ``<table> | where AwsEventId == "<id>"``
 against ``workspace_id`` with the sink's own credential. The identity needs read access to the
 workspace (*Log Analytics Reader*, or *Microsoft Sentinel Reader*), which the ingestion role
-(*Monitoring Metrics Publisher* on the DCR) does not give. The time the row became queryable is
-the row's ``ingestion_time()``.
+(*Monitoring Metrics Publisher* on the DCR) does not give. Only a row whose ``AwsEventId`` is
+that eventID counts (a proxy may answer with another). The time the row became queryable is the
+row's ``ingestion_time()``.
 """
 
 from __future__ import annotations
@@ -119,7 +120,10 @@ class SentinelSearcher:
         tables = result.partial_data if isinstance(result, LogsQueryPartialResult) else result.tables
         for table in tables or []:
             for row in table.rows:
-                return _moment(row["IngestedAt"]) or _moment(row["TimeGenerated"]) or dt.datetime.now(dt.UTC)
+                if _cell(row, "AwsEventId") != event_id:
+                    continue
+                ingested, generated = _cell(row, "IngestedAt"), _cell(row, "TimeGenerated")
+                return _moment(ingested) or _moment(generated) or dt.datetime.now(dt.UTC)
         return None
 
     def close(self) -> None:
@@ -178,6 +182,14 @@ class SentinelSearcher:
     def _scrub(self, text: str) -> str:
         """Remove secret values and access tokens from text bound for logs and errors."""
         return scrub_tokens(text, self.config.secret_values, self._tokens)
+
+
+def _cell(row: Any, column: str) -> object:
+    """A row's value in ``column``; None when the answer has no such column."""
+    try:
+        return row[column]
+    except (KeyError, IndexError, ValueError):
+        return None
 
 
 def _moment(value: object) -> dt.datetime | None:
