@@ -8,7 +8,9 @@ Oneshot searches (``POST .../search/jobs`` with ``exec_mode=oneshot``) answer, i
 scripted reply (``search_replies``), a scripted failure (``search_failures``: HTTP statuses), or
 the events of a linked HEC stand-in (``events``) that match the search's ``index=``,
 ``sourcetype=`` and ``eventID=`` terms and ``earliest_time``, as ``output_mode=json`` results
-(the shape of ``fixtures/mgmt/oneshot_canary.json``) or the XML results format.
+(the shape of ``fixtures/mgmt/oneshot_canary.json``) or the XML results format. With
+``echo_auth``, a scripted failure's message repeats the request's Authorization header, as some
+proxies' error pages do.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class MgmtStandIn:
         self.forbidden_creates: dict[str, str] = {}  # object name -> capability its create lacks (403)
         self.search_replies: list[str] = []
         self.search_failures: list[int] = []
+        self.echo_auth = False
         self.events: Callable[[], list[tuple[dict[str, Any], float]]] | None = None
         """Indexed HEC envelopes with their index time (e.g. ``HecStandIn.indexed``)."""
         self.seen: list[Seen] = []
@@ -141,7 +144,10 @@ class MgmtStandIn:
                 return 200, "application/json", self.search_replies.pop(0)
             if self.search_failures:
                 status = self.search_failures.pop(0)
-                return status, "text/xml", fixture("error.xml", message=f"Search failed (HTTP {status})")
+                message = f"Search failed (HTTP {status})"
+                if self.echo_auth:
+                    message += f": Authorization: {auth}"
+                return status, "text/xml", fixture("error.xml", message=message)
             if self.events is not None:
                 return self._search(params)
             return 200, "application/json", fixture("oneshot_empty.json")

@@ -120,6 +120,25 @@ def test_a_failing_search_is_retryable_and_the_next_one_works(hec: HecStandIn, a
         searcher.find(event_id, dt.datetime.now(dt.UTC))
 
 
+@pytest.mark.parametrize("login", ["token", "password"])
+def test_an_error_repeating_the_authorization_is_scrubbed(
+    hec: HecStandIn, api: MgmtStandIn, login: str
+) -> None:
+    """A proxy's error page quoting the Authorization header: no token or session key in the error."""
+    api.echo_auth = True
+    api.search_failures.extend([503, 400])
+    keys = {"management_token": api.bearer} if login == "token" else {}
+    config = make_config(hec.url, management_url=api.url, **keys) if keys else _config(hec, api)
+    searcher = plugin.searcher(config)
+    with pytest.raises(RetryableError, match="503") as busy:
+        searcher.find("x", dt.datetime.now(dt.UTC))
+    with pytest.raises(FatalSinkError, match="400") as refused:
+        searcher.find("x", dt.datetime.now(dt.UTC))
+    for text in (str(busy.value), str(refused.value)):
+        assert "Authorization: Bearer ***" in text or "Authorization: Splunk ***" in text
+        assert api.bearer not in text and api.session not in text
+
+
 @pytest.mark.filterwarnings("ignore:ResultsReader is deprecated")
 def test_standin_xml_results_are_what_splunk_sdk_reads(hec: HecStandIn, api: MgmtStandIn) -> None:
     """The stand-in's default (XML) results format, read by splunk-sdk's own ResultsReader."""
@@ -191,6 +210,28 @@ def test_canary_fails_when_the_search_finds_another_event(
     report = json.loads(result.output.splitlines()[-1])
     assert report["outcome"] == "delivered" and report["search"] == "not found"
     assert report["indexed_at"] is None
+
+
+def test_canary_logs_and_reports_search_errors_without_the_token(
+    tmp_path: Path, hec_ack: HecStandIn, api_ack: MgmtStandIn
+) -> None:
+    api_ack.echo_auth = True
+    api_ack.search_failures.extend([503] * 1000)
+    cfg = tmp_path / "trailrelay.toml"
+    cfg.write_text(
+        '[source]\ntype = "files"\npath = "in"\n[[sinks]]\ntype = "splunk"\nname = "siem"\n'
+        f'url = "{hec_ack.url}"\ntoken = "{TOKEN}"\nindex = "cloudtrail"\nack = true\n'
+        f'ack_poll_interval = 0.01\nmanagement_url = "{api_ack.url}"\n'
+        f'management_token = "{api_ack.bearer}"\n',
+        encoding="utf-8",
+    )
+    args = ["-c", str(cfg), "--timeout", "0.5", "--poll-interval", "0.05"]
+    result = CliRunner().invoke(canary, args, catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    assert "canary search failed (will retry)" in result.output
+    assert "(last error: splunk: the verification search failed" in result.output
+    assert "Authorization: Bearer ***" in result.output
+    assert api_ack.bearer not in result.output and TOKEN not in result.output
 
 
 def test_canary_reports_a_search_timeout(tmp_path: Path, hec_ack: HecStandIn, api_ack: MgmtStandIn) -> None:

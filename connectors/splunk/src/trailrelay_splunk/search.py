@@ -3,7 +3,9 @@
 The same search as ``trailrelay splunk verify --event-id``: ``eventID="<id>"`` in the sink's
 index and sourcetype, through splunk-sdk on the management port, with the management settings
 of the sink's ``[[sinks]]`` table (``management_url`` and ``management_token`` or ``username`` +
-``password``). The moment the event became searchable is its ``_indextime``.
+``password``). The moment the event became searchable is its ``_indextime``. Errors name no
+secret: the sink's tokens and password, and the session's key, are masked (a proxy may echo the
+request's Authorization header).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 
 from splunklib import client
 
-from trailrelay.contract import ConfigError, FatalSinkError, RetryableError, tls_verify
+from trailrelay.contract import ConfigError, FatalSinkError, RetryableError, scrub, tls_verify
 from trailrelay_splunk.config import SplunkConfig
 from trailrelay_splunk.management import (
     LoginRefusedError,
@@ -61,6 +63,8 @@ class SplunkSearcher:
         self.target = management_target(config, logger)
         self.index = config.index or "*"
         self.sourcetype = config.sourcetype
+        secrets = (config.management_token, config.password, config.token)
+        self._secrets = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
         self._service: client.Service | None = None
         self._lock = threading.Lock()
 
@@ -83,17 +87,28 @@ class SplunkSearcher:
                     latest=f"{time.time() + _LOOKBACK:.0f}",
                 )
             except LoginRefusedError as exc:
-                raise FatalSinkError(f"splunk: {exc}") from None
+                raise FatalSinkError(self._scrub(f"splunk: {exc}")) from None
             except ManagementError as exc:
+                text = self._scrub(f"splunk: {exc}")
                 self._service = None  # log in again next time
                 if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
-                    raise FatalSinkError(f"splunk: {exc}") from None
-                raise RetryableError(f"splunk: {exc}") from None
+                    raise FatalSinkError(text) from None
+                raise RetryableError(text) from None
         if not report.found:
             return None
         if report.last_indexed:
             return dt.datetime.fromtimestamp(report.last_indexed, dt.UTC)
         return dt.datetime.now(dt.UTC)
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the sink's secrets and the session's key or cookies."""
+        session: list[str] = []
+        if self._service is not None:
+            token = self._service.token
+            if isinstance(token, str):
+                session.append(token.removeprefix("Splunk ").strip())
+            session.extend(str(v) for v in self._service.get_cookies().values())
+        return scrub(text, sorted([*self._secrets, *session], key=len, reverse=True))
 
     def close(self) -> None:
         """Forget the session (splunkd sessions expire on their own)."""

@@ -38,6 +38,7 @@ from trailrelay.cli.logs import setup_logging
 from trailrelay.config import Config, load_config
 from trailrelay.contract import Searcher, SinkConfig
 from trailrelay.errors import ConfigError, FatalSinkError, InputError, TrailrelayError
+from trailrelay.helpers import scrub
 from trailrelay.pipeline.metrics import Metrics
 from trailrelay.plugins import load_sink
 from trailrelay.record import Origin, Record
@@ -398,6 +399,7 @@ def _search(
         report.notes.append(f"search not configured: {exc}")
         return
     since = dt.datetime.fromisoformat(report.event_time)
+    secrets = secret_values(sc)  # a searcher's message may quote a credential it was not told of
     last_error: str | None = None
     try:
         while True:
@@ -405,11 +407,12 @@ def _search(
                 found = searcher.find(report.event_id, since)
             except FatalSinkError as exc:
                 report.search = "error"
-                report.fail(f"searching failed: {exc}", EXIT_FATAL)
+                report.fail(scrub(f"searching failed: {exc}", secrets), EXIT_FATAL)
                 return
             except Exception as exc:  # transient: keep polling until the deadline
-                last_error = (
-                    f"{type(exc).__name__}: {exc}" if not isinstance(exc, TrailrelayError) else str(exc)
+                last_error = scrub(
+                    f"{type(exc).__name__}: {exc}" if not isinstance(exc, TrailrelayError) else str(exc),
+                    secrets,
                 )
                 log.warning("canary search failed (will retry): %s", last_error)
                 found = None
