@@ -108,7 +108,8 @@ class SplunkSearcher:
             if isinstance(token, str):
                 session.append(token.removeprefix("Splunk ").strip())
             session.extend(str(v) for v in self._service.get_cookies().values())
-        return scrub(text, sorted([*self._secrets, *session], key=len, reverse=True))
+        longest_first = sorted([*self._secrets, *session], key=len, reverse=True)
+        return scrub(text, longest_first)
 
     def close(self) -> None:
         """Forget the session (splunkd sessions expire on their own)."""
