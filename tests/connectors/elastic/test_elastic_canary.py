@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import time
@@ -110,6 +111,16 @@ def test_a_key_that_may_not_read_is_fatal_and_secret_free(standin: StandIn) -> N
         plugin.searcher(make_config(standin.url)).find(event_id, dt.datetime.now(dt.UTC))
     assert "search_api_key" in str(info.value) and "indices:data/read/search" in str(info.value)
     assert API_KEY not in str(info.value)
+
+
+def test_an_error_quoting_the_api_keys_secret_half_is_scrubbed(standin: StandIn) -> None:
+    """A proxy may quote the key's secret half (the part after ``id:`` in the decoded key)."""
+    secret = base64.b64decode(READ_KEY).decode().partition(":")[2]
+    error = {"error": {"type": "proxy_error", "reason": f"bad credentials {secret}"}, "status": 503}
+    standin.queue({"status": 503, "headers": PRODUCT, "body": error})
+    with pytest.raises(RetryableError, match="503") as info:
+        plugin.searcher(make_config(standin.url, search_api_key=READ_KEY)).find("x", dt.datetime.now(dt.UTC))
+    assert "bad credentials ***" in str(info.value) and secret not in str(info.value)
 
 
 def test_search_api_key_is_used_for_searching(standin: StandIn) -> None:

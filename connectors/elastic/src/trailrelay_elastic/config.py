@@ -173,7 +173,7 @@ class ElasticConfig(SinkConfig):
 
         Also in the other forms a proxy's error page may echo them in: basic auth's
         ``username:password`` in base64, as the Authorization header carries it, and an encoded
-        API key decoded (``id:key``).
+        API key decoded (``id:key``) and its secret half alone (``key``).
         """
         secrets = (self.api_key, self.password, self.bearer_token, self.search_api_key)
         values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
@@ -184,6 +184,9 @@ class ElasticConfig(SinkConfig):
             decoded = _decoded(key.get_secret_value()) if key is not None else None
             if decoded is not None:
                 values.append(decoded)
+                _id, _, secret = decoded.partition(":")
+                if secret:
+                    values.append(secret)
         return values
 
 
