@@ -162,6 +162,26 @@ def test_an_answer_repeating_the_access_token_is_scrubbed(standin: Standin, ca_f
         assert "got Bearer ***" in text and token not in text
 
 
+@pytest.mark.parametrize(
+    ("headers", "body", "shown"),
+    [
+        ({"Content-Type": "text/html"}, b"<html><title>Sign in</title></html>", "text/html: 'Sign in'"),
+        ({}, "sign in", "application/json: '\"sign in\"'"),
+        ({}, [1, 2], "application/json: '[1, 2]'"),
+    ],
+)
+def test_a_200_that_is_not_a_json_object_says_what_answered(
+    standin: Standin, ca_file: str, headers: dict[str, str], body: Any, shown: str
+) -> None:
+    standin.state.query_script.append(Scripted(200, headers, body))
+    with pytest.raises(FatalSinkError) as info:
+        plugin.searcher(_config(standin, ca_file)).find("x", dt.datetime.now(dt.UTC))
+    text = str(info.value)
+    assert text.startswith("sentinel: querying workspace ") and "\n" not in text
+    assert f"the answer was not the Log Analytics query API's (HTTP 200, {shown})" in text
+    assert "check query_endpoint" in text
+
+
 def test_refused_secret_is_fatal_and_not_shown(standin: Standin, ca_file: str) -> None:
     config = _config(standin, ca_file, client_secret="wrong-secret-value-123")
     with pytest.raises(FatalSinkError, match="refused") as info:

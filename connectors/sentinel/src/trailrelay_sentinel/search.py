@@ -16,10 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import AzureError, HttpResponseError
 from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult
 
-from trailrelay.contract import ConfigError, FatalSinkError, RetryableError, SinkContext, tls_verify
+from trailrelay.contract import (
+    ConfigError,
+    FatalSinkError,
+    RetryableError,
+    SinkContext,
+    describe_answer,
+    tls_verify,
+)
 from trailrelay_sentinel.config import SentinelConfig
 from trailrelay_sentinel.credentials import IssuedTokens, build_credential, close_quietly, scrub_tokens
 from trailrelay_sentinel.failures import _error_detail, classify, headers_retry_after
@@ -112,10 +119,15 @@ class SentinelSearcher:
         query = canary_query(self.config.table, event_id)
         start = since.astimezone(dt.UTC) - _WINDOW
         end = dt.datetime.now(dt.UTC) + _WINDOW
+        answers: list[Any] = []  # the raw HTTP answer, to say what answered when it was not the API
         try:
-            result = client.query_workspace(self.workspace_id, query, timespan=(start, end))
-        except Exception as exc:
+            result = client.query_workspace(
+                self.workspace_id, query, timespan=(start, end), raw_response_hook=answers.append
+            )
+        except AzureError as exc:
             raise self._failure(exc) from None
+        except Exception:  # azure-monitor-query reading an answer that is not a JSON object
+            raise self._not_the_api(answers[-1] if answers else None) from None
         # A partial result (some shards timed out, say) still holds rows worth looking at.
         tables = result.partial_data if isinstance(result, LogsQueryPartialResult) else result.tables
         for table in tables or []:
@@ -178,6 +190,27 @@ class SentinelSearcher:
         if failure.kind == "retry":
             return RetryableError(self._scrub(f"sentinel: {failure.reason}"), retry_after=failure.retry_after)
         return FatalSinkError(self._scrub(f"sentinel: querying {where}: {failure.reason}"))
+
+    def _not_the_api(self, answer: Any) -> FatalSinkError:
+        """The one-line error for an answer the query API would not give (a proxy's page, say)."""
+        c = self.config
+        http = getattr(answer, "http_response", None)
+        if http is None:
+            what = "no readable answer"
+        else:
+            try:
+                body = bytes(http.body())
+            except Exception:  # a body that cannot be read is described as empty
+                body = b""
+            content_type = http.headers.get("Content-Type")
+            what = f"HTTP {http.status_code}, {describe_answer(body, content_type, c.secret_values)}"
+        return FatalSinkError(
+            self._scrub(
+                f"sentinel: querying workspace {self.workspace_id} at {c.query_endpoint}: the answer was not "
+                f"the Log Analytics query API's ({what}); check query_endpoint (a proxy or another service "
+                "answers there)"
+            )
+        )
 
     def _scrub(self, text: str) -> str:
         """Remove secret values and access tokens from text bound for logs and errors."""
