@@ -134,6 +134,37 @@ def test_search_api_key_is_used_for_searching(standin: StandIn) -> None:
         plugin.searcher(make_config(standin.url)).find(event_id, dt.datetime.now(dt.UTC))
 
 
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({}, "the answer was not a search result (HTTP 200, application/json: '{}')"),
+        (
+            {
+                "timed_out": True,
+                "_shards": {
+                    "total": 2,
+                    "successful": 0,
+                    "failed": 2,
+                    "failures": [
+                        {"shard": 0, "reason": {"type": "node_closed_exception", "reason": "closing"}}
+                    ],
+                },
+                "hits": {"total": {"value": 0, "relation": "eq"}, "hits": []},
+            },
+            "no shard answered (2 of 2 failed, timed out): node_closed_exception: closing",
+        ),
+    ],
+)
+def test_an_answer_that_is_no_search_result_is_a_failed_search(
+    standin: StandIn, body: dict[str, Any], words: str
+) -> None:
+    """Not "not found yet": the search did not run, which the canary must say if it never does."""
+    standin.queue({"status": 200, "headers": PRODUCT, "body": body})
+    with pytest.raises(RetryableError) as info:
+        plugin.searcher(make_config(standin.url)).find("x", dt.datetime.now(dt.UTC))
+    assert str(info.value) == f"elastic: searching {TARGET} failed: {words}"
+
+
 def test_busy_or_unreachable_cluster_is_retryable(standin: StandIn) -> None:
     standin.queue("request-429-rejected")
     with pytest.raises(RetryableError, match="429"):

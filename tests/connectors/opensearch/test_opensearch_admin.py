@@ -23,7 +23,7 @@ from opensearch_helpers import (
 from opensearch_standin import JSON, SigV4Check, StandIn, fixture, no_permission
 
 from trailrelay.cli.main import cli
-from trailrelay.contract import Batch, FatalSinkError, Status
+from trailrelay.contract import Batch, FatalSinkError, RetryableError, Status
 from trailrelay.testing import sample_records
 from trailrelay_opensearch.admin import run_setup
 from trailrelay_opensearch.cli import group
@@ -535,3 +535,28 @@ def test_searcher_finds_only_that_event(standin: StandIn) -> None:
     assert searcher.find(event_id, since) is None
     assert searcher.find(event_id, since) is not None
     searcher.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({}, "the answer was not a search result: '{}'"),
+        (
+            {
+                "timed_out": True,
+                "_shards": {"total": 5, "successful": 0, "failed": 5},
+                "hits": {"total": {"value": 0, "relation": "eq"}, "hits": []},
+            },
+            "no shard answered (5 of 5 failed, timed out)",
+        ),
+    ],
+)
+def test_an_answer_that_is_no_search_result_is_a_failed_search(
+    standin: StandIn, body: dict[str, Any], words: str
+) -> None:
+    """Not "not found yet": the search did not run, which the canary must say if it never does."""
+    config = make_config(standin.url)
+    standin.queue({"status": 200, "headers": JSON, "body": body})
+    with pytest.raises(RetryableError) as info:
+        plugin.searcher(config).find("x", dt.datetime.now(dt.UTC))
+    assert str(info.value) == f"opensearch: searching {config.target.name} failed: {words}"

@@ -229,7 +229,8 @@ def test_canary_logs_and_reports_search_errors_without_the_token(
     result = CliRunner().invoke(canary, args, catch_exceptions=False)
     assert result.exit_code == 1, result.output
     assert "canary search failed (will retry)" in result.output
-    assert "(last error: splunk: the verification search failed" in result.output
+    assert "  search: error" in result.output
+    assert "the search itself failed until the timeout: splunk: the verification" in result.output
     assert "Authorization: Bearer ***" in result.output
     assert api_ack.bearer not in result.output and TOKEN not in result.output
 

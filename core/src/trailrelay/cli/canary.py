@@ -14,8 +14,8 @@ The event is easy to recognise and to exclude from real alerting: its ``eventID`
 ``additionalEventData.trailrelayCanary = true``. No AWS API is called.
 
 Exit status: 0 delivered (and found, where the sink can search); 1 the canary failed (filtered,
-not tagged, refused, not delivered or not searchable in time); 2 configuration error; 3 the
-sink failed fatally (bad credentials, wrong endpoint).
+not tagged, refused, not delivered, not searchable in time, or every search until the timeout
+failed); 2 configuration error; 3 the sink failed fatally (bad credentials, wrong endpoint).
 """
 
 from __future__ import annotations
@@ -403,6 +403,7 @@ def _search(
     last_error: str | None = None
     try:
         while True:
+            failed = False
             try:
                 found = searcher.find(report.event_id, since)
             except FatalSinkError as exc:
@@ -415,7 +416,7 @@ def _search(
                     secrets,
                 )
                 log.warning("canary search failed (will retry): %s", last_error)
-                found = None
+                found, failed = None, True
             now = time.monotonic()
             if found is not None:
                 report.search = "found"
@@ -423,6 +424,10 @@ def _search(
                 report.indexed_at = found.astimezone(dt.UTC).isoformat(timespec="milliseconds")
                 return
             if now >= deadline:
+                if failed:  # the last search did not run: nothing was checked, say so
+                    report.search = "error"
+                    report.fail(f"delivered, but the search itself failed until the timeout: {last_error}")
+                    return
                 report.search = "not found"
                 suffix = f" (last error: {last_error})" if last_error else ""
                 report.fail(f"delivered but not searchable within the timeout{suffix}")
