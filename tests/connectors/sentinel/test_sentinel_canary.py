@@ -182,6 +182,18 @@ def test_a_200_that_is_not_a_json_object_says_what_answered(
     assert "check query_endpoint" in text
 
 
+def test_a_200_without_result_tables_is_a_failed_query(standin: Standin, ca_file: str) -> None:
+    """Not "no such row yet": no query ran, which the canary must say if it never does."""
+    standin.state.query_script.append(Scripted(200, {}, {}))
+    searcher = plugin.searcher(_config(standin, ca_file))
+    with pytest.raises(RetryableError) as info:
+        searcher.find("x", dt.datetime.now(dt.UTC))
+    text = str(info.value)
+    assert text.startswith("sentinel: querying workspace ")
+    assert text.endswith("failed: the answer held no result tables (HTTP 200, application/json: '{}')")
+    assert searcher.find("x", dt.datetime.now(dt.UTC)) is None  # the API's own answer: no row
+
+
 def test_refused_secret_is_fatal_and_not_shown(standin: Standin, ca_file: str) -> None:
     config = _config(standin, ca_file, client_secret="wrong-secret-value-123")
     with pytest.raises(FatalSinkError, match="refused") as info:

@@ -11,6 +11,7 @@ row's ``ingestion_time()``.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,13 @@ class SentinelSearcher:
             raise self._failure(exc) from None
         except Exception:  # azure-monitor-query reading an answer that is not a JSON object
             raise self._not_the_api(answers[-1] if answers else None) from None
+        if answers and not _has_tables(answers[-1]):  # "{}": no query ran, which is not "no such row"
+            raise RetryableError(
+                self._scrub(
+                    f"sentinel: querying workspace {self.workspace_id} at {self.config.query_endpoint} "
+                    f"failed: the answer held no result tables ({self._answered(answers[-1])})"
+                )
+            )
         # A partial result (some shards timed out, say) still holds rows worth looking at.
         tables = result.partial_data if isinstance(result, LogsQueryPartialResult) else result.tables
         for table in tables or []:
@@ -194,27 +202,44 @@ class SentinelSearcher:
     def _not_the_api(self, answer: Any) -> FatalSinkError:
         """The one-line error for an answer the query API would not give (a proxy's page, say)."""
         c = self.config
-        http = getattr(answer, "http_response", None)
-        if http is None:
-            what = "no readable answer"
-        else:
-            try:
-                body = bytes(http.body())
-            except Exception:  # a body that cannot be read is described as empty
-                body = b""
-            content_type = http.headers.get("Content-Type")
-            what = f"HTTP {http.status_code}, {describe_answer(body, content_type, c.secret_values)}"
         return FatalSinkError(
             self._scrub(
                 f"sentinel: querying workspace {self.workspace_id} at {c.query_endpoint}: the answer was not "
-                f"the Log Analytics query API's ({what}); check query_endpoint (a proxy or another service "
-                "answers there)"
+                f"the Log Analytics query API's ({self._answered(answer)}); check query_endpoint (a proxy or "
+                "another service answers there)"
             )
         )
+
+    def _answered(self, answer: Any) -> str:
+        """What answered (azure-core's pipeline response): ``HTTP 200, text/html: 'Sign in'``."""
+        http = getattr(answer, "http_response", None)
+        if http is None:
+            return "no readable answer"
+        shown = describe_answer(_body(http), http.headers.get("Content-Type"), self.config.secret_values)
+        return f"HTTP {http.status_code}, {shown}"
 
     def _scrub(self, text: str) -> str:
         """Remove secret values and access tokens from text bound for logs and errors."""
         return scrub_tokens(text, self.config.secret_values, self._tokens)
+
+
+def _body(http: Any) -> bytes:
+    try:
+        return bytes(http.body())
+    except Exception:  # a body that cannot be read is described as empty
+        return b""
+
+
+def _has_tables(answer: Any) -> bool:
+    """Whether the query API's JSON answer has its ``tables`` (a partial result's too)."""
+    http = getattr(answer, "http_response", None)
+    if http is None:
+        return True  # nothing to judge by: the result speaks for itself
+    try:
+        document = json.loads(_body(http))
+    except ValueError:
+        return False
+    return isinstance(document, dict) and "tables" in document
 
 
 def _cell(row: Any, column: str) -> object:
