@@ -120,6 +120,18 @@ def test_a_failing_search_is_retryable_and_the_next_one_works(hec: HecStandIn, a
         searcher.find(event_id, dt.datetime.now(dt.UTC))
 
 
+def test_an_answer_that_is_not_search_results_is_one_line(hec: HecStandIn, api: MgmtStandIn) -> None:
+    """A proxy's sign-in page answering 200 is a failed search in one line, not a JSONDecodeError."""
+    api.search_replies.extend(["<html><title>Please sign in</title></html>", ""])
+    searcher = plugin.searcher(_config(hec, api))
+    with pytest.raises(RetryableError) as info:
+        searcher.find("x", dt.datetime.now(dt.UTC))
+    assert str(info.value) == (
+        "splunk: the verification search failed: the answer was not splunkd's search results ('Please sign in')"
+    )
+    assert searcher.find("x", dt.datetime.now(dt.UTC)) is None  # empty: what splunkd answers for no results
+
+
 @pytest.mark.parametrize("login", ["token", "password"])
 def test_an_error_repeating_the_authorization_is_scrubbed(
     hec: HecStandIn, api: MgmtStandIn, login: str

@@ -8,6 +8,7 @@ manages tokens through its Admin Config Service instead).
 
 from __future__ import annotations
 
+import io
 import ssl
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from urllib.parse import quote, urlsplit
 
 from splunklib import binding, client, results
 
-from trailrelay.contract import ConfigError, Secret
+from trailrelay.contract import ConfigError, Secret, describe_answer
 from trailrelay_splunk.alerts import DEFAULT_SOURCETYPE, AlertDefinition, pack_alerts, spl_quote
 
 __all__ = [
@@ -417,13 +418,24 @@ def _has_value(field: Any, value: str) -> bool:
 
 def _oneshot(service: client.Service, query: str, **params: str) -> list[dict[str, Any]]:
     try:
-        stream = service.jobs.oneshot(query, output_mode="json", count=0, **params)
-        rows = [r for r in results.JSONResultsReader(stream) if isinstance(r, dict)]
+        body = service.jobs.oneshot(query, output_mode="json", count=0, **params).read()
     except binding.HTTPError as exc:
         raise ManagementError(f"the verification search failed: {_brief(exc)}", exc.status) from None
     except OSError as exc:
         raise ManagementError(f"the verification search failed: {_brief(exc)}") from None
-    return rows
+    try:  # an empty body is no results (splunkd answers so for a oneshot that found nothing)
+        return [r for r in results.JSONResultsReader(io.BytesIO(body)) if isinstance(r, dict)]
+    except (ValueError, TypeError, AttributeError):  # a proxy's page, say: not splunkd's JSON
+        shown = describe_answer(body, None, _credentials(service))
+        raise ManagementError(
+            f"the verification search failed: the answer was not splunkd's search results ({shown})"
+        ) from None
+
+
+def _credentials(service: client.Service) -> list[str]:
+    """What the service authenticates with (session key, token, password), to mask in messages."""
+    values = [service.token, service.bearerToken, service.password]
+    return [v.removeprefix("Splunk ") for v in values if isinstance(v, str) and v.strip()]
 
 
 def verify_events(
