@@ -1295,6 +1295,24 @@ def test_check_of_an_sqs_source_receives_without_hiding_a_message(
     assert _left(sqs, url) == 1
 
 
+def test_check_does_not_receive_from_a_queue_whose_messages_go_to_the_dlq_soon(
+    aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check's receive counts toward maxReceiveCount: with 2, two checks would send a waiting
+    notification to the dead-letter queue before any worker read it."""
+    sqs, url = _queue(aws_env)
+    dlq = sqs.create_queue(QueueName="check-dlq")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = orjson.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 2}).decode()
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": policy})
+    received: list[str] = []
+    _hook(monkeypatch, "before-send.sqs.ReceiveMessage", lambda **kw: received.append("receive"))
+    result = _check(tmp_path, f'type = "sqs"\nqueue_url = "{url}"')
+    assert result.exit_code == 0, result.output
+    assert "receiving not checked: the redrive policy's maxReceiveCount is 2" in result.output
+    assert received == []
+
+
 def test_a_queue_worker_assumes_its_role_again_when_sqs_says_the_session_is_over(
     bucket: tuple[Any, str],
     aws_env: str,

@@ -738,6 +738,13 @@ def _check_source(config: Config) -> tuple[bool, str]:
             "" if "RedrivePolicy" in attrs else " (warning: no redrive policy; poison messages retry forever)"
         )
         said = f"queue reachable, ~{attrs.get('ApproximateNumberOfMessages', '?')} messages"
+        max_receives = _max_receive_count(attrs)
+        if max_receives is not None and max_receives < CHECK_RECEIVE_MIN:
+            what = (
+                f"receiving not checked: the redrive policy's maxReceiveCount is {max_receives}, and a "
+                f"check's receive counts toward it (checked from {CHECK_RECEIVE_MIN})"
+            )
+            return True, f"{said}, {what}"
         ok, what = _check_queue(src, sqs)
         return ok, f"{said}, {what}{note}" if ok else f"{said} but {what}"
     except TrailrelayError as exc:  # worded for people already, as forward shows it
@@ -746,6 +753,19 @@ def _check_source(config: Config) -> tuple[bool, str]:
         return False, str(exc)
     except Exception as exc:
         return False, f"{type(exc).__name__}: {exc}"
+
+
+CHECK_RECEIVE_MIN = 5
+"""``check`` receives a message only from a queue whose messages survive five receives before
+they go to the dead-letter queue (AWS's advice for a queue behind Lambda): its receive counts."""
+
+
+def _max_receive_count(attrs: dict[str, Any]) -> int | None:
+    """The redrive policy's maxReceiveCount, or None without one (or when it cannot be read)."""
+    try:
+        return int(orjson.loads(attrs["RedrivePolicy"])["maxReceiveCount"])
+    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+        return None
 
 
 def _check_queue(src: SqsSourceConfig, sqs: Any) -> tuple[bool, str]:
