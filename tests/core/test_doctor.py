@@ -660,6 +660,66 @@ def test_notifications_through_sns_reach_the_queue(aws: str) -> None:
     }
 
 
+def _notify(w: World, *rules: tuple[str, str]) -> None:
+    w.client("s3").put_bucket_notification_configuration(
+        Bucket=BUCKET,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": w.queue_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": n, "Value": v} for n, v in rules]}},
+                }
+            ]
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("rules", "reaches"),
+    [
+        ([("prefix", "AWSLogs/"), ("suffix", ".json")], False),  # log files end in .json.gz
+        ([("prefix", "AWSLogs/123456789012/CloudTrail-Digest/")], False),  # digest files only
+        ([("prefix", "AWSLogs/{org}/123456789012/")], False),  # the management account only
+        ([("prefix", "AWSLogs/{org}/111122223333/CloudTrail/us-east-1/")], False),  # one account, one region
+        ([("prefix", "AWSLogs/{org}/111122223333/CloudTrail/us-east-1/2026/")], False),  # one year
+        ([("suffix", "CloudTrail_us-east-1_20260302T0000Z_abcdefghijklmnop.json.gz")], False),  # one file
+        ([("prefix", "AWSLogs/{org}/"), ("suffix", ".json.gz")], True),
+        ([("prefix", "AWSLogs/o-"), ("suffix", "gz")], True),
+        ([("suffix", ".json.gz")], True),
+    ],
+)  # fmt: skip
+def test_a_notification_filter_must_pass_every_log_file(
+    aws: str, rules: list[tuple[str, str]], reaches: bool
+) -> None:
+    """Prefix and suffix rules both held against the trail's log-file keys (not its digests)."""
+    world = build_world()
+    _notify(world, *((n, v.replace("{org}", world.org_id)) for n, v in rules))
+    report = run_doctor(settings(world), clients())
+    found = checks(report)
+    if reaches:
+        assert found == {}
+    else:
+        assert found == {"notifications-not-reaching-queue": (Severity.HIGH, True)}
+
+
+def test_a_notification_filter_on_an_unknown_account_is_could_not_check(aws: str) -> None:
+    """No trail writes to the bucket: a filter naming one account can be neither passed nor failed."""
+    world = build_world()
+    _notify(world, ("prefix", "AWSLogs/123456789012/"), ("suffix", ".json.gz"))
+    report = run_doctor(settings(world, trail="another-trail"), clients())
+    [finding] = [f for f in report.findings if f.check == "notifications-not-reaching-queue"]
+    assert (finding.severity, finding.checked) == (Severity.HIGH, False)
+    assert "notifications-not-reaching-queue" not in {p.check for p in report.passed}
+    _notify(world, ("prefix", "AWSLogs/123456789012/CloudTrail-Digest/"))
+    report = run_doctor(settings(world, trail="another-trail"), clients())
+    [finding] = [f for f in report.findings if f.check == "notifications-not-reaching-queue"]
+    assert (finding.severity, finding.checked) == (Severity.HIGH, True)
+    _notify(world, ("prefix", "AWSLogs/"))
+    report = run_doctor(settings(world, trail="another-trail"), clients())
+    assert "notifications-not-reaching-queue" in {p.check for p in report.passed}
+
+
 # -- permissions -----------------------------------------------------------------------------------
 
 

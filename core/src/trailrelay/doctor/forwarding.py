@@ -123,26 +123,135 @@ def _visibility(ctx: Context, url: str, visibility: int, bucket: str, prefix: st
         )
 
 
-def _prefix_ok(config: dict[str, Any], logs: str) -> bool:
-    rules = ((config.get("Filter") or {}).get("Key") or {}).get("FilterRules") or []
-    for rule in rules:
-        value = str(rule.get("Value", ""))
-        if str(rule.get("Name", "")).lower() == "prefix" and not (
-            logs.startswith(value) or value.startswith(logs)
-        ):
+_ACCOUNT = re.compile(r"\d{12}")
+_ORG_ID = re.compile(r"o-[a-z0-9]{10,32}")
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d+")
+
+_Part = str | re.Pattern[str] | None
+"""A piece of a log file's key: its text; None where log files differ (date, time, id, the accounts
+of an organization trail, the regions of a multi-region trail); a pattern for one value doctor does
+not know (the account when no trail writes to the bucket)."""
+
+
+def _layouts(trail: dict[str, Any] | None, org_id: str | None) -> list[list[_Part]]:
+    """The forms of a CloudTrail log file's key (not a digest's) the trail writes to its bucket.
+
+    ``[prefix/]AWSLogs/[org-id/]account/CloudTrail/region/YYYY/MM/DD/
+    account_CloudTrail_region_YYYYMMDDTHHMMZ_id.json.gz``: an organization trail writes the
+    org-id form (trails made before it existed wrote without it, so both are allowed).
+    """
+    account: _Part = _ACCOUNT
+    region: _Part = _REGION
+    org: _Part = org_id or _ORG_ID
+    forms: tuple[str, ...] = ("plain", "org")
+    prefix = ""
+    if trail is not None:
+        arn = str(trail.get("TrailARN") or "").split(":")
+        prefix = str(trail.get("S3KeyPrefix") or "")
+        home = str(trail.get("HomeRegion") or (arn[3] if len(arn) > 5 else ""))
+        if trail.get("IsMultiRegionTrail"):
+            region = None
+        elif home:
+            region = home
+        if trail.get("IsOrganizationTrail"):
+            account, forms = None, ("org", "plain")
+        else:
+            account, forms = (arn[4] if len(arn) > 5 and arn[4] else _ACCOUNT), ("plain",)
+    head: list[_Part] = [f"{prefix}/AWSLogs/" if prefix else "AWSLogs/"]
+    name: list[_Part] = [account, "_CloudTrail_", region, "_", None, ".json.gz"]  # None: time and id
+    tail: list[_Part] = [account, "/CloudTrail/", region, "/", None, "/", *name]  # None: YYYY/MM/DD
+    return [head + ([org, "/"] if form == "org" else []) + tail for form in forms]
+
+
+def _starts(layout: list[_Part], value: str) -> bool | None:
+    """Whether every log key of ``layout`` starts with ``value`` (None: on a value doctor does not know)."""
+    rest, known = value, True
+    for part in layout:
+        if not rest:
+            break
+        if isinstance(part, str):
+            if not (rest.startswith(part) or part.startswith(rest)):
+                return False
+            rest = rest[len(part) :]
+            continue
+        if part is None:
+            return False  # some log files have other characters here
+        found = part.match(rest)
+        if found is None:  # the prefix may end inside the unknown value
+            return None if not re.search("[/_]", rest) else False
+        rest, known = rest[found.end() :], False
+    return False if rest else known or None
+
+
+def _ends(layout: list[_Part], value: str) -> bool | None:
+    """Whether every log key of ``layout`` ends with ``value``."""
+    rest = value
+    for part in reversed(layout):
+        if not rest:
+            break
+        if not isinstance(part, str):
+            return False if part is None else None
+        if not (rest.endswith(part) or part.endswith(rest)):
             return False
-    return True
+        rest = rest[: max(len(rest) - len(part), 0)]
+    return not rest
+
+
+def _all(results: list[bool | None]) -> bool | None:
+    """False when one result is; None when none is and one could not be decided; else True."""
+    return False if False in results else None if None in results else True
+
+
+def _filter_matches(config: dict[str, Any], trails: list[dict[str, Any]], org_id: str | None) -> bool | None:
+    """Whether a notification's key filter passes every log file of ``trails``.
+
+    S3 announces a key only if it matches both the prefix rule and the suffix rule. No trail known:
+    one whose account and region doctor does not know.
+    """
+    rules = ((config.get("Filter") or {}).get("Key") or {}).get("FilterRules") or []
+
+    def matches(layout: list[_Part]) -> bool | None:
+        results: list[bool | None] = []
+        for rule in rules:
+            name, value = str(rule.get("Name", "")).lower(), str(rule.get("Value", ""))
+            test = {"prefix": _starts, "suffix": _ends}.get(name)
+            results.append(test(layout, value) if test else None)
+        return _all(results)
+
+    writers: list[dict[str, Any] | None] = [*trails] or [None]
+    return _all([_any([matches(lay) for lay in _layouts(t, org_id)]) for t in writers])
 
 
 def _created(events: list[str]) -> bool:
     return any(e in ("s3:ObjectCreated:*", "s3:ObjectCreated:Put") for e in events)
 
 
-def check_notifications(ctx: Context, bucket: str, prefix: str, queue_arn: str) -> None:
-    """Whether the bucket's new-object notifications reach the queue (directly, by SNS, by EventBridge)."""
+def check_notifications(
+    ctx: Context,
+    bucket: str,
+    prefix: str,
+    queue_arn: str,
+    *,
+    trails: list[dict[str, Any]] | None = None,
+    org_id: str | None = None,
+) -> None:
+    """Whether the bucket's new-object notifications reach the queue (directly, by SNS, by EventBridge).
+
+    A notification counts only if its key filter (prefix and suffix) passes every log file the
+    ``trails`` writing to the bucket deliver; one that depends on what doctor does not know is
+    "could not check", never a pass.
+    """
     s3 = ctx.clients.get("s3")
     where = f"s3://{bucket}"
     logs = f"{prefix}/AWSLogs/" if prefix else "AWSLogs/"
+    undecided: list[dict[str, Any]] = []
+
+    def covers(config: dict[str, Any]) -> bool:
+        result = _filter_matches(config, trails or [], org_id)
+        if result is None:
+            undecided.append(config)
+        return bool(result)
+
     with ctx.attempt(
         "notifications-not-reaching-queue",
         "the bucket's event notifications",
@@ -151,21 +260,24 @@ def check_notifications(ctx: Context, bucket: str, prefix: str, queue_arn: str) 
     ):
         conf = read(s3.get_bucket_notification_configuration, "s3:GetBucketNotification", Bucket=bucket)
         for q in conf.get("QueueConfigurations") or []:
-            if q.get("QueueArn") == queue_arn and _created(q.get("Events") or []) and _prefix_ok(q, logs):
+            if q.get("QueueArn") == queue_arn and _created(q.get("Events") or []) and covers(q):
                 ctx.report.ok("notifications-not-reaching-queue", where)
                 return
         sns = ctx.clients.get("sns")
         for t in conf.get("TopicConfigurations") or []:
-            if not (_created(t.get("Events") or []) and _prefix_ok(t, logs)):
+            if not _created(t.get("Events") or []) or _filter_matches(t, trails or [], org_id) is False:
                 continue
             subs = read(
                 sns.list_subscriptions_by_topic, "sns:ListSubscriptionsByTopic", TopicArn=t["TopicArn"]
             ).get("Subscriptions", [])
-            if any(s.get("Protocol") == "sqs" and s.get("Endpoint") == queue_arn for s in subs):
+            if any(s.get("Protocol") == "sqs" and s.get("Endpoint") == queue_arn for s in subs) and covers(t):
                 ctx.report.ok("notifications-not-reaching-queue", where)
                 return
         if "EventBridgeConfiguration" in conf and _eventbridge_rule(ctx, queue_arn):
             ctx.report.ok("notifications-not-reaching-queue", where)
+            return
+        if undecided:
+            _filter_undecided(ctx, where, undecided)
             return
         notification = json.dumps(
             {
@@ -194,6 +306,26 @@ def check_notifications(ctx: Context, bucket: str, prefix: str, queue_arn: str) 
                 details={"queue": queue_arn},
             )
         )
+
+
+def _filter_undecided(ctx: Context, where: str, configs: list[dict[str, Any]]) -> None:
+    """Notifications to the queue whose key filter doctor cannot hold against the log files' keys."""
+    rules = [((c.get("Filter") or {}).get("Key") or {}).get("FilterRules") or [] for c in configs]
+    ctx.report.add(
+        Finding(
+            "notifications-not-reaching-queue",
+            Severity.HIGH,
+            f"could not check whether the notification filter {json.dumps(rules[0])} passes every "
+            "new log file: it depends on an account, region or organization doctor does not know",
+            where,
+            "doctor cannot rule out that log files are never announced to the queue: a filter it "
+            "cannot evaluate is reported, never counted as a pass.",
+            "Set [doctor] trail to the trail writing to the bucket, or filter on the prefix "
+            "AWSLogs/ (with the trail's S3 key prefix in front) and the suffix .json.gz only",
+            checked=False,
+            details={"filters": rules},
+        )
+    )
 
 
 def _eventbridge_rule(ctx: Context, queue_arn: str) -> bool:

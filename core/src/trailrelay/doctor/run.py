@@ -104,7 +104,8 @@ def run_doctor(settings: Settings, clients: Clients) -> Report:
         prefix = str(buckets[log_bucket][0].get("S3KeyPrefix") or "")
     queue_arn = check_queue(ctx, log_bucket, prefix)
     if queue_arn and log_bucket:
-        check_notifications(ctx, log_bucket, prefix, queue_arn)
+        writers = buckets.get(log_bucket) or []
+        check_notifications(ctx, log_bucket, prefix, queue_arn, trails=writers, org_id=org[1])
     elif settings.queue_url is None:
         report.notes.append("the source is not an SQS queue: queue and notification checks do not apply")
     if settings.fast_path:
