@@ -539,6 +539,49 @@ def test_fast_path_content_filters_are_evaluated(
         assert result.exit_code == 1
 
 
+CLOUDTRAIL_CALLS = ["DeleteTrail", "PutEventSelectors", "StopLogging", "UpdateTrail"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "missing", "checked"),
+    [
+        # S3's own events never carry a CloudTrail API call, whatever eventName says
+        ({"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": {"eventName": NAMES}}, NAMES, True),
+        ({"source": ["aws.cloudtrail"], "detail": {"eventName": NAMES}}, [n for n in NAMES if n not in CLOUDTRAIL_CALLS], True),
+        ({"detail": {"eventSource": ["cloudtrail.amazonaws.com"], "eventName": NAMES}}, [n for n in NAMES if n not in CLOUDTRAIL_CALLS], True),
+        # the console sign-in has its own detail-type
+        ({"detail-type": ["AWS API Call via CloudTrail"], "detail": {"eventName": NAMES}}, ["ConsoleLogin"], True),
+        ({"detail": {"eventSource": [{"anything-but": "signin.amazonaws.com"}], "eventName": NAMES}}, ["ConsoleLogin"], True),
+        ({"source": [{"prefix": "aws."}], "detail-type": [{"suffix": "via CloudTrail"}], "detail": {"eventName": NAMES}}, [], True),
+        ({"source": [{"wildcard": "aws.*"}], "detail": {"eventSource": [{"exists": True}], "eventName": NAMES}}, [], True),
+        ({"detail": {"eventSource": [{"regex": "x"}], "eventName": NAMES}}, NAMES, False),
+        ({"$or": [{"source": ["aws.cloudtrail"]}, {"source": ["aws.iam"]}], "detail": {"eventName": NAMES}}, NAMES, False),
+    ],
+)  # fmt: skip
+def test_a_fast_path_rule_must_match_the_calls_as_cloudtrail_events(
+    aws: str, tmp_path: Path, pattern: dict[str, Any], missing: list[str], checked: bool
+) -> None:
+    """source, detail-type and detail.eventSource are held against each call as EventBridge sends it."""
+    world = build_world()
+    world.client("events").put_rule(
+        Name="trailrelay-fast-path", EventPattern=json.dumps(pattern), State="ENABLED"
+    )
+    args = ["doctor", "-c", str(_config(tmp_path, world)), "--json", "--fail-on", "info"]
+    report = orjson.loads(CliRunner().invoke(cli, args).stdout)
+    found = [f for f in report["findings"] if f["check"] == "fast-path-missing"]
+    assert [f["check"] for f in report["findings"]] == [f["check"] for f in found]
+    passed = "fast-path-missing" in {p["check"] for p in report["passed"]}
+    if not missing:
+        assert (found, passed) == ([], True)
+        return
+    [finding] = found
+    assert (finding["details"]["missing"], finding["checked"], passed) == (missing, checked, False)
+    if missing == NAMES and checked:
+        assert finding["severity"] == "medium"
+    if not checked:
+        assert "could not check whether the EventBridge rule trailrelay-fast-path" in finding["title"]
+
+
 def test_a_fast_path_rule_counts_only_with_a_target(aws: str, tmp_path: Path) -> None:
     """Every call named but no target: nothing is sent anywhere, whatever another rule covers."""
     world = build_world()

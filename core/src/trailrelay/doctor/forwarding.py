@@ -410,7 +410,7 @@ def event_name_matches(condition: Any, name: str) -> bool | None:
     op, value = next(iter(condition.items()))
     if op in _AFFIXES:
         return _affix(op, value, name)
-    if op == "exists":  # every API call CloudTrail sends has an eventName
+    if op == "exists":  # every call CloudTrail sends has an eventName (and the other fields held)
         return value if isinstance(value, bool) else None
     if op in ("numeric", "cidr"):  # a call's name is neither a number nor an address
         return False
@@ -435,14 +435,47 @@ class _Rule:
     name: str
     covered: set[str]
     undecided: set[str]
-    """Calls for which the pattern's eventName filter could not be evaluated."""
+    """Calls for which the pattern's filters could not be evaluated."""
     why: str = ""
     """What could not be evaluated (for the finding)."""
     targets: int = 0
 
 
-def _rule(name: str, text: str, calls: set[str]) -> _Rule:
-    """What the pattern ``text``'s ``detail.eventName`` matches of ``calls`` (no eventName filter: none)."""
+SIGN_IN = "signin.amazonaws.com"
+_FIELDS = ("source", "detail-type", "eventSource", "eventName")
+"""What of a CloudTrail event a fast-path pattern is held against (``detail.`` for the last two)."""
+
+
+def _event(name: str, event_source: str | None) -> dict[str, str]:
+    """The fields of call ``name`` as EventBridge delivers it from CloudTrail.
+
+    ``source`` is ``aws.`` and the service; the sign-in event has its own ``detail-type``. No
+    ``event_source``: the fields doctor cannot know are left out.
+    """
+    event = {"eventName": name}
+    if event_source:
+        event["eventSource"] = event_source
+        event["source"] = "aws." + event_source.split(".", 1)[0]
+    if event_source == SIGN_IN:
+        event["detail-type"] = "AWS Console Sign In via CloudTrail"
+    elif event_source:
+        event["detail-type"] = "AWS API Call via CloudTrail"
+    return event
+
+
+def _field(conditions: list[Any], value: str | None) -> bool | None:
+    """Whether one of a pattern field's entries matches the event's ``value`` (None: not known)."""
+    if value is None:
+        return None
+    return _any([event_name_matches(c, value) for c in conditions])
+
+
+def _rule(name: str, text: str, calls: dict[str, frozenset[str]]) -> _Rule:
+    """Which ``calls`` (name: its event sources) the pattern ``text`` matches as CloudTrail events.
+
+    A call counts only if the pattern's ``source``, ``detail-type``, ``detail.eventSource`` and
+    ``detail.eventName`` all match it from each of its event sources. No eventName filter: none.
+    """
     try:
         pattern: Any = json.loads(text)
     except ValueError:
@@ -452,29 +485,49 @@ def _rule(name: str, text: str, calls: set[str]) -> _Rule:
     detail: Any = pattern.get("detail")
     if not isinstance(detail, dict):
         detail = {}
-    if _mentions(pattern.get("$or"), "eventName") or _mentions(detail.get("$or"), "eventName"):
-        return _Rule(name, set(), set(calls), "eventName is filtered inside $or")
-    conditions = detail.get("eventName")
-    if conditions is None:
+    for key in _FIELDS:
+        if _mentions(pattern.get("$or"), key) or _mentions(detail.get("$or"), key):
+            return _Rule(name, set(), set(calls), f"{key} is filtered inside $or")
+    if detail.get("eventName") is None:
         return _Rule(name, set(), set())
-    if not isinstance(conditions, list):
-        return _Rule(name, set(), set(calls), f"eventName is {json.dumps(conditions)}, not a list")
+    fields: dict[str, list[Any]] = {}
+    for key in _FIELDS:
+        conditions = (pattern if key in ("source", "detail-type") else detail).get(key)
+        if conditions is None:
+            continue
+        if not isinstance(conditions, list):
+            return _Rule(name, set(), set(calls), f"{key} is {json.dumps(conditions)}, not a list")
+        fields[key] = conditions
     covered: set[str] = set()
     undecided: set[str] = set()
-    unknown: list[Any] = []
-    for call in calls:
-        result = _any([event_name_matches(c, call) for c in conditions])
+    unknown: dict[str, list[Any]] = {}
+    for call, sources in calls.items():
+        known: list[str | None] = [*sorted(sources)] or [None]
+        events = [_event(call, src) for src in known]
+        result = _all([_all([_field(c, e.get(k)) for k, c in fields.items()]) for e in events])
         if result:
             covered.add(call)
         elif result is None:
             undecided.add(call)
-    if undecided:
-        unknown = [c for c in conditions if any(event_name_matches(c, call) is None for call in undecided)]
-    why = f"eventName filters doctor cannot evaluate: {json.dumps(unknown)}" if unknown else ""
+            for key, event in ((k, e) for k in fields for e in events):
+                found = unknown.setdefault(key, [])
+                found += [c for c in fields[key] if _field([c], event.get(key)) is None and c not in found]
+    why = "; ".join(f"{k} filters doctor cannot evaluate: {json.dumps(v)}" for k, v in unknown.items() if v)
     return _Rule(name, covered, undecided, why)
 
 
-def _enabled_rules(events: Any, calls: set[str]) -> list[_Rule]:
+def _high_risk() -> dict[str, frozenset[str]]:
+    """The detection pack's high-risk calls, each with the event sources its rules name."""
+    from trailrelay.detection.calls import pack_rules  # noqa: PLC0415 - loads the rule pack
+
+    calls: dict[str, set[str]] = {}
+    for rule in pack_rules():
+        for call in rule.event_names:
+            calls.setdefault(call, set()).update(rule.event_sources)
+    return {call: frozenset(sources) for call, sources in calls.items()}
+
+
+def _enabled_rules(events: Any, calls: dict[str, frozenset[str]]) -> list[_Rule]:
     """Every enabled rule that matches or may match a high-risk call, with its number of targets."""
     paginator = events.get_paginator("list_rules")
     pages = read(lambda p=paginator: list(p.paginate()), "events:ListRules")
@@ -494,20 +547,20 @@ def _enabled_rules(events: Any, calls: set[str]) -> list[_Rule]:
 def check_fast_path(ctx: Context, regions: list[str]) -> None:
     """An enabled EventBridge rule with a target for the detection pack's high-risk calls in each region.
 
-    A rule counts only with at least one target (one without sends nothing anywhere). Content
-    filters in its ``eventName`` (prefix, wildcard, anything-but…) are evaluated; one doctor cannot
-    evaluate makes the check "could not check" for that rule, never a pass.
+    A rule counts only with at least one target (one without sends nothing anywhere), and only for
+    the calls its ``source``, ``detail-type``, ``detail.eventSource`` and ``detail.eventName`` all
+    match as CloudTrail events. Content filters (prefix, wildcard, anything-but…) are evaluated; one
+    doctor cannot evaluate makes the check "could not check" for that rule, never a pass.
     """
-    from trailrelay.detection.calls import high_risk_calls  # noqa: PLC0415 - loads the rule pack
-
-    names, _sources = high_risk_calls()
+    calls = _high_risk()
+    names = set(calls)
     for region in regions:
         where = f"events:{region}"
         events = ctx.clients.get("events", region)
         with ctx.attempt(
             "fast-path-missing", f"the EventBridge fast path in {region}", Severity.MEDIUM, where
         ):
-            rules = _enabled_rules(events, set(names))
+            rules = _enabled_rules(events, calls)
             targeted = [r for r in rules if r.targets]
             best = max(targeted, key=lambda r: len(r.covered), default=_Rule("", set(), set()))
             missing = sorted(names - best.covered)
@@ -544,9 +597,10 @@ def check_fast_path(ctx: Context, regions: list[str]) -> None:
                         f"the fast-path rule {best.name} in {region} misses {len(missing)} high-risk calls",
                         where,
                         "The calls it leaves out wait for the trail's S3 delivery (5 to 15 minutes).",
-                        f"Add {', '.join(missing)} to "
-                        "Events.HighRiskCalls.Properties.Pattern.detail.eventName in "
-                        "deploy/eventbridge-lambda/template.yaml (the shipped template has them all) and "
+                        f"Match {', '.join(missing)} (eventName, and the source, detail-type and "
+                        "eventSource CloudTrail sends them with: AWS Console Sign In via CloudTrail for "
+                        "ConsoleLogin) as Events.HighRiskCalls.Properties.Pattern in "
+                        "deploy/eventbridge-lambda/template.yaml does (it has them all) and "
                         f"redeploy the stack in {region}",
                         details={"rule": best.name, "missing": missing},
                     )
