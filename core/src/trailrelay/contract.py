@@ -60,6 +60,7 @@ from trailrelay.helpers import (
     retry_after_seconds,
     scrub,
     search_error,
+    search_unanswered,
     text_value,
     url_without_credentials,
 )
@@ -123,6 +124,7 @@ __all__ = [
     "retry_after_seconds",
     "scrub",
     "search_error",
+    "search_unanswered",
     "text_value",
     "tls_verify",
     "url_without_credentials",

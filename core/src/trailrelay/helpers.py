@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 __all__ = [
     "bool_value",
     "check_writable",
@@ -37,6 +39,7 @@ __all__ = [
     "retry_after_seconds",
     "scrub",
     "search_error",
+    "search_unanswered",
     "text_value",
     "url_without_credentials",
 ]
@@ -261,6 +264,32 @@ def search_error(error: Any) -> tuple[str, str]:
     if isinstance(cause, dict) and cause.get("reason"):
         reason = f"{reason} (caused by {cause.get('type', 'error')}: {cause['reason']})"
     return etype, reason[:_MAX_REASON]
+
+
+def search_unanswered(
+    body: object, secrets: Iterable[str | None], status: int | None = None, content_type: str | None = None
+) -> str | None:
+    """Why a 2xx Elasticsearch/OpenSearch ``_search`` answer is no result, or None when it is one.
+
+    Not a search result at all (a proxy's page, ``{}``), or every shard failed (timed out).
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("hits"), dict):
+        raw = orjson.dumps(body) if isinstance(body, dict | list) else str(body or "")
+        answer = describe_answer(raw, content_type, secrets)
+        return f"the answer was not a search result ({f'HTTP {status}, ' if status else ''}{answer})"
+    shards = body.get("_shards")
+    if not isinstance(shards, dict):
+        return None
+    total, failed = shards.get("total"), shards.get("failed")
+    if not isinstance(total, int) or total <= 0 or shards.get("successful") != 0:
+        return None
+    what = f"no shard answered ({failed if isinstance(failed, int) else 0} of {total} failed"
+    what += ", timed out)" if body.get("timed_out") is True else ")"
+    failures = shards.get("failures")
+    if isinstance(failures, list) and failures and isinstance(failures[0], dict):
+        etype, reason = search_error(failures[0].get("reason"))
+        what += f": {etype}: {reason}".rstrip(": ")
+    return what
 
 
 _EXIT_BAD_OUTPUT = 2

@@ -540,7 +540,7 @@ def test_searcher_finds_only_that_event(standin: StandIn) -> None:
 @pytest.mark.parametrize(
     ("body", "words"),
     [
-        ({}, "the answer was not a search result: '{}'"),
+        ({}, "the answer was not a search result ('{}')"),
         (
             {
                 "timed_out": True,

@@ -27,7 +27,13 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
 
-from trailrelay.contract import ConfigError, FatalSinkError, RetryableError, describe_answer, scrub
+from trailrelay.contract import (
+    ConfigError,
+    FatalSinkError,
+    RetryableError,
+    scrub,
+    search_unanswered,
+)
 from trailrelay_elastic.client import make_client
 from trailrelay_elastic.config import ElasticConfig
 from trailrelay_elastic.ecs import iso_utc
@@ -104,7 +110,9 @@ class ElasticSearcher:
                 self._safe(f"elastic: cannot reach {self._where()}: {type(exc).__name__}: {exc}")
             ) from None
         content_type = response.meta.headers.get("content-type")
-        problem = _unanswered(response.body, response.meta.status, content_type, self.config.secret_values)
+        problem = search_unanswered(
+            response.body, self.config.secret_values, response.meta.status, content_type
+        )
         if problem is not None:  # the search did not run: retry, and say so if it never does
             raise RetryableError(self._safe(f"elastic: searching {target} failed: {problem}"))
         hits = response.body["hits"].get("hits", [])
@@ -145,27 +153,6 @@ class ElasticSearcher:
 
     def _safe(self, text: str) -> str:
         return scrub(text, self.config.secret_values)
-
-
-def _unanswered(body: object, status: int, content_type: str | None, secrets: list[str]) -> str | None:
-    """Why a 2xx answer is no search result (not one, or every shard failed); None when it is one."""
-    if not isinstance(body, dict) or not isinstance(body.get("hits"), dict):
-        raw = orjson.dumps(body) if isinstance(body, dict | list) else str(body or "")
-        answer = describe_answer(raw, content_type, secrets)
-        return f"the answer was not a search result (HTTP {status}, {answer})"
-    shards = body.get("_shards")
-    if not isinstance(shards, dict):
-        return None
-    total, failed = shards.get("total"), shards.get("failed")
-    if not isinstance(total, int) or total <= 0 or shards.get("successful") != 0:
-        return None
-    what = f"no shard answered ({failed if isinstance(failed, int) else 0} of {total} failed"
-    what += ", timed out)" if body.get("timed_out") is True else ")"
-    failures = shards.get("failures")
-    if isinstance(failures, list) and failures and isinstance(failures[0], dict):
-        etype, reason = describe_error(failures[0].get("reason"))
-        what += f": {etype}: {reason}".rstrip(": ")
-    return what
 
 
 def _event_id(source: dict[str, Any]) -> str | None:

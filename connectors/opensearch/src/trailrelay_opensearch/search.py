@@ -13,11 +13,16 @@ import logging
 import threading
 from typing import Any
 
-import orjson
 from opensearchpy import ConnectionError as OpenSearchConnectionError
 from opensearchpy import OpenSearch, TransportError
 
-from trailrelay.contract import ConfigError, FatalSinkError, RetryableError, describe_answer, scrub
+from trailrelay.contract import (
+    ConfigError,
+    FatalSinkError,
+    RetryableError,
+    scrub,
+    search_unanswered,
+)
 from trailrelay_opensearch.client import make_client
 from trailrelay_opensearch.config import OpenSearchConfig
 from trailrelay_opensearch.integrity import iso_utc
@@ -85,7 +90,7 @@ class OpenSearchSearcher:
             ) from None
         except TransportError as exc:
             raise self._failure(exc) from None
-        problem = _unanswered(response, self.config.secret_values)
+        problem = search_unanswered(response, self.config.secret_values)
         if problem is not None:  # the search did not run: retry, and say so if it never does
             raise RetryableError(
                 scrub(f"opensearch: searching {target} failed: {problem}", self.config.secret_values)
@@ -124,23 +129,3 @@ class OpenSearchSearcher:
 
     def _where(self) -> str:
         return ", ".join(self.config.urls)
-
-
-def _unanswered(body: object, secrets: list[str]) -> str | None:
-    """Why a 2xx answer is no search result (not one, or every shard failed); None when it is one."""
-    if not isinstance(body, dict) or not isinstance(body.get("hits"), dict):
-        raw = orjson.dumps(body) if isinstance(body, dict | list) else str(body or "")
-        return f"the answer was not a search result: {describe_answer(raw, None, secrets)}"
-    shards = body.get("_shards")
-    if not isinstance(shards, dict):
-        return None
-    total, failed = shards.get("total"), shards.get("failed")
-    if not isinstance(total, int) or total <= 0 or shards.get("successful") != 0:
-        return None
-    what = f"no shard answered ({failed if isinstance(failed, int) else 0} of {total} failed"
-    what += ", timed out)" if body.get("timed_out") is True else ")"
-    failures = shards.get("failures")
-    if isinstance(failures, list) and failures and isinstance(failures[0], dict):
-        etype, reason = describe_error(failures[0].get("reason"))
-        what += f": {etype}: {reason}".rstrip(": ")
-    return what
