@@ -136,6 +136,39 @@ def test_a_dead_letter_file_cut_short_gets_the_next_entry_on_a_line_of_its_own(t
     assert lines[1] == b'{"time": "2026-\n'  # left as it was, for a person to look at
 
 
+@pytest.mark.parametrize(
+    ("tail", "kept"),
+    [
+        (b'{"eventVersion": "1.08", "eventID": "torn', b""),  # torn by a writer killed mid-write: cut
+        (b'{"eventID": "whole-but-no-line-break"}', b'{"eventID": "whole-but-no-line-break"}\n'),
+    ],
+)
+def test_the_file_sink_cuts_a_line_torn_at_the_end_before_appending(
+    tmp_path: Path, make_object: Any, make_events: Any, tail: bytes, kept: bytes
+) -> None:
+    """A fleet worker killed (kill -9) in the middle of a write left a torn line; the next batch
+    continued it, so that batch's first record was unreadable in the file. The torn line's
+    records were not acknowledged and come again, so it is cut; a whole JSON line is kept."""
+    ids = _trail(tmp_path / "in", make_object, make_events, objects=1, per=5)
+    out = tmp_path / "out.ndjson"
+    out.write_bytes(b'{"eventID": "earlier"}\n' + tail)
+    config = parse_config(
+        {
+            "source": {"type": "files", "path": str(tmp_path / "in")},
+            "sinks": [{"type": "file", "path": str(out)}],
+        },
+        base_dir=tmp_path,
+    )
+    built = build_pipeline(config)
+    built.pipeline.run()
+    for s in built.sinks.values():
+        s.close()
+    data = out.read_bytes()
+    assert data.startswith(b'{"eventID": "earlier"}\n' + kept)
+    got = [orjson.loads(x)["eventID"] for x in data.splitlines()]  # every line is whole JSON
+    assert sorted(got[1 + bool(kept) :]) == sorted(ids)
+
+
 def test_transient_failures_are_retried_until_delivered(
     tmp_path: Path, scripted: Any, make_object: Any, make_events: Any
 ) -> None:

@@ -31,6 +31,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from trailrelay.appending import PartialAppendError, append_whole, is_regular
@@ -151,6 +152,8 @@ class FileSink:
         self._opened = False
         self._rewindable = False
         """A regular file: what a failed batch wrote can be cut off again."""
+        self._mend = False
+        """The file can be read too: a line torn at its end is cut off before the next batch."""
         self._lock = threading.Lock()
         self._gone = False
         self._format = getattr(config, "format", "raw")
@@ -166,14 +169,16 @@ class FileSink:
                 self._fd = self._stream.fileno()
             except (OSError, ValueError):  # an in-memory stream (a test's buffer): written as a stream
                 self._fd = None
+            readable = False
         else:
             assert isinstance(self.config, FileConfig)
             try:
                 self.config.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self.config.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+                self._fd, readable = _open_for_append(self.config.path)
             except OSError as exc:
                 raise FatalSinkError(f"cannot open {self.config.path}: {exc.strerror}") from None
         self._rewindable = self._fd is not None and _is_regular(self._fd)
+        self._mend = self._rewindable and readable
         self._opened = True
 
     def send(self, batch: Batch) -> Sequence[Outcome]:
@@ -210,11 +215,12 @@ class FileSink:
 
         The workers of ``forward --workers N`` append to one file: :func:`append_whole` writes a
         batch, and cuts it back if it fails, under an exclusive ``flock``, so a cut never takes
-        another worker's lines with it.
+        another worker's lines with it. A line torn at the end by a writer killed mid-write
+        (``kill -9``) is cut off first, so the batch does not continue it.
         """
         fsync = isinstance(self.config, FileConfig) and self.config.fsync
         try:
-            append_whole(fd, body, regular=self._rewindable, fsync=fsync)
+            append_whole(fd, body, regular=self._rewindable, cut_torn=self._mend, fsync=fsync)
         except OSError as exc:
             self._failed(exc, fd, len(body))
 
@@ -365,3 +371,12 @@ class _StdoutPlugin:
 
 file_plugin = _FilePlugin()
 stdout_plugin = _StdoutPlugin()
+
+
+def _open_for_append(path: Path) -> tuple[int, bool]:
+    """The file opened for appending, and whether it is readable too (to find a torn last line)."""
+    flags = os.O_APPEND | os.O_CREAT
+    try:
+        return os.open(path, os.O_RDWR | flags, 0o666), True
+    except PermissionError:  # a file we may write but not read: appended to without the check
+        return os.open(path, os.O_WRONLY | flags, 0o666), False
