@@ -1168,27 +1168,12 @@ def test_an_assume_role_failing_at_start_is_one_line_with_exit_3(
     assert "Traceback" not in result.output
 
 
-def test_a_queue_worker_rides_out_sts_failing_at_start(
-    bucket: tuple[Any, str],
-    aws_env: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    scripted: Any,
-    make_events: Any,
-    caplog: Any,
-) -> None:
-    """STS 503 when a worker (no --once) starts: it polls again, as for an SQS outage, and goes on."""
+def _role_worker_delivers(
+    tmp_path: Path, url: str, sink: Any, events: list[dict[str, Any]], why: str
+) -> Pipeline:
+    """A queue worker with role_arn, run until ``sink`` has every event (``why`` if it stops first)."""
     from trailrelay.pipeline.build import build_source
 
-    s3, name = bucket
-    sqs, url = _queue(aws_env)
-    key = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), "1000", "sts")
-    events = make_events(3, prefix="sts")
-    _put(s3, name, key, events)
-    sqs.send_message(QueueUrl=url, MessageBody=_s3_note(name, key))
-    monkeypatch.setattr("trailrelay.sources.sqs.RECEIVE_BACKOFF", (0.05, 0.2))
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    calls = _sts_answers(monkeypatch, 503, "ServiceUnavailable", times=3)
     config = parse_config(
         {
             "source": {"type": "sqs", "queue_url": url, "wait_seconds": 0, "role_arn": ROLE},
@@ -1199,7 +1184,6 @@ def test_a_queue_worker_rides_out_sts_failing_at_start(
     src = build_source(config, once=False, checkpoints=None)
     metrics, stop = Metrics(), threading.Event()
     dead = FolderDeadLetters(tmp_path / "dead")
-    sink = scripted()
     pipe = Pipeline(src, dead_letters=dead, metrics=metrics, stop=stop)
     pipe.sinks["s"] = SinkRunner(
         "s", sink, dead_letters=dead, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal
@@ -1209,11 +1193,35 @@ def test_a_queue_worker_rides_out_sts_failing_at_start(
     try:
         deadline = time.monotonic() + 30
         while sorted(sink.stored) != sorted(e["eventID"] for e in events):
-            assert time.monotonic() < deadline and runner.is_alive(), "nothing delivered after STS came back"
+            assert time.monotonic() < deadline and runner.is_alive(), why
             time.sleep(0.05)
     finally:
         stop.set()
         runner.join(30)
+    return pipe
+
+
+def test_a_queue_worker_rides_out_sts_failing_at_start(
+    bucket: tuple[Any, str],
+    aws_env: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    scripted: Any,
+    make_events: Any,
+    caplog: Any,
+) -> None:
+    """STS 503 when a worker (no --once) starts: it polls again, as for an SQS outage, and goes on."""
+
+    s3, name = bucket
+    sqs, url = _queue(aws_env)
+    key = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), "1000", "sts")
+    events = make_events(3, prefix="sts")
+    _put(s3, name, key, events)
+    sqs.send_message(QueueUrl=url, MessageBody=_s3_note(name, key))
+    monkeypatch.setattr("trailrelay.sources.sqs.RECEIVE_BACKOFF", (0.05, 0.2))
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    calls = _sts_answers(monkeypatch, 503, "ServiceUnavailable", times=3)
+    pipe = _role_worker_delivers(tmp_path, url, scripted(), events, "nothing delivered after STS came back")
     assert pipe.fatal is None
     assert len(calls) > 3
     assert f"cannot assume role_arn {ROLE}" in caplog.text and "polling again" in caplog.text
@@ -1326,8 +1334,6 @@ def test_a_queue_worker_assumes_its_role_again_when_sqs_says_the_session_is_over
     with "source failed", exit 3: it now assumes the role again and goes on."""
     from botocore.awsrequest import AWSResponse
 
-    from trailrelay.pipeline.build import build_source
-
     s3, name = bucket
     sqs, url = _queue(aws_env)
     key = _key(ACCOUNTS[0], "us-east-1", dt.date(2026, 3, 2), "1000", "expired")
@@ -1355,31 +1361,7 @@ def test_a_queue_worker_assumes_its_role_again_when_sqs_says_the_session_is_over
         return AWSResponse("https://sqs.us-east-1.amazonaws.com/", 400, headers, _Raw())
 
     _hook(monkeypatch, "before-send.sqs.ReceiveMessage", expire_once)
-    config = parse_config(
-        {
-            "source": {"type": "sqs", "queue_url": url, "wait_seconds": 0, "role_arn": ROLE},
-            "sinks": [{"type": "file", "path": str(tmp_path / "o.ndjson")}],
-        },
-        base_dir=tmp_path,
-    )
-    src = build_source(config, once=False, checkpoints=None)
-    metrics, stop = Metrics(), threading.Event()
-    dead = FolderDeadLetters(tmp_path / "dead")
-    sink = scripted()
-    pipe = Pipeline(src, dead_letters=dead, metrics=metrics, stop=stop)
-    pipe.sinks["s"] = SinkRunner(
-        "s", sink, dead_letters=dead, metrics=metrics, stop=stop, on_fatal=pipe.on_fatal
-    )
-    runner = threading.Thread(target=pipe.run)
-    runner.start()
-    try:
-        deadline = time.monotonic() + 30
-        while sorted(sink.stored) != sorted(e["eventID"] for e in events):
-            assert time.monotonic() < deadline and runner.is_alive(), "the worker stopped at ExpiredToken"
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        runner.join(30)
+    pipe = _role_worker_delivers(tmp_path, url, scripted(), events, "the worker stopped at ExpiredToken")
     assert pipe.fatal is None and expired == [1]
     assert len(assumed) >= 3  # the SQS client's role assumed twice, the S3 client's once
     assert "Traceback" not in caplog.text
